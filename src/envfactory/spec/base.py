@@ -1,0 +1,86 @@
+"""Base classes and canonical JSON helpers shared by every artifact model.
+
+Contract:
+- Every model that crosses a process or disk boundary derives from `SpecModel` (frozen, extra fields
+  forbidden) and carries a `schema_version` literal; a newer major version is a new literal.
+- `canonical_json` is *the* byte encoding used for hashing: keys sorted, no whitespace, UTF-8.
+  Identical values give identical bytes in every process regardless of `PYTHONHASHSEED`.
+- `content_hash` is the sha256 of that encoding, hex encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, TypeAlias, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeAliasType
+
+JSONScalar: TypeAlias = str | int | float | bool | None
+JSONValue = TypeAliasType(
+    "JSONValue",
+    Union[str, int, float, bool, None, list["JSONValue"], dict[str, "JSONValue"]],  # noqa: UP007
+)
+JSONObject: TypeAlias = dict[str, JSONValue]
+
+_CANONICAL = orjson.OPT_SORT_KEYS
+
+
+class CanonicalJSONError(ValueError):
+    """A value cannot be encoded canonically (non-string key, NaN, unsupported type)."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode a JSON value canonically (sorted keys, compact, UTF-8).
+
+    Raises:
+        CanonicalJSONError: for values JSON cannot represent faithfully (NaN, infinities, non-str keys).
+    """
+    try:
+        encoded = orjson.dumps(value, option=_CANONICAL)
+    except TypeError as exc:  # orjson raises TypeError (JSONEncodeError) for unsupported values
+        raise CanonicalJSONError(str(exc)) from exc
+    # orjson silently writes NaN/inf as null; a hash over such a value would lie, so refuse it.
+    if b"null" in encoded and _has_non_finite(value):
+        raise CanonicalJSONError("NaN and infinite numbers are not JSON values")
+    return encoded
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of raw bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_hash(value: Any) -> str:
+    """Hex sha256 of the canonical JSON encoding of `value`."""
+    return sha256_hex(canonical_json(value))
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON text (raises `orjson.JSONDecodeError`, a `ValueError`, on malformed input)."""
+    return orjson.loads(text)
+
+
+class SpecModel(BaseModel):
+    """Base of every serialised artifact: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def to_json_bytes(self) -> bytes:
+        """Canonical JSON bytes of this model (what hashes and files are made of)."""
+        return canonical_json(self.model_dump(mode="json", by_alias=True))
+
+    def canonical_hash(self) -> str:
+        """sha256 of `to_json_bytes()`."""
+        return sha256_hex(self.to_json_bytes())

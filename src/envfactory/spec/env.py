@@ -1,0 +1,92 @@
+"""Environment specifications (`spec.json`) and their provenance.
+
+Contract:
+- An `EnvSpec` is complete: tool specs with input/output schemas, the state JSON Schema and the
+  implementation (declarative model, or a python toolkit reference). `content_hash` is the sha256 of
+  the canonical JSON of every other field; `EnvSpec.seal()` fills it and loading checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from envfactory.spec.base import JSONObject, SpecModel, content_hash
+from envfactory.spec.declarative import DeclarativeModel
+from envfactory.spec.meta import EnvMeta
+from envfactory.spec.tool import ToolSpec
+
+class DeclarativeImplementation(SpecModel):
+    kind: Literal["declarative"] = "declarative"
+    model: DeclarativeModel
+
+
+class PythonImplementation(SpecModel):
+    """A python toolkit: `module` (file relative to the environment directory) defines `class_name`.
+
+    `trusted` toolkits (curated, shipped) may run in-process; all others run only in the sandbox.
+    """
+
+    kind: Literal["python"] = "python"
+    module: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py$")
+    class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    trusted: bool = False
+
+
+Implementation = Annotated[
+    Union[DeclarativeImplementation, PythonImplementation],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
+class EnvSpec(SpecModel):
+    """A complete, hashable description of one environment (DESIGN §3)."""
+
+    schema_version: Literal[1] = 1
+    meta: EnvMeta
+    state_schema: JSONObject
+    tools: list[ToolSpec]
+    implementation: Implementation
+    content_hash: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    @property
+    def ref(self) -> str:
+        """`name@version#hash12`, the short reference used by tasks and logs."""
+        return f"{self.meta.name}@{self.meta.version}#{self.content_hash[:12]}"
+
+    def compute_hash(self) -> str:
+        payload = self.model_dump(mode="json", exclude={"content_hash"})
+        return content_hash(payload)
+
+    def seal(self) -> EnvSpec:
+        """A copy whose `content_hash` is filled in."""
+        return self.model_copy(update={"content_hash": self.compute_hash()})
+
+    def tool(self, name: str) -> ToolSpec | None:
+        for spec in self.tools:
+            if spec.name == name:
+                return spec
+        return None
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvSpec:
+        names = [t.name for t in self.tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        if self.content_hash and self.content_hash != self.compute_hash():
+            raise ValueError(
+                f"content_hash {self.content_hash[:12]}… does not match the content "
+                f"({self.compute_hash()[:12]}…): the spec was edited after sealing"
+            )
+        return self
+

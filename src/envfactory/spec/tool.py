@@ -1,0 +1,109 @@
+"""Tools, calls and results: what an agent sees and what the runtime returns.
+
+Contract:
+- `ToolSpec` is derived from the implementation (declarative operation or typed python method); it is
+  never written twice by hand. Names match `^[A-Za-z0-9_-]{1,64}$` (DESIGN §11).
+- `ToolResult.error` is `None` on success, else an `ErrorInfo` whose `kind` is one of `ERROR_KINDS`.
+  Agent-visible kinds describe the call; framework kinds (`timeout`, `sandbox_failure`,
+  `session_closed`) describe the machinery and are logged as such.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.spec.base import JSONObject, JSONValue, SpecModel
+
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+ToolEffect = Literal["read", "write"]
+
+AgentErrorKind = Literal[
+    "invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"
+]
+FrameworkErrorKind = Literal["timeout", "sandbox_failure", "session_closed"]
+ErrorKind = Literal[
+    "invalid_arguments",
+    "unknown_tool",
+    "not_found",
+    "rule_violation",
+    "execution_error",
+    "timeout",
+    "sandbox_failure",
+    "session_closed",
+]
+AGENT_ERROR_KINDS: frozenset[str] = frozenset(
+    {"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"}
+)
+FRAMEWORK_ERROR_KINDS: frozenset[str] = frozenset({"timeout", "sandbox_failure", "session_closed"})
+
+
+class ToolSource(SpecModel):
+    """Where a tool came from, so it can be traced to the specification it was derived from."""
+
+    schema_version: Literal[1] = 1
+    provider: str = Field(description="e.g. aws, google, openapi:stripe.com, mcp, python, manual")
+    service: str = ""
+    operation_id: str = ""
+    field_names: dict[str, str] = Field(
+        default_factory=dict, description="our parameter name -> the source's original field name"
+    )
+
+
+class ToolSpec(SpecModel):
+    """One tool as the agent sees it, plus the facts the graph and rewards need."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str
+    input_schema: JSONObject = Field(description="JSON Schema (object) of the arguments")
+    output_schema: JSONObject = Field(description="JSON Schema of a successful result")
+    effect: ToolEffect
+    idempotent: bool = False
+    source: ToolSource | None = None
+
+    def openai_function(self) -> JSONObject:
+        """The tool in OpenAI function-calling format."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_schema,
+            },
+        }
+
+
+class ErrorInfo(SpecModel):
+    """A typed failure of one call; `message` names the problem in words an agent can act on."""
+
+    kind: ErrorKind
+    message: str
+    path: str | None = Field(default=None, description="JSON pointer into the arguments, when relevant")
+
+
+class ToolCall(SpecModel):
+    """A request to run one tool. `raw_arguments` keeps text that could not be parsed as JSON."""
+
+    schema_version: Literal[1] = 1
+    id: str
+    tool: str
+    arguments: JSONObject = Field(default_factory=dict)
+    raw_arguments: str | None = None
+
+
+class ToolResult(SpecModel):
+    """The outcome of one call: `output` on success, `error` otherwise, never both."""
+
+    schema_version: Literal[1] = 1
+    call_id: str
+    tool: str
+    output: JSONValue = None
+    error: ErrorInfo | None = None
+    step: int = Field(ge=0, description="index of this call in the session's call log")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
