@@ -21,10 +21,12 @@ from envfactory.spec.declarative import (
     DeclarativeToolDecl,
     OperationDecl,
 )
+from envfactory.spec.diff import StateChange, StateDiff
 from envfactory.spec.env import DeclarativeImplementation, EnvSpec, PythonImplementation
 from envfactory.spec.manifest import RunManifest
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
+from envfactory.spec.python_env import PythonEnvSource
 from envfactory.spec.reward import Reward, RewardComponent
 from envfactory.spec.snapshot import Snapshot
 from envfactory.spec.task import (
@@ -57,11 +59,13 @@ from envfactory.spec.trajectory import Message, Producer, TerminationReason, Tra
 ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "env-spec": EnvSpec,
     "declarative-env": DeclarativeEnvSource,
+    "python-env": PythonEnvSource,
     "tool-spec": ToolSpec,
     "operation": Operation,
     "tool-call": ToolCall,
     "tool-result": ToolResult,
     "snapshot": Snapshot,
+    "state-diff": StateDiff,
     "task": Task,
     "trajectory": Trajectory,
     "reward": Reward,
@@ -97,6 +101,7 @@ __all__ = [
     "OutputContainsCheck",
     "Producer",
     "Provenance",
+    "PythonEnvSource",
     "PythonImplementation",
     "ResourceSource",
     "Reward",
@@ -107,6 +112,8 @@ __all__ = [
     "SimulatedUser",
     "Snapshot",
     "SpecModel",
+    "StateChange",
+    "StateDiff",
     "StateEqualsCheck",
     "Task",
     "TaskOrigin",

@@ -16,7 +16,8 @@ class Snapshot(SpecModel):
     env: str = Field(description="environment reference name@version#hash12")
     state: JSONValue
     state_hash: str
-    step: int = Field(ge=0, description="number of calls the session had executed")
+    step: int = Field(ge=0, description="number of calls in the session's call log")
+    clock_step: int = Field(default=0, ge=0, description="committed writes (the clock position)")
     seed: int
 
     def __eq__(self, other: object) -> bool:

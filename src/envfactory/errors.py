@@ -1,0 +1,43 @@
+"""One vocabulary of failures, named by the boundary they cross (imported by every layer; imports nothing).
+
+- `ToolError`: an anticipated failure of a tool call; it becomes a `ToolResult` error the agent sees.
+- `ToolCrash`: a bug inside an implementation; recorded as `execution_error`, logged with its traceback.
+- `SpecError`: an environment, task or file that does not meet its contract (bad input from a user).
+- `SessionClosedError`, `SandboxError`, ...: framework failures.
+"""
+
+from __future__ import annotations
+
+
+class EnvFactoryError(Exception):
+    """Base of every error envfactory raises on purpose."""
+
+
+class SpecError(EnvFactoryError, ValueError):
+    """An artifact or input file violates its contract; the message says what and where."""
+
+
+class ToolError(EnvFactoryError):
+    """An anticipated tool failure shown to the agent. `kind` is an agent-visible error kind."""
+
+    def __init__(self, kind: str, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.path = path
+
+
+class ToolCrash(EnvFactoryError):
+    """An implementation raised something it did not declare: a bug, never the agent's fault."""
+
+
+class SessionClosedError(EnvFactoryError):
+    """The session was closed; no further calls, snapshots or forks."""
+
+
+class SandboxRequiredError(EnvFactoryError):
+    """Untrusted python toolkits may only run in sandbox workers."""
+
+
+class SandboxError(EnvFactoryError):
+    """A sandbox worker failed (crash, limit, protocol violation)."""

@@ -1,0 +1,23 @@
+"""`runtime`: load environments, open isolated sessions and session groups, execute calls,
+snapshot/restore/fork/hash/diff (DESIGN §3). Imports only `spec` (and `envfactory.errors`).
+"""
+
+from envfactory.runtime.backend import Backend, PreparedCall, StateHandle
+from envfactory.runtime.environment import CompiledTool, Environment
+from envfactory.runtime.loader import bundled_env_names, load_env, parse_env_document
+from envfactory.runtime.session import Session, open_session
+from envfactory.runtime.sources import CallContext, ClockConfig
+
+__all__ = [
+    "Backend",
+    "CallContext",
+    "ClockConfig",
+    "CompiledTool",
+    "Environment",
+    "PreparedCall",
+    "Session",
+    "StateHandle",
+    "bundled_env_names",
+    "load_env",
+    "open_session",
+]

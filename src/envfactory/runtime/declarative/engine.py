@@ -1,0 +1,585 @@
+"""The trusted engine that executes declarative environments (DESIGN §3).
+
+Contract:
+- `DeclarativeBackend(spec)` compiles the environment once (record validators, expressions, operation
+  plans); sessions share it. It holds no episode state.
+- `execute` stages every change of a call in a `Transaction` over the session's `RecordStore`, checks
+  requirements, transitions, record schemas, unique fields and references on the staged records, and
+  returns a `PreparedCall` whose `commit` writes the changes. A failed call changes nothing.
+- Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
+  transition, constraint or an effect that would leave a record invalid → `rule_violation`; arguments
+  that would make the target record invalid → `invalid_arguments`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from envfactory.errors import SpecError, ToolError
+from envfactory.runtime.backend import PreparedCall
+from envfactory.runtime.declarative.expressions import (
+    CompiledCond,
+    CompiledExpr,
+    Scope,
+    compile_cond,
+    compile_expr,
+    get_path,
+    render_message,
+)
+from envfactory.runtime.declarative.store import Collection, RecordStore
+from envfactory.runtime.diff import escape_pointer, json_diff
+from envfactory.runtime.sources import CallContext
+from envfactory.runtime.validation import CompiledSchema
+from envfactory.spec import EnvSpec, StateChange, StateDiff
+from envfactory.spec.declarative import (
+    AdjustEffect,
+    CollectionDecl,
+    CreateEffect,
+    DeclarativeModel,
+    ListDecl,
+    OperationDecl,
+    SetEffect,
+)
+from envfactory.spec.env import DeclarativeImplementation
+
+_Deleted = None  # marker value in a transaction's staged changes
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of JSON data (containers only; scalars are immutable)."""
+    if isinstance(value, dict | list):
+        return orjson.loads(orjson.dumps(value))
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    path: tuple[tuple[str, bool], ...]  # (field, is_array) steps
+    target: str
+    on_delete: str
+    source: str
+    text: str
+
+    def keys(self, record: dict[str, Any]) -> list[Any]:
+        values: list[Any] = [record]
+        for field, is_array in self.path:
+            nxt: list[Any] = []
+            for v in values:
+                if not isinstance(v, dict) or v.get(field) is None:
+                    continue
+                got = v[field]
+                if is_array:
+                    if isinstance(got, list):
+                        nxt.extend(got)
+                else:
+                    nxt.append(got)
+            values = nxt
+        return values
+
+
+def _parse_reference_path(text: str) -> tuple[tuple[str, bool], ...]:
+    steps = []
+    for part in text.split("."):
+        is_array = part.endswith("[]")
+        steps.append((part[:-2] if is_array else part, is_array))
+    return tuple(steps)
+
+
+class _CompiledCollection:
+    def __init__(self, name: str, decl: CollectionDecl) -> None:
+        self.name = name
+        self.decl = decl
+        self.key = decl.key
+        self.schema = CompiledSchema(decl.record_schema)
+        props = decl.record_schema.get("properties", {})
+        self.fields: frozenset[str] = frozenset(props if isinstance(props, dict) else {})
+        self.transitions = {t.field: t for t in decl.transitions}
+        self.unique = [tuple(u) for u in decl.unique]
+        self.outgoing: list[_Reference] = []
+        self.incoming: list[_Reference] = []
+
+    def new_key(self, counter: int) -> str:
+        return f"{self.decl.id_prefix}{counter:0{self.decl.id_width}d}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Requirement:
+    condition: CompiledCond
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    op: str
+    collection: str
+    key: CompiledExpr | None
+    field: str
+    value: CompiledExpr | None
+    values: dict[str, CompiledExpr]
+    for_each: CompiledExpr | None
+
+
+class _Plan:
+    """A compiled operation."""
+
+    def __init__(self, tool: str, decl: OperationDecl, coll: _CompiledCollection) -> None:
+        self.tool = tool
+        self.kind = decl.kind
+        self.coll = coll
+        self.key_arg = decl.key_arg or coll.key
+        self.fields_from_args = decl.fields_from_args
+        self.assign = {f: compile_expr(e) for f, e in decl.assign.items()}
+        self.requires = [_Requirement(compile_cond(r.condition), r.error, r.message) for r in decl.requires]
+        self.effects = [_compile_effect(e) for e in decl.effects]
+        self.listing = decl.listing or ListDecl()
+        self.given_key = decl.kind == "create" and decl.key_arg is not None
+
+
+def _compile_effect(effect: Any) -> _Effect:
+    for_each = compile_expr(effect.for_each) if effect.for_each is not None else None
+    if isinstance(effect, AdjustEffect):
+        return _Effect("adjust", effect.collection, compile_expr(effect.key), effect.field, compile_expr(effect.by), {}, for_each)
+    if isinstance(effect, SetEffect):
+        return _Effect("set", effect.collection, compile_expr(effect.key), effect.field, compile_expr(effect.value), {}, for_each)
+    if isinstance(effect, CreateEffect):
+        values = {f: compile_expr(e) for f, e in effect.values.items()}
+        return _Effect("create", effect.collection, None, "", None, values, for_each)
+    raise TypeError(f"unsupported effect {type(effect).__name__}")
+
+
+class Transaction:
+    """Staged changes of one call over a store; reads see staged values first."""
+
+    __slots__ = ("changes", "counters", "order", "store")
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+        self.changes: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.order: list[tuple[str, str]] = []
+        self.counters: dict[str, int] = {}
+
+    def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        staged = self.changes.get((collection, key), self)
+        if staged is not self:
+            return staged  # type: ignore[return-value]
+        return self.store.get(collection, key)
+
+    def put(self, collection: str, key: str, record: dict[str, Any] | None) -> None:
+        ident = (collection, key)
+        if ident not in self.changes:
+            self.order.append(ident)
+        self.changes[ident] = record
+
+    def next_key(self, coll: _CompiledCollection) -> str:
+        counter = self.counters.get(coll.name, self.store.counters.get(coll.name, 0))
+        while True:
+            counter += 1
+            key = coll.new_key(counter)
+            if self.get(coll.name, key) is None:
+                self.counters[coll.name] = counter
+                return key
+
+    def commit(self) -> None:
+        store = self.store
+        for collection, key in self.order:
+            record = self.changes[(collection, key)]
+            if record is None:
+                if store.get(collection, key) is not None:
+                    store.delete(collection, key)
+            else:
+                store.put(collection, key, record)
+        store.counters.update(self.counters)
+
+
+class DeclarativeBackend:
+    """Executes one declarative environment; see the module docstring for the contract."""
+
+    def __init__(self, spec: EnvSpec) -> None:
+        impl = spec.implementation
+        if not isinstance(impl, DeclarativeImplementation):
+            raise SpecError(f"{spec.meta.name} is not a declarative environment")
+        self._spec = spec
+        model: DeclarativeModel = impl.model
+        self._collections = {name: _CompiledCollection(name, decl) for name, decl in model.collections.items()}
+        for name, decl in model.collections.items():
+            for ref in decl.references:
+                if ref.collection not in self._collections:
+                    raise SpecError(f"collection {name}: reference {ref.field} names unknown collection {ref.collection}")
+                compiled = _Reference(_parse_reference_path(ref.field), ref.collection, ref.on_delete, name, ref.field)
+                self._collections[name].outgoing.append(compiled)
+                self._collections[ref.collection].incoming.append(compiled)
+        self._plans: dict[str, _Plan] = {}
+        for tool, op in model.operations.items():
+            if op.collection not in self._collections:
+                raise SpecError(f"operation {tool} names unknown collection {op.collection}")
+            self._plans[tool] = _Plan(tool, op, self._collections[op.collection])
+        self._state_schema = CompiledSchema(spec.state_schema)
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self._spec
+
+    # -- state ------------------------------------------------------------------------------------------
+    def load_state(self, state: Any) -> RecordStore:
+        if state is None:
+            state = {}
+        violation = self._state_schema.check(state)
+        if violation is not None:
+            raise SpecError(f"state does not fit {self._spec.meta.name}: {violation.message}")
+        raw_collections = state.get("collections", {})
+        counters = {name: 0 for name in self._collections}
+        counters.update(state.get("counters", {}))
+        collections: dict[str, Collection] = {}
+        for name, coll in self._collections.items():
+            records = _copy(raw_collections.get(name, {}))
+            for key, record in records.items():
+                if record.get(coll.key) != key:
+                    raise SpecError(f"state: {name} record under key {key!r} has {coll.key}={record.get(coll.key)!r}")
+            collections[name] = Collection.build(records)
+        store = RecordStore(collections, counters)
+        for name, coll in self._collections.items():
+            seen: dict[tuple[str, ...], dict[tuple[Any, ...], str]] = {fields: {} for fields in coll.unique}
+            for key, record in store.records(name).items():
+                problem = self._record_problem(store.get, coll, record)
+                if problem is not None:
+                    raise SpecError(f"state: {name} {key!r} {problem}")
+                for fields, index in seen.items():
+                    values = tuple(orjson.dumps(record.get(f)) for f in fields)
+                    if any(record.get(f) is None for f in fields):
+                        continue
+                    if values in index:
+                        raise SpecError(f"state: {name} {key!r} and {index[values]!r} share {', '.join(fields)} (must be unique)")
+                    index[values] = key
+        return store
+
+    def diff(self, before: Any, after: Any) -> StateDiff:
+        changes: list[StateChange] = []
+        for name in self._collections:
+            old, new = before.records(name), after.records(name)
+            if old is new:
+                continue
+            for key in sorted(set(old) | set(new)):
+                path = f"/collections/{escape_pointer(name)}/{escape_pointer(key)}"
+                if key not in new:
+                    changes.append(StateChange(op="remove", path=path, old=old[key]))
+                elif key not in old:
+                    changes.append(StateChange(op="add", path=path, new=new[key]))
+                elif old[key] is not new[key] and before.digest(name, key) != after.digest(name, key):
+                    changes.extend(json_diff(old[key], new[key], path))
+        changes.extend(json_diff(before.counters, after.counters, "/counters"))
+        return StateDiff(changes=changes)
+
+    # -- execution ----------------------------------------------------------------------------------------
+    def execute(self, state: Any, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        plan = self._plans.get(tool)
+        if plan is None:
+            raise ToolError("unknown_tool", f"{tool} has no operation in {self._spec.meta.name}")
+        store: RecordStore = state
+        if plan.kind == "get":
+            return self._get(plan, store, arguments, ctx)
+        if plan.kind == "list":
+            return self._list(plan, store, arguments, ctx)
+        txn = Transaction(store)
+        if plan.kind == "create":
+            output = self._create(plan, txn, arguments, ctx)
+        elif plan.kind == "delete":
+            output = self._delete(plan, txn, arguments, ctx)
+        else:
+            output = self._update(plan, txn, arguments, ctx)
+        return PreparedCall(output=output, commit=txn.commit)
+
+    def _scope(self, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any],
+               target: dict[str, Any] | None, key: str | None, ctx: CallContext) -> Scope:
+        return Scope(args, target, key, ctx.now_iso(), reader)
+
+    def _target(self, plan: _Plan, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        key = args.get(plan.key_arg)
+        if not isinstance(key, str):
+            raise ToolError("invalid_arguments", f"{plan.key_arg} must be a string key of {plan.coll.name}", f"/{plan.key_arg}")
+        record = reader(plan.coll.name, key)
+        if record is None:
+            raise ToolError("not_found", f"{plan.coll.name} {key!r} not found", f"/{plan.key_arg}")
+        return key, record
+
+    def _check_requirements(self, plan: _Plan, scope: Scope) -> None:
+        for req in plan.requires:
+            if not req.condition(scope):
+                raise ToolError(req.kind, render_message(req.message, scope))
+
+    def _get(self, plan: _Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        key, record = self._target(plan, store.get, args)
+        if plan.requires:
+            self._check_requirements(plan, self._scope(store.get, args, record, key, ctx))
+        return PreparedCall(output=_copy(record))
+
+    def _list(self, plan: _Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        listing = plan.listing
+        if plan.requires:
+            self._check_requirements(plan, self._scope(store.get, args, None, None, ctx))
+        records = list(store.records(plan.coll.name).values())
+        for flt in listing.filters:
+            if flt.arg not in args or args[flt.arg] is None:
+                continue
+            wanted, match, fpath = args[flt.arg], flt.match, flt.field
+            records = [r for r in records if _filter_match(match, get_path(r, fpath), wanted)]
+        sort_field = listing.sort_by or plan.coll.key
+        if listing.sort_arg and isinstance(args.get(listing.sort_arg), str):
+            sort_field = args[listing.sort_arg]
+            if sort_field not in plan.coll.fields:
+                raise ToolError("invalid_arguments", f"cannot sort {plan.coll.name} by unknown field {sort_field!r}", f"/{listing.sort_arg}")
+        descending = bool(listing.descending_arg and args.get(listing.descending_arg))
+        key_field = plan.coll.key
+        records.sort(key=lambda r: (_sort_key(get_path(r, sort_field)), r[key_field]), reverse=descending)
+        size = listing.default_page_size
+        if listing.page_size_arg and args.get(listing.page_size_arg) is not None:
+            size = args[listing.page_size_arg]
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= listing.max_page_size:
+                raise ToolError("invalid_arguments", f"{listing.page_size_arg} must be an integer from 1 to {listing.max_page_size}", f"/{listing.page_size_arg}")
+        offset = 0
+        if listing.page_token_arg and args.get(listing.page_token_arg):
+            token = args[listing.page_token_arg]
+            if not (isinstance(token, str) and token.isdigit() and int(token) <= len(records)):
+                raise ToolError("invalid_arguments", f"{listing.page_token_arg} {token!r} is not a token this tool returned", f"/{listing.page_token_arg}")
+            offset = int(token)
+        page = records[offset : offset + size]
+        nxt = str(offset + size) if offset + size < len(records) else None
+        return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
+
+    def _create(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+        coll = plan.coll
+        if plan.given_key and args.get(plan.key_arg) is not None:
+            key = args[plan.key_arg]
+            if not isinstance(key, str):
+                raise ToolError("invalid_arguments", f"{plan.key_arg} must be a string", f"/{plan.key_arg}")
+            if txn.get(coll.name, key) is not None:
+                raise ToolError("rule_violation", f"{coll.name} {key!r} already exists", f"/{plan.key_arg}")
+        else:
+            key = txn.next_key(coll)
+        record: dict[str, Any] = {}
+        if plan.fields_from_args:
+            for name, value in args.items():
+                if name in coll.fields and name != coll.key:
+                    record[name] = _copy(value)
+        record[coll.key] = key
+        scope = self._scope(txn.get, args, record, key, ctx)
+        for name, fn in plan.assign.items():
+            record[name] = _copy(fn(scope))
+        self._check_requirements(plan, scope)
+        for fieldname, transition in coll.transitions.items():
+            value = record.get(fieldname)
+            if transition.initial is not None and value is not None and value not in transition.initial:
+                raise ToolError("rule_violation", f"a new {coll.name} record cannot start with {fieldname}={value!r} (allowed: {', '.join(transition.initial)})")
+        txn.put(coll.name, key, record)
+        self._apply_effects(plan, txn, scope)
+        self._validate(plan, txn)
+        return _copy(record)
+
+    def _update(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+        coll = plan.coll
+        key, old = self._target(plan, txn.get, args)
+        if plan.kind == "update":
+            record = {coll.key: key}
+        else:
+            record = dict(old)
+        if plan.fields_from_args:
+            for name, value in args.items():
+                if name in coll.fields and name != coll.key and name != plan.key_arg:
+                    record[name] = _copy(value)
+        scope = self._scope(txn.get, args, old, key, ctx)
+        for name, fn in plan.assign.items():
+            record[name] = _copy(fn(scope))
+        self._check_requirements(plan, scope)
+        txn.put(coll.name, key, record)
+        self._apply_effects(plan, txn, scope)
+        self._validate(plan, txn)
+        return _copy(record)
+
+    def _delete(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+        key, old = self._target(plan, txn.get, args)
+        scope = self._scope(txn.get, args, old, key, ctx)
+        self._check_requirements(plan, scope)
+        self._apply_effects(plan, txn, scope)
+        self._cascade_delete(plan.coll, key, txn, depth=0)
+        self._validate(plan, txn)
+        return {"deleted": key}
+
+    def _cascade_delete(self, coll: _CompiledCollection, key: str, txn: Transaction, depth: int) -> None:
+        if depth > 16:
+            raise ToolError("rule_violation", "cascading delete is nested too deeply")
+        txn.put(coll.name, key, _Deleted)
+        for ref in coll.incoming:
+            source = self._collections[ref.source]
+            for other_key in list(self._keys_with_staged(source.name, txn)):
+                record = txn.get(source.name, other_key)
+                if record is None or key not in ref.keys(record):
+                    continue
+                if ref.on_delete == "cascade":
+                    self._cascade_delete(source, other_key, txn, depth + 1)
+                else:
+                    raise ToolError("rule_violation", f"cannot delete {coll.name} {key!r}: {source.name} {other_key!r} refers to it ({ref.text})")
+
+    def _keys_with_staged(self, collection: str, txn: Transaction) -> list[str]:
+        keys = list(txn.store.records(collection))
+        keys.extend(k for (c, k) in txn.order if c == collection and txn.store.get(c, k) is None)
+        return keys
+
+    def _apply_effects(self, plan: _Plan, txn: Transaction, scope: Scope) -> None:
+        for effect in plan.effects:
+            if effect.for_each is None:
+                self._apply_effect(effect, txn, scope)
+                continue
+            items = effect.for_each(scope)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise ToolError("invalid_arguments", f"expected an array to apply {effect.op} to each element, got {items!r}")
+            for item in items:
+                self._apply_effect(effect, txn, scope.with_item(item))
+
+    def _apply_effect(self, effect: _Effect, txn: Transaction, scope: Scope) -> None:
+        coll = self._collections[effect.collection]
+        if effect.op == "create":
+            key = txn.next_key(coll)
+            record = {name: _copy(fn(scope)) for name, fn in effect.values.items()}
+            record[coll.key] = key
+            txn.put(coll.name, key, record)
+            return
+        assert effect.key is not None and effect.value is not None
+        key = effect.key(scope)
+        target = txn.get(coll.name, key) if isinstance(key, str) else None
+        if target is None:
+            raise ToolError("not_found", f"{coll.name} {key!r} not found")
+        value = effect.value(scope)
+        if effect.op == "adjust":
+            current = target.get(effect.field, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ToolError("invalid_arguments", f"cannot adjust {coll.name}.{effect.field} by non-number {value!r}")
+            if isinstance(current, bool) or not isinstance(current, int | float):
+                raise ToolError("rule_violation", f"{coll.name} {key!r}: {effect.field} is not a number")
+            new_value: Any = current + value
+        else:
+            new_value = _copy(value)
+        transition = coll.transitions.get(effect.field)
+        old_value = target.get(effect.field)
+        if transition is not None and old_value != new_value:
+            _check_transition(coll, key, effect.field, old_value, new_value, transition.allowed)
+        txn.put(coll.name, key, {**target, effect.field: new_value})
+
+    def _validate(self, plan: _Plan, txn: Transaction) -> None:
+        target_coll = plan.coll.name
+        for ident in txn.order:
+            record = txn.changes[ident]
+            if record is None:
+                continue
+            collection, key = ident
+            coll = self._collections[collection]
+            before = txn.store.get(collection, key)
+            if before is not None:
+                for fieldname, transition in coll.transitions.items():
+                    old_value, new_value = before.get(fieldname), record.get(fieldname)
+                    if old_value != new_value:
+                        _check_transition(coll, key, fieldname, old_value, new_value, transition.allowed)
+            violation = coll.schema.check(record)
+            if violation is not None:
+                if collection == target_coll and plan.kind in ("create", "update", "patch") and ident == txn.order[0]:
+                    raise ToolError("invalid_arguments", f"the {collection} record would be invalid: {violation.message}", violation.path)
+                raise ToolError("rule_violation", f"{plan.tool} would leave {collection} {key!r} invalid: {violation.message}")
+            problem = self._reference_problem(txn.get, coll, record) or self._unique_problem(coll, key, record, txn)
+            if problem is not None:
+                kind = "not_found" if problem.startswith("refers to") else "rule_violation"
+                raise ToolError(kind, f"{collection} {key!r} {problem}")
+
+    def _record_problem(
+        self, reader: Callable[[str, str], dict[str, Any] | None], coll: _CompiledCollection, record: dict[str, Any]
+    ) -> str | None:
+        violation = coll.schema.check(record)
+        if violation is not None:
+            return f"violates the record schema: {violation.message}"
+        return self._reference_problem(reader, coll, record)
+
+    def _reference_problem(
+        self, reader: Callable[[str, str], dict[str, Any] | None], coll: _CompiledCollection, record: dict[str, Any]
+    ) -> str | None:
+        for ref in coll.outgoing:
+            for ref_key in ref.keys(record):
+                if not isinstance(ref_key, str) or reader(ref.target, ref_key) is None:
+                    return f"refers to missing {ref.target} {ref_key!r} ({ref.text})"
+        return None
+
+    def _unique_problem(self, coll: _CompiledCollection, key: str, record: dict[str, Any], txn: Transaction) -> str | None:
+        for fields in coll.unique:
+            values = tuple(record.get(f) for f in fields)
+            if any(v is None for v in values):
+                continue
+            for other_key, other in self._merged_items(coll.name, txn):
+                if other_key != key and tuple(other.get(f) for f in fields) == values:
+                    shown = ", ".join(f"{f}={v!r}" for f, v in zip(fields, values, strict=True))
+                    return f"duplicates {shown} of {coll.name} {other_key!r} (must be unique)"
+        return None
+
+    def _merged_items(self, collection: str, txn: Transaction) -> Any:
+        """Records of a collection as the transaction would leave them (without copying the collection)."""
+        changes = txn.changes
+        for key, record in txn.store.records(collection).items():
+            staged = changes.get((collection, key), record)
+            if staged is not None:
+                yield key, staged
+        for (c, k), staged in changes.items():
+            if c == collection and staged is not None and txn.store.get(c, k) is None:
+                yield k, staged
+
+
+def _check_transition(coll: _CompiledCollection, key: str, field: str, old: Any, new: Any, allowed: dict[str, list[str]]) -> None:
+    options = allowed.get(str(old), []) if old is not None else None
+    if options is None:
+        return
+    if new not in options:
+        shown = ", ".join(options) if options else "none: it is final"
+        raise ToolError("rule_violation", f"{coll.name} {key!r}: {field} cannot change from {old!r} to {new!r} (allowed: {shown})")
+
+
+def _filter_match(match: str, value: Any, wanted: Any) -> bool:
+    if match == "eq":
+        return bool(value == wanted)
+    if match == "ne":
+        return bool(value != wanted)
+    if match == "contains":
+        if isinstance(value, str) and isinstance(wanted, str):
+            return wanted.lower() in value.lower()
+        return isinstance(value, list) and wanted in value
+    if match == "prefix":
+        return isinstance(value, str) and isinstance(wanted, str) and value.startswith(wanted)
+    if match == "in":
+        return isinstance(wanted, list) and value in wanted
+    if value is None:
+        return False
+    try:
+        if match == "lt":
+            return bool(value < wanted)
+        if match == "le":
+            return bool(value <= wanted)
+        if match == "gt":
+            return bool(value > wanted)
+        if match == "ge":
+            return bool(value >= wanted)
+    except TypeError:
+        return False
+    return False
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Total order over JSON scalars: nulls first, then numbers, then strings, then the rest as JSON."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))

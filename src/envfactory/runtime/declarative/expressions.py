@@ -1,0 +1,210 @@
+"""Interpreter for the declarative expression and condition vocabulary.
+
+Expressions are compiled once per environment into small Python closures over a `Scope`; the closures
+only read JSON data and call fixed helpers, so nothing from a specification ever runs as code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from envfactory.errors import ToolError
+from envfactory.spec.declarative import (
+    AllCond,
+    AnyCond,
+    ArgExpr,
+    ArithExpr,
+    CompareCond,
+    ConstExpr,
+    FieldExpr,
+    ItemExpr,
+    KeyExpr,
+    LookupExpr,
+    NotCond,
+    NowExpr,
+    PresenceCond,
+    SumExpr,
+)
+
+_MISSING = object()
+
+
+class Scope:
+    """Everything an expression may read during one call."""
+
+    __slots__ = ("args", "item", "key", "lookup", "now", "target")
+
+    def __init__(
+        self,
+        args: dict[str, Any],
+        target: dict[str, Any] | None,
+        key: str | None,
+        now: str,
+        lookup: Callable[[str, str], dict[str, Any] | None],
+    ) -> None:
+        self.args = args
+        self.target = target
+        self.key = key
+        self.now = now
+        self.lookup = lookup
+        self.item: Any = None
+
+    def with_item(self, item: Any) -> Scope:
+        scope = Scope(self.args, self.target, self.key, self.now, self.lookup)
+        scope.item = item
+        return scope
+
+
+def get_path(value: Any, path: str) -> Any:
+    """Follow a dotted path through objects; `None` when any step is missing."""
+    if not path:
+        return value
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+        if value is None:
+            return None
+    return value
+
+
+CompiledExpr = Callable[[Scope], Any]
+CompiledCond = Callable[[Scope], bool]
+
+
+def _number(value: Any, what: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ToolError("invalid_arguments", f"{what} must be a number, got {value!r}")
+    return value
+
+
+def compile_expr(expr: Any) -> CompiledExpr:
+    if isinstance(expr, ArgExpr):
+        path, default = expr.path, expr.default
+        if "." not in path:
+            return lambda s: s.args.get(path, default)
+
+        def arg_path(s: Scope) -> Any:
+            found = get_path(s.args, path)
+            return default if found is None else found
+
+        return arg_path
+    if isinstance(expr, ConstExpr):
+        value = expr.value
+        return lambda s: value
+    if isinstance(expr, FieldExpr):
+        fpath = expr.path
+        return lambda s: get_path(s.target, fpath) if s.target is not None else None
+    if isinstance(expr, ItemExpr):
+        ipath = expr.path
+        return lambda s: get_path(s.item, ipath)
+    if isinstance(expr, NowExpr):
+        return lambda s: s.now
+    if isinstance(expr, KeyExpr):
+        return lambda s: s.key
+    if isinstance(expr, LookupExpr):
+        coll, key_fn, lpath = expr.collection, compile_expr(expr.key), expr.path
+
+        def lookup(s: Scope) -> Any:
+            key = key_fn(s)
+            record = s.lookup(coll, key) if isinstance(key, str) else None
+            if record is None:
+                raise ToolError("not_found", f"{coll} {key!r} not found")
+            return get_path(record, lpath)
+
+        return lookup
+    if isinstance(expr, ArithExpr):
+        parts = [compile_expr(a) for a in expr.args]
+        op = expr.op
+
+        def arith(s: Scope) -> Any:
+            values = [_number(p(s), f"operand of {op}") for p in parts]
+            if op == "add":
+                return sum(values)
+            if op == "sub":
+                return values[0] - sum(values[1:])
+            product: float | int = 1
+            for v in values:
+                product *= v
+            return product
+
+        return arith
+    if isinstance(expr, SumExpr):
+        over, inner = compile_expr(expr.over), compile_expr(expr.expr)
+
+        def total(s: Scope) -> Any:
+            items = over(s) or []
+            if not isinstance(items, list):
+                raise ToolError("invalid_arguments", f"sum over a non-array value {items!r}")
+            return sum(_number(inner(s.with_item(i)), "summed value") for i in items)
+
+        return total
+    raise TypeError(f"unsupported expression {type(expr).__name__}")  # unreachable for validated specs
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if op == "eq":
+        return bool(left == right)
+    if op == "ne":
+        return bool(left != right)
+    if op == "in":
+        return isinstance(right, list) and left in right
+    if op == "not_in":
+        return not (isinstance(right, list) and left in right)
+    if op == "contains":
+        if isinstance(left, str) and isinstance(right, str):
+            return right in left
+        return isinstance(left, list) and right in left
+    if left is None or right is None:
+        return False
+    try:
+        if op == "lt":
+            return bool(left < right)
+        if op == "le":
+            return bool(left <= right)
+        if op == "gt":
+            return bool(left > right)
+        if op == "ge":
+            return bool(left >= right)
+    except TypeError:
+        return False
+    raise TypeError(f"unsupported comparison {op}")
+
+
+def compile_cond(cond: Any) -> CompiledCond:
+    if isinstance(cond, CompareCond):
+        op, left, right = cond.op, compile_expr(cond.left), compile_expr(cond.right)
+        return lambda s: _compare(op, left(s), right(s))
+    if isinstance(cond, PresenceCond):
+        value = compile_expr(cond.value)
+        if cond.op == "exists":
+            return lambda s: value(s) is not None
+        return lambda s: value(s) is None
+    if isinstance(cond, AllCond):
+        parts = [compile_cond(c) for c in cond.conditions]
+        return lambda s: all(p(s) for p in parts)
+    if isinstance(cond, AnyCond):
+        parts = [compile_cond(c) for c in cond.conditions]
+        return lambda s: any(p(s) for p in parts)
+    if isinstance(cond, NotCond):
+        inner = compile_cond(cond.condition)
+        return lambda s: not inner(s)
+    raise TypeError(f"unsupported condition {type(cond).__name__}")
+
+
+_PLACEHOLDER = re.compile(r"\{(arg|field|item)(?:\.([A-Za-z_][A-Za-z0-9_.]*))?\}|\{key\}")
+
+
+def render_message(template: str, scope: Scope) -> str:
+    """Fill `{arg.x}`, `{field.x}`, `{item.x}` and `{key}` placeholders with values (data only)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "{key}":
+            return str(scope.key)
+        source = {"arg": scope.args, "field": scope.target, "item": scope.item}[match.group(1)]
+        value = get_path(source, match.group(2) or "")
+        return str(value)
+
+    return _PLACEHOLDER.sub(replace, template)

@@ -1,0 +1,126 @@
+"""Loading environments from directories, files and the bundled library.
+
+An environment directory holds `env.json` (the source: declarative or python format) or `spec.json`
+(a sealed `EnvSpec`), optional `seeds/<name>.json` state files, and for python toolkits the module
+named by the implementation. Bundled reference environments live in the package (`envfactory/envs/`)
+and are read-only.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from envfactory.errors import SpecError
+from envfactory.runtime.backend import Backend
+from envfactory.runtime.declarative import DeclarativeBackend, compile_source
+from envfactory.runtime.environment import Environment
+from envfactory.spec import DeclarativeEnvSource, EnvSpec, PythonEnvSource
+from envfactory.spec.env import PythonImplementation
+
+SOURCE_FILE = "env.json"
+SPEC_FILE = "spec.json"
+
+
+def bundled_envs_root() -> Path:
+    return Path(str(resources.files("envfactory") / "envs"))
+
+
+def bundled_env_names() -> list[str]:
+    root = bundled_envs_root()
+    return sorted(p.name for p in root.iterdir() if (p / SOURCE_FILE).is_file() or (p / SPEC_FILE).is_file())
+
+
+def describe_validation_error(what: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors()[:20]:
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"  - {loc}: {err['msg']}")
+    more = f"\n  … and {exc.error_count() - 20} more" if exc.error_count() > 20 else ""
+    return f"{what}: {exc.error_count()} problem(s):\n" + "\n".join(lines) + more
+
+
+def read_json_file(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such file") from exc
+    except orjson.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def parse_env_document(data: Any, what: str) -> DeclarativeEnvSource | PythonEnvSource | EnvSpec:
+    """Recognise and validate one of the three environment file formats."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{what}: expected a JSON object")
+    fmt = data.get("format")
+    try:
+        if fmt == "envfactory.declarative":
+            return DeclarativeEnvSource.model_validate(data)
+        if fmt == "envfactory.python":
+            return PythonEnvSource.model_validate(data)
+        if fmt is None and "implementation" in data and "state_schema" in data:
+            return EnvSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(describe_validation_error(what, exc)) from exc
+    raise SpecError(
+        f"{what}: unknown environment format {fmt!r}; expected 'envfactory.declarative', "
+        "'envfactory.python' or a sealed EnvSpec (spec.json)"
+    )
+
+
+def backend_for(document: DeclarativeEnvSource | PythonEnvSource | EnvSpec, directory: Path | None) -> Backend:
+    if isinstance(document, DeclarativeEnvSource):
+        return DeclarativeBackend(compile_source(document))
+    if isinstance(document, PythonEnvSource):
+        return _python_backend(document.meta, document.implementation, directory)
+    impl = document.implementation
+    if isinstance(impl, PythonImplementation):
+        return _python_backend(document.meta, impl, directory)
+    return DeclarativeBackend(document)
+
+
+def _python_backend(meta: Any, impl: PythonImplementation, directory: Path | None) -> Backend:
+    from envfactory.runtime.toolkit import load_python_backend
+
+    if directory is None:
+        raise SpecError(f"{meta.name}: a python toolkit environment must be loaded from its directory")
+    return load_python_backend(meta, impl, directory)
+
+
+def load_seeds(directory: Path) -> dict[str, Any]:
+    seeds_dir = directory / "seeds"
+    if not seeds_dir.is_dir():
+        return {}
+    return {path.stem: read_json_file(path) for path in sorted(seeds_dir.glob("*.json"))}
+
+
+def load_env(ref: str | Path) -> Environment:
+    """Load an environment from a directory, an env/spec file, or the name of a bundled environment."""
+    path = Path(ref)
+    if not path.exists():
+        candidate = bundled_envs_root() / str(ref)
+        if isinstance(ref, str) and "/" not in ref and candidate.is_dir():
+            path = candidate
+        else:
+            known = ", ".join(bundled_env_names())
+            raise SpecError(f"no environment at {ref!s} (not a path, nor a bundled environment: {known})")
+    if path.is_dir():
+        directory = path
+        file = path / SOURCE_FILE if (path / SOURCE_FILE).is_file() else path / SPEC_FILE
+    else:
+        directory, file = path.parent, path
+    document = parse_env_document(read_json_file(file), str(file))
+    backend = backend_for(document, directory)
+    seeds = load_seeds(directory)
+    env = Environment.create(backend, seeds=seeds, directory=directory)
+    for name, state in seeds.items():
+        try:
+            backend.load_state(state)
+        except SpecError as exc:
+            raise SpecError(f"{directory}/seeds/{name}.json: {exc}") from exc
+    return env

@@ -1,0 +1,236 @@
+"""Sessions: one isolated, deterministic episode over one environment (DESIGN §3).
+
+Contract:
+- `open_session(env, initial_state, seed)` → `Session`. Every call is validated before execution
+  (compiled input schema) and after (compiled output schema); violations become typed error results,
+  never silent passes. Calls are atomic: a failed call leaves the state untouched.
+- The clock advances once per committed write, so replaying the successful calls of a session
+  reproduces its state byte for byte.
+- `snapshot`/`restore`/`fork` are cheap and independent: a fork never sees its parent's later writes.
+- After `close()`, calls return `session_closed` results and state operations raise
+  `SessionClosedError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from envfactory.errors import SessionClosedError, SpecError, ToolError
+from envfactory.runtime.backend import StateHandle
+from envfactory.runtime.environment import Environment
+from envfactory.runtime.sources import CallContext, ClockConfig
+from envfactory.spec import ErrorInfo, Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec
+
+logger = logging.getLogger(__name__)
+
+_AGENT_KINDS = frozenset({"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"})
+
+
+def _error(call_id: str, tool: str, step: int, kind: str, message: str, path: str | None = None) -> ToolResult:
+    info = ErrorInfo.model_construct(kind=kind, message=message, path=path)
+    return ToolResult.model_construct(
+        schema_version=1, call_id=call_id, tool=tool, output=None, error=info, step=step
+    )
+
+
+class Session:
+    """A live episode: state, injected sources and the call log. Use as a context manager."""
+
+    def __init__(
+        self,
+        env: Environment,
+        state: StateHandle,
+        seed: int,
+        clock: ClockConfig | None = None,
+        *,
+        ctx: CallContext | None = None,
+        log: list[tuple[ToolCall, ToolResult]] | None = None,
+    ) -> None:
+        self._env = env
+        self._state: StateHandle | None = state
+        self._seed = seed
+        self._clock = clock or ClockConfig()
+        self._ctx = ctx or CallContext(seed, self._clock)
+        self._log: list[tuple[ToolCall, ToolResult]] = log if log is not None else []
+
+    # -- introspection -----------------------------------------------------------------------------
+    @property
+    def env(self) -> Environment:
+        return self._env
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def closed(self) -> bool:
+        return self._state is None
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        return list(self._env.spec.tools)
+
+    @property
+    def log(self) -> list[tuple[ToolCall, ToolResult]]:
+        """The calls made so far, in order, with their results (a copy)."""
+        return list(self._log)
+
+    # -- calls ----------------------------------------------------------------------------------------
+    def call(self, tool: str, arguments: Mapping[str, Any] | str | bytes | None = None, call_id: str | None = None) -> ToolResult:
+        """Run one tool. Never raises for bad input: every problem is a typed error result."""
+        step = len(self._log)
+        cid = call_id if call_id is not None else f"call_{step}"
+        parsed, raw, result = self._call(tool, arguments, cid, step)
+        call = ToolCall.model_construct(
+            schema_version=1, id=cid, tool=tool, arguments=parsed if parsed is not None else {}, raw_arguments=raw
+        )
+        self._log.append((call, result))
+        return result
+
+    def _call(
+        self, tool: str, arguments: Mapping[str, Any] | str | bytes | None, cid: str, step: int
+    ) -> tuple[dict[str, Any] | None, str | None, ToolResult]:
+        state = self._state
+        if state is None:
+            return None, None, _error(cid, tool, step, "session_closed", "the session is closed; open a new one")
+        compiled = self._env.tools.get(tool)
+        if compiled is None:
+            return None, None, _error(cid, tool, step, "unknown_tool", self._unknown_tool_message(tool))
+        raw: str | None = None
+        try:
+            if arguments is None:
+                args: Any = {}
+            elif isinstance(arguments, str | bytes):
+                raw = arguments if isinstance(arguments, str) else arguments.decode("utf-8", "replace")
+                args = orjson.loads(arguments)
+            else:
+                # A JSON round trip both copies the caller's data (so later mutation cannot reach the
+                # state) and rejects values that are not JSON.
+                args = orjson.loads(orjson.dumps(arguments))
+        except orjson.JSONDecodeError as exc:
+            return None, raw, _error(cid, tool, step, "invalid_arguments", f"arguments are not valid JSON: {exc}")
+        except TypeError as exc:
+            return None, raw, _error(cid, tool, step, "invalid_arguments", f"arguments are not JSON data: {exc}")
+        if not isinstance(args, dict):
+            return None, raw, _error(
+                cid, tool, step, "invalid_arguments",
+                f"arguments must be a JSON object, got {type(args).__name__}",
+            )
+        violation = compiled.input.check(args)
+        if violation is not None:
+            return args, raw, _error(
+                cid, tool, step, "invalid_arguments", f"invalid arguments for {tool}: {violation.message}", violation.path
+            )
+        ctx = self._ctx
+        try:
+            prepared = self._env.backend.execute(state, tool, args, ctx)
+        except ToolError as exc:
+            kind = exc.kind if exc.kind in _AGENT_KINDS else "execution_error"
+            return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
+        except Exception as exc:  # a crash in an implementation is a bug: logged, reported, state untouched
+            logger.exception("tool %s of %s crashed", tool, self._env.name)
+            return args, raw, _error(
+                cid, tool, step, "execution_error", f"internal error in {tool}: {type(exc).__name__}: {exc}"
+            )
+        output = prepared.output
+        violation = compiled.output.check(output)
+        if violation is not None:
+            logger.error("tool %s of %s violated its output schema: %s", tool, self._env.name, violation.message)
+            return args, raw, _error(
+                cid, tool, step, "execution_error",
+                f"{tool} produced output that violates its declared output schema: {violation.message}",
+            )
+        if prepared.commit is not None:
+            prepared.commit()
+            ctx.step += 1
+        result = ToolResult.model_construct(
+            schema_version=1, call_id=cid, tool=tool, output=output, error=None, step=step
+        )
+        return args, raw, result
+
+    def _unknown_tool_message(self, tool: str) -> str:
+        names = sorted(self._env.tools)
+        close = difflib.get_close_matches(tool, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(names)}"
+        return f"unknown tool {tool!r} in environment {self._env.name}{hint}"
+
+    # -- state ----------------------------------------------------------------------------------------
+    def _live_state(self) -> StateHandle:
+        if self._state is None:
+            raise SessionClosedError(f"session of {self._env.name} is closed")
+        return self._state
+
+    def state_json(self) -> Any:
+        return self._live_state().to_json()
+
+    def hash(self) -> str:
+        return self._live_state().state_hash()
+
+    def snapshot(self) -> Snapshot:
+        state = self._live_state()
+        return Snapshot.model_construct(
+            schema_version=1,
+            env=self._env.spec.ref,
+            state=state.to_json(),
+            state_hash=state.state_hash(),
+            step=len(self._log),
+            clock_step=self._ctx.step,
+            seed=self._seed,
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the state with a snapshot's (the call log is kept; the clock moves to the snapshot's)."""
+        self._live_state()
+        if snapshot.env != self._env.spec.ref:
+            raise SpecError(f"snapshot of {snapshot.env} cannot be restored into {self._env.spec.ref}")
+        handle = self._env.backend.load_state(snapshot.state)
+        if handle.state_hash() != snapshot.state_hash:
+            raise SpecError("snapshot state does not match its recorded hash (edited or corrupt)")
+        self._state = handle
+        self._ctx.step = snapshot.clock_step
+
+    def fork(self) -> Session:
+        """An independent session starting from this one's state, clock, RNG state and call log."""
+        state = self._live_state()
+        return Session(
+            self._env, state.fork(), self._seed, self._clock, ctx=self._ctx.fork(), log=list(self._log)
+        )
+
+    def diff(self, other: Session | Snapshot) -> StateDiff:
+        """Changes that turn this session's state into `other`'s."""
+        mine = self._live_state()
+        if isinstance(other, Session):
+            theirs = other._live_state()
+        else:
+            theirs = self._env.backend.load_state(other.state)
+        return self._env.backend.diff(mine, theirs)
+
+    def close(self) -> None:
+        self._state = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(
+    env: Environment, initial_state: Any = None, seed: int = 0, clock: ClockConfig | None = None
+) -> Session:
+    """Open an isolated session. `initial_state`: state JSON, a `Snapshot`, or `None` for the
+    environment's default seed state. Raises `SpecError` when the state does not fit the environment."""
+    clock_step = 0
+    if isinstance(initial_state, Snapshot):
+        clock_step = initial_state.clock_step
+        initial_state = initial_state.state
+    elif initial_state is None:
+        initial_state = env.default_state()
+    handle = env.backend.load_state(initial_state)
+    ctx = CallContext(seed, clock or ClockConfig(), clock_step)
+    return Session(env, handle, seed, clock, ctx=ctx)

@@ -1,0 +1,57 @@
+"""Injected sources of time, ids and randomness for one session (DESIGN §3: tools are deterministic
+functions of state and arguments; everything else comes from here).
+
+- The clock is stepped, not wall time: `now()` is `start + step * tick`, where `step` is the number of
+  calls the session has executed, so replaying the same calls gives the same timestamps.
+- Randomness is a private `random.Random` seeded from the session seed (never the global RNG).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockConfig:
+    start: datetime = DEFAULT_EPOCH
+    tick: timedelta = timedelta(seconds=1)
+
+
+class CallContext:
+    """What an implementation may use besides state and arguments during one call."""
+
+    __slots__ = ("_clock", "_rng", "_seed", "step")
+
+    def __init__(self, seed: int, clock: ClockConfig, step: int = 0, rng: random.Random | None = None) -> None:
+        self._seed = seed
+        self._clock = clock
+        self._rng = rng
+        self.step = step
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def now(self) -> datetime:
+        return self._clock.start + self._clock.tick * self.step
+
+    def now_iso(self) -> str:
+        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def rng(self) -> random.Random:
+        """The session's seeded RNG, created on first use so sessions that never draw pay nothing."""
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+    def fork(self) -> CallContext:
+        rng = None
+        if self._rng is not None:
+            rng = random.Random()
+            rng.setstate(self._rng.getstate())
+        return CallContext(self._seed, self._clock, self.step, rng)

@@ -1,0 +1,27 @@
+"""Structured state differences (what a call, an episode or a corruption changed)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.spec.base import JSONValue, SpecModel
+
+
+class StateChange(SpecModel):
+    """One change at a JSON pointer: `add` (new value), `remove` (old value) or `replace` (both)."""
+
+    op: Literal["add", "remove", "replace"]
+    path: str = Field(description="RFC 6901 JSON pointer into the state")
+    old: JSONValue = None
+    new: JSONValue = None
+
+
+class StateDiff(SpecModel):
+    schema_version: Literal[1] = 1
+    changes: list[StateChange] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
