@@ -4,6 +4,7 @@ snapshot/restore/fork/hash/diff (DESIGN §3). Imports only `spec` (and `envfacto
 
 from envfactory.runtime.backend import Backend, PreparedCall, StateHandle
 from envfactory.runtime.environment import CompiledTool, Environment
+from envfactory.runtime.group import SessionGroup, open_group, qualified_name
 from envfactory.runtime.loader import bundled_env_names, load_env, parse_env_document
 from envfactory.runtime.session import Session, open_session
 from envfactory.runtime.sources import CallContext, ClockConfig
@@ -16,8 +17,11 @@ __all__ = [
     "Environment",
     "PreparedCall",
     "Session",
+    "SessionGroup",
     "StateHandle",
     "bundled_env_names",
     "load_env",
+    "open_group",
     "open_session",
+    "qualified_name",
 ]

@@ -80,6 +80,10 @@ class Session:
         """The calls made so far, in order, with their results (a copy)."""
         return list(self._log)
 
+    def last_call(self) -> ToolCall:
+        """The most recent call as recorded (arguments parsed); raises IndexError when none was made."""
+        return self._log[-1][0]
+
     # -- calls ----------------------------------------------------------------------------------------
     def call(self, tool: str, arguments: Mapping[str, Any] | str | bytes | None = None, call_id: str | None = None) -> ToolResult:
         """Run one tool. Never raises for bad input: every problem is a typed error result."""

@@ -1,0 +1,157 @@
+"""Session groups: one episode over several environments with one seed (DESIGN §11).
+
+Tools are exposed as `<env>__<tool>` (`naming="qualified"`, the default) or under their own names
+(`naming="plain"`, refused when two environments share a tool name). Names must match
+`^[A-Za-z0-9_-]{1,64}$`. The group keeps one ordered call log across environments; its hash is the
+canonical hash of the per-environment hashes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from envfactory.errors import SessionClosedError, SpecError
+from envfactory.runtime.environment import Environment
+from envfactory.runtime.session import Session, _error, open_session
+from envfactory.runtime.sources import ClockConfig
+from envfactory.spec import Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec, content_hash
+
+SEPARATOR = "__"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+Naming = Literal["qualified", "plain"]
+
+
+def qualified_name(env: str, tool: str) -> str:
+    return f"{env}{SEPARATOR}{tool}"
+
+
+class SessionGroup:
+    """Several sessions driven as one episode."""
+
+    def __init__(self, sessions: Mapping[str, Session], naming: Naming = "qualified",
+                 log: list[tuple[ToolCall, ToolResult]] | None = None) -> None:
+        if not sessions:
+            raise SpecError("a session group needs at least one environment")
+        self._sessions = dict(sessions)
+        self._naming = naming
+        self._routes: dict[str, tuple[str, str]] = {}
+        self._tools: list[ToolSpec] = []
+        for env_name, session in self._sessions.items():
+            for spec in session.tools:
+                name = qualified_name(env_name, spec.name) if naming == "qualified" else spec.name
+                if not _NAME.match(name):
+                    raise SpecError(f"tool name {name!r} does not match ^[A-Za-z0-9_-]{{1,64}}$ (shorten the env or tool name)")
+                if name in self._routes:
+                    other = self._routes[name][0]
+                    raise SpecError(f"tool {name!r} exists in both {other} and {env_name}; use qualified naming")
+                self._routes[name] = (env_name, spec.name)
+                self._tools.append(spec.model_copy(update={"name": name}))
+        self._log: list[tuple[ToolCall, ToolResult]] = log if log is not None else []
+        self._closed = False
+
+    @property
+    def naming(self) -> Naming:
+        return self._naming
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return dict(self._sessions)
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        """Tool specs under their group names."""
+        return list(self._tools)
+
+    @property
+    def log(self) -> list[tuple[ToolCall, ToolResult]]:
+        return list(self._log)
+
+    def route(self, name: str) -> tuple[str, str] | None:
+        """(environment, tool) behind a group tool name, or None."""
+        return self._routes.get(name)
+
+    def call(self, name: str, arguments: Mapping[str, Any] | str | bytes | None = None) -> ToolResult:
+        """Run a tool by its group name; never raises for bad input (typed error results instead)."""
+        step = len(self._log)
+        cid = f"call_{step}"
+        route = self._routes.get(name)
+        if self._closed or route is None:
+            if self._closed:
+                result = _error(cid, name, step, "session_closed", "the session group is closed")
+            else:
+                known = ", ".join(sorted(self._routes))
+                result = _error(cid, name, step, "unknown_tool", f"unknown tool {name!r}; available: {known}")
+            call = ToolCall.model_construct(schema_version=1, id=cid, tool=name, arguments={}, raw_arguments=None)
+        else:
+            session = self._sessions[route[0]]
+            inner = session.call(route[1], arguments, call_id=cid)
+            result = inner.model_copy(update={"tool": name, "step": step})
+            call = session.last_call().model_copy(update={"tool": name})
+        self._log.append((call, result))
+        return result
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("the session group is closed")
+
+    def hash(self) -> str:
+        self._check_open()
+        return content_hash({env: s.hash() for env, s in self._sessions.items()})
+
+    def hashes(self) -> dict[str, str]:
+        self._check_open()
+        return {env: s.hash() for env, s in self._sessions.items()}
+
+    def snapshot(self) -> dict[str, Snapshot]:
+        self._check_open()
+        return {env: s.snapshot() for env, s in self._sessions.items()}
+
+    def restore(self, snapshots: Mapping[str, Snapshot]) -> None:
+        self._check_open()
+        missing = sorted(set(self._sessions) - set(snapshots))
+        if missing:
+            raise SpecError(f"no snapshot for environments {missing}")
+        for env, session in self._sessions.items():
+            session.restore(snapshots[env])
+
+    def fork(self) -> SessionGroup:
+        self._check_open()
+        return SessionGroup({env: s.fork() for env, s in self._sessions.items()}, self._naming, list(self._log))
+
+    def diff(self, other: SessionGroup) -> dict[str, StateDiff]:
+        self._check_open()
+        return {env: s.diff(other._sessions[env]) for env, s in self._sessions.items()}
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._closed = True
+
+    def __enter__(self) -> SessionGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_group(
+    envs: list[Environment],
+    initial_states: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    naming: Naming = "qualified",
+    clock: ClockConfig | None = None,
+) -> SessionGroup:
+    """Open one session per environment (same seed) and group them."""
+    names = [env.name for env in envs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"environments listed twice: {duplicates}")
+    states = dict(initial_states or {})
+    unknown = sorted(set(states) - set(names))
+    if unknown:
+        raise SpecError(f"initial states for environments not in the group: {unknown}")
+    return SessionGroup(
+        {env.name: open_session(env, states.get(env.name), seed, clock) for env in envs}, naming
+    )
