@@ -34,10 +34,17 @@ class StateHandle(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PreparedCall:
-    """The outcome of a call, not yet applied. `commit` is `None` for calls that change nothing."""
+    """The outcome of a call, not yet applied. `commit` is `None` for calls that change nothing.
+
+    `output_validated` is set by backends that have already validated `output` against the tool's
+    declared output schema with a compiled validator (the declarative engine validates every record it
+    writes against the record schema, which is the derived output schema), so the session does not
+    validate the same bytes twice. Backends must not set it otherwise.
+    """
 
     output: Any
     commit: Callable[[], None] | None = None
+    output_validated: bool = False
 
 
 class Backend(Protocol):

@@ -25,6 +25,7 @@ from envfactory.runtime.backend import StateHandle
 from envfactory.runtime.environment import Environment
 from envfactory.runtime.sources import CallContext, ClockConfig
 from envfactory.spec import ErrorInfo, Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec
+from envfactory.spec.base import trusted_construct
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,39 @@ _AGENT_KINDS = frozenset({"invalid_arguments", "unknown_tool", "not_found", "rul
 
 
 def _error(call_id: str, tool: str, step: int, kind: str, message: str, path: str | None = None) -> ToolResult:
-    info = ErrorInfo.model_construct(kind=kind, message=message, path=path)
-    return ToolResult.model_construct(
-        schema_version=1, call_id=call_id, tool=tool, output=None, error=info, step=step
+    info = trusted_construct(ErrorInfo, {"kind": kind, "message": message, "path": path})
+    return trusted_construct(
+        ToolResult,
+        {"schema_version": 1, "call_id": call_id, "tool": tool, "output": None, "error": info, "step": step},
     )
+
+
+class _LogEntry:
+    """One call as recorded; the `ToolCall` model is built only when someone reads the log."""
+
+    __slots__ = ("arguments", "call_id", "raw", "result", "tool")
+
+    def __init__(self, call_id: str, tool: str, arguments: dict[str, Any] | None, raw: str | None, result: ToolResult) -> None:
+        self.call_id = call_id
+        self.tool = tool
+        self.arguments = arguments
+        self.raw = raw
+        self.result = result
+
+    def call(self) -> ToolCall:
+        # The arguments object is shared with records in the state (never mutated there), so readers
+        # of the log get a private copy.
+        arguments = orjson.loads(orjson.dumps(self.arguments)) if self.arguments is not None else {}
+        return trusted_construct(
+            ToolCall,
+            {
+                "schema_version": 1,
+                "id": self.call_id,
+                "tool": self.tool,
+                "arguments": arguments,
+                "raw_arguments": self.raw,
+            },
+        )
 
 
 class Session:
@@ -49,14 +79,14 @@ class Session:
         clock: ClockConfig | None = None,
         *,
         ctx: CallContext | None = None,
-        log: list[tuple[ToolCall, ToolResult]] | None = None,
+        log: list[_LogEntry] | None = None,
     ) -> None:
         self._env = env
         self._state: StateHandle | None = state
         self._seed = seed
         self._clock = clock or ClockConfig()
         self._ctx = ctx or CallContext(seed, self._clock)
-        self._log: list[tuple[ToolCall, ToolResult]] = log if log is not None else []
+        self._log: list[_LogEntry] = log if log is not None else []
 
     # -- introspection -----------------------------------------------------------------------------
     @property
@@ -78,11 +108,15 @@ class Session:
     @property
     def log(self) -> list[tuple[ToolCall, ToolResult]]:
         """The calls made so far, in order, with their results (a copy)."""
-        return list(self._log)
+        return [(entry.call(), entry.result) for entry in self._log]
+
+    @property
+    def call_count(self) -> int:
+        return len(self._log)
 
     def last_call(self) -> ToolCall:
         """The most recent call as recorded (arguments parsed); raises IndexError when none was made."""
-        return self._log[-1][0]
+        return self._log[-1].call()
 
     # -- calls ----------------------------------------------------------------------------------------
     def call(self, tool: str, arguments: Mapping[str, Any] | str | bytes | None = None, call_id: str | None = None) -> ToolResult:
@@ -90,10 +124,7 @@ class Session:
         step = len(self._log)
         cid = call_id if call_id is not None else f"call_{step}"
         parsed, raw, result = self._call(tool, arguments, cid, step)
-        call = ToolCall.model_construct(
-            schema_version=1, id=cid, tool=tool, arguments=parsed if parsed is not None else {}, raw_arguments=raw
-        )
-        self._log.append((call, result))
+        self._log.append(_LogEntry(cid, tool, parsed, raw, result))
         return result
 
     def _call(
@@ -107,8 +138,12 @@ class Session:
             return None, None, _error(cid, tool, step, "unknown_tool", self._unknown_tool_message(tool))
         raw: str | None = None
         try:
-            if arguments is None:
-                args: Any = {}
+            if type(arguments) is dict:
+                # A JSON round trip both copies the caller's data (so later mutation cannot reach the
+                # state) and rejects values that are not JSON.
+                args: Any = orjson.loads(orjson.dumps(arguments))
+            elif arguments is None:
+                args = {}
             elif isinstance(arguments, str | bytes):
                 raw = arguments if isinstance(arguments, str) else arguments.decode("utf-8", "replace")
                 args = orjson.loads(arguments)
@@ -142,7 +177,7 @@ class Session:
                 cid, tool, step, "execution_error", f"internal error in {tool}: {type(exc).__name__}: {exc}"
             )
         output = prepared.output
-        violation = compiled.output.check(output)
+        violation = None if prepared.output_validated else compiled.output.check(output)
         if violation is not None:
             logger.error("tool %s of %s violated its output schema: %s", tool, self._env.name, violation.message)
             return args, raw, _error(
@@ -152,8 +187,9 @@ class Session:
         if prepared.commit is not None:
             prepared.commit()
             ctx.step += 1
-        result = ToolResult.model_construct(
-            schema_version=1, call_id=cid, tool=tool, output=output, error=None, step=step
+        result = trusted_construct(
+            ToolResult,
+            {"schema_version": 1, "call_id": cid, "tool": tool, "output": output, "error": None, "step": step},
         )
         return args, raw, result
 
@@ -177,8 +213,7 @@ class Session:
 
     def snapshot(self) -> Snapshot:
         state = self._live_state()
-        return Snapshot.model_construct(
-            schema_version=1,
+        return Snapshot(
             env=self._env.spec.ref,
             state=state.to_json(),
             state_hash=state.state_hash(),

@@ -24,13 +24,14 @@ class ClockConfig:
 class CallContext:
     """What an implementation may use besides state and arguments during one call."""
 
-    __slots__ = ("_clock", "_rng", "_seed", "step")
+    __slots__ = ("_clock", "_iso", "_rng", "_seed", "step")
 
     def __init__(self, seed: int, clock: ClockConfig, step: int = 0, rng: random.Random | None = None) -> None:
         self._seed = seed
         self._clock = clock
         self._rng = rng
         self.step = step
+        self._iso: tuple[int, str] = (-1, "")
 
     @property
     def seed(self) -> int:
@@ -40,7 +41,12 @@ class CallContext:
         return self._clock.start + self._clock.tick * self.step
 
     def now_iso(self) -> str:
-        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        """`now()` as `YYYY-MM-DDTHH:MM:SSZ` (cached per clock step: formatting costs more than the call)."""
+        step, text = self._iso
+        if step != self.step:
+            text = self.now().replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+            self._iso = (self.step, text)
+        return text
 
     @property
     def rng(self) -> random.Random:

@@ -11,7 +11,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias, TypeVar, Union
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +25,7 @@ JSONValue = TypeAliasType(
 JSONObject: TypeAlias = dict[str, JSONValue]
 
 _CANONICAL = orjson.OPT_SORT_KEYS
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class CanonicalJSONError(ValueError):
@@ -70,6 +71,20 @@ def content_hash(value: Any) -> str:
 def parse_json(text: str | bytes) -> Any:
     """Parse JSON text (raises `orjson.JSONDecodeError`, a `ValueError`, on malformed input)."""
     return orjson.loads(text)
+
+
+def trusted_construct(cls: type[_M], values: dict[str, Any]) -> _M:
+    """Build a model from values that are already known valid, without validation.
+
+    For hot paths only (the runtime builds a `ToolResult` per call from schema-checked data). `values`
+    must name every field. About 10x cheaper than `model_construct`.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 class SpecModel(BaseModel):

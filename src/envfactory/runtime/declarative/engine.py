@@ -50,7 +50,12 @@ _Deleted = None  # marker value in a transaction's staged changes
 
 
 def _copy(value: Any) -> Any:
-    """Deep copy of JSON data (containers only; scalars are immutable)."""
+    """Deep copy of JSON data (containers only; scalars are immutable).
+
+    Records in a store are never mutated in place, so values inside them (argument values, constants
+    from the spec) may be shared freely; only what leaves the engine (outputs) must be a private copy.
+    The session hands the engine its own copy of the arguments and copies the call log when read.
+    """
     if isinstance(value, dict | list):
         return orjson.loads(orjson.dumps(value))
     return value
@@ -127,7 +132,7 @@ class _Effect:
 class _Plan:
     """A compiled operation."""
 
-    def __init__(self, tool: str, decl: OperationDecl, coll: _CompiledCollection) -> None:
+    def __init__(self, tool: str, decl: OperationDecl, coll: _CompiledCollection, output_schema: Any) -> None:
         self.tool = tool
         self.kind = decl.kind
         self.coll = coll
@@ -138,6 +143,7 @@ class _Plan:
         self.effects = [_compile_effect(e) for e in decl.effects]
         self.listing = decl.listing or ListDecl()
         self.given_key = decl.kind == "create" and decl.key_arg is not None
+        self.output_is_record = output_schema == coll.decl.record_schema
 
 
 def _compile_effect(effect: Any) -> _Effect:
@@ -164,9 +170,10 @@ class Transaction:
         self.counters: dict[str, int] = {}
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        staged = self.changes.get((collection, key), self)
-        if staged is not self:
-            return staged  # type: ignore[return-value]
+        if self.changes:
+            ident = (collection, key)
+            if ident in self.changes:
+                return self.changes[ident]
         return self.store.get(collection, key)
 
     def put(self, collection: str, key: str, record: dict[str, Any] | None) -> None:
@@ -217,7 +224,10 @@ class DeclarativeBackend:
         for tool, op in model.operations.items():
             if op.collection not in self._collections:
                 raise SpecError(f"operation {tool} names unknown collection {op.collection}")
-            self._plans[tool] = _Plan(tool, op, self._collections[op.collection])
+            tool_spec = spec.tool(tool)
+            if tool_spec is None:
+                raise SpecError(f"operation {tool} has no tool spec in {spec.meta.name}")
+            self._plans[tool] = _Plan(tool, op, self._collections[op.collection], tool_spec.output_schema)
         self._state_schema = CompiledSchema(spec.state_schema)
 
     @property
@@ -291,11 +301,14 @@ class DeclarativeBackend:
             output = self._delete(plan, txn, arguments, ctx)
         else:
             output = self._update(plan, txn, arguments, ctx)
-        return PreparedCall(output=output, commit=txn.commit)
+        # create/update/patch return the target record, validated by `_validate` against the record
+        # schema that `compile_source` made the tool's output schema; delete returns a fixed shape.
+        validated = plan.kind != "delete" and plan.output_is_record
+        return PreparedCall(output=output, commit=txn.commit, output_validated=validated)
 
     def _scope(self, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any],
                target: dict[str, Any] | None, key: str | None, ctx: CallContext) -> Scope:
-        return Scope(args, target, key, ctx.now_iso(), reader)
+        return Scope(args, target, key, ctx.now_iso, reader)
 
     def _target(self, plan: _Plan, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         key = args.get(plan.key_arg)
@@ -364,11 +377,11 @@ class DeclarativeBackend:
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key:
-                    record[name] = _copy(value)
+                    record[name] = value
         record[coll.key] = key
         scope = self._scope(txn.get, args, record, key, ctx)
         for name, fn in plan.assign.items():
-            record[name] = _copy(fn(scope))
+            record[name] = fn(scope)
         self._check_requirements(plan, scope)
         for fieldname, transition in coll.transitions.items():
             value = record.get(fieldname)
@@ -389,10 +402,10 @@ class DeclarativeBackend:
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key and name != plan.key_arg:
-                    record[name] = _copy(value)
+                    record[name] = value
         scope = self._scope(txn.get, args, old, key, ctx)
         for name, fn in plan.assign.items():
-            record[name] = _copy(fn(scope))
+            record[name] = fn(scope)
         self._check_requirements(plan, scope)
         txn.put(coll.name, key, record)
         self._apply_effects(plan, txn, scope)
@@ -445,7 +458,7 @@ class DeclarativeBackend:
         coll = self._collections[effect.collection]
         if effect.op == "create":
             key = txn.next_key(coll)
-            record = {name: _copy(fn(scope)) for name, fn in effect.values.items()}
+            record = {name: fn(scope) for name, fn in effect.values.items()}
             record[coll.key] = key
             txn.put(coll.name, key, record)
             return
@@ -463,7 +476,7 @@ class DeclarativeBackend:
                 raise ToolError("rule_violation", f"{coll.name} {key!r}: {effect.field} is not a number")
             new_value: Any = current + value
         else:
-            new_value = _copy(value)
+            new_value = value
         transition = coll.transitions.get(effect.field)
         old_value = target.get(effect.field)
         if transition is not None and old_value != new_value:
@@ -478,7 +491,7 @@ class DeclarativeBackend:
                 continue
             collection, key = ident
             coll = self._collections[collection]
-            before = txn.store.get(collection, key)
+            before = txn.store.get(collection, key) if coll.transitions else None
             if before is not None:
                 for fieldname, transition in coll.transitions.items():
                     old_value, new_value = before.get(fieldname), record.get(fieldname)

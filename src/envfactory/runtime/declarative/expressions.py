@@ -32,7 +32,7 @@ _MISSING = object()
 
 
 class Scope:
-    """Everything an expression may read during one call."""
+    """Everything an expression may read during one call (`now` is called only when an expression needs it)."""
 
     __slots__ = ("args", "item", "key", "lookup", "now", "target")
 
@@ -41,7 +41,7 @@ class Scope:
         args: dict[str, Any],
         target: dict[str, Any] | None,
         key: str | None,
-        now: str,
+        now: Callable[[], str],
         lookup: Callable[[str, str], dict[str, Any] | None],
     ) -> None:
         self.args = args
@@ -75,9 +75,11 @@ CompiledCond = Callable[[Scope], bool]
 
 
 def _number(value: Any, what: str) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ToolError("invalid_arguments", f"{what} must be a number, got {value!r}")
-    return value
+    if type(value) is int or type(value) is float:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ToolError("invalid_arguments", f"{what} must be a number, got {value!r}")
 
 
 def compile_expr(expr: Any) -> CompiledExpr:
@@ -96,41 +98,32 @@ def compile_expr(expr: Any) -> CompiledExpr:
         return lambda s: value
     if isinstance(expr, FieldExpr):
         fpath = expr.path
+        if "." not in fpath:
+            return lambda s: s.target.get(fpath) if s.target is not None else None
         return lambda s: get_path(s.target, fpath) if s.target is not None else None
     if isinstance(expr, ItemExpr):
         ipath = expr.path
+        if ipath and "." not in ipath:
+            return lambda s: s.item.get(ipath) if type(s.item) is dict else None
         return lambda s: get_path(s.item, ipath)
     if isinstance(expr, NowExpr):
-        return lambda s: s.now
+        return lambda s: s.now()
     if isinstance(expr, KeyExpr):
         return lambda s: s.key
     if isinstance(expr, LookupExpr):
         coll, key_fn, lpath = expr.collection, compile_expr(expr.key), expr.path
+        simple = "." not in lpath
 
         def lookup(s: Scope) -> Any:
             key = key_fn(s)
             record = s.lookup(coll, key) if isinstance(key, str) else None
             if record is None:
                 raise ToolError("not_found", f"{coll} {key!r} not found")
-            return get_path(record, lpath)
+            return record.get(lpath) if simple else get_path(record, lpath)
 
         return lookup
     if isinstance(expr, ArithExpr):
-        parts = [compile_expr(a) for a in expr.args]
-        op = expr.op
-
-        def arith(s: Scope) -> Any:
-            values = [_number(p(s), f"operand of {op}") for p in parts]
-            if op == "add":
-                return sum(values)
-            if op == "sub":
-                return values[0] - sum(values[1:])
-            product: float | int = 1
-            for v in values:
-                product *= v
-            return product
-
-        return arith
+        return _compile_arith(expr.op, [compile_expr(a) for a in expr.args])
     if isinstance(expr, SumExpr):
         over, inner = compile_expr(expr.over), compile_expr(expr.expr)
 
@@ -142,6 +135,31 @@ def compile_expr(expr: Any) -> CompiledExpr:
 
         return total
     raise TypeError(f"unsupported expression {type(expr).__name__}")  # unreachable for validated specs
+
+
+def _compile_arith(op: str, parts: list[CompiledExpr]) -> CompiledExpr:
+    what = f"operand of {op}"
+    if len(parts) == 2:
+        # The common binary case, without building a list per evaluation.
+        left, right = parts
+        if op == "add":
+            return lambda s: _number(left(s), what) + _number(right(s), what)
+        if op == "sub":
+            return lambda s: _number(left(s), what) - _number(right(s), what)
+        return lambda s: _number(left(s), what) * _number(right(s), what)
+
+    def arith(s: Scope) -> Any:
+        values = [_number(p(s), what) for p in parts]
+        if op == "add":
+            return sum(values)
+        if op == "sub":
+            return values[0] - sum(values[1:])
+        product: float | int = 1
+        for v in values:
+            product *= v
+        return product
+
+    return arith
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:

@@ -1,0 +1,219 @@
+"""Runtime speed: call latency, fork and hash of the declarative engine, plus python-toolkit figures.
+
+Run: `python benchmarks/runtime.py [--quick] [--json OUT]`. Every figure is printed next to a baseline
+measured in the same run and their ratio:
+- call: `shop.create_order` (6 parameters, two nested; input validation, stock/price lookups, wallet rule,
+  stock effects, record constraints, output, call log) against the same call made with pure-Python
+  `jsonschema` validation of input and output (when `jsonschema` is importable) — the cost our compiled
+  validators avoid;
+- fork of a ~1 MB state: `Session.fork()` against `copy.deepcopy` of the state;
+- hash after one write on a ~10 MB state (>= 10k records): `Session.hash()` against sha256 of the
+  sorted-key JSON of the whole state.
+Targets (issue #2): call p50 <= 20 us, fork <= 1 ms, hash after a write <= 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import hashlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from envfactory.runtime import load_env, open_session
+
+ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
+ORDER_ARGS = {
+    "customer_id": "cus_0001",
+    "items": [{"product_id": "EL-100", "quantity": 1}],
+    "shipping_address": ADDRESS,
+    "currency": "EUR",
+    "note": "leave at the door",
+    "gift_wrap": True,
+}
+
+
+def percentile_us(samples_ns: list[int], q: float) -> float:
+    ordered = sorted(samples_ns)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> list[int]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+    return samples
+
+
+def shop_state(orders: int, customers: int, products: int) -> dict[str, Any]:
+    """A large, valid shop state (records of realistic size)."""
+    cats = ["books", "electronics", "home", "toys", "grocery"]
+    state: dict[str, Any] = {"collections": {"customers": {}, "products": {}, "orders": {}, "payments": {}}}
+    cols = state["collections"]
+    for i in range(1, customers + 1):
+        key = f"cus_{i:04d}"
+        cols["customers"][key] = {"id": key, "name": f"Customer number {i}", "email": f"c{i}@example.com",
+                                  "wallet_balance": 1_000_000.0, "active": True}
+    for i in range(1, products + 1):
+        sku = f"SKU-{i:05d}"
+        cols["products"][sku] = {"sku": sku, "title": f"Product {i} with a descriptive title", "price": 10.0 + i % 90,
+                                 "stock": 1_000_000, "category": cats[i % 5]}
+    for i in range(1, orders + 1):
+        key = f"ord_{i:05d}"
+        items = [{"product_id": f"SKU-{(i * 7 + j) % products + 1:05d}", "quantity": 1 + j} for j in range(3)]
+        cols["orders"][key] = {"id": key, "customer_id": f"cus_{i % customers + 1:04d}", "items": items,
+                               "shipping_address": {**ADDRESS, "line1": f"{i} Long Street Name Apartment {i % 50}"},
+                               "total": 123.45, "currency": "USD", "status": "pending",
+                               "note": "Please deliver between nine and five; ring twice. " * 2,
+                               "created_at": "2025-12-01T10:00:00Z"}
+    state["counters"] = {"customers": customers, "products": 0, "orders": orders, "payments": 0}
+    return state
+
+
+def size_mb(state: Any) -> float:
+    return len(orjson.dumps(state)) / 1e6
+
+
+def bench_call(repeat: int) -> dict[str, float]:
+    env = load_env("shop")
+    session = open_session(env, seed=1)
+    for _ in range(20):
+        session.call("restock_product", {"sku": "EL-100", "quantity": 10000})
+    assert session.call("create_order", ORDER_ARGS).ok
+    samples = timed(lambda: session.call("create_order", ORDER_ARGS), repeat)
+    result = {"call_p50_us": percentile_us(samples, 0.5), "call_p99_us": percentile_us(samples, 0.99)}
+    read = timed(lambda: session.call("get_customer", {"id": "cus_0001"}), repeat)
+    result["read_call_p50_us"] = percentile_us(read, 0.5)
+    try:
+        import jsonschema  # optional baseline: pure-Python validation, as most peers do
+    except ImportError:
+        return result
+    tool = env.spec.tool("create_order")
+    assert tool is not None
+    in_v = jsonschema.Draft202012Validator(tool.input_schema)
+    out_v = jsonschema.Draft202012Validator(tool.output_schema)
+
+    def pure_python_call() -> None:
+        in_v.validate(ORDER_ARGS)
+        out = session.call("create_order", ORDER_ARGS).output
+        out_v.validate(out)
+
+    base = timed(pure_python_call, repeat)
+    result["baseline_pure_python_validation_p50_us"] = percentile_us(base, 0.5)
+    return result
+
+
+def bench_fork(repeat: int) -> dict[str, float]:
+    env = load_env("shop")
+    state = shop_state(orders=1900, customers=200, products=300)
+    session = open_session(env, state, seed=1)
+    json_state = session.state_json()
+    fork = timed(session.fork, repeat)
+    deep = timed(lambda: copy.deepcopy(json_state), max(20, repeat // 20))
+
+    def fork_then_write() -> None:
+        child = session.fork()
+        child.call("create_order", ORDER_ARGS)
+
+    first_write = timed(fork_then_write, max(50, repeat // 10))
+    return {
+        "fork_state_mb": size_mb(json_state),
+        "fork_p50_us": percentile_us(fork, 0.5),
+        "baseline_deepcopy_p50_us": percentile_us(deep, 0.5),
+        "fork_plus_first_write_p50_us": percentile_us(first_write, 0.5),
+    }
+
+
+def bench_hash(repeat: int) -> dict[str, float]:
+    env = load_env("shop")
+    state = shop_state(orders=19000, customers=1000, products=1000)
+    started = time.perf_counter()
+    session = open_session(env, state, seed=1)
+    load_s = time.perf_counter() - started
+    json_state = session.state_json()
+    records = sum(len(c) for c in json_state["collections"].values())
+    samples = []
+    for i in range(repeat):
+        session.call("top_up_wallet", {"id": f"cus_{i % 1000 + 1:04d}", "amount": 1})
+        start = time.perf_counter_ns()
+        session.hash()
+        samples.append(time.perf_counter_ns() - start)
+    full = timed(lambda: hashlib.sha256(json.dumps(json_state, sort_keys=True).encode()).hexdigest(), 5)
+    fast_full = timed(lambda: hashlib.sha256(orjson.dumps(json_state, option=orjson.OPT_SORT_KEYS)).hexdigest(), 5)
+    return {
+        "hash_state_mb": size_mb(json_state),
+        "hash_records": float(records),
+        "state_load_ms": load_s * 1000,
+        "hash_after_write_p50_us": percentile_us(samples, 0.5),
+        "baseline_sha256_sorted_json_p50_us": percentile_us(full, 0.5),
+        "baseline_sha256_sorted_orjson_p50_us": percentile_us(fast_full, 0.5),
+    }
+
+
+def bench_python_toolkit(repeat: int) -> dict[str, float]:
+    try:
+        env = load_env("calendar")
+    except Exception as exc:  # the python reference env is optional for this script
+        print(f"(python toolkit figures skipped: {exc})", file=sys.stderr)
+        return {}
+    session = open_session(env, seed=1)
+    reads = [t for t in env.spec.tools if t.effect == "read"]
+    if not reads:
+        return {}
+    state = session.state_json()
+    fork = timed(session.fork, repeat)
+    hashes = timed(session.hash, repeat)
+    deep = timed(lambda: copy.deepcopy(state), repeat)
+    return {
+        "python_fork_p50_us": percentile_us(fork, 0.5),
+        "python_hash_p50_us": percentile_us(hashes, 0.5),
+        "python_baseline_deepcopy_p50_us": percentile_us(deep, 0.5),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
+    args = parser.parse_args()
+    repeat = 300 if args.quick else 3000
+    gc.collect()
+    figures: dict[str, float] = {}
+    figures |= bench_call(repeat)
+    figures |= bench_fork(repeat)
+    figures |= bench_hash(max(100, repeat // 10))
+    figures |= bench_python_toolkit(max(100, repeat // 10))
+
+    def line(name: str, value: float, baseline: float | None, target: str) -> None:
+        ratio = f"{baseline / value:8.1f}x faster than baseline" if baseline else ""
+        print(f"{name:<42} {value:10.1f} us  {target:<12} {ratio}")
+
+    print(f"\nenvfactory runtime benchmark (python {sys.version.split()[0]})")
+    print(f"{'figure':<42} {'value':>13}  {'target':<12} ratio")
+    line("call p50 (shop.create_order)", figures["call_p50_us"], figures.get("baseline_pure_python_validation_p50_us"), "<= 20 us")
+    line("call p99 (shop.create_order)", figures["call_p99_us"], None, "")
+    line("read call p50 (shop.get_customer)", figures["read_call_p50_us"], None, "")
+    line(f"fork p50 ({figures['fork_state_mb']:.1f} MB state)", figures["fork_p50_us"], figures["baseline_deepcopy_p50_us"], "<= 1000 us")
+    line("fork + first write p50", figures["fork_plus_first_write_p50_us"], figures["baseline_deepcopy_p50_us"], "")
+    line(f"hash after write p50 ({figures['hash_state_mb']:.1f} MB, {int(figures['hash_records'])} rec)",
+         figures["hash_after_write_p50_us"], figures["baseline_sha256_sorted_json_p50_us"], "<= 1000 us")
+    print(f"{'  baseline: sha256 of sorted orjson':<42} {figures['baseline_sha256_sorted_orjson_p50_us']:10.1f} us")
+    if "python_fork_p50_us" in figures:
+        line("python toolkit (calendar) fork p50", figures["python_fork_p50_us"], figures["python_baseline_deepcopy_p50_us"], "")
+        line("python toolkit (calendar) hash p50", figures["python_hash_p50_us"], None, "")
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(figures, fh, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()
