@@ -23,5 +23,6 @@ __all__ = [
     "load_env",
     "open_group",
     "open_session",
+    "parse_env_document",
     "qualified_name",
 ]

@@ -11,17 +11,20 @@ Contract:
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypeAliasType
 
 JSONScalar: TypeAlias = str | int | float | bool | None
-JSONValue = TypeAliasType(
-    "JSONValue",
-    Union[str, int, float, bool, None, list["JSONValue"], dict[str, "JSONValue"]],  # noqa: UP007
-)
+if TYPE_CHECKING:  # mypy understands recursive aliases; pydantic needs a named TypeAliasType at runtime
+    JSONValue: TypeAlias = Union[str, int, float, bool, list["JSONValue"], dict[str, "JSONValue"], None]  # noqa: UP007
+else:
+    JSONValue = TypeAliasType(
+        "JSONValue",
+        Union[str, int, float, bool, list["JSONValue"], dict[str, "JSONValue"], None],  # noqa: UP007
+    )
 JSONObject: TypeAlias = dict[str, JSONValue]
 
 _CANONICAL = orjson.OPT_SORT_KEYS

@@ -17,6 +17,7 @@ from envfactory.spec.declarative import DeclarativeModel
 from envfactory.spec.meta import EnvMeta
 from envfactory.spec.tool import ToolSpec
 
+
 class DeclarativeImplementation(SpecModel):
     kind: Literal["declarative"] = "declarative"
     model: DeclarativeModel

@@ -39,6 +39,10 @@ class OperationExample(SpecModel):
     source: str = Field(default="", description="e.g. examples-1.json, awscli:sqs/create-queue.rst")
 
 
+def _empty_object_schema() -> JSONObject:
+    return {"type": "object", "properties": {}}
+
+
 class Operation(SpecModel):
     schema_version: Literal[1] = 1
     id: str = Field(description="provider:service:version:operation, unique in the catalog")
@@ -49,7 +53,7 @@ class Operation(SpecModel):
     description: str = ""
     http_method: str | None = None
     http_path: str | None = None
-    input_schema: JSONObject = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    input_schema: JSONObject = Field(default_factory=_empty_object_schema)
     output_schema: JSONObject = Field(default_factory=dict)
     errors: list[OperationError] = Field(default_factory=list)
     examples: list[OperationExample] = Field(default_factory=list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
@@ -13,7 +13,7 @@ from envfactory.spec.task import EnvRef
 from envfactory.spec.tool import ToolCall, ToolResult
 
 
-class TerminationReason(str, Enum):
+class TerminationReason(StrEnum):
     """Why an episode ended: `agent_stop`/`user_stop` end the task; the others are truncations."""
 
     AGENT_STOP = "agent_stop"
