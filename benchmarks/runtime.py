@@ -19,7 +19,6 @@ import copy
 import gc
 import hashlib
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable

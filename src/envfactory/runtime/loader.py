@@ -73,23 +73,39 @@ def parse_env_document(data: Any, what: str) -> DeclarativeEnvSource | PythonEnv
     )
 
 
-def backend_for(document: DeclarativeEnvSource | PythonEnvSource | EnvSpec, directory: Path | None) -> Backend:
+def backend_for(
+    document: DeclarativeEnvSource | PythonEnvSource | EnvSpec, directory: Path | None, *, trusted: bool = False
+) -> Backend:
+    """The backend of a parsed environment document.
+
+    Python toolkits run in-process only when the *loader* trusts them (`trusted=True`, or the
+    environment is bundled with the package and declares itself trusted); an environment cannot grant
+    itself trust. A sealed `spec.json` must match what its implementation derives.
+    """
     if isinstance(document, DeclarativeEnvSource):
         return DeclarativeBackend(compile_source(document))
     if isinstance(document, PythonEnvSource):
-        return _python_backend(document.meta, document.implementation, directory)
+        return _python_backend(document.meta, document.implementation, directory, trusted)
     impl = document.implementation
     if isinstance(impl, PythonImplementation):
-        return _python_backend(document.meta, impl, directory)
+        backend = _python_backend(document.meta, impl, directory, trusted)
+        if document.content_hash and backend.spec.content_hash != document.content_hash:
+            raise SpecError(
+                f"{document.meta.name}: spec.json (hash {document.content_hash[:12]}) does not match what "
+                f"the toolkit derives ({backend.spec.content_hash[:12]}); the toolkit or the spec was edited"
+            )
+        return backend
     return DeclarativeBackend(document)
 
 
-def _python_backend(meta: Any, impl: PythonImplementation, directory: Path | None) -> Backend:
+def _python_backend(meta: Any, impl: PythonImplementation, directory: Path | None, trusted: bool) -> Backend:
     from envfactory.runtime.toolkit import load_python_backend
 
     if directory is None:
         raise SpecError(f"{meta.name}: a python toolkit environment must be loaded from its directory")
-    return load_python_backend(meta, impl, directory)
+    bundled = directory.resolve().is_relative_to(bundled_envs_root().resolve())
+    effective = impl.model_copy(update={"trusted": trusted or (bundled and impl.trusted)})
+    return load_python_backend(meta, effective, directory)
 
 
 def load_seeds(directory: Path) -> dict[str, Any]:
@@ -99,8 +115,12 @@ def load_seeds(directory: Path) -> dict[str, Any]:
     return {path.stem: read_json_file(path) for path in sorted(seeds_dir.glob("*.json"))}
 
 
-def load_env(ref: str | Path) -> Environment:
-    """Load an environment from a directory, an env/spec file, or the name of a bundled environment."""
+def load_env(ref: str | Path, *, trusted: bool = False) -> Environment:
+    """Load an environment from a directory, an env/spec file, or the name of a bundled environment.
+
+    `trusted=True` lets a python toolkit that is not bundled run in this process; without it such
+    toolkits raise `SandboxRequiredError` (they belong to sandbox workers).
+    """
     path = Path(ref)
     if not path.exists():
         candidate = bundled_envs_root() / str(ref)
@@ -115,7 +135,7 @@ def load_env(ref: str | Path) -> Environment:
     else:
         directory, file = path.parent, path
     document = parse_env_document(read_json_file(file), str(file))
-    backend = backend_for(document, directory)
+    backend = backend_for(document, directory, trusted=trusted)
     seeds = load_seeds(directory)
     env = Environment.create(backend, seeds=seeds, directory=directory)
     for name, state in seeds.items():

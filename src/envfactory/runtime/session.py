@@ -166,12 +166,15 @@ class Session:
                 cid, tool, step, "invalid_arguments", f"invalid arguments for {tool}: {violation.message}", violation.path
             )
         ctx = self._ctx
+        checkpoint = ctx.rng_state()
         try:
             prepared = self._env.backend.execute(state, tool, args, ctx)
         except ToolError as exc:
+            ctx.rollback_rng(checkpoint)
             kind = exc.kind if exc.kind in _AGENT_KINDS else "execution_error"
             return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
         except Exception as exc:  # a crash in an implementation is a bug: logged, reported, state untouched
+            ctx.rollback_rng(checkpoint)
             logger.exception("tool %s of %s crashed", tool, self._env.name)
             return args, raw, _error(
                 cid, tool, step, "execution_error", f"internal error in {tool}: {type(exc).__name__}: {exc}"
@@ -179,6 +182,7 @@ class Session:
         output = prepared.output
         violation = None if prepared.output_validated else compiled.output.check(output)
         if violation is not None:
+            ctx.rollback_rng(checkpoint)
             logger.error("tool %s of %s violated its output schema: %s", tool, self._env.name, violation.message)
             return args, raw, _error(
                 cid, tool, step, "execution_error",
@@ -187,6 +191,8 @@ class Session:
         if prepared.commit is not None:
             prepared.commit()
             ctx.step += 1
+        else:
+            ctx.rollback_rng(checkpoint)  # only committed writes may move the RNG
         result = trusted_construct(
             ToolResult,
             {"schema_version": 1, "call_id": cid, "tool": tool, "output": output, "error": None, "step": step},
@@ -213,13 +219,19 @@ class Session:
 
     def snapshot(self) -> Snapshot:
         state = self._live_state()
-        return Snapshot(
-            env=self._env.spec.ref,
-            state=state.to_json(),
-            state_hash=state.state_hash(),
-            step=len(self._log),
-            clock_step=self._ctx.step,
-            seed=self._seed,
+        # The state JSON is produced by the backend from validated state; validating it again as a
+        # pydantic JSONValue would cost more than the dump itself.
+        return trusted_construct(
+            Snapshot,
+            {
+                "schema_version": 1,
+                "env": self._env.spec.ref,
+                "state": state.to_json(),
+                "state_hash": state.state_hash(),
+                "step": len(self._log),
+                "clock_step": self._ctx.step,
+                "seed": self._seed,
+            },
         )
 
     def restore(self, snapshot: Snapshot) -> None:

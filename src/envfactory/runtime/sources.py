@@ -55,6 +55,18 @@ class CallContext:
             self._rng = random.Random(self._seed)
         return self._rng
 
+    def rng_state(self) -> object | None:
+        """An opaque checkpoint of the RNG (None while no tool has drawn)."""
+        return self._rng.getstate() if self._rng is not None else None
+
+    def rollback_rng(self, checkpoint: object | None) -> None:
+        """Undo draws made since `checkpoint`: failed calls and reads must not move the RNG, so that
+        replaying a session's successful writes reproduces its state."""
+        if checkpoint is None:
+            self._rng = None
+        elif self._rng is not None:
+            self._rng.setstate(checkpoint)  # type: ignore[arg-type]
+
     def fork(self) -> CallContext:
         rng = None
         if self._rng is not None:

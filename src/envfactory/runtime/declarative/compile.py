@@ -1,12 +1,14 @@
 """Compile a hand-written or generated `DeclarativeEnvSource` into a sealed `EnvSpec`.
 
 Derives what must not be written twice: the state JSON Schema (from the record schemas), each tool's
-output schema, `effect` and `idempotent` (from the operation kind). Checks every cross-reference and
-reports *all* problems at once in one `SpecError`, each naming where it is.
+output schema, `effect` (from the operation kind) and `idempotent` (from the kind and what the
+operation reads and writes). Checks every cross-reference and reports *all* problems at once in one
+`SpecError`, each naming where it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from envfactory.errors import SpecError
@@ -14,17 +16,90 @@ from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import EnvSpec, ToolSpec
 from envfactory.spec.declarative import (
     AdjustEffect,
+    AllCond,
+    AnyCond,
+    ArithExpr,
     CollectionDecl,
+    CompareCond,
     CreateEffect,
     DeclarativeEnvSource,
     DeclarativeModel,
+    FieldExpr,
+    LookupExpr,
+    NotCond,
+    NowExpr,
     OperationDecl,
+    PresenceCond,
     SetEffect,
+    SumExpr,
 )
 from envfactory.spec.env import DeclarativeImplementation
 
 _READ_KINDS = frozenset({"get", "list"})
-_IDEMPOTENT_KINDS = frozenset({"get", "list", "update", "patch", "delete"})
+
+
+def _expr_nodes(expr: Any) -> Iterator[Any]:
+    """Every expression node inside `expr`, itself included."""
+    yield expr
+    if isinstance(expr, LookupExpr):
+        yield from _expr_nodes(expr.key)
+    elif isinstance(expr, ArithExpr):
+        for arg in expr.args:
+            yield from _expr_nodes(arg)
+    elif isinstance(expr, SumExpr):
+        yield from _expr_nodes(expr.over)
+        yield from _expr_nodes(expr.expr)
+
+
+def _cond_exprs(cond: Any) -> Iterator[Any]:
+    """The top-level expressions of a condition."""
+    if isinstance(cond, CompareCond):
+        yield cond.left
+        yield cond.right
+    elif isinstance(cond, PresenceCond):
+        yield cond.value
+    elif isinstance(cond, AllCond | AnyCond):
+        for part in cond.conditions:
+            yield from _cond_exprs(part)
+    elif isinstance(cond, NotCond):
+        yield from _cond_exprs(cond.condition)
+
+
+def _op_exprs(op: OperationDecl) -> Iterator[tuple[str, Any]]:
+    """(where, expression) for every expression of an operation."""
+    for field, expr in op.assign.items():
+        yield f"assign.{field}", expr
+    for i, req in enumerate(op.requires):
+        for expr in _cond_exprs(req.condition):
+            yield f"requires[{i}]", expr
+    for i, effect in enumerate(op.effects):
+        parts: list[Any] = [effect.for_each]
+        if isinstance(effect, AdjustEffect):
+            parts += [effect.key, effect.by]
+        elif isinstance(effect, SetEffect):
+            parts += [effect.key, effect.value]
+        else:
+            parts += list(effect.values.values())
+        for expr in parts:
+            if expr is not None:
+                yield f"effects[{i}]", expr
+
+
+def idempotent(op: OperationDecl) -> bool:
+    """Whether repeating a successful call with the same arguments leaves the state as the first call
+    left it. Reads always; a delete (the repeat finds nothing to delete); an update or patch only
+    when its new values depend on the arguments alone (no `field`, `now` or `lookup` in its assigns or
+    effects) and its effects only `set`; never a create."""
+    if op.kind in ("get", "list", "delete"):
+        return True
+    if op.kind == "create" or any(not isinstance(e, SetEffect) for e in op.effects):
+        return False
+    for where, expr in _op_exprs(op):
+        if where.startswith("requires"):
+            continue
+        if any(isinstance(node, FieldExpr | NowExpr | LookupExpr) for node in _expr_nodes(expr)):
+            return False
+    return True
 
 
 def state_schema(collections: dict[str, CollectionDecl]) -> dict[str, Any]:
@@ -137,6 +212,9 @@ def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[d
         for field in op.assign:
             if field not in record_props:
                 problems.append(f"{where}.assign: {field!r} is not a field of {op.collection}")
+            elif field == coll.key:
+                # a record is stored under its key: changing the key field would leave it under the old one
+                problems.append(f"{where}.assign: {field!r} is the key of {op.collection} (use key_arg to choose keys)")
         if op.listing is not None:
             if op.kind != "list":
                 problems.append(f"{where}: 'listing' only applies to list operations")
@@ -149,6 +227,10 @@ def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[d
                     problems.append(f"{where}.listing.{attr}: argument {arg!r} is not in the input schema")
             if op.listing.sort_by is not None and op.listing.sort_by not in record_props:
                 problems.append(f"{where}.listing.sort_by: {op.listing.sort_by!r} is not a field of {op.collection}")
+        for place, expr in _op_exprs(op):
+            for node in _expr_nodes(expr):
+                if isinstance(node, LookupExpr) and node.collection not in collections:
+                    problems.append(f"{where}.{place}: lookup in unknown collection {node.collection!r}")
         for i, effect in enumerate(op.effects):
             if effect.collection not in collections:
                 problems.append(f"{where}.effects[{i}]: unknown collection {effect.collection!r}")
@@ -156,6 +238,8 @@ def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[d
             target_props = _properties(collections[effect.collection].record_schema)
             if isinstance(effect, AdjustEffect | SetEffect) and effect.field not in target_props:
                 problems.append(f"{where}.effects[{i}]: {effect.field!r} is not a field of {effect.collection}")
+            elif isinstance(effect, AdjustEffect | SetEffect) and effect.field == collections[effect.collection].key:
+                problems.append(f"{where}.effects[{i}]: {effect.field!r} is the key of {effect.collection} and cannot change")
             if isinstance(effect, CreateEffect):
                 for field in effect.values:
                     if field not in target_props:
@@ -180,7 +264,7 @@ def compile_source(source: DeclarativeEnvSource) -> EnvSpec:
             input_schema=t.input_schema,
             output_schema=output_schema(t.operation, source.collections),
             effect="read" if t.operation.kind in _READ_KINDS else "write",
-            idempotent=t.operation.kind in _IDEMPOTENT_KINDS,
+            idempotent=idempotent(t.operation),
             source=t.source,
         )
         for t in source.tools

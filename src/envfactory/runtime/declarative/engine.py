@@ -28,6 +28,7 @@ from envfactory.runtime.declarative.expressions import (
     compile_cond,
     compile_expr,
     get_path,
+    in_range,
     render_message,
 )
 from envfactory.runtime.declarative.store import Collection, RecordStore
@@ -356,7 +357,12 @@ class DeclarativeBackend:
         offset = 0
         if listing.page_token_arg and args.get(listing.page_token_arg):
             token = args[listing.page_token_arg]
-            if not (isinstance(token, str) and token.isdigit() and int(token) <= len(records)):
+            # isascii: str.isdigit also accepts digits int() refuses (e.g. '²'); the length cap keeps
+            # int() clear of its limit on very long digit strings.
+            if not (
+                isinstance(token, str) and token.isascii() and token.isdigit() and len(token) <= 18
+                and int(token) <= len(records)
+            ):
                 raise ToolError("invalid_arguments", f"{listing.page_token_arg} {token!r} is not a token this tool returned", f"/{listing.page_token_arg}")
             offset = int(token)
         page = records[offset : offset + size]
@@ -395,10 +401,8 @@ class DeclarativeBackend:
     def _update(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
         key, old = self._target(plan, txn.get, args)
-        if plan.kind == "update":
-            record = {coll.key: key}
-        else:
-            record = dict(old)
+        # update replaces every non-key field; patch changes only what it is given
+        record = {coll.key: key} if plan.kind == "update" else dict(old)
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key and name != plan.key_arg:
@@ -474,7 +478,7 @@ class DeclarativeBackend:
                 raise ToolError("invalid_arguments", f"cannot adjust {coll.name}.{effect.field} by non-number {value!r}")
             if isinstance(current, bool) or not isinstance(current, int | float):
                 raise ToolError("rule_violation", f"{coll.name} {key!r}: {effect.field} is not a number")
-            new_value: Any = current + value
+            new_value: Any = in_range(current + value, f"{coll.name}.{effect.field} after adjusting by {value!r}")
         else:
             new_value = value
         transition = coll.transitions.get(effect.field)

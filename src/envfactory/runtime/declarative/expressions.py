@@ -82,6 +82,20 @@ def _number(value: Any, what: str) -> float | int:
     raise ToolError("invalid_arguments", f"{what} must be a number, got {value!r}")
 
 
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # the integers a state can hold (orjson's range)
+
+
+def in_range(value: float | int, what: str) -> float | int:
+    """A computed number, refused when a state cannot hold it: a float that overflowed to infinity
+    (or NaN) or an integer beyond 64 bits would corrupt the hash or fail half-way through a commit."""
+    if type(value) is float:
+        if value - value == 0.0:  # false for infinities and NaN
+            return value
+    elif _INT_MIN <= value <= _INT_MAX:
+        return value
+    raise ToolError("invalid_arguments", f"{what} is out of range: {value!r}")
+
+
 def compile_expr(expr: Any) -> CompiledExpr:
     if isinstance(expr, ArgExpr):
         path, default = expr.path, expr.default
@@ -131,33 +145,33 @@ def compile_expr(expr: Any) -> CompiledExpr:
             items = over(s) or []
             if not isinstance(items, list):
                 raise ToolError("invalid_arguments", f"sum over a non-array value {items!r}")
-            return sum(_number(inner(s.with_item(i)), "summed value") for i in items)
+            return in_range(sum(_number(inner(s.with_item(i)), "summed value") for i in items), "sum")
 
         return total
     raise TypeError(f"unsupported expression {type(expr).__name__}")  # unreachable for validated specs
 
 
 def _compile_arith(op: str, parts: list[CompiledExpr]) -> CompiledExpr:
-    what = f"operand of {op}"
+    what, result = f"operand of {op}", f"result of {op}"
     if len(parts) == 2:
         # The common binary case, without building a list per evaluation.
         left, right = parts
         if op == "add":
-            return lambda s: _number(left(s), what) + _number(right(s), what)
+            return lambda s: in_range(_number(left(s), what) + _number(right(s), what), result)
         if op == "sub":
-            return lambda s: _number(left(s), what) - _number(right(s), what)
-        return lambda s: _number(left(s), what) * _number(right(s), what)
+            return lambda s: in_range(_number(left(s), what) - _number(right(s), what), result)
+        return lambda s: in_range(_number(left(s), what) * _number(right(s), what), result)
 
     def arith(s: Scope) -> Any:
         values = [_number(p(s), what) for p in parts]
         if op == "add":
-            return sum(values)
+            return in_range(sum(values), result)
         if op == "sub":
-            return values[0] - sum(values[1:])
+            return in_range(values[0] - sum(values[1:]), result)
         product: float | int = 1
         for v in values:
             product *= v
-        return product
+        return in_range(product, result)
 
     return arith
 

@@ -1,0 +1,254 @@
+"""`envfactory envs list|show|validate`: the bundled environment library and environment files.
+
+- `list`: the bundled environments, each with its name, version, domain, implementation kind, tool
+  counts and description.
+- `show NAME|PATH`: the tools (effect, description, required arguments), the state (collections or
+  state-schema properties) and the seed states with their record counts.
+- `validate FILE_OR_DIR`: loads a declarative `env.json`, a python `env.json` or a sealed `spec.json`
+  through the runtime loader. It also checks every seed state. It prints the content hash and counts,
+  or every problem found, with exit code 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from envfactory.cli._output import console, emit_json, problems_of, report_error
+from envfactory.errors import EnvFactoryError
+from envfactory.runtime import Environment, bundled_env_names, load_env
+from envfactory.spec import DeclarativeImplementation
+
+app = typer.Typer(
+    name="envs",
+    help="List, inspect and validate environments.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+# -- facts about one environment -------------------------------------------------------------------------
+
+
+def record_counts(state: Any) -> dict[str, int]:
+    """Records per collection of a state (declarative layout), else the size of each top-level entry."""
+    if isinstance(state, dict) and isinstance(state.get("collections"), dict):
+        return {name: len(records) for name, records in state["collections"].items() if isinstance(records, dict | list)}
+    if isinstance(state, dict):
+        return {key: len(value) for key, value in state.items() if isinstance(value, dict | list)}
+    return {}
+
+
+def _property_names(schema: dict[str, Any]) -> list[str]:
+    properties = schema.get("properties")
+    return list(properties) if isinstance(properties, dict) else []
+
+
+def _required(schema: dict[str, Any]) -> list[str]:
+    required = schema.get("required")
+    return [str(name) for name in required] if isinstance(required, list) else []
+
+
+def env_summary(env: Environment) -> dict[str, Any]:
+    spec = env.spec
+    return {
+        "name": spec.meta.name,
+        "version": spec.meta.version,
+        "domain": spec.meta.domain,
+        "kind": spec.implementation.kind,
+        "tools": len(spec.tools),
+        "writes": sum(1 for tool in spec.tools if tool.effect == "write"),
+        "description": spec.meta.description,
+        "ref": spec.ref,
+        "content_hash": spec.content_hash,
+    }
+
+
+def env_details(env: Environment) -> dict[str, Any]:
+    spec = env.spec
+    tools = [
+        {
+            "name": tool.name,
+            "effect": tool.effect,
+            "idempotent": tool.idempotent,
+            "description": tool.description,
+            "parameters": sorted(_property_names(tool.input_schema)),
+            "required": _required(tool.input_schema),
+        }
+        for tool in spec.tools
+    ]
+    collections: list[dict[str, Any]] | None = None
+    if isinstance(spec.implementation, DeclarativeImplementation):
+        collections = [
+            {
+                "name": name,
+                "key": decl.key,
+                "description": decl.description,
+                "fields": _property_names(decl.record_schema),
+                "references": [f"{ref.field} → {ref.collection}" for ref in decl.references],
+                "transitions": [t.field for t in decl.transitions],
+            }
+            for name, decl in spec.implementation.model.collections.items()
+        ]
+    state_properties = sorted(_property_names(spec.state_schema))
+    return {
+        **env_summary(env),
+        "policy": spec.meta.policy,
+        "provenance": [p.resource for p in spec.meta.provenance],
+        "tool_specs": tools,
+        "collections": collections,
+        "state_properties": state_properties,
+        "seeds": {name: record_counts(state) for name, state in sorted(env.seeds.items())},
+        "directory": str(env.directory) if env.directory is not None else None,
+    }
+
+
+def _first_sentence(text: str, limit: int = 60) -> str:
+    head, dot, _ = text.partition(". ")
+    head += dot.strip()
+    return head if len(head) <= limit else head[: limit - 1].rstrip() + "…"
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "empty"
+
+
+# -- verbs ---------------------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_envs(as_json: JsonOption = False) -> None:
+    """List the bundled environments."""
+    rows: list[dict[str, Any]] = []
+    for name in bundled_env_names():
+        try:
+            rows.append(env_summary(load_env(name)))
+        except EnvFactoryError as exc:
+            rows.append({"name": name, "error": str(exc)})
+    failed = [row for row in rows if "error" in row]
+    if as_json:
+        emit_json(rows)
+    else:
+        table = Table(title=f"{len(rows)} bundled environment(s)", title_justify="left")
+        for column in ("name", "version", "domain", "kind", "tools", "writes"):
+            table.add_column(column, no_wrap=True, justify="right" if column in ("tools", "writes") else "left")
+        table.add_column("description")
+        for row in rows:
+            if "error" in row:
+                table.add_row(row["name"], "", "", "", "", "", Text(f"cannot load: {row['error']}", style="red"))
+            else:
+                table.add_row(
+                    row["name"], row["version"], row["domain"], row["kind"],
+                    str(row["tools"]), str(row["writes"]), _first_sentence(row["description"]),
+                )
+        console().print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Import a python toolkit that is not bundled into this process (only for code you trust; "
+        "untrusted toolkits belong to sandbox workers).",
+    ),
+]
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="A bundled environment name, a directory or a file.")],
+    as_json: JsonOption = False,
+    trust: TrustOption = False,
+) -> None:
+    """Show an environment: tools, state, seeds."""
+    details = env_details(load_env(ref, trusted=trust))
+    if as_json:
+        emit_json(details)
+        return
+    out = console()
+    out.print(Text.assemble((details["name"], "bold"), f" {details['version']}  ", (details["ref"], "dim")))
+    out.print(f"domain {details['domain']} · {details['kind']} implementation · {details['tools']} tools "
+              f"({details['writes']} write)")
+    if details["description"]:
+        out.print(Text(details["description"]))
+    if details["policy"]:
+        out.print(Text.assemble(("policy: ", "bold"), details["policy"]))
+    tools = Table(title="tools", title_justify="left")
+    tools.add_column("tool", style="bold")
+    tools.add_column("effect")
+    tools.add_column("arguments (* required)", overflow="fold")
+    tools.add_column("description", overflow="fold")
+    for tool in details["tool_specs"]:
+        effect = tool["effect"] + (" · idempotent" if tool["idempotent"] else "")
+        args = ", ".join(p + ("*" if p in tool["required"] else "") for p in tool["parameters"])
+        tools.add_row(tool["name"], effect, args, tool["description"])
+    out.print(tools)
+    if details["collections"] is not None:
+        state = Table(title="collections", title_justify="left")
+        state.add_column("collection", style="bold")
+        state.add_column("key")
+        state.add_column("fields", overflow="fold")
+        state.add_column("references", overflow="fold")
+        for coll in details["collections"]:
+            state.add_row(coll["name"], coll["key"], ", ".join(coll["fields"]), ", ".join(coll["references"]))
+        out.print(state)
+    else:
+        out.print(Text.assemble(("state: ", "bold"), ", ".join(details["state_properties"]) or "(no properties)"))
+    seeds = details["seeds"]
+    out.print(Text.assemble(("seeds: ", "bold"), "; ".join(f"{name} ({_counts_text(c)})" for name, c in seeds.items())
+                            or "none"))
+
+
+@app.command("validate")
+def validate(
+    path: Annotated[Path, typer.Argument(metavar="FILE_OR_DIR", help="env.json, spec.json or an environment directory.")],
+    as_json: JsonOption = False,
+    trust: TrustOption = False,
+) -> None:
+    """Validate an environment file or directory (spec, implementation and seed states)."""
+    try:
+        if not path.exists():
+            raise FileNotFoundError
+        env = load_env(path, trusted=trust)
+    except FileNotFoundError:
+        _invalid(path, f"{path}: no such file or directory", as_json)
+    except EnvFactoryError as exc:
+        message = str(exc)
+        if str(path) not in message.partition("\n")[0]:
+            message = f"{path}: {message}"
+        _invalid(path, message, as_json)
+    summary = env_summary(env)
+    seeds = {name: record_counts(state) for name, state in sorted(env.seeds.items())}
+    if as_json:
+        emit_json({"ok": True, "path": str(path), **summary, "seeds": seeds})
+        return
+    out = console()
+    out.print(Text.assemble(("OK ", "bold green"), f"{path}: ", (summary["ref"], "bold")))
+    out.print(f"  content hash {summary['content_hash']}")
+    out.print(f"  {summary['kind']} implementation · {summary['tools']} tools ({summary['writes']} write)"
+              + _collections_note(env))
+    for name, counts in seeds.items():
+        out.print(f"  seed {name}: {_counts_text(counts)}")
+
+
+def _collections_note(env: Environment) -> str:
+    impl = env.spec.implementation
+    if isinstance(impl, DeclarativeImplementation):
+        return f" · {len(impl.model.collections)} collections"
+    return ""
+
+
+def _invalid(path: Path, message: str, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"ok": False, "path": str(path), "message": message, "problems": problems_of(message)})
+    else:
+        report_error(message)
+    raise typer.Exit(1)
