@@ -165,14 +165,23 @@ def bench_python_toolkit(repeat: int) -> dict[str, float]:
         print(f"(python toolkit figures skipped: {exc})", file=sys.stderr)
         return {}
     session = open_session(env, seed=1)
-    reads = [t for t in env.spec.tools if t.effect == "read"]
-    if not reads:
-        return {}
     state = session.state_json()
     fork = timed(session.fork, repeat)
     hashes = timed(session.hash, repeat)
     deep = timed(lambda: copy.deepcopy(state), repeat)
+    read = timed(lambda: session.call("get_event", {"event_id": "evt_0001"}), repeat)
+    responses = ["accepted", "declined", "tentative"]
+    turn = iter(range(10**9))
+
+    def respond() -> None:
+        result = session.call("respond_to_event", {"event_id": "evt_0001", "user_id": "usr_002",
+                                                   "response": responses[next(turn) % 3]})
+        assert result.ok, result
+
+    write = timed(respond, repeat)
     return {
+        "python_read_call_p50_us": percentile_us(read, 0.5),
+        "python_write_call_p50_us": percentile_us(write, 0.5),
         "python_fork_p50_us": percentile_us(fork, 0.5),
         "python_hash_p50_us": percentile_us(hashes, 0.5),
         "python_baseline_deepcopy_p50_us": percentile_us(deep, 0.5),
@@ -209,6 +218,8 @@ def main() -> None:
     if "python_fork_p50_us" in figures:
         line("python toolkit (calendar) fork p50", figures["python_fork_p50_us"], figures["python_baseline_deepcopy_p50_us"], "")
         line("python toolkit (calendar) hash p50", figures["python_hash_p50_us"], None, "")
+        line("python toolkit read call p50 (get_event)", figures["python_read_call_p50_us"], None, "")
+        line("python toolkit write call p50 (respond_to_event)", figures["python_write_call_p50_us"], None, "")
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(figures, fh, indent=1, sort_keys=True)

@@ -22,7 +22,12 @@ _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    # Rich assumes 80 columns when stdout is not a terminal (CI logs, pipes), which squeezes the
+    # summary tables into ellipses; logs have no width limit, so use a wide one there.
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=140)
+    return out
 
 
 def error_console() -> Console:

@@ -20,6 +20,11 @@ class ClockConfig:
     start: datetime = DEFAULT_EPOCH
     tick: timedelta = timedelta(seconds=1)
 
+    def format(self, step: int) -> str:
+        """ISO-8601 UTC text of `start + step * tick`, to the second."""
+        moment = self.start + self.tick * step
+        return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
 
 class CallContext:
     """What an implementation may use besides state and arguments during one call."""
@@ -41,10 +46,10 @@ class CallContext:
         return self._clock.start + self._clock.tick * self.step
 
     def now_iso(self) -> str:
-        """`now()` as `YYYY-MM-DDTHH:MM:SSZ` (cached per clock step: formatting costs more than the call)."""
+        """`now()` as `YYYY-MM-DDTHH:MM:SSZ` (cached per clock step: formatting costs more than a call)."""
         step, text = self._iso
         if step != self.step:
-            text = self.now().replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+            text = self._clock.format(self.step)
             self._iso = (self.step, text)
         return text
 

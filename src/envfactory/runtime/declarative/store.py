@@ -6,8 +6,10 @@ Design (why it is fast):
 - `fork()` copies only the map of collections (O(number of collections)); each side copies a
   collection's key map the first time it writes to it after the fork (copy-on-write).
 - Every record has a 256-bit digest of its canonical JSON; a collection keeps the sum of its digests
-  modulo 2**256 (a multiset hash, independent of insertion order). A write updates the sum in O(record
-  size), so `state_hash()` after a write costs O(number of collections), not O(state size).
+  modulo 2**256 (a multiset hash, independent of insertion order). Digests are computed lazily: a
+  write marks its record dirty, and the next `state_hash()` (or diff) digests only the dirty records
+  and updates the sum, so a hash after a write costs O(changed records + collections), not O(state),
+  and calls that are never hashed pay nothing for it.
 """
 
 from __future__ import annotations
@@ -31,22 +33,40 @@ def record_digest(key: str, record: Mapping[str, Any]) -> int:
 
 
 class Collection:
-    """One collection's records, their digests and the digest sum. Shared between forks until written."""
+    """One collection's records, their digests and the digest sum. Shared between forks until written.
 
-    __slots__ = ("digest_sum", "digests", "records")
+    `digests` and `digest_sum` describe the records as of the last `flush()`; `dirty` names the keys
+    written since. Flushing a shared collection is safe: it only fills a cache both owners agree on.
+    """
 
-    def __init__(self, records: dict[str, dict[str, Any]], digests: dict[str, int], digest_sum: int) -> None:
+    __slots__ = ("digest_sum", "digests", "dirty", "records")
+
+    def __init__(
+        self, records: dict[str, dict[str, Any]], digests: dict[str, int], digest_sum: int, dirty: set[str]
+    ) -> None:
         self.records = records
         self.digests = digests
         self.digest_sum = digest_sum
+        self.dirty = dirty
 
     @classmethod
     def build(cls, records: dict[str, dict[str, Any]]) -> Collection:
-        digests = {key: record_digest(key, rec) for key, rec in records.items()}
-        return cls(records, digests, sum(digests.values()) % _MOD)
+        return cls(records, {}, 0, set(records))
 
     def copy(self) -> Collection:
-        return Collection(dict(self.records), dict(self.digests), self.digest_sum)
+        return Collection(dict(self.records), dict(self.digests), self.digest_sum, set(self.dirty))
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        total = self.digest_sum
+        digests, records = self.digests, self.records
+        for key in self.dirty:
+            new = record_digest(key, records[key])
+            total += new - digests.get(key, 0)
+            digests[key] = new
+        self.digest_sum = total % _MOD
+        self.dirty.clear()
 
 
 class RecordStore:
@@ -71,7 +91,9 @@ class RecordStore:
         return iter(self._collections)
 
     def digest(self, collection: str, key: str) -> int | None:
-        return self._collections[collection].digests.get(key)
+        coll = self._collections[collection]
+        coll.flush()
+        return coll.digests.get(key)
 
     # -- writes ----------------------------------------------------------------------------------------
     def _writable(self, collection: str) -> Collection:
@@ -82,16 +104,16 @@ class RecordStore:
 
     def put(self, collection: str, key: str, record: dict[str, Any]) -> None:
         coll = self._writable(collection)
-        new = record_digest(key, record)
-        old = coll.digests.get(key, 0)
         coll.records[key] = record
-        coll.digests[key] = new
-        coll.digest_sum = (coll.digest_sum - old + new) % _MOD
+        coll.dirty.add(key)
 
     def delete(self, collection: str, key: str) -> None:
         coll = self._writable(collection)
         del coll.records[key]
-        coll.digest_sum = (coll.digest_sum - coll.digests.pop(key)) % _MOD
+        coll.dirty.discard(key)
+        old = coll.digests.pop(key, None)
+        if old is not None:
+            coll.digest_sum = (coll.digest_sum - old) % _MOD
 
     # -- StateHandle -----------------------------------------------------------------------------------
     def fork(self) -> RecordStore:
@@ -103,6 +125,8 @@ class RecordStore:
         return other
 
     def state_hash(self) -> str:
+        for coll in self._collections.values():
+            coll.flush()
         summary = {
             "collections": {
                 name: [f"{coll.digest_sum:064x}", len(coll.records)] for name, coll in self._collections.items()
