@@ -694,7 +694,11 @@ def workflow_env() -> Environment:
                                             "field": "status", "value": const("in_review")},
                                            {"op": "set", "collection": "documents", "key": arg("doc"),
                                             "field": "status", "value": const("approved")}]},
-              {"doc": STR}, ("doc",))],
+              {"doc": STR}, ("doc",)),
+         tool("new_doc", {"kind": "create", "collection": "documents", "key_arg": "id",
+                          "effects": [{"op": "set", "collection": "documents", "key": key(), "field": "status",
+                                       "value": arg("then")}]},
+              {"id": STR, "status": STR, "then": STR}, ("id", "status", "then"))],
         {"collections": {"documents": {
             "a": {"id": "a", "status": "in_review"}, "b": {"id": "b", "status": "approved"},
             "c": {"id": "c", "status": "rejected"}, "d": {"id": "d", "status": "draft"}}}},
@@ -720,6 +724,15 @@ def test_set_effect_transition_failure_in_a_for_each_undoes_earlier_elements() -
     assert session.hash() == before
     ok(session.call("reopen_all", {"docs": ["c"]}))
     assert records(session, "documents")["c"]["status"] == "draft"
+
+
+def test_set_effect_on_a_record_created_in_the_same_call_is_checked_from_its_new_value() -> None:
+    # the created record has no stored value to compare with: the effect itself is checked
+    session = open_session(workflow_env())
+    err(session.call("new_doc", {"id": "e", "status": "draft", "then": "approved"}), "rule_violation",
+        r"documents 'e': status cannot change from 'draft' to 'approved'")
+    created = ok(session.call("new_doc", {"id": "e", "status": "draft", "then": "in_review"}))
+    assert created == records(session, "documents")["e"] == {"id": "e", "status": "in_review"}  # output = as written
 
 
 def test_each_step_through_the_workflow_in_one_call_is_checked_against_the_stored_value() -> None:
@@ -876,8 +889,8 @@ def test_effect_on_a_missing_record_is_not_found() -> None:
 def test_adjust_treats_a_missing_field_as_zero_and_refuses_non_numbers() -> None:
     session = open_session(ledger_env())
     assert records(session, "accounts")["x"].get("hits") is None
-    ok(session.call("hit", {"id": "x"}))
-    ok(session.call("hit", {"id": "x", "by": 2}))
+    assert ok(session.call("hit", {"id": "x"}))["hits"] == 1  # the output is the target as the effects left it
+    assert ok(session.call("hit", {"id": "x", "by": 2}))["hits"] == 3
     assert records(session, "accounts")["x"]["hits"] == 3
     err(session.call("hit", {"id": "x", "by": "2"}), "invalid_arguments", r"cannot adjust accounts.hits by non-number '2'")
     err(session.call("hit", {"id": "x", "by": True}), "invalid_arguments", r"non-number True")
@@ -1275,7 +1288,8 @@ def test_load_state_errors_name_the_record(inventory: Environment, mutate: Any, 
 
 
 def test_load_state_accepts_empty_and_none(inventory: Environment) -> None:
-    for state in ({}, {"collections": {}}, {"counters": {}}):
+    states: list[dict[str, Any]] = [{}, {"collections": {}}, {"counters": {}}]
+    for state in states:
         session = open_session(inventory, state)
         assert session.state_json() == {"collections": {"owners": {}, "items": {}}, "counters": {"owners": 0, "items": 0}}
     assert open_session(inventory).state_json()["counters"] == {"owners": 1, "items": 4}  # None: the default seed
@@ -1414,9 +1428,10 @@ def test_derived_tool_facts() -> None:
     tracker = {t.name: (t.effect, t.idempotent) for t in load_env("tracker").spec.tools}
     assert tracker["archive_project"] == ("write", True)  # archived = true: a repeat changes nothing
     assert tracker["delete_task"] == ("write", True)
-    list_schema = spec.tool("list_products").output_schema  # type: ignore[union-attr]
+    list_schema: dict[str, Any] = spec.tool("list_products").output_schema  # type: ignore[union-attr]
     assert list_schema["required"] == ["items", "next_page_token", "total"]
-    assert list_schema["properties"]["items"]["items"] == load_env("shop").spec.implementation.model.collections["products"].record_schema  # type: ignore[union-attr]
+    products = spec.implementation.model.collections["products"]  # type: ignore[union-attr]
+    assert list_schema["properties"]["items"]["items"] == products.record_schema
     env = build({"c": {"record_schema": obj({"id": STR, "n": INT}, ["id"])}},
                 [tool("rm", {"kind": "delete", "collection": "c"}, {"id": STR}, ("id",)),
                  tool("get", {"kind": "get", "collection": "c"}, {"id": STR}, ("id",)),
@@ -1425,7 +1440,8 @@ def test_derived_tool_facts() -> None:
     assert tools["rm"].output_schema == obj({"deleted": STR}, ["deleted"])
     assert tools["get"].output_schema == obj({"id": STR, "n": INT}, ["id"])
     assert tools["set_n"].idempotent is True  # n from the arguments only
-    assert env.spec.state_schema["properties"]["counters"]["properties"] == {"c": {"type": "integer", "minimum": 0}}
+    state_schema: dict[str, Any] = env.spec.state_schema
+    assert state_schema["properties"]["counters"]["properties"] == {"c": {"type": "integer", "minimum": 0}}
     assert env.spec.content_hash == env.spec.compute_hash()
 
 
@@ -1524,7 +1540,7 @@ def test_shop_refund_credits_wallet_returns_stock_and_writes_a_ledger_record(sho
 
 
 def test_shop_replaying_successful_calls_reproduces_the_state(shop: Session) -> None:
-    calls = [("create_customer", {"name": "Eve", "email": "eve@example.com", "wallet_balance": 100}),
+    calls: list[tuple[str, dict[str, Any]]] = [("create_customer", {"name": "Eve", "email": "eve@example.com", "wallet_balance": 100}),
              ("create_order", {"customer_id": "cus_0004", "items": [{"product_id": "BK-001", "quantity": 1}],
                                "shipping_address": ADDRESS}),
              ("pay_order", {"id": "ord_00002"}), ("pay_order", {"id": "ord_00002"}),
@@ -1579,6 +1595,14 @@ def test_the_documented_example_is_the_fixture_environment() -> None:
     assert len(env_blocks) == 1 and len(seed_blocks) == 1
     assert json.loads(env_blocks[0]) == json.loads((LIBRARY_DIR / "env.json").read_text())
     assert json.loads(seed_blocks[0]) == json.loads((LIBRARY_DIR / "seeds" / "default.json").read_text())
+
+
+def test_the_documented_validate_output_shows_the_current_content_hash() -> None:
+    (output,) = doc_blocks("example:validate")
+    spec = load_env(LIBRARY_DIR).spec
+    assert f"content hash {spec.content_hash}" in output
+    assert f": {spec.ref}" in output
+    assert f"{len(spec.tools)} tools ({sum(t.effect == 'write' for t in spec.tools)} write)" in output
 
 
 def test_the_documented_transcript_replays() -> None:

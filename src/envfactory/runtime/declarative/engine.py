@@ -396,7 +396,8 @@ class DeclarativeBackend:
         txn.put(coll.name, key, record)
         self._apply_effects(plan, txn, scope)
         self._validate(plan, txn)
-        return _copy(record)
+        # the record as written: effects may have changed the target after it was staged
+        return _copy(txn.get(coll.name, key))
 
     def _update(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
@@ -414,7 +415,8 @@ class DeclarativeBackend:
         txn.put(coll.name, key, record)
         self._apply_effects(plan, txn, scope)
         self._validate(plan, txn)
-        return _copy(record)
+        # the record as written: effects may have changed the target after it was staged
+        return _copy(txn.get(coll.name, key))
 
     def _delete(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         key, old = self._target(plan, txn.get, args)
