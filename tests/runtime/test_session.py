@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
 from envfactory.errors import SessionClosedError, SpecError
 from envfactory.runtime import Environment, load_env, open_group, open_session
 from envfactory.runtime.loader import backend_for, parse_env_document, read_json_file
 from envfactory.runtime.sources import ClockConfig
-from envfactory.spec import Snapshot
+from envfactory.spec import EnvSpec, Snapshot
 
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
 
@@ -177,3 +180,36 @@ def test_plain_naming_refuses_collisions(shop: Environment) -> None:
     with pytest.raises(SpecError, match="use qualified naming"):
         open_group([shop, copy], naming="plain")
     assert len(open_group([shop, copy]).tools) == 2 * len(shop.tools)
+
+
+def test_explicitly_repeating_a_final_transition_is_refused(shop: Environment) -> None:
+    session = open_session(shop)
+    order = session.call("create_order", order_args()).output["id"]  # type: ignore[index]
+    for tool in ("pay_order", "ship_order"):
+        assert session.call(tool, {"id": order}).ok
+    before = session.hash()
+    again = session.call("ship_order", {"id": order})
+    assert again.error is not None and again.error.kind == "rule_violation"
+    assert "already 'shipped'" in again.error.message
+    assert session.hash() == before
+
+
+def test_open_session_checks_a_snapshots_environment_and_hash(shop: Environment) -> None:
+    snap = open_session(shop).snapshot()
+    with pytest.raises(SpecError, match="cannot open a session"):
+        open_session(load_env("tracker"), snap)
+    with pytest.raises(SpecError, match="does not match"):
+        open_session(shop, snap.model_copy(update={"state_hash": "f" * 64}))
+
+
+def test_a_sealed_spec_with_edited_derived_parts_is_refused(shop: Environment, tmp_path: Path) -> None:
+    spec = shop.spec.model_dump(mode="json")
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "spec.json").write_bytes(orjson.dumps(spec))
+    assert load_env(tmp_path / "good").spec.content_hash == shop.spec.content_hash
+    spec["tools"][0]["effect"] = "read" if spec["tools"][0]["effect"] == "write" else "write"
+    resealed = EnvSpec.model_validate({**spec, "content_hash": ""}).seal()
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / "spec.json").write_bytes(resealed.to_json_bytes())
+    with pytest.raises(SpecError, match="does not match what its declarative model derives"):
+        load_env(tmp_path / "edited")

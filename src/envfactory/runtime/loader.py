@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from envfactory.errors import SpecError
 from envfactory.runtime.backend import Backend
 from envfactory.runtime.declarative import DeclarativeBackend, compile_source
+from envfactory.runtime.declarative.compile import check_sealed
 from envfactory.runtime.environment import Environment
 from envfactory.spec import DeclarativeEnvSource, EnvSpec, PythonEnvSource
 from envfactory.spec.env import PythonImplementation
@@ -95,7 +96,7 @@ def backend_for(
                 f"the toolkit derives ({backend.spec.content_hash[:12]}); the toolkit or the spec was edited"
             )
         return backend
-    return DeclarativeBackend(document)
+    return DeclarativeBackend(check_sealed(document))
 
 
 def _python_backend(meta: Any, impl: PythonImplementation, directory: Path | None, trusted: bool) -> Backend:

@@ -277,11 +277,17 @@ def open_session(
     """Open an isolated session. `initial_state`: state JSON, a `Snapshot`, or `None` for the
     environment's default seed state. Raises `SpecError` when the state does not fit the environment."""
     clock_step = 0
+    expected_hash: str | None = None
     if isinstance(initial_state, Snapshot):
+        if initial_state.env != env.spec.ref:
+            raise SpecError(f"snapshot of {initial_state.env} cannot open a session of {env.spec.ref}")
         clock_step = initial_state.clock_step
+        expected_hash = initial_state.state_hash
         initial_state = initial_state.state
     elif initial_state is None:
         initial_state = env.default_state()
     handle = env.backend.load_state(initial_state)
+    if expected_hash is not None and handle.state_hash() != expected_hash:
+        raise SpecError("snapshot state does not match its recorded hash (edited or corrupt)")
     ctx = CallContext(seed, clock or ClockConfig(), clock_step)
     return Session(env, handle, seed, clock, ctx=ctx)

@@ -8,6 +8,7 @@ operation reads and writes). Checks every cross-reference and reports *all* prob
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from envfactory.errors import SpecError
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import EnvSpec, ToolSpec
 from envfactory.spec.declarative import (
+    COLLECTION_NAME_PATTERN,
     AdjustEffect,
     AllCond,
     AnyCond,
@@ -24,6 +26,7 @@ from envfactory.spec.declarative import (
     CreateEffect,
     DeclarativeEnvSource,
     DeclarativeModel,
+    DeclarativeToolDecl,
     FieldExpr,
     LookupExpr,
     NotCond,
@@ -36,6 +39,7 @@ from envfactory.spec.declarative import (
 from envfactory.spec.env import DeclarativeImplementation
 
 _READ_KINDS = frozenset({"get", "list"})
+_COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 
 def _expr_nodes(expr: Any) -> Iterator[Any]:
@@ -158,6 +162,8 @@ def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[d
     problems: list[str] = []
     for name, coll in collections.items():
         where = f"collections.{name}"
+        if not _COLLECTION_NAME.match(name):
+            problems.append(f"{where}: collection names must match {COLLECTION_NAME_PATTERN}")
         if coll.record_schema.get("type") != "object":
             problems.append(f"{where}.record_schema: must have type 'object'")
         try:
@@ -245,6 +251,40 @@ def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[d
                     if field not in target_props:
                         problems.append(f"{where}.effects[{i}].values: {field!r} is not a field of {effect.collection}")
     return problems
+
+
+def source_of(spec: EnvSpec) -> DeclarativeEnvSource:
+    """The declarative source a sealed declarative `EnvSpec` was compiled from."""
+    impl = spec.implementation
+    if not isinstance(impl, DeclarativeImplementation):
+        raise SpecError(f"{spec.meta.name} is not a declarative environment")
+    tools = [
+        DeclarativeToolDecl(
+            name=t.name,
+            description=t.description,
+            input_schema=t.input_schema,
+            operation=impl.model.operations[t.name],
+            source=t.source,
+        )
+        for t in spec.tools
+        if t.name in impl.model.operations
+    ]
+    missing = sorted(set(impl.model.operations) ^ {t.name for t in spec.tools})
+    if missing:
+        raise SpecError(f"{spec.meta.name}: tools and operations disagree on {missing}")
+    return DeclarativeEnvSource(meta=spec.meta, collections=impl.model.collections, tools=tools)
+
+
+def check_sealed(spec: EnvSpec) -> EnvSpec:
+    """Refuse a declarative `spec.json` whose derived parts (output schemas, effects, state schema)
+    were edited: recompiling its source must give the same content hash."""
+    derived = compile_source(source_of(spec))
+    if derived.content_hash != spec.content_hash:
+        raise SpecError(
+            f"{spec.meta.name}: spec.json does not match what its declarative model derives "
+            f"({spec.content_hash[:12]} vs {derived.content_hash[:12]}); edit the model, not the derived parts"
+        )
+    return spec
 
 
 def compile_source(source: DeclarativeEnvSource) -> EnvSpec:

@@ -411,7 +411,10 @@ class DeclarativeBackend:
         scope = self._scope(txn.get, args, old, key, ctx)
         for name, fn in plan.assign.items():
             record[name] = fn(scope)
-        self._check_requirements(plan, scope)
+        self._check_requirements(plan, scope)  # declared cases first: their messages are the specific ones
+        for name in plan.assign:
+            if name in coll.transitions and record[name] == old.get(name):
+                _check_repeat(coll, key, name, record[name], coll.transitions[name].allowed)
         txn.put(coll.name, key, record)
         self._apply_effects(plan, txn, scope)
         self._validate(plan, txn)
@@ -487,6 +490,8 @@ class DeclarativeBackend:
         old_value = target.get(effect.field)
         if transition is not None and old_value != new_value:
             _check_transition(coll, key, effect.field, old_value, new_value, transition.allowed)
+        elif transition is not None and effect.op == "set":
+            _check_repeat(coll, key, effect.field, new_value, transition.allowed)
         txn.put(coll.name, key, {**target, effect.field: new_value})
 
     def _validate(self, plan: _Plan, txn: Transaction) -> None:
@@ -560,6 +565,16 @@ def _check_transition(coll: _CompiledCollection, key: str, field: str, old: Any,
     if new not in options:
         shown = ", ".join(options) if options else "none: it is final"
         raise ToolError("rule_violation", f"{coll.name} {key!r}: {field} cannot change from {old!r} to {new!r} (allowed: {shown})")
+
+
+def _check_repeat(coll: _CompiledCollection, key: str, field: str, value: Any, allowed: dict[str, list[str]]) -> None:
+    """An operation that explicitly sets a transition field to the value it already has is a
+    self-transition: refused unless `allowed[value]` lists `value` (re-shipping a shipped order must not
+    silently re-stamp it). Fields merely copied from arguments are not explicit and pass unchanged."""
+    if value is None or str(value) not in allowed:
+        return
+    if value not in allowed[str(value)]:
+        raise ToolError("rule_violation", f"{coll.name} {key!r}: {field} is already {value!r}")
 
 
 def _filter_match(match: str, value: Any, wanted: Any) -> bool:

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from envfactory.errors import ToolError
 from envfactory.spec.declarative import (
     AllCond,
@@ -237,6 +239,7 @@ def render_message(template: str, scope: Scope) -> str:
             return str(scope.key)
         source = {"arg": scope.args, "field": scope.target, "item": scope.item}[match.group(1)]
         value = get_path(source, match.group(2) or "")
-        return str(value)
+        # JSON spelling (null, true, {"a": 1}) is what agents see everywhere else; strings stay bare.
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
 
     return _PLACEHOLDER.sub(replace, template)
