@@ -199,3 +199,55 @@ def test_lint_imports_catches_a_forbidden_import(tmp_path: Path) -> None:
     assert "spec imports no other layer BROKEN" in output
     assert "envfactory.spec is not allowed to import envfactory.cli" in output
     assert "envfactory.spec._layer_violation -> envfactory.cli" in output
+
+
+# -- regenerating the contracts ---------------------------------------------------------------------------
+
+HEADER = """\
+# Layer contracts: one `forbidden` contract per layer package that exists today. GENERATED from the
+# table in docs/architecture.md by `python tests/test_architecture.py --write`; do not edit by hand.
+# tests/test_architecture.py checks that these contracts and the table agree. import-linter 2.17 errors
+# on forbidden modules that do not exist ("Module 'envfactory.store' does not exist."), so only existing
+# packages are listed; when a new layer package lands, rerun the command above.
+# `envfactory` (the top-level module) and `envfactory.errors` are importable by every layer.
+
+[importlinter]
+root_package = envfactory
+include_external_packages = False
+"""
+
+
+def render_contracts(table: dict[str, frozenset[str] | str], existing: set[str]) -> str:
+    """The `.importlinter` text the table implies for the packages that exist, in table order."""
+    parts = [HEADER]
+    for layer in table:
+        if layer not in existing:
+            continue
+        entry = table[layer]
+        if entry == ALL:
+            name = f"{layer} may import every layer"
+        elif not entry:
+            name = f"{layer} imports no other layer"
+        else:
+            name = f"{layer} imports only {', '.join(sorted(entry))}"
+        forbidden = sorted(existing - allowed(table, layer))
+        lines = [f"\n[importlinter:contract:{layer}]", f"name = {name}", "type = forbidden",
+                 "source_modules =", f"    {ROOT}.{layer}", "forbidden_modules ="]
+        lines += [f"    {ROOT}.{other}" for other in forbidden]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def test_contracts_file_is_generated_from_the_table(table: dict[str, frozenset[str] | str]) -> None:
+    expected = render_contracts(table, existing_layer_packages())
+    assert CONTRACTS_FILE.read_text(encoding="utf-8") == expected, (
+        "regenerate with: python tests/test_architecture.py --write"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_architecture.py --write  (rewrites .importlinter from the table)")
+    rendered = render_contracts(parse_layer_table(TABLE_DOC.read_text(encoding="utf-8")), existing_layer_packages())
+    CONTRACTS_FILE.write_text(rendered, encoding="utf-8")
+    print(f"wrote {CONTRACTS_FILE}")

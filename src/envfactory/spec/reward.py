@@ -1,4 +1,9 @@
-"""Rewards: named components in [0, 1] (or not scored) with weights, and their weighted total."""
+"""Rewards: named components in [0, 1] (or not scored) and their total.
+
+Two roles: `score` components are averaged with their weights; `factor` components (penalties and
+gates) multiply that average. So a penalty can only lower a reward, and a gate at 0 (e.g. "the episode
+changed nothing although the task requires writes") forces the total to 0 whatever else scored.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,19 @@ from envfactory.spec.base import SpecModel
 
 
 class RewardComponent(SpecModel):
-    """One named part of a reward. `score=None` means "not scored" and takes no weight."""
+    """One named part of a reward. `score=None` means "not scored": it takes no weight (a score) or
+    multiplies by 1 (a factor)."""
 
     name: str
     score: float | None = Field(default=None, ge=0.0, le=1.0)
     weight: float = Field(default=1.0, ge=0.0)
+    role: Literal["score", "factor"] = "score"
     detail: str = ""
 
 
 class Reward(SpecModel):
-    """A reward; `total` is the weighted mean of the scored components (0 when none is scored)."""
+    """A reward; `total` = weighted mean of the scored `score` components (0 when none is scored)
+    times every scored `factor` component."""
 
     schema_version: Literal[1] = 1
     components: list[RewardComponent]
@@ -41,8 +49,12 @@ class Reward(SpecModel):
 
 
 def weighted_total(components: list[RewardComponent]) -> float:
-    scored = [c for c in components if c.score is not None and c.weight > 0]
+    scored = [c for c in components if c.role == "score" and c.score is not None and c.weight > 0]
     weight = sum(c.weight for c in scored)
     if weight == 0:
         return 0.0
-    return sum(c.weight * (c.score or 0.0) for c in scored) / weight
+    total = sum(c.weight * (c.score or 0.0) for c in scored) / weight
+    for factor in components:
+        if factor.role == "factor" and factor.score is not None:
+            total *= factor.score
+    return total
