@@ -29,6 +29,7 @@ from envfactory.runtime.declarative.expressions import (
     compile_expr,
     get_path,
     in_range,
+    ordered,
     render_message,
 )
 from envfactory.runtime.declarative.store import Collection, RecordStore
@@ -590,20 +591,7 @@ def _filter_match(match: str, value: Any, wanted: Any) -> bool:
         return isinstance(value, str) and isinstance(wanted, str) and value.startswith(wanted)
     if match == "in":
         return isinstance(wanted, list) and value in wanted
-    if value is None:
-        return False
-    try:
-        if match == "lt":
-            return bool(value < wanted)
-        if match == "le":
-            return bool(value <= wanted)
-        if match == "gt":
-            return bool(value > wanted)
-        if match == "ge":
-            return bool(value >= wanted)
-    except TypeError:
-        return False
-    return False
+    return ordered(match, value, wanted)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

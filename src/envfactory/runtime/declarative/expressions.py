@@ -6,6 +6,7 @@ only read JSON data and call fixed helpers, so nothing from a specification ever
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -191,20 +192,25 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         if isinstance(left, str) and isinstance(right, str):
             return right in left
         return isinstance(left, list) and right in left
+    if op in _ORDERINGS:
+        return ordered(op, left, right)
+    raise TypeError(f"unsupported comparison {op}")
+
+
+_ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+}
+
+
+def ordered(op: str, left: Any, right: Any) -> bool:
+    """`lt`/`le`/`gt`/`ge` over JSON values: false when either side is null or they do not compare
+    (a number and a string), never an exception."""
     if left is None or right is None:
         return False
     try:
-        if op == "lt":
-            return bool(left < right)
-        if op == "le":
-            return bool(left <= right)
-        if op == "gt":
-            return bool(left > right)
-        if op == "ge":
-            return bool(left >= right)
+        return bool(_ORDERINGS[op](left, right))
     except TypeError:
         return False
-    raise TypeError(f"unsupported comparison {op}")
 
 
 def compile_cond(cond: Any) -> CompiledCond:
