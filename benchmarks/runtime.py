@@ -10,6 +10,8 @@ measured in the same run and their ratio:
 - hash after one write on a ~10 MB state (>= 10k records): `Session.hash()` against sha256 of the
   sorted-key JSON of the whole state.
 Targets (issue #2): call p50 <= 20 us, fork <= 1 ms, hash after a write <= 1 ms.
+- sandboxed calls (issue #3): the calendar toolkit loaded untrusted from a copy of its directory, run in
+  a sandbox worker, against the same calls in-process in the same run. Target: sandboxed call p50 <= 500 us.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import copy
 import gc
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -188,6 +193,51 @@ def bench_python_toolkit(repeat: int) -> dict[str, float]:
     }
 
 
+def bench_sandbox(repeat: int) -> dict[str, float]:
+    """Sandboxed calendar calls (untrusted copy, one worker) against the same calls in-process."""
+    try:
+        from envfactory.runtime.loader import bundled_envs_root
+        from envfactory.runtime.sandbox import SandboxPool
+    except ImportError as exc:
+        print(f"(sandbox figures skipped: {exc})", file=sys.stderr)
+        return {}
+    responses = ["accepted", "declined", "tentative"]
+    read_args = {"event_id": "evt_0001"}
+    with tempfile.TemporaryDirectory() as tmp, SandboxPool(max_workers=1) as pool:
+        copy_dir = Path(tmp) / "calendar"
+        shutil.copytree(bundled_envs_root() / "calendar", copy_dir)
+        started = time.perf_counter()
+        try:
+            boxed_env = load_env(copy_dir, sandbox=pool)
+        except Exception as exc:  # no usable sandbox on this machine: say so, keep the other figures
+            print(f"(sandbox figures skipped: {exc})", file=sys.stderr)
+            return {}
+        start_ms = (time.perf_counter() - started) * 1000
+        boxed = open_session(boxed_env, seed=1)
+        local = open_session(load_env("calendar"), seed=1)
+        figures: dict[str, float] = {"sandbox_worker_start_ms": start_ms}
+        for name, session in (("sandbox", boxed), ("sandbox_inprocess", local)):
+            turn = iter(range(10**9))
+
+            def respond(session: Any = session, turn: Any = turn) -> None:
+                result = session.call("respond_to_event", {"event_id": "evt_0001", "user_id": "usr_002",
+                                                           "response": responses[next(turn) % 3]})
+                assert result.ok, result
+
+            for _ in range(50):  # warm up both paths
+                session.call("get_event", read_args)
+            read = timed(lambda session=session: session.call("get_event", read_args), repeat)
+            write = timed(respond, repeat)
+            figures[f"{name}_read_call_p50_us"] = percentile_us(read, 0.5)
+            figures[f"{name}_read_call_p99_us"] = percentile_us(read, 0.99)
+            figures[f"{name}_write_call_p50_us"] = percentile_us(write, 0.5)
+        assert boxed.hash() == local.hash()  # same calls, same seed: same state across the boundary
+        figures["sandbox_fork_p50_us"] = percentile_us(timed(boxed.fork, repeat), 0.5)
+        figures["sandbox_snapshot_p50_us"] = percentile_us(timed(boxed.snapshot, max(20, repeat // 10)), 0.5)
+        figures["sandbox_inprocess_snapshot_p50_us"] = percentile_us(timed(local.snapshot, max(20, repeat // 10)), 0.5)
+        return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -200,6 +250,7 @@ def main() -> None:
     figures |= bench_fork(repeat)
     figures |= bench_hash(max(100, repeat // 10))
     figures |= bench_python_toolkit(max(100, repeat // 10))
+    figures |= bench_sandbox(max(300, repeat // 3))
 
     def line(name: str, value: float, baseline: float | None, target: str) -> None:
         ratio = f"{baseline / value:8.1f}x faster than baseline" if baseline else ""
@@ -220,6 +271,21 @@ def main() -> None:
         line("python toolkit (calendar) hash p50", figures["python_hash_p50_us"], None, "")
         line("python toolkit read call p50 (get_event)", figures["python_read_call_p50_us"], None, "")
         line("python toolkit write call p50 (respond_to_event)", figures["python_write_call_p50_us"], None, "")
+    if "sandbox_read_call_p50_us" in figures:
+
+        def versus(name: str, value: float, in_process: float, target: str) -> None:
+            print(f"{name:<42} {value:10.1f} us  {target:<12} {value / in_process:8.1f}x the in-process call")
+
+        versus("sandboxed read call p50 (calendar.get_event)", figures["sandbox_read_call_p50_us"],
+               figures["sandbox_inprocess_read_call_p50_us"], "<= 500 us")
+        versus("sandboxed read call p99", figures["sandbox_read_call_p99_us"],
+               figures["sandbox_inprocess_read_call_p99_us"], "")
+        versus("sandboxed write call p50 (respond_to_event)", figures["sandbox_write_call_p50_us"],
+               figures["sandbox_inprocess_write_call_p50_us"], "<= 500 us")
+        versus("sandboxed snapshot p50", figures["sandbox_snapshot_p50_us"],
+               figures["sandbox_inprocess_snapshot_p50_us"], "")
+        print(f"{'sandboxed fork p50 (no copy: states are immutable)':<42} {figures['sandbox_fork_p50_us']:10.1f} us")
+        print(f"{'sandbox worker start (confine, import, spec)':<42} {figures['sandbox_worker_start_ms']:10.1f} ms")
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(figures, fh, indent=1, sort_keys=True)

@@ -41,3 +41,11 @@ class SandboxRequiredError(EnvFactoryError):
 
 class SandboxError(EnvFactoryError):
     """A sandbox worker failed (crash, limit, protocol violation)."""
+
+
+class StoreError(EnvFactoryError):
+    """The workspace or one of its databases cannot be used (unwritable, corrupt, written by a newer version)."""
+
+
+class ProviderError(EnvFactoryError):
+    """An LLM or embedding provider failed: model not installed, endpoint unreachable, bad response."""

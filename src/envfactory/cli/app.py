@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import envfactory
-from envfactory.cli import demo, envs, schema
+from envfactory.cli import demo, envs, llm, resources, schema, serve
 from envfactory.cli._output import report_error
 from envfactory.errors import EnvFactoryError
 
@@ -57,7 +57,10 @@ def _root(
 
 app.command("schema")(schema.schema)
 app.add_typer(envs.app, name="envs")
+app.add_typer(resources.app, name="resources")
+app.add_typer(llm.app, name="llm")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

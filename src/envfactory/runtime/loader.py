@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 
-from envfactory.errors import SpecError
+from envfactory.errors import SandboxRequiredError, SpecError
 from envfactory.runtime.backend import Backend
 from envfactory.runtime.declarative import DeclarativeBackend, compile_source
 from envfactory.runtime.declarative.compile import check_sealed
 from envfactory.runtime.environment import Environment
 from envfactory.spec import DeclarativeEnvSource, EnvSpec, PythonEnvSource
 from envfactory.spec.env import PythonImplementation
+
+if TYPE_CHECKING:
+    from envfactory.runtime.sandbox import SandboxPool
 
 SOURCE_FILE = "env.json"
 SPEC_FILE = "spec.json"
@@ -75,21 +78,26 @@ def parse_env_document(data: Any, what: str) -> DeclarativeEnvSource | PythonEnv
 
 
 def backend_for(
-    document: DeclarativeEnvSource | PythonEnvSource | EnvSpec, directory: Path | None, *, trusted: bool = False
+    document: DeclarativeEnvSource | PythonEnvSource | EnvSpec,
+    directory: Path | None,
+    *,
+    trusted: bool = False,
+    sandbox: SandboxPool | None = None,
 ) -> Backend:
     """The backend of a parsed environment document.
 
     Python toolkits run in-process only when the *loader* trusts them (`trusted=True`, or the
     environment is bundled with the package and declares itself trusted); an environment cannot grant
-    itself trust. A sealed `spec.json` must match what its implementation derives.
+    itself trust. Untrusted toolkits run in a worker of `sandbox`, and raise `SandboxRequiredError`
+    without one. A sealed `spec.json` must match what its implementation derives.
     """
     if isinstance(document, DeclarativeEnvSource):
         return DeclarativeBackend(compile_source(document))
     if isinstance(document, PythonEnvSource):
-        return _python_backend(document.meta, document.implementation, directory, trusted)
+        return _python_backend(document.meta, document.implementation, directory, trusted, sandbox)
     impl = document.implementation
     if isinstance(impl, PythonImplementation):
-        backend = _python_backend(document.meta, impl, directory, trusted)
+        backend = _python_backend(document.meta, impl, directory, trusted, sandbox)
         if document.content_hash and backend.spec.content_hash != document.content_hash:
             raise SpecError(
                 f"{document.meta.name}: spec.json (hash {document.content_hash[:12]}) does not match what "
@@ -99,14 +107,24 @@ def backend_for(
     return DeclarativeBackend(check_sealed(document))
 
 
-def _python_backend(meta: Any, impl: PythonImplementation, directory: Path | None, trusted: bool) -> Backend:
+def _python_backend(
+    meta: Any, impl: PythonImplementation, directory: Path | None, trusted: bool, sandbox: SandboxPool | None
+) -> Backend:
     from envfactory.runtime.toolkit import load_python_backend
 
     if directory is None:
         raise SpecError(f"{meta.name}: a python toolkit environment must be loaded from its directory")
     bundled = directory.resolve().is_relative_to(bundled_envs_root().resolve())
     effective = impl.model_copy(update={"trusted": trusted or (bundled and impl.trusted)})
-    return load_python_backend(meta, effective, directory)
+    if effective.trusted:
+        return load_python_backend(meta, effective, directory)
+    if sandbox is None:
+        raise SandboxRequiredError(
+            f"{meta.name}: toolkit {impl.module} is not trusted; untrusted python toolkits only run in sandbox "
+            "workers, never in-process: pass a SandboxPool (load_env(..., sandbox=SandboxPool())), or "
+            "trusted=True for curated code"
+        )
+    return sandbox.load_backend(meta, effective, directory)
 
 
 def load_seeds(directory: Path) -> dict[str, Any]:
@@ -116,11 +134,12 @@ def load_seeds(directory: Path) -> dict[str, Any]:
     return {path.stem: read_json_file(path) for path in sorted(seeds_dir.glob("*.json"))}
 
 
-def load_env(ref: str | Path, *, trusted: bool = False) -> Environment:
+def load_env(ref: str | Path, *, trusted: bool = False, sandbox: SandboxPool | None = None) -> Environment:
     """Load an environment from a directory, an env/spec file, or the name of a bundled environment.
 
-    `trusted=True` lets a python toolkit that is not bundled run in this process; without it such
-    toolkits raise `SandboxRequiredError` (they belong to sandbox workers).
+    `trusted=True` lets a python toolkit that is not bundled run in this process. Otherwise such a
+    toolkit runs in a worker of `sandbox` (its spec is derived there too: its code is never imported
+    here); without a pool it raises `SandboxRequiredError`.
     """
     path = Path(ref)
     if not path.exists():
@@ -136,7 +155,7 @@ def load_env(ref: str | Path, *, trusted: bool = False) -> Environment:
     else:
         directory, file = path.parent, path
     document = parse_env_document(read_json_file(file), str(file))
-    backend = backend_for(document, directory, trusted=trusted)
+    backend = backend_for(document, directory, trusted=trusted, sandbox=sandbox)
     seeds = load_seeds(directory)
     env = Environment.create(backend, seeds=seeds, directory=directory)
     for name, state in seeds.items():

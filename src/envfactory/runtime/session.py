@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from envfactory.errors import SessionClosedError, SpecError, ToolError
+from envfactory.errors import SandboxError, SessionClosedError, SpecError, ToolError
 from envfactory.runtime.backend import StateHandle
 from envfactory.runtime.environment import Environment
 from envfactory.runtime.sources import CallContext, ClockConfig
@@ -30,6 +30,7 @@ from envfactory.spec.base import trusted_construct
 logger = logging.getLogger(__name__)
 
 _AGENT_KINDS = frozenset({"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"})
+_SANDBOX_KINDS = frozenset({"timeout", "sandbox_failure"})
 
 
 def _error(call_id: str, tool: str, step: int, kind: str, message: str, path: str | None = None) -> ToolResult:
@@ -173,6 +174,10 @@ class Session:
             ctx.rollback_rng(checkpoint)
             kind = exc.kind if exc.kind in _AGENT_KINDS else "execution_error"
             return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
+        except SandboxError as exc:  # the worker running the tool died or timed out: a framework failure
+            ctx.rollback_rng(checkpoint)
+            kind = getattr(exc, "kind", "sandbox_failure")
+            return args, raw, _error(cid, tool, step, kind if kind in _SANDBOX_KINDS else "sandbox_failure", str(exc))
         except Exception as exc:  # a crash in an implementation is a bug: logged, reported, state untouched
             ctx.rollback_rng(checkpoint)
             logger.exception("tool %s of %s crashed", tool, self._env.name)

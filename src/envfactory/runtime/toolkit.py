@@ -21,7 +21,8 @@ Contract:
 - The state must be plain data that round-trips through `model_dump`/`model_validate` (no excluded
   fields, private attributes or sets): forks, snapshots and restores all rely on it.
 - Untrusted toolkits (`PythonImplementation.trusted == False`) never run here: loading one raises
-  `SandboxRequiredError`; they belong to sandbox workers.
+  `SandboxRequiredError`; they belong to sandbox workers, which build their backend with
+  `derive_python_backend` (from the module's bytes) and run tools with `PythonBackend.run_tool`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ __all__ = [
     "PythonBackend",
     "PythonState",
     "Toolkit",
+    "derive_python_backend",
     "load_python_backend",
     "python_environment",
+    "read_toolkit_source",
     "tool",
 ]
 
@@ -549,6 +552,23 @@ class PythonBackend(Generic[StateT]):
         new = self._revalidate(work, tool)
         return PreparedCall(output=output, commit=partial(handle._replace, new))
 
+    def run_tool(
+        self, model: StateT, tool: str, arguments: dict[str, Any], ctx: CallContext
+    ) -> tuple[Any, StateT | None]:
+        """Run one tool on a state model the caller owns and will not reuse (no defensive copy).
+
+        Returns the JSON output and, for write tools, the revalidated new state (`None` for reads).
+        Used by sandbox workers, which build a fresh model for every call; raises like `execute`.
+        """
+        compiled = self._tools.get(tool)
+        if compiled is None:
+            raise ToolError("unknown_tool", f"{tool} is not a tool of {self._spec.meta.name}")
+        kwargs = compiled.convert(arguments)
+        output = compiled.run(self._toolkit.bind(model, ctx), kwargs)
+        if not compiled.writes:
+            return output, None
+        return output, self._revalidate(model, tool)
+
     def _revalidate(self, model: StateT, tool: str) -> StateT:
         """The state a write left behind, checked against the state model (assignments are not)."""
         try:
@@ -583,6 +603,17 @@ def load_python_backend(meta: EnvMeta, impl: PythonImplementation, directory: Pa
             f"{meta.name}: toolkit {impl.module} is not trusted; untrusted python toolkits only run in "
             "sandbox workers, never in-process"
         )
+    path, source = read_toolkit_source(meta, impl, directory)
+    module = _import_module(meta.name, path, source)
+    return _backend_from_module(module, path, meta, impl)
+
+
+def read_toolkit_source(meta: EnvMeta, impl: PythonImplementation, directory: Path) -> tuple[Path, bytes]:
+    """The resolved path and bytes of a toolkit module (reading, never importing it).
+
+    Raises:
+        SpecError: the module lies outside the environment directory or cannot be read.
+    """
     root = directory.resolve()
     path = (root / impl.module).resolve()
     if not path.is_relative_to(root):
@@ -590,10 +621,26 @@ def load_python_backend(meta: EnvMeta, impl: PythonImplementation, directory: Pa
             f"{meta.name}: toolkit module {impl.module} lies outside the environment directory {root}"
         )
     try:
-        source = path.read_bytes()
+        return path, path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the toolkit module: {exc.strerror or exc}") from exc
-    module = _import_module(meta.name, path, source)
+
+
+def derive_python_backend(
+    meta: EnvMeta, impl: PythonImplementation, path: Path, source: bytes
+) -> PythonBackend[Any]:
+    """Execute toolkit source (as the module at `path`) and build its backend, with no trust check.
+
+    Only sandbox workers call this for untrusted code: it runs the module in the calling process.
+    Raises `SpecError` naming the problem when the module fails to import or defines no usable toolkit.
+    """
+    module = _exec_module(meta.name, path, source)
+    return _backend_from_module(module, path, meta, impl)
+
+
+def _backend_from_module(
+    module: types.ModuleType, path: Path, meta: EnvMeta, impl: PythonImplementation
+) -> PythonBackend[Any]:
     cls = getattr(module, impl.class_name, None)
     if cls is None:
         raise SpecError(f"{path}: defines no {impl.class_name} (implementation.class_name)")
@@ -613,10 +660,30 @@ def _import_module(env: str, path: Path, source: bytes) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SpecError(f"{path}: cannot be imported as a python module")
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
+    return _run_module(module, name, path, lambda: loader.exec_module(module))
+
+
+def _exec_module(env: str, path: Path, source: bytes) -> types.ModuleType:
+    """Like `_import_module`, but runs the given bytes rather than re-reading the file."""
+    name = f"envfactory_toolkit_{env}_{hashlib.sha256(source).hexdigest()[:16]}"
+    existing = sys.modules.get(name)
+    if existing is not None:
+        return existing
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+
+    def run() -> None:
+        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
+
+    return _run_module(module, name, path, run)
+
+
+def _run_module(module: types.ModuleType, name: str, path: Path, run: Callable[[], None]) -> types.ModuleType:
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        run()
     except SpecError as exc:
         del sys.modules[name]
         raise SpecError(f"{path}: {exc}") from exc

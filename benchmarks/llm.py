@@ -1,0 +1,249 @@
+"""Model-layer speed: local generation, the response cache, embeddings (and the catalog, through its hook).
+
+Run: `python benchmarks/llm.py [--quick] [--json OUT] [--with-catalog]`. Every figure is printed next to a
+baseline measured in the same run and their ratio:
+- generation tokens/s of each installed local model through `LocalProvider` (free text and
+  grammar-constrained JSON) against llama-cpp-python's own `create_chat_completion` on the same loaded
+  model, prompt and sampling: the cost of our prompt rendering, parsing and validation;
+- cache-hit latency of `ManagedClient` (SQLite, from disk) against a live call of the same request;
+- embeddings/s of `SentenceTransformerEmbedder` against sentence-transformers' `encode` on the same
+  model, and of `CachedEmbedder` on a warm cache against the live embedder;
+- `--with-catalog`: the catalog load/search figures of `benchmarks/catalog.py` (`bench_catalog()`).
+`--quick` runs SmolLM2 only, with fewer repetitions. Timings depend on the machine's load: run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from envfactory.llm import (
+    LOCAL_MODELS,
+    CachedEmbedder,
+    ChatMessage,
+    ChatRequest,
+    LocalConfig,
+    LocalProvider,
+    ManagedClient,
+    ResponseFormat,
+    SentenceTransformerEmbedder,
+    model_status,
+)
+from envfactory.store import KVStore, default_models_dir
+
+PROMPT = "Write a short story about a robot who learns to paint. Use at least three paragraphs."
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "hobbies": {"type": "array", "items": {"type": "string"}},
+        "biography": {"type": "string"},
+    },
+    "required": ["name", "age", "hobbies", "biography"],
+}
+
+
+def _median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def _row(name: str, value: float, unit: str, baseline_name: str, baseline: float, higher_is_better: bool) -> dict[str, Any]:
+    ratio = value / baseline if baseline else float("nan")
+    return {
+        "figure": name, "value": value, "unit": unit, "baseline": baseline_name, "baseline_value": baseline,
+        "ratio": ratio, "higher_is_better": higher_is_better,
+    }
+
+
+def _interleaved(first: Callable[[], float], second: Callable[[], float], repeat: int) -> tuple[float, float]:
+    """Medians of two measurements taken alternately, so that load changes hit both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(repeat):
+        a.append(first())
+        b.append(second())
+    return _median(a), _median(b)
+
+
+def _tokens_per_second(run: Callable[[], int]) -> Callable[[], float]:
+    def measure() -> float:
+        start = time.perf_counter()
+        tokens = run()
+        return tokens / (time.perf_counter() - start)
+    return measure
+
+
+def bench_generation(key: str, models_dir: Path, max_tokens: int, repeat: int) -> list[dict[str, Any]]:
+    provider = LocalProvider(LocalConfig(model=key, models_dir=models_dir))
+    start = time.perf_counter()
+    provider.load()
+    load_s = time.perf_counter() - start
+    llama: Any = provider._llama  # the same loaded model for the baseline
+    free = ChatRequest(messages=[ChatMessage.user(PROMPT)], max_tokens=max_tokens)
+    structured = ChatRequest(
+        messages=[ChatMessage.user("Invent a person with a long biography.")], max_tokens=max_tokens,
+        response_format=ResponseFormat(name="person", json_schema=PERSON),
+    )
+
+    def ours(request: ChatRequest) -> Callable[[], int]:
+        return lambda: provider.chat(request).usage.completion_tokens
+
+    def raw(messages: list[dict[str, str]], **extra: Any) -> Callable[[], int]:
+        def run() -> int:
+            out = llama.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0,
+                repeat_penalty=1.0, seed=0, **extra,
+            )
+            return int(out["usage"]["completion_tokens"])
+        return run
+
+    ours(free)()  # warm-up (first call pays for buffers)
+    free_ours, free_raw = _interleaved(
+        _tokens_per_second(ours(free)), _tokens_per_second(raw([{"role": "user", "content": PROMPT}])), repeat
+    )
+    json_ours, json_raw = _interleaved(
+        _tokens_per_second(ours(structured)),
+        _tokens_per_second(raw([{"role": "user", "content": "Invent a person with a long biography."}],
+                               response_format={"type": "json_object", "schema": PERSON})),
+        repeat,
+    )
+    provider.close()
+    return [
+        {"figure": f"{key}: load", "value": load_s, "unit": "s", "baseline": "", "baseline_value": None,
+         "ratio": None, "higher_is_better": False},
+        _row(f"{key}: free text", free_ours, "tok/s", "llama-cpp create_chat_completion", free_raw, True),
+        _row(f"{key}: JSON-schema grammar", json_ours, "tok/s", "llama-cpp json_object+schema", json_raw, True),
+        _row(f"{key}: grammar vs free text", json_ours, "tok/s", "our free text", free_ours, True),
+    ]
+
+
+def bench_cache(models_dir: Path, repeat: int) -> list[dict[str, Any]]:
+    provider = LocalProvider(LocalConfig(model="smollm2-135m", models_dir=models_dir))
+    provider.load()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="envfactory-bench-") as tmp:
+        path = Path(tmp) / "llm-cache.sqlite"
+        live_times = []
+        for i in range(repeat):
+            request = ChatRequest(messages=[ChatMessage.user(f"Name a colour. ({i})")], max_tokens=16)
+            with KVStore(path) as cache:
+                start = time.perf_counter()
+                ManagedClient(provider, cache=cache).chat(request)
+                live_times.append(time.perf_counter() - start)
+        hit_times = []
+        with KVStore(path) as cache:
+            client = ManagedClient(provider, cache=cache)
+            calls = provider.calls
+            for _ in range(20):
+                for i in range(repeat):
+                    request = ChatRequest(messages=[ChatMessage.user(f"Name a colour. ({i})")], max_tokens=16)
+                    start = time.perf_counter()
+                    client.chat(request)
+                    hit_times.append(time.perf_counter() - start)
+            assert provider.calls == calls, "a cache hit reached the model"
+        live, hit = _median(live_times), _median(hit_times)
+        rows.append(_row("cache hit (SmolLM2 request)", hit * 1e3, "ms", "live SmolLM2 call", live * 1e3, False))
+    provider.close()
+    return rows
+
+
+def bench_embeddings(sentences: int, repeat: int) -> list[dict[str, Any]]:
+    texts = [f"Operation {i}: list the {i % 37} most recent invoices of customer {i % 101}" for i in range(sentences)]
+    embedder = SentenceTransformerEmbedder()
+    start = time.perf_counter()
+    embedder.load()
+    load_s = time.perf_counter() - start
+    model: Any = embedder._model
+    embedder.embed(texts[:64])  # warm-up
+    ours, raw = _interleaved(
+        lambda: _rate(lambda: embedder.embed(texts), sentences),
+        lambda: _rate(
+            lambda: model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False), sentences
+        ),
+        repeat,
+    )
+    with tempfile.TemporaryDirectory(prefix="envfactory-bench-") as tmp, KVStore(Path(tmp) / "c.sqlite") as cache:
+        cached = CachedEmbedder(embedder, cache)
+        cold = _rate(lambda: cached.embed(texts), sentences)
+        warm = _median([_rate(lambda: cached.embed(texts), sentences) for _ in range(repeat)])
+        live = _rate(lambda: embedder.embed(texts), sentences)
+    return [
+        {"figure": "MiniLM: load (torch + model)", "value": load_s, "unit": "s", "baseline": "", "baseline_value": None,
+         "ratio": None, "higher_is_better": False},
+        _row(f"MiniLM: embed {sentences} sentences", ours, "sent/s", "sentence-transformers encode", raw, True),
+        _row("MiniLM: cached, cold (embed + store)", cold, "sent/s", "live embedder", live, True),
+        _row("MiniLM: cached, warm (all hits)", warm, "sent/s", "live embedder", live, True),
+    ]
+
+
+def _rate(run: Callable[[], object], count: int) -> float:
+    start = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - start)
+
+
+def bench_catalog_hook(quick: bool) -> list[dict[str, Any]]:
+    """The resources engineer's catalog figures (`benchmarks/catalog.py`), when that file is present."""
+    path = Path(__file__).with_name("catalog.py")
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("envfactory_bench_catalog", path)
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = module.bench_catalog(quick=quick)
+    return [{"figure": f"catalog: {name}", "value": value, "unit": "", "baseline": "", "baseline_value": None,
+             "ratio": None, "higher_is_better": True} for name, value in figures.items()]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value and abs(value) < 0.01:
+            return f"{value:.1e}"
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="SmolLM2 only, fewer repetitions")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--with-catalog", action="store_true", help="add benchmarks/catalog.py's figures")
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    args = parser.parse_args(argv)
+    repeat = 2 if args.quick else 3
+    rows: list[dict[str, Any]] = []
+    keys = ["smollm2-135m"] if args.quick else ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    for key in keys:
+        if not model_status(LOCAL_MODELS[key], args.models_dir).installed:
+            print(f"skipping {key}: its packages are not installed", file=sys.stderr)
+            continue
+        rows += bench_generation(key, args.models_dir, max_tokens=64 if args.quick else 128, repeat=repeat)
+    rows += bench_cache(args.models_dir, repeat=5)
+    rows += bench_embeddings(250 if args.quick else 1000, repeat)
+    if args.with_catalog:
+        rows += bench_catalog_hook(args.quick)
+    print(f"{'figure':44} {'value':>10} {'unit':7} {'baseline':34} {'baseline':>10} {'ratio':>7}")
+    for row in rows:
+        print(f"{row['figure']:44} {_fmt(row['value']):>10} {row['unit']:7} {row['baseline']:34} "
+              f"{_fmt(row['baseline_value']):>10} {_fmt(row['ratio']):>7}")
+    if args.json is not None:
+        args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

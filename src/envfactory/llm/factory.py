@@ -1,0 +1,64 @@
+"""Build the configured client from explicit settings (the CLI fills `LLMSettings` from flags and
+environment variables; nothing here reads them).
+
+- `provider="local"`: the embedded model (`LocalConfig`), the default.
+- `provider="openai"`: an OpenAI-compatible endpoint (`OpenAIConfig`).
+- `provider="replay"`: answers from the cassette `cassette` only; the response cache is not used, so a
+  request the cassette lacks always fails loudly.
+- With another provider, `cassette` (if given) records every answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from envfactory.errors import ProviderError
+from envfactory.llm.client import ClientPolicy, ManagedClient
+from envfactory.llm.local import LocalConfig, LocalProvider
+from envfactory.llm.openai_compat import OpenAICompatibleProvider, OpenAIConfig
+from envfactory.llm.protocols import LLMClient
+from envfactory.llm.replay import CassetteWriter, ReplayClient
+from envfactory.llm.usage import UsageLedger
+from envfactory.store import KVStore
+
+ProviderKind = Literal["local", "openai", "replay"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("local", "openai", "replay")
+
+
+@dataclass(frozen=True, slots=True)
+class LLMSettings:
+    provider: ProviderKind = "local"
+    local: LocalConfig = field(default_factory=LocalConfig)
+    openai: OpenAIConfig | None = None
+    cassette: Path | None = None
+    policy: ClientPolicy = field(default_factory=ClientPolicy)
+
+
+def make_provider(settings: LLMSettings) -> LLMClient:
+    if settings.provider == "local":
+        return LocalProvider(settings.local)
+    if settings.provider == "openai":
+        if settings.openai is None:
+            raise ProviderError("provider 'openai' needs a base URL and a model name")
+        return OpenAICompatibleProvider(settings.openai)
+    if settings.cassette is None:
+        raise ProviderError("provider 'replay' needs a cassette file")
+    return ReplayClient(settings.cassette)
+
+
+def make_client(
+    settings: LLMSettings, *, cache: KVStore | None = None, ledger: UsageLedger | None = None
+) -> ManagedClient:
+    """The managed client for `settings`, caching in `cache` (ignored in replay mode)."""
+    provider = make_provider(settings)
+    replaying = settings.provider == "replay"
+    recorder = CassetteWriter(settings.cassette) if settings.cassette is not None and not replaying else None
+    return ManagedClient(
+        provider,
+        cache=None if replaying else cache,
+        recorder=recorder,
+        ledger=ledger,
+        policy=settings.policy,
+    )

