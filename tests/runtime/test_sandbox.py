@@ -385,6 +385,7 @@ def test_non_serialisable_output_is_an_execution_error_naming_the_tool(pool: San
 
 
 # -- pool ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_pool_stays_within_bounds_and_replays_evicted_sessions(tmp_path: Path, calendar_dir: Path) -> None:
     with SandboxPool(max_workers=1, limits=LIMITS) as small:
         calendar = load_env(calendar_dir, sandbox=small)

@@ -30,7 +30,6 @@ from envfactory.spec.base import trusted_construct
 logger = logging.getLogger(__name__)
 
 _AGENT_KINDS = frozenset({"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"})
-_SANDBOX_KINDS = frozenset({"timeout", "sandbox_failure"})
 
 
 def _error(call_id: str, tool: str, step: int, kind: str, message: str, path: str | None = None) -> ToolResult:
@@ -176,8 +175,7 @@ class Session:
             return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
         except SandboxError as exc:  # the worker running the tool died or timed out: a framework failure
             ctx.rollback_rng(checkpoint)
-            kind = getattr(exc, "kind", "sandbox_failure")
-            return args, raw, _error(cid, tool, step, kind if kind in _SANDBOX_KINDS else "sandbox_failure", str(exc))
+            return args, raw, _error(cid, tool, step, exc.kind, str(exc))
         except Exception as exc:  # a crash in an implementation is a bug: logged, reported, state untouched
             ctx.rollback_rng(checkpoint)
             logger.exception("tool %s of %s crashed", tool, self._env.name)

@@ -42,6 +42,10 @@ class CallContext:
     def seed(self) -> int:
         return self._seed
 
+    @property
+    def clock(self) -> ClockConfig:
+        return self._clock
+
     def now(self) -> datetime:
         return self._clock.start + self._clock.tick * self.step
 

@@ -68,8 +68,7 @@ class SandboxFailure(SandboxError):
     """A framework failure of a sandboxed call: the session reports it with this `kind`."""
 
     def __init__(self, kind: FailureKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: FailureKind = kind
+        super().__init__(message, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +257,6 @@ class SandboxBackend:
         finally:
             self._lock.release()
 
-    def _shutdown(self) -> None:
-        with self._lock:
-            worker, self._worker = self._worker, None
-            if worker is not None:
-                worker.kill()
-
     # -- handles --------------------------------------------------------------------------------------
     def _forget(self, handle: int, epoch: int) -> None:
         self._released.append((handle, epoch))
@@ -387,7 +380,7 @@ class SandboxBackend:
         return worker
 
     def _call_message(self, worker: WorkerProcess, state: SandboxState, token: int, tool: str, ctx: CallContext) -> Call:
-        clock = ctx._clock  # CallContext has no public accessor for its clock configuration
+        clock = ctx.clock
         wire = self._clocks.get(clock)
         if wire is None:
             wire = (clock.start.isoformat(), clock.tick // _MICROSECOND)
