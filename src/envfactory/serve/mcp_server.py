@@ -70,9 +70,9 @@ def call_tool_result(result: ToolResult, structured: bool) -> types.CallToolResu
     if result.error is not None:
         error = result.error
         where = f" (at {error.path})" if error.path else ""
+        # No structuredContent: it would have to match the tool's output schema, which an error does not.
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=f"{error.kind}: {error.message}{where}")],
-            structured_content={"error": error.model_dump(mode="json")},
             is_error=True,
         )
     text = orjson.dumps(result.output).decode("utf-8")

@@ -179,13 +179,13 @@ class EnvService:
         session_id = f"mcp_{key}"
         if session_id in self.registry:
             return self.registry.get(session_id)
-        reason = self.registry.closed_reason(session_id)
-        if reason is not None:
-            raise SessionClosedError(f"the environment session of this MCP session is closed ({reason}); "
-                                     "start a new MCP session")
         async with self._implicit_open:  # two first requests of one MCP session must not open two groups
             if session_id in self.registry:
                 return self.registry.get(session_id)
+            reason = self.registry.closed_reason(session_id)
+            if reason is not None:
+                raise SessionClosedError(f"the environment session of this MCP session is closed ({reason}); "
+                                         "start a new MCP session")
             return await self.create(template.request(), origin="mcp", session_id=session_id)
 
     # -- running operations -------------------------------------------------------------------------------
