@@ -365,11 +365,17 @@ def test_demo_completes_and_writes_the_run_directory(tmp_path: Path) -> None:
     assert "demo summary" in result.stdout
     for name in bundled_env_names():
         assert name in result.stdout
+    stages = {record["stage"]: record for record in read_jsonl(run_dir / "stages.jsonl")}
+    assert list(stages) == ["sandbox", "rewards", "serving", "catalog", "model"]
+    # CI installs every optional part, so every stage must run and pass (none skipped).
+    assert {name: r["status"] for name, r in stages.items()} == dict.fromkeys(stages, "ok"), stages
+    assert stages["rewards"]["totals"]["gold"] == 1.0 and stages["rewards"]["totals"]["no_op"] == 0.0
+    assert stages["sandbox"]["mismatches"] == 0
 
 
 def test_demo_is_deterministic(tmp_path: Path) -> None:
-    _, first = run_demo(tmp_path / "one", "--seed", "11", "--calls", "120")
-    _, second = run_demo(tmp_path / "two", "--seed", "11", "--calls", "120")
+    _, first = run_demo(tmp_path / "one", "--seed", "11", "--calls", "120", "--no-stages")
+    _, second = run_demo(tmp_path / "two", "--seed", "11", "--calls", "120", "--no-stages")
     assert first.name == second.name
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
@@ -378,17 +384,17 @@ def test_demo_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_demo_seed_changes_the_episodes(tmp_path: Path) -> None:
-    _, first = run_demo(tmp_path / "one", "--seed", "1", "--calls", "60", "--env", "shop")
-    _, second = run_demo(tmp_path / "two", "--seed", "2", "--calls", "60", "--env", "shop")
+    _, first = run_demo(tmp_path / "one", "--seed", "1", "--calls", "60", "--env", "shop", "--no-stages")
+    _, second = run_demo(tmp_path / "two", "--seed", "2", "--calls", "60", "--env", "shop", "--no-stages")
     assert first.name != second.name
     a, b = read_jsonl(first / "episodes.jsonl")[0], read_jsonl(second / "episodes.jsonl")[0]
     assert a["log_hash"] != b["log_hash"]
 
 
 def test_demo_rerun_in_the_same_workspace_reproduces_the_run(tmp_path: Path) -> None:
-    _, run_dir = run_demo(tmp_path, "--calls", "40", "--env", "shop")
+    _, run_dir = run_demo(tmp_path, "--calls", "40", "--env", "shop", "--no-stages")
     before = (run_dir / "episodes.jsonl").read_bytes()
-    _, again = run_demo(tmp_path, "--calls", "40", "--env", "shop")
+    _, again = run_demo(tmp_path, "--calls", "40", "--env", "shop", "--no-stages")
     assert again == run_dir
     assert (again / "episodes.jsonl").read_bytes() == before
 
@@ -409,7 +415,8 @@ def test_demo_is_identical_across_processes_and_hash_seeds(tmp_path: Path) -> No
 
 
 def test_demo_workspace_from_environment_variable(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--calls", "10", "--env", "shop"], env={"ENVFACTORY_WORKSPACE": str(tmp_path)})
+    result = runner.invoke(app, ["demo", "--calls", "10", "--env", "shop", "--no-stages"],
+                           env={"ENVFACTORY_WORKSPACE": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "runs").iterdir())) == 1
 

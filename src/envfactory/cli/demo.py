@@ -1,17 +1,20 @@
 """`envfactory demo`: the main job until `envfactory run` exists (DESIGN §11).
 
-It runs every stage that has landed, on embedded defaults, and ends with a summary. Today that stage is
-the runtime. For each bundled environment, one episode of schema-guided calls is run (see
-`envfactory.cli._episodes`), with fork, snapshot, restore and replay checks. The run directory
-`<workspace>/runs/<run-id>/` then holds:
+It runs every stage that has landed, on embedded defaults, and ends with a summary. First the runtime:
+for each bundled environment, one episode of schema-guided calls is run (see
+`envfactory.cli._episodes`), with fork, snapshot, restore and replay checks. Then one pass through each
+other landed layer (`envfactory.cli._stages`): the sandbox, rewards, serving over HTTP, the resource
+catalog and the embedded local model. The run directory `<workspace>/runs/<run-id>/` then holds:
 
 - `manifest.json`: a `RunManifest`. Its run id and `created_at` come from the configuration and the
   seed, never from the wall clock.
 - `episodes.jsonl`: one line per environment with call counts, errors by kind, hashes and checks.
 - `calls/<env>.jsonl`: every call of the episode with its result.
+- `stages.jsonl`: one line per further stage with its status and deterministic details.
 
 The same seed and options give byte-identical files. Timings are printed, never written. The exit code
-is 1 when an environment fails to load or a check fails.
+is 1 when an environment fails to load or a check or stage fails; a stage whose optional part is not
+installed is reported as skipped, with the command that installs it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ from rich.text import Text
 import envfactory
 from envfactory.cli._episodes import EpisodeResult, call_record, planned_calls, run_episode
 from envfactory.cli._output import console, write_atomic
+from envfactory.cli._stages import (
+    StageResult,
+    stage_catalog,
+    stage_model,
+    stage_rewards,
+    stage_sandbox,
+    stage_serving,
+)
 from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.runtime import bundled_env_names, load_env
 from envfactory.runtime.sources import DEFAULT_EPOCH
@@ -109,6 +120,20 @@ def _summary_table(results: list[EpisodeResult], failures: dict[str, str], timin
     return table
 
 
+def _stage_table(results: list[StageResult], times: dict[str, float]) -> Table:
+    table = Table(title="stages", title_justify="left")
+    table.add_column("stage", style="bold", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("result", overflow="fold")
+    table.add_column("time", justify="right", no_wrap=True)
+    styles = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for result in results:
+        shown = result.summary + (f"\n{result.note}" if result.note else "")
+        table.add_row(result.name, Text(result.status, style=styles[result.status]), shown,
+                      f"{times.get(result.name, 0.0):.2f}s")
+    return table
+
+
 def demo(
     workspace: Annotated[
         Path,
@@ -122,6 +147,9 @@ def demo(
     envs: Annotated[
         list[str] | None, typer.Option("--env", help="Only this bundled environment (repeatable).")
     ] = None,
+    stages: Annotated[
+        bool, typer.Option("--stages/--no-stages", help="Also run the sandbox, rewards, serving, catalog and model stages.")
+    ] = True,
 ) -> None:
     """Run the main job on embedded defaults: an episode per bundled environment, then a summary."""
     started = time.perf_counter()
@@ -131,7 +159,7 @@ def demo(
         if unknown:
             raise SpecError(f"unknown bundled environment(s) {', '.join(unknown)}; available: {', '.join(names)}")
         names = [name for name in names if name in envs]
-    config: dict[str, Any] = {"seed": seed, "random_calls": calls, "envs": names}
+    config: dict[str, Any] = {"seed": seed, "random_calls": calls, "envs": names, "stages": stages}
     manifest = build_manifest(config, seed)
     run_dir = workspace / "runs" / manifest.run_id
     out = console()
@@ -154,6 +182,29 @@ def demo(
             timings[name] = time.perf_counter() - t0
             results.append(result)
 
+    stage_results: list[StageResult] = []
+    stage_times: dict[str, float] = {}
+    if stages:
+        plan: list[tuple[str, Any]] = [
+            ("sandbox", lambda: stage_sandbox(results, seed)),
+            ("rewards", lambda: stage_rewards(seed)),
+            ("serving", lambda: stage_serving(seed)),
+            ("catalog", lambda: stage_catalog(None, lambda _: None)),
+            ("model", lambda: stage_model(workspace, seed)),
+        ]
+        with Progress(*columns, console=out, transient=True) as progress:
+            task = progress.add_task("stages", total=len(plan))
+            for name, run in plan:
+                progress.update(task, description=f"stage: {name}")
+                t0 = time.perf_counter()
+                try:
+                    stage_results.append(run())
+                except EnvFactoryError as exc:
+                    stage_results.append(StageResult(name, "failed", f"{type(exc).__name__}: {exc}"))
+                stage_times[name] = time.perf_counter() - t0
+                progress.advance(task)
+        write_atomic(run_dir / "stages.jsonl", _jsonl([r.as_record() for r in stage_results]))
+
     for result in results:
         write_atomic(run_dir / "calls" / f"{result.env}.jsonl", _jsonl([call_record(c, r) for c, r in result.log]))
     episodes = [result.record() for result in results] + [
@@ -163,10 +214,13 @@ def demo(
     write_atomic(run_dir / "manifest.json", manifest.to_json_bytes() + b"\n")
 
     out.print(_summary_table(results, failures, timings))
+    if stage_results:
+        out.print(_stage_table(stage_results, stage_times))
     total_calls = sum(len(r.log) for r in results)
+    written = "manifest.json, episodes.jsonl, calls/" + (", stages.jsonl" if stage_results else "")
     out.print(
         f"{total_calls} calls, {sum(r.ok_count() for r in results)} ok, in {time.perf_counter() - started:.2f}s · "
-        f"wrote {run_dir}/manifest.json, episodes.jsonl, calls/"
+        f"wrote {run_dir}/{written}"
     )
-    if failures or not all(r.passed for r in results):
+    if failures or not all(r.passed for r in results) or any(r.status == "failed" for r in stage_results):
         raise typer.Exit(1)
