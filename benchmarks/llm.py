@@ -8,8 +8,12 @@ baseline measured in the same run and their ratio:
 - cache-hit latency of `ManagedClient` (SQLite, from disk) against a live call of the same request;
 - embeddings/s of `SentenceTransformerEmbedder` against sentence-transformers' `encode` on the same
   model, and of `CachedEmbedder` on a warm cache against the live embedder;
+- the static (model2vec) embedder against MiniLM in the same run: embeddings/s, and the mean cosine of
+  related and of unrelated sentence pairs (ratio vs MiniLM); its build time (environment, distillation)
+  as recorded in its manifest, or measured now with `--rebuild-static` (distillation only, into a
+  temporary folder, reusing the distillation environment). The model is built first when absent;
 - `--with-catalog`: the catalog load/search figures of `benchmarks/catalog.py` (`bench_catalog()`).
-`--quick` runs SmolLM2 only, with fewer repetitions. Timings depend on the machine's load: run alone.
+`--quick` runs SmolLM2 only, with fewer repetitions; `--embeddings-only` skips generation and the cache. Timings depend on the machine's load: run alone.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from envfactory.llm import (
     ManagedClient,
     ResponseFormat,
     SentenceTransformerEmbedder,
+    StaticEmbedder,
+    StaticEmbedderConfig,
+    build_static_model,
     model_status,
 )
 from envfactory.store import KVStore, default_models_dir
@@ -186,6 +193,58 @@ def bench_embeddings(sentences: int, repeat: int) -> list[dict[str, Any]]:
     ]
 
 
+PAIRS = [  # (sentence, paraphrase, unrelated sentence)
+    ("Book a flight to Paris.", "Reserve a plane ticket to Paris.", "Compute the VAT on an invoice."),
+    ("Cancel my order before it ships.", "Stop the purchase from being delivered.", "List the pets in the shelter."),
+    ("Send a message to the queue.", "Put a job in the waiting line for a worker.", "Rotate the database password."),
+    ("Create a calendar event for Monday.", "Schedule a meeting on Monday.", "Upload a photo of my dog."),
+    ("Delete the user's account.", "Remove this customer's profile.", "What is the weather in Oslo tomorrow?"),
+]
+
+
+def _pair_cosines(embed: Callable[[list[str]], Any]) -> tuple[float, float]:
+    related, unrelated = [], []
+    for a, b, c in PAIRS:
+        vectors = embed([a, b, c])
+        related.append(float(vectors[0] @ vectors[1]))
+        unrelated.append(float(vectors[0] @ vectors[2]))
+    return statistics.fmean(related), statistics.fmean(unrelated)
+
+
+def _figure(name: str, value: float, unit: str) -> dict[str, Any]:
+    return {"figure": name, "value": value, "unit": unit, "baseline": "", "baseline_value": None, "ratio": None,
+            "higher_is_better": False}
+
+
+def bench_static(sentences: int, repeat: int, models_dir: Path, rebuild: bool) -> list[dict[str, Any]]:
+    config = StaticEmbedderConfig(models_dir=models_dir)
+    build = build_static_model(config)
+    rows: list[dict[str, Any]] = []
+    if rebuild:
+        with tempfile.TemporaryDirectory(prefix="envfactory-bench-") as tmp:
+            fresh = build_static_model(StaticEmbedderConfig(models_dir=Path(tmp)), force=True)
+        rows.append(_figure("static: build, distillation (measured now)", fresh.distill_seconds, "s"))
+    seconds = build.manifest.get("seconds", {})
+    rows.append(_figure("static: build, environment (manifest)", float(seconds.get("environment", 0.0)), "s"))
+    rows.append(_figure("static: build, distillation (manifest)", float(seconds.get("distill", 0.0)), "s"))
+    texts = [f"Operation {i}: list the {i % 37} most recent invoices of customer {i % 101}" for i in range(sentences)]
+    static, minilm = StaticEmbedder(config), SentenceTransformerEmbedder()
+    start = time.perf_counter()
+    static.load()
+    rows.append(_figure("static: load (model2vec, no torch)", time.perf_counter() - start, "s"))
+    static.embed(texts[:64])
+    minilm.embed(texts[:64])  # warm-up
+    fast, slow = _interleaved(lambda: _rate(lambda: static.embed(texts), sentences),
+                              lambda: _rate(lambda: minilm.embed(texts), sentences), repeat)
+    rows.append(_row(f"static: embed {sentences} sentences", fast, "sent/s", "MiniLM embedder", slow, True))
+    static_related, static_unrelated = _pair_cosines(static.embed)
+    minilm_related, minilm_unrelated = _pair_cosines(minilm.embed)
+    rows.append(_row("static: related-pair cosine (mean of 5)", static_related, "cos", "MiniLM", minilm_related, True))
+    rows.append(_row("static: unrelated-pair cosine (mean of 5)", static_unrelated, "cos", "MiniLM",
+                     minilm_unrelated, False))
+    return rows
+
+
 def _rate(run: Callable[[], object], count: int) -> float:
     start = time.perf_counter()
     run()
@@ -223,17 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--with-catalog", action="store_true", help="add benchmarks/catalog.py's figures")
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    parser.add_argument("--embeddings-only", action="store_true", help="only the embedding figures")
+    parser.add_argument("--rebuild-static", action="store_true",
+                        help="also time a fresh distillation of the static model (into a temporary folder)")
     args = parser.parse_args(argv)
     repeat = 2 if args.quick else 3
     rows: list[dict[str, Any]] = []
     keys = ["smollm2-135m"] if args.quick else ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
-    for key in keys:
+    for key in [] if args.embeddings_only else keys:
         if not model_status(LOCAL_MODELS[key], args.models_dir).installed:
             print(f"skipping {key}: its packages are not installed", file=sys.stderr)
             continue
         rows += bench_generation(key, args.models_dir, max_tokens=64 if args.quick else 128, repeat=repeat)
-    rows += bench_cache(args.models_dir, repeat=5)
+    if not args.embeddings_only:
+        rows += bench_cache(args.models_dir, repeat=5)
     rows += bench_embeddings(250 if args.quick else 1000, repeat)
+    rows += bench_static(250 if args.quick else 1000, repeat, args.models_dir, args.rebuild_static)
     if args.with_catalog:
         rows += bench_catalog_hook(args.quick)
     print(f"{'figure':44} {'value':>10} {'unit':7} {'baseline':34} {'baseline':>10} {'ratio':>7}")

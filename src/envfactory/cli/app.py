@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import envfactory
-from envfactory.cli import demo, envs, llm, resources, schema, serve
+from envfactory.cli import demo, envs, graph, llm, resources, schema, serve
 from envfactory.cli._output import report_error
 from envfactory.errors import EnvFactoryError
 
@@ -59,6 +59,7 @@ app.command("schema")(schema.schema)
 app.add_typer(envs.app, name="envs")
 app.add_typer(resources.app, name="resources")
 app.add_typer(llm.app, name="llm")
+app.add_typer(graph.app, name="graph")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 

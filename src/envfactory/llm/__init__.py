@@ -8,7 +8,8 @@ openai, sentence-transformers, torch) are imported lazily, on first use.
   `CassetteWriter`/`RecordingClient`), `ScriptedClient` (tests).
 - `ManagedClient`: response cache, retries, concurrency limit, schema validation and repair, usage per
   stage. `make_client(LLMSettings)` builds the configured one.
-- Embeddings: `SentenceTransformerEmbedder` (packaged all-MiniLM-L6-v2) and `CachedEmbedder`.
+- Embeddings: `SentenceTransformerEmbedder` (packaged all-MiniLM-L6-v2), `StaticEmbedder` (model2vec,
+  distilled from it by `build_static_model`), `CachedEmbedder`; `make_embedder(kind)` picks one.
 - Models: `LOCAL_MODELS`, `model_path` (assembly into `~/.cache/envfactory/models` with sha256 checks).
 """
 
@@ -21,16 +22,27 @@ from envfactory.llm.errors import (
     ModelNotInstalledError,
     ProviderTimeoutError,
     ReplayMissError,
+    StaticModelBuildError,
     StructuredOutputError,
     TransientProviderError,
 )
-from envfactory.llm.factory import PROVIDER_KINDS, LLMSettings, ProviderKind, make_client, make_provider
+from envfactory.llm.factory import (
+    EMBEDDER_KINDS,
+    PROVIDER_KINDS,
+    EmbedderKind,
+    LLMSettings,
+    ProviderKind,
+    make_client,
+    make_embedder,
+    make_provider,
+)
 from envfactory.llm.local import LocalConfig, LocalProvider
 from envfactory.llm.models import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, LocalModel, model_path, model_status
 from envfactory.llm.openai_compat import OpenAICompatibleProvider, OpenAIConfig
 from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import CassetteEntry, CassetteWriter, RecordingClient, ReplayClient, read_cassette
 from envfactory.llm.scripted import ScriptedClient, text_response
+from envfactory.llm.static import StaticBuild, StaticEmbedder, StaticEmbedderConfig, build_static_model
 from envfactory.llm.types import (
     ChatMessage,
     ChatRequest,
@@ -45,6 +57,7 @@ from envfactory.llm.usage import ModelPrice, PriceTable, StageUsage, UsageLedger
 
 __all__ = [
     "DEFAULT_LOCAL_MODEL",
+    "EMBEDDER_KINDS",
     "LOCAL_MODELS",
     "PROVIDER_KINDS",
     "CachedEmbedder",
@@ -56,6 +69,7 @@ __all__ = [
     "ClientPolicy",
     "DependencyMissingError",
     "Embedder",
+    "EmbedderKind",
     "EndpointUnreachableError",
     "FunctionTool",
     "LLMClient",
@@ -82,12 +96,18 @@ __all__ = [
     "SentenceEmbedderConfig",
     "SentenceTransformerEmbedder",
     "StageUsage",
+    "StaticBuild",
+    "StaticEmbedder",
+    "StaticEmbedderConfig",
+    "StaticModelBuildError",
     "StructuredOutputError",
     "TransientProviderError",
     "Usage",
     "UsageLedger",
     "UsageReport",
+    "build_static_model",
     "make_client",
+    "make_embedder",
     "make_provider",
     "model_path",
     "model_status",

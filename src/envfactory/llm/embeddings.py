@@ -9,8 +9,7 @@ Contract:
   kind `float32`); a batch embeds only its misses, in one call of the inner embedder.
 - A missing package raises `ModelNotInstalledError` with the pip command; missing libraries
   `DependencyMissingError`.
-- A static (model2vec) embedder is not provided yet: it needs a distillation step in a separate
-  environment (model2vec[distill] downgrades transformers).
+- The fast static (model2vec) embedder distilled from this model lives in `envfactory.llm.static`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 - `EndpointUnreachableError`: an endpoint that does not answer (transient: retried, then raised).
 - `ReplayMissError`: replay mode met a request its cassette does not hold.
 - `StructuredOutputError`: the answer still broke its schema after the bounded repairs.
+- `StaticModelBuildError`: the static embedding model could not be distilled (what failed, and its output).
 """
 
 from __future__ import annotations
@@ -44,3 +45,7 @@ class ReplayMissError(ProviderError):
 
 class StructuredOutputError(ProviderError):
     """A structured answer or tool call still violates its schema after the allowed repairs."""
+
+
+class StaticModelBuildError(ProviderError):
+    """Building the static embedding model failed (the distillation environment or the distillation)."""

@@ -6,6 +6,8 @@ environment variables; nothing here reads them).
 - `provider="replay"`: answers from the cassette `cassette` only; the response cache is not used, so a
   request the cassette lacks always fails loudly.
 - With another provider, `cassette` (if given) records every answer.
+- `make_embedder(kind)`: `minilm` (the packaged all-MiniLM-L6-v2, the default) or `static` (the
+  model2vec model distilled from it by `envfactory llm setup-static`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from typing import Literal
 
 from envfactory.errors import ProviderError
 from envfactory.llm.client import ClientPolicy, ManagedClient
+from envfactory.llm.embeddings import SentenceTransformerEmbedder
 from envfactory.llm.local import LocalConfig, LocalProvider
 from envfactory.llm.openai_compat import OpenAICompatibleProvider, OpenAIConfig
-from envfactory.llm.protocols import LLMClient
+from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import CassetteWriter, ReplayClient
+from envfactory.llm.static import StaticEmbedder, StaticEmbedderConfig
 from envfactory.llm.usage import UsageLedger
 from envfactory.store import KVStore
 
 ProviderKind = Literal["local", "openai", "replay"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("local", "openai", "replay")
+EmbedderKind = Literal["minilm", "static"]
+EMBEDDER_KINDS: tuple[EmbedderKind, ...] = ("minilm", "static")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +68,12 @@ def make_client(
         ledger=ledger,
         policy=settings.policy,
     )
+
+
+def make_embedder(kind: str = "minilm", *, models_dir: Path | None = None) -> Embedder:
+    """The embedder named `kind` (`EMBEDDER_KINDS`); `models_dir` holds the static model."""
+    if kind == "minilm":
+        return SentenceTransformerEmbedder()
+    if kind == "static":
+        return StaticEmbedder(StaticEmbedderConfig(models_dir=models_dir))
+    raise ProviderError(f"unknown embedder {kind!r}; use {' or '.join(EMBEDDER_KINDS)}")

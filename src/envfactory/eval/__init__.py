@@ -1,0 +1,1 @@
+"""`eval`: run agents on tasks and on external benchmarks (BFCL, τ²); reports (DESIGN §2)."""

@@ -1,0 +1,364 @@
+"""Schema matching: can this output field feed that input field? Scores from names, types, formats
+and declared references (`$ref` definition names), and the indexed candidate search that finds the
+pairs worth scoring.
+
+Contract:
+- `FieldView` is what the matcher knows about one parameter: type, format, the entity and attribute
+  its name and description say it is (outputs: one `Ref`; inputs: every `Ref` the description accepts,
+  e.g. "the ARN or name of the secret"), and keys for the index.
+- `schema_score(out, inp)` returns a `Match`: a score in [0, 1] with the evidence, or 0 with
+  `conflict=True` when the two fields provably disagree (different entities, url vs arn, types), which
+  vetoes embedding-only edges too. Levels: 0.95 entity and attribute agree; 0.85 identical specific
+  names; 0.75 qualified entity match ("execution role" takes a role's ARN), an e-mail address for an
+  e-mail address, or any ARN of the same service for an input that names no entity; 0.45 another
+  service's ARN for an input that names no entity and is not about "the resource" (an EventBridge
+  target, a subscription destination). Values that are not references (contents, settings, numbers)
+  only flow within a service; caller-chosen ids (batch entry ids, client tokens) take no producer.
+- `candidate_pairs` (index by entity, name and attribute) returns exactly the pairs `naive_pairs`
+  (every pair) would score above 0; the benchmark checks this.
+- Identifiers are scoped to the service that issues them: when two services both issue an entity,
+  one's generated identifiers (ids, ARNs, URLs, ...) do not feed the other's inputs (tracker user ids
+  are not calendar user ids), while a service that only refers to an entity takes the issuer's (IAM
+  role ARNs feed Lambda's `Role`, Drive file ids feed Calendar attachments).
+- Pure functions; nothing module-level is mutable.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from envfactory.graph.flatten import Field
+from envfactory.graph.names import (
+    GENERATED,
+    GENERIC_ENTITY,
+    PAGINATION,
+    QUALIFIERS,
+    REFERENCE,
+    SERVICE_WORDS,
+    Ref,
+    caller_chosen,
+    compact,
+    container_entity,
+    description_refs,
+    entities_compatible,
+    name_ref,
+    words,
+)
+
+# Attributes that make data flow (a status, a count or a timestamp is data, not a reference).
+FLOWING = REFERENCE | frozenset({"value", "content", "document", "manifest"})
+# Names too generic to match on equality alone.
+GENERIC_NAMES = frozenset({
+    "id", "name", "arn", "key", "value", "type", "status", "state", "description", "title", "url", "uri", "data",
+    "kind", "etag", "version", "label", "tag", "tags", "item", "items", "body", "content", "message", "text",
+    "attribute", "attributes", "policy", "summary", "result", "code", "mode", "resource", "resourcearn", "owner",
+    "parent", "region", "path", "prefix", "filter", "query", "range", "size", "count", "token",
+})
+
+_OWN_RESOURCE = frozenset({"resource", "resourcearn"}) | SERVICE_WORDS
+
+# Attributes that say what a value is by themselves: an e-mail address is one whoever it belongs to.
+SELF_DESCRIBING = frozenset({"email", "phone", "region", "algorithm"})
+
+STRONG = 0.95
+NAMES = 0.85
+QUALIFIED = 0.75
+WEAK = 0.45
+
+
+@dataclass(frozen=True, slots=True)
+class FieldView:
+    """One parameter as the matcher sees it."""
+
+    index: int
+    tool: int
+    service: str
+    direction: str
+    path: str
+    name: str
+    type: str
+    item_type: str | None
+    format: str | None
+    enumerated: bool
+    properties: frozenset[str]
+    ref: Ref
+    accepts: tuple[Ref, ...]
+    name_key: str
+    skip: bool
+    owned: frozenset[str] = frozenset()
+    chosen: bool = False
+
+    def owns(self, entity: tuple[str, ...]) -> bool:
+        """Whether this field's own service issues `entity`s (its identifiers are scoped to it)."""
+        return bool(entity) and (compact(entity) in self.owned)
+
+    @property
+    def own_resources_only(self) -> bool:
+        """A generic input about "the resource" (tagging, policies) takes its own service's resources."""
+        return all(not a.entity or set(a.entity) <= _OWN_RESOURCE for a in self.accepts)
+
+    @property
+    def generic_input(self) -> bool:
+        """An input that names no specific entity (Targets[].Arn, ResourceArn): takes any of its attribute."""
+        return all(not a.entity or set(a.entity) <= GENERIC_ENTITY | SERVICE_WORDS for a in self.accepts)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    score: float
+    conflict: bool
+    evidence: str
+
+
+NO_MATCH = Match(0.0, False, "")
+
+
+def last_segment(path: str) -> str:
+    segment = path.rsplit(".", 1)[-1]
+    return segment.removesuffix("[]") or path.replace("[]", "").rsplit(".", 1)[-1]
+
+
+def context_entity(path: str, parent_ref: str | None, tool_entity: tuple[str, ...]) -> tuple[str, ...]:
+    """The entity a bare field (`id`, `Arn`) belongs to: its nearest specific container, else the
+    definition its object is, else the entity the tool is about."""
+    segments = [s.removesuffix("[]") for s in path.split(".")[:-1]]
+    for segment in reversed(segments):
+        entity = container_entity(segment)
+        if entity:
+            return entity
+    if parent_ref:
+        entity = container_entity(parent_ref)
+        if entity:
+            return entity
+    return tool_entity
+
+
+def _specific(entity: tuple[str, ...]) -> bool:
+    return bool(entity) and not set(entity) <= GENERIC_ENTITY | QUALIFIERS
+
+
+def output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
+    """The one thing an output field is (see the module docstring)."""
+    name = last_segment(f.path)
+    own = name_ref(name)
+    if _specific(own.entity):
+        return own
+    described = description_refs(f.description) if f.description else ()
+    if own.attribute != "value":
+        for ref in described:
+            if ref.attribute == own.attribute:
+                return Ref(ref.entity, own.attribute)
+    elif described:
+        return described[0]
+    if own.entity and own.attribute == "value":
+        return own
+    return Ref(context_entity(f.path, f.parent_ref, tool_entity), own.attribute)
+
+
+def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
+    """Every (entity, attribute) an input accepts (see the module docstring)."""
+    name = last_segment(f.path)
+    own = name_ref(name)
+    described = description_refs(f.description) if f.description else ()
+    if not own.entity:  # a bare `id`/`identifier`: the prose says whose, else the context does
+        own = Ref(context_entity(f.path, f.parent_ref, tool_entity), own.attribute)
+        if described:
+            same = tuple(r for r in described if r.attribute == own.attribute)
+            return (*same, *(r for r in described if r not in same)) if same else (*described, own)
+    if not described:
+        return (own,)
+    if not _specific(own.entity):
+        if own.attribute == "value":
+            return described
+        same = tuple(r for r in described if r.attribute == own.attribute)
+        return same + tuple(r for r in described if r not in same) if same else (*described, own)
+    agreeing = tuple(r for r in described if entities_compatible(r.entity, own.entity, same_service=True))
+    if agreeing:
+        if own.attribute == "value" or any(r.attribute == own.attribute for r in agreeing):
+            return agreeing
+        return (*agreeing, own)
+    if set(own.entity) & (GENERIC_ENTITY | QUALIFIERS):  # "EventSourceArn: The ARN of the event bus ..."
+        return (*described, own)
+    return (own,)
+
+
+def make_view(index: int, tool: int, service: str, f: Field, direction: str, tool_entity: tuple[str, ...],
+              owned: frozenset[str] = frozenset()) -> FieldView:
+    name = last_segment(f.path)
+    ref = output_ref(f, tool_entity) if direction == "output" else name_ref(name)
+    accepts = input_refs(f, tool_entity) if direction == "input" else ()
+    name_key = compact(words(name))
+    chosen = direction == "input" and caller_chosen(name, f.description)
+    skip = (
+        name_key in PAGINATION
+        or chosen
+        or f.type in ("boolean", "null")
+        or (direction == "output" and f.container and f.type == "object" and not f.properties)
+    )
+    return FieldView(
+        index=index, tool=tool, service=service, direction=direction, path=f.path, name=name, type=f.type,
+        item_type=f.item_type, format=f.format, enumerated=f.enum is not None, properties=frozenset(f.properties),
+        ref=ref, accepts=accepts, name_key=name_key, skip=skip, owned=owned, chosen=chosen,
+    )
+
+
+# -- types ---------------------------------------------------------------------------------------------
+
+
+def _scalar_ok(a: str, b: str) -> bool:
+    if a == "any" or b == "any":
+        return True
+    if a == b:
+        return True
+    return a == "integer" and b == "number"
+
+
+def types_compatible(out: FieldView, inp: FieldView) -> bool:
+    if out.format and inp.format and out.format != inp.format:
+        return False
+    if inp.type == "array":
+        if out.type == "array":
+            if out.item_type == "object" and inp.item_type == "object":
+                return _objects_overlap(out, inp)
+            return _scalar_ok(out.item_type or "any", inp.item_type or "any")
+        return out.type != "object" and _scalar_ok(out.type, inp.item_type or "any")
+    if out.type == "array":
+        return inp.type == "any"
+    if out.type == "object" or inp.type == "object":
+        if out.type != inp.type and "any" not in (out.type, inp.type):
+            return False
+        return _objects_overlap(out, inp)
+    return _scalar_ok(out.type, inp.type)
+
+
+def _objects_overlap(out: FieldView, inp: FieldView) -> bool:
+    if not out.properties or not inp.properties:
+        return not out.properties and not inp.properties  # two free-form maps
+    shared = len(out.properties & inp.properties)
+    return shared >= max(1, (len(inp.properties) + 1) // 2)
+
+
+# -- scoring ---------------------------------------------------------------------------------------------
+
+
+def schema_score(out: FieldView, inp: FieldView) -> Match:
+    """How strongly the schemas say `out` can feed `inp` (see the module docstring)."""
+    if out.skip or inp.skip or out.tool == inp.tool:
+        return NO_MATCH
+    if not types_compatible(out, inp):
+        return Match(0.0, True, "types differ")
+    same_service = out.service == inp.service
+    attr = out.ref.attribute
+    best = 0.0
+    evidence = ""
+    entity_seen = False
+    attr_seen = False
+    if attr in FLOWING and (same_service or attr in REFERENCE):
+        for acc in inp.accepts:
+            if not same_service and attr in GENERATED and inp.owns(acc.entity) and out.owns(acc.entity):
+                continue  # both services issue their own: one's ids mean nothing to the other
+            ent = entities_compatible(out.ref.entity, acc.entity, same_service=same_service)
+            same_attr = acc.attribute == attr
+            entity_seen |= ent > 0
+            attr_seen |= same_attr
+            if ent and same_attr:
+                level = STRONG if ent == 1.0 else QUALIFIED
+                if level > best:
+                    best = level
+                    evidence = f"{' '.join(out.ref.entity)} {attr} = {' '.join(acc.entity)} {acc.attribute}"
+        if best == 0.0 and attr in SELF_DESCRIBING and attr_seen and same_service:
+            best, evidence = QUALIFIED, f"an {attr} for an {attr}"
+        if best == 0.0 and attr == "arn" and inp.generic_input and attr_seen:
+            if same_service:
+                best, evidence = QUALIFIED, "any ARN of this service"
+            elif not inp.own_resources_only:
+                best, evidence = WEAK, "any ARN"
+    equal_names = (
+        out.name_key == inp.name_key and out.name_key not in GENERIC_NAMES
+        and (same_service or _specific(out.ref.entity))
+    )
+    conflict = False
+    if best == 0.0:
+        referenceish = attr in REFERENCE and any(a.attribute in REFERENCE for a in inp.accepts)
+        conflict = referenceish and (not attr_seen or not entity_seen) and not inp.generic_input
+    if equal_names and best < NAMES and not conflict:
+        best, evidence = NAMES, f"same name {out.name}"
+    if best == 0.0:
+        return Match(0.0, conflict, "")
+    return Match(best, False, evidence)
+
+
+# -- candidate search --------------------------------------------------------------------------------------
+
+
+def _entity_keys(entity: tuple[str, ...]) -> Iterable[tuple[str, str]]:
+    if entity:
+        yield ("c", compact(entity))
+        yield ("t", entity[-1])
+
+
+def output_keys(out: FieldView) -> set[tuple[str, str]]:
+    keys = set(_entity_keys(out.ref.entity))
+    keys.add(("n", out.name_key))
+    keys.add(("a", out.ref.attribute))
+    return keys
+
+
+def input_keys(inp: FieldView) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = {("n", inp.name_key)}
+    for acc in inp.accepts:
+        keys.update(_entity_keys(acc.entity))
+    for acc in inp.accepts:
+        if inp.generic_input or acc.attribute in SELF_DESCRIBING:
+            keys.add(("a", acc.attribute))
+    return keys
+
+
+@dataclass(slots=True)
+class PairScores:
+    """Schema scores of the pairs that have one (above 0), and how many pairs were scored."""
+
+    scores: dict[tuple[int, int], Match] = field(default_factory=dict)
+    scored: int = 0
+
+
+def candidate_pairs(outputs: Sequence[FieldView], inputs: Sequence[FieldView]) -> PairScores:
+    """Score only the pairs that share an index key (entity words, name or attribute)."""
+    index: dict[tuple[str, str], list[int]] = defaultdict(list)
+    live_outputs = [o for o in outputs if not o.skip]
+    for pos, out in enumerate(live_outputs):
+        for key in output_keys(out):
+            index[key].append(pos)
+    result = PairScores()
+    for inp in inputs:
+        if inp.skip:
+            continue
+        seen: set[int] = set()
+        for key in input_keys(inp):
+            seen.update(index.get(key, ()))
+        for pos in sorted(seen):
+            out = live_outputs[pos]
+            result.scored += 1
+            match = schema_score(out, inp)
+            if match.score > 0:
+                result.scores[(out.index, inp.index)] = match
+    return result
+
+
+def naive_pairs(outputs: Sequence[FieldView], inputs: Sequence[FieldView]) -> PairScores:
+    """Score every output against every input (the baseline the index is measured against)."""
+    result = PairScores()
+    for inp in inputs:
+        for out in outputs:
+            result.scored += 1
+            match = schema_score(out, inp)
+            if match.score > 0:
+                result.scores[(out.index, inp.index)] = match
+    return result
+
+
+def is_generated(inp: FieldView) -> bool:
+    """An input whose value is an identifier some system generated (never user-providable)."""
+    return not inp.chosen and bool(inp.accepts) and all(acc.attribute in GENERATED for acc in inp.accepts)

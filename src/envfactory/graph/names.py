@@ -1,0 +1,334 @@
+"""Reading field names and descriptions: which entity a field refers to and which attribute of it.
+
+Contract:
+- `words(name)` splits camelCase, PascalCase, acronyms, snake_case, kebab-case and dotted names into
+  lowercase singular words: `KMSKeyArn` → (kms, key, arn), `iCalUID` → (i, cal, uid), `logGroups` →
+  (log, group).
+- An attribute is the kind of handle a value is (`id`, `arn`, `url`, `uri`, `name`, `token`, ...) or
+  `value` when the name carries none. `Ref(entity, attribute)` says "the <attribute> of a <entity>".
+- `name_ref` reads a name; `description_refs` reads prose ("The ARN or name of the secret",
+  "Specify the key ID or key ARN", "Task list identifier", "Identifies the KMS key"), giving every
+  (entity, attribute) pair the text says is accepted.
+- `entities_compatible` decides whether two entity word tuples name the same kind of thing: equal
+  when joined ("tasklist" = "task list"), or one is the tail of the other ("execution role" ⊇ "role")
+  within a service, or across services when the extra words only qualify it.
+Pure functions over strings; no state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_CAMEL = re.compile(r"[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
+_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
+
+_INVARIANT = frozenset({
+    "alias", "status", "canvas", "address", "access", "class", "process", "bus", "gas", "news", "series",
+    "species", "analysis", "axis", "basis", "https", "dns", "kms", "sms", "sns", "sqs", "ses", "aws", "ecs",
+    "eks", "iops", "os", "metadata", "data", "media", "criteria", "is", "has", "was", "its", "this", "us",
+    "plus", "bonus", "campus", "corpus", "virus", "focus", "ids", "arns", "urls", "uris", "details", "settings",
+    "always", "whereas", "perhaps", "less", "unless", "yes", "cors", "ms", "gps", "tls", "ssl", "apis", "els",
+})
+_IRREGULAR = {
+    "aliases": "alias", "databases": "database", "statuses": "status", "addresses": "address", "indexes": "index",
+    "indices": "index", "responses": "response", "licenses": "license", "cases": "case", "phases": "phase",
+    "releases": "release", "leases": "lease", "bases": "base", "purchases": "purchase", "courses": "course",
+    "ids": "id", "arns": "arn", "urls": "url", "uris": "uri", "details": "detail", "settings": "setting",
+    "children": "child", "people": "person", "apis": "api", "analyses": "analysis", "caches": "cache",
+    "policies": "policy", "entries": "entry", "queries": "query", "replies": "reply", "properties": "property",
+    "statuses_": "status", "processes": "process", "accesses": "access", "buses": "bus", "classes": "class",
+}
+
+# The last word of a name → the attribute class it denotes.
+ATTRIBUTE_WORDS: dict[str, str] = {
+    "id": "id", "identifier": "id", "uuid": "id", "uid": "id", "guid": "id",
+    "arn": "arn",
+    "url": "url", "link": "url", "href": "url", "uri": "uri",
+    "name": "name",
+    "token": "token", "handle": "handle", "etag": "etag",
+    "digest": "digest", "hash": "digest", "checksum": "digest", "md5": "digest", "sha256": "digest",
+    "email": "email", "emailaddress": "email",
+    "phone": "phone", "phonenumber": "phone",
+    "version": "version",
+    "title": "title", "summary": "title", "label": "label",
+    "body": "content", "content": "content", "text": "content", "payload": "content", "message": "content",
+    "range": "range", "prefix": "prefix", "key": "key", "region": "region",
+    "signature": "signature", "mac": "mac", "algorithm": "algorithm",
+    "manifest": "manifest", "document": "document", "policy": "document",
+    "status": "status", "state": "status", "type": "type", "kind": "type", "description": "description",
+    "time": "time", "date": "time", "timestamp": "time", "count": "count", "size": "count", "total": "count",
+    "number": "number",
+}
+# Attributes that identify something a system generated (never typed in by a user).
+GENERATED = frozenset({"id", "arn", "url", "uri", "token", "handle", "etag", "digest", "signature", "mac"})
+# Attributes whose values can point at another object (these make data-flow edges).
+REFERENCE = frozenset({"id", "arn", "url", "uri", "name", "token", "handle", "email", "phone", "version", "key",
+                       "prefix", "range", "region", "algorithm", "manifest", "signature", "mac", "label"})
+
+# Entity words that say nothing about which entity (a field of these is resolved from its context).
+GENERIC_ENTITY = frozenset({
+    "resource", "item", "object", "entity", "target", "source", "destination", "value", "data", "result", "response",
+    "request", "detail", "info", "summary", "config", "configuration", "metadata", "entry", "element", "record",
+    "output", "input", "body", "list", "description", "spec", "specification", "attribute", "parameter", "field",
+    "reference", "resourcearn", "it", "one", "this", "that", "such", "other",
+})
+# Product and service names that qualify an entity ("KMS key", "DynamoDB resource").
+SERVICE_WORDS = frozenset({
+    "lambda", "kms", "sqs", "sns", "iam", "s3", "aws", "amazon", "google", "cloudwatch", "dynamodb", "ecr", "gmail",
+    "ses", "ec2",
+})
+# Generic words that still name a role something plays (a rule's targets, a filter's destination):
+# kept when read, but an input naming only these takes any ARN (see `match`).
+_ROLES = frozenset({"target", "source", "destination", "resource", "attribute", "parameter", "field", "reference",
+                    "entity", "object"})
+# Words that say nothing at all: a field read as one of these is resolved from its context.
+_VAGUE = GENERIC_ENTITY - _ROLES
+
+# Words that qualify an entity without changing its kind ("execution role" is a role).
+QUALIFIERS = frozenset({
+    "execution", "default", "source", "target", "destination", "primary", "new", "existing", "parent", "current",
+    "previous", "next", "replica", "dead", "letter", "managed", "associated", "specified", "recurring", "shared",
+    "linked", "ignore",
+}) | SERVICE_WORDS
+_CONTAINER_NOISE = frozenset({
+    "metadata", "description", "detail", "summary", "list", "info", "configuration", "config", "result", "output",
+    "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry",
+})
+PAGINATION = frozenset({
+    "nexttoken", "nextpagetoken", "pagetoken", "marker", "nextmarker", "continuationtoken", "nextcontinuationtoken",
+    "startingtoken", "synctoken", "nextsynctoken", "maxresults", "maxitems", "limit", "pagesize", "maxkeys",
+    "startafter", "lastevaluatedkey", "exclusivestartkey", "lastevaluatedtablename", "exclusivestarttablename",
+    "nextkeymarker", "nextversionidmarker", "keymarker", "versionidmarker", "maxrecords", "resultsizeestimate",
+})
+_STOP = frozenset({
+    "the", "a", "an", "of", "or", "and", "to", "for", "from", "in", "on", "with", "by", "its", "your", "their",
+    "this", "that", "which", "whose", "you", "is", "are", "be", "use", "specify", "enter", "unique", "valid",
+    "partial", "full", "same", "different", "each", "any", "all", "one", "more", "following", "optional",
+    "required", "given", "specific", "specified", "existing", "new", "friendly", "immutable", "opaque", "api",
+    "also", "can", "provide", "when", "if", "as", "at", "such", "e", "g", "eg", "ie", "i",
+})
+
+
+_CALLER_CHOSEN = re.compile(
+    r"memorable|unique within (?:a|the) request|to communicate the result|idempoten|client token|"
+    r"such as a random uuid|a random uuid|that you choose|you assign|you define|caller-provided|chosen by the caller"
+)
+_CALLER_NAMES = frozenset({"clienttoken", "clientrequesttoken", "idempotencytoken", "requestid", "clientrequestid"})
+
+
+def caller_chosen(name: str, description: str) -> bool:
+    """An identifier the caller makes up (batch entry ids, client tokens), not a reference to anything."""
+    return compact(words(name)) in _CALLER_NAMES or bool(_CALLER_CHOSEN.search(description.lower()[:600]))
+
+
+def singular(word: str) -> str:
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if len(word) <= 3 or word in _INVARIANT or word.endswith(("ss", "us", "is", "ics", "sis")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes", "zes")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+@lru_cache(maxsize=65536)
+def words(name: str) -> tuple[str, ...]:
+    """Lowercase singular words of an identifier (see the module docstring)."""
+    out: list[str] = []
+    for part in _SEPARATORS.split(name):
+        if not part:
+            continue
+        for token in _CAMEL.findall(part):
+            out.append(singular(token.lower()))
+    return tuple(out)
+
+
+def compact(tokens: tuple[str, ...]) -> str:
+    return "".join(tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """`attribute` of an `entity` (entity words may be empty when the text does not say)."""
+
+    entity: tuple[str, ...]
+    attribute: str
+
+    @property
+    def key(self) -> str:
+        return compact(self.entity)
+
+
+def _strip_entity(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    kept = tuple(t for t in tokens if t not in _STOP and not t.isdigit())
+    return kept
+
+
+_PROSE_NOISE = frozenset({
+    "retrieve", "call", "see", "obtain", "return", "identify", "identifie", "specify", "get", "find", "use", "using",
+    "via", "like", "called", "named", "supported", "currently", "only", "must", "may", "amazon", "resource",
+    "delete", "create", "update", "describe", "remove", "add", "modify", "change", "set", "recommend", "complete",
+    "rather", "than", "we", "instead", "either", "both", "whole", "entire", "actual", "corresponding",
+})
+
+
+_PURE_ATTRIBUTES = frozenset({"id", "identifier", "arn", "url", "uri", "name", "uuid", "uid", "guid", "link", "href"})
+
+
+def _prose_entity(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    """Entity words read from prose: no stop words, prose verbs, attribute words or single letters."""
+    return tuple(t for t in _strip_entity(tokens)
+                 if len(t) > 1 and t not in _PROSE_NOISE and t not in _PURE_ATTRIBUTES)
+
+
+def name_ref(name: str) -> Ref:
+    """Read `(entity, attribute)` from a field name alone: `TopicArn` → (topic, arn); `tasklist` →
+    (tasklist, value); `MD5OfMessageBody` → (message body, digest); `id` → ((), id)."""
+    tokens = words(name)
+    if not tokens:
+        return Ref((), "value")
+    if "of" in tokens[1:]:
+        cut = tokens.index("of", 1)
+        head, tail = tokens[:cut], tokens[cut + 1:]
+        attr = ATTRIBUTE_WORDS.get(compact(head), ATTRIBUTE_WORDS.get(head[-1], "value"))
+        return Ref(_strip_entity(tail), attr)
+    joined2 = compact(tokens[-2:]) if len(tokens) >= 2 else ""
+    if joined2 in ("emailaddress", "phonenumber"):
+        return Ref(_strip_entity(tokens[:-2]), ATTRIBUTE_WORDS[joined2])
+    last = tokens[-1]
+    if last in ATTRIBUTE_WORDS:
+        return Ref(_strip_entity(tokens[:-1]), ATTRIBUTE_WORDS[last])
+    return Ref(_strip_entity(tokens), "value")
+
+
+_ATTR_PHRASE = r"(?:key id|key arn|id|ids|identifier|identifiers|arn|arns|amazon resource name(?:s)?(?: \(arns?\))?|name|names|url|urls|uri|email address|email)"
+_PATTERN_OF = re.compile(
+    rf"\b((?:{_ATTR_PHRASE})(?:\s*(?:,|or|and|and/or)\s*(?:the\s+)?(?:{_ATTR_PHRASE}))*)\s+(?:of|for|that identifies|associated with|identifying)\s+"
+    r"(?:the\s+|an?\s+|this\s+|your\s+|each\s+)?([a-z0-9' -]{2,80})"
+)
+_PATTERN_IDENTIFIES = re.compile(r"\b(?:identifies|specifies|names)\s+(?:the|an?)\s+([a-z0-9' -]{2,60})")
+_PATTERN_SUFFIX = re.compile(rf"\b((?:[a-z][a-z0-9]*\s+){{1,3}})({_ATTR_PHRASE})\b")
+_ENTITY_STOP = re.compile(
+    r"\b(?:that|which|whose|to|for|from|in|on|with|where|when|you|is|are|was|were|will|must|should|can|"
+    r"containing|associated|used|using|being|as|by|and|or|if|whom|who|within|inside|under|across|between|per|"
+    r"at|into|about|after|before|whose)\b|[.,;:()]"
+)
+
+
+def _attr_of(phrase: str) -> list[str]:
+    found: list[str] = []
+    for part in re.split(r"\s*(?:,|\bor\b|\band\b|and/or)\s*", phrase):
+        part = part.strip().removeprefix("the ").strip()
+        if not part:
+            continue
+        if part.startswith(("amazon resource name", "arn")) or part.endswith("arn"):
+            found.append("arn")
+        elif part.startswith("email"):
+            found.append("email")
+        elif part.endswith(("id", "ids", "identifier", "identifiers")):
+            found.append("id")
+        elif part.startswith("name"):
+            found.append("name")
+        elif part.startswith(("url", "uri")):
+            found.append("url" if part.startswith("url") else "uri")
+    return found
+
+
+def _entity_phrase(text: str) -> tuple[str, ...]:
+    text = text.strip()
+    stop = _ENTITY_STOP.search(text)
+    if stop:
+        text = text[: stop.start()]
+    if "'s " in text:
+        text = text.rsplit("'s ", 1)[1]
+    tokens = tuple(singular(w) for w in re.findall(r"[a-z0-9]+", text)[:4])
+    return _prose_entity(tokens)
+
+
+@lru_cache(maxsize=65536)
+def description_refs(description: str) -> tuple[Ref, ...]:
+    """Every (entity, attribute) the prose says the value is (see the module docstring)."""
+    text = description.lower()[:700].replace("\n", " ")
+    plain = text.replace("'s ", " ")
+    found: list[Ref] = []
+    for match in _PATTERN_OF.finditer(text):
+        entity = _entity_phrase(match.group(2))
+        if entity and not set(entity) <= _VAGUE:
+            for attr in _attr_of(match.group(1)):
+                found.append(Ref(entity, attr))
+    for match in _PATTERN_IDENTIFIES.finditer(text[:200]):
+        entity = _entity_phrase(match.group(1))
+        if entity and not set(entity) <= _VAGUE:
+            found.append(Ref(entity, "id"))
+    for match in _PATTERN_SUFFIX.finditer(plain):
+        entity = _prose_entity(tuple(singular(w) for w in match.group(1).split()))
+        if entity and not set(entity) <= _VAGUE:
+            for attr in _attr_of(match.group(2)):
+                found.append(Ref(entity, attr))
+    unique: dict[tuple[tuple[str, ...], str], Ref] = {}
+    for ref in found:
+        unique.setdefault((ref.entity, ref.attribute), ref)
+    return tuple(unique.values())
+
+
+def container_entity(name: str) -> tuple[str, ...]:
+    """The entity a container field names: `KeyMetadata` → (key,), `BackupSummaries` → (backup,),
+    `logGroups` → (log, group); empty for generic containers (`Configuration`, `items`)."""
+    tokens = words(name)
+    while tokens and tokens[-1] in _CONTAINER_NOISE:
+        tokens = tokens[:-1]
+    tokens = _strip_entity(tokens)
+    if not tokens or set(tokens) <= _VAGUE:
+        return ()
+    return tokens
+
+
+_VERBS = frozenset({
+    "create", "get", "describe", "list", "delete", "update", "put", "start", "stop", "cancel", "add", "remove",
+    "tag", "untag", "batch", "associate", "disassociate", "enable", "disable", "set", "send", "receive",
+    "publish", "subscribe", "unsubscribe", "confirm", "attach", "detach", "import", "export", "restore", "rotate",
+    "replicate", "register", "deregister", "modify", "change", "purge", "insert", "patch", "move", "clear", "watch",
+    "search", "query", "scan", "find", "fetch", "read", "write", "upload", "download", "copy", "run", "invoke",
+    "execute", "generate", "test", "validate", "verify", "check", "reset", "schedule", "initiate", "complete",
+    "open", "close", "pay", "ship", "deliver", "refund", "archive", "assign", "top", "up", "respond", "reschedule",
+    "trash", "untrash", "empty", "hide", "unhide", "approve", "decline", "resolve", "reassign", "comment",
+    "transfer", "ownership", "quick", "instances", "by", "for", "all", "new", "my", "retrieve", "call", "see",
+    "obtain", "return", "identify", "identifies", "specify",
+})
+
+
+def operation_entity(operation: str) -> tuple[str, ...]:
+    """The entity an operation acts on: `CreateQueue` → (queue,), `tasks.tasklists.insert` → (tasklist,),
+    `get_order` → (order,), `ListDeadLetterSourceQueues` → (dead, letter, source, queue)."""
+    if operation.count(".") >= 2:  # Google-style method ids: service.resource[.sub].method
+        parts = [p for p in operation.split(".") if p]
+        if len(parts) >= 2:
+            return words(parts[-2])[-2:] if words(parts[-2]) else ()
+    tokens = [t for t in words(operation) if t not in _VERBS]
+    return _strip_entity(tuple(tokens))
+
+
+def entities_compatible(a: tuple[str, ...], b: tuple[str, ...], *, same_service: bool) -> float:
+    """1.0 when `a` and `b` name the same entity, 0.75 for a qualified match, 0.0 otherwise."""
+    if not a or not b:
+        return 0.0
+    if compact(a) == compact(b):
+        return 1.0
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    if len(short) == len(long):
+        return 0.0
+    if long[-len(short):] == short:
+        extra = long[: len(long) - len(short)]
+        if same_service or set(extra) <= QUALIFIERS:
+            return 0.75
+    return 0.0
+
+
+def attributes_compatible(out_attr: str, in_attr: str) -> bool:
+    return out_attr == in_attr
