@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from envfactory.graph import GraphIndex, ToolGraph, ToolSet, build_graph, from_env_spec
 from envfactory.resources import AwsSource, Catalog, GoogleSource
 from envfactory.runtime import bundled_env_names, load_env
-from envfactory.spec import Operation
 
 LABEL_AWS = ["sqs", "sns", "secretsmanager", "kms", "dynamodb", "lambda", "logs", "ecr", "events", "iam", "s3"]
 LABEL_GOOGLE = ["tasks", "calendar", "gmail", "drive", "sheets"]
@@ -33,17 +31,6 @@ def bundled_graph(bundled_sets: list[ToolSet]) -> ToolGraph:
 @pytest.fixture(scope="session")
 def bundled_index(bundled_graph: ToolGraph) -> GraphIndex:
     return GraphIndex.from_graph(bundled_graph)
-
-
-def operation(service: str, name: str, inputs: dict[str, Any], outputs: dict[str, Any] | None = None,
-              required: list[str] | None = None, provider: str = "aws", method: str = "POST") -> Operation:
-    """A hand-written catalog operation (AWS-style ids)."""
-    return Operation(
-        id=f"{provider}:{service}:2020-01-01:{name}", provider=provider, service=service, service_version="2020-01-01",
-        name=name, description=f"{name} of {service}", http_method=method,
-        input_schema={"type": "object", "properties": inputs, "required": required or []},
-        output_schema={"type": "object", "properties": outputs or {}},
-    )
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.graph.conftest import operation
+from graph_helpers import operation
 
 from envfactory.graph import (
     GraphInputError,

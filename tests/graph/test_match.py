@@ -4,7 +4,7 @@ finding exactly the edges of the naive all-pairs search."""
 from __future__ import annotations
 
 import pytest
-from tests.graph.conftest import operation
+from graph_helpers import operation
 
 from envfactory.graph.build import Prepared, prepare, schema_candidates
 from envfactory.graph.inputs import tools_from_operations

@@ -70,29 +70,31 @@ class ReviewOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-_RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "edges": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "producer": {"type": "string"},
-                    "output": {"type": "string"},
-                    "consumer": {"type": "string"},
-                    "input": {"type": "string"},
-                    "verdict": {"type": "string", "enum": ["feeds", "does_not_feed"]},
-                    "reason": {"type": "string", "maxLength": 200},
+def _response_schema() -> dict[str, Any]:
+    """The answer's JSON Schema (a fresh dict each time: nothing module-level is mutable)."""
+    return {
+        "type": "object",
+        "properties": {
+            "edges": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "producer": {"type": "string"},
+                        "output": {"type": "string"},
+                        "consumer": {"type": "string"},
+                        "input": {"type": "string"},
+                        "verdict": {"type": "string", "enum": ["feeds", "does_not_feed"]},
+                        "reason": {"type": "string", "maxLength": 200},
+                    },
+                    "required": ["producer", "output", "consumer", "input", "verdict"],
+                    "additionalProperties": False,
                 },
-                "required": ["producer", "output", "consumer", "input", "verdict"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["edges"],
-    "additionalProperties": False,
-}
+            }
+        },
+        "required": ["edges"],
+        "additionalProperties": False,
+    }
 
 MAX_FIELDS_SHOWN = 24
 
@@ -125,7 +127,7 @@ def review_edges(client: LLMClient, server: str, tools: Sequence[ToolBrief], can
         )
         request = ChatRequest(
             messages=[ChatMessage.system(system), ChatMessage.user(text)],
-            response_format=ResponseFormat(name="edges", json_schema=_RESPONSE_SCHEMA),
+            response_format=ResponseFormat(name="edges", json_schema=_response_schema()),
             max_tokens=256 + 64 * (len(listed) + 8), seed=seed,
         )
         outcome.requests += 1

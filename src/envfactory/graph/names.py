@@ -12,14 +12,14 @@ Contract:
 - `entities_compatible` decides whether two entity word tuples name the same kind of thing: equal
   when joined ("tasklist" = "task list"), or one is the tail of the other ("execution role" ⊇ "role")
   within a service, or across services when the extra words only qualify it.
-Pure functions over strings; no state.
+Pure functions over strings; no state (the word tables are read-only mappings).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from types import MappingProxyType
 
 _CAMEL = re.compile(r"[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
 _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
@@ -31,18 +31,18 @@ _INVARIANT = frozenset({
     "plus", "bonus", "campus", "corpus", "virus", "focus", "ids", "arns", "urls", "uris", "details", "settings",
     "always", "whereas", "perhaps", "less", "unless", "yes", "cors", "ms", "gps", "tls", "ssl", "apis", "els",
 })
-_IRREGULAR = {
+_IRREGULAR = MappingProxyType({
     "aliases": "alias", "databases": "database", "statuses": "status", "addresses": "address", "indexes": "index",
     "indices": "index", "responses": "response", "licenses": "license", "cases": "case", "phases": "phase",
     "releases": "release", "leases": "lease", "bases": "base", "purchases": "purchase", "courses": "course",
     "ids": "id", "arns": "arn", "urls": "url", "uris": "uri", "details": "detail", "settings": "setting",
     "children": "child", "people": "person", "apis": "api", "analyses": "analysis", "caches": "cache",
     "policies": "policy", "entries": "entry", "queries": "query", "replies": "reply", "properties": "property",
-    "statuses_": "status", "processes": "process", "accesses": "access", "buses": "bus", "classes": "class",
-}
+    "processes": "process", "accesses": "access", "buses": "bus", "classes": "class",
+})
 
 # The last word of a name → the attribute class it denotes.
-ATTRIBUTE_WORDS: dict[str, str] = {
+ATTRIBUTE_WORDS: MappingProxyType[str, str] = MappingProxyType({
     "id": "id", "identifier": "id", "uuid": "id", "uid": "id", "guid": "id",
     "arn": "arn",
     "url": "url", "link": "url", "href": "url", "uri": "uri",
@@ -60,7 +60,7 @@ ATTRIBUTE_WORDS: dict[str, str] = {
     "status": "status", "state": "status", "type": "type", "kind": "type", "description": "description",
     "time": "time", "date": "time", "timestamp": "time", "count": "count", "size": "count", "total": "count",
     "number": "number",
-}
+})
 # Attributes that identify something a system generated (never typed in by a user).
 GENERATED = frozenset({"id", "arn", "url", "uri", "token", "handle", "etag", "digest", "signature", "mac"})
 # Attributes whose values can point at another object (these make data-flow edges).
@@ -137,7 +137,6 @@ def singular(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=65536)
 def words(name: str) -> tuple[str, ...]:
     """Lowercase singular words of an identifier (see the module docstring)."""
     out: list[str] = []
@@ -251,7 +250,6 @@ def _entity_phrase(text: str) -> tuple[str, ...]:
     return _prose_entity(tokens)
 
 
-@lru_cache(maxsize=65536)
 def description_refs(description: str) -> tuple[Ref, ...]:
     """Every (entity, attribute) the prose says the value is (see the module docstring)."""
     text = description.lower()[:700].replace("\n", " ")

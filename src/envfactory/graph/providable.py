@@ -53,26 +53,28 @@ def heuristic(view: FieldView, description: str) -> Label:
     return Label(True, "heuristic", f"a value a person can state ({what})")
 
 
-_RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "labels": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "user_providable": {"type": "boolean"},
-                    "reason": {"type": "string", "maxLength": 200},
+def _response_schema() -> dict[str, Any]:
+    """The answer's JSON Schema (a fresh dict each time: nothing module-level is mutable)."""
+    return {
+        "type": "object",
+        "properties": {
+            "labels": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "user_providable": {"type": "boolean"},
+                        "reason": {"type": "string", "maxLength": 200},
+                    },
+                    "required": ["id", "user_providable"],
+                    "additionalProperties": False,
                 },
-                "required": ["id", "user_providable"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["labels"],
-    "additionalProperties": False,
-}
+            }
+        },
+        "required": ["labels"],
+        "additionalProperties": False,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def llm_labels(client: LLMClient, fields: Sequence[LabelRequest], *, batch: int 
         )
         request = ChatRequest(
             messages=[ChatMessage.system(system), ChatMessage.user(f"Label these input fields:\n{listing}")],
-            response_format=ResponseFormat(name="user_providable", json_schema=_RESPONSE_SCHEMA),
+            response_format=ResponseFormat(name="user_providable", json_schema=_response_schema()),
             max_tokens=64 + 48 * len(chunk), seed=seed,
         )
         outcome.requests += 1

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from html import escape
+from types import MappingProxyType
 
 from envfactory.graph.model import Edge, ParamNode, ToolGraph, ToolNode
 
-COLOURS = {"schema": "#2b6cb0", "embedding": "#b7791f", "llm": "#6b46c1", "manual": "#2f855a"}
+COLOURS = MappingProxyType({"schema": "#2b6cb0", "embedding": "#b7791f", "llm": "#6b46c1", "manual": "#2f855a"})
 FONT = "font-family='Helvetica, Arial, sans-serif'"
 
 
