@@ -28,6 +28,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.util
 import inspect
 import re
@@ -634,7 +635,7 @@ def derive_python_backend(
     Only sandbox workers call this for untrusted code: it runs the module in the calling process.
     Raises `SpecError` naming the problem when the module fails to import or defines no usable toolkit.
     """
-    module = _exec_module(meta.name, path, source)
+    module = _import_module(meta.name, path, source)
     return _backend_from_module(module, path, meta, impl)
 
 
@@ -649,6 +650,28 @@ def _backend_from_module(
     return PythonBackend(cls, meta, impl)
 
 
+class _SourceBytesLoader(importlib.abc.SourceLoader):
+    """Runs exactly the bytes that were read (and hashed) as the module at `path`: no second read of
+    the file, so what runs is what was named, and the import system compiles it like any module."""
+
+    def __init__(self, path: Path, source: bytes) -> None:
+        self._path = path
+        self._source = source
+
+    def get_filename(self, fullname: str) -> str:
+        return str(self._path)
+
+    def get_data(self, path: str) -> bytes:
+        return self._source
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        try:
+            super().exec_module(module)
+        finally:
+            # The module keeps its loader (`__loader__`); it need not keep the source bytes alive too.
+            self._source = b""
+
+
 def _import_module(env: str, path: Path, source: bytes) -> types.ModuleType:
     # The name is unique per (environment, module content): two copies of one environment share the
     # module, different contents never collide, and nothing generic (`toolkit`) enters sys.modules. The
@@ -657,27 +680,12 @@ def _import_module(env: str, path: Path, source: bytes) -> types.ModuleType:
     existing = sys.modules.get(name)
     if existing is not None:
         return existing
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    loader = _SourceBytesLoader(path, source)
+    spec = importlib.util.spec_from_loader(name, loader, origin=str(path))
+    if spec is None:
         raise SpecError(f"{path}: cannot be imported as a python module")
-    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     return _run_module(module, name, path, lambda: loader.exec_module(module))
-
-
-def _exec_module(env: str, path: Path, source: bytes) -> types.ModuleType:
-    """Like `_import_module`, but runs the given bytes rather than re-reading the file."""
-    name = f"envfactory_toolkit_{env}_{hashlib.sha256(source).hexdigest()[:16]}"
-    existing = sys.modules.get(name)
-    if existing is not None:
-        return existing
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-
-    def run() -> None:
-        exec(compile(source, str(path), "exec", dont_inherit=True), module.__dict__)
-
-    return _run_module(module, name, path, run)
 
 
 def _run_module(module: types.ModuleType, name: str, path: Path, run: Callable[[], None]) -> types.ModuleType:
