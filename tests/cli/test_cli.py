@@ -366,7 +366,7 @@ def test_demo_completes_and_writes_the_run_directory(tmp_path: Path) -> None:
     for name in bundled_env_names():
         assert name in result.stdout
     stages = {record["stage"]: record for record in read_jsonl(run_dir / "stages.jsonl")}
-    assert list(stages) == ["sandbox", "rewards", "serving", "catalog", "model"]
+    assert list(stages) == ["sandbox", "rewards", "serving", "catalog", "graph", "model"]
     # CI installs every optional part, so every stage must run and pass (none skipped).
     assert {name: r["status"] for name, r in stages.items()} == dict.fromkeys(stages, "ok"), stages
     assert stages["rewards"]["totals"]["gold"] == 1.0 and stages["rewards"]["totals"]["no_op"] == 0.0
