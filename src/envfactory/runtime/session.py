@@ -138,15 +138,11 @@ class Session:
             return None, None, _error(cid, tool, step, "unknown_tool", self._unknown_tool_message(tool))
         raw: str | None = None
         try:
-            if type(arguments) is dict:
-                # A JSON round trip both copies the caller's data (so later mutation cannot reach the
-                # state) and rejects values that are not JSON.
-                args: Any = orjson.loads(orjson.dumps(arguments))
+            if isinstance(arguments, str | bytes):
+                raw = arguments if isinstance(arguments, str) else arguments.decode("utf-8", "replace")
+                args: Any = orjson.loads(arguments)
             elif arguments is None:
                 args = {}
-            elif isinstance(arguments, str | bytes):
-                raw = arguments if isinstance(arguments, str) else arguments.decode("utf-8", "replace")
-                args = orjson.loads(arguments)
             else:
                 # A JSON round trip both copies the caller's data (so later mutation cannot reach the
                 # state) and rejects values that are not JSON.
