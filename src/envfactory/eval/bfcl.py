@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envfactory.errors import EnvFactoryError
+from envfactory.eval.corruption import altered
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
 from envfactory.runtime.sandbox import SandboxPool
@@ -403,20 +404,6 @@ def gold_turns(task: Task) -> list[list[Call]]:
 
 
 # -- corruptions ------------------------------------------------------------------------------------------------
-def _altered(value: Any) -> Any:
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int | float):
-        return value + 1
-    if isinstance(value, str):
-        return value + "_x"
-    if isinstance(value, list):
-        return [*value, value[0]] if value else ["x"]
-    if isinstance(value, dict):
-        return {**value, "x": 1}
-    return "x"
-
-
 def corrupt(kind: str, turns: list[list[Call]], gold: Execution, seed: str) -> list[list[Call]] | None:
     """A seeded corruption of gold turns, or None when the class does not apply to this task."""
     rng = random.Random(f"{seed}:{kind}")
@@ -434,7 +421,7 @@ def corrupt(kind: str, turns: list[list[Call]], gold: Execution, seed: str) -> l
         t, i = rng.choice(candidates)
         call = turns[t][i]
         key = rng.choice(sorted(call.arguments))
-        out[t][i] = Call(call.name, {**call.arguments, key: _altered(call.arguments[key])})
+        out[t][i] = Call(call.name, {**call.arguments, key: altered(call.arguments[key])})
     elif kind == "reorder_calls":
         pairs = [(t, i) for t, calls in enumerate(turns) for i in range(len(calls) - 1)
                  if calls[i] != calls[i + 1]]

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from envfactory.errors import ToolError
+from envfactory.eval.corruption import altered
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import CallContext, Environment, PreparedCall, open_session
 from envfactory.runtime.diff import diff_states
@@ -413,20 +414,6 @@ def official_reward(case: Tau2Case, steps: Sequence[Step]) -> dict[str, float]:
 
 
 # -- corruptions and agreement ---------------------------------------------------------------------------------
-def _altered(value: Any) -> Any:
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int | float):
-        return value + 1
-    if isinstance(value, str):
-        return value + "_x"
-    if isinstance(value, list):
-        return [*value, value[0]] if value else ["x"]
-    if isinstance(value, dict):
-        return {**value, "x": 1}
-    return "x"
-
-
 def corrupt(kind: str, steps: list[Step], writes: set[str], seed: str) -> list[Step] | None:
     """A seeded corruption of gold steps, or None when the class does not apply."""
     rng = random.Random(f"{seed}:{kind}")
@@ -442,7 +429,7 @@ def corrupt(kind: str, steps: list[Step], writes: set[str], seed: str) -> list[S
             return None
         i = rng.choice(candidates)
         key = rng.choice(sorted(steps[i].arguments))
-        out[i] = Step(steps[i].tool, {**steps[i].arguments, key: _altered(steps[i].arguments[key])})
+        out[i] = Step(steps[i].tool, {**steps[i].arguments, key: altered(steps[i].arguments[key])})
     elif kind == "reorder_calls":
         pairs = [i for i in calls[:-1] if i + 1 in calls and steps[i] != steps[i + 1]]
         if not pairs:
