@@ -146,10 +146,8 @@ def sourcing_depth(index: GraphIndex) -> list[int]:
     return need
 
 
-class TopologySampler:
-    """See the module docstring."""
-
-    name = "topology"
+class _Sampler:
+    """What both samplers share: the index, the config and their own seeded RNG (never the global one)."""
 
     def __init__(self, index: GraphIndex, seed: int = 0, config: SamplerConfig | None = None) -> None:
         if not len(index):
@@ -159,6 +157,15 @@ class TopologySampler:
         self.config = config or SamplerConfig()
         self._rng = random.Random(seed)
         self._number = 0
+
+
+class TopologySampler(_Sampler):
+    """See the module docstring."""
+
+    name = "topology"
+
+    def __init__(self, index: GraphIndex, seed: int = 0, config: SamplerConfig | None = None) -> None:
+        super().__init__(index, seed, config)
         self._need = sourcing_depth(index)  # prunes producers that cannot be sourced within the depth cap
 
     def sample(self, start: str | int | None = None) -> Chain:
@@ -258,19 +265,10 @@ class TopologySampler:
         return None
 
 
-class RandomWalkSampler:
+class RandomWalkSampler(_Sampler):
     """See the module docstring."""
 
     name = "random-walk"
-
-    def __init__(self, index: GraphIndex, seed: int = 0, config: SamplerConfig | None = None) -> None:
-        if not len(index):
-            raise ValueError("the graph has no tools to sample from")
-        self.index = index
-        self.seed = seed
-        self.config = config or SamplerConfig()
-        self._rng = random.Random(seed)
-        self._number = 0
 
     def sample(self, start: str | int | None = None) -> Chain:
         index, rng = self.index, self._rng
