@@ -44,5 +44,14 @@ def label_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]
 
 
 @pytest.fixture(scope="session")
+def catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resource cache for the CLI's default catalog (indexed on first use, shared by the CLI tests)."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "graph-cli-catalog"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ line, no traceback) on bad input."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,11 @@ def test_build_stats_show_sample(tmp_path: Path) -> None:
         assert shown.exit_code == 0 and (tmp_path / name).stat().st_size > 1000
     one = invoke("graph", "show", "-w", ws, "-t", "shop__pay_order", "-o", str(tmp_path / "pay.svg"))
     assert one.exit_code == 0 and "shop__create_order" in (tmp_path / "pay.svg").read_text()
+    for name, extra in (("all.png", ()), ("pay.png", ("-t", "shop__pay_order"))):
+        drawn = invoke("graph", "show", "-w", ws, *extra, "-o", str(tmp_path / name))
+        assert drawn.exit_code == 0, drawn.output
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "x.png").exists()
 
     sampled = invoke("graph", "sample", "-w", ws, "-n", "3", "--seed", "4", "--json", "-o", str(tmp_path / "c.jsonl"))
     chains = json.loads(sampled.output)
@@ -59,10 +63,14 @@ def test_bad_input_is_reported_cleanly(tmp_path: Path) -> None:
     ws = str(tmp_path / "ws")
     cases = [
         (("graph", "build", "-w", ws, "--env", "no-such-env"), "no environment"),
-        (("graph", "show", "-w", ws, "-o", str(tmp_path / "x.png")), "PNG needs a rasterizer"),
+        (("graph", "show", "-w", ws, "-o", str(tmp_path / "x.gif")), "write .svg, .png or .html"),
+        (("graph", "show", "-w", ws, "-t", "pay_ordr", "-o", str(tmp_path / "x.png")), "no tool 'pay_ordr'"),
+        (("graph", "show", "-w", ws, "-t", "pay_order", "-o", str(tmp_path / "x.png")), "did you mean shop__pay_order"),
         (("graph", "show", "-w", ws, "-t", "shop__nope", "-o", str(tmp_path / "x.svg")), "no tool 'shop__nope'"),
         (("graph", "stats", "--graph", str(tmp_path / "missing.json")), "no such graph file"),
         (("graph", "sample", "-w", ws, "--sampler", "greedy"), "--sampler must be"),
+        (("graph", "eval", "-w", ws, "--no-embed", "--llm", "--llm-services", "aws:nope"), "no labelled service 'aws:nope'"),
+        (("graph", "eval", "-w", ws, "--no-embed", "--llm", "--provider", "replay"), "provider replay needs --cassette"),
         (("graph", "sample", "-w", ws, "--max-length", "0"), "max_length"),
     ]
     for args, message in cases:
@@ -77,14 +85,6 @@ def test_bad_input_is_reported_cleanly(tmp_path: Path) -> None:
     labels.write_text("not json\n", encoding="utf-8")
     result = invoke("graph", "eval", "--labels", str(labels), "--no-embed")
     assert result.exit_code == 1 and "labels.jsonl:1" in result.output
-
-
-@pytest.fixture(scope="module")
-def catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "graph-cli-catalog"
-    cache.mkdir(exist_ok=True)
-    return cache
 
 
 @pytest.mark.slow

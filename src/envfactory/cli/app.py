@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import envfactory
-from envfactory.cli import demo, envs, graph, llm, resources, schema, serve
+from envfactory.cli import demo, envs, eval, graph, library, llm, resources, schema, serve
 from envfactory.cli._output import report_error
 from envfactory.errors import EnvFactoryError
 
@@ -60,6 +60,8 @@ app.add_typer(envs.app, name="envs")
 app.add_typer(resources.app, name="resources")
 app.add_typer(llm.app, name="llm")
 app.add_typer(graph.app, name="graph")
+app.add_typer(eval.app, name="eval")
+app.add_typer(library.app, name="library")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 

@@ -1,4 +1,4 @@
-"""`envfactory envs list|show|validate`: the bundled environment library and environment files.
+"""`envfactory envs list|show|validate|verify`: the bundled environment library and environment files.
 
 - `list`: the bundled environments, each with its name, version, domain, implementation kind, tool
   counts and description.
@@ -7,6 +7,10 @@
 - `validate FILE_OR_DIR`: loads a declarative `env.json`, a python `env.json` or a sealed `spec.json`
   through the runtime loader. It also checks every seed state. It prints the content hash and counts,
   or every problem found, with exit code 1.
+- `verify DIR|NAME`: runs every environment check (`verify.envchecks`, docs/verification.md) with the
+  scenario tests of `DIR/scenarios.json` when present, writes `DIR/report.json` and says whether its
+  evidence changed; exit code 1 when the verdict is `rejected` (or, with `--check`, when it changed).
+  Untrusted python toolkits run in a sandbox worker.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from envfactory.cli._output import console, emit_json, problems_of, report_error
+from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import Environment, bundled_env_names, load_env
-from envfactory.spec import DeclarativeImplementation
+from envfactory.runtime.sandbox import SandboxPool
+from envfactory.spec import DeclarativeImplementation, ScenarioTest, VerificationReport, load_scenarios
+from envfactory.verify.envchecks import verify_environment
 
 app = typer.Typer(
     name="envs",
@@ -252,3 +258,84 @@ def _invalid(path: Path, message: str, as_json: bool) -> NoReturn:
     else:
         report_error(message)
     raise typer.Exit(1)
+
+
+# -- verify --------------------------------------------------------------------------------------------
+
+REPORT_FILE = "report.json"
+SCENARIOS_FILE = "scenarios.json"
+
+
+@app.command("verify")
+def verify(
+    ref: Annotated[str, typer.Argument(metavar="DIR|NAME", help="An environment directory or a bundled name.")],
+    as_json: JsonOption = False,
+    seed: Annotated[int, typer.Option(help="Seed of every generated call plan.")] = 0,
+    fuzz_calls: Annotated[int, typer.Option(help="Fuzzed calls (valid and corrupted arguments).")] = 240,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Write DIR/report.json.")] = True,
+    check: Annotated[
+        bool, typer.Option("--check", help="Do not write; exit 1 when DIR/report.json differs from this run.")
+    ] = False,
+    trust: TrustOption = False,
+) -> None:
+    """Verify an environment: load, parity, seeds, determinism, isolation, fuzz, scenarios (DIR/scenarios.json).
+
+    Writes DIR/report.json (canonical JSON) unless --no-write, says whether it changed, and exits 1
+    when the verdict is `rejected` (or, with --check, when the stored report differs).
+    """
+    directory = Path(ref) if Path(ref).is_dir() else None
+    scenarios: list[ScenarioTest] = []
+    if directory is not None and (directory / SCENARIOS_FILE).is_file():
+        try:
+            scenarios = load_scenarios((directory / SCENARIOS_FILE).read_bytes())
+        except ValueError as exc:
+            report_error(f"{directory / SCENARIOS_FILE}: not a list of scenario tests: {exc}")
+            raise typer.Exit(1) from exc
+    with SandboxPool(max_workers=1) as pool:
+        report = verify_environment(ref, scenarios, seed=seed, fuzz_calls=fuzz_calls, sandbox=pool, trusted=trust)
+    previous: VerificationReport | None = None
+    report_path = directory / REPORT_FILE if directory is not None else None
+    if report_path is not None and report_path.is_file():
+        try:
+            previous = VerificationReport.model_validate_json(report_path.read_bytes())
+        except ValueError:
+            previous = None
+    changed = previous is None or previous.evidence_digest != report.evidence_digest
+    if report_path is not None and write and not check:
+        write_atomic(report_path, pretty_json(report.model_dump(mode="json")))
+    if as_json:
+        emit_json({
+            **report.model_dump(mode="json"),
+            "failing_tools": report.failing_tools(),
+            "previous_digest": previous.evidence_digest if previous else None,
+            "changed": changed,
+        })
+    else:
+        _print_report(report, previous, changed)
+    if report.verdict == "rejected" or (check and changed):
+        raise typer.Exit(1)
+
+
+def _print_report(report: VerificationReport, previous: VerificationReport | None, changed: bool) -> None:
+    out = console()
+    style = "bold green" if report.verdict == "verified" else "bold red"
+    out.print(Text.assemble((report.verdict.upper(), style), f" {report.env_name} ",
+                            (f"spec {report.spec_hash[:12]} · evidence {report.evidence_digest[:12]}", "dim")))
+    table = Table(title_justify="left")
+    for column in ("check", "status", "counts", "detail"):
+        table.add_column(column, overflow="fold")
+    for result in report.checks:
+        colour = {"passed": "green", "failed": "red", "skipped": "dim"}[result.status]
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if not k.startswith("mode:"))
+        table.add_row(result.name, Text(result.status, style=colour), counts, result.detail)
+    out.print(table)
+    for result in report.checks:
+        for problem in result.problems[:10]:
+            out.print(Text(f"  {result.name}: {problem}", style="red"))
+    for oracle, tally in report.scenarios_by_oracle.items():
+        out.print(f"  scenarios from {oracle}: {tally.passed}/{tally.total} passed")
+    if report.failing_tools():
+        out.print(Text.assemble(("failing tools: ", "bold"), ", ".join(report.failing_tools())))
+    if previous is not None:
+        out.print("report.json " + ("changed: evidence differs from the stored report" if changed
+                                    else "unchanged: same evidence digest as the stored report"))

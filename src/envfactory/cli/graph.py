@@ -7,16 +7,19 @@
   `user_providable` labels (provider flags as for `envfactory llm`).
 - `eval`: precision and recall per provenance and combined, per split of the labelled set (default: the
   committed `graph/data/edge_labels.jsonl`; `--labels FILE` for another); `--calibrate` chooses the
-  thresholds on the calibration split and reports with them.
+  thresholds on the calibration split and reports with them. `--llm` (provider flags as for `build`)
+  has the model review the labelled pairs (`--llm-services` bounds it to some producer services) and
+  reports the llm provenance on the reviewed rows; `--provider replay --cassette FILE` replays a run.
 - `stats`: coverage, chain length and servers per chain, validity of topology-aware vs random-walk
   chains over `--samples` each; printed and saved as JSON (`<workspace>/graph/stats.json`).
-- `show`: the graph, or one tool's neighbourhood (`--tool`), as SVG or HTML (by the file suffix).
+- `show`: the graph, or one tool's neighbourhood (`--tool`), as SVG, PNG or HTML (by the file suffix).
 - `sample`: chains with their binding plans, printed or written as JSONL.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +62,7 @@ from envfactory.graph import (
     tools_from_operations,
 )
 from envfactory.graph.evaluate import (
+    EdgeLabel,
     Report,
     calibrate,
     default_labels_path,
@@ -67,7 +71,7 @@ from envfactory.graph.evaluate import (
     load_labels,
     score_labels,
 )
-from envfactory.graph.render import html_page, neighbourhood_svg, overview_svg
+from envfactory.graph.render import html_page, neighbourhood_scene, overview_scene, scene_png, scene_svg
 from envfactory.resources import Catalog, OperationEntry, ServiceEntry, UnknownResourceError, default_sources
 from envfactory.spec import Operation
 from envfactory.store import Workspace, write_atomic
@@ -264,12 +268,40 @@ def _report_table(report: Report) -> Table:
     return table
 
 
+def _llm_services(rows: list[EdgeLabel], chosen: list[str] | None) -> list[str] | None:
+    """Full service ids (`aws:sqs:2012-11-05`) for `--llm-services` refs (`aws:sqs` or a full id)."""
+    if not chosen:
+        return None
+    known = label_services(rows)
+    found: list[str] = []
+    for ref in (r.strip() for chunk in chosen for r in chunk.split(",")):
+        if not ref:
+            continue
+        matches = [s for s in known if s == ref or s.startswith(ref + ":")]
+        if not matches:
+            raise SpecError(f"--llm-services: no labelled service {ref!r}; labelled: {', '.join(known)}")
+        found += [m for m in matches if m not in found]
+    return found
+
+
 @app.command("eval")
 def eval_(
     labels: Annotated[Path | None, typer.Option("--labels", dir_okay=False, help="A label file (default: the committed set).")] = None,
     calibrate_: Annotated[bool, typer.Option("--calibrate", help="Choose the thresholds on the calibration split, then report.")] = False,
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Score the embedding provenance too.")] = True,
     min_precision: Annotated[float, typer.Option("--min-precision", help="Calibration: precision floor.")] = 0.9,
+    llm: Annotated[bool, typer.Option("--llm", help="Score the llm provenance too: the configured model reviews the labelled pairs (slow on a CPU; see --llm-services).")] = False,
+    llm_services: Annotated[list[str] | None, typer.Option("--llm-services", help="Review only rows whose producer is one of these services (aws:sqs or aws:sqs:2012-11-05; comma-separated or repeated).")] = None,
+    llm_pairs: Annotated[int, typer.Option("--llm-pairs", min=1, help="Labelled pairs per review request.")] = 4,
+    llm_repairs: Annotated[int, typer.Option("--llm-repairs", min=0, help="Repair requests after an invalid answer.")] = 2,
+    provider: ProviderOption = "local",
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    structured: StructuredOption = "json_schema",
+    forced_calls: ForcedOption = "native",
+    cassette: CassetteOption = None,
+    models_dir: ModelsDirOption = None,
     workspace: WorkspaceOption = Path("workspace"),
     cache_dir: CacheOption = None,
     json_out: JsonOption = False,
@@ -278,6 +310,14 @@ def eval_(
     started = time.perf_counter()
     path = labels or default_labels_path()
     rows = load_labels(path)
+    reviewed_services = _llm_services(rows, llm_services)
+    client = None
+    if llm:
+        from envfactory.llm import ClientPolicy, make_client
+
+        settings = build_settings(provider, model, base_url, api_key, structured, forced_calls, cassette, models_dir)
+        settings = replace(settings, policy=ClientPolicy(max_repairs=llm_repairs))
+        client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("graph-eval")
     with _open_catalog(cache_dir) as catalog:
         operations: list[Operation] = []
         for service in label_services(rows):
@@ -292,7 +332,10 @@ def eval_(
             embedder = _embedder(workspace)
         except EnvFactoryError as exc:
             note = f"embedding not scored: {exc}"
-    scoring = score_labels(rows, operations, embedder=embedder)
+    err = error_console()
+    scoring = score_labels(rows, operations, embedder=embedder, llm=client, llm_services=reviewed_services,
+                           pairs_per_request=llm_pairs,
+                           progress=None if json_out else lambda m: err.print(Text(m, style="dim")))
     thresholds = DEFAULT_THRESHOLDS
     if calibrate_:
         thresholds, _ = calibrate(scoring, min_precision=min_precision)
@@ -302,6 +345,11 @@ def eval_(
     payload = {
         "labels": str(path), "rows": report.rows, "missing": report.missing, "embedder": report.embedder,
         "thresholds": thresholds.as_dict(), "calibrated_now": calibrate_,
+        "llm": None if client is None else {
+            "model": scoring.llm, "services": reviewed_services or "all", "rows_reviewed": report.llm_rows,
+            "pairs_per_request": llm_pairs, "repairs": llm_repairs, "requests": scoring.llm_requests,
+            "failed_requests": scoring.llm_failed_requests, "problems": len(scoring.llm_problems),
+        },
         "metrics": [m.as_dict() for m in report.metrics],
         "targets": {"precision": 0.85, "recall": 0.80, "test_precision": round(test.precision, 4),
                     "test_recall": round(test.recall, 4), "met": test.precision >= 0.85 and test.recall >= 0.80},
@@ -321,6 +369,10 @@ def eval_(
               f"embedding {thresholds.embedding_alone}); embedder: {report.embedder or 'none'}")
     if note:
         out.print(Text(note, style="yellow"))
+    if client is not None:
+        out.print(f"llm: {scoring.llm} reviewed {report.llm_rows} labelled pairs (producer services: "
+                  f"{', '.join(reviewed_services) if reviewed_services else 'all'}) in {scoring.llm_requests} requests, "
+                  f"{scoring.llm_failed_requests} failed, {len(scoring.llm_problems)} answers dropped or failed")
     for missing in report.missing[:10]:
         out.print(Text(f"missing: {missing}", style="yellow"))
     out.print(_report_table(report))
@@ -397,32 +449,39 @@ def stats(
 
 @app.command("show")
 def show(
-    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Output file: .svg or .html.")],
+    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Output file: .svg, .png or .html.")],
     graph: GraphOption = None,
     tool: Annotated[str | None, typer.Option("--tool", "-t", help="Draw this tool's neighbourhood (a tool id, server__tool).")] = None,
     max_edges: Annotated[int, typer.Option("--max-edges", help="Whole graph: the strongest edges drawn.")] = 600,
     workspace: WorkspaceOption = Path("workspace"),
 ) -> None:
-    """Render the graph, or one tool's neighbourhood, to SVG or HTML."""
+    """Render the graph, or one tool's neighbourhood, to SVG, PNG or HTML."""
     suffix = out.suffix.lower()
-    if suffix not in (".svg", ".html", ".htm"):
-        raise SpecError(f"{out}: write .svg or .html (PNG needs a rasterizer, which is not available offline)")
+    if suffix not in (".svg", ".png", ".html", ".htm"):
+        raise SpecError(f"{out}: write .svg, .png or .html")
     loaded, where = _load_or_build(graph, workspace)
     if tool is not None:
         try:
-            svg, edges = neighbourhood_svg(loaded, tool)
+            scene = neighbourhood_scene(loaded, tool)
         except KeyError:
             close = [t.id for t in loaded.tools() if tool.lower() in t.id.lower()][:8]
             hint = f"; did you mean {', '.join(close)}" if close else ""
             raise SpecError(f"no tool {tool!r} in {where}{hint}") from None
         title = f"{tool} in {where}"
     else:
-        svg, edges = overview_svg(loaded, max_edges=max_edges)
+        scene = overview_scene(loaded, max_edges=max_edges)
         title = f"tool graph {where}"
-    text = svg if suffix == ".svg" else html_page(title, svg, edges)
+    if suffix == ".png":
+        try:
+            data = scene_png(scene)
+        except ImportError as exc:
+            raise SpecError(f"{out}: PNG needs matplotlib (pip install 'envfactory[viz]'): {exc}") from None
+    else:
+        svg = scene_svg(scene)
+        data = (svg if suffix == ".svg" else html_page(title, svg, scene.edges)).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, text.encode("utf-8"))
-    console().print(f"wrote {out} ({len(edges)} edges drawn)")
+    write_atomic(out, data)
+    console().print(f"wrote {out} ({len(scene.edges)} edges drawn)")
 
 
 @app.command("sample")

@@ -25,8 +25,8 @@ Contract:
 - `official_reward` runs tau2's own evaluators in-process on a trajectory built from benchmark data
   (tool messages come from tau2's own execution). tau2's registry needs litellm, so its evaluators are
   combined here exactly as `evaluate_simulation` combines them for `EvaluationType.ALL`.
-- Live τ² evaluation needs a user simulator driven by an LLM; this module supports gold replay and
-  scoring of given trajectories only.
+- Live τ² evaluation (an agent with an LLM user simulator) is `envfactory.eval.run`; this module
+  supplies the environments, cases and scoring.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ environments and catalog operations come in as data (`EnvSpec`, `ToolSpec`, `Ope
   hand-labelled set `graph/data/edge_labels.jsonl`; thresholds in `calibration`.
 - Sampling: `GraphIndex.from_graph` → `TopologySampler` / `RandomWalkSampler` (seeded objects) →
   `Chain`s with binding plans; `check_chain` says why a chain is invalid; `graph_stats` measures.
-- Pictures: `render` (SVG/HTML). Files: `io` (JSON only).
+- Pictures: `render` (one layout, drawn as SVG, HTML or PNG). Files: `io` (JSON only).
 """
 
 from envfactory.graph.build import BuildResult, GraphConfig, ManualEdge, build_graph, prepare

@@ -294,11 +294,9 @@ def build_graph(
     return result
 
 
-def _llm_verdicts(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines: dict[tuple[int, int], float],
-                  llm: LLMClient, config: GraphConfig, result: BuildResult) -> dict[tuple[int, int], tuple[Provenance, str, str]]:
-    by_server: dict[str, list[int]] = defaultdict(list)
-    for index, tool in enumerate(prepared.tools):
-        by_server[tool.server].append(index)
+def tool_briefs(prepared: Prepared) -> list[ToolBrief]:
+    """Every tool as the LLM reviewer sees it (`tool_briefs(p)[i]` describes `p.tools[i]`): all its
+    inputs and the outputs the matcher does not skip, in flattening order."""
     fields_of: dict[int, dict[str, dict[str, FieldView]]] = defaultdict(lambda: {"input": {}, "output": {}})
     for position in prepared.inputs:
         v = prepared.views[position]
@@ -307,14 +305,23 @@ def _llm_verdicts(prepared: Prepared, schema: dict[tuple[int, int], Match], cosi
         v = prepared.views[position]
         if not v.skip:
             fields_of[v.tool]["output"][v.path] = v
+    return [ToolBrief(t.id, t.name, t.description, fields_of[i]["input"], fields_of[i]["output"])
+            for i, t in enumerate(prepared.tools)]
+
+
+def _llm_verdicts(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines: dict[tuple[int, int], float],
+                  llm: LLMClient, config: GraphConfig, result: BuildResult) -> dict[tuple[int, int], tuple[Provenance, str, str]]:
+    by_server: dict[str, list[int]] = defaultdict(list)
+    for index, tool in enumerate(prepared.tools):
+        by_server[tool.server].append(index)
+    briefs_of = tool_briefs(prepared)
     proposals = set(schema) | set(cosines)
     found: dict[tuple[int, int], tuple[Provenance, str, str]] = {}
     lookup = {(prepared.views[p].tool, prepared.views[p].direction, prepared.views[p].path): p
               for p in prepared.inputs + prepared.outputs}
     for server, members in sorted(by_server.items()):
         member_set = set(members)
-        briefs = [ToolBrief(prepared.tools[i].id, prepared.tools[i].name, prepared.tools[i].description,
-                            fields_of[i]["input"], fields_of[i]["output"]) for i in members]
+        briefs = [briefs_of[i] for i in members]
         candidates = []
         for o, i in sorted(proposals):
             vo, vi = prepared.views[o], prepared.views[i]

@@ -8,30 +8,49 @@ Contract:
 - `score_labels` runs the same preparation and indexed schema search as a build over every operation
   of the services the labels name, and embeds only the labelled fields (so it runs in seconds), giving
   each row its schema match, cosine and (optionally) LLM verdict.
-- `evaluate` reports precision and recall per provenance (schema, embedding, llm when run) and for the
-  combined decision, per split; `calibrate` chooses thresholds on the calibration split only
-  (maximising F1 subject to precision ≥ `min_precision`, on a fixed grid).
+- The LLM verdict (`llm=` a client) uses the build's reviewer (`llm_edges.review_edges`, same prompt,
+  same response schema, same validation) on the labelled pairs themselves: rows are grouped by
+  (producer service, consumer service), in file order, into requests of at most `tools_per_request`
+  tools and `pairs_per_request` pairs; each labelled pair is a candidate edge. A row whose pair the
+  model calls `feeds` is an LLM edge; `does_not_feed`, no answer, or a failed request is not.
+  `llm_services` restricts the review to rows whose producer service is listed (a bounded, stated
+  subset); unreviewed rows keep no LLM verdict and are left out of the `llm` figures. The requests are
+  deterministic, so a recorded cassette replays the run exactly.
+- `evaluate` reports precision and recall per provenance (schema, embedding, llm when run: over the
+  reviewed rows, next to the schema matcher on the same rows) and for the combined decision, per split;
+  `calibrate` chooses thresholds on the calibration split only (maximising F1 subject to precision ≥
+  `min_precision`, on a fixed grid).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from envfactory.graph.build import GraphConfig, Prepared, decide, embedding_texts, prepare, schema_candidates
+from envfactory.graph.build import (
+    GraphConfig,
+    Prepared,
+    decide,
+    embedding_texts,
+    prepare,
+    schema_candidates,
+    tool_briefs,
+)
 from envfactory.graph.calibration import Thresholds
 from envfactory.graph.errors import GraphInputError
 from envfactory.graph.inputs import tools_from_operations
+from envfactory.graph.llm_edges import Candidate, ToolBrief, review_edges
 from envfactory.graph.match import Match, schema_score, types_compatible
 from envfactory.spec import Operation, SpecModel
 
 if TYPE_CHECKING:
-    from envfactory.llm import Embedder
+    from envfactory.llm import Embedder, LLMClient
 
 Split = Literal["calibration", "test"]
 
@@ -85,6 +104,7 @@ class Scored:
     cosine: float | None
     llm: bool | None = None
     missing: str = ""
+    reviewed: bool = False
 
 
 @dataclass(slots=True)
@@ -93,11 +113,18 @@ class Scoring:
     tools: int = 0
     fields: int = 0
     embedder: str | None = None
+    llm: str | None = None
+    llm_requests: int = 0
+    llm_failed_requests: int = 0
+    llm_problems: list[str] = field(default_factory=list)
 
 
 def score_labels(rows: Sequence[EdgeLabel], operations: Sequence[Operation], *, embedder: Embedder | None = None,
-                 config: GraphConfig | None = None) -> Scoring:
-    """Schema match and cosine of every labelled pair (see the module docstring)."""
+                 config: GraphConfig | None = None, llm: LLMClient | None = None,
+                 llm_services: Collection[str] | None = None, tools_per_request: int = 6, pairs_per_request: int = 6,
+                 progress: Callable[[str], None] | None = None) -> Scoring:
+    """Schema match, cosine and (with `llm`) LLM verdict of every labelled pair (see the module docstring)."""
+    config = config or GraphConfig()
     prepared = prepare(tools_from_operations(operations), config)
     schema = schema_candidates(prepared).scores
     where: dict[tuple[str, str, str], int] = {}
@@ -118,7 +145,80 @@ def score_labels(rows: Sequence[EdgeLabel], operations: Sequence[Operation], *, 
             continue
         match = schema.get((o, i)) or schema_score(prepared.views[o], prepared.views[i])
         scoring.rows.append(Scored(row, match, cosines.get((o, i)) if embedder is not None else None))
+    if llm is not None:
+        wanted = [(r, o, i) for r, o, i in pairs if o is not None and i is not None
+                  and (llm_services is None or r.producer.rsplit(":", 1)[0] in llm_services)]
+        verdicts = _review_labelled(prepared, wanted, llm, scoring, seed=config.seed, tools_per_request=tools_per_request,
+                                    pairs_per_request=pairs_per_request, progress=progress)
+        scoring.llm = llm.model_id
+        scoring.rows = [replace(s, llm=verdicts[s.row.id], reviewed=True) if s.row.id in verdicts else s
+                        for s in scoring.rows]
     return scoring
+
+
+LabelChunk = tuple[str, list[tuple[EdgeLabel, int, int]]]
+
+
+def label_chunks(prepared: Prepared, pairs: Sequence[tuple[EdgeLabel, int, int]], *, tools_per_request: int,
+                 pairs_per_request: int) -> list[LabelChunk]:
+    """The review requests for labelled pairs (see the module docstring): `(environment text, rows)`.
+
+    A chunk never holds two different tools of the same name (the reviewer names tools by name); a row
+    whose producer and consumer share a name is left out."""
+    groups: dict[tuple[str, str], list[tuple[EdgeLabel, int, int]]] = defaultdict(list)
+    for row, o, i in pairs:
+        servers = (prepared.tools[prepared.views[o].tool].server, prepared.tools[prepared.views[i].tool].server)
+        groups[servers].append((row, o, i))
+    chunks: list[LabelChunk] = []
+    for (producer_server, consumer_server), members in sorted(groups.items()):
+        where = producer_server if producer_server == consumer_server else f"{producer_server} and {consumer_server}"
+        current: list[tuple[EdgeLabel, int, int]] = []
+        names: dict[str, int] = {}
+        for row, o, i in sorted(members, key=lambda m: m[0].id):
+            ends = (prepared.views[o].tool, prepared.views[i].tool)
+            if prepared.tools[ends[0]].name == prepared.tools[ends[1]].name:
+                continue
+            grown = dict(names)
+            clash = False
+            for tool in ends:
+                name = prepared.tools[tool].name
+                clash = clash or grown.get(name, tool) != tool
+                grown[name] = tool
+            if current and (clash or len(grown) > tools_per_request or len(current) >= pairs_per_request):
+                chunks.append((where, current))
+                current, grown = [], {prepared.tools[t].name: t for t in ends}
+            current.append((row, o, i))
+            names = grown
+        if current:
+            chunks.append((where, current))
+    return chunks
+
+
+def _review_labelled(prepared: Prepared, pairs: Sequence[tuple[EdgeLabel, int, int]], client: LLMClient,
+                     scoring: Scoring, *, seed: int, tools_per_request: int, pairs_per_request: int,
+                     progress: Callable[[str], None] | None) -> dict[str, bool | None]:
+    briefs = tool_briefs(prepared)
+    chunks = label_chunks(prepared, pairs, tools_per_request=tools_per_request, pairs_per_request=pairs_per_request)
+    verdicts: dict[str, bool | None] = {}
+    for number, (where, rows) in enumerate(chunks, 1):
+        order: list[int] = []
+        candidates: list[Candidate] = []
+        for _, o, i in rows:
+            vo, vi = prepared.views[o], prepared.views[i]
+            order += [t for t in dict.fromkeys((vo.tool, vi.tool)) if t not in order]
+            candidates.append(Candidate(briefs[vo.tool].id, vo.path, briefs[vi.tool].id, vi.path))
+        if progress is not None:
+            progress(f"llm review {number}/{len(chunks)}: {where}, {len(rows)} labelled pair(s)")
+        tools: list[ToolBrief] = [briefs[t] for t in order]
+        outcome = review_edges(client, where, tools, candidates, tools_per_request=len(tools), seed=seed)
+        scoring.llm_requests += outcome.requests
+        scoring.llm_failed_requests += outcome.failed_requests
+        scoring.llm_problems.extend(outcome.problems)
+        said = {(r.producer, r.output, r.consumer, r.input): r.verdict for r in outcome.reviews}
+        for (row, _, _), candidate in zip(rows, candidates, strict=True):
+            verdict = said.get((candidate.producer, candidate.output, candidate.consumer, candidate.input))
+            verdicts[row.id] = None if verdict is None else verdict == "feeds"
+    return verdicts
 
 
 def _cosines(prepared: Prepared, pairs: Sequence[tuple[int, int]], embedder: Embedder | None) -> dict[tuple[int, int], float]:
@@ -213,28 +313,35 @@ class Report:
     missing: list[str]
     embedder: str | None
     llm: str | None
+    llm_rows: int = 0
 
 
 SPLITS: tuple[str, ...] = ("calibration", "test", "all")
 
 
-def evaluate(scoring: Scoring, thresholds: Thresholds, *, llm: str | None = None) -> Report:
-    """Precision and recall per provenance and combined, per split (combined last)."""
+def evaluate(scoring: Scoring, thresholds: Thresholds) -> Report:
+    """Precision and recall per provenance and combined, per split (combined last).
+
+    The `llm` figures count only the rows the model reviewed; `schema, llm-reviewed rows` is the schema
+    matcher on those same rows, for comparison. A split the model reviewed no row of is not available."""
     usable = [s for s in scoring.rows if not s.missing]
     guess = predictions(usable, thresholds)
     has_embedding = scoring.embedder is not None
-    has_llm = llm is not None
+    has_llm = scoring.llm is not None
     metrics: list[Metric] = []
     for split in SPLITS:
         part = [s for s in usable if split == "all" or s.row.split == split]
+        reviewed = [s for s in part if s.reviewed]
         metrics.append(_count("schema", split, part, guess["schema"]))
         metrics.append(_count("embedding", split, part, guess["embedding"], has_embedding))
         metrics.append(_count("embedding, raw cosine", split, part, guess["embedding_raw"], has_embedding))
-        metrics.append(_count("llm", split, part, guess["llm"], has_llm))
+        metrics.append(_count("llm", split, reviewed, guess["llm"], has_llm and bool(reviewed)))
+        if has_llm:
+            metrics.append(_count("schema, llm-reviewed rows", split, reviewed, guess["schema"], bool(reviewed)))
         metrics.append(_count("combined without models", split, part, guess["schema_only"]))
         metrics.append(_count("combined", split, part, guess["combined"]))
     return Report(thresholds, metrics, len(scoring.rows), [s.missing for s in scoring.rows if s.missing],
-                  scoring.embedder, llm)
+                  scoring.embedder, scoring.llm, sum(s.reviewed for s in usable))
 
 
 SCHEMA_GRID: tuple[float, ...] = (0.45, 0.6, 0.75, 0.8, 0.85, 0.9, 0.95)

@@ -6,8 +6,9 @@ Contract:
   structured output). A chunk lists the tools with their input and output fields and the candidate
   edges between them.
 - Every answer is validated against the schemas before it counts: both tools in the chunk and
-  distinct, the output field on the producer, the input field on the consumer, and types that can
-  flow (`match.types_compatible`). Anything else is dropped and reported in `problems`.
+  distinct, the output field on the producer, the input field on the consumer (a field written with
+  its tool's name in front, `CreateQueue.QueueUrl`, is read as the field), and types that can flow
+  (`match.types_compatible`). Anything else is dropped and reported in `problems`.
 - Unlike the reference method, the review can reject: a `does_not_feed` verdict is returned like a
   `feeds` one, and the builder decides (by its `llm_can_reject` setting) whether it vetoes the pair.
 - A failed request (provider error, invalid JSON after the client's repairs) is reported and the chunk
@@ -154,6 +155,16 @@ def review_edges(client: LLMClient, server: str, tools: Sequence[ToolBrief], can
     return outcome
 
 
+def _field(tool: ToolBrief, fields: Mapping[str, FieldView], named: object) -> FieldView | None:
+    """The field `named`, also when the answer wrote it as `<tool name>.<field>` (the candidate list
+    shows edges in that form and small models copy it); nothing else is guessed."""
+    path = str(named)
+    view = fields.get(path)
+    if view is None and path.startswith(tool.name + "."):
+        view = fields.get(path[len(tool.name) + 1:])
+    return view
+
+
 def _validate(item: Any, by_name: Mapping[str, ToolBrief]) -> tuple[Review | None, str]:
     if not isinstance(item, dict):
         return None, f"a non-object answer {str(item)[:80]}"
@@ -163,8 +174,8 @@ def _validate(item: Any, by_name: Mapping[str, ToolBrief]) -> tuple[Review | Non
         return None, f"{what}: unknown tool"
     if producer.id == consumer.id:
         return None, f"{what}: a tool cannot feed itself"
-    out_view = producer.outputs.get(str(item.get("output")))
-    in_view = consumer.inputs.get(str(item.get("input")))
+    out_view = _field(producer, producer.outputs, item.get("output"))
+    in_view = _field(consumer, consumer.inputs, item.get("input"))
     if out_view is None or in_view is None:
         return None, f"{what}: no such output or input field"
     if not types_compatible(out_view, in_view):

@@ -1,0 +1,95 @@
+"""A minimal LLM-driven user simulator for conversational tasks (τ²-bench and our simulated turns).
+
+Contract:
+- `UserSimulator.reply(scenario, conversation, seed=...)` returns the simulated user's next message
+  as a `UserReply`. The simulator is told the scenario's instructions, known information and persona,
+  and sees the conversation from the user's side: the agent's text messages as the other party,
+  its own earlier messages as its own; tool calls and results are not shown (a real user sees neither).
+- The stop token (`STOP_TOKEN`, `###STOP###`) anywhere in the answer ends the conversation: `stop` is
+  True and `text` keeps whatever came before the token. An empty answer also stops (the user has
+  nothing left to say) instead of looping on silence.
+- A provider failure caused by the conversation (context overflow, timeout) is returned as a stop with
+  its reason in `failure`; set-up failures (missing model, replay miss, ...) are raised.
+- Deterministic: the request carries the given seed and the settings' temperature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.agent.prompts import USER_SYSTEM
+from envfactory.errors import ProviderError
+from envfactory.llm import (
+    ChatMessage,
+    ChatRequest,
+    DependencyMissingError,
+    EndpointUnreachableError,
+    LLMClient,
+    ModelIntegrityError,
+    ModelNotInstalledError,
+    ReplayMissError,
+)
+from envfactory.spec import Message, SimulatedUser, SpecModel
+
+__all__ = ["STOP_TOKEN", "UserReply", "UserSettings", "UserSimulator"]
+
+STOP_TOKEN = "###STOP###"
+_SETUP_ERRORS = (
+    ReplayMissError, ModelNotInstalledError, ModelIntegrityError, DependencyMissingError, EndpointUnreachableError,
+)
+
+
+class UserSettings(SpecModel):
+    schema_version: Literal[1] = 1
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=128, ge=8)
+
+
+class UserReply(SpecModel):
+    text: str
+    stop: bool = False
+    failure: str = ""
+
+
+class UserSimulator:
+    """Plays the user of a `SimulatedUser` turn with an LLM (see the module docstring)."""
+
+    def __init__(self, client: LLMClient, settings: UserSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or UserSettings()
+
+    def request(self, scenario: SimulatedUser, conversation: Sequence[Message], *, seed: int) -> ChatRequest:
+        """The request the simulator sends for its next message."""
+        system = USER_SYSTEM.format(
+            instructions=scenario.instructions.strip() or "(none)",
+            known_info=scenario.known_info.strip() or "(nothing more)",
+            persona=scenario.persona.strip() or "plain and polite",
+            stop=STOP_TOKEN,
+        )
+        messages = [ChatMessage.system(system)]
+        for message in conversation:
+            if message.role == "assistant" and message.content and not message.tool_calls:
+                messages.append(ChatMessage.user(message.content))  # the agent speaks to "us"
+            elif message.role == "user":
+                messages.append(ChatMessage.assistant(message.content))
+        if len(messages) == 1 or messages[-1].role != "user":
+            # A chat template expects the other party to speak last; nudge the simulator to go on.
+            messages.append(ChatMessage.user("(waiting for your reply)"))
+        return ChatRequest(messages=messages, temperature=self.settings.temperature,
+                           max_tokens=self.settings.max_tokens, seed=seed)
+
+    def reply(self, scenario: SimulatedUser, conversation: Sequence[Message], *, seed: int = 0) -> UserReply:
+        try:
+            response = self.client.chat(self.request(scenario, conversation, seed=seed))
+        except _SETUP_ERRORS:
+            raise
+        except ProviderError as exc:
+            return UserReply(text="", stop=True, failure=str(exc)[:500])
+        text = response.content
+        if STOP_TOKEN in text:
+            return UserReply(text=text.split(STOP_TOKEN, 1)[0].strip(), stop=True)
+        text = text.strip()
+        return UserReply(text=text, stop=not text)

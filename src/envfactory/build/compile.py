@@ -1,0 +1,570 @@
+"""Compile a proposal to a declarative environment: resources → collections, operations → CRUD tools.
+
+Contract:
+- `compile_proposal(proposal, operations)` is deterministic and never runs spec text: names are
+  sanitised to the format's patterns, descriptions and enum values stay strings.
+- Each resource group (see `shapes`) becomes a collection. Its key is the path parameter that names
+  one record (Google/OpenAPI) or the AWS identifier member (`QueueUrl`, `Identity`); the key is
+  generated (`id_prefix` + counter) unless the create operation takes it as an argument. The record
+  schema is the union of the create input (body), the update input and the read output (unwrapped
+  from a one-field envelope), flattened (`schemas.flatten`), closed, keyed by sanitised field names;
+  `ToolSource.field_names` maps every renamed argument back to the source's name.
+- Nested resources (`/customers/{id}/orders`, `lists/{tasklist}/tasks`, an SQS message needing a
+  `QueueUrl`) get a reference field to the parent (deleting the parent cascades), an equality
+  requirement on get/update/delete (a record under another parent is `not_found`) and a filter on list.
+- Create with a declared "already exists" error and a generated key makes the name field unique.
+- Operations that are not CRUD, whose key argument is missing, or whose schema cannot be used are
+  dropped with a reason (`DroppedOperation`, stage `compile`); so are tools the format's compiler
+  refuses, one at a time, until the rest compiles. A proposal with nothing left raises `CompileError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from envfactory.build.errors import CompileError
+from envfactory.build.naming import field_name, id_prefix, singular, tool_name, words
+from envfactory.build.schemas import (
+    SchemaTooLarge,
+    definitions,
+    flatten,
+    json_type,
+    object_properties,
+    unwrap_record,
+)
+from envfactory.build.seeds import seed_state
+from envfactory.build.shapes import OperationShape, ResourceGroup, group_operations
+from envfactory.errors import SpecError
+from envfactory.runtime import load_env
+from envfactory.runtime.declarative.compile import compile_source
+from envfactory.spec import (
+    CollectionDecl,
+    DeclarativeEnvSource,
+    DeclarativeToolDecl,
+    EnvMeta,
+    EnvSpec,
+    JSONObject,
+    Operation,
+    OperationDecl,
+    SpecModel,
+    ToolSource,
+    canonical_json,
+)
+from envfactory.spec.build import DroppedOperation, Proposal
+from envfactory.spec.declarative import (
+    ArgExpr,
+    CompareCond,
+    FieldExpr,
+    FilterDecl,
+    ListDecl,
+    ReferenceDecl,
+    RequirementDecl,
+)
+
+_LOCATION_KEYS = ("x-in", "x-google-location")
+_SKIPPED_LOCATIONS = frozenset({"header", "cookie"})
+_AUTH = re.compile(r"(^|_)(api_?key|apikey|access_?token|auth[a-z_]*|token|secret|session_?id|signature)$")
+_PAGE_TOKEN = frozenset({"pagetoken", "nexttoken", "marker", "cursor", "starttoken", "after", "continuationtoken"})
+_PAGE_SIZE = frozenset({"pagesize", "maxresults", "maxitems", "limit", "perpage", "maxrecords"})
+_EXISTS_ERROR = re.compile(r"(already ?exists|exists|duplicate|conflict)", re.IGNORECASE)
+_DESCRIPTION_MAX = 1000
+_MAX_REPAIR_ROUNDS = 40
+
+
+class CompiledEnv(SpecModel):
+    """A compiled proposal: the declarative source, its seed states and what was dropped."""
+
+    schema_version: Literal[1] = 1
+    proposal_id: str
+    source: DeclarativeEnvSource
+    seeds: dict[str, JSONObject]
+    compiled: list[str]
+    dropped: list[DroppedOperation]
+
+
+@dataclass(slots=True)
+class _Collection:
+    group: ResourceGroup
+    name: str
+    key: str
+    fields: dict[str, Any] = field(default_factory=dict)  # sanitised name -> schema
+    originals: dict[str, str] = field(default_factory=dict)  # sanitised name -> original name
+    read_only: set[str] = field(default_factory=set)
+    parents: list[tuple[str, str, str]] = field(default_factory=list)  # (parent collection, field, source arg)
+    generated: bool = True
+    unique: list[list[str]] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)  # operation id -> why its schema cannot be used
+
+
+def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv:
+    """The declarative environment of `proposal` (see the module doc)."""
+    dropped: list[DroppedOperation] = []
+    ops: list[Operation] = []
+    for proposed in proposal.operations:
+        op = operations.get(proposed.operation_id)
+        if op is None:
+            dropped.append(_drop(proposed.operation_id, "", "operation is not in the catalog"))
+        else:
+            ops.append(op)
+    groups = group_operations(ops)
+    collections: dict[str, _Collection] = {}
+    by_noun: dict[str, _Collection] = {}
+    for group in groups:
+        try:
+            coll = _collection(group, collections)
+        except SchemaTooLarge as exc:
+            dropped.extend(_drop(s.operation.id, "", f"{group.collection}: {exc}") for s in group.shapes)
+            continue
+        if coll is None:
+            dropped.extend(_drop(s.operation.id, "", f"{group.collection}: no key field can be found")
+                           for s in group.shapes)
+            continue
+        collections[coll.name] = coll
+        by_noun[group.noun] = coll
+    for coll in collections.values():
+        _link_parents(coll, by_noun)
+    tools: list[DeclarativeToolDecl] = []
+    used_names: set[str] = set()
+    for coll in collections.values():
+        for shape in coll.group.shapes:
+            if shape.operation.id in coll.unusable:
+                dropped.append(_drop(shape.operation.id, tool_name(shape.operation.name), coll.unusable[shape.operation.id]))
+                continue
+            try:
+                tool, why = _tool(shape, coll, used_names)
+            except SchemaTooLarge as exc:
+                tool, why = None, str(exc)
+            if tool is None:
+                dropped.append(_drop(shape.operation.id, tool_name(shape.operation.name), why))
+                continue
+            used_names.add(tool.name)
+            tools.append(tool)
+    source = _assemble(proposal, collections, tools)
+    source, repaired = _repair(source)
+    dropped.extend(repaired)
+    compiled = [t.source.operation_id for t in source.tools if t.source is not None]
+    seeds = {"default": seed_state(source, ops)}
+    return CompiledEnv(proposal_id=proposal.id, source=source, seeds=seeds, compiled=compiled, dropped=dropped)
+
+
+def _drop(operation_id: str, tool: str, reason: str) -> DroppedOperation:
+    return DroppedOperation(operation_id=operation_id, tool_name=tool, stage="compile", reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------------
+# collections
+# ---------------------------------------------------------------------------------------------------
+
+
+def _location(schema: Any) -> str:
+    if isinstance(schema, dict):
+        for key in _LOCATION_KEYS:
+            value = schema.get(key)
+            if isinstance(value, str):
+                return value
+    return ""
+
+
+def _body_schema(op: Operation) -> dict[str, Any] | None:
+    """The request body of a path/Google operation (the `body` argument), flattened; for AWS-style
+    operations the whole input is the body."""
+    defs = definitions(op.input_schema)
+    props = object_properties(op.input_schema)
+    bodies = [s for n, s in props.items() if _location(s) in ("body", "formData") or n == "body"]
+    if any(_location(s) for s in props.values()) or bodies:
+        if not bodies:
+            return None
+        merged: dict[str, Any] = {"type": "object", "properties": {}}
+        for body in bodies:
+            flat = flatten(body, defs)
+            if flat is not None and object_properties(flat):
+                merged["properties"].update(object_properties(flat))
+                merged.setdefault("required", [])
+                merged["required"] += [r for r in flat.get("required", []) if r not in merged["required"]]
+        form = {n: s for n, s in props.items() if _location(s) == "formData"}
+        for name, schema in form.items():
+            flat = flatten(schema, defs)
+            if flat is not None:
+                merged["properties"][name] = flat
+        return merged
+    return flatten(op.input_schema, defs)
+
+
+def _output_record(op: Operation) -> dict[str, Any] | None:
+    flat = flatten(op.output_schema, definitions(op.output_schema))
+    record = unwrap_record(flat)
+    return record if object_properties(record) else None
+
+
+def _is_read_only(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    text = str(schema.get("description", ""))
+    return schema.get("readOnly") is True or text.startswith(("Output only", "[Output Only]", "Read-only", "Read only"))
+
+
+def _collection(group: ResourceGroup, existing: Mapping[str, _Collection]) -> _Collection | None:
+    name = group.collection
+    if name in existing:  # two resources with the same last noun (`a/items`, `b/items`)
+        name = f"{name}_{len(existing)}"[:48]
+    by_role: dict[str, list[OperationShape]] = {}
+    for shape in group.shapes:
+        by_role.setdefault(shape.role, []).append(shape)
+    coll = _Collection(group=group, name=name, key="id")
+    sources: list[tuple[dict[str, Any] | None, bool]] = []
+    for shape, reader, from_output in (
+        *((s, _body_schema, False) for s in by_role.get("create", []) + by_role.get("update", [])),
+        *((s, _output_record, True) for s in by_role.get("read", []) + by_role.get("create", [])),
+    ):
+        try:
+            sources.append((reader(shape.operation), from_output))
+        except SchemaTooLarge as exc:
+            coll.unusable[shape.operation.id] = str(exc)
+    for schema, from_output in sources:
+        for original, sub in object_properties(schema).items():
+            if not isinstance(sub, dict) or _location(sub) in ("path", "query", *_SKIPPED_LOCATIONS):
+                continue
+            if group.style == "aws" and from_output and original in coll.originals.values():
+                continue
+            safe = field_name(original)
+            if safe in coll.fields:
+                if from_output and _is_read_only(sub) and coll.originals.get(safe) == original:
+                    coll.read_only.add(safe)
+                continue
+            sub = {k: v for k, v in sub.items() if k not in _LOCATION_KEYS}
+            coll.fields[safe] = sub
+            coll.originals[safe] = original
+            if _is_read_only(sub):
+                coll.read_only.add(safe)
+    key = _choose_key(group, coll)
+    if key is None:
+        return None
+    coll.key = key
+    described = coll.fields.get(key, {})
+    coll.fields[key] = {"type": "string", **({"description": described["description"]} if "description" in described else {})}
+    coll.originals.setdefault(key, key)
+    coll.generated = not _create_takes_key(group, coll)
+    creates = by_role.get("create", [])
+    if coll.generated and any(_EXISTS_ERROR.search(e.code) for s in creates for e in s.operation.errors):
+        noun_name = next((f for f in coll.fields if f.lower() in {"name", f"{_last_word(group)}name"}), None)
+        if noun_name is not None and noun_name != key and json_type(coll.fields[noun_name]) == "string":
+            coll.unique.append([noun_name])
+    return coll
+
+
+def _last_word(group: ResourceGroup) -> str:
+    parts = words(group.noun.rsplit("/", 1)[-1].rsplit(".", 1)[-1])
+    return singular(parts[-1]) if parts else ""
+
+
+def _choose_key(group: ResourceGroup, coll: _Collection) -> str | None:
+    if group.style in ("aws", "name"):
+        if group.key_member is None:
+            outputs = [f for f in coll.fields if f.endswith(("Id", "Arn", "Url")) and f in coll.read_only | set(coll.fields)]
+            return outputs[0] if outputs and not any(s.role in ("read", "update", "delete") for s in group.shapes) else None
+        return field_name(group.key_member)
+    for candidate in ("id", "_id", "uuid", "name"):
+        if candidate in coll.fields and json_type(coll.fields[candidate]) in ("string", "integer", None):
+            return candidate
+    if group.key_member is not None:
+        return field_name(group.key_member)
+    return "id"
+
+
+def _create_takes_key(group: ResourceGroup, coll: _Collection) -> bool:
+    """Whether every create names the new record's key itself (AWS `CreateTable(TableName)`, or one
+    required identifying member like SES `VerifyEmailIdentity(EmailAddress)`)."""
+    creates = [s for s in group.shapes if s.role == "create"]
+    if not creates:
+        return False
+    return all(_create_key_arg(s, coll) is not None for s in creates)
+
+
+def _create_key_arg(shape: OperationShape, coll: _Collection) -> str | None:
+    body = _body_schema(shape.operation) or {}
+    props = object_properties(body)
+    required = set(body.get("required", []))
+    originals = {v: k for k, v in coll.originals.items()}
+    key_original = coll.originals.get(coll.key, coll.key)
+    if key_original in props and (key_original in required or shape.style in ("aws", "name")):
+        return field_name(key_original) if originals.get(key_original) == coll.key or key_original == coll.key else None
+    if shape.style in ("aws", "name") and key_original not in object_properties(shape.operation.output_schema):
+        parent_args = {arg for _, arg in coll.group.parents}
+        strings = [n for n in sorted(required - parent_args) if json_type(props.get(n, {})) in ("string", None)]
+        if len(strings) == 1:
+            return field_name(strings[0])
+    return None
+
+
+def _link_parents(coll: _Collection, by_noun: Mapping[str, _Collection]) -> None:
+    for parent_noun, arg in coll.group.parents:
+        parent = by_noun.get(parent_noun)
+        if parent is None or parent is coll:
+            continue
+        safe = field_name(arg)
+        if safe == coll.key or (safe in coll.fields and coll.originals.get(safe) != arg):
+            safe = field_name(f"{singular(parent.name)}_id")
+        if safe == coll.key:
+            continue
+        coll.fields[safe] = {"type": "string", "description": f"key of the {singular(parent.name)} it belongs to"}
+        coll.originals[safe] = arg
+        coll.read_only.discard(safe)
+        coll.parents.append((parent.name, safe, arg))
+
+
+# ---------------------------------------------------------------------------------------------------
+# tools
+# ---------------------------------------------------------------------------------------------------
+
+
+def _arguments(op: Operation) -> dict[str, tuple[dict[str, Any], str]]:
+    """Non-body arguments of an operation that an agent should pass: original name → (schema,
+    location). Auth parameters, headers and cookies are left out."""
+    defs = definitions(op.input_schema)
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    for name, sub in object_properties(op.input_schema).items():
+        where = _location(sub)
+        if where in ("body", "formData") or (name == "body" and where == ""):
+            continue
+        if where in _SKIPPED_LOCATIONS or (where in ("query", "path") and _AUTH.search(name.lower()) and where != "path"):
+            continue
+        flat = flatten(sub, defs)
+        if flat is None:
+            continue
+        out[name] = ({k: v for k, v in flat.items() if k not in _LOCATION_KEYS}, where)
+    return out
+
+
+def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
+    op = shape.operation
+    if shape.role == "action":
+        return None, f"not CRUD ({shape.note or 'action'}); needs an authored implementation"
+    name = tool_name(op.name)
+    suffix = 2
+    while name in used:
+        name = f"{tool_name(op.name)[:60]}_{suffix}"
+        suffix += 1
+    style = shape.style
+    args = _arguments(op) if style in ("google", "path") else {}
+    body = _body_schema(op) if style in ("google", "path") else flatten(op.input_schema, definitions(op.input_schema))
+    body_props = object_properties(body)
+    body_required = set((body or {}).get("required", []))
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    field_names: dict[str, str] = {}
+    parent_by_arg = {arg: (parent, safe) for parent, safe, arg in coll.parents}
+    key_original = coll.originals.get(coll.key, coll.key)
+    key_arg: str | None = None
+
+    def add(our: str, schema: dict[str, Any], original: str, needed: bool) -> None:
+        properties[our] = schema
+        if original != our:
+            field_names[our] = original
+        if needed and our not in required:
+            required.append(our)
+
+    # path/query arguments (and AWS members that are not record fields)
+    for original, (schema, where) in sorted(args.items()):
+        if original in parent_by_arg:
+            add(parent_by_arg[original][1], {"type": "string"}, original, True)
+        elif shape.item_param is not None and original == shape.item_param:
+            key_arg = field_name(original) if field_name(original) not in coll.fields or field_name(original) == coll.key else field_name(f"{singular(coll.name)}_key")
+            add(key_arg, {"type": "string", **({"description": schema["description"]} if "description" in schema else {})}, original, True)
+        else:
+            our = field_name(original)
+            if our in properties or our in coll.fields:
+                continue
+            add(our, schema, original, where == "path")
+    writes = shape.role in ("create", "update")
+    for original, schema in body_props.items():
+        our = field_name(original)
+        if original in parent_by_arg:
+            add(parent_by_arg[original][1], {"type": "string"}, original, True)
+            continue
+        if style in ("aws", "name") and original == key_original and shape.role != "create":
+            key_arg = coll.key
+            add(coll.key, coll.fields[coll.key], original, True)
+            continue
+        if our in coll.fields:
+            if not writes or our in coll.read_only or (our == coll.key and (coll.generated or shape.role != "create")):
+                continue
+            add(our, coll.fields[our], original, original in body_required or (shape.role == "create" and our == coll.key))
+        elif style in ("aws", "name") and shape.role != "create":
+            if our in properties:
+                continue
+            add(our, schema if isinstance(schema, dict) else {}, original, original in body_required)
+    op_kind: str
+    listing: ListDecl | None = None
+    requires: list[RequirementDecl] = []
+    create_key: str | None = None
+    if shape.role == "create":
+        op_kind = "create"
+        if not coll.generated:
+            create_key = _create_key_arg(shape, coll)
+            if create_key is None:
+                return None, "create does not take the record's key"
+            if create_key not in properties:
+                add(create_key, {"type": "string"}, create_key, True)
+            elif create_key not in required:
+                required.append(create_key)
+    elif shape.role in ("read", "update", "delete"):
+        op_kind = {"read": "get", "delete": "delete"}.get(shape.role, "patch" if shape.partial else "update")
+        if key_arg is None:
+            return None, f"no argument names the {singular(coll.name)} key {key_original!r}"
+        requires = [
+            RequirementDecl(
+                condition=CompareCond(op="eq", left=FieldExpr(path=safe), right=ArgExpr(path=safe)),
+                error="not_found", message=f"{{key}} does not belong to {singular(parent)} {{arg.{safe}}}",
+            )
+            for parent, safe, _ in coll.parents if safe in properties
+        ]
+    else:
+        op_kind = "list"
+        listing, extra_required = _listing(properties, coll)
+        required = [r for r in required if r in properties] + [r for r in extra_required if r not in required]
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        input_schema["required"] = required
+    decl = OperationDecl(
+        kind=op_kind,
+        collection=coll.name,
+        key_arg=(create_key if op_kind == "create" else (key_arg if key_arg != coll.key else None)),
+        requires=requires, listing=listing,
+    )
+    description = (op.description or op.docs or f"{shape.role} {singular(coll.name)}").strip()[:_DESCRIPTION_MAX]
+    source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=field_names)
+    return DeclarativeToolDecl(name=name, description=description, input_schema=input_schema, operation=decl, source=source), ""
+
+
+def _listing(properties: dict[str, Any], coll: _Collection) -> tuple[ListDecl, list[str]]:
+    filters: list[FilterDecl] = []
+    page_token = page_size = None
+    for arg, schema in properties.items():
+        flat = arg.replace("_", "").lower()
+        kind = json_type(schema) if isinstance(schema, dict) else None
+        if flat in _PAGE_TOKEN and kind == "string" and page_token is None:
+            page_token = arg
+        elif flat in _PAGE_SIZE and kind == "integer" and page_size is None:
+            page_size = arg
+        elif (arg in coll.fields and arg != coll.key) or any(arg == safe for _, safe, _ in coll.parents):
+            filters.append(FilterDecl(arg=arg, field=arg, match="eq"))
+        elif arg.endswith("Prefix") and arg[: -len("Prefix")] in coll.fields:
+            filters.append(FilterDecl(arg=arg, field=arg[: -len("Prefix")], match="prefix"))
+    listing = ListDecl(
+        filters=filters, page_token_arg=page_token, page_size_arg=page_size,
+        default_page_size=20, max_page_size=1000,
+    )
+    return listing, []
+
+
+# ---------------------------------------------------------------------------------------------------
+# assembly and repair
+# ---------------------------------------------------------------------------------------------------
+
+
+def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools: list[DeclarativeToolDecl]) -> DeclarativeEnvSource:
+    used = {t.operation.collection for t in tools}
+    needed = set(used)
+    frontier = list(used)
+    while frontier:
+        current = frontier.pop()
+        for parent, _, _ in collections[current].parents:
+            if parent not in needed:
+                needed.add(parent)
+                frontier.append(parent)
+    decls: dict[str, CollectionDecl] = {}
+    for name, coll in collections.items():
+        if name not in needed:
+            continue
+        record = {
+            "type": "object",
+            "properties": dict(sorted(coll.fields.items())),
+            "required": [coll.key],
+            "additionalProperties": False,
+        }
+        decls[name] = CollectionDecl(
+            description=f"{coll.group.noun} records",
+            key=coll.key,
+            id_prefix=id_prefix(coll.group.noun.rsplit("/", 1)[-1].rsplit(".", 1)[-1]) if coll.generated else "",
+            id_width=4 if coll.generated else 0,
+            record_schema=record,
+            unique=coll.unique,
+            references=[ReferenceDecl(field=safe, collection=parent, on_delete="cascade") for parent, safe, _ in coll.parents if parent in needed],
+        )
+    provenance = [
+        p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
+        for p in proposal.provenance
+    ]
+    meta = EnvMeta(
+        name=proposal.name, domain=proposal.domain, description=proposal.description or proposal.title,
+        provenance=provenance,
+    )
+    return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
+
+
+_PROBLEM_TOOL = re.compile(r"^\s*- tools\.([A-Za-z0-9_-]+)[.:]")
+_PROBLEM_COLLECTION = re.compile(r"^\s*- collections\.([a-z][a-z0-9_]*)[.:]")
+
+
+def _repair(source: DeclarativeEnvSource) -> tuple[DeclarativeEnvSource, list[DroppedOperation]]:
+    """Drop the tools (and collections) the format's compiler refuses until the rest compiles."""
+    dropped: list[DroppedOperation] = []
+    for _ in range(_MAX_REPAIR_ROUNDS):
+        if not source.tools:
+            break
+        try:
+            compile_source(source)
+            return source, dropped
+        except SpecError as exc:
+            message = str(exc)
+            bad_tools = {m.group(1) for line in message.splitlines() if (m := _PROBLEM_TOOL.match(line))}
+            bad_colls = {m.group(1) for line in message.splitlines() if (m := _PROBLEM_COLLECTION.match(line))}
+            if not bad_tools and not bad_colls:
+                raise CompileError(f"{source.meta.name}: {message}") from exc
+            source, lost = _without(source, bad_tools, bad_colls, message)
+            dropped.extend(lost)
+    raise CompileError(f"{source.meta.name}: no tool survives compilation")
+
+
+def _without(
+    source: DeclarativeEnvSource, tools: set[str], collections: set[str], message: str
+) -> tuple[DeclarativeEnvSource, list[DroppedOperation]]:
+    doomed_colls = set(collections)
+    changed = True
+    while changed:  # a collection referring to a dropped one goes too
+        changed = False
+        for name, decl in source.collections.items():
+            if name not in doomed_colls and any(r.collection in doomed_colls for r in decl.references):
+                doomed_colls.add(name)
+                changed = True
+    lost: list[DroppedOperation] = []
+    kept: list[DeclarativeToolDecl] = []
+    for tool in source.tools:
+        if tool.name in tools or tool.operation.collection in doomed_colls:
+            reason = next((line.strip("- ").strip() for line in message.splitlines()
+                           if f"tools.{tool.name}" in line or f"collections.{tool.operation.collection}" in line), message)
+            op_id = tool.source.operation_id if tool.source else tool.name
+            lost.append(_drop(op_id, tool.name, f"refused by the format compiler: {reason[:300]}"))
+        else:
+            kept.append(tool)
+    colls = {n: d for n, d in source.collections.items() if n not in doomed_colls}
+    return source.model_copy(update={"tools": kept, "collections": colls}), lost
+
+
+def write_env_dir(compiled: CompiledEnv, directory: Path | str) -> EnvSpec:
+    """Write `spec.json` (sealed) and `seeds/*.json` into `directory`; return the sealed spec.
+
+    Seeds are checked by loading the directory with the runtime, so a written directory always loads.
+    """
+    out = Path(directory)
+    spec = compile_source(compiled.source)
+    (out / "seeds").mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_bytes(spec.to_json_bytes())
+    for name, state in sorted(compiled.seeds.items()):
+        (out / "seeds" / f"{name}.json").write_bytes(canonical_json(state))
+    load_env(out)
+    return spec

@@ -1,0 +1,456 @@
+"""Build a library of verified environments: discover → propose → compile → scenarios → verify →
+revise → accept, with one checkpoint per proposal (DESIGN §1, §3–4; issue "EnvGen").
+
+Contract:
+- Layout of a build, under `<workspace>/builds/<config.name>/`:
+  `config.json` (the `LibraryConfig`), `proposals.json` (the `ProposalBatch`, written once per config
+  hash), `outcomes/<proposal id>.json` (a `ProposalOutcome` per finished proposal), `envs/<env name>/`
+  (accepted environments: `spec.json`, `seeds/`, `scenarios.json`, `report.json`, `build.json`),
+  `rejected/<env name>/` (the last attempt of a rejected proposal, for inspection), `funnel.json`
+  (`LibraryFunnel`, counts only) and `timings.json` (`BuildTimings`, never compared).
+- Resume: an existing `proposals.json` is reused only when its config hash matches; a proposal with an
+  outcome is never rebuilt; the proposal that was in flight when a run died is rebuilt from scratch
+  (its directories are cleared first), so nothing is lost or duplicated. Every file is written
+  atomically.
+- Revise: when verification rejects an environment, the tools its failed checks blame are dropped
+  from the proposal (each recorded as a `DroppedOperation` of stage `revise`, with the checks and
+  their detail as the reason), and the rest is compiled and verified again, at most
+  `max_revise_rounds` times. A check that fails without blaming a tool rejects the proposal.
+- Acceptance: verified, at least `min_tools` tools with at least one write and one read, at least
+  `min_kept_ratio` of the proposed operations kept, every source licence permissive, and not
+  contaminated (when a contamination hook is given).
+- Deterministic: proposals come in catalog order and ids are content hashes; the same config and
+  catalog give the same accepted environments with the same spec hashes and report digests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.propose import permissive_licence, propose_batch
+from envfactory.build.scenarios import scenarios_from_examples
+from envfactory.resources.catalog import Catalog
+from envfactory.spec import (
+    BuildRecord,
+    DeclarativeImplementation,
+    DifferentialResult,
+    DroppedOperation,
+    EnvSpec,
+    Operation,
+    Proposal,
+    ProposalBatch,
+    VerificationReport,
+    canonical_json,
+)
+from envfactory.spec.library import (
+    BuildTimings,
+    CheckRate,
+    LibraryConfig,
+    LibraryEntry,
+    LibraryFunnel,
+    LibraryIndex,
+    OutcomeCheck,
+    ProposalOutcome,
+)
+from envfactory.spec.verification import dump_scenarios
+from envfactory.store.atomic import write_atomic
+from envfactory.verify.envchecks import verify_environment
+
+DifferentialHook = Callable[[Path, EnvSpec], list[DifferentialResult]]
+ContaminationHook = Callable[[EnvSpec], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildEvent:
+    """Progress of a library build, for the CLI's display."""
+
+    kind: str  # "proposals" | "start" | "done" | "skip"
+    domain: str = ""
+    name: str = ""
+    message: str = ""
+    accepted_in_domain: int = 0
+    target: int = 0
+
+
+@dataclass(slots=True)
+class BuildPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def proposals(self) -> Path:
+        return self.root / "proposals.json"
+
+    @property
+    def outcomes(self) -> Path:
+        return self.root / "outcomes"
+
+    @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def funnel(self) -> Path:
+        return self.root / "funnel.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+
+@dataclass(slots=True)
+class LibraryBuilder:
+    """Builds one library. Hooks are injected: the CLI wires moto and the benchmark tool sets."""
+
+    catalog: Catalog
+    config: LibraryConfig
+    root: Path
+    differential: DifferentialHook | None = None
+    contamination: ContaminationHook | None = None
+    progress: Callable[[BuildEvent], None] = lambda event: None
+    clock: Callable[[], float] = time.perf_counter
+    _timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> BuildPaths:
+        return BuildPaths(self.root)
+
+    # -- the run ---------------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False) -> LibraryFunnel:
+        started = self.clock()
+        paths = self.paths
+        if paths.root.exists() and not resume and any(paths.root.iterdir()):
+            raise FileExistsError(f"{paths.root} holds an earlier build; pass resume to continue it "
+                                  "or choose another workspace")
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.config, canonical_json(self.config.model_dump(mode="json")))
+        batch = self._proposals()
+        outcomes = self._existing_outcomes()
+        accepted = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
+        self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals"))
+        for proposal in batch.proposals:
+            if proposal.id in outcomes:
+                continue
+            if accepted[proposal.domain] >= self.config.accept_per_domain:
+                continue
+            self.progress(BuildEvent("start", proposal.domain, proposal.name,
+                                     accepted_in_domain=accepted[proposal.domain],
+                                     target=self.config.accept_per_domain))
+            began = self.clock()
+            outcome = self.build_proposal(proposal, taken=self._taken_names(outcomes))
+            self._timings[proposal.id] = round(self.clock() - began, 3)
+            write_atomic(paths.outcomes / f"{proposal.id}.json", outcome.to_json_bytes())
+            outcomes[proposal.id] = outcome
+            if outcome.status == "accepted":
+                accepted[proposal.domain] += 1
+            self.progress(BuildEvent("done", proposal.domain, outcome.env_name or proposal.name,
+                                     message=outcome.status if not outcome.reason else f"{outcome.status}: {outcome.reason}",
+                                     accepted_in_domain=accepted[proposal.domain],
+                                     target=self.config.accept_per_domain))
+        funnel = funnel_of(self.config, batch, list(outcomes.values()))
+        write_atomic(paths.funnel, funnel.to_json_bytes())
+        earlier = (BuildTimings.model_validate_json(paths.timings.read_bytes()).per_proposal_s
+                   if paths.timings.is_file() else {})
+        merged = {**earlier, **self._timings}
+        timings = BuildTimings(total_s=round(self.clock() - started, 3), per_proposal_s=dict(sorted(merged.items())))
+        write_atomic(paths.timings, timings.to_json_bytes())
+        return funnel
+
+    def _proposals(self) -> ProposalBatch:
+        path = self.paths.proposals
+        marker = self.paths.root / "proposals.config-hash"
+        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.config_hash():
+            return ProposalBatch.model_validate_json(path.read_bytes())
+        batch = propose_batch(self.catalog, domains=self.config.domains,
+                              limit_per_domain=self.config.proposals_per_domain)
+        write_atomic(path, batch.to_json_bytes())
+        write_atomic(marker, (self.config.config_hash() + "\n").encode())
+        return batch
+
+    def _existing_outcomes(self) -> dict[str, ProposalOutcome]:
+        found: dict[str, ProposalOutcome] = {}
+        if self.paths.outcomes.is_dir():
+            for path in sorted(self.paths.outcomes.glob("*.json")):
+                outcome = ProposalOutcome.model_validate_json(path.read_bytes())
+                found[outcome.proposal_id] = outcome
+        return found
+
+    @staticmethod
+    def _taken_names(outcomes: Mapping[str, ProposalOutcome]) -> set[str]:
+        return {o.env_name for o in outcomes.values() if o.status == "accepted" and o.env_name}
+
+    # -- one proposal ----------------------------------------------------------------------------------
+    def build_proposal(self, proposal: Proposal, *, taken: set[str] | None = None) -> ProposalOutcome:
+        """Compile, verify and revise one proposal; write its directory; return the verdict."""
+        taken = taken or set()
+        resource = proposal.provenance[0]
+        base = ProposalOutcome(
+            proposal_id=proposal.id, proposal_name=proposal.name, domain=proposal.domain,
+            provider=resource.provider, resource=resource.resource, status="rejected",
+            proposed_operations=len(proposal.operations),
+        )
+        bad_licences = [p.licence or "none stated" for p in proposal.provenance if not permissive_licence(p.licence)]
+        if bad_licences:
+            return base.model_copy(update={"reason": f"licence not permissive: {', '.join(bad_licences)}"})
+        if proposal.name in taken:
+            return base.model_copy(update={"reason": f"an accepted environment is already named {proposal.name}"})
+        operations: dict[str, Operation] = {}
+        for proposed in proposal.operations:
+            try:
+                operations[proposed.operation_id] = self.catalog.operation(proposed.operation_id)
+            except Exception as exc:  # a broken catalog entry drops the operation, never the run
+                operations.pop(proposed.operation_id, None)
+                base = base.model_copy(update={"reason": f"{proposed.operation_id}: {exc}"})
+        env_dir = self.paths.envs / proposal.name
+        rejected_dir = self.paths.rejected / proposal.name
+        for stale in (env_dir, rejected_dir):
+            if stale.exists():
+                shutil.rmtree(stale)
+        current = proposal
+        revise_dropped: list[DroppedOperation] = []
+        first_checks: list[OutcomeCheck] = []
+        outcome = base
+        report: VerificationReport | None = None
+        compiled: CompiledEnv | None = None
+        spec: EnvSpec | None = None
+        rounds = 0
+        for rounds in range(self.config.max_revise_rounds + 1):
+            try:
+                compiled = compile_proposal(current, operations)
+            except Exception as exc:
+                return outcome.model_copy(update={"reason": f"compile failed: {exc}", "revise_rounds": rounds})
+            if not compiled.source.tools:
+                return outcome.model_copy(update={"reason": "no operation compiled", "revise_rounds": rounds})
+            if env_dir.exists():
+                shutil.rmtree(env_dir)
+            try:
+                spec = write_env_dir(compiled, env_dir)
+            except Exception as exc:
+                return outcome.model_copy(update={"reason": f"compiled environment does not load: {exc}",
+                                                  "revise_rounds": rounds})
+            outcome = outcome.model_copy(update={"built": True})
+            # The drop record so far, so the differential hook can say why an operation is absent.
+            write_atomic(env_dir / "build.json", BuildRecord(
+                proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
+                compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
+                revise_rounds=rounds, kept_ratio=round(len(compiled.compiled) / max(1, len(proposal.operations)), 4),
+            ).to_json_bytes())
+            scenarios = scenarios_from_examples(spec, operations, compiled.seeds)
+            write_atomic(env_dir / "scenarios.json", dump_scenarios(scenarios))
+            differential = self.differential(env_dir, spec) if self.differential else []
+            report = verify_environment(env_dir, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
+                                        differential=differential, operations=operations)
+            write_atomic(env_dir / "report.json", report.to_json_bytes())
+            if not first_checks:
+                first_checks = [OutcomeCheck(name=c.name, status=c.status) for c in report.checks]
+            if report.verdict == "verified":
+                break
+            blamed = report.failing_tools()
+            failed = [c for c in report.checks if c.status == "failed"]
+            unblamed = [c.name for c in failed if not c.failing_tools]
+            if unblamed or not blamed or rounds == self.config.max_revise_rounds:
+                break
+            current, dropped_now = _without_tools(current, spec, blamed, report)
+            revise_dropped.extend(dropped_now)
+            if not current.operations:
+                break
+        assert compiled is not None and spec is not None and report is not None
+        kept = len(compiled.compiled)
+        write_tools = sum(1 for t in spec.tools if t.effect == "write")
+        read_tools = len(spec.tools) - write_tools
+        collections, linked, rules = _shape(spec)
+        tally_passed = sum(t.passed for t in report.scenarios_by_oracle.values())
+        tally_total = sum(t.total for t in report.scenarios_by_oracle.values())
+        diff_matched = sum(d.matched for d in report.differential)
+        diff_compared = sum(d.calls_compared for d in report.differential)
+        outcome = outcome.model_copy(update={
+            "env_name": spec.meta.name, "spec_hash": spec.content_hash, "report_digest": report.evidence_digest,
+            "verified": report.verdict == "verified", "tools": len(spec.tools), "write_tools": write_tools,
+            "collections": collections, "linked_collections": linked, "uses_rules": rules,
+            "kept_ratio": round(kept / max(1, len(proposal.operations)), 4), "revise_rounds": rounds,
+            "first_round_checks": first_checks,
+            "final_checks": [OutcomeCheck(name=c.name, status=c.status) for c in report.checks],
+            "scenarios_passed": tally_passed, "scenarios_total": tally_total,
+            "differential_matched": diff_matched, "differential_compared": diff_compared,
+        })
+        record = BuildRecord(
+            proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
+            compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
+            revise_rounds=rounds, kept_ratio=outcome.kept_ratio,
+        )
+        write_atomic(env_dir / "build.json", record.to_json_bytes())
+        write_atomic(env_dir / "proposal.json", proposal.to_json_bytes())
+        reason = self._rejection(outcome, report, read_tools, spec)
+        if reason:
+            rejected_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(env_dir), str(rejected_dir))
+            return outcome.model_copy(update={"status": "rejected", "reason": reason})
+        return outcome.model_copy(update={"status": "accepted", "reason": ""})
+
+    def _rejection(self, outcome: ProposalOutcome, report: VerificationReport, read_tools: int, spec: EnvSpec) -> str:
+        if report.verdict != "verified":
+            failed = [c for c in report.checks if c.status == "failed"]
+            return "verification failed: " + "; ".join(f"{c.name}: {c.detail[:160]}" for c in failed)
+        if outcome.tools < self.config.min_tools:
+            return f"too few tools after revision: {outcome.tools} < {self.config.min_tools}"
+        if outcome.write_tools < 1 or read_tools < 1:
+            return "needs at least one write and one read tool on shared state"
+        if outcome.kept_ratio < self.config.min_kept_ratio:
+            return f"kept {outcome.kept_ratio:.0%} of the proposed operations (< {self.config.min_kept_ratio:.0%})"
+        if self.contamination is not None:
+            reasons = self.contamination(spec)
+            if reasons:
+                return "contaminated: " + "; ".join(reasons)
+        return ""
+
+
+def _without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
+                   report: VerificationReport) -> tuple[Proposal, list[DroppedOperation]]:
+    """`proposal` without the operations behind `tools`, and the drop records saying why."""
+    reasons: dict[str, list[str]] = {}
+    for check in report.checks:
+        if check.status == "failed":
+            for tool in check.failing_tools:
+                reasons.setdefault(tool, []).append(f"{check.name}: {check.detail[:200]}")
+    for diff in report.differential:
+        for tool in diff.failing_tools():
+            reasons.setdefault(tool, []).append(f"differential vs {diff.reference}")
+    by_tool = {t.name: t.source.operation_id for t in spec.tools if t.source is not None}
+    drop_ids = {by_tool[t] for t in tools if t in by_tool}
+    dropped = [
+        DroppedOperation(operation_id=by_tool[t], tool_name=t, stage="revise",
+                         reason="; ".join(reasons.get(t, ["blamed by verification"])))
+        for t in sorted(tools) if t in by_tool
+    ]
+    kept_ops = [op for op in proposal.operations if op.operation_id not in drop_ids]
+    return proposal.model_copy(update={"operations": kept_ops}), dropped
+
+
+def _shape(spec: EnvSpec) -> tuple[int, int, bool]:
+    """(collections, collections linked by a reference, whether transitions or effects are used)."""
+    impl = spec.implementation
+    if not isinstance(impl, DeclarativeImplementation):
+        return 0, 0, False
+    model = impl.model
+    linked: set[str] = set()
+    rules = False
+    for name, coll in model.collections.items():
+        for ref in coll.references:
+            linked.update({name, ref.collection})
+        rules = rules or bool(coll.transitions)
+    rules = rules or any(op.effects for op in model.operations.values())
+    return len(model.collections), len(linked), rules
+
+
+def _rates(outcomes: Sequence[ProposalOutcome], which: str) -> list[CheckRate]:
+    passed: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for outcome in outcomes:
+        for check in getattr(outcome, which):
+            if check.status == "skipped":
+                continue
+            total[check.name] += 1
+            passed[check.name] += check.status == "passed"
+    return [CheckRate(name=n, passed=passed[n], total=total[n]) for n in sorted(total)]
+
+
+def funnel_of(config: LibraryConfig, batch: ProposalBatch, outcomes: Sequence[ProposalOutcome]) -> LibraryFunnel:
+    """The counts of a build (see `LibraryFunnel`)."""
+    ordered = sorted(outcomes, key=lambda o: o.proposal_id)
+    resources = {p.provenance[0].resource for p in batch.proposals} | {s.resource for s in batch.skipped}
+    reasons = Counter(o.reason.split(":", 1)[0] for o in ordered if o.status == "rejected")
+    return LibraryFunnel(
+        config_hash=config.config_hash(),
+        resources_considered=len(resources),
+        resources_skipped=len({s.resource for s in batch.skipped}),
+        proposals=len(batch.proposals),
+        proposals_processed=len(ordered),
+        built=sum(o.built for o in ordered),
+        verified=sum(o.verified for o in ordered),
+        accepted=sum(o.status == "accepted" for o in ordered),
+        accepted_per_domain=dict(sorted(Counter(o.domain for o in ordered if o.status == "accepted").items())),
+        rejected_reasons=dict(sorted(reasons.items())),
+        first_round_check_rates=_rates(ordered, "first_round_checks"),
+        final_check_rates=_rates(ordered, "final_checks"),
+        revise_rounds={str(k): v for k, v in sorted(Counter(o.revise_rounds for o in ordered if o.verified).items())},
+    )
+
+
+def library_index(config: LibraryConfig, envs_root: Path, outcomes: Sequence[ProposalOutcome]) -> LibraryIndex:
+    """The index of the accepted environments under `envs_root`."""
+    entries = []
+    for outcome in sorted((o for o in outcomes if o.status == "accepted"), key=lambda o: o.env_name):
+        spec = EnvSpec.model_validate_json((envs_root / outcome.env_name / "spec.json").read_bytes())
+        entries.append(LibraryEntry(
+            name=outcome.env_name, domain=outcome.domain, provider=outcome.provider, resource=outcome.resource,
+            licences=sorted({p.licence for p in spec.meta.provenance}), tools=len(spec.tools),
+            spec_hash=spec.content_hash, report_digest=outcome.report_digest,
+        ))
+    return LibraryIndex(config_hash=config.config_hash(), entries=entries)
+
+
+def export_library(build_root: Path, target: Path) -> LibraryIndex:
+    """Copy the accepted environments of a build to `target` (the package's read-only library) and
+    write `target/index.json`. The target is replaced as a whole."""
+    paths = BuildPaths(build_root)
+    config = LibraryConfig.model_validate_json(paths.config.read_bytes())
+    outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
+    index = library_index(config, paths.envs, outcomes)
+    staging = target.with_name(target.name + ".staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for entry in index.entries:
+        shutil.copytree(paths.envs / entry.name, staging / entry.name)
+    write_atomic(staging / "index.json", index.to_json_bytes())
+    write_atomic(staging / "config.json", canonical_json(config.model_dump(mode="json")))
+    write_atomic(staging / "funnel.json", funnel_of(config, ProposalBatch.model_validate_json(paths.proposals.read_bytes()),
+                                                    outcomes).to_json_bytes())
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return index
+
+
+@dataclass(frozen=True, slots=True)
+class Reproduction:
+    name: str
+    spec_same: bool
+    report_same: bool
+    detail: str = ""
+
+
+def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequence[str] | None = None,
+                      differential: DifferentialHook | None = None) -> list[Reproduction]:
+    """Rebuild each shipped environment from its recorded proposal (`proposal.json`) with the shipped
+    config, and compare the spec hash and report digest with the library's index."""
+    config = LibraryConfig.model_validate_json((library / "config.json").read_bytes())
+    index = LibraryIndex.model_validate_json((library / "index.json").read_bytes())
+    if root.exists():
+        shutil.rmtree(root)
+    builder = LibraryBuilder(catalog, config, root, differential=differential)
+    results = []
+    for entry in index.entries:
+        if only and entry.name not in only:
+            continue
+        proposal = Proposal.model_validate_json((library / entry.name / "proposal.json").read_bytes())
+        outcome = builder.build_proposal(proposal)
+        results.append(Reproduction(
+            name=entry.name, spec_same=outcome.spec_hash == entry.spec_hash,
+            report_same=outcome.report_digest == entry.report_digest,
+            detail=outcome.reason,
+        ))
+    return results

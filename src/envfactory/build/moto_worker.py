@@ -1,0 +1,121 @@
+"""The moto side of a differential run, executed in its own process (`python -m envfactory.build.moto_worker`).
+
+moto patches botocore process-wide, so it never runs in the process that builds or verifies
+environments. Protocol: one `ReferenceScript` as JSON on stdin; one `ReferenceRun` as JSON on stdout.
+Each call goes through a botocore client's `_make_api_call` (original operation name, original field
+names; top-level parameters the operation's input shape does not define are dropped and reported)
+under `moto.mock_aws`, with dummy credentials in us-east-1 (or the script's region): no
+network, no real account. A call that fails yields its AWS error code (`ReferenceCrash` when moto itself
+raises something other than an AWS error); `ResponseMetadata` is dropped
+and non-JSON values (datetimes, bytes, decimals) are turned into text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import sys
+from typing import Any
+
+import orjson
+
+from envfactory.spec.verification import ReferenceOutcome, ReferenceRun, ReferenceScript
+
+__all__ = ["REFERENCE_CRASH", "main", "run_script"]
+
+REFERENCE_CRASH = "ReferenceCrash"
+"""Error code of a call the reference itself crashed on (a moto bug): such calls are not compared."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if hasattr(value, "read"):  # streaming bodies
+        return base64.b64encode(value.read()).decode("ascii")
+    return value
+
+
+def _get(value: Any, path: str) -> Any:
+    """The value at a dotted path; also looks inside a one-member wrapper (`{"TableDescription": {...}}`)."""
+    found = _walk(value, path)
+    if found is None and isinstance(value, dict) and len(value) == 1:
+        (only,) = value.values()
+        found = _walk(only, path)
+    return found
+
+
+def _walk(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _set(params: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = params
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def run_script(script: ReferenceScript) -> ReferenceRun:
+    import boto3
+    from botocore.exceptions import ClientError, ParamValidationError
+    from moto import mock_aws
+
+    outcomes: list[ReferenceOutcome] = []
+    with mock_aws():
+        client = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=script.region
+        ).client(script.service)
+        for call in script.calls:
+            params = orjson.loads(orjson.dumps(call.params))
+            defined = set(client.meta.service_model.operation_model(call.operation).input_shape.members)
+            ignored = sorted(name for name in params if name not in defined)
+            for name in ignored:
+                del params[name]
+            for binding in call.bindings:
+                earlier = outcomes[binding.step].response if binding.step < len(outcomes) else None
+                _set(params, binding.param, _get(earlier, binding.path))
+            try:
+                response = client._make_api_call(call.operation, params)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                code = str(error.get("QueryErrorCode") or error.get("Code") or "Unknown")
+                outcomes.append(ReferenceOutcome(operation=call.operation, ok=False, error_code=code,
+                                                 error_message=str(error.get("Message", "")), ignored_params=ignored))
+                continue
+            except ParamValidationError as exc:
+                outcomes.append(ReferenceOutcome(operation=call.operation, ok=False, error_code="ParamValidationError",
+                                                 error_message=str(exc), ignored_params=ignored))
+                continue
+            except Exception as exc:  # a bug inside moto itself: recorded, never compared
+                outcomes.append(ReferenceOutcome(operation=call.operation, ok=False, error_code=REFERENCE_CRASH,
+                                                 error_message=f"{type(exc).__name__}: {exc}", ignored_params=ignored))
+                continue
+            outcomes.append(ReferenceOutcome(operation=call.operation, ok=True, response=_plain(response),
+                                             ignored_params=ignored))
+    return ReferenceRun(reference=script.reference, outcomes=outcomes)
+
+
+def main() -> None:
+    script = ReferenceScript.model_validate_json(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(run_script(script).to_json_bytes())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""`envfactory eval run`: run an agent on benchmark or task suites and write a report.
+
+`eval run` selects the suites (`--suite`, repeatable: bfcl_base, bfcl_miss_func, tau2_airline,
+tau2_retail; `--task-file PATH` adds our own Task v1 files), samples `--tasks N` per suite with
+`--seed` (default: `eval.run.DEFAULT_SAMPLE`; `--all` for every task), runs `--k` attempts per task
+with the agent loop and writes `runs/<run-id>/` in `--workspace`: `config.json`, `manifest.json`,
+`attempts.jsonl` (one line per finished attempt, with its trajectory), `report.json`, `report.md` and
+SVG charts. `--resume` continues a killed run (the run id defaults to a hash of the config, so the same
+command resumes the same run).
+
+The model: `--llm local` (the embedded model, default), `--llm openai:URL` with `--model NAME`, or
+`--llm replay:FILE` (a cassette; `--cassette FILE` with another provider records one). Answers are
+cached in the workspace's `llm-cache.sqlite` unless `--no-cache`.
+
+Other sub-commands (e.g. `eval contamination`) register on the same `app`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+import envfactory
+from envfactory.agent import AgentSettings, UserSettings
+from envfactory.agent import prompt_hash as agent_prompt_hash
+from envfactory.cli._output import console, emit_json
+from envfactory.cli.contamination import contamination
+from envfactory.cli.demo import _git_commit, _package_versions
+from envfactory.cli.llm import build_settings
+from envfactory.errors import SpecError
+from envfactory.eval.report import EvalReport, Metrics
+from envfactory.eval.run import (
+    DEFAULT_SAMPLE,
+    SUITES,
+    EvalConfig,
+    SuiteSelection,
+    require_suites,
+    run_eval,
+    select_tasks,
+)
+from envfactory.eval.run import Progress as RunProgress
+from envfactory.llm import LLMSettings, UsageLedger, make_client
+from envfactory.runtime.sandbox import SandboxPool
+from envfactory.runtime.sources import DEFAULT_EPOCH
+from envfactory.spec import RunManifest
+from envfactory.store import RunDir, Workspace
+
+app = typer.Typer(
+    name="eval",
+    help="Evaluate agents on our tasks and on external benchmarks (BFCL v3 multi-turn, τ²-bench).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+LOCAL_CONTEXT = 8192  # τ² policies and multi-turn BFCL histories exceed the 4096-token default
+
+
+def parse_llm(spec: str, model: str | None, api_key: str | None, cassette: Path | None,
+              models_dir: Path | None) -> LLMSettings:
+    """`local`, `openai:URL` or `replay:FILE` as `LLMSettings` (through `llm`'s own flag handling)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "local":
+        settings = build_settings("local", model, None, api_key, "json_schema", "native", cassette, models_dir)
+        return dataclasses.replace(settings, local=dataclasses.replace(settings.local, n_ctx=LOCAL_CONTEXT))
+    if kind == "openai":
+        if not rest:
+            raise SpecError("--llm openai:URL needs the endpoint URL, e.g. openai:http://127.0.0.1:8000/v1")
+        return build_settings("openai", model, rest, api_key, "json_schema", "native", cassette, models_dir)
+    if kind == "replay":
+        if not rest:
+            raise SpecError("--llm replay:FILE needs the cassette path")
+        return build_settings("replay", model, None, api_key, "json_schema", "native", Path(rest), models_dir)
+    raise SpecError(f"--llm must be local, openai:URL or replay:FILE, not {spec!r}")
+
+
+def _selections(suites: list[str], task_file: Path | None, tasks: int | None, all_tasks: bool) -> list[SuiteSelection]:
+    unknown = sorted(set(suites) - set(SUITES) - {"tasks"})
+    if unknown:
+        raise SpecError(f"unknown suite(s) {unknown}; choose from {', '.join(s for s in SUITES if s != 'tasks')}")
+    chosen = [s for s in suites if s != "tasks"] or ([] if task_file is not None else list(DEFAULT_SAMPLE))
+    out = []
+    for suite in dict.fromkeys(chosen):
+        default = DEFAULT_SAMPLE.get(suite)  # type: ignore[call-overload]
+        count = None if all_tasks else (tasks or default)
+        out.append(SuiteSelection.model_validate({"suite": suite, "count": count}))
+    if task_file is not None:
+        out.append(SuiteSelection(suite="tasks", count=None if all_tasks else tasks, path=str(task_file)))
+    return out
+
+
+def _manifest(run_id: str, config: EvalConfig) -> RunManifest:
+    return RunManifest(
+        run_id=run_id, command="envfactory eval run",
+        created_at=(DEFAULT_EPOCH + timedelta(seconds=config.seed)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        envfactory_version=envfactory.__version__, config=config.model_dump(mode="json"),
+        package_versions=_package_versions(), git_commit=_git_commit(), seeds={"eval": config.seed},
+        prompt_hashes={"agent": agent_prompt_hash()},
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _summary(report: EvalReport) -> Table:
+    table = Table(title=f"eval {report.run_id} · {report.model}", title_justify="left")
+    for column in ("group", "tasks", "attempts", "pass@1", f"pass^{report.k}", "mean reward"):
+        table.add_column(column, justify="left" if column == "group" else "right", no_wrap=True)
+
+    def row(name: str, m: Metrics, style: str = "") -> None:
+        table.add_row(name, str(m.tasks), str(m.attempts), _pct(m.pass_at_1), _pct(m.pass_hat_k),
+                      f"{m.mean_reward:.3f}", style=style)
+
+    for name, metrics in report.by_suite.items():
+        row(name, metrics)
+    row("overall", report.overall, "bold")
+    return table
+
+
+@app.command("run")
+def run(
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="bfcl_base, bfcl_miss_func, tau2_airline, "
+                                                     "tau2_retail (repeatable; default: the seeded sample).")] = None,
+    task_file: Annotated[Path | None, typer.Option("--task-file", exists=True,
+                                                   help="Our own Task v1 files (.json, .jsonl or a directory).")] = None,
+    tasks: Annotated[int | None, typer.Option("--tasks", min=1, help="Tasks sampled per suite.")] = None,
+    all_tasks: Annotated[bool, typer.Option("--all", help="Every task of the chosen suites.")] = False,
+    k: Annotated[int, typer.Option("--k", min=1, help="Attempts per task (pass^k).")] = 1,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0,
+                                               help="Agent sampling temperature (0: greedy).")] = 0.0,
+    control: Annotated[str, typer.Option("--control", help="decide (loop-driven, for small models) or native.")] = "decide",
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Agent steps per turn.")] = 4,
+    max_user_turns: Annotated[int, typer.Option("--max-user-turns", min=1,
+                                                help="Simulated-user messages per τ² episode.")] = 4,
+    llm: Annotated[str, typer.Option("--llm", envvar="ENVFACTORY_EVAL_LLM",
+                                     help="local, openai:URL or replay:FILE.")] = "local",
+    model: Annotated[str | None, typer.Option("--model", envvar="ENVFACTORY_LLM_MODEL",
+                                              help="Local model key or the endpoint's model name.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar=["ENVFACTORY_LLM_API_KEY", "OPENAI_API_KEY"],
+                                                help="Key for the endpoint.")] = None,
+    cassette: Annotated[Path | None, typer.Option("--cassette", dir_okay=False,
+                                                  help="Record every answer into this cassette.")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", envvar="ENVFACTORY_MODELS_DIR",
+                                                    file_okay=False)] = None,
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE",
+                                            file_okay=False)] = Path("workspace"),
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Default: eval-<hash of the config>.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a run, skipping finished attempts.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the LLM response cache.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run an agent on task suites; write attempts, a JSON and a Markdown report under runs/<run-id>/."""
+    if control not in ("decide", "native"):
+        raise SpecError(f"--control must be decide or native, not {control!r}")
+    mode: Literal["decide", "native"] = "decide" if control == "decide" else "native"
+    settings = parse_llm(llm, model, api_key, cassette, models_dir)
+    selections = _selections(suite or [], task_file, tasks, all_tasks)
+    require_suites(selections)  # before any model is loaded: say how to install a missing benchmark
+    ledger = UsageLedger()
+    space = Workspace(workspace)
+    cache = None if no_cache or settings.provider == "replay" else space.open_llm_cache()
+    client = make_client(settings, cache=cache, ledger=ledger)
+    config = EvalConfig(
+        suites=selections, k=k, seed=seed, model=client.model_id,
+        agent=AgentSettings(control=mode, max_steps_per_turn=max_steps, max_user_turns=max_user_turns,
+                            temperature=temperature),
+        user=UserSettings(temperature=temperature),
+    )
+    run_dir = RunDir.create(space.ensure(), run_id or config.default_run_id())
+    out = console()
+    started = time.perf_counter()
+    try:
+        with SandboxPool(max_workers=4) as pool:
+            items = select_tasks(config, sandbox=pool, workdir=run_dir.path / "work", envs_dir=space.envs_dir)
+            if not (run_dir.path / "manifest.json").exists():
+                run_dir.write_manifest(_manifest(run_dir.run_id, config))
+            if not as_json:
+                out.print(Text.assemble(("envfactory eval", "bold"),
+                                        f" · {len(items)} task(s) × {k} · {client.model_id} → {run_dir.path}"))
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=out, transient=True, disable=as_json) as progress:
+                bar = progress.add_task("attempts", total=len(items) * k)
+
+                def on_progress(event: RunProgress) -> None:
+                    label = "attempts" if event.record is None else f"{event.record.suite} {event.record.source_id}"
+                    progress.update(bar, completed=event.done, description=label)
+
+                report = run_eval(config, client, run_dir, items, resume=resume, on_progress=on_progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    elapsed = time.perf_counter() - started
+    usage = ledger.report().total()
+    timing: dict[str, Any] = {"seconds": round(elapsed, 1), "llm_calls": usage.calls,
+                              "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
+                              "completion_tokens": usage.completion_tokens}
+    (run_dir.logs_dir / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    out.print(_summary(report))
+    out.print(Text(f"{elapsed:.1f}s · {usage.calls} LLM call(s), {usage.cached_calls} cached · "
+                   f"report {run_dir.path / 'report.md'}", style="dim"))
+
+
+app.command("contamination")(contamination)  # `eval contamination`: envfactory.cli.contamination

@@ -1,0 +1,142 @@
+"""`envfactory library`: build, resume, export and reproduce the library of verified environments.
+
+- `build --config FILE`: discover → propose → compile → verify → revise → accept over the catalog
+  (`build.library.LibraryBuilder`), checkpointed under `<workspace>/builds/<config name>/`; `--resume`
+  continues a killed or stopped run; `--domain` limits a run to some domains (a library may be built one
+  domain at a time). Progress is printed per proposal. The funnel is printed at the end.
+- `export --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
+  package's shipped library is `src/envfactory/library`).
+- `reproduce`: rebuild every shipped environment from the shipped config and check that each spec
+  hash and report digest is reproduced (exit 1 when one is not).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from envfactory.build.reference import library_differential
+from envfactory.build.library import BuildEvent, LibraryBuilder, export_library, reproduce_library
+from envfactory.cli._output import console, emit_json, error_console
+from envfactory.cli.resources import CacheOption, open_catalog
+from envfactory.errors import EnvFactoryError
+from envfactory.resources.benchmarks import benchmark_tool_sets
+from envfactory.spec.library import LibraryConfig, LibraryFunnel
+from envfactory.store import Workspace
+from envfactory.verify.contamination import contamination_check
+
+app = typer.Typer(help="Build, export and reproduce the library of verified environments.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", exists=True, dir_okay=False, help="A LibraryConfig JSON file.")]
+WorkspaceOption = Annotated[
+    Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE", file_okay=False, help="Workspace directory.")
+]
+
+
+def shipped_library_dir() -> Path:
+    """The read-only library inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "library"
+
+
+def _load_config(path: Path, domains: list[str] | None) -> LibraryConfig:
+    try:
+        config = LibraryConfig.model_validate_json(path.read_bytes())
+    except ValueError as exc:
+        raise EnvFactoryError(f"{path}: not a library config: {exc}") from exc
+    if domains:
+        unknown = sorted(set(domains) - set(config.domains))
+        if unknown:
+            raise EnvFactoryError(f"--domain {', '.join(unknown)} is not in the config's domains ({', '.join(config.domains)})")
+        config = config.model_copy(update={"domains": [d for d in config.domains if d in domains]})
+    return config
+
+
+def _print_funnel(funnel: LibraryFunnel) -> None:
+    out = console()
+    out.print(f"resources considered {funnel.resources_considered} (skipped {funnel.resources_skipped}) → "
+              f"proposals {funnel.proposals} → processed {funnel.proposals_processed} → built {funnel.built} → "
+              f"verified {funnel.verified} → accepted {funnel.accepted}")
+    table = Table("check", "first round", "final")
+    final = {r.name: r for r in funnel.final_check_rates}
+    for rate in funnel.first_round_check_rates:
+        last = final.get(rate.name)
+        table.add_row(rate.name, f"{rate.passed}/{rate.total}", f"{last.passed}/{last.total}" if last else "-")
+    out.print(table)
+    out.print("accepted per domain: " + ", ".join(f"{d} {n}" for d, n in funnel.accepted_per_domain.items()))
+    if funnel.rejected_reasons:
+        out.print("rejected: " + ", ".join(f"{r} ×{n}" for r, n in funnel.rejected_reasons.items()))
+
+
+@app.command("build")
+def build(
+    config_path: ConfigOption,
+    workspace: WorkspaceOption = Path("workspace"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an earlier run of the same config.")] = False,
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")] = None,
+    cache_dir: CacheOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
+) -> None:
+    """Build (or resume) a library from a config; prints progress and the funnel."""
+    config = _load_config(config_path, domain)
+    root = Workspace(workspace).ensure().path / "builds" / config.name
+    err = error_console()
+    started = time.perf_counter()
+
+    def progress(event: BuildEvent) -> None:
+        stamp = f"[{time.perf_counter() - started:7.1f}s]"
+        if event.kind == "proposals":
+            err.print(f"{stamp} {event.message}")
+        elif event.kind == "done":
+            err.print(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
+
+    contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
+    with open_catalog(cache_dir, None, None, None, False) as catalog:
+        builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
+                                 contamination=contamination, progress=progress)
+        funnel = builder.run(resume=resume)
+    if json_out:
+        emit_json(funnel.model_dump(mode="json"))
+    else:
+        _print_funnel(funnel)
+        console().print(f"build directory: {root}")
+
+
+@app.command("export")
+def export(
+    build_dir: Annotated[Path, typer.Option("--from", exists=True, file_okay=False, help="A build directory.")],
+    target: Annotated[Path, typer.Option("--to", file_okay=False, help="Where the library goes.")],
+) -> None:
+    """Copy a build's accepted environments, with an index, to a library directory."""
+    index = export_library(build_dir, target)
+    console().print(f"exported {len(index.entries)} environment(s) to {target}")
+
+
+@app.command("reproduce")
+def reproduce(
+    library: Annotated[Path | None, typer.Option("--library", file_okay=False, help="Default: the shipped library.")] = None,
+    workspace: WorkspaceOption = Path("workspace"),
+    only: Annotated[list[str] | None, typer.Option("--env", help="Only these environments (repeatable).")] = None,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Rebuild the library's environments from its config; check every spec hash and report digest."""
+    lib = library or shipped_library_dir()
+    if not (lib / "index.json").is_file():
+        raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
+    root = Workspace(workspace).ensure().path / "builds" / "reproduce"
+    with open_catalog(cache_dir, None, None, None, False) as catalog:
+        results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential)
+    table = Table("environment", "spec hash", "report digest")
+    bad = 0
+    for result in results:
+        ok_spec = "same" if result.spec_same else "DIFFERENT"
+        ok_report = "same" if result.report_same else "DIFFERENT"
+        bad += not (result.spec_same and result.report_same)
+        table.add_row(result.name, ok_spec, ok_report)
+    console().print(table)
+    if bad:
+        raise EnvFactoryError(f"{bad} of {len(results)} environment(s) were not reproduced")
+    console().print(f"all {len(results)} environment(s) reproduced")

@@ -1,0 +1,142 @@
+"""The environment library: the config a library is built from, the outcome of each proposal, the
+funnel of a build, and the index of the library shipped with the package.
+
+Contract:
+- `LibraryConfig` is committed (`configs/library.json`); with the same catalog (pinned packages) it
+  reproduces the same proposals, the same environments and the same spec hashes.
+- `ProposalOutcome` is the checkpoint of one proposal: written atomically once the proposal reached
+  its verdict, so a resumed build skips it and a killed build loses only the proposal in flight.
+- `LibraryFunnel` holds counts and rates only; wall times live in `BuildTimings`, which is never part
+  of a hashed or compared artifact.
+- `LibraryIndex` lists the shipped environments with their spec hashes and report digests; `envs
+  verify` and the library tests compare against it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.spec.base import SpecModel, content_hash
+from envfactory.spec.meta import ENV_NAME_PATTERN, Domain
+
+LIBRARY_DOMAINS: tuple[Domain, ...] = (
+    "commerce", "finance", "travel", "office", "lifestyle", "academia", "utilities",
+)
+
+OutcomeStatus = Literal["accepted", "rejected"]
+
+
+class LibraryConfig(SpecModel):
+    """What a library build considers and what it accepts."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(default="library", pattern=r"^[a-z][a-z0-9_-]{0,47}$")
+    domains: list[Domain] = Field(default_factory=lambda: list(LIBRARY_DOMAINS), min_length=1)
+    proposals_per_domain: int = Field(default=40, ge=1, le=1000,
+                                      description="proposals considered per domain, best first")
+    accept_per_domain: int = Field(default=13, ge=1, le=1000,
+                                   description="the domain stops once this many environments are accepted")
+    seed: int = 0
+    fuzz_calls: int = Field(default=120, ge=0, le=10_000)
+    max_revise_rounds: int = Field(default=3, ge=0, le=20)
+    min_tools: int = Field(default=3, ge=1)
+    min_kept_ratio: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_tools_per_env: int = Field(default=30, ge=1)
+    differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
+    contamination_check: bool = True
+
+    def config_hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))[:16]
+
+
+class OutcomeCheck(SpecModel):
+    name: str
+    status: Literal["passed", "failed", "skipped"]
+
+
+class ProposalOutcome(SpecModel):
+    """The verdict on one proposal, after compile, verify and at most `max_revise_rounds` revisions."""
+
+    schema_version: Literal[1] = 1
+    proposal_id: str
+    proposal_name: str
+    domain: Domain
+    provider: str
+    resource: str
+    status: OutcomeStatus
+    reason: str = Field(default="", description="why it was rejected; empty when accepted")
+    env_name: str = ""
+    spec_hash: str = ""
+    report_digest: str = ""
+    built: bool = Field(default=False, description="compiled and loaded at least once")
+    verified: bool = False
+    proposed_operations: int = 0
+    tools: int = 0
+    write_tools: int = 0
+    collections: int = 0
+    linked_collections: int = 0
+    uses_rules: bool = Field(default=False, description="transitions or effects present")
+    kept_ratio: float = 0.0
+    revise_rounds: int = 0
+    first_round_checks: list[OutcomeCheck] = Field(default_factory=list)
+    final_checks: list[OutcomeCheck] = Field(default_factory=list)
+    scenarios_passed: int = 0
+    scenarios_total: int = 0
+    differential_matched: int = 0
+    differential_compared: int = 0
+
+
+class CheckRate(SpecModel):
+    name: str
+    passed: int
+    total: int
+
+
+class LibraryFunnel(SpecModel):
+    """Counts of one library build: resources considered → proposals → built → verified → accepted."""
+
+    schema_version: Literal[1] = 1
+    config_hash: str
+    resources_considered: int
+    resources_skipped: int
+    proposals: int
+    proposals_processed: int
+    built: int
+    verified: int
+    accepted: int
+    accepted_per_domain: dict[str, int]
+    rejected_reasons: dict[str, int]
+    first_round_check_rates: list[CheckRate]
+    final_check_rates: list[CheckRate]
+    revise_rounds: dict[str, int] = Field(description="rounds → environments that needed that many")
+    llm_tokens: int = 0
+
+
+class BuildTimings(SpecModel):
+    """Wall times of a build (informative only; never hashed)."""
+
+    schema_version: Literal[1] = 1
+    total_s: float
+    per_proposal_s: dict[str, float]
+
+
+class LibraryEntry(SpecModel):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=ENV_NAME_PATTERN)
+    domain: Domain
+    provider: str
+    resource: str
+    licences: list[str]
+    tools: int
+    spec_hash: str
+    report_digest: str
+
+
+class LibraryIndex(SpecModel):
+    """`library/index.json`: the environments shipped with the package."""
+
+    schema_version: Literal[1] = 1
+    config_hash: str
+    entries: list[LibraryEntry]
