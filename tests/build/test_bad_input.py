@@ -133,3 +133,19 @@ def test_licences() -> None:
     for bad in ["", "eBay API License Agreement", "Creative Commons Attribution NonCommercial 4.0 (CC-BY-NC)",
                 "Creative Commons CC BY-NC-ND 2.0", "GPL-3.0", "CC-BY-SA-4.0"]:
         assert not permissive_licence(bad), bad
+
+
+def test_a_proposal_with_nothing_compilable_raises_with_the_reasons() -> None:
+    import pytest
+
+    from envfactory.build.errors import CompileError
+
+    actions = [op("archiveNode", "POST", "/nodes/{id}/archive", ITEM), op("ping", "POST", "/ping/{id}", ITEM)]
+    resource = shop([])
+    proposal = proposals_for_resource(resource, None, "commerce")[0][0]
+    only_actions = proposal.model_copy(update={"operations": [
+        o.model_copy(update={"operation_id": a.id, "name": a.name, "role": "action"})
+        for o, a in zip(proposal.operations, actions, strict=False)
+    ]})
+    with pytest.raises(CompileError, match=r"no operation compiles.*archiveNode: not CRUD"):
+        compile_proposal(only_actions, {a.id: a for a in actions})

@@ -4,6 +4,7 @@ and the measured yield of compile + load over proposals of every domain. No LLM 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from envfactory.build.propose import (
     propose,
     propose_batch,
 )
+from envfactory.llm.scripted import ScriptedClient
 from envfactory.resources import Catalog
 
 
@@ -37,7 +39,10 @@ def test_propose_one_domain_is_deterministic_with_provenance(full_catalog: Catal
         assert proposal.id == proposal.with_id().id
         roles = {o.role for o in proposal.operations}
         assert "create" in roles and roles & {"read", "list"}
-    scores = [p.statefulness + p.usefulness for p in first.proposals]
+    services = [p.provenance[0].resource for p in first.proposals]
+    firsts = [i for i, s in enumerate(services) if s not in services[:i]]
+    assert firsts == list(range(len(firsts)))  # every service once before any service twice
+    scores = [p.statefulness + p.usefulness for p in first.proposals[: len(firsts)]]
     assert scores == sorted(scores, reverse=True)
     assert any(s.reason.startswith("licence not permissive") for s in first.skipped)
     assert len({p.name for p in first.proposals}) == len(first.proposals)
@@ -57,9 +62,41 @@ def test_small_catalog_proposals_and_dedup(small_catalog: Catalog) -> None:
     assert len(kept) == 1 and len(dropped) == len(proposals) - 1
 
 
-def test_llm_assistance_is_refused_until_it_exists(small_catalog: Catalog) -> None:
-    with pytest.raises(Exception, match="not implemented"):
-        propose(small_catalog, domains=["utilities"], llm=object())
+def test_llm_review_retitles_and_reranks(small_catalog: Catalog) -> None:
+    """Scripted client with realistic structured answers (one per reviewed proposal, in rank order)."""
+    plain = propose(small_catalog, domains=["office"], limit_per_domain=2)
+    answers = [
+        {"title": "Email identities and sending policies", "description": "Verify senders, list and remove them.",
+         "usefulness": 0.1},
+        {"title": "Personal to-do lists", "description": "Create task lists and tasks, complete and move them.",
+         "usefulness": 0.95},
+        "this is not JSON",
+        {"title": "x", "description": "y", "usefulness": 7},
+    ]
+    client = ScriptedClient([json.dumps(a) if isinstance(a, dict) else a for a in answers])
+    reviewed = propose(small_catalog, domains=["office"], limit_per_domain=2, llm=client)
+    assert len(client.requests) == 4 and client.remaining == 0  # 2 × limit candidates were reviewed
+    assert client.requests[0].response_format is not None
+    titles = [p.title for p in reviewed]
+    assert "Personal to-do lists" in titles
+    assert {p.name for p in reviewed} <= {p.name for p in propose(small_catalog, domains=["office"], limit_per_domain=4)}
+    assert titles != [p.title for p in plain]
+    assert reviewed[0].title == "Personal to-do lists"  # the model's high score moved it to the top
+    heuristic = next(p for p in propose(small_catalog, domains=["office"], limit_per_domain=4) if p.name == "tasks")
+    assert reviewed[0].usefulness == round((heuristic.usefulness + 0.95) / 2, 4)  # heuristic and model, averaged
+    for p in reviewed:
+        assert p.id == p.with_id().id
+
+
+def test_llm_answers_that_do_not_fit_leave_the_proposal(small_catalog: Catalog) -> None:
+    """Scripted client answering out of schema: the heuristic proposal stays, with the reason."""
+    (first,) = propose(small_catalog, domains=["utilities"], limit_per_domain=1)
+    from envfactory.build.review import review_proposal
+
+    kept = review_proposal(first, ScriptedClient(['{"title": "t", "description": "d", "usefulness": 3}']))
+    assert kept.title == first.title and "llm review unusable" in kept.rationale
+    with pytest.raises(Exception, match="LLMClient"):
+        propose(small_catalog, domains=["utilities"], llm=object())  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ class AgentSettings(SpecModel):
     schema_version: Literal[1] = 1
     control: Literal["decide", "native"] = "decide"
     max_steps_per_turn: int = Field(default=4, ge=1)
-    max_user_turns: int = Field(default=4, ge=1, description="simulated turns: user messages at most")
+    max_user_turns: int = Field(default=3, ge=1, description="simulated turns: user messages at most")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_answer_tokens: int = Field(default=192, ge=16)
     max_argument_tokens: int = Field(default=256, ge=16)

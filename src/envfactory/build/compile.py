@@ -120,7 +120,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
             dropped.extend(_drop(s.operation.id, "", f"{group.collection}: {exc}") for s in group.shapes)
             continue
         if coll is None:
-            dropped.extend(_drop(s.operation.id, "", f"{group.collection}: no key field can be found")
+            dropped.extend(_drop(s.operation.id, "", f"{group.collection}: no string argument names one record (e.g. keys are attribute maps); needs an authored implementation")
                            for s in group.shapes)
             continue
         collections[coll.name] = coll
@@ -143,6 +143,9 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
                 continue
             used_names.add(tool.name)
             tools.append(tool)
+    if not tools:
+        reasons = "; ".join(sorted({f"{d.operation_id.rsplit(':', 1)[-1]}: {d.reason}" for d in dropped})[:5])
+        raise CompileError(f"{proposal.name}: no operation compiles ({reasons})")
     source = _assemble(proposal, collections, tools)
     source, repaired = _repair(source)
     dropped.extend(repaired)
@@ -263,11 +266,13 @@ def _last_word(group: ResourceGroup) -> str:
 
 def _choose_key(group: ResourceGroup, coll: _Collection) -> str | None:
     if group.style in ("aws", "name"):
-        if group.key_member is None:
-            outputs = [f for f in coll.fields if f.endswith(("Id", "Arn", "Url")) and f in coll.read_only | set(coll.fields)]
-            return outputs[0] if outputs and not any(s.role in ("read", "update", "delete") for s in group.shapes) else None
-        return field_name(group.key_member)
-    for candidate in ("id", "_id", "uuid", "name"):
+        if group.key_member is not None:
+            return field_name(group.key_member)
+        if any(s.role in ("read", "update", "delete") for s in group.shapes):
+            return None  # they name records somehow, but not by one string argument
+        # create and list only (an SQS message): key the records by the id the create returns
+        return next((f for f in sorted(coll.fields) if f.endswith(("Id", "Arn", "Url"))), None)
+    for candidate in ("id", "_id", "uuid"):
         if candidate in coll.fields and json_type(coll.fields[candidate]) in ("string", "integer", None):
             return candidate
     if group.key_member is not None:
@@ -306,7 +311,8 @@ def _link_parents(coll: _Collection, by_noun: Mapping[str, _Collection]) -> None
         if parent is None or parent is coll:
             continue
         safe = field_name(arg)
-        if safe == coll.key or (safe in coll.fields and coll.originals.get(safe) != arg):
+        generic = arg.lower() in ("id", "_id", "key", "uuid", "name")
+        if generic or safe == coll.key or (safe in coll.fields and coll.originals.get(safe) != arg):
             safe = field_name(f"{singular(parent.name)}_id")
         if safe == coll.key:
             continue
@@ -376,9 +382,10 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
             add(key_arg, {"type": "string", **({"description": schema["description"]} if "description" in schema else {})}, original, True)
         else:
             our = field_name(original)
-            if our in properties or our in coll.fields:
+            if our in properties or our == coll.key:
                 continue
-            add(our, schema, original, where == "path")
+            # a query parameter that is a record field takes the record's schema (a list filter)
+            add(our, coll.fields.get(our, schema), original, where == "path")
     writes = shape.role in ("create", "update")
     for original, schema in body_props.items():
         our = field_name(original)
@@ -480,9 +487,16 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
     for name, coll in collections.items():
         if name not in needed:
             continue
+        references = [ReferenceDecl(field=safe, collection=parent, on_delete="cascade")
+                      for parent, safe, _ in coll.parents if parent in needed]
+        references += _named_references(coll, {n: collections[n] for n in sorted(needed)}, {r.field for r in references})
+        properties = dict(sorted(coll.fields.items()))
+        for ref in references:  # a reference holds another record's key: any key the engine makes fits
+            described = properties.get(ref.field, {})
+            properties[ref.field] = {"type": "string", **({"description": described["description"]} if "description" in described else {})}
         record = {
             "type": "object",
-            "properties": dict(sorted(coll.fields.items())),
+            "properties": properties,
             "required": [coll.key],
             "additionalProperties": False,
         }
@@ -493,7 +507,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
             id_width=4 if coll.generated else 0,
             record_schema=record,
             unique=coll.unique,
-            references=[ReferenceDecl(field=safe, collection=parent, on_delete="cascade") for parent, safe, _ in coll.parents if parent in needed],
+            references=references,
         )
     provenance = [
         p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
@@ -504,6 +518,26 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
         provenance=provenance,
     )
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
+
+
+def _named_references(coll: _Collection, others: Mapping[str, _Collection], taken: set[str]) -> list[ReferenceDecl]:
+    """References from fields named like another collection's key: `customer_id` → customers,
+    `TableName` → tables (keyed by `TableName`). Deleting the referenced record is refused while
+    such a record refers to it (`restrict`), since the API would leave it dangling otherwise."""
+    out: list[ReferenceDecl] = []
+    for name, schema in sorted(coll.fields.items()):
+        if name == coll.key or name in taken or json_type(schema) != "string" or name in coll.read_only:
+            continue
+        for other_name, other in others.items():
+            if other is coll:
+                continue
+            stem = singular(other_name)
+            named = name.lower() in {f"{stem}_id", f"{stem}id".replace("_", "")} or name.replace("_", "").lower() == f"{stem}id".replace("_", "")
+            keyed = other.key not in ("id", "_id", "name", "uuid") and name == other.key
+            if named or keyed:
+                out.append(ReferenceDecl(field=name, collection=other_name, on_delete="restrict"))
+                break
+    return out
 
 
 _PROBLEM_TOOL = re.compile(r"^\s*- tools\.([A-Za-z0-9_-]+)[.:]")

@@ -11,11 +11,15 @@ Contract:
   in the batch's `skipped` list with the reason, and so is every service that yields no proposal.
 - Scores: `statefulness` = 0.6 × the share of CRUD roles the groups cover + 0.4 when ≥ 2 collections
   are linked; `usefulness` = the mean over operations of description (0.4), examples (0.3) and schema
-  richness (0.3). Proposals are ordered by score, then name; near-duplicates (the same collections
+  richness (0.3). Proposals are ordered by `rank` (score, then name, spread over services so the
+  cut at `limit_per_domain` keeps many providers); near-duplicates (the same collections
   of the same service in another version, or embedding cosine ≥ `DUPLICATE_COSINE` when an embed
   function is given) are dropped, keeping the better-ranked one.
 - Deterministic: the same catalog and arguments give the same proposals (ids are content hashes).
-  No LLM is used today; passing one is refused rather than silently ignored.
+- With an `llm`, the best `2 × limit_per_domain` candidates of each domain are reviewed
+  (`review.review_proposal`: title, description, usefulness as structured output) and re-ranked;
+  names, operations and provenance stay the heuristics'. Without one (the library default), no model
+  is involved.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from envfactory.build.errors import BuildError
 from envfactory.build.naming import env_name, snake
+from envfactory.build.review import review_proposal
 from envfactory.build.schemas import object_properties
 from envfactory.build.shapes import ResourceGroup, group_operations
+from envfactory.llm.protocols import LLMClient
 from envfactory.resources.catalog import Catalog, ServiceFilter
 from envfactory.resources.model import Resource, ServiceEntry
 from envfactory.spec import Domain, Operation, Provenance
@@ -62,7 +67,8 @@ def permissive_licence(licence: str) -> bool:
 
 def propose(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
-    llm: Any = None, limit_per_domain: int = 20, licence_filter: Callable[[str], bool] = permissive_licence,
+    llm: LLMClient | None = None, limit_per_domain: int = 20,
+    licence_filter: Callable[[str], bool] = permissive_licence,
 ) -> list[Proposal]:
     """The proposals of `propose_batch` (the skip list is dropped; use `propose_batch` to keep it)."""
     return propose_batch(
@@ -73,12 +79,13 @@ def propose(
 
 def propose_batch(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
-    llm: Any = None, limit_per_domain: int = 20, licence_filter: Callable[[str], bool] = permissive_licence,
+    llm: LLMClient | None = None, limit_per_domain: int = 20,
+    licence_filter: Callable[[str], bool] = permissive_licence,
 ) -> ProposalBatch:
     """Proposals for each domain (at most `limit_per_domain` each, domains in the order given) and
     everything skipped on the way, with reasons."""
-    if llm is not None:
-        raise BuildError("LLM-assisted proposals are not implemented yet; call propose without llm")
+    if llm is not None and not isinstance(llm, LLMClient):
+        raise BuildError(f"llm must be an LLMClient, not {type(llm).__name__}")
     proposals: list[Proposal] = []
     skipped: list[SkippedResource] = []
     seen_services: set[str] = set()
@@ -100,12 +107,27 @@ def propose_batch(
             candidates.extend(made)
             if not made:
                 skipped.append(SkippedResource(resource=entry.id, reason=why))
-        ranked = sorted(candidates, key=lambda p: (-(p.statefulness + p.usefulness), p.name, p.id))
-        kept, dropped = deduplicate(ranked, embed)
+        kept, dropped = deduplicate(rank(candidates), embed)
         skipped.extend(SkippedResource(resource=p.provenance[0].resource, reason=f"near-duplicate of {twin}")
                        for p, twin in dropped)
+        if llm is not None:  # the model re-ranks the best heuristic candidates, twice as many as kept
+            shortlist = [review_proposal(p, llm) for p in kept[: 2 * limit_per_domain]]
+            kept = rank(shortlist)
         proposals.extend(kept[:limit_per_domain])
     return ProposalBatch(proposals=proposals, skipped=skipped)
+
+
+def rank(proposals: Sequence[Proposal]) -> list[Proposal]:
+    """Best first, spread over services: every service's best proposal (by score, then name) comes
+    before any service's second best, so a cut at `limit_per_domain` keeps many providers."""
+    by_score = sorted(proposals, key=lambda p: (-(p.statefulness + p.usefulness), p.name, p.id))
+    seen: dict[str, int] = {}
+    place: dict[str, int] = {}
+    for proposal in by_score:
+        service = proposal.provenance[0].provider + ":" + snake(proposal.provenance[0].service)
+        place[proposal.id] = seen.get(service, 0)
+        seen[service] = place[proposal.id] + 1
+    return sorted(by_score, key=lambda p: place[p.id])  # stable: score order within each round
 
 
 def proposals_for_resource(resource: Resource, entry: ServiceEntry | None, domain: str) -> tuple[list[Proposal], str]:
@@ -139,7 +161,7 @@ def _components(groups: list[ResourceGroup], stateful: list[ResourceGroup]) -> l
                 included.add(group.noun)
     adjacency: dict[str, set[str]] = {n: set() for n in included}
     for noun in included:
-        for parent, _ in by_noun[noun].parents:
+        for parent in [p for p, _ in by_noun[noun].parents] + by_noun[noun].related:
             if parent in included:
                 adjacency[noun].add(parent)
                 adjacency[parent].add(noun)

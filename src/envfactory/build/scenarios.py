@@ -14,7 +14,10 @@ Contract:
 - Expected output: the example output, unwrapped when it is an object with one object member (AWS
   wraps records: `{"TableDescription": {...}}`), renamed to our field names and restricted to fields our
   output schema declares. Fields that hold ids our environment generates, and timestamps, are marked
-  `volatile` (present, value not compared).
+  `volatile` (present, value not compared). Identifiers the service assigns in the example's own
+  account — fields named `…Id`, `…Arn`, `…Url` (and snake-case forms) whose value the example input does
+  not contain and that our env does not generate — are left out: they are facts about that account, not
+  about the operation.
 - State: after a create with an example, a `StateAssertion` says the record exists with the input's
   record fields. Examples that read or change an existing record are used only when a seed holds that
   record (the scenario then starts from that seed); otherwise they are skipped, not faked.
@@ -41,6 +44,7 @@ __all__ = ["scenarios_from_examples"]
 
 _TIMESTAMP_NAME = re.compile(r"(_at|Date|Time|Timestamp|DateTime|_time|_date)$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_IDENTIFIER_NAME = re.compile(r"(Id|ID|Arn|ARN|Url|URL|_id|_arn|_url)$")
 
 
 def _resolve(operations: Mapping[str, Operation], operation_id: str) -> Operation | None:
@@ -123,7 +127,8 @@ def _scenario(
             initial = holders[0]
     elif tool.effect == "write" or any(isinstance(v, str) for v in arguments.values()):
         return None  # python toolkits: no declared key to check the example's preconditions against
-    expected, volatile = _expected_output(tool, example_output, inverse, generated)
+    echoed = {v for v in example_input.values() if isinstance(v, str)}
+    expected, volatile = _expected_output(tool, example_output, inverse, generated, echoed)
     oracle = "awscli_example" if example_source.lower().startswith("awscli") else "spec_example"
     step = ScenarioStep(tool=tool.name, arguments=arguments, expect_output=expected, volatile=volatile)
     assertions: list[StateAssertion] = []
@@ -163,7 +168,7 @@ def _seed_holding_references(
 
 
 def _expected_output(
-    tool: ToolSpec, output: Any, inverse: Mapping[str, str], generated: set[str]
+    tool: ToolSpec, output: Any, inverse: Mapping[str, str], generated: set[str], echoed: set[str]
 ) -> tuple[dict[str, Any] | None, list[str]]:
     if not isinstance(output, dict) or not output:
         return None, []
@@ -178,6 +183,8 @@ def _expected_output(
         ours = inverse.get(original, original)
         if ours not in declared:
             continue
+        if ours not in generated and _IDENTIFIER_NAME.search(original) and value not in echoed:
+            continue  # assigned by the service in the example's account: says nothing about the operation
         expected[ours] = value
         if ours in generated or _TIMESTAMP_NAME.search(ours) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
             volatile.append(ours)

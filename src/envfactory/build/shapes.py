@@ -64,6 +64,7 @@ class ResourceGroup:
     shapes: list[OperationShape] = field(default_factory=list)
     key_member: str | None = None  # the argument naming one record (`QueueUrl`, `tasklist`, `id`)
     parents: list[tuple[str, str]] = field(default_factory=list)  # (parent noun, argument carrying its key)
+    related: list[str] = field(default_factory=list)  # nouns of groups a create field is named after
 
     @property
     def collection(self) -> str:
@@ -165,6 +166,9 @@ def _path_shape(op: Operation) -> OperationShape:
         role = {"GET": "list", "POST": "create"}.get(method, "action")
         if role == "create" and name_words and verb_role(name_words[0]) in ("list", "read"):
             role = "action"  # POST /search and friends read, they do not create
+        after_param = len(segments) >= 2 and bool(_PARAM.match(segments[-2]))
+        if role == "create" and after_param and singular(segments[-1]) == segments[-1]:
+            role = "action"  # POST /orders/{id}/cancel: a verb on a record, not a new collection
     item = params[-1] if item_level and params else None
     note = "" if role != "action" else f"{method} {op.http_path} is not CRUD on a collection"
     partial = method == "PATCH" or (method == "POST" and role == "update")
@@ -321,3 +325,22 @@ def _link(groups: list[ResourceGroup]) -> None:
                             and _is_required_string(schema, member)):
                         parents.setdefault(parent.noun, member)
         group.parents = sorted(parents.items())
+        group.related = _named_links(group, groups)
+
+
+def _named_links(group: ResourceGroup, groups: list[ResourceGroup]) -> list[str]:
+    """Groups a create's body field is named after (`customer_id` → customers), for grouping only."""
+    fields: set[str] = set()
+    for shape in group.shapes:
+        if shape.role == "create":
+            props = object_properties(shape.operation.input_schema)
+            body = props.get("body")
+            fields |= {f.lower().replace("_", "") for f in (*props, *object_properties(body if isinstance(body, dict) else None))}
+    related = []
+    for other in groups:
+        if other is not group:
+            stem = singular(other.collection.rsplit("_", 1)[-1]) if other.collection else ""
+            full = singular(other.collection).replace("_", "")
+            if stem and ({f"{full}id", f"{stem}id"} & fields) and (other.key_member or other.style == "path"):
+                related.append(other.noun)
+    return sorted(related)

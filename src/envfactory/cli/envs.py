@@ -24,7 +24,7 @@ from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
 from envfactory.errors import EnvFactoryError
-from envfactory.runtime import Environment, bundled_env_names, load_env
+from envfactory.runtime import Environment, bundled_env_names, library_env_names, library_root, load_env
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import DeclarativeImplementation, ScenarioTest, VerificationReport, load_scenarios
 from envfactory.verify.envchecks import verify_environment
@@ -128,30 +128,53 @@ def _counts_text(counts: dict[str, int]) -> str:
 # -- verbs ---------------------------------------------------------------------------------------------
 
 
+LibraryOption = Annotated[
+    bool, typer.Option("--library", help="List the shipped library of verified environments instead of the bundled ones.")
+]
+DomainOption = Annotated[str | None, typer.Option("--domain", help="Only environments of this domain.")]
+
+
+def _library_row(name: str) -> dict[str, Any]:
+    env = load_env(library_root() / name)
+    row = env_summary(env)
+    report_path = library_root() / name / "report.json"
+    report = VerificationReport.model_validate_json(report_path.read_bytes()) if report_path.is_file() else None
+    row["verdict"] = report.verdict if report is not None else "unverified"
+    row["providers"] = sorted({p.provider for p in env.spec.meta.provenance})
+    row["licences"] = sorted({p.licence for p in env.spec.meta.provenance})
+    return row
+
+
 @app.command("list")
-def list_envs(as_json: JsonOption = False) -> None:
-    """List the bundled environments."""
+def list_envs(as_json: JsonOption = False, library: LibraryOption = False, domain: DomainOption = None) -> None:
+    """List the bundled environments (or, with --library, the shipped library)."""
     rows: list[dict[str, Any]] = []
-    for name in bundled_env_names():
+    names = library_env_names() if library else bundled_env_names()
+    for name in names:
         try:
-            rows.append(env_summary(load_env(name)))
+            rows.append(_library_row(name) if library else env_summary(load_env(name)))
         except EnvFactoryError as exc:
             rows.append({"name": name, "error": str(exc)})
+    if domain is not None:
+        rows = [row for row in rows if "error" in row or row.get("domain") == domain]
     failed = [row for row in rows if "error" in row]
     if as_json:
         emit_json(rows)
     else:
-        table = Table(title=f"{len(rows)} bundled environment(s)", title_justify="left")
-        for column in ("name", "version", "domain", "kind", "tools", "writes"):
+        what = "library" if library else "bundled"
+        table = Table(title=f"{len(rows)} {what} environment(s)", title_justify="left")
+        columns = ["name", "version", "domain", "kind", "tools", "writes"] + (["verdict", "provider"] if library else [])
+        for column in columns:
             table.add_column(column, no_wrap=True, justify="right" if column in ("tools", "writes") else "left")
         table.add_column("description")
         for row in rows:
             if "error" in row:
-                table.add_row(row["name"], "", "", "", "", "", Text(f"cannot load: {row['error']}", style="red"))
+                table.add_row(row["name"], *[""] * (len(columns) - 1), Text(f"cannot load: {row['error']}", style="red"))
             else:
+                extra = [row["verdict"], ", ".join(row["providers"])] if library else []
                 table.add_row(
                     row["name"], row["version"], row["domain"], row["kind"],
-                    str(row["tools"]), str(row["writes"]), _first_sentence(row["description"]),
+                    str(row["tools"]), str(row["writes"]), *extra, _first_sentence(row["description"]),
                 )
         console().print(table)
     if failed:

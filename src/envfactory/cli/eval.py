@@ -141,7 +141,7 @@ def run(
     control: Annotated[str, typer.Option("--control", help="decide (loop-driven, for small models) or native.")] = "decide",
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Agent steps per turn.")] = 4,
     max_user_turns: Annotated[int, typer.Option("--max-user-turns", min=1,
-                                                help="Simulated-user messages per τ² episode.")] = 4,
+                                                help="Simulated-user messages per τ² episode.")] = 3,
     llm: Annotated[str, typer.Option("--llm", envvar="ENVFACTORY_EVAL_LLM",
                                      help="local, openai:URL or replay:FILE.")] = "local",
     model: Annotated[str | None, typer.Option("--model", envvar="ENVFACTORY_LLM_MODEL",

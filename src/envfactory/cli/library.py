@@ -19,8 +19,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from envfactory.build.reference import library_differential
 from envfactory.build.library import BuildEvent, LibraryBuilder, export_library, reproduce_library
+from envfactory.build.reference import library_differential
 from envfactory.cli._output import console, emit_json, error_console
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
@@ -82,7 +82,7 @@ def build(
 ) -> None:
     """Build (or resume) a library from a config; prints progress and the funnel."""
     config = _load_config(config_path, domain)
-    root = Workspace(workspace).ensure().path / "builds" / config.name
+    root = Workspace(workspace).ensure().root / "builds" / config.name
     err = error_console()
     started = time.perf_counter()
 
@@ -126,7 +126,7 @@ def reproduce(
     lib = library or shipped_library_dir()
     if not (lib / "index.json").is_file():
         raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
-    root = Workspace(workspace).ensure().path / "builds" / "reproduce"
+    root = Workspace(workspace).ensure().root / "builds" / "reproduce"
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential)
     table = Table("environment", "spec hash", "report digest")

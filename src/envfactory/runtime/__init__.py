@@ -5,7 +5,13 @@ snapshot/restore/fork/hash/diff (DESIGN §3). Imports only `spec` (and `envfacto
 from envfactory.runtime.backend import Backend, PreparedCall, StateHandle
 from envfactory.runtime.environment import CompiledTool, Environment
 from envfactory.runtime.group import SessionGroup, open_group, qualified_name
-from envfactory.runtime.loader import bundled_env_names, load_env, parse_env_document
+from envfactory.runtime.loader import (
+    bundled_env_names,
+    library_env_names,
+    library_root,
+    load_env,
+    parse_env_document,
+)
 from envfactory.runtime.session import Session, open_session
 from envfactory.runtime.sources import CallContext, ClockConfig
 
@@ -20,6 +26,8 @@ __all__ = [
     "SessionGroup",
     "StateHandle",
     "bundled_env_names",
+    "library_env_names",
+    "library_root",
     "load_env",
     "open_group",
     "open_session",

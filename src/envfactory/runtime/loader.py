@@ -39,6 +39,18 @@ def bundled_env_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / SOURCE_FILE).is_file() or (p / SPEC_FILE).is_file())
 
 
+def library_root() -> Path:
+    """The library of verified environments shipped with the package (read-only package data)."""
+    return Path(str(resources.files("envfactory") / "library"))
+
+
+def library_env_names() -> list[str]:
+    root = library_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / SPEC_FILE).is_file())
+
+
 def describe_validation_error(what: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors()[:20]:
@@ -135,7 +147,8 @@ def load_seeds(directory: Path) -> dict[str, Any]:
 
 
 def load_env(ref: str | Path, *, trusted: bool = False, sandbox: SandboxPool | None = None) -> Environment:
-    """Load an environment from a directory, an env/spec file, or the name of a bundled environment.
+    """Load an environment from a directory, an env/spec file, or the name of a bundled environment
+    or of an environment of the shipped library (bundled names win).
 
     `trusted=True` lets a python toolkit that is not bundled run in this process. Otherwise such a
     toolkit runs in a worker of `sandbox` (its spec is derived there too: its code is never imported
@@ -143,12 +156,14 @@ def load_env(ref: str | Path, *, trusted: bool = False, sandbox: SandboxPool | N
     """
     path = Path(ref)
     if not path.exists():
-        candidate = bundled_envs_root() / str(ref)
-        if isinstance(ref, str) and "/" not in ref and candidate.is_dir():
-            path = candidate
-        else:
+        bare = isinstance(ref, str) and "/" not in ref and ref not in ("", ".", "..")
+        candidates = [bundled_envs_root() / str(ref), library_root() / str(ref)] if bare else []
+        found = next((c for c in candidates if c.is_dir()), None)
+        if found is None:
             known = ", ".join(bundled_env_names())
-            raise SpecError(f"no environment at {ref!s} (not a path, nor a bundled environment: {known})")
+            raise SpecError(f"no environment at {ref!s} (not a path, nor a bundled environment ({known}), "
+                            "nor one of the shipped library's: `envfactory envs list --library`)")
+        path = found
     if path.is_dir():
         directory = path
         file = path / SOURCE_FILE if (path / SOURCE_FILE).is_file() else path / SPEC_FILE
