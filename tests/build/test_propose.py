@@ -102,7 +102,8 @@ def test_llm_answers_that_do_not_fit_leave_the_proposal(small_catalog: Catalog) 
 @pytest.mark.slow
 def test_yield_of_compile_and_load_across_domains(full_catalog: Catalog, tmp_path: Path) -> None:
     """Up to 30 proposals per domain of the smaller domains: how many compile and load (printed; at
-    least 90 % must). Over all 7 domains (206 proposals) this took ~10 min, mostly loading specs."""
+    least 90 % must). All 7 domains (202 proposals) take 2–4 min on 2 cores with a warm catalog cache,
+    most of it loading specs; these four take seconds."""
     proposals = propose(full_catalog, domains=[d for d in DOMAINS if d not in ("utilities", "office", "commerce")],
                         limit_per_domain=30)
     loaded, failures, times = 0, [], []

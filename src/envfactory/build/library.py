@@ -140,11 +140,14 @@ class LibraryBuilder:
         batch = self._proposals()
         outcomes = self._existing_outcomes()
         accepted = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
+        per_provider = Counter((o.domain, o.provider) for o in outcomes.values() if o.status == "accepted")
         self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals"))
-        for proposal in batch.proposals:
+        for proposal in self._ordered(batch.proposals):
             if proposal.id in outcomes:
                 continue
             if accepted[proposal.domain] >= self.config.accept_per_domain:
+                continue
+            if per_provider[proposal.domain, proposal.provenance[0].provider] >= self.config.max_per_provider_in_domain:
                 continue
             self.progress(BuildEvent("start", proposal.domain, proposal.name,
                                      accepted_in_domain=accepted[proposal.domain],
@@ -156,6 +159,7 @@ class LibraryBuilder:
             outcomes[proposal.id] = outcome
             if outcome.status == "accepted":
                 accepted[proposal.domain] += 1
+                per_provider[outcome.domain, outcome.provider] += 1
             self.progress(BuildEvent("done", proposal.domain, outcome.env_name or proposal.name,
                                      message=outcome.status if not outcome.reason else f"{outcome.status}: {outcome.reason}",
                                      accepted_in_domain=accepted[proposal.domain],
@@ -168,6 +172,19 @@ class LibraryBuilder:
         timings = BuildTimings(total_s=round(self.clock() - started, 3), per_proposal_s=dict(sorted(merged.items())))
         write_atomic(paths.timings, timings.to_json_bytes())
         return funnel
+
+    def _ordered(self, proposals: Sequence[Proposal]) -> list[Proposal]:
+        """Proposals in batch order, except that those of `config.first` resources lead their domain."""
+        first = set(self.config.first)
+
+        def leads(proposal: Proposal) -> bool:
+            return any(p.resource in first or p.resource.rsplit(":", 1)[0] in first for p in proposal.provenance)
+
+        ordered: list[Proposal] = []
+        for domain in dict.fromkeys(p.domain for p in proposals):
+            mine = [p for p in proposals if p.domain == domain]
+            ordered += [p for p in mine if leads(p)] + [p for p in mine if not leads(p)]
+        return ordered
 
     def _proposals(self) -> ProposalBatch:
         path = self.paths.proposals
@@ -305,11 +322,12 @@ class LibraryBuilder:
             failed = [c for c in report.checks if c.status == "failed"]
             return "verification failed: " + "; ".join(f"{c.name}: {c.detail[:160]}" for c in failed)
         if outcome.tools < self.config.min_tools:
-            return f"too few tools after revision: {outcome.tools} < {self.config.min_tools}"
+            return f"too few tools: {outcome.tools} < {self.config.min_tools} after compile and revision"
         if outcome.write_tools < 1 or read_tools < 1:
-            return "needs at least one write and one read tool on shared state"
+            return "no shared state: needs at least one write and one read tool"
         if outcome.kept_ratio < self.config.min_kept_ratio:
-            return f"kept {outcome.kept_ratio:.0%} of the proposed operations (< {self.config.min_kept_ratio:.0%})"
+            return (f"too few operations kept: {outcome.kept_ratio:.0%} of the proposed operations "
+                    f"(< {self.config.min_kept_ratio:.0%})")
         if self.contamination is not None:
             reasons = self.contamination(spec)
             if reasons:

@@ -43,7 +43,10 @@ class LibraryConfig(SpecModel):
     max_revise_rounds: int = Field(default=3, ge=0, le=20)
     min_tools: int = Field(default=3, ge=1)
     min_kept_ratio: float = Field(default=0.6, ge=0.0, le=1.0)
-    max_tools_per_env: int = Field(default=30, ge=1)
+    max_per_provider_in_domain: int = Field(
+        default=1000, ge=1, description="accepted environments per provider (aws, google, each API host) and domain")
+    first: list[str] = Field(default_factory=list,
+                             description="catalog resources (e.g. aws:sqs) whose proposals are built first in their domain")
     differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
     contamination_check: bool = True
 

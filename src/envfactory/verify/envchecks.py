@@ -289,7 +289,9 @@ def _source_problems(spec: EnvSpec, operations: Mapping[str, Operation] | None) 
             continue
         original = _property_names(operation.input_schema) | _property_names(operation.output_schema)
         for param, field in sorted(source.field_names.items()):
-            if field.split(".")[-1] not in original:
+            # A dotted original name is either one top-level name (Google query parameters such as
+            # `regionsVersion.version`) or a path whose last step is a nested property.
+            if field not in original and field.split(".")[-1] not in original:
                 problems.append((tool.name, f"{param!r} maps to {field!r}, which {operation.name} does not have"))
     return problems
 
