@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.errors import BuildError
 from envfactory.build.propose import permissive_licence, propose_batch
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.resources.catalog import Catalog
@@ -288,7 +289,7 @@ class LibraryBuilder:
         kept = len(compiled.compiled)
         write_tools = sum(1 for t in spec.tools if t.effect == "write")
         read_tools = len(spec.tools) - write_tools
-        collections, linked, rules = _shape(spec)
+        collections, linked, rules = env_shape(spec)
         tally_passed = sum(t.passed for t in report.scenarios_by_oracle.values())
         tally_total = sum(t.total for t in report.scenarios_by_oracle.values())
         diff_matched = sum(d.matched for d in report.differential)
@@ -357,7 +358,7 @@ def _without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
     return proposal.model_copy(update={"operations": kept_ops}), dropped
 
 
-def _shape(spec: EnvSpec) -> tuple[int, int, bool]:
+def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
     """(collections, collections linked by a reference, whether transitions or effects are used)."""
     impl = spec.implementation
     if not isinstance(impl, DeclarativeImplementation):
@@ -424,8 +425,11 @@ def export_library(build_root: Path, target: Path) -> LibraryIndex:
     """Copy the accepted environments of a build to `target` (the package's read-only library) and
     write `target/index.json`. The target is replaced as a whole."""
     paths = BuildPaths(build_root)
-    config = LibraryConfig.model_validate_json(paths.config.read_bytes())
-    outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
+    try:
+        config = LibraryConfig.model_validate_json(paths.config.read_bytes())
+        outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{build_root} is not a readable library build: {exc}") from exc
     index = library_index(config, paths.envs, outcomes)
     staging = target.with_name(target.name + ".staging")
     if staging.exists():

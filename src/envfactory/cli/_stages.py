@@ -13,6 +13,9 @@ installed models give the same bytes) and whose `status` is `ok`, `failed` (a ch
   and searched.
 - `graph`: the tool graph over the bundled environments; 1,000 topology-aware and 1,000 random-walk
   chains sampled and checked (every required input bound to the user or an earlier call's output).
+- `envgen`: EnvGen on authentic resources: AWS SES identities proposed from the botocore model, compiled,
+  verified (every check) and differential-tested against moto in a subprocess; then one shipped library
+  environment per domain re-verified, which must reproduce its shipped report digest.
 - `model`: the embedded local model picks a shop tool and its arguments for a user request under a
   JSON-schema grammar; the call runs in a session.
 """
@@ -169,6 +172,74 @@ def stage_catalog(cache_dir: Path | None, progress: Callable[[str], None]) -> St
         summary += f" (not set up: {', '.join(missing)})"
     return StageResult("catalog", "ok" if hits else "failed", summary,
                        {"services": len(services), "operations": operations, "top_hits": top, "not_set_up": missing})
+
+
+def stage_envgen(seed: int) -> StageResult:
+    try:
+        from envfactory.build.library import LibraryBuilder
+        from envfactory.build.propose import proposals_for_resource
+        from envfactory.build.reference import library_differential
+        from envfactory.resources import AwsSource, Catalog
+        from envfactory.runtime import library_root
+        from envfactory.spec.library import LibraryConfig, LibraryIndex
+        from envfactory.verify.envchecks import verify_environment
+    except ImportError as exc:
+        return _skip("envgen", "install the resources extra: pip install -e '.[resources]'", exc)
+    index_path = library_root() / "index.json"
+    if not index_path.is_file():
+        return StageResult("envgen", "failed", f"the shipped library is missing ({index_path})")
+    library_config = LibraryConfig.model_validate_json((library_root() / "config.json").read_bytes())
+    config = library_config.model_copy(update={"seed": seed})
+    work = Path(tempfile.mkdtemp(prefix="envfactory-envgen-"))
+    try:
+        with Catalog([AwsSource(["ses"])], work / "catalog") as catalog:
+            entry = catalog.service("aws:ses")
+            proposals, _ = proposals_for_resource(catalog.resource(entry.id), entry, "utilities")
+            chosen = next(p for p in proposals if any(op.name == "VerifyEmailIdentity" for op in p.operations))
+            builder = LibraryBuilder(catalog, config, work / "build", differential=library_differential)
+            outcome = builder.build_proposal(chosen)
+    except (EnvFactoryError, ImportError, OSError) as exc:
+        return _skip("envgen", "the SES build could not run (botocore and moto come with the resources extra)", exc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    index = LibraryIndex.model_validate_json(index_path.read_bytes())
+    first_per_domain: dict[str, str] = {}
+    for item in index.entries:
+        first_per_domain.setdefault(item.domain, item.name)
+    digests = {e.name: e.report_digest for e in index.entries}
+    reproduced = {}
+    for domain, name in sorted(first_per_domain.items()):
+        report = verify_environment(name, _shipped_scenarios(library_root() / name), seed=library_config.seed,
+                                    fuzz_calls=library_config.fuzz_calls, differential=_shipped_differential(library_root() / name))
+        reproduced[f"{domain}:{name}"] = report.evidence_digest == digests[name]
+    ok = outcome.verified and outcome.differential_compared > 0 and \
+        outcome.differential_matched == outcome.differential_compared and all(reproduced.values())
+    verdict = outcome.status + (f" ({outcome.reason})" if outcome.reason else "")
+    summary = (f"aws:ses → {outcome.env_name}: verified, {verdict}, {outcome.tools} tools, "
+               f"moto {outcome.differential_matched}/{outcome.differential_compared} calls agree; "
+               f"library {len(index.entries)} envs, {sum(reproduced.values())}/{len(reproduced)} re-verified "
+               f"(one per domain) reproduce their digests")
+    return StageResult("envgen", "ok" if ok else "failed", summary, {
+        "ses": {"status": outcome.status, "verified": outcome.verified, "reason": outcome.reason, "spec_hash": outcome.spec_hash,
+                "report_digest": outcome.report_digest, "differential": [outcome.differential_matched,
+                                                                         outcome.differential_compared]},
+        "library_size": len(index.entries), "reverified": reproduced,
+    })
+
+
+def _shipped_scenarios(directory: Path) -> list[Any]:
+    from envfactory.spec import load_scenarios
+
+    path = directory / "scenarios.json"
+    return load_scenarios(path.read_bytes()) if path.is_file() else []
+
+
+def _shipped_differential(directory: Path) -> list[Any]:
+    """The differential results a shipped report was accepted with (re-running moto is the job of
+    `envfactory library reproduce`; the demo re-checks every other piece of evidence)."""
+    from envfactory.spec import VerificationReport
+
+    return list(VerificationReport.model_validate_json((directory / "report.json").read_bytes()).differential)
 
 
 def stage_graph(seed: int, chains: int = 1000) -> StageResult:

@@ -4,7 +4,8 @@ It runs every stage that has landed, on embedded defaults, and ends with a summa
 for each bundled environment, one episode of schema-guided calls is run (see
 `envfactory.cli._episodes`), with fork, snapshot, restore and replay checks. Then one pass through each
 other landed layer (`envfactory.cli._stages`): the sandbox, rewards, serving over HTTP, the resource
-catalog, the tool graph and the embedded local model. The run directory `<workspace>/runs/<run-id>/` then holds:
+catalog, EnvGen (an SES environment built, verified and differential-tested against moto; shipped
+library environments re-verified), the tool graph and the embedded local model. The run directory `<workspace>/runs/<run-id>/` then holds:
 
 - `manifest.json`: a `RunManifest`. Its run id and `created_at` come from the configuration and the
   seed, never from the wall clock.
@@ -39,6 +40,7 @@ from envfactory.cli._output import console, write_atomic
 from envfactory.cli._stages import (
     StageResult,
     stage_catalog,
+    stage_envgen,
     stage_graph,
     stage_model,
     stage_rewards,
@@ -191,6 +193,7 @@ def demo(
             ("rewards", lambda: stage_rewards(seed)),
             ("serving", lambda: stage_serving(seed)),
             ("catalog", lambda: stage_catalog(None, lambda _: None)),
+            ("envgen", lambda: stage_envgen(seed)),
             ("graph", lambda: stage_graph(seed)),
             ("model", lambda: stage_model(workspace, seed)),
         ]
