@@ -26,7 +26,13 @@ from envfactory.cli._output import console, emit_json, pretty_json, problems_of,
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import Environment, bundled_env_names, library_env_names, library_root, load_env
 from envfactory.runtime.sandbox import SandboxPool
-from envfactory.spec import DeclarativeImplementation, ScenarioTest, VerificationReport, load_scenarios
+from envfactory.spec import (
+    DeclarativeImplementation,
+    DifferentialResult,
+    ScenarioTest,
+    VerificationReport,
+    load_scenarios,
+)
 from envfactory.verify.envchecks import verify_environment
 
 app = typer.Typer(
@@ -293,8 +299,9 @@ SCENARIOS_FILE = "scenarios.json"
 def verify(
     ref: Annotated[str, typer.Argument(metavar="DIR|NAME", help="An environment directory or a bundled name.")],
     as_json: JsonOption = False,
-    seed: Annotated[int, typer.Option(help="Seed of every generated call plan.")] = 0,
-    fuzz_calls: Annotated[int, typer.Option(help="Fuzzed calls (valid and corrupted arguments).")] = 240,
+    seed: Annotated[int | None, typer.Option(help="Seed of every generated call plan (default 0, or the library's).")] = None,
+    fuzz_calls: Annotated[int | None, typer.Option(
+        help="Fuzzed calls, valid and corrupted arguments (default 240, or the library's).")] = None,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write DIR/report.json.")] = True,
     check: Annotated[
         bool, typer.Option("--check", help="Do not write; exit 1 when DIR/report.json differs from this run.")
@@ -304,9 +311,29 @@ def verify(
     """Verify an environment: load, parity, seeds, determinism, isolation, fuzz, scenarios (DIR/scenarios.json).
 
     Writes DIR/report.json (canonical JSON) unless --no-write, says whether it changed, and exits 1
-    when the verdict is `rejected` (or, with --check, when the stored report differs).
+    when the verdict is `rejected` (or, with --check, when the stored report differs). A name from the
+    shipped library is re-verified with the library's settings (differential scripts against moto
+    included) and compared with its shipped report, which is never rewritten.
     """
     directory = Path(ref) if Path(ref).is_dir() else None
+    differential: list[DifferentialResult] = []
+    in_library = directory is None and ref not in bundled_env_names() and ref in library_env_names()
+    if in_library:
+        # A shipped library environment: re-verified exactly as it was accepted (the library's seed,
+        # fuzz budget and differential scripts), compared with the shipped report, never written.
+        from envfactory.build.reference import library_differential
+        from envfactory.spec.library import LibraryConfig
+
+        directory = library_root() / ref
+        config = LibraryConfig.model_validate_json((library_root() / "config.json").read_bytes())
+        seed = config.seed if seed is None else seed
+        fuzz_calls = config.fuzz_calls if fuzz_calls is None else fuzz_calls
+        if config.differential:
+            differential = library_differential(directory, load_env(directory).spec, seed=seed)
+        write = False
+        check = True
+    seed = 0 if seed is None else seed
+    fuzz_calls = 240 if fuzz_calls is None else fuzz_calls
     scenarios: list[ScenarioTest] = []
     if directory is not None and (directory / SCENARIOS_FILE).is_file():
         try:
@@ -315,7 +342,9 @@ def verify(
             report_error(f"{directory / SCENARIOS_FILE}: not a list of scenario tests: {exc}")
             raise typer.Exit(1) from exc
     with SandboxPool(max_workers=1) as pool:
-        report = verify_environment(ref, scenarios, seed=seed, fuzz_calls=fuzz_calls, sandbox=pool, trusted=trust)
+        target: str | Path = directory if in_library and directory is not None else ref
+        report = verify_environment(target, scenarios, seed=seed, fuzz_calls=fuzz_calls,
+                                    sandbox=pool, trusted=trust, differential=differential)
     previous: VerificationReport | None = None
     report_path = directory / REPORT_FILE if directory is not None else None
     if report_path is not None and report_path.is_file():
