@@ -12,6 +12,7 @@ import json
 import pytest
 
 from envfactory.agent import AgentSettings, UserSettings, UserSimulator, decision_schema, run_episode
+from envfactory.agent.loop import relaxed_schema
 from envfactory.errors import ProviderError
 from envfactory.llm import ChatMessage, ChatResponse, ReplayMissError, ScriptedClient, StructuredOutputError
 from envfactory.runtime import load_env, open_group
@@ -180,3 +181,42 @@ def test_an_exact_repeat_of_the_previous_call_ends_the_turn_without_running_it(f
     assert [(f.turn, f.kind) for f in episode.failures] == [(0, "repeated_call")]
     # executed once in turn 0; in turn 1 the same call is a fresh first call and runs
     assert len(episode.trajectory.tool_calls()) == 2 and episode.trajectory.termination == TerminationReason.AGENT_STOP
+
+
+def test_a_failed_step_is_fed_back_so_the_next_request_differs(first_task_id: str) -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text="Look at the task.")))
+    client = ScriptedClient(["I think I should look it up.", answer("Nothing to do.")])
+    episode, _ = run(client, task)
+    first, second = client.requests
+    assert second.messages[:-1] == first.messages  # the same conversation plus one note
+    assert second.messages[-1].role == "user" and "could not be used" in second.messages[-1].content
+    assert [m.role for m in episode.trajectory.messages] == ["user", "assistant"]  # the note is not recorded
+
+
+def test_argument_requests_carry_a_grammar_friendly_schema(first_task_id: str) -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text="Retitle it.")))
+    update = "tracker__update_task"
+    client = ScriptedClient([decide(update), call(update, {"id": first_task_id, "title": ""}), answer("Done.")])
+    episode, _ = run(client, task)
+    sent = json.dumps(client.requests[1].tools[0].parameters)
+    assert "maxLength" not in sent and "maxItems" not in sent and "pattern" not in sent
+    assert '"enum": ["low", "medium", "high", "urgent"]' in sent  # other constraints stay
+    # the session still enforces the full schema: an empty title (minLength 1) is refused
+    result = episode.trajectory.messages[2].result
+    assert result is not None and result.error is not None and result.error.kind == "invalid_arguments"
+    assert relaxed_schema({"properties": {"pattern": {"type": "string", "pattern": "x"}}}) == {
+        "properties": {"pattern": {"type": "string"}}}
+
+
+def test_relaxed_schema_inlines_local_refs() -> None:
+    """τ² tools come with pydantic `$defs`; grammar converters need them inline."""
+    schema = {
+        "$defs": {"Flight": {"type": "object", "properties": {"number": {"type": "string", "maxLength": 9}}}},
+        "type": "object",
+        "properties": {"flights": {"type": "array", "items": {"$ref": "#/$defs/Flight"}, "description": "legs"}},
+    }
+    assert relaxed_schema(schema) == {
+        "type": "object",
+        "properties": {"flights": {"type": "array", "description": "legs",
+                                   "items": {"type": "object", "properties": {"number": {"type": "string"}}}}},
+    }

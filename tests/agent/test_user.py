@@ -57,3 +57,11 @@ def test_provider_failures_stop_with_a_reason_but_setup_failures_raise() -> None
     assert reply.stop and "context window" in reply.failure
     with pytest.raises(ReplayMissError):
         UserSimulator(ScriptedClient([ReplayMissError("miss")])).reply(SCENARIO, CONVERSATION)
+
+
+def test_the_opening_message_is_asked_for_without_the_stop_rule() -> None:
+    client = ScriptedClient(["I'd like to cancel EHGLP3."])
+    reply = UserSimulator(client).reply(SCENARIO, CONVERSATION[:1])
+    assert reply.text == "I'd like to cancel EHGLP3." and not reply.stop
+    system = client.requests[0].messages[0].content
+    assert STOP_TOKEN not in system and "tell the agent" in system

@@ -366,11 +366,14 @@ def test_demo_completes_and_writes_the_run_directory(tmp_path: Path) -> None:
     for name in bundled_env_names():
         assert name in result.stdout
     stages = {record["stage"]: record for record in read_jsonl(run_dir / "stages.jsonl")}
-    assert list(stages) == ["sandbox", "rewards", "serving", "catalog", "graph", "model"]
+    assert list(stages) == ["sandbox", "rewards", "serving", "catalog", "envgen", "graph", "model"]
     # CI installs every optional part, so every stage must run and pass (none skipped).
     assert {name: r["status"] for name, r in stages.items()} == dict.fromkeys(stages, "ok"), stages
     assert stages["rewards"]["totals"]["gold"] == 1.0 and stages["rewards"]["totals"]["no_op"] == 0.0
     assert stages["sandbox"]["mismatches"] == 0
+    envgen = stages["envgen"]
+    assert envgen["ses"]["verified"] and envgen["ses"]["differential"][0] == envgen["ses"]["differential"][1] > 0
+    assert envgen["reverified"] and all(envgen["reverified"].values())
 
 
 def test_demo_is_deterministic(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from run_oracles import GoldClient
 from typer.testing import CliRunner
 
+from envfactory.agent import prompt_hash
 from envfactory.cli.app import app
 from envfactory.eval.report import EvalReport
 from envfactory.eval.run import ATTEMPTS_FILE, EvalConfig, SuiteSelection, run_eval, select_tasks
@@ -46,7 +47,8 @@ def test_cli_replays_a_recorded_run_byte_for_byte(tmp_path: Path) -> None:
     tasks = _write_tasks(task_file)
     cassette = tmp_path / "cassette.jsonl"
     oracle = RecordingClient(GoldClient(tasks), CassetteWriter(cassette))
-    config = EvalConfig(suites=[SuiteSelection(suite="tasks", path=str(task_file))], model=oracle.model_id)
+    config = EvalConfig(suites=[SuiteSelection(suite="tasks", path=str(task_file))], model=oracle.model_id,
+                        agent_prompts=prompt_hash())
     recorded_dir = RunDir.create(Workspace(tmp_path / "recorded").ensure(), config.default_run_id())
     items = select_tasks(config, sandbox=None, workdir=tmp_path / "work")
     recorded = run_eval(config, oracle, recorded_dir, items)

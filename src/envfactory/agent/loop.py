@@ -13,13 +13,16 @@ Contract:
   fill a schema well. `control="decide"` (the default) asks first for a constrained decision — JSON
   naming a tool or `answer` with the reply — over a compact catalogue of the offered tools, then for
   that one tool's arguments with `tool_choice` naming it (grammar-constrained by the local provider,
-  forced by OpenAI-compatible ones). `control="native"` sends every offered tool with `tool_choice=auto`
+  forced by OpenAI-compatible ones). The argument request carries the tool's schema without length,
+  item-count and pattern bounds (`relaxed_schema`: grammar compilers unroll them into huge rules);
+  the session validates the full schema, so a violation comes back as `invalid_arguments`. `control="native"` sends every offered tool with `tool_choice=auto`
   in one request per step, for models that handle tools well.
 - At most `max_steps_per_turn` steps (decisions) per turn; hitting the bound ends the turn with a
   `step_limit` failure. In `decide` mode a call identical (tool and arguments) to the turn's previous
   call is not executed again: it ends the turn with a `repeated_call` failure (small models loop so).
 - Malformed model output never raises: an undecodable decision or an answer that names no offered tool
-  is a failed step with its reason; arguments that are not a JSON object go to the session as text
+  is a failed step with its reason, and a short note saying so is added to the model's view of the
+  conversation (not to the trajectory), so the next request differs; arguments that are not a JSON object go to the session as text
   and come back as an `invalid_arguments` result (so rewards see a malformed call). Schema-repair
   exhaustion of a `ManagedClient` (`StructuredOutputError`) is a malformed step too. Other provider
   failures that are part of the model's behaviour (context overflow, timeouts) end the episode with
@@ -78,9 +81,11 @@ from envfactory.spec import (
 if TYPE_CHECKING:
     from envfactory.agent.user import UserSimulator
 
-__all__ = ["ANSWER", "AgentSettings", "Episode", "FailureKind", "StepFailure", "decision_schema", "run_episode"]
+__all__ = ["ANSWER", "AgentSettings", "Episode", "FailureKind", "StepFailure", "decision_schema", "relaxed_schema",
+           "run_episode"]
 
 ANSWER = "answer"
+FEEDBACK_UNREADABLE = "Your last reply could not be used. Decide again: another tool, other arguments, or answer."
 FailureKind = Literal["malformed_output", "unknown_tool", "step_limit", "repeated_call", "provider_error"]
 # Failures of the set-up, not of the model's answers: they stop the run instead of scoring a failure.
 _SETUP_ERRORS = (
@@ -153,6 +158,40 @@ def decision_schema(tool_names: Sequence[str]) -> JSONObject:
     return {"anyOf": branches}
 
 
+# Bounds that grammar compilers unroll into huge repetitions (llama.cpp refuses a `maxLength: 4000`
+# string and then crashes while sampling); the session still validates the full schema.
+_GRAMMAR_HEAVY = frozenset({"maxLength", "minLength", "maxItems", "minItems", "pattern", "uniqueItems"})
+
+
+def relaxed_schema(schema: JSONValue) -> JSONValue:
+    """`schema` for constrained decoding: local `$ref`s (`#/$defs/...`, `#/definitions/...`) inlined,
+    and no length, item-count or pattern bounds (grammar converters fall back to "any JSON" on refs
+    and unroll bounds into huge rules)."""
+    definitions: dict[str, JSONValue] = {}
+    if isinstance(schema, dict):
+        for key in ("$defs", "definitions"):
+            table = schema.get(key)
+            if isinstance(table, dict):
+                definitions.update({f"#/{key}/{name}": value for name, value in table.items()})
+    return _relax(schema, definitions, 0)
+
+
+def _relax(schema: JSONValue, definitions: dict[str, JSONValue], depth: int) -> JSONValue:
+    if isinstance(schema, list):
+        return [_relax(item, definitions, depth) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref in definitions and depth < 8:  # bounded: recursive schemas stay finite
+        target = _relax(definitions[ref], definitions, depth + 1)
+        if not isinstance(target, dict):
+            return target
+        siblings = {k: _relax(v, definitions, depth) for k, v in schema.items() if k != "$ref"}
+        return {**target, **siblings}
+    return {key: _relax(value, definitions, depth) for key, value in schema.items()
+            if key not in ("$defs", "definitions") and not (key in _GRAMMAR_HEAVY and not isinstance(value, dict))}
+
+
 def _result_text(result: ToolResult, limit: int) -> str:
     if result.error is not None:
         text = f"Error ({result.error.kind}): {result.error.message}"
@@ -192,14 +231,18 @@ class _Run:
         except _SETUP_ERRORS:
             raise
         except StructuredOutputError as exc:
-            self._fail(turn, step, "malformed_output", str(exc))
+            self._fail(turn, step, "malformed_output", str(exc), feedback=FEEDBACK_UNREADABLE)
         except ProviderError as exc:
             self._fail(turn, step, "provider_error", str(exc))
             self.error_stop = True
         return None
 
-    def _fail(self, turn: int, step: int, kind: FailureKind, reason: str) -> None:
+    def _fail(self, turn: int, step: int, kind: FailureKind, reason: str, feedback: str = "") -> None:
+        """Record a failed step; `feedback` tells the model (in its view only) what to do differently,
+        so a deterministic model does not repeat the same failure until the step bound."""
         self.failures.append(StepFailure(turn=turn, step=step, kind=kind, reason=reason[:500]))
+        if feedback:
+            self.chat_view.append(ChatMessage.user(f"({feedback})"))
 
     def _request(self, system: str, **fields: object) -> ChatRequest:
         return ChatRequest.model_validate({
@@ -268,7 +311,8 @@ class _Run:
         try:
             value = parse_json(decision.content)
         except ValueError as exc:
-            self._fail(turn, step, "malformed_output", f"the decision is not JSON ({exc}): {decision.content[:200]!r}")
+            self._fail(turn, step, "malformed_output", f"the decision is not JSON ({exc}): {decision.content[:200]!r}",
+                       feedback=FEEDBACK_UNREADABLE)
             return False
         choice = value.get("next") if isinstance(value, dict) else None
         if choice == ANSWER and isinstance(value, dict):
@@ -277,9 +321,13 @@ class _Run:
             return True
         if not isinstance(choice, str) or choice not in names:
             self._fail(turn, step, "malformed_output" if not isinstance(choice, str) else "unknown_tool",
-                       f"the decision names no offered tool: {decision.content[:200]!r}")
+                       f"the decision names no offered tool: {decision.content[:200]!r}",
+                       feedback=f"{choice!r} is not one of the tools you can call now.")
             return False
         tool = next(t for t in offered if t.name == choice)
+        relaxed = relaxed_schema(tool.parameters)
+        if isinstance(relaxed, dict):
+            tool = tool.model_copy(update={"parameters": relaxed})
         response = self._ask(self._request(
             f"{self.system}\n\n{ARGUMENTS.format(tool=choice)}",
             tools=[tool], tool_choice=NamedToolChoice(name=choice), max_tokens=self.settings.max_argument_tokens,
@@ -288,7 +336,7 @@ class _Run:
             return False
         if not response.tool_calls:
             self._fail(turn, step, "malformed_output",
-                       f"no call of {choice} in the answer: {response.content[:200]!r}")
+                       f"no call of {choice} in the answer: {response.content[:200]!r}", feedback=FEEDBACK_UNREADABLE)
             return False
         chosen = response.tool_calls[0].model_copy(update={"tool": choice})
         if self._repeats(chosen):

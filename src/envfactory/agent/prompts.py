@@ -30,14 +30,17 @@ USER_SYSTEM = (
     "Your goal:\n{instructions}\n\n"
     "What you know (share it only when the agent asks for it):\n{known_info}\n\n"
     "Your manner: {persona}\n\n"
-    "Write one short message at a time, in the first person. Do not invent facts you were not given. "
-    "When your goal is reached, or it cannot be reached, reply with exactly {stop}."
+    "Write one short message at a time, in the first person. Do not invent facts you were not given.{stop_rule}"
 )
+
+USER_STOP_RULE = " When your goal is reached, or it cannot be reached, reply with exactly {stop}."
+
+USER_OPENING = "Start now: tell the agent, in one or two sentences, what you need."
 
 USER_GREETING = "Hi! How can I help you today?"
 
 
 def prompt_hash() -> str:
     """sha256 over every text of this module (for run manifests and cache invalidation)."""
-    texts = (AGENT_SYSTEM, POLICY, DECIDE, ARGUMENTS, USER_SYSTEM, USER_GREETING)
+    texts = (AGENT_SYSTEM, POLICY, DECIDE, ARGUMENTS, USER_SYSTEM, USER_STOP_RULE, USER_OPENING, USER_GREETING)
     return sha256_hex("\0".join(texts).encode("utf-8"))

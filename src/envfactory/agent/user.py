@@ -6,7 +6,8 @@ Contract:
   and sees the conversation from the user's side: the agent's text messages as the other party,
   its own earlier messages as its own; tool calls and results are not shown (a real user sees neither).
 - The stop token (`STOP_TOKEN`, `###STOP###`) anywhere in the answer ends the conversation: `stop` is
-  True and `text` keeps whatever came before the token. An empty answer also stops (the user has
+  True and `text` keeps whatever came before the token. The opening message is asked for without
+  mentioning the stop token (small models otherwise stop before saying anything). An empty answer also stops (the user has
   nothing left to say) instead of looping on silence.
 - A provider failure caused by the conversation (context overflow, timeout) is returned as a stop with
   its reason in `failure`; set-up failures (missing model, replay miss, ...) are raised.
@@ -20,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from envfactory.agent.prompts import USER_SYSTEM
+from envfactory.agent.prompts import USER_OPENING, USER_STOP_RULE, USER_SYSTEM
 from envfactory.errors import ProviderError
 from envfactory.llm import (
     ChatMessage,
@@ -63,12 +64,15 @@ class UserSimulator:
 
     def request(self, scenario: SimulatedUser, conversation: Sequence[Message], *, seed: int) -> ChatRequest:
         """The request the simulator sends for its next message."""
+        opening = not any(message.role == "user" for message in conversation)
         system = USER_SYSTEM.format(
             instructions=scenario.instructions.strip() or "(none)",
             known_info=scenario.known_info.strip() or "(nothing more)",
             persona=scenario.persona.strip() or "plain and polite",
-            stop=STOP_TOKEN,
+            stop_rule="" if opening else USER_STOP_RULE.format(stop=STOP_TOKEN),
         )
+        if opening:  # small models "stop" before saying anything when told how to stop
+            system = f"{system}\n\n{USER_OPENING}"
         messages = [ChatMessage.system(system)]
         for message in conversation:
             if message.role == "assistant" and message.content and not message.tool_calls:

@@ -13,9 +13,26 @@ Contract:
   `QueueUrl`) get a reference field to the parent (deleting the parent cascades), an equality
   requirement on get/update/delete (a record under another parent is `not_found`) and a filter on list.
 - Create with a declared "already exists" error and a generated key makes the name field unique.
-- Operations that are not CRUD, whose key argument is missing, or whose schema cannot be used are
-  dropped with a reason (`DroppedOperation`, stage `compile`); so are tools the format's compiler
-  refuses, one at a time, until the rest compiles. A proposal with nothing left raises `CompileError`.
+- Status actions become transitions (see docs/envgen.md, "Compiling operations"). An action whose
+  verb is in `shapes.STATUS_VERBS` (`StartDBCluster`, `jobs.cancel`, `POST /orders/{id}/cancel`) on
+  a collection with a status field (`status`, `state`, `<noun>Status`, `lifecycle…`, or a field
+  qualified by the verb itself, `ActivationStatus`) whose string `enum` holds one of the verb's
+  values (matched ignoring case and a `STATE_`-like prefix; the enum's spelling is kept) compiles to
+  a `patch` of the named record that assigns that value (`fields_from_args` off). The field gets a
+  `TransitionDecl`: when no tool writes it from arguments, each enum value may move only to the
+  action targets; otherwise to any other value. Either way the explicit self-transition (stopping a
+  stopped cluster) is refused with `rule_violation`. When the creates do not take the field, they
+  assign an initial value (the one the create's own example output shows, else the first
+  pending/creating/new/draft/active-like value) and declare it as `initial`.
+- Counters become effects. A parent integer field named for a child collection (`ProgramCount`,
+  `program_count`, `number_of_programs`, `total_programs`, `NumPrograms`; never `Approximate…`)
+  where the child has exactly one parent (that one) and the parent exactly one such field: the
+  child's creates `adjust` it by +1 and its deletes by −1, the parent's creates assign 0, its full
+  updates keep it, and no tool writes it from arguments.
+- Operations that are not CRUD (and no status action), whose key argument is missing, or whose schema
+  cannot be used are dropped with a reason (`DroppedOperation`, stage `compile`); so are tools the
+  format's compiler refuses, one at a time, until the rest compiles. A proposal with nothing left
+  raises `CompileError`.
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envfactory.build.errors import CompileError
-from envfactory.build.naming import field_name, id_prefix, singular, tool_name, words
+from envfactory.build.naming import field_name, id_prefix, plural, singular, tool_name, words
 from envfactory.build.schemas import (
     SchemaTooLarge,
     definitions,
@@ -37,7 +54,7 @@ from envfactory.build.schemas import (
     unwrap_record,
 )
 from envfactory.build.seeds import seed_state
-from envfactory.build.shapes import OperationShape, ResourceGroup, group_operations
+from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup, group_operations
 from envfactory.errors import SpecError
 from envfactory.runtime import load_env
 from envfactory.runtime.declarative.compile import compile_source
@@ -56,13 +73,18 @@ from envfactory.spec import (
 )
 from envfactory.spec.build import DroppedOperation, Proposal
 from envfactory.spec.declarative import (
+    AdjustEffect,
     ArgExpr,
     CompareCond,
+    ConstExpr,
+    Effect,
+    Expr,
     FieldExpr,
     FilterDecl,
     ListDecl,
     ReferenceDecl,
     RequirementDecl,
+    TransitionDecl,
 )
 
 _LOCATION_KEYS = ("x-in", "x-google-location")
@@ -73,6 +95,12 @@ _PAGE_SIZE = frozenset({"pagesize", "maxresults", "maxitems", "limit", "perpage"
 _EXISTS_ERROR = re.compile(r"(already ?exists|exists|duplicate|conflict)", re.IGNORECASE)
 _DESCRIPTION_MAX = 1000
 _MAX_REPAIR_ROUNDS = 40
+_STATUS_WORDS = frozenset({"status", "state"})
+# first match wins: the value a record starts with when its create does not say
+_INITIAL_VALUES = (
+    "pending", "creating", "created", "new", "draft", "initialized", "queued", "scheduled", "not_started",
+    "active", "enabled", "open", "available", "ready",
+)
 
 
 class CompiledEnv(SpecModel):
@@ -98,6 +126,11 @@ class _Collection:
     generated: bool = True
     unique: list[list[str]] = field(default_factory=list)
     unusable: dict[str, str] = field(default_factory=dict)  # operation id -> why its schema cannot be used
+    actions: dict[str, tuple[str, str]] = field(default_factory=dict)  # operation id -> (status field, value)
+    refused: dict[str, str] = field(default_factory=dict)  # action operation id -> why it is no transition
+    initial: dict[str, str] = field(default_factory=dict)  # status field -> value creates assign
+    counters: dict[str, str] = field(default_factory=dict)  # counter field -> child collection
+    counted_by: tuple[str, str, str] | None = None  # (parent collection, its counter field, our reference field)
 
 
 def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv:
@@ -127,6 +160,9 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
         by_noun[group.noun] = coll
     for coll in collections.values():
         _link_parents(coll, by_noun)
+    _plan_counters(collections)
+    for coll in collections.values():
+        _plan_actions(coll)
     tools: list[DeclarativeToolDecl] = []
     used_names: set[str] = set()
     for coll in collections.values():
@@ -322,6 +358,157 @@ def _link_parents(coll: _Collection, by_noun: Mapping[str, _Collection]) -> None
         coll.parents.append((parent.name, safe, arg))
 
 
+def _plan_counters(collections: Mapping[str, _Collection]) -> None:
+    """Find parent fields that count a child collection (see the module doc) and make them read-only."""
+    claims: dict[tuple[str, str], list[str]] = {}
+    for child in collections.values():
+        if len(child.parents) != 1:
+            continue  # a child cascaded away through another parent would leave the count stale
+        parent_name, _, _ = child.parents[0]
+        parent = collections[parent_name]
+        fields = [f for f in sorted(parent.fields) if f != parent.key and _counts(f, parent.fields[f], child.name)]
+        if len(fields) == 1:
+            claims.setdefault((parent_name, fields[0]), []).append(child.name)
+    for (parent_name, counter), children in sorted(claims.items()):
+        parent = collections[parent_name]
+        if len(children) != 1:
+            continue  # two children named alike: which one it counts is not clear
+        child = collections[children[0]]
+        parent.counters[counter] = child.name
+        parent.read_only.add(counter)
+        child.counted_by = (parent_name, counter, child.parents[0][1])
+
+
+def _counts(name: str, schema: Any, child: str) -> bool:
+    """Whether field `name` of a parent reads as the number of `child` records (`ProgramCount`)."""
+    if json_type(schema) != "integer":
+        return False
+    flat = name.replace("_", "").lower()
+    if flat.startswith("approximate"):
+        return False
+    child_words = words(child)
+    ones = {singular(child_words[-1]), "".join(child_words[:-1]) + singular(child_words[-1])} if child_words else set()
+    many = {plural(w) for w in ones}
+    names = {f"{w}count" for w in ones | many} | {f"{p}{w}" for p in ("numberof", "num", "total", "count") for w in many}
+    return flat in names
+
+
+def _plan_actions(coll: _Collection) -> None:
+    """Map each status action of `coll` to the status field and value it sets, and pick the value
+    creates start the field with (see the module doc)."""
+    statuses = _status_fields(coll)
+    for shape in coll.group.shapes:
+        if shape.role != "action":
+            continue
+        op_id = shape.operation.id
+        targets = STATUS_VERBS.get(shape.verb)
+        if targets is None:
+            coll.refused[op_id] = f"not CRUD ({shape.note or 'action'}); verb {shape.verb or '?'!r} sets no known status"
+            continue
+        found = _status_target(statuses, shape.verb, targets, coll)
+        if found is None:
+            enums = "; ".join(f"{f}: {', '.join(v[:6])}" for f, v in statuses.items()) or "none with an enum"
+            coll.refused[op_id] = (f"not CRUD ({shape.note or 'action'}); no status value of {singular(coll.name)} "
+                                   f"fits {shape.verb!r} (status fields: {enums})")[:400]
+            continue
+        coll.actions[op_id] = found
+    for status in sorted({f for f, _ in coll.actions.values()}):
+        if any(_create_writes(s, coll, status) for s in coll.group.shapes if s.role == "create"):
+            continue
+        value = _example_initial(coll, status) or _preferred_initial(statuses[status])
+        if value is not None:
+            coll.initial[status] = value
+
+
+def _status_fields(coll: _Collection) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for name, schema in sorted(coll.fields.items()):
+        if name == coll.key or not isinstance(schema, dict) or json_type(schema) not in ("string", None):
+            continue
+        enum = schema.get("enum")
+        parts = words(name)
+        if not isinstance(enum, list) or not parts:
+            continue
+        values = tuple(v for v in enum if isinstance(v, str) and v)
+        if values and (parts[-1] in _STATUS_WORDS or parts[0] == "lifecycle"):
+            out[name] = values
+    return out
+
+
+def _status_target(
+    statuses: Mapping[str, tuple[str, ...]], verb: str, targets: tuple[str, ...], coll: _Collection
+) -> tuple[str, str] | None:
+    """The (field, enum value) an action with `verb` sets: a plain `status`/`state` first, then one
+    qualified by the resource's own noun (`TableStatus`), then one qualified by the verb
+    (`ActivationStatus` for `activate`); within a field, the verb's most specific value first."""
+    noun_words = set(words(coll.group.noun)) | set(words(coll.name)) | {singular(w) for w in words(coll.name)}
+    bare = verb[3:] if verb.startswith("dis") else verb[2:] if verb.startswith(("de", "un", "re")) else verb
+    stems = {w[:-1] if w.endswith("e") else w for w in (verb, bare) if len(w) >= 4}
+    ranked: list[tuple[int, str]] = []
+    for name in statuses:
+        qualifiers = [w for w in words(name) if w not in _STATUS_WORDS and w != "lifecycle"]
+        if not qualifiers:
+            ranked.append((0, name))
+        elif set(qualifiers) <= noun_words:
+            ranked.append((1, name))
+        elif any(q.startswith(stem) for q in qualifiers for stem in stems):
+            ranked.append((2, name))
+    for _, name in sorted(ranked):
+        value = _enum_match(statuses[name], name, targets)
+        if value is not None:
+            return name, value
+    return None
+
+
+def _normalised(value: str, field: str) -> str:
+    """`STATE_CANCELLED` → `cancelled`, `InProgress` → `in_progress` (field-name and status prefixes go)."""
+    parts = words(value)
+    prefix = words(field)
+    if parts[: len(prefix)] == prefix and len(parts) > len(prefix):
+        parts = parts[len(prefix):]
+    while len(parts) > 1 and parts[0] in _STATUS_WORDS:
+        parts = parts[1:]
+    return "_".join(parts)
+
+
+def _enum_match(values: tuple[str, ...], field: str, wanted: tuple[str, ...]) -> str | None:
+    for target in wanted:
+        for value in values:
+            if _normalised(value, field) == target:
+                return value
+    return None
+
+
+def _create_writes(shape: OperationShape, coll: _Collection, field_safe: str) -> bool:
+    original = coll.originals.get(field_safe, field_safe)
+    return original in object_properties(_body_schema(shape.operation) or {}) and field_safe not in coll.read_only
+
+
+def _example_initial(coll: _Collection, status: str) -> str | None:
+    """The status a create's own example output shows (the spec's word for a new record's state)."""
+    original = coll.originals.get(status, status)
+    allowed = _status_fields(coll).get(status, ())
+    for shape in coll.group.shapes:
+        if shape.role != "create":
+            continue
+        for example in shape.operation.examples:
+            output = example.output
+            if isinstance(output, dict) and len(output) == 1 and isinstance(next(iter(output.values())), dict):
+                output = next(iter(output.values()))
+            value = output.get(original) if isinstance(output, dict) else None
+            if isinstance(value, str) and value in allowed:
+                return value
+    return None
+
+
+def _preferred_initial(values: tuple[str, ...]) -> str | None:
+    for wanted in _INITIAL_VALUES:
+        for value in values:
+            if words(value) and _normalised(value, "") == wanted:
+                return value
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # tools
 # ---------------------------------------------------------------------------------------------------
@@ -347,8 +534,8 @@ def _arguments(op: Operation) -> dict[str, tuple[dict[str, Any], str]]:
 
 def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
     op = shape.operation
-    if shape.role == "action":
-        return None, f"not CRUD ({shape.note or 'action'}); needs an authored implementation"
+    if shape.role == "action" and op.id not in coll.actions:
+        return None, f"{coll.refused.get(op.id, f'not CRUD ({shape.note})')}; needs an authored implementation"
     name = tool_name(op.name)
     suffix = 2
     while name in used:
@@ -408,6 +595,9 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
     listing: ListDecl | None = None
     requires: list[RequirementDecl] = []
     create_key: str | None = None
+    assign: dict[str, Expr] = {}
+    effects: list[Effect] = []
+    description = (op.description or op.docs or f"{shape.role} {singular(coll.name)}").strip()
     if shape.role == "create":
         op_kind = "create"
         if not coll.generated:
@@ -418,8 +608,8 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
                 add(create_key, {"type": "string"}, create_key, True)
             elif create_key not in required:
                 required.append(create_key)
-    elif shape.role in ("read", "update", "delete"):
-        op_kind = {"read": "get", "delete": "delete"}.get(shape.role, "patch" if shape.partial else "update")
+    elif shape.role in ("read", "update", "delete", "action"):
+        op_kind = {"read": "get", "delete": "delete", "action": "patch"}.get(shape.role, "patch" if shape.partial else "update")
         if key_arg is None:
             return None, f"no argument names the {singular(coll.name)} key {key_original!r}"
         requires = [
@@ -433,6 +623,12 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
         op_kind = "list"
         listing, extra_required = _listing(properties, coll)
         required = [r for r in required if r in properties] + [r for r in extra_required if r not in required]
+    rules = _rules(shape, coll, properties, required)
+    if isinstance(rules, str):
+        return None, rules
+    assign, effects, note = rules
+    if note:
+        description = f"{description[: _DESCRIPTION_MAX - len(note) - 2]}\n\n{note}" if description else note
     input_schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         input_schema["required"] = required
@@ -440,11 +636,46 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
         kind=op_kind,
         collection=coll.name,
         key_arg=(create_key if op_kind == "create" else (key_arg if key_arg != coll.key else None)),
-        requires=requires, listing=listing,
+        fields_from_args=shape.role != "action",
+        assign=assign, requires=requires, effects=effects, listing=listing,
     )
-    description = (op.description or op.docs or f"{shape.role} {singular(coll.name)}").strip()[:_DESCRIPTION_MAX]
+    description = description[:_DESCRIPTION_MAX]
     source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=field_names)
     return DeclarativeToolDecl(name=name, description=description, input_schema=input_schema, operation=decl, source=source), ""
+
+
+def _rules(
+    shape: OperationShape, coll: _Collection, properties: Mapping[str, Any], required: list[str]
+) -> tuple[dict[str, Expr], list[Effect], str] | str:
+    """The assignments, effects and description note of a tool's status and counter rules, or why
+    the tool cannot keep them."""
+    assign: dict[str, Expr] = {}
+    effects: list[Effect] = []
+    notes: list[str] = []
+    if shape.role == "action":
+        status, value = coll.actions[shape.operation.id]
+        assign[status] = ConstExpr(value=value)
+        notes.append(f"Sets {status} to {value!r}; refused when it already is.")
+    if shape.role == "create":
+        for status, value in sorted(coll.initial.items()):
+            if status not in properties:
+                assign[status] = ConstExpr(value=value)
+        for counter in sorted(coll.counters):
+            assign[counter] = ConstExpr(value=0)
+    if shape.role == "update" and not shape.partial:  # a full replace keeps what it does not own
+        for counter in sorted(coll.counters):
+            assign[counter] = FieldExpr(path=counter)
+    if coll.counted_by is not None and shape.role in ("create", "delete"):
+        parent, counter, ref = coll.counted_by
+        if shape.role == "create":
+            if ref not in required:
+                return f"create does not name the {singular(parent)} whose {counter} it must count"
+            effects.append(AdjustEffect(collection=parent, key=ArgExpr(path=ref), field=counter, by=ConstExpr(value=1)))
+            notes.append(f"Adds 1 to the {singular(parent)}'s {counter}.")
+        else:
+            effects.append(AdjustEffect(collection=parent, key=FieldExpr(path=ref), field=counter, by=ConstExpr(value=-1)))
+            notes.append(f"Subtracts 1 from the {singular(parent)}'s {counter}.")
+    return assign, effects, " ".join(notes)
 
 
 def _listing(properties: dict[str, Any], coll: _Collection) -> tuple[ListDecl, list[str]]:
@@ -508,6 +739,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
             record_schema=record,
             unique=coll.unique,
             references=references,
+            transitions=_transitions(coll, [t for t in tools if t.operation.collection == name]),
         )
     provenance = [
         p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
@@ -518,6 +750,30 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
         provenance=provenance,
     )
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
+
+
+def _transitions(coll: _Collection, tools: list[DeclarativeToolDecl]) -> list[TransitionDecl]:
+    """One `TransitionDecl` per status field a compiled action sets (see the module doc)."""
+    targets: dict[str, set[str]] = {}
+    for tool in tools:
+        op_id = tool.source.operation_id if tool.source is not None else ""
+        if op_id in coll.actions:
+            status, value = coll.actions[op_id]
+            targets.setdefault(status, set()).add(value)
+    out: list[TransitionDecl] = []
+    statuses = _status_fields(coll)
+    for status, reached in sorted(targets.items()):
+        values = list(dict.fromkeys(statuses[status]))
+        written = any(_takes(t, status) for t in tools if t.operation.fields_from_args and t.operation.kind in ("create", "update", "patch"))
+        allowed = {v: [t for t in (values if written else sorted(reached, key=values.index)) if t != v] for v in values}
+        initial = [coll.initial[status]] if status in coll.initial else None
+        out.append(TransitionDecl(field=status, allowed=allowed, initial=initial))
+    return out
+
+
+def _takes(tool: DeclarativeToolDecl, argument: str) -> bool:
+    properties = tool.input_schema.get("properties")
+    return isinstance(properties, dict) and argument in properties
 
 
 def _named_references(coll: _Collection, others: Mapping[str, _Collection], taken: set[str]) -> list[ReferenceDecl]:

@@ -175,17 +175,35 @@ class LibraryBuilder:
         return funnel
 
     def _ordered(self, proposals: Sequence[Proposal]) -> list[Proposal]:
-        """Proposals in batch order, except that those of `config.first` resources lead their domain."""
+        """Proposals in batch order, except that those of `config.first` resources lead their domain,
+        then (with `prefer_rules`) those that compile with transitions or effects."""
         first = set(self.config.first)
 
         def leads(proposal: Proposal) -> bool:
             return any(p.resource in first or p.resource.rsplit(":", 1)[0] in first for p in proposal.provenance)
 
+        def rank(proposal: Proposal) -> int:
+            if leads(proposal):
+                return 0
+            if self.config.prefer_rules and self._has_rules(proposal):
+                return 1
+            return 2
+
         ordered: list[Proposal] = []
         for domain in dict.fromkeys(p.domain for p in proposals):
             mine = [p for p in proposals if p.domain == domain]
-            ordered += [p for p in mine if leads(p)] + [p for p in mine if not leads(p)]
+            ordered += sorted(mine, key=rank)  # stable: batch order within each rank
         return ordered
+
+    def _has_rules(self, proposal: Proposal) -> bool:
+        """Whether the proposal compiles to transitions or effects (a dry compile; nothing is written)."""
+        try:
+            operations = {op.operation_id: self.catalog.operation(op.operation_id) for op in proposal.operations}
+            source = compile_proposal(proposal, operations).source
+        except Exception:  # a proposal that cannot compile is ranked last and rejected when built
+            return False
+        return any(c.transitions for c in source.collections.values()) or any(
+            t.operation.effects for t in source.tools)
 
     def _proposals(self) -> ProposalBatch:
         path = self.paths.proposals

@@ -11,6 +11,9 @@ Contract:
 - Example-aware: when an example of a get/update/delete tool (or of a create under a parent) names a
   key, a record under that key is seeded, so scenarios built from the examples find it. Keys a create
   example would make itself are never seeded (the create would then fail as a duplicate).
+- Consistent with the environment's rules: a field that a child's create `adjust`s by one through a
+  reference (a counter, `ProgramCount`) holds the number of seeded children of each record; status
+  fields take values of their `enum` only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from envfactory.build.schemas import json_type, object_properties
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import DeclarativeEnvSource, JSONObject, Operation
+from envfactory.spec.declarative import AdjustEffect, ArgExpr, ConstExpr
 
 RECORDS_PER_COLLECTION = 2
 _FIRST = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Riley")
@@ -60,8 +64,24 @@ def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) ->
         if decl.id_prefix or decl.id_width:
             counters[name] = RECORDS_PER_COLLECTION
     _unique_fix(source, state)
+    _count_children(source, state)
     out: JSONObject = {"collections": state, "counters": dict(counters)}  # type: ignore[dict-item]
     return out
+
+
+def _count_children(source: DeclarativeEnvSource, state: dict[str, dict[str, Any]]) -> None:
+    """Set every counter field to the number of seeded children that refer to its record."""
+    for tool in source.tools:
+        if tool.operation.kind != "create":
+            continue
+        child = tool.operation.collection
+        for effect in tool.operation.effects:
+            if not (isinstance(effect, AdjustEffect) and isinstance(effect.key, ArgExpr)
+                    and isinstance(effect.by, ConstExpr) and effect.by.value == 1):
+                continue
+            via = effect.key.path
+            for parent_key, parent in state.get(effect.collection, {}).items():
+                parent[effect.field] = sum(1 for r in state.get(child, {}).values() if r.get(via) == parent_key)
 
 
 def _parents_first(source: DeclarativeEnvSource) -> list[str]:

@@ -9,6 +9,12 @@ Contract:
 - `group_operations(ops)` groups one service's operations by the resource they act on, finds each
   group's key (the argument naming one record) and its parent groups (path nesting, or a create that
   requires another group's key), deterministically: same operations in, same groups out.
+- Actions carry their verb (`OperationShape.verb`: `start` for `StartDBCluster`, `cancel` for
+  `POST /orders/{id}/cancel` or `jobs.cancel`) and, when they name one record, its `item_param`.
+  A path action whose last segment is a status verb of `STATUS_VERBS` after a record parameter
+  (`POST|PUT /orders/{order_id}/cancel`) acts on the record's resource (`orders`), not on a
+  resource of its own. `STATUS_VERBS` maps each verb to the status values it leads to, most
+  specific first; the compiler turns such actions into status transitions.
 """
 
 from __future__ import annotations
@@ -37,8 +43,51 @@ _GOOGLE_ROLES: dict[str, OperationRole] = {
     "insert": "create", "create": "create", "get": "read", "list": "list", "update": "update",
     "patch": "update", "delete": "delete",
 }
+STATUS_VERBS: dict[str, tuple[str, ...]] = {
+    "start": ("started", "running", "active", "in_progress"),
+    "stop": ("stopped", "inactive", "idle"),
+    "enable": ("enabled", "active"),
+    "disable": ("disabled", "inactive"),
+    "cancel": ("cancelled", "canceled"),
+    "archive": ("archived",),
+    "unarchive": ("active", "unarchived"),
+    "restore": ("active", "restored", "available", "enabled"),
+    "close": ("closed",),
+    "open": ("open", "opened"),
+    "reopen": ("open", "reopened", "opened"),
+    "publish": ("published", "live"),
+    "unpublish": ("unpublished", "draft"),
+    "approve": ("approved",),
+    "reject": ("rejected", "declined"),
+    "decline": ("declined", "rejected"),
+    "activate": ("active", "activated", "enabled"),
+    "deactivate": ("inactive", "deactivated", "not_activated", "disabled"),
+    "suspend": ("suspended",),
+    "resume": ("active", "running", "resumed"),
+    "lock": ("locked",),
+    "unlock": ("unlocked",),
+    "complete": ("completed", "complete", "done", "finished"),
+    "finish": ("finished", "completed", "complete", "done"),
+    "accept": ("accepted", "approved", "active"),
+    "pause": ("paused",),
+    "revoke": ("revoked",),
+    "expire": ("expired",),
+    "void": ("voided", "void"),
+    "submit": ("submitted",),
+    "confirm": ("confirmed",),
+    "retire": ("retired",),
+    "deprecate": ("deprecated",),
+    "block": ("blocked",),
+    "unblock": ("unblocked", "active"),
+    "terminate": ("terminated",),
+    "resolve": ("resolved",),
+    "dismiss": ("dismissed",),
+    "hold": ("on_hold", "held"),
+    "release": ("released",),
+}
 _KEY_SUFFIXES = ("Url", "Name", "Id", "Arn", "Key", "Identity", "Address", "ID", "Identifier")
 _PARAM = re.compile(r"^\{([^{}]+)\}$")
+_CUSTOM_METHOD = re.compile(r"^\{([^{}]+)\}:[A-Za-z]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +102,7 @@ class OperationShape:
     path_params: tuple[str, ...] = ()
     partial: bool = False  # an update that changes only the fields given (PATCH, AWS Set/Update)
     note: str = ""
+    verb: str = ""  # lower-case verb of an action (`start`, `cancel`)
 
 
 @dataclass(slots=True)
@@ -130,7 +180,7 @@ def _name_shape(op: Operation, style: str) -> OperationShape:
     if last.lower() == "batch" and role != "action":
         role, note = "action", "batch operation over several records"
     partial = role == "update"
-    return OperationShape(op, style, noun, role, partial=partial, note=note)
+    return OperationShape(op, style, noun, role, partial=partial, note=note, verb=verb if role == "action" else "")
 
 
 def _path_segments(path: str) -> list[str]:
@@ -142,11 +192,23 @@ def _google_shape(op: Operation) -> OperationShape:
     method = parts[-1] if parts else ""
     chain = parts[1:-1] if len(parts) > 2 else parts[:-1]
     noun = ".".join(chain) or op.name
-    params = tuple(m.group(1) for s in _path_segments(op.http_path or "") if (m := _PARAM.match(s)))
+    segments = _path_segments(op.http_path or "")
+    # `{+name}` is reserved expansion of the parameter `name` (RFC 6570), not a parameter `+name`
+    params = tuple(m.group(1).lstrip("+") for s in segments if (m := _PARAM.match(s)))
     role = _GOOGLE_ROLES.get(method, "action")
     item = params[-1] if role in ("read", "update", "delete") and params else None
     note = "" if role != "action" else f"method {method!r} is not insert/get/list/update/patch/delete"
-    return OperationShape(op, "google", noun, role, item, params, partial=method == "patch", note=note)
+    verb = ""
+    if role == "action":
+        verb = words(method)[0] if words(method) else ""
+        # `…/{postId}/publish` or a custom method `v1/{+name}:cancel` names the record acted on
+        last = segments[-1] if segments else ""
+        custom = _CUSTOM_METHOD.match(last)
+        if custom is not None:
+            item = custom.group(1).lstrip("+")
+        elif len(segments) >= 2 and _PARAM.match(segments[-2]) and not _PARAM.match(last) and params:
+            item = params[-1]
+    return OperationShape(op, "google", noun, role, item, params, partial=method == "patch", note=note, verb=verb)
 
 
 def _path_shape(op: Operation) -> OperationShape:
@@ -171,8 +233,14 @@ def _path_shape(op: Operation) -> OperationShape:
             role = "action"  # POST /orders/{id}/cancel: a verb on a record, not a new collection
     item = params[-1] if item_level and params else None
     note = "" if role != "action" else f"{method} {op.http_path} is not CRUD on a collection"
+    verb = ""
+    if role == "action" and len(segments) >= 2 and _PARAM.match(segments[-2]) and len(literals) >= 2:
+        verb = segments[-1].lower()
+        if method in ("POST", "PUT", "PATCH") and verb in STATUS_VERBS:
+            # POST /orders/{order_id}/cancel: a status verb on one order
+            chain, item = "/".join(literals[:-1]), params[-1]
     partial = method == "PATCH" or (method == "POST" and role == "update")
-    return OperationShape(op, "path", chain, _role(role), item, params, partial=partial, note=note)
+    return OperationShape(op, "path", chain, _role(role), item, params, partial=partial, note=note, verb=verb)
 
 
 def _role(name: str) -> OperationRole:
@@ -256,7 +324,7 @@ def _owns(group: ResourceGroup, member: str) -> bool:
 
 
 def _key_member(group: ResourceGroup, exclude: frozenset[str] = frozenset()) -> str | None:
-    items = [s.item_param for s in group.shapes if s.item_param]
+    items = [s.item_param for s in group.shapes if s.item_param and s.role != "action"]
     if items:
         return Counter(items).most_common(1)[0][0]
     if group.style not in ("aws", "name"):

@@ -171,7 +171,7 @@ def run(
     cache = None if no_cache or settings.provider == "replay" else space.open_llm_cache()
     client = make_client(settings, cache=cache, ledger=ledger)
     config = EvalConfig(
-        suites=selections, k=k, seed=seed, model=client.model_id,
+        suites=selections, k=k, seed=seed, model=client.model_id, agent_prompts=agent_prompt_hash(),
         agent=AgentSettings(control=mode, max_steps_per_turn=max_steps, max_user_turns=max_user_turns,
                             temperature=temperature),
         user=UserSettings(temperature=temperature),

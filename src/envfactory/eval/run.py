@@ -75,6 +75,7 @@ class EvalConfig(SpecModel):
     k: int = Field(default=1, ge=1)
     seed: int = 0
     model: str = Field(description="the model id of the client")
+    agent_prompts: str = Field(default="", description="hash of the agent's prompt texts (`agent.prompt_hash`)")
     agent: AgentSettings = Field(default_factory=AgentSettings)
     user: UserSettings = Field(default_factory=UserSettings)
 
@@ -306,7 +307,7 @@ def _prepare(run_dir: RunDir, config: EvalConfig, resume: bool) -> list[AttemptR
     if config_path.exists() and config_path.read_bytes() != _config_bytes(config):
         raise EvalRunError(f"run {run_dir.run_id} was started with another config ({config_path}); "
                            "use another --run-id")
-    done = read_attempts(attempts_path, repair=resume)
+    done = read_attempts(attempts_path, repair=True)  # a torn last line is garbage either way
     if done and not resume:
         raise EvalRunError(f"run {run_dir.run_id} already holds {len(done)} attempt(s); pass --resume to "
                            "continue it or use another --run-id")

@@ -47,6 +47,9 @@ class LibraryConfig(SpecModel):
         default=1000, ge=1, description="accepted environments per provider (aws, google, each API host) and domain")
     first: list[str] = Field(default_factory=list,
                              description="catalog resources (e.g. aws:sqs) whose proposals are built first in their domain")
+    prefer_rules: bool = Field(
+        default=True, description="within a domain, build first the proposals whose compiled form has status "
+        "transitions or effects (business rules), then the rest, each group in proposal order")
     differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
     contamination_check: bool = True
 
