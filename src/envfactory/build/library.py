@@ -3,12 +3,12 @@ revise → accept, with one checkpoint per proposal (DESIGN §1, §3–4; issue 
 
 Contract:
 - Layout of a build, under `<workspace>/builds/<config.name>/`:
-  `config.json` (the `LibraryConfig`), `proposals.json` (the `ProposalBatch`, written once per config
-  hash), `outcomes/<proposal id>.json` (a `ProposalOutcome` per finished proposal), `envs/<env name>/`
+  `config.json` (the `LibraryConfig`), `proposals.json` (the `ProposalBatch`, written once per
+  proposals hash: domains and proposals per domain), `outcomes/<proposal id>.json` (a `ProposalOutcome` per finished proposal), `envs/<env name>/`
   (accepted environments: `spec.json`, `seeds/`, `scenarios.json`, `report.json`, `build.json`),
   `rejected/<env name>/` (the last attempt of a rejected proposal, for inspection), `funnel.json`
   (`LibraryFunnel`, counts only) and `timings.json` (`BuildTimings`, never compared).
-- Resume: an existing `proposals.json` is reused only when its config hash matches; a proposal with an
+- Resume: an existing `proposals.json` is reused only when its proposals hash matches; a proposal with an
   outcome is never rebuilt; the proposal that was in flight when a run died is rebuilt from scratch
   (its directories are cleared first), so nothing is lost or duplicated. Every file is written
   atomically.
@@ -185,9 +185,12 @@ class LibraryBuilder:
         def rank(proposal: Proposal) -> int:
             if leads(proposal):
                 return 0
-            if self.config.prefer_rules and self._has_rules(proposal):
-                return 1
-            return 2
+            if not self.config.prefer_rules:
+                return 4
+            rules, linked = self._richness(proposal)
+            # Business rules are the scarcer kind of richness, so they lead: rules and linked
+            # collections, rules only, linked only, neither.
+            return 4 - 2 * rules - linked
 
         ordered: list[Proposal] = []
         for domain in dict.fromkeys(p.domain for p in proposals):
@@ -195,25 +198,27 @@ class LibraryBuilder:
             ordered += sorted(mine, key=rank)  # stable: batch order within each rank
         return ordered
 
-    def _has_rules(self, proposal: Proposal) -> bool:
-        """Whether the proposal compiles to transitions or effects (a dry compile; nothing is written)."""
+    def _richness(self, proposal: Proposal) -> tuple[int, int]:
+        """(has transitions or effects, has linked collections) of the proposal's compiled form, from a
+        dry compile (nothing is written; a proposal that cannot compile counts as neither)."""
         try:
             operations = {op.operation_id: self.catalog.operation(op.operation_id) for op in proposal.operations}
             source = compile_proposal(proposal, operations).source
-        except Exception:  # a proposal that cannot compile is ranked last and rejected when built
-            return False
-        return any(c.transitions for c in source.collections.values()) or any(
-            t.operation.effects for t in source.tools)
+        except Exception:
+            return 0, 0
+        rules = any(c.transitions for c in source.collections.values()) or any(t.operation.effects for t in source.tools)
+        linked = any(c.references for c in source.collections.values())
+        return int(rules), int(linked)
 
     def _proposals(self) -> ProposalBatch:
         path = self.paths.proposals
         marker = self.paths.root / "proposals.config-hash"
-        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.config_hash():
+        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.proposals_hash():
             return ProposalBatch.model_validate_json(path.read_bytes())
         batch = propose_batch(self.catalog, domains=self.config.domains,
                               limit_per_domain=self.config.proposals_per_domain)
         write_atomic(path, batch.to_json_bytes())
-        write_atomic(marker, (self.config.config_hash() + "\n").encode())
+        write_atomic(marker, (self.config.proposals_hash() + "\n").encode())
         return batch
 
     def _existing_outcomes(self) -> dict[str, ProposalOutcome]:

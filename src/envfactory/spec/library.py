@@ -48,13 +48,19 @@ class LibraryConfig(SpecModel):
     first: list[str] = Field(default_factory=list,
                              description="catalog resources (e.g. aws:sqs) whose proposals are built first in their domain")
     prefer_rules: bool = Field(
-        default=True, description="within a domain, build first the proposals whose compiled form has status "
-        "transitions or effects (business rules), then the rest, each group in proposal order")
+        default=True, description="within a domain, build first the proposals whose compiled form has both "
+        "business rules (transitions or effects) and linked collections, then rules only, then linked only, "
+        "then neither; "
+        "proposal order within each group")
     differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
     contamination_check: bool = True
 
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))[:16]
+
+    def proposals_hash(self) -> str:
+        """The hash of what the proposals depend on (domains and how many per domain)."""
+        return content_hash({"domains": self.domains, "proposals_per_domain": self.proposals_per_domain})[:16]
 
 
 class OutcomeCheck(SpecModel):
