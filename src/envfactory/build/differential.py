@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from envfactory.build.moto_worker import REFERENCE_CRASH
+from envfactory.build.moto_worker import REFERENCE_CRASH, walk_path
 from envfactory.errors import EnvFactoryError
 from envfactory.resources.mcp_tools import McpServerConfig, known_servers
 from envfactory.runtime import Environment, load_env, open_session
@@ -495,9 +495,6 @@ def run_differential(
     seed: int = 0,
 ) -> DifferentialResult:
     """Run `script` on our env (from the empty state) and through `runner`, and compare."""
-    unknown = sorted({c.tool for c in script} - set(env.tools))
-    if unknown:
-        raise DifferentialError(f"the script calls tools {', '.join(unknown)} that {env.name} does not have")
     return differential_run(
         env, script, runner, reference=reference, service=service, dropped=dropped, seed=seed
     ).result
@@ -707,24 +704,13 @@ async def _run_mcp_script(config: McpServerConfig, script: ReferenceScript) -> R
                 del params[name]
             for binding in call.bindings:
                 earlier = outcomes[binding.step].response if binding.step < len(outcomes) else None
-                set_path(params, binding.param, _get_path(earlier, binding.path))
+                set_path(params, binding.param, walk_path(earlier, binding.path))
             ok, response, message = _mcp_answer(await client.call_tool(call.operation, params))
             outcomes.append(ReferenceOutcome(
                 operation=call.operation, ok=ok, response=response,
                 error_code=None if ok else "tool_error", error_message=message, ignored_params=ignored,
             ))
     return ReferenceRun(reference=script.reference, outcomes=outcomes)
-
-
-def _get_path(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
 
 
 def run_mcp(

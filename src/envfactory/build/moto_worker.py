@@ -46,14 +46,15 @@ def _plain(value: Any) -> Any:
 
 def _get(value: Any, path: str) -> Any:
     """The value at a dotted path; also looks inside a one-member wrapper (`{"TableDescription": {...}}`)."""
-    found = _walk(value, path)
+    found = walk_path(value, path)
     if found is None and isinstance(value, dict) and len(value) == 1:
         (only,) = value.values()
-        found = _walk(only, path)
+        found = walk_path(only, path)
     return found
 
 
-def _walk(value: Any, path: str) -> Any:
+def walk_path(value: Any, path: str) -> Any:
+    """The value at a dotted path through objects and list indexes (None when it is not there)."""
     for part in path.split("."):
         if isinstance(value, dict):
             value = value.get(part)
