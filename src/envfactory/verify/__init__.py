@@ -1,7 +1,8 @@
 """`verify`: deterministic checks and rewards (DESIGN §4, §7): pure functions over data passed in.
 
-Today: task rewards (`rewards.py`). Environment checks, task gates and contamination scoring join
-this package with their issues.
+Modules: task rewards (`rewards.py`); environment checks and the verification report
+(`envchecks.py`, with scenario execution in `scenario_run.py`); contamination scores against benchmark
+tool sets and tasks (`contamination.py`). Task gates join with trajectory synthesis.
 """
 
 from envfactory.verify.rewards import (
