@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envfactory.build.errors import BuildError
 from envfactory.build.library import LibraryBuilder, export_library, reproduce_library
 from envfactory.resources import Catalog
 from envfactory.spec import BuildRecord, DifferentialMismatch, DifferentialResult, EnvSpec, VerificationReport
@@ -84,7 +85,7 @@ def test_resume_rebuilds_only_the_proposal_in_flight(small_catalog: Catalog, bui
 
 def test_a_finished_build_is_not_overwritten_without_resume(small_catalog: Catalog, built: tuple[Path, LibraryFunnel]) -> None:
     root, _ = built
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(BuildError, match="resume"):
         LibraryBuilder(small_catalog, CONFIG, root).run()
 
 

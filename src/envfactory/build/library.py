@@ -134,8 +134,8 @@ class LibraryBuilder:
         started = self.clock()
         paths = self.paths
         if paths.root.exists() and not resume and any(paths.root.iterdir()):
-            raise FileExistsError(f"{paths.root} holds an earlier build; pass resume to continue it "
-                                  "or choose another workspace")
+            raise BuildError(f"{paths.root} holds an earlier build; pass resume (--resume) to continue it "
+                             "or choose another workspace")
         paths.root.mkdir(parents=True, exist_ok=True)
         write_atomic(paths.config, canonical_json(self.config.model_dump(mode="json")))
         batch = self._proposals()
