@@ -134,3 +134,25 @@ def test_export_then_reproduce_gives_the_same_hashes(small_catalog: Catalog, bui
     (library / "index.json").write_bytes(tampered.to_json_bytes())
     again = reproduce_library(small_catalog, library, tmp_path / "third", only=[index.entries[0].name])
     assert [r.spec_same for r in again] == [False]
+
+
+def test_prefer_new_providers_goes_round_the_providers(small_catalog: Catalog, tmp_path: Path) -> None:
+    """With `prefer_new_providers`, every provider's first proposal is built before any provider's
+    second; `first` resources still lead. Without it, batch order (after the rules ranking) stands."""
+    from envfactory.build.propose import propose
+
+    proposals = [p for p in propose(small_catalog, domains=["utilities", "office"], limit_per_domain=8)
+                 if p.domain == "office"]
+    aws = [p for p in proposals if p.provenance[0].provider == "aws"]
+    google = [p for p in proposals if p.provenance[0].provider == "google"]
+    assert len(aws) >= 2 and google, "the small catalog has SES (aws) and Tasks (google) office proposals"
+    batch_order = aws + google  # aws crowds the front, as a catalog with hundreds of AWS services would
+    plain = LibraryBuilder(small_catalog, CONFIG.model_copy(update={"prefer_rules": False}), tmp_path)
+    assert plain._ordered(batch_order) == batch_order
+    config = CONFIG.model_copy(update={"prefer_rules": False, "prefer_new_providers": True})
+    ordered = LibraryBuilder(small_catalog, config, tmp_path)._ordered(batch_order)
+    assert [p.provenance[0].provider for p in ordered[:2]] == ["aws", "google"]
+    assert sorted(p.id for p in ordered) == sorted(p.id for p in batch_order)
+    leading = CONFIG.model_copy(update={"prefer_rules": False, "prefer_new_providers": True,
+                                        "first": [google[0].provenance[0].resource]})
+    assert LibraryBuilder(small_catalog, leading, tmp_path)._ordered(batch_order)[0].id == google[0].id

@@ -22,6 +22,7 @@ from envfactory.build.propose import (
 )
 from envfactory.llm.scripted import ScriptedClient
 from envfactory.resources import Catalog
+from envfactory.resources.domains import organisation
 
 
 def test_propose_one_domain_is_deterministic_with_provenance(full_catalog: Catalog) -> None:
@@ -39,13 +40,26 @@ def test_propose_one_domain_is_deterministic_with_provenance(full_catalog: Catal
         assert proposal.id == proposal.with_id().id
         roles = {o.role for o in proposal.operations}
         assert "create" in roles and roles & {"read", "list"}
-    services = [p.provenance[0].resource for p in first.proposals]
-    firsts = [i for i, s in enumerate(services) if s not in services[:i]]
-    assert firsts == list(range(len(firsts)))  # every service once before any service twice
+    orgs = [organisation(p.provenance[0].provider) for p in first.proposals]
+    firsts = [i for i, o in enumerate(orgs) if o not in orgs[:i]]
+    assert firsts == list(range(len(firsts)))  # every provider once before any provider twice
     scores = [p.statefulness + p.usefulness for p in first.proposals[: len(firsts)]]
     assert scores == sorted(scores, reverse=True)
+    for org in set(orgs):  # within a provider, every service once before any service twice
+        services = [p.provenance[0].resource for p in first.proposals if organisation(p.provenance[0].provider) == org]
+        seen = [i for i, s in enumerate(services) if s not in services[:i]]
+        assert seen == list(range(len(seen)))
     assert any(s.reason.startswith("licence not permissive") for s in first.skipped)
     assert len({p.name for p in first.proposals}) == len(first.proposals)
+
+
+def test_a_cut_keeps_every_provider_before_any_provider_twice(full_catalog: Catalog) -> None:
+    """AWS and Google have dozens of office services each; an API host with one service still makes a
+    cut of ten, because the ranking goes round the providers before it goes round their services."""
+    batch = propose_batch(full_catalog, domains=["office"], limit_per_domain=10)
+    orgs = [organisation(p.provenance[0].provider) for p in batch.proposals]
+    assert len(orgs) == 10 and len(set(orgs)) == 10
+    assert {"aws", "google", "github.com", "twilio.com"} <= set(orgs)
 
 
 def test_small_catalog_proposals_and_dedup(small_catalog: Catalog) -> None:

@@ -19,6 +19,7 @@ from envfactory.build.library import LibraryBuilder, env_shape
 from envfactory.build.propose import permissive_licence
 from envfactory.build.reference import library_differential
 from envfactory.resources import Catalog
+from envfactory.resources.domains import organisation
 from envfactory.runtime import library_env_names, library_root, load_env
 from envfactory.spec import BuildRecord, EnvSpec, Proposal, VerificationReport
 from envfactory.spec.library import LIBRARY_DOMAINS, LibraryConfig, LibraryFunnel, LibraryIndex
@@ -75,6 +76,13 @@ def test_richness_across_the_library(specs: dict[str, EnvSpec]) -> None:
     assert linked >= 0.5
     assert median_tools >= 6
     assert rules >= 0.2
+
+
+def test_the_library_spans_at_least_forty_providers(index: LibraryIndex) -> None:
+    """Providers are organisations: AWS, Google (all its hosts) and each other API's owner count once."""
+    providers = {organisation(e.provider) for e in index.entries}
+    assert len(providers) >= 40, sorted(providers)
+    assert {"aws", "google"} <= providers
 
 
 def test_funnel_matches_the_index(index: LibraryIndex) -> None:

@@ -23,7 +23,7 @@ from envfactory.resources import (
     default_sources,
 )
 from envfactory.resources._text import tokens
-from envfactory.resources.domains import APIS_GURU_CATEGORIES, DOMAINS, from_categories
+from envfactory.resources.domains import APIS_GURU_CATEGORIES, DOMAINS, from_categories, organisation
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "resources"
 
@@ -140,6 +140,13 @@ def test_domain_tags_come_from_categories() -> None:
     assert from_categories(["financial", "payment", "ecommerce"]) == ["commerce", "finance"]
     assert from_categories(["unheard_of"]) == []
     assert from_categories("security") == []  # one directory spec has a string here, not a list
+    # Uncategorised specs are tagged by the provider table, and only when they have no category.
+    assert from_categories(None, "vtex.local") == ["commerce"]
+    assert from_categories([], "tcgdex.net") == ["lifestyle"]
+    assert from_categories(["financial"], "vtex.local") == ["finance"]
+    assert from_categories(None, "unheard-of.example") == []
+    assert organisation("netboxdemo.com") == organisation("netbox.dev") == "netbox.dev"
+    assert organisation("walletobjects.googleapis.com") == "google" and organisation("xero.com") == "xero.com"
 
 
 def test_default_sources_name_what_is_missing(tmp_path: Path) -> None:

@@ -19,8 +19,16 @@ Contract:
 - Acceptance: verified, at least `min_tools` tools with at least one write and one read, at least
   `min_kept_ratio` of the proposed operations kept, every source licence permissive, and not
   contaminated (when a contamination hook is given).
+- Ordering: `first` resources lead their domain; with `prefer_rules`, proposals whose dry compile has
+  rules and linked collections come next; with `prefer_new_providers`, every provider (organisation,
+  `resources.domains.organisation`) gets its first proposal built before any gets its second.
+- Seed realism (`config.seed_realism`): after each compile the LLM client proposes values for the seed
+  records' free-text fields (`build.realism`, validated, never trusted); what it did is in
+  `build.json`, its tokens in the outcome and the funnel. The CLI records every answer in
+  `llm-cassette.jsonl` in the build root; `export_library` ships it and `reproduce_library` replays it.
 - Deterministic: proposals come in catalog order and ids are content hashes; the same config and
-  catalog give the same accepted environments with the same spec hashes and report digests.
+  catalog (and the same LLM answers) give the same accepted environments with the same spec hashes
+  and report digests.
 """
 
 from __future__ import annotations
@@ -34,9 +42,13 @@ from pathlib import Path
 
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
 from envfactory.build.errors import BuildError
-from envfactory.build.propose import permissive_licence, propose_batch
+from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propose_batch
+from envfactory.build.realism import realistic_seeds
 from envfactory.build.scenarios import scenarios_from_examples
+from envfactory.build.seeds import example_keys
+from envfactory.llm.protocols import LLMClient
 from envfactory.resources.catalog import Catalog
+from envfactory.resources.domains import organisation
 from envfactory.spec import (
     BuildRecord,
     DeclarativeImplementation,
@@ -49,6 +61,7 @@ from envfactory.spec import (
     VerificationReport,
     canonical_json,
 )
+from envfactory.spec.build import SeedRealism
 from envfactory.spec.library import (
     BuildTimings,
     CheckRate,
@@ -71,7 +84,7 @@ ContaminationHook = Callable[[EnvSpec], list[str]]
 class BuildEvent:
     """Progress of a library build, for the CLI's display."""
 
-    kind: str  # "proposals" | "start" | "done" | "skip"
+    kind: str  # "proposing" | "proposals" | "start" | "done" | "skip"
     domain: str = ""
     name: str = ""
     message: str = ""
@@ -112,6 +125,9 @@ class BuildPaths:
         return self.root / "timings.json"
 
 
+LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in an exported library: every LLM answer used
+
+
 @dataclass(slots=True)
 class LibraryBuilder:
     """Builds one library. Hooks are injected: the CLI wires moto and the benchmark tool sets."""
@@ -121,6 +137,7 @@ class LibraryBuilder:
     root: Path
     differential: DifferentialHook | None = None
     contamination: ContaminationHook | None = None
+    llm: LLMClient | None = None
     progress: Callable[[BuildEvent], None] = lambda event: None
     clock: Callable[[], float] = time.perf_counter
     _timings: dict[str, float] = field(default_factory=dict)
@@ -141,14 +158,14 @@ class LibraryBuilder:
         batch = self._proposals()
         outcomes = self._existing_outcomes()
         accepted = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
-        per_provider = Counter((o.domain, o.provider) for o in outcomes.values() if o.status == "accepted")
+        per_provider = Counter((o.domain, organisation(o.provider)) for o in outcomes.values() if o.status == "accepted")
         self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals"))
         for proposal in self._ordered(batch.proposals):
             if proposal.id in outcomes:
                 continue
             if accepted[proposal.domain] >= self.config.accept_per_domain:
                 continue
-            if per_provider[proposal.domain, proposal.provenance[0].provider] >= self.config.max_per_provider_in_domain:
+            if per_provider[proposal.domain, organisation(proposal.provenance[0].provider)] >= self.config.max_per_provider_in_domain:
                 continue
             self.progress(BuildEvent("start", proposal.domain, proposal.name,
                                      accepted_in_domain=accepted[proposal.domain],
@@ -160,7 +177,7 @@ class LibraryBuilder:
             outcomes[proposal.id] = outcome
             if outcome.status == "accepted":
                 accepted[proposal.domain] += 1
-                per_provider[outcome.domain, outcome.provider] += 1
+                per_provider[outcome.domain, organisation(outcome.provider)] += 1
             self.progress(BuildEvent("done", proposal.domain, outcome.env_name or proposal.name,
                                      message=outcome.status if not outcome.reason else f"{outcome.status}: {outcome.reason}",
                                      accepted_in_domain=accepted[proposal.domain],
@@ -195,7 +212,27 @@ class LibraryBuilder:
         ordered: list[Proposal] = []
         for domain in dict.fromkeys(p.domain for p in proposals):
             mine = [p for p in proposals if p.domain == domain]
-            ordered += sorted(mine, key=rank)  # stable: batch order within each rank
+            ranks = {p.id: rank(p) for p in mine}
+            mine.sort(key=lambda p: ranks[p.id])  # stable: batch order within a rank
+            if self.config.prefer_new_providers:
+                # Every provider's first (richest) proposal comes before any provider's second; after
+                # that first round, proposals with business rules (with `prefer_rules`) go round the
+                # providers before those without. The `first` resources still lead.
+                turn: dict[str, int] = {}
+                seen: dict[str, int] = {}
+                for proposal in mine:
+                    who = organisation(proposal.provenance[0].provider)
+                    turn[proposal.id] = seen.get(who, 0)
+                    seen[who] = turn[proposal.id] + 1
+                tier = {p.id: int(turn[p.id] > 0) + int(turn[p.id] > 0 and ranks[p.id] > 2) for p in mine}
+                later: dict[str, int] = {}
+                seen.clear()
+                for proposal in sorted(mine, key=lambda p: tier[p.id]):  # rounds within each tier
+                    who = f"{tier[proposal.id]}:{organisation(proposal.provenance[0].provider)}"
+                    later[proposal.id] = seen.get(who, 0)
+                    seen[who] = later[proposal.id] + 1
+                mine.sort(key=lambda p: (not leads(p), tier[p.id], later[p.id]))
+            ordered += mine
         return ordered
 
     def _richness(self, proposal: Proposal) -> tuple[int, int]:
@@ -210,15 +247,31 @@ class LibraryBuilder:
         linked = any(c.references for c in source.collections.values())
         return int(rules), int(linked)
 
+    def _realistic(self, compiled: CompiledEnv, proposal: Proposal,
+                   operations: Mapping[str, Operation]) -> tuple[CompiledEnv, SeedRealism]:
+        """`compiled` with LLM-proposed seed values where they validate (`build.realism`)."""
+        if self.llm is None:
+            raise BuildError("the config asks for seed_realism but no LLM client was given "
+                             "(install the local model: see `envfactory llm info`, or set seed_realism false)")
+        prov = proposal.provenance[0]
+        keep = example_keys(compiled.source, list(operations.values()))
+        seeds = dict(compiled.seeds)
+        realistic, realism = realistic_seeds(compiled.source, seeds["default"], self.llm,
+                                             api_title=f"{prov.service} by {prov.provider}: {proposal.title}",
+                                             keep_keys=keep)
+        seeds["default"] = realistic
+        return compiled.model_copy(update={"seeds": seeds}), realism
+
     def _proposals(self) -> ProposalBatch:
         path = self.paths.proposals
         marker = self.paths.root / "proposals.config-hash"
-        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.proposals_hash():
+        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.proposals_hash(PROPOSER_VERSION):
             return ProposalBatch.model_validate_json(path.read_bytes())
+        self.progress(BuildEvent("proposing", message="proposing over the catalog (minutes on a first run; cached after)"))
         batch = propose_batch(self.catalog, domains=self.config.domains,
                               limit_per_domain=self.config.proposals_per_domain)
         write_atomic(path, batch.to_json_bytes())
-        write_atomic(marker, (self.config.proposals_hash() + "\n").encode())
+        write_atomic(marker, (self.config.proposals_hash(PROPOSER_VERSION) + "\n").encode())
         return batch
 
     def _existing_outcomes(self) -> dict[str, ProposalOutcome]:
@@ -266,6 +319,7 @@ class LibraryBuilder:
         outcome = base
         report: VerificationReport | None = None
         compiled: CompiledEnv | None = None
+        realism: SeedRealism | None = None
         spec: EnvSpec | None = None
         rounds = 0
         for rounds in range(self.config.max_revise_rounds + 1):
@@ -275,6 +329,8 @@ class LibraryBuilder:
                 return outcome.model_copy(update={"reason": f"compile failed: {exc}", "revise_rounds": rounds})
             if not compiled.source.tools:
                 return outcome.model_copy(update={"reason": "no operation compiled", "revise_rounds": rounds})
+            if self.config.seed_realism:
+                compiled, realism = self._realistic(compiled, current, operations)
             if env_dir.exists():
                 shutil.rmtree(env_dir)
             try:
@@ -288,6 +344,7 @@ class LibraryBuilder:
                 proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
                 compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
                 revise_rounds=rounds, kept_ratio=round(len(compiled.compiled) / max(1, len(proposal.operations)), 4),
+                seed_realism=realism,
             ).to_json_bytes())
             scenarios = scenarios_from_examples(spec, operations, compiled.seeds)
             write_atomic(env_dir / "scenarios.json", dump_scenarios(scenarios))
@@ -326,11 +383,13 @@ class LibraryBuilder:
             "final_checks": [OutcomeCheck(name=c.name, status=c.status) for c in report.checks],
             "scenarios_passed": tally_passed, "scenarios_total": tally_total,
             "differential_matched": diff_matched, "differential_compared": diff_compared,
+            "llm_tokens": realism.tokens if realism else 0,
+            "seed_values_from_llm": realism.accepted if realism else 0,
         })
         record = BuildRecord(
             proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
             compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
-            revise_rounds=rounds, kept_ratio=outcome.kept_ratio,
+            revise_rounds=rounds, kept_ratio=outcome.kept_ratio, seed_realism=realism,
         )
         write_atomic(env_dir / "build.json", record.to_json_bytes())
         write_atomic(env_dir / "proposal.json", proposal.to_json_bytes())
@@ -428,6 +487,8 @@ def funnel_of(config: LibraryConfig, batch: ProposalBatch, outcomes: Sequence[Pr
         first_round_check_rates=_rates(ordered, "first_round_checks"),
         final_check_rates=_rates(ordered, "final_checks"),
         revise_rounds={str(k): v for k, v in sorted(Counter(o.revise_rounds for o in ordered if o.verified).items())},
+        llm_tokens=sum(o.llm_tokens for o in ordered),
+        seed_values_from_llm=sum(o.seed_values_from_llm for o in ordered),
     )
 
 
@@ -460,6 +521,9 @@ def export_library(build_root: Path, target: Path) -> LibraryIndex:
     staging.mkdir(parents=True)
     for entry in index.entries:
         shutil.copytree(paths.envs / entry.name, staging / entry.name)
+    cassette = build_root / LLM_CASSETTE
+    if cassette.is_file():  # the recorded answers a reproduction replays
+        shutil.copyfile(cassette, staging / LLM_CASSETTE)
     write_atomic(staging / "index.json", index.to_json_bytes())
     write_atomic(staging / "config.json", canonical_json(config.model_dump(mode="json")))
     write_atomic(staging / "funnel.json", funnel_of(config, ProposalBatch.model_validate_json(paths.proposals.read_bytes()),
@@ -479,14 +543,15 @@ class Reproduction:
 
 
 def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequence[str] | None = None,
-                      differential: DifferentialHook | None = None) -> list[Reproduction]:
+                      differential: DifferentialHook | None = None, llm: LLMClient | None = None) -> list[Reproduction]:
     """Rebuild each shipped environment from its recorded proposal (`proposal.json`) with the shipped
-    config, and compare the spec hash and report digest with the library's index."""
+    config, and compare the spec hash and report digest with the library's index. A config with
+    `seed_realism` needs `llm`: a replay of the library's `llm-cassette.jsonl` reproduces the build."""
     config = LibraryConfig.model_validate_json((library / "config.json").read_bytes())
     index = LibraryIndex.model_validate_json((library / "index.json").read_bytes())
     if root.exists():
         shutil.rmtree(root)
-    builder = LibraryBuilder(catalog, config, root, differential=differential)
+    builder = LibraryBuilder(catalog, config, root, differential=differential, llm=llm)
     results = []
     for entry in index.entries:
         if only and entry.name not in only:

@@ -11,8 +11,8 @@ Contract:
   in the batch's `skipped` list with the reason, and so is every service that yields no proposal.
 - Scores: `statefulness` = 0.6 × the share of CRUD roles the groups cover + 0.4 when ≥ 2 collections
   are linked; `usefulness` = the mean over operations of description (0.4), examples (0.3) and schema
-  richness (0.3). Proposals are ordered by `rank` (score, then name, spread over services so the
-  cut at `limit_per_domain` keeps many providers); near-duplicates (the same collections
+  richness (0.3). Proposals are ordered by `rank` (score, then name, spread over providers and then
+  services so the cut at `limit_per_domain` keeps every provider); near-duplicates (the same collections
   of the same service in another version, or embedding cosine ≥ `DUPLICATE_COSINE` when an embed
   function is given) are dropped, keeping the better-ranked one.
 - Deterministic: the same catalog and arguments give the same proposals (ids are content hashes).
@@ -35,6 +35,7 @@ from envfactory.build.schemas import object_properties
 from envfactory.build.shapes import ResourceGroup, group_operations
 from envfactory.llm.protocols import LLMClient
 from envfactory.resources.catalog import Catalog, ServiceFilter
+from envfactory.resources.domains import organisation
 from envfactory.resources.model import Resource, ServiceEntry
 from envfactory.spec import Domain, Operation, Provenance
 from envfactory.spec.build import OperationRole, Proposal, ProposalBatch, ProposedOperation, SkippedResource
@@ -43,6 +44,8 @@ DOMAINS: tuple[Domain, ...] = ("commerce", "finance", "travel", "office", "lifes
 MIN_TOOLS = 3
 MAX_TOOLS = 30
 DUPLICATE_COSINE = 0.95
+# Bumped whenever the same catalog would give other proposals, so cached proposals are not reused.
+PROPOSER_VERSION = 2
 _CRUD = ("create", "read", "list", "update", "delete")
 _ROLE_ORDER = {"create": 0, "read": 1, "list": 2, "update": 3, "delete": 4, "action": 5}
 
@@ -118,16 +121,25 @@ def propose_batch(
 
 
 def rank(proposals: Sequence[Proposal]) -> list[Proposal]:
-    """Best first, spread over services: every service's best proposal (by score, then name) comes
-    before any service's second best, so a cut at `limit_per_domain` keeps many providers."""
+    """Best first, spread over providers, then over services: every provider's best proposal (by
+    score, then name) comes before any provider's second, and a provider's proposals alternate over
+    its services, so a cut at `limit_per_domain` keeps every provider that has a proposal (AWS with
+    hundreds of services cannot crowd out an API host with one)."""
     by_score = sorted(proposals, key=lambda p: (-(p.statefulness + p.usefulness), p.name, p.id))
+    by_service = _rounds(by_score, lambda p: p.provenance[0].provider + ":" + snake(p.provenance[0].service))
+    return _rounds(by_service, lambda p: organisation(p.provenance[0].provider))
+
+
+def _rounds(ordered: Sequence[Proposal], group_of: Callable[[Proposal], str]) -> list[Proposal]:
+    """`ordered` re-ordered in rounds: each group's first item, then each group's second, ...; the
+    given order is kept within a round."""
     seen: dict[str, int] = {}
     place: dict[str, int] = {}
-    for proposal in by_score:
-        service = proposal.provenance[0].provider + ":" + snake(proposal.provenance[0].service)
-        place[proposal.id] = seen.get(service, 0)
-        seen[service] = place[proposal.id] + 1
-    return sorted(by_score, key=lambda p: place[p.id])  # stable: score order within each round
+    for proposal in ordered:
+        group = group_of(proposal)
+        place[proposal.id] = seen.get(group, 0)
+        seen[group] = place[proposal.id] + 1
+    return sorted(ordered, key=lambda p: place[p.id])  # stable
 
 
 def proposals_for_resource(resource: Resource, entry: ServiceEntry | None, domain: str) -> tuple[list[Proposal], str]:

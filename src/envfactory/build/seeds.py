@@ -37,7 +37,7 @@ def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) ->
     order = _parents_first(source)
     state: dict[str, dict[str, Any]] = {name: {} for name in order}
     counters: dict[str, int] = {}
-    wanted = _example_keys(source, operations)
+    wanted = example_keys(source, operations)
     for name in order:
         decl = source.collections[name]
         schema = decl.record_schema
@@ -116,7 +116,8 @@ def _unique_fix(source: DeclarativeEnvSource, state: dict[str, dict[str, Any]]) 
                     seen.add(record.get(field))
 
 
-def _example_keys(source: DeclarativeEnvSource, operations: Sequence[Operation]) -> dict[str, list[str]]:
+def example_keys(source: DeclarativeEnvSource, operations: Sequence[Operation]) -> dict[str, list[str]]:
+    """Per collection, the keys the operations' examples name (records that must exist for them)."""
     by_id = {op.id: op for op in operations}
     wanted: dict[str, list[str]] = {}
     for tool in source.tools:

@@ -7,7 +7,8 @@
 - `export --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
   package's shipped library is `src/envfactory/library`).
 - `reproduce`: rebuild every shipped environment from the shipped config and check that each spec
-  hash and report digest is reproduced (exit 1 when one is not).
+  hash and report digest is reproduced (exit 1 when one is not); a library built with seed realism is
+  rebuilt with its recorded LLM answers (`llm-cassette.jsonl`), never a live model.
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from envfactory.build.library import BuildEvent, LibraryBuilder, export_library, reproduce_library
+from envfactory.build.library import (
+    LLM_CASSETTE,
+    BuildEvent,
+    LibraryBuilder,
+    export_library,
+    reproduce_library,
+)
 from envfactory.build.reference import library_differential
 from envfactory.cli._output import console, emit_json, error_console
+from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
+from envfactory.llm import make_client
+from envfactory.llm.replay import ReplayClient
 from envfactory.resources.benchmarks import benchmark_tool_sets
 from envfactory.spec.library import LibraryConfig, LibraryFunnel
 from envfactory.store import Workspace
@@ -79,6 +89,8 @@ def build(
     domain: Annotated[list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")] = None,
     cache_dir: CacheOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
+    llm: Annotated[str, typer.Option("--llm", help="The model for seed realism when the config asks for it: "
+                                     "local (the embedded model), openai:URL or replay:FILE.")] = "local",
 ) -> None:
     """Build (or resume) a library from a config; prints progress and the funnel."""
     config = _load_config(config_path, domain)
@@ -88,15 +100,19 @@ def build(
 
     def progress(event: BuildEvent) -> None:
         stamp = f"[{time.perf_counter() - started:7.1f}s]"
-        if event.kind == "proposals":
+        if event.kind in ("proposals", "proposing"):
             err.print(f"{stamp} {event.message}")
         elif event.kind == "done":
             err.print(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
 
     contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
+    client = None
+    if config.seed_realism:  # every answer is recorded next to the build, so it can be replayed
+        settings = parse_llm(llm, None, None, None if llm.startswith("replay:") else root / LLM_CASSETTE, None)
+        client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("library")
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
-                                 contamination=contamination, progress=progress)
+                                 contamination=contamination, progress=progress, llm=client)
         funnel = builder.run(resume=resume)
     if json_out:
         emit_json(funnel.model_dump(mode="json"))
@@ -127,8 +143,15 @@ def reproduce(
     if not (lib / "index.json").is_file():
         raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
     root = Workspace(workspace).ensure().root / "builds" / "reproduce"
+    config = LibraryConfig.model_validate_json((lib / "config.json").read_bytes())
+    client = None
+    if config.seed_realism:
+        cassette = lib / LLM_CASSETTE
+        if not cassette.is_file():
+            raise EnvFactoryError(f"{lib} was built with seed_realism but ships no {LLM_CASSETTE} to replay")
+        client = ReplayClient(cassette)
     with open_catalog(cache_dir, None, None, None, False) as catalog:
-        results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential)
+        results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential, llm=client)
     table = Table("environment", "spec hash", "report digest")
     bad = 0
     for result in results:

@@ -8,8 +8,13 @@ academia, utilities):
 - AWS service models and Google discovery documents carry no categories, so the tables below name the
   services whose domain is not infrastructure; every other AWS or Google service is `utilities`
   (cloud infrastructure, developer tooling), a rule of the table rather than a per-service guess.
+- APIs.guru documents without categories are tagged by provider through `APIS_GURU_PROVIDERS` (read
+  from each API's own title and description when the table was written); providers in neither table
+  get no tag and are never proposed.
 - MCP servers from the reference set are in `MCP_SERVERS`; other servers and local docs get no tag
   unless their document says (OpenAPI categories).
+- `PROVIDER_ALIASES` names hosts that belong to one organisation or product (Google's several hosts,
+  NetBox's demo host), so counting distinct providers counts organisations, not hostnames.
 """
 
 from __future__ import annotations
@@ -40,6 +45,25 @@ APIS_GURU_CATEGORIES: Mapping[str, str] = _table({
     "academia": "education open_data",
     "utilities": "cloud developer_tools tools analytics telecom security hosting iot search backend "
                  "monitoring storage machine_learning text",
+})
+
+# Uncategorised APIs.guru providers, by what the API serves (its title: "Catalog API", "TCGdex API", ...).
+APIS_GURU_PROVIDERS: Mapping[str, str] = _table({
+    "commerce": "vtex.local byautomata.io",
+    "finance": "walletobjects.googleapis.com",
+    "travel": "google.com regcheck.org.uk",
+    "office": "nexmo.com xtrf.eu",
+    "lifestyle": "tcgdex.net mineskin.org groundhog-day.com",
+    "academia": "bethmardutho.org",
+    "utilities": "javatpoint.com kumpeapps.com",
+})
+
+PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({
+    "google.com": "google",
+    "googleapis.com": "google",
+    "walletobjects.googleapis.com": "google",
+    "netboxdemo.com": "netbox.dev",
+    "amazonaws.com": "aws",
 })
 
 AWS_SERVICES: Mapping[str, str] = _table({
@@ -88,11 +112,18 @@ MCP_SERVERS: Mapping[str, str] = _table({
 INFRASTRUCTURE = "utilities"
 
 
-def from_categories(categories: object) -> list[str]:
-    """Tags for APIs.guru categories (a list of strings; anything else gives no tags)."""
-    if not isinstance(categories, list):
-        return []
-    return _ordered(APIS_GURU_CATEGORIES.get(c) for c in categories if isinstance(c, str))
+def from_categories(categories: object, provider: str = "") -> list[str]:
+    """Tags for APIs.guru categories (a list of strings); without any, the provider's table entry."""
+    tags = (_ordered(APIS_GURU_CATEGORIES.get(c) for c in categories if isinstance(c, str))
+            if isinstance(categories, list) else [])
+    if not tags and provider in APIS_GURU_PROVIDERS:
+        return [APIS_GURU_PROVIDERS[provider]]
+    return tags
+
+
+def organisation(provider: str) -> str:
+    """The organisation behind a provider name, for counting distinct providers."""
+    return PROVIDER_ALIASES.get(provider, provider)
 
 
 def for_aws_service(service: str) -> list[str]:

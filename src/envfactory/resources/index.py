@@ -32,7 +32,7 @@ from envfactory.resources.source import ScanResult
 
 logger = logging.getLogger(__name__)
 
-INDEX_FORMAT = "4"
+INDEX_FORMAT = "5"  # 5: uncategorised APIs.guru providers tagged by table
 NAME_WEIGHT = 4.0
 TEXT_WEIGHT = 1.0
 MAX_CACHED_RESOURCE_BYTES = 32 * 1024 * 1024

@@ -336,7 +336,7 @@ def identity(doc: Mapping[str, Any], fallback_provider: str, fallback_service: s
         provider=provider, service=service, version=clean_text(info.get("version"), 100) or "",
         title=clean_text(info.get("title"), 200) or service,
         description=clean_text(info.get("description"), DESCRIPTION_LIMIT),
-        licence=licence, domains=domains.from_categories(info.get("x-apisguru-categories")), url=url,
+        licence=licence, domains=domains.from_categories(info.get("x-apisguru-categories"), provider), url=url,
     )
 
 

@@ -83,6 +83,20 @@ class ProposalBatch(SpecModel):
     skipped: list[SkippedResource] = Field(default_factory=list)
 
 
+class SeedRealism(SpecModel):
+    """What the LLM contributed to an environment's seed records (`build.realism`): values proposed,
+    accepted after validation, rejected with reasons; failures leave the deterministic values."""
+
+    schema_version: Literal[1] = 1
+    model: str = Field(description="model id of the client asked")
+    requests: int = Field(default=0, ge=0)
+    tokens: int = Field(default=0, ge=0)
+    accepted: int = Field(default=0, ge=0, description="field values that replaced deterministic ones")
+    rejected: int = Field(default=0, ge=0)
+    rejections: list[str] = Field(default_factory=list, description="the first rejections, with reasons")
+    failures: list[str] = Field(default_factory=list, description="requests whose answer was unusable")
+
+
 class BuildRecord(SpecModel):
     """`<env_dir>/build.json`: how an environment was built from its proposal."""
 
@@ -94,3 +108,4 @@ class BuildRecord(SpecModel):
     dropped: list[DroppedOperation] = Field(default_factory=list)
     revise_rounds: int = Field(default=0, ge=0)
     kept_ratio: float = Field(ge=0.0, le=1.0)
+    seed_realism: SeedRealism | None = Field(default=None, description="set when an LLM made the seeds realistic")

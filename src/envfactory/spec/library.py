@@ -52,15 +52,25 @@ class LibraryConfig(SpecModel):
         "business rules (transitions or effects) and linked collections, then rules only, then linked only, "
         "then neither; "
         "proposal order within each group")
+    prefer_new_providers: bool = Field(
+        default=False, description="within a domain, build every provider's first proposal (its richest, "
+        "with `prefer_rules`) before any provider's second, so the library spans many providers")
+    seed_realism: bool = Field(
+        default=False, description="let the LLM propose realistic values for the seed records' free-text "
+        "fields (validated, never trusted; recorded in a cassette so the build reproduces)")
     differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
     contamination_check: bool = True
 
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))[:16]
 
-    def proposals_hash(self) -> str:
-        """The hash of what the proposals depend on (domains and how many per domain)."""
-        return content_hash({"domains": self.domains, "proposals_per_domain": self.proposals_per_domain})[:16]
+    def proposals_hash(self, proposer_version: int = 1) -> str:
+        """The hash of what the proposals depend on: domains, how many per domain and the proposer's
+        version (version 1 hashes as before versions were recorded)."""
+        basis: dict[str, object] = {"domains": self.domains, "proposals_per_domain": self.proposals_per_domain}
+        if proposer_version != 1:
+            basis["proposer_version"] = proposer_version
+        return content_hash(basis)[:16]
 
 
 class OutcomeCheck(SpecModel):
@@ -98,6 +108,8 @@ class ProposalOutcome(SpecModel):
     scenarios_total: int = 0
     differential_matched: int = 0
     differential_compared: int = 0
+    llm_tokens: int = Field(default=0, ge=0, description="tokens the LLM spent on the accepted build")
+    seed_values_from_llm: int = Field(default=0, ge=0, description="seed field values the LLM proposed and validation accepted")
 
 
 class CheckRate(SpecModel):
@@ -123,7 +135,8 @@ class LibraryFunnel(SpecModel):
     first_round_check_rates: list[CheckRate]
     final_check_rates: list[CheckRate]
     revise_rounds: dict[str, int] = Field(description="rounds → environments that needed that many")
-    llm_tokens: int = 0
+    llm_tokens: int = Field(default=0, ge=0, description="LLM tokens spent on the processed proposals' final builds")
+    seed_values_from_llm: int = Field(default=0, ge=0)
 
 
 class BuildTimings(SpecModel):
