@@ -5,7 +5,9 @@ Run: `python benchmarks/library.py [--library DIR] [--json OUT]` (after the READ
 catalog must be indexed: `envfactory resources list` once).
 
 For every environment of the library:
-- build: compile its recorded proposal from the catalog (pinned packages) and write the directory;
+- build: compile its recorded proposal from the catalog (pinned packages) and write the directory
+  (with seed realism, the LLM's recorded answers are replayed from the library's cassette: no model
+  runs, so the figure is build + verify time without LLM calls);
 - verify: every check of `verify.envchecks` (load, parity, seed round-trip, determinism, isolation,
   fuzz, scenarios, differential against moto where the library config asks for it);
 - agreement: the re-verified report digest equals the shipped one.
@@ -24,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from envfactory.build.library import LibraryBuilder
+from envfactory.build.library import LibraryBuilder, recorded_llm
 from envfactory.build.reference import library_differential
 from envfactory.cli.resources import default_cache_dir
 from envfactory.resources import Catalog, default_sources
@@ -55,7 +57,8 @@ def main() -> None:
     verdicts: dict[str, str] = {}
     with Catalog(sources, cache, missing) as catalog, tempfile.TemporaryDirectory() as tmp:
         builder = LibraryBuilder(catalog, config, Path(tmp) / "bench",
-                                 differential=library_differential if config.differential else None)
+                                 differential=library_differential if config.differential else None,
+                                 llm=recorded_llm(library, config))  # recorded answers: no model runs
         for number, entry in enumerate(index.entries, 1):
             proposal = Proposal.model_validate_json((library / entry.name / "proposal.json").read_bytes())
             began = time.perf_counter()

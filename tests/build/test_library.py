@@ -10,6 +10,7 @@ import pytest
 
 from envfactory.build.errors import BuildError
 from envfactory.build.library import LibraryBuilder, export_library, reproduce_library
+from envfactory.build.propose import PROPOSER_VERSION
 from envfactory.resources import Catalog
 from envfactory.spec import BuildRecord, DifferentialMismatch, DifferentialResult, EnvSpec, VerificationReport
 from envfactory.spec.library import LibraryConfig, LibraryFunnel, ProposalOutcome
@@ -156,3 +157,28 @@ def test_prefer_new_providers_goes_round_the_providers(small_catalog: Catalog, t
     leading = CONFIG.model_copy(update={"prefer_rules": False, "prefer_new_providers": True,
                                         "first": [google[0].provenance[0].resource]})
     assert LibraryBuilder(small_catalog, leading, tmp_path)._ordered(batch_order)[0].id == google[0].id
+
+
+class _SameVectorEmbedder:
+    """An embedder under which every text is the same point: embedding dedup keeps one proposal."""
+
+    model_id = "test/same-vector"
+    dimension = 2
+
+    def embed(self, texts: object) -> list[list[float]]:
+        return [[1.0, 0.0] for _ in texts]  # type: ignore[attr-defined]
+
+
+def test_embed_dedup_needs_an_embedder_and_keys_the_proposals_by_it(small_catalog: Catalog, tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"embed_dedup": True, "domains": ["office"]})
+    with pytest.raises(BuildError, match="embed_dedup"):
+        LibraryBuilder(small_catalog, config, tmp_path / "none").run()
+    root = tmp_path / "dedup"
+    LibraryBuilder(small_catalog, config, root, embedder=_SameVectorEmbedder()).run()  # type: ignore[arg-type]
+    from envfactory.spec import ProposalBatch
+
+    batch = ProposalBatch.model_validate_json((root / "proposals.json").read_bytes())
+    assert len(batch.proposals) == 1 and any(s.reason.startswith("near-duplicate of") for s in batch.skipped)
+    marker = (root / "proposals.config-hash").read_text().strip()
+    assert marker != config.proposals_hash(PROPOSER_VERSION)
+    assert marker == config.proposals_hash(PROPOSER_VERSION, "test/same-vector")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.build.library import LibraryBuilder, env_shape
+from envfactory.build.library import LibraryBuilder, env_shape, recorded_llm
 from envfactory.build.propose import permissive_licence
 from envfactory.build.reference import library_differential
 from envfactory.resources import Catalog
@@ -118,7 +118,8 @@ def test_rebuild_and_full_reverification_reproduce_the_shipped_evidence(
 ) -> None:
     config = LibraryConfig.model_validate_json((LIBRARY / "config.json").read_bytes())
     builder = LibraryBuilder(full_catalog, config, tmp_path / "rebuild",
-                             differential=library_differential if config.differential else None)
+                             differential=library_differential if config.differential else None,
+                             llm=recorded_llm(LIBRARY, config))
     by_name = {e.name: e for e in index.entries}
     sample = _rebuild_sample(index, specs)
     assert len({by_name[n].domain for n in sample}) == len({e.domain for e in index.entries})
@@ -147,3 +148,19 @@ def test_envs_verify_reproduces_a_shipped_report_without_writing_it(index: Libra
     listed = CliRunner().invoke(app, ["envs", "list", "--library", "--json"])
     assert listed.exit_code == 0
     assert sorted(row["name"] for row in json.loads(listed.output)) == sorted(e.name for e in index.entries)
+
+
+def test_seed_values_came_from_the_embedded_model_and_are_recorded(index: LibraryIndex) -> None:
+    """The library was built with the embedded defaults, the local model included: every environment's
+    build record says what the model proposed for its seeds, and the answers ship for replay."""
+    config = LibraryConfig.model_validate_json((LIBRARY / "config.json").read_bytes())
+    assert config.seed_realism and config.embed_dedup
+    models = {json.loads(line)["model"] for line in (LIBRARY / "llm-cassette.jsonl").read_text().splitlines()}
+    assert len(models) == 1 and next(iter(models)).startswith("local/qwen2.5-coder-0.5b")
+    accepted = 0
+    for entry in index.entries:
+        record = BuildRecord.model_validate_json((LIBRARY / entry.name / "build.json").read_bytes())
+        assert record.seed_realism is not None and record.seed_realism.model in models, entry.name
+        accepted += record.seed_realism.accepted
+    funnel = LibraryFunnel.model_validate_json((LIBRARY / "funnel.json").read_bytes())
+    assert accepted > len(index.entries) and funnel.llm_tokens > 0

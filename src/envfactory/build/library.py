@@ -22,6 +22,8 @@ Contract:
 - Ordering: `first` resources lead their domain; with `prefer_rules`, proposals whose dry compile has
   rules and linked collections come next; with `prefer_new_providers`, every provider (organisation,
   `resources.domains.organisation`) gets its first proposal built before any gets its second.
+- Embedding dedup (`config.embed_dedup`): proposals are also deduplicated by the injected embedder's
+  cosine (`propose.deduplicate`); its model id is part of the proposals hash.
 - Seed realism (`config.seed_realism`): after each compile the LLM client proposes values for the seed
   records' free-text fields (`build.realism`, validated, never trusted); what it did is in
   `build.json`, its tokens in the outcome and the funnel. The CLI records every answer in
@@ -46,7 +48,8 @@ from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propo
 from envfactory.build.realism import realistic_seeds
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.build.seeds import example_keys
-from envfactory.llm.protocols import LLMClient
+from envfactory.llm.protocols import Embedder, LLMClient
+from envfactory.llm.replay import ReplayClient
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
 from envfactory.spec import (
@@ -138,6 +141,7 @@ class LibraryBuilder:
     differential: DifferentialHook | None = None
     contamination: ContaminationHook | None = None
     llm: LLMClient | None = None
+    embedder: Embedder | None = None
     progress: Callable[[BuildEvent], None] = lambda event: None
     clock: Callable[[], float] = time.perf_counter
     _timings: dict[str, float] = field(default_factory=dict)
@@ -265,13 +269,21 @@ class LibraryBuilder:
     def _proposals(self) -> ProposalBatch:
         path = self.paths.proposals
         marker = self.paths.root / "proposals.config-hash"
-        if path.is_file() and marker.is_file() and marker.read_text().strip() == self.config.proposals_hash(PROPOSER_VERSION):
+        embedder = None
+        if self.config.embed_dedup:
+            if self.embedder is None:
+                raise BuildError("the config asks for embed_dedup but no embedder was given "
+                                 "(install the default embedder: `envfactory llm info`, or set embed_dedup false)")
+            embedder = self.embedder
+        expected = self.config.proposals_hash(PROPOSER_VERSION, embedder.model_id if embedder else "")
+        if path.is_file() and marker.is_file() and marker.read_text().strip() == expected:
             return ProposalBatch.model_validate_json(path.read_bytes())
         self.progress(BuildEvent("proposing", message="proposing over the catalog (minutes on a first run; cached after)"))
         batch = propose_batch(self.catalog, domains=self.config.domains,
-                              limit_per_domain=self.config.proposals_per_domain)
+                              limit_per_domain=self.config.proposals_per_domain,
+                              embed=embedder.embed if embedder else None)
         write_atomic(path, batch.to_json_bytes())
-        write_atomic(marker, (self.config.proposals_hash(PROPOSER_VERSION) + "\n").encode())
+        write_atomic(marker, (expected + "\n").encode())
         return batch
 
     def _existing_outcomes(self) -> dict[str, ProposalOutcome]:
@@ -540,6 +552,16 @@ class Reproduction:
     spec_same: bool
     report_same: bool
     detail: str = ""
+
+
+def recorded_llm(library: Path, config: LibraryConfig) -> LLMClient | None:
+    """The replay of a library's recorded LLM answers when its config used a model, else None."""
+    if not config.seed_realism:
+        return None
+    cassette = library / LLM_CASSETTE
+    if not cassette.is_file():
+        raise BuildError(f"{library} was built with seed_realism but ships no {LLM_CASSETTE} to replay")
+    return ReplayClient(cassette)
 
 
 def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequence[str] | None = None,

@@ -24,9 +24,9 @@ Contract:
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from envfactory.build.errors import BuildError
 from envfactory.build.naming import env_name, snake
@@ -49,7 +49,8 @@ PROPOSER_VERSION = 2
 _CRUD = ("create", "read", "list", "update", "delete")
 _ROLE_ORDER = {"create": 0, "read": 1, "list": 2, "update": 3, "delete": 4, "action": 5}
 
-EmbedTexts = Callable[[Sequence[str]], Sequence[Sequence[float]]]
+# Returns one vector per text: a list of lists or a 2-d numpy array (what `Embedder.embed` gives).
+EmbedTexts = Callable[[Sequence[str]], Any]
 
 _PERMISSIVE = (
     re.compile(r"\bapache\b"),
@@ -251,20 +252,19 @@ def deduplicate(
     kept: list[Proposal] = []
     dropped: list[tuple[Proposal, str]] = []
     signatures: dict[tuple[str, str, tuple[str, ...]], str] = {}
-    vectors: list[Sequence[float]] = []
     texts = [_text(p) for p in ranked]
-    all_vectors = list(embed(texts)) if embed is not None and texts else []
+    unit = _unit_rows(embed(texts)) if embed is not None and texts else None
+    kept_rows: list[int] = []
     names_taken: set[str] = set()
     for i, proposal in enumerate(ranked):
         prov = proposal.provenance[0]
         signature = (prov.provider, snake(prov.service), tuple(sorted({o.collection for o in proposal.operations})))
         twin = signatures.get(signature)
-        if twin is None and all_vectors:
-            vector = all_vectors[i]
-            for j, other in enumerate(vectors):
-                if _cosine(vector, other) >= DUPLICATE_COSINE:
-                    twin = kept[j].name
-                    break
+        if twin is None and unit is not None and kept_rows:
+            cosines = unit[kept_rows] @ unit[i]  # against every proposal kept so far, at once
+            first = int((cosines >= DUPLICATE_COSINE).argmax())
+            if cosines[first] >= DUPLICATE_COSINE:
+                twin = kept[first].name
         if twin is not None:
             dropped.append((proposal, twin))
             continue
@@ -273,17 +273,18 @@ def deduplicate(
         names_taken.add(proposal.name)
         signatures[signature] = proposal.name
         kept.append(proposal)
-        if all_vectors:
-            vectors.append(all_vectors[i])
+        kept_rows.append(i)
     return kept, dropped
+
+
+def _unit_rows(vectors: Sequence[Sequence[float]]) -> Any:
+    """The vectors as an L2-normalised float64 matrix (numpy comes with the embedder's extra)."""
+    import numpy as np
+
+    matrix = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
 
 
 def _text(proposal: Proposal) -> str:
     return f"{proposal.title}. " + ", ".join(o.name for o in proposal.operations)
-
-
-def _cosine(a: Iterable[float], b: Iterable[float]) -> float:
-    la, lb = list(a), list(b)
-    dot = math.fsum(x * y for x, y in zip(la, lb, strict=False))
-    norm = math.sqrt(math.fsum(x * x for x in la)) * math.sqrt(math.fsum(y * y for y in lb))
-    return dot / norm if norm else 0.0

@@ -11,7 +11,8 @@ Contract:
   alone, so scenario tests built from those examples see the values they were derived with.
 - One deterministic request per collection (temperature 0, seed 0, a JSON Schema response format with
   short strings); the answer is data: it is parsed, each value is checked (`CompiledSchema` of the
-  field, no control characters, unique field sets stay unique) and never executed. A provider failure
+  field, no control characters, not a copy of the prompt's title or descriptions, unique field sets
+  stay unique) and never executed. A provider failure
   or an unusable answer leaves the collection's deterministic values and is recorded, never raised.
 - Same state, same model answers (a cache or a cassette) ⇒ the same `state'`: the library is
   reproducible from its recorded cassette.
@@ -151,14 +152,15 @@ def realistic_seeds(
             new_collections[name] = records
             continue
         assert isinstance(records, dict)  # `keys` is empty otherwise
-        new_collections[name] = _apply(decl, name, dict(records), keys, fields, proposed, report)
+        prompt = request.messages[-1].content.casefold()
+        new_collections[name] = _apply(decl, name, dict(records), keys, fields, proposed, report, prompt)
     return {**state, "collections": new_collections}, SeedRealism(
         model=llm.model_id, requests=report.requests, tokens=report.tokens, accepted=report.accepted,
         rejected=report.rejected, rejections=report.rejections, failures=report.failures)
 
 
 def _apply(decl: CollectionDecl, name: str, records: dict[str, Any], keys: list[str], fields: list[str],
-           proposed: list[Any], report: _Tally) -> dict[str, Any]:
+           proposed: list[Any], report: _Tally, prompt: str) -> dict[str, Any]:
     props = object_properties(decl.record_schema)
     validators = {f: CompiledSchema(props[f]) for f in fields}
     unique_fields = {f for group in decl.unique for f in group}
@@ -171,6 +173,8 @@ def _apply(decl: CollectionDecl, name: str, records: dict[str, Any], keys: list[
         for field_name in fields:
             value = answer.get(field_name)
             why = _why_not(value, validators[field_name])
+            if why is None and _echoes(str(value), prompt):
+                why = "copies the prompt (the API title or a field description) instead of a value"
             if why is None and field_name in unique_fields:
                 taken = {r.get(field_name) for k, r in records.items() if k != key and isinstance(r, dict)}
                 why = "repeats a value of a unique field" if value in taken else None
@@ -184,6 +188,12 @@ def _apply(decl: CollectionDecl, name: str, records: dict[str, Any], keys: list[
             report.accepted += 1
         records[key] = record
     return records
+
+
+def _echoes(value: str, prompt: str) -> bool:
+    """Whether a value is a stretch of the prompt (small models often echo titles and descriptions)."""
+    text = value.strip().casefold()
+    return len(text) >= 12 and text in prompt
 
 
 def _why_not(value: Any, validator: CompiledSchema) -> str | None:

@@ -176,7 +176,7 @@ def stage_catalog(cache_dir: Path | None, progress: Callable[[str], None]) -> St
 
 def stage_envgen(seed: int) -> StageResult:
     try:
-        from envfactory.build.library import LibraryBuilder
+        from envfactory.build.library import LibraryBuilder, recorded_llm
         from envfactory.build.propose import proposals_for_resource
         from envfactory.build.reference import library_differential
         from envfactory.resources import AwsSource, Catalog
@@ -196,7 +196,10 @@ def stage_envgen(seed: int) -> StageResult:
             entry = catalog.service("aws:ses")
             proposals, _ = proposals_for_resource(catalog.resource(entry.id), entry, "utilities")
             chosen = next(p for p in proposals if any(op.name == "VerifyEmailIdentity" for op in p.operations))
-            builder = LibraryBuilder(catalog, config, work / "build", differential=library_differential)
+            # The seed-realism answers come from the library's recorded cassette, not a live model;
+            # a request it does not hold leaves the deterministic seeds (recorded in build.json).
+            builder = LibraryBuilder(catalog, config, work / "build", differential=library_differential,
+                                     llm=recorded_llm(library_root(), library_config))
             outcome = builder.build_proposal(chosen)
     except (EnvFactoryError, ImportError, OSError) as exc:
         return _skip("envgen", "the SES build could not run (botocore and moto come with the resources extra)", exc)

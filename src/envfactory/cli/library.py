@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Annotated
@@ -23,8 +24,10 @@ from rich.table import Table
 from envfactory.build.library import (
     LLM_CASSETTE,
     BuildEvent,
+    BuildPaths,
     LibraryBuilder,
     export_library,
+    recorded_llm,
     reproduce_library,
 )
 from envfactory.build.reference import library_differential
@@ -32,10 +35,9 @@ from envfactory.cli._output import console, emit_json, error_console
 from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
-from envfactory.llm import make_client
-from envfactory.llm.replay import ReplayClient
+from envfactory.llm import make_client, make_embedder
 from envfactory.resources.benchmarks import benchmark_tool_sets
-from envfactory.spec.library import LibraryConfig, LibraryFunnel
+from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
 from envfactory.store import Workspace
 from envfactory.verify.contamination import contamination_check
 
@@ -81,6 +83,18 @@ def _print_funnel(funnel: LibraryFunnel) -> None:
         out.print("rejected: " + ", ".join(f"{r} ×{n}" for r, n in funnel.rejected_reasons.items()))
 
 
+def _print_costs(root: Path, funnel: LibraryFunnel) -> None:
+    """Wall time and LLM tokens per verified environment (timings are informative: never hashed)."""
+    timings = BuildPaths(root).timings
+    if not timings.is_file() or not funnel.verified:
+        return
+    per = BuildTimings.model_validate_json(timings.read_bytes()).per_proposal_s
+    total = sum(per.values())
+    console().print(f"per verified environment: {total / funnel.verified:.2f} s wall (median proposal "
+                    f"{statistics.median(per.values()):.2f} s), {funnel.llm_tokens / funnel.verified:.0f} LLM tokens; "
+                    f"seed values from the LLM: {funnel.seed_values_from_llm}")
+
+
 @app.command("build")
 def build(
     config_path: ConfigOption,
@@ -110,14 +124,16 @@ def build(
     if config.seed_realism:  # every answer is recorded next to the build, so it can be replayed
         settings = parse_llm(llm, None, None, None if llm.startswith("replay:") else root / LLM_CASSETTE, None)
         client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("library")
+    embedder = make_embedder() if config.embed_dedup else None
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
-                                 contamination=contamination, progress=progress, llm=client)
+                                 contamination=contamination, progress=progress, llm=client, embedder=embedder)
         funnel = builder.run(resume=resume)
     if json_out:
         emit_json(funnel.model_dump(mode="json"))
     else:
         _print_funnel(funnel)
+        _print_costs(root, funnel)
         console().print(f"build directory: {root}")
 
 
@@ -143,13 +159,7 @@ def reproduce(
     if not (lib / "index.json").is_file():
         raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
     root = Workspace(workspace).ensure().root / "builds" / "reproduce"
-    config = LibraryConfig.model_validate_json((lib / "config.json").read_bytes())
-    client = None
-    if config.seed_realism:
-        cassette = lib / LLM_CASSETTE
-        if not cassette.is_file():
-            raise EnvFactoryError(f"{lib} was built with seed_realism but ships no {LLM_CASSETTE} to replay")
-        client = ReplayClient(cassette)
+    client = recorded_llm(lib, LibraryConfig.model_validate_json((lib / "config.json").read_bytes()))
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential, llm=client)
     table = Table("environment", "spec hash", "report digest")

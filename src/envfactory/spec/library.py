@@ -55,6 +55,9 @@ class LibraryConfig(SpecModel):
     prefer_new_providers: bool = Field(
         default=False, description="within a domain, build every provider's first proposal (its richest, "
         "with `prefer_rules`) before any provider's second, so the library spans many providers")
+    embed_dedup: bool = Field(
+        default=False, description="drop near-duplicate proposals by sentence-embedding cosine (the default "
+        "embedder, all-MiniLM-L6-v2) as well as by provider, service and collections")
     seed_realism: bool = Field(
         default=False, description="let the LLM propose realistic values for the seed records' free-text "
         "fields (validated, never trusted; recorded in a cassette so the build reproduces)")
@@ -64,12 +67,14 @@ class LibraryConfig(SpecModel):
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))[:16]
 
-    def proposals_hash(self, proposer_version: int = 1) -> str:
-        """The hash of what the proposals depend on: domains, how many per domain and the proposer's
-        version (version 1 hashes as before versions were recorded)."""
+    def proposals_hash(self, proposer_version: int = 1, embedder: str = "") -> str:
+        """The hash of what the proposals depend on: domains, how many per domain, the proposer's
+        version (version 1 hashes as before versions were recorded) and the dedup embedder's model id."""
         basis: dict[str, object] = {"domains": self.domains, "proposals_per_domain": self.proposals_per_domain}
         if proposer_version != 1:
             basis["proposer_version"] = proposer_version
+        if embedder:
+            basis["embedder"] = embedder
         return content_hash(basis)[:16]
 
 
