@@ -19,6 +19,7 @@ from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, export_librar
 from envfactory.build.propose import propose
 from envfactory.build.realism import candidate_fields, realism_request, realistic_seeds
 from envfactory.errors import ProviderError
+from envfactory.llm.errors import ModelNotInstalledError
 from envfactory.llm.replay import CassetteWriter, RecordingClient, ReplayClient
 from envfactory.llm.scripted import ScriptedClient, text_response
 from envfactory.llm.types import ChatRequest, ChatResponse, Usage
@@ -120,6 +121,9 @@ def test_a_failing_or_nonsense_model_leaves_the_deterministic_seeds(small_catalo
     chatty = ScriptedClient(["Sure! Here are some records: title = Groceries"] * n)
     same, realism = realistic_seeds(compiled.source, seeds, chatty, api_title="Google Tasks")
     assert same == seeds and realism.failures and realism.accepted == 0
+    missing = ScriptedClient([ModelNotInstalledError("the model packages are not installed: pip install ...")])
+    with pytest.raises(ModelNotInstalledError):  # a set-up problem stops the build instead of degrading it
+        realistic_seeds(compiled.source, seeds, missing, api_title="Google Tasks")
     wrong_shape = ScriptedClient([json.dumps({"records": "none"})] * n)
     same, realism = realistic_seeds(compiled.source, seeds, wrong_shape, api_title="Google Tasks")
     assert same == seeds and any("no list of records" in f for f in realism.failures)
@@ -184,3 +188,40 @@ def test_the_bundled_model_makes_validated_seed_values(small_catalog: Catalog, t
     write_env_dir(compiled.model_copy(update={"seeds": {"default": realistic}}), tmp_path / "env")
     env = load_env(tmp_path / "env")
     env.backend.load_state(realistic)
+
+
+class _Killed(Exception):
+    """Stands for the process dying in the middle of a proposal."""
+
+
+def test_a_killed_build_with_seed_realism_resumes_to_the_same_files_and_cassette(
+        small_catalog: Catalog, tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"domains": ["utilities", "office"], "accept_per_domain": 3})
+
+    def client_for(root: Path) -> RecordingClient:
+        return RecordingClient(ScriptedClient([_answer_from_schema] * 60), CassetteWriter(root / LLM_CASSETTE))
+
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    LibraryBuilder(small_catalog, config, whole, llm=client_for(whole)).run()
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    starts: list[str] = []
+
+    def die_on_third_start(event: object) -> None:
+        if getattr(event, "kind", "") == "start":
+            starts.append(getattr(event, "name", ""))
+            if len(starts) == 3:
+                raise _Killed
+    with pytest.raises(_Killed):
+        LibraryBuilder(small_catalog, config, killed, llm=client_for(killed), progress=die_on_third_start).run()
+    LibraryBuilder(small_catalog, config, killed, llm=client_for(killed)).run(resume=True)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name not in {"timings.json", LLM_CASSETTE}}
+    assert files(killed) == files(whole)
+    keys = [json.loads(line)["key"] for line in (killed / LLM_CASSETTE).read_text().splitlines()]
+    assert len(keys) == len(set(keys))  # nothing recorded twice
+    assert set(keys) == {json.loads(line)["key"] for line in (whole / LLM_CASSETTE).read_text().splitlines()}

@@ -10,7 +10,8 @@ Contract:
   description that calls it a timestamp, id or link; prose-like names (name, title, notes, ...) first. Records whose keys the spec's examples name are left
   alone, so scenario tests built from those examples see the values they were derived with.
 - One deterministic request per collection (temperature 0, seed 0, a JSON Schema response format with
-  short strings); the answer is data: it is parsed, each value is checked (`CompiledSchema` of the
+  short strings); a model that is not installed, fails its integrity check or cannot be reached
+  raises (the build stops with that message); otherwise the answer is data: it is parsed, each value is checked (`CompiledSchema` of the
   field, no control characters, not a copy of the prompt's title or descriptions, unique field sets
   stay unique) and never executed. A provider failure
   or an unusable answer leaves the collection's deterministic values and is recorded, never raised.
@@ -28,6 +29,12 @@ from typing import Any
 from envfactory.build.naming import snake
 from envfactory.build.schemas import json_type, object_properties
 from envfactory.errors import EnvFactoryError
+from envfactory.llm.errors import (
+    DependencyMissingError,
+    EndpointUnreachableError,
+    ModelIntegrityError,
+    ModelNotInstalledError,
+)
 from envfactory.llm.protocols import LLMClient
 from envfactory.llm.types import ChatMessage, ChatRequest, ResponseFormat
 from envfactory.runtime.validation import CompiledSchema
@@ -48,6 +55,8 @@ _MACHINE_DESCRIPTION = re.compile(r"\b(rfc ?3339|timestamp|iso ?8601|identifier|
 # Fields whose names say they hold prose or names go first, so the cut at MAX_FIELDS keeps them.
 _TEXTUAL = re.compile(r"(name|title|description|summary|notes?|comment|email|label|subject|body|message|text|"
                       r"display|address|city|street|company|bio|content|caption|question|answer|reason)")
+# Set-up problems, not answers: they stop the caller (a missing model must not pass for a shy one).
+_SETUP_ERRORS = (ModelNotInstalledError, ModelIntegrityError, DependencyMissingError, EndpointUnreachableError)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SYSTEM = (
     "You write realistic sample records for a test copy of a real API's database. Answer with JSON only. "
@@ -142,6 +151,8 @@ def realistic_seeds(
             response = llm.chat(request)
             report.tokens += response.usage.total_tokens
             answer = response.parsed()
+        except _SETUP_ERRORS:
+            raise  # the model is not there at all: stop the build with its message instead of degrading
         except (EnvFactoryError, ValueError) as exc:
             report.failures.append(f"{name}: {str(exc).splitlines()[0][:160]}")
             new_collections[name] = records
