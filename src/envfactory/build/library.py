@@ -197,7 +197,8 @@ class LibraryBuilder:
 
     def _ordered(self, proposals: Sequence[Proposal]) -> list[Proposal]:
         """Proposals in batch order, except that those of `config.first` resources lead their domain,
-        then (with `prefer_rules`) those that compile with transitions or effects."""
+        then (with `prefer_rules`) those that compile with transitions or effects; with
+        `prefer_new_providers`, rounds over the providers come first (see the module doc)."""
         first = set(self.config.first)
 
         def leads(proposal: Proposal) -> bool:

@@ -277,7 +277,7 @@ def deduplicate(
     return kept, dropped
 
 
-def _unit_rows(vectors: Sequence[Sequence[float]]) -> Any:
+def _unit_rows(vectors: Any) -> Any:
     """The vectors as an L2-normalised float64 matrix (numpy comes with the embedder's extra)."""
     import numpy as np
 
