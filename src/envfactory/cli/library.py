@@ -36,6 +36,8 @@ from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
 from envfactory.llm import make_client, make_embedder
+from envfactory.llm.protocols import LLMClient
+from envfactory.llm.replay import CassetteWriter, RecordingClient
 from envfactory.resources.benchmarks import benchmark_tool_sets
 from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
 from envfactory.store import Workspace
@@ -120,10 +122,15 @@ def build(
             err.print(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
 
     contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
-    client = None
+    client: LLMClient | None = None
     if config.seed_realism:  # every answer is recorded next to the build, so it can be replayed
-        settings = parse_llm(llm, None, None, None if llm.startswith("replay:") else root / LLM_CASSETTE, None)
-        client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("library")
+        cassette = root / LLM_CASSETTE
+        if llm.startswith("replay:"):  # the replay client records nothing itself: record what it answers
+            replayed = make_client(parse_llm(llm, None, None, None, None)).for_stage("library")
+            client = RecordingClient(replayed, CassetteWriter(cassette))
+        else:
+            settings = parse_llm(llm, None, None, cassette, None)
+            client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("library")
     embedder = make_embedder() if config.embed_dedup else None
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
