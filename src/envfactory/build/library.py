@@ -163,7 +163,8 @@ class LibraryBuilder:
         outcomes = self._existing_outcomes()
         accepted = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
         per_provider = Counter((o.domain, organisation(o.provider)) for o in outcomes.values() if o.status == "accepted")
-        self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals"))
+        ordering = " (ordering them by a dry compile of each)" if self.config.prefer_rules else ""
+        self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals{ordering}"))
         for proposal in self._ordered(batch.proposals):
             if proposal.id in outcomes:
                 continue
