@@ -164,3 +164,23 @@ def test_seed_values_came_from_the_embedded_model_and_are_recorded(index: Librar
         accepted += record.seed_realism.accepted
     funnel = LibraryFunnel.model_validate_json((LIBRARY / "funnel.json").read_bytes())
     assert accepted > len(index.entries) and funnel.llm_tokens > 0
+
+
+def test_envs_show_gives_the_evidence_of_a_shipped_environment(index: LibraryIndex) -> None:
+    from typer.testing import CliRunner
+
+    from envfactory.cli.app import app
+
+    name = "ses_identities_identity_policies"
+    result = CliRunner().invoke(app, ["envs", "show", name, "--json"])
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    record = BuildRecord.model_validate_json((LIBRARY / name / "build.json").read_bytes())
+    assert details["verification"]["verdict"] == "verified"
+    assert details["verification"]["evidence_digest"] == next(e.report_digest for e in index.entries if e.name == name)
+    assert details["verification"]["differential"] == ["moto==5.2.1:ses: 6/6"]
+    assert [d["operation"] for d in details["build"]["dropped"]] == [d.operation_id for d in record.dropped]
+    assert details["build"]["seed_realism"]["accepted"] == record.seed_realism.accepted  # type: ignore[union-attr]
+    assert details["sources"][0]["licence"] == "Apache-2.0" and details["sources"][0]["package"].startswith("botocore@")
+    text = CliRunner().invoke(app, ["envs", "show", name])
+    assert "verification: verified" in text.output and "dropped aws:ses" in text.output

@@ -27,6 +27,7 @@ from envfactory.errors import EnvFactoryError
 from envfactory.runtime import Environment, bundled_env_names, library_env_names, library_root, load_env
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
+    BuildRecord,
     DeclarativeImplementation,
     DifferentialResult,
     ScenarioTest,
@@ -118,7 +119,40 @@ def env_details(env: Environment) -> dict[str, Any]:
         "state_properties": state_properties,
         "seeds": {name: record_counts(state) for name, state in sorted(env.seeds.items())},
         "directory": str(env.directory) if env.directory is not None else None,
+        "sources": [
+            {"resource": p.resource, "package": f"{p.package}@{p.package_version}" if p.package else "",
+             "file": p.file, "licence": p.licence, "operations": len(p.operations)}
+            for p in spec.meta.provenance
+        ],
+        **_build_evidence(env.directory),
     }
+
+
+def _build_evidence(directory: Path | None) -> dict[str, Any]:
+    """What a built environment's directory says about how it was made and verified (`build.json`,
+    `report.json`): dropped operations with reasons, seed realism, the verdict and its checks."""
+    out: dict[str, Any] = {"build": None, "verification": None}
+    if directory is None:
+        return out
+    build_path, report_path = directory / "build.json", directory / "report.json"
+    if build_path.is_file():
+        record = BuildRecord.model_validate_json(build_path.read_bytes())
+        realism = record.seed_realism
+        out["build"] = {
+            "kept_ratio": record.kept_ratio, "revise_rounds": record.revise_rounds,
+            "dropped": [{"operation": d.operation_id, "stage": d.stage, "reason": d.reason} for d in record.dropped],
+            "seed_realism": None if realism is None else {
+                "model": realism.model, "accepted": realism.accepted, "rejected": realism.rejected,
+                "failures": len(realism.failures)},
+        }
+    if report_path.is_file():
+        report = VerificationReport.model_validate_json(report_path.read_bytes())
+        out["verification"] = {
+            "verdict": report.verdict, "evidence_digest": report.evidence_digest,
+            "checks": {c.name: c.status for c in report.checks},
+            "differential": [f"{d.reference}: {d.matched}/{d.calls_compared}" for d in report.differential],
+        }
+    return out
 
 
 def _first_sentence(text: str, limit: int = 60) -> str:
@@ -240,6 +274,27 @@ def show(
     seeds = details["seeds"]
     out.print(Text.assemble(("seeds: ", "bold"), "; ".join(f"{name} ({_counts_text(c)})" for name, c in seeds.items())
                             or "none"))
+    for source in details["sources"]:
+        where = source["package"] or source["file"] or "-"
+        out.print(Text.assemble(("source: ", "bold"), f"{source['resource']} ({where}), licence "
+                                f"{source['licence'] or 'not stated'}, {source['operations']} operations"))
+    if details["verification"] is not None:
+        ver = details["verification"]
+        failed = [name for name, status in ver["checks"].items() if status == "failed"]
+        out.print(Text.assemble(("verification: ", "bold"), f"{ver['verdict']}, {len(ver['checks'])} checks"
+                                + (f" (failed: {', '.join(failed)})" if failed else "")
+                                + (f"; differential {', '.join(ver['differential'])}" if ver["differential"] else "")
+                                + f"; evidence {ver['evidence_digest'][:16]}"))
+    if details["build"] is not None:
+        build = details["build"]
+        out.print(Text.assemble(("build: ", "bold"), f"kept {build['kept_ratio']:.0%} of the proposed operations, "
+                                f"{build['revise_rounds']} revision round(s)"))
+        for dropped in build["dropped"]:
+            out.print(Text(f"  dropped {dropped['operation']} ({dropped['stage']}): {dropped['reason'][:160]}"))
+        realism = build["seed_realism"]
+        if realism is not None:
+            out.print(Text.assemble(("seed realism: ", "bold"), f"{realism['accepted']} values from {realism['model']} "
+                                    f"accepted, {realism['rejected']} rejected, {realism['failures']} failed request(s)"))
 
 
 @app.command("validate")
