@@ -141,7 +141,8 @@ def realistic_seeds(
     for name, records in collections.items():
         decl = source.collections.get(name)
         fields = candidate_fields(decl) if decl is not None else []
-        keys = [k for k in records if k not in set(keep_keys.get(name, ()))] if isinstance(records, dict) else []
+        kept = set(keep_keys.get(name, ()))
+        keys = [k for k in records if k not in kept] if isinstance(records, dict) else []
         if decl is None or not fields or not keys:
             new_collections[name] = records
             continue
