@@ -44,3 +44,19 @@ def test_scripts_run_every_check_strictly() -> None:
     for command in ("ruff check .", "mypy", "lint-imports", "python -m pytest -q -n 2"):
         assert re.search(rf"^{re.escape(command)}(\s|$)", checks, flags=re.M), command
     assert "scripts/test" in ci_test_command()
+
+
+def test_every_test_directory_is_collected() -> None:
+    """pytest's default `norecursedirs` holds "build", which once hid tests/build from every run: the
+    configured list must be explicit and must not match a test directory."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    options = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
+    patterns = options.get("norecursedirs")
+    assert patterns is not None, "set norecursedirs explicitly: the default skips directories named build"
+    test_dirs = [d for d in (REPO / "tests").rglob("*") if d.is_dir() and any(d.glob("test_*.py"))]
+    assert any(d.name == "build" for d in test_dirs)
+    hidden = [str(d.relative_to(REPO)) for d in test_dirs
+              if any(fnmatch(part, pattern) for part in d.relative_to(REPO).parts for pattern in patterns)]
+    assert hidden == []
