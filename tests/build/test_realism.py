@@ -74,14 +74,19 @@ def test_validated_values_replace_the_deterministic_ones_and_nothing_else(small_
     seeds = compiled.seeds["default"]
     too_long = "x" * 500
     echo = "Google Tasks API"  # small models copy the prompt's title: refused
-    client = ScriptedClient([lambda r: _answer_from_schema(r, {"notes": ["Bring \x07 the bell", too_long, "Call Sam"],
-                                                                "title": [echo, "Renew passport", "Quarterly tax filing"]})
-                             for _ in range(len(compiled.source.collections))])
+    defects = {  # per field: the answers for the first and the second record
+        "notes": ["Bring \x07 the bell", echo, "-"],
+        "title": ["Renew passport", "Renew passport", "-"],  # the second repeats the first
+        "position": ["00000000000000000001", too_long, "-"],
+    }
+    client = ScriptedClient([lambda r: _answer_from_schema(r, defects) for _ in range(len(compiled.source.collections))])
     realistic, realism = realistic_seeds(compiled.source, seeds, client, api_title="Google Tasks API: task lists")
     assert realism.requests == len(client.requests) >= 1 and realism.tokens == 240 * realism.requests
     assert realism.accepted > 0 and realism.rejected >= 1
     assert any("control characters" in r for r in realism.rejections)
     assert any("copies the prompt" in r for r in realism.rejections)
+    assert any("repeats another record's value" in r for r in realism.rejections)
+    assert any("longer than the 48 characters" in r for r in realism.rejections)
     before, after = seeds["collections"], realistic["collections"]
     assert set(before) == set(after)
     changed = 0
@@ -97,8 +102,9 @@ def test_validated_values_replace_the_deterministic_ones_and_nothing_else(small_
             schema = CompiledSchema(decl.record_schema)
             assert schema.check(after[name][key]) is None
     assert changed == realism.accepted
-    titles = {r.get("title") for r in after["tasks"].values()}
-    assert titles & set(REALISTIC["title"]) and echo not in titles
+    titles = [r.get("title") for r in after["tasks"].values()]
+    notes = [r.get("notes") for r in after["tasks"].values()]
+    assert titles.count("Renew passport") == 1 and echo not in notes
     # the request is data-only structured output with short strings, the same for the same input
     request = client.requests[0]
     assert request.temperature == 0 and request.seed == 0 and request.response_format is not None

@@ -7,14 +7,17 @@ Contract:
   `state` only in the string fields `candidate_fields` selects: not the key, not a reference, not a
   field under a transition, not a machine-data name (`...Id`, `...Arn`, `...Url`, kinds, statuses,
   dates, codes), no `enum`/`const`/`pattern`, no machine format (date-time, uri, uuid, ...), no
-  description that calls it a timestamp, id or link; prose-like names (name, title, notes, ...) first. Records whose keys the spec's examples name are left
-  alone, so scenario tests built from those examples see the values they were derived with.
+  description that calls it a timestamp, id or link; prose-like names (name, title, notes, ...) first.
+  Records whose keys the spec's examples name are left alone, so scenario tests built from those
+  examples see the values they were derived with.
 - One deterministic request per collection (temperature 0, seed 0, a JSON Schema response format with
-  short strings); a model that is not installed, fails its integrity check or cannot be reached
-  raises (the build stops with that message); otherwise the answer is data: it is parsed, each value is checked (`CompiledSchema` of the
-  field, no control characters, not a copy of the prompt's title or descriptions, unique field sets
-  stay unique) and never executed. A provider failure
-  or an unusable answer leaves the collection's deterministic values and is recorded, never raised.
+  short strings, a one-shot example in the instructions). A model that is not installed, fails its
+  integrity check or cannot be reached raises (the build stops with that message). Otherwise the
+  answer is data: it is parsed and never executed, and each value is checked: `CompiledSchema` of the
+  field, no control characters, not a copy of the prompt's title or descriptions nor made of the API
+  line's words, unique fields stay unique, names and prose do not repeat another record's value. A
+  provider failure or an unusable answer leaves the collection's deterministic values and is
+  recorded, never raised.
 - Same state, same model answers (a cache or a cassette) ⇒ the same `state'`: the library is
   reproducible from its recorded cassette.
 """
@@ -61,8 +64,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SYSTEM = (
     "You write realistic sample records for a test copy of a real API's database. Answer with JSON only. "
     "Every value is a short, plausible string a real customer of this API would store (names, titles, "
-    "descriptions, emails, notes), consistent within a record. Never repeat these instructions."
+    "descriptions, emails, notes), consistent within a record, and every record is different. Never copy "
+    "the API's name or these instructions into a value. Example, for a collection of contacts with the "
+    'fields name and email: {"records": [{"name": "Priya Raman", "email": "priya.raman@example.com"}, '
+    '{"name": "Luis Ortega", "email": "l.ortega@example.org"}]}'
 )
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def candidate_fields(decl: CollectionDecl) -> list[str]:
@@ -187,9 +194,11 @@ def _apply(decl: CollectionDecl, name: str, records: dict[str, Any], keys: list[
             why = _why_not(value, validators[field_name])
             if why is None and _echoes(str(value), prompt):
                 why = "copies the prompt (the API title or a field description) instead of a value"
-            if why is None and field_name in unique_fields:
+            if why is None and (field_name in unique_fields or _TEXTUAL.search(snake(field_name))):
+                # Unique fields must stay unique; names, titles and prose that repeat another record's
+                # value are a lazy answer, not realism.
                 taken = {r.get(field_name) for k, r in records.items() if k != key and isinstance(r, dict)}
-                why = "repeats a value of a unique field" if value in taken else None
+                why = "repeats another record's value" if isinstance(value, str) and value.strip() in taken else None
             if why is not None:
                 report.rejected += 1
                 if len(report.rejections) < 20:
@@ -203,9 +212,14 @@ def _apply(decl: CollectionDecl, name: str, records: dict[str, Any], keys: list[
 
 
 def _echoes(value: str, prompt: str) -> bool:
-    """Whether a value is a stretch of the prompt (small models often echo titles and descriptions)."""
+    """Whether a value is a stretch of the prompt, or made of the API line's words (small models often
+    echo titles and descriptions)."""
     text = value.strip().casefold()
-    return len(text) >= 12 and text in prompt
+    if len(text) >= 12 and text in prompt:
+        return True
+    words = _WORD.findall(text)
+    title_words = set(_WORD.findall(prompt.split("\n", 1)[0]))
+    return len(words) >= 3 and sum(w in title_words for w in words) >= 0.8 * len(words)
 
 
 def _why_not(value: Any, validator: CompiledSchema) -> str | None:
@@ -213,5 +227,7 @@ def _why_not(value: Any, validator: CompiledSchema) -> str | None:
         return "not a non-empty string"
     if _CONTROL.search(value):
         return "holds control characters"
+    if len(value.strip()) > MAX_VALUE_CHARS:
+        return f"longer than the {MAX_VALUE_CHARS} characters asked for"
     violation = validator.check(value.strip())
     return None if violation is None else f"does not fit the field's schema: {violation.message[:120]}"
