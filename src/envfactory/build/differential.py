@@ -642,6 +642,16 @@ def run_moto(
     return moto_run(env_dir, service, script, dropped=dropped, seed=seed, timeout_s=timeout_s).result
 
 
+def _env_and_drop_reasons(
+    env_dir: str | Path | Environment, dropped: Mapping[str, str] | None
+) -> tuple[Environment, dict[str, str]]:
+    """The environment, and why operations are absent: its build record's reasons, then the caller's."""
+    env = env_dir if isinstance(env_dir, Environment) else load_env(env_dir)
+    reasons = dict(dropped_from_build_record(env.directory)) if env.directory is not None else {}
+    reasons.update(dropped or {})
+    return env, reasons
+
+
 def moto_run(
     env_dir: str | Path | Environment,
     service: str,
@@ -652,9 +662,7 @@ def moto_run(
     timeout_s: float = MOTO_TIMEOUT_S,
 ) -> DifferentialRun:
     """`run_moto` in full: also the reference answers and the `reference`-oracle scenario."""
-    env = env_dir if isinstance(env_dir, Environment) else load_env(env_dir)
-    reasons = dict(dropped_from_build_record(env.directory)) if env.directory is not None else {}
-    reasons.update(dropped or {})
+    env, reasons = _env_and_drop_reasons(env_dir, dropped)
     return differential_run(
         env, script, _moto_runner(timeout_s), reference=f"moto=={MOTO_VERSION}:{service}", service=service,
         dropped=reasons, seed=seed,
@@ -723,7 +731,7 @@ def run_mcp(
     timeout_s: float = MCP_TIMEOUT_S,
 ) -> DifferentialRun:
     """Differential run of `script` against a stdio MCP server started fresh for it (official SDK client)."""
-    env = env_dir if isinstance(env_dir, Environment) else load_env(env_dir)
+    env, reasons = _env_and_drop_reasons(env_dir, dropped)
 
     def runner(ref_script: ReferenceScript) -> ReferenceRun:
         try:
@@ -731,8 +739,6 @@ def run_mcp(
         except (Exception, ExceptionGroup) as exc:  # the server did not start, crashed or timed out
             raise DifferentialError(f"MCP server {config.name!r} could not run the script: {exc}") from exc
 
-    reasons = dict(dropped_from_build_record(env.directory)) if env.directory is not None else {}
-    reasons.update(dropped or {})
     reference = f"npm:{config.package}@{config.package_version}" if config.package else f"mcp:{config.name}"
     return differential_run(env, script, runner, reference=reference, service=config.name, dropped=reasons, seed=seed)
 
