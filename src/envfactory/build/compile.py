@@ -532,6 +532,46 @@ def _arguments(op: Operation) -> dict[str, tuple[dict[str, Any], str]]:
     return out
 
 
+def operation_interface(op: Operation) -> tuple[dict[str, Any], dict[str, str], str]:
+    """The public interface of an operation outside the CRUD compiler (an authored tool): its input
+    schema (arguments with sanitised names: path/query arguments, then the body's members), the map of
+    renamed arguments back to the source's names, and its description."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    field_names: dict[str, str] = {}
+
+    def add(original: str, schema: Any, needed: bool) -> None:
+        our = field_name(original)
+        if our in properties:
+            return
+        properties[our] = schema if isinstance(schema, dict) else {}
+        if our != original:
+            field_names[our] = original
+        if needed:
+            required.append(our)
+
+    path_style = any(_location(s) for s in object_properties(op.input_schema).values())
+    if path_style:
+        for original, (schema, where) in sorted(_arguments(op).items()):
+            add(original, schema, where == "path")
+    body = _body_schema(op)
+    body_required = set((body or {}).get("required", []))
+    for original, schema in object_properties(body).items():
+        add(original, schema, original in body_required)
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        input_schema["required"] = required
+    description = (op.description or op.docs or op.name).strip()[:_DESCRIPTION_MAX]
+    return input_schema, field_names, description
+
+
+def operation_output(op: Operation) -> dict[str, Any]:
+    """The output schema of an authored tool: the operation's own output, flattened (any object when
+    the source declares none)."""
+    flat = flatten(op.output_schema, definitions(op.output_schema)) if op.output_schema else None
+    return flat if isinstance(flat, dict) and flat.get("type") == "object" else {"type": "object"}
+
+
 def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
     op = shape.operation
     if shape.role == "action" and op.id not in coll.actions:

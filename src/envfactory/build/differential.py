@@ -51,15 +51,16 @@ from envfactory.errors import EnvFactoryError
 from envfactory.resources.mcp_tools import McpServerConfig, known_servers
 from envfactory.runtime import Environment, load_env, open_session
 from envfactory.spec import (
-    DeclarativeImplementation,
     DifferentialMismatch,
     DifferentialResult,
     DroppedComparison,
+    HybridImplementation,
     ScenarioStep,
     ScenarioTest,
     ToolResult,
     ToolSpec,
     content_hash,
+    declarative_model,
 )
 from envfactory.spec.verification import (
     ReferenceBinding,
@@ -217,31 +218,57 @@ def _output_name(spec: ToolSpec, name: str) -> str:
 
 
 def _collection(env: Environment, tool: str) -> str | None:
-    impl = env.spec.implementation
-    if not isinstance(impl, DeclarativeImplementation) or tool not in impl.model.operations:
+    model = declarative_model(env.spec)
+    if model is None or tool not in model.operations:
         return None
-    return impl.model.operations[tool].collection
+    return model.operations[tool].collection
 
 
-def _generated_fields(env: Environment) -> dict[str, str]:
-    """tool -> our output field holding an id the environment generates (create without key_arg)."""
+def _generated_fields(env: Environment) -> dict[str, list[str]]:
+    """tool -> output paths holding ids the environment generates: the key of a declarative create
+    without key_arg, and the paths an authored tool declares (`Messages[].ReceiptHandle`)."""
+    model = declarative_model(env.spec)
+    paths: dict[str, list[str]] = {}
+    if model is not None:
+        for tool, op in model.operations.items():
+            if op.kind == "create" and op.key_arg is None:
+                paths[tool] = [model.collections[op.collection].key]
     impl = env.spec.implementation
-    if not isinstance(impl, DeclarativeImplementation):
-        return {}
-    model = impl.model
-    return {
-        tool: model.collections[op.collection].key
-        for tool, op in model.operations.items()
-        if op.kind == "create" and op.key_arg is None
-    }
+    if isinstance(impl, HybridImplementation):
+        for tool, declared in impl.authored.generated_outputs.items():
+            paths.setdefault(tool, []).extend(declared)
+    return paths
+
+
+def _generated_values(paths: Sequence[str], output: Any) -> list[tuple[str, str]]:
+    """(value, concrete dotted path) of every generated id in `output` (`[]` expands list indexes)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, parts: list[str], where: list[str]) -> None:
+        if not parts:
+            if isinstance(value, str):
+                found.append((value, ".".join(where)))
+            return
+        head, rest = parts[0], parts[1:]
+        name, many = (head[:-2], True) if head.endswith("[]") else (head, False)
+        child = value.get(name) if isinstance(value, dict) else None
+        if many:
+            for index, item in enumerate(child if isinstance(child, list) else []):
+                walk(item, rest, [*where, name, str(index)])
+        elif child is not None:
+            walk(child, rest, [*where, name])
+
+    for path in paths:
+        walk(output, path.split("."), [])
+    return found
 
 
 def _list_key(env: Environment, tool: str) -> str | None:
-    impl = env.spec.implementation
-    if not isinstance(impl, DeclarativeImplementation) or tool not in impl.model.operations:
+    model = declarative_model(env.spec)
+    if model is None or tool not in model.operations:
         return None
-    op = impl.model.operations[tool]
-    return impl.model.collections[op.collection].key if op.kind == "list" else None
+    op = model.operations[tool]
+    return model.collections[op.collection].key if op.kind == "list" else None
 
 
 def _empty_session_state(env: Environment) -> Any:
@@ -283,10 +310,10 @@ def reference_script(
             else:
                 set_path(params, original, value)
         out.append(ReferenceCall(operation=operation, params=params, bindings=bindings))
-        key = generated.get(call.tool)
-        value = result.output.get(key) if key is not None and result.ok and isinstance(result.output, dict) else None
-        if key is not None and isinstance(value, str):
-            origin[value] = (step, _original(spec, key) or key)
+        if result.ok and call.tool in generated:
+            for value, path in _generated_values(generated[call.tool], result.output):
+                head, _, rest = path.partition(".")
+                origin.setdefault(value, (step, ".".join(p for p in (_original(spec, head) or head, rest) if p)))
     return ReferenceScript(reference=reference, service=service, region=region, calls=out)
 
 
@@ -449,10 +476,8 @@ def compare_runs(
         aspect_if_fields = "state" if probes[step] else "field"
         before = len(mismatches)
         projection: Any = None
-        if mine.ok and call.tool in generated_fields and isinstance(mine.output, dict):
-            value = mine.output.get(generated_fields[call.tool])
-            if isinstance(value, str):
-                generated.add(value)
+        if mine.ok and call.tool in generated_fields:
+            generated.update(value for value, _ in _generated_values(generated_fields[call.tool], mine.output))
         if mine.ok != reference.ok:
             mine_text = "ok" if mine.ok else (mine.error.kind if mine.error else "?")
             their_text = "ok" if reference.ok else f"{reference.error_code}"
@@ -558,6 +583,9 @@ def reference_scenario(
     freezes only behaviour both sides showed; None when not even the first call qualifies."""
     steps: list[ScenarioStep] = []
     generated = set(comparison.generated_ids)
+    # The top-level output field of each generated path: its value is the reference's own id.
+    heads = {tool: {path.split(".")[0].removesuffix("[]") for path in paths}
+             for tool, paths in _generated_fields(env).items()}
     for call, outcome, agreed in zip(calls, theirs.outcomes, comparison.agreed, strict=True):
         if agreed == _DISAGREED:
             break
@@ -577,7 +605,7 @@ def reference_scenario(
             if ours is None:
                 continue
             expected[ours] = value
-            if ours in _generated_fields(env).values() or _is_timestamp(ours, value) or _holds_generated(value, generated):
+            if ours in heads.get(call.tool, ()) or _is_timestamp(ours, value) or _holds_generated(value, generated):
                 volatile.append(ours)
         steps.append(ScenarioStep(tool=call.tool, arguments=call.arguments, expect_output=expected or None,
                                   volatile=sorted(volatile)))

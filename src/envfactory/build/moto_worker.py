@@ -85,7 +85,8 @@ def run_script(script: ReferenceScript) -> ReferenceRun:
         ).client(script.service)
         for call in script.calls:
             params = orjson.loads(orjson.dumps(call.params))
-            defined = set(client.meta.service_model.operation_model(call.operation).input_shape.members)
+            input_shape = client.meta.service_model.operation_model(call.operation).input_shape
+            defined = set(input_shape.members) if input_shape is not None else set()  # GetSendQuota takes nothing
             ignored = sorted(name for name in params if name not in defined)
             for name in ignored:
                 del params[name]

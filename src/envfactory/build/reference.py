@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envfactory.build.differential import ScriptCall, run_moto
 from envfactory.runtime import Environment, load_env, open_session
 from envfactory.spec import DifferentialResult, EnvSpec, ToolSpec
+
+if TYPE_CHECKING:
+    from envfactory.runtime.sandbox import SandboxPool
 
 Step = tuple[str, dict[str, Any]]
 
@@ -156,12 +159,15 @@ def scripted_service(spec: EnvSpec) -> str | None:
     return None
 
 
-def library_differential(env_dir: Path, spec: EnvSpec, seed: int = 0) -> list[DifferentialResult]:
-    """Differential results of a compiled environment against moto (empty when no script applies)."""
+def library_differential(
+    env_dir: Path, spec: EnvSpec, seed: int = 0, *, sandbox: SandboxPool | None = None
+) -> list[DifferentialResult]:
+    """Differential results of a built environment against moto (empty when no script applies).
+    A hybrid environment (authored tools) needs `sandbox`."""
     service = scripted_service(spec)
     if service is None:
         return []
-    env = load_env(env_dir)
+    env = load_env(env_dir, sandbox=sandbox)
     script = script_for(env, SCRIPTS[service], seed)
     if not script:
         return []

@@ -21,7 +21,7 @@ from envfactory.runtime.declarative import DeclarativeBackend, compile_source
 from envfactory.runtime.declarative.compile import check_sealed
 from envfactory.runtime.environment import Environment
 from envfactory.spec import DeclarativeEnvSource, EnvSpec, PythonEnvSource
-from envfactory.spec.env import PythonImplementation
+from envfactory.spec.env import HybridImplementation, PythonImplementation
 
 if TYPE_CHECKING:
     from envfactory.runtime.sandbox import SandboxPool
@@ -101,13 +101,19 @@ def backend_for(
     Python toolkits run in-process only when the *loader* trusts them (`trusted=True`, or the
     environment is bundled with the package and declares itself trusted); an environment cannot grant
     itself trust. Untrusted toolkits run in a worker of `sandbox`, and raise `SandboxRequiredError`
-    without one. A sealed `spec.json` must match what its implementation derives.
+    without one. Hybrid environments (authored tools) need `sandbox` whatever `trusted` says. A sealed `spec.json` must match what its implementation derives.
     """
     if isinstance(document, DeclarativeEnvSource):
         return DeclarativeBackend(compile_source(document))
     if isinstance(document, PythonEnvSource):
         return _python_backend(document.meta, document.implementation, directory, trusted, sandbox)
     impl = document.implementation
+    if isinstance(impl, HybridImplementation):
+        from envfactory.runtime.hybrid import HybridBackend
+
+        if directory is None:
+            raise SpecError(f"{document.meta.name}: a hybrid environment must be loaded from its directory")
+        return HybridBackend(document, sandbox, directory)
     if isinstance(impl, PythonImplementation):
         backend = _python_backend(document.meta, impl, directory, trusted, sandbox)
         if document.content_hash and backend.spec.content_hash != document.content_hash:

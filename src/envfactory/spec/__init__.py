@@ -30,7 +30,14 @@ from envfactory.spec.declarative import (
     OperationDecl,
 )
 from envfactory.spec.diff import StateChange, StateDiff
-from envfactory.spec.env import DeclarativeImplementation, EnvSpec, PythonImplementation
+from envfactory.spec.env import (
+    AuthoredCode,
+    DeclarativeImplementation,
+    EnvSpec,
+    HybridImplementation,
+    PythonImplementation,
+    declarative_model,
+)
 from envfactory.spec.manifest import RunManifest
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
@@ -104,6 +111,7 @@ __all__ = [
     "AGENT_ERROR_KINDS",
     "ARTIFACT_MODELS",
     "FRAMEWORK_ERROR_KINDS",
+    "AuthoredCode",
     "BuildRecord",
     "CallMadeCheck",
     "CanonicalJSONError",
@@ -125,6 +133,7 @@ __all__ = [
     "ErrorInfo",
     "ErrorKind",
     "GoldCall",
+    "HybridImplementation",
     "JSONObject",
     "JSONValue",
     "Message",
@@ -170,6 +179,7 @@ __all__ = [
     "VerificationReport",
     "canonical_json",
     "content_hash",
+    "declarative_model",
     "dump_scenarios",
     "load_scenarios",
     "parse_json",

@@ -97,6 +97,19 @@ class SeedRealism(SpecModel):
     failures: list[str] = Field(default_factory=list, description="requests whose answer was unusable")
 
 
+class AuthoringRecord(SpecModel):
+    """What the LLM authored for an environment (`build.author`): requests, tokens, the operations that
+    became authored tools, and every failed attempt with its evidence."""
+
+    schema_version: Literal[1] = 1
+    model: str = Field(description="model id of the client asked")
+    requests: int = Field(default=0, ge=0)
+    tokens: int = Field(default=0, ge=0)
+    targets: list[str] = Field(default_factory=list, description="operation ids the author was asked for")
+    authored: list[str] = Field(default_factory=list, description="operation ids that became verified tools")
+    failures: list[str] = Field(default_factory=list)
+
+
 class BuildRecord(SpecModel):
     """`<env_dir>/build.json`: how an environment was built from its proposal."""
 
@@ -109,3 +122,4 @@ class BuildRecord(SpecModel):
     revise_rounds: int = Field(default=0, ge=0)
     kept_ratio: float = Field(ge=0.0, le=1.0)
     seed_realism: SeedRealism | None = Field(default=None, description="set when an LLM made the seeds realistic")
+    authoring: AuthoringRecord | None = Field(default=None, description="set when an LLM was asked to author tools")

@@ -2,7 +2,8 @@
 
 Contract:
 - An `EnvSpec` is complete: tool specs with input/output schemas, the state JSON Schema and the
-  implementation (declarative model, or a python toolkit reference). `content_hash` is the sha256 of
+  implementation (declarative model, a python toolkit reference, or a *hybrid*: a declarative model
+  plus authored python tools carried as source text, which run only in sandbox workers). `content_hash` is the sha256 of
   the canonical JSON of every other field; `EnvSpec.seal()` fills it and loading checks it.
 """
 
@@ -35,8 +36,51 @@ class PythonImplementation(SpecModel):
     trusted: bool = False
 
 
+AUTHORED_SOURCE_LIMIT = 200_000
+
+
+class AuthoredCode(SpecModel):
+    """Tools written as python (by an LLM, for operations that are not CRUD) over a declarative state.
+
+    `source` is a whole module: a fixed preamble written by envfactory (the state model and helpers)
+    and the authored class `class_name`. It is untrusted text: only sandbox workers ever run it. The
+    authored tools see the same state JSON as the declarative ones (`{"collections", "counters"}`);
+    every state they leave is revalidated against the declarative model (record schemas, references,
+    unique fields) before it replaces the session's state. `unsupported_arguments` lists, per tool,
+    the optional API arguments the authored method does not take: a call that passes one is refused
+    with `invalid_arguments` naming it (never silently ignored).
+    """
+
+    module: str = Field(default="authored.py", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
+    class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    source: str = Field(max_length=AUTHORED_SOURCE_LIMIT)
+    tools: list[str] = Field(min_length=1)
+    unsupported_arguments: dict[str, list[str]] = Field(default_factory=dict)
+    generated_outputs: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="per tool, output paths holding ids the code generates (`Messages[].ReceiptHandle`)",
+    )
+    author: str = Field(default="", description="model id of the author")
+
+
+class HybridImplementation(SpecModel):
+    """A declarative model (the state and the CRUD tools) plus authored tools over the same state."""
+
+    kind: Literal["hybrid"] = "hybrid"
+    model: DeclarativeModel
+    authored: AuthoredCode
+
+
+def declarative_model(spec: EnvSpec) -> DeclarativeModel | None:
+    """The declarative model of a declarative or hybrid environment (None for python toolkits)."""
+    impl = spec.implementation
+    if isinstance(impl, (DeclarativeImplementation, HybridImplementation)):
+        return impl.model
+    return None
+
+
 Implementation = Annotated[
-    Union[DeclarativeImplementation, PythonImplementation],  # noqa: UP007
+    Union[DeclarativeImplementation, PythonImplementation, HybridImplementation],  # noqa: UP007
     Field(discriminator="kind"),
 ]
 
@@ -84,6 +128,15 @@ class EnvSpec(SpecModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        impl = self.implementation
+        if isinstance(impl, HybridImplementation):
+            authored = set(impl.authored.tools)
+            overlap = sorted(authored & set(impl.model.operations))
+            if overlap:
+                raise ValueError(f"tools both authored and declarative: {', '.join(overlap)}")
+            missing = sorted(authored - set(names))
+            if missing:
+                raise ValueError(f"authored tools without a tool spec: {', '.join(missing)}")
         if self.content_hash and self.content_hash != self.compute_hash():
             raise ValueError(
                 f"content_hash {self.content_hash[:12]}… does not match the content "

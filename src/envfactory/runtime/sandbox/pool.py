@@ -105,6 +105,14 @@ class SandboxPool:
         module_path, source = read_toolkit_source(meta, implementation, directory)
         return SandboxBackend(self, meta, implementation, directory.resolve(), module_path, source)
 
+    def load_source_backend(
+        self, meta: EnvMeta, implementation: PythonImplementation, source: bytes, directory: Path
+    ) -> SandboxBackend:
+        """Start a worker for toolkit source carried as data (a hybrid environment's authored tools);
+        `directory` is the environment's directory, `implementation.module` only names the source."""
+        root = directory.resolve()
+        return SandboxBackend(self, meta, implementation, root, root / implementation.module, source)
+
     def close(self) -> None:
         """Kill every worker and remove every scratch directory (idempotent)."""
         with self._lock:
