@@ -305,7 +305,7 @@ def check_code(body: str, tools: Sequence[str]) -> dict[str, _Method]:
             bad = [n for n in names if n.split(".")[0] not in ALLOWED_IMPORTS]
             if bad:
                 raise AuthoringError(f"import of {', '.join(bad)} is not allowed (only {', '.join(sorted(ALLOWED_IMPORTS))})")
-        elif not isinstance(node, ast.ClassDef | ast.Expr):
+        elif not isinstance(node, ast.ClassDef) and not _is_docstring(node):
             raise AuthoringError(f"line {node.lineno}: only imports and the class may appear at the top level")
     if len(classes) != 1 or classes[0].name != AUTHORED_CLASS:
         raise AuthoringError(f"define exactly one class, {AUTHORED_CLASS}({AUTHORED_BASE})")
@@ -336,6 +336,10 @@ def check_code(body: str, tools: Sequence[str]) -> dict[str, _Method]:
     return methods
 
 
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
 def _tool_effect(node: ast.FunctionDef) -> str | None:
     for decorator in node.decorator_list:
         if isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Name) and decorator.func.id == "tool":
@@ -361,7 +365,19 @@ def hybrid_spec(source: DeclarativeEnvSource, draft: AuthoredDraft, targets: Seq
     unknown = sorted(set(draft.generated) - set(names))
     if unknown:
         raise AuthoringError(f"'generated' names tools that are not written here: {', '.join(unknown)}")
-    extended = source.model_copy(update={"collections": {**source.collections, **draft.collections}})
+    # The authored operations join the provenance of the resource they come from.
+    provenance = [
+        prov.model_copy(update={"operations": [
+            *prov.operations,
+            *(t.operation.id for t in targets if t.operation.id.startswith(f"{prov.resource}:")
+              and t.operation.id not in prov.operations),
+        ]})
+        for prov in source.meta.provenance
+    ]
+    extended = source.model_copy(update={
+        "collections": {**source.collections, **draft.collections},
+        "meta": source.meta.model_copy(update={"provenance": provenance}),
+    })
     try:
         declarative = compile_source(extended)
     except SpecError as exc:

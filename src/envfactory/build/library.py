@@ -41,30 +41,36 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from envfactory.build.author import author_operations, authoring_targets, write_hybrid_dir
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
 from envfactory.build.errors import BuildError
 from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propose_batch
 from envfactory.build.realism import realistic_seeds
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.build.seeds import example_keys
+from envfactory.errors import SandboxError, SpecError
 from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import ReplayClient
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
+from envfactory.runtime import load_env
+from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
     BuildRecord,
-    DeclarativeImplementation,
     DifferentialResult,
     DroppedOperation,
     EnvSpec,
+    HybridImplementation,
     Operation,
     Proposal,
     ProposalBatch,
     VerificationReport,
     canonical_json,
+    declarative_model,
 )
-from envfactory.spec.build import SeedRealism
+from envfactory.spec.build import AuthoringRecord, SeedRealism
 from envfactory.spec.library import (
     BuildTimings,
     CheckRate,
@@ -79,7 +85,17 @@ from envfactory.spec.verification import dump_scenarios
 from envfactory.store.atomic import write_atomic
 from envfactory.verify.envchecks import verify_environment
 
-DifferentialHook = Callable[[Path, EnvSpec], list[DifferentialResult]]
+
+class DifferentialHook(Protocol):
+    """Differential results for a built environment. Hybrid environments (authored tools) are passed
+    the builder's sandbox pool as `sandbox=`; the hook must accept it (`reference.library_differential`)."""
+
+    def __call__(
+        self, env_dir: Path, spec: EnvSpec, /, *, sandbox: SandboxPool | None = None
+    ) -> list[DifferentialResult]: ...
+
+
+
 ContaminationHook = Callable[[EnvSpec], list[str]]
 
 
@@ -145,6 +161,7 @@ class LibraryBuilder:
     progress: Callable[[BuildEvent], None] = lambda event: None
     clock: Callable[[], float] = time.perf_counter
     _timings: dict[str, float] = field(default_factory=dict)
+    _pool: SandboxPool | None = None
 
     @property
     def paths(self) -> BuildPaths:
@@ -152,6 +169,12 @@ class LibraryBuilder:
 
     # -- the run ---------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> LibraryFunnel:
+        try:
+            return self._run(resume)
+        finally:
+            self.close()
+
+    def _run(self, resume: bool) -> LibraryFunnel:
         started = self.clock()
         paths = self.paths
         if paths.root.exists() and not resume and any(paths.root.iterdir()):
@@ -335,8 +358,12 @@ class LibraryBuilder:
         compiled: CompiledEnv | None = None
         realism: SeedRealism | None = None
         spec: EnvSpec | None = None
+        authoring: AuthoringRecord | None = None
+        no_author: set[str] = set()  # operations whose authored tools failed every round: they stay dropped
+        feedback: list[str] = []
+        author_rounds_left = self.config.max_author_rounds
         rounds = 0
-        for rounds in range(self.config.max_revise_rounds + 1):
+        for rounds in range(self.config.max_revise_rounds + self.config.max_author_rounds + 1):
             try:
                 compiled = compile_proposal(current, operations)
             except Exception as exc:
@@ -347,40 +374,57 @@ class LibraryBuilder:
                 compiled, realism = self._realistic(compiled, current, operations)
             if env_dir.exists():
                 shutil.rmtree(env_dir)
+            hybrid: EnvSpec | None = None
+            if self.config.author_operations:
+                hybrid, authoring, feedback = self._author(compiled, operations, env_dir, no_author, feedback, authoring)
             try:
-                spec = write_env_dir(compiled, env_dir)
+                spec = hybrid if hybrid is not None else write_env_dir(compiled, env_dir)
             except Exception as exc:
                 return outcome.model_copy(update={"reason": f"compiled environment does not load: {exc}",
                                                   "revise_rounds": rounds})
+            authored_ops = _authored_operations(spec)
             outcome = outcome.model_copy(update={"built": True})
             # The drop record so far, so the differential hook can say why an operation is absent.
-            write_atomic(env_dir / "build.json", BuildRecord(
-                proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
-                compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
-                revise_rounds=rounds, kept_ratio=round(len(compiled.compiled) / max(1, len(proposal.operations)), 4),
-                seed_realism=realism,
+            write_atomic(env_dir / "build.json", _build_record(
+                proposal, spec, compiled, [*revise_dropped], rounds, realism, authoring, authored_ops,
             ).to_json_bytes())
             scenarios = scenarios_from_examples(spec, operations, compiled.seeds)
             write_atomic(env_dir / "scenarios.json", dump_scenarios(scenarios))
-            differential = self.differential(env_dir, spec) if self.differential else []
+            differential = self._differential(env_dir, spec)
             report = verify_environment(env_dir, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
-                                        differential=differential, operations=operations)
+                                        differential=differential, operations=operations, sandbox=self._sandbox(spec))
             write_atomic(env_dir / "report.json", report.to_json_bytes())
             if not first_checks:
                 first_checks = [OutcomeCheck(name=c.name, status=c.status) for c in report.checks]
-            if report.verdict == "verified":
-                break
             blamed = report.failing_tools()
+            authored_tools = set(_authored_tool_names(spec))
+            if report.verdict == "verified" and not (feedback and author_rounds_left > 0):
+                break
+            if report.verdict == "verified" or (blamed and set(blamed) <= authored_tools):
+                # Only the authored part failed (or authoring failed before it ran): ask again with the
+                # evidence while rounds remain, else keep those operations dropped and build without them.
+                if report.verdict != "verified":
+                    feedback = _evidence(report, set(blamed))
+                if author_rounds_left > 0:
+                    author_rounds_left -= 1
+                    continue
+                if report.verdict != "verified":
+                    no_author.update(op for tool, op in authored_ops.items() if tool in blamed)
+                    feedback = []
+                    continue
+                break
             failed = [c for c in report.checks if c.status == "failed"]
             unblamed = [c.name for c in failed if not c.failing_tools]
-            if unblamed or not blamed or rounds == self.config.max_revise_rounds:
+            if unblamed or not blamed or rounds >= self.config.max_revise_rounds:
                 break
             current, dropped_now = _without_tools(current, spec, blamed, report)
             revise_dropped.extend(dropped_now)
+            no_author.update(op for tool, op in authored_ops.items() if tool in blamed)
             if not current.operations:
                 break
         assert compiled is not None and spec is not None and report is not None
-        kept = len(compiled.compiled)
+        authored_ops = _authored_operations(spec)
+        kept = len(compiled.compiled) + len(authored_ops)
         write_tools = sum(1 for t in spec.tools if t.effect == "write")
         read_tools = len(spec.tools) - write_tools
         collections, linked, rules = env_shape(spec)
@@ -397,14 +441,11 @@ class LibraryBuilder:
             "final_checks": [OutcomeCheck(name=c.name, status=c.status) for c in report.checks],
             "scenarios_passed": tally_passed, "scenarios_total": tally_total,
             "differential_matched": diff_matched, "differential_compared": diff_compared,
-            "llm_tokens": realism.tokens if realism else 0,
+            "llm_tokens": (realism.tokens if realism else 0) + (authoring.tokens if authoring else 0),
             "seed_values_from_llm": realism.accepted if realism else 0,
+            "authored_tools": len(authored_ops),
         })
-        record = BuildRecord(
-            proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
-            compiled=list(compiled.compiled), dropped=[*compiled.dropped, *revise_dropped],
-            revise_rounds=rounds, kept_ratio=outcome.kept_ratio, seed_realism=realism,
-        )
+        record = _build_record(proposal, spec, compiled, revise_dropped, rounds, realism, authoring, authored_ops)
         write_atomic(env_dir / "build.json", record.to_json_bytes())
         write_atomic(env_dir / "proposal.json", proposal.to_json_bytes())
         reason = self._rejection(outcome, report, read_tools, spec)
@@ -413,6 +454,56 @@ class LibraryBuilder:
             shutil.move(str(env_dir), str(rejected_dir))
             return outcome.model_copy(update={"status": "rejected", "reason": reason})
         return outcome.model_copy(update={"status": "accepted", "reason": ""})
+
+    def _sandbox(self, spec: EnvSpec) -> SandboxPool | None:
+        """The builder's sandbox pool (started on first use): hybrid environments run only there."""
+        if not isinstance(spec.implementation, HybridImplementation):
+            return None
+        if self._pool is None:
+            self._pool = SandboxPool(max_workers=2)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the sandbox workers this builder started (idempotent)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _differential(self, env_dir: Path, spec: EnvSpec) -> list[DifferentialResult]:
+        if self.differential is None:
+            return []
+        pool = self._sandbox(spec)
+        return self.differential(env_dir, spec) if pool is None else self.differential(env_dir, spec, sandbox=pool)
+
+    def _author(
+        self, compiled: CompiledEnv, operations: Mapping[str, Operation], env_dir: Path, no_author: set[str],
+        feedback: list[str], record: AuthoringRecord | None,
+    ) -> tuple[EnvSpec | None, AuthoringRecord | None, list[str]]:
+        """Ask the LLM for the operations the compiler dropped (`build.author`); write the hybrid
+        environment and load it in the sandbox (parity). (spec or None, the record, the evidence of a
+        failure for the next round)."""
+        targets = authoring_targets(compiled, operations, exclude=frozenset(no_author))
+        if not targets:
+            return None, record, []
+        if self.llm is None:
+            raise BuildError("the config asks for author_operations but no LLM client was given "
+                             "(install the local model: see `envfactory llm info`, or set author_operations false)")
+        record = record or AuthoringRecord(model=self.llm.model_id)
+        asked = sorted({*record.targets, *(t.operation.id for t in targets)})
+        record = record.model_copy(update={"targets": asked})
+        spec, record = author_operations(self.llm, compiled.source, targets, feedback, record)
+        if spec is None:
+            return None, record, record.failures[-1:]
+        env_dir.mkdir(parents=True, exist_ok=True)
+        write_hybrid_dir(spec, compiled.seeds, env_dir)
+        try:
+            load_env(env_dir, sandbox=self._sandbox(spec))
+        except (SpecError, SandboxError) as exc:
+            why = f"the authored tools do not load: {exc}"[:800]
+            record = record.model_copy(update={"failures": [*record.failures, why][:20]})
+            shutil.rmtree(env_dir)
+            return None, record, [why]
+        return spec, record, []
 
     def _rejection(self, outcome: ProposalOutcome, report: VerificationReport, read_tools: int, spec: EnvSpec) -> str:
         if report.verdict != "verified":
@@ -430,6 +521,47 @@ class LibraryBuilder:
             if reasons:
                 return "contaminated: " + "; ".join(reasons)
         return ""
+
+
+def _authored_tool_names(spec: EnvSpec) -> list[str]:
+    impl = spec.implementation
+    return list(impl.authored.tools) if isinstance(impl, HybridImplementation) else []
+
+
+def _authored_operations(spec: EnvSpec) -> dict[str, str]:
+    """authored tool -> the source operation id it implements."""
+    authored = set(_authored_tool_names(spec))
+    return {t.name: t.source.operation_id for t in spec.tools if t.name in authored and t.source is not None}
+
+
+def _evidence(report: VerificationReport, tools: set[str]) -> list[str]:
+    """What failed, for the author's next round: each failed check's detail on the blamed tools, and
+    the differential mismatches on them."""
+    lines = [f"{c.name} failed for {', '.join(sorted(set(c.failing_tools) & tools))}: {c.detail[:400]}"
+             for c in report.checks if c.status == "failed" and set(c.failing_tools) & tools]
+    for diff in report.differential:
+        for m in diff.mismatches:
+            if m.tool in tools:
+                lines.append(f"{m.tool} disagrees with {diff.reference} at call {m.step} ({m.aspect}): {m.detail[:200]}")
+    return lines[:8]
+
+
+def _build_record(
+    proposal: Proposal, spec: EnvSpec, compiled: CompiledEnv, revise_dropped: Sequence[DroppedOperation],
+    rounds: int, realism: SeedRealism | None, authoring: AuthoringRecord | None, authored_ops: Mapping[str, str],
+) -> BuildRecord:
+    authored = set(authored_ops.values())
+    if authoring is not None:
+        authoring = authoring.model_copy(update={"authored": sorted(authored)})
+    kept = len(compiled.compiled) + len(authored)
+    return BuildRecord(
+        proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
+        compiled=list(compiled.compiled), dropped=[
+            *(d for d in compiled.dropped if d.operation_id not in authored), *revise_dropped,
+        ],
+        revise_rounds=rounds, kept_ratio=round(kept / max(1, len(proposal.operations)), 4),
+        seed_realism=realism, authoring=authoring,
+    )
 
 
 def _without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
@@ -456,10 +588,9 @@ def _without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
 
 def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
     """(collections, collections linked by a reference, whether transitions or effects are used)."""
-    impl = spec.implementation
-    if not isinstance(impl, DeclarativeImplementation):
+    model = declarative_model(spec)
+    if model is None:
         return 0, 0, False
-    model = impl.model
     linked: set[str] = set()
     rules = False
     for name, coll in model.collections.items():
@@ -503,6 +634,7 @@ def funnel_of(config: LibraryConfig, batch: ProposalBatch, outcomes: Sequence[Pr
         revise_rounds={str(k): v for k, v in sorted(Counter(o.revise_rounds for o in ordered if o.verified).items())},
         llm_tokens=sum(o.llm_tokens for o in ordered),
         seed_values_from_llm=sum(o.seed_values_from_llm for o in ordered),
+        authored_tools=sum(o.authored_tools for o in ordered),
     )
 
 
@@ -558,11 +690,11 @@ class Reproduction:
 
 def recorded_llm(library: Path, config: LibraryConfig) -> LLMClient | None:
     """The replay of a library's recorded LLM answers when its config used a model, else None."""
-    if not config.seed_realism:
+    if not (config.seed_realism or config.author_operations):
         return None
     cassette = library / LLM_CASSETTE
     if not cassette.is_file():
-        raise BuildError(f"{library} was built with seed_realism but ships no {LLM_CASSETTE} to replay")
+        raise BuildError(f"{library} was built with an LLM (seed_realism or author_operations) but ships no {LLM_CASSETTE} to replay")
     return ReplayClient(cassette)
 
 
@@ -576,6 +708,14 @@ def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequ
     if root.exists():
         shutil.rmtree(root)
     builder = LibraryBuilder(catalog, config, root, differential=differential, llm=llm)
+    try:
+        return _reproduce_entries(builder, index, library, only)
+    finally:
+        builder.close()
+
+
+def _reproduce_entries(builder: LibraryBuilder, index: LibraryIndex, library: Path,
+                       only: Sequence[str] | None) -> list[Reproduction]:
     results = []
     for entry in index.entries:
         if only and entry.name not in only:

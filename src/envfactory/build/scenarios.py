@@ -31,13 +31,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from envfactory.spec import (
-    DeclarativeImplementation,
     EnvSpec,
     Operation,
     ScenarioStep,
     ScenarioTest,
     StateAssertion,
     ToolSpec,
+    declarative_model,
 )
 
 __all__ = ["scenarios_from_examples"]
@@ -72,8 +72,7 @@ def scenarios_from_examples(
     spec: EnvSpec, operations: Mapping[str, Operation], seeds: Mapping[str, Any] | None = None
 ) -> list[ScenarioTest]:
     """Scenario tests from the source examples of every tool of `spec` (see the module contract)."""
-    impl = spec.implementation
-    model = impl.model if isinstance(impl, DeclarativeImplementation) else None
+    model = declarative_model(spec)
     scenarios: list[ScenarioTest] = []
     for tool in spec.tools:
         source = tool.source

@@ -28,10 +28,11 @@ from envfactory.runtime import Environment, bundled_env_names, library_env_names
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
     BuildRecord,
-    DeclarativeImplementation,
     DifferentialResult,
+    HybridImplementation,
     ScenarioTest,
     VerificationReport,
+    declarative_model,
     load_scenarios,
 )
 from envfactory.verify.envchecks import verify_environment
@@ -97,7 +98,8 @@ def env_details(env: Environment) -> dict[str, Any]:
         for tool in spec.tools
     ]
     collections: list[dict[str, Any]] | None = None
-    if isinstance(spec.implementation, DeclarativeImplementation):
+    model = declarative_model(spec)
+    if model is not None:
         collections = [
             {
                 "name": name,
@@ -107,7 +109,7 @@ def env_details(env: Environment) -> dict[str, Any]:
                 "references": [f"{ref.field} → {ref.collection}" for ref in decl.references],
                 "transitions": [t.field for t in decl.transitions],
             }
-            for name, decl in spec.implementation.model.collections.items()
+            for name, decl in model.collections.items()
         ]
     state_properties = sorted(_property_names(spec.state_schema))
     return {
@@ -330,10 +332,12 @@ def validate(
 
 
 def _collections_note(env: Environment) -> str:
+    model = declarative_model(env.spec)
+    if model is None:
+        return ""
     impl = env.spec.implementation
-    if isinstance(impl, DeclarativeImplementation):
-        return f" · {len(impl.model.collections)} collections"
-    return ""
+    authored = f" · {len(impl.authored.tools)} authored tools (sandboxed)" if isinstance(impl, HybridImplementation) else ""
+    return f" · {len(model.collections)} collections{authored}"
 
 
 def _invalid(path: Path, message: str, as_json: bool) -> NoReturn:

@@ -28,6 +28,9 @@ LIBRARY_DOMAINS: tuple[Domain, ...] = (
 OutcomeStatus = Literal["accepted", "rejected"]
 
 
+_LATER_FIELDS = ("author_operations", "max_author_rounds")
+
+
 class LibraryConfig(SpecModel):
     """What a library build considers and what it accepts."""
 
@@ -63,9 +66,20 @@ class LibraryConfig(SpecModel):
         "fields (validated, never trusted; recorded in a cassette so the build reproduces)")
     differential: bool = Field(default=True, description="run moto differential tests for AWS services it knows")
     contamination_check: bool = True
+    author_operations: bool = Field(
+        default=False, description="let the LLM write python tools (sandboxed) for operations the CRUD "
+        "compiler drops: receipts, items keyed by attribute maps, sends, quotas (`build.author`)")
+    max_author_rounds: int = Field(
+        default=2, ge=0, le=10, description="authoring attempts per environment after the first, each with "
+        "the evidence of the last failure")
 
     def config_hash(self) -> str:
-        return content_hash(self.model_dump(mode="json"))[:16]
+        dump = self.model_dump(mode="json")
+        # Fields added after libraries were shipped hash only when set, so older configs keep their hash.
+        for name in _LATER_FIELDS:
+            if dump[name] == type(self).model_fields[name].default:
+                del dump[name]
+        return content_hash(dump)[:16]
 
     def proposals_hash(self, proposer_version: int = 1, embedder: str = "") -> str:
         """The hash of what the proposals depend on: domains, how many per domain, the proposer's
@@ -115,6 +129,7 @@ class ProposalOutcome(SpecModel):
     differential_compared: int = 0
     llm_tokens: int = Field(default=0, ge=0, description="tokens the LLM spent on the accepted build")
     seed_values_from_llm: int = Field(default=0, ge=0, description="seed field values the LLM proposed and validation accepted")
+    authored_tools: int = Field(default=0, ge=0, description="tools the LLM wrote (sandboxed) that were kept")
 
 
 class CheckRate(SpecModel):
@@ -142,6 +157,7 @@ class LibraryFunnel(SpecModel):
     revise_rounds: dict[str, int] = Field(description="rounds → environments that needed that many")
     llm_tokens: int = Field(default=0, ge=0, description="LLM tokens spent on the processed proposals' final builds")
     seed_values_from_llm: int = Field(default=0, ge=0)
+    authored_tools: int = Field(default=0, ge=0, description="LLM-written tools in the processed proposals' final builds")
 
 
 class BuildTimings(SpecModel):

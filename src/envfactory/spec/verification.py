@@ -33,10 +33,13 @@ implementation run differentially (moto, an MCP server), or an LLM-written scena
 ORACLE_KINDS: tuple[str, ...] = ("spec_example", "awscli_example", "reference", "llm_fixed")
 
 CheckName = Literal[
-    "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential"
+    "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential",
+    "authored_exercised",
 ]
+# `authored_exercised` runs only for hybrid environments (tools an LLM wrote): each must show it works.
 CHECK_NAMES: tuple[str, ...] = (
-    "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential"
+    "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential",
+    "authored_exercised",
 )
 
 CheckStatus = Literal["passed", "failed", "skipped"]

@@ -41,12 +41,14 @@ from envfactory.spec import (
     DeclarativeImplementation,
     DifferentialResult,
     EnvSpec,
+    HybridImplementation,
     Operation,
     OracleTally,
     ScenarioTest,
     ToolResult,
     VerificationReport,
     content_hash,
+    declarative_model,
 )
 from envfactory.spec.verification import ORACLE_KINDS
 from envfactory.verify.scenario_run import ScenarioOutcome, run_scenario
@@ -126,10 +128,14 @@ def verify_environment(
     timed("seed_roundtrip", lambda: _check_seeds(env, planner, seed))
     timed("determinism", lambda: _check_determinism(env, planner, seed))
     timed("isolation", lambda: _check_isolation(env, planner, seed))
-    timed("fuzz", lambda: _check_fuzz(env, planner, seed, fuzz_calls))
+    worked: Counter[str] = Counter()
+    timed("fuzz", lambda: _check_fuzz(env, planner, seed, fuzz_calls, worked))
     outcomes: list[ScenarioOutcome] = []
     timed("scenarios", lambda: _check_scenarios(env, scenarios, seed, outcomes))
     timed("differential", lambda: _check_differential(differential))
+    if isinstance(env.spec.implementation, HybridImplementation):
+        timed("authored_exercised",
+              lambda: _check_authored_exercised(env, planner, seed, worked, outcomes, differential))
     tallies = {oracle: OracleTally() for oracle in ORACLE_KINDS}
     for outcome in outcomes:
         tally = tallies[outcome.scenario.oracle]
@@ -240,8 +246,8 @@ def _check_parity(
     spec = env.spec
     impl = spec.implementation
     names = {t.name for t in spec.tools}
-    if isinstance(impl, DeclarativeImplementation):
-        ops = set(impl.model.operations)
+    if isinstance(impl, DeclarativeImplementation | HybridImplementation):
+        ops = set(impl.model.operations) | (set(impl.authored.tools) if isinstance(impl, HybridImplementation) else set())
         problems += [(n, "tool has no declarative operation") for n in sorted(names - ops)]
         problems += [(n, "operation has no tool spec") for n in sorted(ops - names)]
     problems += [(n, "tool is not compiled by the runtime") for n in sorted(names - set(env.tools))]
@@ -346,6 +352,11 @@ class _Planner:
         self.reads = [t for t in self.tools if not env.tools[t].writes]
         self.writes = [t for t in self.tools if env.tools[t].writes]
         self.key_args = _key_arguments(env)
+        impl = env.spec.implementation
+        self.unsupported: dict[str, frozenset[str]] = (
+            {t: frozenset(a) for t, a in impl.authored.unsupported_arguments.items()}
+            if isinstance(impl, HybridImplementation) else {}
+        )
 
     def pool(self, session: Session, seen: Mapping[str, list[str]]) -> dict[str, list[str]]:
         pool = {k: list(v) for k, v in seen.items()}
@@ -359,8 +370,16 @@ class _Planner:
                     pool[arg] = keys
         return pool
 
-    def arguments(self, tool: str, session: Session, seen: Mapping[str, list[str]], rng: random.Random) -> dict[str, Any]:
+    def arguments(self, tool: str, session: Session, seen: Mapping[str, list[str]], rng: random.Random,
+                  *, supported_only: bool = False) -> dict[str, Any]:
         schema = self.env.tools[tool].spec.input_schema
+        unsupported = self.unsupported.get(tool)
+        if unsupported and (supported_only or rng.random() < 0.75):
+            # Authored tools refuse the API arguments their code does not take: mostly leave them out,
+            # so the fuzz exercises what the code does, and sometimes pass them, to check the refusal.
+            declared = schema.get("properties")
+            if isinstance(declared, dict):
+                schema = {**schema, "properties": {k: v for k, v in declared.items() if k not in unsupported}}
         try:
             return generate_arguments(schema, rng, self.pool(session, seen))
         except (ValueError, RecursionError):
@@ -368,10 +387,9 @@ class _Planner:
 
 
 def _key_arguments(env: Environment) -> dict[str, str]:
-    impl = env.spec.implementation
-    if not isinstance(impl, DeclarativeImplementation):
+    model = declarative_model(env.spec)
+    if model is None:
         return {}
-    model = impl.model
     mapping: dict[str, str] = {}
     for op in model.operations.values():
         collection = model.collections[op.collection]
@@ -569,7 +587,8 @@ def _corrupt(kind: str, args: dict[str, Any], schema: Mapping[str, Any], rng: ra
     return args
 
 
-def _check_fuzz(env: Environment, planner: _Planner, seed: int, calls: int) -> CheckResult:
+def _check_fuzz(env: Environment, planner: _Planner, seed: int, calls: int,
+                worked: Counter[str] | None = None) -> CheckResult:
     problems: list[tuple[str, str]] = []
     counts: Counter[str] = Counter()
     evidence: list[Any] = []
@@ -593,6 +612,8 @@ def _check_fuzz(env: Environment, planner: _Planner, seed: int, calls: int) -> C
         counts[f"mode:{mode}"] += 1
         if result.ok:
             counts["ok"] += 1
+            if worked is not None and mode == "valid":
+                worked[tool] += 1
         else:
             assert result.error is not None
             counts[f"error:{result.error.kind}"] += 1
@@ -623,6 +644,56 @@ def _check_scenarios(
     passed = sum(o.passed for o in outcomes)
     evidence = [[o.scenario.id, o.passed, o.problems] for o in outcomes]
     return _result("scenarios", problems, evidence, {"scenarios": len(outcomes), "passed": passed})
+
+
+EXERCISE_ROUNDS = 8
+
+
+def _check_authored_exercised(
+    env: Environment, planner: _Planner, seed: int, worked: Counter[str], outcomes: Sequence[ScenarioOutcome],
+    differential: Sequence[DifferentialResult],
+) -> CheckResult:
+    """Authored (LLM-written) tools must show they work: each succeeded on valid fuzzed arguments, in a
+    passing scenario, against a reference implementation, or in a short run from the default seed state
+    that calls every authored tool in turn for `EXERCISE_ROUNDS` rounds with generated arguments (the
+    ones its code takes), each call drawing on the values earlier outputs returned (a receive's receipt
+    handle feeds a delete). A tool that only ever answers with errors would pass every other check while
+    doing nothing."""
+    impl = env.spec.implementation
+    assert isinstance(impl, HybridImplementation)
+    names = sorted(impl.authored.tools)
+    in_scenarios = Counter(step.tool for o in outcomes if o.passed for step in o.scenario.steps)
+    compared = {op for d in differential for op in d.operations_compared}
+    disagreed = {tool for d in differential for tool in d.failing_tools()}
+    agreed: dict[str, bool] = {}
+    for name in names:
+        tool = env.spec.tool(name)
+        operation = tool.source.operation_id.rsplit(":", 1)[-1] if tool is not None and tool.source else ""
+        agreed[name] = operation in compared and name not in disagreed
+
+    def shown(name: str) -> bool:
+        return bool(worked[name] or in_scenarios[name] or agreed[name])
+
+    tries: Counter[str] = Counter()
+    if not all(shown(n) for n in names):
+        rng = random.Random(f"{seed}:exercise")
+        session = open_session(env, seed=seed)
+        seen: dict[str, list[str]] = {}
+        for _ in range(EXERCISE_ROUNDS):
+            for name in names:
+                result = session.call(name, planner.arguments(name, session, seen, rng, supported_only=True))
+                tries[name] += 1
+                worked[name] += result.ok
+                _remember(result, seen)
+            if all(shown(n) for n in names):
+                break
+    problems = [
+        (name, "never succeeded on valid fuzzed arguments, in a passing scenario, against a reference or in "
+               f"{tries[name]} exercise calls: no evidence that it works")
+        for name in names if not shown(name)
+    ]
+    evidence = [[n, worked[n], in_scenarios[n], agreed[n], tries[n]] for n in names]
+    return _result("authored_exercised", problems, evidence, {"authored": len(names), "shown_working": len(names) - len(problems)})
 
 
 def _check_differential(results: Iterable[DifferentialResult]) -> CheckResult:

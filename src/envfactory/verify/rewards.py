@@ -32,7 +32,6 @@ from envfactory.runtime import Environment, SessionGroup
 from envfactory.runtime.diff import json_diff
 from envfactory.spec import (
     CallMadeCheck,
-    DeclarativeImplementation,
     GoldCall,
     Message,
     OutputContainsCheck,
@@ -43,6 +42,7 @@ from envfactory.spec import (
     Task,
     ToolCall,
     ToolResult,
+    declarative_model,
 )
 from envfactory.spec.declarative import AdjustEffect, CreateEffect, NowExpr, SetEffect
 
@@ -64,11 +64,11 @@ class RewardConfig:
 def volatile_fields(env: Environment) -> frozenset[str]:
     """Fields an environment stamps from the clock (declarative `now` assignments): they depend on when
     a write happened, not on what it did, so state comparison ignores them."""
-    impl = env.spec.implementation
-    if not isinstance(impl, DeclarativeImplementation):
+    model = declarative_model(env.spec)
+    if model is None:
         return frozenset()
     names: set[str] = set()
-    for op in impl.model.operations.values():
+    for op in model.operations.values():
         names.update(name for name, expr in op.assign.items() if isinstance(expr, NowExpr))
         for effect in op.effects:
             if isinstance(effect, CreateEffect):

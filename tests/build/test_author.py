@@ -1,0 +1,285 @@
+"""Authoring (`build.author`) and its place in library builds.
+
+The model-dependent tests use a scripted author: its answers (tests/build/authored/*.md) are what a
+capable code model writes for these requests: prose, a JSON block declaring new collections, and the
+python class. Defective variants of them (a crash, unsafe code, a malformed answer) exercise the checks
+and the revise loop. One slow test runs the bundled Qwen2.5-Coder-0.5B model on a real request and
+checks that whatever it answers is either a loadable, parity-checked environment or a recorded failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.build.helpers import proposal_with
+
+from envfactory.build.author import (
+    AuthoringError,
+    AuthoringTarget,
+    author_operations,
+    author_request,
+    authoring_targets,
+    hybrid_spec,
+    parse_answer,
+    write_hybrid_dir,
+)
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, export_library, reproduce_library
+from envfactory.build.reference import SCRIPTS, library_differential, script_for
+from envfactory.llm.replay import CassetteWriter, RecordingClient, ReplayClient
+from envfactory.llm.scripted import ScriptedClient, text_response
+from envfactory.llm.types import ChatRequest, ChatResponse, Usage
+from envfactory.resources import AwsSource, Catalog
+from envfactory.runtime import load_env, open_session
+from envfactory.runtime.sandbox import SandboxPool
+from envfactory.spec import HybridImplementation, Operation, Proposal, ProposedOperation
+from envfactory.spec.build import BuildRecord
+from envfactory.spec.library import LibraryConfig
+
+ANSWERS = Path(__file__).parent / "authored"
+
+
+def answer(name: str) -> str:
+    return (ANSWERS / f"{name}.md").read_text()
+
+
+def reply(text: str) -> ChatResponse:
+    return text_response(text, usage=Usage(prompt_tokens=2400, completion_tokens=900))
+
+
+@pytest.fixture(scope="module")
+def aws_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    with Catalog([AwsSource(["sqs", "ses", "dynamodb"])], tmp_path_factory.mktemp("aws-catalog")) as catalog:
+        yield catalog
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SandboxPool]:
+    with SandboxPool(max_workers=2) as shared:
+        yield shared
+
+
+def compiled_for(catalog: Catalog, service: str, operation: str,
+                 extra: tuple[str, ...] = ()) -> tuple[Proposal, CompiledEnv, dict[str, Operation]]:
+    proposal, _ = proposal_with(catalog, service, operation)
+    if extra:  # operations the proposer left out (SES sends) that the issue asks to compare
+        version = proposal.operations[0].operation_id.split(":")[2]
+        added = [ProposedOperation(operation_id=f"{service}:{version}:{n}", name=n, role="action",
+                                   collection=proposal.operations[0].collection) for n in extra]
+        proposal = proposal.model_copy(update={"operations": [*proposal.operations, *added]}).with_id()
+    operations = {o.operation_id: catalog.operation(o.operation_id) for o in proposal.operations}
+    return proposal, compile_proposal(proposal, operations), operations
+
+
+def sqs_targets(catalog: Catalog) -> tuple[CompiledEnv, list[AuthoringTarget]]:
+    _, compiled, operations = compiled_for(catalog, "aws:sqs", "CreateQueue")
+    return compiled, authoring_targets(compiled, operations)
+
+
+# -- targets, requests and static checks ------------------------------------------------------------
+
+
+def test_targets_are_the_dropped_operations_with_their_api_interface(aws_catalog: Catalog) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    by_tool = {t.tool: t for t in targets}
+    assert set(by_tool) == {"delete_message", "receive_message", "get_queue_url", "purge_queue", "tag_queue",
+                            "untag_queue"}
+    assert not {t.name for t in compiled.source.tools} & set(by_tool)
+    receive = by_tool["receive_message"]
+    assert receive.input_schema["required"] == ["QueueUrl"]
+    assert {"MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds"} <= set(receive.input_schema["properties"])
+    messages = receive.output_schema["properties"]["Messages"]["items"]["properties"]
+    assert {"MessageId", "ReceiptHandle", "Body", "MD5OfBody"} <= set(messages)  # the API's response shape
+    assert "authored implementation" in receive.drop_reason
+
+
+def test_the_request_is_deterministic_and_carries_the_evidence(aws_catalog: Catalog) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    first = author_request(compiled.source, targets)
+    assert first == author_request(compiled.source, targets)
+    user = first.messages[1].content
+    assert "## ReceiveMessage (tool receive_message)" in user and "queues (key QueueUrl" in user
+    assert "send_message" in user.split("Operations to write:")[0]  # existing tools are named, not rewritten
+    again = author_request(compiled.source, targets, ["receive_message crashed: TypeError: Strings must be encoded"])
+    assert "failed these checks" in again.messages[1].content and "Strings must be encoded" in again.messages[1].content
+
+
+GOOD_SQS = answer("sqs")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("I cannot do that.", "no ```python block"),
+    (GOOD_SQS.replace("import hashlib", "import os"), "import of os is not allowed"),
+    (GOOD_SQS.replace("self._queue(QueueUrl)\n        receipt", "self.__class__\n        receipt"), "dunder attribute"),
+    (GOOD_SQS.replace("class AuthoredTools(AuthoredBase):", "print('hi')\n\nclass AuthoredTools(AuthoredBase):"),
+     "only imports and the class"),
+    (GOOD_SQS.replace("class AuthoredTools(AuthoredBase):", "class Tools(AuthoredBase):"), "exactly one class"),
+    (GOOD_SQS.replace('"id_prefix": "receipt_",', '"id_prefix": "receipt_"'), "not valid JSON"),
+    (GOOD_SQS.replace('{"receipts":', '{"queues":'), "must not reuse existing names"),
+    (GOOD_SQS.replace("purge_queue(self, QueueUrl: str)", "purge_queue(self, QueueUrl: str, Force: bool = False)"),
+     "parameters ['Force'] are not arguments of PurgeQueue"),
+    (GOOD_SQS.replace("def get_queue_url(self, QueueName: str)", "def get_queue_url(self)"),
+     "the required arguments ['QueueName'] must be parameters"),
+    (GOOD_SQS.replace("hidden = {", "leak = open('/etc/passwd')\n        hidden = {"), "open is not allowed"),
+    (GOOD_SQS.replace('"receipt_"', '"receipt prefix"'), "collection receipts: id_prefix"),
+])
+def test_unsafe_or_malformed_answers_are_refused_with_a_reason(aws_catalog: Catalog, text: str, problem: str) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    with pytest.raises(AuthoringError) as caught:
+        hybrid_spec(compiled.source, parse_answer(text), targets, "scripted")
+    assert problem in str(caught.value)
+
+
+def test_an_author_may_leave_operations_out(aws_catalog: Catalog) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    start = GOOD_SQS.index("    @tool(effect=\"write\")\n    def tag_queue")
+    end = GOOD_SQS.index("```", start)
+    partial = GOOD_SQS[:start] + GOOD_SQS[end:]
+    spec = hybrid_spec(compiled.source, parse_answer(partial), targets, "scripted")
+    assert isinstance(spec.implementation, HybridImplementation)
+    assert set(spec.implementation.authored.tools) == {"delete_message", "receive_message", "get_queue_url",
+                                                       "purge_queue"}
+
+
+# -- authored environments against moto -------------------------------------------------------------
+
+# The operations the issue lists per service; each must be compared and agree.
+ISSUE_OPERATIONS = {
+    "sqs": {"CreateQueue", "SendMessage", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ListQueues"},
+    "dynamodb": {"CreateTable", "DescribeTable", "PutItem", "GetItem", "DeleteItem", "UpdateItem"},
+    "ses": {"VerifyEmailIdentity", "ListIdentities", "SendEmail", "GetSendQuota"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("service", "anchor", "extra"), [
+    ("sqs", "CreateQueue", ()),
+    ("dynamodb", "CreateTable", ()),
+    ("ses", "VerifyEmailIdentity", ("SendEmail", "GetSendQuota")),
+])
+def test_authored_environments_agree_with_moto_on_the_issue_operations(
+        aws_catalog: Catalog, pool: SandboxPool, tmp_path: Path, service: str, anchor: str, extra: tuple[str, ...]) -> None:
+    _, compiled, operations = compiled_for(aws_catalog, f"aws:{service}", anchor, extra)
+    targets = authoring_targets(compiled, operations)
+    spec, record = author_operations(ScriptedClient([reply(answer(service))]), compiled.source, targets)
+    assert spec is not None, record.failures
+    write_hybrid_dir(spec, compiled.seeds, tmp_path)
+    env = load_env(tmp_path, sandbox=pool)
+    calls = script_for(env, SCRIPTS[service])
+    assert len(calls) == len(SCRIPTS[service])  # every scripted operation exists in the environment
+    (result,) = library_differential(tmp_path, spec, sandbox=pool)
+    assert result.mismatches == [], result.mismatches
+    assert ISSUE_OPERATIONS[service] <= set(result.operations_compared)
+    assert result.matched == result.calls_compared >= len(SCRIPTS[service])
+    assert result.dropped_ops_not_compared == []
+
+
+def test_receipts_hide_a_message_until_its_visibility_timeout_passes(
+        aws_catalog: Catalog, pool: SandboxPool, tmp_path: Path) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    spec = hybrid_spec(compiled.source, parse_answer(GOOD_SQS), targets, "scripted")
+    write_hybrid_dir(spec, compiled.seeds, tmp_path)
+    session = open_session(load_env(tmp_path, sandbox=pool), {"collections": {}, "counters": {}})
+    url = session.call("create_queue", {"QueueName": "jobs", "Attributes": {"VisibilityTimeout": "30"}}).output["QueueUrl"]  # type: ignore[index]
+    session.call("send_message", {"QueueUrl": url, "MessageBody": "first"})
+    got = session.call("receive_message", {"QueueUrl": url}).output
+    assert got["Messages"][0]["Body"] == "first"  # type: ignore[index]
+    assert session.call("receive_message", {"QueueUrl": url}).output == {}  # hidden by the receipt
+    handle = got["Messages"][0]["ReceiptHandle"]  # type: ignore[index]
+    assert session.call("delete_message", {"QueueUrl": url, "ReceiptHandle": handle}).ok
+    stale = session.call("delete_message", {"QueueUrl": url, "ReceiptHandle": handle})
+    assert stale.error is not None and stale.error.kind == "invalid_arguments"
+    assert session.state_json()["collections"]["messages"] == {}
+
+
+# -- library builds ----------------------------------------------------------------------------------
+
+CONFIG = LibraryConfig(name="authored", domains=["utilities"], proposals_per_domain=8, accept_per_domain=1,
+                       first=["aws:sqs"], fuzz_calls=40, differential=True, contamination_check=False,
+                       author_operations=True, max_author_rounds=2)
+
+CRASHING_SQS = GOOD_SQS.replace("hashlib.md5(body.encode())", "hashlib.md5(body)")  # TypeError: str, not bytes
+
+
+def _sqs_catalog(tmp_path: Path) -> Catalog:
+    return Catalog([AwsSource(["sqs"])], tmp_path / "catalog")
+
+
+@pytest.mark.slow
+def test_a_build_revises_authored_tools_with_evidence_then_ships_and_reproduces_them(tmp_path: Path) -> None:
+    requests: list[ChatRequest] = []
+
+    def scripted(text: str):  # type: ignore[no-untyped-def]
+        def answer_for(request: ChatRequest) -> ChatResponse:
+            requests.append(request)
+            return reply(text)
+        return answer_for
+
+    root = tmp_path / "build"
+    root.mkdir()
+    with _sqs_catalog(tmp_path) as catalog:
+        with pytest.raises(Exception, match="author_operations"):
+            LibraryBuilder(catalog, CONFIG, tmp_path / "no-llm", differential=library_differential).run()
+        client = RecordingClient(ScriptedClient([scripted(CRASHING_SQS), scripted(GOOD_SQS)]),
+                                 CassetteWriter(root / LLM_CASSETTE))
+        funnel = LibraryBuilder(catalog, CONFIG, root, differential=library_differential, llm=client).run()
+        assert funnel.accepted == 1 and funnel.authored_tools == 6 and funnel.llm_tokens == 2 * 3300
+        (env_dir,) = sorted((root / "envs").iterdir())
+        record = BuildRecord.model_validate_json((env_dir / "build.json").read_bytes())
+        assert record.authoring is not None and record.authoring.requests == 2
+        assert len(record.authoring.authored) == 6 and record.kept_ratio == 1.0
+        assert not any(d.operation_id.endswith(("ReceiveMessage", "DeleteMessage")) for d in record.dropped)
+        # The second request carried the evidence against the first answer.
+        evidence = requests[1].messages[1].content.split("failed these checks")[1]
+        assert "receive_message" in evidence
+        report = json.loads((env_dir / "report.json").read_text())
+        assert report["verdict"] == "verified"
+        (diff,) = report["differential"]
+        assert {"ReceiveMessage", "DeleteMessage"} <= set(diff["operations_compared"]) and not diff["mismatches"]
+        library = tmp_path / "library"
+        index = export_library(root, library)
+        results = reproduce_library(catalog, library, tmp_path / "again", differential=library_differential,
+                                    llm=ReplayClient(library / LLM_CASSETTE))
+        assert [(r.name, r.spec_same, r.report_same) for r in results] == [(e.name, True, True) for e in index.entries]
+
+
+@pytest.mark.slow
+def test_authoring_that_keeps_failing_leaves_the_operations_dropped_with_the_evidence(tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"differential": False, "max_author_rounds": 1})
+    with _sqs_catalog(tmp_path) as catalog:
+        client = ScriptedClient([reply("Sure! Here is how SQS works: messages are received and deleted.")] * 2)
+        LibraryBuilder(catalog, config, tmp_path / "build", llm=client).run()
+    (outcome_file,) = (tmp_path / "build" / "outcomes").iterdir()
+    outcome = json.loads(outcome_file.read_text())
+    assert outcome["authored_tools"] == 0 and outcome["status"] == "rejected"
+    assert "too few operations kept" in outcome["reason"]  # 8 of 14 without the authored six
+    record = BuildRecord.model_validate_json((tmp_path / "build" / "rejected" / outcome["env_name"] / "build.json").read_bytes())
+    assert record.authoring is not None and record.authoring.requests == 2
+    assert all("no ```python block" in f for f in record.authoring.failures)
+    dropped = {d.operation_id.rsplit(":", 1)[-1] for d in record.dropped}
+    assert {"ReceiveMessage", "DeleteMessage"} <= dropped
+
+
+@pytest.mark.slow
+def test_the_bundled_model_answers_an_authoring_request(aws_catalog: Catalog, pool: SandboxPool, tmp_path: Path) -> None:
+    """The embedded default model (Qwen2.5-Coder-0.5B) asked for SQS GetQueueUrl and PurgeQueue."""
+    from envfactory.llm import LocalConfig, LocalProvider, ManagedClient
+
+    compiled, targets = sqs_targets(aws_catalog)
+    chosen = [t for t in targets if t.tool in {"get_queue_url", "purge_queue"}]
+    provider = LocalProvider(LocalConfig())
+    try:
+        spec, record = author_operations(ManagedClient(provider), compiled.source, chosen)
+    finally:
+        provider.close()
+    assert record.requests == 1 and record.tokens > 0
+    if spec is None:  # a refused answer is recorded with its reason, never half-used
+        assert len(record.failures) == 1 and record.failures[0]
+        return
+    write_hybrid_dir(spec, compiled.seeds, tmp_path)
+    env = load_env(tmp_path, sandbox=pool)  # parity with the API schemas is checked in the sandbox
+    assert set(spec.implementation.authored.tools) <= {"get_queue_url", "purge_queue"}  # type: ignore[union-attr]
+    assert env.spec.content_hash == spec.content_hash
