@@ -283,3 +283,26 @@ def test_the_bundled_model_answers_an_authoring_request(aws_catalog: Catalog, po
     env = load_env(tmp_path, sandbox=pool)  # parity with the API schemas is checked in the sandbox
     assert set(spec.implementation.authored.tools) <= {"get_queue_url", "purge_queue"}  # type: ignore[union-attr]
     assert env.spec.content_hash == spec.content_hash
+
+
+def test_the_cli_shows_validates_and_verifies_a_hybrid_environment(aws_catalog: Catalog, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from envfactory.cli.app import app
+
+    compiled, targets = sqs_targets(aws_catalog)
+    spec = hybrid_spec(compiled.source, parse_answer(GOOD_SQS), targets, "scripted")
+    write_hybrid_dir(spec, compiled.seeds, tmp_path)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["envs", "show", str(tmp_path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    details = json.loads(shown.output)
+    assert details["kind"] == "hybrid" and "receive_message" in {t["name"] for t in details["tool_specs"]}
+    assert "receipts" in {c["name"] for c in details["collections"]}
+    valid = runner.invoke(app, ["envs", "validate", str(tmp_path)])
+    assert valid.exit_code == 0 and "authored tools (sandboxed)" in valid.output, valid.output
+    verified = runner.invoke(app, ["envs", "verify", str(tmp_path), "--json", "--fuzz-calls", "60"])
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.output)
+    assert report["verdict"] == "verified"
+    assert {"authored_exercised": "passed"}.items() <= {c["name"]: c["status"] for c in report["checks"]}.items()

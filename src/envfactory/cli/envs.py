@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
-from envfactory.errors import EnvFactoryError
+from envfactory.errors import EnvFactoryError, SandboxRequiredError
 from envfactory.runtime import Environment, bundled_env_names, library_env_names, library_root, load_env
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
@@ -45,6 +45,38 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+# -- loading -----------------------------------------------------------------------------------------------
+
+
+class _Loader:
+    """Loads environments for the CLI, starting one sandbox worker pool the first time an environment
+    needs it (authored tools of hybrid environments; untrusted toolkits when --trust is not given)."""
+
+    def __init__(self, trusted: bool = False) -> None:
+        self._trusted = trusted
+        self._pool: SandboxPool | None = None
+
+    def __call__(self, ref: str | Path) -> Environment:
+        try:
+            return load_env(ref, trusted=self._trusted, sandbox=self._pool)
+        except SandboxRequiredError:
+            if self._pool is not None:
+                raise
+            self._pool = SandboxPool(max_workers=2)
+            return load_env(ref, trusted=self._trusted, sandbox=self._pool)
+
+    @property
+    def pool(self) -> SandboxPool | None:
+        return self._pool
+
+    def __enter__(self) -> _Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.close()
 
 
 # -- facts about one environment -------------------------------------------------------------------------
@@ -146,6 +178,10 @@ def _build_evidence(directory: Path | None) -> dict[str, Any]:
             "seed_realism": None if realism is None else {
                 "model": realism.model, "accepted": realism.accepted, "rejected": realism.rejected,
                 "failures": len(realism.failures)},
+            "authoring": None if record.authoring is None else {
+                "model": record.authoring.model, "requests": record.authoring.requests,
+                "asked": len(record.authoring.targets), "authored": record.authoring.authored,
+                "failures": record.authoring.failures},
         }
     if report_path.is_file():
         report = VerificationReport.model_validate_json(report_path.read_bytes())
@@ -176,8 +212,8 @@ LibraryOption = Annotated[
 DomainOption = Annotated[str | None, typer.Option("--domain", help="Only environments of this domain.")]
 
 
-def _library_row(name: str) -> dict[str, Any]:
-    env = load_env(library_root() / name)
+def _library_row(name: str, load: _Loader) -> dict[str, Any]:
+    env = load(library_root() / name)
     row = env_summary(env)
     report_path = library_root() / name / "report.json"
     report = VerificationReport.model_validate_json(report_path.read_bytes()) if report_path.is_file() else None
@@ -192,11 +228,12 @@ def list_envs(as_json: JsonOption = False, library: LibraryOption = False, domai
     """List the bundled environments (or, with --library, the shipped library)."""
     rows: list[dict[str, Any]] = []
     names = library_env_names() if library else bundled_env_names()
-    for name in names:
-        try:
-            rows.append(_library_row(name) if library else env_summary(load_env(name)))
-        except EnvFactoryError as exc:
-            rows.append({"name": name, "error": str(exc)})
+    with _Loader() as load:
+        for name in names:
+            try:
+                rows.append(_library_row(name, load) if library else env_summary(load(name)))
+            except EnvFactoryError as exc:
+                rows.append({"name": name, "error": str(exc)})
     if domain is not None:
         rows = [row for row in rows if "error" in row or row.get("domain") == domain]
     failed = [row for row in rows if "error" in row]
@@ -240,7 +277,8 @@ def show(
     trust: TrustOption = False,
 ) -> None:
     """Show an environment: tools, state, seeds."""
-    details = env_details(load_env(ref, trusted=trust))
+    with _Loader(trust) as load:
+        details = env_details(load(ref))
     if as_json:
         emit_json(details)
         return
@@ -293,6 +331,13 @@ def show(
                                 f"{build['revise_rounds']} revision round(s)"))
         for dropped in build["dropped"]:
             out.print(Text(f"  dropped {dropped['operation']} ({dropped['stage']}): {dropped['reason'][:160]}"))
+        authoring = build["authoring"]
+        if authoring is not None:
+            out.print(Text.assemble(("authored: ", "bold"), f"{len(authoring['authored'])} of {authoring['asked']} "
+                                    f"operations written by {authoring['model']} in {authoring['requests']} request(s), "
+                                    "run in sandbox workers"))
+            for failure in authoring["failures"][:3]:
+                out.print(Text(f"  failed attempt: {failure[:160]}"))
         realism = build["seed_realism"]
         if realism is not None:
             out.print(Text.assemble(("seed realism: ", "bold"), f"{realism['accepted']} values from {realism['model']} "
@@ -309,7 +354,8 @@ def validate(
     try:
         if not path.exists():
             raise FileNotFoundError
-        env = load_env(path, trusted=trust)
+        with _Loader(trust) as load:
+            env = load(path)
     except FileNotFoundError:
         _invalid(path, f"{path}: no such file or directory", as_json)
     except EnvFactoryError as exc:
@@ -388,7 +434,8 @@ def verify(
         seed = config.seed if seed is None else seed
         fuzz_calls = config.fuzz_calls if fuzz_calls is None else fuzz_calls
         if config.differential:
-            differential = library_differential(directory, load_env(directory).spec, seed=seed)
+            with _Loader() as load:
+                differential = library_differential(directory, load(directory).spec, seed=seed, sandbox=load.pool)
         write = False
         check = True
     seed = 0 if seed is None else seed

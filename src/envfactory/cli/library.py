@@ -94,7 +94,8 @@ def _print_costs(root: Path, funnel: LibraryFunnel) -> None:
     total = sum(per.values())
     console().print(f"per verified environment: {total / funnel.verified:.2f} s wall (median proposal "
                     f"{statistics.median(per.values()):.2f} s), {funnel.llm_tokens / funnel.verified:.0f} LLM tokens; "
-                    f"seed values from the LLM: {funnel.seed_values_from_llm}")
+                    f"seed values from the LLM: {funnel.seed_values_from_llm}; "
+                    f"authored tools kept: {funnel.authored_tools}")
 
 
 @app.command("build")
@@ -105,7 +106,7 @@ def build(
     domain: Annotated[list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")] = None,
     cache_dir: CacheOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
-    llm: Annotated[str, typer.Option("--llm", help="The model for seed realism when the config asks for it: "
+    llm: Annotated[str, typer.Option("--llm", help="The model for seed realism and authoring when the config asks for them: "
                                      "local (the embedded model), openai:URL or replay:FILE.")] = "local",
 ) -> None:
     """Build (or resume) a library from a config; prints progress and the funnel."""
@@ -123,7 +124,7 @@ def build(
 
     contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
     client: LLMClient | None = None
-    if config.seed_realism:  # every answer is recorded next to the build, so it can be replayed
+    if config.seed_realism or config.author_operations:  # every answer is recorded, so it can be replayed
         cassette = root / LLM_CASSETTE
         if llm.startswith("replay:"):  # the replay client records nothing itself: record what it answers
             replayed = make_client(parse_llm(llm, None, None, None, None)).for_stage("library")
