@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,14 +62,18 @@ __all__ = [
     "ALLOWED_IMPORTS",
     "AUTHOR_VERSION",
     "AuthoredDraft",
+    "AuthoredPiece",
     "AuthoringError",
+    "AuthoringResult",
     "AuthoringTarget",
+    "assemble",
     "author_operations",
     "author_request",
     "authoring_targets",
     "check_code",
     "hybrid_spec",
     "parse_answer",
+    "split_pieces",
     "write_hybrid_dir",
 ]
 
@@ -208,8 +212,9 @@ def _compact(schema: Any, limit: int = _SCHEMA_CHARS) -> str:
 
 
 def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarget],
-                   feedback: Sequence[str] = ()) -> ChatRequest:
-    """The request for `targets` (deterministic: same inputs, same request)."""
+                   feedback: Sequence[str] = (), *, authored: Sequence[str] = ()) -> ChatRequest:
+    """The request for `targets` (deterministic: same inputs, same request); `authored` names tools
+    earlier answers already wrote."""
     about = source.meta.description.strip().splitlines()[0][:200] if source.meta.description.strip() else ""
     lines = [f"API: {source.meta.name}" + (f" ({about})" if about else ""), "", "Collections (the state):"]
     for name, coll in sorted(source.collections.items()):
@@ -219,7 +224,8 @@ def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarg
         lines.append(f"- {name} (key {coll.key}{prefix}): {fields[:600]}")
         for ref in coll.references:
             lines.append(f"  {ref.field} refers to {ref.collection}")
-    lines += ["", "Tools that already exist (do not write them): " + ", ".join(sorted(t.name for t in source.tools)),
+    existing = sorted({*(t.name for t in source.tools), *authored})
+    lines += ["", "Tools that already exist (do not write them): " + ", ".join(existing),
               "", "Operations to write:"]
     for target in targets:
         lines += [
@@ -290,21 +296,22 @@ class _Method:
     parameters: tuple[str, ...]
 
 
-def check_code(body: str, tools: Sequence[str]) -> dict[str, _Method]:
-    """Static checks of the authored class (it is parsed, never run, here); tool -> its declared
-    effect and parameter names, for the tools it writes (an author may leave some out: they stay
-    dropped). Raises `AuthoringError` naming the first problem."""
+def _checked_class(body: str) -> tuple[ast.ClassDef, list[str]]:
+    """The authored class of a module, after the static checks, and the module's import lines.
+    Raises `AuthoringError` naming the first problem (the code is parsed, never run, here)."""
     try:
         tree = ast.parse(body)
     except SyntaxError as exc:
         raise AuthoringError(f"the code does not parse: line {exc.lineno}: {exc.msg}") from None
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    imports: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             bad = [n for n in names if n.split(".")[0] not in ALLOWED_IMPORTS]
             if bad:
                 raise AuthoringError(f"import of {', '.join(bad)} is not allowed (only {', '.join(sorted(ALLOWED_IMPORTS))})")
+            imports.append(ast.unparse(node))
         elif not isinstance(node, ast.ClassDef) and not _is_docstring(node):
             raise AuthoringError(f"line {node.lineno}: only imports and the class may appear at the top level")
     if len(classes) != 1 or classes[0].name != AUTHORED_CLASS:
@@ -319,21 +326,115 @@ def check_code(body: str, tools: Sequence[str]) -> dict[str, _Method]:
             raise AuthoringError(f"line {found.lineno}: {found.id} is not allowed")
         if isinstance(found, ast.Global | ast.Nonlocal):
             raise AuthoringError(f"line {found.lineno}: global state is not allowed; keep everything in self.state")
+    return cls, imports
+
+
+def _methods(cls: ast.ClassDef) -> dict[str, _Method]:
     methods: dict[str, _Method] = {}
     for node in cls.body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        effect = _tool_effect(node)
-        if effect is None:
-            continue
-        params = tuple(a.arg for a in [*node.args.args[1:], *node.args.kwonlyargs])
-        methods[node.name] = _Method(effect, params)
+        if isinstance(node, ast.FunctionDef):
+            effect = _tool_effect(node)
+            if effect is not None:
+                params = tuple(a.arg for a in [*node.args.args[1:], *node.args.kwonlyargs])
+                methods[node.name] = _Method(effect, params)
+    return methods
+
+
+def check_code(body: str, tools: Sequence[str]) -> dict[str, _Method]:
+    """Static checks of the authored class; tool -> its declared effect and parameter names, for the
+    tools it writes (an author may leave some out: they stay dropped). Raises `AuthoringError`."""
+    cls, _ = _checked_class(body)
+    methods = _methods(cls)
     if not set(methods) & set(tools):
         raise AuthoringError(f"no @tool method named as an operation to write ({', '.join(tools)})")
     extra = sorted(set(methods) - set(tools))
     if extra:
         raise AuthoringError(f"@tool methods that are not operations to write: {', '.join(extra)}")
     return methods
+
+
+@dataclass(frozen=True, slots=True)
+class AuthoredPiece:
+    """One authored tool cut out of an answer: its method, the helper methods and imports of its
+    answer, and the collections and generated outputs the answer declared."""
+
+    tool: str
+    method: str
+    helpers: dict[str, str]
+    imports: tuple[str, ...]
+    collections: dict[str, CollectionDecl]
+    generated: tuple[str, ...]
+
+
+def split_pieces(draft: AuthoredDraft, tools: Sequence[str]) -> dict[str, AuthoredPiece]:
+    """The pieces of an answer for `tools` (methods for other tools are left out). Raises
+    `AuthoringError` when the answer as a whole is unusable or writes none of `tools`."""
+    cls, imports = _checked_class(draft.body)
+    functions = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    tool_names = set(_methods(cls))
+    helpers = {name: ast.unparse(node) for name, node in functions.items() if name not in tool_names}
+    wanted = [t for t in tools if t in tool_names]
+    if not wanted:
+        raise AuthoringError(f"no @tool method named as an operation to write ({', '.join(tools)})")
+    return {
+        tool: AuthoredPiece(tool, ast.unparse(functions[tool]), helpers, tuple(imports), dict(draft.collections),
+                            tuple(draft.generated.get(tool, ())))
+        for tool in wanted
+    }
+
+
+class _Rename(ast.NodeTransformer):
+    """`self.<old>` -> `self.<new>` for helper methods renamed apart when two answers disagree."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.names = names
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.value, ast.Name) and node.value.id == "self" and node.attr in self.names:
+            return ast.copy_location(ast.Attribute(value=node.value, attr=self.names[node.attr], ctx=node.ctx), node)
+        return node
+
+
+def assemble(pieces: Sequence[AuthoredPiece]) -> AuthoredDraft:
+    """One class from pieces of (possibly) several answers. Helpers with the same name and the same code
+    are shared; different code under one name is renamed apart. A collection two answers declare
+    differently is refused (`AuthoringError`)."""
+    imports: list[str] = []
+    helpers: dict[str, str] = {}
+    methods: list[str] = []
+    collections: dict[str, CollectionDecl] = {}
+    generated: dict[str, list[str]] = {}
+    for index, piece in enumerate(pieces):
+        imports.extend(i for i in piece.imports if i not in imports)
+        for name, decl in piece.collections.items():
+            if name in collections and collections[name] != decl:
+                raise AuthoringError(f"{piece.tool}: collection {name} is declared differently by another operation")
+            collections[name] = decl
+        renames = {name: f"{name}_{index}" for name, code in piece.helpers.items()
+                   if name in helpers and helpers[name] != code}
+        for name, code in piece.helpers.items():
+            if name in renames:
+                node = _Rename(renames).visit(ast.parse(code).body[0])
+                assert isinstance(node, ast.FunctionDef)
+                node.name = renames[name]
+                helpers[renames[name]] = ast.unparse(node)
+            else:
+                helpers.setdefault(name, code)
+        method = ast.parse(piece.method).body[0]
+        methods.append(ast.unparse(_Rename(renames).visit(method)) if renames else piece.method)
+        if piece.generated:
+            generated[piece.tool] = list(piece.generated)
+    used = {n.attr for m in methods for n in ast.walk(ast.parse(m)) if isinstance(n, ast.Attribute)}
+    used |= {n.attr for h in helpers.values() for n in ast.walk(ast.parse(h)) if isinstance(n, ast.Attribute)}
+    members = [code for name, code in sorted(helpers.items()) if name in used] + methods
+    body = "\n".join(imports) + ("\n\n\n" if imports else "") + f"class {AUTHORED_CLASS}({AUTHORED_BASE}):\n"
+    body += "\n\n".join(_indent(code) for code in members) + "\n"
+    return AuthoredDraft(body=body, collections=collections, generated=generated)
+
+
+def _indent(code: str) -> str:
+    return "\n".join(("    " + line) if line.strip() else "" for line in code.splitlines())
 
 
 def _is_docstring(node: ast.stmt) -> bool:
@@ -425,26 +526,84 @@ def write_hybrid_dir(spec: EnvSpec, seeds: Mapping[str, Any], directory: Path) -
         (directory / "seeds" / f"{name}.json").write_bytes(canonical_json(state))
 
 
+@dataclass(frozen=True, slots=True)
+class AuthoringResult:
+    """What one authoring pass produced: the hybrid spec of every accepted piece (None when there is
+    none), the updated record, the accepted pieces by tool, and why each other target failed."""
+
+    spec: EnvSpec | None
+    record: AuthoringRecord
+    pieces: dict[str, AuthoredPiece]
+    failed: dict[str, str]
+
+
 def author_operations(
     llm: LLMClient, source: DeclarativeEnvSource, targets: Sequence[AuthoringTarget],
-    feedback: Sequence[str] = (), record: AuthoringRecord | None = None,
-) -> tuple[EnvSpec | None, AuthoringRecord]:
-    """Ask `llm` for the targets; the hybrid spec, or None with the failure recorded."""
+    feedback: Mapping[str, Sequence[str]] | None = None, record: AuthoringRecord | None = None,
+    *, batch: int = 8, accepted: Mapping[str, AuthoredPiece] | None = None,
+) -> AuthoringResult:
+    """Ask `llm` for the targets, `batch` operations per request (1 suits small models), each request
+    seeing the collections earlier answers added; keep what checks out, one operation at a time.
+    `accepted` pieces (earlier rounds) are kept and not asked again; `feedback` is the evidence against
+    an operation's previous attempt."""
     record = record or AuthoringRecord(model=llm.model_id)
-    record = record.model_copy(update={"requests": record.requests + 1})
-    try:
-        response = llm.chat(author_request(source, targets, feedback))
-    except _SETUP_ERRORS:
-        raise
-    except Exception as exc:  # a model that fails on this request fails this environment, not the run
-        return None, _failed(record, f"the model failed: {type(exc).__name__}: {exc}"[:300])
-    record = record.model_copy(update={"tokens": record.tokens + response.usage.total_tokens})
-    try:
-        draft = parse_answer(response.content)
-        spec = hybrid_spec(source, draft, targets, llm.model_id)
-    except AuthoringError as exc:
-        return None, _failed(record, str(exc)[:500])
-    return spec, record
+    failed: dict[str, str] = {}
+    pieces: dict[str, AuthoredPiece] = dict(accepted or {})
+    by_tool = {t.tool: t for t in targets}
+    pending = [t for t in _producers_first(targets) if t.tool not in pieces]
+    for start in range(0, len(pending), max(1, batch)):
+        chunk = pending[start:start + max(1, batch)]
+        context = _with_collections(source, pieces.values())
+        notes = [line for t in chunk for line in (feedback or {}).get(t.tool, ())]
+        request = author_request(context, chunk, notes, authored=sorted(pieces))
+        record = record.model_copy(update={"requests": record.requests + 1})
+        try:
+            response = llm.chat(request)
+        except _SETUP_ERRORS:
+            raise
+        except Exception as exc:  # a model that fails on this request fails these operations, not the run
+            why = f"the model failed: {type(exc).__name__}: {exc}"[:300]
+            record = _failed(record, f"{', '.join(t.tool for t in chunk)}: {why}")
+            failed.update((t.tool, why) for t in chunk)
+            continue
+        record = record.model_copy(update={"tokens": record.tokens + response.usage.total_tokens})
+        try:
+            found = split_pieces(parse_answer(response.content), [t.tool for t in chunk])
+        except AuthoringError as exc:
+            record = _failed(record, f"{', '.join(t.tool for t in chunk)}: {exc}"[:500])
+            failed.update((t.tool, str(exc)[:500]) for t in chunk)
+            continue
+        failed.update((t.tool, "the answer has no method for it") for t in chunk if t.tool not in found)
+        for tool, piece in found.items():
+            trial = {**pieces, tool: piece}
+            try:
+                hybrid_spec(source, assemble(list(trial.values())), [by_tool[t] for t in trial], llm.model_id)
+            except AuthoringError as exc:
+                record = _failed(record, f"{tool}: {exc}"[:500])
+                failed[tool] = str(exc)[:500]
+                continue
+            pieces = trial
+    if not pieces:
+        return AuthoringResult(None, record, {}, failed)
+    ordered = [pieces[t.tool] for t in targets if t.tool in pieces]
+    spec = hybrid_spec(source, assemble(ordered), [by_tool[p.tool] for p in ordered], llm.model_id)
+    return AuthoringResult(spec, record, {p.tool: p for p in ordered}, failed)
+
+
+_CONSUMER_VERBS = re.compile(r"^(get|list|describe|delete|remove|query|scan|search|read|fetch|check)", re.I)
+
+
+def _producers_first(targets: Sequence[AuthoringTarget]) -> list[AuthoringTarget]:
+    """Operations that make state (receive, put, send, tag) before those that read or remove it, so a
+    later request sees the collections an earlier answer added (receipts before DeleteMessage)."""
+    return sorted(targets, key=lambda t: bool(_CONSUMER_VERBS.match(t.operation.name)))
+
+
+def _with_collections(source: DeclarativeEnvSource, pieces: Iterable[AuthoredPiece]) -> DeclarativeEnvSource:
+    extra: dict[str, CollectionDecl] = {}
+    for piece in pieces:
+        extra.update(piece.collections)
+    return source.model_copy(update={"collections": {**source.collections, **extra}}) if extra else source
 
 
 def _failed(record: AuthoringRecord, why: str) -> AuthoringRecord:

@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from envfactory.build.author import author_operations, authoring_targets, write_hybrid_dir
+from envfactory.build.author import (
+    AuthoredPiece,
+    AuthoringTarget,
+    assemble,
+    author_operations,
+    authoring_targets,
+    hybrid_spec,
+    write_hybrid_dir,
+)
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
 from envfactory.build.errors import BuildError
 from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propose_batch
@@ -359,8 +367,9 @@ class LibraryBuilder:
         realism: SeedRealism | None = None
         spec: EnvSpec | None = None
         authoring: AuthoringRecord | None = None
-        no_author: set[str] = set()  # operations whose authored tools failed every round: they stay dropped
-        feedback: list[str] = []
+        no_author: set[str] = set()  # operations whose authoring failed every round: they stay dropped
+        pieces: dict[str, AuthoredPiece] = {}  # authored tools that passed so far, kept across rounds
+        feedback: dict[str, list[str]] = {}  # evidence against the last attempt, per authored tool
         author_rounds_left = self.config.max_author_rounds
         rounds = 0
         for rounds in range(self.config.max_revise_rounds + self.config.max_author_rounds + 1):
@@ -375,8 +384,10 @@ class LibraryBuilder:
             if env_dir.exists():
                 shutil.rmtree(env_dir)
             hybrid: EnvSpec | None = None
+            unresolved: dict[str, str] = {}  # authored tool -> operation id, for tools asked and not written
             if self.config.author_operations:
-                hybrid, authoring, feedback = self._author(compiled, operations, env_dir, no_author, feedback, authoring)
+                hybrid, authoring, pieces, feedback, unresolved = self._author(
+                    compiled, operations, env_dir, no_author, feedback, authoring, pieces)
             try:
                 spec = hybrid if hybrid is not None else write_env_dir(compiled, env_dir)
             except Exception as exc:
@@ -398,19 +409,20 @@ class LibraryBuilder:
                 first_checks = [OutcomeCheck(name=c.name, status=c.status) for c in report.checks]
             blamed = report.failing_tools()
             authored_tools = set(_authored_tool_names(spec))
-            if report.verdict == "verified" and not (feedback and author_rounds_left > 0):
-                break
+            for tool in set(blamed) & authored_tools:
+                pieces.pop(tool, None)
+                unresolved[tool] = authored_ops[tool]
+            feedback.update((tool, _evidence(report, {tool})) for tool in set(blamed) & authored_tools)
+            retry = bool(feedback) and author_rounds_left > 0
             if report.verdict == "verified" or (blamed and set(blamed) <= authored_tools):
-                # Only the authored part failed (or authoring failed before it ran): ask again with the
-                # evidence while rounds remain, else keep those operations dropped and build without them.
-                if report.verdict != "verified":
-                    feedback = _evidence(report, set(blamed))
-                if author_rounds_left > 0:
+                # Only the authored part failed (or some authoring failed before it ran): ask again with
+                # the evidence while rounds remain, else keep those operations dropped, without them.
+                if retry:
                     author_rounds_left -= 1
                     continue
+                no_author.update(unresolved.values())
+                feedback = {}
                 if report.verdict != "verified":
-                    no_author.update(op for tool, op in authored_ops.items() if tool in blamed)
-                    feedback = []
                     continue
                 break
             failed = [c for c in report.checks if c.status == "failed"]
@@ -420,6 +432,8 @@ class LibraryBuilder:
             current, dropped_now = _without_tools(current, spec, blamed, report)
             revise_dropped.extend(dropped_now)
             no_author.update(op for tool, op in authored_ops.items() if tool in blamed)
+            for tool in blamed:
+                pieces.pop(tool, None)
             if not current.operations:
                 break
         assert compiled is not None and spec is not None and report is not None
@@ -477,33 +491,57 @@ class LibraryBuilder:
 
     def _author(
         self, compiled: CompiledEnv, operations: Mapping[str, Operation], env_dir: Path, no_author: set[str],
-        feedback: list[str], record: AuthoringRecord | None,
-    ) -> tuple[EnvSpec | None, AuthoringRecord | None, list[str]]:
-        """Ask the LLM for the operations the compiler dropped (`build.author`); write the hybrid
-        environment and load it in the sandbox (parity). (spec or None, the record, the evidence of a
-        failure for the next round)."""
+        feedback: dict[str, list[str]], record: AuthoringRecord | None, pieces: dict[str, AuthoredPiece],
+    ) -> tuple[EnvSpec | None, AuthoringRecord | None, dict[str, AuthoredPiece], dict[str, list[str]], dict[str, str]]:
+        """Ask the LLM for the operations the compiler dropped (`build.author`), keeping the pieces that
+        passed earlier rounds; write the hybrid environment and load it in the sandbox (parity).
+        Returns (spec or None, the record, the accepted pieces, the evidence per tool that failed here
+        for the next round, and those tools' operation ids)."""
         targets = authoring_targets(compiled, operations, exclude=frozenset(no_author))
         if not targets:
-            return None, record, []
+            return None, record, {}, {}, {}
         if self.llm is None:
             raise BuildError("the config asks for author_operations but no LLM client was given "
                              "(install the local model: see `envfactory llm info`, or set author_operations false)")
         record = record or AuthoringRecord(model=self.llm.model_id)
-        asked = sorted({*record.targets, *(t.operation.id for t in targets)})
-        record = record.model_copy(update={"targets": asked})
-        spec, record = author_operations(self.llm, compiled.source, targets, feedback, record)
-        if spec is None:
-            return None, record, record.failures[-1:]
+        record = record.model_copy(update={"targets": sorted({*record.targets, *(t.operation.id for t in targets)})})
+        result = author_operations(self.llm, compiled.source, targets, feedback, record,
+                                   batch=self.config.author_batch, accepted=pieces)
+        by_tool = {t.tool: t.operation.id for t in targets}
+        evidence = {tool: [why] for tool, why in result.failed.items()}
+        unresolved = {tool: by_tool[tool] for tool in result.failed}
+        if result.spec is None:
+            return None, result.record, {}, evidence, unresolved
         env_dir.mkdir(parents=True, exist_ok=True)
-        write_hybrid_dir(spec, compiled.seeds, env_dir)
+        write_hybrid_dir(result.spec, compiled.seeds, env_dir)
         try:
-            load_env(env_dir, sandbox=self._sandbox(spec))
+            load_env(env_dir, sandbox=self._sandbox(result.spec))
         except (SpecError, SandboxError) as exc:
             why = f"the authored tools do not load: {exc}"[:800]
-            record = record.model_copy(update={"failures": [*record.failures, why][:20]})
             shutil.rmtree(env_dir)
-            return None, record, [why]
-        return spec, record, []
+            failed_now = {tool: by_tool[tool] for tool in result.pieces if tool not in pieces}
+            kept = {tool: piece for tool, piece in result.pieces.items() if tool in pieces}
+            record = result.record.model_copy(update={"failures": [*result.record.failures, why][:20]})
+            evidence.update((tool, [why]) for tool in failed_now)
+            unresolved.update(failed_now)
+            if not kept:
+                return None, record, {}, evidence, unresolved
+            return self._author_again(compiled, operations, env_dir, kept, record, evidence, unresolved, targets)
+        return result.spec, result.record, result.pieces, evidence, unresolved
+
+    def _author_again(
+        self, compiled: CompiledEnv, operations: Mapping[str, Operation], env_dir: Path,
+        kept: dict[str, AuthoredPiece], record: AuthoringRecord, evidence: dict[str, list[str]],
+        unresolved: dict[str, str], targets: Sequence[AuthoringTarget],
+    ) -> tuple[EnvSpec | None, AuthoringRecord | None, dict[str, AuthoredPiece], dict[str, list[str]], dict[str, str]]:
+        """The environment of the pieces that loaded before (no request): the new ones failed to load."""
+        assert self.llm is not None
+        ordered = [kept[t.tool] for t in targets if t.tool in kept]
+        spec = hybrid_spec(compiled.source, assemble(ordered), [t for t in targets if t.tool in kept], self.llm.model_id)
+        env_dir.mkdir(parents=True, exist_ok=True)
+        write_hybrid_dir(spec, compiled.seeds, env_dir)
+        load_env(env_dir, sandbox=self._sandbox(spec))
+        return spec, record, kept, evidence, unresolved
 
     def _rejection(self, outcome: ProposalOutcome, report: VerificationReport, read_tools: int, spec: EnvSpec) -> str:
         if report.verdict != "verified":
@@ -535,14 +573,16 @@ def _authored_operations(spec: EnvSpec) -> dict[str, str]:
 
 
 def _evidence(report: VerificationReport, tools: set[str]) -> list[str]:
-    """What failed, for the author's next round: each failed check's detail on the blamed tools, and
-    the differential mismatches on them."""
-    lines = [f"{c.name} failed for {', '.join(sorted(set(c.failing_tools) & tools))}: {c.detail[:400]}"
-             for c in report.checks if c.status == "failed" and set(c.failing_tools) & tools]
+    """What failed, for the author's next round: the failed checks' problems naming the tools, and the
+    differential mismatches on them with our side's answer (an error message says what crashed)."""
+    lines = [f"{c.name}: {problem[:400]}" for c in report.checks if c.status == "failed"
+             for problem in c.problems if problem.split(":", 1)[0] in tools]
     for diff in report.differential:
         for m in diff.mismatches:
             if m.tool in tools:
-                lines.append(f"{m.tool} disagrees with {diff.reference} at call {m.step} ({m.aspect}): {m.detail[:200]}")
+                ours = f"; ours: {str(m.ours)[:300]}" if m.ours is not None else ""
+                lines.append(f"{m.tool} disagrees with {diff.reference} at call {m.step} ({m.aspect}): "
+                             f"{m.detail[:200]}{ours}")
     return lines[:8]
 
 

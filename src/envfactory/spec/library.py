@@ -28,7 +28,7 @@ LIBRARY_DOMAINS: tuple[Domain, ...] = (
 OutcomeStatus = Literal["accepted", "rejected"]
 
 
-_LATER_FIELDS = ("author_operations", "max_author_rounds")
+_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds")
 
 
 class LibraryConfig(SpecModel):
@@ -69,6 +69,9 @@ class LibraryConfig(SpecModel):
     author_operations: bool = Field(
         default=False, description="let the LLM write python tools (sandboxed) for operations the CRUD "
         "compiler drops: receipts, items keyed by attribute maps, sends, quotas (`build.author`)")
+    author_batch: int = Field(
+        default=1, ge=1, le=16, description="operations per authoring request: 1 (one method per answer) suits "
+        "small models; a capable model can write several sharing helpers and collections")
     max_author_rounds: int = Field(
         default=2, ge=0, le=10, description="authoring attempts per environment after the first, each with "
         "the evidence of the last failure")
