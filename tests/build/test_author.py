@@ -327,3 +327,40 @@ def test_the_cli_shows_validates_and_verifies_a_hybrid_environment(aws_catalog: 
     report = json.loads(verified.output)
     assert report["verdict"] == "verified"
     assert {"authored_exercised": "passed"}.items() <= {c["name"]: c["status"] for c in report["checks"]}.items()
+
+
+class _Killed(Exception):
+    """Stands for the process dying in the middle of a proposal."""
+
+
+@pytest.mark.slow
+def test_a_killed_build_with_authoring_resumes_to_the_same_files(tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"first": ["aws:sqs", "aws:dynamodb"], "accept_per_domain": 2,
+                                       "differential": False, "fuzz_calls": 30})
+    answers = {"sqs": GOOD_SQS, "dynamodb": answer("dynamodb")}
+
+    def author(request: ChatRequest) -> ChatResponse:  # the same answer for the same request, as a cache gives
+        return reply(answers["dynamodb" if "API: dynamodb" in request.messages[1].content else "sqs"])
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "timings.json"}
+
+    starts: list[str] = []
+
+    def die_on_second_start(event: object) -> None:
+        if getattr(event, "kind", "") == "start":
+            starts.append(getattr(event, "name", ""))
+            if len(starts) == 2:
+                raise _Killed
+
+    with Catalog([AwsSource(["sqs", "dynamodb"])], tmp_path / "catalog") as catalog:
+        whole = tmp_path / "whole"
+        funnel = LibraryBuilder(catalog, config, whole, llm=ScriptedClient([author] * 40)).run()
+        assert funnel.authored_tools >= 6
+        killed = tmp_path / "killed"
+        with pytest.raises(_Killed):
+            LibraryBuilder(catalog, config, killed, llm=ScriptedClient([author] * 40),
+                           progress=die_on_second_start).run()
+        LibraryBuilder(catalog, config, killed, llm=ScriptedClient([author] * 40)).run(resume=True)
+    assert files(killed) == files(whole)

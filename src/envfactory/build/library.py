@@ -28,6 +28,13 @@ Contract:
   records' free-text fields (`build.realism`, validated, never trusted); what it did is in
   `build.json`, its tokens in the outcome and the funnel. The CLI records every answer in
   `llm-cassette.jsonl` in the build root; `export_library` ships it and `reproduce_library` replays it.
+- Authoring (`config.author_operations`): after each compile the LLM writes python for the operations
+  the compiler dropped (`build.author`, `config.author_batch` per request); the environment becomes
+  hybrid and is loaded, verified and differentially tested with the builder's sandbox pool (authored
+  code never runs in the build process). Authored tools that verification blames are asked again with
+  the evidence, at most `max_author_rounds` times, the others keep their code; operations still failing
+  stay dropped. `build.json` records the requests, tokens, what was authored and every failure; the
+  outcome counts authored tools and adds their tokens to `llm_tokens`.
 - Deterministic: proposals come in catalog order and ids are content hashes; the same config and
   catalog (and the same LLM answers) give the same accepted environments with the same spec hashes
   and report digests.
@@ -101,7 +108,6 @@ class DifferentialHook(Protocol):
     def __call__(
         self, env_dir: Path, spec: EnvSpec, /, *, sandbox: SandboxPool | None = None
     ) -> list[DifferentialResult]: ...
-
 
 
 ContaminationHook = Callable[[EnvSpec], list[str]]

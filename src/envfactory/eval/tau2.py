@@ -269,7 +269,7 @@ def load_cases(domain: str) -> list[Tau2Case]:
                 user=SimulatedUser(instructions=text, known_info=known, persona=scenario.persona or ""),
                 gold_calls=[GoldCall(
                     tool=a.name, arguments=a.arguments,
-                    unsupported_arguments=sorted(set(a.arguments) - set(a.compare_args)) if a.compare_args else [],
+                    ignored_arguments=sorted(set(a.arguments) - set(a.compare_args)) if a.compare_args else [],
                 ) for a in actions],
                 expected_outputs=list(criteria.communicate_info or []) if criteria else [],
             )],

@@ -30,11 +30,11 @@ class EnvRef(SpecModel):
 
 
 class GoldCall(SpecModel):
-    """A reference call. Arguments named in `unsupported_arguments` are not compared by rewards."""
+    """A reference call. Arguments named in `ignored_arguments` are not compared by rewards."""
 
     tool: str
     arguments: JSONObject = Field(default_factory=dict)
-    unsupported_arguments: list[str] = Field(default_factory=list)
+    ignored_arguments: list[str] = Field(default_factory=list)
 
 
 class ScriptedUser(SpecModel):

@@ -7,7 +7,7 @@ Components of `score_episode` (all in [0, 1], or not scored):
   |expected ∩ made| / |expected ∪ made|. Doing nothing scores 0; extra or wrong writes lower it. With
   only `expected_final_hash` the comparison is exact (1 or 0).
 - `gold_calls` (score): share of gold calls matched, in order, by a successful call to the same tool
-  with equal arguments (arguments in `unsupported_arguments` are skipped; numbers equal within a relative
+  with equal arguments (arguments in `ignored_arguments` are skipped; numbers equal within a relative
   tolerance). Not scored when the task has no gold calls.
 - `checks` (score): share of the task's declarative checks that pass (`state_equals`, `call_made`,
   `output_contains` when messages are given). `rubric` checks need a judge and are not scored here.
@@ -138,7 +138,7 @@ def _pointer_get(state: Any, pointer: str) -> tuple[bool, Any]:
 def _call_matches(gold: GoldCall, call: ToolCall, tolerance: float) -> bool:
     if call.tool != gold.tool:
         return False
-    ignored = set(gold.unsupported_arguments)
+    ignored = set(gold.ignored_arguments)
     want = {k: v for k, v in gold.arguments.items() if k not in ignored}
     got = {k: v for k, v in call.arguments.items() if k not in ignored}
     return json_equal(want, got, tolerance)
