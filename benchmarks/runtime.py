@@ -12,6 +12,9 @@ measured in the same run and their ratio:
 Targets (issue #2): call p50 <= 20 us, fork <= 1 ms, hash after a write <= 1 ms.
 - sandboxed calls (issue #3): the calendar toolkit loaded untrusted from a copy of its directory, run in
   a sandbox worker, against the same calls in-process in the same run. Target: sandboxed call p50 <= 500 us.
+- authored tools of a hybrid environment (issue #6): a notes environment with 200 records whose
+  `rename_note`/`count_notes` are authored python (sandboxed, the state shipped to the worker and
+  revalidated on every write) against its declarative `patch_note`/`get_note` in the same run.
 """
 
 from __future__ import annotations
@@ -238,6 +241,100 @@ def bench_sandbox(repeat: int) -> dict[str, float]:
         return figures
 
 
+_HYBRID_BODY = '''
+class AuthoredTools(AuthoredBase):
+    @tool(effect="write")
+    def rename_note(self, id: str, text: str) -> dict[str, Any]:
+        """Give a note a new text.
+
+        Args:
+            id: the note.
+            text: its new text.
+        """
+        note = self.record("notes", id)
+        if note is None:
+            raise self.not_found(f"no note {id}")
+        note["text"] = text
+        self.put("notes", note)
+        return note
+
+    @tool(effect="read")
+    def count_notes(self) -> dict[str, Any]:
+        """How many notes there are."""
+        return {"count": len(self.records("notes"))}
+'''
+
+
+def bench_hybrid(repeat: int) -> dict[str, float]:
+    """Authored (sandboxed) calls of a hybrid environment against declarative calls of the same env."""
+    try:
+        from envfactory.runtime.declarative.compile import compile_source
+        from envfactory.runtime.hybrid import authored_module
+        from envfactory.runtime.sandbox import SandboxPool
+        from envfactory.spec import (
+            AuthoredCode,
+            DeclarativeEnvSource,
+            EnvSpec,
+            HybridImplementation,
+            ToolSpec,
+        )
+    except ImportError as exc:
+        print(f"(hybrid figures skipped: {exc})", file=sys.stderr)
+        return {}
+    record = {"type": "object", "properties": {"id": {"type": "string"}, "text": {"type": "string"}},
+              "required": ["id", "text"], "additionalProperties": False}
+    key_arg = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "additionalProperties": False}
+    source = DeclarativeEnvSource.model_validate({
+        "meta": {"name": "notes_bench"},
+        "collections": {"notes": {"id_prefix": "n_", "id_width": 4, "record_schema": record}},
+        "tools": [
+            {"name": "get_note", "description": "Get a note.", "input_schema": key_arg,
+             "operation": {"kind": "get", "collection": "notes"}},
+            {"name": "patch_note", "description": "Change a note.", "operation": {"kind": "patch", "collection": "notes"},
+             "input_schema": {**key_arg, "properties": {"id": {"type": "string"}, "text": {"type": "string"}}}},
+        ],
+    })
+    declarative = compile_source(source)
+    model = declarative.implementation.model  # type: ignore[union-attr]
+    rename = ToolSpec(name="rename_note", description="Give a note a new text.", effect="write", idempotent=False,
+                      input_schema={"type": "object", "properties": {"id": {"type": "string"}, "text": {"type": "string"}},
+                                    "required": ["id", "text"], "additionalProperties": False},
+                      output_schema=record)
+    count = ToolSpec(name="count_notes", description="How many notes there are.", effect="read", idempotent=True,
+                     input_schema={"type": "object", "properties": {}, "additionalProperties": False},
+                     output_schema={"type": "object", "properties": {"count": {"type": "integer"}}})
+    spec = EnvSpec(meta=declarative.meta, state_schema=declarative.state_schema,
+                   tools=[*declarative.tools, rename, count],
+                   implementation=HybridImplementation(model=model, authored=AuthoredCode(
+                       class_name="AuthoredTools", source=authored_module(model, _HYBRID_BODY),
+                       tools=["rename_note", "count_notes"]))).seal()
+    state = {"collections": {"notes": {f"n_{i:04d}": {"id": f"n_{i:04d}", "text": f"note {i}"} for i in range(1, 201)}},
+             "counters": {"notes": 200}}
+    with tempfile.TemporaryDirectory() as tmp, SandboxPool(max_workers=1) as pool:
+        directory = Path(tmp) / "notes_bench"
+        directory.mkdir()
+        (directory / "spec.json").write_bytes(spec.to_json_bytes())
+        try:
+            env = load_env(directory, sandbox=pool)
+        except Exception as exc:  # no usable sandbox on this machine: say so, keep the other figures
+            print(f"(hybrid figures skipped: {exc})", file=sys.stderr)
+            return {}
+        session = open_session(env, state, seed=1)
+        turn = iter(range(10**9))
+        calls = {
+            "hybrid_authored_read": lambda: session.call("count_notes", {}),
+            "hybrid_declarative_read": lambda: session.call("get_note", {"id": "n_0007"}),
+            "hybrid_authored_write": lambda: session.call("rename_note", {"id": "n_0007", "text": f"t{next(turn)}"}),
+            "hybrid_declarative_write": lambda: session.call("patch_note", {"id": "n_0007", "text": f"t{next(turn)}"}),
+        }
+        figures: dict[str, float] = {}
+        for name, call in calls.items():
+            for _ in range(20):
+                assert call().ok
+            figures[f"{name}_p50_us"] = percentile_us(timed(call, repeat), 0.5)
+        return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -251,6 +348,7 @@ def main() -> None:
     figures |= bench_hash(max(100, repeat // 10))
     figures |= bench_python_toolkit(max(100, repeat // 10))
     figures |= bench_sandbox(max(300, repeat // 3))
+    figures |= bench_hybrid(max(100, repeat // 10))
 
     def line(name: str, value: float, baseline: float | None, target: str) -> None:
         ratio = f"{baseline / value:8.1f}x faster than baseline" if baseline else ""
@@ -286,6 +384,11 @@ def main() -> None:
                figures["sandbox_inprocess_snapshot_p50_us"], "")
         print(f"{'sandboxed fork p50 (no copy: states are immutable)':<42} {figures['sandbox_fork_p50_us']:10.1f} us")
         print(f"{'sandbox worker start (confine, import, spec)':<42} {figures['sandbox_worker_start_ms']:10.1f} ms")
+    if "hybrid_authored_read_p50_us" in figures:
+        for kind in ("read", "write"):
+            authored, declarative = figures[f"hybrid_authored_{kind}_p50_us"], figures[f"hybrid_declarative_{kind}_p50_us"]
+            print(f"{'hybrid authored ' + kind + ' p50 (200 records)':<42} {authored:10.1f} us  {'':<12} "
+                  f"{authored / declarative:8.1f}x the declarative {kind} of the same env ({declarative:.1f} us)")
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(figures, fh, indent=1, sort_keys=True)

@@ -191,3 +191,21 @@ def test_an_edited_spec_does_not_load(tmp_path: Path, pool: SandboxPool) -> None
     (directory / "spec.json").write_text(json.dumps(document))
     with pytest.raises(SpecError, match="content_hash"):
         load_env(directory, sandbox=pool)
+
+
+def test_a_hybrid_environment_serves_over_http(tmp_path: Path, pool: SandboxPool) -> None:
+    from envfactory.serve.catalog import EnvCatalog
+    from envfactory.serve.client import EnvClient
+    from envfactory.serve.config import ServeConfig
+    from envfactory.serve.runner import BackgroundServer, build_http
+
+    catalog = EnvCatalog.of([load_env(hybrid(tmp_path), sandbox=pool)])
+    served = build_http(catalog, ServeConfig())
+    with BackgroundServer(served.app) as server, EnvClient(server.url) as client:
+        session = client.create_session(envs=["notes_hybrid"], naming="plain")
+        assert {t.name for t in session.tools()} == {"create_note", "get_note", "archive_notes"}
+        assert session.call("create_note", {"text": "todo: call Ann"}).ok
+        archived = session.call("archive_notes", {"prefix": "todo"})
+        assert archived.ok and archived.output == {"archived": ["note_001"]}
+        missing = session.call("archive_notes", {"prefix": "todo"})  # nothing left to archive
+        assert missing.error is not None and missing.error.kind == "not_found"

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from envfactory.build.compile import CompiledEnv, operation_interface, operation_output
 from envfactory.build.naming import tool_name
+from envfactory.build.schemas import json_type, object_properties
 from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.llm.errors import (
     DependencyMissingError,
@@ -165,7 +166,8 @@ When an operation needs records no collection holds, declare new collections in 
  "on_delete": "cascade"}]}}, "generated": {"<tool>": ["<OutputField>", "<List>[].<Field>"]}}
 "generated" names output fields holding ids your code makes up (with self.new_key).
 Imports: only hashlib, base64, json, re, math, datetime, decimal, itertools, collections, string.
-No files, no network, no other modules.
+No files, no network, no other modules. Return data, never a JSON Schema. Answer with the code block
+(and the json block when you add collections), nothing else.
 
 Example. Collections: books (key BookId: Title, Available) and loans (new). Operation BorrowBook
 (tool borrow_book, args BookId required, Days optional; output {"LoanId": string, "DueDate": string}):
@@ -211,6 +213,25 @@ def _compact(schema: Any, limit: int = _SCHEMA_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + " …(cut)"
 
 
+def _example_value(schema: Any, depth: int = 0) -> Any:
+    """A value shaped like `schema`, for the prompt: small models return the schema itself unless they
+    see what data looks like (`{}` for an empty output)."""
+    if not isinstance(schema, dict) or depth > 4:
+        return None
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = json_type(schema)
+    if kind == "object":
+        props = object_properties(schema)
+        required = [r for r in schema.get("required", []) if r in props]
+        shown = required or list(props)[:6]
+        return {name: _example_value(props[name], depth + 1) for name in shown}
+    if kind == "array":
+        item = _example_value(schema.get("items"), depth + 1)
+        return [] if item is None else [item]
+    return {"string": "...", "integer": 0, "number": 0.0, "boolean": False}.get(kind or "")
+
+
 def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarget],
                    feedback: Sequence[str] = (), *, authored: Sequence[str] = ()) -> ChatRequest:
     """The request for `targets` (deterministic: same inputs, same request); `authored` names tools
@@ -232,7 +253,8 @@ def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarg
             f"## {target.operation.name} (tool {target.tool})",
             target.description[:600],
             f"Arguments: {_compact(target.input_schema)}",
-            f"Output: {_compact(target.output_schema)}",
+            f"Output schema: {_compact(target.output_schema)}",
+            f"Return data shaped like: {_compact(_example_value(target.output_schema), 600)}",
         ]
         errors = ", ".join(e.code for e in target.operation.errors[:8])
         if errors:
@@ -264,6 +286,8 @@ def parse_answer(text: str) -> AuthoredDraft:
                     raise AuthoringError(f"the json block is not valid JSON: {exc}") from None
         elif code is None and "class " in stripped:
             code = stripped
+    if code is None and f"class {AUTHORED_CLASS}" in text:  # code without a fence: from the class on
+        code = text[text.index(f"class {AUTHORED_CLASS}"):].split("```", 1)[0].strip()
     if code is None:
         raise AuthoringError("the answer has no ```python block defining the class")
     collections: dict[str, CollectionDecl] = {}
