@@ -364,3 +364,22 @@ def test_a_killed_build_with_authoring_resumes_to_the_same_files(tmp_path: Path)
                            progress=die_on_second_start).run()
         LibraryBuilder(catalog, config, killed, llm=ScriptedClient([author] * 40)).run(resume=True)
     assert files(killed) == files(whole)
+
+
+def test_pieces_of_several_answers_merge_into_one_class(aws_catalog: Catalog) -> None:
+    from envfactory.build.author import assemble, split_pieces
+
+    compiled, targets = sqs_targets(aws_catalog)
+    first = split_pieces(parse_answer(GOOD_SQS), ["receive_message"])
+    other = GOOD_SQS.replace("The specified queue {QueueUrl} does not exist.", "No queue {QueueUrl}.")
+    second = split_pieces(parse_answer(other), ["delete_message", "get_queue_url"])
+    draft = assemble([first["receive_message"], second["delete_message"], second["get_queue_url"]])
+    assert "def _queue(self" in draft.body and "def _queue_1(self" in draft.body  # clashing helpers renamed apart
+    assert "self._queue_1(QueueUrl)" in draft.body.split("def delete_message")[1]
+    assert draft.body.count("def _later(") == 1  # the same helper twice is kept once
+    assert set(draft.collections) == {"receipts"}
+    spec = hybrid_spec(compiled.source, draft, targets, "scripted")
+    assert set(spec.implementation.authored.tools) == {"receive_message", "delete_message", "get_queue_url"}  # type: ignore[union-attr]
+    clash = parse_answer(GOOD_SQS.replace('"VisibleAfter": {"type": "string"}', '"VisibleAfter": {"type": "integer"}'))
+    with pytest.raises(AuthoringError, match="declared differently"):
+        assemble([first["receive_message"], split_pieces(clash, ["delete_message"])["delete_message"]])

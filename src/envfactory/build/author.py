@@ -5,16 +5,20 @@ Contract:
   argument (receipt handles, items keyed by attribute maps, sends, quotas). Each keeps its API
   interface (`compile.operation_interface`, `compile.operation_output`): an authored tool has the
   same input and output schemas as the real operation, whatever the author writes.
-- One request per environment (`author_request`, deterministic): the declarative collections, the
-  compiled tools, the operations to write and, in a revise round, the evidence against the previous
-  attempt. The answer is a python block (the class `AuthoredTools(AuthoredBase)`) and an optional
-  JSON block declaring new collections and generated output ids.
-- The answer is data until it is checked (`parse_answer`, `check_code`): the code is parsed with
-  `ast` (never run here); it must define exactly the authored class with one `@tool` method per
-  target, import nothing outside `ALLOWED_IMPORTS`, and touch no dunder attribute. New collections
-  are validated by the declarative compiler. Then `hybrid_spec` assembles the sealed `EnvSpec`
-  (`HybridImplementation`), whose code runs only in sandbox workers (`runtime.hybrid`), where its
-  parity with the API schemas is checked when it loads.
+- Requests (`author_request`, deterministic) carry `batch` operations each (`author_operations`; 1
+  suits small models): the declarative collections (with those earlier answers added), the existing
+  tools, the operations to write with their schemas and a data example of each output, and, in a revise
+  round, the evidence against the previous attempt. Operations that make state are asked first. The
+  answer is a python block (the class `AuthoredTools(AuthoredBase)`) and an optional JSON block
+  declaring new collections and generated output ids.
+- The answer is data until it is checked (`parse_answer`, `split_pieces`, `check_code`): the code is
+  parsed with `ast` (never run here); it must define exactly the authored class, import nothing
+  outside `ALLOWED_IMPORTS`, run nothing at the top level and touch no dunder attribute or
+  `eval`/`open`-like name. Each operation's method becomes a piece, checked and kept or refused alone;
+  `assemble` merges pieces of several answers into one class. New collections are validated by the
+  declarative compiler. Then `hybrid_spec` assembles the sealed `EnvSpec` (`HybridImplementation`),
+  whose code runs only in sandbox workers (`runtime.hybrid`), where its parity with the API schemas
+  is checked when it loads.
 - Failures are reasons, never exceptions out of the build: an unusable answer becomes a recorded
   failure and the operations stay dropped with it. A missing or unreachable model stops the build
   (the same setup errors realism re-raises).
