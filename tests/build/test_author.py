@@ -234,7 +234,10 @@ def test_a_build_revises_authored_tools_with_evidence_then_ships_and_reproduces_
         with pytest.raises(Exception, match="author_operations"):
             LibraryBuilder(catalog, CONFIG, tmp_path / "no-llm", differential=library_differential).run()
         client = RecordingClient(ScriptedClient([author] * 8), CassetteWriter(root / LLM_CASSETTE))
-        funnel = LibraryBuilder(catalog, CONFIG, root, differential=library_differential, llm=client).run()
+        events: list[str] = []
+        funnel = LibraryBuilder(catalog, CONFIG, root, differential=library_differential, llm=client,
+                                progress=lambda e: events.append(e.message) if e.kind == "authoring" else None).run()
+        assert len(events) == 2 and "ReceiveMessage" in events[0] and "DeleteMessage" in events[1]  # progress shown
         assert funnel.accepted == 1 and funnel.authored_tools == 6 and funnel.llm_tokens == 8 * 3300
         # One request per operation, producers first (the receipts exist before DeleteMessage is asked).
         asked = [_asked_for(r) for r in requests]

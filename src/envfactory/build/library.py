@@ -117,7 +117,7 @@ ContaminationHook = Callable[[EnvSpec], list[str]]
 class BuildEvent:
     """Progress of a library build, for the CLI's display."""
 
-    kind: str  # "proposing" | "proposals" | "start" | "done" | "skip"
+    kind: str  # "proposing" | "proposals" | "start" | "authoring" | "done" | "skip"
     domain: str = ""
     name: str = ""
     message: str = ""
@@ -511,6 +511,10 @@ class LibraryBuilder:
                              "(install the local model: see `envfactory llm info`, or set author_operations false)")
         record = record or AuthoringRecord(model=self.llm.model_id)
         record = record.model_copy(update={"targets": sorted({*record.targets, *(t.operation.id for t in targets)})})
+        asked = [t.operation.name for t in targets if t.tool not in pieces]
+        if asked:
+            self.progress(BuildEvent("authoring", compiled.source.meta.domain, compiled.source.meta.name,
+                                     message=f"asking {self.llm.model_id} to write {', '.join(asked)}"))
         result = author_operations(self.llm, compiled.source, targets, feedback, record,
                                    batch=self.config.author_batch, accepted=pieces)
         by_tool = {t.tool: t.operation.id for t in targets}

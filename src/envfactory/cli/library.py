@@ -119,6 +119,8 @@ def build(
         stamp = f"[{time.perf_counter() - started:7.1f}s]"
         if event.kind in ("proposals", "proposing"):
             err.print(f"{stamp} {event.message}")
+        elif event.kind == "authoring":
+            err.print(f"{stamp} {event.domain:<10}         {event.name}: {event.message[:150]}")
         elif event.kind == "done":
             err.print(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
 
