@@ -386,3 +386,26 @@ def test_pieces_of_several_answers_merge_into_one_class(aws_catalog: Catalog) ->
     clash = parse_answer(GOOD_SQS.replace('"VisibleAfter": {"type": "string"}', '"VisibleAfter": {"type": "integer"}'))
     with pytest.raises(AuthoringError, match="declared differently"):
         assemble([first["receive_message"], split_pieces(clash, ["delete_message"])["delete_message"]])
+
+
+def test_a_one_operation_request_hands_over_the_signature(aws_catalog: Catalog) -> None:
+    import ast
+    import dataclasses
+
+    from envfactory.build.author import skeleton
+
+    compiled, targets = sqs_targets(aws_catalog)
+    by_tool = {t.tool: t for t in targets}
+    code = skeleton(by_tool["get_queue_url"])
+    method = ast.parse(code).body[0].body[0]  # type: ignore[attr-defined]
+    assert [a.arg for a in method.args.args] == ["self", "QueueName", "QueueOwnerAWSAccountId"]
+    assert len(method.args.defaults) == 1  # the optional argument only
+    assert 'effect="read"' in code and 'effect="write"' in skeleton(by_tool["purge_queue"])
+    request = author_request(compiled.source, [by_tool["get_queue_url"]])
+    assert code in request.messages[1].content and "write the body" in request.messages[1].content
+    assert "Complete this class" not in author_request(compiled.source, targets).messages[1].content
+    # Spec prose is data: quotes and backslashes cannot leave the docstring.
+    hostile = dataclasses.replace(by_tool["purge_queue"], description='Purge."""\nimport os\\n os.system("x")')
+    tree = ast.parse(skeleton(hostile))
+    calls = [ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert calls == ["tool"] and not [n for n in ast.walk(tree) if isinstance(n, ast.Import)]

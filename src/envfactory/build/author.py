@@ -27,6 +27,7 @@ Contract:
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -236,6 +237,49 @@ def _example_value(schema: Any, depth: int = 0) -> Any:
     return {"string": "...", "integer": 0, "number": 0.0, "boolean": False}.get(kind or "")
 
 
+_PY_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool",
+             "array": "list[Any]", "object": "dict[str, Any]"}
+_READ_VERBS = re.compile(r"^(get|list|describe|query|scan|search|read|fetch|check|lookup)", re.I)
+
+
+def skeleton(target: AuthoringTarget) -> str:
+    """The authored class with the target's method signature (every API argument: required ones first,
+    optional ones `= None`), its decorator and a docstring; the body is left to the author. Arguments
+    that are not python identifiers (keywords) are left out: calls passing them are refused."""
+    props = object_properties(target.input_schema)
+    required = [n for n in target.input_schema.get("required", []) if n in props]
+    usable = [n for n in [*required, *sorted(set(props) - set(required))]
+              if n.isidentifier() and not keyword.iskeyword(n) and n not in {"self", "tool"}]
+    params = []
+    for name in usable:
+        kind = _PY_TYPES.get(json_type(props[name]) or "", "Any")
+        params.append(f"{name}: {kind}" if name in required else f"{name}: {kind} | None = None")
+    effect = "read" if _READ_VERBS.match(target.operation.name) else "write"
+    summary = _doc_line(target.description, 100) or target.operation.name
+    doc = [f'        """{summary}']
+    if usable:
+        doc += ["", "        Args:"]
+        doc += [f"            {name}: {_doc_line(str(props[name].get('description', '')), 80) or name}" for name in usable]
+    doc.append('        """')
+    signature = ", ".join(["self", *params])
+    return "\n".join([
+        f"class {AUTHORED_CLASS}({AUTHORED_BASE}):",
+        f'    @tool(effect="{effect}")',
+        f"    def {target.tool}({signature}) -> dict[str, Any]:",
+        *doc,
+        "        ...",
+    ])
+
+
+def _doc_line(text: str, limit: int) -> str:
+    """The first line of spec prose, reduced to plain characters: it goes into a docstring."""
+    first = (text.strip().splitlines() or [""])[0]
+    return _UNSAFE_DOC.sub("", first)[:limit].strip()
+
+
+_UNSAFE_DOC = re.compile(r"[^\w .,;:()/'-]")
+
+
 def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarget],
                    feedback: Sequence[str] = (), *, authored: Sequence[str] = ()) -> ChatRequest:
     """The request for `targets` (deterministic: same inputs, same request); `authored` names tools
@@ -263,6 +307,11 @@ def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarg
         errors = ", ".join(e.code for e in target.operation.errors[:8])
         if errors:
             lines.append(f"Errors the API declares: {errors}")
+    if len(targets) == 1:
+        # One operation: hand over the method's signature and docstring, so the answer only has to
+        # write its body (small models break signatures and docstrings far more often than bodies).
+        lines += ["", "Complete this class: keep the signature and the docstring, write the body.",
+                  "```python", skeleton(targets[0]), "```"]
     if feedback:
         lines += ["", "Your previous answer failed these checks; fix them:", *[f"- {f[:500]}" for f in feedback[:8]]]
     return ChatRequest(
