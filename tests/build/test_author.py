@@ -409,3 +409,22 @@ def test_a_one_operation_request_hands_over_the_signature(aws_catalog: Catalog) 
     tree = ast.parse(skeleton(hostile))
     calls = [ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
     assert calls == ["tool"] and not [n for n in ast.walk(tree) if isinstance(n, ast.Import)]
+
+
+def test_an_answer_with_only_the_body_goes_into_the_handed_over_signature(
+        aws_catalog: Catalog, pool: SandboxPool, tmp_path: Path) -> None:
+    compiled, targets = sqs_targets(aws_catalog)
+    (target,) = [t for t in targets if t.tool == "get_queue_url"]
+    body_only = (  # what a small model answers when asked for the body only
+        "```python\nfor url, queue in sorted(self.records(\"queues\").items()):\n"
+        "    if queue.get(\"QueueName\") == QueueName:\n        return {\"QueueUrl\": url}\n"
+        "raise self.not_found(f\"no queue named {QueueName}\")\n```"
+    )
+    result = author_operations(ScriptedClient([reply(body_only)]), compiled.source, [target], batch=1)
+    assert result.spec is not None, result.record.failures
+    write_hybrid_dir(result.spec, compiled.seeds, tmp_path)
+    session = open_session(load_env(tmp_path, sandbox=pool), {"collections": {}, "counters": {}})
+    url = session.call("create_queue", {"QueueName": "jobs"}).output["QueueUrl"]  # type: ignore[index]
+    assert session.call("get_queue_url", {"QueueName": "jobs"}).output == {"QueueUrl": url}
+    missing = session.call("get_queue_url", {"QueueName": "nope"})
+    assert missing.error is not None and missing.error.kind == "not_found"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,8 +311,9 @@ def author_request(source: DeclarativeEnvSource, targets: Sequence[AuthoringTarg
     if len(targets) == 1:
         # One operation: hand over the method's signature and docstring, so the answer only has to
         # write its body (small models break signatures and docstrings far more often than bodies).
-        lines += ["", "Complete this class: keep the signature and the docstring, write the body.",
-                  "```python", skeleton(targets[0]), "```"]
+        lines += ["", "The method, to complete:", "```python", skeleton(targets[0]), "```",
+                  "Reply with a ```python block holding only the body of the method (the lines that replace "
+                  "`...`), and the json block if you add collections."]
     if feedback:
         lines += ["", "Your previous answer failed these checks; fix them:", *[f"- {f[:500]}" for f in feedback[:8]]]
     return ChatRequest(
@@ -458,6 +460,31 @@ def split_pieces(draft: AuthoredDraft, tools: Sequence[str]) -> dict[str, Author
                             tuple(draft.generated.get(tool, ())))
         for tool in wanted
     }
+
+
+def body_answer(text: str, target: AuthoringTarget) -> AuthoredDraft:
+    """An answer holding only the body of one operation's method: the body is put into the method's
+    `skeleton` (the first python block without a class; its JSON block is read as usual)."""
+    blocks = [(lang, body) for lang, body in _BLOCK.findall(text) if lang != "json" and not body.strip().startswith("{")]
+    if not blocks:
+        raise AuthoringError("the answer has no ```python block with the method's body")
+    lines = textwrap.dedent(blocks[0][1]).strip("\n").splitlines()
+    if not lines:
+        raise AuthoringError("the method's body is empty")
+    imports = [line for line in lines if line.startswith(("import ", "from "))]
+    body = [line for line in lines if not line.startswith(("import ", "from "))]
+    code = skeleton(target).removesuffix("        ...") + "\n".join(("        " + line) if line.strip() else "" for line in body)
+    extra = parse_answer(f"```python\n{code}\n```\n" + "".join(f"```json\n{b}\n```" for lang, b in _BLOCK.findall(text)
+                                                                 if lang == "json" or b.strip().startswith("{")))
+    return AuthoredDraft(body="\n".join([*imports, "", code]) if imports else code,
+                         collections=extra.collections, generated=extra.generated)
+
+
+def _parse_for(text: str, chunk: Sequence[AuthoringTarget]) -> AuthoredDraft:
+    """The answer to a request for `chunk`: a whole class, or (one operation) only the method's body."""
+    if len(chunk) == 1 and f"def {chunk[0].tool}(" not in text:
+        return body_answer(text, chunk[0])
+    return parse_answer(text)
 
 
 class _Rename(ast.NodeTransformer):
@@ -645,7 +672,7 @@ def author_operations(
             continue
         record = record.model_copy(update={"tokens": record.tokens + response.usage.total_tokens})
         try:
-            found = split_pieces(parse_answer(response.content), [t.tool for t in chunk])
+            found = split_pieces(_parse_for(response.content, chunk), [t.tool for t in chunk])
         except AuthoringError as exc:
             record = _failed(record, f"{', '.join(t.tool for t in chunk)}: {exc}"[:500])
             failed.update((t.tool, str(exc)[:500]) for t in chunk)
