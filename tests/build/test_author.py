@@ -402,8 +402,8 @@ def test_a_one_operation_request_hands_over_the_signature(aws_catalog: Catalog) 
     assert len(method.args.defaults) == 1  # the optional argument only
     assert 'effect="read"' in code and 'effect="write"' in skeleton(by_tool["purge_queue"])
     request = author_request(compiled.source, [by_tool["get_queue_url"]])
-    assert code in request.messages[1].content and "write the body" in request.messages[1].content
-    assert "Complete this class" not in author_request(compiled.source, targets).messages[1].content
+    assert code in request.messages[1].content and "only the body of the method" in request.messages[1].content
+    assert "The method, to complete" not in author_request(compiled.source, targets).messages[1].content
     # Spec prose is data: quotes and backslashes cannot leave the docstring.
     hostile = dataclasses.replace(by_tool["purge_queue"], description='Purge."""\nimport os\\n os.system("x")')
     tree = ast.parse(skeleton(hostile))
