@@ -39,6 +39,7 @@ from envfactory.spec.env import (
     declarative_model,
 )
 from envfactory.spec.manifest import RunManifest
+from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
 from envfactory.spec.python_env import PythonEnvSource
@@ -98,6 +99,7 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "trajectory": Trajectory,
     "reward": Reward,
     "run-manifest": RunManifest,
+    "stage-manifest": StageManifest,
     "scenario-test": ScenarioTest,
     "check-result": CheckResult,
     "differential-result": DifferentialResult,
@@ -108,6 +110,7 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
 }
 
 __all__ = [
+    "ArtifactRef",
     "AGENT_ERROR_KINDS",
     "ARTIFACT_MODELS",
     "FRAMEWORK_ERROR_KINDS",
@@ -155,6 +158,8 @@ __all__ = [
     "RewardComponent",
     "RubricCheck",
     "RunManifest",
+    "StageManifest",
+    "StageStatus",
     "ScenarioStep",
     "ScenarioTest",
     "ScriptedUser",

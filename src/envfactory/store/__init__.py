@@ -6,11 +6,13 @@
 - `KVStore`: a SQLite (WAL) key-value cache with typed, versioned rows, safe across threads and
   processes (LLM responses, embeddings).
 - `RunDir`: `runs/<run-id>/` with its `RunManifest`, resolved config, artifacts and logs.
+- `StageDir`: `runs/<run-id>/<stage>/`, one stage's artifacts and its `StageManifest` (written last).
 """
 
 from envfactory.store.atomic import atomic_writer, stray_temporaries, write_atomic, write_text_atomic
 from envfactory.store.kv import FORMAT_VERSION, KVStore, Row, model_kind, model_version
 from envfactory.store.runs import RunDir, jsonl_bytes
+from envfactory.store.stages import StageDir, file_sha256
 from envfactory.store.workspace import (
     Workspace,
     check_run_id,
@@ -23,10 +25,12 @@ __all__ = [
     "KVStore",
     "Row",
     "RunDir",
+    "StageDir",
     "Workspace",
     "atomic_writer",
     "check_run_id",
     "default_models_dir",
+    "file_sha256",
     "jsonl_bytes",
     "model_kind",
     "model_version",
