@@ -47,17 +47,21 @@ from envfactory.spec.reward import Reward, RewardComponent
 from envfactory.spec.snapshot import Snapshot
 from envfactory.spec.task import (
     CallMadeCheck,
+    ChainProvenance,
     Check,
     EnvRef,
     GoldCall,
     OutputContainsCheck,
+    RewardSpec,
     RubricCheck,
     ScriptedUser,
     SimulatedUser,
     StateEqualsCheck,
     Task,
     TaskOrigin,
+    TaskQueries,
     Turn,
+    migrate_task_v1,
 )
 from envfactory.spec.tool import (
     AGENT_ERROR_KINDS,
@@ -173,6 +177,10 @@ __all__ = [
     "StateEqualsCheck",
     "Task",
     "TaskOrigin",
+    "TaskQueries",
+    "ChainProvenance",
+    "RewardSpec",
+    "migrate_task_v1",
     "TerminationReason",
     "ToolCall",
     "ToolEffect",
