@@ -42,8 +42,18 @@ from envfactory.spec.manifest import RunManifest
 from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
+from envfactory.spec.pipeline import (
+    PIPELINE_STAGES,
+    BuiltLibrary,
+    ExecutorConfig,
+    PipelineStageRecord,
+    RunConfig,
+    RunSummary,
+    ShippedLibrary,
+    WorkFailure,
+)
 from envfactory.spec.python_env import PythonEnvSource
-from envfactory.spec.reward import Reward, RewardComponent
+from envfactory.spec.reward import Reward, RewardComponent, RewardTerm
 from envfactory.spec.snapshot import Snapshot
 from envfactory.spec.task import (
     CallMadeCheck,
@@ -111,6 +121,8 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "proposal": Proposal,
     "proposal-batch": ProposalBatch,
     "build-record": BuildRecord,
+    "run-config": RunConfig,
+    "run-summary": RunSummary,
 }
 
 __all__ = [
@@ -120,6 +132,7 @@ __all__ = [
     "FRAMEWORK_ERROR_KINDS",
     "AuthoredCode",
     "BuildRecord",
+    "BuiltLibrary",
     "CallMadeCheck",
     "CanonicalJSONError",
     "Check",
@@ -139,6 +152,7 @@ __all__ = [
     "EnvSpec",
     "ErrorInfo",
     "ErrorKind",
+    "ExecutorConfig",
     "GoldCall",
     "HybridImplementation",
     "JSONObject",
@@ -150,6 +164,8 @@ __all__ = [
     "OperationExample",
     "OracleTally",
     "OutputContainsCheck",
+    "PIPELINE_STAGES",
+    "PipelineStageRecord",
     "Producer",
     "Proposal",
     "ProposalBatch",
@@ -160,14 +176,18 @@ __all__ = [
     "ResourceSource",
     "Reward",
     "RewardComponent",
+    "RewardTerm",
     "RubricCheck",
+    "RunConfig",
     "RunManifest",
+    "RunSummary",
     "StageManifest",
     "StageStatus",
     "ScenarioStep",
     "ScenarioTest",
     "ScriptedUser",
     "SimulatedUser",
+    "ShippedLibrary",
     "SkippedResource",
     "Snapshot",
     "SpecModel",
@@ -190,6 +210,7 @@ __all__ = [
     "Trajectory",
     "Turn",
     "VerificationReport",
+    "WorkFailure",
     "canonical_json",
     "content_hash",
     "declarative_model",

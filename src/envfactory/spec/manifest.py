@@ -23,3 +23,5 @@ class RunManifest(SpecModel):
     git_commit: str | None = None
     seeds: dict[str, int] = Field(default_factory=dict)
     prompt_hashes: dict[str, str] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict,
+                                      description="every artifact of the run: path relative to the run directory -> sha256")
