@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -98,31 +99,21 @@ def _print_costs(root: Path, funnel: LibraryFunnel) -> None:
                     f"authored tools kept: {funnel.authored_tools}")
 
 
-@app.command("build")
-def build(
-    config_path: ConfigOption,
-    workspace: WorkspaceOption = Path("workspace"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an earlier run of the same config.")] = False,
-    domain: Annotated[list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")] = None,
-    cache_dir: CacheOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
-    llm: Annotated[str, typer.Option("--llm", help="The model for seed realism and authoring when the config asks for them: "
-                                     "local (the embedded model), openai:URL or replay:FILE.")] = "local",
-) -> None:
-    """Build (or resume) a library from a config; prints progress and the funnel."""
-    config = _load_config(config_path, domain)
-    root = Workspace(workspace).ensure().root / "builds" / config.name
-    err = error_console()
+def build_library(config: LibraryConfig, root: Path, *, workspace: Path, llm: str, resume: bool,
+                  say: Callable[[str], None], cache_dir: Path | None = None) -> LibraryFunnel:
+    """Run (or resume) a `LibraryBuilder` into `root` with the CLI's wiring: the catalog, moto for the
+    differential tests, the benchmark tool sets for contamination and the model when the config asks
+    for one (every answer recorded in the build's cassette). Used by `library build` and `envfactory run`."""
     started = time.perf_counter()
 
     def progress(event: BuildEvent) -> None:
         stamp = f"[{time.perf_counter() - started:7.1f}s]"
         if event.kind in ("proposals", "proposing"):
-            err.print(f"{stamp} {event.message}")
+            say(f"{stamp} {event.message}")
         elif event.kind == "authoring":
-            err.print(f"{stamp} {event.domain:<10}         {event.name}: {event.message[:150]}")
+            say(f"{stamp} {event.domain:<10}         {event.name}: {event.message[:150]}")
         elif event.kind == "done":
-            err.print(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
+            say(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
 
     contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
     client: LLMClient | None = None
@@ -138,7 +129,25 @@ def build(
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
                                  contamination=contamination, progress=progress, llm=client, embedder=embedder)
-        funnel = builder.run(resume=resume)
+        return builder.run(resume=resume)
+
+
+@app.command("build")
+def build(
+    config_path: ConfigOption,
+    workspace: WorkspaceOption = Path("workspace"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an earlier run of the same config.")] = False,
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")] = None,
+    cache_dir: CacheOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
+    llm: Annotated[str, typer.Option("--llm", help="The model for seed realism and authoring when the config asks for them: "
+                                     "local (the embedded model), openai:URL or replay:FILE.")] = "local",
+) -> None:
+    """Build (or resume) a library from a config; prints progress and the funnel."""
+    config = _load_config(config_path, domain)
+    root = Workspace(workspace).ensure().root / "builds" / config.name
+    err = error_console()
+    funnel = build_library(config, root, workspace=workspace, llm=llm, resume=resume, say=err.print, cache_dir=cache_dir)
     if json_out:
         emit_json(funnel.model_dump(mode="json"))
     else:

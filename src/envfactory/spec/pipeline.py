@@ -164,3 +164,50 @@ class RunSummary(SpecModel):
     status: Literal["complete", "partial", "failed"]
     stages: list[PipelineStageRecord] = Field(default_factory=list)
     config: JSONObject = Field(default_factory=dict)
+
+
+class SelectedEnv(SpecModel):
+    """One environment a run works with. `path` is relative to the run directory for a built library
+    and empty for the shipped one (loaded by name), so the artifact does not depend on where it runs."""
+
+    schema_version: Literal[1] = 1
+    name: str
+    domain: str
+    spec_hash: str
+    path: str = ""
+
+
+class LibrarySelection(SpecModel):
+    """`library/library.json`: the environments of a run and the digest of the library they came from."""
+
+    schema_version: Literal[1] = 1
+    source: Literal["shipped", "build"]
+    library_digest: str
+    envs: list[SelectedEnv]
+
+
+class LibraryStageConfig(SpecModel):
+    """The `library` stage of run `run_id` (a built library's config path is resolved by the CLI)."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    library: LibraryStage
+    seed: int = 0
+
+
+class GraphStageConfig(SpecModel):
+    """The `graph` stage of run `run_id`: the tool graph over the environments of `library.json`."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    embed: bool = False
+
+
+class GraphSummary(SpecModel):
+    """`graph/summary.json`: the size of the run's tool graph."""
+
+    schema_version: Literal[1] = 1
+    environments: int
+    tools: int
+    parameters: int
+    accepted_feeds: int

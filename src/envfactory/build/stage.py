@@ -1,0 +1,100 @@
+"""The `library` stage of `envfactory run`: the environments a run works with (`runs/<id>/library/`).
+
+Contract: `run_library(config, workspace, deps) -> StageManifest`.
+- `shipped`: the package's read-only library (`deps.shipped_root`), optionally limited to some domains
+  or environments; nothing is built. Names or domains the library does not hold are an error before
+  anything is written.
+- `build`: a `LibraryBuilder` run of the `LibraryConfig` at `config.library.config`, checkpointed in
+  `library/build/` (a killed build resumes there, proposal by proposal: `LibraryBuilder.run(resume=True)`).
+  The build itself (catalog, differential, contamination, model wired by the CLI) is `deps.build`.
+- Writes `library.json` (`LibrarySelection`: names, domains, spec hashes, paths relative to the run
+  directory for built environments) and the stage manifest (counts: environments, per domain).
+- Deterministic: the selection's bytes depend only on the library's content and the config.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from envfactory.build.errors import BuildError
+from envfactory.build.library import BuildPaths, library_index
+from envfactory.spec import BuiltLibrary, ShippedLibrary, StageManifest, sha256_hex
+from envfactory.spec.library import LibraryConfig, LibraryIndex, ProposalOutcome
+from envfactory.spec.pipeline import LibrarySelection, LibraryStageConfig, SelectedEnv
+from envfactory.store import StageDir, Workspace
+
+STAGE = "library"
+SELECTION = "library.json"
+
+LibraryBuild = Callable[[LibraryConfig, Path], None]
+"""Builds (or resumes) the library of a config into a build root; the CLI wires catalog, moto and the
+model around `LibraryBuilder.run(resume=True)`."""
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryDeps:
+    """What the stage needs besides its config: the shipped library's root, and for `build`, a factory."""
+
+    shipped_root: Path
+    build: LibraryBuild | None = None
+
+
+def shipped_selection(root: Path, library: ShippedLibrary) -> LibrarySelection:
+    """The shipped library's environments that `library` selects; a `BuildError` names unknown ones."""
+    index_bytes = (root / "index.json").read_bytes()
+    index = LibraryIndex.model_validate_json(index_bytes)
+    known_domains = {e.domain for e in index.entries}
+    known_names = {e.name for e in index.entries}
+    problems = [f"stages.library.domains: {d!r} is not a domain of the shipped library" for d in library.domains
+                if d not in known_domains]
+    problems += [f"stages.library.envs: {n!r} is not an environment of the shipped library" for n in library.envs
+                 if n not in known_names]
+    if problems:
+        raise BuildError("; ".join(problems))
+    chosen = [e for e in index.entries
+              if (not library.domains or e.domain in library.domains) and (not library.envs or e.name in library.envs)]
+    return LibrarySelection(
+        source="shipped", library_digest=sha256_hex(index_bytes),
+        envs=[SelectedEnv(name=e.name, domain=e.domain, spec_hash=e.spec_hash) for e in chosen],
+    )
+
+
+def _built_selection(stage: StageDir, config: LibraryConfig, build: LibraryBuild,
+                     library: BuiltLibrary) -> LibrarySelection:
+    paths = BuildPaths(stage.path / "build")
+    build(config, paths.root)
+    outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
+    index = library_index(config, paths.envs, outcomes)
+    relative = paths.envs.relative_to(stage.run.path)
+    return LibrarySelection(
+        source="build", library_digest=index.canonical_hash(),
+        envs=[SelectedEnv(name=e.name, domain=e.domain, spec_hash=e.spec_hash, path=f"{relative.as_posix()}/{e.name}")
+              for e in index.entries if not library.domains or e.domain in library.domains],
+    )
+
+
+def run_library(config: LibraryStageConfig, workspace: Workspace, deps: LibraryDeps) -> StageManifest:
+    """Select (shipped) or build the run's environments; write `library.json` and the manifest."""
+    library = config.library
+    if isinstance(library, ShippedLibrary):
+        selection = shipped_selection(deps.shipped_root, library)
+        stage = StageDir.open(workspace, config.run_id, STAGE)
+    else:
+        if deps.build is None:
+            raise BuildError("the library stage builds a library but was given no build function")
+        library_config = LibraryConfig.model_validate_json(Path(library.config).read_bytes())
+        if library.domains:
+            library_config = library_config.model_copy(
+                update={"domains": [d for d in library_config.domains if d in library.domains]})
+        stage = StageDir.open(workspace, config.run_id, STAGE)
+        selection = _built_selection(stage, library_config, deps.build, library)
+    stage.write_bytes(SELECTION, selection.to_json_bytes() + b"\n")
+    per_domain = Counter(e.domain for e in selection.envs)
+    return stage.finish(
+        outputs=[SELECTION], config=config.model_dump(mode="json"),
+        inputs={"library": selection.library_digest}, seeds={"library": config.seed},
+        counts={"environments": len(selection.envs), **{f"domain:{d}": n for d, n in sorted(per_domain.items())}},
+    )

@@ -1,0 +1,390 @@
+"""`envfactory run --config FILE [--resume] [--executor serial|pool|ray] [--ray-address A]`: the main job.
+
+Resources → environments → tool graph → tasks → trajectories → dataset, chained from one `RunConfig`
+(spec/pipeline.py) into one run directory, `<workspace>/runs/<run-id>/`:
+
+    config.json     the resolved config (every default filled in)
+    manifest.json   RunManifest: resolved config, versions, git commit, seeds, prompt hashes, and the
+                    sha256 of every artifact the stages wrote (`artifacts`)
+    summary.json    RunSummary: each stage's status, counts, drops, failures and seconds
+    <stage>/        one directory per stage with its artifacts and StageManifest (store.StageDir)
+
+This module only maps the file and flags to typed configs, runs each layer's `run_<stage>` function in
+order and renders progress; the stages live in their layers (`build.stage.run_library`,
+`graph.stage.run_graph`, `synth.run_synth_tasks`, `synth.run_synth_trajectories`, `export.run_export`,
+`train.run_train`). A stage whose layer does not provide its function yet is reported as
+`not_available` (never imitated), and the run ends `partial`.
+
+- Config errors — unknown keys, bad values, missing files, names the shipped library does not hold —
+  are all reported at once with their paths (`stages.synth_tasks.tasks: ...`) before any work starts.
+- The run id is `<name>-<12 hex of the config digest>` (the executor is not part of it), so the same
+  config resumes the same run; a finished stage whose manifest still matches its outputs and config is
+  not run again (`--resume`), an unfinished one is resumed by its own stage function.
+- The executor is made before any work (Ray missing: an error naming the install command).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+import envfactory
+from envfactory.build.stage import LibraryDeps, run_library, shipped_selection
+from envfactory.cli._output import console, emit_json, error_console
+from envfactory.cli.demo import _git_commit, _package_versions
+from envfactory.errors import EnvFactoryError
+from envfactory.exec import Executor, make_executor
+from envfactory.graph.stage import GraphDeps, run_graph
+from envfactory.runtime import library_root
+from envfactory.runtime.sources import DEFAULT_EPOCH
+from envfactory.spec import (
+    BuiltLibrary,
+    ExecutorConfig,
+    PipelineStageRecord,
+    RunConfig,
+    RunManifest,
+    RunSummary,
+    ShippedLibrary,
+    StageManifest,
+)
+from envfactory.spec.library import LibraryConfig
+from envfactory.spec.pipeline import GraphStageConfig, LibrarySelection, LibraryStageConfig
+from envfactory.store import RunDir, StageDir, Workspace
+
+WorkspaceOption = Annotated[
+    Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE", file_okay=False, help="Workspace directory.")
+]
+
+#: Where each stage's function comes from, and the issue that brings it when it is not there yet.
+STAGE_SOURCES: dict[str, tuple[str, str, str]] = {
+    "synth-tasks": ("envfactory.synth", "run_synth_tasks", "issue #21, synth tasks"),
+    "synth-trajectories": ("envfactory.synth", "run_synth_trajectories", "issue #22, synth trajectories"),
+    "export": ("envfactory.export", "run_export", "issue #23, dataset export"),
+    "train": ("envfactory.train", "run_train", "issue #24, training"),
+}
+
+
+class RunConfigError(EnvFactoryError):
+    """A run config with problems; the message lists every one with its path."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s):\n{listed}")
+
+
+# -- the config ---------------------------------------------------------------------------------------------
+def _location(loc: tuple[Any, ...]) -> str:
+    # pydantic puts the discriminator's value in the path of a tagged union ("library.shipped.envs")
+    parts = [str(p) for p in loc if p not in ("shipped", "build")]
+    return ".".join(parts) or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        where = _location(tuple(error["loc"]))
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key")
+        else:
+            problems.append(f"{where}: {error['msg']} (got {orjson.dumps(error.get('input')).decode()[:80]})")
+    return problems
+
+
+def _section(raw: Any, *keys: str) -> Any:
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw
+
+
+def resolve_path(base: Path, value: str) -> Path:
+    """A path from a config file: relative to the file's directory unless absolute."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _file_problems(raw: Any, base: Path) -> list[str]:
+    """Missing files and names the shipped library does not hold (checked on the raw file, so that they
+    are reported together with the schema's problems)."""
+    problems = []
+    library = _section(raw, "stages", "library")
+    if isinstance(library, dict) and library.get("source") == "build" and isinstance(library.get("config"), str):
+        if not resolve_path(base, library["config"]).is_file():
+            problems.append(f"stages.library.config: file not found: {resolve_path(base, library['config'])}")
+    llm = _section(raw, "llm")
+    if isinstance(llm, str) and llm.startswith("replay:") and not resolve_path(base, llm[7:]).is_file():
+        problems.append(f"llm: cassette not found: {resolve_path(base, llm[7:])}")
+    if isinstance(library, dict) and library.get("source", "shipped") == "shipped":
+        try:
+            shipped_selection(library_root(), ShippedLibrary.model_validate(library))
+        except ValidationError:
+            pass  # reported by the schema check
+        except EnvFactoryError as exc:
+            problems += str(exc).split("; ")
+    return problems
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """Read, validate and resolve a run config; a `RunConfigError` lists every problem at once."""
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise RunConfigError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except orjson.JSONDecodeError as exc:
+        raise RunConfigError(path, [f"not JSON: {exc}"]) from exc
+    problems: list[str] = []
+    config: RunConfig | None = None
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc)
+    problems += _file_problems(raw, path.resolve().parent)
+    if problems or config is None:
+        raise RunConfigError(path, problems)
+    base = path.resolve().parent
+    updates: dict[str, Any] = {}
+    if isinstance(config.stages.library, BuiltLibrary):
+        library = config.stages.library.model_copy(update={"config": str(resolve_path(base, config.stages.library.config))})
+        updates["stages"] = config.stages.model_copy(update={"library": library})
+    if config.llm.startswith("replay:"):
+        updates["llm"] = f"replay:{resolve_path(base, config.llm[7:])}"
+    return config.model_copy(update=updates) if updates else config
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RunContext:
+    """What every stage adapter gets: the resolved config, the run's place, the executor, progress."""
+
+    config: RunConfig
+    workspace: Workspace
+    run: RunDir
+    executor: Executor
+    resume: bool
+    say: Callable[[str], None]
+    records: dict[str, PipelineStageRecord] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def selection(self) -> LibrarySelection:
+        return LibrarySelection.model_validate_json((self.run.path / "library" / "library.json").read_bytes())
+
+    def env_dirs(self) -> list[Path]:
+        """The directories of the run's environments (shipped ones in the package, built ones in the run)."""
+        return [self.run.path / e.path if e.path else library_root() / e.name for e in self.selection().envs]
+
+
+def stage_function(stage: str) -> Callable[..., StageManifest] | None:
+    """The layer's `run_<stage>` function, or None while its layer does not provide it."""
+    module_name, attribute, _ = STAGE_SOURCES[stage]
+    try:
+        module = __import__(module_name, fromlist=[attribute])
+    except ImportError:
+        return None
+    function = getattr(module, attribute, None)
+    return function if callable(function) else None
+
+
+def _library(ctx: RunContext) -> StageManifest:
+    stage_config = LibraryStageConfig(run_id=ctx.run_id, library=ctx.config.stages.library, seed=ctx.config.seed)
+    build = None
+    if isinstance(ctx.config.stages.library, BuiltLibrary):
+        from envfactory.cli.library import build_library
+
+        def build(library_config: LibraryConfig, root: Path) -> None:
+            build_library(library_config, root, workspace=ctx.workspace.root, llm=ctx.config.llm, resume=True,
+                          say=ctx.say)
+
+    return run_library(stage_config, ctx.workspace, LibraryDeps(shipped_root=library_root(), build=build))
+
+
+def _graph(ctx: RunContext) -> StageManifest:
+    embedder = None
+    if ctx.config.stages.graph.embed:
+        from envfactory.llm import make_embedder
+
+        embedder = make_embedder()
+    config = GraphStageConfig(run_id=ctx.run_id, embed=ctx.config.stages.graph.embed)
+    return run_graph(config, ctx.workspace, GraphDeps(env_dirs=ctx.env_dirs(), embedder=embedder, progress=ctx.say))
+
+
+ADAPTERS: dict[str, Callable[[RunContext], StageManifest]] = {"library": _library, "graph": _graph}
+"""Stages whose adapters are wired; the later stages are added as their layers land."""
+
+
+def _enabled(config: RunConfig, stage: str) -> bool:
+    section = getattr(config.stages, stage.replace("-", "_"))
+    return bool(getattr(section, "enabled", True))
+
+
+def _record(stage: str, manifest: StageManifest, note: str = "") -> PipelineStageRecord:
+    status = manifest.status
+    return PipelineStageRecord(stage=stage, status=status, note=note or (manifest.error or ""),
+                               manifest_digest=manifest.content_digest(), counts=manifest.counts,
+                               drops=manifest.drops, timings=manifest.timings)
+
+
+def run_stage(ctx: RunContext, stage: str) -> PipelineStageRecord:
+    """Run (or, when it already finished with the same config, take) one stage; never raises for the
+    stage's own failures: they become a `failed` record with the reason."""
+    if not _enabled(ctx.config, stage):
+        return PipelineStageRecord(stage=stage, status="skipped", note="disabled in the config")
+    adapter = ADAPTERS.get(stage)
+    if adapter is None:
+        _, _, issue = STAGE_SOURCES[stage]
+        landed = stage_function(stage) is not None
+        why = ("its layer has landed but `envfactory run` does not call it yet" if landed
+               else f"not available yet ({issue} has not landed)")
+        return PipelineStageRecord(stage=stage, status="not_available", note=why)
+    directory = StageDir(ctx.run, stage)
+    if directory.is_complete():
+        manifest = directory.read_manifest()
+        assert manifest is not None
+        ctx.say(f"{stage}: already complete, kept")
+        return _record(stage, manifest, "kept from an earlier attempt of this run")
+    started = time.perf_counter()
+    ctx.say(f"{stage}: started")
+    try:
+        manifest = adapter(ctx)
+    except EnvFactoryError as exc:
+        return PipelineStageRecord(stage=stage, status="failed", note=str(exc).splitlines()[0][:500],
+                                   timings={"wall_s": round(time.perf_counter() - started, 3)})
+    record = _record(stage, manifest)
+    timings = {**record.timings, "wall_s": round(time.perf_counter() - started, 3)}
+    ctx.say(f"{stage}: {manifest.status} in {timings['wall_s']:.1f}s — "
+            + ", ".join(f"{k} {v}" for k, v in list(manifest.counts.items())[:6]))
+    return record.model_copy(update={"timings": timings})
+
+
+def _artifacts(run: RunDir, records: Mapping[str, PipelineStageRecord]) -> dict[str, str]:
+    """Every output the finished stages recorded, `<stage>/<path>` → sha256 (deterministic: no timings)."""
+    artifacts: dict[str, str] = {}
+    for stage in records:
+        manifest = StageDir(run, stage).read_manifest()
+        if manifest is not None:
+            artifacts |= {f"{stage}/{ref.path}": ref.sha256 for ref in manifest.outputs}
+    return dict(sorted(artifacts.items()))
+
+
+def _prompt_hashes() -> dict[str, str]:
+    from envfactory.agent.prompts import prompt_hash as agent_prompt_hash
+
+    return {"agent": agent_prompt_hash()}
+
+
+def run_manifest(config: RunConfig, run_id: str, artifacts: dict[str, str]) -> RunManifest:
+    """The run's manifest (its timestamp is a function of the seed: manifests are reproducible)."""
+    return RunManifest(
+        run_id=run_id, command="envfactory run",
+        created_at=(DEFAULT_EPOCH + timedelta(seconds=config.seed)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        envfactory_version=envfactory.__version__, config=config.model_dump(mode="json"),
+        package_versions=_package_versions(), git_commit=_git_commit(), seeds={"run": config.seed},
+        prompt_hashes=_prompt_hashes(), artifacts=artifacts,
+    )
+
+
+def open_run(config: RunConfig, workspace: Workspace, run_id: str, resume: bool) -> RunDir:
+    """The run directory: new, or (with `resume`) the earlier one of the same config."""
+    path = workspace.run_path(run_id)
+    config_bytes = config.to_json_bytes() + b"\n"
+    if path.exists() and any(path.iterdir()):
+        earlier = path / "config.json"
+        if earlier.is_file() and orjson.loads(earlier.read_bytes()) != orjson.loads(config_bytes):
+            raise EnvFactoryError(f"run {run_id} was started with another config ({earlier}); use another --run-id")
+        if not resume:
+            raise EnvFactoryError(f"run {run_id} already exists in {workspace.root}; pass --resume to continue it "
+                                  "or use another --run-id")
+    run = RunDir.create(workspace.ensure(), run_id)
+    run.write_bytes("config.json", config_bytes)
+    return run
+
+
+def execute(config: RunConfig, workspace: Workspace, *, run_id: str | None = None, resume: bool = False,
+            say: Callable[[str], None] = lambda message: None) -> RunSummary:
+    """Run every stage of `config` in order and write the manifest and summary (the CLI's core)."""
+    executor = make_executor(config.executor)  # before any work: Ray missing fails here
+    try:
+        run = open_run(config, workspace, run_id or config.default_run_id(), resume)
+        ctx = RunContext(config, workspace, run, executor, resume, say)
+        run.write_manifest(run_manifest(config, run.run_id, {}))
+        say(f"run {run.run_id} in {run.path} on the {executor.name} executor ({executor.workers} worker(s))")
+        from envfactory.spec import PIPELINE_STAGES
+
+        for stage in PIPELINE_STAGES:
+            record = run_stage(ctx, stage)
+            ctx.records[stage] = record
+            if record.status == "failed":
+                say(f"{stage}: failed — {record.note}")
+                break
+        records = [ctx.records.get(s) or PipelineStageRecord(stage=s, status="pending", note="not reached")
+                   for s in PIPELINE_STAGES]
+    finally:
+        executor.close()
+    wanted = [r for r in records if r.status != "skipped"]
+    status = ("failed" if any(r.status in ("failed", "pending") for r in wanted)
+              else "complete" if all(r.status == "complete" for r in wanted) else "partial")
+    summary = RunSummary(run_id=run.run_id, status=status, stages=records, config=config.model_dump(mode="json"))
+    run.write_bytes("summary.json", summary.to_json_bytes() + b"\n")
+    finished = {r.stage: r for r in records if r.status in ("complete", "partial")}
+    run.write_manifest(run_manifest(config, run.run_id, _artifacts(run, finished)))
+    return summary
+
+
+def _summary_table(summary: RunSummary) -> Table:
+    table = Table(title=f"run {summary.run_id}: {summary.status}", title_justify="left")
+    for column in ("stage", "status", "produced", "dropped", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for record in summary.stages:
+        produced = ", ".join(f"{k} {v}" for k, v in record.counts.items()) or record.note
+        dropped = ", ".join(f"{k} ×{v}" for k, v in record.drops.items())
+        seconds = f"{record.timings['wall_s']:.1f}" if "wall_s" in record.timings else ""
+        table.add_row(record.stage, record.status, produced[:90], dropped[:60], seconds)
+    return table
+
+
+def run(
+    config_path: Annotated[Path, typer.Option("--config", dir_okay=False, help="A run config JSON file (configs/run-demo.json).")],
+    workspace: WorkspaceOption = Path("workspace"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the earlier run of this config.")] = False,
+    executor: Annotated[str | None, typer.Option("--executor", help="serial, pool (default) or ray; overrides the config.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (implies --executor ray).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Pool processes or local Ray CPUs.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Default: <name>-<config digest>.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the main job from one config: library → graph → tasks → trajectories → dataset."""
+    config = load_run_config(config_path)
+    overrides: dict[str, Any] = {}
+    if executor is not None:
+        if executor not in ("serial", "pool", "ray"):
+            raise EnvFactoryError(f"--executor must be serial, pool or ray, not {executor!r}")
+        overrides["kind"] = executor
+    if ray_address is not None:
+        overrides |= {"kind": "ray", "ray_address": ray_address}
+    if workers is not None:
+        overrides["workers"] = workers
+    if overrides:
+        merged = config.executor.model_dump() | overrides
+        config = config.model_copy(update={"executor": ExecutorConfig.model_validate(merged)})
+    err = error_console()
+    started = time.perf_counter()
+    summary = execute(config, Workspace(workspace), run_id=run_id, resume=resume,
+                      say=lambda message: err.print(f"[{time.perf_counter() - started:7.1f}s] {message}"))
+    if json_out:
+        emit_json(summary.model_dump(mode="json"))
+    else:
+        console().print(_summary_table(summary))
+        console().print(f"run directory: {Workspace(workspace).run_path(summary.run_id)}")
+    if summary.status == "failed":
+        raise typer.Exit(1)

@@ -1,0 +1,174 @@
+"""`envfactory run`: config errors all at once, one run directory with a manifest listing every artifact,
+stages that have not landed reported as such, resume that keeps finished stages, executor choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envfactory.cli.app import app
+from envfactory.cli.run import RunConfigError, execute, load_run_config
+from envfactory.spec import RunConfig, RunManifest, RunSummary, StageManifest
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = {
+    "name": "tiny", "seed": 3, "executor": {"kind": "serial"},
+    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive"]}},
+}
+
+
+def _write(tmp_path: Path, data: object, name: str = "run.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_every_config_problem_is_reported_at_once_with_its_path(tmp_path: Path) -> None:
+    bad = {
+        "name": "Bad Name", "seed": -1, "colour": "red", "llm": "replay:missing.jsonl",
+        "executor": {"kind": "cluster"},
+        "stages": {
+            "library": {"source": "shipped", "envs": ["no_such_env"], "domains": ["cooking"]},
+            "synth_tasks": {"tasks": 0, "samplr": "topology"},
+            "export": {"formats": "jsonl"},
+        },
+    }
+    with pytest.raises(RunConfigError) as caught:
+        load_run_config(_write(tmp_path, bad))
+    problems = caught.value.problems
+    joined = "\n".join(problems)
+    for where in ("name:", "seed:", "colour: unknown key", "executor.kind:", "stages.synth_tasks.tasks:",
+                  "stages.synth_tasks.samplr: unknown key", "stages.export.formats:",
+                  "llm: cassette not found", "stages.library.envs: 'no_such_env'", "stages.library.domains: 'cooking'"):
+        assert where in joined, (where, joined)
+    assert len(problems) == 10
+
+
+def test_a_built_library_needs_its_config_file_and_relative_paths_resolve_from_the_config(tmp_path: Path) -> None:
+    with pytest.raises(RunConfigError, match=r"stages.library.config: file not found: .*nope.json"):
+        load_run_config(_write(tmp_path, {"name": "b", "stages": {"library": {"source": "build", "config": "nope.json"}}}))
+    with pytest.raises(RunConfigError, match=r"stages.library.config: Field required"):
+        load_run_config(_write(tmp_path, {"name": "b", "stages": {"library": {"source": "build"}}}))
+    (tmp_path / "lib.json").write_text("{}")
+    config = load_run_config(_write(tmp_path, {"name": "b", "stages": {"library": {"source": "build", "config": "lib.json"}}}))
+    assert config.stages.library.config == str(tmp_path / "lib.json")  # type: ignore[union-attr]
+
+
+def test_the_shipped_configs_are_valid() -> None:
+    for name in ("run-demo.json", "run-full.json"):
+        config = load_run_config(REPO / "configs" / name)
+        assert config.executor.kind == "pool" and config.stages.synth_tasks.enabled
+
+
+def test_a_run_writes_one_directory_with_manifest_summary_and_stage_artifacts(tmp_path: Path) -> None:
+    config = RunConfig.model_validate(SMALL)
+    summary = execute(config, _ws(tmp_path))
+    run_dir = tmp_path / "ws" / "runs" / config.default_run_id()
+    statuses = {r.stage: r.status for r in summary.stages}
+    assert statuses["library"] == "complete" and statuses["graph"] == "complete"
+    assert statuses["train"] == "skipped"
+    selection = json.loads((run_dir / "library" / "library.json").read_text())
+    assert [e["name"] for e in selection["envs"]] == ["blogger_posts", "books", "drive"]
+    graph = StageManifest.model_validate_json((run_dir / "graph" / "manifest.json").read_bytes())
+    assert graph.counts["environments"] == 3 and graph.counts["tools"] > 10
+    manifest = RunManifest.model_validate_json((run_dir / "manifest.json").read_bytes())
+    assert manifest.command == "envfactory run" and manifest.seeds == {"run": 3}
+    assert set(manifest.artifacts) == {"library/library.json", "graph/graph.json", "graph/summary.json"}
+    import hashlib
+
+    for path, digest in manifest.artifacts.items():
+        assert hashlib.sha256((run_dir / path).read_bytes()).hexdigest() == digest
+    assert manifest.config == json.loads((run_dir / "config.json").read_text())
+    assert RunSummary.model_validate_json((run_dir / "summary.json").read_bytes()) == summary
+
+
+def test_stages_whose_layer_has_not_landed_are_reported_never_imitated(tmp_path: Path) -> None:
+    from envfactory.cli.run import stage_function
+
+    summary = execute(RunConfig.model_validate(SMALL), _ws(tmp_path))
+    by_stage = {r.stage: r for r in summary.stages}
+    for stage in ("synth-tasks", "synth-trajectories", "export"):
+        record = by_stage[stage]
+        if stage_function(stage) is None:
+            assert record.status == "not_available" and "issue #2" in record.note
+            assert not (tmp_path / "ws" / "runs" / summary.run_id / stage).exists()
+    if any(r.status == "not_available" for r in summary.stages):
+        assert summary.status == "partial"
+
+
+def test_resume_keeps_finished_stages_and_a_new_run_refuses_an_existing_directory(tmp_path: Path) -> None:
+    config = RunConfig.model_validate(SMALL)
+    first = execute(config, _ws(tmp_path))
+    run_dir = tmp_path / "ws" / "runs" / first.run_id
+    graph_bytes = (run_dir / "graph" / "graph.json").read_bytes()
+    manifest_bytes = (run_dir / "manifest.json").read_bytes()
+    from envfactory.errors import EnvFactoryError
+
+    with pytest.raises(EnvFactoryError, match="pass --resume"):
+        execute(config, _ws(tmp_path))
+    said: list[str] = []
+    again = execute(config, _ws(tmp_path), resume=True, say=said.append)
+    assert "library: already complete, kept" in said and "graph: already complete, kept" in said
+    assert (run_dir / "graph" / "graph.json").read_bytes() == graph_bytes
+    assert (run_dir / "manifest.json").read_bytes() == manifest_bytes
+    assert [r.manifest_digest for r in again.stages] == [r.manifest_digest for r in first.stages]
+    # a stage whose output was damaged after it finished is run again
+    (run_dir / "graph" / "graph.json").write_bytes(b"{}")
+    execute(config, _ws(tmp_path), resume=True)
+    assert (run_dir / "graph" / "graph.json").read_bytes() == graph_bytes
+
+
+def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path: Path) -> None:
+    config = RunConfig.model_validate(SMALL)
+    execute(config, _ws(tmp_path))
+    from envfactory.errors import EnvFactoryError
+
+    with pytest.raises(EnvFactoryError, match="another config"):
+        execute(config.model_copy(update={"seed": 4}), _ws(tmp_path), run_id=config.default_run_id(), resume=True)
+    other = config.model_copy(update={"seed": 4})
+    assert other.default_run_id() != config.default_run_id()
+
+
+def test_the_executor_is_not_part_of_the_run_id() -> None:
+    serial = RunConfig.model_validate(SMALL)
+    pool = RunConfig.model_validate({**SMALL, "executor": {"kind": "pool", "workers": 2}})
+    assert serial.default_run_id() == pool.default_run_id()
+
+
+def test_the_cli_prints_a_summary_and_json(tmp_path: Path) -> None:
+    path = _write(tmp_path, SMALL)
+    result = CliRunner().invoke(app, ["run", "--config", str(path), "-w", str(tmp_path / "ws"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stages"][0]["stage"] == "library" and data["stages"][0]["counts"]["environments"] == 3
+    bad = _write(tmp_path, {"name": "x", "nonsense": 1}, "bad.json")
+    result = CliRunner().invoke(app, ["run", "--config", str(bad), "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 1 and "nonsense: unknown key" in result.output
+
+
+def test_ray_without_ray_installed_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.setattr("importlib.import_module", lambda name, package=None: no_ray(name))
+    path = _write(tmp_path, SMALL)
+    result = CliRunner().invoke(app, ["run", "--config", str(path), "-w", str(tmp_path / "ws"), "--executor", "ray"])
+    assert result.exit_code == 1
+    assert "pip install -e '.[ray]'" in result.output
+    assert not (tmp_path / "ws" / "runs").exists()  # nothing was started
+
+
+def _ws(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from envfactory.store import Workspace
+
+    return Workspace(tmp_path / "ws")
