@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import envfactory
-from envfactory.cli import build, demo, envs, eval, graph, library, llm, resources, run, schema, serve
+from envfactory.cli import build, demo, envs, eval, graph, library, llm, resources, run, schema, serve, view
 from envfactory.cli._output import report_error
 from envfactory.errors import EnvFactoryError
 
@@ -66,6 +66,7 @@ app.add_typer(build.app, name="build")
 app.command("demo")(demo.demo)
 app.command("run")(run.run)
 app.command("serve")(serve.serve)
+app.command("view")(view.view)
 
 
 def main() -> None:

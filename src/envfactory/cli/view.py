@@ -1,0 +1,61 @@
+"""`envfactory view`: a read-only web UI over a workspace (and the shipped library), `envfactory.viewer`.
+
+`envfactory view [--workspace DIR] [--host H] [--port N] [--token-file F]` serves on loopback by
+default; beyond loopback it refuses to start without a token (`--token-file`, `--token` or
+`$ENVFACTORY_VIEW_TOKEN`), which the browser then sends once as `?token=` (kept in a cookie).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envfactory.errors import SpecError
+
+
+def _read_token(token_file: Path | None, token: str | None) -> str | None:
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SpecError(f"{token_file}: cannot read the token file ({exc.strerror})") from exc
+        if not text:
+            raise SpecError(f"{token_file}: the token file is empty")
+        return text
+    return token or None
+
+
+def view(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE", file_okay=False,
+                                            help="Workspace directory to show.")] = Path("workspace"),
+    host: Annotated[str, typer.Option("--host", help="Address to bind; beyond loopback a token is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind (0: any free port).")] = 8765,
+    token: Annotated[str | None, typer.Option("--token", envvar="ENVFACTORY_VIEW_TOKEN", show_envvar=True,
+                                              help="Token browsers must present (prefer --token-file or the variable).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the token.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (logs go to stderr).")] = "warning",
+) -> None:
+    """Serve a read-only web UI over a workspace: environments, funnels, tool graph, chains, tasks,
+    trajectories and evaluation runs."""
+    try:
+        from envfactory.viewer.server import ViewerConfig, ViewerServer, configure_logging
+    except ImportError as exc:  # jinja2 is an optional dependency
+        raise SpecError(f"the viewer needs jinja2 (pip install 'envfactory[view]'): {exc}") from None
+    if not workspace.is_dir():
+        raise SpecError(f"{workspace}: no such workspace directory (pass --workspace DIR)")
+    config = ViewerConfig(workspace=workspace, host=host, port=port, token=_read_token(token_file, token))
+    configure_logging(log_level)
+    try:
+        server = ViewerServer(config)
+    except OSError as exc:
+        raise SpecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    suffix = "?token=<your token>" if config.token else ""
+    typer.echo(f"envfactory view: {server.url}/{suffix} (workspace {workspace.resolve()}); Ctrl-C stops it", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,216 @@
+"""Record pages over JSONL artifacts: trajectories, tasks and sampled chains, each paged and searchable
+across every file of its kind in the workspace, and one record in full.
+
+Records are validated against their `spec` model when shown in full (`validate_line`); a record that
+does not validate is shown as a problem with its raw JSON (escaped), never half-rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from envfactory.spec import Task, Trajectory
+from envfactory.viewer.jsonl import Page
+from envfactory.viewer.models import KNOWN_CHAIN_VERSIONS, ChainView, check_version
+from envfactory.viewer.render import PageResult, pretty, query_int
+from envfactory.viewer.workspace import (
+    CHAIN_FILES,
+    TASK_FILES,
+    TRAJECTORY_FILES,
+    ArtifactProblem,
+    NotFound,
+    WorkspaceData,
+    validation_summary,
+)
+
+M = TypeVar("M", bound=BaseModel)
+PAGE_SIZE = 50
+
+
+def validate_line(data: WorkspaceData, raw: bytes, model: type[M], where: str) -> M:
+    """`raw` (one JSONL record) validated as `model`; an `ArtifactProblem` says what is wrong."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        try:
+            version = orjson.loads(raw).get("schema_version")
+        except (orjson.JSONDecodeError, AttributeError):
+            version = None
+        note = f" (schema version {version!r})" if version not in (None, 1) else ""
+        raise ArtifactProblem(f"{where}: not a valid {model.__name__}{note}: {validation_summary(exc)}") from None
+
+
+def trajectory_summary(value: Any) -> dict[str, Any]:
+    """The list-page fields of one trajectory record (raw JSON)."""
+    reward = value.get("reward") or {}
+    messages = value.get("messages") or []
+    producer = value.get("producer") or {}
+    return {"id": str(value.get("id", "")), "task_id": str(value.get("task_id", "")),
+            "envs": ", ".join(str(e.get("name", "")) for e in value.get("envs", []) if isinstance(e, dict)),
+            "termination": str(value.get("termination", "")),
+            "reward": reward.get("total") if isinstance(reward, dict) else None,
+            "messages": len(messages), "tool_calls": sum(len(m.get("tool_calls") or []) for m in messages),
+            "model": str(producer.get("model", "")) if isinstance(producer, dict) else ""}
+
+
+def task_summary(value: Any) -> dict[str, Any]:
+    """The list-page fields of one task record (raw JSON)."""
+    turns = value.get("turns") or [{}]
+    user = turns[0].get("user") or {}
+    origin = value.get("origin") or {}
+    text = user.get("text") or user.get("instructions") or ""
+    return {"id": str(value.get("id", "")), "envs": ", ".join(str(e.get("name", "")) for e in value.get("envs", [])),
+            "turns": len(turns), "gold_calls": sum(len(t.get("gold_calls") or []) for t in turns),
+            "source": str(origin.get("source", "")), "query": str(text)[:160]}
+
+
+def chain_summary(value: Any) -> dict[str, Any]:
+    """The list fields of one chain record (raw JSON)."""
+    steps = value.get("steps") or []
+    return {"sampler": str(value.get("sampler", "")), "seed": value.get("seed", 0), "number": value.get("number", 0),
+            "tools": [str(s.get("tool", "")) for s in steps]}
+
+
+KINDS = {
+    "trajectory": (TRAJECTORY_FILES, trajectory_summary, "Trajectories", "trajectories.html"),
+    "task": (TASK_FILES, task_summary, "Tasks", "tasks.html"),
+    "chain": (CHAIN_FILES, chain_summary, "Chains", "chains.html"),
+}
+
+
+def records_page(data: WorkspaceData, kind: str, query: dict[str, str]) -> PageResult:
+    """`/<kind>s?q=&file=&page=`: records of every file of `kind` (or one file), paged and searchable."""
+    patterns, summarise, title, template = KINDS[kind]
+    files = data.data_files(patterns)
+    chosen = query.get("file", "")
+    if chosen:
+        files = [f for f in files if f.key == chosen]
+        if not files:
+            raise NotFound(f"no {kind} file {chosen!r}")
+    needle = query.get("q", "").strip()
+    matches: list[tuple[str, int, dict[str, Any]]] = []
+    problems: list[str] = []
+    for item in files:
+        try:
+            index = data.indexes.get(item.path, kind, summarise)
+        except OSError as exc:
+            problems.append(f"{item.key}: cannot be read ({exc.strerror})")
+            continue
+        matches += [(item.key, n, index.summaries[n]) for n in index.search(needle)]
+    page = Page.of(matches, query_int(query, "page", 1), PAGE_SIZE)
+    return PageResult(template, {"title": title, "page": page, "q": query.get("q", ""), "file": chosen,
+                                        "files": [f.key for f in data.data_files(patterns)], "problems": problems})
+
+
+def _record(data: WorkspaceData, kind: str, query: dict[str, str]) -> tuple[str, int, bytes]:
+    patterns, summarise, _, _ = KINDS[kind]
+    item = data.data_file(patterns, query.get("file", ""))
+    number = query_int(query, "n", -1)
+    try:
+        return item.key, number, data.indexes.get(item.path, kind, summarise).raw(number)
+    except IndexError:
+        raise NotFound(f"{item.key} has no record number {number}") from None
+
+
+def trajectory_context(trajectory: Trajectory) -> dict[str, Any]:
+    """The conversation of a trajectory with each call's result and the state hash after each call."""
+    results: dict[str, Any] = {}
+    for message in trajectory.messages:
+        if message.role == "tool" and message.result is not None:
+            results[message.result.call_id] = message.result
+    steps: list[dict[str, Any]] = []
+    previous = ""
+    call_number = 0
+    for message in trajectory.messages:
+        if message.role == "tool":
+            continue  # shown with the call it answers
+        calls = []
+        for call in message.tool_calls:
+            result = results.get(call.id)
+            after = trajectory.state_hashes[call_number] if call_number < len(trajectory.state_hashes) else ""
+            calls.append({"call": call, "arguments": pretty(call.arguments), "result": result,
+                          "output": pretty(result.output) if result is not None and result.ok else "",
+                          "state_after": after, "state_changed": bool(after and previous and after != previous)})
+            previous = after or previous
+            call_number += 1
+        steps.append({"message": message, "calls": calls})
+    return {"trajectory": trajectory, "steps": steps}
+
+
+def trajectory_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
+    """`/trajectory?file=&n=`: one trajectory in full."""
+    key, number, raw = _record(data, "trajectory", query)
+    trajectory = validate_line(data, raw, Trajectory, f"{key} record {number}")
+    return PageResult("trajectory.html", {"title": f"Trajectory {trajectory.id}", "file": key, "number": number,
+                                          **trajectory_context(trajectory)})
+
+
+def highlight(text: str, values: list[str]) -> list[tuple[str, bool]]:
+    """`text` split into (segment, is-one-of-`values`) pairs, case-insensitively; longest values first."""
+    wanted = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+    if not wanted or not text:
+        return [(text, False)]
+    pattern = re.compile("|".join(re.escape(v) for v in wanted), re.IGNORECASE)
+    segments: list[tuple[str, bool]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        if match.start() > position:
+            segments.append((text[position:match.start()], False))
+        segments.append((match.group(0), True))
+        position = match.end()
+    if position < len(text):
+        segments.append((text[position:], False))
+    return segments
+
+
+def _scalars(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _scalars(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _scalars(v)]
+    if isinstance(value, bool) or value is None:
+        return []
+    return [str(value)]
+
+
+def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
+    """`/task?file=&n=`: one task: its queries (gold argument values highlighted), turns, gold calls,
+    expected state and checks."""
+    key, number, raw = _record(data, "task", query)
+    task = validate_line(data, raw, Task, f"{key} record {number}")
+    values = [s for call in task.gold_calls() for s in _scalars(call.arguments)]
+    turns = []
+    for turn in task.turns:
+        user = turn.user
+        text = user.text if user.kind == "scripted" else user.instructions
+        turns.append({"turn": turn, "text": highlight(text, values),
+                      "gold": [{"tool": c.tool, "arguments": pretty(c.arguments), "ignored": c.ignored_arguments}
+                               for c in turn.gold_calls]})
+    return PageResult("task.html", {
+        "title": f"Task {task.id[:12]}", "task": task, "file": key, "number": number, "turns": turns,
+        "explicit": highlight(task.origin.explicit_query, values) if task.origin.explicit_query else None,
+        "expected_state": pretty(task.expected_final_state, limit=50_000),
+        "checks": [pretty(c.model_dump(mode="json")) for c in task.checks],
+    })
+
+
+def chains_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
+    """`/chains?file=&q=&page=`: sampled chains with their binding plans."""
+    result = records_page(data, "chain", query)
+    shown = []
+    for key, number, _summary in result.context["page"].items:
+        item = data.data_file(CHAIN_FILES, key)
+        raw = data.indexes.get(item.path, "chain", chain_summary).raw(number)
+        try:
+            problem = check_version(orjson.loads(raw), KNOWN_CHAIN_VERSIONS, f"{key} record {number}")
+            if problem:
+                raise ArtifactProblem(problem)
+            shown.append({"key": key, "number": number, "chain": validate_line(data, raw, ChainView, key), "problem": ""})
+        except (ArtifactProblem, orjson.JSONDecodeError) as exc:
+            shown.append({"key": key, "number": number, "chain": None, "problem": str(exc)})
+    result.context["chains"] = shown
+    return result

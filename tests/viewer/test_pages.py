@@ -1,0 +1,214 @@
+"""The viewer over HTTP: every page answers, content is escaped, nothing writes, paths stay inside
+the workspace, and bad input gives a clear page (never a traceback)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+import orjson
+import pytest
+from viewer_helpers import PLANTED, fetch
+
+from envfactory.errors import SpecError
+from envfactory.store import Workspace
+from envfactory.viewer.server import ViewerConfig, ViewerServer
+
+TRAJECTORIES = "runs/synth-1/synth/trajectories.jsonl"
+TASKS = "runs/synth-1/synth/tasks.jsonl"
+
+PAGES = {
+    "/": "Overview",
+    "/envs": "anchore_io_accounts_users",
+    "/envs?source=workspace": "hostile_books",
+    "/env/library/vault": "Retention and eDiscovery",
+    "/env/workspace/hostile_books": "mylibrary.annotations",
+    "/env/build-demo/vault": "verified",
+    "/env/rejected-demo/books": "books",
+    "/funnels": "accepted per domain",
+    "/runs": "synth-1",
+    "/run/synth-1": "gate: no write",
+    "/graph": "<option value=\"shop\"",
+    "/graph?tool=shop__create_order": "Neighbourhood of",
+    "/chains": "chain 0",
+    "/tasks": "synth",
+    f"/task?file={TASKS}&n=3": "Explicit query",
+    "/trajectories": "traj-00000",
+    f"/trajectory?file={TRAJECTORIES}&n=4": "order_4",
+    "/evals": "eval-demo",
+    "/eval/eval-demo": "pass@1 by suite",
+    "/eval/eval-demo/attempt/0": "repeated_call",
+}
+
+
+@pytest.mark.parametrize("path", sorted(PAGES))
+def test_every_page_renders(base_url: str, path: str) -> None:
+    reply = fetch(base_url + path)
+    assert reply.status == 200, reply.body[:2000]
+    assert PAGES[path] in reply.body
+    assert "Traceback" not in reply.body
+    assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+
+
+def test_planted_html_is_shown_as_text(base_url: str) -> None:
+    escaped = "&lt;script&gt;window.__planted = 1&lt;/script&gt;"
+    for path in ("/env/workspace/hostile_books", f"/trajectory?file={TRAJECTORIES}&n=1",
+                 "/trajectories?q=" + quote(PLANTED), "/envs?q=" + quote(PLANTED)):  # the query is echoed
+        body = fetch(base_url + path).body
+        assert escaped in body, path
+        assert "<script>window.__planted" not in body and "<img src=x" not in body, path
+        assert "&lt;b&gt;bold?&lt;/b&gt;" in body, path
+    # every script the pages load is the viewer's own file
+    scripts = set(re.findall(r"<script[^>]*>", fetch(base_url + "/graph").body))
+    assert scripts == {'<script src="/static/cytoscape.min.js">', '<script src="/static/graph.js">'}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/", "/envs", "/env/library/vault", "/graph/data.json", "/static/graph.js"])
+def test_write_methods_are_refused(base_url: str, workspace: Workspace, method: str, path: str) -> None:
+    before = sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*"))
+    reply = fetch(base_url + path, method=method)
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "GET, HEAD"
+    assert "read-only" in reply.body
+    assert sorted(p.relative_to(workspace.root) for p in workspace.root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("path", [
+    "/env/library/..%2F..%2Fcli",
+    "/env/library/%2e%2e",
+    "/env/workspace/../../etc",
+    "/static/..%2Fserver.py",
+    "/static/%2e%2e%2fworkspace.py",
+    "/trajectory?file=../../../etc/passwd&n=0",
+    "/trajectory?file=%2Fetc%2Fpasswd&n=0",
+    "/task?file=runs/synth-1/synth/../../../../etc/passwd&n=0",
+    "/run/..",
+    "/run/%2E%2E%2Fbuilds",
+    "/eval/..%2Fsynth-1",
+    "/graph?file=../../etc/passwd",
+    "/env/escape/outside",
+])
+def test_paths_outside_the_workspace_are_not_found(base_url: str, path: str) -> None:
+    reply = fetch(base_url + path)
+    assert reply.status == 404, (path, reply.body[:500])
+    assert "root:" not in reply.body and "Traceback" not in reply.body
+
+
+def test_a_symlink_out_of_the_workspace_is_not_followed(workspace: Workspace, base_url: str, tmp_path: Path) -> None:
+    outside = tmp_path / "secret_env"
+    outside.mkdir()
+    (outside / "spec.json").write_text('{"secret": "do not show"}', encoding="utf-8")
+    link = workspace.envs_dir / "secret_env"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        reply = fetch(base_url + "/env/workspace/secret_env")
+        assert reply.status == 404
+        assert "do not show" not in reply.body
+    finally:
+        link.unlink()
+
+
+def test_unknown_ids_get_a_404_page(base_url: str) -> None:
+    for path in ("/env/library/no_such_env", "/run/no-such-run", "/eval/synth-1", "/eval/eval-demo/attempt/999",
+                 f"/trajectory?file={TRAJECTORIES}&n=100000", "/trajectory?file=nope.jsonl&n=0",
+                 "/graph?tool=nobody__nothing", "/no/such/page", "/envs/extra"):
+        reply = fetch(base_url + path)
+        assert reply.status == 404, path
+        assert 'id="error-message"' in reply.body and "Traceback" not in reply.body
+
+
+def test_corrupt_artifacts_get_a_clear_page(base_url: str) -> None:
+    bad_json = fetch(base_url + "/trajectory?file=runs/partial/trajectories.jsonl&n=1")
+    assert bad_json.status == 422
+    assert "runs/partial/trajectories.jsonl record 1: not a valid Trajectory" in bad_json.body
+    bad_model = fetch(base_url + "/trajectory?file=runs/partial/trajectories.jsonl&n=2")
+    assert bad_model.status == 422 and "termination" in bad_model.body
+    listing = fetch(base_url + "/trajectories?file=runs/partial/trajectories.jsonl")
+    assert listing.status == 200 and "line 2: not a readable record" in listing.body
+    run = fetch(base_url + "/run/broken")
+    assert run.status == 200 and "runs/broken/manifest.json: not a valid run manifest" in run.body
+    # the rest of the UI keeps working
+    assert fetch(base_url + "/runs").status == 200
+
+
+def test_missing_and_newer_artifacts(workspace: Workspace, base_url: str) -> None:
+    run = workspace.runs_dir / "eval-future"
+    run.mkdir()
+    (run / "report.json").write_bytes(orjson.dumps({"schema_version": 7, "run_id": "eval-future"}))
+    env = workspace.envs_dir / "half_env"
+    env.mkdir()
+    (env / "spec.json").write_text("{}", encoding="utf-8")
+    try:
+        report = fetch(base_url + "/eval/eval-future")
+        assert report.status == 200
+        assert "schema version 7 is not one this viewer reads" in report.body
+        assert "no attempts.jsonl" in report.body
+        assert "schema version 7" in fetch(base_url + "/evals").body
+        spec = fetch(base_url + "/env/workspace/half_env")
+        assert spec.status == 200 and "envs/half_env/spec.json: not a valid environment spec" in spec.body
+    finally:
+        (run / "report.json").unlink()
+        run.rmdir()
+        (env / "spec.json").unlink()
+        env.rmdir()
+
+
+def test_search_and_paging(base_url: str) -> None:
+    first = fetch(base_url + "/trajectories?file=" + quote(TRAJECTORIES))
+    assert "30 results · showing 1–30" in first.body
+    found = fetch(base_url + "/trajectories?q=TRAJ-00017")
+    assert "1 result ·" in found.body and "traj-00017" in found.body and "traj-00016" not in found.body
+    envs = fetch(base_url + "/envs?page=2")
+    assert "page 2 of 3" in envs.body and "showing 51–100" in envs.body
+    assert "page 3 of 3" in fetch(base_url + "/envs?page=99").body
+    assert "no environment matches" in fetch(base_url + "/envs?q=zzzz-none").body
+
+
+def test_graph_data_filters(base_url: str) -> None:
+    every = orjson.loads(fetch(base_url + "/graph/data.json").body)
+    assert every["nodes"] and every["edges"]
+    focus = orjson.loads(fetch(base_url + "/graph/data.json?tool=shop__create_order").body)
+    ids = {n["data"]["id"] for n in focus["nodes"]}
+    assert "shop__create_order" in ids and len(ids) < len(every["nodes"])
+    assert all("shop__create_order" in (e["data"]["source"], e["data"]["target"]) for e in focus["edges"])
+    none = orjson.loads(fetch(base_url + "/graph/data.json?provenance=llm").body)
+    assert none["edges"] == []
+    shop = orjson.loads(fetch(base_url + "/graph/data.json?server=shop").body)
+    assert {n["data"]["server"] for n in shop["nodes"]} >= {"shop"}
+    assert all("shop" in (e["data"]["source"].split("__")[0], e["data"]["target"].split("__")[0]) for e in shop["edges"])
+    limited = orjson.loads(fetch(base_url + "/graph/data.json?limit=3").body)
+    assert len(limited["nodes"]) == 3 and limited["hidden_nodes"] == len(every["nodes"]) - 3
+
+
+def test_task_page_highlights_gold_values(base_url: str) -> None:
+    body = fetch(base_url + f"/task?file={TASKS}&n=3").body
+    explicit = body.split('id="explicit-query">')[1].split("</blockquote>")[0]
+    assert explicit == "Create an order for product <mark>BOOK-0003</mark> with qty 2."
+    refined = body.split('class="user-text">')[1].split("</blockquote>")[0]
+    assert refined == "I need two copies of the book I looked at yesterday."
+    assert "a busy student" in body and "shop__create_order" in body
+
+
+def test_loopback_only_without_a_token(workspace: Workspace) -> None:
+    with pytest.raises(SpecError, match="without a token"):
+        ViewerConfig(workspace.root, host="0.0.0.0").check()
+    ViewerConfig(workspace.root, host="::1").check()
+    ViewerConfig(workspace.root, host="0.0.0.0", token="s3cret").check()
+
+
+def test_token_is_required_when_given(workspace: Workspace) -> None:
+    server = ViewerServer(ViewerConfig(workspace.root, port=0, token="s3cret"))
+    server.start_background()
+    try:
+        assert fetch(server.url + "/envs").status == 401
+        assert fetch(server.url + "/envs?token=wrong").status == 401
+        assert fetch(server.url + "/envs", headers={"Authorization": "Bearer s3cret"}).status == 200
+        first = fetch(server.url + "/envs?token=s3cret")
+        assert first.status == 200 and "envfactory_view_token=s3cret" in first.headers["Set-Cookie"]
+        assert fetch(server.url + "/envs", headers={"Cookie": "envfactory_view_token=s3cret"}).status == 200
+        assert fetch(server.url + "/envs", method="POST", headers={"Authorization": "Bearer s3cret"}).status == 405
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,179 @@
+"""Builds workspaces for the viewer's tests and benchmark (imported as `viewer_helpers`).
+
+Every artifact is written with the writer the project uses for it (spec models, `store` writers, the
+graph builder and sampler, the evaluation report builder), so the viewer is tested against what the
+pipeline really produces. `PLANTED` is hostile text planted in a spec and a trajectory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from envfactory.spec import (
+    EnvRef,
+    EnvSpec,
+    GoldCall,
+    Message,
+    Producer,
+    Reward,
+    RewardComponent,
+    RunManifest,
+    ScriptedUser,
+    SimulatedUser,
+    Task,
+    TaskOrigin,
+    TerminationReason,
+    ToolCall,
+    ToolResult,
+    Trajectory,
+    Turn,
+    canonical_json,
+)
+from envfactory.spec.tool import ErrorInfo
+from envfactory.store import RunDir, StageDir, Workspace, jsonl_bytes, write_atomic
+from envfactory.viewer.workspace import library_root
+
+PLANTED = '<script>window.__planted = 1</script><img src=x onerror="window.__planted=2"><b>bold?</b>'
+
+
+def trajectory(number: int, env: str = "shop", text: str = "") -> Trajectory:
+    """A finished episode: a user request, a read, a write, an error and an answer, with its reward."""
+    calls = [ToolCall(id=f"c{number}-0", tool="list_products", arguments={"category": "books"}),
+             ToolCall(id=f"c{number}-1", tool="create_order", arguments={"product_id": f"p{number % 7}", "qty": 2}),
+             ToolCall(id=f"c{number}-2", tool="cancel_order", arguments={"order_id": "missing"})]
+    results = [
+        ToolResult(call_id=calls[0].id, tool=calls[0].tool, output={"items": [{"id": f"p{number % 7}", "name": "A book"}]}, step=0),
+        ToolResult(call_id=calls[1].id, tool=calls[1].tool, output={"id": f"order_{number}", "status": "placed"}, step=1),
+        ToolResult(call_id=calls[2].id, tool=calls[2].tool, step=2,
+                   error=ErrorInfo(kind="not_found", message="no order 'missing'", path="/order_id")),
+    ]
+    messages = [Message(role="system", content="You are a shop assistant."),
+                Message(role="user", content=text or f"Order two copies of book p{number % 7}, request {number}.")]
+    for call, result in zip(calls, results, strict=True):
+        messages += [Message(role="assistant", tool_calls=[call]), Message(role="tool", result=result)]
+    messages.append(Message(role="assistant", content=f"Your order order_{number} is placed."))
+    reward = Reward.combine([RewardComponent(name="state", score=1.0 if number % 3 else 0.0),
+                             RewardComponent(name="communicate", score=1.0),
+                             RewardComponent(name="no_op_gate", score=1.0, role="factor")])
+    hashes = [f"{'a' * 63}{number % 10}", f"{'b' * 63}{number % 10}", f"{'b' * 63}{number % 10}"]
+    return Trajectory(id=f"traj-{number:05d}", task_id=f"task-{number % 50:04d}", envs=[EnvRef(name=env, version="1.0.0")],
+                      seed=number, messages=messages, state_hashes=hashes, final_state_hashes={env: hashes[-1]},
+                      termination=TerminationReason.AGENT_STOP, producer=Producer(model="scripted", provider="test"),
+                      reward=reward)
+
+
+def task(number: int) -> Task:
+    """A two-turn task whose explicit query states every gold value and whose refined one does not."""
+    gold = GoldCall(tool="shop__create_order", arguments={"product_id": f"book-{number:04d}", "qty": 2})
+    return Task.create(
+        envs=[EnvRef(name="shop", version="1.0.0")], initial_state={"shop": {"collections": {}}},
+        persona="a busy student",
+        turns=[Turn(user=ScriptedUser(text="I need two copies of the book I looked at yesterday."), gold_calls=[gold]),
+               Turn(user=SimulatedUser(instructions="Ask for the order status.", known_info=f"order of book-{number:04d}"),
+                    expected_outputs=["placed"])],
+        expected_final_state={"shop": {"collections": {"orders": {}}}},
+        origin=TaskOrigin(source="synth", explicit_query=f"Create an order for product BOOK-{number:04d} with qty 2.",
+                          domain="commerce"),
+    )
+
+
+def _hostile_env(workspace: Workspace) -> None:
+    """A workspace environment whose description and tool text hold HTML and script tags."""
+    source = library_root() / "books"
+    target = workspace.envs_dir / "hostile_books"
+    shutil.copytree(source, target)
+    spec = EnvSpec.model_validate_json((source / "spec.json").read_bytes())
+    tools = [t.model_copy(update={"description": PLANTED + t.description}) for t in spec.tools]
+    meta = spec.meta.model_copy(update={"name": "hostile_books", "description": PLANTED})
+    sealed = spec.model_copy(update={"meta": meta, "tools": tools, "content_hash": ""}).seal()
+    write_atomic(target / "spec.json", sealed.to_json_bytes())
+
+
+def _graph(workspace: Workspace) -> None:
+    from envfactory.graph import GraphIndex, TopologySampler, build_graph, from_env_spec
+    from envfactory.graph.io import save_chains, save_graph
+    from envfactory.runtime import bundled_env_names, load_env
+
+    graph = build_graph([from_env_spec(load_env(n).spec) for n in bundled_env_names()]).graph
+    save_graph(graph, workspace.root / "graph" / "graph.json")
+    sampler = TopologySampler(GraphIndex.from_graph(graph), seed=0)
+    save_chains([sampler.sample() for _ in range(12)], workspace.root / "graph" / "chains.jsonl")
+
+
+def _eval_run(workspace: Workspace) -> None:
+    from envfactory.agent.loop import StepFailure
+    from envfactory.eval.report import AttemptRecord, build_report, write_report
+
+    run = RunDir.create(workspace, "eval-demo")
+    records = []
+    for number in range(6):
+        traj = trajectory(number)
+        assert traj.reward is not None
+        records.append(AttemptRecord(
+            suite="tau2_retail" if number % 2 else "bfcl_base", task_id=f"task-{number:04d}", domain="commerce",
+            envs=["shop"], attempt=0, seed=0, passed=traj.reward.total == 1.0, reward=traj.reward,
+            verdict="" if traj.reward.total == 1.0 else "the order state differs", termination=traj.termination,
+            failures=[] if number % 3 else [StepFailure(turn=0, step=2, kind="repeated_call", reason="same call twice")],
+            llm_calls=4, tool_calls=3, trajectory=traj))
+    run.write_bytes("attempts.jsonl", jsonl_bytes(r.model_dump(mode="json") for r in records))
+    write_report(run.path, build_report("eval-demo", "scripted", 1, 0, records))
+    run.write_manifest(RunManifest(run_id="eval-demo", command="envfactory eval run", created_at="2026-01-01T00:00:00Z",
+                                   envfactory_version="0.1.0"))
+
+
+def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) -> Workspace:
+    """A workspace holding one of every artifact the viewer shows, plus a few broken ones."""
+    workspace = Workspace(root).ensure()
+    _hostile_env(workspace)
+    build = root / "builds" / "demo"
+    shutil.copytree(library_root() / "vault", build / "envs" / "vault")
+    shutil.copytree(library_root() / "books", build / "rejected" / "books")
+    shutil.copy(library_root() / "funnel.json", build / "funnel.json")
+    run = RunDir.create(workspace, "synth-1")
+    run.write_manifest(RunManifest(run_id="synth-1", command="envfactory run synth", created_at="2026-01-01T00:00:00Z",
+                                   envfactory_version="0.1.0", seeds={"synth": 0}))
+    stage = StageDir.open(workspace, "synth-1", "synth")
+    stage.write_jsonl("tasks.jsonl", (task(n).model_dump(mode="json") for n in range(20)))
+    lines = [trajectory(n).model_dump(mode="json") for n in range(trajectories)]
+    lines[1] = trajectory(1, text=PLANTED + " please").model_dump(mode="json")
+    stage.write_jsonl("trajectories.jsonl", lines)
+    stage.finish(outputs=["tasks.jsonl", "trajectories.jsonl"], counts={"chains": 40, "tasks": 20, "kept": trajectories},
+                 drops={"gate: no write": 12, "duplicate": 8}, timings={"total": 3.5})
+    _broken(workspace)
+    _eval_run(workspace)
+    if with_graph:
+        _graph(workspace)
+    return workspace
+
+
+def _broken(workspace: Workspace) -> None:
+    """A run whose manifest is not JSON, and one with a trajectory file holding a corrupt line and an
+    invalid record."""
+    broken = workspace.runs_dir / "broken"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{not json", encoding="utf-8")
+    bad = RunDir.create(workspace, "partial")
+    valid = canonical_json(trajectory(99).model_dump(mode="json"))
+    invalid = canonical_json({**trajectory(98).model_dump(mode="json"), "termination": "exploded"})
+    bad.write_bytes("trajectories.jsonl", valid + b"\n{truncated\n" + invalid + b"\n")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Response:
+    """One request; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return Response(reply.status, dict(reply.headers), reply.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        return Response(exc.code, dict(exc.headers), exc.read().decode("utf-8"))
