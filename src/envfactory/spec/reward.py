@@ -14,6 +14,17 @@ from pydantic import Field, model_validator
 from envfactory.spec.base import SpecModel
 
 
+class RewardTerm(SpecModel):
+    """One entry of a reward's component list: the component function to run (by its registered name,
+    see `envfactory.verify.reward_components`), its weight (used by `score` components; a `factor`
+    multiplies the total whatever its weight) and its numeric parameters (e.g. a penalty per call).
+    Parameters a component does not receive keep that component's documented defaults."""
+
+    name: str = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=0.0)
+    params: dict[str, float] = Field(default_factory=dict)
+
+
 class RewardComponent(SpecModel):
     """One named part of a reward. `score=None` means "not scored": it takes no weight (a score) or
     multiplies by 1 (a factor)."""

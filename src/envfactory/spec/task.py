@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from envfactory.spec.base import JSONObject, JSONValue, SpecModel, content_hash
+from envfactory.spec.reward import RewardTerm
 
 
 class EnvRef(SpecModel):
@@ -148,9 +149,11 @@ class TaskQueries(SpecModel):
 class RewardSpec(SpecModel):
     """How the task is scored (DESIGN §7). `final_state: not_scored` marks a read-only task: it carries
     no expected final state and is checked through `output_contains` facts and gold calls instead.
-    Weights and tolerance left None use the reward functions' defaults."""
+    Weights and tolerance left None use the reward functions' defaults. `components`: the named
+    component list that scores the task (`verify.reward_components`); None uses the default list."""
 
     final_state: Literal["scored", "not_scored"] = "scored"
+    components: list[RewardTerm] | None = None
     state_weight: float | None = Field(default=None, ge=0.0)
     calls_weight: float | None = Field(default=None, ge=0.0)
     checks_weight: float | None = Field(default=None, ge=0.0)

@@ -1,6 +1,12 @@
 """Task rewards (DESIGN §7): state first, then calls; penalties only lower, gates can zero.
 
-Components of `score_episode` (all in [0, 1], or not scored):
+A reward is the list of named components of the reward spec, each computed by its own function
+(`verify.reward_components`), combined by `Reward.combine`: `score` components are averaged with their
+weights and `factor` components (penalties, gates) multiply that average. The list comes from
+`RewardConfig.terms` when the caller sets it, else from the task's `reward.components`, else
+`DEFAULT_TERMS`; the task's `reward.state_weight` / `calls_weight` / `checks_weight` /
+`relative_tolerance` override those of the defaults. The built-in components:
+
 - `final_state` (score): how much of the expected change the episode made. Per environment, the set of
   changes from the initial to the expected final state is compared with the set of changes the episode
   made (leaf paths with values, after removing *volatile* fields such as clock-stamped timestamps):
@@ -18,47 +24,54 @@ Components of `score_episode` (all in [0, 1], or not scored):
   it started, so a no-op agent scores exactly 0 whatever its checks say.
 
 Everything is a pure function of the task, the initial and final states and the call log; the same
-inputs give the same reward.
+inputs give the same reward. An unknown component name raises `ValueError`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envfactory.runtime import Environment, SessionGroup
-from envfactory.runtime.diff import json_diff
 from envfactory.spec import (
-    CallMadeCheck,
-    GoldCall,
     Message,
-    OutputContainsCheck,
     Reward,
-    RewardComponent,
+    RewardTerm,
     Snapshot,
-    StateEqualsCheck,
     Task,
     ToolCall,
     ToolResult,
     declarative_model,
 )
 from envfactory.spec.declarative import AdjustEffect, CreateEffect, NowExpr, SetEffect
+from envfactory.verify.reward_components import (
+    COMPONENTS,
+    DEFAULT_TERMS,
+    MALFORMED_KINDS,
+    ComponentFn,
+    EpisodeFacts,
+    json_equal,
+)
 
-MALFORMED_KINDS = frozenset({"invalid_arguments", "unknown_tool"})
+__all__ = ["COMPONENTS", "DEFAULT_TERMS", "MALFORMED_KINDS", "RewardConfig", "json_equal", "reward_terms",
+           "score_episode", "task_reward", "volatile_fields"]
 
 
 @dataclass(frozen=True, slots=True)
 class RewardConfig:
-    state_weight: float = 0.5
-    calls_weight: float = 0.3
-    checks_weight: float = 0.2
-    malformed_penalty: float = 0.5
-    extra_write_penalty: float = 0.5
+    """How rewards are computed, beyond what the task's reward spec says.
+
+    - `terms`: the component list to use instead of the task's (None: the task's, else the defaults).
+    - `components`: extra or replacement component functions by name (they win over the built-ins).
+    - `relative_tolerance`: numbers compare equal within it (the task's spec overrides it).
+    - `volatile`: per environment, record fields ignored when states are compared (e.g. timestamps).
+    """
+
+    terms: tuple[RewardTerm, ...] | None = None
+    components: Mapping[str, ComponentFn] = field(default_factory=dict)
     relative_tolerance: float = 1e-6
     volatile: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    """Per environment, record fields ignored when states are compared (e.g. timestamps)."""
 
 
 def volatile_fields(env: Environment) -> frozenset[str]:
@@ -80,68 +93,16 @@ def volatile_fields(env: Environment) -> frozenset[str]:
     return frozenset(names)
 
 
-def _strip(value: Any, volatile: frozenset[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v, volatile) for k, v in value.items() if k not in volatile}
-    if isinstance(value, list):
-        return [_strip(v, volatile) for v in value]
-    return value
-
-
-def _numbers_close(a: Any, b: Any, tolerance: float) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
-    return False
-
-
-def json_equal(a: Any, b: Any, tolerance: float) -> bool:
-    """Structural equality of JSON values with numbers compared within a relative tolerance."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k], tolerance) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y, tolerance) for x, y in zip(a, b, strict=True))
-    if _numbers_close(a, b, tolerance):
-        return True
-    return type(a) is type(b) and a == b
-
-
-def _changes(before: Any, after: Any) -> dict[str, Any]:
-    """Leaf changes as path -> new value (`None` for removals)."""
-    return {c.path: (c.new if c.op != "remove" else None) for c in json_diff(before, after)}
-
-
-def _state_score(expected: Any, made: Any, initial: Any, tolerance: float) -> float:
-    want = _changes(initial, expected)
-    got = _changes(initial, made)
-    if not want and not got:
-        return 1.0
-    matched = sum(1 for path, value in want.items() if path in got and json_equal(got[path], value, tolerance))
-    union = len(want) + len(got) - matched
-    return matched / union if union else 1.0
-
-
-def _pointer_get(state: Any, pointer: str) -> tuple[bool, Any]:
-    node = state
-    for raw in pointer.split("/")[1:] if pointer else []:
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return False, None
-    return True, node
-
-
-def _call_matches(gold: GoldCall, call: ToolCall, tolerance: float) -> bool:
-    if call.tool != gold.tool:
-        return False
-    ignored = set(gold.ignored_arguments)
-    want = {k: v for k, v in gold.arguments.items() if k not in ignored}
-    got = {k: v for k, v in call.arguments.items() if k not in ignored}
-    return json_equal(want, got, tolerance)
+def reward_terms(task: Task, config: RewardConfig) -> tuple[RewardTerm, ...]:
+    """The component list that scores `task`: the config's, else the task's, else the defaults; the
+    task's legacy weights (`state_weight`, `calls_weight`, `checks_weight`) override theirs."""
+    if config.terms is not None:
+        return config.terms
+    spec = task.reward
+    terms = tuple(spec.components) if spec.components is not None else DEFAULT_TERMS
+    weights = {"final_state": spec.state_weight, "gold_calls": spec.calls_weight, "checks": spec.checks_weight}
+    return tuple(term.model_copy(update={"weight": weights[term.name]}) if weights.get(term.name) is not None
+                 else term for term in terms)
 
 
 def score_episode(
@@ -157,85 +118,19 @@ def score_episode(
 ) -> Reward:
     """The reward of one episode, from data only (see the module docstring for the components)."""
     cfg = config or RewardConfig()
-    tol = cfg.relative_tolerance
-    envs = [ref.name for ref in task.envs]
-    components: list[RewardComponent] = []
-
-    # -- final state ----------------------------------------------------------------------------------
-    per_env: list[float] = []
-    changed = False
-    for env in envs:
-        volatile = cfg.volatile.get(env, frozenset())
-        initial = _strip(initial_states.get(env), volatile)
-        final = _strip(final_states.get(env), volatile)
-        if not json_equal(initial, final, 0.0):
-            changed = True
-        if env in task.expected_final_state:
-            expected = _strip(task.expected_final_state[env], volatile)
-            per_env.append(_state_score(expected, final, initial, tol))
-        elif env in task.expected_final_hash:
-            per_env.append(1.0 if final_hashes.get(env) == task.expected_final_hash[env] else 0.0)
-    state_score = sum(per_env) / len(per_env) if per_env else None
-    components.append(RewardComponent(name="final_state", score=state_score, weight=cfg.state_weight,
-                                      detail=f"{len(per_env)} environment(s) compared"))
-
-    # -- gold calls -------------------------------------------------------------------------------------
-    gold = task.gold_calls()
-    successful = [call for call, result in log if result.error is None]
-    used: set[int] = set()
-    matched = 0
-    cursor = 0
-    for want in gold:
-        for index in range(cursor, len(successful)):
-            if index not in used and _call_matches(want, successful[index], tol):
-                used.add(index)
-                matched += 1
-                cursor = index + 1
-                break
-    calls_score = matched / len(gold) if gold else None
-    components.append(RewardComponent(name="gold_calls", score=calls_score, weight=cfg.calls_weight,
-                                      detail=f"{matched}/{len(gold)} gold calls matched in order"))
-
-    # -- checks -----------------------------------------------------------------------------------------
-    outcomes: list[bool] = []
-    agent_text = " ".join(m.content for m in messages or [] if m.role == "assistant").lower()
-    for check in task.checks:
-        if isinstance(check, StateEqualsCheck):
-            found, value = _pointer_get(final_states.get(check.env), check.pointer)
-            outcomes.append(found and json_equal(value, check.expected, tol))
-        elif isinstance(check, CallMadeCheck):
-            probe = GoldCall(tool=check.tool, arguments=check.arguments)
-            outcomes.append(any(
-                c.tool == check.tool and all(
-                    k in c.arguments and json_equal(c.arguments[k], v, tol) for k, v in probe.arguments.items()
-                ) for c in successful
-            ))
-        elif isinstance(check, OutputContainsCheck) and messages is not None:
-            outcomes.append(check.text.lower() in agent_text)
-    checks_score = sum(outcomes) / len(outcomes) if outcomes else None
-    components.append(RewardComponent(name="checks", score=checks_score, weight=cfg.checks_weight,
-                                      detail=f"{sum(outcomes)}/{len(outcomes)} checks passed"))
-
-    # -- penalties and gate -----------------------------------------------------------------------------
-    malformed = sum(1 for _, r in log if r.error is not None and r.error.kind in MALFORMED_KINDS)
-    share = malformed / len(log) if log else 0.0
-    components.append(RewardComponent(name="malformed_calls", role="factor",
-                                      score=1.0 - cfg.malformed_penalty * share,
-                                      detail=f"{malformed}/{len(log)} calls malformed"))
-    gold_writes = sum(1 for g in gold if g.tool in write_tools)
-    extra = sum(1 for i, c in enumerate(successful) if c.tool in write_tools and i not in used)
-    extra_share = min(1.0, extra / max(1, gold_writes))
-    components.append(RewardComponent(name="extra_writes", role="factor",
-                                      score=1.0 - cfg.extra_write_penalty * extra_share,
-                                      detail=f"{extra} successful write(s) outside the gold calls"))
-    expects_change = any(g.tool in write_tools for g in gold) or any(
-        not json_equal(_strip(task.expected_final_state[e], cfg.volatile.get(e, frozenset())),
-                       _strip(initial_states.get(e), cfg.volatile.get(e, frozenset())), 0.0)
-        for e in task.expected_final_state
+    tolerance = task.reward.relative_tolerance
+    facts = EpisodeFacts(
+        task=task, initial_states=initial_states, final_states=final_states, final_hashes=final_hashes,
+        log=log, write_tools=write_tools, messages=messages,
+        tolerance=cfg.relative_tolerance if tolerance is None else tolerance, volatile=cfg.volatile,
     )
-    gate = None if not expects_change else (1.0 if changed else 0.0)
-    components.append(RewardComponent(name="changed_state", role="factor", score=gate,
-                                      detail="the task expects writes; the episode must change state"))
+    functions = {**COMPONENTS, **cfg.components}
+    components = []
+    for term in reward_terms(task, cfg):
+        function = functions.get(term.name)
+        if function is None:
+            raise ValueError(f"unknown reward component {term.name!r}; known: {sorted(functions)}")
+        components.append(function(facts, term))
     return Reward.combine(components)
 
 
