@@ -26,9 +26,9 @@ PAGES = {
     "/env/workspace/hostile_books": "mylibrary.annotations",
     "/env/build-demo/vault": "verified",
     "/env/rejected-demo/books": "books",
-    "/funnels": "accepted per domain",
+    "/funnels": "synth: funnel",
     "/runs": "synth-1",
-    "/run/synth-1": "gate: no write",
+    "/run/synth-1": "synth: dropped at gated",
     "/graph": "<option value=\"shop\"",
     "/graph?tool=shop__create_order": "Neighbourhood of",
     "/chains": "chain 0",
@@ -182,13 +182,22 @@ def test_graph_data_filters(base_url: str) -> None:
     assert len(limited["nodes"]) == 3 and limited["hidden_nodes"] == len(every["nodes"]) - 3
 
 
-def test_task_page_highlights_gold_values(base_url: str) -> None:
-    body = fetch(base_url + f"/task?file={TASKS}&n=3").body
-    explicit = body.split('id="explicit-query">')[1].split("</blockquote>")[0]
-    assert explicit == "Create an order for product <mark>BOOK-0003</mark> with qty 2."
-    refined = body.split('class="user-text">')[1].split("</blockquote>")[0]
-    assert refined == "I need two copies of the book I looked at yesterday."
-    assert "a busy student" in body and "shop__create_order" in body
+def _between(body: str, start: str, end: str = "</blockquote>") -> str:
+    return body.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_task_page_marks_given_and_over_specified_values(base_url: str) -> None:
+    plain = fetch(base_url + f"/task?file={TASKS}&n=2").body
+    assert _between(plain, 'id="explicit-query">') == (
+        'Search products for <mark class="given">Dune Messiah</mark> (limit <mark class="over">100</mark>), '
+        'then order 2 of <mark class="over">BOOK-0002</mark>.')
+    assert _between(plain, 'id="refined-query">') == 'I need 2 copies of <mark class="given">Dune Messiah</mark>.'
+    assert 'id="over-specified"' not in plain
+    over = fetch(base_url + f"/task?file={TASKS}&n=3").body
+    assert '(product <mark class="over">book-0003</mark>)' in _between(over, 'id="refined-query">')
+    assert "over-specified: the refined query states book-0003" in over
+    assert "a busy student" in over and "essential: product_id, qty" in over and "drop_ids, paraphrase" in over
+    assert "not compared: limit" in over and "recorded result" in over
 
 
 def test_loopback_only_without_a_token(workspace: Workspace) -> None:
@@ -212,3 +221,15 @@ def test_token_is_required_when_given(workspace: Workspace) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
+    funnels = fetch(base_url + "/funnels").body
+    for title in ("shipped library: funnel", "shipped library: accepted per domain", "build demo: funnel",
+                  "shipped library: checks passed in the final round", "synth: funnel", "synth: dropped at gated",
+                  "run synth-1: stage counts"):
+        assert f'aria-label="{title}"' in funnels, title
+    library = funnels.split('aria-label="shipped library: accepted per domain"')[1].split("</svg>")[0]
+    assert library.count("<rect") == 7 and "commerce: 20" in library
+    run = fetch(base_url + "/run/synth-1").body
+    assert "gate: no write: 12" in run and "no source for input: 4" in run

@@ -26,6 +26,7 @@ from envfactory.spec import (
     SimulatedUser,
     Task,
     TaskOrigin,
+    TaskQueries,
     TerminationReason,
     ToolCall,
     ToolResult,
@@ -67,17 +68,27 @@ def trajectory(number: int, env: str = "shop", text: str = "") -> Trajectory:
 
 
 def task(number: int) -> Task:
-    """A two-turn task whose explicit query states every gold value and whose refined one does not."""
-    gold = GoldCall(tool="shop__create_order", arguments={"product_id": f"book-{number:04d}", "qty": 2})
+    """A Task v2 of two gold calls: a search (its `limit` ignored) whose recorded result gives the
+    product id the order then uses. Odd-numbered tasks' refined queries are over-specified: they state
+    that id, which the agent could have looked up."""
+    product = f"book-{number:04d}"
+    search = GoldCall(tool="shop__list_products", arguments={"query": "Dune Messiah", "limit": 100},
+                      ignored_arguments=["limit"], result={"items": [{"id": product, "name": "Dune Messiah"}]})
+    order = GoldCall(tool="shop__create_order", arguments={"product_id": product, "qty": 2},
+                     essential_arguments=["product_id", "qty"], result={"id": f"order_{number}", "status": "placed"})
+    refined = "I need 2 copies of Dune Messiah" + (f" (product {product})." if number % 2 else ".")
     return Task.create(
         envs=[EnvRef(name="shop", version="1.0.0")], initial_state={"shop": {"collections": {}}},
         persona="a busy student",
-        turns=[Turn(user=ScriptedUser(text="I need two copies of the book I looked at yesterday."), gold_calls=[gold]),
-               Turn(user=SimulatedUser(instructions="Ask for the order status.", known_info=f"order of book-{number:04d}"),
+        turns=[Turn(user=ScriptedUser(text=refined), gold_calls=[search, order]),
+               Turn(user=SimulatedUser(instructions="Ask for the order status.", known_info=f"order of {product}"),
                     expected_outputs=["placed"])],
         expected_final_state={"shop": {"collections": {"orders": {}}}},
-        origin=TaskOrigin(source="synth", explicit_query=f"Create an order for product BOOK-{number:04d} with qty 2.",
-                          domain="commerce"),
+        origin=TaskOrigin(source="synth", domain="commerce"),
+        queries=TaskQueries(explicit=f"Search products for Dune Messiah (limit 100), then order 2 of {product.upper()}.",
+                            refined=refined, refinement_strength=2, refinement_operators=["drop_ids", "paraphrase"],
+                            source="template"),
+        split_key=f"chain-{number % 5}",
     )
 
 
@@ -141,7 +152,12 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
     lines = [trajectory(n).model_dump(mode="json") for n in range(trajectories)]
     lines[1] = trajectory(1, text=PLANTED + " please").model_dump(mode="json")
     stage.write_jsonl("trajectories.jsonl", lines)
-    stage.finish(outputs=["tasks.jsonl", "trajectories.jsonl"], counts={"chains": 40, "tasks": 20, "kept": trajectories},
+    # the task-synthesis stage's funnel (the shape of spec.synth.SynthFunnel)
+    stage.write_json("funnel.json", {"schema_version": 1, "sampler": "topology", "seed": 0, "candidates": 40,
+                                     "stages": {"chains": 40, "valid": 36, "grounded": 30, "executed": 28,
+                                                "gated": 20, "kept": 20},
+                                     "drops": {"gated": {"no write": 8}, "valid": {"no source for input": 4}}})
+    stage.finish(outputs=["funnel.json", "tasks.jsonl", "trajectories.jsonl"], counts={"chains": 40, "tasks": 20, "kept": trajectories},
                  drops={"gate: no write": 12, "duplicate": 8}, timings={"total": 3.5})
     _broken(workspace)
     _eval_run(workspace)

@@ -62,7 +62,8 @@ def task_summary(value: Any) -> dict[str, Any]:
     turns = value.get("turns") or [{}]
     user = turns[0].get("user") or {}
     origin = value.get("origin") or {}
-    text = user.get("text") or user.get("instructions") or ""
+    queries = value.get("queries") or {}
+    text = queries.get("refined") or user.get("text") or user.get("instructions") or ""
     return {"id": str(value.get("id", "")), "envs": ", ".join(str(e.get("name", "")) for e in value.get("envs", [])),
             "turns": len(turns), "gold_calls": sum(len(t.get("gold_calls") or []) for t in turns),
             "source": str(origin.get("source", "")), "query": str(text)[:160]}
@@ -149,21 +150,23 @@ def trajectory_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
                                           **trajectory_context(trajectory)})
 
 
-def highlight(text: str, values: list[str]) -> list[tuple[str, bool]]:
-    """`text` split into (segment, is-one-of-`values`) pairs, case-insensitively; longest values first."""
-    wanted = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+def highlight(text: str, marks: dict[str, str]) -> list[tuple[str, str]]:
+    """`text` split into (segment, mark class) pairs: a segment equal (case-insensitively) to a key of
+    `marks` gets that key's class, the rest gets ""; values under three characters are not marked."""
+    wanted = sorted((v for v in marks if len(v) >= 3), key=len, reverse=True)
     if not wanted or not text:
-        return [(text, False)]
+        return [(text, "")]
+    lowered = {v.lower(): marks[v] for v in wanted}
     pattern = re.compile("|".join(re.escape(v) for v in wanted), re.IGNORECASE)
-    segments: list[tuple[str, bool]] = []
+    segments: list[tuple[str, str]] = []
     position = 0
     for match in pattern.finditer(text):
         if match.start() > position:
-            segments.append((text[position:match.start()], False))
-        segments.append((match.group(0), True))
+            segments.append((text[position:match.start()], ""))
+        segments.append((match.group(0), lowered[match.group(0).lower()]))
         position = match.end()
     if position < len(text):
-        segments.append((text[position:], False))
+        segments.append((text[position:], ""))
     return segments
 
 
@@ -177,23 +180,57 @@ def _scalars(value: Any) -> list[str]:
     return [str(value)]
 
 
+def gold_marks(task: Task) -> dict[str, str]:
+    """How each gold-call argument value is marked in the task's queries.
+
+    `over`: a value a user need not state: an argument the gold call marks as ignored (limits,
+    formatting), or a value an earlier gold call returned (an id the agent can look up). `given`: every
+    other argument value, which the user must state for the task to be solvable.
+    """
+    marks: dict[str, str] = {}
+    returned: set[str] = set()
+    for call in task.gold_calls():
+        for name, value in call.arguments.items():
+            derived = name in call.ignored_arguments
+            for text in _scalars(value):
+                if derived or text in returned:
+                    marks[text] = "over"
+                else:
+                    marks.setdefault(text, "given")
+        returned.update(_scalars(call.result))
+    return marks
+
+
+def _queries(task: Task, marks: dict[str, str]) -> dict[str, Any]:
+    first = task.turns[0].user
+    first_text = first.text if first.kind == "scripted" else first.instructions
+    refined = task.queries.refined or first_text
+    return {"explicit": highlight(task.explicit_query, marks) if task.explicit_query else None,
+            "refined": highlight(refined, marks),
+            "over_in_refined": sorted({text for text, mark in highlight(refined, marks) if mark == "over"})}
+
+
 def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
-    """`/task?file=&n=`: one task: its queries (gold argument values highlighted), turns, gold calls,
-    expected state and checks."""
+    """`/task?file=&n=`: one task: its explicit and refined queries (gold argument values marked, the
+    over-specified ones apart), turns, gold calls with their masks and recorded results, expected state,
+    reward spec and checks."""
     key, number, raw = _record(data, "task", query)
     task = validate_line(data, raw, Task, f"{key} record {number}")
-    values = [s for call in task.gold_calls() for s in _scalars(call.arguments)]
+    marks = gold_marks(task)
     turns = []
     for turn in task.turns:
         user = turn.user
         text = user.text if user.kind == "scripted" else user.instructions
-        turns.append({"turn": turn, "text": highlight(text, values),
-                      "gold": [{"tool": c.tool, "arguments": pretty(c.arguments), "ignored": c.ignored_arguments}
+        turns.append({"turn": turn, "text": highlight(text, marks),
+                      "gold": [{"tool": c.tool, "arguments": pretty(c.arguments), "ignored": c.ignored_arguments,
+                                "essential": c.essential_arguments,
+                                "result": pretty(c.result) if c.result is not None else ""}
                                for c in turn.gold_calls]})
     return PageResult("task.html", {
         "title": f"Task {task.id[:12]}", "task": task, "file": key, "number": number, "turns": turns,
-        "explicit": highlight(task.origin.explicit_query, values) if task.origin.explicit_query else None,
+        **_queries(task, marks),
         "expected_state": pretty(task.expected_final_state, limit=50_000),
+        "reward_spec": pretty(task.reward.model_dump(mode="json")),
         "checks": [pretty(c.model_dump(mode="json")) for c in task.checks],
     })
 

@@ -36,6 +36,29 @@ def runs_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     return PageResult("runs.html", {"title": "Runs", "page": page, "q": query.get("q", "")})
 
 
+def stage_funnel(data: WorkspaceData, run: RunInfo, stage: str) -> dict[str, Any] | None:
+    """A stage's own `funnel.json` (synthesis stages write one: `stages` in order, `drops` per stage and
+    reason, and scalar figures), read tolerantly; None when the stage has none."""
+    path = run.path / stage / "funnel.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = data.json(path)
+    except ArtifactProblem as exc:
+        return {"problem": str(exc), "charts": [], "figures": {}}
+    if not isinstance(raw, dict) or not isinstance(raw.get("stages"), dict):
+        return {"problem": f"{data.display(path)}: no \"stages\" object to plot", "charts": [], "figures": {}}
+    stages = [(str(k), float(v)) for k, v in raw["stages"].items() if isinstance(v, int | float)]
+    charts = [bar_chart(f"{stage}: funnel", stages)]
+    drops = raw.get("drops") if isinstance(raw.get("drops"), dict) else {}
+    for where, reasons in drops.items():
+        if isinstance(reasons, dict) and reasons:
+            charts.append(bar_chart(f"{stage}: dropped at {where}", sorted(
+                (str(k), float(v)) for k, v in reasons.items() if isinstance(v, int | float))))
+    figures = {k: v for k, v in raw.items() if isinstance(v, int | float | str) and k != "schema_version"}
+    return {"problem": "", "charts": charts, "figures": figures}
+
+
 def _stage_rows(data: WorkspaceData, run: RunInfo) -> list[dict[str, Any]]:
     rows = []
     for stage in run.stages:
@@ -44,9 +67,9 @@ def _stage_rows(data: WorkspaceData, run: RunInfo) -> list[dict[str, Any]]:
             rows.append({"stage": stage, "manifest": manifest, "problem": "",
                          "counts_chart": bar_chart(f"{stage}: counts", sorted(manifest.counts.items())),
                          "drops_chart": bar_chart(f"{stage}: drops by reason", sorted(manifest.drops.items()))
-                         if manifest.drops else None})
+                         if manifest.drops else None, "funnel": stage_funnel(data, run, stage)})
         except ArtifactProblem as exc:
-            rows.append({"stage": stage, "manifest": None, "problem": str(exc)})
+            rows.append({"stage": stage, "manifest": None, "problem": str(exc), "funnel": None})
     return rows
 
 
@@ -94,7 +117,8 @@ def funnels_page(data: WorkspaceData) -> PageResult:
         rows = [(f"{row['stage']}: {name}", float(value)) for row in stages if row["manifest"] is not None
                 for name, value in row["manifest"].counts.items()]
         if rows:
-            run_funnels.append({"run": run, "chart": bar_chart(f"run {run.run_id}: stage counts", rows)})
+            run_funnels.append({"run": run, "chart": bar_chart(f"run {run.run_id}: stage counts", rows),
+                                "stage_funnels": [row["funnel"] for row in stages if row["funnel"]]})
     return PageResult("funnels.html", {"title": "Funnels", "funnels": funnels, "run_funnels": run_funnels})
 
 
