@@ -63,7 +63,8 @@ def bench_viewer(trajectories: int = 10_000, repeat: int = 5) -> dict[str, Any]:
         for line in lines:
             Trajectory.model_validate_json(line)
         baseline = time.perf_counter() - started
-        server = ViewerServer(ViewerConfig(workspace.root, port=0))
+        # no prewarm: the first request of each page pays for building its index (the cold figure)
+        server = ViewerServer(ViewerConfig(workspace.root, port=0, prewarm=False))
         server.start_background()
         try:
             pages = {}

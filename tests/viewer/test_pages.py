@@ -233,3 +233,14 @@ def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
     assert library.count("<rect") == 7 and "commerce: 20" in library
     run = fetch(base_url + "/run/synth-1").body
     assert "gate: no write: 12" in run and "no source for input: 4" in run
+
+
+def test_prewarm_indexes_every_jsonl_artifact(workspace: Workspace) -> None:
+    from envfactory.viewer.server import Viewer
+    from envfactory.viewer.workspace import WorkspaceData
+
+    viewer = Viewer(WorkspaceData(workspace.root))
+    assert len(viewer.data.indexes) == 0
+    viewer.prewarm()
+    # trajectories (2 files), tasks, chains, and the evaluation's attempts
+    assert len(viewer.data.indexes) == 5

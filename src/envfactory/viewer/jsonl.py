@@ -81,6 +81,11 @@ class IndexCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[Path, str], tuple[tuple[int, int], JsonlIndex]] = OrderedDict()
 
+    def __len__(self) -> int:
+        """How many file indexes are held."""
+        with self._lock:
+            return len(self._entries)
+
     def get(self, path: Path, kind: str, summarise: Summariser) -> JsonlIndex:
         """The index of `path` for record kind `kind` (built, or rebuilt if the file changed)."""
         stat = path.stat()

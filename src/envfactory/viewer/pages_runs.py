@@ -122,7 +122,8 @@ def funnels_page(data: WorkspaceData) -> PageResult:
     return PageResult("funnels.html", {"title": "Funnels", "funnels": funnels, "run_funnels": run_funnels})
 
 
-def _attempt_summary(value: Any) -> dict[str, Any]:
+def attempt_summary(value: Any) -> dict[str, Any]:
+    """The list fields of one evaluation attempt record (raw JSON)."""
     reward = value.get("reward") or {}
     trajectory = value.get("trajectory") or {}
     return {"suite": str(value.get("suite", "")), "task_id": str(value.get("task_id", "")),
@@ -180,7 +181,7 @@ def eval_page(data: WorkspaceData, run_id: str, query: dict[str, str]) -> PageRe
         problems.append(str(exc))
     page = None
     if (run.path / ATTEMPT_FILE).is_file():
-        index = data.indexes.get(run.path / ATTEMPT_FILE, "attempt", _attempt_summary)
+        index = data.indexes.get(run.path / ATTEMPT_FILE, "attempt", attempt_summary)
         matches = [(n, index.summaries[n]) for n in index.search(query.get("q", "").strip())]
         page = Page.of(matches, query_int(query, "page", 1), PAGE_SIZE)
     else:
@@ -196,7 +197,7 @@ def attempt_page(data: WorkspaceData, run_id: str, number: int) -> PageResult:
     path = run.path / ATTEMPT_FILE
     if not path.is_file():
         raise NotFound(f"run {run_id!r} has no attempts")
-    index = data.indexes.get(path, "attempt", _attempt_summary)
+    index = data.indexes.get(path, "attempt", attempt_summary)
     try:
         raw = index.raw(number)
     except IndexError:

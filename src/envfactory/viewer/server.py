@@ -14,6 +14,7 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -34,6 +35,7 @@ from envfactory.errors import SpecError
 from envfactory.viewer import pages_envs, pages_graph, pages_records, pages_runs
 from envfactory.viewer.render import PageResult, make_environment, query_int
 from envfactory.viewer.workspace import (
+    ATTEMPT_FILE,
     CHAIN_FILES,
     GRAPH_FILES,
     TASK_FILES,
@@ -78,6 +80,7 @@ class ViewerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
+    prewarm: bool = True
 
     def check(self) -> ViewerConfig:
         """Refuse a non-loopback host without a token, and a port outside 0–65535 (`SpecError`)."""
@@ -127,6 +130,19 @@ class Viewer:
         if handler is None:
             raise NotFound(f"no page at {path}")
         return handler()
+
+    def prewarm(self) -> None:
+        """Index every JSONL artifact once (a background thread calls this at start), so the first
+        visit of a list page over a big file finds its index built. Unreadable files are left to the
+        page that shows them."""
+        data = self.data
+        for kind, (patterns, summarise, _, _) in pages_records.KINDS.items():
+            for item in data.data_files(patterns):
+                with contextlib.suppress(OSError):
+                    data.indexes.get(item.path, kind, summarise)
+        for run in data.eval_runs():
+            with contextlib.suppress(OSError):
+                data.indexes.get(run.path / ATTEMPT_FILE, "attempt", pages_runs.attempt_summary)
 
     def overview(self) -> PageResult:
         """`/`: what the workspace holds, with links to each kind of page."""
@@ -255,6 +271,8 @@ class ViewerServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.viewer = Viewer(WorkspaceData(config.workspace, library))
         super().__init__((config.host, config.port), make_handler(self.viewer, config.token))
+        if config.prewarm:
+            threading.Thread(target=self.viewer.prewarm, name="envfactory-view-prewarm", daemon=True).start()
 
     @property
     def url(self) -> str:
