@@ -67,6 +67,9 @@ def describe(function: Callable[..., Any]) -> WorkSpec[Any, Any]:
     qualname = getattr(function, "__qualname__", "")
     if not module or not qualname or "<" in qualname or "." in qualname:
         raise ExecutorError(f"{function!r} is not a module-level function; workers import work functions by name")
+    if module == "__main__":
+        raise ExecutorError(f"{qualname} is defined in the __main__ script; workers import work functions by "
+                            "name, so define it in an importable module")
     try:
         hints = get_type_hints(function)
     except Exception as exc:  # annotations that do not resolve
