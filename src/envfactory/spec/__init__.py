@@ -40,6 +40,7 @@ from envfactory.spec.env import (
 )
 from envfactory.spec.manifest import RunManifest
 from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
+from envfactory.spec.synth import CandidateDrop, SynthBatch, SynthFunnel, SynthTasksConfig
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
 from envfactory.spec.pipeline import (
@@ -121,6 +122,10 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "proposal": Proposal,
     "proposal-batch": ProposalBatch,
     "build-record": BuildRecord,
+    "synth-tasks-config": SynthTasksConfig,
+    "synth-batch": SynthBatch,
+    "synth-funnel": SynthFunnel,
+    "candidate-drop": CandidateDrop,
     "run-config": RunConfig,
     "run-summary": RunSummary,
 }
@@ -198,6 +203,10 @@ __all__ = [
     "Task",
     "TaskOrigin",
     "TaskQueries",
+    "SynthTasksConfig",
+    "SynthBatch",
+    "SynthFunnel",
+    "CandidateDrop",
     "ChainProvenance",
     "RewardSpec",
     "migrate_task_v1",
