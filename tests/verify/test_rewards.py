@@ -67,8 +67,8 @@ def test_gold_replay_scores_one(shop: Environment, task: Task) -> None:
     reward = task_reward(task, run(shop, [(g.tool, g.arguments) for g in GOLD]))
     assert reward.total == pytest.approx(1.0)
     assert {c.name: c.score for c in reward.components} == {
-        "final_state": 1.0, "gold_calls": 1.0, "checks": 1.0, "malformed_calls": 1.0,
-        "extra_writes": 1.0, "changed_state": 1.0,
+        "final_state": 1.0, "gold_calls": 1.0, "checks": 1.0, "answer_facts": None, "malformed_calls": 1.0,
+        "failed_writes": 1.0, "extra_writes": 1.0, "changed_state": 1.0, "answered": None,
     }
 
 

@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -110,6 +111,14 @@ class EpisodeFacts:
     messages: Sequence[Message] | None = None
     tolerance: float = 1e-6
     volatile: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    task_initial_states: Mapping[str, Any] | None = None
+    """Where the task starts (None: where the episode started). Expected changes are measured from
+    here, made changes from `initial_states`: after a restore the episode starts from the restored
+    state, so what the restore put there is not credited."""
+
+    @property
+    def task_start(self) -> Mapping[str, Any]:
+        return self.initial_states if self.task_initial_states is None else self.task_initial_states
 
     @property
     def env_names(self) -> list[str]:
@@ -152,9 +161,25 @@ class EpisodeFacts:
         """The task asks for a write: a gold call writes, or an expected final state differs from the start."""
         return any(g.tool in self.write_tools for g in self.gold) or any(
             not json_equal(self.stripped(self.task.expected_final_state, env),
-                           self.stripped(self.initial_states, env), 0.0)
+                           self.stripped(self.task_start, env), 0.0)
             for env in self.task.expected_final_state
         )
+
+    @cached_property
+    def failed_writes(self) -> int:
+        """Calls to write tools that failed for a reason other than malformed input (counted apart)."""
+        return sum(1 for call, result in self.log if call.tool in self.write_tools and result.error is not None
+                   and result.error.kind not in MALFORMED_KINDS)
+
+    @cached_property
+    def malformed(self) -> int:
+        """Calls rejected as `invalid_arguments` or `unknown_tool`, whatever the tool."""
+        return sum(1 for _, r in self.log if r.error is not None and r.error.kind in MALFORMED_KINDS)
+
+    @cached_property
+    def answer_facts(self) -> list[str]:
+        """Facts the agent must tell the user: every turn's `expected_outputs`."""
+        return [fact for turn in self.task.turns for fact in turn.expected_outputs]
 
     @cached_property
     def agent_text(self) -> str:
@@ -171,9 +196,9 @@ def _param(term: RewardTerm, name: str, default: float) -> float:
 
 
 # -- score components -------------------------------------------------------------------------------------------
-def _state_overlap(expected: Any, made: Any, initial: Any, tolerance: float) -> float:
-    want = _changes(initial, expected)
-    got = _changes(initial, made)
+def _state_overlap(expected: Any, made: Any, task_start: Any, episode_start: Any, tolerance: float) -> float:
+    want = _changes(task_start, expected)
+    got = _changes(episode_start, made)
     if not want and not got:
         return 1.0
     matched = sum(1 for path, value in want.items() if path in got and json_equal(got[path], value, tolerance))
@@ -183,13 +208,15 @@ def _state_overlap(expected: Any, made: Any, initial: Any, tolerance: float) -> 
 
 def final_state(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
     """How much of the expected change the episode made: per environment |expected ∩ made| / |expected ∪
-    made| over leaf changes (volatile fields removed); exact hash match when only a hash is expected."""
+    made| over leaf changes (volatile fields removed), expected changes measured from the task's start and
+    made ones from the episode's; exact hash match when only a hash is expected."""
     task = facts.task
     per_env: list[float] = []
     for env in facts.env_names:
         if env in task.expected_final_state:
             per_env.append(_state_overlap(facts.stripped(task.expected_final_state, env),
                                           facts.stripped(facts.final_states, env),
+                                          facts.stripped(facts.task_start, env),
                                           facts.stripped(facts.initial_states, env), facts.tolerance))
         elif env in task.expected_final_hash:
             per_env.append(1.0 if facts.final_hashes.get(env) == task.expected_final_hash[env] else 0.0)
@@ -229,23 +256,33 @@ def checks(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
 
 
 # -- factors (penalties and gates) ---------------------------------------------------------------------------------
+def _per_call(term: RewardTerm, count: int, default: float) -> float:
+    """(1 - penalty) ** count: every counted call costs the same share of what is left, with no floor."""
+    return float((1.0 - _param(term, "penalty", default)) ** count)
+
+
 def malformed_calls(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
-    """1 - penalty × share of calls rejected as `invalid_arguments` or `unknown_tool`."""
-    log = facts.log
-    malformed = sum(1 for _, r in log if r.error is not None and r.error.kind in MALFORMED_KINDS)
-    share = malformed / len(log) if log else 0.0
+    """(1 - penalty) ** (calls rejected as `invalid_arguments` or `unknown_tool`). Counted, not a share of
+    the calls, so padding an episode with reads cannot dilute it."""
     return RewardComponent(name=term.name, role="factor", weight=term.weight,
-                           score=1.0 - _param(term, "penalty", 0.5) * share,
-                           detail=f"{malformed}/{len(log)} calls malformed")
+                           score=_per_call(term, facts.malformed, 0.2),
+                           detail=f"{facts.malformed}/{len(facts.log)} calls malformed")
+
+
+def failed_writes(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
+    """(1 - penalty) ** (state-changing calls that failed: not found, rule violations, ...). A policy that
+    guesses ids or tries writes until one passes scores below one that reads first; failed reads are free."""
+    return RewardComponent(name=term.name, role="factor", weight=term.weight,
+                           score=_per_call(term, facts.failed_writes, 0.2),
+                           detail=f"{facts.failed_writes} state-changing call(s) failed")
 
 
 def extra_writes(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
-    """1 - penalty × min(1, successful writes matching no gold call / gold writes)."""
-    gold_writes = sum(1 for g in facts.gold if g.tool in facts.write_tools)
+    """(1 - penalty) ** (successful writes that match no gold call): grows with every unnecessary write,
+    without a floor, so spamming writes never pays."""
     extra = sum(1 for i, c in enumerate(facts.successful) if c.tool in facts.write_tools and i not in facts.gold_matches)
-    share = min(1.0, extra / max(1, gold_writes))
     return RewardComponent(name=term.name, role="factor", weight=term.weight,
-                           score=1.0 - _param(term, "penalty", 0.5) * share,
+                           score=_per_call(term, extra, 0.3),
                            detail=f"{extra} successful write(s) outside the gold calls")
 
 
@@ -257,13 +294,89 @@ def changed_state(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
                            detail="the task expects writes; the episode must change state")
 
 
+def answer_facts(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
+    """Share of the turns' `expected_outputs` found in what the agent said (case-insensitive); not scored
+    without expected outputs or without the conversation."""
+    wanted = facts.answer_facts
+    if not wanted or facts.messages is None:
+        return RewardComponent(name=term.name, score=None, weight=term.weight,
+                               detail="no expected outputs" if not wanted else "no conversation given")
+    found = sum(1 for fact in wanted if fact.lower() in facts.agent_text)
+    return RewardComponent(name=term.name, score=found / len(wanted), weight=term.weight,
+                           detail=f"{found}/{len(wanted)} expected facts stated")
+
+
+# -- the read-only gate -----------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"[\w.@:/+-]+")
+MAX_STATE_VALUES = 50_000
+
+
+def _state_values(states: Mapping[str, Any], envs: Sequence[str]) -> dict[str, set[str]]:
+    """Scalar values of the states (lower-cased strings of 3+ characters, numbers of 2+ digits) with the
+    record fields that hold them, the first `MAX_STATE_VALUES` in document order."""
+    values: dict[str, set[str]] = {}
+    stack: list[tuple[str, Any]] = [("", states.get(env)) for env in reversed(envs)]
+    while stack and len(values) < MAX_STATE_VALUES:
+        key, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend((key, item) for item in reversed(node))
+        elif isinstance(node, str | int | float) and not isinstance(node, bool):
+            text = str(node).strip().lower()
+            if len(text) >= (3 if isinstance(node, str) else 2):
+                values.setdefault(text, set()).add(key)
+    return values
+
+
+def _mentions(value: str, text: str, tokens: set[str]) -> bool:
+    return value in text if any(c.isspace() for c in value) else value in tokens
+
+
+def answered(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
+    """Gate of a task that expects no change (read-only): the answer's facts decide, so doing nothing, or
+    only reading, never scores. Facts are the turns' `expected_outputs` and the `output_contains` texts;
+    score = recall × concision / (1 + hedges), where concision = min(1, allowance / values) over the other
+    state values the answer names (an answer stuffed with the state dilutes itself), and hedges counts
+    other values of the fields that hold a fact (naming every status to hit the right one). 0 without the
+    conversation, and 0 for a read-only task that names no fact (it cannot be scored; give it one). Not
+    scored for tasks that expect a change."""
+    if facts.expects_change:
+        return RewardComponent(name=term.name, role="factor", score=None, weight=term.weight,
+                               detail="the task expects a change; its state is scored instead")
+    wanted = [f.lower() for f in facts.answer_facts]
+    wanted += [c.text.lower() for c in facts.task.checks if isinstance(c, OutputContainsCheck)]
+    if not wanted or facts.messages is None:
+        why = "a read-only task without facts to state cannot be scored" if not wanted else "no conversation given"
+        return RewardComponent(name=term.name, role="factor", score=0.0, weight=term.weight, detail=why)
+    text = facts.agent_text
+    found = [fact for fact in dict.fromkeys(wanted) if fact in text]
+    rest = text
+    for fact in found:
+        rest = rest.replace(fact, " ")
+    tokens = set(_TOKEN.findall(rest))
+    values = _state_values(facts.initial_states, facts.env_names)
+    named = {v for v in values if v not in found and _mentions(v, rest, tokens)}
+    fields = set().union(*(values.get(fact, set()) for fact in found)) - {""}
+    hedges = sum(1 for v in named if values[v] & fields)
+    allowance = _param(term, "allowance", 4)
+    concision = 1.0 if len(named) <= allowance else allowance / len(named)
+    score = len(found) / len(set(wanted)) * concision / (1 + hedges)
+    return RewardComponent(name=term.name, role="factor", score=score, weight=term.weight,
+                           detail=f"{len(found)}/{len(set(wanted))} facts stated; {len(named)} other state "
+                                  f"value(s) named, {hedges} of them alternatives to a fact")
+
+
 COMPONENTS: Mapping[str, ComponentFn] = MappingProxyType({
     "final_state": final_state,
     "gold_calls": gold_calls,
     "checks": checks,
+    "answer_facts": answer_facts,
     "malformed_calls": malformed_calls,
+    "failed_writes": failed_writes,
     "extra_writes": extra_writes,
     "changed_state": changed_state,
+    "answered": answered,
 })
 """The built-in components by name."""
 
@@ -271,8 +384,11 @@ DEFAULT_TERMS: tuple[RewardTerm, ...] = (
     RewardTerm(name="final_state", weight=0.5),
     RewardTerm(name="gold_calls", weight=0.3),
     RewardTerm(name="checks", weight=0.2),
-    RewardTerm(name="malformed_calls", params={"penalty": 0.5}),
-    RewardTerm(name="extra_writes", params={"penalty": 0.5}),
+    RewardTerm(name="answer_facts", weight=0.2),
+    RewardTerm(name="malformed_calls", params={"penalty": 0.2}),
+    RewardTerm(name="failed_writes", params={"penalty": 0.2}),
+    RewardTerm(name="extra_writes", params={"penalty": 0.3}),
     RewardTerm(name="changed_state"),
+    RewardTerm(name="answered", params={"allowance": 4}),
 )
 """The default component list (weights and parameters documented in docs/rewards.md)."""

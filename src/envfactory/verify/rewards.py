@@ -7,23 +7,28 @@ weights and `factor` components (penalties, gates) multiply that average. The li
 `DEFAULT_TERMS`; the task's `reward.state_weight` / `calls_weight` / `checks_weight` /
 `relative_tolerance` override those of the defaults. The built-in components:
 
-- `final_state` (score): how much of the expected change the episode made. Per environment, the set of
-  changes from the initial to the expected final state is compared with the set of changes the episode
-  made (leaf paths with values, after removing *volatile* fields such as clock-stamped timestamps):
-  |expected ∩ made| / |expected ∪ made|. Doing nothing scores 0; extra or wrong writes lower it. With
-  only `expected_final_hash` the comparison is exact (1 or 0).
-- `gold_calls` (score): share of gold calls matched, in order, by a successful call to the same tool
+- `final_state` (score, 0.5): how much of the expected change the episode made. Per environment, the
+  set of changes from the task's initial to its expected final state is compared with the set of changes
+  the episode made from where it started (leaf paths with values, after removing *volatile* fields such
+  as clock-stamped timestamps): |expected ∩ made| / |expected ∪ made|. Doing nothing scores 0; extra or
+  wrong writes lower it; a state put in place by a restore is not "made". With only
+  `expected_final_hash` the comparison is exact (1 or 0).
+- `gold_calls` (score, 0.3): share of gold calls matched, in order, by a successful call to the same tool
   with equal arguments (arguments in `ignored_arguments` are skipped; numbers equal within a relative
   tolerance). Not scored when the task has no gold calls.
-- `checks` (score): share of the task's declarative checks that pass (`state_equals`, `call_made`,
+- `checks` (score, 0.2): share of the task's declarative checks that pass (`state_equals`, `call_made`,
   `output_contains` when messages are given). `rubric` checks need a judge and are not scored here.
-- `malformed_calls` (factor): 1 - penalty × share of calls rejected as `invalid_arguments` or
-  `unknown_tool`.
-- `extra_writes` (factor): 1 - penalty × (successful writes that match no gold call / gold writes).
+- `answer_facts` (score, 0.2): share of the turns' `expected_outputs` the agent stated (needs messages).
+- `malformed_calls` (factor): 0.8 ** (calls rejected as `invalid_arguments` or `unknown_tool`).
+- `failed_writes` (factor): 0.8 ** (state-changing calls that failed otherwise), so guessing costs.
+- `extra_writes` (factor): 0.7 ** (successful writes that match no gold call), no floor.
 - `changed_state` (gate): 0 when the task expects a change and the episode left every environment as
   it started, so a no-op agent scores exactly 0 whatever its checks say.
+- `answered` (gate): for a task that expects no change, the answer's facts (recall, diluted by other
+  state values named and by alternatives to a fact); 0 without an answer, so a read-only task never
+  scores for doing nothing.
 
-Everything is a pure function of the task, the initial and final states and the call log; the same
+Defaults and their reasons: docs/rewards.md. Everything is a pure function of the task, the initial and final states and the call log; the same
 inputs give the same reward. An unknown component name raises `ValueError`.
 """
 
@@ -115,14 +120,20 @@ def score_episode(
     *,
     messages: Sequence[Message] | None = None,
     config: RewardConfig | None = None,
+    task_initial_states: Mapping[str, Any] | None = None,
 ) -> Reward:
-    """The reward of one episode, from data only (see the module docstring for the components)."""
+    """The reward of one episode, from data only (see the module docstring for the components).
+
+    `initial_states`: where the episode started; `task_initial_states`: where the task starts, when the
+    episode started elsewhere (after a restore): expected changes are measured from it, made ones from
+    `initial_states`."""
     cfg = config or RewardConfig()
     tolerance = task.reward.relative_tolerance
     facts = EpisodeFacts(
         task=task, initial_states=initial_states, final_states=final_states, final_hashes=final_hashes,
         log=log, write_tools=write_tools, messages=messages,
         tolerance=cfg.relative_tolerance if tolerance is None else tolerance, volatile=cfg.volatile,
+        task_initial_states=task_initial_states,
     )
     functions = {**COMPONENTS, **cfg.components}
     components = []
@@ -139,12 +150,15 @@ def task_reward(
     group: SessionGroup,
     *,
     initial: Mapping[str, Snapshot] | None = None,
+    restart: Mapping[str, Snapshot] | None = None,
     messages: Sequence[Message] | None = None,
     config: RewardConfig | None = None,
 ) -> Reward:
     """Reward of the episode a session group has run for `task`.
 
-    `initial`: the snapshots the episode started from when they are not the task's `initial_state`.
+    `initial`: the task's start as the environments hold it (default: the task's `initial_state`).
+    `restart`: the state the episode was restored to, when it was: the reward then counts only the
+    changes made after it, so a restore never earns reward (the call log is scored whole).
     The group must name tools the way the task does (`qualified` or `plain`). Volatile fields default
     to what each environment stamps from the clock.
     """
@@ -159,6 +173,7 @@ def task_reward(
         initial_states.setdefault(env, task.initial_state.get(env))
         if initial_states[env] is None:
             initial_states[env] = sessions[env].env.default_state()
+    episode_start = {**initial_states, **{env: snap.state for env, snap in (restart or {}).items()}}
     final_states = {env: s.state_json() for env, s in sessions.items()}
     final_hashes = {env: s.hash() for env, s in sessions.items()}
     write_tools = frozenset(
@@ -168,6 +183,6 @@ def task_reward(
     cfg = config or RewardConfig()
     if not cfg.volatile:
         cfg = replace(cfg, volatile={env: volatile_fields(s.env) for env, s in sessions.items()})
-    return score_episode(task, initial_states, final_states, final_hashes, group.log, write_tools,
-                         messages=messages, config=cfg)
+    return score_episode(task, episode_start, final_states, final_hashes, group.log, write_tools,
+                         messages=messages, config=cfg, task_initial_states=initial_states)
 
