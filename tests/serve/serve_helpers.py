@@ -15,6 +15,7 @@ from pathlib import Path
 
 from envfactory.serve.catalog import EnvCatalog
 from envfactory.serve.config import ServeConfig, ServeLimits
+from envfactory.serve.connections import ConnectionTracker
 from envfactory.serve.runner import BackgroundServer, build_http
 from envfactory.serve.service import EnvService, SessionTemplate
 
@@ -26,6 +27,7 @@ TOKEN = "test-token-0123456789abcdef"
 class Running:
     url: str
     service: EnvService
+    connections: ConnectionTracker | None = None
 
 
 @contextmanager
@@ -33,8 +35,8 @@ def running(catalog: EnvCatalog, *, limits: ServeLimits | None = None, token: st
             mcp: SessionTemplate | None = None) -> Iterator[Running]:
     """Start the HTTP server (with MCP at /mcp when `mcp` is given); stop it, reliably, on exit."""
     served = build_http(catalog, ServeConfig(token=token, limits=limits or ServeLimits()), mcp=mcp)
-    with BackgroundServer(served.app) as server:
-        yield Running(server.url, served.service)
+    with BackgroundServer(served) as server:
+        yield Running(server.url, served.service, served.connections)
 
 
 class ServerProcess:

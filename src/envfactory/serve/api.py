@@ -31,7 +31,7 @@ import envfactory
 from envfactory.serve.config import ServeConfig
 from envfactory.serve.errors import ErrorCode, ServeError
 from envfactory.serve.mcp_server import McpHttpEndpoint
-from envfactory.serve.middleware import BearerAuth, BodyLimit
+from envfactory.serve.middleware import BearerAuth, BodyLimit, JsonBodyGuard
 from envfactory.serve.models import (
     API_PREFIX,
     ApiError,
@@ -233,6 +233,7 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
     if mcp is not None:
         app.router.routes.append(Route(MCP_PATH, endpoint=mcp, include_in_schema=False))
 
+    app.add_middleware(JsonBodyGuard, max_depth=cfg.limits.max_json_depth, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
     if cfg.token is not None:
         app.add_middleware(BearerAuth, token=cfg.token, open_paths=OPEN_PATHS)

@@ -38,6 +38,14 @@ class ServeLimits:
     - `max_body_bytes`: request bodies above this size answer 413 before they are parsed.
     - `remember_closed`: how many closed session ids are remembered, so that a late request hears
       "closed" (410, with the reason) rather than "unknown" (404).
+    - `header_timeout_s`: a request head must be complete this long after its first byte.
+    - `body_timeout_s`: a request body must be complete this long after its head.
+    - `unauthenticated_idle_s`: a connection that has sent no request with a valid token (with no
+      token configured: no complete request) is closed after this long without a request in progress.
+    - `max_connections`: open connections at most (`None`: derived from the file-descriptor limit,
+      keeping headroom; see `connections.py`). Past it, unproved idle connections make room or the
+      new connection is closed at once.
+    - `max_json_depth`: deepest nesting of arrays and objects a JSON body may have (400 past it).
     """
 
     max_sessions: int = 1024
@@ -45,6 +53,11 @@ class ServeLimits:
     reap_interval_s: float | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     remember_closed: int = 10_000
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    unauthenticated_idle_s: float = 10.0
+    max_connections: int | None = None
+    max_json_depth: int = 64
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -55,6 +68,13 @@ class ServeLimits:
             raise ServeConfigError(f"reap_interval_s must be positive, got {self.reap_interval_s}")
         if self.max_body_bytes < 1024:
             raise ServeConfigError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
+        for name in ("header_timeout_s", "body_timeout_s", "unauthenticated_idle_s"):
+            if not getattr(self, name) > 0:
+                raise ServeConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ServeConfigError(f"max_connections must be at least 1, got {self.max_connections}")
+        if not 2 <= self.max_json_depth <= 512:
+            raise ServeConfigError(f"max_json_depth must be between 2 and 512, got {self.max_json_depth}")
         if self.remember_closed < 0:
             raise ServeConfigError(f"remember_closed must not be negative, got {self.remember_closed}")
 

@@ -23,6 +23,9 @@ ErrorCode = Literal[
     "method_not_allowed",
     "conflict",
     "payload_too_large",
+    "invalid_encoding",
+    "nesting_too_deep",
+    "unsupported_media_type",
     "session_cap",
     "internal_error",
 ]

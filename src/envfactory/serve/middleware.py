@@ -1,8 +1,8 @@
-"""ASGI middleware of the HTTP server: bearer-token auth and the request size limit.
+"""ASGI middleware of the HTTP server: bearer-token auth, the request size limit and the JSON body guard.
 
-Both answer with an `ApiError` JSON body naming the problem (401 with `WWW-Authenticate: Bearer`, 413)
-and never let a refused request reach the application. Pure ASGI, so they wrap the FastAPI routes and
-the MCP endpoint alike.
+Each answers with an `ApiError` JSON body naming the problem (401 with `WWW-Authenticate: Bearer`,
+413, 400/415 from `JsonBodyGuard`) and never lets a refused request reach the application. Pure ASGI,
+so they wrap the FastAPI routes and the MCP endpoint alike.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from envfactory.serve.errors import ErrorCode
@@ -26,6 +27,9 @@ async def send_error(send: Send, status: int, code: ErrorCode, message: str,
                     *headers],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -102,3 +106,92 @@ class BodyLimit:
             return chunks.pop(0) if chunks else await receive()
 
         await self.app(scope, replay, send)
+
+
+def nesting_exceeds(value: object, limit: int) -> bool:
+    """True when arrays/objects in `value` nest deeper than `limit` (iterative: no recursion limit)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class JsonBodyGuard:
+    """Refuse request bodies the application must never see, before any route parses them:
+
+    - on `api_prefix` routes, a body whose Content-Type is not JSON: 415 `unsupported_media_type`;
+    - a body that is not UTF-8, or a JSON string holding a lone surrogate (`"\\ud800"`, which cannot
+      be encoded back into any answer or log): 400 `invalid_encoding`;
+    - JSON nested deeper than `max_depth`: 400 `nesting_too_deep`;
+    - on `api_prefix` routes, JSON that does not parse: 400 `bad_request` (elsewhere, e.g. MCP, the
+      endpoint answers malformed JSON in its own protocol).
+
+    Bodies that pass are replayed to the application unchanged. Place it inside `BodyLimit`, which
+    bounds what is read here.
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int, api_prefix: str) -> None:
+        self.app = app
+        self.max_depth = max_depth
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        parts: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(parts)
+        problem = self._problem(scope, body) if body else None
+        if problem is not None:
+            await send_error(send, *problem)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    def _problem(self, scope: Scope, body: bytes) -> tuple[int, ErrorCode, str] | None:
+        api = str(scope.get("path", "")).startswith(self.api_prefix)
+        if api and not _is_json(_header(scope, b"content-type")):
+            given = (_header(scope, b"content-type") or b"none").decode("latin-1")[:100]
+            return 415, "unsupported_media_type", f"request bodies must be JSON (Content-Type: application/json), got {given!r}"
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return 400, "invalid_encoding", f"request body is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start}"
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            text = str(exc)
+            if "surrogate" in text:
+                return 400, "invalid_encoding", ("request body holds a lone UTF-16 surrogate escape (e.g. \\ud800), "
+                                                 "which is not a character; send valid Unicode")
+            if "recursion" in text or "depth limit" in text:
+                return 400, "nesting_too_deep", f"request JSON nests deeper than {self.max_depth} levels"
+            return (400, "bad_request", f"request body is not valid JSON: {text}") if api else None
+        if nesting_exceeds(data, self.max_depth):
+            return 400, "nesting_too_deep", f"request JSON nests deeper than {self.max_depth} levels"
+        return None

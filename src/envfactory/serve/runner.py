@@ -5,6 +5,8 @@ trainers that want the API inside their own process).
 
 from __future__ import annotations
 
+import logging
+import resource
 import socket
 import threading
 import time
@@ -18,12 +20,15 @@ from fastapi import FastAPI
 
 from envfactory.serve.api import MCP_PATH, create_app
 from envfactory.serve.catalog import EnvCatalog
-from envfactory.serve.config import ServeConfig
+from envfactory.serve.config import ServeConfig, ServeLimits
+from envfactory.serve.connections import ConnectionPolicy, ConnectionTracker, guarded_protocol, raise_fd_limit
 from envfactory.serve.errors import ServeConfigError
 from envfactory.serve.mcp_server import McpBridge, McpHttpEndpoint, serve_stdio
 from envfactory.serve.service import EnvService, SessionTemplate
 
-BACKLOG = 2048
+logger = logging.getLogger(__name__)
+
+BACKLOG = 2048  # the kernel's queue of connections not yet accepted (the accept batch is smaller)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Served:
     app: FastAPI
     service: EnvService
     mcp_path: str | None
+    connections: ConnectionTracker
 
 
 def build_http(catalog: EnvCatalog, config: ServeConfig, *, mcp: SessionTemplate | None = None,
@@ -45,7 +51,9 @@ def build_http(catalog: EnvCatalog, config: ServeConfig, *, mcp: SessionTemplate
     if mcp is not None:
         svc.check_template(mcp)
         endpoint = McpHttpEndpoint(McpBridge(svc, mcp, http=True), config.limits, host=config.host)
-    return Served(create_app(svc, config, mcp=endpoint), svc, MCP_PATH if endpoint is not None else None)
+    tokens = tuple(t for t in (config.token, getattr(config, "policy_token", None)) if t is not None)
+    tracker = ConnectionTracker(ConnectionPolicy.from_limits(config.limits, tokens, raise_fd_limit()))
+    return Served(create_app(svc, config, mcp=endpoint), svc, MCP_PATH if endpoint is not None else None, tracker)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -77,14 +85,32 @@ def run_http(served: Served, config: ServeConfig, *, log_level: str = "info",
     try:
         if announce is not None:
             announce(listening_url(sock))
-        uvicorn.Server(_uvicorn_config(served.app, config.host, config.port, log_level)).run(sockets=[sock])
+        policy = served.connections.policy
+        logger.info("connections: at most %d open (file-descriptor limit %d); deadlines: head %g s, body %g s, "
+                    "idle before authentication %g s", policy.max_connections,
+                    resource.getrlimit(resource.RLIMIT_NOFILE)[0], policy.header_timeout_s, policy.body_timeout_s,
+                    policy.unauthenticated_idle_s)
+        GuardedServer(_uvicorn_config(served.app, served.connections, config.host, config.port, log_level)).run(
+            sockets=[sock])
     finally:
         sock.close()
 
 
-def _uvicorn_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server, with the kernel's listen queue restored to `BACKLOG` once serving: asyncio
+    sizes both the queue and its accept batch from one number, and the batch must stay below the
+    descriptor headroom (`ConnectionPolicy.accept_batch`)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or ():
+            sock.listen(BACKLOG)
+
+
+def _uvicorn_config(app: FastAPI, tracker: ConnectionTracker, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False,
-                          backlog=BACKLOG, timeout_graceful_shutdown=5)
+                          http=guarded_protocol(tracker), backlog=tracker.policy.accept_batch,
+                          timeout_graceful_shutdown=5)
 
 
 def run_stdio(catalog: EnvCatalog, template: SessionTemplate, config: ServeConfig | None = None) -> None:
@@ -95,15 +121,20 @@ def run_stdio(catalog: EnvCatalog, template: SessionTemplate, config: ServeConfi
 
 
 class BackgroundServer:
-    """Run an ASGI app with uvicorn in a daemon thread on `host` and a free port; a context manager.
+    """Run a `Served` app (or a bare ASGI app, under the default connection limits) with uvicorn in a daemon thread on `host` and a free port; a context manager.
 
     `url` is the base URL once entered. Leaving stops the server (its lifespan closes every session)
     and joins the thread.
     """
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+    def __init__(self, app: FastAPI | Served, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
                  start_timeout_s: float = 30.0) -> None:
-        self._server = uvicorn.Server(_uvicorn_config(app, host, port, log_level))
+        if isinstance(app, Served):
+            asgi, tracker = app.app, app.connections
+        else:  # a bare app: the default connection limits
+            asgi, tracker = app, ConnectionTracker(ConnectionPolicy.from_limits(ServeLimits(), ()))
+        self.connections = tracker
+        self._server = GuardedServer(_uvicorn_config(asgi, tracker, host, port, log_level))
         self._host = host
         self._port = port
         self._timeout = start_timeout_s
