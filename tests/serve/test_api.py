@@ -146,7 +146,32 @@ def test_reward_from_a_task(client: EnvClient) -> None:
             plain.reward()
         remote_error(excinfo, 409, "conflict", "not opened from a task")
         plain.call("shop__top_up_wallet", {"id": "cus_0002", "amount": 10})
-        assert plain.reward(task=task).total == pytest.approx(1.0)
+        with pytest.raises(RemoteError) as excinfo:
+            plain.reward(task=task)  # the task is fixed when a session is created
+        remote_error(excinfo, 409, "conflict", "not opened from a task")
+
+
+def test_a_reward_request_cannot_name_another_task(client: EnvClient) -> None:
+    task, other = shop_task(), shop_task(seed=5)
+    with client.create_session(task=task) as session:
+        session.call("shop__top_up_wallet", {"id": "cus_0002", "amount": 10})
+        with pytest.raises(RemoteError) as excinfo:
+            session.reward(task=other)
+        remote_error(excinfo, 409, "conflict", "cannot name another task", other.id[:12])
+        assert session.reward(task=task).total == pytest.approx(1.0)  # naming its own task is fine
+
+
+def test_a_restored_gold_state_earns_nothing(client: EnvClient) -> None:
+    task = shop_task()
+    with client.create_session(task=task) as scout:
+        scout.call("shop__top_up_wallet", {"id": "cus_0002", "amount": 10})
+        gold = scout.state().snapshots
+    with client.create_session(task=task) as session:
+        session.restore(gold)
+        assert session.reward().total == 0.0
+        child = session.fork()  # a fork keeps the restored start
+        assert child.reward().total == 0.0
+        child.close()
 
 
 def test_task_for_another_version_is_refused(client: EnvClient) -> None:

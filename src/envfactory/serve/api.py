@@ -2,8 +2,9 @@
 
 Contract:
 - Bodies are the typed models of `models.py`; every error is an `ApiError` whose message names the
-  problem: 400 malformed JSON, 401 missing/invalid token, 404 unknown session/environment/route,
-  409 reward without a task, 410 session closed (with the reason), 413 body over the limit, 422 a body
+  problem: 400 malformed JSON, 401 missing/invalid token, 403 a route the policy role may not use
+  (`roles.py`), 404 unknown session/environment/route, 409 reward for a session opened without a task
+  or naming another task, 410 session closed (with the reason), 413 body over the limit, 422 a body
   that does not fit (field problems listed), 503 session cap.
 - A tool that fails is not an HTTP error: the call answers 200 with `result.error` set.
 - OpenAPI at `/openapi.json`, interactive docs at `/docs`; these and `/v1/health` need no token.
@@ -54,6 +55,7 @@ from envfactory.serve.models import (
     StateResponse,
     ToolSpecList,
 )
+from envfactory.serve.roles import RoleAuth
 from envfactory.serve.service import EnvService
 
 logger = logging.getLogger(__name__)
@@ -225,9 +227,9 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
         return await service.log(session_id)
 
     @app.post(f"{v1}/sessions/{{session_id}}/reward", tags=tags,
-              responses=_error_responses(**{"409": "no task to score against"}))
+              responses=_error_responses(**{"409": "the session has no task, or the request names another"}))
     async def reward(session_id: str, request: RewardRequest) -> RewardResponse:
-        """Score the episode so far against the session's task (or the task given)."""
+        """Score the episode so far against the task the session was opened from."""
         return await service.reward(session_id, request)
 
     if mcp is not None:
@@ -235,6 +237,8 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
 
     app.add_middleware(JsonBodyGuard, max_depth=cfg.limits.max_json_depth, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
-    if cfg.token is not None:
+    if cfg.token is not None and cfg.policy_token is not None:
+        app.add_middleware(RoleAuth, token=cfg.token, policy_token=cfg.policy_token, open_paths=OPEN_PATHS)
+    elif cfg.token is not None:
         app.add_middleware(BearerAuth, token=cfg.token, open_paths=OPEN_PATHS)
     return app

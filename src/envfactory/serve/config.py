@@ -86,11 +86,13 @@ class ServeLimits:
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """Where and how the HTTP server listens. `token`: the bearer token every request except health and
-    the API docs must carry; required when `host` is not loopback."""
+    the API docs must carry; required when `host` is not loopback. `policy_token`: a second token whose
+    holder has the policy role (a session's tools and calls only; `roles.py`); needs `token`."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = field(default=None, repr=False)
+    policy_token: str | None = field(default=None, repr=False)
     limits: ServeLimits = field(default_factory=ServeLimits)
 
     def check(self) -> None:
@@ -105,3 +107,9 @@ class ServeConfig:
             )
         if not 0 <= self.port <= 65535:
             raise ServeConfigError(f"port {self.port} is out of range")
+        if self.policy_token is not None:
+            if self.token is None:
+                raise ServeConfigError("a policy token needs a trainer token: without one every client has every role")
+            if len(self.policy_token) < MIN_TOKEN_LENGTH or self.policy_token == self.token:
+                raise ServeConfigError(f"the policy token must have at least {MIN_TOKEN_LENGTH} characters and "
+                                       "differ from the trainer's token")

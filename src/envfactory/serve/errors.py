@@ -16,6 +16,7 @@ ErrorCode = Literal[
     "bad_request",
     "invalid_request",
     "unauthorized",
+    "forbidden",
     "unknown_session",
     "session_closed",
     "unknown_environment",

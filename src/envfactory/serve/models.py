@@ -205,8 +205,9 @@ class LogResponse(ApiModel):
 
 
 class RewardRequest(ApiModel):
-    """Score the episode so far. `task` is required when the session was not opened from one;
-    `messages` (the conversation) lets `output_contains` checks be scored."""
+    """Score the episode so far against the task the session was opened from. `task`, when given,
+    must be that task (a request naming another one is refused with 409); `messages` (the
+    conversation) let answer facts and `output_contains` checks be scored."""
 
     task: Task | None = None
     messages: list[Message] | None = None

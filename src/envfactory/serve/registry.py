@@ -38,6 +38,8 @@ class ServedSession:
     origin: Origin
     initial: dict[str, Snapshot]
     task: Task | None = None
+    restart: dict[str, Snapshot] | None = None
+    """The state of the last restore: the episode's start for rewards from then on (None: `initial`)."""
     parent: str | None = None
     in_process: bool = True
     lock: anyio.Lock = field(default_factory=anyio.Lock)

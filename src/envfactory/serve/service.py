@@ -63,6 +63,7 @@ class RewardFn(Protocol):
     """The reward entry point (DESIGN §7); `envfactory.verify.task_reward` by default."""
 
     def __call__(self, task: Task, group: SessionGroup, *, initial: Mapping[str, Snapshot] | None = None,
+                 restart: Mapping[str, Snapshot] | None = None,
                  messages: Sequence[Message] | None = None) -> Reward: ...
 
 
@@ -230,11 +231,15 @@ class EnvService:
         return await self.run(session_id, _hash_response)
 
     async def restore(self, session_id: str, snapshots: dict[str, Snapshot]) -> HashResponse:
+        """Load snapshots into the session. The restored state becomes the episode's start for rewards:
+        a restore never earns reward, only calls made after it change what is scored (the call log is
+        kept, so calls before the restore still count against the trace)."""
         def run(entry: ServedSession) -> HashResponse:
             try:
                 entry.group.restore(snapshots)
             except SpecError as exc:
                 raise InvalidRequestError(str(exc)) from exc
+            entry.restart = entry.group.snapshot()
             return _hash_response(entry)
 
         return await self.run(session_id, run)
@@ -251,7 +256,7 @@ class EnvService:
         child = ServedSession(
             id=new_session_id(), group=group, env_refs=parent.env_refs, seed=parent.seed,
             naming=parent.naming, origin="http", initial=parent.initial, task=parent.task,
-            parent=parent.id, in_process=parent.in_process,
+            parent=parent.id, in_process=parent.in_process, restart=parent.restart,
         )
         try:
             self.registry.add(child)
@@ -261,12 +266,20 @@ class EnvService:
         return child
 
     async def reward(self, session_id: str, request: RewardRequest) -> RewardResponse:
+        """Score the session against the task it was opened from. The task is fixed at creation: a
+        session opened without one cannot be scored, and a request naming another task is refused
+        (409), so an episode cannot be scored against a task its state happens to satisfy."""
         def run(entry: ServedSession) -> RewardResponse:
-            task = request.task or entry.task
+            task = entry.task
             if task is None:
-                raise ConflictError(f"session {entry.id} was not opened from a task; pass the `task` to score against")
+                raise ConflictError(f"session {entry.id} was not opened from a task; a session is scored only "
+                                    "against the task it was opened from (create it with `task`)")
+            if request.task is not None and request.task.id != task.id:
+                raise ConflictError(f"session {entry.id} was opened from task {task.id[:12]}; a reward request "
+                                    f"cannot name another task ({request.task.id[:12]})")
             try:
-                reward = self._reward(task, entry.group, initial=entry.initial, messages=request.messages)
+                reward = self._reward(task, entry.group, initial=entry.initial, restart=entry.restart,
+                                      messages=request.messages)
             except ValueError as exc:
                 raise InvalidRequestError(f"cannot score session {entry.id} against task {task.id[:12]}: {exc}") from exc
             return RewardResponse(session_id=entry.id, task_id=task.id, reward=reward)
