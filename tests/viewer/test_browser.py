@@ -132,7 +132,10 @@ def test_graph_view_draws_and_filters(watched: Watched) -> None:
     servers = page.evaluate("window.envfactoryGraph.nodes().map(n => n.data('server'))")
     assert "calendar" in servers
     # a tool's neighbourhood: tapping a node opens it
-    page.evaluate("window.envfactoryGraph.nodes().filter(n => n.data('server') === 'calendar')[0].emit('tap')")
+    # (the tap is emitted after evaluate returns: a navigation inside evaluate stalls it)
+    with page.expect_navigation():
+        page.evaluate("setTimeout(() => window.envfactoryGraph.nodes()"
+                      ".filter(n => n.data('server') === 'calendar')[0].emit('tap'), 0)")
     page.wait_for_selector("#neighbourhood")
     assert "tool=calendar__" in page.url
     page.wait_for_selector("#cy[data-drawn]", state="attached", timeout=20_000)
