@@ -39,8 +39,6 @@ from envfactory.spec.env import (
     declarative_model,
 )
 from envfactory.spec.manifest import RunManifest
-from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
-from envfactory.spec.synth import CandidateDrop, SynthBatch, SynthFunnel, SynthTasksConfig
 from envfactory.spec.meta import Domain, EnvMeta, Provenance
 from envfactory.spec.operation import Operation, OperationError, OperationExample, ResourceSource
 from envfactory.spec.pipeline import (
@@ -56,6 +54,8 @@ from envfactory.spec.pipeline import (
 from envfactory.spec.python_env import PythonEnvSource
 from envfactory.spec.reward import Reward, RewardComponent, RewardTerm
 from envfactory.spec.snapshot import Snapshot
+from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
+from envfactory.spec.synth import CandidateDrop, SynthBatch, SynthFunnel, SynthTasksConfig
 from envfactory.spec.task import (
     CallMadeCheck,
     ChainProvenance,
@@ -131,15 +131,18 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
 }
 
 __all__ = [
-    "ArtifactRef",
     "AGENT_ERROR_KINDS",
     "ARTIFACT_MODELS",
     "FRAMEWORK_ERROR_KINDS",
+    "PIPELINE_STAGES",
+    "ArtifactRef",
     "AuthoredCode",
     "BuildRecord",
     "BuiltLibrary",
     "CallMadeCheck",
+    "CandidateDrop",
     "CanonicalJSONError",
+    "ChainProvenance",
     "Check",
     "CheckResult",
     "CollectionDecl",
@@ -169,7 +172,6 @@ __all__ = [
     "OperationExample",
     "OracleTally",
     "OutputContainsCheck",
-    "PIPELINE_STAGES",
     "PipelineStageRecord",
     "Producer",
     "Proposal",
@@ -181,35 +183,32 @@ __all__ = [
     "ResourceSource",
     "Reward",
     "RewardComponent",
+    "RewardSpec",
     "RewardTerm",
     "RubricCheck",
     "RunConfig",
     "RunManifest",
     "RunSummary",
-    "StageManifest",
-    "StageStatus",
     "ScenarioStep",
     "ScenarioTest",
     "ScriptedUser",
-    "SimulatedUser",
     "ShippedLibrary",
+    "SimulatedUser",
     "SkippedResource",
     "Snapshot",
     "SpecModel",
+    "StageManifest",
+    "StageStatus",
     "StateAssertion",
     "StateChange",
     "StateDiff",
     "StateEqualsCheck",
+    "SynthBatch",
+    "SynthFunnel",
+    "SynthTasksConfig",
     "Task",
     "TaskOrigin",
     "TaskQueries",
-    "SynthTasksConfig",
-    "SynthBatch",
-    "SynthFunnel",
-    "CandidateDrop",
-    "ChainProvenance",
-    "RewardSpec",
-    "migrate_task_v1",
     "TerminationReason",
     "ToolCall",
     "ToolEffect",
@@ -225,6 +224,7 @@ __all__ = [
     "declarative_model",
     "dump_scenarios",
     "load_scenarios",
+    "migrate_task_v1",
     "parse_json",
     "sha256_hex",
 ]

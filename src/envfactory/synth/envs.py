@@ -81,9 +81,7 @@ class ToolFacts:
         for name in arguments:
             if name in self.masked:
                 continue
-            if name == self.key_arg or name in self.references or name in self.filters:
-                names.add(name)
-            elif self.writes and (name in self.record_fields or self.kind is None):
+            if name == self.key_arg or name in self.references or name in self.filters or (self.writes and (name in self.record_fields or self.kind is None)):
                 names.add(name)
         return sorted(names)
 

@@ -34,7 +34,14 @@ from envfactory.runtime import Environment, library_env_names, load_env
 from envfactory.spec import StageManifest, canonical_json, content_hash
 from envfactory.spec.benchmark import BenchmarkTask
 from envfactory.spec.env import HybridImplementation
-from envfactory.spec.synth import FUNNEL_STAGES, CandidateDrop, KeptProfile, SynthBatch, SynthFunnel, SynthTasksConfig
+from envfactory.spec.synth import (
+    FUNNEL_STAGES,
+    CandidateDrop,
+    KeptProfile,
+    SynthBatch,
+    SynthFunnel,
+    SynthTasksConfig,
+)
 from envfactory.store import StageDir, Workspace
 from envfactory.synth.envs import SynthEnv, prepare_env
 from envfactory.synth.plans import Planner
@@ -76,6 +83,11 @@ class SynthDeps:
 class _Loaded:
     envs: list[SynthEnv] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+def default_run_id(config: SynthTasksConfig) -> str:
+    """`synth-<first 12 hex of the config's hash>`: one run directory per distinct config."""
+    return "synth-" + content_hash(config.model_dump(mode="json"))[:12]
 
 
 def load_synth_envs(config: SynthTasksConfig) -> _Loaded:
