@@ -58,6 +58,7 @@ from envfactory.spec import (
 )
 from envfactory.spec.env import PythonImplementation
 from envfactory.spec.python_env import PythonEnvSource
+from envfactory.store import write_atomic, write_text_atomic
 
 __all__ = [
     "BFCL_VERSION",
@@ -289,8 +290,9 @@ def bfcl_environments(
             meta=_meta(backend),
             implementation=PythonImplementation(module="toolkit.py", class_name=f"{backend}Toolkit", trusted=False),
         )
-        (directory / "env.json").write_text(document.model_dump_json(indent=1))
-        (directory / "toolkit.py").write_bytes(source)
+        # Atomic: a run killed mid-write (or a second run sharing the workdir) never loads half a file.
+        write_text_atomic(directory / "env.json", document.model_dump_json(indent=1))
+        write_atomic(directory / "toolkit.py", source)
         envs[env_name(backend)] = load_env(directory, sandbox=sandbox)
     return envs
 

@@ -45,9 +45,10 @@ from starlette.types import Message, Receive, Scope, Send
 import envfactory
 from envfactory.serve.config import ServeLimits, is_loopback
 from envfactory.serve.errors import ServeError, SessionCapError
+from envfactory.serve.registry import ServedSession
 from envfactory.serve.service import EnvService, SessionTemplate
-from envfactory.serve.tools import has_object_output
-from envfactory.spec import ToolResult
+from envfactory.serve.tools import has_object_output, mcp_tool
+from envfactory.spec import ToolResult, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,12 @@ class McpBridge:
             instructions=self.server.instructions,
         )
 
+    # Sessions are read only through `EnvService.run`, under the session's lock: a tool list or a call
+    # never sees a group that a concurrent restore, close or call is changing.
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         session_id = await self._session_id(ctx)
         try:
-            tools = self.service.mcp_tools(session_id)
+            tools = await self.service.run(session_id, lambda entry: [mcp_tool(spec) for spec in entry.group.tools])
         except ServeError as exc:
             raise _rpc_error(exc) from None
         return types.ListToolsResult(
@@ -151,16 +154,18 @@ class McpBridge:
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         session_id = await self._session_id(ctx)
-        try:
-            entry = self.service.registry.get(session_id)
-            route = entry.group.route(params.name)
+        name, arguments = params.name, params.arguments or {}
+
+        def call(entry: ServedSession) -> tuple[ToolResult, ToolSpec]:
+            route = entry.group.route(name)
             if route is None:
                 offered = ", ".join(tool.name for tool in entry.group.tools)
-                raise MCPError(code=types.INVALID_PARAMS,
-                               message=f"unknown tool {params.name!r}; this server offers: {offered}")
+                raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {name!r}; this server offers: {offered}")
             env_name, tool_name = route
-            spec = entry.group.sessions[env_name].env.tools[tool_name].spec
-            result = await self.service.call_result(session_id, params.name, params.arguments or {})
+            return entry.group.call(name, arguments), entry.group.sessions[env_name].env.tools[tool_name].spec
+
+        try:
+            result, spec = await self.service.run(session_id, call)
         except ServeError as exc:
             raise _rpc_error(exc) from None
         return call_tool_result(result, has_object_output(spec))
