@@ -76,7 +76,7 @@ def test_v1_id_kept_when_no_v2_field_is_used_and_changed_when_one_is() -> None:
     assert plain.id == content_hash(v1_doc)
     variants = [
         {"queries": TaskQueries(explicit="Order two mugs", refined="Get me a couple of mugs",
-                                refinement_strength=0.6, source="template")},
+                                refinement_strength=2, refinement_operators=["omit_inferable", "weave_goals"], source="template")},
         {"split_key": "shop:create_order"},
         {"provenance": ChainProvenance(chain_id="c1", tools=["shop__create_order"], sampler="random-walk")},
         {"reward": RewardSpec(calls_weight=1.0)},

@@ -136,13 +136,15 @@ class TaskOrigin(SpecModel):
 
 class TaskQueries(SpecModel):
     """The task's request in words: the explicit query states every value the gold calls need; the
-    refined query is the implicit version a user would say. `refinement_strength` in [0, 1] is how far
-    refinement went (0: none; None: not refined). `source` says who wrote the text: `template` marks
-    text filled from the gold trace by a template, not a user or a model."""
+    refined query is the implicit version a user would say. `refinement_strength` is the number of
+    refinement operators applied, 0 to 4 (0: kept explicit; None: not refined); `refinement_operators`
+    names them. `source` says who wrote the text: `template` marks text filled from the gold trace by a
+    template, not a user or a model."""
 
     explicit: str = ""
     refined: str = ""
-    refinement_strength: float | None = Field(default=None, ge=0.0, le=1.0)
+    refinement_strength: int | None = Field(default=None, ge=0, le=4)
+    refinement_operators: list[str] = Field(default_factory=list)
     source: Literal["none", "template", "model", "human", "benchmark"] = "none"
 
 

@@ -1,0 +1,217 @@
+"""Queries for grounded tasks: a persona and an explicit request written by a model from the gold trace,
+validated, then refined with calibrated operators.
+
+Contract:
+- Structure stays deterministic: what the user wants is described from the task's gold calls (actions in
+  words, the values a user knows, the facts a read-only task asks for); the model only writes text.
+- `write_query` asks for JSON `{"persona", "query"}`; `refine_query` for `{"query"}`. Every answer is
+  validated (`query_problems`): JSON of the right shape, no refusal text, no tool names, no value that only
+  the environment holds (produced by an earlier call), and for explicit queries every value the user knows
+  and the calls need stated. A failing answer is asked again with the problems as feedback, up to
+  `attempts` times; then `QueryFailure` carries the reason (id-free, so reasons aggregate in the funnel).
+- Refinement operators are chosen per task from a seeded RNG: strength s in 1..4 operators, the first s of
+  a seeded permutation of `REFINE_OPERATORS`. Requests carry the given seed, so a cache or cassette repeats
+  them.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from envfactory.llm import ChatMessage, ChatRequest, LLMClient, ResponseFormat
+from envfactory.spec import GoldCall, JSONObject, Task, ToolSpec
+from envfactory.spec.synth_trajectories import REFINE_OPERATORS, RefineOperator
+from envfactory.synth.overspec import env_produced_values, leaves, plain_tool_name
+
+WRITER_SYSTEM = (
+    "You write what a real person types to an assistant that can act in online services for them. "
+    "Write in the first person, plainly, in one short paragraph. Never mention functions, tools, APIs, "
+    "endpoints or parameter names. Use the values you are given exactly as written. "
+    "Answer with JSON only."
+)
+REFINER_SYSTEM = (
+    "You rewrite a person's request to an assistant so that it sounds natural and leaves implicit what the "
+    "assistant can work out or look up itself. Keep every goal of the request and never invent facts. "
+    "Never mention functions, tools, APIs or parameter names. Answer with JSON only."
+)
+OPERATOR_TEXT: Mapping[RefineOperator, str] = {
+    "omit_inferable": "Leave out identifiers and values the assistant can look up (refer to records by what "
+                      "they are, e.g. 'my order of blue shoes', not by their id).",
+    "compress_steps": "Do not spell out intermediate steps that follow from the goal; ask for the outcome.",
+    "add_ambiguity": "Phrase constraints the way people do ('the usual one', 'not too late'), as long as "
+                     "the records involved stay identifiable.",
+    "weave_goals": "Weave the goals into one flowing request instead of a list.",
+}
+_REFUSAL = re.compile(r"\b(?:I'm sorry|I am sorry|as an AI|I cannot|I can't help|language model)\b", re.IGNORECASE)
+QUERY_SCHEMA: JSONObject = {
+    "type": "object",
+    "properties": {"persona": {"type": "string"}, "query": {"type": "string"}},
+    "required": ["persona", "query"],
+    "additionalProperties": False,
+}
+REFINED_SCHEMA: JSONObject = {
+    "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"],
+    "additionalProperties": False,
+}
+
+
+class QueryFailure(Exception):
+    """No valid text after every attempt: `reason` is id-free, `problems` the last answer's problems."""
+
+    def __init__(self, reason: str, problems: Sequence[str]) -> None:
+        super().__init__(f"{reason}: {'; '.join(problems)}")
+        self.reason = reason
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenQuery:
+    """A validated persona and query, and the problems of the answers refused before it."""
+
+    persona: str
+    query: str
+    problems: tuple[str, ...]
+
+
+def _words(identifier: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", identifier).replace("_", " ").replace("-", " ").lower()
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+    return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
+
+
+def knowable_values(task: Task, calls: Sequence[GoldCall]) -> list[tuple[str, str]]:
+    """(argument path, value) pairs of `calls` a user knows: not masked, not produced by the chain."""
+    produced = env_produced_values(task)
+    out: list[tuple[str, str]] = []
+    for call in calls:
+        for path, leaf in leaves(call.arguments):
+            if path.split(".", 1)[0] in call.ignored_arguments or isinstance(leaf, bool) or leaf is None:
+                continue
+            text = str(leaf).strip()
+            if text and text not in produced and (path, text) not in out:
+                out.append((path, text))
+    return out
+
+
+def describe_goal(task: Task, calls: Sequence[GoldCall], tools: Mapping[str, ToolSpec]) -> str:
+    """What the person wants, in words, from `calls` (a segment of the task's gold calls)."""
+    produced = env_produced_values(task)
+    lines = []
+    for number, call in enumerate(calls, start=1):
+        spec = tools.get(call.tool)
+        action = _words(plain_tool_name(call.tool))
+        about = f" ({_first_sentence(spec.description)})" if spec and spec.description else ""
+        values = [f"{_words(path.rsplit('.', 1)[-1])}: {leaf}" for path, leaf in leaves(call.arguments)
+                  if path.split(".", 1)[0] not in call.ignored_arguments and leaf is not None
+                  and not isinstance(leaf, bool) and str(leaf).strip() not in produced]
+        detail = f" with {', '.join(values)}" if values else ""
+        lines.append(f"{number}. {action}{about}{detail}")
+    facts = [check.text for check in task.checks if check.kind == "output_contains"]
+    if task.read_only and facts:
+        lines.append("They want to be told what the service says (for example: " + "; ".join(facts[:4]) + ").")
+    return "\n".join(lines)
+
+
+def query_problems(text: str, task: Task, *, required_values: Sequence[str] = ()) -> list[str]:
+    """Why `text` is not an acceptable request for `task` (empty list: acceptable)."""
+    problems = []
+    if not text.strip():
+        return ["the query is empty"]
+    if _REFUSAL.search(text):
+        problems.append("the answer is a refusal, not a request")
+    lowered = text.lower()
+    named = sorted({plain_tool_name(c.tool) for c in task.gold_calls() if plain_tool_name(c.tool).lower() in lowered
+                    and ("_" in plain_tool_name(c.tool) or re.search(r"[a-z][A-Z]", plain_tool_name(c.tool)))})
+    if named:
+        problems.append(f"it names tools: {', '.join(named)}")
+    leaked = sorted(v for v in env_produced_values(task) if v.lower() in lowered)
+    if leaked:
+        problems.append(f"it states values only the service can know yet: {', '.join(leaked[:5])}")
+    missing = [v for v in required_values if v.lower() not in lowered]
+    if missing:
+        problems.append(f"it leaves out values the request needs: {', '.join(missing[:6])}")
+    return problems
+
+
+def _problem_reason(problems: Sequence[str]) -> str:
+    first = problems[0] if problems else "invalid answer"
+    for key, reason in (("refusal", "refusal"), ("names tools", "tool_names"), ("only the service", "env_ids"),
+                        ("leaves out", "missing_values"), ("empty", "empty"), ("JSON", "not_json")):
+        if key in first:
+            return reason
+    return "invalid"
+
+
+def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: str, seed: int, attempts: int,
+         check: Callable[[Mapping[str, object]], list[str]]) -> tuple[dict[str, str], tuple[str, ...]]:
+    messages = [ChatMessage.system(system), ChatMessage.user(prompt)]
+    seen: list[str] = []
+    problems: list[str] = []
+    for attempt in range(attempts):
+        request = ChatRequest(messages=messages, response_format=ResponseFormat(name=name, json_schema=schema),
+                              temperature=0.0, max_tokens=320, seed=seed + attempt)
+        response = client.chat(request)
+        try:
+            value = response.parsed()
+        except ValueError:
+            value = None
+        required = [str(k) for k in schema.get("required", []) or []]  # type: ignore[union-attr]
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in required):
+            problems = ["the answer is not JSON with the fields " + ", ".join(required)]
+        else:
+            problems = check(value)
+            if not problems:
+                return {k: str(v).strip() for k, v in value.items()}, tuple(seen)
+        seen.extend(problems)
+        messages = [*messages, ChatMessage.assistant(response.content),
+                    ChatMessage.user("That does not work: " + "; ".join(problems) + ". Write it again.")]
+    raise QueryFailure(_problem_reason(problems), problems)
+
+
+def write_query(client: LLMClient, task: Task, calls: Sequence[GoldCall], tools: Mapping[str, ToolSpec], *,
+                seed: int, attempts: int, domain: str = "", persona: str = "") -> WrittenQuery:
+    """A persona and an explicit query for `calls` of `task`, validated (see the module docstring)."""
+    required = [value for path, value in knowable_values(task, calls)
+                if any(path.split(".", 1)[0] in c.essential_arguments for c in calls)]
+    given_persona = f"The person: {persona}\n" if persona else ""
+    prompt = (f"{given_persona}Domain: {domain or 'general'}.\nWhat the person wants done, in order:\n"
+              f"{describe_goal(task, calls, tools)}\n\nWrite JSON with \"persona\" (one sentence about who they "
+              "are) and \"query\" (their request, stating every value listed above).")
+
+    def check(value: Mapping[str, object]) -> list[str]:
+        return query_problems(str(value["query"]), task, required_values=required)
+
+    answer, problems = _ask(client, WRITER_SYSTEM, prompt, QUERY_SCHEMA, "query", seed, attempts, check)
+    return WrittenQuery(persona=persona or answer["persona"], query=answer["query"], problems=problems)
+
+
+def choose_operators(seed: int, task_id: str) -> list[RefineOperator]:
+    """The seeded operator choice of one task: 1 to 4 operators (see the module docstring)."""
+    rng = random.Random(f"{seed}:{task_id}:refine")
+    strength = rng.randint(1, len(REFINE_OPERATORS))
+    order = list(REFINE_OPERATORS)
+    rng.shuffle(order)
+    return order[:strength]
+
+
+def refine_query(client: LLMClient, task: Task, explicit: str, operators: Sequence[RefineOperator], *,
+                 seed: int, attempts: int) -> WrittenQuery:
+    """The explicit query rewritten with `operators`, validated like an explicit one minus required values."""
+    rules = "\n".join(f"- {OPERATOR_TEXT[op]}" for op in operators)
+    prompt = f"The request:\n{explicit}\n\nRewrite it. Apply these rules:\n{rules}\n\nWrite JSON with \"query\"."
+
+    def check(value: Mapping[str, object]) -> list[str]:
+        text = str(value["query"])
+        problems = query_problems(text, task)
+        if text.strip() == explicit.strip():
+            problems.append("the rewrite is identical to the request")
+        return problems
+
+    answer, problems = _ask(client, REFINER_SYSTEM, prompt, REFINED_SCHEMA, "refined_query", seed, attempts, check)
+    return WrittenQuery(persona="", query=answer["query"], problems=problems)

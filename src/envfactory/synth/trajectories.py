@@ -1,0 +1,267 @@
+"""The trajectory stage: `run_synth_trajectories(config, workspace, deps) -> StageManifest`.
+
+Inputs: `runs/<from_run>/synth-tasks/tasks.jsonl` (gated tasks; the stage must be complete).
+Outputs under `runs/<from_run>/synth-trajectories/`: `items/<task-id>.json` (one `TrajectoryItem` per task,
+written when the task is done), then `tasks.jsonl` (the tasks with their queries; for `rl` every task that
+got a query, otherwise those with a verified trajectory), `trajectories.jsonl` (the selected, verified
+trajectories), `funnel.json` (`TrajectoryFunnel`) and the stage manifest.
+
+Per task: a persona and an explicit query (writer model), validated; a refined query with seeded
+operators (when the preset refines), validated; k solver attempts on the refined query, each in a fresh
+group from the task's initial state; when none verifies, k attempts on the explicit query (calibration: a
+refined query is kept only if solvers still succeed on it). Selection by verification (`synth.solve`).
+
+Errors: a missing or unfinished task stage is a `StoreError` before any model call. Set-up failures of a
+model (missing model, replay miss, unreachable endpoint) are raised: no answer was involved. Anything else
+going wrong with one task is recorded on its item (`failed`, with the reason) and the run continues.
+Deterministic: the same tasks, config, seed and model answers give byte-identical artifacts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from envfactory.agent import AgentSettings, UserSimulator
+from envfactory.errors import ProviderError, StoreError
+from envfactory.llm import ChatRequest, ChatResponse, LLMClient
+from envfactory.runtime import Environment, load_env
+from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory
+from envfactory.spec.synth_trajectories import (
+    QueryRecord,
+    SolverAttempt,
+    SynthTrajectoriesConfig,
+    TrajectoryItem,
+)
+from envfactory.store import StageDir, Workspace
+from envfactory.synth.overspec import score_overspecification
+from envfactory.synth.queries import (
+    QueryFailure,
+    choose_operators,
+    knowable_values,
+    refine_query,
+    write_query,
+)
+from envfactory.synth.solve import attempt, select, solver_task, split_turns
+from envfactory.synth.trajectory_funnel import build_funnel
+
+STAGE = "synth-trajectories"
+TASK_STAGE = "synth-tasks"
+
+
+class CountingClient:
+    """An `LLMClient` that counts the calls and tokens of the one it wraps (per-item accounting)."""
+
+    def __init__(self, inner: LLMClient) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @property
+    def model_id(self) -> str:
+        """The wrapped client's model id."""
+        return self.inner.model_id
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Ask the wrapped client and count the answer's usage."""
+        response = self.inner.chat(request)
+        self.calls += 1
+        self.prompt_tokens += response.usage.prompt_tokens
+        self.completion_tokens += response.usage.completion_tokens
+        return response
+
+
+@dataclass
+class TrajectoryDeps:
+    """What the stage needs from outside: the role models and how environments are loaded.
+
+    `writer` writes and refines queries, `solver` runs the agent, `user` voices the user simulator
+    (defaults to the solver's model). `progress(done, total, status)` is told after every task."""
+
+    writer: LLMClient
+    solver: LLMClient
+    user: LLMClient | None = None
+    load: Callable[[str], Environment] = load_env
+    progress: Callable[[int, int, str], None] = lambda done, total, status: None
+    clock: Callable[[], float] = time.perf_counter
+    _envs: dict[str, Environment] = field(default_factory=dict)
+
+    def environment(self, name: str) -> Environment:
+        """The environment called `name`, loaded once."""
+        if name not in self._envs:
+            self._envs[name] = self.load(name)
+        return self._envs[name]
+
+
+def read_tasks(workspace: Workspace, run_id: str) -> list[Task]:
+    """The gated tasks of a finished task stage; a `StoreError` names what is missing."""
+    stage = StageDir.open(workspace, run_id, TASK_STAGE)
+    if not stage.is_complete():
+        raise StoreError(f"run {run_id!r} has no finished {TASK_STAGE} stage in {stage.path}: "
+                         "run `envfactory synth tasks` first (or resume it)")
+    path = stage.path / "tasks.jsonl"
+    return [Task.model_validate_json(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def _tool_specs(task: Task, envs: Sequence[Environment]) -> dict[str, ToolSpec]:
+    specs: dict[str, ToolSpec] = {}
+    for env in envs:
+        for spec in env.spec.tools:
+            specs[f"{env.name}__{spec.name}" if task.tool_naming == "qualified" else spec.name] = spec
+    return specs
+
+
+class _ItemRun:
+    """The work on one task (see the module docstring); builds its `TrajectoryItem`."""
+
+    def __init__(self, config: SynthTrajectoriesConfig, deps: TrajectoryDeps, task: Task, solve: bool) -> None:
+        self.config, self.deps, self.task, self.solve = config, deps, task, solve
+        self.writer = CountingClient(deps.writer)
+        self.solver = CountingClient(deps.solver)
+        self.user_client = CountingClient(deps.user or deps.solver)
+        self.rng = random.Random(f"{config.seed}:{task.id}")
+        self.conversational = config.preset == "sft-conv" and len(task.gold_calls()) > 1
+
+    def _usage(self, item: TrajectoryItem) -> TrajectoryItem:
+        clients = (self.writer, self.solver, self.user_client)
+        return item.model_copy(update={
+            "model_calls": sum(c.calls for c in clients), "prompt_tokens": sum(c.prompt_tokens for c in clients),
+            "completion_tokens": sum(c.completion_tokens for c in clients), "conversational": self.conversational,
+        })
+
+    def run(self) -> TrajectoryItem:
+        envs = [self.deps.environment(ref.name) for ref in self.task.envs]
+        tools = _tool_specs(self.task, envs)
+        calls = self.task.gold_calls()
+        segments = split_turns(calls, self.config.max_turn_tools, self.rng) if self.conversational else [calls]
+        domain = self.task.origin.domain
+        record = QueryRecord()
+        explicit: list[str] = []
+        try:
+            for segment in segments:
+                written = write_query(self.writer, self.task, segment, tools, seed=self.config.seed,
+                                      attempts=self.config.query_attempts, domain=domain, persona=record.persona)
+                record = record.model_copy(update={"persona": written.persona,
+                                                   "problems": [*record.problems, *written.problems]})
+                explicit.append(written.query)
+        except QueryFailure as failure:
+            return self._usage(TrajectoryItem(task_id=self.task.id, status="dropped", reason=f"query:{failure.reason}",
+                                              detail=str(failure), query=record))
+        whole = " ".join(explicit)
+        record = record.model_copy(update={"explicit": whole,
+                                           "explicit_overspec": score_overspecification(whole, self.task)})
+        refined: list[str] = []
+        if self.config.refines:
+            operators = choose_operators(self.config.seed, self.task.id)
+            try:
+                refined = [refine_query(self.writer, self.task, text, operators, seed=self.config.seed,
+                                        attempts=self.config.query_attempts).query for text in explicit]
+                text = " ".join(refined)
+                record = record.model_copy(update={"refined": text, "operators": operators,
+                                                   "refined_overspec": score_overspecification(text, self.task)})
+            except QueryFailure as failure:
+                record = record.model_copy(update={"problems": [*record.problems, *failure.problems]})
+                refined = []
+        known = [", ".join(f"{path}: {value}" for path, value in knowable_values(self.task, seg)) for seg in segments]
+        return self._usage(self._solve(record, explicit, refined, segments, known))
+
+    def _solve(self, record: QueryRecord, explicit: list[str], refined: list[str],
+               segments: list[list[GoldCall]], known: list[str]) -> TrajectoryItem:
+        def variant(texts: list[str]) -> Task:
+            return solver_task(self.task, texts, segments, conversational=self.conversational,
+                               persona=record.persona, known_info=known)
+
+        tries: list[tuple[Literal["refined", "explicit"], Task]] = []
+        if refined:
+            tries.append(("refined", variant(refined)))
+        tries.append(("explicit", variant(explicit)))
+        attempts: list[SolverAttempt] = []
+        settings = AgentSettings(temperature=self.config.temperature,
+                                 max_steps_per_turn=self.config.max_steps_per_turn)
+        user = UserSimulator(self.user_client) if self.conversational else None
+        chosen_task = tries[0][1]
+        if self.solve:
+            envs = [self.deps.environment(ref.name) for ref in self.task.envs]
+            for kind, solver_view in tries:
+                chosen_task = solver_view
+                for _ in range(self.config.k):
+                    seed = self.config.seed * 1_000_003 + len(attempts)
+                    attempts.append(attempt(self.solver, solver_view, envs, index=len(attempts), seed=seed,
+                                            query=kind, settings=settings,
+                                            threshold=self.config.verified_threshold, user=user))
+                if any(a.verified for a in attempts):
+                    break
+        selected = select(attempts)
+        kind = attempts[selected].query if selected is not None else ("refined" if refined else "explicit")
+        queries = TaskQueries(explicit=record.explicit, refined=record.refined if kind == "refined" else "",
+                              refinement_strength=len(record.operators) if kind == "refined" else 0,
+                              refinement_operators=list(record.operators) if kind == "refined" else [],
+                              source="model")
+        final = Task.create(**{**chosen_task.model_dump(exclude={"id", "queries", "persona"}),
+                               "queries": queries.model_dump(), "persona": record.persona})
+        status = "verified" if selected is not None else "unsolved"
+        failures = [a.failure for a in attempts if a.failure]
+        if attempts and len(failures) == len(attempts):
+            status = "failed"
+        return TrajectoryItem(task_id=self.task.id, status=status,
+                              reason="environment_failure" if status == "failed" else "",
+                              detail=failures[0] if status == "failed" else "", task=final, query=record,
+                              attempts=attempts, selected=selected)
+
+
+def _selected_trajectory(item: TrajectoryItem) -> Trajectory | None:
+    if item.selected is None or item.task is None:
+        return None
+    trajectory = item.attempts[item.selected].trajectory
+    return trajectory.model_copy(update={"task_id": item.task.id}) if trajectory is not None else None
+
+
+def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace,
+                           deps: TrajectoryDeps) -> StageManifest:
+    """Run the stage (see the module docstring); resumes from the items already written."""
+    started = deps.clock()
+    tasks = read_tasks(workspace, config.from_run)
+    task_stage = StageDir.open(workspace, config.from_run, TASK_STAGE)
+    chosen = tasks[: config.max_tasks] if config.max_tasks is not None else tasks
+    solve_limit = len(chosen) if config.solve_tasks is None else config.solve_tasks
+    stage = StageDir.open(workspace, config.from_run, STAGE)
+    items: list[TrajectoryItem] = []
+    for index, task in enumerate(chosen):
+        relative = f"items/{task.id}.json"
+        path = stage.artifact_path(relative)
+        if path.is_file():
+            item = TrajectoryItem.model_validate_json(path.read_bytes())
+        else:
+            try:
+                item = _ItemRun(config, deps, task, solve=index < solve_limit).run()
+            except ProviderError:
+                raise
+            except Exception as exc:  # one task's failure is recorded; the run goes on
+                item = TrajectoryItem(task_id=task.id, status="failed", reason=type(exc).__name__,
+                                      detail=str(exc)[:500])
+            stage.write_bytes(relative, item.to_json_bytes() + b"\n")
+        items.append(item)
+        deps.progress(index + 1, len(chosen), item.status)
+    keep_unsolved = config.preset == "rl"
+    kept_tasks = [i.task for i in items if i.task is not None and (i.status == "verified" or keep_unsolved)]
+    trajectories = [t for i in items if (t := _selected_trajectory(i)) is not None]
+    funnel = build_funnel(config, len(tasks), items)
+    stage.write_jsonl("tasks.jsonl", [t.model_dump(mode="json") for t in kept_tasks])
+    stage.write_jsonl("trajectories.jsonl", [t.model_dump(mode="json") for t in trajectories])
+    stage.write_json("funnel.json", funnel.model_dump(mode="json"))
+    manifest = task_stage.read_manifest()
+    return stage.finish(
+        outputs=["tasks.jsonl", "trajectories.jsonl", "funnel.json", *(f"items/{i.task_id}.json" for i in items)],
+        config=config.model_dump(mode="json"),
+        inputs={TASK_STAGE: manifest.content_digest() if manifest else ""},
+        seeds={"main": config.seed},
+        versions={"writer": deps.writer.model_id, "solver": deps.solver.model_id,
+                  "user": (deps.user or deps.solver).model_id},
+        counts=funnel.stages, drops={f"{stage_name}:{reason}": n for stage_name, reasons in funnel.drops.items()
+                                     for reason, n in reasons.items()},
+        timings={"wall_s": round(deps.clock() - started, 3)},
+    )
