@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -74,7 +75,7 @@ def test_v1_id_kept_when_no_v2_field_is_used_and_changed_when_one_is() -> None:
         for call in turn["gold_calls"]:
             del call["essential_arguments"], call["result"]
     assert plain.id == content_hash(v1_doc)
-    variants = [
+    variants: list[dict[str, Any]] = [
         {"queries": TaskQueries(explicit="Order two mugs", refined="Get me a couple of mugs",
                                 refinement_strength=2, refinement_operators=["omit_inferable", "weave_goals"], source="template")},
         {"split_key": "shop:create_order"},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from envfactory.spec import StageManifest
 from envfactory.spec.benchmark import BenchmarkTask
-from envfactory.spec.synth import SynthTasksConfig
+from envfactory.spec.synth import SamplerName, SynthTasksConfig
 from envfactory.store import Workspace
 from envfactory.synth import SynthDeps, run_synth_tasks
 
@@ -18,10 +18,10 @@ QUIET_BENCHMARK = (BenchmarkTask(benchmark="bfcl", category="multi_turn_base", i
                                  texts=["Move final_report.pdf into the temp directory."]),)
 
 
-def run_small(root: Path, *, tasks: int = 10, seed: int = 5, sampler: str = "topology", batch_size: int = 8,
+def run_small(root: Path, *, tasks: int = 10, seed: int = 5, sampler: SamplerName = "topology", batch_size: int = 8,
               benchmark: tuple[BenchmarkTask, ...] | list[BenchmarkTask] = QUIET_BENCHMARK, resume: bool = False,
               run_id: str = "r", envs: tuple[str, ...] = SMALL_ENVS) -> StageManifest:
-    config = SynthTasksConfig(envs=list(envs), tasks=tasks, seed=seed, sampler=sampler,  # type: ignore[arg-type]
+    config = SynthTasksConfig(envs=list(envs), tasks=tasks, seed=seed, sampler=sampler,
                               batch_size=batch_size)
     return run_synth_tasks(config, Workspace(root), SynthDeps(run_id=run_id, benchmark_tasks=list(benchmark),
                                                              resume=resume))

@@ -85,8 +85,10 @@ def test_a_task_without_an_essential_call_is_refused(env: Environment) -> None:
 def test_an_argument_that_changes_nothing_is_not_essential(env: Environment) -> None:
     listing = ("role_members", {"roleId": "role_0001", "page_size": 30}, ["page_size", "roleId"])
     probe = _task(env, [listing], read_only=True)
-    member = probe.gold_calls()[0].result["items"][0]  # type: ignore[call-overload,index]
-    task = _task(env, [listing], read_only=True, checks=[OutputContainsCheck(text=member["add_at"])])
+    result = probe.gold_calls()[0].result
+    assert isinstance(result, dict) and isinstance(result["items"], list) and isinstance(result["items"][0], dict)
+    member = result["items"][0]
+    task = _task(env, [listing], read_only=True, checks=[OutputContainsCheck(text=str(member["add_at"]))])
     outcome = gate_task(task, {ENV: env})
     assert outcome.failed == "essential_calls" and "altering page_size" in outcome.detail
 

@@ -300,7 +300,8 @@ def bind_step(senv: SynthEnv, step: ChainStep, outputs: list[Any], ctx: BindCont
         else:
             set_path(arguments, binding.input, user_value(senv, facts, binding.input, root, ctx))
             sources.setdefault(top_name(binding.input), "user")
-    for name in root.get("required") or ():
+    required = root.get("required")
+    for name in required if isinstance(required, list) else []:
         if isinstance(name, str) and name not in arguments:
             arguments[name] = user_value(senv, facts, name, root, ctx)
             sources[name] = "user"

@@ -104,7 +104,8 @@ def generate_record(model: DeclarativeModel, name: str, state: dict[str, Any], r
         raise GroundingError(f"{name}: the record schema does not describe an object")
     properties = decl.record_schema.get("properties")
     props: dict[str, Any] = properties if isinstance(properties, dict) else {}
-    required = set(decl.record_schema.get("required") or ())
+    listed = decl.record_schema.get("required")
+    required = {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
     for field, schema in sorted(props.items()):  # full records: a chain may read any field of them
         if field not in record and isinstance(schema, dict):
             record[field] = generate_value(schema, rng, name=field)

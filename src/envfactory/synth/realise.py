@@ -25,6 +25,7 @@ from envfactory.graph import Chain
 from envfactory.runtime import SessionGroup, open_group
 from envfactory.runtime.group import Naming
 from envfactory.spec import ToolCall, ToolResult
+from envfactory.spec.synth import DropStage
 from envfactory.synth.bind import BindContext, BindError, bind_step
 from envfactory.synth.envs import SynthEnv
 from envfactory.synth.ground import GroundingError, ground_state, touched_collections
@@ -75,7 +76,7 @@ class Realised:
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    stage: str
+    stage: DropStage
     reason: str
     detail: str = ""
     envs: tuple[str, ...] = ()

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from envfactory.errors import EnvFactoryError, SandboxRequiredError, SpecError, StoreError
 from envfactory.runtime import Environment, library_env_names, load_env
-from envfactory.spec import StageManifest, canonical_json, content_hash
+from envfactory.spec import StageManifest, Task, Trajectory, canonical_json, content_hash
 from envfactory.spec.benchmark import BenchmarkTask
 from envfactory.spec.env import HybridImplementation
 from envfactory.spec.synth import (
@@ -119,7 +119,7 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
     first = number * config.batch_size
     reached: Counter[str] = Counter()
     drops: list[CandidateDrop] = []
-    kept: list[tuple[Any, Any]] = []
+    kept: list[tuple[int, Task, Trajectory]] = []
     for candidate in range(first, first + config.batch_size):
         reached["chains"] += 1
         planned = planner.plan(candidate)
@@ -134,17 +134,18 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
         if isinstance(outcome, Dropped):
             if outcome.stage == "executed":
                 reached["grounded"] += 1
-            drops.append(CandidateDrop(candidate=candidate, stage=outcome.stage, reason=outcome.reason,  # type: ignore[arg-type]
+            drops.append(CandidateDrop(candidate=candidate, stage=outcome.stage, reason=outcome.reason,
                                        detail=outcome.detail, envs=names, tools=planned.provenance.tools))
             continue
         reached["grounded"] += 1
         reached["executed"] += 1
-        task = build_task(outcome, planned.provenance, seed=config.seed,
-                          source_id=f"{config.sampler}:{config.seed}:{candidate}")
-        if isinstance(task, Dropped):
-            drops.append(CandidateDrop(candidate=candidate, stage="gated", reason=task.reason, detail=task.detail,
+        built = build_task(outcome, planned.provenance, seed=config.seed,
+                           source_id=f"{config.sampler}:{config.seed}:{candidate}")
+        if isinstance(built, Dropped):
+            drops.append(CandidateDrop(candidate=candidate, stage="gated", reason=built.reason, detail=built.detail,
                                        envs=names, tools=planned.provenance.tools))
             continue
+        task = built
         trajectory = gold_path_trajectory(task, outcome, seed=config.seed)
         gates = gate_task(task, envs, trajectory=trajectory)
         if not gates.passed:
@@ -153,7 +154,8 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
             continue
         kept.append((candidate, task, gold_path_trajectory(task, outcome, seed=config.seed, reward=gates.gold_reward)))
     flagged = contamination_gate([task for _, task, _ in kept], benchmark_tasks)
-    tasks, trajectories = [], []
+    tasks: list[Task] = []
+    trajectories: list[Trajectory] = []
     for candidate, task, trajectory in kept:
         if task.id in flagged:
             drops.append(CandidateDrop(candidate=candidate, stage="gated", reason="gate contamination",
