@@ -13,7 +13,22 @@ import typer
 from typer.core import TyperGroup
 
 import envfactory
-from envfactory.cli import build, demo, envs, eval, graph, library, llm, resources, run, schema, serve, synth, view
+from envfactory.cli import (
+    build,
+    demo,
+    envs,
+    eval,
+    graph,
+    library,
+    llm,
+    resources,
+    run,
+    schema,
+    serve,
+    synth,
+    train,
+    view,
+)
 from envfactory.cli._output import report_error
 from envfactory.errors import EnvFactoryError
 
@@ -64,6 +79,7 @@ app.add_typer(eval.app, name="eval")
 app.add_typer(library.app, name="library")
 app.add_typer(build.app, name="build")
 app.add_typer(synth.app, name="synth")
+app.add_typer(train.app, name="train")
 app.command("demo")(demo.demo)
 app.command("run")(run.run)
 app.command("serve")(serve.serve)

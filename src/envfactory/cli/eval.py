@@ -49,6 +49,7 @@ from envfactory.eval.run import (
 )
 from envfactory.eval.run import Progress as RunProgress
 from envfactory.llm import LLMSettings, UsageLedger, make_client
+from envfactory.llm.hf import HFConfig
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.runtime.sources import DEFAULT_EPOCH
 from envfactory.spec import RunManifest
@@ -75,11 +76,15 @@ def parse_llm(spec: str, model: str | None, api_key: str | None, cassette: Path 
         if not rest:
             raise SpecError("--llm openai:URL needs the endpoint URL, e.g. openai:http://127.0.0.1:8000/v1")
         return build_settings("openai", model, rest, api_key, "json_schema", "native", cassette, models_dir)
+    if kind == "hf":
+        if not rest:
+            raise SpecError("--llm hf:DIR needs a transformers checkpoint directory, e.g. hf:runs/<id>/sft/model")
+        return dataclasses.replace(LLMSettings(provider="hf", hf=HFConfig(path=Path(rest))), cassette=cassette)
     if kind == "replay":
         if not rest:
             raise SpecError("--llm replay:FILE needs the cassette path")
         return build_settings("replay", model, None, api_key, "json_schema", "native", Path(rest), models_dir)
-    raise SpecError(f"--llm must be local, openai:URL or replay:FILE, not {spec!r}")
+    raise SpecError(f"--llm must be local, openai:URL, hf:DIR or replay:FILE, not {spec!r}")
 
 
 def _selections(suites: list[str], task_file: Path | None, tasks: int | None, all_tasks: bool) -> list[SuiteSelection]:
@@ -143,7 +148,7 @@ def run(
     max_user_turns: Annotated[int, typer.Option("--max-user-turns", min=1,
                                                 help="Simulated-user messages per τ² episode.")] = 3,
     llm: Annotated[str, typer.Option("--llm", envvar="ENVFACTORY_EVAL_LLM",
-                                     help="local, openai:URL or replay:FILE.")] = "local",
+                                     help="local, openai:URL, hf:DIR or replay:FILE.")] = "local",
     model: Annotated[str | None, typer.Option("--model", envvar="ENVFACTORY_LLM_MODEL",
                                               help="Local model key or the endpoint's model name.")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar=["ENVFACTORY_LLM_API_KEY", "OPENAI_API_KEY"],

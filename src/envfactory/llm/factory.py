@@ -3,6 +3,7 @@ environment variables; nothing here reads them).
 
 - `provider="local"`: the embedded model (`LocalConfig`), the default.
 - `provider="openai"`: an OpenAI-compatible endpoint (`OpenAIConfig`).
+- `provider="hf"`: a transformers checkpoint directory (`HFConfig`), e.g. one `envfactory train` wrote.
 - `provider="replay"`: answers from the cassette `cassette` only; the response cache is not used, so a
   request the cassette lacks always fails loudly.
 - With another provider, `cassette` (if given) records every answer.
@@ -19,6 +20,7 @@ from typing import Literal
 from envfactory.errors import ProviderError
 from envfactory.llm.client import ClientPolicy, ManagedClient
 from envfactory.llm.embeddings import SentenceTransformerEmbedder
+from envfactory.llm.hf import HFConfig, HFProvider
 from envfactory.llm.local import LocalConfig, LocalProvider
 from envfactory.llm.openai_compat import OpenAICompatibleProvider, OpenAIConfig
 from envfactory.llm.protocols import Embedder, LLMClient
@@ -27,8 +29,8 @@ from envfactory.llm.static import StaticEmbedder, StaticEmbedderConfig
 from envfactory.llm.usage import UsageLedger
 from envfactory.store import KVStore
 
-ProviderKind = Literal["local", "openai", "replay"]
-PROVIDER_KINDS: tuple[ProviderKind, ...] = ("local", "openai", "replay")
+ProviderKind = Literal["local", "openai", "replay", "hf"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("local", "openai", "replay", "hf")
 EmbedderKind = Literal["minilm", "static"]
 EMBEDDER_KINDS: tuple[EmbedderKind, ...] = ("minilm", "static")
 
@@ -38,6 +40,7 @@ class LLMSettings:
     provider: ProviderKind = "local"
     local: LocalConfig = field(default_factory=LocalConfig)
     openai: OpenAIConfig | None = None
+    hf: HFConfig | None = None
     cassette: Path | None = None
     policy: ClientPolicy = field(default_factory=ClientPolicy)
 
@@ -49,6 +52,10 @@ def make_provider(settings: LLMSettings) -> LLMClient:
         if settings.openai is None:
             raise ProviderError("provider 'openai' needs a base URL and a model name")
         return OpenAICompatibleProvider(settings.openai)
+    if settings.provider == "hf":
+        if settings.hf is None:
+            raise ProviderError("provider 'hf' needs a checkpoint directory (hf:DIR)")
+        return HFProvider(settings.hf)
     if settings.cassette is None:
         raise ProviderError("provider 'replay' needs a cassette file")
     return ReplayClient(settings.cassette)

@@ -1,0 +1,165 @@
+"""The `hf:DIR` provider: a transformers checkpoint (e.g. one `envfactory train` wrote) run on the CPU.
+
+Contract:
+- `HFConfig.path` is a directory saved by `save_pretrained` (model, tokenizer and chat template).
+  transformers and torch are imported and the model loaded lazily, on the first call or `load()`;
+  a directory that does not load raises `ProviderError` naming the cause.
+- `model_id` is `hf/<directory name>@<sha256 of the weight and tokenizer files>[:12]` plus the hash of the
+  prompt texts this provider adds, so a cached answer never outlives a change of the checkpoint.
+- The prompt is the checkpoint's own chat template. A template that knows tools gets them (and tool
+  calls and results) natively; otherwise they are described in the system message as the local provider
+  does (`local.template_messages`).
+- Decoding is unconstrained (no grammar): a forced tool call is *prefilled* — the answer starts with
+  `<tool_call>{"name": "<tool>", "arguments": ` (or with `<tool_call>` for `required`) and the model
+  completes it; a response schema is stated in the system message and left to the managed client's
+  validation and repair. Tool calls are parsed from `<tool_call>` blocks, fenced or bare JSON.
+- Sampling is seeded (`request.seed`); temperature 0 decodes greedily. One call at a time (a lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envfactory.errors import ProviderError
+from envfactory.llm._prompts import prompt_hash
+from envfactory.llm.errors import DependencyMissingError
+from envfactory.llm.local import template_messages
+from envfactory.llm.parsing import extract_tool_calls, to_tool_calls
+from envfactory.llm.types import ChatMessage, ChatRequest, ChatResponse, NamedToolChoice, Usage
+
+INSTALL_HINT = "pip install 'envfactory[train]' (torch and transformers)"
+_HASHED = ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+           "config.json", "generation_config.json")
+
+
+@dataclass(frozen=True, slots=True)
+class HFConfig:
+    """Settings of the transformers provider."""
+
+    path: Path
+    n_threads: int | None = None
+
+
+def checkpoint_hash(path: Path) -> str:
+    """sha256 over the checkpoint's weight, config and tokenizer files (names and bytes)."""
+    digest = hashlib.sha256()
+    for name in _HASHED:
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            with file.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HFProvider:
+    """`LLMClient` over a transformers checkpoint (see the module docstring)."""
+
+    def __init__(self, config: HFConfig) -> None:
+        self.config = config
+        path = Path(config.path)
+        if not (path / "config.json").is_file():
+            raise ProviderError(f"hf:{path}: not a transformers checkpoint (no config.json); pass a directory "
+                                "written by save_pretrained, e.g. runs/<id>/sft/model")
+        self._path = path
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._knows_tools = False
+        self._id = f"hf/{path.resolve().name}@{checkpoint_hash(path)[:12]}+p{prompt_hash('tools_system', 'schema_hint')[:8]}"
+        self.calls = 0
+
+    @property
+    def model_id(self) -> str:
+        return self._id
+
+    def load(self) -> None:
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise DependencyMissingError(f"transformers/torch are not installed ({exc}); {INSTALL_HINT}") from exc
+        if self.config.n_threads:
+            torch.set_num_threads(self.config.n_threads)
+        try:
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(self._path))
+            self._model = transformers.AutoModelForCausalLM.from_pretrained(str(self._path), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f"hf:{self._path}: the checkpoint does not load ({exc})") from exc
+        self._model.eval()
+        template = self._tokenizer.chat_template or ""
+        if not template:
+            raise ProviderError(f"hf:{self._path}: the tokenizer has no chat template")
+        self._knows_tools = "tools" in template
+
+    def prompt(self, request: ChatRequest) -> str:
+        """The exact text the model continues for `request`."""
+        self.load()
+        messages, tools = template_messages(request, self._knows_tools)
+        text: str = self._tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                                        add_generation_prompt=True)
+        return text + self._prefill(request)
+
+    @staticmethod
+    def _prefill(request: ChatRequest) -> str:
+        if isinstance(request.tool_choice, NamedToolChoice):
+            return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice.name) + ', "arguments": '
+        if request.tool_choice == "required":
+            return "<tool_call>\n"
+        return ""
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        with self._lock:
+            self._load_locked()
+            return self._chat_locked(request)
+
+    def _chat_locked(self, request: ChatRequest) -> ChatResponse:
+        import torch
+
+        messages, tools = template_messages(request, self._knows_tools)
+        text = self._tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+        prefill = self._prefill(request)
+        encoded = self._tokenizer(text + prefill, return_tensors="pt", add_special_tokens=False)
+        torch.manual_seed(request.seed)
+        sample = request.temperature > 0
+        stop_ids = [i for i in {self._tokenizer.eos_token_id, self._tokenizer.convert_tokens_to_ids("<|im_end|>")}
+                    if isinstance(i, int) and i >= 0]
+        with torch.no_grad():
+            output = self._model.generate(
+                **encoded, max_new_tokens=request.max_tokens, do_sample=sample,
+                temperature=request.temperature if sample else None, top_p=request.top_p if sample else None,
+                top_k=None, eos_token_id=stop_ids or None, pad_token_id=self._tokenizer.pad_token_id or stop_ids[0],
+            )
+        new = output[0, encoded["input_ids"].shape[1]:]
+        completion = self._tokenizer.decode(new, skip_special_tokens=True)
+        for stop in request.stop:
+            completion = completion.split(stop)[0]
+        self.calls += 1
+        usage = Usage(prompt_tokens=int(encoded["input_ids"].shape[1]), completion_tokens=int(new.shape[0]))
+        finish = "length" if int(new.shape[0]) >= request.max_tokens else "stop"
+        message = self._message(request, prefill + completion)
+        if message.tool_calls:
+            finish = "tool_calls"
+        return ChatResponse(model=self.model_id, message=message, finish_reason=finish, usage=usage)
+
+    @staticmethod
+    def _message(request: ChatRequest, text: str) -> ChatMessage:
+        offered = request.offered_tools()
+        if request.response_format is not None or not offered:
+            return ChatMessage.assistant(text.strip())
+        if isinstance(request.tool_choice, NamedToolChoice) and "</tool_call>" not in text:
+            text = text.rstrip() + "}\n</tool_call>" if text.count("{") > text.count("}") else text
+        content, calls = extract_tool_calls(text, [t.name for t in offered])
+        return ChatMessage.assistant(content, to_tool_calls(calls, len(request.messages)))
