@@ -28,8 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from envfactory.runtime import Environment, SessionGroup, open_group
-from envfactory.spec import GoldCall, Message, Reward, Task, ToolCall, ToolResult, Trajectory, canonical_json
+from envfactory.spec import GoldCall, Message, Reward, Task, ToolCall, ToolResult, Trajectory
 from envfactory.spec.benchmark import BenchmarkTask
 from envfactory.verify.contamination import ContaminationConfig, is_task_contaminated, score_tasks
 from envfactory.verify.rewards import task_reward
@@ -38,6 +40,12 @@ GATES: tuple[str, ...] = (
     "gold_replay", "deterministic", "gold_reward", "no_op", "initial_state", "essential_calls", "contamination",
 )
 EPSILON = 1e-9
+
+
+def _json(value: Any) -> bytes:
+    """Sorted-key JSON for comparing values (not for hashing: `canonical_json` also refuses NaN, which
+    results from a session never hold, at a cost that dominated the gates)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,7 @@ class _Fail(Exception):
 
 def answer_from_log(log: Sequence[tuple[ToolCall, ToolResult]]) -> list[Message]:
     """One assistant message restating every successful result of an episode."""
-    said = " ".join(canonical_json(result.output).decode() for _, result in log if result.error is None)
+    said = " ".join(_json(result.output).decode() for _, result in log if result.error is None)
     return [Message(role="assistant", content=said)]
 
 
@@ -116,14 +124,14 @@ def _check_replay(episodes: _Episodes, trajectory: Trajectory | None) -> Session
         if result.error is not None:
             raise _Fail("gold_replay", f"gold call {index} ({call.tool}) failed: {result.error.kind}")
         recorded = gold[index].result
-        if recorded is not None and canonical_json(recorded) != canonical_json(result.output):
+        if recorded is not None and _json(recorded) != _json(result.output):
             raise _Fail("gold_replay", f"gold call {index} ({call.tool}) returned something else than recorded")
     expected = dict(task.expected_final_hash) if not task.read_only else episodes.base.hashes()
     if group.hashes() != expected:
         raise _Fail("gold_replay", "the gold replay does not end in the expected final-state hashes")
     if trajectory is not None:
-        calls = [(c.tool, canonical_json(c.arguments)) for c in trajectory.tool_calls()]
-        if calls != [(g.tool, canonical_json(g.arguments)) for g in gold]:
+        calls = [(c.tool, _json(c.arguments)) for c in trajectory.tool_calls()]
+        if calls != [(g.tool, _json(g.arguments)) for g in gold]:
             raise _Fail("gold_replay", "the gold-path trajectory's calls are not the gold calls")
         if trajectory.state_hashes != step_hashes or trajectory.final_state_hashes != group.hashes():
             raise _Fail("gold_replay", "the gold-path trajectory's state hashes are not reproduced")
@@ -133,7 +141,7 @@ def _check_replay(episodes: _Episodes, trajectory: Trajectory | None) -> Session
 def _check_deterministic(episodes: _Episodes, first: SessionGroup) -> None:
     again = episodes.run(episodes.task.gold_calls())
     same = again.hashes() == first.hashes() and all(
-        canonical_json(a.output) == canonical_json(b.output)
+        _json(a.output) == _json(b.output)
         for (_, a), (_, b) in zip(again.log, first.log, strict=True))
     if not same:
         raise _Fail("deterministic", "two replays of the gold calls differ")
