@@ -50,8 +50,8 @@ def stage_funnel(data: WorkspaceData, run: RunInfo, stage: str) -> dict[str, Any
         return {"problem": f"{data.display(path)}: no \"stages\" object to plot", "charts": [], "figures": {}}
     stages = [(str(k), float(v)) for k, v in raw["stages"].items() if isinstance(v, int | float)]
     charts = [bar_chart(f"{stage}: funnel", stages)]
-    drops = raw.get("drops") if isinstance(raw.get("drops"), dict) else {}
-    for where, reasons in drops.items():
+    drops = raw.get("drops")
+    for where, reasons in (drops.items() if isinstance(drops, dict) else []):
         if isinstance(reasons, dict) and reasons:
             charts.append(bar_chart(f"{stage}: dropped at {where}", sorted(
                 (str(k), float(v)) for k, v in reasons.items() if isinstance(v, int | float))))
