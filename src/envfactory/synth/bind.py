@@ -26,7 +26,7 @@ from typing import Any
 
 from envfactory.graph import ChainStep, StepOutput
 from envfactory.runtime.argsgen import generate_value, harvest_values
-from envfactory.synth.envs import SynthEnv, ToolFacts
+from envfactory.synth.envs import SynthEnv, ToolFacts, shared_for
 
 PREFER_TASK_RECORDS = 0.8
 OPTIONAL_FIELD_PROBABILITY = 0.4
@@ -235,9 +235,9 @@ def user_value(senv: SynthEnv, facts: ToolFacts, path: str, root: Mapping[str, A
                 return value
         if name in facts.references:
             return _pick_key(ctx, facts.references[name])
-        kind = facts.entities.get(name)
-        if kind is not None and kind in ctx.shared and _fits(ctx.shared[kind], schema):
-            return ctx.shared[kind]
+        value = shared_for(name, facts.entities.get(name), ctx.shared)
+        if value is not None and _fits(value, schema):
+            return value
     leaf = path.rsplit(".", 1)[-1].removesuffix("[]")
     return generate_value(schema, ctx.rng, ctx.pool, name=leaf)
 
@@ -257,9 +257,9 @@ def _extras(senv: SynthEnv, facts: ToolFacts, root: Mapping[str, Any], arguments
         blocked.add(facts.key_arg)
     open_fields = sorted(p for p in props if p not in arguments and p not in blocked)
     for name in open_fields:
-        kind = facts.entities.get(name)
-        if kind is not None and kind in ctx.shared and _fits(ctx.shared[kind], leaf_schema(root, name)):
-            arguments[name] = ctx.shared[kind]
+        value = shared_for(name, facts.entities.get(name), ctx.shared)
+        if value is not None and _fits(value, leaf_schema(root, name)):
+            arguments[name] = value
             sources[name] = "user"
     record_fields = [p for p in open_fields if p not in arguments and (p in facts.record_fields or facts.kind is None)]
     changes = [p for p in arguments if p in facts.record_fields]

@@ -28,8 +28,9 @@ from envfactory.spec.declarative import DeclarativeModel
 _EMAIL = re.compile(r"e_?mail", re.IGNORECASE)
 _AMOUNT_WORDS = ("amount", "price", "cost", "total", "budget", "balance", "fee", "salary")
 _PLACE_WORDS = ("city", "country", "address", "location", "region", "place")
-_PERSON_WORDS = ("first_name", "last_name", "firstname", "lastname", "full_name", "fullname", "person",
-                 "contact_name", "display_name", "displayname", "username", "user_name", "owner", "assignee")
+_PERSON_SUFFIXES = ("first_name", "last_name", "firstname", "lastname", "full_name", "fullname", "person_name",
+                    "contact_name", "display_name", "displayname", "username", "user_name")
+_PERSON_NAMES = ("owner", "assignee", "author", "person", "contact")
 ENTITY_KINDS: tuple[str, ...] = ("email", "date", "person", "place", "amount")
 
 
@@ -48,9 +49,25 @@ def entity_kind(name: str, schema: Mapping[str, Any]) -> str | None:
         return "amount"
     if kind == "string" and not schema.get("enum") and any(word in lowered for word in _PLACE_WORDS):
         return "place"
-    if kind == "string" and not schema.get("enum") and any(word in lowered for word in _PERSON_WORDS):
+    if kind == "string" and not schema.get("enum") and (lowered.endswith(_PERSON_SUFFIXES) or lowered in _PERSON_NAMES):
         return "person"
     return None
+
+
+def shared_for(name: str, kind: str | None, shared: Mapping[str, Any]) -> Any:
+    """The shared value an argument or field of entity `kind` takes (None: it takes none). A person's
+    first-name and last-name fields take the matching part of the shared full name."""
+    if kind is None or kind not in shared:
+        return None
+    value = shared[kind]
+    if kind == "person" and isinstance(value, str) and " " in value:
+        lowered = name.lower()
+        first, last = value.split(" ", 1)
+        if lowered.endswith(("first_name", "firstname")):
+            return first
+        if lowered.endswith(("last_name", "lastname")):
+            return last
+    return value
 
 
 @dataclass(frozen=True, slots=True)

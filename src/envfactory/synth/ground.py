@@ -24,7 +24,7 @@ import orjson
 
 from envfactory.runtime.argsgen import generate_value
 from envfactory.spec.declarative import CollectionDecl, DeclarativeModel
-from envfactory.synth.envs import SynthEnv, entity_kind
+from envfactory.synth.envs import SynthEnv, entity_kind, shared_for
 
 
 class GroundingError(ValueError):
@@ -109,6 +109,9 @@ def generate_record(model: DeclarativeModel, name: str, state: dict[str, Any], r
     for field, schema in sorted(props.items()):  # full records: a chain may read any field of them
         if field not in record and isinstance(schema, dict):
             record[field] = generate_value(schema, rng, name=field)
+        items = schema.get("items") if isinstance(schema, dict) else None
+        if record.get(field) == [] and isinstance(items, dict) and schema.get("maxItems") != 0:
+            record[field] = [generate_value(items, rng, name=field)]  # an element a later step can take
     for ref in decl.references:
         keys = sorted(state["collections"].get(ref.collection, {}))
         top = ref.field.split(".", 1)[0].removesuffix("[]")
@@ -127,9 +130,9 @@ def generate_record(model: DeclarativeModel, name: str, state: dict[str, Any], r
             record[transition.field] = rng.choice(starts)
     references = {ref.field.split(".", 1)[0].removesuffix("[]") for ref in decl.references}
     for field, schema in sorted(props.items()):
-        kind = entity_kind(field, schema) if isinstance(schema, dict) else None
-        if kind is not None and kind in shared and field != decl.key and field not in references:
-            record[field] = shared[kind]
+        value = shared_for(field, entity_kind(field, schema) if isinstance(schema, dict) else None, shared)
+        if value is not None and field != decl.key and field not in references:
+            record[field] = value
     existing = state["collections"].setdefault(name, {})
     for fields in decl.unique:
         for field in fields:

@@ -125,8 +125,10 @@ def _shared_bound(plan: Plan, steps: list[GoldStep]) -> bool:
     if plan.shared_kind is None:
         return True
     value = plan.shared[plan.shared_kind]
-    for part in plan.parts:
-        if not any(s.env == part.senv.name and value in s.arguments.values() for s in steps):
+    parts = value.split(" ") if isinstance(value, str) and plan.shared_kind == "person" else []
+    for part in plan.parts:  # the value, or for a person their first or last name
+        if not any(s.env == part.senv.name and (value in s.arguments.values() or any(p in s.arguments.values() for p in parts))
+                   for s in steps):
             return False
     return True
 
