@@ -126,7 +126,7 @@ def test_corrupt_artifacts_get_a_clear_page(base_url: str) -> None:
     bad_model = fetch(base_url + "/trajectory?file=runs/partial/trajectories.jsonl&n=2")
     assert bad_model.status == 422 and "termination" in bad_model.body
     listing = fetch(base_url + "/trajectories?file=runs/partial/trajectories.jsonl")
-    assert listing.status == 200 and "line 2: not a readable record" in listing.body
+    assert listing.status == 200 and "record 1: not a readable record" in listing.body
     run = fetch(base_url + "/run/broken")
     assert run.status == 200 and "runs/broken/manifest.json: not a valid run manifest" in run.body
     # the rest of the UI keeps working

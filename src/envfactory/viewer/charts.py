@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 ROW_HEIGHT = 22
 LABEL_WIDTH = 220
-BAR_WIDTH = 360
+BAR_WIDTH = 280
 VALUE_WIDTH = 90
 
 

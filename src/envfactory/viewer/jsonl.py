@@ -1,11 +1,13 @@
 """Paged, searchable indexes over JSONL artifacts (trajectories, tasks, attempts, chains).
 
 Contract:
-- `JsonlIndex.build(path, summarise)` reads the file once: for every non-empty line it keeps the byte
-  offset, a small summary (`summarise(parsed line)`, a dict of display fields) and the line lowercased
-  for search. A line that is not JSON gets a summary with `problem` set instead of failing the file.
+- `JsonlIndex.build(path, summarise)` reads the file once and keeps, for every non-empty line, its byte
+  offset and the line lowercased for search; nothing is parsed then, so indexing costs one read.
 - `search(query)` is a case-insensitive substring match over the raw line (so over every field a
-  record holds); `record(number)` re-reads one line by its offset and parses it.
+  record holds); `raw(number)` re-reads one line by its offset.
+- `summary(number)` is `summarise(parsed line)`, the few display fields a list shows, computed when a
+  page first shows that record and kept; a line that is not JSON gets a summary with `problem` set
+  instead of failing the page.
 - `IndexCache` keeps one index per file and rebuilds it when the file's size or mtime changes; it is an
   attribute of the viewer (no module-level state) and bounded in the files it holds.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +29,27 @@ Summariser = Callable[[Any], Summary]
 
 @dataclass(frozen=True, slots=True)
 class JsonlIndex:
-    """Offsets, summaries and lowercase text of one JSONL file's records."""
+    """Offsets and lowercase text of one JSONL file's records, and the summaries shown so far."""
 
     path: Path
     offsets: tuple[int, ...]
-    summaries: tuple[Summary, ...]
     texts: tuple[bytes, ...]
+    summarise: Summariser
+    _summaries: dict[int, Summary] = field(default_factory=dict)
 
     @classmethod
     def build(cls, path: Path, summarise: Summariser) -> JsonlIndex:
         """Index `path` (an `OSError` propagates: the caller reports the file as unreadable)."""
         offsets: list[int] = []
-        summaries: list[Summary] = []
         texts: list[bytes] = []
         position = 0
         with path.open("rb") as handle:
             for line in handle:
                 start, position = position, position + len(line)
-                if not line.strip():
-                    continue
-                offsets.append(start)
-                texts.append(line.lower())
-                try:
-                    summaries.append({"problem": "", **summarise(orjson.loads(line))})
-                except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
-                    summaries.append({"problem": f"line {len(offsets)}: not a readable record ({exc})"})
-        return cls(path, tuple(offsets), tuple(summaries), tuple(texts))
+                if line.strip():
+                    offsets.append(start)
+                    texts.append(line.lower())
+        return cls(path, tuple(offsets), tuple(texts), summarise)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -71,6 +68,18 @@ class JsonlIndex:
         with self.path.open("rb") as handle:
             handle.seek(self.offsets[number])
             return handle.readline()
+
+    def summary(self, number: int) -> Summary:
+        """The display fields of record `number` (always with `problem`: empty, or why it is unreadable)."""
+        cached = self._summaries.get(number)
+        if cached is not None:
+            return cached
+        try:
+            made = {"problem": "", **self.summarise(orjson.loads(self.raw(number)))}
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            made = {"problem": f"record {number}: not a readable record ({exc})"}
+        self._summaries[number] = made
+        return made
 
 
 class IndexCache:

@@ -8,13 +8,14 @@ does not validate is shown as a problem with its raw JSON (escaped), never half-
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from envfactory.spec import Task, Trajectory
-from envfactory.viewer.jsonl import Page
+from envfactory.viewer.jsonl import JsonlIndex, Page
 from envfactory.viewer.models import KNOWN_CHAIN_VERSIONS, ChainView, check_version
 from envfactory.viewer.render import PageResult, pretty, query_int
 from envfactory.viewer.workspace import (
@@ -93,16 +94,18 @@ def records_page(data: WorkspaceData, kind: str, query: dict[str, str]) -> PageR
         if not files:
             raise NotFound(f"no {kind} file {chosen!r}")
     needle = query.get("q", "").strip()
-    matches: list[tuple[str, int, dict[str, Any]]] = []
+    matches: list[tuple[str, int]] = []
+    indexes: dict[str, JsonlIndex] = {}
     problems: list[str] = []
     for item in files:
         try:
-            index = data.indexes.get(item.path, kind, summarise)
+            indexes[item.key] = data.indexes.get(item.path, kind, summarise)
         except OSError as exc:
             problems.append(f"{item.key}: cannot be read ({exc.strerror})")
             continue
-        matches += [(item.key, n, index.summaries[n]) for n in index.search(needle)]
+        matches += [(item.key, n) for n in indexes[item.key].search(needle)]
     page = Page.of(matches, query_int(query, "page", 1), PAGE_SIZE)
+    page = replace(page, items=[(key, n, indexes[key].summary(n)) for key, n in page.items])
     return PageResult(template, {"title": title, "page": page, "q": query.get("q", ""), "file": chosen,
                                         "files": [f.key for f in data.data_files(patterns)], "problems": problems})
 

@@ -4,6 +4,7 @@ funnels with plots, and evaluation runs (per-suite tables and charts, each attem
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from envfactory.spec.library import LibraryFunnel
@@ -182,8 +183,8 @@ def eval_page(data: WorkspaceData, run_id: str, query: dict[str, str]) -> PageRe
     page = None
     if (run.path / ATTEMPT_FILE).is_file():
         index = data.indexes.get(run.path / ATTEMPT_FILE, "attempt", attempt_summary)
-        matches = [(n, index.summaries[n]) for n in index.search(query.get("q", "").strip())]
-        page = Page.of(matches, query_int(query, "page", 1), PAGE_SIZE)
+        page = Page.of(index.search(query.get("q", "").strip()), query_int(query, "page", 1), PAGE_SIZE)
+        page = replace(page, items=[(n, index.summary(n)) for n in page.items])
     else:
         problems.append(f"{data.display(run.path)}: no {ATTEMPT_FILE}")
     return PageResult("eval.html", {"title": f"Evaluation {run_id}", "run": run, "report": report,
