@@ -88,7 +88,7 @@ class ConnectionPolicy:
         headroom = max(MIN_HEADROOM, soft // 4)
         derived = max(MIN_CAP, soft - headroom)
         cap = min(derived, limits.max_connections) if limits.max_connections is not None else derived
-        return cls(max_connections=cap, accept_batch=max(4, min(128, headroom // 4)),
+        return cls(max_connections=cap, accept_batch=max(4, min(128, headroom // 8)),
                    header_timeout_s=limits.header_timeout_s, body_timeout_s=limits.body_timeout_s,
                    unauthenticated_idle_s=limits.unauthenticated_idle_s, tokens=tokens)
 
