@@ -1,6 +1,11 @@
 """Console and file output shared by the verbs.
 
 - Human output goes through Rich consoles, which are created per call (nothing at import time).
+  Text from specs, catalogs and models is hostile by assumption, so these consoles (`SafeConsole`)
+  never interpret markup or emoji codes in strings (`[/]` in a description prints as itself; the CLI's
+  own styling is built with `Text` styles) and strip C0/C1 control characters from everything they
+  render, so no escape sequence from data reaches the terminal. `plain_text` does the same for
+  output that bypasses Rich.
 - Machine output (`--json`) is plain JSON on stdout, indented and with sorted keys. It does not go
   through Rich, so it is never wrapped, highlighted or paged.
 - Files the CLI writes are written atomically (temporary file, then rename) in canonical formatting.
@@ -9,29 +14,62 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 from rich.text import Text
 
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
+# Every C0 control but tab and newline, DEL, and the C1 controls (U+0080-U+009F, e.g. CSI U+009B).
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain_text(text: str) -> str:
+    """`text` without control characters (terminal escape sequences lose their ESC/CSI/OSC introducer
+    and their BEL/ST terminator, and print as inert characters)."""
+    return CONTROL_CHARACTERS.sub("", text)
+
+
+class SafeConsole(Console):
+    """A Rich console for hostile text: strings are never parsed as markup or emoji codes, and control
+    characters are removed from every segment it renders (tables, panels and `Text` included); the
+    escape sequences of Rich's own styles are added after that, when the segments are written."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)
+        kwargs.setdefault("highlight", False)
+        super().__init__(**kwargs)
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and CONTROL_CHARACTERS.search(segment.text):
+                yield Segment(plain_text(segment.text), segment.style, segment.control)
+            else:
+                yield segment
+
+
 def console() -> Console:
     # Rich assumes 80 columns when stdout is not a terminal (CI logs, pipes), which squeezes the
     # summary tables into ellipses; logs have no width limit, so use a wide one there.
-    out = Console(highlight=False)
+    out = SafeConsole()
     if not out.is_terminal:
-        out = Console(highlight=False, width=140)
+        out = SafeConsole(width=140)
     return out
 
 
 def error_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return SafeConsole(stderr=True, soft_wrap=True)
 
 
 def pretty_json(data: Any) -> bytes:
@@ -70,3 +108,29 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of `path`, which must be a regular file of at most `max_bytes` (a directory, a device
+    such as /dev/zero, a FIFO or an oversized file raises `SpecError` saying so, before anything is read
+    without bound)."""
+    from envfactory.errors import SpecError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such file ({what})") from exc
+    except IsADirectoryError as exc:
+        raise SpecError(f"{path}: is a directory; {what} must be a regular file") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot open {what} ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{path}: not a regular file; {what} must be a regular file of at most {max_bytes} bytes")
+        if info.st_size > max_bytes:
+            raise SpecError(f"{path}: {info.st_size} bytes; {what} may have at most {max_bytes} bytes")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while we read
+        raise SpecError(f"{path}: more than {max_bytes} bytes; {what} may have at most {max_bytes} bytes")
+    return data

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json
 from envfactory.errors import SpecError
@@ -91,7 +92,7 @@ def _print(report: ContaminationReport) -> None:
         table.add_row(
             env.env, top.tool_set if top else "-", f"{top.score:.3f}" if top else "-",
             f"{len(top.matches)}/{top.their_tools}" if top else "-",
-            "[red]CONTAMINATED[/red]: " + "; ".join(reasons) if reasons else "[green]clean[/green]",
+            Text.assemble(("CONTAMINATED", "red"), ": " + "; ".join(reasons)) if reasons else Text("clean", "green"),
         )
     out.print(table)
     if report.tasks:
@@ -108,7 +109,7 @@ def _print(report: ContaminationReport) -> None:
                 f"{item.ngram.score:.3f}" if item.ngram else "-", item.ngram.benchmark_task if item.ngram else "-",
                 f"{item.embedding.score:.3f}" if item.embedding else "-",
                 item.embedding.benchmark_task if item.embedding else "-",
-                "[red]flagged[/red]" if is_task_contaminated(item, config) else "[green]clean[/green]",
+                Text("flagged", "red") if is_task_contaminated(item, config) else Text("clean", "green"),
             )
         out.print(tasks)
     out.print(f"{len(report.contaminated_envs)} of {len(report.envs)} environments contaminated"

@@ -171,7 +171,7 @@ def demo(
     results: list[EpisodeResult] = []
     failures: dict[str, str] = {}
     timings: dict[str, float] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True) as progress:
         for name in names:
             t0 = time.perf_counter()

@@ -192,7 +192,7 @@ def run(
             if not as_json:
                 out.print(Text.assemble(("envfactory eval", "bold"),
                                         f" · {len(items)} task(s) × {k} · {client.model_id} → {run_dir.path}"))
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=out, transient=True, disable=as_json) as progress:
                 bar = progress.add_task("attempts", total=len(items) * k)
 

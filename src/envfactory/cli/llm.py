@@ -283,11 +283,12 @@ def _print_info(info: dict[str, Any]) -> None:
     static = info["static_embedder"]
     out.print(Text.assemble(("static embedder ", "bold"), _yes(static["ready"], "ready", "not ready"), " ",
                             static["path"] if static["ready"] else static["detail"]))
-    libs = ", ".join(f"{name} {version or '[red]missing[/red]'}" for name, version in info["libraries"].items())
-    out.print(f"[bold]libraries[/bold] {libs}")
+    libs = Text(", ").join(Text.assemble(f"{name} ", version or ("missing", "red"))
+                           for name, version in info["libraries"].items())
+    out.print(Text.assemble(("libraries ", "bold"), libs))
     cache = info["cache"]
     entries = ", ".join(f"{ns} {n}" for ns, n in cache.get("entries", {}).items()) or "empty"
-    out.print(f"[bold]cache[/bold] {cache['path']} " + (entries if cache["exists"] else "(not created yet)"))
+    out.print(Text.assemble(("cache ", "bold"), f"{cache['path']} ", entries if cache["exists"] else "(not created yet)"))
 
 
 @app.command("info")

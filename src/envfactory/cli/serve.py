@@ -10,7 +10,8 @@
   (default: every bundled one).
 
 `--state FILE` gives the initial state of every new session: with one `--env`, that environment's
-state JSON or a `Snapshot`; with several, an object mapping environment names to states. A token is
+state JSON or a `Snapshot`; with several, an object mapping environment names to states. It must be a
+regular file of at most 64 MiB (`MAX_STATE_BYTES`); directories, devices and FIFOs are refused. A token is
 read from `--token-file` or `$ENVFACTORY_SERVE_TOKEN`; beyond loopback the server refuses to start
 without one.
 """
@@ -23,11 +24,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import typer
 
+from envfactory.cli._output import read_regular_file
 from envfactory.errors import EnvFactoryError, SpecError
-from envfactory.runtime.loader import read_json_file
 from envfactory.spec import Snapshot
+
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
 if TYPE_CHECKING:
     from envfactory.serve.service import SessionTemplate
@@ -58,7 +62,10 @@ def _read_token(token_file: Path | None, token: str | None) -> str | None:
 def _initial_states(path: Path | None, envs: list[str]) -> tuple[dict[str, Any], dict[str, Snapshot]]:
     if path is None:
         return {}, {}
-    data = read_json_file(path)
+    try:
+        data = orjson.loads(read_regular_file(path, MAX_STATE_BYTES, "the --state file"))
+    except orjson.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON ({exc})") from exc
     if len(envs) == 1:
         if isinstance(data, dict) and {"state", "state_hash", "env"} <= set(data):
             try:
@@ -95,6 +102,10 @@ def serve(
     max_sessions: Annotated[int, typer.Option("--max-sessions", help="Most sessions open at once.")] = 1024,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="Seconds without a request before a session is closed.")] = 900.0,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body accepted.")] = 8 * 1024 * 1024,
+    header_timeout: Annotated[float, typer.Option("--header-timeout", help="Seconds a request head may take to arrive.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a request body may take to arrive.")] = 30.0,
+    unauthenticated_idle: Annotated[float, typer.Option("--unauthenticated-idle", help="Seconds a connection may idle before its first authenticated request.")] = 10.0,
+    max_connections: Annotated[int | None, typer.Option("--max-connections", help="Most open connections (default: from the file-descriptor limit).")] = None,
     trust: Annotated[bool, typer.Option("--trust", help="Run python toolkits that are not bundled in this process (code you trust only).")] = False,
     sandbox_workers: Annotated[int, typer.Option("--sandbox-workers", help="Most sandbox worker processes (one per untrusted python environment).")] = 4,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (logs go to stderr).")] = "info",
@@ -126,7 +137,9 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limits = ServeLimits(max_sessions=max_sessions, idle_timeout_s=idle_timeout, max_body_bytes=max_body_bytes)
+    limits = ServeLimits(max_sessions=max_sessions, idle_timeout_s=idle_timeout, max_body_bytes=max_body_bytes,
+                         header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                         unauthenticated_idle_s=unauthenticated_idle, max_connections=max_connections)
     config = ServeConfig(host=host, port=port, token=_read_token(token_file, token), limits=limits)
     config.check()
     # Untrusted python toolkits run in this pool's workers; it starts none until such an environment loads.
