@@ -33,6 +33,7 @@ PAGES = {
     "/graph?tool=shop__create_order": "Neighbourhood of",
     "/chains": "chain 0",
     "/tasks": "synth",
+    "/drops?q=gated": "gate no_op",
     f"/task?file={TASKS}&n=3": "Explicit query",
     "/trajectories": "traj-00000",
     f"/trajectory?file={TRAJECTORIES}&n=4": "order_4",
@@ -242,5 +243,23 @@ def test_prewarm_indexes_every_jsonl_artifact(workspace: Workspace) -> None:
     viewer = Viewer(WorkspaceData(workspace.root))
     assert len(viewer.data.indexes) == 0
     viewer.prewarm()
-    # trajectories (2 files), tasks, chains, and the evaluation's attempts
-    assert len(viewer.data.indexes) == 5
+    # trajectories (2 files), tasks, chains, dropped candidates, and the evaluation's attempts
+    assert len(viewer.data.indexes) == 6
+
+
+def test_task_page_shows_its_trajectory_synthesis(base_url: str) -> None:
+    body = fetch(base_url + f"/task?file={TASKS}&n=3").body
+    section = body.split('id="synthesis"')[1].split('id="checks"')[0]
+    assert "verified" in section and "omit_inferable" in section and "0.40 (5 candidates)" in section
+    assert "1 (selected)" in section and "wrong order" in section
+    assert section.count('class="attempt-trajectory"') == 2 and "traj-00009" in section
+    # the score's leaked tool name is marked as over-specification in the explicit query
+    assert "create_order" in section
+    other = fetch(base_url + f"/task?file={TASKS}&n=2").body
+    assert "no trajectory-synthesis item for this task" in other
+
+
+def test_dropped_candidates_are_searchable(base_url: str) -> None:
+    gated = fetch(base_url + "/drops?q=gate").body
+    assert "1 result ·" in gated and "the no-op trajectory scores 1.0" in gated
+    assert "2 results ·" in fetch(base_url + "/drops").body

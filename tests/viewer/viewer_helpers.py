@@ -34,6 +34,7 @@ from envfactory.spec import (
     Turn,
     canonical_json,
 )
+from envfactory.spec.synth_trajectories import OverspecScore, QueryRecord, SolverAttempt, TrajectoryItem
 from envfactory.spec.tool import ErrorInfo
 from envfactory.store import RunDir, StageDir, Workspace, jsonl_bytes, write_atomic
 from envfactory.viewer.workspace import library_root
@@ -90,6 +91,25 @@ def task(number: int) -> Task:
                             source="template"),
         split_key=f"chain-{number % 5}",
     )
+
+
+def synthesis_item(number: int) -> TrajectoryItem:
+    """What trajectory synthesis made of `task(number)`: its queries scored for over-specification and
+    two solver attempts, the second verified and selected."""
+    made = task(number)
+    assert made.queries.refined and made.queries.explicit
+    leaked = OverspecScore(tool_names=["create_order"], values=[f"book-{number:04d}"], candidates=5, score=0.4)
+    query = QueryRecord(persona=made.persona, explicit=made.queries.explicit, refined=made.queries.refined,
+                        operators=["omit_inferable"], explicit_overspec=leaked,
+                        refined_overspec=OverspecScore(values=[f"book-{number:04d}"], candidates=5, score=0.2))
+    failed, solved = trajectory(number * 2 + 1), trajectory(number * 2 + 3)
+    assert failed.reward is not None and solved.reward is not None
+    attempts = [SolverAttempt(attempt=0, seed=0, query="refined", reward=failed.reward, verified=False,
+                              termination="agent_stop", tool_calls=3, llm_calls=4, failure="wrong order", trajectory=failed),
+                SolverAttempt(attempt=1, seed=1, query="refined", reward=solved.reward, verified=True,
+                              termination="agent_stop", tool_calls=3, llm_calls=4, trajectory=solved)]
+    return TrajectoryItem(task_id=made.id, status="verified", task=made, query=query, attempts=attempts, selected=1,
+                          model_calls=9, prompt_tokens=1200, completion_tokens=300)
 
 
 def _hostile_env(workspace: Workspace) -> None:
@@ -157,7 +177,14 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
                                      "stages": {"chains": 40, "valid": 36, "grounded": 30, "executed": 28,
                                                 "gated": 20, "kept": 20},
                                      "drops": {"gated": {"no write": 8}, "valid": {"no source for input": 4}}})
-    stage.finish(outputs=["funnel.json", "tasks.jsonl", "trajectories.jsonl"], counts={"chains": 40, "tasks": 20, "kept": trajectories},
+    stage.write_jsonl("drops.jsonl", [
+        {"schema_version": 1, "candidate": 4, "stage": "gated", "reason": "gate no_op", "envs": ["shop"],
+         "detail": "the no-op trajectory scores 1.0", "tools": ["shop__list_products"]},
+        {"schema_version": 1, "candidate": 9, "stage": "valid", "reason": "no source for input", "envs": ["shop"],
+         "detail": "shop__create_order.product_id", "tools": ["shop__create_order"]}])
+    item = synthesis_item(3)
+    stage.write_bytes(f"items/{item.task_id}.json", item.to_json_bytes())
+    stage.finish(outputs=["drops.jsonl", "funnel.json", "tasks.jsonl", "trajectories.jsonl", f"items/{item.task_id}.json"], counts={"chains": 40, "tasks": 20, "kept": trajectories},
                  drops={"gate: no write": 12, "duplicate": 8}, timings={"total": 3.5})
     _broken(workspace)
     _eval_run(workspace)

@@ -15,16 +15,19 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from envfactory.spec import Task, Trajectory
+from envfactory.spec.synth_trajectories import TrajectoryItem
 from envfactory.viewer.jsonl import JsonlIndex, Page
 from envfactory.viewer.models import KNOWN_CHAIN_VERSIONS, ChainView, check_version
 from envfactory.viewer.render import PageResult, pretty, query_int
 from envfactory.viewer.workspace import (
     CHAIN_FILES,
+    DROP_FILES,
     TASK_FILES,
     TRAJECTORY_FILES,
     ArtifactProblem,
     NotFound,
     WorkspaceData,
+    confined,
     validation_summary,
 )
 
@@ -77,10 +80,19 @@ def chain_summary(value: Any) -> dict[str, Any]:
             "tools": [str(s.get("tool", "")) for s in steps]}
 
 
+def drop_summary(value: Any) -> dict[str, Any]:
+    """The list fields of one dropped synthesis candidate (`spec.synth.CandidateDrop`, raw JSON)."""
+    return {"candidate": value.get("candidate", ""), "stage": str(value.get("stage", "")),
+            "reason": str(value.get("reason", "")), "detail": str(value.get("detail", ""))[:300],
+            "envs": ", ".join(str(e) for e in value.get("envs", [])),
+            "tools": ", ".join(str(t) for t in value.get("tools", []))}
+
+
 KINDS = {
     "trajectory": (TRAJECTORY_FILES, trajectory_summary, "Trajectories", "trajectories.html"),
     "task": (TASK_FILES, task_summary, "Tasks", "tasks.html"),
     "chain": (CHAIN_FILES, chain_summary, "Chains", "chains.html"),
+    "drop": (DROP_FILES, drop_summary, "Dropped candidates", "drops.html"),
 }
 
 
@@ -204,13 +216,58 @@ def gold_marks(task: Task) -> dict[str, str]:
     return marks
 
 
-def _queries(task: Task, marks: dict[str, str]) -> dict[str, Any]:
+def _queries(task: Task, marks: dict[str, str], item: TrajectoryItem | None = None) -> dict[str, Any]:
     first = task.turns[0].user
     first_text = first.text if first.kind == "scripted" else first.instructions
-    refined = task.queries.refined or first_text
-    return {"explicit": highlight(task.explicit_query, marks) if task.explicit_query else None,
+    written = item.query if item is not None else None
+    refined = (written.refined if written is not None else "") or task.queries.refined or first_text
+    explicit = (written.explicit if written is not None else "") or task.explicit_query
+    return {"explicit": highlight(explicit, marks) if explicit else None,
             "refined": highlight(refined, marks),
             "over_in_refined": sorted({text for text, mark in highlight(refined, marks) if mark == "over"})}
+
+
+TASK_ID = re.compile(r"^[0-9a-f]{8,128}$")
+
+
+def trajectory_item(data: WorkspaceData, tasks_key: str, task_id: str) -> tuple[TrajectoryItem | None, str]:
+    """What trajectory synthesis made of a task (`items/<task-id>.json` beside the tasks file, or in
+    another stage of the same run), and the problem reading it ("" when none)."""
+    if not TASK_ID.match(task_id):
+        return None, ""
+    tasks_path = (data.root / tasks_key).parent
+    candidates = [tasks_path / "items" / f"{task_id}.json"]
+    run_dir = data.root / "runs"
+    if tasks_path.is_relative_to(run_dir) and len(tasks_path.relative_to(run_dir).parts) >= 1:
+        run = run_dir / tasks_path.relative_to(run_dir).parts[0]
+        candidates += sorted(run.glob(f"*/items/{task_id}.json"))
+    for path in candidates:
+        if path.is_file():
+            try:
+                return data.model(confined(data.root, path), TrajectoryItem, "trajectory item"), ""
+            except ArtifactProblem as exc:
+                return None, str(exc)
+    return None, ""
+
+
+def _item_marks(item: TrajectoryItem | None) -> dict[str, str]:
+    """Text the over-specification score found in the item's queries (tool, parameter names, values)."""
+    if item is None or item.query is None:
+        return {}
+    found: dict[str, str] = {}
+    for score in (item.query.explicit_overspec, item.query.refined_overspec):
+        if score is not None:
+            for text in (*score.tool_names, *score.parameter_names, *score.values):
+                found[text] = "over"
+    return found
+
+
+def _attempts(item: TrajectoryItem | None) -> list[dict[str, Any]]:
+    if item is None:
+        return []
+    return [{"attempt": a, "selected": item.selected == a.attempt,
+             **(trajectory_context(a.trajectory) if a.trajectory is not None else {"trajectory": None, "steps": []})}
+            for a in item.attempts]
 
 
 def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
@@ -219,7 +276,8 @@ def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     reward spec and checks."""
     key, number, raw = _record(data, "task", query)
     task = validate_line(data, raw, Task, f"{key} record {number}")
-    marks = gold_marks(task)
+    item, item_problem = trajectory_item(data, key, task.id)
+    marks = {**gold_marks(task), **_item_marks(item)}
     turns = []
     for turn in task.turns:
         user = turn.user
@@ -231,10 +289,11 @@ def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
                                for c in turn.gold_calls]})
     return PageResult("task.html", {
         "title": f"Task {task.id[:12]}", "task": task, "file": key, "number": number, "turns": turns,
-        **_queries(task, marks),
+        **_queries(task, marks, item),
         "expected_state": pretty(task.expected_final_state, limit=50_000),
         "reward_spec": pretty(task.reward.model_dump(mode="json")),
         "checks": [pretty(c.model_dump(mode="json")) for c in task.checks],
+        "item": item, "item_problem": item_problem, "attempts": _attempts(item),
     })
 
 

@@ -37,6 +37,7 @@ from envfactory.viewer.render import PageResult, make_environment, query_int
 from envfactory.viewer.workspace import (
     ATTEMPT_FILE,
     CHAIN_FILES,
+    DROP_FILES,
     GRAPH_FILES,
     TASK_FILES,
     TRAJECTORY_FILES,
@@ -115,6 +116,7 @@ class Viewer:
             ("graph", 0): lambda: pages_graph.graph_page(data, query),
             ("chains", 0): lambda: pages_records.chains_page(data, query),
             ("tasks", 0): lambda: pages_records.records_page(data, "task", query),
+            ("drops", 0): lambda: pages_records.records_page(data, "drop", query),
             ("task", 0): lambda: pages_records.task_page(data, query),
             ("trajectories", 0): lambda: pages_records.records_page(data, "trajectory", query),
             ("trajectory", 0): lambda: pages_records.trajectory_page(data, query),
@@ -151,6 +153,7 @@ class Viewer:
             "environments": pages_envs.env_count(data), "runs": len(data.runs()),
             "evaluation runs": len(data.eval_runs()), "graphs": len(data.data_files(GRAPH_FILES)),
             "chain files": len(data.data_files(CHAIN_FILES)), "task files": len(data.data_files(TASK_FILES)),
+            "dropped-candidate files": len(data.data_files(DROP_FILES)),
             "trajectory files": len(data.data_files(TRAJECTORY_FILES)),
         }
         return PageResult("index.html", {"title": "Overview", "root": str(data.root), "counts": counts,

@@ -35,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 TRAJECTORY_FILES = ("trajectories*.jsonl", "*/trajectories*.jsonl")
 TASK_FILES = ("tasks*.jsonl", "*/tasks*.jsonl")
 CHAIN_FILES = ("chains*.jsonl", "*/chains*.jsonl")
+DROP_FILES = ("drops*.jsonl", "*/drops*.jsonl")
 GRAPH_FILES = ("graph.json", "*/graph.json")
 ATTEMPT_FILE = "attempts.jsonl"
 EVAL_REPORT = "report.json"
