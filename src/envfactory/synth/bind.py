@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envfactory.graph import ChainStep, StepOutput
 from envfactory.runtime.argsgen import generate_value, harvest_values
+from envfactory.spec import ChainStep, StepOutput
 from envfactory.synth.envs import SynthEnv, ToolFacts, shared_for
 
 PREFER_TASK_RECORDS = 0.8

@@ -21,18 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envfactory.graph import (
-    Binding,
-    Chain,
-    ChainStep,
-    RandomWalkSampler,
-    SamplerConfig,
-    StepOutput,
-    TopologySampler,
-    check_chain,
-)
+from envfactory.graph import RandomWalkSampler, SamplerConfig, TopologySampler, check_chain
 from envfactory.graph.sample import sourcing_depth
-from envfactory.spec import ChainProvenance, content_hash
+from envfactory.spec import Binding, Chain, ChainProvenance, ChainStep, StepOutput, content_hash
 from envfactory.spec.synth import SynthTasksConfig
 from envfactory.synth.envs import SynthEnv
 from envfactory.synth.realise import ChainPart, Dropped, Plan

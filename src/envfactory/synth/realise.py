@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.errors import SpecError
-from envfactory.graph import Chain
 from envfactory.runtime import SessionGroup, open_group
 from envfactory.runtime.group import Naming
-from envfactory.spec import ToolCall, ToolResult
+from envfactory.spec import Chain, ToolCall, ToolResult
 from envfactory.spec.synth import DropStage
 from envfactory.synth.bind import BindContext, BindError, bind_step
 from envfactory.synth.envs import SynthEnv
