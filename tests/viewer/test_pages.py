@@ -126,6 +126,8 @@ def test_corrupt_artifacts_get_a_clear_page(base_url: str) -> None:
     assert "runs/partial/trajectories.jsonl record 1: not a valid Trajectory" in bad_json.body
     bad_model = fetch(base_url + "/trajectory?file=runs/partial/trajectories.jsonl&n=2")
     assert bad_model.status == 422 and "termination" in bad_model.body
+    older = fetch(base_url + "/trajectory?file=runs/partial/trajectories.jsonl&n=3")
+    assert older.status == 422 and "not a valid Trajectory (schema version 0)" in older.body
     listing = fetch(base_url + "/trajectories?file=runs/partial/trajectories.jsonl")
     assert listing.status == 200 and "record 1: not a readable record" in listing.body
     run = fetch(base_url + "/run/broken")

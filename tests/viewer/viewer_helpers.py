@@ -202,7 +202,8 @@ def _broken(workspace: Workspace) -> None:
     bad = RunDir.create(workspace, "partial")
     valid = canonical_json(trajectory(99).model_dump(mode="json"))
     invalid = canonical_json({**trajectory(98).model_dump(mode="json"), "termination": "exploded"})
-    bad.write_bytes("trajectories.jsonl", valid + b"\n{truncated\n" + invalid + b"\n")
+    older = canonical_json({**trajectory(97).model_dump(mode="json"), "schema_version": 0})
+    bad.write_bytes("trajectories.jsonl", valid + b"\n{truncated\n" + invalid + b"\n" + older + b"\n")
 
 
 @dataclass(frozen=True)
