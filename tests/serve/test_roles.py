@@ -5,6 +5,7 @@ session as it was. Against a uvicorn server in a background thread."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,3 +92,16 @@ def test_policy_routes() -> None:
 def test_bad_role_configurations_are_refused(config: ServeConfig, problem: str) -> None:
     with pytest.raises(ServeConfigError, match=problem):
         config.check()
+
+
+def test_the_cli_reads_the_policy_token_and_refuses_it_without_a_trainer_token(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from envfactory.cli.app import app
+
+    policy_file = tmp_path / "policy"
+    policy_file.write_text(POLICY + "\n")
+    result = CliRunner().invoke(app, ["serve", "--http", "--policy-token-file", str(policy_file)],
+                                env={"ENVFACTORY_SERVE_TOKEN": ""})
+    assert result.exit_code != 0
+    assert "a policy token needs a trainer token" in result.output

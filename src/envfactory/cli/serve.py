@@ -99,6 +99,9 @@ def serve(
     token: Annotated[str | None, typer.Option("--token", envvar="ENVFACTORY_SERVE_TOKEN", show_envvar=True,
                                               help="Bearer token clients must send (prefer --token-file or the variable).")] = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the bearer token.")] = None,
+    policy_token_file: Annotated[Path | None, typer.Option(
+        "--policy-token-file", help="File holding the policy role's token: it may only list and call a session's tools "
+        "(needs a bearer token; docs/rewards.md).")] = None,
     max_sessions: Annotated[int, typer.Option("--max-sessions", help="Most sessions open at once.")] = 1024,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="Seconds without a request before a session is closed.")] = 900.0,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body accepted.")] = 8 * 1024 * 1024,
@@ -140,7 +143,8 @@ def serve(
     limits = ServeLimits(max_sessions=max_sessions, idle_timeout_s=idle_timeout, max_body_bytes=max_body_bytes,
                          header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                          unauthenticated_idle_s=unauthenticated_idle, max_connections=max_connections)
-    config = ServeConfig(host=host, port=port, token=_read_token(token_file, token), limits=limits)
+    config = ServeConfig(host=host, port=port, token=_read_token(token_file, token),
+                         policy_token=_read_token(policy_token_file, None), limits=limits)
     config.check()
     # Untrusted python toolkits run in this pool's workers; it starts none until such an environment loads.
     with SandboxPool(max_workers=sandbox_workers) as pool:
