@@ -265,3 +265,21 @@ def test_dropped_candidates_are_searchable(base_url: str) -> None:
     gated = fetch(base_url + "/drops?q=gate").body
     assert "1 result ·" in gated and "the no-op trajectory scores 1.0" in gated
     assert "2 results ·" in fetch(base_url + "/drops").body
+
+
+def test_an_unfinished_evaluation_run(workspace: Workspace, base_url: str) -> None:
+    from envfactory.spec import RunManifest
+    from envfactory.store import RunDir
+
+    run = RunDir.create(workspace, "eval-running")
+    run.write_manifest(RunManifest(run_id="eval-running", command="envfactory eval run",
+                                   created_at="2026-01-01T00:00:00Z", envfactory_version="0.1.0"))
+    try:
+        page = fetch(base_url + "/eval/eval-running")
+        assert page.status == 200
+        assert "runs/eval-running: no report.json yet" in page.body and "no attempts.jsonl" in page.body
+        assert "eval-running" in fetch(base_url + "/evals").body
+    finally:
+        for path in sorted(run.path.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        run.path.rmdir()

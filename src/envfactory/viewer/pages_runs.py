@@ -176,10 +176,13 @@ def eval_page(data: WorkspaceData, run_id: str, query: dict[str, str]) -> PageRe
         raise NotFound(f"run {run_id!r} is not an evaluation run")
     problems: list[str] = []
     report = None
-    try:
-        report = _report(data, run)
-    except ArtifactProblem as exc:
-        problems.append(str(exc))
+    if (run.path / EVAL_REPORT).is_file():
+        try:
+            report = _report(data, run)
+        except ArtifactProblem as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"{data.display(run.path)}: no {EVAL_REPORT} yet (the run has not finished, or failed)")
     page = None
     if (run.path / ATTEMPT_FILE).is_file():
         index = data.indexes.get(run.path / ATTEMPT_FILE, "attempt", attempt_summary)

@@ -228,7 +228,8 @@ class WorkspaceData:
         else:
             problem = f"{self.display(path)}: no manifest.json (the run never started properly or is not a run)"
         stages = tuple(sorted(p.name for p in path.iterdir() if p.is_dir() and (p / "manifest.json").is_file()))
-        is_eval = (path / ATTEMPT_FILE).is_file() or (path / EVAL_REPORT).is_file()
+        is_eval = ((path / ATTEMPT_FILE).is_file() or (path / EVAL_REPORT).is_file()
+                   or (manifest is not None and manifest.command.startswith("envfactory eval")))
         return RunInfo(run_id, path, manifest, problem, stages, is_eval)
 
     def stage_manifest(self, run: RunInfo, stage: str) -> StageManifest:
