@@ -230,7 +230,7 @@ def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
     funnels = fetch(base_url + "/funnels").body
     for title in ("shipped library: funnel", "shipped library: accepted per domain", "build demo: funnel",
                   "shipped library: checks passed in the final round", "synth: funnel", "synth: dropped at gated",
-                  "run synth-1: stage counts"):
+                  "run synth-1: stage counts", "synth: kept per domain", "synth: kept per environment"):
         assert f'aria-label="{title}"' in funnels, title
     library = funnels.split('aria-label="shipped library: accepted per domain"')[1].split("</svg>")[0]
     assert library.count("<rect") == 7 and "commerce: 20" in library

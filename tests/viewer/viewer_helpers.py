@@ -176,7 +176,9 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
     stage.write_json("funnel.json", {"schema_version": 1, "sampler": "topology", "seed": 0, "candidates": 40,
                                      "stages": {"chains": 40, "valid": 36, "grounded": 30, "executed": 28,
                                                 "gated": 20, "kept": 20},
-                                     "drops": {"gated": {"no write": 8}, "valid": {"no source for input": 4}}})
+                                     "drops": {"gated": {"no write": 8}, "valid": {"no source for input": 4}},
+                                     "kept": {"tasks": 20, "domains": {"commerce": 14, "office": 6},
+                                              "per_env": {"shop": 14, "calendar": 6}}})
     stage.write_jsonl("drops.jsonl", [
         {"schema_version": 1, "candidate": 4, "stage": "gated", "reason": "gate no_op", "envs": ["shop"],
          "detail": "the no-op trajectory scores 1.0", "tools": ["shop__list_products"]},

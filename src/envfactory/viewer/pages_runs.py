@@ -56,6 +56,12 @@ def stage_funnel(data: WorkspaceData, run: RunInfo, stage: str) -> dict[str, Any
         if isinstance(reasons, dict) and reasons:
             charts.append(bar_chart(f"{stage}: dropped at {where}", sorted(
                 (str(k), float(v)) for k, v in reasons.items() if isinstance(v, int | float))))
+    kept = raw.get("kept")
+    for part in ("domains", "per_env"):
+        counts = kept.get(part) if isinstance(kept, dict) else None
+        if isinstance(counts, dict) and counts:
+            charts.append(bar_chart(f"{stage}: kept per {'domain' if part == 'domains' else 'environment'}",
+                                    sorted((str(k), float(v)) for k, v in counts.items() if isinstance(v, int | float))))
     figures = {k: v for k, v in raw.items() if isinstance(v, int | float | str) and k != "schema_version"}
     return {"problem": "", "charts": charts, "figures": figures}
 
