@@ -16,7 +16,9 @@ from envfactory.spec import RunConfig, RunManifest, RunSummary, StageManifest
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {
     "name": "tiny", "seed": 3, "executor": {"kind": "serial"},
-    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive"]}},
+    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive"]},
+               "synth_tasks": {"enabled": False}, "synth_trajectories": {"enabled": False},
+               "export": {"enabled": False}},
 }
 
 
@@ -68,8 +70,9 @@ def test_a_run_writes_one_directory_with_manifest_summary_and_stage_artifacts(tm
     summary = execute(config, _ws(tmp_path))
     run_dir = tmp_path / "ws" / "runs" / config.default_run_id()
     statuses = {r.stage: r.status for r in summary.stages}
-    assert statuses["library"] == "complete" and statuses["graph"] == "complete"
-    assert statuses["train"] == "skipped"
+    assert statuses == {"library": "complete", "graph": "complete", "synth-tasks": "skipped",
+                        "synth-trajectories": "skipped", "export": "skipped", "train": "skipped"}
+    assert summary.status == "complete"
     selection = json.loads((run_dir / "library" / "library.json").read_text())
     assert [e["name"] for e in selection["envs"]] == ["blogger_posts", "books", "drive"]
     graph = StageManifest.model_validate_json((run_dir / "graph" / "manifest.json").read_bytes())
@@ -85,18 +88,20 @@ def test_a_run_writes_one_directory_with_manifest_summary_and_stage_artifacts(tm
     assert RunSummary.model_validate_json((run_dir / "summary.json").read_bytes()) == summary
 
 
-def test_stages_whose_layer_has_not_landed_are_reported_never_imitated(tmp_path: Path) -> None:
-    from envfactory.cli.run import stage_function
+def test_stages_whose_layer_has_not_landed_are_reported_never_imitated(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from envfactory.cli import _run_stages
 
-    summary = execute(RunConfig.model_validate(SMALL), _ws(tmp_path))
+    monkeypatch.setitem(_run_stages.STAGE_SOURCES, "synth-tasks",
+                        ("envfactory.synth_not_here", "run_synth_tasks", "issue #21, synth tasks"))
+    config = RunConfig.model_validate({**SMALL, "stages": {**SMALL["stages"], "synth_tasks": {"tasks": 5}}})  # type: ignore[dict-item]
+    summary = execute(config, _ws(tmp_path))
     by_stage = {r.stage: r for r in summary.stages}
-    for stage in ("synth-tasks", "synth-trajectories", "export"):
-        record = by_stage[stage]
-        if stage_function(stage) is None:
-            assert record.status == "not_available" and "issue #2" in record.note
-            assert not (tmp_path / "ws" / "runs" / summary.run_id / stage).exists()
-    if any(r.status == "not_available" for r in summary.stages):
-        assert summary.status == "partial"
+    assert by_stage["synth-tasks"].status == "not_available"
+    assert by_stage["synth-tasks"].note == "not available yet (issue #21, synth tasks has not landed)"
+    assert not (tmp_path / "ws" / "runs" / summary.run_id / "synth-tasks").exists()
+    assert by_stage["graph"].status == "complete" and summary.status == "partial"
+    assert by_stage["export"].status == "skipped"
 
 
 def test_resume_keeps_finished_stages_and_a_new_run_refuses_an_existing_directory(tmp_path: Path) -> None:

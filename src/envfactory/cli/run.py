@@ -26,8 +26,8 @@ order and renders progress; the stages live in their layers (`build.stage.run_li
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,12 +38,19 @@ from pydantic import ValidationError
 from rich.table import Table
 
 import envfactory
-from envfactory.build.stage import LibraryDeps, run_library, shipped_selection
+from envfactory.build.stage import shipped_selection
 from envfactory.cli._output import console, emit_json, error_console
+from envfactory.cli._run_stages import (
+    ADAPTERS,
+    NEEDS,
+    STAGE_SOURCES,
+    RunContext,
+    export_format_problems,
+    stage_function,
+)
 from envfactory.cli.demo import _git_commit, _package_versions
 from envfactory.errors import EnvFactoryError
-from envfactory.exec import Executor, make_executor
-from envfactory.graph.stage import GraphDeps, run_graph
+from envfactory.exec import make_executor
 from envfactory.runtime import library_root
 from envfactory.runtime.sources import DEFAULT_EPOCH
 from envfactory.spec import (
@@ -56,22 +63,11 @@ from envfactory.spec import (
     ShippedLibrary,
     StageManifest,
 )
-from envfactory.spec.library import LibraryConfig
-from envfactory.spec.pipeline import GraphStageConfig, LibrarySelection, LibraryStageConfig
 from envfactory.store import RunDir, StageDir, Workspace
 
 WorkspaceOption = Annotated[
     Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE", file_okay=False, help="Workspace directory.")
 ]
-
-#: Where each stage's function comes from, and the issue that brings it when it is not there yet.
-STAGE_SOURCES: dict[str, tuple[str, str, str]] = {
-    "synth-tasks": ("envfactory.synth", "run_synth_tasks", "issue #21, synth tasks"),
-    "synth-trajectories": ("envfactory.synth", "run_synth_trajectories", "issue #22, synth trajectories"),
-    "export": ("envfactory.export", "run_export", "issue #23, dataset export"),
-    "train": ("envfactory.train", "run_train", "issue #24, training"),
-}
-
 
 class RunConfigError(EnvFactoryError):
     """A run config with problems; the message lists every one with its path."""
@@ -117,12 +113,15 @@ def _file_problems(raw: Any, base: Path) -> list[str]:
     are reported together with the schema's problems)."""
     problems = []
     library = _section(raw, "stages", "library")
-    if isinstance(library, dict) and library.get("source") == "build" and isinstance(library.get("config"), str):
-        if not resolve_path(base, library["config"]).is_file():
-            problems.append(f"stages.library.config: file not found: {resolve_path(base, library['config'])}")
+    if (isinstance(library, dict) and library.get("source") == "build" and isinstance(library.get("config"), str)
+            and not resolve_path(base, library["config"]).is_file()):
+        problems.append(f"stages.library.config: file not found: {resolve_path(base, library['config'])}")
     llm = _section(raw, "llm")
     if isinstance(llm, str) and llm.startswith("replay:") and not resolve_path(base, llm[7:]).is_file():
         problems.append(f"llm: cassette not found: {resolve_path(base, llm[7:])}")
+    formats = _section(raw, "stages", "export", "formats")
+    if isinstance(formats, list):
+        problems += export_format_problems([f for f in formats if isinstance(f, str)])
     if isinstance(library, dict) and library.get("source", "shipped") == "shipped":
         try:
             shipped_selection(library_root(), ShippedLibrary.model_validate(library))
@@ -161,68 +160,6 @@ def load_run_config(path: Path) -> RunConfig:
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class RunContext:
-    """What every stage adapter gets: the resolved config, the run's place, the executor, progress."""
-
-    config: RunConfig
-    workspace: Workspace
-    run: RunDir
-    executor: Executor
-    resume: bool
-    say: Callable[[str], None]
-    records: dict[str, PipelineStageRecord] = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
-    def selection(self) -> LibrarySelection:
-        return LibrarySelection.model_validate_json((self.run.path / "library" / "library.json").read_bytes())
-
-    def env_dirs(self) -> list[Path]:
-        """The directories of the run's environments (shipped ones in the package, built ones in the run)."""
-        return [self.run.path / e.path if e.path else library_root() / e.name for e in self.selection().envs]
-
-
-def stage_function(stage: str) -> Callable[..., StageManifest] | None:
-    """The layer's `run_<stage>` function, or None while its layer does not provide it."""
-    module_name, attribute, _ = STAGE_SOURCES[stage]
-    try:
-        module = __import__(module_name, fromlist=[attribute])
-    except ImportError:
-        return None
-    function = getattr(module, attribute, None)
-    return function if callable(function) else None
-
-
-def _library(ctx: RunContext) -> StageManifest:
-    stage_config = LibraryStageConfig(run_id=ctx.run_id, library=ctx.config.stages.library, seed=ctx.config.seed)
-    build = None
-    if isinstance(ctx.config.stages.library, BuiltLibrary):
-        from envfactory.cli.library import build_library
-
-        def build(library_config: LibraryConfig, root: Path) -> None:
-            build_library(library_config, root, workspace=ctx.workspace.root, llm=ctx.config.llm, resume=True,
-                          say=ctx.say)
-
-    return run_library(stage_config, ctx.workspace, LibraryDeps(shipped_root=library_root(), build=build))
-
-
-def _graph(ctx: RunContext) -> StageManifest:
-    embedder = None
-    if ctx.config.stages.graph.embed:
-        from envfactory.llm import make_embedder
-
-        embedder = make_embedder()
-    config = GraphStageConfig(run_id=ctx.run_id, embed=ctx.config.stages.graph.embed)
-    return run_graph(config, ctx.workspace, GraphDeps(env_dirs=ctx.env_dirs(), embedder=embedder, progress=ctx.say))
-
-
-ADAPTERS: dict[str, Callable[[RunContext], StageManifest]] = {"library": _library, "graph": _graph}
-"""Stages whose adapters are wired; the later stages are added as their layers land."""
-
-
 def _enabled(config: RunConfig, stage: str) -> bool:
     section = getattr(config.stages, stage.replace("-", "_"))
     return bool(getattr(section, "enabled", True))
@@ -240,8 +177,12 @@ def run_stage(ctx: RunContext, stage: str) -> PipelineStageRecord:
     stage's own failures: they become a `failed` record with the reason."""
     if not _enabled(ctx.config, stage):
         return PipelineStageRecord(stage=stage, status="skipped", note="disabled in the config")
+    needed = NEEDS.get(stage)
+    if needed is not None and ctx.records.get(needed, PipelineStageRecord(stage=needed, status="pending")).status not in (
+            "complete", "partial"):
+        return PipelineStageRecord(stage=stage, status="skipped", note=f"needs the {needed} stage, which did not finish")
     adapter = ADAPTERS.get(stage)
-    if adapter is None:
+    if adapter is None or stage_function(stage) is None:
         _, _, issue = STAGE_SOURCES[stage]
         landed = stage_function(stage) is not None
         why = ("its layer has landed but `envfactory run` does not call it yet" if landed
@@ -257,10 +198,16 @@ def run_stage(ctx: RunContext, stage: str) -> PipelineStageRecord:
     ctx.say(f"{stage}: started")
     try:
         manifest = adapter(ctx)
-    except EnvFactoryError as exc:
-        return PipelineStageRecord(stage=stage, status="failed", note=str(exc).splitlines()[0][:500],
+    except Exception as exc:  # recorded, so the run ends with its summary and can be resumed
+        note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:400] if str(exc) else ''}"
+        if not isinstance(exc, EnvFactoryError):  # a bug: keep its traceback for whoever fixes it
+            log = ctx.run.write_bytes(f"logs/{stage}.traceback.txt", traceback.format_exc().encode("utf-8"))
+            note += f" (traceback: {log})"
+        return PipelineStageRecord(stage=stage, status="failed", note=note,
                                    timings={"wall_s": round(time.perf_counter() - started, 3)})
     record = _record(stage, manifest)
+    if ctx.tokens(stage):
+        record = record.model_copy(update={"counts": {**record.counts, "model_tokens": ctx.tokens(stage)}})
     timings = {**record.timings, "wall_s": round(time.perf_counter() - started, 3)}
     ctx.say(f"{stage}: {manifest.status} in {timings['wall_s']:.1f}s — "
             + ", ".join(f"{k} {v}" for k, v in list(manifest.counts.items())[:6]))
@@ -317,6 +264,7 @@ def execute(config: RunConfig, workspace: Workspace, *, run_id: str | None = Non
     try:
         run = open_run(config, workspace, run_id or config.default_run_id(), resume)
         ctx = RunContext(config, workspace, run, executor, resume, say)
+        ctx.prepare()
         run.write_manifest(run_manifest(config, run.run_id, {}))
         say(f"run {run.run_id} in {run.path} on the {executor.name} executor ({executor.workers} worker(s))")
         from envfactory.spec import PIPELINE_STAGES

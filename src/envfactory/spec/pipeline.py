@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from envfactory.spec.base import JSONObject, SpecModel, content_hash
 
@@ -81,20 +82,27 @@ class GraphStage(SpecModel):
 
 
 class SynthTasksStage(SpecModel):
-    """Chains from the graph grounded into gated tasks with gold-path trajectories (`synth tasks`)."""
+    """Chains from the graph grounded into gated tasks with gold-path trajectories (`synth tasks`).
+    Tuning left out takes the synthesis stage's own defaults."""
 
     enabled: bool = True
     tasks: int = Field(default=60, ge=1, le=1_000_000, description="gated tasks to keep")
     sampler: SamplerName = "topology"
-    domains: list[str] = Field(default_factory=list, description="only these domains; empty: all")
+    max_candidates: int | None = Field(default=None, ge=1, description="None: the stage's default per task")
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    multi_env_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    read_only_share: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class SynthTrajectoriesStage(SpecModel):
     """Natural queries, refinement and solver-verified trajectories (`synth trajectories`)."""
 
     enabled: bool = True
-    queries: int = Field(default=10, ge=0, description="tasks that get a natural and a refined query")
-    solver_k: int = Field(default=1, ge=1, le=64, description="solver attempts per task")
+    preset: Literal["sft-single", "sft-conv", "rl"] = "sft-single"
+    queries: int | None = Field(default=10, ge=1, description="tasks that get queries; None: every task")
+    solve: int | None = Field(default=None, ge=0, description="of those, tasks the solver attempts; None: all")
+    solver_k: int = Field(default=1, ge=1, le=16, description="solver attempts per task")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     min_verified: int = Field(default=2, ge=0, description="solver-verified trajectories the run must produce")
 
 
@@ -128,10 +136,16 @@ class RunConfig(SpecModel):
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$", description="names the run directory")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    llm: str = Field(default="local", pattern=r"^(local|openai:\S+|replay:\S+)$",
-                     description="local (the embedded model), openai:URL or replay:CASSETTE")
+    llm: str = Field(default="local", description="local (the embedded model), openai:URL or replay:CASSETTE")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     stages: RunStages = Field(default_factory=RunStages)
+
+    @field_validator("llm")
+    @classmethod
+    def _llm(cls, value: str) -> str:
+        if value != "local" and not re.fullmatch(r"(openai|replay):\S+", value):
+            raise ValueError("must be local, openai:URL or replay:CASSETTE")
+        return value
 
     def run_digest(self) -> str:
         """Hash of what decides the artifacts: the executor is left out (any executor may resume a run)."""
