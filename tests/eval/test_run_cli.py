@@ -35,7 +35,9 @@ def _write_tasks(path: Path) -> list[Task]:
                  gold_calls=[GoldCall(tool="tracker__get_task", arguments={"id": task_ids[1]})]),
         ]),
         Task.create(envs=[ref], initial_state={}, turns=[
-            Turn(user=ScriptedUser(text="Who are the users?"), gold_calls=[GoldCall(tool="tracker__list_users")]),
+            # A read-only task is scored by its answer's facts (docs/rewards.md): the oracle states this one.
+            Turn(user=ScriptedUser(text="Who are the users?"), gold_calls=[GoldCall(tool="tracker__list_users")],
+                 expected_outputs=["Maya Chen"]),
         ]),
     ]
     path.write_text("\n".join(json.dumps(t.model_dump(mode="json")) for t in tasks) + "\n")
