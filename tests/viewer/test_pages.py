@@ -283,3 +283,13 @@ def test_an_unfinished_evaluation_run(workspace: Workspace, base_url: str) -> No
         for path in sorted(run.path.rglob("*"), reverse=True):
             path.rmdir() if path.is_dir() else path.unlink()
         run.path.rmdir()
+
+
+def test_head_and_foreign_host_names(base_url: str) -> None:
+    head = fetch(base_url + "/envs", method="HEAD")
+    assert head.status == 200 and head.body == "" and int(head.headers["Content-Length"]) > 1000
+    port = base_url.rsplit(":", 1)[1]
+    rebound = fetch(base_url + "/envs", headers={"Host": f"attacker.example:{port}"})
+    assert rebound.status == 403 and "loopback name" in rebound.body
+    assert fetch(base_url + "/envs", headers={"Host": f"localhost:{port}"}).status == 200
+    assert fetch(base_url + "/envs", headers={"Host": f"[::1]:{port}"}).status == 200

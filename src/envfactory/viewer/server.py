@@ -3,7 +3,8 @@
 Contract:
 - Only GET and HEAD are served; every other method (POST, PUT, PATCH, DELETE, OPTIONS, ...) is answered
   405 with `Allow: GET, HEAD`. No route writes anything.
-- `ViewerConfig.check()` refuses a non-loopback host without a token. With a token every request must
+- `ViewerConfig.check()` refuses a non-loopback host without a token. Without a token, a request whose
+  `Host` header is not a loopback name is refused (403: DNS rebinding). With a token every request must
   carry it (`Authorization: Bearer`, the `envfactory_view_token` cookie, or `?token=` once, which sets
   the cookie); otherwise 401.
 - Unknown routes, ids and paths answer a 404 page; an artifact that cannot be read answers 422 with a
@@ -211,6 +212,13 @@ def _token_of(handler: BaseHTTPRequestHandler) -> tuple[str, bool]:
     return (morsel.value if morsel is not None else ""), False
 
 
+def _host_name(host_header: str) -> str:
+    """The host name of a `Host` header, without the port (`[::1]:8765` → `::1`)."""
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
 def make_handler(viewer: Viewer, token: str | None) -> type[BaseHTTPRequestHandler]:
     """The request handler class of a server showing `viewer`."""
 
@@ -231,6 +239,12 @@ def make_handler(viewer: Viewer, token: str | None) -> type[BaseHTTPRequestHandl
 
         def _serve(self, head: bool) -> None:
             extra: dict[str, str] = {}
+            if token is None and not is_loopback(_host_name(self.headers.get("Host", ""))):
+                # Without a token the viewer is for this machine only: a page elsewhere that rebinds its
+                # own name to 127.0.0.1 must not read the workspace through the browser (DNS rebinding).
+                self._send(*viewer.error_page(403, "Forbidden", "this viewer answers only requests addressed "
+                                              "to a loopback name (localhost, 127.0.0.1, [::1])"), head=head)
+                return
             if token is not None:
                 given, from_query = _token_of(self)
                 if not hmac.compare_digest(given.encode(), token.encode()):
