@@ -41,11 +41,12 @@ class SandboxRequiredError(EnvFactoryError):
 
 class SandboxError(EnvFactoryError):
     """A sandbox worker failed (crash, limit, protocol violation). `kind` is the framework error kind a
-    session reports for it: `sandbox_failure`, or `timeout` when a limit on time was hit."""
+    session reports for it: `sandbox_failure`, `timeout` when a limit on time was hit, or
+    `resource_limit` when a sandbox resource limit (the disk quota) was hit."""
 
     def __init__(self, message: str, kind: str = "sandbox_failure") -> None:
         super().__init__(message)
-        self.kind = kind if kind in ("sandbox_failure", "timeout") else "sandbox_failure"
+        self.kind = kind if kind in ("sandbox_failure", "timeout", "resource_limit") else "sandbox_failure"
 
 
 class StoreError(EnvFactoryError):

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 import envfactory
 from envfactory.cli import (
     build,
+    dataset,
     demo,
     envs,
     eval,
@@ -79,6 +80,7 @@ app.add_typer(eval.app, name="eval")
 app.add_typer(library.app, name="library")
 app.add_typer(build.app, name="build")
 app.add_typer(synth.app, name="synth")
+app.add_typer(dataset.app, name="dataset")
 app.add_typer(train.app, name="train")
 app.command("demo")(demo.demo)
 app.command("run")(run.run)

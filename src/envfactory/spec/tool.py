@@ -23,7 +23,7 @@ ToolEffect = Literal["read", "write"]
 AgentErrorKind = Literal[
     "invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"
 ]
-FrameworkErrorKind = Literal["timeout", "sandbox_failure", "session_closed"]
+FrameworkErrorKind = Literal["timeout", "sandbox_failure", "session_closed", "resource_limit"]
 ErrorKind = Literal[
     "invalid_arguments",
     "unknown_tool",
@@ -33,11 +33,12 @@ ErrorKind = Literal[
     "timeout",
     "sandbox_failure",
     "session_closed",
+    "resource_limit",
 ]
 AGENT_ERROR_KINDS: frozenset[str] = frozenset(
     {"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"}
 )
-FRAMEWORK_ERROR_KINDS: frozenset[str] = frozenset({"timeout", "sandbox_failure", "session_closed"})
+FRAMEWORK_ERROR_KINDS: frozenset[str] = frozenset({"timeout", "sandbox_failure", "session_closed", "resource_limit"})
 
 
 class ToolSource(SpecModel):

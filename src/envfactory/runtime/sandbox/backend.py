@@ -2,7 +2,8 @@
 
 Sessions use it exactly as they use an in-process backend; the worker boundary is invisible to them
 except that a dead or stuck worker becomes a typed failure (`SandboxFailure`, kind `sandbox_failure`
-or `timeout`), which the session turns into a result of that kind.
+or `timeout`; `resource_limit` for a call that hit the disk quota), which the session turns into a
+result of that kind.
 
 Who holds what:
 - The worker holds every session's current state (canonical JSON bytes, one per handle).
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 _MICROSECOND = timedelta(microseconds=1)
 
-FailureKind = Literal["timeout", "sandbox_failure"]
+FailureKind = Literal["timeout", "sandbox_failure", "resource_limit"]
 
 
 class SandboxFailure(SandboxError):
@@ -356,6 +357,15 @@ class SandboxBackend:
                     self._retire(worker, "sandbox_failure", "hit its memory limit")
                     raise SandboxFailure(
                         "sandbox_failure", f"{tool} exceeded the sandbox memory limit ({limit} MiB); the worker was replaced"
+                    )
+                if reply.reason == "disk":
+                    quota = self._pool.limits.disk_bytes >> 20
+                    logger.error("tool %s of %s hit the sandbox disk quota (%d MiB): %s", tool, self._meta.name, quota,
+                                 reply.message)
+                    self._retire(worker, "resource_limit", "hit its disk quota")
+                    raise SandboxFailure(
+                        "resource_limit", f"{reply.message}; the call failed and the worker was replaced "
+                                          "(its files are gone; sessions continue from their committed state)"
                     )
                 if reply.reason == "integrity" and attempt == 1:
                     logger.error(

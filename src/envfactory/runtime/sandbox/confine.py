@@ -5,6 +5,10 @@ Linux only. Every layer is probed at runtime; a layer that cannot be applied is 
 
 1. network namespace: `unshare(CLONE_NEWNET)` (as root), or a user+network namespace (unprivileged);
    the worker sees only a loopback interface that is down, so no address is reachable;
+   disk quota: a private mount namespace in which the scratch directory is a tmpfs of
+   `limits.disk_bytes` (and a bounded number of inodes), so whatever the toolkit writes lives in
+   memory the quota bounds and the host's disk is never touched (without a mount namespace, the
+   worker measures its scratch directory after every call instead: a fallback);
 2. resource limits: RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0;
 3. identity: as root, the worker becomes user and group `nobody` (so RLIMIT_NPROC binds) with every
    capability dropped. When a read root (the interpreter under a 0700 `/root`, a 0700 pytest
@@ -45,8 +49,13 @@ NOBODY = 65534
 
 # clone(2) / unshare(2)
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_THREAD = 0x00010000
+# mount(2)
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+INODE_BYTES = 4096  # one inode allowed per this many bytes of quota (tmpfs inodes cost kernel memory)
 # prctl(2)
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
@@ -187,6 +196,13 @@ class _Libc:
         data = (_CapData * 2)(_CapData(effective, permitted, 0), _CapData(0, 0, 0))
         self._check(self._lib.capset(ctypes.byref(header), data), "capset")
 
+    def mount(self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+        def text(value: str | None) -> bytes | None:
+            return value.encode() if value is not None else None
+
+        self._check(self._lib.mount(text(source), text(target), text(fstype), ctypes.c_ulong(flags), text(data)),
+                    f"mount {target}")
+
     def setfsuid(self, uid: int) -> None:
         self._lib.setfsuid(ctypes.c_uint(uid))  # returns the previous fsuid; checked via /proc
 
@@ -266,6 +282,19 @@ def _unprivileged_namespaces(libc: _Libc) -> None:
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w", encoding="ascii") as fh:
             fh.write(text)
+
+
+def _disk_quota(libc: _Libc, scratch: Path, limits: SandboxLimits, owner: int | None) -> None:
+    """Mount a tmpfs of `limits.disk_bytes` over `scratch` in a private mount namespace and move into it.
+    `owner`: the uid/gid the tmpfs root belongs to (None: the caller's)."""
+    libc.unshare(_CLONE_NEWNS)
+    libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)  # nothing we mount reaches the host
+    inodes = max(1024, limits.disk_bytes // INODE_BYTES)
+    options = f"size={limits.disk_bytes},nr_inodes={inodes},mode=0700"
+    if owner is not None:
+        options += f",uid={owner},gid={owner}"
+    libc.mount("tmpfs", str(scratch), "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
+    os.chdir(scratch)  # the working directory was the directory beneath the mount
 
 
 def _set_limit(which: int, soft: int, hard: int) -> None:
@@ -415,6 +444,15 @@ def confine(env_dir: Path, scratch: Path, limits: SandboxLimits) -> Confinement:
     except OSError as exc:
         fallbacks.append(f"no network namespace ({exc.strerror}): network is refused by seccomp/Landlock/audit hook only")
 
+    # 1b. disk quota (needs the privilege of step 1's namespaces, which step 3 drops)
+    disk_quota = False
+    try:
+        _disk_quota(libc, scratch, limits, None)
+        disk_quota = True
+    except OSError as exc:
+        fallbacks.append(f"no private tmpfs for the scratch directory ({exc.strerror}): the disk quota is measured "
+                         "after each call, so one call may exceed it until it returns")
+
     # 2. resource limits (before anything untrusted; NPROC follows the identity change)
     _rlimits(limits)
 
@@ -517,6 +555,7 @@ def confine(env_dir: Path, scratch: Path, limits: SandboxLimits) -> Confinement:
         processes=tuple(processes),
         read_roots=tuple(str(p) for p in roots),
         write_root=str(scratch),
+        disk_quota=disk_quota,
         limits=tuple(
             ResourceLimit(name=name, soft=resource.getrlimit(which)[0], hard=resource.getrlimit(which)[1])
             for name, which in (

@@ -42,6 +42,11 @@ class SandboxLimits(SpecModel):
         description="RLIMIT_NPROC: processes and threads the worker's user may add (binding unless root)",
     )
     file_size_bytes: int = Field(default=16 * MiB, ge=0, description="RLIMIT_FSIZE: largest file a worker writes")
+    disk_bytes: int = Field(
+        default=64 * MiB, ge=MiB,
+        description="disk quota: everything a worker writes (its scratch directory is a tmpfs of this size; a "
+                    "call that hits it fails with `resource_limit` and the worker is replaced)",
+    )
     open_files: int = Field(default=64, ge=16, description="RLIMIT_NOFILE")
     max_message_bytes: int = Field(
         default=256 * MiB, ge=MiB, description="largest protocol frame accepted in either direction"

@@ -10,6 +10,11 @@ and another environment needs one, the least recently used worker that is not in
 request is stopped; its sessions are rebuilt by replay when they are next used. `close()` kills
 every worker and removes every scratch directory; so does garbage collection of the pool. The pool
 holds no module-level state: two pools never share anything.
+
+Temporary directories: a pool's root is `envfactory-sandbox-<pid>-*` in the temporary directory, and
+each worker's scratch directory beneath it is removed as soon as that worker is gone (exit, crash,
+kill, eviction). A process that dies without closing its pool (SIGKILL, a crash) leaves its root
+behind; the next pool created on the machine removes every root whose process no longer exists.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import collections
 import contextlib
 import itertools
 import logging
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -38,6 +45,27 @@ from envfactory.spec import EnvMeta, PythonImplementation
 logger = logging.getLogger(__name__)
 
 _Slots = collections.OrderedDict[int, tuple["weakref.ref[SandboxBackend]", WorkerProcess]]
+ROOT_PREFIX = "envfactory-sandbox-"
+_ROOT_NAME = re.compile(rf"^{ROOT_PREFIX}(\d+)-")
+
+
+def sweep_stale_roots(parent: Path) -> list[Path]:
+    """Remove pool roots under `parent` left by processes that no longer exist; returns them."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            match = _ROOT_NAME.match(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            if Path(f"/proc/{match.group(1)}").exists():
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                removed.append(Path(entry.path))
+    if removed:
+        logger.info("removed %d sandbox directories left by processes that ended without closing their pools",
+                    len(removed))
+    return removed
 
 
 def _kill_all(slots: _Slots, root: Path) -> None:
@@ -61,7 +89,9 @@ class SandboxPool:
             raise ValueError("max_workers must be at least 1")
         self._max = max_workers
         self._limits = limits or SandboxLimits()
-        self._root = Path(tempfile.mkdtemp(prefix="envfactory-sandbox-", dir=scratch_dir))
+        parent = Path(scratch_dir) if scratch_dir is not None else Path(tempfile.gettempdir())
+        sweep_stale_roots(parent)
+        self._root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-", dir=parent))
         self._root.chmod(0o711)  # workers running as nobody must reach their scratch directories
         self._lock = threading.Condition(threading.RLock())
         self._slots: _Slots = collections.OrderedDict()

@@ -151,14 +151,14 @@ class Fetched(_Message):
     seq: int
 
 
-FailureReason = Literal["spec", "setup", "tool", "crash", "memory", "integrity"]
+FailureReason = Literal["spec", "setup", "tool", "crash", "memory", "disk", "integrity"]
 
 
 class Failed(_Message):
     """A request failed. `reason`: `spec` (bad toolkit or state), `setup` (confinement could not be
     applied), `tool` (an anticipated tool error: `kind`, `message`, `path`), `crash` (the tool raised
-    something else), `memory` (the memory limit was hit), `integrity` (the stored state does not hash
-    to what the parent expects)."""
+    something else), `memory` (the memory limit was hit), `disk` (the call hit the disk quota or the
+    file-size limit), `integrity` (the stored state does not hash to what the parent expects)."""
 
     op: Literal["failed"] = "failed"
     seq: int

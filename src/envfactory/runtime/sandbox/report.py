@@ -42,6 +42,7 @@ class SandboxReport(SpecModel):
     processes: tuple[Layer, ...]
     read_roots: tuple[str, ...]
     write_root: str
+    disk_quota: bool = False
     limits: tuple[ResourceLimit, ...]
     fallbacks: tuple[str, ...]
 

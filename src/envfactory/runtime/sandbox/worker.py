@@ -10,7 +10,9 @@ Started by `SandboxPool`, one per environment. Its life:
 
 State: a session's committed state is its canonical JSON (immutable bytes) under the handle the parent
 chose. Every call validates a fresh model from those bytes, so no live state object outlives a call and
-no two sessions ever share one; forks share the bytes. Before using a state the worker checks it hashes
+no two sessions ever share one; forks share the bytes. The toolkit module's globals (and its classes'
+data attributes) are per handle too (`isolation.SessionGlobals`): one session's module-level caches or
+counters never reach another session in the same worker. Before using a state the worker checks it hashes
 to what the parent expects (`Call.expect`); a mismatch is reported (`integrity`), never used.
 
 The functions the serving loop relies on are bound before the toolkit is imported, so rebinding module
@@ -19,8 +21,10 @@ attributes from toolkit code cannot reach into the loop.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 import random
 import resource
 import sys
@@ -33,6 +37,7 @@ import orjson
 
 from envfactory.errors import SpecError, ToolError
 from envfactory.runtime.sandbox.guard import begin_serving, close_doors, install_guard
+from envfactory.runtime.sandbox.isolation import SessionGlobals
 from envfactory.runtime.sandbox.protocol import (
     REQUESTS,
     BlockingReader,
@@ -66,6 +71,7 @@ class _Loop(NamedTuple):
     sha256: Callable[[bytes], Any]
     load: Callable[[LoadState, bytes], tuple[bytes, bytes | None]]
     call: Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]
+    spaces: SessionGlobals
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,6 +85,50 @@ def _describe(exc: BaseException) -> str:
 
 def _state_bytes(model: Any) -> bytes:
     return canonical_json(model.model_dump(mode="json", by_alias=True))
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _disk_meter(scratch: Path, quota: int, tmpfs: bool) -> Callable[[BaseException | None], str | None]:
+    """A check run after every call: a message when the call hit the disk quota or the file-size limit
+    (an `OSError` with ENOSPC/EDQUOT/EFBIG anywhere in its chain, or the quota used up even though the
+    toolkit swallowed the error), else None. On a quota tmpfs the file system's own count is read; in
+    the fallback the scratch directory is walked."""
+    statvfs, scandir, root = os.statvfs, os.scandir, str(scratch)
+    limit_mib = quota / (1 << 20)
+
+    def used() -> int:
+        if tmpfs:
+            st = statvfs(root)
+            return (st.f_blocks - st.f_bavail) * st.f_frsize
+        total, pending = 0, [root]
+        while pending:
+            with scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+        return total
+
+    def check(exc: BaseException | None) -> str | None:
+        seen: set[int] = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+                what = "a file past the file-size limit" if exc.errno == errno.EFBIG else "past the disk quota"
+                return f"wrote {what} ({limit_mib:g} MiB for everything the toolkit writes)"
+            exc = exc.__cause__ or exc.__context__
+        try:
+            size = used()
+        except OSError:
+            return None
+        if size >= quota:
+            return f"used {size / (1 << 20):.1f} MiB of disk, the sandbox quota is {limit_mib:g} MiB"
+        return None
+
+    return check
 
 
 def _arm_cpu(per_call: int) -> None:
@@ -110,7 +160,8 @@ def _loader(backend: PythonBackend[Any], sha256: Callable[[bytes], Any]) -> Call
 
 
 def _caller(
-    backend: PythonBackend[Any], per_call_cpu: int, sha256: Callable[[bytes], Any]
+    backend: PythonBackend[Any], per_call_cpu: int, sha256: Callable[[bytes], Any],
+    disk: Callable[[BaseException | None], str | None],
 ) -> Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]:
     validate_state = backend.state_model.model_validate_json
     run_tool = backend.run_tool
@@ -141,12 +192,21 @@ def _caller(
             if new_model is not None:
                 new_blob = _state_bytes(new_model)
         except ToolError as exc:
+            over = disk(exc)
+            if over is not None:
+                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
             failed = Failed(seq=seq, reason="tool", kind=exc.kind, message=exc.message, path=exc.path)
             return encode(failed), None
         except MemoryError:
             return encode(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory")), None
         except BaseException as exc:  # a bug (or hostility) in toolkit code: reported, never fatal here
+            over = disk(exc)
+            if over is not None:
+                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
             return encode(Failed(seq=seq, reason="crash", message=_describe(exc))), None
+        over = disk(None)
+        if over is not None:
+            return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
         after = ctx.rng_state()
         moved: RngState | None = None
         if isinstance(after, tuple) and (
@@ -197,6 +257,7 @@ def _bootstrap(request_fd: int, reply_fd: int) -> _Loop:
         read_roots=report.read_roots,
         write_root=report.write_root,
     )
+    disk = _disk_meter(scratch, hello.limits.disk_bytes, report.disk_quota)  # bound before toolkit code
     # Toolkits may log; the caller lookup of `logging` walks frames, which the guard refuses.
     logging._srcfile = None
     try:
@@ -208,6 +269,7 @@ def _bootstrap(request_fd: int, reply_fd: int) -> _Loop:
         message = f"{hello.module_path}: importing the toolkit module failed: {_describe(exc)}"
         send(encode(Failed(seq=hello.seq, reason="spec", message=message)))
         raise SystemExit(0) from None
+    spaces = SessionGlobals(sys.modules[backend.toolkit.__module__])
     begin_serving()
     spec = backend.spec.model_dump_json().encode()
     send(encode(Ready(seq=hello.seq, report=report), spec))
@@ -217,12 +279,14 @@ def _bootstrap(request_fd: int, reply_fd: int) -> _Loop:
         parse=parse,
         sha256=sha256,
         load=_loader(backend, sha256),
-        call=_caller(backend, hello.limits.cpu_seconds_per_call, sha256),
+        call=_caller(backend, hello.limits.cpu_seconds_per_call, sha256, disk),
+        spaces=spaces,
     )
 
 
 def _serve(loop: _Loop) -> int:
-    read, send, parse, sha256, load, call = loop
+    read, send, parse, sha256, load, call, spaces = loop
+    enter, fork, drop = spaces.enter, spaces.fork, spaces.drop
     states: dict[int, bytes] = {}
     pending: dict[int, tuple[int, bytes]] = {}
     while True:
@@ -240,6 +304,7 @@ def _serve(loop: _Loop) -> int:
                 continue
             for token in [t for t, (h, _) in pending.items() if h == request.handle]:
                 del pending[token]  # a write the session never committed
+            enter(request.handle)
             reply, new_blob = call(request, blob, frame[1])
             if new_blob is not None:
                 pending[request.token] = (request.handle, new_blob)
@@ -254,9 +319,11 @@ def _serve(loop: _Loop) -> int:
             if blob is None:
                 return EXIT_PROTOCOL
             states[request.handle] = blob
+            fork(request.source, request.handle)
         elif op == "release":
             for handle in request.handles:
                 states.pop(handle, None)
+                drop(handle)
         elif op == "fetch":
             blob = states.get(request.handle)
             if blob is None:
@@ -266,6 +333,7 @@ def _serve(loop: _Loop) -> int:
             reply, blob = load(request, frame[1])
             if blob is not None:
                 states[request.handle] = blob
+                drop(request.handle)
             send(reply)
         elif op == "bye":
             return 0

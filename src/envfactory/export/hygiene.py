@@ -1,0 +1,131 @@
+"""Dataset hygiene: exact and near-duplicate removal, and diversity statistics.
+
+Contract:
+- `query_text(task)` is the text a user says: the refined query, else the explicit one, else the
+  scripted user turns (or the simulated user's instructions) joined.
+- `deduplicate(tasks, config)` walks tasks in id order and keeps the first of each duplicate set:
+  `exact_duplicate_query` (same environments and same normalised query: case, punctuation and spacing
+  ignored), `duplicate_gold_trace` (same gold calls with the same arguments from the same initial state),
+  `near_duplicate_query` (Jaccard similarity of word shingles >= the threshold, among tasks with the same
+  chain template, so near-identical wording for different work is kept). Every drop names the task kept.
+  Near-duplicate search is quadratic within a chain template; chain templates keep those blocks small.
+- `diversity(tasks, envs)` counts tools, environments, domains, chain shapes (`<calls>c-<envs>e`),
+  distinct chain templates and turn counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from envfactory.export.splits import chain_template
+from envfactory.spec import EnvSpec, ScriptedUser, SimulatedUser, Task, content_hash
+from envfactory.spec.dataset import DiversityStats, ExportDrop, HygieneConfig
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def query_text(task: Task) -> str:
+    """The task's request in words (see the module contract)."""
+    if task.queries.refined or task.queries.explicit:
+        return task.queries.refined or task.queries.explicit
+    parts = []
+    for turn in task.turns:
+        if isinstance(turn.user, ScriptedUser):
+            parts.append(turn.user.text)
+        elif isinstance(turn.user, SimulatedUser):
+            parts.append(turn.user.instructions)
+    return "\n".join(parts)
+
+
+def normalise(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def shingles(text: str, size: int) -> frozenset[str]:
+    words = normalise(text).split()
+    if len(words) <= size:
+        return frozenset([" ".join(words)]) if words else frozenset()
+    return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+@dataclass(frozen=True, slots=True)
+class HygieneResult:
+    kept: list[Task]
+    drops: list[ExportDrop]
+
+
+def _trace_key(task: Task) -> str:
+    calls = [(call.tool, call.arguments) for call in task.gold_calls()]
+    return content_hash({"calls": calls, "state": task.initial_state})
+
+
+def deduplicate(tasks: Sequence[Task], config: HygieneConfig) -> HygieneResult:
+    """Remove exact and near duplicates (see the module contract)."""
+    kept: list[Task] = []
+    drops: list[ExportDrop] = []
+    by_query: dict[str, str] = {}
+    by_trace: dict[str, str] = {}
+    blocks: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    for task in sorted(tasks, key=lambda t: t.id):
+        text = query_text(task)
+        query_key = content_hash({"envs": sorted(r.name for r in task.envs), "query": normalise(text)})
+        trace_key = _trace_key(task)
+        if query_key in by_query:
+            drops.append(ExportDrop(item=task.id, stage="hygiene", reason="exact_duplicate_query",
+                                    detail=f"same query as {by_query[query_key]}"))
+            continue
+        if trace_key in by_trace:
+            drops.append(ExportDrop(item=task.id, stage="hygiene", reason="duplicate_gold_trace",
+                                    detail=f"same gold calls and initial state as {by_trace[trace_key]}"))
+            continue
+        words = shingles(text, config.shingle_words)
+        block = blocks.setdefault(chain_template(task), [])
+        twin = next(((other, score) for other, theirs in block
+                     if (score := jaccard(words, theirs)) >= config.near_duplicate_threshold), None)
+        if twin is not None:
+            drops.append(ExportDrop(item=task.id, stage="hygiene", reason="near_duplicate_query",
+                                    detail=f"Jaccard {twin[1]:.2f} with {twin[0]}"))
+            continue
+        by_query[query_key] = task.id
+        by_trace[trace_key] = task.id
+        block.append((task.id, words))
+        kept.append(task)
+    order = {task.id: index for index, task in enumerate(tasks)}
+    kept.sort(key=lambda t: order[t.id])
+    return HygieneResult(kept=kept, drops=drops)
+
+
+def diversity(tasks: Sequence[Task], envs: Mapping[str, EnvSpec]) -> DiversityStats:
+    """Counts over `tasks` (see the module contract); keys are sorted so the stats hash stably."""
+    tools: Counter[str] = Counter()
+    environments: Counter[str] = Counter()
+    domains: Counter[str] = Counter()
+    shapes: Counter[str] = Counter()
+    turns: Counter[str] = Counter()
+    templates = set()
+    for task in tasks:
+        calls = task.gold_calls()
+        tools.update(call.tool for call in calls)
+        environments.update(ref.name for ref in task.envs)
+        domains.update({envs[ref.name].meta.domain or "unknown" for ref in task.envs if ref.name in envs})
+        shapes[f"{len(calls)}c-{len(task.envs)}e"] += 1
+        turns[str(len(task.turns))] += 1
+        templates.add(chain_template(task))
+
+    def ordered(counter: Counter[str]) -> dict[str, int]:
+        return dict(sorted(counter.items()))
+
+    return DiversityStats(
+        tasks=len(tasks), tools=ordered(tools), environments=ordered(environments), domains=ordered(domains),
+        chain_shapes=ordered(shapes), chain_templates=len(templates), turn_counts=ordered(turns),
+        distinct_tools=len(tools),
+    )

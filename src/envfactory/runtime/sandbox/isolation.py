@@ -1,0 +1,109 @@
+"""Per-session module globals of a toolkit inside one sandbox worker.
+
+A worker imports its toolkit module once and serves many sessions (state handles). A toolkit that
+keeps anything in module globals (`CACHE = {}`, `COUNTER += 1`) or in data attributes of the classes
+it defines (`class Shop(Toolkit): calls = 0`) would otherwise carry it from one session into another.
+`SessionGlobals` gives every handle its own copy of that namespace:
+
+- right after the import, the namespace is recorded as the pristine copy;
+- before a call on a handle, the namespace of the handle that ran last is put aside and the handle's
+  own is put in place (a deep copy of the pristine one on its first call);
+- a fork starts from a deep copy of its source's namespace; a released or reloaded handle's is dropped.
+
+What is isolated: every module global whose name is not a dunder, and the data attributes (plain
+values and containers, not functions or descriptors) of classes the module defines (pydantic models
+and enums excepted: their class attributes are their schema). Values that cannot
+be deep-copied (open files, locks, modules, functions, classes) are shared, as is anything the toolkit
+stores outside its module (other modules' attributes, builtins): CPython has no in-process boundary.
+Swapping costs a dictionary copy per switch; a call on the handle already in place costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+import types
+from typing import Any
+
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), list, dict, set, frozenset, tuple, bytearray)
+
+Namespace = tuple[dict[str, Any], dict[type, dict[str, Any]]]
+
+
+class SessionGlobals:
+    """The per-handle namespaces of one toolkit module (see the module docstring). Not thread-safe:
+    the worker serves one request at a time."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self._module = module
+        self._classes = [value for value in vars(module).values()
+                         if isinstance(value, type) and value.__module__ == module.__name__
+                         and not issubclass(value, enum.Enum) and not hasattr(value, "__pydantic_fields__")]
+        self._pristine = self._capture()
+        self._saved: dict[int, Namespace] = {}
+        self._current: int | None = None
+
+    def _capture(self) -> Namespace:
+        names = {key: value for key, value in vars(self._module).items() if not key.startswith("__")}
+        classes = {cls: {key: value for key, value in vars(cls).items()
+                         if not key.startswith("__") and isinstance(value, _PLAIN)} for cls in self._classes}
+        return names, classes
+
+    @staticmethod
+    def _copied(space: Namespace) -> Namespace:
+        names, classes = space
+        memo: dict[int, Any] = {}
+        copied_names = {key: _copied_value(value, memo) for key, value in names.items()}
+        copied_classes = {cls: {key: _copied_value(value, memo) for key, value in attrs.items()}
+                          for cls, attrs in classes.items()}
+        return copied_names, copied_classes
+
+    def _install(self, space: Namespace) -> None:
+        names, classes = space
+        namespace = vars(self._module)
+        for key in [key for key in namespace if not key.startswith("__")]:
+            del namespace[key]
+        namespace.update(names)
+        for cls, attrs in classes.items():
+            for key in [key for key, value in vars(cls).items()
+                        if not key.startswith("__") and isinstance(value, _PLAIN) and key not in attrs]:
+                _try(delattr, cls, key)
+            for key, value in attrs.items():
+                _try(setattr, cls, key, value)
+
+    def enter(self, handle: int) -> None:
+        """Put `handle`'s namespace in place (before a call on it)."""
+        if self._current == handle:
+            return
+        if self._current is not None:
+            self._saved[self._current] = self._capture()
+        space = self._saved.pop(handle, None)
+        self._install(space if space is not None else self._copied(self._pristine))
+        self._current = handle
+
+    def fork(self, source: int, handle: int) -> None:
+        """`handle` starts with a copy of `source`'s namespace."""
+        self.drop(handle)
+        if source == self._current:
+            self._saved[handle] = self._copied(self._capture())
+        elif source in self._saved:
+            self._saved[handle] = self._copied(self._saved[source])
+
+    def drop(self, handle: int) -> None:
+        """Forget `handle`'s namespace (released, or loaded with a new state: a new session)."""
+        self._saved.pop(handle, None)
+        if self._current == handle:
+            self._current = None  # what is in place now belongs to nobody; the next `enter` replaces it
+
+
+def _copied_value(value: Any, memo: dict[int, Any]) -> Any:
+    try:
+        return copy.deepcopy(value, memo)
+    except Exception:
+        return value
+
+
+def _try(fn: Any, *args: Any) -> None:
+    with contextlib.suppress(AttributeError, TypeError):  # a metaclass that refuses: that attribute stays shared
+        fn(*args)
