@@ -12,19 +12,8 @@ from typing import Annotated
 
 import typer
 
+from envfactory.cli.serve import _read_token  # one token-file reader for serve and view
 from envfactory.errors import SpecError
-
-
-def _read_token(token_file: Path | None, token: str | None) -> str | None:
-    if token_file is not None:
-        try:
-            text = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SpecError(f"{token_file}: cannot read the token file ({exc.strerror})") from exc
-        if not text:
-            raise SpecError(f"{token_file}: the token file is empty")
-        return text
-    return token or None
 
 
 def view(
