@@ -145,3 +145,13 @@ def test_work_before_a_restore_is_not_credited_but_still_counts(shop: Environmen
     group.restore(snapshot)
     reward = task_reward(task, group, restart=snapshot)
     assert reward.total == 0.0 and reward.component("failed_writes").score == pytest.approx(0.8)  # type: ignore[union-attr]
+
+
+def test_restating_what_the_gold_read_returned_is_not_stuffing(shop: Environment, lookup_task: Task) -> None:
+    import json
+
+    group = run(shop, [LOOKUP])
+    record = group.log[0][1].output
+    assert total(lookup_task, group, messages=said(json.dumps(record))) == pytest.approx(1.0)
+    everyone = shop.default_state()["collections"]["customers"]  # type: ignore[index]
+    assert total(lookup_task, group, messages=said(json.dumps(everyone))) <= 0.5

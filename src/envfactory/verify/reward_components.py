@@ -138,6 +138,12 @@ class EpisodeFacts:
         return [call for call, result in self.log if result.error is None]
 
     @cached_property
+    def gold_outputs(self) -> list[Any]:
+        """Outputs of the successful calls that matched a gold call (what the agent legitimately read)."""
+        outputs = [result.output for _, result in self.log if result.error is None]
+        return [outputs[i] for i in sorted(self.gold_matches)]
+
+    @cached_property
     def gold_matches(self) -> frozenset[int]:
         """Indices into `successful` of the calls that matched a gold call, matched in order."""
         used: set[int] = set()
@@ -311,11 +317,11 @@ _TOKEN = re.compile(r"[\w.@:/+-]+")
 MAX_STATE_VALUES = 50_000
 
 
-def _state_values(states: Mapping[str, Any], envs: Sequence[str]) -> dict[str, set[str]]:
-    """Scalar values of the states (lower-cased strings of 3+ characters, numbers of 2+ digits) with the
+def _scalar_values(roots: Sequence[Any]) -> dict[str, set[str]]:
+    """Scalar values under `roots` (lower-cased strings of 3+ characters, numbers of 2+ digits) with the
     record fields that hold them, the first `MAX_STATE_VALUES` in document order."""
     values: dict[str, set[str]] = {}
-    stack: list[tuple[str, Any]] = [("", states.get(env)) for env in reversed(envs)]
+    stack: list[tuple[str, Any]] = [("", root) for root in reversed(roots)]
     while stack and len(values) < MAX_STATE_VALUES:
         key, node = stack.pop()
         if isinstance(node, dict):
@@ -337,8 +343,9 @@ def answered(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
     """Gate of a task that expects no change (read-only): the answer's facts decide, so doing nothing, or
     only reading, never scores. Facts are the turns' `expected_outputs` and the `output_contains` texts;
     score = recall × concision / (1 + hedges), where concision = min(1, allowance / values) over the other
-    state values the answer names (an answer stuffed with the state dilutes itself), and hedges counts
-    other values of the fields that hold a fact (naming every status to hit the right one). 0 without the
+    state values the answer names beyond what the gold calls returned (an answer stuffed with the state
+    dilutes itself; restating the gold read does not), and hedges counts other values of the fields that
+    hold a fact (naming every status to hit the right one). 0 without the
     conversation, and 0 for a read-only task that names no fact (it cannot be scored; give it one). Not
     scored for tasks that expect a change."""
     if facts.expects_change:
@@ -355,15 +362,17 @@ def answered(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
     for fact in found:
         rest = rest.replace(fact, " ")
     tokens = set(_TOKEN.findall(rest))
-    values = _state_values(facts.initial_states, facts.env_names)
+    values = _scalar_values([facts.initial_states.get(env) for env in facts.env_names])
+    read = set(_scalar_values(facts.gold_outputs))
     named = {v for v in values if v not in found and _mentions(v, rest, tokens)}
     fields = set().union(*(values.get(fact, set()) for fact in found)) - {""}
     hedges = sum(1 for v in named if values[v] & fields)
+    extra = len(named - read)  # restating what the gold calls returned is not stuffing
     allowance = _param(term, "allowance", 4)
-    concision = 1.0 if len(named) <= allowance else allowance / len(named)
+    concision = 1.0 if extra <= allowance else allowance / extra
     score = len(found) / len(set(wanted)) * concision / (1 + hedges)
     return RewardComponent(name=term.name, role="factor", score=score, weight=term.weight,
-                           detail=f"{len(found)}/{len(set(wanted))} facts stated; {len(named)} other state "
+                           detail=f"{len(found)}/{len(set(wanted))} facts stated; {extra} other state "
                                   f"value(s) named, {hedges} of them alternatives to a fact")
 
 
