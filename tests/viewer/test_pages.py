@@ -26,6 +26,7 @@ PAGES = {
     "/env/workspace/hostile_books": "mylibrary.annotations",
     "/env/build-demo/vault": "verified",
     "/env/rejected-demo/books": "books",
+    "/env/build-run-synth-1/ivs_channels": "run synth-1 library build: accepted",
     "/funnels": "synth: funnel",
     "/runs": "synth-1",
     "/run/synth-1": "synth: dropped at gated",
@@ -230,7 +231,7 @@ def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
     funnels = fetch(base_url + "/funnels").body
     for title in ("shipped library: funnel", "shipped library: accepted per domain", "build demo: funnel",
                   "shipped library: checks passed in the final round", "synth: funnel", "synth: dropped at gated",
-                  "run synth-1: stage counts", "synth: kept per domain", "synth: kept per environment"):
+                  "run synth-1: stage counts", "run synth-1 library build: funnel", "synth: kept per domain", "synth: kept per environment"):
         assert f'aria-label="{title}"' in funnels, title
     library = funnels.split('aria-label="shipped library: accepted per domain"')[1].split("</svg>")[0]
     assert library.count("<rect") == 7 and "commerce: 20" in library

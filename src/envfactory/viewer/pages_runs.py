@@ -114,10 +114,9 @@ def _library_funnel(data: WorkspaceData, label: str, path: Any) -> dict[str, Any
 def funnels_page(data: WorkspaceData) -> PageResult:
     """`/funnels`: the shipped library's funnel, each workspace build's, and each run's stage funnel."""
     funnels = [_library_funnel(data, "shipped library", data.library / "funnel.json")]
-    builds = data.root / "builds"
-    if builds.is_dir():
-        for build in sorted(p for p in builds.iterdir() if (p / "funnel.json").is_file()):
-            funnels.append(_library_funnel(data, f"build {build.name}", build / "funnel.json"))
+    for _, label, build in data.build_roots():
+        if (build / "funnel.json").is_file():
+            funnels.append(_library_funnel(data, label, build / "funnel.json"))
     run_funnels = []
     for run in data.runs():
         stages = _stage_rows(data, run)

@@ -174,14 +174,25 @@ class WorkspaceData:
         sources = [EnvSource("library", "shipped library", self.library)]
         if self.workspace.envs_dir.is_dir():
             sources.append(EnvSource("workspace", "workspace envs/", self.workspace.envs_dir))
+        for name, label, build in self.build_roots():
+            for part, verdict in (("envs", "accepted"), ("rejected", "rejected")):
+                if (build / part).is_dir():
+                    key = f"build-{name}" if part == "envs" else f"rejected-{name}"
+                    sources.append(EnvSource(key, f"{label}: {verdict}", build / part))
+        return sources
+
+    def build_roots(self) -> list[tuple[str, str, Path]]:
+        """Library builds, as (key, label, root): `builds/<name>/` (`envfactory library build`) and
+        `runs/<id>/library/build/` (the library stage of `envfactory run`)."""
+        roots: list[tuple[str, str, Path]] = []
         builds = self.root / "builds"
         if builds.is_dir():
-            for build in sorted(p for p in builds.iterdir() if p.is_dir()):
-                for part, label in (("envs", "accepted"), ("rejected", "rejected")):
-                    if (build / part).is_dir():
-                        key = f"build-{build.name}" if part == "envs" else f"rejected-{build.name}"
-                        sources.append(EnvSource(key, f"build {build.name}: {label}", build / part))
-        return sources
+            roots += [(p.name, f"build {p.name}", p) for p in sorted(builds.iterdir()) if p.is_dir()]
+        runs = self.workspace.runs_dir
+        if runs.is_dir():
+            roots += [(f"run-{p.name}", f"run {p.name} library build", p / "library" / "build")
+                      for p in sorted(runs.iterdir()) if (p / "library" / "build").is_dir()]
+        return roots
 
     def env_source(self, key: str) -> EnvSource:
         for source in self.env_sources():
