@@ -235,6 +235,8 @@ def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
         assert f'aria-label="{title}"' in funnels, title
     library = funnels.split('aria-label="shipped library: accepted per domain"')[1].split("</svg>")[0]
     assert library.count("<rect") == 7 and "commerce: 20" in library
+    strength = funnels.split('aria-label="synth: solve rate by refinement strength"')[1].split("</svg>")[0]
+    assert "strength 0: 90.0%" in strength and "strength 2: 40.0%" in strength
     run = fetch(base_url + "/run/synth-1").body
     assert "gate: no write: 12" in run and "no source for input: 4" in run
 

@@ -181,7 +181,9 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
                                                 "gated": 20, "kept": 20},
                                      "drops": {"gated": {"no write": 8}, "valid": {"no source for input": 4}},
                                      "kept": {"tasks": 20, "domains": {"commerce": 14, "office": 6},
-                                              "per_env": {"shop": 14, "calendar": 6}}})
+                                              "per_env": {"shop": 14, "calendar": 6}},
+                                     "per_strength": {"0": {"queries": 5, "mean_overspec": 0.6, "attempts": 10, "solved": 9},
+                                                      "2": {"queries": 5, "mean_overspec": 0.1, "attempts": 10, "solved": 4}}})
     stage.write_jsonl("drops.jsonl", [
         {"schema_version": 1, "candidate": 4, "stage": "gated", "reason": "gate no_op", "envs": ["shop"],
          "detail": "the no-op trajectory scores 1.0", "tools": ["shop__list_products"]},

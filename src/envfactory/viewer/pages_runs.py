@@ -62,8 +62,21 @@ def stage_funnel(data: WorkspaceData, run: RunInfo, stage: str) -> dict[str, Any
         if isinstance(counts, dict) and counts:
             charts.append(bar_chart(f"{stage}: kept per {'domain' if part == 'domains' else 'environment'}",
                                     sorted((str(k), float(v)) for k, v in counts.items() if isinstance(v, int | float))))
+    charts += _strength_charts(stage, raw.get("per_strength"))
     figures = {k: v for k, v in raw.items() if isinstance(v, int | float | str) and k != "schema_version"}
     return {"problem": "", "charts": charts, "figures": figures}
+
+
+def _strength_charts(stage: str, per_strength: Any) -> list[Any]:
+    """Trajectory synthesis: mean over-specification and solve rate per refinement strength."""
+    if not isinstance(per_strength, dict) or not per_strength:
+        return []
+    rows = {str(k): v for k, v in sorted(per_strength.items()) if isinstance(v, dict)}
+    overspec = [(f"strength {k}", float(v.get("mean_overspec", 0.0))) for k, v in rows.items()]
+    solved = [(f"strength {k}", v.get("solved", 0) / v["attempts"] if v.get("attempts") else 0.0)
+              for k, v in rows.items()]
+    return [bar_chart(f"{stage}: mean over-specification by refinement strength", overspec, percent, 1.0),
+            bar_chart(f"{stage}: solve rate by refinement strength", solved, percent, 1.0)]
 
 
 def _stage_rows(data: WorkspaceData, run: RunInfo) -> list[dict[str, Any]]:
