@@ -134,6 +134,7 @@ class Tasks:
     read_only: Task
 
     def gold(self) -> list[Call]:
+        """The gold calls under qualified names."""
         return [q(self.case.env, c) for c in self.case.gold]
 
 
@@ -174,12 +175,15 @@ class Arena:
     refused: list[str] = field(default_factory=list)
 
     def policy_clients(self) -> list[EnvClient]:
+        """The policy's two ways in: its own token and, as on a server without roles, the trainer's."""
         return [self.as_policy, self.as_trainer]
 
     def open(self, task: Task) -> RemoteSession:
+        """A session the trainer opens from `task` for one episode."""
         return self.trainer.create_session(task=task)
 
     def score(self, session: RemoteSession, messages: list[Message] | None = None) -> float:
+        """The trainer's reward for the episode (with the conversation), then the session closed."""
         try:
             return session.reward(messages=messages).total
         finally:
@@ -215,10 +219,12 @@ def as_policy(client: EnvClient, session: RemoteSession) -> RemoteSession:
 
 
 def run_calls(session: RemoteSession, calls: Sequence[Call]) -> list[ToolResult]:
+    """Make `calls` in order; their results."""
     return [session.call(tool, args) for tool, args in calls]
 
 
 def said(text: str) -> list[Message]:
+    """A conversation in which the agent answered `text`."""
     return [Message(role="user", content="Please help."), Message(role="assistant", content=text)]
 
 
@@ -431,6 +437,7 @@ DEFAULT_TARGET = ("<=", 0.5)
 
 
 def meets(strategy: str, score: float) -> bool:
+    """`score` meets the strategy's target (`TARGETS`, else `DEFAULT_TARGET`)."""
     op, bound = TARGETS.get(strategy, DEFAULT_TARGET)
     return abs(score - bound) < 1e-9 if op == "==" else score <= bound + 1e-9
 
@@ -443,9 +450,11 @@ class SuiteResult:
     refused: list[str]
 
     def worst(self, strategy: str) -> float:
+        """The strategy's highest score over the environments."""
         return max(self.scores[strategy].values())
 
     def table(self) -> str:
+        """The strategy × environment table in Markdown."""
         envs = [c.env for c in CASES]
         lines = ["| strategy | " + " | ".join(envs) + " | max | target |",
                  "|---|" + "---:|" * (len(envs) + 1) + "---|"]

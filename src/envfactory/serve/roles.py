@@ -44,10 +44,12 @@ class RoleAuth(BearerAuth):
     the routes of `POLICY_ROUTES`; others answer 403 `forbidden` naming the role)."""
 
     def __init__(self, app: ASGIApp, token: str, policy_token: str, open_paths: Iterable[str] = ()) -> None:
+        """Wrap `app`; `token` is the trainer's, `policy_token` the policy's; `open_paths` need neither."""
         super().__init__(app, token=token, open_paths=open_paths)
         self._policy = f"Bearer {policy_token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass trainer requests to `BearerAuth`; pass policy requests on allowed routes, refuse the rest."""
         given = _authorization(scope) if scope["type"] == "http" else None
         if given is None or not hmac.compare_digest(given, self._policy):
             await super().__call__(scope, receive, send)

@@ -46,6 +46,7 @@ class Reward(SpecModel):
 
     @classmethod
     def combine(cls, components: list[RewardComponent]) -> Reward:
+        """The reward of `components`, its total computed by `weighted_total`."""
         return cls(components=components, total=weighted_total(components))
 
     @model_validator(mode="after")
@@ -56,10 +57,12 @@ class Reward(SpecModel):
         return self
 
     def component(self, name: str) -> RewardComponent | None:
+        """The component called `name` (None when the reward has none)."""
         return next((c for c in self.components if c.name == name), None)
 
 
 def weighted_total(components: list[RewardComponent]) -> float:
+    """Weighted mean of the scored `score` components (0 when none is scored) times every scored factor."""
     scored = [c for c in components if c.role == "score" and c.score is not None and c.weight > 0]
     weight = sum(c.weight for c in scored)
     if weight == 0:

@@ -118,10 +118,12 @@ class EpisodeFacts:
 
     @property
     def task_start(self) -> Mapping[str, Any]:
+        """The states expected changes are measured from."""
         return self.initial_states if self.task_initial_states is None else self.task_initial_states
 
     @property
     def env_names(self) -> list[str]:
+        """The task's environments, in order."""
         return [ref.name for ref in self.task.envs]
 
     def stripped(self, states: Mapping[str, Any], env: str) -> Any:
@@ -130,6 +132,7 @@ class EpisodeFacts:
 
     @cached_property
     def gold(self) -> list[GoldCall]:
+        """The task's gold calls, every turn in order."""
         return self.task.gold_calls()
 
     @cached_property
