@@ -61,8 +61,9 @@ class CreateSessionRequest(ApiModel):
     - `envs`: names of environments this server serves (see `GET /v1/envs`).
     - `initial_state`: env name → state JSON; environments not named start from their default seed.
     - `snapshots`: env name → `Snapshot` to start from (a state saved earlier with its hash and clock).
-    - `task`: a Task v1; its environments, initial states, seed and tool naming are used, and rewards
-      are scored against it.
+    - `task`: a Task (v2, or v1 migrated); its environments, initial states, seed and tool naming are
+      used, and rewards are scored against it and no other (a session opened without a task cannot be
+      scored).
     - `seed`: overrides the task's seed (default 0 without a task).
     - `naming`: `qualified` (`<env>__<tool>`, the default) or `plain`; a task brings its own.
     """
