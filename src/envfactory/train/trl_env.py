@@ -28,8 +28,9 @@ from envfactory.spec import Message, Reward, Task, ToolSpec
 from envfactory.spec.training import RolloutRecord, ToolSurface
 from envfactory.train.sessions import RolloutFailedError, RolloutSession, SessionSource
 from envfactory.train.surface import arguments_from_flat, docstring, python_type, tool_surfaces
+from envfactory.verify import DEFAULT_TERMS
 
-COMPONENTS = ("final_state", "gold_calls", "checks", "malformed_calls", "extra_writes", "changed_state")
+COMPONENTS = tuple(term.name for term in DEFAULT_TERMS)  # the reward's own default list, one source of names
 MAX_RESULT_CHARS = 2000
 
 
