@@ -296,3 +296,13 @@ def test_head_and_foreign_host_names(base_url: str) -> None:
     assert rebound.status == 403 and "loopback name" in rebound.body
     assert fetch(base_url + "/envs", headers={"Host": f"localhost:{port}"}).status == 200
     assert fetch(base_url + "/envs", headers={"Host": f"[::1]:{port}"}).status == 200
+
+
+def test_graph_neighbourhood_lists_chains_through_the_tool(workspace: Workspace, base_url: str) -> None:
+    lines = (workspace.root / "graph" / "chains.jsonl").read_bytes().splitlines()
+    tool = orjson.loads(lines[0])["steps"][-1]["tool"]
+    through = [n for n, line in enumerate(lines) if tool in [s["tool"] for s in orjson.loads(line)["steps"]]]
+    body = fetch(base_url + "/graph?tool=" + quote(tool)).body
+    assert f"Sampled chains through this tool ({len(through)})" in body
+    section = body.split("Sampled chains through this tool")[1]
+    assert f"chain {orjson.loads(lines[through[0]])['number']} " in section and "←" in section

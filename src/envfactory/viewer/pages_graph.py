@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from envfactory.viewer import pages_records
 from envfactory.viewer.models import KNOWN_GRAPH_VERSIONS, GraphView, check_version
 from envfactory.viewer.render import PageResult, query_int
 from envfactory.viewer.workspace import GRAPH_FILES, ArtifactProblem, NotFound, WorkspaceData
@@ -133,10 +134,12 @@ def graph_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     neighbourhood = tool_edges(graph, selection) if selection.tool else []
     focus = tools.get(selection.tool)
     params = [n for n in graph.nodes if n.kind == "param" and n.tool == selection.tool] if focus else []
+    chains, chain_count = pages_records.chains_through(data, selection.tool) if focus else ([], 0)
     return PageResult("graph.html", {
         "title": "Tool graph", "key": key, "graph": graph, "selection": selection, "servers": servers,
         "provenances": PROVENANCES, "files": [f.key for f in data.data_files(GRAPH_FILES)],
-        "focus": focus, "params": params, "neighbourhood": neighbourhood,
+        "focus": focus, "params": params, "neighbourhood": neighbourhood, "chains": chains,
+        "chain_count": chain_count,
         "data_url": "/graph/data.json?" + selection.query(limit=str(selection.limit)),
     })
 

@@ -297,19 +297,35 @@ def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     })
 
 
+def chain_entry(data: WorkspaceData, key: str, number: int) -> dict[str, Any]:
+    """Chain `number` of chain file `key`, validated, or the problem reading it."""
+    item = data.data_file(CHAIN_FILES, key)
+    raw = data.indexes.get(item.path, "chain", chain_summary).raw(number)
+    try:
+        problem = check_version(orjson.loads(raw), KNOWN_CHAIN_VERSIONS, f"{key} record {number}")
+        if problem:
+            raise ArtifactProblem(problem)
+        return {"key": key, "number": number, "chain": validate_line(data, raw, ChainView, key), "problem": ""}
+    except (ArtifactProblem, orjson.JSONDecodeError) as exc:
+        return {"key": key, "number": number, "chain": None, "problem": str(exc)}
+
+
+def chains_through(data: WorkspaceData, tool: str, limit: int = 5) -> tuple[list[dict[str, Any]], int]:
+    """The first `limit` sampled chains that call `tool` (its id in quotes, as chain steps hold it), and
+    how many there are in all."""
+    needle = f'"{tool}"'
+    found: list[tuple[str, int]] = []
+    for item in data.data_files(CHAIN_FILES):
+        try:
+            index = data.indexes.get(item.path, "chain", chain_summary)
+        except OSError:
+            continue
+        found += [(item.key, n) for n in index.search(needle)]
+    return [chain_entry(data, key, n) for key, n in found[:limit]], len(found)
+
+
 def chains_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     """`/chains?file=&q=&page=`: sampled chains with their binding plans."""
     result = records_page(data, "chain", query)
-    shown = []
-    for key, number, _summary in result.context["page"].items:
-        item = data.data_file(CHAIN_FILES, key)
-        raw = data.indexes.get(item.path, "chain", chain_summary).raw(number)
-        try:
-            problem = check_version(orjson.loads(raw), KNOWN_CHAIN_VERSIONS, f"{key} record {number}")
-            if problem:
-                raise ArtifactProblem(problem)
-            shown.append({"key": key, "number": number, "chain": validate_line(data, raw, ChainView, key), "problem": ""})
-        except (ArtifactProblem, orjson.JSONDecodeError) as exc:
-            shown.append({"key": key, "number": number, "chain": None, "problem": str(exc)})
-    result.context["chains"] = shown
+    result.context["chains"] = [chain_entry(data, key, number) for key, number, _ in result.context["page"].items]
     return result
