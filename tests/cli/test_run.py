@@ -79,7 +79,7 @@ def test_a_run_writes_one_directory_with_manifest_summary_and_stage_artifacts(tm
     assert graph.counts["environments"] == 3 and graph.counts["tools"] > 10
     manifest = RunManifest.model_validate_json((run_dir / "manifest.json").read_bytes())
     assert manifest.command == "envfactory run" and manifest.seeds == {"run": 3}
-    assert set(manifest.artifacts) == {"library/library.json", "graph/graph.json", "graph/summary.json"}
+    assert set(manifest.artifacts) == {"library/library.json", "graph/graphs.jsonl", "graph/summary.json"}
     import hashlib
 
     for path, digest in manifest.artifacts.items():
@@ -108,7 +108,7 @@ def test_resume_keeps_finished_stages_and_a_new_run_refuses_an_existing_director
     config = RunConfig.model_validate(SMALL)
     first = execute(config, _ws(tmp_path))
     run_dir = tmp_path / "ws" / "runs" / first.run_id
-    graph_bytes = (run_dir / "graph" / "graph.json").read_bytes()
+    graph_bytes = (run_dir / "graph" / "graphs.jsonl").read_bytes()
     manifest_bytes = (run_dir / "manifest.json").read_bytes()
     from envfactory.errors import EnvFactoryError
 
@@ -117,13 +117,13 @@ def test_resume_keeps_finished_stages_and_a_new_run_refuses_an_existing_director
     said: list[str] = []
     again = execute(config, _ws(tmp_path), resume=True, say=said.append)
     assert "library: already complete, kept" in said and "graph: already complete, kept" in said
-    assert (run_dir / "graph" / "graph.json").read_bytes() == graph_bytes
+    assert (run_dir / "graph" / "graphs.jsonl").read_bytes() == graph_bytes
     assert (run_dir / "manifest.json").read_bytes() == manifest_bytes
     assert [r.manifest_digest for r in again.stages] == [r.manifest_digest for r in first.stages]
     # a stage whose output was damaged after it finished is run again
-    (run_dir / "graph" / "graph.json").write_bytes(b"{}")
+    (run_dir / "graph" / "graphs.jsonl").write_bytes(b"{}")
     execute(config, _ws(tmp_path), resume=True)
-    assert (run_dir / "graph" / "graph.json").read_bytes() == graph_bytes
+    assert (run_dir / "graph" / "graphs.jsonl").read_bytes() == graph_bytes
 
 
 def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path: Path) -> None:
@@ -177,3 +177,31 @@ def _ws(tmp_path: Path):  # type: ignore[no-untyped-def]
     from envfactory.store import Workspace
 
     return Workspace(tmp_path / "ws")
+
+
+def test_the_graph_stage_writes_the_graphs_synthesis_samples_from_or_one_combined_graph(tmp_path: Path) -> None:
+    from envfactory.graph import load_graph
+    from envfactory.spec.pipeline import GraphSummary
+
+    per_env = execute(RunConfig.model_validate(SMALL), _ws(tmp_path))
+    run_dir = tmp_path / "ws" / "runs" / per_env.run_id
+    summary = GraphSummary.model_validate_json((run_dir / "graph" / "summary.json").read_bytes())
+    assert list(summary.graphs) == ["blogger_posts", "books", "drive"]
+    lines = (run_dir / "graph" / "graphs.jsonl").read_bytes().splitlines()
+    assert len(lines) == 3
+    try:
+        from envfactory.runtime import load_env
+        from envfactory.synth.envs import prepare_env
+    except ImportError:
+        pass
+    else:  # the same graphs synthesis samples its chains from
+        assert prepare_env(load_env("books")).graph_hash == summary.graphs["books"]
+    combined_config = RunConfig.model_validate({**SMALL, "stages": {**SMALL["stages"], "graph": {"scope": "combined"}}})  # type: ignore[dict-item]
+    combined = execute(combined_config, _ws(tmp_path))
+    combined_dir = tmp_path / "ws" / "runs" / combined.run_id
+    graph = load_graph(combined_dir / "graph" / "graph.json")
+    combined_summary = GraphSummary.model_validate_json((combined_dir / "graph" / "summary.json").read_bytes())
+    assert list(combined_summary.graphs) == ["combined"] and combined_summary.tools == len(graph.tools())
+    # edges between environments exist only in the combined graph
+    assert combined_summary.accepted_feeds > summary.accepted_feeds
+    assert combined_summary.tools == summary.tools

@@ -128,7 +128,8 @@ def _graph(ctx: RunContext) -> StageManifest:
         from envfactory.llm import make_embedder
 
         embedder = make_embedder()
-    config = GraphStageConfig(run_id=ctx.run_id, embed=ctx.config.stages.graph.embed)
+    section = ctx.config.stages.graph
+    config = GraphStageConfig(run_id=ctx.run_id, scope=section.scope, embed=section.embed)
     return run_graph(config, ctx.workspace, GraphDeps(env_dirs=ctx.env_dirs(), embedder=embedder, progress=ctx.say))
 
 

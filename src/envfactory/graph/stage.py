@@ -3,8 +3,12 @@
 Contract: `run_graph(config, workspace, deps) -> StageManifest`.
 - Reads the environments' `EnvSpec`s from the directories in `deps.env_dirs` (the CLI resolves them
   from `library/library.json`: the graph layer does not load environments).
-- Writes `graph.json` (the `ToolGraph`, as `envfactory graph build` does) and `summary.json`
-  (`GraphSummary`), then the manifest with the input specs' hashes and the graph's size as counts.
+- `per-environment` (default): one graph per environment, the graphs task synthesis samples from
+  (`synth.envs` builds the same ones), written as `graphs.jsonl` (one `ToolGraph` per line, in the
+  environments' order); `combined`: one graph over every environment with the edges between them,
+  `graph.json` (as `envfactory graph build` writes it).
+- Then `summary.json` (`GraphSummary`: sizes and each graph's canonical hash) and the manifest with the
+  input specs' hashes and the sizes as counts.
 - Model-free and deterministic unless `config.embed` (then `deps.embedder` adds embedding edges).
 """
 
@@ -25,6 +29,7 @@ from envfactory.store import StageDir, Workspace
 
 STAGE = "graph"
 GRAPH = "graph.json"
+GRAPHS = "graphs.jsonl"
 SUMMARY = "summary.json"
 
 
@@ -49,17 +54,29 @@ def run_graph(config: GraphStageConfig, workspace: Workspace, deps: GraphDeps) -
     if config.embed and deps.embedder is None:
         raise SpecError("the graph stage is asked for embedding edges but was given no embedder")
     specs = [_spec(directory) for directory in deps.env_dirs]
-    result = build_graph([from_env_spec(spec) for spec in specs], embedder=deps.embedder if config.embed else None,
-                         progress=deps.progress)
-    graph = result.graph
+    embedder = deps.embedder if config.embed else None
     stage = StageDir.open(workspace, config.run_id, STAGE)
-    stage.write_bytes(GRAPH, graph_bytes(graph))
-    summary = GraphSummary(environments=len(specs), tools=len(graph.tools()), parameters=len(graph.params()),
-                           accepted_feeds=len(graph.feeds()))
+    if config.scope == "combined":
+        graphs = {"combined": build_graph([from_env_spec(spec) for spec in specs], embedder=embedder,
+                                          progress=deps.progress).graph}
+        stage.write_bytes(GRAPH, graph_bytes(graphs["combined"]))
+        written = GRAPH
+    else:
+        graphs = {}
+        for number, spec in enumerate(specs, start=1):
+            graphs[spec.meta.name] = build_graph([from_env_spec(spec)], embedder=embedder).graph
+            if number % 20 == 0 or number == len(specs):
+                deps.progress(f"graph: {number}/{len(specs)} environments")
+        stage.write_bytes(GRAPHS, b"".join(graph_bytes(graph) for graph in graphs.values()))
+        written = GRAPHS
+    summary = GraphSummary(
+        graphs={name: graph.canonical_hash() for name, graph in graphs.items()}, environments=len(specs),
+        tools=sum(len(g.tools()) for g in graphs.values()), parameters=sum(len(g.params()) for g in graphs.values()),
+        accepted_feeds=sum(len(g.feeds()) for g in graphs.values()),
+    )
     stage.write_bytes(SUMMARY, summary.to_json_bytes() + b"\n")
     return stage.finish(
-        outputs=[GRAPH, SUMMARY], config=config.model_dump(mode="json"),
+        outputs=[written, SUMMARY], config=config.model_dump(mode="json"),
         inputs={spec.meta.name: spec.content_hash for spec in specs},
-        counts=summary.model_dump(exclude={"schema_version"}),
-        timings={k: round(v, 3) for k, v in result.timings.items()},
+        counts=summary.model_dump(exclude={"schema_version", "graphs"}),
     )

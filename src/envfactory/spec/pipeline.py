@@ -76,8 +76,12 @@ LibraryStage = Annotated[ShippedLibrary | BuiltLibrary, Field(discriminator="sou
 
 
 class GraphStage(SpecModel):
-    """The tool graph over the run's environments (deterministic and model-free)."""
+    """The tool graph of the run's environments (deterministic and model-free). `per-environment` (the
+    default) builds one graph per environment — the graphs task synthesis samples its chains from;
+    `combined` builds one graph over all of them, with the edges between environments (large: over the
+    whole shipped library, about 200k data-flow edges and a 125 MB file)."""
 
+    scope: Literal["per-environment", "combined"] = "per-environment"
     embed: bool = Field(default=False, description="add embedding edges (the packaged sentence model)")
 
 
@@ -214,13 +218,16 @@ class GraphStageConfig(SpecModel):
 
     schema_version: Literal[1] = 1
     run_id: str
+    scope: Literal["per-environment", "combined"] = "per-environment"
     embed: bool = False
 
 
 class GraphSummary(SpecModel):
-    """`graph/summary.json`: the size of the run's tool graph."""
+    """`graph/summary.json`: the size of the run's tool graph(s) and, per graph, its canonical hash
+    (per environment: the environment's name; combined: `combined`)."""
 
     schema_version: Literal[1] = 1
+    graphs: dict[str, str] = Field(default_factory=dict)
     environments: int
     tools: int
     parameters: int
