@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from envfactory.exec.work import ItemT, Outcome, ResultT, WorkSpec, describe, is_permanent, item_key, run_encoded
+from envfactory.exec.work import (
+    ItemT,
+    Outcome,
+    ResultT,
+    WorkSpec,
+    describe,
+    is_permanent,
+    item_key,
+    run_encoded,
+)
 from envfactory.spec import SpecModel
 
 OnOutcome = Callable[[Outcome[Any]], None]
