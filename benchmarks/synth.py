@@ -30,7 +30,8 @@ def measure(sampler: SamplerName, tasks: int, seed: int, bench: list[BenchmarkTa
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     funnel = SynthFunnel.model_validate_json((root / "runs" / sampler / "synth-tasks" / "funnel.json").read_bytes())
     kept = manifest.counts["kept"]
-    return {"kept": kept, "candidates": funnel.candidates, "cpu_s": cpu, "wall_s": wall,
+    return {"kept": kept, "candidates": funnel.candidates, "valid": funnel.stages["valid"],
+            "executed": funnel.stages["executed"], "cpu_s": cpu, "wall_s": wall,
             "per_cpu_minute": 60.0 * kept / cpu if cpu else 0.0, "multi_env": funnel.kept.multi_env,
             "read_only": funnel.kept.read_only}
 
@@ -46,11 +47,12 @@ def main() -> None:
         samplers: tuple[SamplerName, ...] = ("topology", "random-walk")
         for sampler in samplers:
             rows[sampler] = measure(sampler, args.tasks, args.seed, bench, Path(tmp))
-    print(f"{'sampler':<12} {'kept':>5} {'candidates':>10} {'multi':>6} {'read':>5} {'cpu s':>8} {'wall s':>8} "
-          f"{'tasks/cpu-min':>14}")
+    print(f"{'sampler':<12} {'candidates':>10} {'valid':>6} {'executed':>8} {'kept':>5} {'multi':>6} {'read':>5} "
+          f"{'cpu s':>8} {'wall s':>8} {'tasks/cpu-min':>14}")
     for sampler, row in rows.items():
-        print(f"{sampler:<12} {row['kept']:>5.0f} {row['candidates']:>10.0f} {row['multi_env']:>6.0f} "
-              f"{row['read_only']:>5.0f} {row['cpu_s']:>8.1f} {row['wall_s']:>8.1f} {row['per_cpu_minute']:>14.1f}")
+        print(f"{sampler:<12} {row['candidates']:>10.0f} {row['valid']:>6.0f} {row['executed']:>8.0f} {row['kept']:>5.0f} "
+              f"{row['multi_env']:>6.0f} {row['read_only']:>5.0f} {row['cpu_s']:>8.1f} {row['wall_s']:>8.1f} "
+              f"{row['per_cpu_minute']:>14.1f}")
     base = rows["random-walk"]["per_cpu_minute"]
     ratio = rows["topology"]["per_cpu_minute"] / base if base else float("inf")
     print(f"topology / random-walk throughput: {ratio:.2f}x "
