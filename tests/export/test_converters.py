@@ -19,6 +19,7 @@ from envfactory.export import (
     task_tools,
     verl_record,
 )
+from envfactory.export.formats import verl_schema_problem
 from envfactory.runtime import load_env
 from envfactory.spec import Message, ToolCall
 from envfactory.spec.dataset import ExportConfig, RLEpisode, RLGroundTruth
@@ -147,3 +148,32 @@ def test_turn_tool_lists_and_user_only_tools_are_respected() -> None:
     turn = task.turns[0].model_copy(update={"available_tools": ["shop__top_up_wallet", "shop__get_customer"]})
     narrowed = task.model_copy(update={"turns": [turn], "user_tools": ["shop__get_customer"]})
     assert [t["function"]["name"] for t in task_tools(narrowed, ENVS, 0)] == ["shop__top_up_wallet"]  # type: ignore[index]
+
+
+def test_verl_schema_problem_names_parameters_verl_cannot_load() -> None:
+    good = {"type": "function", "function": {"name": "t", "description": "d", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string"}, "b": {"type": ["integer", "null"]}}}}}
+    assert verl_schema_problem(good) is None
+    untyped = json.loads(json.dumps(good))
+    untyped["function"]["parameters"]["properties"]["custom"] = {"description": "any JSON"}
+    assert verl_schema_problem(untyped) == "parameter 'custom' has no type"
+
+
+def test_rows_offering_a_tool_verl_cannot_load_are_dropped_from_verl_only() -> None:
+    from envfactory.cli._export_stage import replay
+    from envfactory.export import ExportInputs, build_export
+
+    task, trajectory = _pair("shop-topup")
+    shop = ENVS["shop"]
+    tools = [t.model_copy(update={"input_schema": {**t.input_schema, "properties": {
+        **t.input_schema["properties"], "note": {"description": "free JSON"}}}}) if t.name == "get_customer" else t
+        for t in shop.tools]  # type: ignore[dict-item]
+    envs = {"shop": shop.model_copy(update={"tools": tools})}
+    states = replay(task, trajectory, {"shop": load_env("shop")})
+    assert isinstance(states, TurnStates)
+    result = build_export(ExportInputs(tasks=[task], trajectories=[trajectory], envs=envs,
+                                       turn_states={trajectory.id: states}), ExportConfig())
+    drops = [d for d in result.manifest.drops if d.reason == "verl_unrepresentable_tool"]
+    assert len(drops) == 1 and "shop__get_customer: parameter 'note' has no type" in drops[0].detail
+    assert not any(p.startswith("verl/") and p.endswith(".parquet") for p in result.files)
+    assert any(p.startswith("trl/") for p in result.files)

@@ -127,3 +127,19 @@ def test_fixture_states_differ_so_splits_are_by_state_not_by_environment() -> No
     tasks = load_tasks()
     states = {copy.deepcopy(str(t.initial_state)) for t in tasks}
     assert len(states) == len(tasks)
+
+
+def test_near_duplicate_gold_traces_are_removed_within_a_chain_template() -> None:
+    def with_args(task: Task, extra: dict[str, object]) -> Task:
+        turn = task.turns[0]
+        calls = [c.model_copy(update={"arguments": {**c.arguments, **extra}}) for c in turn.gold_calls]
+        return Task.create(**task.model_copy(update={"turns": [turn.model_copy(update={"gold_calls": calls})]})
+                           .model_dump(exclude={"id"}))
+
+    shared = {"a": 1, "b": 2, "c": 3, "d": 4}
+    first = with_args(_task(("shop",), 1, 1, "Book the quarterly review with the finance team."), shared)
+    second = with_args(_task(("shop",), 1, 2, "Set up a meeting about the budget for next spring."), shared)
+    result = deduplicate([first, second], HygieneConfig(near_duplicate_trace_threshold=0.6))
+    assert [d.reason for d in result.drops] == ["near_duplicate_trace"]
+    assert "gold-trace Jaccard 0.67" in result.drops[0].detail
+    assert deduplicate([first, second], HygieneConfig()).drops == []  # 0.67 < the default 0.95

@@ -71,6 +71,8 @@ def export_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Split seed.")] = 42,
     heldout_env: Annotated[list[str] | None, typer.Option("--heldout-env", help="Hold an environment out "
                                                           "(repeatable).")] = None,
+    heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", min=0.0, max=0.9, help="Hold out this "
+                                                    "share of the environments too (seeded).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export manifest as JSON.")] = False,
 ) -> None:
     """Export a run's tasks and gold trajectories to SFT and RL formats."""
@@ -83,7 +85,8 @@ def export_cmd(
     workspace = Workspace(workspace_dir)
     tasks, trajectories, run_id = _sources(workspace, source)
     export = ExportConfig(formats=[f for f in EXPORT_FORMATS if f in chosen], think=think,
-                          max_tokens=max_tokens, splits=SplitConfig(seed=seed, heldout_envs=heldout_env or []))
+                          max_tokens=max_tokens, splits=SplitConfig(seed=seed, heldout_envs=heldout_env or [],
+                                             heldout_env_fraction=heldout_fraction))
     config = ExportStageConfig(run_id=run or run_id, tasks_path=str(tasks), trajectories_path=str(trajectories),
                                export=export, renderers=render or [])
     deps = ExportDeps(renderers=default_renderers(config.renderers))

@@ -229,6 +229,25 @@ def verl_record(row: RLRow, index: int) -> JSONObject:
     }
 
 
+def verl_schema_problem(tool: JSONObject) -> str | None:
+    """Why veRL 0.9.1's `OpenAIFunctionToolSchema` would refuse this OpenAI tool (it requires a `type`, a
+    string or a list of strings, on the parameters object and on every parameter), or None. Refusal breaks
+    veRL's whole tool config, so rows offering such a tool are dropped from the veRL format. (veRL also
+    silently drops nested `items`/`properties` and bounds; that loses detail but loads.)"""
+    function = tool.get("function")
+    parameters = function.get("parameters") if isinstance(function, dict) else None
+    if not isinstance(parameters, dict) or not isinstance(parameters.get("type"), str):
+        return "parameters have no type"
+    properties = parameters.get("properties", {})
+    if not isinstance(properties, dict):
+        return "properties is not an object"
+    for name, schema in properties.items():
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        if not (isinstance(kind, str) or (isinstance(kind, list) and all(isinstance(k, str) for k in kind))):
+            return f"parameter {name!r} has no type"
+    return None
+
+
 def trl_record(row: RLRow) -> JSONObject:
     """TRL's layout: `prompt` (chat messages) plus columns its reward functions receive as kwargs."""
     prompt: list[JSONValue] = [m.model_dump(mode="json") for m in row.prompt]

@@ -7,7 +7,9 @@ Contract:
   `exact_duplicate_query` (same environments and same normalised query: case, punctuation and spacing
   ignored), `duplicate_gold_trace` (same gold calls with the same arguments from the same initial state),
   `near_duplicate_query` (Jaccard similarity of word shingles >= the threshold, among tasks with the same
-  chain template, so near-identical wording for different work is kept). Every drop names the task kept.
+  chain template, so near-identical wording for different work is kept), `near_duplicate_trace` (the same
+  chain template, and the Jaccard similarity of the gold calls' flattened (call, argument path, value)
+  items >= `near_duplicate_trace_threshold`). Every drop names the task kept.
   Near-duplicate search is quadratic within a chain template; chain templates keep those blocks small.
 - `diversity(tasks, envs)` counts tools, environments, domains, chain shapes (`<calls>c-<envs>e`),
   distinct chain templates and turn counts.
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from envfactory.export.splits import chain_template
-from envfactory.spec import EnvSpec, ScriptedUser, SimulatedUser, Task, content_hash
+from envfactory.spec import EnvSpec, ScriptedUser, SimulatedUser, Task, canonical_json, content_hash
 from envfactory.spec.dataset import DiversityStats, ExportDrop, HygieneConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -63,6 +65,25 @@ class HygieneResult:
     drops: list[ExportDrop]
 
 
+def trace_items(task: Task) -> frozenset[str]:
+    """The gold trace as a set of `<call index>:<tool>:<argument path>=<value>` items (values as JSON)."""
+    items: set[str] = set()
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}/{key}", inner)
+        elif isinstance(value, list) and value:
+            for index, inner in enumerate(value):
+                walk(f"{prefix}/{index}", inner)
+        else:
+            items.add(f"{prefix}={canonical_json(value).decode()}")
+
+    for index, call in enumerate(task.gold_calls()):
+        walk(f"{index}:{call.tool}", call.arguments)
+    return frozenset(items)
+
+
 def _trace_key(task: Task) -> str:
     calls = [(call.tool, call.arguments) for call in task.gold_calls()]
     return content_hash({"calls": calls, "state": task.initial_state})
@@ -74,7 +95,7 @@ def deduplicate(tasks: Sequence[Task], config: HygieneConfig) -> HygieneResult:
     drops: list[ExportDrop] = []
     by_query: dict[str, str] = {}
     by_trace: dict[str, str] = {}
-    blocks: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    blocks: dict[str, list[tuple[str, frozenset[str], frozenset[str]]]] = {}
     for task in sorted(tasks, key=lambda t: t.id):
         text = query_text(task)
         query_key = content_hash({"envs": sorted(r.name for r in task.envs), "query": normalise(text)})
@@ -87,21 +108,30 @@ def deduplicate(tasks: Sequence[Task], config: HygieneConfig) -> HygieneResult:
             drops.append(ExportDrop(item=task.id, stage="hygiene", reason="duplicate_gold_trace",
                                     detail=f"same gold calls and initial state as {by_trace[trace_key]}"))
             continue
-        words = shingles(text, config.shingle_words)
+        words, trace = shingles(text, config.shingle_words), trace_items(task)
         block = blocks.setdefault(chain_template(task), [])
-        twin = next(((other, score) for other, theirs in block
-                     if (score := jaccard(words, theirs)) >= config.near_duplicate_threshold), None)
+        twin = _near_twin(words, trace, block, config)
         if twin is not None:
-            drops.append(ExportDrop(item=task.id, stage="hygiene", reason="near_duplicate_query",
-                                    detail=f"Jaccard {twin[1]:.2f} with {twin[0]}"))
+            drops.append(ExportDrop(item=task.id, stage="hygiene", reason=twin[0], detail=twin[1]))
             continue
         by_query[query_key] = task.id
         by_trace[trace_key] = task.id
-        block.append((task.id, words))
+        block.append((task.id, words, trace))
         kept.append(task)
     order = {task.id: index for index, task in enumerate(tasks)}
     kept.sort(key=lambda t: order[t.id])
     return HygieneResult(kept=kept, drops=drops)
+
+
+def _near_twin(words: frozenset[str], trace: frozenset[str], block: list[tuple[str, frozenset[str], frozenset[str]]],
+               config: HygieneConfig) -> tuple[str, str] | None:
+    """(reason, detail) when a kept task of the same chain template is a near duplicate, else None."""
+    for other, their_words, their_trace in block:
+        if (score := jaccard(words, their_words)) >= config.near_duplicate_threshold:
+            return "near_duplicate_query", f"Jaccard {score:.2f} with {other}"
+        if (score := jaccard(trace, their_trace)) >= config.near_duplicate_trace_threshold:
+            return "near_duplicate_trace", f"gold-trace Jaccard {score:.2f} with {other}"
+    return None
 
 
 def diversity(tasks: Sequence[Task], envs: Mapping[str, EnvSpec]) -> DiversityStats:

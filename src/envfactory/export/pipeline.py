@@ -35,6 +35,7 @@ from envfactory.export.formats import (
     tool_name,
     trl_record,
     verl_record,
+    verl_schema_problem,
 )
 from envfactory.export.hygiene import deduplicate, diversity
 from envfactory.export.render import ChatRenderer, check_row
@@ -222,14 +223,28 @@ def _encode(rows: _Rows, config: ExportConfig, files: dict[str, bytes], counts: 
             put(f"hf/data/sft-{split}.parquet", parquet_bytes(table(records, SFT_SCHEMA)), "hf", len(sft))
         if rl and "hf" in config.formats:
             files[f"hf/data/rl-{split}.parquet"] = parquet_bytes(table([trl_record(r) for r in rl], TRL_SCHEMA))
-        if rl and "verl" in config.formats:
-            records = [verl_record(r, i) for i, r in enumerate(rl)]
-            names = [n for r in rl for n in offered_tool_names(r.tools)]
-            put(f"verl/{split}.parquet", parquet_bytes(table(records, verl_schema(names))), "verl", len(rl))
+        verl_rows = _verl_representable(rl, rows.drops) if rl and "verl" in config.formats else []
+        if verl_rows:
+            records = [verl_record(r, i) for i, r in enumerate(verl_rows)]
+            names = [n for r in verl_rows for n in offered_tool_names(r.tools)]
+            put(f"verl/{split}.parquet", parquet_bytes(table(records, verl_schema(names))), "verl", len(verl_rows))
         if rl and "trl" in config.formats:
             put(f"trl/{split}.parquet", parquet_bytes(table([trl_record(r) for r in rl], TRL_SCHEMA)), "trl", len(rl))
     if dataset_info:
         files["llamafactory/dataset_info.json"] = canonical_json(dataset_info) + b"\n"
+
+
+def _verl_representable(rl: Sequence[RLRow], drops: list[ExportDrop]) -> list[RLRow]:
+    """The rows whose every offered tool veRL's schema model accepts; the others are dropped for veRL."""
+    kept = []
+    for row in rl:
+        problems = [f"{tool_name(t)}: {p}" for t in tool_list(row.tools) if (p := verl_schema_problem(t))]
+        if problems:
+            drops.append(ExportDrop(item=row.meta.row_id, stage="format", reason="verl_unrepresentable_tool",
+                                    format="verl", detail="; ".join(problems)))
+        else:
+            kept.append(row)
+    return kept
 
 
 def _sft_record(row: SFTRow) -> JSONObject:
@@ -283,7 +298,8 @@ def build_export(inputs: ExportInputs, config: ExportConfig) -> ExportResult:
         rl_files = {str(s): f"data/rl-{s}.parquet" for s in SPLIT_NAMES if f"hf/data/rl-{s}.parquet" in files}
         files["hf/README.md"] = dataset_card(manifest, used_envs, sft_files, rl_files).encode()
     if "verl" in config.formats and any(path.startswith("verl/") for path in files):
-        tools = {tool_name(t): t for split in rows.rl.values() for r in split for t in tool_list(r.tools)}
+        tools = {tool_name(t): t for split in rows.rl.values() for r in split for t in tool_list(r.tools)
+                 if verl_schema_problem(t) is None}
         files["verl/tools.json"] = canonical_json([tools[name] for name in sorted(tools)]) + b"\n"
     listed = [
         ExportFile(path=path, sha256=sha256_hex(data), rows=meta[path][2] if path in meta else None,

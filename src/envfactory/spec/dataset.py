@@ -51,10 +51,12 @@ class SplitConfig(SpecModel):
 
 class HygieneConfig(SpecModel):
     """Duplicate removal: exact (normalised query text and the gold trace) and near duplicates (Jaccard
-    similarity of word shingles of the query, among tasks with the same chain template)."""
+    similarity of word shingles of the query, or of the gold calls' (call, argument path, value) items,
+    among tasks with the same chain template)."""
 
     schema_version: Literal[1] = 1
     near_duplicate_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    near_duplicate_trace_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     shingle_words: int = Field(default=3, ge=1)
 
 
