@@ -77,9 +77,15 @@ def pretty_json(data: Any) -> bytes:
     return orjson.dumps(data, option=_JSON_OPTIONS) + b"\n"
 
 
+# JSON escapes C0 controls itself; DEL and the C1 controls (U+009B is a one-character CSI) it may leave raw.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f]")
+
+
 def emit_json(data: Any) -> None:
-    """Write `data` as JSON to stdout (the `--json` output of listing verbs)."""
-    typer.echo(pretty_json(data).decode("utf-8"), nl=False)
+    """Write `data` as JSON to stdout (the `--json` output of listing verbs), with DEL and C1 control
+    characters escaped (`\\u009b`), so no data reaches a terminal as a control sequence."""
+    text = pretty_json(data).decode("utf-8")
+    typer.echo(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text), nl=False)
 
 
 def report_error(message: str) -> None:
@@ -124,8 +130,11 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
         raise SpecError(f"{path}: is a directory; {what} must be a regular file") from exc
     except OSError as exc:
         raise SpecError(f"{path}: cannot open {what} ({exc.strerror})") from exc
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        os.close(fd)
+        raise SpecError(f"{path}: is a directory; {what} must be a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(f"{path}: not a regular file; {what} must be a regular file of at most {max_bytes} bytes")
         if info.st_size > max_bytes:
