@@ -110,14 +110,16 @@ def demo_data(
     out: Annotated[Path, typer.Option("--out", file_okay=False)],
     heldout: Annotated[float, typer.Option("--heldout", min=0.0, max=0.9, help="Share of tasks held out.")] = 0.25,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    tool: Annotated[list[str] | None, typer.Option("--tool", help="Tracker tools the tasks offer (repeatable; "
+                                                   "default: set_task_status, assign_task, add_comment, get_task).")] = None,
 ) -> None:
     """Gold tasks on the bundled tracker environment, split, with gold trajectories and the SFT split."""
     from envfactory.runtime import load_env
-    from envfactory.train.data import gold_tasks, gold_trajectory, split_of
+    from envfactory.train.data import DEMO_TOOLS, gold_tasks, gold_trajectory, split_of
     from envfactory.train.export_sft import sft_records
 
     env = load_env("tracker")
-    tasks = gold_tasks(env, seed=seed)
+    tasks = gold_tasks(env, tools=tuple(tool or DEMO_TOOLS), seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[Any]] = {"train": [], "heldout": []}
     for task in tasks:

@@ -100,7 +100,8 @@ def _requests(state: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def gold_tasks(env: Environment | None = None, *, tools: Sequence[str] = DEMO_TOOLS, seed: int = 0) -> list[Task]:
-    """Single-call tasks on the bundled `tracker` environment, grounded by running each gold call."""
+    """Single-call tasks on the bundled `tracker` environment, grounded by running each gold call; the
+    tasks offer `tools` (and use those of them that write: status moves, assignments, comments)."""
     environment = env or load_env("tracker")
     if environment.name != "tracker":
         raise SpecError(f"gold tasks are written for the bundled tracker environment, not {environment.name}")
@@ -110,6 +111,8 @@ def gold_tasks(env: Environment | None = None, *, tools: Sequence[str] = DEMO_TO
     offered = [qualified_name(environment.name, t) for t in tools]
     tasks = []
     for query, tool, arguments in _requests(state):
+        if tool not in tools:
+            continue
         name = qualified_name(environment.name, tool)
         with open_group([environment], {environment.name: state}, seed) as group:
             result = group.call(name, arguments)

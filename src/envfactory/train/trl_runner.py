@@ -129,7 +129,8 @@ def _common_args(config: SFTRunConfig | GRPORunConfig, stage: StageDir) -> dict[
         "save_strategy": "steps" if config.save_steps else "no", "save_steps": config.save_steps or 500,
         "report_to": [], "use_cpu": config.use_cpu, "seed": config.seed, "bf16": config.bf16,
         "disable_tqdm": True, "lr_scheduler_type": "constant",
-        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+        # TRL turns activation checkpointing on by default; on a CPU it only costs time
+        "gradient_checkpointing": config.gradient_checkpointing,
     }
 
 

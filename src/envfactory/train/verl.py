@@ -10,8 +10,11 @@
   GRPO with the given group size, temperature, learning rate and no KL, the model and the data files;
 - `run.sh`: the command for a GPU machine.
 `validate_in_verl(directory, python)` checks both files with veRL's own classes in its virtual
-environment (`scripts/consumers verl`): Hydra composes `ppo_trainer` with the overrides and veRL's
-dataclasses are built from the result; `initialize_tools_from_config` instantiates every tool.
+environment (`scripts/consumers verl`): Hydra composes `ppo_trainer` with the overrides, veRL's rollout
+(multi-turn) and algorithm dataclasses are built from the result, veRL's `get_custom_reward_fn` loads our
+reward function and `initialize_tools_from_config` instantiates every tool. (veRL 0.9.1's own
+`RewardManagerConfig` cannot be built outside its trainer: its `__post_init__` calls a parent's that does
+not exist; so the reward section is checked through the loader the trainer uses.)
 """
 
 from __future__ import annotations
@@ -137,13 +140,14 @@ import verl
 from hydra import compose, initialize_config_dir
 from verl.utils.config import omega_conf_to_dataclass
 from verl.tools.tool_registry import initialize_tools_from_config
+from verl.trainer.ppo.reward import get_custom_reward_fn
 directory = Path(sys.argv[1])
 lines = [l for l in (directory / "overrides.txt").read_text().splitlines() if l.strip()]
 config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
 with initialize_config_dir(config_dir=config_dir, version_base=None):
     cfg = compose(config_name="ppo_trainer", overrides=lines)
 rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
-reward = omega_conf_to_dataclass(cfg.reward)
+reward_fn = get_custom_reward_fn(cfg)
 algorithm = omega_conf_to_dataclass(cfg.algorithm)
 tools = initialize_tools_from_config(str(directory / "tool_config.yaml"))
 print(json.dumps({
@@ -152,7 +156,8 @@ print(json.dumps({
     "n": rollout.n, "temperature": rollout.temperature, "adv_estimator": str(algorithm.adv_estimator),
     "use_kl_in_reward": algorithm.use_kl_in_reward, "lr": cfg.actor_rollout_ref.actor.optim.lr,
     "use_kl_loss": cfg.actor_rollout_ref.actor.use_kl_loss,
-    "reward_function": [reward.custom_reward_function.path, reward.custom_reward_function.name],
+    "reward_function": [cfg.reward.custom_reward_function.path, cfg.reward.custom_reward_function.name,
+                        callable(reward_fn)],
     "agent_loop": cfg.actor_rollout_ref.rollout.agent.default_agent_loop,
     "tools": {t.name: sorted(t.tool_schema.function.parameters.properties) for t in tools},
     "tool_classes": sorted({type(t).__name__ for t in tools}),

@@ -11,9 +11,10 @@ envfactory's own environment.
   whatever tool object serves them, reuse it. veRL hands `extra_fields` to the reward function.
 - Arguments arrive flat (veRL's schema models keep no nested properties); the tool's `config.params`
   (`[name, path...]`, from `ToolSurface`) map them back to nested arguments.
-- `compute_score` (veRL's `custom_reward_function`) scores the trajectory's session with the server's
-  `/reward` endpoint against a task rebuilt from the row (`reward_model.ground_truth` and the episode)
-  and closes it; the components come back as extra fields. A server that cannot be reached after the
+- `compute_score` (veRL's `custom_reward_function`) replays the trajectory's successful calls (from its
+  session's log) into a session opened from the task rebuilt from the row (`reward_model.ground_truth`
+  and the episode) and scores it with the server's `/reward` endpoint; the components come back as extra
+  fields and both sessions are closed. A server that cannot be reached after the
   retries raises `RuntimeError` naming the cause: the step fails loudly instead of training on 0.
 """
 
@@ -162,7 +163,13 @@ def rebuilt_task(ground_truth: dict[str, Any], episode: dict[str, Any]) -> dict[
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any] | None = None,
                   **kwargs: Any) -> dict[str, Any]:
-    """veRL's custom reward: our reward on the trajectory's session (see the module docstring)."""
+    """veRL's custom reward: our reward on the trajectory's episode (see the module docstring).
+
+    The server scores a session only against the task it was opened from, and the trajectory's session
+    was opened from the episode (the tool sees no ground truth). So a scoring session is opened from the
+    task rebuilt from the row, the trajectory's successful calls are replayed into it from its session's
+    log (environments are deterministic: the same calls reach the same state), and that session is scored
+    by the `/reward` endpoint. Both sessions are closed."""
     info = extra_info or {}
     server = os.environ.get("ENVFACTORY_ENV_SERVER") or str(info.get("envfactory_server", ""))
     if not server:
@@ -172,12 +179,21 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     kwargs_by_tool = info.get("tools_kwargs") or {}
     first = next(iter(kwargs_by_tool.values()), {})
     episode = _episode(first.get("create_kwargs", {}))
-    session = info.get(SESSION_KEY) or open_session(server, episode, token)
+    scoring = str(_request(server, "POST", "/v1/sessions", {"task": rebuilt_task(truth, episode),
+                                                              "seed": episode.get("seed", 0)}, token)["id"])
+    rollout = info.get(SESSION_KEY)
+    if rollout:
+        calls = _request(server, "GET", f"/v1/sessions/{rollout}/log", None, token)["calls"]
+        for entry in calls:
+            if entry["result"].get("error") is None:
+                _request(server, "POST", f"/v1/sessions/{scoring}/calls",
+                         {"tool": entry["call"]["tool"], "arguments": entry["call"]["arguments"]}, token)
     messages = [{"role": "assistant", "content": solution_str}] if solution_str else None
-    answer = _request(server, "POST", f"/v1/sessions/{session}/reward",
-                      {"task": rebuilt_task(truth, episode), "messages": messages}, token)
-    with contextlib.suppress(RuntimeError):  # already closed (reaped): the score is what matters
-        _request(server, "DELETE", f"/v1/sessions/{session}", None, token)
+    answer = _request(server, "POST", f"/v1/sessions/{scoring}/reward", {"messages": messages}, token)
+    for session in (scoring, rollout):
+        if session:
+            with contextlib.suppress(RuntimeError):  # already closed (reaped): the score is what matters
+                _request(server, "DELETE", f"/v1/sessions/{session}", None, token)
     reward = answer["reward"]
     out: dict[str, Any] = {"score": float(reward["total"])}
     for component in reward["components"]:
