@@ -20,13 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from envfactory.cli._output import console, emit_json
+from envfactory.cli.synth_trajectories import trajectories
 from envfactory.errors import SpecError
 from envfactory.spec.synth import FUNNEL_STAGES, SynthFunnel, SynthTasksConfig
 from envfactory.store import Workspace
 from envfactory.synth.stage import STAGE, SynthDeps, SynthProgress, default_run_id, run_synth_tasks
 
-app = typer.Typer(name="synth", help="Synthesise tasks (and, later, trajectories) from the tool graph.",
+app = typer.Typer(name="synth", help="Synthesise tasks from the tool graph, then queries and trajectories.",
                   no_args_is_help=True)
+app.command("trajectories")(trajectories)
 
 
 def _benchmark_tasks() -> list[object]:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from envfactory.llm import ChatMessage, ChatRequest, LLMClient, ResponseFormat
+from envfactory.llm import ChatMessage, ChatRequest, LLMClient, ResponseFormat, StructuredOutputError
 from envfactory.spec import GoldCall, JSONObject, Task, ToolSpec
 from envfactory.spec.synth_trajectories import REFINE_OPERATORS, RefineOperator
 from envfactory.synth.overspec import env_produced_values, leaves, plain_tool_name
@@ -156,9 +156,12 @@ def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: 
     for attempt in range(attempts):
         request = ChatRequest(messages=messages, response_format=ResponseFormat(name=name, json_schema=schema),
                               temperature=0.0, max_tokens=320, seed=seed + attempt)
-        response = client.chat(request)
         try:
+            response = client.chat(request)
+            content = response.content
             value = response.parsed()
+        except StructuredOutputError as exc:  # the managed client's repairs were exhausted
+            content, value = str(exc)[:200], None
         except ValueError:
             value = None
         required = [str(k) for k in schema.get("required", []) or []]  # type: ignore[union-attr]
@@ -169,7 +172,7 @@ def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: 
             if not problems:
                 return {k: str(v).strip() for k, v in value.items()}, tuple(seen)
         seen.extend(problems)
-        messages = [*messages, ChatMessage.assistant(response.content),
+        messages = [*messages, ChatMessage.assistant(content),
                     ChatMessage.user("That does not work: " + "; ".join(problems) + ". Write it again.")]
     raise QueryFailure(_problem_reason(problems), problems)
 

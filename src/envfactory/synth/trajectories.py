@@ -26,8 +26,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from envfactory.agent import AgentSettings, UserSimulator
-from envfactory.errors import ProviderError, StoreError
-from envfactory.llm import ChatRequest, ChatResponse, LLMClient
+from envfactory.errors import StoreError
+from envfactory.llm import (
+    ChatRequest,
+    ChatResponse,
+    DependencyMissingError,
+    EndpointUnreachableError,
+    LLMClient,
+    ModelIntegrityError,
+    ModelNotInstalledError,
+    ReplayMissError,
+)
 from envfactory.runtime import Environment, load_env
 from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory
 from envfactory.spec.synth_trajectories import (
@@ -49,6 +58,9 @@ from envfactory.synth.solve import attempt, select, solver_task, split_turns
 from envfactory.synth.trajectory_funnel import build_funnel
 
 STAGE = "synth-trajectories"
+_SETUP_ERRORS = (
+    ReplayMissError, ModelNotInstalledError, ModelIntegrityError, DependencyMissingError, EndpointUnreachableError,
+)
 TASK_STAGE = "synth-tasks"
 
 
@@ -238,7 +250,7 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
         else:
             try:
                 item = _ItemRun(config, deps, task, solve=index < solve_limit).run()
-            except ProviderError:
+            except _SETUP_ERRORS:
                 raise
             except Exception as exc:  # one task's failure is recorded; the run goes on
                 item = TrajectoryItem(task_id=task.id, status="failed", reason=type(exc).__name__,

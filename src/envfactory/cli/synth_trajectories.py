@@ -1,0 +1,98 @@
+"""`envfactory synth trajectories`: queries, refinement and solver-verified trajectories for the tasks of a
+finished `synth tasks` run (`synth.trajectories.run_synth_trajectories`).
+
+`--from RUN` names the task run (its `synth-tasks` stage must be complete); artifacts go to
+`<workspace>/runs/RUN/synth-trajectories/`. `--preset sft-single|sft-conv|rl` chooses the shape, `--k` the
+solver attempts per query (k > 1 needs `--temperature` above 0), `--no-refine` switches refinement off (the
+ablation). Role models: `--llm` (solver), `--writer-llm` (queries and refinement), `--user-llm` (user
+simulator), each `local`, `openai:URL`, `hf:DIR` or `replay:FILE` (defaults: the solver's model). A killed
+run resumes from its finished items when run again. Progress shows per task; the funnel is printed at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from envfactory.cli._output import console, emit_json
+from envfactory.cli.eval import parse_llm
+from envfactory.errors import SpecError
+from envfactory.llm import LLMClient, make_client
+from envfactory.spec.synth_trajectories import TRAJECTORY_FUNNEL_STAGES, SynthTrajectoriesConfig, TrajectoryFunnel
+from envfactory.store import Workspace
+from envfactory.synth.trajectories import STAGE, TrajectoryDeps, run_synth_trajectories
+
+
+def _client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
+    settings = parse_llm(spec, model, None, cassette, None)
+    cache = None if settings.provider == "replay" else space.open_llm_cache()
+    return make_client(settings, cache=cache)
+
+
+def trajectories(
+    from_run: Annotated[str, typer.Option("--from", help="The run whose synth-tasks stage holds the tasks.")],
+    preset: Annotated[Literal["sft-single", "sft-conv", "rl"], typer.Option("--preset")] = "sft-single",
+    k: Annotated[int, typer.Option("--k", min=1, max=16, help="Solver attempts per query.")] = 1,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)] = 0.0,
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="Keep the explicit queries (ablation).")] = False,
+    max_tasks: Annotated[int | None, typer.Option("--tasks", min=1, help="Tasks given queries (default all).")] = None,
+    solve_tasks: Annotated[int | None, typer.Option("--solve", min=0, help="Of those, tasks solved.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    llm: Annotated[str, typer.Option("--llm", help="Solver: local, openai:URL, hf:DIR or replay:FILE.")] = "local",
+    writer_llm: Annotated[str | None, typer.Option("--writer-llm", help="Query writer (default: --llm).")] = None,
+    user_llm: Annotated[str | None, typer.Option("--user-llm", help="User simulator (default: --llm).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name for openai:URL providers.")] = None,
+    cassette: Annotated[Path | None, typer.Option("--cassette", help="Record every answer to this file.")] = None,
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE",
+                                            file_okay=False)] = Path("workspace"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest and funnel as JSON.")] = False,
+) -> None:
+    """Write queries, refine them, solve with the agent; keep what verification passes."""
+    try:
+        config = SynthTrajectoriesConfig(from_run=from_run, preset=preset, k=k, temperature=temperature,
+                                         refine=False if no_refine else None, max_tasks=max_tasks,
+                                         solve_tasks=solve_tasks, seed=seed)
+    except ValidationError as exc:
+        raise SpecError(f"bad synth trajectories options: {exc.errors()[0]['msg']}") from exc
+    space = Workspace(workspace)
+    solver = _client(llm, model, space, cassette)
+    writer = _client(writer_llm, model, space, cassette) if writer_llm else solver
+    user = _client(user_llm, model, space, cassette) if user_llm else None
+    out = console()
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True, disable=as_json) as progress:
+        bar = progress.add_task("tasks", total=None)
+
+        def on_progress(done: int, total: int, status: str) -> None:
+            progress.update(bar, completed=done, total=total, description=f"tasks (last: {status})")
+
+        manifest = run_synth_trajectories(config, space, TrajectoryDeps(writer=writer, solver=solver, user=user,
+                                                                        progress=on_progress))
+    stage_dir = space.run_path(from_run) / STAGE
+    funnel = TrajectoryFunnel.model_validate_json((stage_dir / "funnel.json").read_bytes())
+    if as_json:
+        emit_json({"manifest": manifest.model_dump(mode="json"), "funnel": funnel.model_dump(mode="json")})
+        return
+    out.print(funnel_table(funnel))
+    out.print(f"{funnel.stages['verified']} verified trajectories ({funnel.conversational} conversational), "
+              f"{funnel.model_calls} model calls, {manifest.timings.get('wall_s', 0.0):.0f} s → {stage_dir}")
+
+
+def funnel_table(funnel: TrajectoryFunnel) -> Table:
+    """The trajectory funnel: each stage, the tasks that reached it and the drop reasons."""
+    table = Table(title=f"synth trajectories funnel ({funnel.preset}, k={funnel.k}, seed {funnel.seed}); "
+                        f"over-specification explicit {funnel.explicit_overspec:.2f} → refined "
+                        f"{funnel.refined_overspec:.2f}")
+    table.add_column("stage")
+    table.add_column("reached", justify="right")
+    table.add_column("dropped here (reason: count)")
+    for stage in TRAJECTORY_FUNNEL_STAGES:
+        reasons = funnel.drops.get(stage, {})
+        table.add_row(stage, str(funnel.stages.get(stage, 0)),
+                      ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    return table
