@@ -23,7 +23,11 @@ from envfactory.cli._output import console, emit_json
 from envfactory.cli.eval import parse_llm
 from envfactory.errors import SpecError
 from envfactory.llm import LLMClient, make_client
-from envfactory.spec.synth_trajectories import TRAJECTORY_FUNNEL_STAGES, SynthTrajectoriesConfig, TrajectoryFunnel
+from envfactory.spec.synth_trajectories import (
+    TRAJECTORY_FUNNEL_STAGES,
+    SynthTrajectoriesConfig,
+    TrajectoryFunnel,
+)
 from envfactory.store import Workspace
 from envfactory.synth.trajectories import STAGE, TrajectoryDeps, run_synth_trajectories
 
