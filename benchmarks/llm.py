@@ -14,6 +14,15 @@ baseline measured in the same run and their ratio:
   temporary folder, reusing the distillation environment). The model is built first when absent;
 - `--with-catalog`: the catalog load/search figures of `benchmarks/catalog.py` (`bench_catalog()`).
 `--quick` runs SmolLM2 only, with fewer repetitions; `--embeddings-only` skips generation and the cache. Timings depend on the machine's load: run alone.
+
+`--prefix-reuse` measures only the local provider's block-aligned prefix cache (`llm.prefix_cache`): the
+agent loop runs one BFCL multi-turn task, one τ² airline task (with the user simulator) and one library
+task (the bundled `tracker` environment, three scripted turns) with the bundled 0.5B model, each episode
+three times, interleaved: cache off (the baseline), cache on, and a cache too small to keep more than a
+few states (cold evaluations after evictions). Figures: model seconds per step and per episode, prompt
+tokens evaluated per step, and whether every response (bytes, generated token ids) and the trajectory are
+identical in the three runs. `--record-requests FILE` writes every request of the runs (gzipped JSONL):
+`tests/llm/fixtures/agent_requests.jsonl.gz` is made so.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ from envfactory.llm import (
     model_status,
 )
 from envfactory.store import KVStore, default_models_dir
+
+PREFIX_MODEL = "qwen2.5-coder-0.5b"
 
 PROMPT = "Write a short story about a robot who learns to paint. Use at least three paragraphs."
 PERSON = {
@@ -285,9 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embeddings-only", action="store_true", help="only the embedding figures")
     parser.add_argument("--rebuild-static", action="store_true",
                         help="also time a fresh distillation of the static model (into a temporary folder)")
+    parser.add_argument("--prefix-reuse", action="store_true",
+                        help="only the prefix-cache figures: agent episodes with the cache on, off and evicting")
+    parser.add_argument("--prefix-model", default=PREFIX_MODEL, help="local model of --prefix-reuse")
+    parser.add_argument("--record-requests", type=Path, help="--prefix-reuse: write every request here (.jsonl.gz)")
+    parser.add_argument("--prefix-suites", default="bfcl,tau2,library",
+                        help="--prefix-reuse: which tasks (comma-separated: bfcl, tau2, library)")
     args = parser.parse_args(argv)
     repeat = 2 if args.quick else 3
     rows: list[dict[str, Any]] = []
+    if args.prefix_reuse:
+        from llm_prefix import bench_prefix_reuse  # benchmarks/llm_prefix.py
+
+        rows = bench_prefix_reuse(args.models_dir, args.prefix_model, args.record_requests,
+                                  tuple(args.prefix_suites.split(",")))
+        _print_rows(rows, args.json)
+        return 0
     keys = ["smollm2-135m"] if args.quick else ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
     for key in [] if args.embeddings_only else keys:
         if not model_status(LOCAL_MODELS[key], args.models_dir).installed:
@@ -300,13 +324,17 @@ def main(argv: list[str] | None = None) -> int:
     rows += bench_static(250 if args.quick else 1000, repeat, args.models_dir, args.rebuild_static)
     if args.with_catalog:
         rows += bench_catalog_hook(args.quick)
-    print(f"{'figure':44} {'value':>10} {'unit':7} {'baseline':34} {'baseline':>10} {'ratio':>7}")
-    for row in rows:
-        print(f"{row['figure']:44} {_fmt(row['value']):>10} {row['unit']:7} {row['baseline']:34} "
-              f"{_fmt(row['baseline_value']):>10} {_fmt(row['ratio']):>7}")
-    if args.json is not None:
-        args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    _print_rows(rows, args.json)
     return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], json_path: Path | None) -> None:
+    print(f"{'figure':52} {'value':>10} {'unit':7} {'baseline':30} {'baseline':>10} {'ratio':>7}")
+    for row in rows:
+        print(f"{row['figure']:52} {_fmt(row['value']):>10} {row['unit']:7} {row['baseline']:30} "
+              f"{_fmt(row['baseline_value']):>10} {_fmt(row['ratio']):>7}")
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The OpenAI-compatible provider over real HTTP.
 
-- A real server: `envfactory llm serve` (llama-cpp-python's OpenAI-compatible server) over SmolLM2,
-  started as a subprocess on a free loopback port.
-- A tiny scripted HTTP server (standard library) for the error mapping: 503 then success, 400.
+- A real server: `envfactory llm serve` (our OpenAI-compatible server over the local provider,
+  `llm.http_server`) on SmolLM2, started as a subprocess on a free loopback port; answers are compared
+  with the in-process provider's.
+- A tiny scripted HTTP server (standard library) for the error mapping (503 then success, 400) and for
+  what the requests it receives hold: tools, tool_choice, response_format, seed, sampling, messages.
 - A port with nothing listening, for the unreachable endpoint.
 """
 
@@ -29,14 +31,17 @@ from envfactory.llm import (
     ClientPolicy,
     EndpointUnreachableError,
     FunctionTool,
+    LocalProvider,
     ManagedClient,
     NamedToolChoice,
     OpenAICompatibleProvider,
     OpenAIConfig,
     ResponseFormat,
     RetryPolicy,
+    UsageLedger,
 )
 from envfactory.llm.schema import CompiledSchema
+from envfactory.spec import ToolCall
 from envfactory.store import KVStore
 
 WEATHER = FunctionTool(
@@ -125,6 +130,29 @@ def test_required_tool_choice_through_structured_output(served: str) -> None:
     assert call.tool in {"get_weather", "send_email"}
 
 
+@pytest.mark.slow
+def test_the_served_model_answers_exactly_as_in_process(served: str, smol: LocalProvider) -> None:
+    """`envfactory llm serve` serves our local provider: in the OpenAI forms vLLM and SGLang take (named,
+    required and auto tool_choice, json_schema response_format, seed), every answer equals the in-process
+    one, and a repeated prompt reports the tokens its prefix cache restored."""
+    llm = provider(served)
+    history = [ChatMessage.system("You help with weather and email. " * 30), ChatMessage.user("Weather in Rome?")]
+    requests = [
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice=NamedToolChoice(name="get_weather"),
+                    max_tokens=40),
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice="required", max_tokens=48,
+                    temperature=0.8, seed=3),
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], max_tokens=32),
+        ChatRequest(messages=history, response_format=ResponseFormat(name="person", json_schema=PERSON),
+                    max_tokens=48, temperature=0.9, seed=4),
+    ]
+    for request in requests:
+        remote, local = llm.chat(request), smol.chat(request)
+        assert (remote.message, remote.finish_reason, remote.usage) == (local.message, local.finish_reason, local.usage)
+    again = llm.chat(requests[0].model_copy(update={"seed": 9}))
+    assert again.usage.reused_tokens > 0 and again.usage.reused_tokens % 128 == 0
+
+
 def test_unreachable_endpoint_is_a_clear_error_after_retries() -> None:
     port = free_port()  # nothing listens there any more
     sleeps: list[float] = []
@@ -205,3 +233,65 @@ def test_structured_output_is_sent_in_the_openai_form(scripted_server: Any) -> N
     assert response.parsed() == {"name": "A", "age": 1}
     assert scripted_server.bodies[-1]["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+
+
+def test_every_request_field_reaches_the_server_in_openai_form(scripted_server: Any) -> None:
+    """What an agent step sends (vLLM, SGLang and llama-cpp-python's server all take this form): the full
+    tools, each `tool_choice`, both response-format forms, the forced call as a schema, the seed and the
+    sampling settings, and a conversation with a tool call and its result."""
+    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
+    text = {**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": "{\"name\": \"A\", \"age\": 1}"}}]}
+    call = ChatMessage.assistant("", [ToolCall(id="call_1", tool="get_weather", arguments={"city": "Oslo"})])
+    history = [ChatMessage.system("You help."), ChatMessage.user("Weather in Oslo?"), call,
+               ChatMessage.tool(call.tool_calls[0], '{"sky": "clear"}')]
+    requests = [
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice="auto", seed=3, temperature=0.7,
+                    top_p=0.9, max_tokens=33, stop=["\n\n"]),
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice="required", seed=4),
+        ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice="none", seed=5),
+        ChatRequest(messages=history, response_format=ResponseFormat(name="person", json_schema=PERSON), seed=6),
+    ]
+    scripted_server.script = [(200, text)] * 4
+    llm = provider(base_url)
+    for request in requests:
+        llm.chat(request)
+    auto, required, none, structured = scripted_server.bodies
+    assert [b["seed"] for b in scripted_server.bodies] == [3, 4, 5, 6]
+    assert (auto["temperature"], auto["top_p"], auto["max_tokens"], auto["stop"]) == (0.7, 0.9, 33, ["\n\n"])
+    assert auto["tools"] == [WEATHER.openai(), EMAIL.openai()]  # names, descriptions and full schemas
+    assert (auto["tool_choice"], required["tool_choice"], none["tool_choice"]) == ("auto", "required", "none")
+    assert "response_format" not in auto and "tools" not in structured
+    assert structured["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    assert auto["messages"][2] == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]}
+    assert auto["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'}
+
+    # the older form (llama-cpp-python's server): json_object with the schema, forced calls as a schema
+    scripted_server.bodies.clear()
+    call_text = {**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": "{\"name\": \"send_email\", \"arguments\": {\"to\": \"a\", \"body\": \"b\"}}"}}]}
+    scripted_server.script = [(200, text), (200, call_text)]
+    old = provider(base_url, structured_output="json_object", forced_calls="schema", send_seed=False)
+    old.chat(requests[3])
+    forced = old.chat(requests[1])
+    assert forced.tool_calls[0].tool == "send_email" and forced.finish_reason == "tool_calls"
+    first, second = scripted_server.bodies
+    assert first["response_format"] == {"type": "json_object", "schema": PERSON} and "seed" not in first
+    assert second["tool_choice"] == "none" and second["response_format"]["type"] == "json_object"
+    assert second["response_format"]["schema"]["anyOf"][0]["properties"]["name"] == {"const": "get_weather"}
+
+
+def test_prompt_tokens_the_server_cached_are_counted_as_reused(scripted_server: Any) -> None:
+    """vLLM and SGLang report prefix-cache hits as `usage.prompt_tokens_details.cached_tokens`."""
+    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
+    cached = {**COMPLETION, "usage": {**COMPLETION["usage"], "prompt_tokens_details": {"cached_tokens": 8}}}
+    scripted_server.script = [(200, cached), (200, COMPLETION)]
+    ledger = UsageLedger()
+    client = ManagedClient(provider(base_url), ledger=ledger)
+    request = ChatRequest(messages=[ChatMessage.user("Weather in Oslo?")], tools=[WEATHER])
+    assert client.chat(request).usage.reused_tokens == 8
+    assert client.chat(request.model_copy(update={"seed": 1})).usage.reused_tokens == 0
+    total = ledger.report().total()
+    assert (total.prompt_tokens, total.reused_tokens, total.evaluated_tokens) == (20, 8, 12)

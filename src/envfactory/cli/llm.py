@@ -17,7 +17,9 @@ Configuration comes from flags or environment variables (this is the only layer 
   (and, with `--verify`, their sha256), the optional libraries, and the workspace cache. Exit code 1
   when the configured provider cannot be used.
 - `chat PROMPT` sends one request through the cached, validated client and prints the answer and usage.
-- `serve` runs llama-cpp-python's OpenAI-compatible server over a local model (assembled first).
+- `serve` runs an OpenAI-compatible server over a local model (assembled first): by default our own
+  (`llm.http_server` over `LocalProvider`, with its prefix cache and deterministic answers; tools,
+  tool_choice, response_format and seed), or llama-cpp-python's with `--engine llama-cpp`.
 - `setup-static` distils the packaged all-MiniLM-L6-v2 into a model2vec static model in `--models-dir`
   (in a throwaway environment under `--tools-dir`, default `~/.cache/envfactory/tools`; about a minute
   the first time, nothing when it is already built and intact; `--force` rebuilds).
@@ -414,23 +416,47 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Listen address (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     n_ctx: Annotated[int | None, typer.Option("--n-ctx", min=256, help="Context size (default: the model's).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="envfactory (our local provider: block-aligned prefix "
+                                        "cache, deterministic answers) or llama-cpp (llama-cpp-python's server).")]
+    = "envfactory",
+    cache_mb: Annotated[int, typer.Option("--cache-mb", min=0, help="envfactory engine: prefix-cache size "
+                                          "in MiB (0: off).")] = 1024,
 ) -> None:
-    """Serve a local model over llama-cpp-python's OpenAI-compatible HTTP API (until interrupted)."""
+    """Serve a local model over an OpenAI-compatible HTTP API (until interrupted)."""
     local = get_local_model(model or DEFAULT_LOCAL_MODEL)
-    path = model_path(local, models_dir or default_models_dir())
+    directory = models_dir or default_models_dir()
+    path = model_path(local, directory)
     try:
         import uvicorn
-        from llama_cpp.server.app import create_app
+    except ImportError as exc:
+        raise SpecError(f"the server needs uvicorn ({exc}): pip install 'envfactory[llm]'") from exc
+    if engine == "envfactory":
+        from envfactory.llm.http_server import create_app
+        from envfactory.llm.local import LocalProvider
+
+        provider = LocalProvider(LocalConfig(model=local.key, models_dir=directory, n_ctx=n_ctx,
+                                             prefix_cache_bytes=cache_mb << 20))
+        provider.load()
+        console().print(f"serving {provider.model_id} at http://{host}:{port}/v1 (OpenAI-compatible; model name "
+                        f"{local.key}; use --llm openai:http://{host}:{port}/v1 --model {local.key})")
+        uvicorn.run(create_app(provider, local.key), host=host, port=port, log_level="warning")
+        provider.close()
+        return
+    if engine != "llama-cpp":
+        raise SpecError(f"--engine must be envfactory or llama-cpp, not {engine!r}")
+    try:
+        from llama_cpp.server.app import create_app as create_llama_app
         from llama_cpp.server.settings import ModelSettings, ServerSettings
     except ImportError as exc:
         raise SpecError(f"the server needs llama-cpp-python[server] ({exc}): pip install 'envfactory[llm]'") from exc
     server = ServerSettings(host=host, port=port)
     settings = ModelSettings(model=str(path), model_alias=local.key, n_ctx=n_ctx or local.n_ctx, verbose=False)
     console().print(
-        f"serving {local.key} at http://{host}:{port}/v1 (OpenAI-compatible; model name {local.key}; "
+        f"serving {local.key} at http://{host}:{port}/v1 (llama-cpp-python's server; model name {local.key}; "
         "use --structured json_object --forced-calls schema with the openai provider)"
     )
-    uvicorn.run(create_app(server_settings=server, model_settings=[settings]), host=host, port=port, log_level="warning")
+    uvicorn.run(create_llama_app(server_settings=server, model_settings=[settings]), host=host, port=port,
+                log_level="warning")
 
 
 @app.command("setup-static")

@@ -3,6 +3,7 @@ loaded by name. Placeholders are `str.format` fields; literal braces are doubled
 
 - `tools_system`: describes tools to a model whose chat template knows none (SmolLM2), in the Qwen style.
 - `schema_hint`: tells the local model the schema its grammar enforces (names and descriptions help).
+- `forced_call`: tells the local model which functions a forced call may name, with their schemas.
 - `repair`: the feedback appended to a conversation when an answer broke its schema.
 """
 

@@ -4,9 +4,13 @@ Contract:
 - The model file comes from `envfactory.llm.models` (assembled and verified on first use); llama-cpp is
   imported and the model loaded lazily, on the first call or `load()`.
 - The prompt is the GGUF's own chat template. For templates that know no tools (SmolLM2), the tools are
-  described in the system message in the Qwen style and calls/results are rendered as tagged text. A
-  response schema is stated in the system message. These texts are `prompts/*.md`; their hash is part
-  of `model_id`, so cached answers never outlive a change of them.
+  described in the system message in the Qwen style and calls/results are rendered as tagged text.
+  What varies from one request to the next of a conversation comes last, so consecutive requests
+  share a long prefix for the prefix cache: a response schema (`schema_hint`) and the tools of a
+  forced call (`forced_call`, instead of the template's tool block) are appended to the last user
+  message (or follow as one). Tools offered with `tool_choice="auto"` stay in the system message.
+  These texts are `prompts/*.md`; their hash and the block size are part of `model_id`, so cached
+  answers never outlive a change of them.
 - The caller decides what kind of answer it wants, and decoding is constrained to it (small models
   judge "call a tool or answer" badly, but fill a schema well):
   - `response_format`: JSON Schema grammar of that schema;
@@ -14,10 +18,16 @@ Contract:
   - `tool_choice="required"`: grammar of that object for any offered tool (`anyOf`);
   - `tool_choice="auto"` with tools: free text, parsed for `<tool_call>` tags, fenced or bare JSON;
   - otherwise free text.
-- Sampling is seeded (`request.seed`) and the prompt is evaluated afresh for every call (no prefix reuse),
-  so an answer is a function of the request, the model file, the build and the thread count;
-  temperature 0 decodes greedily. Tool-call ids are derived from the
-  conversation length and the call, so equal requests give byte-identical responses.
+- Sampling is seeded (`request.seed`), temperature 0 decodes greedily. The prompt is evaluated in
+  fixed blocks of `n_batch` tokens from position 0 and KV states at block boundaries are reused from a
+  bounded in-memory cache (`prefix_cache`; `prefix_cache_bytes=0` turns it off). Reuse is exact: an
+  answer is a function of the request, the model file, the build, the block size and the thread
+  count, never of what was asked before. Tool-call ids are derived from the conversation length and
+  the call, so equal requests give byte-identical responses.
+- `Usage` of a response counts the prompt tokens, and (in memory only) how many came from the cache
+  and how many were decoded.
+- The model file is watched: when it changes on disk after loading, the cache is dropped and the model
+  is loaded again (and re-verified), so a state computed with other weights is never restored.
 - One model instance serves one call at a time (a lock); run several providers for parallelism.
 """
 
@@ -36,6 +46,7 @@ from envfactory.llm._prompts import prompt_hash, prompt_text
 from envfactory.llm.errors import DependencyMissingError, ProviderTimeoutError
 from envfactory.llm.models import DEFAULT_LOCAL_MODEL, LocalModel, get_local_model, model_path
 from envfactory.llm.parsing import extract_tool_calls, to_tool_calls, tool_call_schema
+from envfactory.llm.prefix_cache import KVStateCache, PromptEvaluation, evaluate_prompt
 from envfactory.llm.types import ChatMessage, ChatRequest, ChatResponse, FunctionTool, NamedToolChoice, Usage
 from envfactory.spec import JSONObject, ToolCall, content_hash
 from envfactory.store import default_models_dir
@@ -53,9 +64,10 @@ class LocalConfig:
     models_dir: Path = field(default_factory=default_models_dir)
     n_ctx: int | None = None
     n_threads: int | None = None
-    n_batch: int = 512
+    n_batch: int = 128  # the evaluation block: prompts are decoded in blocks of this many tokens
     timeout_s: float | None = 600.0
     verify: bool = False
+    prefix_cache_bytes: int = 1 << 30  # KV states kept for prefix reuse; 0 turns reuse off
 
 
 def _call_text(call: ToolCall) -> str:
@@ -68,21 +80,34 @@ def _with_system_text(messages: list[dict[str, Any]], text: str) -> list[dict[st
     return [{"role": "system", "content": text}, *messages]
 
 
+def _with_tail_text(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """`text` closes the prompt: appended to a closing user message or note (a system message after the
+    first), else as a user message of its own."""
+    closing = messages[-1]["role"] if messages else ""
+    if closing == "user" or (closing == "system" and len(messages) > 1):
+        return [*messages[:-1], {**messages[-1], "content": f"{messages[-1]['content']}\n\n{text}"}]
+    return [*messages, {"role": "user", "content": text}]
+
+
 def template_messages(request: ChatRequest, template_knows_tools: bool) -> tuple[list[dict[str, Any]], list[JSONObject] | None]:
     """The request's messages (and tools) in the dict form chat templates expect.
 
-    A response schema is stated in the system message (`prompts/schema_hint.md`): the grammar enforces
-    it, and the model fills it better when it knows the field names and descriptions.
+    A response schema (`prompts/schema_hint.md`) or the tools of a forced call (`prompts/forced_call.md`)
+    close the prompt: the grammar enforces them, the model fills them better when it knows the field
+    names and descriptions, and at the end they leave the rest of the prompt a reusable prefix.
     """
     messages, tools = _template_messages(request, template_knows_tools)
     if request.response_format is not None:
         schema = json.dumps(request.response_format.json_schema, ensure_ascii=False)
-        messages = _with_system_text(messages, prompt_text("schema_hint").format(schema=schema))
+        messages = _with_tail_text(messages, prompt_text("schema_hint").format(schema=schema))
+    elif request.forces_tool_call():
+        listed = "\n".join(json.dumps(tool.openai(), ensure_ascii=False) for tool in request.offered_tools())
+        messages = _with_tail_text(messages, prompt_text("forced_call").format(tools=listed))
     return messages, tools
 
 
 def _template_messages(request: ChatRequest, template_knows_tools: bool) -> tuple[list[dict[str, Any]], list[JSONObject] | None]:
-    tools = request.offered_tools()
+    tools = [] if request.forces_tool_call() else request.offered_tools()  # forced: described at the end
     if template_knows_tools:
         messages: list[dict[str, Any]] = []
         for message in request.messages:
@@ -113,6 +138,30 @@ def _template_messages(request: ChatRequest, template_knows_tools: bool) -> tupl
     return messages, None
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is replaced or rewritten: inode, size, modification time."""
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _llama_version() -> str:
+    import llama_cpp
+
+    return str(getattr(llama_cpp, "__version__", "?"))
+
+
+def _usage(completion: Any, evaluation: PromptEvaluation) -> Usage:
+    prompt_tokens = int(completion["usage"]["prompt_tokens"])
+    if prompt_tokens != evaluation.prompt_tokens:
+        raise ProviderError(f"llama.cpp evaluated {prompt_tokens} prompt tokens, the provider {evaluation.prompt_tokens}")
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=int(completion["usage"]["completion_tokens"]),
+        reused_tokens=evaluation.reused_tokens,
+        evaluated_tokens=evaluation.evaluated_tokens,
+    )
+
+
 class LocalProvider:
     """`LLMClient` over an embedded llama.cpp model (see the module docstring)."""
 
@@ -125,13 +174,20 @@ class LocalProvider:
         self._template_knows_tools = False
         self._grammars: dict[str, Any] = {}
         self.calls = 0  # completions actually run (a cache hit does not reach the provider)
-        self._prompts_hash = prompt_hash("tools_system", "schema_hint")
+        self._prompts_hash = prompt_hash("tools_system", "schema_hint", "forced_call")
+        self.kv_cache: KVStateCache | None = (
+            KVStateCache(self.config.prefix_cache_bytes) if self.config.prefix_cache_bytes > 0 else None
+        )
+        self._path: Path | None = None
+        self._file_identity: tuple[int, int, int] | None = None
+        self._fingerprint = ""
+        self.last_token_ids: tuple[int, ...] = ()  # of the last completion (for exactness checks)
 
     @property
     def model_id(self) -> str:
         """Model key, file hash and the hash of the prompt texts this provider adds (so editing them
         invalidates cached answers)."""
-        return f"local/{self.model.key}@{self.model.sha256[:12]}+p{self._prompts_hash[:8]}"
+        return f"local/{self.model.key}@{self.model.sha256[:12]}+p{self._prompts_hash[:8]}+b{self.config.n_batch}"
 
     @property
     def loaded(self) -> bool:
@@ -142,7 +198,7 @@ class LocalProvider:
         with self._lock:
             self._load_locked()
 
-    def _load_locked(self) -> None:
+    def _load_locked(self, *, verify: bool = False) -> None:
         if self._llama is not None:
             return
         try:
@@ -150,7 +206,7 @@ class LocalProvider:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
             raise DependencyMissingError(f"llama-cpp-python is not installed ({exc}); {INSTALL_HINT}") from exc
-        path = model_path(self.model, self.config.models_dir, verify=self.config.verify)
+        path = model_path(self.model, self.config.models_dir, verify=self.config.verify or verify)
         started = time.perf_counter()
         try:
             llama = Llama(
@@ -158,6 +214,7 @@ class LocalProvider:
                 n_ctx=self.config.n_ctx or self.model.n_ctx,
                 n_threads=self.config.n_threads,
                 n_batch=self.config.n_batch,
+                n_ubatch=self.config.n_batch,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -175,14 +232,34 @@ class LocalProvider:
         )
         self._template_knows_tools = "tools" in template
         self._llama = llama
+        self._path = path
+        self._file_identity = _identity(path)
+        self._fingerprint = "|".join([
+            self.model.sha256, str(self._file_identity), f"b{self.config.n_batch}", f"c{llama.n_ctx()}",
+            f"t{llama.n_threads}/{llama.n_threads_batch}", _llama_version(),
+        ])
         logger.info("loaded %s in %.2fs", self.model.key, time.perf_counter() - started)
 
     def close(self) -> None:
         with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-            self._llama = None
-            self._grammars.clear()
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+        self._llama = None
+        self._grammars.clear()
+        if self.kv_cache is not None:
+            self.kv_cache.clear()
+
+    def _reload_if_file_changed(self) -> None:
+        """A model file replaced or rewritten since loading: drop every cached state and load it again
+        (verified), so no state computed with other weights is ever restored."""
+        if self._path is None or _identity(self._path) == self._file_identity:
+            return
+        logger.warning("%s changed on disk since it was loaded; reloading it and dropping the KV cache", self._path)
+        self._close_locked()
+        self._load_locked(verify=True)
 
     # -- one completion ------------------------------------------------------------------------------
 
@@ -208,6 +285,7 @@ class LocalProvider:
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         with self._lock:
+            self._reload_if_file_changed()
             self._load_locked()
             return self._chat_locked(request)
 
@@ -234,9 +312,17 @@ class LocalProvider:
         from llama_cpp.llama import StoppingCriteriaList
 
         stop = list(request.stop) + ([formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop or []))
-        # Evaluate the whole prompt every time: reusing a cached prefix computes the last logits in a
-        # different batch shape, which changes sampled (and even greedy) answers to the same request.
-        llama.reset()
+        if len(tokens) >= llama.n_ctx():
+            raise ProviderError(
+                f"{self.model.key}: the prompt has {len(tokens)} tokens, more than the context window of "
+                f"{llama.n_ctx()} allows (requested tokens exceed it)"
+            )
+        # The prompt minus its last token is evaluated here, block by block, restoring the longest cached
+        # block boundary; create_completion then finds exactly that prefix in place and decodes only the
+        # last token before sampling (see prefix_cache). Its own prefix matching never picks the point.
+        evaluation = evaluate_prompt(
+            llama, tokens, block_tokens=self.config.n_batch, fingerprint=self._fingerprint, cache=self.kv_cache
+        )
         try:
             completion = llama.create_completion(
                 prompt=tokens,
@@ -254,14 +340,13 @@ class LocalProvider:
         except ValueError as exc:  # e.g. "Requested tokens (N) exceed context window of M"
             raise ProviderError(f"{self.model.key}: {exc}") from exc
         self.calls += 1
+        # The generated tokens that went through the model (the last sampled one, e.g. EOS, is not decoded).
+        self.last_token_ids = tuple(int(t) for t in llama.input_ids[len(tokens):llama.n_tokens])
         if timed_out:
             raise ProviderTimeoutError(f"{self.model.key} took longer than {self.config.timeout_s:g}s")
         choice = completion["choices"][0]
         text: str = choice["text"]
-        usage = Usage(
-            prompt_tokens=int(completion["usage"]["prompt_tokens"]),
-            completion_tokens=int(completion["usage"]["completion_tokens"]),
-        )
+        usage = _usage(completion, evaluation)
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         message = self._message(request, text, offered)
         if message.tool_calls:

@@ -106,6 +106,14 @@ def request_body(config: OpenAIConfig, request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def _cached_tokens(usage: Any) -> int:
+    """Prompt tokens the server says it served from its prefix cache (`prompt_tokens_details`; vLLM and
+    SGLang fill it when prefix caching is on), 0 when it does not say."""
+    details = getattr(usage, "prompt_tokens_details", None) if usage else None
+    cached = getattr(details, "cached_tokens", None) if details else None
+    return int(cached) if isinstance(cached, int) and cached >= 0 else 0
+
+
 class OpenAICompatibleProvider:
     """`LLMClient` over any OpenAI-compatible `/v1/chat/completions` endpoint."""
 
@@ -204,5 +212,6 @@ class OpenAICompatibleProvider:
             usage=Usage(
                 prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
                 completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
+                reused_tokens=_cached_tokens(usage),
             ),
         )

@@ -147,8 +147,25 @@ class ChatRequest(SpecModel):
 
 
 class Usage(SpecModel):
+    """Tokens of one answer. `reused_tokens` (prompt tokens restored from a prefix cache) and
+    `evaluated_tokens` (prompt tokens decoded) describe how this run produced the answer, like latency:
+    they are kept in memory for the usage ledger and left out of serialised responses (cache entries,
+    cassettes, HTTP), so the same answer has the same bytes whatever the state of the cache."""
+
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
+    reused_tokens: int = Field(default=0, ge=0, exclude=True)
+    evaluated_tokens: int | None = Field(default=None, ge=0, exclude=True,
+                                         description="None: the provider does not say (then all prompt tokens)")
+
+    def __eq__(self, other: object) -> bool:
+        # Equal answers are equal whatever the cache did: compare what is serialised.
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return (self.prompt_tokens, self.completion_tokens) == (other.prompt_tokens, other.completion_tokens)
+
+    def __hash__(self) -> int:
+        return hash((self.prompt_tokens, self.completion_tokens))
 
     @property
     def total_tokens(self) -> int:

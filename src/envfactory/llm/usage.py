@@ -4,6 +4,8 @@ Contract:
 - `UsageLedger` is thread-safe and in memory; `report()` gives a `UsageReport` (pydantic, written by
   callers next to their run as `usage.json`). A cache hit counts as a call that cost no tokens.
 - Latency is wall time spent in providers; it describes a run and never enters hashed artifacts.
+- Prompt tokens are split into `reused_tokens` (restored from the local provider's prefix cache, or
+  reported as cached by an endpoint) and `evaluated_tokens` (decoded for this call).
 - Cost is computed only when a `PriceTable` is given: prices per million tokens, matched on the
   longest model-id prefix. A model with no price has cost `None` ("not priced"), not 0.
 """
@@ -52,6 +54,8 @@ class StageUsage(SpecModel):
     repairs: int = 0
     failures: int = 0
     prompt_tokens: int = 0
+    reused_tokens: int = Field(default=0, description="prompt tokens restored from a prefix cache")
+    evaluated_tokens: int = Field(default=0, description="prompt tokens decoded by the model")
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost: float | None = None
@@ -73,6 +77,8 @@ class UsageReport(SpecModel):
             repairs=sum(s.repairs for s in self.stages),
             failures=sum(s.failures for s in self.stages),
             prompt_tokens=sum(s.prompt_tokens for s in self.stages),
+            reused_tokens=sum(s.reused_tokens for s in self.stages),
+            evaluated_tokens=sum(s.evaluated_tokens for s in self.stages),
             completion_tokens=sum(s.completion_tokens for s in self.stages),
             latency_s=sum(s.latency_s for s in self.stages),
             cost=sum(costs) if costs else None,
@@ -93,6 +99,8 @@ class _Tally:
     repairs: int = 0
     failures: int = 0
     prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost: float | None = None
@@ -117,6 +125,10 @@ class UsageLedger:
                 tally.cached_calls += 1
                 return
             tally.prompt_tokens += usage.prompt_tokens
+            tally.reused_tokens += usage.reused_tokens
+            tally.evaluated_tokens += (
+                usage.prompt_tokens - usage.reused_tokens if usage.evaluated_tokens is None else usage.evaluated_tokens
+            )
             tally.completion_tokens += usage.completion_tokens
             tally.latency_s += latency_s
             cost = self.prices.cost(model, usage) if self.prices is not None else None
@@ -148,6 +160,8 @@ class UsageLedger:
                     repairs=t.repairs,
                     failures=t.failures,
                     prompt_tokens=t.prompt_tokens,
+                    reused_tokens=t.reused_tokens,
+                    evaluated_tokens=t.evaluated_tokens,
                     completion_tokens=t.completion_tokens,
                     latency_s=t.latency_s,
                     cost=t.cost,

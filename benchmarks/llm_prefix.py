@@ -1,0 +1,154 @@
+"""The prefix-cache figures of `benchmarks/llm.py --prefix-reuse` (see its docstring).
+
+Each task's episode runs three times in a row — cache off, on, evicting — with the same seed, through
+`ManagedClient` (no response cache) over a timing wrapper of each `LocalProvider`. Model time is the
+wall time inside the provider's `chat`. The three runs must be identical; the figures say whether they
+were.
+"""
+
+from __future__ import annotations
+
+import gzip
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envfactory.agent import AgentSettings, UserSettings
+from envfactory.eval.run import EvalConfig, EvalItem, SuiteSelection, run_attempt, select_tasks
+from envfactory.llm import ChatRequest, ChatResponse, LocalConfig, LocalProvider, ManagedClient
+from envfactory.runtime import load_env
+from envfactory.runtime.sandbox import SandboxPool
+from envfactory.spec import EnvRef, ScriptedUser, Task, Turn
+from envfactory.verify.rewards import task_reward
+
+MODES = ("off", "on", "evicting")
+CACHE_BYTES = {"off": 0, "on": 1 << 30, "evicting": 48 << 20}
+
+
+@dataclass
+class _Step:
+    seconds: float
+    prompt_tokens: int
+    evaluated_tokens: int
+    answer: bytes
+    token_ids: tuple[int, ...]
+
+
+@dataclass
+class _Timed:
+    """`LLMClient` that times a provider's calls and keeps each request, answer and generated tokens."""
+
+    provider: LocalProvider
+    steps: list[_Step] = field(default_factory=list)
+    requests: list[ChatRequest] = field(default_factory=list)
+
+    @property
+    def model_id(self) -> str:
+        return self.provider.model_id
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        start = time.perf_counter()
+        response = self.provider.chat(request)
+        seconds = time.perf_counter() - start
+        usage = response.usage
+        evaluated = usage.prompt_tokens if usage.evaluated_tokens is None else usage.evaluated_tokens
+        self.steps.append(_Step(seconds, usage.prompt_tokens, evaluated, response.to_json_bytes(),
+                                self.provider.last_token_ids))
+        self.requests.append(request)
+        return response
+
+
+def _library_item() -> EvalItem:
+    env = load_env("tracker")
+    state = env.default_state()
+    first, second = sorted(state["collections"]["tasks"])[:2]
+    task = Task.create(
+        envs=[EnvRef(name="tracker", version=env.spec.meta.version)], initial_state={},
+        turns=[Turn(user=ScriptedUser(text=f"What is the status of task {first}?")),
+               Turn(user=ScriptedUser(text=f"Set task {first} to in_review.")),
+               Turn(user=ScriptedUser(text=f"And show me task {second}."))],
+    )
+
+    def score(task: Task, episode: Any, group: Any) -> tuple[bool, Any, str]:
+        reward = task_reward(task, group, messages=episode.trajectory.messages)
+        return reward.total >= 1.0, reward, ""
+
+    return EvalItem("tasks", task, [env], score)
+
+
+def _row(name: str, value: float, unit: str, baseline: float | None, base_name: str = "cache off") -> dict[str, Any]:
+    ratio = (baseline / value if value else float("nan")) if baseline is not None else None
+    return {"figure": name, "value": value, "unit": unit, "baseline": base_name if baseline is not None else "",
+            "baseline_value": baseline, "ratio": ratio, "higher_is_better": False}
+
+
+SUITES = ("bfcl", "tau2", "library")
+
+
+def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
+                       suites: tuple[str, ...] = SUITES) -> list[dict[str, Any]]:
+    """Rows for `benchmarks/llm.py` (ratio = cache-off time / cache-on time: higher is better); `suites`
+    picks among one BFCL base task, one τ² airline task and the library task."""
+    providers = {mode: LocalProvider(LocalConfig(model=key, models_dir=models_dir, prefix_cache_bytes=CACHE_BYTES[mode]))
+                 for mode in MODES}
+    for provider in providers.values():
+        provider.load()
+    selections = [SuiteSelection(suite="bfcl_base", count=1)] * ("bfcl" in suites)
+    selections += [SuiteSelection(suite="tau2_airline", count=1)] * ("tau2" in suites)
+    config = EvalConfig(suites=selections or [SuiteSelection(suite="bfcl_base", count=1)],
+                        model=providers["on"].model_id, agent=AgentSettings(), user=UserSettings())
+    rows: list[dict[str, Any]] = []
+    recorded: list[ChatRequest] = []
+    with tempfile.TemporaryDirectory(prefix="envfactory-bench-") as tmp, SandboxPool(max_workers=2) as pool:
+        items = select_tasks(config, sandbox=pool, workdir=Path(tmp)) if selections else []
+        items += [_library_item()] * ("library" in suites)
+        for item in items:
+            timed = {mode: _Timed(providers[mode]) for mode in MODES}
+            results = {}
+            for mode in MODES:  # one after the other, the same episode: load changes hit all three alike
+                if providers[mode].kv_cache is not None:
+                    providers[mode].kv_cache.clear()  # every episode starts cold
+                results[mode] = run_attempt(config, ManagedClient(timed[mode]), _user(timed[mode]), item, 0)
+            rows += _task_rows(item.suite, timed, results)
+            print(f"{item.suite}: done", flush=True)
+            recorded += timed["on"].requests
+    for provider in providers.values():
+        provider.close()
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_bytes(gzip.compress(b"".join(r.to_json_bytes() + b"\n" for r in recorded), mtime=0))
+        print(f"recorded {len(recorded)} requests into {record}")
+    return rows
+
+
+def _user(timed: _Timed) -> Any:
+    from envfactory.agent import UserSimulator
+
+    return UserSimulator(ManagedClient(timed), UserSettings())
+
+
+def _task_rows(suite: str, timed: dict[str, _Timed], results: dict[str, Any]) -> list[dict[str, Any]]:
+    off, on, evicting = (timed[mode].steps for mode in MODES)
+    same = [(s.answer, s.token_ids) for s in off] == [(s.answer, s.token_ids) for s in on] == \
+        [(s.answer, s.token_ids) for s in evicting]
+    trajectories = {results[mode].trajectory.to_json_bytes() for mode in MODES}
+    steps = len(off)
+
+    def total(steps_: list[_Step]) -> float:
+        return sum(s.seconds for s in steps_)
+
+    label = f"{suite} ({steps} model calls)"
+    return [
+        _row(f"{label}: model s/episode, cache on", total(on), "s", total(off)),
+        _row(f"{label}: model s/episode, evicting", total(evicting), "s", total(off)),
+        _row(f"{label}: model s/step, cache on", statistics.fmean(s.seconds for s in on), "s",
+             statistics.fmean(s.seconds for s in off)),
+        _row(f"{label}: prompt tokens evaluated/step, on", statistics.fmean(s.evaluated_tokens for s in on), "tok",
+             statistics.fmean(s.evaluated_tokens for s in off)),
+        _row(f"{label}: prompt tokens/step", statistics.fmean(s.prompt_tokens for s in off), "tok", None),
+        _row(f"{label}: outputs identical in the 3 runs", float(same and len(trajectories) == 1), "bool", None),
+        _row(f"{label}: passed (cache on)", float(results["on"].passed), "bool", None),
+    ]
