@@ -23,6 +23,14 @@ from envfactory.spec.build import (
     SkippedResource,
 )
 from envfactory.spec.chain import Binding, Chain, ChainStep, NoSource, StepOutput, UserValue
+from envfactory.spec.dataset import (
+    ExportConfig,
+    ExportManifest,
+    ExportStageConfig,
+    RLEpisode,
+    RLGroundTruth,
+    SplitConfig,
+)
 from envfactory.spec.declarative import (
     CollectionDecl,
     DeclarativeEnvSource,
@@ -130,6 +138,11 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "candidate-drop": CandidateDrop,
     "run-config": RunConfig,
     "run-summary": RunSummary,
+    "export-config": ExportConfig,
+    "export-stage-config": ExportStageConfig,
+    "export-manifest": ExportManifest,
+    "rl-episode": RLEpisode,
+    "rl-ground-truth": RLGroundTruth,
 }
 
 __all__ = [
@@ -166,6 +179,9 @@ __all__ = [
     "ErrorInfo",
     "ErrorKind",
     "ExecutorConfig",
+    "ExportConfig",
+    "ExportManifest",
+    "ExportStageConfig",
     "GoldCall",
     "HybridImplementation",
     "JSONObject",
@@ -186,6 +202,8 @@ __all__ = [
     "Provenance",
     "PythonEnvSource",
     "PythonImplementation",
+    "RLEpisode",
+    "RLGroundTruth",
     "ResourceSource",
     "Reward",
     "RewardComponent",
@@ -203,6 +221,7 @@ __all__ = [
     "SkippedResource",
     "Snapshot",
     "SpecModel",
+    "SplitConfig",
     "StageManifest",
     "StageStatus",
     "StateAssertion",
