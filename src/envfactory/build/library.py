@@ -70,7 +70,8 @@ from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import ReplayClient
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
-from envfactory.runtime import load_env
+from envfactory.runtime import library_config, load_env, load_library_config
+from envfactory.runtime.loader import LIBRARY_CONFIG_FILE
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
     BuildRecord,
@@ -131,7 +132,7 @@ class BuildPaths:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / LIBRARY_CONFIG_FILE
 
     @property
     def proposals(self) -> Path:
@@ -706,7 +707,7 @@ def export_library(build_root: Path, target: Path) -> LibraryIndex:
     write `target/index.json`. The target is replaced as a whole."""
     paths = BuildPaths(build_root)
     try:
-        config = LibraryConfig.model_validate_json(paths.config.read_bytes())
+        config = load_library_config(paths.config)
         outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
     except (OSError, ValueError) as exc:
         raise BuildError(f"{build_root} is not a readable library build: {exc}") from exc
@@ -721,7 +722,7 @@ def export_library(build_root: Path, target: Path) -> LibraryIndex:
     if cassette.is_file():  # the recorded answers a reproduction replays
         shutil.copyfile(cassette, staging / LLM_CASSETTE)
     write_atomic(staging / "index.json", index.to_json_bytes())
-    write_atomic(staging / "config.json", canonical_json(config.model_dump(mode="json")))
+    write_atomic(staging / LIBRARY_CONFIG_FILE, canonical_json(config.model_dump(mode="json")))
     write_atomic(staging / "funnel.json", funnel_of(config, ProposalBatch.model_validate_json(paths.proposals.read_bytes()),
                                                     outcomes).to_json_bytes())
     if target.exists():
@@ -753,7 +754,7 @@ def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequ
     """Rebuild each shipped environment from its recorded proposal (`proposal.json`) with the shipped
     config, and compare the spec hash and report digest with the library's index. A config with
     `seed_realism` needs `llm`: a replay of the library's `llm-cassette.jsonl` reproduces the build."""
-    config = LibraryConfig.model_validate_json((library / "config.json").read_bytes())
+    config = library_config(library)
     index = LibraryIndex.model_validate_json((library / "index.json").read_bytes())
     if root.exists():
         shutil.rmtree(root)

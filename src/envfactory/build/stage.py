@@ -21,6 +21,7 @@ from pathlib import Path
 
 from envfactory.build.errors import BuildError
 from envfactory.build.library import BuildPaths, library_index
+from envfactory.runtime.loader import load_library_config
 from envfactory.spec import BuiltLibrary, ShippedLibrary, StageManifest, sha256_hex
 from envfactory.spec.library import LibraryConfig, LibraryIndex, ProposalOutcome
 from envfactory.spec.pipeline import LibrarySelection, LibraryStageConfig, SelectedEnv
@@ -85,7 +86,7 @@ def run_library(config: LibraryStageConfig, workspace: Workspace, deps: LibraryD
     else:
         if deps.build is None:
             raise BuildError("the library stage builds a library but was given no build function")
-        library_config = LibraryConfig.model_validate_json(Path(library.config).read_bytes())
+        library_config = load_library_config(Path(library.config))
         if library.domains:
             library_config = library_config.model_copy(
                 update={"domains": [d for d in library_config.domains if d in library.domains]})

@@ -180,16 +180,16 @@ def stage_envgen(seed: int) -> StageResult:
         from envfactory.build.propose import proposals_for_resource
         from envfactory.build.reference import library_differential
         from envfactory.resources import AwsSource, Catalog
-        from envfactory.runtime import library_root
-        from envfactory.spec.library import LibraryConfig, LibraryIndex
+        from envfactory.runtime import library_config, library_root
+        from envfactory.spec.library import LibraryIndex
         from envfactory.verify.envchecks import verify_environment
     except ImportError as exc:
         return _skip("envgen", "install the resources extra: pip install -e '.[resources]'", exc)
     index_path = library_root() / "index.json"
     if not index_path.is_file():
         return StageResult("envgen", "failed", f"the shipped library is missing ({index_path})")
-    library_config = LibraryConfig.model_validate_json((library_root() / "config.json").read_bytes())
-    config = library_config.model_copy(update={"seed": seed})
+    shipped_config = library_config()
+    config = shipped_config.model_copy(update={"seed": seed})
     work = Path(tempfile.mkdtemp(prefix="envfactory-envgen-"))
     try:
         with Catalog([AwsSource(["ses"])], work / "catalog") as catalog:
@@ -199,7 +199,7 @@ def stage_envgen(seed: int) -> StageResult:
             # The seed-realism answers come from the library's recorded cassette, not a live model;
             # a request it does not hold leaves the deterministic seeds (recorded in build.json).
             builder = LibraryBuilder(catalog, config, work / "build", differential=library_differential,
-                                     llm=recorded_llm(library_root(), library_config))
+                                     llm=recorded_llm(library_root(), shipped_config))
             outcome = builder.build_proposal(chosen)
     except (EnvFactoryError, ImportError, OSError) as exc:
         return _skip("envgen", "the SES build could not run (botocore and moto come with the resources extra)", exc)
@@ -212,8 +212,8 @@ def stage_envgen(seed: int) -> StageResult:
     digests = {e.name: e.report_digest for e in index.entries}
     reproduced = {}
     for domain, name in sorted(first_per_domain.items()):
-        report = verify_environment(name, _shipped_scenarios(library_root() / name), seed=library_config.seed,
-                                    fuzz_calls=library_config.fuzz_calls, differential=_shipped_differential(library_root() / name))
+        report = verify_environment(name, _shipped_scenarios(library_root() / name), seed=shipped_config.seed,
+                                    fuzz_calls=shipped_config.fuzz_calls, differential=_shipped_differential(library_root() / name))
         reproduced[f"{domain}:{name}"] = report.evidence_digest == digests[name]
     ok = outcome.verified and outcome.differential_compared > 0 and \
         outcome.differential_matched == outcome.differential_compared and all(reproduced.values())

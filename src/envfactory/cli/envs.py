@@ -24,7 +24,14 @@ from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
 from envfactory.errors import EnvFactoryError, SandboxRequiredError
-from envfactory.runtime import Environment, bundled_env_names, library_env_names, library_root, load_env
+from envfactory.runtime import (
+    Environment,
+    bundled_env_names,
+    library_config,
+    library_env_names,
+    library_root,
+    load_env,
+)
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
     BuildRecord,
@@ -427,10 +434,9 @@ def verify(
         # A shipped library environment: re-verified exactly as it was accepted (the library's seed,
         # fuzz budget and differential scripts), compared with the shipped report, never written.
         from envfactory.build.reference import library_differential
-        from envfactory.spec.library import LibraryConfig
 
         directory = library_root() / ref
-        config = LibraryConfig.model_validate_json((library_root() / "config.json").read_bytes())
+        config = library_config()
         seed = config.seed if seed is None else seed
         fuzz_calls = config.fuzz_calls if fuzz_calls is None else fuzz_calls
         if config.differential:

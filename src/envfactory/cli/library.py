@@ -40,6 +40,7 @@ from envfactory.llm import make_client, make_embedder
 from envfactory.llm.protocols import LLMClient
 from envfactory.llm.replay import CassetteWriter, RecordingClient
 from envfactory.resources.benchmarks import benchmark_tool_sets
+from envfactory.runtime.loader import library_config, library_root, load_library_config
 from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
 from envfactory.store import Workspace
 from envfactory.verify.contamination import contamination_check
@@ -52,16 +53,8 @@ WorkspaceOption = Annotated[
 ]
 
 
-def shipped_library_dir() -> Path:
-    """The read-only library inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "library"
-
-
 def _load_config(path: Path, domains: list[str] | None) -> LibraryConfig:
-    try:
-        config = LibraryConfig.model_validate_json(path.read_bytes())
-    except ValueError as exc:
-        raise EnvFactoryError(f"{path}: not a library config: {exc}") from exc
+    config = load_library_config(path)
     if domains:
         unknown = sorted(set(domains) - set(config.domains))
         if unknown:
@@ -174,11 +167,11 @@ def reproduce(
     cache_dir: CacheOption = None,
 ) -> None:
     """Rebuild the library's environments from its config; check every spec hash and report digest."""
-    lib = library or shipped_library_dir()
+    lib = library or library_root()
     if not (lib / "index.json").is_file():
         raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
     root = Workspace(workspace).ensure().root / "builds" / "reproduce"
-    client = recorded_llm(lib, LibraryConfig.model_validate_json((lib / "config.json").read_bytes()))
+    client = recorded_llm(lib, library_config(lib))
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential, llm=client)
     table = Table("environment", "spec hash", "report digest")

@@ -7,9 +7,11 @@ from envfactory.runtime.environment import CompiledTool, Environment
 from envfactory.runtime.group import SessionGroup, open_group, qualified_name
 from envfactory.runtime.loader import (
     bundled_env_names,
+    library_config,
     library_env_names,
     library_root,
     load_env,
+    load_library_config,
     parse_env_document,
 )
 from envfactory.runtime.session import Session, open_session
@@ -26,9 +28,11 @@ __all__ = [
     "SessionGroup",
     "StateHandle",
     "bundled_env_names",
+    "library_config",
     "library_env_names",
     "library_root",
     "load_env",
+    "load_library_config",
     "open_group",
     "open_session",
     "parse_env_document",

@@ -4,6 +4,11 @@ An environment directory holds `env.json` (the source: declarative or python for
 (a sealed `EnvSpec`), optional `seeds/<name>.json` state files, and for python toolkits the module
 named by the implementation. Bundled reference environments live in the package (`envfactory/envs/`)
 and are read-only.
+
+The shipped library (`envfactory/library/`) is read here too: `library_root()` is where it lives and
+`load_library_config` is the one reader of a library's `config.json` (a `LibraryConfig`), used by
+the CLI and by `build` alike. A missing, unreadable or invalid config raises `SpecError` naming the
+file; nothing else parses that file.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from envfactory.runtime.declarative.compile import check_sealed
 from envfactory.runtime.environment import Environment
 from envfactory.spec import DeclarativeEnvSource, EnvSpec, PythonEnvSource
 from envfactory.spec.env import HybridImplementation, PythonImplementation
+from envfactory.spec.library import LibraryConfig
 
 if TYPE_CHECKING:
     from envfactory.runtime.sandbox import SandboxPool
 
 SOURCE_FILE = "env.json"
 SPEC_FILE = "spec.json"
+LIBRARY_CONFIG_FILE = "config.json"
 
 
 def bundled_envs_root() -> Path:
@@ -42,6 +49,28 @@ def bundled_env_names() -> list[str]:
 def library_root() -> Path:
     """The library of verified environments shipped with the package (read-only package data)."""
     return Path(str(resources.files("envfactory") / "library"))
+
+
+def load_library_config(path: Path) -> LibraryConfig:
+    """Read the `LibraryConfig` JSON file at `path` (a committed config, a build's or a library's
+    `config.json`). Raises `SpecError` naming the file when it is missing, unreadable, not JSON or
+    not a library config of this version; deterministic (the same bytes give the same config)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such library config") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the library config ({exc.strerror or exc})") from exc
+    try:
+        return LibraryConfig.model_validate_json(data)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: not a library config: {exc}") from exc
+
+
+def library_config(library: Path | None = None) -> LibraryConfig:
+    """The config the library directory `library` (default: the shipped library) was built from,
+    i.e. its `config.json`, read with `load_library_config`."""
+    return load_library_config((library_root() if library is None else library) / LIBRARY_CONFIG_FILE)
 
 
 def library_env_names() -> list[str]:
