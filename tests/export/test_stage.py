@@ -14,6 +14,7 @@ from envfactory.cli._dataset_validate import validate_path
 from envfactory.cli._export_stage import ExportDeps, run_export
 from envfactory.cli.app import app
 from envfactory.export import heldout_unseen, leakage
+from envfactory.export.card import card_licences
 from envfactory.spec import sha256_hex
 from envfactory.store import StageDir, Workspace
 
@@ -63,11 +64,17 @@ def test_same_inputs_give_byte_identical_exports(exported: Exported, tmp_path: P
 
 def test_dataset_card_names_sources_licences_splits_funnel_and_diversity(exported: Exported) -> None:
     card = (exported.root / "hf/README.md").read_text()
-    assert card.startswith("---\nlicense: apache-2.0\n")
+    assert card.startswith("---\nlicense:\n- apache-2.0\npretty_name: envfactory\n")
     for needle in ("config_name: sft", "config_name: rl", "split: heldout", "manual:shop", "Apache-2.0",
                    "## Funnel", "tasks_after_hygiene", "near_duplicate_query", "## Diversity", "chain shapes",
                    "Held-out environments (only in `heldout`): tracker"):
         assert needle in card, needle
+
+
+def test_card_licence_ids_from_the_names_sources_give() -> None:
+    names = ["Apache 2.0", "Apache License 2.0", "MIT License", "The MIT License (MIT)",
+             "Creative Commons Attribution 3.0 Australia", "Some Custom Terms"]
+    assert card_licences(names) == ["apache-2.0", "cc-by-3.0", "mit", "other"]
 
 
 def test_think_switch_reaches_every_format(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ statistics. Deterministic: the same manifest gives the same bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from envfactory.spec import EnvSpec
@@ -16,7 +17,13 @@ from envfactory.spec.dataset import ExportManifest
 
 FUNNEL = ("tasks_read", "trajectories_read", "tasks_with_trajectory", "tasks_after_hygiene", "sft_rows", "rl_rows")
 """The funnel's counts in the order the export passes them."""
-_SPDX = {"apache-2.0": "apache-2.0", "mit": "mit", "cc-by-4.0": "cc-by-4.0", "bsd-3-clause": "bsd-3-clause"}
+_LICENCE_IDS = (  # the hub's licence ids for the names environments' sources give (first match wins)
+    (re.compile(r"apache", re.I), "apache-2.0"),
+    (re.compile(r"\bmit\b", re.I), "mit"),
+    (re.compile(r"creative commons attribution 4\.0|cc[- ]by[- ]4\.0", re.I), "cc-by-4.0"),
+    (re.compile(r"creative commons attribution 3\.0|cc[- ]by[- ]3\.0", re.I), "cc-by-3.0"),
+    (re.compile(r"bsd[- ]3", re.I), "bsd-3-clause"),
+)
 
 
 def licences(envs: Mapping[str, EnvSpec]) -> list[str]:
@@ -28,11 +35,12 @@ def licences(envs: Mapping[str, EnvSpec]) -> list[str]:
     return sorted(found)
 
 
-def _card_licence(names: list[str]) -> str:
-    mapped = {_SPDX.get(name.lower()) for name in names}
-    if len(mapped) == 1 and None not in mapped:
-        return str(mapped.pop())
-    return "other"
+def card_licences(names: list[str]) -> list[str]:
+    """The hub licence ids of the licence names (sorted, unique); `other` for a name none matches."""
+    found = set()
+    for name in names:
+        found.add(next((spdx for pattern, spdx in _LICENCE_IDS if pattern.search(name)), "other"))
+    return sorted(found)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -45,7 +53,8 @@ def dataset_card(manifest: ExportManifest, envs: Mapping[str, EnvSpec],
                  sft_files: Mapping[str, str], rl_files: Mapping[str, str]) -> str:
     """The card text (see the module contract); `*_files` map split name -> path relative to the card."""
     config = manifest.config
-    lines = ["---", f"license: {_card_licence(manifest.licences)}", "pretty_name: " + config.dataset_name,
+    lines = ["---", "license:", *(f"- {spdx}" for spdx in card_licences(manifest.licences)),
+             "pretty_name: " + config.dataset_name,
              "task_categories:", "- text-generation", "tags:", "- tool-use", "- agents", "- envfactory",
              "configs:"]
     for name, files in (("sft", sft_files), ("rl", rl_files)):
