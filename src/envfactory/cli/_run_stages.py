@@ -25,11 +25,12 @@ from typing import Any
 
 from envfactory.build.stage import LibraryDeps, run_library
 from envfactory.exec import Executor
+from envfactory.graph import ToolGraph
 from envfactory.graph.stage import GraphDeps, run_graph
 from envfactory.runtime import library_root
 from envfactory.spec import BuiltLibrary, PipelineStageRecord, RunConfig, ShippedLibrary, StageManifest
 from envfactory.spec.library import LibraryConfig
-from envfactory.spec.pipeline import GraphStageConfig, LibrarySelection, LibraryStageConfig
+from envfactory.spec.pipeline import GraphStageConfig, GraphSummary, LibrarySelection, LibraryStageConfig
 from envfactory.store import RunDir, StageDir, Workspace
 
 #: Where each later stage's function comes from, and the issue that brings it.
@@ -130,7 +131,8 @@ def _graph(ctx: RunContext) -> StageManifest:
         embedder = make_embedder()
     section = ctx.config.stages.graph
     config = GraphStageConfig(run_id=ctx.run_id, scope=section.scope, embed=section.embed)
-    return run_graph(config, ctx.workspace, GraphDeps(env_dirs=ctx.env_dirs(), embedder=embedder, progress=ctx.say))
+    deps = GraphDeps(env_dirs=ctx.env_dirs(), embedder=embedder, executor=ctx.executor, progress=ctx.say)
+    return run_graph(config, ctx.workspace, deps)
 
 
 def _synth_tasks(ctx: RunContext) -> StageManifest:
@@ -150,8 +152,22 @@ def _synth_tasks(ctx: RunContext) -> StageManifest:
         ctx.say(f"synth-tasks: {event.kept}/{event.target} tasks kept after {event.candidates} candidates")
 
     # resume=True: an unfinished stage directory of this run is this run's own (the run refuses others)
-    deps = SynthDeps(run_id=ctx.run_id, benchmark_tasks=benchmark_tasks(), resume=True, progress=progress)
+    deps = SynthDeps(run_id=ctx.run_id, benchmark_tasks=benchmark_tasks(), resume=True, progress=progress,
+                     graphs=_stage_graphs(ctx))
     return run_synth_tasks(config, ctx.workspace, deps)
+
+
+def _stage_graphs(ctx: RunContext) -> dict[str, ToolGraph] | None:
+    """The per-environment graphs of the run's graph stage, by name (synthesis samples from the same
+    graphs; it builds them itself when the stage wrote a combined graph or used embeddings)."""
+    graph_dir = StageDir(ctx.run, "graph")
+    manifest = graph_dir.read_manifest()
+    section = ctx.config.stages.graph
+    if manifest is None or manifest.status != "complete" or section.scope != "per-environment" or section.embed:
+        return None
+    summary = GraphSummary.model_validate_json((graph_dir.path / "summary.json").read_bytes())
+    lines = (graph_dir.path / "graphs.jsonl").read_bytes().splitlines()
+    return {name: ToolGraph.model_validate_json(line) for name, line in zip(summary.graphs, lines, strict=True)}
 
 
 def _synth_trajectories(ctx: RunContext) -> StageManifest:

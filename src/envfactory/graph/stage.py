@@ -9,7 +9,11 @@ Contract: `run_graph(config, workspace, deps) -> StageManifest`.
   `graph.json` (as `envfactory graph build` writes it).
 - Then `summary.json` (`GraphSummary`: sizes and each graph's canonical hash) and the manifest with the
   input specs' hashes and the sizes as counts.
-- Model-free and deterministic unless `config.embed` (then `deps.embedder` adds embedding edges).
+- Per-environment graphs are independent work items (`build_env_graph`, items carry the spec's
+  directory): with `deps.executor` they are built on a process pool or Ray workers, and come back as
+  `ToolGraph`s equal to the ones built here. An environment whose graph fails is a `SpecError` naming it.
+- Model-free and deterministic unless `config.embed` (then `deps.embedder` adds embedding edges, in this
+  process).
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from envfactory.errors import SpecError
 from envfactory.graph.build import build_graph
 from envfactory.graph.inputs import from_env_spec
 from envfactory.graph.io import graph_bytes
+from envfactory.graph.model import ToolGraph
 from envfactory.llm.protocols import Embedder
 from envfactory.spec import EnvSpec, StageManifest
-from envfactory.spec.pipeline import GraphStageConfig, GraphSummary
+from envfactory.spec.pipeline import EnvGraphItem, GraphStageConfig, GraphSummary
 from envfactory.store import StageDir, Workspace
 
 STAGE = "graph"
@@ -33,13 +39,49 @@ GRAPHS = "graphs.jsonl"
 SUMMARY = "summary.json"
 
 
+class WorkOutcome(Protocol):
+    """What an executor answers per item (`exec.Outcome`): the result, or why there is none."""
+
+    @property
+    def result(self) -> Any: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class Executor(Protocol):
+    """Where per-environment graphs are built (`exec.Executor`; the graph layer does not import `exec`,
+    it is handed one)."""
+
+    def map(self, function: Callable[[EnvGraphItem], ToolGraph], items: Sequence[EnvGraphItem]) -> Sequence[WorkOutcome]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GraphDeps:
-    """The environments' directories (each with `spec.json`), an embedder when `embed`, a progress sink."""
+    """The environments' directories (each with `spec.json`), an embedder when `embed`, where the
+    per-environment graphs are built (`executor`; None: in this process) and a progress sink."""
 
     env_dirs: Sequence[Path]
     embedder: Embedder | None = None
+    executor: Executor | None = None
     progress: Callable[[str], None] = field(default=lambda message: None)
+
+
+def build_env_graph(item: EnvGraphItem) -> ToolGraph:
+    """The model-free tool graph of one environment (a work item: runs in any worker)."""
+    return build_graph([from_env_spec(_spec(Path(item.directory)))]).graph
+
+
+def _per_environment(specs: Sequence[EnvSpec], deps: GraphDeps, embedder: Embedder | None) -> dict[str, ToolGraph]:
+    if deps.executor is None or embedder is not None:  # an embedder lives in this process
+        return {spec.meta.name: build_graph([from_env_spec(spec)], embedder=embedder).graph for spec in specs}
+    items = [EnvGraphItem(name=spec.meta.name, directory=str(directory))
+             for spec, directory in zip(specs, deps.env_dirs, strict=True)]
+    outcomes = deps.executor.map(build_env_graph, items)
+    failed = [f"{item.name}: {o.error}" for item, o in zip(items, outcomes, strict=True) if o.result is None]
+    if failed:
+        raise SpecError(f"{len(failed)} environment graph(s) could not be built: " + "; ".join(failed[:5]))
+    return {item.name: o.result for item, o in zip(items, outcomes, strict=True)}
 
 
 def _spec(directory: Path) -> EnvSpec:
@@ -62,11 +104,7 @@ def run_graph(config: GraphStageConfig, workspace: Workspace, deps: GraphDeps) -
         stage.write_bytes(GRAPH, graph_bytes(graphs["combined"]))
         written = GRAPH
     else:
-        graphs = {}
-        for number, spec in enumerate(specs, start=1):
-            graphs[spec.meta.name] = build_graph([from_env_spec(spec)], embedder=embedder).graph
-            if number % 20 == 0 or number == len(specs):
-                deps.progress(f"graph: {number}/{len(specs)} environments")
+        graphs = _per_environment(specs, deps, embedder)
         stage.write_bytes(GRAPHS, b"".join(graph_bytes(graph) for graph in graphs.values()))
         written = GRAPHS
     summary = GraphSummary(

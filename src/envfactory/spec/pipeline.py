@@ -232,3 +232,12 @@ class GraphSummary(SpecModel):
     tools: int
     parameters: int
     accepted_feeds: int
+
+
+class EnvGraphItem(SpecModel):
+    """A work item of the graph stage: build the tool graph of the environment whose `spec.json` is in
+    `directory` (so that workers on other machines need only a path they can read)."""
+
+    schema_version: Literal[1] = 1
+    name: str
+    directory: str

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envfactory.graph import GraphIndex, build_graph, from_env_spec
+from envfactory.graph import GraphIndex, ToolGraph, build_graph, from_env_spec
 from envfactory.runtime import Environment
 from envfactory.spec import declarative_model
 from envfactory.spec.declarative import DeclarativeModel
@@ -171,9 +171,11 @@ def _tool_facts(env: Environment, model: DeclarativeModel | None) -> dict[str, T
     return facts
 
 
-def prepare_env(env: Environment) -> SynthEnv:
-    """Index the environment's own tool graph and read its tools' facts (see the module docstring)."""
-    graph = build_graph([from_env_spec(env.spec)]).graph
+def prepare_env(env: Environment, graph: ToolGraph | None = None) -> SynthEnv:
+    """Index the environment's own tool graph and read its tools' facts (see the module docstring).
+    `graph`: that graph when it was built already (the run's graph stage builds it on its executor);
+    it must be the model-free graph of this environment alone, as built here."""
+    graph = graph if graph is not None else build_graph([from_env_spec(env.spec)]).graph
     model = declarative_model(env.spec)
     return SynthEnv(env=env, index=GraphIndex.from_graph(graph), graph_hash=graph.canonical_hash(),
                     facts=_tool_facts(env, model), model=model)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from envfactory.errors import EnvFactoryError, SandboxRequiredError, SpecError, StoreError
+from envfactory.graph import ToolGraph
 from envfactory.runtime import Environment, library_env_names, load_env
 from envfactory.spec import StageManifest, Task, Trajectory, canonical_json, content_hash
 from envfactory.spec.benchmark import BenchmarkTask
@@ -77,6 +78,8 @@ class SynthDeps:
     benchmark_tasks: Sequence[BenchmarkTask]
     resume: bool = False
     progress: Callable[[SynthProgress], None] | None = None
+    graphs: Mapping[str, ToolGraph] | None = None
+    """Per-environment tool graphs built already (by name; `envfactory run`'s graph stage), else built here."""
 
 
 @dataclass(slots=True)
@@ -90,8 +93,9 @@ def default_run_id(config: SynthTasksConfig) -> str:
     return "synth-" + content_hash(config.model_dump(mode="json"))[:12]
 
 
-def load_synth_envs(config: SynthTasksConfig) -> _Loaded:
-    """Load and prepare the configured environments; those that need a sandbox are skipped."""
+def load_synth_envs(config: SynthTasksConfig, graphs: Mapping[str, ToolGraph] | None = None) -> _Loaded:
+    """Load and prepare the configured environments; those that need a sandbox are skipped. `graphs`
+    holds environments' tool graphs built already, by name."""
     refs = list(dict.fromkeys([*config.envs, *(library_env_names() if config.library else [])]))
     loaded = _Loaded()
     for ref in refs:
@@ -110,7 +114,7 @@ def load_synth_envs(config: SynthTasksConfig) -> _Loaded:
             continue
         if config.domain is not None and env.spec.meta.domain != config.domain:
             continue
-        loaded.envs.append(prepare_env(env))
+        loaded.envs.append(prepare_env(env, (graphs or {}).get(env.name)))
     return loaded
 
 
@@ -235,7 +239,7 @@ def run_synth_tasks(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
     if not deps.benchmark_tasks:
         raise SynthError("the contamination gate needs the BFCL and τ² task texts (deps.benchmark_tasks)")
     started, cpu_started = time.perf_counter(), time.process_time()
-    loaded = load_synth_envs(config)
+    loaded = load_synth_envs(config, deps.graphs)
     if not loaded.envs:
         raise SynthError("no environment to synthesise from: " + (
             "; ".join(f"{k}: {v}" for k, v in loaded.skipped.items()) or "none selected"))
