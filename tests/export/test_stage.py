@@ -146,3 +146,17 @@ def test_cli_names_a_missing_source() -> None:
 
 def test_tasks_fixture_is_task_v2() -> None:
     assert all(t.schema_version == 2 and t.queries.explicit and t.provenance for t in load_tasks())
+
+
+def test_a_missing_parquet_library_is_a_clear_error_naming_the_install_command(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from envfactory.errors import EnvFactoryError
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    monkeypatch.delitem(sys.modules, "envfactory.export.parquet", raising=False)
+    with pytest.raises(EnvFactoryError, match=r"pip install 'envfactory\[dataset\]'"):
+        run_export(stage_config(formats=["hf"]), Workspace(tmp_path), ExportDeps())
+    run_export(stage_config(formats=["openai", "llamafactory"]), Workspace(tmp_path / "json"), ExportDeps())
+    assert (tmp_path / "json/runs/fixture-run/export/openai/heldout.jsonl").is_file()
