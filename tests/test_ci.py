@@ -25,7 +25,7 @@ def test_quick_start_has_exactly_two_one_line_commands() -> None:
     blocks = quick_start_blocks()
     assert len(blocks) == 2
     assert all("\n" not in block for block in blocks)
-    assert blocks[0].endswith("envfactory demo")
+    assert blocks[0].endswith("envfactory run --config configs/run-demo.json")
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
