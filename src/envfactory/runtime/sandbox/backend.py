@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
 from envfactory.errors import SandboxError, SpecError, ToolError
 from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.diff import diff_states
+from envfactory.runtime.sandbox.host import WorkerHost
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
 from envfactory.runtime.sandbox.protocol import (
     Call,
@@ -54,9 +55,6 @@ from envfactory.runtime.sandbox.protocol import (
 from envfactory.runtime.sandbox.report import SandboxReport
 from envfactory.runtime.sources import CallContext, ClockConfig
 from envfactory.spec import EnvMeta, EnvSpec, PythonImplementation, StateDiff
-
-if TYPE_CHECKING:
-    from envfactory.runtime.sandbox.pool import SandboxPool
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +130,7 @@ class SandboxBackend:
 
     def __init__(
         self,
-        pool: SandboxPool,
+        pool: WorkerHost[SandboxBackend],
         meta: EnvMeta,
         implementation: PythonImplementation,
         directory: Path,
