@@ -59,6 +59,15 @@ def test_a_built_library_needs_its_config_file_and_relative_paths_resolve_from_t
     assert config.stages.library.config == str(tmp_path / "lib.json")  # type: ignore[union-attr]
 
 
+def test_unknown_export_formats_are_config_problems(tmp_path: Path) -> None:
+    from envfactory.cli._run_stages import stage_function
+
+    if stage_function("export") is None:
+        pytest.skip("the export stage has not landed")
+    with pytest.raises(RunConfigError, match=r"stages.export.formats: 'csv' is not a format \(choose from openai"):
+        load_run_config(_write(tmp_path, {"name": "f", "stages": {"export": {"formats": ["openai", "csv"]}}}))
+
+
 def test_the_shipped_configs_are_valid() -> None:
     for name in ("run-demo.json", "run-full.json"):
         config = load_run_config(REPO / "configs" / name)

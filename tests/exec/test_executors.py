@@ -87,6 +87,10 @@ def test_work_functions_must_be_module_level_and_typed() -> None:
     with pytest.raises(ExecutorError, match="SpecModel"):
         describe(os.getpid)
     assert describe(episode).reference == "exec_workload:episode"
+    local.__module__ = "__main__"
+    local.__qualname__ = "local"
+    with pytest.raises(ExecutorError, match="__main__ script"):
+        describe(local)
 
 
 def test_the_pool_is_sized_from_the_usable_cores() -> None:
