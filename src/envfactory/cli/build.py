@@ -24,6 +24,7 @@ from envfactory.cli._output import console, emit_json
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
 from envfactory.spec import BuildRecord
+from envfactory.store import write_atomic
 
 app = typer.Typer(help="Propose and compile environments from the resource catalog.", no_args_is_help=True)
 
@@ -80,7 +81,7 @@ def compile_cmd(
         compiled=compiled.compiled, dropped=compiled.dropped,
         kept_ratio=round(len(compiled.compiled) / len(proposal.operations), 4),
     )
-    (out / "build.json").write_bytes(record.to_json_bytes())
+    write_atomic(out / "build.json", record.to_json_bytes())
     elapsed = time.perf_counter() - start
     con = console()
     con.print(f"OK {out}: {spec.ref} · {len(spec.tools)} tools · {len(compiled.source.collections)} collections "

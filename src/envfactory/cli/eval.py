@@ -53,7 +53,7 @@ from envfactory.llm.hf import HFConfig
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.runtime.sources import DEFAULT_EPOCH
 from envfactory.spec import RunManifest
-from envfactory.store import RunDir, Workspace
+from envfactory.store import RunDir, Workspace, write_atomic
 
 app = typer.Typer(
     name="eval",
@@ -209,7 +209,7 @@ def run(
     timing: dict[str, Any] = {"seconds": round(elapsed, 1), "llm_calls": usage.calls,
                               "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
                               "completion_tokens": usage.completion_tokens}
-    (run_dir.logs_dir / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    write_atomic(run_dir.logs_dir / "timing.json", (json.dumps(timing, indent=1) + "\n").encode("utf-8"))
     if as_json:
         emit_json(report.model_dump(mode="json"))
         return

@@ -162,7 +162,7 @@ def ensure_distill_env(tools_dir: Path, progress: Callable[[str], None] | None =
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)
             raise
-        marker.write_text(wanted, encoding="utf-8")  # written last: a half-made environment has none
+        write_atomic(marker, wanted.encode("utf-8"))  # written last: a half-made environment has none
         return python
 
 
