@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
-from tests.export.conftest import TASKS, TRAJECTORIES, Exported, load_tasks, stage_config
+from tests.export.conftest import TASKS, TRAJECTORIES, Exported, load_tasks, load_trajectories, stage_config
 from typer.testing import CliRunner
 
 from envfactory.cli._dataset_validate import validate_path
@@ -160,3 +161,16 @@ def test_a_missing_parquet_library_is_a_clear_error_naming_the_install_command(
         run_export(stage_config(formats=["hf"]), Workspace(tmp_path), ExportDeps())
     run_export(stage_config(formats=["openai", "llamafactory"]), Workspace(tmp_path / "json"), ExportDeps())
     assert (tmp_path / "json/runs/fixture-run/export/openai/heldout.jsonl").is_file()
+
+
+def test_replayed_rl_rows_start_each_turn_from_the_state_the_earlier_turns_left(exported: Exported) -> None:
+    trajectory = next(t for t in load_trajectories() if t.id == "traj-shop-two-turns")
+    rows = [r for path in exported.root.glob("trl/*.parquet") for r in pq.read_table(path).to_pylist()
+            if r["task_id"] == trajectory.task_id]
+    episodes = {r["turn"]: json.loads(r["episode"]) for r in rows}
+    assert sorted(episodes) == [0, 1]
+    stock = [episodes[t]["state"]["shop"]["collections"]["products"]["BK-002"]["stock"] for t in (0, 1)]
+    assert stock == [1, 6]  # the first turn restocked 5
+    assert episodes[1]["state_hash"] == trajectory.state_hashes[0]  # the group hash after turn 0's call
+    truths = {r["turn"]: json.loads(r["ground_truth"]) for r in rows}
+    assert truths[1]["expected_state_hashes"] == trajectory.final_state_hashes
