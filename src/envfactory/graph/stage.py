@@ -53,7 +53,8 @@ class Executor(Protocol):
     """Where per-environment graphs are built (`exec.Executor`; the graph layer does not import `exec`,
     it is handed one)."""
 
-    def map(self, function: Callable[[EnvGraphItem], ToolGraph], items: Sequence[EnvGraphItem]) -> Sequence[WorkOutcome]: ...
+    def map(self, function: Callable[[EnvGraphItem], ToolGraph], items: Sequence[EnvGraphItem],
+            on_outcome: Callable[[Any], None] | None = None) -> Sequence[WorkOutcome]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,14 @@ def _per_environment(specs: Sequence[EnvSpec], deps: GraphDeps, embedder: Embedd
         return {spec.meta.name: build_graph([from_env_spec(spec)], embedder=embedder).graph for spec in specs}
     items = [EnvGraphItem(name=spec.meta.name, directory=str(directory))
              for spec, directory in zip(specs, deps.env_dirs, strict=True)]
-    outcomes = deps.executor.map(build_env_graph, items)
+    done = [0]
+
+    def progress(_outcome: object) -> None:
+        done[0] += 1
+        if done[0] % 20 == 0 or done[0] == len(items):
+            deps.progress(f"graph: {done[0]}/{len(items)} environments")
+
+    outcomes = deps.executor.map(build_env_graph, items, on_outcome=progress)
     failed = [f"{item.name}: {o.error}" for item, o in zip(items, outcomes, strict=True) if o.result is None]
     if failed:
         raise SpecError(f"{len(failed)} environment graph(s) could not be built: " + "; ".join(failed[:5]))
