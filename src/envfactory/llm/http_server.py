@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.requests import Request  # module level: FastAPI resolves the endpoint's annotations here
 
 from envfactory.errors import ProviderError
 from envfactory.llm.errors import ProviderTimeoutError
@@ -96,6 +97,13 @@ def parse_request(body: Any) -> ChatRequest:
         raise BadRequest("streaming is not supported")
     if body.get("n", 1) != 1:
         raise BadRequest("only n=1 is supported")
+    try:
+        return ChatRequest.model_validate(_fields(body))
+    except (ValidationError, KeyError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"not a valid request: {exc}") from exc
+
+
+def _fields(body: dict[str, Any]) -> dict[str, Any]:
     choice = body.get("tool_choice", "auto")
     if isinstance(choice, dict):
         choice = NamedToolChoice(name=(choice.get("function") or {}).get("name", ""))
@@ -113,10 +121,7 @@ def parse_request(body: Any) -> ChatRequest:
                        ("max_tokens", "max_completion_tokens"), ("max_tokens", "max_tokens")):
         if body.get(wire) is not None:
             fields[name] = body[wire]
-    try:
-        return ChatRequest.model_validate(fields)
-    except (ValidationError, KeyError, TypeError) as exc:
-        raise BadRequest(f"not a valid request: {exc}") from exc
+    return fields
 
 
 def completion_body(response: ChatResponse, request: ChatRequest, model: str) -> JSONObject:
@@ -148,7 +153,7 @@ def completion_body(response: ChatResponse, request: ChatRequest, model: str) ->
 
 def create_app(client: LLMClient, model_name: str) -> Any:
     """The FastAPI application serving `client` under the model name `model_name`."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     app = FastAPI(title="envfactory model server", docs_url=None, redoc_url=None)
