@@ -174,3 +174,16 @@ def test_replayed_rl_rows_start_each_turn_from_the_state_the_earlier_turns_left(
     assert episodes[1]["state_hash"] == trajectory.state_hashes[0]  # the group hash after turn 0's call
     truths = {r["turn"]: json.loads(r["ground_truth"]) for r in rows}
     assert truths[1]["expected_state_hashes"] == trajectory.final_state_hashes
+
+
+def test_cli_reads_a_run_of_the_workspace_and_writes_into_it(tmp_path: Path) -> None:
+    source = tmp_path / "ws/runs/r1/synth-tasks"
+    source.mkdir(parents=True)
+    (source / "tasks.jsonl").write_bytes(TASKS.read_bytes())
+    (source / "trajectories.jsonl").write_bytes(TRAJECTORIES.read_bytes())
+    result = CliRunner().invoke(app, ["dataset", "export", "--from", "r1", "--workspace", str(tmp_path / "ws"),
+                                      "--format", "trl", "--think", "keep", "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert manifest["config"]["think"] == "keep" and manifest["config"]["formats"] == ["trl"]
+    assert StageDir.open(Workspace(tmp_path / "ws"), "r1", "export").is_complete()
