@@ -27,7 +27,8 @@ from envfactory.spec.declarative import DeclarativeModel
 
 _EMAIL = re.compile(r"e_?mail", re.IGNORECASE)
 _AMOUNT_WORDS = ("amount", "price", "cost", "total", "budget", "balance", "fee", "salary")
-_PLACE_WORDS = ("city", "country", "address", "location", "region", "place")
+_PLACE_SUFFIXES = ("city", "country", "location", "place", "street_address", "postal_address", "home_address",
+                   "town")
 _PERSON_SUFFIXES = ("first_name", "last_name", "firstname", "lastname", "full_name", "fullname", "person_name",
                     "contact_name", "display_name", "displayname", "username", "user_name")
 _PERSON_NAMES = ("owner", "assignee", "author", "person", "contact")
@@ -47,8 +48,8 @@ def entity_kind(name: str, schema: Mapping[str, Any]) -> str | None:
         return "date"
     if kind in ("number", "integer") and any(word in lowered for word in _AMOUNT_WORDS):
         return "amount"
-    if kind == "string" and not schema.get("enum") and any(word in lowered for word in _PLACE_WORDS):
-        return "place"
+    if kind == "string" and not schema.get("enum") and (lowered.endswith(_PLACE_SUFFIXES) or lowered == "address"):
+        return "place"  # not `email_address`, `ip_address`, `address_list_name`: suffixes, not substrings
     if kind == "string" and not schema.get("enum") and (lowered.endswith(_PERSON_SUFFIXES) or lowered in _PERSON_NAMES):
         return "person"
     return None
