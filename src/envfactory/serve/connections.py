@@ -136,10 +136,13 @@ class GuardedProtocolBase(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self._expected = tuple(f"Bearer {token}".encode() for token in self.tracker.policy.tokens)
 
     # -- the asyncio protocol interface ------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if not self.tracker.admit(self):
-            transport.abort()
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
             return
         self._counted = True
         self._arm("idle")
