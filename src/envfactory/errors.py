@@ -1,4 +1,5 @@
-"""One vocabulary of failures, named by the boundary they cross (imported by every layer; imports nothing).
+"""One vocabulary of failures, named by the boundary they cross (imported by every layer; imports only
+the error kinds of `envfactory.spec.tool`, which import no other layer).
 
 - `ToolError`: an anticipated failure of a tool call; it becomes a `ToolResult` error the agent sees.
 - `ToolCrash`: a bug inside an implementation; recorded as `execution_error`, logged with its traceback.
@@ -7,6 +8,10 @@
 """
 
 from __future__ import annotations
+
+from typing import cast
+
+from envfactory.spec.tool import SANDBOX_FAILURE_KINDS, AgentErrorKind, SandboxFailureKind
 
 
 class EnvFactoryError(Exception):
@@ -20,7 +25,7 @@ class SpecError(EnvFactoryError, ValueError):
 class ToolError(EnvFactoryError):
     """An anticipated tool failure shown to the agent. `kind` is an agent-visible error kind."""
 
-    def __init__(self, kind: str, message: str, path: str | None = None) -> None:
+    def __init__(self, kind: AgentErrorKind, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -46,7 +51,9 @@ class SandboxError(EnvFactoryError):
 
     def __init__(self, message: str, kind: str = "sandbox_failure") -> None:
         super().__init__(message)
-        self.kind = kind if kind in ("sandbox_failure", "timeout", "resource_limit") else "sandbox_failure"
+        # `kind` may come off the worker protocol as any string; an unknown one is a sandbox failure.
+        self.kind: SandboxFailureKind = (
+            cast("SandboxFailureKind", kind) if kind in SANDBOX_FAILURE_KINDS else "sandbox_failure")
 
 
 class StoreError(EnvFactoryError):

@@ -8,7 +8,7 @@ import pytest
 from envfactory.runtime import load_env, open_group
 from envfactory.serve.catalog import EnvCatalog
 from envfactory.serve.config import ServeLimits
-from envfactory.serve.errors import SessionCapError, SessionClosedError, UnknownSessionError
+from envfactory.serve.errors import SessionCapError, SessionGoneError, UnknownSessionError
 from envfactory.serve.models import CreateSessionRequest
 from envfactory.serve.registry import ServedSession, SessionRegistry
 from envfactory.serve.service import EnvService, SessionTemplate
@@ -38,7 +38,7 @@ def test_cap_and_closed_memory() -> None:
         assert registry.remove(name, f"closed {name}") is not None
     registry.add(served("c"))
     assert registry.remove("c", "closed c") is not None
-    with pytest.raises(SessionClosedError, match=r"session c is closed \(closed c\)"):
+    with pytest.raises(SessionGoneError, match=r"session c is closed \(closed c\)"):
         registry.get("c")
     with pytest.raises(UnknownSessionError):  # forgotten: only the last two closed ids are remembered
         registry.get("a")
@@ -75,9 +75,9 @@ def test_service_reaps_and_names_the_reason() -> None:
         assert await service.implicit_session("abc", SessionTemplate(envs=("shop",))) is mcp
         clock.now = 61.0
         assert await service.reap_idle() == 2
-        with pytest.raises(SessionClosedError, match="idle for more than 60 s"):
+        with pytest.raises(SessionGoneError, match="idle for more than 60 s"):
             await service.call(entry.id, "shop__get_customer", {"id": "cus_0001"})
-        with pytest.raises(SessionClosedError, match="start a new MCP session"):
+        with pytest.raises(SessionGoneError, match="start a new MCP session"):
             await service.implicit_session("abc", SessionTemplate(envs=("shop",)))
         assert len(service.registry) == 0
 

@@ -24,15 +24,21 @@ from envfactory.errors import SandboxError, SessionClosedError, SpecError, ToolE
 from envfactory.runtime.backend import StateHandle
 from envfactory.runtime.environment import Environment
 from envfactory.runtime.sources import CallContext, ClockConfig
-from envfactory.spec import ErrorInfo, Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec
+from envfactory.spec import (
+    ErrorInfo,
+    ErrorKind,
+    Snapshot,
+    StateDiff,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
 from envfactory.spec.base import trusted_construct
+from envfactory.spec.tool import agent_error_kind
 
 logger = logging.getLogger(__name__)
 
-_AGENT_KINDS = frozenset({"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"})
-
-
-def _error(call_id: str, tool: str, step: int, kind: str, message: str, path: str | None = None) -> ToolResult:
+def _error(call_id: str, tool: str, step: int, kind: ErrorKind, message: str, path: str | None = None) -> ToolResult:
     info = trusted_construct(ErrorInfo, {"kind": kind, "message": message, "path": path})
     return trusted_construct(
         ToolResult,
@@ -167,7 +173,7 @@ class Session:
             prepared = self._env.backend.execute(state, tool, args, ctx)
         except ToolError as exc:
             ctx.rollback_rng(checkpoint)
-            kind = exc.kind if exc.kind in _AGENT_KINDS else "execution_error"
+            kind = agent_error_kind(exc.kind)
             return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
         except SandboxError as exc:  # the worker running the tool died or timed out: a framework failure
             ctx.rollback_rng(checkpoint)

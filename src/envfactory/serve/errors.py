@@ -3,7 +3,8 @@
 Server side, `ServeError`s are raised by the transport-agnostic service (`service.py`) and turned into
 `ApiError` bodies by the HTTP app and into JSON-RPC errors by the MCP server. Client side,
 `RemoteError` carries the server's code and message back to the caller. Tool failures are not here:
-they are `ToolResult` errors the agent sees (DESIGN §3).
+they are `ToolResult` errors the agent sees (DESIGN §3), whose kinds are `envfactory.spec.ErrorKind`,
+the one vocabulary of error kinds both servers carry unchanged.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class UnknownSessionError(ServeError):
     code = "unknown_session"
 
 
-class SessionClosedError(ServeError):
-    """The session existed and was closed (by its client, by the idle reaper or at shutdown)."""
+class SessionGoneError(ServeError):
+    """The session existed and was closed (by its client, by the idle reaper or at shutdown): HTTP 410
+    with the wire code `session_closed`. Named apart from `envfactory.errors.SessionClosedError` (a
+    runtime session used after close), which it must not shadow."""
 
     status = 410
     code = "session_closed"

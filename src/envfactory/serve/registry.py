@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from envfactory.runtime import SessionGroup
-from envfactory.serve.errors import SessionCapError, SessionClosedError, UnknownSessionError
+from envfactory.serve.errors import SessionCapError, SessionGoneError, UnknownSessionError
 from envfactory.serve.models import Naming, Origin, SessionInfo
 from envfactory.spec import Snapshot, Task
 
@@ -98,7 +98,7 @@ class SessionRegistry:
             return session
         reason = self._closed.get(session_id)
         if reason is not None:
-            raise SessionClosedError(f"session {session_id} is closed ({reason}); open a new one")
+            raise SessionGoneError(f"session {session_id} is closed ({reason}); open a new one")
         raise UnknownSessionError(f"unknown session {session_id!r}: no such session was opened on this server")
 
     def closed_reason(self, session_id: str) -> str | None:

@@ -33,7 +33,7 @@ from envfactory.errors import SpecError
 from envfactory.runtime import Environment, SessionGroup, open_group
 from envfactory.serve.catalog import EnvCatalog
 from envfactory.serve.config import ServeLimits
-from envfactory.serve.errors import ConflictError, InvalidRequestError, SessionClosedError
+from envfactory.serve.errors import ConflictError, InvalidRequestError, SessionGoneError
 from envfactory.serve.models import (
     CallResponse,
     Closed,
@@ -185,7 +185,7 @@ class EnvService:
                 return self.registry.get(session_id)
             reason = self.registry.closed_reason(session_id)
             if reason is not None:
-                raise SessionClosedError(f"the environment session of this MCP session is closed ({reason}); "
+                raise SessionGoneError(f"the environment session of this MCP session is closed ({reason}); "
                                          "start a new MCP session")
             return await self.create(template.request(), origin="mcp", session_id=session_id)
 
@@ -195,7 +195,7 @@ class EnvService:
         entry = self.registry.get(session_id)
         async with entry.lock:
             if entry.closed_reason is not None:
-                raise SessionClosedError(f"session {entry.id} is closed ({entry.closed_reason}); open a new one")
+                raise SessionGoneError(f"session {entry.id} is closed ({entry.closed_reason}); open a new one")
             self.registry.touch(entry)
             try:
                 return await self._execute(entry.in_process, lambda: fn(entry))

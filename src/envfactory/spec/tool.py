@@ -5,12 +5,17 @@ Contract:
   never written twice by hand. Names match `^[A-Za-z0-9_-]{1,64}$` (DESIGN §11).
 - `ToolResult.error` is `None` on success, else an `ErrorInfo` whose `kind` is one of `ERROR_KINDS`.
   Agent-visible kinds describe the call; framework kinds (`timeout`, `sandbox_failure`,
-  `session_closed`) describe the machinery and are logged as such.
+  `session_closed`, `resource_limit`) describe the machinery and are logged as such.
+- The error kinds are written out here once, as `Literal` types (`AgentErrorKind`,
+  `FrameworkErrorKind`, and `SandboxFailureKind`, the framework kinds a sandbox worker's failure can
+  have); `ErrorKind` and the frozensets are derived from them. Every layer and both servers
+  (HTTP and MCP, which carry `ToolResult`s) use these names; a `Literal` rather than an `enum.Enum`
+  keeps the values plain strings on the wire and in the JSON Schemas, while mypy checks each use.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from pydantic import Field
 
@@ -23,22 +28,24 @@ ToolEffect = Literal["read", "write"]
 AgentErrorKind = Literal[
     "invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"
 ]
+"""Kinds an agent can act on: they describe its call."""
 FrameworkErrorKind = Literal["timeout", "sandbox_failure", "session_closed", "resource_limit"]
-ErrorKind = Literal[
-    "invalid_arguments",
-    "unknown_tool",
-    "not_found",
-    "rule_violation",
-    "execution_error",
-    "timeout",
-    "sandbox_failure",
-    "session_closed",
-    "resource_limit",
-]
-AGENT_ERROR_KINDS: frozenset[str] = frozenset(
-    {"invalid_arguments", "unknown_tool", "not_found", "rule_violation", "execution_error"}
-)
-FRAMEWORK_ERROR_KINDS: frozenset[str] = frozenset({"timeout", "sandbox_failure", "session_closed", "resource_limit"})
+"""Kinds that describe the machinery, never the agent's fault."""
+SandboxFailureKind = Literal["timeout", "sandbox_failure", "resource_limit"]
+"""The framework kinds a failed sandbox worker reports (a subset of `FrameworkErrorKind`)."""
+ErrorKind = Literal[AgentErrorKind, FrameworkErrorKind]
+"""Every kind an `ErrorInfo` can carry: the agent kinds, then the framework kinds."""
+
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+AGENT_ERROR_KINDS: frozenset[str] = frozenset(get_args(AgentErrorKind))
+FRAMEWORK_ERROR_KINDS: frozenset[str] = frozenset(get_args(FrameworkErrorKind))
+SANDBOX_FAILURE_KINDS: frozenset[str] = frozenset(get_args(SandboxFailureKind))
+
+
+def agent_error_kind(kind: str | None) -> AgentErrorKind:
+    """`kind` when it is an agent-visible kind, else `execution_error`: how a tool failure whose kind
+    came from outside the type system (a sandbox worker's reply, an implementation) is reported."""
+    return cast("AgentErrorKind", kind) if kind in AGENT_ERROR_KINDS else "execution_error"
 
 
 class ToolSource(SpecModel):

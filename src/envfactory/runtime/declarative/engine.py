@@ -47,6 +47,7 @@ from envfactory.spec.declarative import (
     SetEffect,
 )
 from envfactory.spec.env import DeclarativeImplementation
+from envfactory.spec.tool import AgentErrorKind
 
 _Deleted = None  # marker value in a transaction's staged changes
 
@@ -116,7 +117,7 @@ class _CompiledCollection:
 @dataclass(frozen=True, slots=True)
 class _Requirement:
     condition: CompiledCond
-    kind: str
+    kind: AgentErrorKind
     message: str
 
 
@@ -516,7 +517,7 @@ class DeclarativeBackend:
                 raise ToolError("rule_violation", f"{plan.tool} would leave {collection} {key!r} invalid: {violation.message}")
             problem = self._reference_problem(txn.get, coll, record) or self._unique_problem(coll, key, record, txn)
             if problem is not None:
-                kind = "not_found" if problem.startswith("refers to") else "rule_violation"
+                kind: AgentErrorKind = "not_found" if problem.startswith("refers to") else "rule_violation"
                 raise ToolError(kind, f"{collection} {key!r} {problem}")
 
     def _record_problem(

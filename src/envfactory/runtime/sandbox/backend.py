@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -54,19 +54,17 @@ from envfactory.runtime.sandbox.protocol import (
 )
 from envfactory.runtime.sandbox.report import SandboxReport
 from envfactory.runtime.sources import CallContext, ClockConfig
-from envfactory.spec import EnvMeta, EnvSpec, PythonImplementation, StateDiff
+from envfactory.spec import EnvMeta, EnvSpec, PythonImplementation, SandboxFailureKind, StateDiff
+from envfactory.spec.tool import agent_error_kind
 
 logger = logging.getLogger(__name__)
 
 _MICROSECOND = timedelta(microseconds=1)
 
-FailureKind = Literal["timeout", "sandbox_failure", "resource_limit"]
-
-
 class SandboxFailure(SandboxError):
     """A framework failure of a sandboxed call: the session reports it with this `kind`."""
 
-    def __init__(self, kind: FailureKind, message: str) -> None:
+    def __init__(self, kind: SandboxFailureKind, message: str) -> None:
         super().__init__(message, kind)
 
 
@@ -235,7 +233,7 @@ class SandboxBackend:
         self._pool._detach(self, worker)
         if self._worker is worker:
             self._worker = None
-        kind: FailureKind = "timeout" if lost.kind == "timeout" else "sandbox_failure"
+        kind: SandboxFailureKind = "timeout" if lost.kind == "timeout" else "sandbox_failure"
         return SandboxFailure(kind, f"{during}: the sandbox worker {lost.message} (it was replaced)")
 
     def _retire(self, worker: WorkerProcess, kind: str, why: str) -> None:
@@ -345,7 +343,7 @@ class SandboxBackend:
                     self._retire(worker, "sandbox_failure", f"broke the protocol ({reply.op!r} reply to a call)")
                     raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: the sandbox worker broke the protocol")
                 if reply.reason == "tool":
-                    raise ToolError(reply.kind or "execution_error", reply.message, reply.path)
+                    raise ToolError(agent_error_kind(reply.kind), reply.message, reply.path)
                 if reply.reason == "crash":
                     logger.error("tool %s of %s crashed in its sandbox worker: %s", tool, self._meta.name, reply.message)
                     raise ToolError("execution_error", f"internal error in {tool}: {reply.message}")
