@@ -214,3 +214,32 @@ def test_the_graph_stage_writes_the_graphs_synthesis_samples_from_or_one_combine
     # edges between environments exist only in the combined graph
     assert combined_summary.accepted_feeds > summary.accepted_feeds
     assert combined_summary.tools == summary.tools
+
+
+def test_too_few_verified_trajectories_make_the_run_partial_and_the_headline_says_what_was_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orchestrator's own checks, with the trajectory stage replaced by a test double that writes a
+    manifest with one verified trajectory (the real stage is tested in tests/synth)."""
+    from envfactory.cli import _run_stages
+    from envfactory.cli.run import headline
+    from envfactory.store import StageDir
+
+    def one_verified(ctx: _run_stages.RunContext) -> StageManifest:
+        stage = StageDir.open(ctx.workspace, ctx.run_id, "synth-trajectories")
+        stage.write_json("funnel.json", {"verified": 1})
+        return stage.finish(outputs=["funnel.json"], counts={"tasks": 3, "queries": 3, "verified": 1})
+
+    monkeypatch.setitem(_run_stages.ADAPTERS, "synth-tasks", lambda ctx: StageDir.open(
+        ctx.workspace, ctx.run_id, "synth-tasks").finish(outputs=[], counts={"chains": 9, "gated": 4, "kept": 3}))
+    monkeypatch.setitem(_run_stages.ADAPTERS, "synth-trajectories", one_verified)
+    monkeypatch.setattr("envfactory.cli.run.stage_function", lambda stage: (lambda: None))
+    stages = {**SMALL["stages"], "synth_tasks": {"tasks": 3},  # type: ignore[dict-item]
+              "synth_trajectories": {"queries": 3, "min_verified": 2}}
+    summary = execute(RunConfig.model_validate({**SMALL, "stages": stages}), _ws(tmp_path))
+    record = {r.stage: r for r in summary.stages}["synth-trajectories"]
+    assert record.status == "partial"
+    assert record.note == "1 solver-verified trajectories, fewer than min_verified 2"
+    assert summary.status == "partial"
+    line = headline(summary)
+    assert "environments 3 → chains 9 → gated tasks 4 (kept 3) → queries 3 → verified trajectories 1" in line
+    assert "SFT —" in line  # export was disabled: nothing claimed

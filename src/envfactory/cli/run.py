@@ -206,6 +206,10 @@ def run_stage(ctx: RunContext, stage: str) -> PipelineStageRecord:
         return PipelineStageRecord(stage=stage, status="failed", note=note,
                                    timings={"wall_s": round(time.perf_counter() - started, 3)})
     record = _record(stage, manifest)
+    wanted = ctx.config.stages.synth_trajectories.min_verified
+    if stage == "synth-trajectories" and record.counts.get("verified", 0) < wanted:
+        record = record.model_copy(update={"status": "partial", "note": (
+            f"{record.counts.get('verified', 0)} solver-verified trajectories, fewer than min_verified {wanted}")})
     if ctx.tokens(stage):
         record = record.model_copy(update={"counts": {**record.counts, "model_tokens": ctx.tokens(stage)}})
     timings = {**record.timings, "wall_s": round(time.perf_counter() - started, 3)}
@@ -289,6 +293,23 @@ def execute(config: RunConfig, workspace: Workspace, *, run_id: str | None = Non
     return summary
 
 
+def headline(summary: RunSummary) -> str:
+    """What the run produced, in one line: the funnel from environments to exported rows."""
+    counts = {r.stage: r.counts for r in summary.stages}
+
+    def get(stage: str, key: str) -> str:
+        value = counts.get(stage, {}).get(key)
+        return "—" if value is None else f"{value:,}"
+
+    tokens = sum(r.counts.get("model_tokens", 0) for r in summary.stages)
+    seconds = sum(r.timings.get("wall_s", 0.0) for r in summary.stages)
+    return (f"environments {get('library', 'environments')} → chains {get('synth-tasks', 'chains')} → gated tasks "
+            f"{get('synth-tasks', 'gated')} (kept {get('synth-tasks', 'kept')}) → queries "
+            f"{get('synth-trajectories', 'queries')} → verified trajectories {get('synth-trajectories', 'verified')} "
+            f"→ exported rows: SFT {get('export', 'sft_rows')}, RL {get('export', 'rl_rows')}; "
+            f"model tokens {tokens:,}; {seconds:.0f} s in stages")
+
+
 def _summary_table(summary: RunSummary) -> Table:
     table = Table(title=f"run {summary.run_id}: {summary.status}", title_justify="left")
     for column in ("stage", "status", "produced", "dropped", "seconds"):
@@ -333,6 +354,7 @@ def run(
         emit_json(summary.model_dump(mode="json"))
     else:
         console().print(_summary_table(summary))
+        console().print(headline(summary))
         console().print(f"run directory: {Workspace(workspace).run_path(summary.run_id)}")
     if summary.status == "failed":
         raise typer.Exit(1)
