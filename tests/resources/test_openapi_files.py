@@ -9,7 +9,7 @@ import jsonschema_rs
 import orjson
 import pytest
 
-from envfactory.resources import Catalog, OpenApiFileSource, SourceFormatError
+from envfactory.resources import Catalog, OpenApiFileSource, SourceFormatError, openapi_documents
 from envfactory.resources import openapi as openapi_module
 from envfactory.resources.openapi import openapi3, parse_document
 
@@ -178,7 +178,8 @@ def test_hostile_strings(tmp_path: Path) -> None:
 
 
 def test_huge_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(openapi_module, "MAX_SPEC_BYTES", 2000)
+    monkeypatch.setattr(openapi_module, "MAX_SPEC_BYTES", 2000)  # the directory tarball's member limit
+    monkeypatch.setattr(openapi_documents, "MAX_SPEC_BYTES", 2000)  # a document's limit (parse_document)
     monkeypatch.setattr(openapi_module, "MAX_OPERATIONS", 3)
     big = write(tmp_path, "big.json", minimal({"/p": {"get": {"description": "y" * 5000}}}))
     many = write(tmp_path, "many.json", minimal({f"/p{i}": {"get": {"operationId": f"op{i}"}} for i in range(6)}))
