@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("transformers", reason="the train extra is not installed: pip install 'envfactory[train]'")
 
-from transformers.utils import get_json_schema
+from transformers.utils.chat_template_utils import get_json_schema
 
 from envfactory.runtime import load_env, qualified_name
 from envfactory.spec import ToolSpec

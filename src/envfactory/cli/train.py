@@ -239,7 +239,7 @@ def schema_check(
     env: Annotated[list[str], typer.Option("--env", help="Environment (bundled/library name or path); repeatable.")],
 ) -> None:
     """Derive each generated tool method's schema the way TRL does and list every loss against our ToolSpec."""
-    from transformers.utils import get_json_schema
+    from transformers.utils.chat_template_utils import get_json_schema
 
     from envfactory.runtime import load_env, qualified_name
     from envfactory.train.sessions import LocalSessions

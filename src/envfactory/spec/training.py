@@ -61,6 +61,8 @@ class TrainRunBase(SpecModel):
     lora: bool = False
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
+    lora_last_layers: int = Field(default=0, ge=0, description="adapters on the last N decoder layers only "
+                                  "(0: all); the backward pass stops there, which is what a CPU can afford")
     seed: int = 0
     save_steps: int = Field(default=0, ge=0, description="0: save only at the end")
     bf16: bool = False

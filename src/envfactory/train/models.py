@@ -57,7 +57,7 @@ def tools_template(path: str | Path) -> str:
 
 def require_tools_template(tokenizer: Any) -> None:
     """Refuse a tokenizer that cannot render user → assistant tool call → tool result."""
-    from trl.chat_template_utils import supports_tool_calling  # type: ignore[import-untyped]
+    from trl.chat_template_utils import supports_tool_calling
 
     if not tokenizer.chat_template or not supports_tool_calling(tokenizer):
         raise TrainingSetupError(

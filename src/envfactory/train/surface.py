@@ -120,7 +120,8 @@ class _Flattener:
             json_type = _SCALARS[kind]
         elif kind == "array":
             json_type = "array"
-            items = sub.get("items") if isinstance(sub.get("items"), dict) else {}
+            raw_items = sub.get("items")
+            items: Mapping[str, Any] = raw_items if isinstance(raw_items, dict) else {}
             item_kind, _ = _json_type(items)
             if item_kind in _SCALARS:
                 item_type = _SCALARS[item_kind]
@@ -175,9 +176,9 @@ def python_type(param: FlatParam) -> Any:
     """The type hint of a flat parameter (`T | None` when optional or nullable)."""
     hint: Any
     if param.enum is not None:
-        hint = Literal[tuple(param.enum)]  # type: ignore[valid-type]
+        hint = Literal.__getitem__(tuple(param.enum))
     elif param.json_type == "array":
-        hint = list[_PY_TYPES[param.item_type]] if param.item_type is not None else list
+        hint = list.__class_getitem__(_PY_TYPES[param.item_type]) if param.item_type is not None else list
     else:
         hint = _PY_TYPES[param.json_type]
     if not param.required or param.nullable:
@@ -233,7 +234,7 @@ def expected_schema(surface: ToolSurface) -> JSONObject:
         if p.json_type == "array" and p.item_type is not None:
             prop["items"] = {"type": p.item_type} if p.item_type != "any" else {}
         properties[p.name] = prop
-    required = [p.name for p in surface.params if p.required]
+    required: list[JSONValue] = [p.name for p in surface.params if p.required]
     schema: JSONObject = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
@@ -259,15 +260,17 @@ def schema_differences(spec: ToolSpec, surface: ToolSurface, derived: Mapping[st
     if one_line(function.get("description") or "") != surface.description:
         found.append(f"{spec.name}: description changed to {_short(function.get('description'))}")
     want = expected_schema(surface)
+    want_props: dict[str, Any] = dict(want["properties"])  # type: ignore[arg-type]
+    want_required = sorted(str(n) for n in want.get("required") or [])  # type: ignore[union-attr]
     got = function.get("parameters") or {}
     got_props = got.get("properties") or {}
-    for name, prop in want["properties"].items():  # type: ignore[union-attr]
+    for name, prop in want_props.items():
         if name not in got_props:
             found.append(f"{spec.name}:{name}: missing from the derived schema")
         elif _normal(got_props[name]) != prop:
             found.append(f"{spec.name}:{name}: derived {_short(_normal(got_props[name]))}, expected {_short(prop)}")
-    for name in sorted(set(got_props) - set(want["properties"])):  # type: ignore[arg-type]
+    for name in sorted(set(got_props) - set(want_props)):
         found.append(f"{spec.name}:{name}: derived but not in the tool")
-    if sorted(got.get("required") or []) != sorted(want.get("required") or []):  # type: ignore[call-overload]
-        found.append(f"{spec.name}: required {sorted(got.get('required') or [])} != {want.get('required') or []}")
+    if sorted(got.get("required") or []) != want_required:
+        found.append(f"{spec.name}: required {sorted(got.get('required') or [])} != {want_required}")
     return found

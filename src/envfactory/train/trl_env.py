@@ -35,7 +35,9 @@ MAX_RESULT_CHARS = 2000
 
 
 class EnvironmentBase:
-    """What every generated environment class shares (its tool methods are added per tool set)."""
+    """What every generated environment class shares (its tool methods are added per tool set). TRL
+    exposes every public function of the class as a tool, so everything here but `reset` is private or
+    a property."""
 
     _surfaces: dict[str, ToolSurface] = {}  # noqa: RUF012 - set per generated class, never mutated
     _sessions: SessionSource | None = None
@@ -87,7 +89,7 @@ class EnvironmentBase:
             self._failure = self._session.failure
         return self._failure
 
-    def episode_reward(self, messages: Sequence[Message] | None = None) -> Reward | None:
+    def _episode_reward(self, messages: Sequence[Message] | None = None) -> Reward | None:
         """Our reward on the session's final state and calls, computed once; None when the rollout failed."""
         if self._reward is None and self.failure is None:
             if self._session is None:
@@ -99,7 +101,7 @@ class EnvironmentBase:
                 self._failure = str(exc)
         return self._reward
 
-    def record(self, step: int) -> RolloutRecord:
+    def _record(self, step: int) -> RolloutRecord:
         session = self._session
         return RolloutRecord(step=step, task_id=self._task.id if self._task else "",
                              calls=session.calls if session else 0, retries=session.retries if session else 0,
@@ -169,9 +171,9 @@ def _score(environments: Sequence[EnvironmentBase], completions: Sequence[Any], 
     rewards = []
     for env, completion in zip(environments, completions, strict=True):
         fresh = env._reward is None and env._failure is None
-        reward = env.episode_reward(completion_messages(completion))
+        reward = env._episode_reward(completion_messages(completion))
         if fresh and recorder is not None:
-            recorder.records.append(env.record(recorder.step))
+            recorder.records.append(env._record(recorder.step))
         rewards.append(reward)
     return rewards
 

@@ -83,7 +83,7 @@ def _step_record(logs: dict[str, float], step: int, elapsed: float | None, faile
 def _logger(stage: StageDir, recorder: RolloutRecorder | None, on_step: StepHook | None) -> Any:
     transformers = require("transformers")
 
-    class StepLogger(transformers.TrainerCallback):  # type: ignore[misc]
+    class StepLogger(transformers.TrainerCallback):  # type: ignore[misc, name-defined]
         """Writes the step and rollout logs after every logged step."""
 
         def __init__(self) -> None:
@@ -113,12 +113,19 @@ def _logger(stage: StageDir, recorder: RolloutRecorder | None, on_step: StepHook
     return StepLogger()
 
 
-def _peft(config: SFTRunConfig | GRPORunConfig) -> Any:
+def _peft(config: SFTRunConfig | GRPORunConfig, model: Any) -> Any:
     if not config.lora:
         return None
     peft = require("peft")
-    return peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                           task_type="CAUSAL_LM")
+    torch = require("torch")
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear) and "lm_head" not in name})
+    layers = None
+    if config.lora_last_layers:
+        total = int(model.config.num_hidden_layers)
+        layers = list(range(max(0, total - config.lora_last_layers), total))
+    return peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=linear,
+                           layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
 def _common_args(config: SFTRunConfig | GRPORunConfig, stage: StageDir) -> dict[str, Any]:
@@ -202,7 +209,7 @@ def run_sft(config: SFTRunConfig, stage: StageDir, deps: TrainDeps) -> StageMani
     args = trl.SFTConfig(**_common_args(config, stage), max_length=config.max_length,
                          num_train_epochs=config.num_train_epochs, assistant_only_loss=config.assistant_only_loss)
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=_peft(config), callbacks=[logger])
+                             peft_config=_peft(config, model), callbacks=[logger])
     trainer.train()
     _save(trainer, tokenizer, stage)
     return _finish(stage, config, logger, started, {"rows": len(dataset)}, _versions())
@@ -262,7 +269,7 @@ def run_grpo(config: GRPORunConfig, stage: StageDir, deps: TrainDeps) -> StageMa
     trainer_cls = deps.trainer_cls or trl.GRPOTrainer
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args,
                               train_dataset=datasets.Dataset.from_list(grpo_rows(tasks)),
-                              processing_class=tokenizer, environment_factory=env_cls, peft_config=_peft(config),
+                              processing_class=tokenizer, environment_factory=env_cls, peft_config=_peft(config, model),
                               callbacks=[logger, *deps.callbacks])
     try:
         trainer.train()

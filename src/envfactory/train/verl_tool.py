@@ -130,7 +130,8 @@ def _make_tool_class() -> type:
             self._pending[key] = dict(kwargs.get("create_kwargs") or {})
             return key, ToolResponse()
 
-        async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs: Any) -> tuple[Any, float, dict]:
+        async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs: Any,
+                          ) -> tuple[Any, float, dict[str, Any]]:
             agent_data = kwargs.get("agent_data")
             fields = agent_data.extra_fields if agent_data is not None else {}
             text, failed = await asyncio.to_thread(run_tool_call, self.server, self.tool, self.params, parameters,
@@ -177,7 +178,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     token = os.environ.get("ENVFACTORY_SERVE_TOKEN")
     truth = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
     kwargs_by_tool = info.get("tools_kwargs") or {}
-    first = next(iter(kwargs_by_tool.values()), {})
+    first: dict[str, Any] = next(iter(kwargs_by_tool.values()), {})
     episode = _episode(first.get("create_kwargs", {}))
     scoring = str(_request(server, "POST", "/v1/sessions", {"task": rebuilt_task(truth, episode),
                                                               "seed": episode.get("seed", 0)}, token)["id"])
