@@ -23,32 +23,28 @@ Contract:
 - Untrusted toolkits (`PythonImplementation.trusted == False`) never run here: loading one raises
   `SandboxRequiredError`; they belong to sandbox workers, which build their backend with
   `derive_python_backend` (from the module's bytes) and run tools with `PythonBackend.run_tool`.
+
+Layout: reading and importing a toolkit's module is `toolkit_modules.py`, the JSON Schema helpers
+`toolkit_schemas.py`; both are re-exported here where they were public (`read_toolkit_source`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.abc
-import importlib.util
 import inspect
 import re
-import sys
 import types
 import typing
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import orjson
 from docstring_parser import DocstringStyle
 from docstring_parser import parse as parse_docstring
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticUserError
-from pydantic.fields import FieldInfo
-from pydantic.json_schema import GenerateJsonSchema, PydanticJsonSchemaWarning
 from pydantic_core import PydanticSerializationError
 
 from envfactory.errors import SandboxRequiredError, SpecError, ToolCrash, ToolError
@@ -56,10 +52,17 @@ from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.diff import diff_states
 from envfactory.runtime.environment import Environment
 from envfactory.runtime.sources import CallContext
+from envfactory.runtime.toolkit_modules import import_toolkit_module, read_toolkit_source
+from envfactory.runtime.toolkit_schemas import (
+    ToolSchemaGenerator,
+    has_field_description,
+    refuse_sets,
+    tool_json_schema,
+    type_name,
+)
 from envfactory.spec import (
     EnvMeta,
     EnvSpec,
-    JSONObject,
     PythonImplementation,
     StateDiff,
     ToolEffect,
@@ -134,8 +137,8 @@ class Toolkit(Generic[StateT]):
         if explicit is not None:
             if inferred is not None and inferred is not explicit:
                 raise SpecError(
-                    f"toolkit {cls.__qualname__}: state_model = {_type_name(explicit)} contradicts its "
-                    f"generic parameter {_type_name(inferred)}; state the model once"
+                    f"toolkit {cls.__qualname__}: state_model = {type_name(explicit)} contradicts its "
+                    f"generic parameter {type_name(inferred)}; state the model once"
                 )
         elif inferred is not None:
             setattr(cls, "state_model", inferred)  # noqa: B010 (the generic parameter is not StateT-typed here)
@@ -172,64 +175,10 @@ def _state_model_from_bases(cls: type) -> type[BaseModel] | None:
     return None
 
 
-def _type_name(tp: Any) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
-
-
 _RESERVED_NAMES: frozenset[str] = frozenset(dir(Toolkit)) | {"state", "ctx", "state_model"}
 
 
 # -- deriving tool specs --------------------------------------------------------------------------------
-class _SchemaGenerator(GenerateJsonSchema):
-    """Pydantic's generator without the per-field titles it makes up from field names (noise to an agent)."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
-
-
-def _json_schema(build: Callable[[], dict[str, Any]], where: str) -> JSONObject:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PydanticJsonSchemaWarning)
-        try:
-            schema = build()
-        except PydanticJsonSchemaWarning as exc:
-            raise SpecError(f"{where}: {exc}") from exc
-        except PydanticUserError as exc:
-            raise SpecError(f"{where}: no JSON Schema for this type: {exc}") from exc
-    return schema
-
-
-def _unordered_collections(schema: Any, path: str = "") -> str | None:
-    """The first place where a schema holds a set (its JSON order would depend on `PYTHONHASHSEED`)."""
-    if isinstance(schema, dict):
-        if schema.get("uniqueItems") is True:
-            return path or "/"
-        for key, value in schema.items():
-            found = _unordered_collections(value, f"{path}/{key}")
-            if found is not None:
-                return found
-    elif isinstance(schema, list):
-        for index, value in enumerate(schema):
-            found = _unordered_collections(value, f"{path}/{index}")
-            if found is not None:
-                return found
-    return None
-
-
-def _refuse_sets(schema: JSONObject, where: str) -> None:
-    found = _unordered_collections(schema)
-    if found is not None:
-        raise SpecError(
-            f"{where}: a set or frozenset (schema at {found}) has no canonical JSON order, so hashes and "
-            "outputs would vary between processes; use a list (sorted where order does not matter)"
-        )
-
-
-def _has_field_description(annotation: Any) -> bool:
-    if typing.get_origin(annotation) is not Annotated:
-        return False
-    return any(isinstance(m, FieldInfo) and m.description for m in typing.get_args(annotation)[1:])
-
 
 @dataclass(frozen=True, slots=True)
 class _CompiledTool:
@@ -330,7 +279,7 @@ def _compile_tool(
             raise SpecError(f"{where}: parameter {param.name!r} has no type annotation")
         annotation = hints[param.name]
         text = documented.get(param.name) or None
-        if text and _has_field_description(annotation):
+        if text and has_field_description(annotation):
             raise SpecError(f"{where}: parameter {param.name!r} is described twice (docstring and Field)")
         default = ... if param.default is inspect.Parameter.empty else param.default
         # Fields get neutral names and the parameter name as alias, so parameters may be called
@@ -353,14 +302,14 @@ def _compile_tool(
         raise SpecError(f"{where}: unsupported type annotation: {exc}") from exc
     model: type[BaseModel] = arguments
 
-    input_schema = _json_schema(lambda: model.model_json_schema(schema_generator=_SchemaGenerator), where)
+    input_schema = tool_json_schema(lambda: model.model_json_schema(schema_generator=ToolSchemaGenerator), where)
     input_schema.pop("title", None)
     input_schema.setdefault("properties", {})
     input_schema.setdefault("required", [])
-    output_schema = _json_schema(
-        lambda: returns.json_schema(mode="serialization", schema_generator=_SchemaGenerator), where
+    output_schema = tool_json_schema(
+        lambda: returns.json_schema(mode="serialization", schema_generator=ToolSchemaGenerator), where
     )
-    _refuse_sets(output_schema, f"{where}: return type")
+    refuse_sets(output_schema, f"{where}: return type")
     if parsed.returns is not None and parsed.returns.description and "description" not in output_schema:
         output_schema["description"] = parsed.returns.description.strip()
 
@@ -381,7 +330,7 @@ def _compile_tool(
         arguments=model,
         parameters=tuple(mapping),
         returns=returns,
-        returns_name=_type_name(return_type),
+        returns_name=type_name(return_type),
     )
 
 
@@ -487,11 +436,11 @@ class PythonBackend(Generic[StateT]):
             name: _compile_tool(toolkit, name, func, mark, meta.name)
             for name, (func, mark) in declared.items()
         }
-        state_schema = _json_schema(
-            lambda: model.model_json_schema(schema_generator=_SchemaGenerator),
+        state_schema = tool_json_schema(
+            lambda: model.model_json_schema(schema_generator=ToolSchemaGenerator),
             f"{meta.name}: state model {model.__qualname__}",
         )
-        _refuse_sets(state_schema, f"{meta.name}: state model {model.__qualname__}")
+        refuse_sets(state_schema, f"{meta.name}: state model {model.__qualname__}")
         if implementation is None:
             implementation = PythonImplementation(
                 module=_module_file_name(toolkit), class_name=toolkit.__name__, trusted=True
@@ -605,26 +554,8 @@ def load_python_backend(meta: EnvMeta, impl: PythonImplementation, directory: Pa
             "sandbox workers, never in-process"
         )
     path, source = read_toolkit_source(meta, impl, directory)
-    module = _import_module(meta.name, path, source)
+    module = import_toolkit_module(meta.name, path, source)
     return _backend_from_module(module, path, meta, impl)
-
-
-def read_toolkit_source(meta: EnvMeta, impl: PythonImplementation, directory: Path) -> tuple[Path, bytes]:
-    """The resolved path and bytes of a toolkit module (reading, never importing it).
-
-    Raises:
-        SpecError: the module lies outside the environment directory or cannot be read.
-    """
-    root = directory.resolve()
-    path = (root / impl.module).resolve()
-    if not path.is_relative_to(root):
-        raise SpecError(
-            f"{meta.name}: toolkit module {impl.module} lies outside the environment directory {root}"
-        )
-    try:
-        return path, path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the toolkit module: {exc.strerror or exc}") from exc
 
 
 def derive_python_backend(
@@ -635,7 +566,7 @@ def derive_python_backend(
     Only sandbox workers call this for untrusted code: it runs the module in the calling process.
     Raises `SpecError` naming the problem when the module fails to import or defines no usable toolkit.
     """
-    module = _import_module(meta.name, path, source)
+    module = import_toolkit_module(meta.name, path, source)
     return _backend_from_module(module, path, meta, impl)
 
 
@@ -648,57 +579,6 @@ def _backend_from_module(
     if not (isinstance(cls, type) and issubclass(cls, Toolkit)):
         raise SpecError(f"{path}: {impl.class_name} is not a subclass of envfactory.runtime.toolkit.Toolkit")
     return PythonBackend(cls, meta, impl)
-
-
-class _SourceBytesLoader(importlib.abc.SourceLoader):
-    """Runs exactly the bytes that were read (and hashed) as the module at `path`: no second read of
-    the file, so what runs is what was named, and the import system compiles it like any module."""
-
-    def __init__(self, path: Path, source: bytes) -> None:
-        self._path = path
-        self._source = source
-
-    def get_filename(self, fullname: str) -> str:
-        return str(self._path)
-
-    def get_data(self, path: str) -> bytes:
-        return self._source
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        try:
-            super().exec_module(module)
-        finally:
-            # The module keeps its loader (`__loader__`); it need not keep the source bytes alive too.
-            self._source = b""
-
-
-def _import_module(env: str, path: Path, source: bytes) -> types.ModuleType:
-    # The name is unique per (environment, module content): two copies of one environment share the
-    # module, different contents never collide, and nothing generic (`toolkit`) enters sys.modules. The
-    # module stays registered so pydantic and dataclasses can resolve its annotations later.
-    name = f"envfactory_toolkit_{env}_{hashlib.sha256(source).hexdigest()[:16]}"
-    existing = sys.modules.get(name)
-    if existing is not None:
-        return existing
-    loader = _SourceBytesLoader(path, source)
-    spec = importlib.util.spec_from_loader(name, loader, origin=str(path))
-    if spec is None:
-        raise SpecError(f"{path}: cannot be imported as a python module")
-    module = importlib.util.module_from_spec(spec)
-    return _run_module(module, name, path, lambda: loader.exec_module(module))
-
-
-def _run_module(module: types.ModuleType, name: str, path: Path, run: Callable[[], None]) -> types.ModuleType:
-    sys.modules[name] = module
-    try:
-        run()
-    except SpecError as exc:
-        del sys.modules[name]
-        raise SpecError(f"{path}: {exc}") from exc
-    except Exception as exc:  # the module's own failure (syntax, import, bug at import time)
-        del sys.modules[name]
-        raise SpecError(f"{path}: importing the toolkit module failed: {type(exc).__name__}: {exc}") from exc
-    return module
 
 
 def python_environment(
