@@ -68,7 +68,7 @@ def gold_call_script(on_turn: Callable[[int], None]) -> Script:
 
 def _config(tasks: Path, **extra: Any) -> GRPORunConfig:
     return GRPORunConfig.model_validate({"tasks": str(tasks), "max_steps": 1, "per_device_train_batch_size": 4,
-                                         "num_generations": 2, "max_completion_length": 64, "learning_rate": 1e-4,
+                                         "num_generations": 2, "max_completion_length": 512, "learning_rate": 1e-4,
                                          "max_tool_calling_iterations": 2, **extra})
 
 
