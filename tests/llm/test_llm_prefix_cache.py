@@ -6,11 +6,12 @@
   grammar-constrained JSON, forced and free tool calls, greedy and sampled; bad input (a damaged or
   truncated entry, a model file changed under the cache, a prompt longer than the context, a cache
   too small for any state) gives a cold evaluation or a clear error, never another answer.
-- `test_recorded_agent_requests_are_identical_in_all_three_modes` replays 55 agent-loop requests
+- `test_recorded_agent_requests_are_identical_in_all_three_modes` replays 51 agent-loop requests
   recorded from the bundled 0.5B model (`fixtures/agent_requests.jsonl.gz`, requests only: entries
-  51–78 and 135–161 of the README baseline's cassette `tests/eval/fixtures/baseline-qwen0.5b-seed0.jsonl.gz`,
-  i.e. two BFCL multi-turn episodes and three τ² airline episodes with their user-simulator requests)
-  through SmolLM2 in the three modes.
+  27–34, 51–78, 135–144 and 157–161 of the README baseline's cassette
+  `tests/eval/fixtures/baseline-qwen0.5b-seed0.jsonl.gz`, i.e. the start of one BFCL multi-turn episode,
+  two whole ones, and two τ² airline episodes with their user-simulator requests) through SmolLM2 in
+  the three modes.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def test_boundary_keys_hash_the_whole_prefix_and_the_fingerprint() -> None:
     assert boundary_keys("model-b", tokens, 4)[0][1] != keys[0][1]
 
 
+def test_states_are_kept_at_the_prompt_end_and_at_doubling_boundaries() -> None:
+    """Not every boundary: the last four (a conversation's next request repeats all but the end) and
+    1, 2, 4, 8, ... blocks, so a cold prompt stores O(log n) states instead of O(n)."""
+    from envfactory.llm.prefix_cache import _kept_boundaries
+
+    positions = [64 * i for i in range(1, 48)]
+    assert sorted(_kept_boundaries(positions, 64)) == [64, 128, 256, 512, 1024, 2048, 2816, 2880, 2944, 3008]
+    assert _kept_boundaries([64, 128], 64) == {64, 128} and _kept_boundaries([], 64) == set()
+
+
 # -- the real model ----------------------------------------------------------------------------------------
 
 
@@ -104,8 +115,9 @@ def _provider(models_dir: Path, cache_bytes: int, n_ctx: int = 4096) -> LocalPro
 
 @pytest.fixture(scope="module")
 def modes(models_dir: Path) -> Iterator[dict[str, LocalProvider]]:
-    """SmolLM2 three times: without the cache, with a large one, and with one that holds about one
-    state (so most states are evicted before they could be reused)."""
+    """SmolLM2 three times: without the cache, with a large one, and with one that holds a few short
+    states (6 MiB: about 270 tokens of SmolLM2; most states are evicted before they could be reused,
+    longer ones are never stored)."""
     providers = {"off": _provider(models_dir, 0), "on": _provider(models_dir, 1 << 30),
                  "evicting": _provider(models_dir, 6 << 20)}
     yield providers

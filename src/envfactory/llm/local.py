@@ -321,7 +321,8 @@ class LocalProvider:
         # block boundary; create_completion then finds exactly that prefix in place and decodes only the
         # last token before sampling (see prefix_cache). Its own prefix matching never picks the point.
         evaluation = evaluate_prompt(
-            llama, tokens, block_tokens=self.config.n_batch, fingerprint=self._fingerprint, cache=self.kv_cache
+            llama, tokens, block_tokens=self.config.n_batch, fingerprint=self._fingerprint, cache=self.kv_cache,
+            keep=self._tail_start(request, tokens),
         )
         try:
             completion = llama.create_completion(
@@ -352,6 +353,17 @@ class LocalProvider:
         if message.tool_calls:
             finish = "tool_calls"
         return ChatResponse(model=self.model_id, message=message, finish_reason=finish, usage=usage)
+
+    def _tail_start(self, request: ChatRequest, tokens: list[int]) -> list[int]:
+        """Where the closing schema or forced-call text begins in `tokens` (the next request of the
+        conversation repeats everything before it), so the prefix cache keeps a state there."""
+        if self.kv_cache is None or (request.response_format is None and not request.forces_tool_call()):
+            return []
+        messages, tools = _template_messages(request, self._template_knows_tools)
+        formatted = self._formatter(messages=messages, tools=tools)
+        plain = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        shared = next((i for i, (a, b) in enumerate(zip(tokens, plain, strict=False)) if a != b), min(len(tokens), len(plain)))
+        return [shared]
 
     def _message(self, request: ChatRequest, text: str, offered: list[FunctionTool]) -> ChatMessage:
         length = len(request.messages)

@@ -8,8 +8,10 @@ every prompt is evaluated the same way, cached or not:
 - the prompt minus its last token is decoded in blocks of `block_tokens` starting at position 0 (the
   last block may be shorter); then the last token is decoded alone (by the sampler's own `eval`, which
   always decodes the token whose logits are sampled on its own);
-- after each full block the sequence's KV state (`llama_state_seq_get_data`: KV cells only, no logits
-  buffer) is stored under the hash of (model fingerprint, tokens up to that boundary);
+- after a full block the sequence's KV state (`llama_state_seq_get_data`: KV cells only, no logits
+  buffer) is stored under the hash of (model fingerprint, tokens up to that boundary) — at the last
+  four boundaries of the prompt, at 1, 2, 4, 8, ... blocks (`_kept_boundaries`) and below the positions
+  the caller names (`keep`: where its closing schema begins), not at every one;
 - a request restores the longest stored boundary of its prompt (`llama_state_seq_set_data`) and decodes
   the remaining blocks exactly as a cold evaluation would. Every decode sees the same KV bytes and the
   same batch shape in both cases, so every logit is bit-identical, and so is the answer.
@@ -40,6 +42,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 SEQ_ID = 0
+KEEP_LAST = 4  # boundaries stored at the end of each prompt (see `_kept_boundaries`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,21 @@ def _memory_clear(llama: Any) -> None:
     llama.reset()
 
 
+def _kept_boundaries(positions: list[int], block_tokens: int, last: int = KEEP_LAST) -> set[int]:
+    """Which boundaries of a prompt get their state stored: the last `last` ones (the next request of a
+    conversation repeats all but the prompt's end) and those at 1, 2, 4, 8, ... blocks (a request that
+    diverges early still finds one at least half as long as the shared part). Storing every boundary
+    would copy a quadratic number of bytes per cold prompt."""
+    doubling = {block_tokens << shift for shift in range(max(len(positions), 1).bit_length())}
+    return set(positions[-last:]) | (doubling & set(positions))
+
+
+def _state_size(llama: Any) -> int:
+    import llama_cpp
+
+    return int(llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, SEQ_ID))
+
+
 def _save_state(llama: Any) -> bytes:
     import llama_cpp
 
@@ -176,10 +194,13 @@ def _restore_state(llama: Any, data: bytes, prefix: Sequence[int]) -> bool:
 
 
 def evaluate_prompt(
-    llama: Any, tokens: Sequence[int], *, block_tokens: int, fingerprint: str, cache: KVStateCache | None
+    llama: Any, tokens: Sequence[int], *, block_tokens: int, fingerprint: str, cache: KVStateCache | None,
+    keep: Sequence[int] = (),
 ) -> PromptEvaluation:
     """Evaluate `tokens[:-1]` block by block (restoring the longest cached boundary first); see the
-    module docstring. The caller then samples with `create_completion(tokens)`."""
+    module docstring. `keep`: positions where later requests are likely to diverge (e.g. where a closing
+    schema begins); the boundary at or below each is stored too. The caller then samples with
+    `create_completion(tokens)`."""
     if llama.n_batch != block_tokens:
         raise ValueError(f"the context decodes {llama.n_batch} tokens at a time, not blocks of {block_tokens}")
     body = list(tokens[:-1])
@@ -199,11 +220,13 @@ def evaluate_prompt(
             cache.reject(key)
         else:
             cache.stats.misses += 1
-    key_at = dict(keys)
+    kept = _kept_boundaries([position for position, _ in keys], block_tokens)
+    kept |= {position // block_tokens * block_tokens for position in keep}
+    key_at = {position: key for position, key in keys if position in kept}
     for position in range(start, len(body), block_tokens):
         chunk = body[position:position + block_tokens]
         llama.eval(chunk)
         end = position + len(chunk)
-        if cache is not None and end in key_at and key_at[end] not in cache:
+        if cache is not None and end in key_at and key_at[end] not in cache and _state_size(llama) <= cache.max_bytes:
             cache.put(key_at[end], end, _save_state(llama))
     return PromptEvaluation(prompt_tokens=len(tokens), reused_tokens=start, evaluated_tokens=len(tokens) - start)
