@@ -28,14 +28,15 @@ Contract:
   process-wide; `envfactory.build.moto_worker`). Operations that the environment does not implement are
   reported in `dropped_ops_not_compared` with the reason given (build records, or `dropped=`), never
   compared against made-up behaviour.
+
+The normalisation and the comparison of outputs live in `differential_compare.py` (`NORMALISATION`
+and `set_path` re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,18 @@ from typing import Any
 
 import orjson
 
+from envfactory.build.differential_compare import (
+    NORMALISATION,
+    Bijection,
+    compare_fields,
+    generated_values,
+    holds_generated,
+    is_timestamp,
+    original_field,
+    original_operation,
+    output_name,
+    set_path,
+)
 from envfactory.build.moto_worker import REFERENCE_CRASH, walk_path
 from envfactory.errors import EnvFactoryError
 from envfactory.resources.mcp_tools import McpServerConfig, known_servers
@@ -58,7 +71,6 @@ from envfactory.spec import (
     ScenarioStep,
     ScenarioTest,
     ToolResult,
-    ToolSpec,
     content_hash,
     declarative_model,
 )
@@ -119,16 +131,6 @@ AWS_ERROR_KINDS: dict[str, str] = {
     "InvalidAttributeName": "invalid_arguments",
 }
 
-NORMALISATION = (
-    "reference responses unwrapped when they hold one object member; our fields renamed to original "
-    "names via ToolSource.field_names and compared only where both sides have them; generated ids through "
-    "one consistent bijection; timestamps ignored; scalars compared as text; list outputs {items} vs the "
-    "reference's one top-level array (scalar members against our collection keys, object members by key)"
-)
-
-_TIMESTAMP_NAME = re.compile(r"(_at|Date|Time|Timestamp|DateTime|_time|_date)$")
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-
 
 class DifferentialError(EnvFactoryError):
     """The reference could not be run (moto missing, worker crashed, server did not start)."""
@@ -147,74 +149,6 @@ class _Ours:
     calls: list[ScriptCall]
     results: list[ToolResult]
     state_probe: list[bool]
-
-
-@dataclass
-class _Bijection:
-    ours_to_theirs: dict[str, Any] = field(default_factory=dict)
-    theirs_to_ours: dict[str, str] = field(default_factory=dict)
-    values_compared: int = 0
-
-    def pair(self, ours: Any, theirs: Any) -> bool:
-        """Record or check one pair; False when it contradicts an earlier pair."""
-        if not isinstance(ours, str) or not isinstance(theirs, str):
-            return bool(ours == theirs)
-        known = self.ours_to_theirs.get(ours)
-        back = self.theirs_to_ours.get(theirs)
-        if known is None and back is None:
-            self.ours_to_theirs[ours] = theirs
-            self.theirs_to_ours[theirs] = ours
-            return True
-        return known == theirs and back == ours
-
-    def translate(self, ours: Any) -> Any:
-        return self.ours_to_theirs.get(ours, ours) if isinstance(ours, str) else ours
-
-
-def original_operation(tool: ToolSpec) -> str | None:
-    if tool.source is None or not tool.source.operation_id:
-        return None
-    return tool.source.operation_id.rsplit(":", 1)[-1]
-
-
-def _original(tool: ToolSpec, name: str) -> str | None:
-    if tool.source is None:
-        return None
-    return tool.source.field_names.get(name)
-
-
-def set_path(params: dict[str, Any], path: str, value: Any) -> None:
-    """Put `value` at a dotted original path; numeric segments index lists (`entities.0.name`)."""
-    parts = path.split(".")
-    node: Any = params
-    for part, following in itertools.pairwise(parts):
-        container: Any = [] if following.isdigit() else {}
-        if isinstance(node, list):
-            index = int(part)
-            while len(node) <= index:
-                node.append(None)
-            if node[index] is None:
-                node[index] = container
-            node = node[index]
-        else:
-            node = node.setdefault(part, container)
-    last = parts[-1]
-    if isinstance(node, list):
-        index = int(last)
-        while len(node) <= index:
-            node.append(None)
-        node[index] = value
-    else:
-        node[last] = value
-
-
-def _output_name(spec: ToolSpec, name: str) -> str:
-    """Our output field under its original name: the last non-numeric segment of the mapped path."""
-    original = _original(spec, name)
-    if original is None:
-        return name
-    segments = [part for part in original.split(".") if not part.isdigit()]
-    return segments[-1] if segments else name
 
 
 def _collection(env: Environment, tool: str) -> str | None:
@@ -238,29 +172,6 @@ def _generated_fields(env: Environment) -> dict[str, list[str]]:
         for tool, declared in impl.authored.generated_outputs.items():
             paths.setdefault(tool, []).extend(declared)
     return paths
-
-
-def _generated_values(paths: Sequence[str], output: Any) -> list[tuple[str, str]]:
-    """(value, concrete dotted path) of every generated id in `output` (`[]` expands list indexes)."""
-    found: list[tuple[str, str]] = []
-
-    def walk(value: Any, parts: list[str], where: list[str]) -> None:
-        if not parts:
-            if isinstance(value, str):
-                found.append((value, ".".join(where)))
-            return
-        head, rest = parts[0], parts[1:]
-        name, many = (head[:-2], True) if head.endswith("[]") else (head, False)
-        child = value.get(name) if isinstance(value, dict) else None
-        if many:
-            for index, item in enumerate(child if isinstance(child, list) else []):
-                walk(item, rest, [*where, name, str(index)])
-        elif child is not None:
-            walk(child, rest, [*where, name])
-
-    for path in paths:
-        walk(output, path.split("."), [])
-    return found
 
 
 def _list_key(env: Environment, tool: str) -> str | None:
@@ -303,7 +214,7 @@ def reference_script(
         params: dict[str, Any] = {}
         bindings: list[ReferenceBinding] = []
         for name, value in call.arguments.items():
-            original = _original(spec, name) or name  # unmapped names are the original names
+            original = original_field(spec, name) or name  # unmapped names are the original names
             if isinstance(value, str) and value in origin:
                 earlier, path = origin[value]
                 bindings.append(ReferenceBinding(param=original, step=earlier, path=path))
@@ -311,127 +222,10 @@ def reference_script(
                 set_path(params, original, value)
         out.append(ReferenceCall(operation=operation, params=params, bindings=bindings))
         if result.ok and call.tool in generated:
-            for value, path in _generated_values(generated[call.tool], result.output):
+            for value, path in generated_values(generated[call.tool], result.output):
                 head, _, rest = path.partition(".")
-                origin.setdefault(value, (step, ".".join(p for p in (_original(spec, head) or head, rest) if p)))
+                origin.setdefault(value, (step, ".".join(p for p in (original_field(spec, head) or head, rest) if p)))
     return ReferenceScript(reference=reference, service=service, region=region, calls=out)
-
-
-def _unwrap(response: Any, ours: set[str], collection: str | None) -> Any:
-    """One record out of its envelope: `{"TableDescription": {...}}` -> `{...}` unless our output has that
-    member itself (`Attributes`); `{"entities": [{...}], ...}` (the member named after our collection, or
-    the only member) holding exactly one record -> that record."""
-    if not isinstance(response, dict):
-        return response
-    if collection is not None and isinstance(response.get(collection), list) and len(response[collection]) == 1:
-        return response[collection][0]
-    if len(response) == 1:
-        ((name, only),) = response.items()
-        if name in ours:
-            return response
-        if isinstance(only, dict):
-            return only
-        if isinstance(only, list) and len(only) == 1 and isinstance(only[0], dict):
-            return only[0]
-    return response
-
-
-def _is_timestamp(name: str, value: Any) -> bool:
-    return bool(_TIMESTAMP_NAME.search(name)) or (isinstance(value, str) and bool(_ISO_DATETIME.match(value)))
-
-
-def _same(ours: Any, theirs: Any, bijection: _Bijection, generated: set[str]) -> str | None:
-    """None when equal under the normalisation, else a short reason."""
-    if not isinstance(ours, dict | list):
-        bijection.values_compared += 1
-    if isinstance(ours, str) and ours in generated:
-        return None if bijection.pair(ours, theirs) else f"generated id {ours!r} pairs with {theirs!r}, inconsistently"
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        for key in sorted(set(ours) & set(theirs)):
-            if _is_timestamp(key, ours[key]):
-                continue
-            problem = _same(ours[key], theirs[key], bijection, generated)
-            if problem is not None:
-                return f"{key}: {problem}"
-        return None
-    if isinstance(ours, list) and isinstance(theirs, list):
-        if len(ours) != len(theirs):
-            return f"{len(ours)} items vs {len(theirs)}"
-        for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            problem = _same(a, b, bijection, generated)
-            if problem is not None:
-                return f"[{index}]: {problem}"
-        return None
-    if isinstance(ours, dict | list) or isinstance(theirs, dict | list):
-        return f"{ours!r} vs {theirs!r}"
-    if isinstance(ours, bool) or isinstance(theirs, bool):
-        return None if str(ours).lower() == str(theirs).lower() else f"{ours!r} vs {theirs!r}"
-    return None if str(ours) == str(theirs) else f"{ours!r} vs {theirs!r}"
-
-
-def _compare_fields(
-    spec: ToolSpec, ours: Any, theirs: Any, bijection: _Bijection, generated: set[str], list_key: str | None,
-    collection: str | None,
-) -> tuple[str | None, Any, Any]:
-    if isinstance(ours, dict) and isinstance(ours.get("items"), list) and list_key is not None:
-        arrays = {k: v for k, v in theirs.items() if isinstance(v, list)} if isinstance(theirs, dict) else {}
-        if collection in arrays:
-            members = arrays[collection]
-        elif len(arrays) == 1:
-            (members,) = arrays.values()
-        else:
-            return None, None, None  # nothing comparable: no list the reference answer singles out
-        items = [i for i in ours["items"] if isinstance(i, dict)]
-        if all(not isinstance(m, dict) for m in members):
-            mine = sorted(str(bijection.translate(i.get(list_key))) for i in items)
-            their = sorted(str(m) for m in members)
-            bijection.values_compared += max(len(mine), len(their))
-            return (None if mine == their else "listed identifiers differ"), mine, their
-        original_key = _output_name(spec, list_key)
-        if not any(isinstance(m, dict) and original_key in m for m in members):
-            return _compare_keyless(spec, items, members, bijection, generated)
-        by_key = {str(m.get(original_key)): m for m in members if isinstance(m, dict)}
-        mine_keys = sorted(str(bijection.translate(i.get(list_key))) for i in items)
-        if mine_keys != sorted(by_key):
-            return "listed records differ", mine_keys, sorted(by_key)
-        for item in items:
-            renamed = {_output_name(spec, k): v for k, v in item.items()}
-            problem = _same(renamed, by_key[str(bijection.translate(item.get(list_key)))], bijection, generated)
-            if problem is not None:
-                return problem, item, by_key[str(bijection.translate(item.get(list_key)))]
-        return None, mine_keys, sorted(by_key)
-    renamed_names = {_output_name(spec, k) for k in ours} if isinstance(ours, dict) else set()
-    theirs = _unwrap(theirs, renamed_names, collection)
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        renamed = {_output_name(spec, k): v for k, v in ours.items()}
-        common = sorted(set(renamed) & set(theirs))
-        problem = _same({k: renamed[k] for k in common}, {k: theirs[k] for k in common}, bijection, generated)
-        return problem, {k: renamed[k] for k in common}, _compared_part(renamed, theirs)
-    return None, None, None
-
-
-def _compared_part(ours: Any, theirs: Any) -> Any:
-    """The part of `theirs` that `_same` compared with `ours`: common keys, recursively."""
-    if isinstance(ours, dict) and isinstance(theirs, dict):
-        return {k: _compared_part(ours[k], theirs[k]) for k in sorted(set(ours) & set(theirs))}
-    return theirs
-
-
-def _compare_keyless(
-    spec: ToolSpec, items: list[dict[str, Any]], members: list[Any], bijection: _Bijection, generated: set[str]
-) -> tuple[str | None, Any, Any]:
-    """Records the reference keeps without our key (relations): multisets of their common fields."""
-    renamed = [{_output_name(spec, k): v for k, v in item.items()} for item in items]
-    common = set().union(*(set(r) for r in renamed)) & set().union(*(set(m) for m in members if isinstance(m, dict)))
-    common = {name for name in common if not _is_timestamp(name, None)}
-
-    def projection(record: Mapping[str, Any]) -> str:
-        return orjson.dumps({k: bijection.translate(record.get(k)) for k in sorted(common)}).decode()
-
-    mine = sorted(projection(r) for r in renamed)
-    their = sorted(projection(m) for m in members if isinstance(m, dict))
-    bijection.values_compared += len(common) * max(len(mine), len(their))
-    return (None if mine == their else "listed records differ"), mine, their
 
 
 _DISAGREED = "__disagreed__"
@@ -458,7 +252,7 @@ def compare_runs(
     """How two runs of the same script compare (module contract)."""
     generated_fields = _generated_fields(env)
     generated: set[str] = set()
-    bijection = _Bijection()
+    bijection = Bijection()
     mismatches: list[DifferentialMismatch] = []
     matched = 0
     agreed: list[Any] = []
@@ -477,7 +271,7 @@ def compare_runs(
         before = len(mismatches)
         projection: Any = None
         if mine.ok and call.tool in generated_fields:
-            generated.update(value for value, _ in _generated_values(generated_fields[call.tool], mine.output))
+            generated.update(value for value, _ in generated_values(generated_fields[call.tool], mine.output))
         if mine.ok != reference.ok:
             mine_text = "ok" if mine.ok else (mine.error.kind if mine.error else "?")
             their_text = "ok" if reference.ok else f"{reference.error_code}"
@@ -495,7 +289,7 @@ def compare_runs(
                     ours=mine.error.message, reference=reference.error_message,
                 ))
         else:
-            problem, a, b = _compare_fields(spec, mine.output, reference.response, bijection, generated,
+            problem, a, b = compare_fields(spec, mine.output, reference.response, bijection, generated,
                                             _list_key(env, call.tool), _collection(env, call.tool))
             if problem is not None:
                 mismatches.append(DifferentialMismatch(
@@ -597,7 +391,7 @@ def reference_scenario(
             continue
         spec = env.tools[call.tool].spec
         declared = spec.output_schema.get("properties")
-        names = {_output_name(spec, str(ours)): str(ours) for ours in (declared if isinstance(declared, dict) else {})}
+        names = {output_name(spec, str(ours)): str(ours) for ours in (declared if isinstance(declared, dict) else {})}
         expected: dict[str, Any] = {}
         volatile: list[str] = []
         for original, value in (agreed or {}).items():
@@ -605,7 +399,7 @@ def reference_scenario(
             if ours is None:
                 continue
             expected[ours] = value
-            if ours in heads.get(call.tool, ()) or _is_timestamp(ours, value) or _holds_generated(value, generated):
+            if ours in heads.get(call.tool, ()) or is_timestamp(ours, value) or holds_generated(value, generated):
                 volatile.append(ours)
         steps.append(ScenarioStep(tool=call.tool, arguments=call.arguments, expect_output=expected or None,
                                   volatile=sorted(volatile)))
@@ -619,12 +413,6 @@ def reference_scenario(
         initial_state=None,
         steps=steps,
     )
-
-
-def _holds_generated(value: Any, generated: set[str]) -> bool:
-    if isinstance(value, str):
-        return value in generated
-    return False
 
 
 def _moto_runner(timeout_s: float) -> Callable[[ReferenceScript], ReferenceRun]:
