@@ -33,28 +33,41 @@ Contract:
   cannot be used are dropped with a reason (`DroppedOperation`, stage `compile`); so are tools the
   format's compiler refuses, one at a time, until the rest compiles. A proposal with nothing left
   raises `CompileError`.
+
+Collections are planned in `compile_collections.py`; tools, assembly and repair are here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from envfactory.build.compile_collections import (
+    LOCATION_KEYS,
+    SKIPPED_LOCATIONS,
+    CollectionPlan,
+    argument_location,
+    body_schema,
+    create_key_arg,
+    link_parents,
+    plan_actions,
+    plan_collection,
+    plan_counters,
+    status_fields,
+)
 from envfactory.build.errors import CompileError
-from envfactory.build.naming import field_name, id_prefix, plural, singular, tool_name, words
+from envfactory.build.naming import field_name, id_prefix, singular, tool_name
 from envfactory.build.schemas import (
     SchemaTooLarge,
     definitions,
     flatten,
     json_type,
     object_properties,
-    unwrap_record,
 )
 from envfactory.build.seeds import seed_state
-from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup, group_operations
+from envfactory.build.shapes import OperationShape, group_operations
 from envfactory.errors import SpecError
 from envfactory.runtime import load_env
 from envfactory.runtime.declarative.compile import compile_source
@@ -87,20 +100,11 @@ from envfactory.spec.declarative import (
     TransitionDecl,
 )
 
-_LOCATION_KEYS = ("x-in", "x-google-location")
-_SKIPPED_LOCATIONS = frozenset({"header", "cookie"})
 _AUTH = re.compile(r"(^|_)(api_?key|apikey|access_?token|auth[a-z_]*|token|secret|session_?id|signature)$")
 _PAGE_TOKEN = frozenset({"pagetoken", "nexttoken", "marker", "cursor", "starttoken", "after", "continuationtoken"})
 _PAGE_SIZE = frozenset({"pagesize", "maxresults", "maxitems", "limit", "perpage", "maxrecords"})
-_EXISTS_ERROR = re.compile(r"(already ?exists|exists|duplicate|conflict)", re.IGNORECASE)
 _DESCRIPTION_MAX = 1000
 _MAX_REPAIR_ROUNDS = 40
-_STATUS_WORDS = frozenset({"status", "state"})
-# first match wins: the value a record starts with when its create does not say
-_INITIAL_VALUES = (
-    "pending", "creating", "created", "new", "draft", "initialized", "queued", "scheduled", "not_started",
-    "active", "enabled", "open", "available", "ready",
-)
 
 
 class CompiledEnv(SpecModel):
@@ -114,25 +118,6 @@ class CompiledEnv(SpecModel):
     dropped: list[DroppedOperation]
 
 
-@dataclass(slots=True)
-class _Collection:
-    group: ResourceGroup
-    name: str
-    key: str
-    fields: dict[str, Any] = field(default_factory=dict)  # sanitised name -> schema
-    originals: dict[str, str] = field(default_factory=dict)  # sanitised name -> original name
-    read_only: set[str] = field(default_factory=set)
-    parents: list[tuple[str, str, str]] = field(default_factory=list)  # (parent collection, field, source arg)
-    generated: bool = True
-    unique: list[list[str]] = field(default_factory=list)
-    unusable: dict[str, str] = field(default_factory=dict)  # operation id -> why its schema cannot be used
-    actions: dict[str, tuple[str, str]] = field(default_factory=dict)  # operation id -> (status field, value)
-    refused: dict[str, str] = field(default_factory=dict)  # action operation id -> why it is no transition
-    initial: dict[str, str] = field(default_factory=dict)  # status field -> value creates assign
-    counters: dict[str, str] = field(default_factory=dict)  # counter field -> child collection
-    counted_by: tuple[str, str, str] | None = None  # (parent collection, its counter field, our reference field)
-
-
 def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv:
     """The declarative environment of `proposal` (see the module doc)."""
     dropped: list[DroppedOperation] = []
@@ -144,11 +129,11 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
         else:
             ops.append(op)
     groups = group_operations(ops)
-    collections: dict[str, _Collection] = {}
-    by_noun: dict[str, _Collection] = {}
+    collections: dict[str, CollectionPlan] = {}
+    by_noun: dict[str, CollectionPlan] = {}
     for group in groups:
         try:
-            coll = _collection(group, collections)
+            coll = plan_collection(group, collections)
         except SchemaTooLarge as exc:
             dropped.extend(_drop(s.operation.id, "", f"{group.collection}: {exc}") for s in group.shapes)
             continue
@@ -159,10 +144,10 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
         collections[coll.name] = coll
         by_noun[group.noun] = coll
     for coll in collections.values():
-        _link_parents(coll, by_noun)
-    _plan_counters(collections)
+        link_parents(coll, by_noun)
+    plan_counters(collections)
     for coll in collections.values():
-        _plan_actions(coll)
+        plan_actions(coll)
     tools: list[DeclarativeToolDecl] = []
     used_names: set[str] = set()
     for coll in collections.values():
@@ -195,321 +180,6 @@ def _drop(operation_id: str, tool: str, reason: str) -> DroppedOperation:
 
 
 # ---------------------------------------------------------------------------------------------------
-# collections
-# ---------------------------------------------------------------------------------------------------
-
-
-def _location(schema: Any) -> str:
-    if isinstance(schema, dict):
-        for key in _LOCATION_KEYS:
-            value = schema.get(key)
-            if isinstance(value, str):
-                return value
-    return ""
-
-
-def _body_schema(op: Operation) -> dict[str, Any] | None:
-    """The request body of a path/Google operation (the `body` argument), flattened; for AWS-style
-    operations the whole input is the body."""
-    defs = definitions(op.input_schema)
-    props = object_properties(op.input_schema)
-    bodies = [s for n, s in props.items() if _location(s) in ("body", "formData") or n == "body"]
-    if any(_location(s) for s in props.values()) or bodies:
-        if not bodies:
-            return None
-        merged: dict[str, Any] = {"type": "object", "properties": {}}
-        for body in bodies:
-            flat = flatten(body, defs)
-            if flat is not None and object_properties(flat):
-                merged["properties"].update(object_properties(flat))
-                merged.setdefault("required", [])
-                merged["required"] += [r for r in flat.get("required", []) if r not in merged["required"]]
-        form = {n: s for n, s in props.items() if _location(s) == "formData"}
-        for name, schema in form.items():
-            flat = flatten(schema, defs)
-            if flat is not None:
-                merged["properties"][name] = flat
-        return merged
-    return flatten(op.input_schema, defs)
-
-
-def _output_record(op: Operation) -> dict[str, Any] | None:
-    flat = flatten(op.output_schema, definitions(op.output_schema))
-    record = unwrap_record(flat)
-    return record if object_properties(record) else None
-
-
-def _is_read_only(schema: Any) -> bool:
-    if not isinstance(schema, dict):
-        return False
-    text = str(schema.get("description", ""))
-    return schema.get("readOnly") is True or text.startswith(("Output only", "[Output Only]", "Read-only", "Read only"))
-
-
-def _collection(group: ResourceGroup, existing: Mapping[str, _Collection]) -> _Collection | None:
-    name = group.collection
-    if name in existing:  # two resources with the same last noun (`a/items`, `b/items`)
-        name = f"{name}_{len(existing)}"[:48]
-    by_role: dict[str, list[OperationShape]] = {}
-    for shape in group.shapes:
-        by_role.setdefault(shape.role, []).append(shape)
-    coll = _Collection(group=group, name=name, key="id")
-    sources: list[tuple[dict[str, Any] | None, bool]] = []
-    for shape, reader, from_output in (
-        *((s, _body_schema, False) for s in by_role.get("create", []) + by_role.get("update", [])),
-        *((s, _output_record, True) for s in by_role.get("read", []) + by_role.get("create", [])),
-    ):
-        try:
-            sources.append((reader(shape.operation), from_output))
-        except SchemaTooLarge as exc:
-            coll.unusable[shape.operation.id] = str(exc)
-    for schema, from_output in sources:
-        for original, sub in object_properties(schema).items():
-            if not isinstance(sub, dict) or _location(sub) in ("path", "query", *_SKIPPED_LOCATIONS):
-                continue
-            if group.style == "aws" and from_output and original in coll.originals.values():
-                continue
-            safe = field_name(original)
-            if safe in coll.fields:
-                if from_output and _is_read_only(sub) and coll.originals.get(safe) == original:
-                    coll.read_only.add(safe)
-                continue
-            sub = {k: v for k, v in sub.items() if k not in _LOCATION_KEYS}
-            coll.fields[safe] = sub
-            coll.originals[safe] = original
-            if _is_read_only(sub):
-                coll.read_only.add(safe)
-    key = _choose_key(group, coll)
-    if key is None:
-        return None
-    coll.key = key
-    described = coll.fields.get(key, {})
-    coll.fields[key] = {"type": "string", **({"description": described["description"]} if "description" in described else {})}
-    coll.originals.setdefault(key, key)
-    coll.generated = not _create_takes_key(group, coll)
-    creates = by_role.get("create", [])
-    if coll.generated and any(_EXISTS_ERROR.search(e.code) for s in creates for e in s.operation.errors):
-        noun_name = next((f for f in coll.fields if f.lower() in {"name", f"{_last_word(group)}name"}), None)
-        if noun_name is not None and noun_name != key and json_type(coll.fields[noun_name]) == "string":
-            coll.unique.append([noun_name])
-    return coll
-
-
-def _last_word(group: ResourceGroup) -> str:
-    parts = words(group.noun.rsplit("/", 1)[-1].rsplit(".", 1)[-1])
-    return singular(parts[-1]) if parts else ""
-
-
-def _choose_key(group: ResourceGroup, coll: _Collection) -> str | None:
-    if group.style in ("aws", "name"):
-        if group.key_member is not None:
-            return field_name(group.key_member)
-        if any(s.role in ("read", "update", "delete") for s in group.shapes):
-            return None  # they name records somehow, but not by one string argument
-        # create and list only (an SQS message): key the records by the id the create returns
-        return next((f for f in sorted(coll.fields) if f.endswith(("Id", "Arn", "Url"))), None)
-    for candidate in ("id", "_id", "uuid"):
-        if candidate in coll.fields and json_type(coll.fields[candidate]) in ("string", "integer", None):
-            return candidate
-    if group.key_member is not None:
-        return field_name(group.key_member)
-    return "id"
-
-
-def _create_takes_key(group: ResourceGroup, coll: _Collection) -> bool:
-    """Whether every create names the new record's key itself (AWS `CreateTable(TableName)`, or one
-    required identifying member like SES `VerifyEmailIdentity(EmailAddress)`)."""
-    creates = [s for s in group.shapes if s.role == "create"]
-    if not creates:
-        return False
-    return all(_create_key_arg(s, coll) is not None for s in creates)
-
-
-def _create_key_arg(shape: OperationShape, coll: _Collection) -> str | None:
-    body = _body_schema(shape.operation) or {}
-    props = object_properties(body)
-    required = set(body.get("required", []))
-    originals = {v: k for k, v in coll.originals.items()}
-    key_original = coll.originals.get(coll.key, coll.key)
-    if key_original in props and (key_original in required or shape.style in ("aws", "name")):
-        return field_name(key_original) if originals.get(key_original) == coll.key or key_original == coll.key else None
-    if shape.style in ("aws", "name") and key_original not in object_properties(shape.operation.output_schema):
-        parent_args = {arg for _, arg in coll.group.parents}
-        strings = [n for n in sorted(required - parent_args) if json_type(props.get(n, {})) in ("string", None)]
-        if len(strings) == 1:
-            return field_name(strings[0])
-    return None
-
-
-def _link_parents(coll: _Collection, by_noun: Mapping[str, _Collection]) -> None:
-    for parent_noun, arg in coll.group.parents:
-        parent = by_noun.get(parent_noun)
-        if parent is None or parent is coll:
-            continue
-        safe = field_name(arg)
-        generic = arg.lower() in ("id", "_id", "key", "uuid", "name")
-        if generic or safe == coll.key or (safe in coll.fields and coll.originals.get(safe) != arg):
-            safe = field_name(f"{singular(parent.name)}_id")
-        if safe == coll.key:
-            continue
-        coll.fields[safe] = {"type": "string", "description": f"key of the {singular(parent.name)} it belongs to"}
-        coll.originals[safe] = arg
-        coll.read_only.discard(safe)
-        coll.parents.append((parent.name, safe, arg))
-
-
-def _plan_counters(collections: Mapping[str, _Collection]) -> None:
-    """Find parent fields that count a child collection (see the module doc) and make them read-only."""
-    claims: dict[tuple[str, str], list[str]] = {}
-    for child in collections.values():
-        if len(child.parents) != 1:
-            continue  # a child cascaded away through another parent would leave the count stale
-        parent_name, _, _ = child.parents[0]
-        parent = collections[parent_name]
-        fields = [f for f in sorted(parent.fields) if f != parent.key and _counts(f, parent.fields[f], child.name)]
-        if len(fields) == 1:
-            claims.setdefault((parent_name, fields[0]), []).append(child.name)
-    for (parent_name, counter), children in sorted(claims.items()):
-        parent = collections[parent_name]
-        if len(children) != 1:
-            continue  # two children named alike: which one it counts is not clear
-        child = collections[children[0]]
-        parent.counters[counter] = child.name
-        parent.read_only.add(counter)
-        child.counted_by = (parent_name, counter, child.parents[0][1])
-
-
-def _counts(name: str, schema: Any, child: str) -> bool:
-    """Whether field `name` of a parent reads as the number of `child` records (`ProgramCount`)."""
-    if json_type(schema) != "integer":
-        return False
-    flat = name.replace("_", "").lower()
-    if flat.startswith("approximate"):
-        return False
-    child_words = words(child)
-    ones = {singular(child_words[-1]), "".join(child_words[:-1]) + singular(child_words[-1])} if child_words else set()
-    many = {plural(w) for w in ones}
-    names = {f"{w}count" for w in ones | many} | {f"{p}{w}" for p in ("numberof", "num", "total", "count") for w in many}
-    return flat in names
-
-
-def _plan_actions(coll: _Collection) -> None:
-    """Map each status action of `coll` to the status field and value it sets, and pick the value
-    creates start the field with (see the module doc)."""
-    statuses = _status_fields(coll)
-    for shape in coll.group.shapes:
-        if shape.role != "action":
-            continue
-        op_id = shape.operation.id
-        targets = STATUS_VERBS.get(shape.verb)
-        if targets is None:
-            coll.refused[op_id] = f"not CRUD ({shape.note or 'action'}); verb {shape.verb or '?'!r} sets no known status"
-            continue
-        found = _status_target(statuses, shape.verb, targets, coll)
-        if found is None:
-            enums = "; ".join(f"{f}: {', '.join(v[:6])}" for f, v in statuses.items()) or "none with an enum"
-            coll.refused[op_id] = (f"not CRUD ({shape.note or 'action'}); no status value of {singular(coll.name)} "
-                                   f"fits {shape.verb!r} (status fields: {enums})")[:400]
-            continue
-        coll.actions[op_id] = found
-    for status in sorted({f for f, _ in coll.actions.values()}):
-        if any(_create_writes(s, coll, status) for s in coll.group.shapes if s.role == "create"):
-            continue
-        value = _example_initial(coll, status) or _preferred_initial(statuses[status])
-        if value is not None:
-            coll.initial[status] = value
-
-
-def _status_fields(coll: _Collection) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for name, schema in sorted(coll.fields.items()):
-        if name == coll.key or not isinstance(schema, dict) or json_type(schema) not in ("string", None):
-            continue
-        enum = schema.get("enum")
-        parts = words(name)
-        if not isinstance(enum, list) or not parts:
-            continue
-        values = tuple(v for v in enum if isinstance(v, str) and v)
-        if values and (parts[-1] in _STATUS_WORDS or parts[0] == "lifecycle"):
-            out[name] = values
-    return out
-
-
-def _status_target(
-    statuses: Mapping[str, tuple[str, ...]], verb: str, targets: tuple[str, ...], coll: _Collection
-) -> tuple[str, str] | None:
-    """The (field, enum value) an action with `verb` sets: a plain `status`/`state` first, then one
-    qualified by the resource's own noun (`TableStatus`), then one qualified by the verb
-    (`ActivationStatus` for `activate`); within a field, the verb's most specific value first."""
-    noun_words = set(words(coll.group.noun)) | set(words(coll.name)) | {singular(w) for w in words(coll.name)}
-    bare = verb[3:] if verb.startswith("dis") else verb[2:] if verb.startswith(("de", "un", "re")) else verb
-    stems = {w[:-1] if w.endswith("e") else w for w in (verb, bare) if len(w) >= 4}
-    ranked: list[tuple[int, str]] = []
-    for name in statuses:
-        qualifiers = [w for w in words(name) if w not in _STATUS_WORDS and w != "lifecycle"]
-        if not qualifiers:
-            ranked.append((0, name))
-        elif set(qualifiers) <= noun_words:
-            ranked.append((1, name))
-        elif any(q.startswith(stem) for q in qualifiers for stem in stems):
-            ranked.append((2, name))
-    for _, name in sorted(ranked):
-        value = _enum_match(statuses[name], name, targets)
-        if value is not None:
-            return name, value
-    return None
-
-
-def _normalised(value: str, field: str) -> str:
-    """`STATE_CANCELLED` → `cancelled`, `InProgress` → `in_progress` (field-name and status prefixes go)."""
-    parts = words(value)
-    prefix = words(field)
-    if parts[: len(prefix)] == prefix and len(parts) > len(prefix):
-        parts = parts[len(prefix):]
-    while len(parts) > 1 and parts[0] in _STATUS_WORDS:
-        parts = parts[1:]
-    return "_".join(parts)
-
-
-def _enum_match(values: tuple[str, ...], field: str, wanted: tuple[str, ...]) -> str | None:
-    for target in wanted:
-        for value in values:
-            if _normalised(value, field) == target:
-                return value
-    return None
-
-
-def _create_writes(shape: OperationShape, coll: _Collection, field_safe: str) -> bool:
-    original = coll.originals.get(field_safe, field_safe)
-    return original in object_properties(_body_schema(shape.operation) or {}) and field_safe not in coll.read_only
-
-
-def _example_initial(coll: _Collection, status: str) -> str | None:
-    """The status a create's own example output shows (the spec's word for a new record's state)."""
-    original = coll.originals.get(status, status)
-    allowed = _status_fields(coll).get(status, ())
-    for shape in coll.group.shapes:
-        if shape.role != "create":
-            continue
-        for example in shape.operation.examples:
-            output = example.output
-            if isinstance(output, dict) and len(output) == 1 and isinstance(next(iter(output.values())), dict):
-                output = next(iter(output.values()))
-            value = output.get(original) if isinstance(output, dict) else None
-            if isinstance(value, str) and value in allowed:
-                return value
-    return None
-
-
-def _preferred_initial(values: tuple[str, ...]) -> str | None:
-    for wanted in _INITIAL_VALUES:
-        for value in values:
-            if words(value) and _normalised(value, "") == wanted:
-                return value
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------
 # tools
 # ---------------------------------------------------------------------------------------------------
 
@@ -520,15 +190,15 @@ def _arguments(op: Operation) -> dict[str, tuple[dict[str, Any], str]]:
     defs = definitions(op.input_schema)
     out: dict[str, tuple[dict[str, Any], str]] = {}
     for name, sub in object_properties(op.input_schema).items():
-        where = _location(sub)
+        where = argument_location(sub)
         if where in ("body", "formData") or (name == "body" and where == ""):
             continue
-        if where in _SKIPPED_LOCATIONS or (where in ("query", "path") and _AUTH.search(name.lower()) and where != "path"):
+        if where in SKIPPED_LOCATIONS or (where in ("query", "path") and _AUTH.search(name.lower()) and where != "path"):
             continue
         flat = flatten(sub, defs)
         if flat is None:
             continue
-        out[name] = ({k: v for k, v in flat.items() if k not in _LOCATION_KEYS}, where)
+        out[name] = ({k: v for k, v in flat.items() if k not in LOCATION_KEYS}, where)
     return out
 
 
@@ -550,11 +220,11 @@ def operation_interface(op: Operation) -> tuple[dict[str, Any], dict[str, str], 
         if needed:
             required.append(our)
 
-    path_style = any(_location(s) for s in object_properties(op.input_schema).values())
+    path_style = any(argument_location(s) for s in object_properties(op.input_schema).values())
     if path_style:
         for original, (schema, where) in sorted(_arguments(op).items()):
             add(original, schema, where == "path")
-    body = _body_schema(op)
+    body = body_schema(op)
     body_required = set((body or {}).get("required", []))
     for original, schema in object_properties(body).items():
         add(original, schema, original in body_required)
@@ -572,7 +242,7 @@ def operation_output(op: Operation) -> dict[str, Any]:
     return flat if isinstance(flat, dict) and flat.get("type") == "object" else {"type": "object"}
 
 
-def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
+def _tool(shape: OperationShape, coll: CollectionPlan, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
     op = shape.operation
     if shape.role == "action" and op.id not in coll.actions:
         return None, f"{coll.refused.get(op.id, f'not CRUD ({shape.note})')}; needs an authored implementation"
@@ -583,7 +253,7 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
         suffix += 1
     style = shape.style
     args = _arguments(op) if style in ("google", "path") else {}
-    body = _body_schema(op) if style in ("google", "path") else flatten(op.input_schema, definitions(op.input_schema))
+    body = body_schema(op) if style in ("google", "path") else flatten(op.input_schema, definitions(op.input_schema))
     body_props = object_properties(body)
     body_required = set((body or {}).get("required", []))
     properties: dict[str, Any] = {}
@@ -641,7 +311,7 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
     if shape.role == "create":
         op_kind = "create"
         if not coll.generated:
-            create_key = _create_key_arg(shape, coll)
+            create_key = create_key_arg(shape, coll)
             if create_key is None:
                 return None, "create does not take the record's key"
             if create_key not in properties:
@@ -685,7 +355,7 @@ def _tool(shape: OperationShape, coll: _Collection, used: set[str]) -> tuple[Dec
 
 
 def _rules(
-    shape: OperationShape, coll: _Collection, properties: Mapping[str, Any], required: list[str]
+    shape: OperationShape, coll: CollectionPlan, properties: Mapping[str, Any], required: list[str]
 ) -> tuple[dict[str, Expr], list[Effect], str] | str:
     """The assignments, effects and description note of a tool's status and counter rules, or why
     the tool cannot keep them."""
@@ -718,7 +388,7 @@ def _rules(
     return assign, effects, " ".join(notes)
 
 
-def _listing(properties: dict[str, Any], coll: _Collection) -> tuple[ListDecl, list[str]]:
+def _listing(properties: dict[str, Any], coll: CollectionPlan) -> tuple[ListDecl, list[str]]:
     filters: list[FilterDecl] = []
     page_token = page_size = None
     for arg, schema in properties.items():
@@ -744,7 +414,7 @@ def _listing(properties: dict[str, Any], coll: _Collection) -> tuple[ListDecl, l
 # ---------------------------------------------------------------------------------------------------
 
 
-def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools: list[DeclarativeToolDecl]) -> DeclarativeEnvSource:
+def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], tools: list[DeclarativeToolDecl]) -> DeclarativeEnvSource:
     used = {t.operation.collection for t in tools}
     needed = set(used)
     frontier = list(used)
@@ -792,7 +462,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, _Collection], tools:
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
 
 
-def _transitions(coll: _Collection, tools: list[DeclarativeToolDecl]) -> list[TransitionDecl]:
+def _transitions(coll: CollectionPlan, tools: list[DeclarativeToolDecl]) -> list[TransitionDecl]:
     """One `TransitionDecl` per status field a compiled action sets (see the module doc)."""
     targets: dict[str, set[str]] = {}
     for tool in tools:
@@ -801,7 +471,7 @@ def _transitions(coll: _Collection, tools: list[DeclarativeToolDecl]) -> list[Tr
             status, value = coll.actions[op_id]
             targets.setdefault(status, set()).add(value)
     out: list[TransitionDecl] = []
-    statuses = _status_fields(coll)
+    statuses = status_fields(coll)
     for status, reached in sorted(targets.items()):
         values = list(dict.fromkeys(statuses[status]))
         written = any(_takes(t, status) for t in tools if t.operation.fields_from_args and t.operation.kind in ("create", "update", "patch"))
@@ -816,7 +486,7 @@ def _takes(tool: DeclarativeToolDecl, argument: str) -> bool:
     return isinstance(properties, dict) and argument in properties
 
 
-def _named_references(coll: _Collection, others: Mapping[str, _Collection], taken: set[str]) -> list[ReferenceDecl]:
+def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan], taken: set[str]) -> list[ReferenceDecl]:
     """References from fields named like another collection's key: `customer_id` → customers,
     `TableName` → tables (keyed by `TableName`). Deleting the referenced record is refused while
     such a record refers to it (`restrict`), since the API would leave it dangling otherwise."""
