@@ -70,3 +70,10 @@ def test_no_layer_error_class_shadows_a_core_error_class() -> None:
         shadows += [f"{info.name}.{name}" for name, obj in vars(module).items()
                     if name in core and inspect.isclass(obj) and obj is not getattr(core_errors, name)]
     assert shadows == []
+
+
+def test_reference_error_codes_map_to_agent_kinds() -> None:
+    """The differential tests' table of AWS error codes uses the one vocabulary (agent kinds only)."""
+    from envfactory.build.differential import AWS_ERROR_KINDS
+
+    assert AWS_ERROR_KINDS and set(AWS_ERROR_KINDS.values()) <= AGENT_ERROR_KINDS

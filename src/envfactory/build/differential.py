@@ -74,6 +74,7 @@ from envfactory.spec import (
     content_hash,
     declarative_model,
 )
+from envfactory.spec.tool import AgentErrorKind
 from envfactory.spec.verification import (
     ReferenceBinding,
     ReferenceCall,
@@ -105,7 +106,7 @@ __all__ = [
 MOTO_VERSION = "5.2.1"
 MOTO_TIMEOUT_S = 120.0
 
-AWS_ERROR_KINDS: dict[str, str] = {
+AWS_ERROR_KINDS: dict[str, AgentErrorKind] = {
     # missing things
     "AWS.SimpleQueueService.NonExistentQueue": "not_found",
     "QueueDoesNotExist": "not_found",
