@@ -99,6 +99,7 @@ from envfactory.spec.tool import (
     ToolSource,
     ToolSpec,
 )
+from envfactory.spec.training import GRPORunConfig, RolloutRecord, SFTRunConfig, ToolSurface, TrainStepRecord
 from envfactory.spec.trajectory import Message, Producer, TerminationReason, Trajectory
 from envfactory.spec.verification import (
     CheckResult,
@@ -148,6 +149,11 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "export-manifest": ExportManifest,
     "rl-episode": RLEpisode,
     "rl-ground-truth": RLGroundTruth,
+    "sft-run-config": SFTRunConfig,
+    "grpo-run-config": GRPORunConfig,
+    "train-step": TrainStepRecord,
+    "rollout-record": RolloutRecord,
+    "tool-surface": ToolSurface,
 }
 
 __all__ = [
