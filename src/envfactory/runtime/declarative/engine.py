@@ -9,12 +9,14 @@ Contract:
 - Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
   transition, constraint or an effect that would leave a record invalid → `rule_violation`; arguments
   that would make the target record invalid → `invalid_arguments`.
+
+The compiled pieces (collections, references, requirements, effects, plans) and `Transaction` live in
+`plan.py`; `Transaction` is re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,15 +24,19 @@ import orjson
 from envfactory.errors import SpecError, ToolError
 from envfactory.runtime.backend import PreparedCall
 from envfactory.runtime.declarative.expressions import (
-    CompiledCond,
-    CompiledExpr,
     Scope,
-    compile_cond,
-    compile_expr,
     get_path,
     in_range,
     ordered,
     render_message,
+)
+from envfactory.runtime.declarative.plan import (
+    CompiledCollection,
+    Effect,
+    Plan,
+    Reference,
+    Transaction,
+    parse_reference_path,
 )
 from envfactory.runtime.declarative.store import Collection, RecordStore
 from envfactory.runtime.diff import escape_pointer, json_diff
@@ -38,13 +44,7 @@ from envfactory.runtime.sources import CallContext
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import EnvSpec, StateChange, StateDiff
 from envfactory.spec.declarative import (
-    AdjustEffect,
-    CollectionDecl,
-    CreateEffect,
     DeclarativeModel,
-    ListDecl,
-    OperationDecl,
-    SetEffect,
 )
 from envfactory.spec.env import DeclarativeImplementation
 from envfactory.spec.tool import AgentErrorKind
@@ -64,148 +64,6 @@ def _copy(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Reference:
-    path: tuple[tuple[str, bool], ...]  # (field, is_array) steps
-    target: str
-    on_delete: str
-    source: str
-    text: str
-
-    def keys(self, record: dict[str, Any]) -> list[Any]:
-        values: list[Any] = [record]
-        for field, is_array in self.path:
-            nxt: list[Any] = []
-            for v in values:
-                if not isinstance(v, dict) or v.get(field) is None:
-                    continue
-                got = v[field]
-                if is_array:
-                    if isinstance(got, list):
-                        nxt.extend(got)
-                else:
-                    nxt.append(got)
-            values = nxt
-        return values
-
-
-def _parse_reference_path(text: str) -> tuple[tuple[str, bool], ...]:
-    steps = []
-    for part in text.split("."):
-        is_array = part.endswith("[]")
-        steps.append((part[:-2] if is_array else part, is_array))
-    return tuple(steps)
-
-
-class _CompiledCollection:
-    def __init__(self, name: str, decl: CollectionDecl) -> None:
-        self.name = name
-        self.decl = decl
-        self.key = decl.key
-        self.schema = CompiledSchema(decl.record_schema)
-        props = decl.record_schema.get("properties", {})
-        self.fields: frozenset[str] = frozenset(props if isinstance(props, dict) else {})
-        self.transitions = {t.field: t for t in decl.transitions}
-        self.unique = [tuple(u) for u in decl.unique]
-        self.outgoing: list[_Reference] = []
-        self.incoming: list[_Reference] = []
-
-    def new_key(self, counter: int) -> str:
-        return f"{self.decl.id_prefix}{counter:0{self.decl.id_width}d}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Requirement:
-    condition: CompiledCond
-    kind: AgentErrorKind
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Effect:
-    op: str
-    collection: str
-    key: CompiledExpr | None
-    field: str
-    value: CompiledExpr | None
-    values: dict[str, CompiledExpr]
-    for_each: CompiledExpr | None
-
-
-class _Plan:
-    """A compiled operation."""
-
-    def __init__(self, tool: str, decl: OperationDecl, coll: _CompiledCollection, output_schema: Any) -> None:
-        self.tool = tool
-        self.kind = decl.kind
-        self.coll = coll
-        self.key_arg = decl.key_arg or coll.key
-        self.fields_from_args = decl.fields_from_args
-        self.assign = {f: compile_expr(e) for f, e in decl.assign.items()}
-        self.requires = [_Requirement(compile_cond(r.condition), r.error, r.message) for r in decl.requires]
-        self.effects = [_compile_effect(e) for e in decl.effects]
-        self.listing = decl.listing or ListDecl()
-        self.given_key = decl.kind == "create" and decl.key_arg is not None
-        self.output_is_record = output_schema == coll.decl.record_schema
-
-
-def _compile_effect(effect: Any) -> _Effect:
-    for_each = compile_expr(effect.for_each) if effect.for_each is not None else None
-    if isinstance(effect, AdjustEffect):
-        return _Effect("adjust", effect.collection, compile_expr(effect.key), effect.field, compile_expr(effect.by), {}, for_each)
-    if isinstance(effect, SetEffect):
-        return _Effect("set", effect.collection, compile_expr(effect.key), effect.field, compile_expr(effect.value), {}, for_each)
-    if isinstance(effect, CreateEffect):
-        values = {f: compile_expr(e) for f, e in effect.values.items()}
-        return _Effect("create", effect.collection, None, "", None, values, for_each)
-    raise TypeError(f"unsupported effect {type(effect).__name__}")
-
-
-class Transaction:
-    """Staged changes of one call over a store; reads see staged values first."""
-
-    __slots__ = ("changes", "counters", "order", "store")
-
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
-        self.changes: dict[tuple[str, str], dict[str, Any] | None] = {}
-        self.order: list[tuple[str, str]] = []
-        self.counters: dict[str, int] = {}
-
-    def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        if self.changes:
-            ident = (collection, key)
-            if ident in self.changes:
-                return self.changes[ident]
-        return self.store.get(collection, key)
-
-    def put(self, collection: str, key: str, record: dict[str, Any] | None) -> None:
-        ident = (collection, key)
-        if ident not in self.changes:
-            self.order.append(ident)
-        self.changes[ident] = record
-
-    def next_key(self, coll: _CompiledCollection) -> str:
-        counter = self.counters.get(coll.name, self.store.counters.get(coll.name, 0))
-        while True:
-            counter += 1
-            key = coll.new_key(counter)
-            if self.get(coll.name, key) is None:
-                self.counters[coll.name] = counter
-                return key
-
-    def commit(self) -> None:
-        store = self.store
-        for collection, key in self.order:
-            record = self.changes[(collection, key)]
-            if record is None:
-                if store.get(collection, key) is not None:
-                    store.delete(collection, key)
-            else:
-                store.put(collection, key, record)
-        store.counters.update(self.counters)
-
-
 class DeclarativeBackend:
     """Executes one declarative environment; see the module docstring for the contract."""
 
@@ -215,22 +73,22 @@ class DeclarativeBackend:
             raise SpecError(f"{spec.meta.name} is not a declarative environment")
         self._spec = spec
         model: DeclarativeModel = impl.model
-        self._collections = {name: _CompiledCollection(name, decl) for name, decl in model.collections.items()}
+        self._collections = {name: CompiledCollection(name, decl) for name, decl in model.collections.items()}
         for name, decl in model.collections.items():
             for ref in decl.references:
                 if ref.collection not in self._collections:
                     raise SpecError(f"collection {name}: reference {ref.field} names unknown collection {ref.collection}")
-                compiled = _Reference(_parse_reference_path(ref.field), ref.collection, ref.on_delete, name, ref.field)
+                compiled = Reference(parse_reference_path(ref.field), ref.collection, ref.on_delete, name, ref.field)
                 self._collections[name].outgoing.append(compiled)
                 self._collections[ref.collection].incoming.append(compiled)
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
         for tool, op in model.operations.items():
             if op.collection not in self._collections:
                 raise SpecError(f"operation {tool} names unknown collection {op.collection}")
             tool_spec = spec.tool(tool)
             if tool_spec is None:
                 raise SpecError(f"operation {tool} has no tool spec in {spec.meta.name}")
-            self._plans[tool] = _Plan(tool, op, self._collections[op.collection], tool_spec.output_schema)
+            self._plans[tool] = Plan(tool, op, self._collections[op.collection], tool_spec.output_schema)
         self._state_schema = CompiledSchema(spec.state_schema)
 
     @property
@@ -313,7 +171,7 @@ class DeclarativeBackend:
                target: dict[str, Any] | None, key: str | None, ctx: CallContext) -> Scope:
         return Scope(args, target, key, ctx.now_iso, reader)
 
-    def _target(self, plan: _Plan, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _target(self, plan: Plan, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         key = args.get(plan.key_arg)
         if not isinstance(key, str):
             raise ToolError("invalid_arguments", f"{plan.key_arg} must be a string key of {plan.coll.name}", f"/{plan.key_arg}")
@@ -322,18 +180,18 @@ class DeclarativeBackend:
             raise ToolError("not_found", f"{plan.coll.name} {key!r} not found", f"/{plan.key_arg}")
         return key, record
 
-    def _check_requirements(self, plan: _Plan, scope: Scope) -> None:
+    def _check_requirements(self, plan: Plan, scope: Scope) -> None:
         for req in plan.requires:
             if not req.condition(scope):
                 raise ToolError(req.kind, render_message(req.message, scope))
 
-    def _get(self, plan: _Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
+    def _get(self, plan: Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
         key, record = self._target(plan, store.get, args)
         if plan.requires:
             self._check_requirements(plan, self._scope(store.get, args, record, key, ctx))
         return PreparedCall(output=_copy(record))
 
-    def _list(self, plan: _Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
+    def _list(self, plan: Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
         listing = plan.listing
         if plan.requires:
             self._check_requirements(plan, self._scope(store.get, args, None, None, ctx))
@@ -371,7 +229,7 @@ class DeclarativeBackend:
         nxt = str(offset + size) if offset + size < len(records) else None
         return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
 
-    def _create(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+    def _create(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
         if plan.given_key and args.get(plan.key_arg) is not None:
             key = args[plan.key_arg]
@@ -401,7 +259,7 @@ class DeclarativeBackend:
         # the record as written: effects may have changed the target after it was staged
         return _copy(txn.get(coll.name, key))
 
-    def _update(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+    def _update(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
         key, old = self._target(plan, txn.get, args)
         # update replaces every non-key field; patch changes only what it is given
@@ -423,7 +281,7 @@ class DeclarativeBackend:
         # the record as written: effects may have changed the target after it was staged
         return _copy(txn.get(coll.name, key))
 
-    def _delete(self, plan: _Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
+    def _delete(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         key, old = self._target(plan, txn.get, args)
         scope = self._scope(txn.get, args, old, key, ctx)
         self._check_requirements(plan, scope)
@@ -432,7 +290,7 @@ class DeclarativeBackend:
         self._validate(plan, txn)
         return {"deleted": key}
 
-    def _cascade_delete(self, coll: _CompiledCollection, key: str, txn: Transaction, depth: int) -> None:
+    def _cascade_delete(self, coll: CompiledCollection, key: str, txn: Transaction, depth: int) -> None:
         if depth > 16:
             raise ToolError("rule_violation", "cascading delete is nested too deeply")
         txn.put(coll.name, key, _Deleted)
@@ -452,7 +310,7 @@ class DeclarativeBackend:
         keys.extend(k for (c, k) in txn.order if c == collection and txn.store.get(c, k) is None)
         return keys
 
-    def _apply_effects(self, plan: _Plan, txn: Transaction, scope: Scope) -> None:
+    def _apply_effects(self, plan: Plan, txn: Transaction, scope: Scope) -> None:
         for effect in plan.effects:
             if effect.for_each is None:
                 self._apply_effect(effect, txn, scope)
@@ -465,7 +323,7 @@ class DeclarativeBackend:
             for item in items:
                 self._apply_effect(effect, txn, scope.with_item(item))
 
-    def _apply_effect(self, effect: _Effect, txn: Transaction, scope: Scope) -> None:
+    def _apply_effect(self, effect: Effect, txn: Transaction, scope: Scope) -> None:
         coll = self._collections[effect.collection]
         if effect.op == "create":
             key = txn.next_key(coll)
@@ -496,7 +354,7 @@ class DeclarativeBackend:
             _check_repeat(coll, key, effect.field, new_value, transition.allowed)
         txn.put(coll.name, key, {**target, effect.field: new_value})
 
-    def _validate(self, plan: _Plan, txn: Transaction) -> None:
+    def _validate(self, plan: Plan, txn: Transaction) -> None:
         target_coll = plan.coll.name
         for ident in txn.order:
             record = txn.changes[ident]
@@ -521,7 +379,7 @@ class DeclarativeBackend:
                 raise ToolError(kind, f"{collection} {key!r} {problem}")
 
     def _record_problem(
-        self, reader: Callable[[str, str], dict[str, Any] | None], coll: _CompiledCollection, record: dict[str, Any]
+        self, reader: Callable[[str, str], dict[str, Any] | None], coll: CompiledCollection, record: dict[str, Any]
     ) -> str | None:
         violation = coll.schema.check(record)
         if violation is not None:
@@ -529,7 +387,7 @@ class DeclarativeBackend:
         return self._reference_problem(reader, coll, record)
 
     def _reference_problem(
-        self, reader: Callable[[str, str], dict[str, Any] | None], coll: _CompiledCollection, record: dict[str, Any]
+        self, reader: Callable[[str, str], dict[str, Any] | None], coll: CompiledCollection, record: dict[str, Any]
     ) -> str | None:
         for ref in coll.outgoing:
             for ref_key in ref.keys(record):
@@ -537,7 +395,7 @@ class DeclarativeBackend:
                     return f"refers to missing {ref.target} {ref_key!r} ({ref.text})"
         return None
 
-    def _unique_problem(self, coll: _CompiledCollection, key: str, record: dict[str, Any], txn: Transaction) -> str | None:
+    def _unique_problem(self, coll: CompiledCollection, key: str, record: dict[str, Any], txn: Transaction) -> str | None:
         for fields in coll.unique:
             values = tuple(record.get(f) for f in fields)
             if any(v is None for v in values):
@@ -560,7 +418,7 @@ class DeclarativeBackend:
                 yield k, staged
 
 
-def _check_transition(coll: _CompiledCollection, key: str, field: str, old: Any, new: Any, allowed: dict[str, list[str]]) -> None:
+def _check_transition(coll: CompiledCollection, key: str, field: str, old: Any, new: Any, allowed: dict[str, list[str]]) -> None:
     options = allowed.get(str(old), []) if old is not None else None
     if options is None:
         return
@@ -569,7 +427,7 @@ def _check_transition(coll: _CompiledCollection, key: str, field: str, old: Any,
         raise ToolError("rule_violation", f"{coll.name} {key!r}: {field} cannot change from {old!r} to {new!r} (allowed: {shown})")
 
 
-def _check_repeat(coll: _CompiledCollection, key: str, field: str, value: Any, allowed: dict[str, list[str]]) -> None:
+def _check_repeat(coll: CompiledCollection, key: str, field: str, value: Any, allowed: dict[str, list[str]]) -> None:
     """An operation that explicitly sets a transition field to the value it already has is a
     self-transition: refused unless `allowed[value]` lists `value` (re-shipping a shipped order must not
     silently re-stamp it). Fields merely copied from arguments are not explicit and pass unchanged."""
