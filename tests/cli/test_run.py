@@ -146,10 +146,14 @@ def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path: Path) -> None
     assert other.default_run_id() != config.default_run_id()
 
 
-def test_the_executor_is_not_part_of_the_run_id() -> None:
+def test_the_executor_is_not_part_of_the_run_id_and_a_run_resumes_on_another(tmp_path: Path) -> None:
     serial = RunConfig.model_validate(SMALL)
     pool = RunConfig.model_validate({**SMALL, "executor": {"kind": "pool", "workers": 2}})
     assert serial.default_run_id() == pool.default_run_id()
+    first = execute(serial, _ws(tmp_path))
+    again = execute(pool, _ws(tmp_path), resume=True)
+    assert again.run_id == first.run_id
+    assert [r.manifest_digest for r in again.stages] == [r.manifest_digest for r in first.stages]
 
 
 def test_the_cli_prints_a_summary_and_json(tmp_path: Path) -> None:

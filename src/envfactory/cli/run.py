@@ -245,13 +245,19 @@ def run_manifest(config: RunConfig, run_id: str, artifacts: dict[str, str]) -> R
     )
 
 
+def _without_executor(config: Any) -> Any:
+    return {k: v for k, v in config.items() if k != "executor"} if isinstance(config, dict) else config
+
+
 def open_run(config: RunConfig, workspace: Workspace, run_id: str, resume: bool) -> RunDir:
     """The run directory: new, or (with `resume`) the earlier one of the same config."""
     path = workspace.run_path(run_id)
     config_bytes = config.to_json_bytes() + b"\n"
     if path.exists() and any(path.iterdir()):
         earlier = path / "config.json"
-        if earlier.is_file() and orjson.loads(earlier.read_bytes()) != orjson.loads(config_bytes):
+        # the executor may change between attempts: it never changes an artifact
+        if earlier.is_file() and _without_executor(orjson.loads(earlier.read_bytes())) != _without_executor(
+                orjson.loads(config_bytes)):
             raise EnvFactoryError(f"run {run_id} was started with another config ({earlier}); use another --run-id")
         if not resume:
             raise EnvFactoryError(f"run {run_id} already exists in {workspace.root}; pass --resume to continue it "
