@@ -4,8 +4,12 @@ holding them, written the way `synth tasks` writes its output (`tasks.jsonl` and
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from envfactory.agent import STOP_TOKEN
+from envfactory.llm import ChatMessage, ChatRequest, ChatResponse, NamedToolChoice
+from envfactory.llm.scripted import text_response
 from envfactory.runtime import Environment, load_env, open_group
 from envfactory.spec import (
     EnvRef,
@@ -15,6 +19,7 @@ from envfactory.spec import (
     ScriptedUser,
     Task,
     TaskOrigin,
+    ToolCall,
     Turn,
 )
 from envfactory.store import StageDir, Workspace
@@ -62,3 +67,51 @@ def write_task_stage(workspace: Workspace, run_id: str, tasks: list[Task]) -> St
     stage.write_jsonl("tasks.jsonl", [t.model_dump(mode="json") for t in tasks])
     stage.finish(outputs=["tasks.jsonl"], seeds={"main": 0})
     return stage
+
+
+class OracleClient:
+    """A scripted model that knows the tasks' gold calls: it writes queries from the writer's goal text,
+    makes each decision name the next gold tool and fills its gold arguments, answers with the last tool
+    result, and as the user states its goal, then stops. A stand-in for a perfect solver, so the stage's
+    bookkeeping (verification, selection, replay, resume) is tested without model noise; the replayed
+    cassette of the bundled model covers real answers."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        self.by_action = {_action(t.gold_calls()[0].tool): t for t in tasks}
+        self.requests = 0
+
+    @property
+    def model_id(self) -> str:
+        return "oracle"
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        self.requests += 1
+        system = request.messages[0].content
+        fmt = request.response_format.name if request.response_format else ""
+        if fmt == "query":
+            goal = request.messages[1].content.split("in order:\n", 1)[1].split("\n\nWrite JSON", 1)[0]
+            return text_response(json.dumps({"persona": "A regular customer.", "query": "Please do this: " + goal}))
+        if fmt == "refined_query":
+            request_text = request.messages[1].content.split("The request:\n", 1)[1].split("\n\nRewrite", 1)[0]
+            return text_response(json.dumps({"query": "Could you help me? " + request_text}))
+        if system.startswith("You are a customer"):
+            if any(m.role == "user" for m in request.messages[1:-1]) or len(request.messages) > 2:
+                return text_response(STOP_TOKEN)
+            return text_response(system.split("Your goal:\n", 1)[1].split("\n\n", 1)[0])
+        conversation = [m for m in request.messages if m.role != "system"]
+        first_user = next(m.content for m in conversation if m.role == "user")
+        task = next(t for action, t in self.by_action.items() if action in first_user)
+        done = sum(len(m.tool_calls) for m in conversation if m.role == "assistant")
+        gold = task.gold_calls()
+        if isinstance(request.tool_choice, NamedToolChoice):
+            call = gold[done]
+            return ChatResponse(model="oracle", finish_reason="tool_calls", message=ChatMessage.assistant(
+                tool_calls=[ToolCall(id=f"call_{done}", tool=call.tool, arguments=call.arguments)]))
+        if done < len(gold):
+            return text_response(json.dumps({"next": gold[done].tool}))
+        last = next((m.content for m in reversed(conversation) if m.role == "tool"), "")
+        return text_response(json.dumps({"next": "answer", "message": f"Done. {last}"}))
+
+
+def _action(tool: str) -> str:
+    return tool.split("__", 1)[-1].replace("_", " ")

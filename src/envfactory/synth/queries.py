@@ -59,7 +59,8 @@ REFINED_SCHEMA: JSONObject = {
 
 
 class QueryFailure(Exception):
-    """No valid text after every attempt: `reason` is id-free, `problems` the last answer's problems."""
+    """No valid text after every attempt: `reason` (id-free) comes from the last answer's first problem;
+    `problems` lists every refused answer's problems in order."""
 
     def __init__(self, reason: str, problems: Sequence[str]) -> None:
         super().__init__(f"{reason}: {'; '.join(problems)}")
@@ -174,7 +175,7 @@ def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: 
         seen.extend(problems)
         messages = [*messages, ChatMessage.assistant(content),
                     ChatMessage.user("That does not work: " + "; ".join(problems) + ". Write it again.")]
-    raise QueryFailure(_problem_reason(problems), problems)
+    raise QueryFailure(_problem_reason(problems), seen)  # every answer's problems, the last one's last
 
 
 def write_query(client: LLMClient, task: Task, calls: Sequence[GoldCall], tools: Mapping[str, ToolSpec], *,

@@ -161,8 +161,9 @@ class _ItemRun:
                                                    "problems": [*record.problems, *written.problems]})
                 explicit.append(written.query)
         except QueryFailure as failure:
+            record = record.model_copy(update={"problems": [*record.problems, *failure.problems]})
             return self._usage(TrajectoryItem(task_id=self.task.id, status="dropped", reason=f"query:{failure.reason}",
-                                              detail=str(failure), query=record))
+                                              detail=str(failure)[:500], query=record))
         whole = " ".join(explicit)
         record = record.model_copy(update={"explicit": whole,
                                            "explicit_overspec": score_overspecification(whole, self.task)})
