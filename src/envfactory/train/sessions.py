@@ -295,7 +295,9 @@ class HttpRolloutSession:
             except (*_TRANSPORT, RemoteError, RolloutFailedError, SessionRefusedError) as exc:
                 self.remote = None
                 if attempt >= self.policy.retries:
-                    self.failure = f"reward: {type(exc).__name__}: {exc} (after {attempt + 1} attempt(s))"
+                    cause = (f"env server unreachable ({type(exc).__name__}: {exc})" if isinstance(exc, _TRANSPORT)
+                             else f"{type(exc).__name__}: {exc}")
+                    self.failure = f"reward: {cause} (after {attempt + 1} attempt(s))"
                     raise RolloutFailedError(self.failure) from exc
                 attempt += 1
                 self.retries += 1
