@@ -65,6 +65,7 @@ from envfactory.spec import (
 )
 from envfactory.spec.build import AuthoringRecord
 from envfactory.spec.declarative import CollectionDecl
+from envfactory.store import write_atomic
 
 __all__ = [
     "ALLOWED_IMPORTS",
@@ -436,9 +437,9 @@ def hybrid_spec(source: DeclarativeEnvSource, draft: AuthoredDraft, targets: Seq
 def write_hybrid_dir(spec: EnvSpec, seeds: Mapping[str, Any], directory: Path) -> None:
     """Write a hybrid environment's `spec.json` and seeds (loading it needs a sandbox pool)."""
     (directory / "seeds").mkdir(parents=True, exist_ok=True)
-    (directory / "spec.json").write_bytes(spec.to_json_bytes())
+    write_atomic(directory / "spec.json", spec.to_json_bytes())
     for name, state in sorted(seeds.items()):
-        (directory / "seeds" / f"{name}.json").write_bytes(canonical_json(state))
+        write_atomic(directory / "seeds" / f"{name}.json", canonical_json(state))
 
 
 @dataclass(frozen=True, slots=True)

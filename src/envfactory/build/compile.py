@@ -99,6 +99,7 @@ from envfactory.spec.declarative import (
     RequirementDecl,
     TransitionDecl,
 )
+from envfactory.store import write_atomic
 
 _AUTH = re.compile(r"(^|_)(api_?key|apikey|access_?token|auth[a-z_]*|token|secret|session_?id|signature)$")
 _PAGE_TOKEN = frozenset({"pagetoken", "nexttoken", "marker", "cursor", "starttoken", "after", "continuationtoken"})
@@ -563,8 +564,8 @@ def write_env_dir(compiled: CompiledEnv, directory: Path | str) -> EnvSpec:
     out = Path(directory)
     spec = compile_source(compiled.source)
     (out / "seeds").mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_bytes(spec.to_json_bytes())
+    write_atomic(out / "spec.json", spec.to_json_bytes())
     for name, state in sorted(compiled.seeds.items()):
-        (out / "seeds" / f"{name}.json").write_bytes(canonical_json(state))
+        write_atomic(out / "seeds" / f"{name}.json", canonical_json(state))
     load_env(out)
     return spec
