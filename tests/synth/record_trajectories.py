@@ -21,14 +21,20 @@ from envfactory.synth.trajectories import TrajectoryDeps, run_synth_trajectories
 
 CASSETTE = Path(__file__).resolve().parent / "fixtures" / "trajectories-cassette.jsonl"
 CONFIGS = (
-    SynthTrajectoriesConfig(from_run="ci", preset="sft-single", seed=5),
-    SynthTrajectoriesConfig(from_run="ci", preset="sft-conv", seed=5),
+    SynthTrajectoriesConfig(from_run="ci", preset="sft-single", seed=5, max_steps_per_turn=3),
+    SynthTrajectoriesConfig(from_run="ci", preset="sft-conv", seed=5, max_tasks=1, max_steps_per_turn=3,
+                            order="as-written"),  # the two-call task: a conversation
 )
 
 
-def run(workspace: Workspace, client: object, config: SynthTrajectoriesConfig) -> None:
+def run(workspace: Workspace, client: object, config: SynthTrajectoriesConfig, verbose: bool = False) -> None:
     """The stage as the tests run it: the same client in every role."""
-    run_synth_trajectories(config, workspace, TrajectoryDeps(writer=client, solver=client))  # type: ignore[arg-type]
+    def say(done: int, total: int, status: str) -> None:
+        if verbose:
+            print(f"{config.preset}: {done}/{total} {status}", file=sys.stderr, flush=True)
+
+    run_synth_trajectories(config, workspace, TrajectoryDeps(writer=client, solver=client,  # type: ignore[arg-type]
+                                                             progress=say))
 
 
 if __name__ == "__main__":
@@ -39,6 +45,7 @@ if __name__ == "__main__":
         with tempfile.TemporaryDirectory() as tmp:
             workspace = Workspace(Path(tmp))
             write_task_stage(workspace, "ci", shop_tasks())
-            run(workspace, client, config)
-            print(config.preset, (Path(tmp) / "runs/ci/synth-trajectories/funnel.json").read_text(), file=sys.stderr)
+            run(workspace, client, config, verbose=True)
+            print(config.preset, (Path(tmp) / "runs/ci/synth-trajectories/funnel.json").read_text(), file=sys.stderr,
+                  flush=True)
     print(f"wrote {CASSETTE}")

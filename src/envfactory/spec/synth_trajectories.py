@@ -38,7 +38,9 @@ class SynthTrajectoriesConfig(SpecModel):
     Presets: `sft-single` (one scripted turn, no user simulator), `sft-conv` (the gold chain split into
     turns voiced by the user simulator, refinement on), `rl` (queries for every task; solver attempts only
     measure difficulty, so unsolved tasks are kept). `refine=None` takes the preset's default.
-    `temperature` 0 allows only k = 1 (every attempt would be the same)."""
+    `temperature` 0 allows only k = 1 (every attempt would be the same). `order` decides which tasks a
+    `max_tasks`/`solve_tasks` cut keeps: by default the simplest, since a small local solver verifies
+    short chains far more often."""
 
     schema_version: Literal[1] = 1
     from_run: str
@@ -47,6 +49,10 @@ class SynthTrajectoriesConfig(SpecModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     refine: bool | None = None
     max_tasks: int | None = Field(default=None, ge=1, description="tasks given queries; None: all")
+    order: Literal["simplest-first", "as-written"] = Field(
+        default="simplest-first",
+        description="which tasks come first when max_tasks or solve_tasks cut the list: fewest gold calls and "
+                    "environments first (ties by id), or the task stage's order")
     solve_tasks: int | None = Field(default=None, ge=0, description="of those, tasks solved; None: all")
     seed: int = 0
     query_attempts: int = Field(default=2, ge=1, le=5)
