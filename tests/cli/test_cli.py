@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import envfactory
+from envfactory.cli._output import pretty_json
 from envfactory.cli.app import app
 from envfactory.runtime import bundled_env_names, load_env, open_session
 from envfactory.runtime.loader import bundled_envs_root
@@ -86,6 +87,16 @@ def test_schema_without_out_lists_models_for_humans() -> None:
         assert name in result.stdout
 
 
+def _assert_sorted_keys(value: object) -> None:
+    if isinstance(value, dict):
+        assert list(value) == sorted(value)
+        for item in value.values():
+            _assert_sorted_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            _assert_sorted_keys(item)
+
+
 def test_schema_export_writes_a_valid_canonical_schema_per_model(tmp_path: Path) -> None:
     out = tmp_path / "schemas"
     result = invoke("schema", "--out", str(out), "--json")
@@ -98,7 +109,11 @@ def test_schema_export_writes_a_valid_canonical_schema_per_model(tmp_path: Path)
         schema = json.loads(raw)
         assert jsonschema_rs.meta.is_valid(schema), path.name
         jsonschema_rs.validator_for(schema)  # compiles
-        assert raw == (json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        # canonical: sorted keys at every level, two-space indent, one trailing newline, and rewriting it
+        # gives the same bytes (numbers keep the writer's shortest form, e.g. 0.00005, which json.dumps
+        # would print as 5e-05)
+        assert raw == pretty_json(schema) and raw.endswith(b"}\n") and b"\n  \"" in raw
+        _assert_sorted_keys(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
