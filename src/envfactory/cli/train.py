@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import typer
 
 from envfactory.errors import SpecError
+from envfactory.store import write_text_atomic
 
 app = typer.Typer(name="train", help="Train agents on our environments with TRL (SFT, GRPO) and veRL.",
                   no_args_is_help=True, add_completion=False)
@@ -125,11 +126,13 @@ def demo_data(
     for task in tasks:
         splits[split_of(task, heldout, seed)].append(task)
     for name, chosen in splits.items():
-        (out / f"tasks-{name}.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in chosen))
+        write_text_atomic(out / f"tasks-{name}.jsonl", "".join(t.model_dump_json() + "\n" for t in chosen))
         trajectories = [gold_trajectory(t, env) for t in chosen]
-        (out / f"trajectories-{name}.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in trajectories))
+        write_text_atomic(out / f"trajectories-{name}.jsonl",
+                          "".join(t.model_dump_json() + "\n" for t in trajectories))
         records = sft_records(chosen, trajectories, {env.name: env.spec})
-        (out / f"sft-{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_text_atomic(out / f"sft-{name}.jsonl",
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     typer.echo(f"{len(splits['train'])} train and {len(splits['heldout'])} held-out tasks → {out}")
 
 
