@@ -145,11 +145,13 @@ def test_broken_toolkit_is_rejected_with_each_defect_blamed_on_its_tool(broken_r
     by_name = {c.name: c for c in report.checks}
     assert by_name["load"].status == "passed"
     assert "roll" in by_name["determinism"].failing_tools
-    assert {"remember", "recall"} <= set(by_name["isolation"].failing_tools)
+    # The sandbox gives every session its own copy of a toolkit's module globals (runtime/sandbox/isolation.py),
+    # so notes kept in a module list no longer leak between sessions: isolation holds for them now.
+    assert not {"remember", "recall"} & set(by_name["isolation"].failing_tools)
     assert by_name["fuzz"].failing_tools == ["explode"]
     assert any("ZeroDivisionError" in p for p in by_name["fuzz"].problems)
     blamed = report.failing_tools()
-    assert {"roll", "remember", "recall", "explode"} <= set(blamed)
+    assert {"roll", "explode"} <= set(blamed)
     assert not {"add", "total"} & set(blamed), blamed  # healthy tools are never blamed
 
 
