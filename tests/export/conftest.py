@@ -41,7 +41,7 @@ class Exported:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    """The fixture run exported in every format, without rendering checks (see test_render.py)."""
+    """The fixture run exported in every format, without rendering checks (see test_export_render.py)."""
     workspace = Workspace(tmp_path_factory.mktemp("ws"))
     stage = run_export(stage_config(), workspace, ExportDeps())
     return Exported(workspace.runs_dir / "fixture-run" / "export", stage)
