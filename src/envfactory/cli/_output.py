@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import orjson
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
+from rich.table import Table
 from rich.text import Text
 
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -143,3 +144,18 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
     if len(data) > max_bytes:  # it grew while we read
         raise SpecError(f"{path}: more than {max_bytes} bytes; {what} may have at most {max_bytes} bytes")
     return data
+
+
+def funnel_table(title: str, stages: Sequence[str], reached: Mapping[str, int],
+                 drops: Mapping[str, Mapping[str, int]]) -> Table:
+    """A funnel as a table: each stage in order, how many items reached it and why the others stopped
+    there (reasons by count, largest first)."""
+    table = Table(title=title)
+    table.add_column("stage")
+    table.add_column("reached", justify="right")
+    table.add_column("dropped here (reason: count)")
+    for stage in stages:
+        reasons = drops.get(stage, {})
+        shown = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda item: -item[1]))
+        table.add_row(stage, str(reached.get(stage, 0)), shown)
+    return table

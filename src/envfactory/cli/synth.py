@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from envfactory.cli._output import console, emit_json
+from envfactory.cli._output import funnel_table as stage_funnel_table
 from envfactory.cli.synth_trajectories import trajectories
 from envfactory.errors import SpecError
 from envfactory.spec.synth import FUNNEL_STAGES, SynthFunnel, SynthTasksConfig
@@ -88,13 +89,5 @@ def tasks(
 
 def funnel_table(funnel: SynthFunnel, seconds_per_task: float) -> Table:
     """The funnel as a table: each stage, the candidates that reached it and why the others stopped."""
-    table = Table(title=f"synth tasks funnel ({funnel.sampler}, seed {funnel.seed}; "
-                        f"{seconds_per_task:.2f} s per kept task)")
-    table.add_column("stage")
-    table.add_column("reached", justify="right")
-    table.add_column("dropped here (reason: count)")
-    for stage in FUNNEL_STAGES:
-        reasons = funnel.drops.get(stage, {})
-        shown = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda item: -item[1]))
-        table.add_row(stage, str(funnel.stages.get(stage, 0)), shown)
-    return table
+    return stage_funnel_table(f"synth tasks funnel ({funnel.sampler}, seed {funnel.seed}; "
+                              f"{seconds_per_task:.2f} s per kept task)", FUNNEL_STAGES, funnel.stages, funnel.drops)

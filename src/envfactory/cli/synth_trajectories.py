@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from envfactory.cli._output import console, emit_json
+from envfactory.cli._output import funnel_table as stage_funnel_table
 from envfactory.cli.eval import parse_llm
 from envfactory.errors import SpecError
 from envfactory.llm import LLMClient, make_client
@@ -29,7 +30,7 @@ from envfactory.spec.synth_trajectories import (
     TrajectoryFunnel,
 )
 from envfactory.store import Workspace
-from envfactory.synth.trajectories import STAGE, TrajectoryDeps, run_synth_trajectories
+from envfactory.synth.trajectories import STAGE, TrajectoryDeps, read_tasks, run_synth_trajectories
 
 
 def _client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
@@ -64,6 +65,7 @@ def trajectories(
     except ValidationError as exc:
         raise SpecError(f"bad synth trajectories options: {exc.errors()[0]['msg']}") from exc
     space = Workspace(workspace)
+    read_tasks(space, from_run)  # a missing or unfinished task stage fails before any model is loaded
     solver = _client(llm, model, space, cassette)
     writer = _client(writer_llm, model, space, cassette) if writer_llm else solver
     user = _client(user_llm, model, space, cassette) if user_llm else None
@@ -89,14 +91,6 @@ def trajectories(
 
 def funnel_table(funnel: TrajectoryFunnel) -> Table:
     """The trajectory funnel: each stage, the tasks that reached it and the drop reasons."""
-    table = Table(title=f"synth trajectories funnel ({funnel.preset}, k={funnel.k}, seed {funnel.seed}); "
-                        f"over-specification explicit {funnel.explicit_overspec:.2f} → refined "
-                        f"{funnel.refined_overspec:.2f}")
-    table.add_column("stage")
-    table.add_column("reached", justify="right")
-    table.add_column("dropped here (reason: count)")
-    for stage in TRAJECTORY_FUNNEL_STAGES:
-        reasons = funnel.drops.get(stage, {})
-        table.add_row(stage, str(funnel.stages.get(stage, 0)),
-                      ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
-    return table
+    return stage_funnel_table(f"synth trajectories funnel ({funnel.preset}, k={funnel.k}, seed {funnel.seed}); "
+                              f"over-specification explicit {funnel.explicit_overspec:.2f} → refined "
+                              f"{funnel.refined_overspec:.2f}", TRAJECTORY_FUNNEL_STAGES, funnel.stages, funnel.drops)
