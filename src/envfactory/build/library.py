@@ -40,6 +40,8 @@ Contract:
   and report digests.
 """
 
+# Over 600 lines: the builder's checkpointing, revision rounds and export share one private state;
+# splitting them is part of the house issue (#15) and was not done in the session that grew this file.
 from __future__ import annotations
 
 import shutil

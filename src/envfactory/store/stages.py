@@ -15,15 +15,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from envfactory.errors import StoreError
-from envfactory.spec import ArtifactRef, JSONObject, StageManifest, StageStatus, canonical_json
-from envfactory.store.atomic import write_atomic
-from envfactory.store.runs import RunDir, jsonl_bytes
+from envfactory.spec import ArtifactRef, JSONObject, StageManifest, StageStatus
+from envfactory.store.runs import RunDir
 from envfactory.store.workspace import Workspace
 
 STAGE_MANIFEST = "manifest.json"
@@ -74,26 +73,26 @@ class StageDir:
     def run_id(self) -> str:
         return self.run.run_id
 
+    @property
+    def files(self) -> RunDir:
+        """The stage directory's file writer (the run directory's atomic, canonical writers, rooted here)."""
+        return RunDir(self.path)
+
     def artifact_path(self, relative: str) -> Path:
         """The path of an artifact inside the stage directory; refuses absolute paths and `..`."""
-        pure = PurePosixPath(relative)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-            raise StoreError(f"artifact path {relative!r} must be relative and stay inside {self.path}")
-        return self.path.joinpath(*pure.parts)
+        return self.files.artifact_path(relative)
 
     def write_bytes(self, relative: str, data: bytes) -> Path:
         """Write one artifact atomically."""
-        path = self.artifact_path(relative)
-        write_atomic(path, data)
-        return path
+        return self.files.write_bytes(relative, data)
 
     def write_json(self, relative: str, value: Any) -> Path:
         """Write one canonical JSON artifact (sorted keys, compact, trailing newline)."""
-        return self.write_bytes(relative, canonical_json(value) + b"\n")
+        return self.files.write_json(relative, value)
 
     def write_jsonl(self, relative: str, records: Iterable[Any]) -> Path:
         """Write one canonical JSONL artifact."""
-        return self.write_bytes(relative, jsonl_bytes(records))
+        return self.files.write_jsonl(relative, records)
 
     def read_manifest(self) -> StageManifest | None:
         """The stage's manifest, or None when the stage never finished; a corrupt one is a `StoreError`."""
