@@ -220,3 +220,25 @@ def test_relaxed_schema_inlines_local_refs() -> None:
         "properties": {"flights": {"type": "array", "description": "legs",
                                    "items": {"type": "object", "properties": {"number": {"type": "string"}}}}},
     }
+
+
+def test_each_write_records_its_state_diff_and_reads_none(first_task_id: str) -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text=f"Look at {first_task_id} and send it to review.")))
+    client = ScriptedClient([decide(GET), call(GET, {"id": first_task_id}),
+                             decide(STATUS), call(STATUS, {"id": first_task_id, "status": "in_review"}),
+                             answer("Sent to review.")])
+    episode, _ = run(client, task)
+    trajectory = episode.trajectory
+    calls = trajectory.tool_calls()
+    assert [c.tool for c in calls] == [GET, STATUS]
+    assert [d.call_id for d in trajectory.state_diffs] == [calls[1].id]  # the write only, keyed by its call id
+    diff = trajectory.state_diffs[0]
+    assert diff.env == "tracker"
+    assert any(c.path == f"/collections/tasks/{first_task_id}/status" and c.new == "in_review" for c in diff.changes)
+    assert trajectory.model_validate_json(trajectory.to_json_bytes()) == trajectory
+
+
+def test_an_episode_that_only_reads_has_no_state_diffs_in_its_json(first_task_id: str) -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text=f"What is {first_task_id}?")))
+    episode, _ = run(ScriptedClient([decide(GET), call(GET, {"id": first_task_id}), answer("It is a task.")]), task)
+    assert episode.trajectory.state_diffs == [] and b"state_diffs" not in episode.trajectory.to_json_bytes()

@@ -3,7 +3,8 @@
 Contract:
 - `run_episode(client, group, task, settings, seed=...)` plays every turn of `task` against `group` and
   returns an `Episode`: the typed `Trajectory` (messages, tool calls with their results, the group hash
-  after each call, final hashes, why it ended) and the `StepFailure`s met on the way.
+  after each call, the state diff of each call that changed state (`runtime.WriteDiffs`), final hashes,
+  why it ended) and the `StepFailure`s met on the way.
 - Scripted turns are given to the agent in order. A simulated turn (τ²) needs a `UserSimulator`: the
   agent greets, the simulator speaks, and they alternate until the simulator stops (`user_stop`) or
   `max_user_turns` user messages were written (`max_turns`).
@@ -58,8 +59,9 @@ from envfactory.llm import (
     ResponseFormat,
     StructuredOutputError,
 )
-from envfactory.runtime import SessionGroup
+from envfactory.runtime import SessionGroup, WriteDiffs
 from envfactory.spec import (
+    CallStateDiff,
     ErrorInfo,
     JSONObject,
     JSONValue,
@@ -218,6 +220,8 @@ class _Run:
         self.chat_view: list[ChatMessage] = []  # what the model sees (tool outputs shortened)
         self.record: list[Message] = []  # the trajectory's messages
         self.state_hashes: list[str] = []
+        self.writes = WriteDiffs(group)
+        self.state_diffs: list[CallStateDiff] = []
         self.failures: list[StepFailure] = []
         self.llm_calls = 0
         self.error_stop = False
@@ -271,8 +275,10 @@ class _Run:
             )
         else:
             arguments: JSONObject | str = call.raw_arguments if call.raw_arguments is not None else call.arguments
-            result = self.group.call(call.tool, arguments)
+            result, diff = self.writes.call(call.tool, arguments)
             self.state_hashes.append(self.group.hash())
+            if diff is not None:
+                self.state_diffs.append(diff)
         recorded = call.model_copy(update={"id": result.call_id})
         self.chat_view.append(ChatMessage.assistant("", [recorded]))
         self.chat_view.append(ChatMessage.tool(recorded, _result_text(result, self.settings.max_result_chars)))
@@ -412,6 +418,7 @@ def run_episode(
         termination = _simulated_turn(run, index, turn, turn.user, user)
     if run.error_stop:
         termination = TerminationReason.ERROR
+    run.writes.close()
     producer = Producer(model=client.model_id, provider=client.model_id.split("/", 1)[0], seed=seed,
                         temperature=settings.temperature, code_version=__version__)
     ident = trajectory_id or "traj_" + content_hash({
@@ -419,8 +426,8 @@ def run_episode(
     })[:24]
     trajectory = Trajectory(
         id=ident, task_id=task.id, envs=list(task.envs), seed=seed, messages=run.record,
-        state_hashes=run.state_hashes, final_state_hashes=group.hashes(), termination=termination,
-        producer=producer,
+        state_hashes=run.state_hashes, final_state_hashes=group.hashes(), state_diffs=run.state_diffs,
+        termination=termination, producer=producer,
     )
     return Episode(trajectory=trajectory, failures=run.failures, llm_calls=run.llm_calls)
 

@@ -16,6 +16,7 @@ from envfactory.runtime.loader import (
 )
 from envfactory.runtime.session import Session, open_session
 from envfactory.runtime.sources import CallContext, ClockConfig
+from envfactory.runtime.write_diffs import WriteDiffs
 
 __all__ = [
     "Backend",
@@ -27,6 +28,7 @@ __all__ = [
     "Session",
     "SessionGroup",
     "StateHandle",
+    "WriteDiffs",
     "bundled_env_names",
     "library_config",
     "library_env_names",

@@ -64,7 +64,14 @@ from envfactory.spec.python_env import PythonEnvSource
 from envfactory.spec.reward import Reward, RewardComponent, RewardTerm
 from envfactory.spec.snapshot import Snapshot
 from envfactory.spec.stage import ArtifactRef, StageManifest, StageStatus
-from envfactory.spec.synth import CandidateDrop, SynthBatch, SynthFunnel, SynthTasksConfig
+from envfactory.spec.synth import (
+    CandidateDrop,
+    GateRecord,
+    SynthBatch,
+    SynthFunnel,
+    SynthTasksConfig,
+    TaskGates,
+)
 from envfactory.spec.task import (
     CallMadeCheck,
     ChainProvenance,
@@ -100,7 +107,7 @@ from envfactory.spec.tool import (
     ToolSpec,
 )
 from envfactory.spec.training import GRPORunConfig, RolloutRecord, SFTRunConfig, ToolSurface, TrainStepRecord
-from envfactory.spec.trajectory import Message, Producer, TerminationReason, Trajectory
+from envfactory.spec.trajectory import CallStateDiff, Message, Producer, TerminationReason, Trajectory
 from envfactory.spec.verification import (
     CheckResult,
     DifferentialMismatch,
@@ -142,6 +149,7 @@ ARTIFACT_MODELS: dict[str, type[SpecModel]] = {
     "synth-batch": SynthBatch,
     "synth-funnel": SynthFunnel,
     "candidate-drop": CandidateDrop,
+    "task-gates": TaskGates,
     "run-config": RunConfig,
     "run-summary": RunSummary,
     "export-config": ExportConfig,
@@ -170,6 +178,7 @@ __all__ = [
     "BuildRecord",
     "BuiltLibrary",
     "CallMadeCheck",
+    "CallStateDiff",
     "CandidateDrop",
     "CanonicalJSONError",
     "Chain",
@@ -197,6 +206,7 @@ __all__ = [
     "ExportManifest",
     "ExportStageConfig",
     "FrameworkErrorKind",
+    "GateRecord",
     "GoldCall",
     "HybridImplementation",
     "JSONObject",
@@ -249,6 +259,7 @@ __all__ = [
     "SynthFunnel",
     "SynthTasksConfig",
     "Task",
+    "TaskGates",
     "TaskOrigin",
     "TaskQueries",
     "TerminationReason",

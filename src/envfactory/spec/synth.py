@@ -8,6 +8,9 @@ Contract:
   every batch it finds and computes only the others, so nothing is lost or done twice.
 - `CandidateDrop` records why one candidate did not become a task: the funnel stage it stopped at and a
   short reason (no ids, so reasons aggregate), with `detail` for the specific message.
+- `TaskGates` (`gates.jsonl`, one line per kept task, in the order of `tasks.jsonl`) records every gate
+  a kept task passed (`GateRecord`: gate name, passed, what the gate measured), so the evidence a task
+  shipped on is kept beside it; a dropped candidate's failed gate is its `CandidateDrop`.
 - `SynthFunnel` (`funnel.json`) counts candidates through the stages `chains → valid → grounded →
   executed → gated → kept` with the drop reasons of each stage, and describes what was kept. It holds
   no timings (timings live in the stage manifest, which never hashes them).
@@ -73,9 +76,32 @@ class CandidateDrop(SpecModel):
     tools: list[str] = Field(default_factory=list)
 
 
+class GateRecord(SpecModel):
+    """One gate run on a task (`verify.gates.GATES` names them): whether it passed, and what it measured
+    or why it failed."""
+
+    gate: str
+    passed: bool
+    detail: str = ""
+
+
+class TaskGates(SpecModel):
+    """The gates one kept task passed, in the order they ran (`gates.jsonl`)."""
+
+    schema_version: Literal[1] = 1
+    task_id: str
+    gates: list[GateRecord] = Field(min_length=1)
+
+
+def _no_gates(value: list[TaskGates]) -> bool:
+    return not value
+
+
 class SynthBatch(SpecModel):
-    """One finished batch of candidates: the tasks kept (with their gold-path trajectories, same order)
-    and every drop. `reached` counts, per funnel stage, the candidates of the batch that reached it."""
+    """One finished batch of candidates: the tasks kept (with their gold-path trajectories and their gate
+    records, same order) and every drop. `reached` counts, per funnel stage, the candidates of the batch
+    that reached it. `gates` is left out of the JSON when empty: a batch written before gate records
+    existed still loads, and its tasks have none."""
 
     schema_version: Literal[1] = 1
     batch: int = Field(ge=0)
@@ -85,11 +111,15 @@ class SynthBatch(SpecModel):
     trajectories: list[Trajectory] = Field(default_factory=list)
     drops: list[CandidateDrop] = Field(default_factory=list)
     reached: dict[str, int] = Field(default_factory=dict)
+    gates: list[TaskGates] = Field(default_factory=list, exclude_if=_no_gates)
 
     @model_validator(mode="after")
     def _paired(self) -> SynthBatch:
-        if [t.id for t in self.tasks] != [t.task_id for t in self.trajectories]:
+        ids = [t.id for t in self.tasks]
+        if ids != [t.task_id for t in self.trajectories]:
             raise ValueError("every kept task has exactly one gold-path trajectory, in the same order")
+        if self.gates and ids != [g.task_id for g in self.gates]:
+            raise ValueError("gate records, when present, follow the kept tasks one for one, in the same order")
         return self
 
 

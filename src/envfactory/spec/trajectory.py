@@ -1,4 +1,11 @@
-"""Trajectory v1: one episode of an agent in a session group, with results, state hashes and reward."""
+"""Trajectory v1: one episode of an agent in a session group, with results, state hashes, the state diff
+of every call that changed state, and reward.
+
+`Trajectory.state_diffs` is recorded when the episode is run (the viewer cannot replay), one
+`CallStateDiff` per call that changed its environment's state, in call order. It is left out of the JSON
+when empty, so trajectories without writes, and those recorded before the field existed, keep their bytes
+and ids.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from envfactory.spec.base import SpecModel
+from envfactory.spec.diff import StateChange
 from envfactory.spec.reward import Reward
 from envfactory.spec.task import EnvRef
 from envfactory.spec.tool import ToolCall, ToolResult
@@ -44,6 +52,21 @@ class Producer(SpecModel):
     git_commit: str | None = None
 
 
+class CallStateDiff(SpecModel):
+    """What one state-changing tool call did to its environment's state: `call_id` is the call's id (as
+    its `ToolCall` and `ToolResult` carry it), `env` the environment whose state changed, and `changes`
+    the structured diff from the state before the call to the state after it (declarative environments:
+    `/collections/<name>/<key>` for a record added or removed, a path below it for a changed field)."""
+
+    call_id: str
+    env: str
+    changes: list[StateChange] = Field(min_length=1)
+
+
+def _empty(value: list[CallStateDiff]) -> bool:
+    return not value
+
+
 class Trajectory(SpecModel):
     schema_version: Literal[1] = 1
     id: str
@@ -55,6 +78,10 @@ class Trajectory(SpecModel):
         default_factory=list, description="group state hash after each tool call, in order"
     )
     final_state_hashes: dict[str, str] = Field(default_factory=dict)
+    state_diffs: list[CallStateDiff] = Field(
+        default_factory=list, exclude_if=_empty,
+        description="the state diff of every call that changed state, in call order (omitted when empty)",
+    )
     termination: TerminationReason
     producer: Producer = Field(default_factory=Producer)
     reward: Reward | None = None
