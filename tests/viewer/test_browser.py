@@ -117,6 +117,21 @@ def test_main_pages_render_without_console_errors(watched: Watched, screenshots:
     assert watched.errors == []
 
 
+def test_state_diffs_and_gate_results_show(watched: Watched, screenshots: Path) -> None:
+    page = watched.open("/trajectory?file=runs/synth-1/synth/trajectories.jsonl&n=3")
+    diff = page.locator(".state-diff")
+    assert diff.count() == 1 and diff.is_visible()  # after the one write of the episode
+    assert diff.locator(".diff-head").inner_text() == "state diff in shop: 1 added, 2 changed, 1 other"
+    added = diff.locator("tr.diff-added")
+    assert added.count() == 4 and added.first.locator("td").nth(4).inner_text() == '"order_3"'
+    diff.screenshot(path=str(screenshots / "state-diff.png"))
+    page = watched.open("/task?file=runs/synth-1/synth/tasks.jsonl&n=3")
+    rows = page.locator("#gate-results tr")
+    assert rows.count() == 4 and rows.nth(1).locator("td").nth(1).inner_text() == "passed"
+    page.locator("#gates").screenshot(path=str(screenshots / "task-gates.png"))
+    assert watched.errors == []
+
+
 def test_graph_view_draws_and_filters(watched: Watched) -> None:
     page = watched.open("/graph")
     page.wait_for_selector("#cy[data-drawn]", state="attached", timeout=20_000)
@@ -172,7 +187,8 @@ def test_navigation_and_search(watched: Watched) -> None:
 
 
 def test_planted_script_does_not_run(watched: Watched) -> None:
-    for path in ("/env/workspace/hostile_books", "/trajectory?file=runs/synth-1/synth/trajectories.jsonl&n=1"):
+    for path in ("/env/workspace/hostile_books", "/trajectory?file=runs/synth-1/synth/trajectories.jsonl&n=1",
+                 "/task?file=runs/synth-1/synth/tasks.jsonl&n=5"):  # a state diff and a gate record hold it too
         page = watched.open(path)
         assert page.evaluate("window.__planted === undefined"), path
         assert "<script>window.__planted = 1</script>" in page.locator("main").inner_text(), path

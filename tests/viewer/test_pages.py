@@ -3,6 +3,7 @@ the workspace, and bad input gives a clear page (never a traceback)."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -306,3 +307,49 @@ def test_graph_neighbourhood_lists_chains_through_the_tool(workspace: Workspace,
     assert f"Sampled chains through this tool ({len(through)})" in body
     section = body.split("Sampled chains through this tool")[1]
     assert f"chain {orjson.loads(lines[through[0]])['number']} " in section and "←" in section
+
+
+def test_trajectory_page_shows_the_state_diff_after_each_write(base_url: str) -> None:
+    body = fetch(base_url + f"/trajectory?file={TRAJECTORIES}&n=4").body
+    diffs = re.findall(r'<div class="state-diff" data-call="([^"]+)">(.*?)</table>', body, re.S)
+    assert [call for call, _ in diffs] == ["c4-1"]  # the write only: the read and the failed call changed nothing
+    table = diffs[0][1]
+    assert "state diff in <strong>shop</strong>: 1 added, 2 changed, 1 other" in table
+    rows = [html.unescape(re.sub(r"<[^>]+>", " ", row)).split()
+            for row in re.findall(r'<tr class="diff-[a-z]+">(.*?)</tr>', table, re.S)]
+    assert ["orders/", "order_4", "added", "id", '"order_4"'] in rows  # the record added, field by field
+    assert ["note", '"gift"'] in rows and ["qty", "2"] in rows
+    assert ["orders/", "order_0", "changed", "status", '"placed"', '"shipped"'] in rows  # a field before and after
+    assert ["products/", "p4", "changed", "stock", "5", "3"] in rows
+    assert ["/counters/orders", "replace", "4", "5"] in rows  # a change outside the collections, as it is
+
+
+def test_planted_html_in_a_state_diff_and_a_gate_detail_is_text(base_url: str) -> None:
+    escaped = "&lt;script&gt;window.__planted = 1&lt;/script&gt;"
+    trajectory = fetch(base_url + f"/trajectory?file={TRAJECTORIES}&n=1").body
+    diff = trajectory.split('class="state-diff"', 1)[1].split("</table>", 1)[0]
+    assert diff.count("&lt;script&gt;window.__planted") == 2 and "<script" not in diff and "<img" not in diff
+    gates = fetch(base_url + f"/task?file={TASKS}&n=5").body.split('id="gates"', 1)[1].split("</section>", 1)[0]
+    assert escaped in gates and "<script" not in gates and "<img src=x" not in gates
+
+
+def test_task_page_shows_the_gates_it_passed(base_url: str, workspace: Workspace) -> None:
+    body = fetch(base_url + f"/task?file={TASKS}&n=8").body
+    section = body.split('id="gates"', 1)[1].split("</section>", 1)[0]
+    rows = [re.sub(r"<[^>]+>", " ", row).split() for row in re.findall(r"<tr>(.*?)</tr>", section, re.S)][1:]
+    assert [row[:2] for row in rows] == [["gold_replay", "passed"], ["no_op", "passed"], ["contamination", "passed"]]
+    assert "a no-op agent scores 0.0000" in section
+    # task 7 has no record (the line is looked up by task id, not by position), and is said so
+    seventh = fetch(base_url + f"/task?file={TASKS}&n=7").body.split('id="gates"', 1)[1].split("</section>", 1)[0]
+    assert "no gate records for this task" in seventh and "gold_replay" not in seventh
+    # a corrupt gate record is a problem on the page, and the rest of the page still renders
+    gates = workspace.root / "runs" / "synth-1" / "synth" / "gates.jsonl"
+    lines = gates.read_bytes().splitlines()
+    broken = lines[8].replace(b'"passed":true', b'"passed":"maybe"', 1)
+    gates.write_bytes(b"\n".join([*lines[:8], broken, *lines[9:]]) + b"\n")
+    try:
+        page = fetch(base_url + f"/task?file={TASKS}&n=9")  # record 8 of gates.jsonl is task 9's (7 has none)
+        assert page.status == 200 and "Explicit query" in page.body
+        assert "gates.jsonl record 8: not a valid TaskGates: gates.0.passed" in page.body
+    finally:
+        gates.write_bytes(b"\n".join(lines) + b"\n")

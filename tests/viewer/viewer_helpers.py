@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envfactory.spec import (
+    CallStateDiff,
     EnvRef,
     EnvSpec,
+    GateRecord,
     GoldCall,
     Message,
     Producer,
@@ -24,7 +26,9 @@ from envfactory.spec import (
     RunManifest,
     ScriptedUser,
     SimulatedUser,
+    StateChange,
     Task,
+    TaskGates,
     TaskOrigin,
     TaskQueries,
     TerminationReason,
@@ -62,8 +66,15 @@ def trajectory(number: int, env: str = "shop", text: str = "") -> Trajectory:
                              RewardComponent(name="communicate", score=1.0),
                              RewardComponent(name="no_op_gate", score=1.0, role="factor")])
     hashes = [f"{'a' * 63}{number % 10}", f"{'b' * 63}{number % 10}", f"{'b' * 63}{number % 10}"]
+    order = {"id": f"order_{number}", "product_id": f"p{number % 7}", "qty": 2, "note": text or "gift"}
+    written = CallStateDiff(call_id=calls[1].id, env=env, changes=[
+        StateChange(op="replace", path="/collections/orders/order_0/status", old="placed", new=text or "shipped"),
+        StateChange(op="add", path=f"/collections/orders/order_{number}", new=order),
+        StateChange(op="replace", path=f"/collections/products/p{number % 7}/stock", old=5, new=3),
+        StateChange(op="replace", path="/counters/orders", old=number, new=number + 1)])
     return Trajectory(id=f"traj-{number:05d}", task_id=f"task-{number % 50:04d}", envs=[EnvRef(name=env, version="1.0.0")],
                       seed=number, messages=messages, state_hashes=hashes, final_state_hashes={env: hashes[-1]},
+                      state_diffs=[written],
                       termination=TerminationReason.AGENT_STOP, producer=Producer(model="scripted", provider="test"),
                       reward=reward)
 
@@ -91,6 +102,14 @@ def task(number: int) -> Task:
                             source="template"),
         split_key=f"chain-{number % 5}",
     )
+
+
+def gates(task_id: str, planted: bool = False) -> TaskGates:
+    """The gate records of a kept task (`gates.jsonl`); `planted` puts hostile text in a detail."""
+    return TaskGates(task_id=task_id, gates=[
+        GateRecord(gate="gold_replay", passed=True, detail="2 gold call(s) replayed" + (PLANTED if planted else "")),
+        GateRecord(gate="no_op", passed=True, detail="a no-op agent scores 0.0000"),
+        GateRecord(gate="contamination", passed=True, detail="no BFCL or τ² task overlaps its texts")])
 
 
 def synthesis_item(number: int) -> TrajectoryItem:
@@ -175,6 +194,7 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
     lines = [trajectory(n).model_dump(mode="json") for n in range(trajectories)]
     lines[1] = trajectory(1, text=PLANTED + " please").model_dump(mode="json")
     stage.write_jsonl("trajectories.jsonl", lines)
+    stage.write_jsonl("gates.jsonl", (gates(task(n).id, planted=n == 5).model_dump(mode="json") for n in range(20) if n != 7))
     # the task-synthesis stage's funnel (the shape of spec.synth.SynthFunnel)
     stage.write_json("funnel.json", {"schema_version": 1, "sampler": "topology", "seed": 0, "candidates": 40,
                                      "stages": {"chains": 40, "valid": 36, "grounded": 30, "executed": 28,

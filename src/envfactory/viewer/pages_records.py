@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from envfactory.spec import Task, Trajectory
+from envfactory.spec import Task, TaskGates, Trajectory
 from envfactory.spec.synth_trajectories import TrajectoryItem
+from envfactory.viewer.diffs import diff_view
 from envfactory.viewer.jsonl import JsonlIndex, Page
 from envfactory.viewer.models import KNOWN_CHAIN_VERSIONS, ChainView, check_version
 from envfactory.viewer.render import PageResult, pretty, query_int
@@ -133,7 +134,9 @@ def _record(data: WorkspaceData, kind: str, query: dict[str, str]) -> tuple[str,
 
 
 def trajectory_context(trajectory: Trajectory) -> dict[str, Any]:
-    """The conversation of a trajectory with each call's result and the state hash after each call."""
+    """The conversation of a trajectory with each call's result, the state hash after each call and the
+    state diff each state-changing call recorded (`Trajectory.state_diffs`, by call id)."""
+    diffs = {d.call_id: diff_view(d) for d in trajectory.state_diffs}
     results: dict[str, Any] = {}
     for message in trajectory.messages:
         if message.role == "tool" and message.result is not None:
@@ -150,7 +153,8 @@ def trajectory_context(trajectory: Trajectory) -> dict[str, Any]:
             after = trajectory.state_hashes[call_number] if call_number < len(trajectory.state_hashes) else ""
             calls.append({"call": call, "arguments": pretty(call.arguments), "result": result,
                           "output": pretty(result.output) if result is not None and result.ok else "",
-                          "state_after": after, "state_changed": bool(after and previous and after != previous)})
+                          "state_after": after, "state_changed": bool(after and previous and after != previous),
+                          "diff": diffs.get(call.id)})
             previous = after or previous
             call_number += 1
         steps.append({"message": message, "calls": calls})
@@ -250,6 +254,38 @@ def trajectory_item(data: WorkspaceData, tasks_key: str, task_id: str) -> tuple[
     return None, ""
 
 
+GATES_FILE = "gates.jsonl"
+
+
+def _gates_summary(value: Any) -> dict[str, Any]:
+    return {"task_id": str(value.get("task_id", ""))}
+
+
+def task_gates(data: WorkspaceData, tasks_key: str, number: int, task_id: str) -> tuple[TaskGates | None, str]:
+    """The gate records of a kept task (`gates.jsonl` beside the tasks file, one `TaskGates` per task in
+    the tasks' order; looked up by task id when the order differs), and the problem reading them ("" when
+    none). None when the stage wrote no gate records or none for this task."""
+    path = (data.root / tasks_key).parent / GATES_FILE
+    if not path.is_file() or not TASK_ID.match(task_id):
+        return None, ""
+    where = data.display(path)
+    try:
+        index = data.indexes.get(confined(data.root, path), "gates", _gates_summary)
+        candidates = [number] if 0 <= number < len(index) else []
+        candidates += [n for n in index.search(f'"{task_id}"') if n != number]
+        for n in candidates:
+            raw = index.raw(n)
+            if task_id.encode() in raw:
+                record = validate_line(data, raw, TaskGates, f"{where} record {n}")
+                if record.task_id == task_id:
+                    return record, ""
+    except OSError as exc:
+        return None, f"{where}: cannot be read ({exc.strerror})"
+    except (ArtifactProblem, NotFound) as exc:
+        return None, str(exc)
+    return None, ""
+
+
 def _item_marks(item: TrajectoryItem | None) -> dict[str, str]:
     """Text the over-specification score found in the item's queries (tool, parameter names, values)."""
     if item is None or item.query is None:
@@ -273,10 +309,11 @@ def _attempts(item: TrajectoryItem | None) -> list[dict[str, Any]]:
 def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
     """`/task?file=&n=`: one task: its explicit and refined queries (gold argument values marked, the
     over-specified ones apart), turns, gold calls with their masks and recorded results, expected state,
-    reward spec and checks."""
+    reward spec, the gates it passed and checks."""
     key, number, raw = _record(data, "task", query)
     task = validate_line(data, raw, Task, f"{key} record {number}")
     item, item_problem = trajectory_item(data, key, task.id)
+    gates, gates_problem = task_gates(data, key, number, task.id)
     marks = {**gold_marks(task), **_item_marks(item)}
     turns = []
     for turn in task.turns:
@@ -294,6 +331,7 @@ def task_page(data: WorkspaceData, query: dict[str, str]) -> PageResult:
         "reward_spec": pretty(task.reward.model_dump(mode="json")),
         "checks": [pretty(c.model_dump(mode="json")) for c in task.checks],
         "item": item, "item_problem": item_problem, "attempts": _attempts(item),
+        "gates": gates, "gates_problem": gates_problem,
     })
 
 
