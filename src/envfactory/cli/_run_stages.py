@@ -26,11 +26,11 @@ from typing import Any
 from envfactory.build.stage import LibraryDeps, run_library
 from envfactory.exec import Executor
 from envfactory.graph import ToolGraph
-from envfactory.graph.stage import GraphDeps, run_graph
+from envfactory.graph.stage import GraphDeps, read_stage_graphs, run_graph
 from envfactory.runtime import library_root
 from envfactory.spec import BuiltLibrary, PipelineStageRecord, RunConfig, ShippedLibrary, StageManifest
 from envfactory.spec.library import LibraryConfig
-from envfactory.spec.pipeline import GraphStageConfig, GraphSummary, LibrarySelection, LibraryStageConfig
+from envfactory.spec.pipeline import GraphStageConfig, LibrarySelection, LibraryStageConfig
 from envfactory.store import RunDir, StageDir, Workspace
 
 #: Where each later stage's function comes from, and the issue that brings it.
@@ -67,7 +67,10 @@ class RunContext:
     resume: bool
     say: Callable[[str], None]
     records: dict[str, PipelineStageRecord] = field(default_factory=dict)
+    worker_tokens: dict[str, int] = field(default_factory=dict)
+    """Model tokens spent in executor workers, by stage (their clients are not this process's)."""
     _llm: Any = None
+    _settings: Any = None
 
     @property
     def run_id(self) -> str:
@@ -88,10 +91,20 @@ class RunContext:
             from envfactory.llm import make_client
             from envfactory.llm.usage import UsageLedger
 
-            settings = parse_llm(self.config.llm, None, None, None, None)
-            cache = None if settings.provider == "replay" else self.workspace.open_llm_cache()
-            self._llm = make_client(settings, cache=cache, ledger=UsageLedger())
+            self._settings = parse_llm(self.config.llm, None, None, None, None)
+            cache = None if self._settings.provider == "replay" else self.workspace.open_llm_cache()
+            self._llm = make_client(self._settings, cache=cache, ledger=UsageLedger())
         return self._llm
+
+    def worker_model(self) -> Any:
+        """The run's model as executor workers open it (`WorkerModel`): the same settings and answer cache,
+        a host's cores shared among its workers."""
+        from envfactory.exec import usable_cores
+        from envfactory.llm.workers import worker_model
+
+        self.llm()
+        threads = max(1, usable_cores() // max(1, self.executor.workers))
+        return worker_model(self._settings, self.workspace.llm_cache_path, threads=threads)
 
     def prepare(self) -> None:
         """Check the dependencies of the stages that will run before any work: the model is located,
@@ -106,8 +119,9 @@ class RunContext:
     def tokens(self, stage: str) -> int:
         """Model tokens this run's client spent for `stage` (0 when no model was used)."""
         if self._llm is None:
-            return 0
-        return sum(s.prompt_tokens + s.completion_tokens for s in self._llm.usage().stages if s.stage == stage)
+            return self.worker_tokens.get(stage, 0)
+        spent: int = sum(s.prompt_tokens + s.completion_tokens for s in self._llm.usage().stages if s.stage == stage)
+        return self.worker_tokens.get(stage, 0) + spent
 
 
 def _library(ctx: RunContext) -> StageManifest:
@@ -153,7 +167,7 @@ def _synth_tasks(ctx: RunContext) -> StageManifest:
 
     # resume=True: an unfinished stage directory of this run is this run's own (the run refuses others)
     deps = SynthDeps(run_id=ctx.run_id, benchmark_tasks=benchmark_tasks(), resume=True, progress=progress,
-                     graphs=_stage_graphs(ctx))
+                     graphs=_stage_graphs(ctx), executor=_fan_out_executor(ctx))
     return run_synth_tasks(config, ctx.workspace, deps)
 
 
@@ -165,14 +179,12 @@ def _stage_graphs(ctx: RunContext) -> dict[str, ToolGraph] | None:
     section = ctx.config.stages.graph
     if manifest is None or manifest.status != "complete" or section.scope != "per-environment" or section.embed:
         return None
-    summary = GraphSummary.model_validate_json((graph_dir.path / "summary.json").read_bytes())
-    lines = (graph_dir.path / "graphs.jsonl").read_bytes().splitlines()
-    return {name: ToolGraph.model_validate_json(line) for name, line in zip(summary.graphs, lines, strict=True)}
+    return read_stage_graphs(graph_dir.path)
 
 
 def _synth_trajectories(ctx: RunContext) -> StageManifest:
-    from envfactory.spec.synth_trajectories import SynthTrajectoriesConfig
-    from envfactory.synth.trajectories import TrajectoryDeps, run_synth_trajectories
+    from envfactory.spec.synth_trajectories import SynthTrajectoriesConfig, TrajectoryFunnel
+    from envfactory.synth.trajectories import RoleModels, TrajectoryDeps, run_synth_trajectories
 
     section = ctx.config.stages.synth_trajectories
     config = SynthTrajectoriesConfig(from_run=ctx.run_id, preset=section.preset, k=section.solver_k,
@@ -183,7 +195,24 @@ def _synth_trajectories(ctx: RunContext) -> StageManifest:
     def progress(done: int, total: int, status: str) -> None:
         ctx.say(f"synth-trajectories: {done}/{total} tasks ({status})")
 
-    return run_synth_trajectories(config, ctx.workspace, TrajectoryDeps(writer=client, solver=client, progress=progress))
+    executor = _fan_out_executor(ctx)
+    if executor is None:
+        return run_synth_trajectories(config, ctx.workspace,
+                                      TrajectoryDeps(writer=client, solver=client, progress=progress))
+    model = ctx.worker_model()
+    deps = TrajectoryDeps(writer=client, solver=client, progress=progress, executor=executor,
+                          models=RoleModels(writer=model, solver=model))
+    manifest = run_synth_trajectories(config, ctx.workspace, deps)
+    funnel = TrajectoryFunnel.model_validate_json((StageDir(ctx.run, "synth-trajectories").path / "funnel.json")
+                                                  .read_bytes())
+    ctx.worker_tokens["synth-trajectories"] = funnel.prompt_tokens + funnel.completion_tokens
+    return manifest
+
+
+def _fan_out_executor(ctx: RunContext) -> Executor | None:
+    """The run's executor for stages that fan out, or None on the serial executor: then the stage runs in
+    this process, sharing the model this process has loaded."""
+    return None if ctx.executor.name == "serial" else ctx.executor
 
 
 def _export(ctx: RunContext) -> StageManifest:

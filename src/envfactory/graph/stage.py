@@ -126,3 +126,17 @@ def run_graph(config: GraphStageConfig, workspace: Workspace, deps: GraphDeps) -
         inputs={spec.meta.name: spec.content_hash for spec in specs},
         counts=summary.model_dump(exclude={"schema_version", "graphs"}),
     )
+
+
+def read_stage_graphs(stage_path: Path) -> dict[str, ToolGraph] | None:
+    """The per-environment graphs a finished graph stage wrote in `stage_path`, by environment name;
+    None when the stage wrote a combined graph or holds none (synthesis then builds its own)."""
+    summary_path, graphs_path = stage_path / SUMMARY, stage_path / GRAPHS
+    if not summary_path.is_file() or not graphs_path.is_file():
+        return None
+    try:
+        summary = GraphSummary.model_validate_json(summary_path.read_bytes())
+        lines = [line for line in graphs_path.read_bytes().splitlines() if line.strip()]
+        return {name: ToolGraph.model_validate_json(line) for name, line in zip(summary.graphs, lines, strict=True)}
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{stage_path}: the graph stage's graphs cannot be read: {exc}") from exc

@@ -253,6 +253,11 @@ class ManagedClient:
                 return hit
         with shared.semaphore:
             response, latency = self._with_retries(request, model)
+        # A cache hit and a cassette replay come back from canonical JSON (sorted keys); a live answer keeps
+        # the model's key order. Tool-call arguments flow into environments that echo their order into tool
+        # outputs and so into the next prompt, so a live run and its replay would ask different questions.
+        # Round-tripping the live answer makes all three byte-identical.
+        response = ChatResponse.model_validate_json(response.to_json_bytes())
         if shared.cache is not None:
             shared.cache.put_model(CACHE_NAMESPACE, key, response)
         if shared.recorder is not None:

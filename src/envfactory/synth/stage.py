@@ -3,7 +3,8 @@
 Contract:
 - Writes under `runs/<run-id>/synth-tasks/`: `config.json` (the resolved `SynthTasksConfig`),
   `parts/batch-<n>.json` (one `SynthBatch` per finished batch of candidates), then `tasks.jsonl`,
-  `trajectories.jsonl` (one gold-path trajectory per task, same order), `drops.jsonl` (every
+  `trajectories.jsonl` (one gold-path trajectory per task, same order), `gates.jsonl` (one `TaskGates`
+  per task, same order: every gate it passed and what the gate measured), `drops.jsonl` (every
   `CandidateDrop`), `funnel.json` (`SynthFunnel`) and last `manifest.json`. Every file is written
   atomically; JSONL lines are canonical JSON, ids are content hashes.
 - Candidates are processed in batches, in order; a batch is computed from the seed and its candidate
@@ -25,25 +26,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from envfactory.errors import EnvFactoryError, SandboxRequiredError, SpecError, StoreError
+from envfactory.exec import Executor
 from envfactory.graph import ToolGraph
 from envfactory.runtime import Environment, library_env_names, load_env
-from envfactory.spec import StageManifest, Task, Trajectory, canonical_json, content_hash
+from envfactory.spec import StageManifest, Task, Trajectory, canonical_json, content_hash, sha256_hex
 from envfactory.spec.benchmark import BenchmarkTask
 from envfactory.spec.env import HybridImplementation
 from envfactory.spec.synth import (
     FUNNEL_STAGES,
     CandidateDrop,
+    GateRecord,
     KeptProfile,
     SynthBatch,
     SynthFunnel,
     SynthTasksConfig,
+    TaskGates,
 )
-from envfactory.store import StageDir, Workspace
+from envfactory.spec.work_items import SynthBatchItem
+from envfactory.store import StageDir, Workspace, write_atomic
 from envfactory.synth.envs import SynthEnv, prepare_env
 from envfactory.synth.plans import Planner
 from envfactory.synth.realise import Dropped, realise
@@ -52,7 +57,11 @@ from envfactory.verify.gates import contamination_gate, gate_task
 
 STAGE = "synth-tasks"
 CONFIG_FILE = "config.json"
-OUTPUTS = ("tasks.jsonl", "trajectories.jsonl", "drops.jsonl", "funnel.json")
+OUTPUTS = ("tasks.jsonl", "trajectories.jsonl", "gates.jsonl", "drops.jsonl", "funnel.json")
+
+
+CONTAMINATION_PASSED = GateRecord(gate="contamination", passed=True,
+                                  detail="no BFCL or τ² task overlaps its texts at the contamination thresholds")
 
 
 class SynthError(EnvFactoryError):
@@ -80,6 +89,9 @@ class SynthDeps:
     progress: Callable[[SynthProgress], None] | None = None
     graphs: Mapping[str, ToolGraph] | None = None
     """Per-environment tool graphs built already (by name; `envfactory run`'s graph stage), else built here."""
+    executor: Executor | None = None
+    """Where batches run (`exec`: serial, a process pool, Ray); None: in this process. Workers rebuild the
+    environments and graphs from the config (`synth.work.synth_batch`); the artifacts are the same."""
 
 
 @dataclass(slots=True)
@@ -123,7 +135,7 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
     first = number * config.batch_size
     reached: Counter[str] = Counter()
     drops: list[CandidateDrop] = []
-    kept: list[tuple[int, Task, Trajectory]] = []
+    kept: list[tuple[int, Task, Trajectory, tuple[GateRecord, ...]]] = []
     for candidate in range(first, first + config.batch_size):
         reached["chains"] += 1
         planned = planner.plan(candidate)
@@ -156,11 +168,13 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
             drops.append(CandidateDrop(candidate=candidate, stage="gated", reason=f"gate {gates.failed}",
                                        detail=gates.detail, envs=names, tools=planned.provenance.tools))
             continue
-        kept.append((candidate, task, gold_path_trajectory(task, outcome, seed=config.seed, reward=gates.gold_reward)))
-    flagged = contamination_gate([task for _, task, _ in kept], benchmark_tasks)
+        kept.append((candidate, task, gold_path_trajectory(task, outcome, seed=config.seed, reward=gates.gold_reward),
+                     gates.records))
+    flagged = contamination_gate([task for _, task, _, _ in kept], benchmark_tasks)
     tasks: list[Task] = []
     trajectories: list[Trajectory] = []
-    for candidate, task, trajectory in kept:
+    records: list[TaskGates] = []
+    for candidate, task, trajectory, passed in kept:
         if task.id in flagged:
             drops.append(CandidateDrop(candidate=candidate, stage="gated", reason="gate contamination",
                                        detail=flagged[task.id], envs=[r.name for r in task.envs]))
@@ -168,9 +182,10 @@ def _batch(planner: Planner, envs: dict[str, Environment], config: SynthTasksCon
         reached["gated"] += 1
         tasks.append(task)
         trajectories.append(trajectory)
+        records.append(TaskGates(task_id=task.id, gates=[*passed, CONTAMINATION_PASSED]))
     drops.sort(key=lambda d: d.candidate)
     return SynthBatch(batch=number, first_candidate=first, candidates=config.batch_size, tasks=tasks,
-                      trajectories=trajectories, drops=drops, reached=dict(reached))
+                      trajectories=trajectories, drops=drops, reached=dict(reached), gates=records)
 
 
 def _read_batch(stage: StageDir, number: int) -> SynthBatch | None:
@@ -196,15 +211,23 @@ def _open_stage(config: SynthTasksConfig, workspace: Workspace, deps: SynthDeps)
     return stage
 
 
-def _funnel(config: SynthTasksConfig, batches: list[SynthBatch], loaded: _Loaded) -> tuple[SynthFunnel, list[Any], list[Any], list[CandidateDrop]]:
+@dataclass(slots=True)
+class _Kept:
+    tasks: list[Task] = field(default_factory=list)
+    trajectories: list[Trajectory] = field(default_factory=list)
+    gates: list[TaskGates] = field(default_factory=list)
+
+
+def _funnel(config: SynthTasksConfig, batches: list[SynthBatch], loaded: _Loaded) -> tuple[SynthFunnel, _Kept, list[CandidateDrop]]:
     reached: Counter[str] = Counter()
     drops: list[CandidateDrop] = []
-    tasks: list[Any] = []
-    trajectories: list[Any] = []
+    kept = _Kept()
+    tasks = kept.tasks
     seen: set[str] = set()
     for batch in batches:
         reached.update(batch.reached)
         drops.extend(batch.drops)
+        gates: dict[str, TaskGates] = {g.task_id: g for g in batch.gates}
         for task, trajectory in zip(batch.tasks, batch.trajectories, strict=True):
             candidate = int(task.origin.source_id.rsplit(":", 1)[-1])
             if task.id in seen or len(tasks) >= config.tasks:
@@ -214,7 +237,9 @@ def _funnel(config: SynthTasksConfig, batches: list[SynthBatch], loaded: _Loaded
                 continue
             seen.add(task.id)
             tasks.append(task)
-            trajectories.append(trajectory)
+            kept.trajectories.append(trajectory)
+            if task.id in gates:  # batches written before gate records existed have none
+                kept.gates.append(gates[task.id])
     reached["kept"] = len(tasks)
     by_stage: dict[str, Counter[str]] = {}
     for drop in drops:
@@ -231,7 +256,50 @@ def _funnel(config: SynthTasksConfig, batches: list[SynthBatch], loaded: _Loaded
         duplicates=by_stage.get("kept", Counter())["duplicate"], kept=profile,
         skipped_envs=dict(sorted(loaded.skipped.items())),
     )
-    return funnel, tasks, trajectories, sorted(drops, key=lambda d: (d.candidate, d.stage))
+    return funnel, kept, sorted(drops, key=lambda d: (d.candidate, d.stage))
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchComputer:
+    """Computes batches by number: here (`wave` 1) or on the executor, a wave of batches at a time."""
+
+    run: Callable[[list[int]], list[SynthBatch]]
+    wave: int
+
+    def __call__(self, numbers: list[int]) -> list[SynthBatch]:
+        return self.run(numbers)
+
+
+def _batch_computer(config: SynthTasksConfig, workspace: Workspace, deps: SynthDeps, planner: Planner,
+                    envs: dict[str, Environment]) -> _BatchComputer:
+    executor = deps.executor
+    if executor is None:
+        return _BatchComputer(lambda numbers: [_batch(planner, envs, config, n, deps.benchmark_tasks)
+                                               for n in numbers], wave=1)
+    from envfactory.synth.work import synth_batch  # the work module imports this one
+
+    benchmark_path = _shared_input(workspace, "benchmark-tasks", [t.to_json_bytes() for t in deps.benchmark_tasks])
+
+    def on_executor(numbers: list[int]) -> list[SynthBatch]:
+        items = [SynthBatchItem(config=config, number=n, benchmark_path=str(benchmark_path)) for n in numbers]
+        outcomes = executor.map(synth_batch, items)
+        failed = [f"batch {n}: {o.error}" for n, o in zip(numbers, outcomes, strict=True) if o.result is None]
+        if failed:
+            raise SynthError(f"{len(failed)} batch(es) failed on the {executor.name} executor (finished batches "
+                             "are kept; rerun with --resume): " + "; ".join(failed[:3]))
+        return [o.result for o in outcomes if o.result is not None]
+
+    return _BatchComputer(on_executor, wave=max(1, 2 * executor.workers))
+
+
+def _shared_input(workspace: Workspace, name: str, lines: list[bytes]) -> Path:
+    """`inputs/<name>-<content hash>.jsonl` in the workspace, where every worker can read it (written
+    once: the name is the content's hash)."""
+    data = b"".join(line + b"\n" for line in lines)
+    path = workspace.root / "inputs" / f"{name}-{sha256_hex(data)[:16]}.jsonl"
+    if not path.is_file():
+        write_atomic(path, data)
+    return path
 
 
 def run_synth_tasks(config: SynthTasksConfig, workspace: Workspace, deps: SynthDeps) -> StageManifest:
@@ -251,10 +319,16 @@ def run_synth_tasks(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
     reused = 0
     limit = config.candidate_limit
     number = 0
+    ahead: dict[int, SynthBatch] = {}
+    compute = _batch_computer(config, workspace, deps, planner, envs)
     while len(seen) < config.tasks and number * config.batch_size < limit:
         batch = _read_batch(stage, number) if deps.resume else None
         if batch is None:
-            batch = _batch(planner, envs, config, number, deps.benchmark_tasks)
+            if number not in ahead:  # a wave: one batch in this process, several on an executor
+                wave = [n for n in range(number, number + compute.wave) if n * config.batch_size < limit]
+                ahead.update(zip(wave, compute(wave), strict=True))
+            batch = ahead.pop(number)
+            # only batches the serial order consumes are written: the stage directory is the same either way
             stage.write_bytes(f"parts/batch-{number:06d}.json", batch.to_json_bytes() + b"\n")
         else:
             reused += 1
@@ -264,9 +338,11 @@ def run_synth_tasks(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
         if deps.progress is not None:
             deps.progress(SynthProgress(candidates=number * config.batch_size, kept=min(len(seen), config.tasks),
                                         target=config.tasks, limit=limit))
-    funnel, tasks, trajectories, drops = _funnel(config, batches, loaded)
+    funnel, kept, drops = _funnel(config, batches, loaded)
+    tasks = kept.tasks
     stage.write_jsonl("tasks.jsonl", (t.model_dump(mode="json") for t in tasks))
-    stage.write_jsonl("trajectories.jsonl", (t.model_dump(mode="json") for t in trajectories))
+    stage.write_jsonl("trajectories.jsonl", (t.model_dump(mode="json") for t in kept.trajectories))
+    stage.write_jsonl("gates.jsonl", (g.model_dump(mode="json") for g in kept.gates))
     stage.write_jsonl("drops.jsonl", (d.model_dump(mode="json") for d in drops))
     stage.write_json("funnel.json", funnel.model_dump(mode="json"))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started

@@ -27,6 +27,7 @@ from typing import Literal
 
 from envfactory.agent import AgentSettings, UserSimulator
 from envfactory.errors import StoreError
+from envfactory.exec import Executor, Outcome
 from envfactory.llm import (
     ChatRequest,
     ChatResponse,
@@ -45,6 +46,7 @@ from envfactory.spec.synth_trajectories import (
     SynthTrajectoriesConfig,
     TrajectoryItem,
 )
+from envfactory.spec.work_items import TrajectoryWorkItem, WorkerModel
 from envfactory.store import StageDir, Workspace
 from envfactory.synth.overspec import score_overspecification
 from envfactory.synth.queries import (
@@ -87,6 +89,15 @@ class CountingClient:
         return response
 
 
+@dataclass(frozen=True, slots=True)
+class RoleModels:
+    """The models executor workers open for the three roles (`WorkerModel`s; `user` None: the solver's)."""
+
+    writer: WorkerModel
+    solver: WorkerModel
+    user: WorkerModel | None = None
+
+
 @dataclass
 class TrajectoryDeps:
     """What the stage needs from outside: the role models and how environments are loaded.
@@ -100,6 +111,10 @@ class TrajectoryDeps:
     load: Callable[[str], Environment] = load_env
     progress: Callable[[int, int, str], None] = lambda done, total, status: None
     clock: Callable[[], float] = time.perf_counter
+    executor: Executor | None = None
+    """Where tasks run (`exec`); None: in this process. With one, `models` must say which models the
+    workers open (`synth.work.synth_trajectory`); `writer`/`solver`/`user` then only name the versions."""
+    models: RoleModels | None = None
     _envs: dict[str, Environment] = field(default_factory=dict)
 
     def environment(self, name: str) -> Environment:
@@ -226,6 +241,45 @@ class _ItemRun:
                               attempts=attempts, selected=selected)
 
 
+def run_item(config: SynthTrajectoriesConfig, deps: TrajectoryDeps, task: Task, *, solve: bool) -> TrajectoryItem:
+    """The `TrajectoryItem` of one task: a model's set-up failure is raised (no answer was involved),
+    anything else that goes wrong is recorded on a `failed` item."""
+    try:
+        return _ItemRun(config, deps, task, solve=solve).run()
+    except _SETUP_ERRORS:
+        raise
+    except Exception as exc:  # one task's failure is recorded; the run goes on
+        return TrajectoryItem(task_id=task.id, status="failed", reason=type(exc).__name__, detail=str(exc)[:500])
+
+
+def _fan_out(config: SynthTrajectoriesConfig, deps: TrajectoryDeps, stage: StageDir, chosen: Sequence[Task],
+             solve_limit: int) -> None:
+    """Run the tasks without an item file on `deps.executor`, writing each item as it comes back; items
+    whose worker failed are not written (a resumed run retries them) and fail the stage with the reasons."""
+    executor, models = deps.executor, deps.models
+    if executor is None or models is None:
+        raise StoreError("an executor needs `models`: the workers open their own models")
+    from envfactory.synth.work import synth_trajectory  # the work module imports this one
+
+    todo = [(index, task) for index, task in enumerate(chosen)
+            if not stage.artifact_path(f"items/{task.id}.json").is_file()]
+    items = [TrajectoryWorkItem(config=config, task=task, solve=index < solve_limit, writer=models.writer,
+                                solver=models.solver, user=models.user) for index, task in todo]
+    done = [len(chosen) - len(todo)]
+
+    def written(outcome: Outcome[TrajectoryItem]) -> None:
+        if outcome.result is not None:
+            stage.write_bytes(f"items/{outcome.result.task_id}.json", outcome.result.to_json_bytes() + b"\n")
+            done[0] += 1
+            deps.progress(done[0], len(chosen), outcome.result.status)
+
+    outcomes = executor.map(synth_trajectory, items, on_outcome=written)
+    failed = [f"{item.task.id}: {o.error}" for item, o in zip(items, outcomes, strict=True) if o.result is None]
+    if failed:
+        raise StoreError(f"{len(failed)} task(s) failed on the {executor.name} executor (finished ones are kept; "
+                         "rerun with --resume): " + "; ".join(failed[:3]))
+
+
 def _selected_trajectory(item: TrajectoryItem) -> Trajectory | None:
     if item.selected is None or item.task is None:
         return None
@@ -244,6 +298,8 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
     chosen = tasks[: config.max_tasks] if config.max_tasks is not None else tasks
     solve_limit = len(chosen) if config.solve_tasks is None else config.solve_tasks
     stage = StageDir.open(workspace, config.from_run, STAGE)
+    if deps.executor is not None:
+        _fan_out(config, deps, stage, chosen, solve_limit)
     items: list[TrajectoryItem] = []
     for index, task in enumerate(chosen):
         relative = f"items/{task.id}.json"
@@ -251,13 +307,7 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
         if path.is_file():
             item = TrajectoryItem.model_validate_json(path.read_bytes())
         else:
-            try:
-                item = _ItemRun(config, deps, task, solve=index < solve_limit).run()
-            except _SETUP_ERRORS:
-                raise
-            except Exception as exc:  # one task's failure is recorded; the run goes on
-                item = TrajectoryItem(task_id=task.id, status="failed", reason=type(exc).__name__,
-                                      detail=str(exc)[:500])
+            item = run_item(config, deps, task, solve=index < solve_limit)
             stage.write_bytes(relative, item.to_json_bytes() + b"\n")
         items.append(item)
         deps.progress(index + 1, len(chosen), item.status)
