@@ -20,7 +20,7 @@ from envfactory.store import Workspace
 from envfactory.synth import SynthDeps, run_synth_tasks
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ci-run"
-ARTIFACTS = ("tasks.jsonl", "trajectories.jsonl", "drops.jsonl", "funnel.json")
+ARTIFACTS = ("tasks.jsonl", "trajectories.jsonl", "gates.jsonl", "drops.jsonl", "funnel.json")
 CONFIG = SynthTasksConfig(envs=list(SMALL_ENVS), tasks=12, seed=11, batch_size=16)
 
 

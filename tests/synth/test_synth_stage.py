@@ -16,14 +16,14 @@ from synth_helpers import QUIET_BENCHMARK, SMALL_ENVS, run_small
 from envfactory.runtime import load_env
 from envfactory.runtime.loader import bundled_envs_root
 from envfactory.spec import OutputContainsCheck, Task, Trajectory
-from envfactory.spec.synth import FUNNEL_STAGES, SynthFunnel, SynthTasksConfig
+from envfactory.spec.synth import FUNNEL_STAGES, SynthFunnel, SynthTasksConfig, TaskGates
 from envfactory.store import Workspace
 from envfactory.synth import SynthDeps, SynthError, run_synth_tasks
 from envfactory.synth.stage import load_synth_envs
 from envfactory.synth.tasks import GOLD_PATH_MODEL, TEMPLATE_USER
-from envfactory.verify.gates import gate_task
+from envfactory.verify.gates import GATES, gate_task
 
-ARTIFACTS = ("tasks.jsonl", "trajectories.jsonl", "drops.jsonl", "funnel.json")
+ARTIFACTS = ("tasks.jsonl", "trajectories.jsonl", "gates.jsonl", "drops.jsonl", "funnel.json")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -61,6 +61,51 @@ def test_kept_tasks_replay_to_their_hashes_and_pass_every_gate(small_run: Path) 
         assert task.provenance is not None and task.provenance.sampler == "topology"
         calls = [(c.tool, c.arguments) for c in trajectory.tool_calls()]
         assert calls == [(g.tool, g.arguments) for g in task.gold_calls()]
+
+
+def test_every_kept_task_has_the_records_of_the_gates_it_passed(small_run: Path) -> None:
+    tasks = _tasks(small_run)
+    records = [TaskGates.model_validate_json(line) for line in (small_run / "gates.jsonl").read_bytes().splitlines()]
+    assert [r.task_id for r in records] == [t.id for t in tasks]  # one per kept task, in the same order
+    for task, record in zip(tasks, records, strict=True):
+        assert tuple(g.gate for g in record.gates) == GATES and all(g.passed and g.detail for g in record.gates)
+        details = {g.gate: g.detail for g in record.gates}
+        assert details["gold_reward"] == "the gold path scores 1.0000"
+        assert details["no_op"] == "a no-op agent scores 0.0000"
+        assert f"{len(task.gold_calls())} gold call(s) replayed" in details["gold_replay"]
+
+
+def _apply(state: object, pointer: str, op: str, value: object) -> None:
+    """Apply one JSON-pointer change to `state` in place (the test's own applier)."""
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.lstrip("/").split("/")]
+    node = state
+    for token in tokens[:-1]:
+        assert isinstance(node, dict)
+        node = node[token]
+    assert isinstance(node, dict)
+    if op == "remove":
+        del node[tokens[-1]]
+    else:
+        node[tokens[-1]] = value
+
+
+def test_gold_path_diffs_turn_the_initial_state_into_the_expected_one(small_run: Path) -> None:
+    writes = 0
+    for task, trajectory in zip(_tasks(small_run), _trajectories(small_run), strict=True):
+        call_ids = [c.id for c in trajectory.tool_calls()]
+        assert [d.call_id for d in trajectory.state_diffs] == [i for i in call_ids if i in
+                                                               {d.call_id for d in trajectory.state_diffs}]
+        if task.read_only:
+            assert trajectory.state_diffs == []  # reads change nothing
+            continue
+        writes += 1
+        assert trajectory.state_diffs, task.id
+        states = orjson.loads(orjson.dumps(task.initial_state))
+        for diff in trajectory.state_diffs:
+            for change in diff.changes:
+                _apply(states[diff.env], change.path, change.op, change.new)
+        assert states == task.expected_final_state, task.id
+    assert writes
 
 
 def test_read_only_tasks_score_facts_and_write_tasks_score_state(small_run: Path) -> None:

@@ -7,7 +7,8 @@ Contract:
   session group (a state that does not load is `Dropped` at `grounded` with the engine's reason), then
   binds and runs every step in order. A call that fails makes the attempt fail; the chain is re-bound
   from a fork of the untouched group with a fresh draw, up to `attempts` times, then `Dropped` at
-  `executed` with the last failure's error kind.
+  `executed` with the last failure's error kind. Each executed step keeps the state diff of its call
+  (`runtime.WriteDiffs`), which the gold-path trajectory records.
 - Tool names in the group are the environments' own (`plain`) when they do not collide, else
   `<env>__<tool>` (`qualified`); a group that cannot name its tools is dropped at `grounded`.
 - A multi-environment plan must end with the shared value in a call of every environment; otherwise it
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.errors import SpecError
-from envfactory.runtime import SessionGroup, open_group
+from envfactory.runtime import SessionGroup, WriteDiffs, open_group
 from envfactory.runtime.group import Naming
-from envfactory.spec import Chain, ToolCall, ToolResult
+from envfactory.spec import CallStateDiff, Chain, ToolCall, ToolResult
 from envfactory.spec.synth import DropStage
 from envfactory.synth.bind import BindContext, BindError, bind_step
 from envfactory.synth.envs import SynthEnv
@@ -58,6 +59,8 @@ class GoldStep:
     result: ToolResult
     global_step: int
     """position of the producing chain's step 0 in the gold list (sources `step:<k>` are chain-local)"""
+    diff: CallStateDiff | None = None
+    """what the call did to its environment's state (None: it changed nothing)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,16 @@ def group_naming(parts: tuple[ChainPart, ...]) -> Naming:
 def _attempt(plan: Plan, base: SessionGroup, naming: Naming, task_keys: dict[str, dict[str, list[str]]],
              rng: random.Random) -> tuple[SessionGroup, list[GoldStep], list[str]] | Dropped:
     group = base.fork()
+    writes = WriteDiffs(group)
+    try:
+        return _run_chains(plan, group, writes, naming, task_keys, rng)
+    finally:
+        writes.close()
+
+
+def _run_chains(plan: Plan, group: SessionGroup, writes: WriteDiffs, naming: Naming,
+                task_keys: dict[str, dict[str, list[str]]], rng: random.Random,
+                ) -> tuple[SessionGroup, list[GoldStep], list[str]] | Dropped:
     steps: list[GoldStep] = []
     hashes: list[str] = []
     for part in plan.parts:
@@ -109,12 +122,12 @@ def _attempt(plan: Plan, base: SessionGroup, naming: Naming, task_keys: dict[str
             except BindError as exc:
                 return Dropped("executed", f"unbound: {exc.reason}", str(exc))
             name = bound.tool if naming == "plain" else f"{env}__{bound.tool}"
-            result = group.call(name, bound.arguments)
+            result, diff = writes.call(name, bound.arguments)
             if result.error is not None:
                 return Dropped("executed", f"call failed: {result.error.kind}", f"{name}: {result.error.message}"[:300])
             call = group.log[-1][0]
             steps.append(GoldStep(env=env, tool=bound.tool, group_tool=name, arguments=call.arguments,
-                                  sources=bound.sources, call=call, result=result, global_step=offset))
+                                  sources=bound.sources, call=call, result=result, global_step=offset, diff=diff))
             outputs.append(result.output)
             hashes.append(group.hash())
     return group, steps, hashes

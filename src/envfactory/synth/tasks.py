@@ -207,7 +207,8 @@ def final_answer(task: Task) -> str:
 
 
 def gold_path_trajectory(task: Task, realised: Realised, *, seed: int, reward: Reward | None = None) -> Trajectory:
-    """The gold-path trajectory of `task`; `reward` is the gold reward the gates measured by replay."""
+    """The gold-path trajectory of `task` (with the state diff of every write, as the steps ran);
+    `reward` is the gold reward the gates measured by replay."""
     messages = [Message(role="user", content=task.turns[0].user.text if isinstance(task.turns[0].user, ScriptedUser)
                         else task.explicit_query)]
     for step in realised.steps:
@@ -216,7 +217,8 @@ def gold_path_trajectory(task: Task, realised: Realised, *, seed: int, reward: R
     messages.append(Message(role="assistant", content=final_answer(task)))
     draft = Trajectory(
         id="", task_id=task.id, envs=task.envs, seed=seed, messages=messages, state_hashes=realised.state_hashes,
-        final_state_hashes=realised.final_hashes, termination=TerminationReason.AGENT_STOP,
+        final_state_hashes=realised.final_hashes, state_diffs=[s.diff for s in realised.steps if s.diff is not None],
+        termination=TerminationReason.AGENT_STOP,
         producer=Producer(model=GOLD_PATH_MODEL, provider=TEMPLATE_USER, seed=seed), reward=reward,
     )
     return draft.model_copy(update={"id": content_hash(draft.model_dump(mode="json", exclude={"id"}))})

@@ -33,6 +33,7 @@ import orjson
 from envfactory.runtime import Environment, SessionGroup, open_group
 from envfactory.spec import GoldCall, Message, Reward, Task, ToolCall, ToolResult, Trajectory
 from envfactory.spec.benchmark import BenchmarkTask
+from envfactory.spec.synth import GateRecord
 from envfactory.verify.contamination import ContaminationConfig, is_task_contaminated, score_tasks
 from envfactory.verify.rewards import task_reward
 
@@ -50,12 +51,14 @@ def _json(value: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class GateOutcome:
-    """What `gate_task` found: `failed` names the first gate that failed (None: all passed)."""
+    """What `gate_task` found: `failed` names the first gate that failed (None: all passed); `records`
+    has one `GateRecord` per gate run, in order, each saying what it measured (the failed one last)."""
 
     failed: str | None
     detail: str = ""
     gold_reward: Reward | None = None
     gates_run: tuple[str, ...] = ()
+    records: tuple[GateRecord, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -147,56 +150,75 @@ def _check_deterministic(episodes: _Episodes, first: SessionGroup) -> None:
         raise _Fail("deterministic", "two replays of the gold calls differ")
 
 
-def _check_essential(episodes: _Episodes, gold_total: float, max_alterations: int) -> None:
+def _check_essential(episodes: _Episodes, gold_total: float, max_alterations: int) -> str:
     gold = episodes.task.gold_calls()
     essential = [i for i, call in enumerate(gold) if call.essential_arguments
                  or (episodes.task.read_only and i == len(gold) - 1)]
     if not essential:
         raise _Fail("essential_calls", "no gold call is essential")
+    altered_count = 0
     for index in essential:
         call = gold[index]
         dropped = episodes.run([*gold[:index], *gold[index + 1:]])
         if episodes.reward(dropped, answer_from_log(dropped.log)).total >= gold_total - EPSILON:
             raise _Fail("essential_calls", f"dropping gold call {index} ({call.tool}) does not lower the reward")
         for name in call.essential_arguments[:max_alterations]:
+            altered_count += 1
             changed = call.model_copy(update={"arguments": {**call.arguments, name: altered(call.arguments.get(name))}})
             group = episodes.run([*gold[:index], changed, *gold[index + 1:]])
             if episodes.reward(group, answer_from_log(group.log)).total >= gold_total - EPSILON:
                 raise _Fail("essential_calls",
                             f"altering {name} of gold call {index} ({call.tool}) does not lower the reward")
+    return (f"dropping any of {len(essential)} essential call(s), or altering any of {altered_count} "
+            f"essential argument(s), lowers the reward below {gold_total:.4f}")
 
 
 def gate_task(task: Task, envs: Mapping[str, Environment], *, trajectory: Trajectory | None = None,
               max_alterations: int = 3) -> GateOutcome:
     """Run every per-task gate (all but contamination) in order; see the module docstring."""
     episodes = _Episodes(task, envs)
-    run: list[str] = []
+    records: list[GateRecord] = []
     gold_reward: Reward | None = None
+
+    def passed(gate: str, detail: str) -> None:
+        records.append(GateRecord(gate=gate, passed=True, detail=detail))
+
     try:
-        run.append("gold_replay")
         replay = _check_replay(episodes, trajectory)
-        run.append("deterministic")
+        passed("gold_replay", _replay_detail(task, trajectory))
         _check_deterministic(episodes, replay)
-        run.append("gold_reward")
+        passed("deterministic", "a second replay of the gold calls gives the same results and hashes")
         messages = trajectory.messages if trajectory is not None else answer_from_log(replay.log)
         gold_reward = episodes.reward(replay, [m for m in messages if m.role == "assistant"])
         if abs(gold_reward.total - 1.0) > EPSILON:
             raise _Fail("gold_reward", f"the gold path scores {gold_reward.total:.4f}, not 1")
-        run.append("no_op")
+        passed("gold_reward", f"the gold path scores {gold_reward.total:.4f}")
         no_op = episodes.reward(episodes.base.fork(), []).total
         if no_op > EPSILON:
             raise _Fail("no_op", f"a no-op agent scores {no_op:.4f}")
-        run.append("initial_state")
+        passed("no_op", f"a no-op agent scores {no_op:.4f}")
         untouched = episodes.reward(episodes.base.fork(), None).total
         if untouched > EPSILON:
             raise _Fail("initial_state", f"the untouched initial state scores {untouched:.4f}")
-        run.append("essential_calls")
-        _check_essential(episodes, gold_reward.total, max_alterations)
+        passed("initial_state", f"the untouched initial state scores {untouched:.4f}")
+        passed("essential_calls", _check_essential(episodes, gold_reward.total, max_alterations))
     except _Fail as failure:
-        return GateOutcome(failed=failure.gate, detail=failure.detail, gold_reward=gold_reward, gates_run=tuple(run))
+        records.append(GateRecord(gate=failure.gate, passed=False, detail=failure.detail))
+        return GateOutcome(failed=failure.gate, detail=failure.detail, gold_reward=gold_reward,
+                           gates_run=tuple(r.gate for r in records), records=tuple(records))
     finally:
         episodes.base.close()
-    return GateOutcome(failed=None, gold_reward=gold_reward, gates_run=tuple(run))
+    return GateOutcome(failed=None, gold_reward=gold_reward, gates_run=tuple(r.gate for r in records),
+                       records=tuple(records))
+
+
+def _replay_detail(task: Task, trajectory: Trajectory | None) -> str:
+    """What the passed gold replay showed."""
+    end = "the initial hashes (read-only)" if task.read_only else "the expected final-state hashes"
+    detail = f"{len(task.gold_calls())} gold call(s) replayed: all succeed, return what was recorded, end in {end}"
+    if trajectory is not None:
+        detail += "; the gold-path trajectory's calls and per-call hashes are reproduced"
+    return detail
 
 
 def contamination_gate(tasks: Sequence[Task], benchmark_tasks: Sequence[BenchmarkTask], *,
