@@ -7,15 +7,21 @@ half-open (connected, silent), half sending a request head one byte every half s
 server closes is reopened a second later. Meanwhile this process times, on the same server, the
 health check on a new connection, an authenticated call on a keep-alive connection and an
 authenticated call on a new connection, first without the attack (the machine's own latency), then
-under it. Under attack nine in ten must answer within a second more than the machine's own worst
-without it, and every one within two; the server's descriptors must stay below 256 and its log clean.
-Every loop is bounded by time, and the attacker stops by itself.
+under it. Under attack every one must answer within a second (the issue's bound, with nothing added for
+a slow machine); the server's descriptors must stay below 256 and its log clean. Every loop is bounded
+by time, and the attacker stops by itself.
+
+What is timed is the server: while it measures, this process's garbage collector is off (after a long
+test session a full collection of pytest's own heap can take most of a second on a loaded machine, and
+would be charged to whichever request it interrupted); the server freezes its startup heap for the same
+reason (`serve.runner.freeze_heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -214,8 +220,8 @@ async def _measure(server: Server, until: float, rounds: int = 1_000) -> tuple[d
 
 
 def _summary(latencies: dict[str, list[float]]) -> str:
-    return "; ".join(f"{what}: max {max(s) * 1000:.0f} ms, median {sorted(s)[len(s) // 2] * 1000:.0f} ms over {len(s)}"
-                     for what, s in latencies.items())
+    return "; ".join(f"{what}: max {max(s) * 1000:.0f} ms, 90th percentile {sorted(s)[int(0.9 * (len(s) - 1))] * 1000:.0f} "
+                     f"ms, median {sorted(s)[len(s) // 2] * 1000:.0f} ms over {len(s)}" for what, s in latencies.items())
 
 
 @pytest.mark.slow
@@ -224,7 +230,11 @@ def test_500_slow_connections_against_256_descriptors(tmp_path: Path) -> None:
         baseline, _ = asyncio.run(_measure(server, time.monotonic() + 30, rounds=5))  # the machine without attack
         attack = attacker(server.url, HOLD_S)
         try:
-            latencies, peak_fds = asyncio.run(asyncio.wait_for(_measure(server, time.monotonic() + HOLD_S - 3.0), 120))
+            gc.disable()  # time the server, not a full collection of this (pytest's) heap
+            try:
+                latencies, peak_fds = asyncio.run(asyncio.wait_for(_measure(server, time.monotonic() + HOLD_S - 3.0), 120))
+            finally:
+                gc.enable()
             out, _ = attack.communicate(timeout=60)
         finally:
             if attack.poll() is None:
@@ -240,12 +250,7 @@ def test_500_slow_connections_against_256_descriptors(tmp_path: Path) -> None:
     assert peak_fds < FD_LIMIT, peak_fds
     for what, seconds in latencies.items():
         assert len(seconds) >= 5, (what, seconds)
-        # Within a second, on top of what this machine takes without the attack (a loaded CI machine
-        # delays every request; the attack must not add a second): nine in ten requests, and every
-        # request within twice that (one scheduling hiccup of a machine shared by many jobs).
-        ordered, spare = sorted(seconds), max(baseline[what])
-        assert ordered[int(0.9 * (len(ordered) - 1))] < DEADLINE_S + spare, (what, ordered[-3:], baseline[what])
-        assert ordered[-1] < 2 * DEADLINE_S + spare, (what, ordered[-3:], baseline[what])
+        assert max(seconds) < DEADLINE_S, (what, sorted(seconds)[-3:], baseline[what])  # every one, within a second
     assert "Too many open files" not in log and "Traceback" not in log and "out of system resource" not in log, log
 
 

@@ -4,8 +4,10 @@
   Text from specs, catalogs and models is hostile by assumption, so these consoles (`SafeConsole`)
   never interpret markup or emoji codes in strings (`[/]` in a description prints as itself; the CLI's
   own styling is built with `Text` styles) and strip C0/C1 control characters from everything they
-  render, so no escape sequence from data reaches the terminal. `plain_text` does the same for
-  output that bypasses Rich.
+  render, so no escape sequence from data reaches the terminal. Output that bypasses Rich goes through
+  `echo` (plain lines) or `configure_logging` (log records), which remove the same characters.
+- Nothing else in `envfactory.cli` writes to the terminal: no `print`, no `typer.echo`, no Rich console
+  but these (tests/cli/test_output_funnel.py scans the package and fails on a bypass).
 - Machine output (`--json`) is plain JSON on stdout, indented and with sorted keys. It does not go
   through Rich, so it is never wrapped, highlighted or paged.
 - Files the CLI writes are written atomically (temporary file, then rename) in canonical formatting.
@@ -13,9 +15,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -58,6 +62,26 @@ class SafeConsole(Console):
                 yield Segment(plain_text(segment.text), segment.style, segment.control)
             else:
                 yield segment
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """One plain line (no Rich) on stdout, or stderr with `err`, without control characters."""
+    typer.echo(plain_text(text), err=err)
+
+
+class PlainLogFormatter(logging.Formatter):
+    """A log formatter whose records (messages that may quote hostile input, tracebacks) reach the
+    terminal without control characters."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return plain_text(super().format(record))
+
+
+def configure_logging(level: str) -> None:
+    """Log records of `level` and above to stderr, through `PlainLogFormatter`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PlainLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def console() -> Console:

@@ -30,7 +30,7 @@ from envfactory.cli import (
     train,
     view,
 )
-from envfactory.cli._output import report_error
+from envfactory.cli._output import echo, report_error
 from envfactory.errors import EnvFactoryError
 
 
@@ -57,7 +57,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"envfactory {envfactory.__version__}")
+        echo(f"envfactory {envfactory.__version__}")
         raise typer.Exit()
 
 

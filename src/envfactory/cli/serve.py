@@ -18,8 +18,6 @@ without one.
 
 from __future__ import annotations
 
-import logging
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
-from envfactory.cli._output import read_regular_file
+from envfactory.cli._output import configure_logging, echo, read_regular_file
 from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.spec import Snapshot
 
@@ -138,8 +136,7 @@ def serve(
     except ImportError as exc:
         raise EnvFactoryError(f"serving needs the [serve] extra (pip install 'envfactory[serve]'): {exc}") from exc
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     limits = ServeLimits(max_sessions=max_sessions, idle_timeout_s=idle_timeout, max_body_bytes=max_body_bytes,
                          header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                          unauthenticated_idle_s=unauthenticated_idle, max_connections=max_connections)
@@ -160,7 +157,7 @@ def serve(
             parts = [f"API {url}/v1 (docs {url}/docs)"]
             if served.mcp_path is not None:
                 parts.append(f"MCP {url}{served.mcp_path}")
-            typer.echo(f"envfactory serve: listening on {url}: {', '.join(parts)}; environments: "
+            echo(f"envfactory serve: listening on {url}: {', '.join(parts)}; environments: "
                        f"{', '.join(catalog.names())}", err=True)
 
         run_http(served, config, log_level=log_level, announce=announce)

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
+from envfactory.cli._output import echo
 from envfactory.errors import SpecError
 from envfactory.store import write_text_atomic
 
@@ -64,7 +65,7 @@ def _printer(kind: str) -> Any:
             parts.append(f"failed rollouts {record.failed_rollouts}")
         if record.step_seconds is not None:
             parts.append(f"{record.step_seconds:.1f}s")
-        typer.echo(" · ".join(parts))
+        echo(" · ".join(parts))
 
     return show
 
@@ -89,7 +90,7 @@ def convert(
     else:
         template = None
     target = convert_gguf(source, out, chat_template=template)
-    typer.echo(f"converted {source.name} → {target}")
+    echo(f"converted {source.name} → {target}")
 
 
 @app.command("tiny-model")
@@ -103,7 +104,7 @@ def tiny(
     """A randomly initialised small model with a real tokenizer (tests, CI)."""
     from envfactory.train.models import tiny_model
 
-    typer.echo(f"tiny model → {tiny_model(tokenizer, out, layers=layers, seed=seed)}")
+    echo(f"tiny model → {tiny_model(tokenizer, out, layers=layers, seed=seed)}")
 
 
 @app.command("demo-data")
@@ -133,7 +134,7 @@ def demo_data(
         records = sft_records(chosen, trajectories, {env.name: env.spec})
         write_text_atomic(out / f"sft-{name}.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    typer.echo(f"{len(splits['train'])} train and {len(splits['heldout'])} held-out tasks → {out}")
+    echo(f"{len(splits['train'])} train and {len(splits['heldout'])} held-out tasks → {out}")
 
 
 @app.command("sft")
@@ -162,7 +163,7 @@ def sft(
     stage = StageDir.open(Workspace(workspace), run_id or f"sft-{int(time.time())}", "sft")
     template = tools_template(chat_template) if chat_template else None
     manifest = run_sft(cfg, stage, TrainDeps(chat_template=template, on_step=_printer("sft")))
-    typer.echo(f"sft done: {manifest.counts.get('steps', 0)} steps → {stage.path / 'model'}")
+    echo(f"sft done: {manifest.counts.get('steps', 0)} steps → {stage.path / 'model'}")
 
 
 @app.command("grpo")
@@ -193,7 +194,7 @@ def grpo(
     stage = StageDir.open(Workspace(workspace), run_id or f"grpo-{int(time.time())}", "grpo")
     template = tools_template(chat_template) if chat_template else None
     manifest = run_grpo(cfg, stage, TrainDeps(chat_template=template, on_step=_printer("grpo")))
-    typer.echo(f"grpo done: {manifest.counts.get('steps', 0)} steps, {manifest.counts.get('rollouts', 0)} rollouts "
+    echo(f"grpo done: {manifest.counts.get('steps', 0)} steps, {manifest.counts.get('rollouts', 0)} rollouts "
                f"({manifest.counts.get('failed_rollouts', 0)} failed) → {stage.path / 'model'}")
 
 
@@ -216,12 +217,12 @@ def verl_config(
 
     specs = task_tool_specs(load_tasks(tasks), load_env)
     losses = verl_setup(specs, server, out, VerlSettings(model=model, train_files=train_files, val_files=val_files))
-    typer.echo(f"veRL setup for {len(specs)} tools → {out} ({len(losses)} schema losses)")
+    echo(f"veRL setup for {len(specs)} tools → {out} ({len(losses)} schema losses)")
     for line in losses:
-        typer.echo(f"  loss: {line}")
+        echo(f"  loss: {line}")
     if validate_venv is not None:
         src = Path(__file__).resolve().parents[2]
-        typer.echo(json.dumps(validate_in_verl(out, python_of_venv(validate_venv), src), indent=1))
+        echo(json.dumps(validate_in_verl(out, python_of_venv(validate_venv), src), indent=1))
 
 
 @app.command("plot")
@@ -234,7 +235,7 @@ def plot(
     from envfactory.cli._train_plots import plot_stages
 
     for path in plot_stages(run, out):
-        typer.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
 @app.command("schema-check")
@@ -258,6 +259,6 @@ def schema_check(
         for spec in specs:
             surface = next(s for s in surfaces.values() if s.tool == spec.name)
             losses += schema_differences(spec, surface, get_json_schema(getattr(cls, surface.function)))
-        typer.echo(f"{environment.name}: {len(specs)} tools, {len(losses)} losses")
+        echo(f"{environment.name}: {len(specs)} tools, {len(losses)} losses")
         for line in losses:
-            typer.echo(f"  {line}")
+            echo(f"  {line}")

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from envfactory.cli._output import echo
 from envfactory.cli.serve import _read_token  # one token-file reader for serve and view
 from envfactory.errors import SpecError
 
@@ -41,7 +42,7 @@ def view(
     except OSError as exc:
         raise SpecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     suffix = "?token=<your token>" if config.token else ""
-    typer.echo(f"envfactory view: {server.url}/{suffix} (workspace {workspace.resolve()}); Ctrl-C stops it", err=True)
+    echo(f"envfactory view: {server.url}/{suffix} (workspace {workspace.resolve()}); Ctrl-C stops it", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

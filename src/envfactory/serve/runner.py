@@ -5,6 +5,7 @@ trainers that want the API inside their own process).
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 import socket
@@ -90,10 +91,24 @@ def run_http(served: Served, config: ServeConfig, *, log_level: str = "info",
                     "idle before authentication %g s", policy.max_connections,
                     resource.getrlimit(resource.RLIMIT_NOFILE)[0], policy.header_timeout_s, policy.body_timeout_s,
                     policy.unauthenticated_idle_s)
+        freeze_heap()
         GuardedServer(_uvicorn_config(served.app, served.connections, config.host, config.port, log_level)).run(
             sockets=[sock])
     finally:
         sock.close()
+
+
+def freeze_heap() -> None:
+    """Move everything allocated so far (modules, the app, the loaded environments) out of the garbage
+    collector's reach, for a process that is about to serve and then exit.
+
+    A full collection scans every tracked object; in a freshly started server that is some 160,000
+    objects and 50-150 ms of one core, which a machine under load stretches towards a second, stalling
+    every connection at once. Frozen objects are never scanned again (nor freed, which a server's
+    startup state never is anyway), so a full collection then walks only what serving allocated. Not
+    for `BackgroundServer`: it runs inside a process whose heap is not the server's to freeze."""
+    gc.collect()
+    gc.freeze()
 
 
 class GuardedServer(uvicorn.Server):
