@@ -12,9 +12,9 @@ from tests.build.helpers import ok, session_of
 from envfactory.build.compile import compile_proposal
 from envfactory.build.naming import collection_name, env_name, field_name, tool_name
 from envfactory.build.propose import permissive_licence, proposals_for_resource
-from envfactory.build.schemas import MAX_NODES, flatten
 from envfactory.resources.model import Resource
 from envfactory.spec import Operation, ResourceSource
+from envfactory.spec.schema_tools import MAX_NODES, flatten
 
 HOSTILE = "Robert'); DROP TABLE x;-- {{7*7}} __import__('os').system('rm -rf /') \u202e"
 

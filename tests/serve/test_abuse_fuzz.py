@@ -2,7 +2,7 @@
 
 - The HTTP API, from its own OpenAPI document (`/openapi.json`), with hypothesis: for every operation,
   bodies generated from the operation's request schema by the project's schema-guided generator
-  (`runtime.argsgen.generate_value`, seeded by hypothesis), the same bodies mutated (a value replaced by
+  (`spec.schema_sample.generate_value`, seeded by hypothesis), the same bodies mutated (a value replaced by
   arbitrary JSON or hostile text, a field dropped, an unknown field added), arbitrary JSON, raw bytes
   and wrong content types; path parameters are a live session (a fresh one per example, so closing it
   harms no other example), a served environment, or arbitrary text. Requests go to the real server
@@ -37,9 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serve_helpers import TOKEN, Running, running
 
-from envfactory.runtime.argsgen import generate_value
 from envfactory.serve.catalog import EnvCatalog
 from envfactory.serve.service import SessionTemplate
+from envfactory.spec.schema_sample import generate_value
 
 EXAMPLES = 100
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from envfactory.build.schemas import json_type, object_properties
 from envfactory.llm.types import ChatMessage, ChatRequest
 from envfactory.runtime.hybrid import AUTHORED_BASE
 from envfactory.spec import DeclarativeEnvSource, Operation
+from envfactory.spec.schema_tools import json_type, object_properties
 
 AUTHORED_CLASS = "AuthoredTools"
 _SCHEMA_CHARS = 1600

@@ -7,7 +7,7 @@ Contract:
   one record (Google/OpenAPI) or the AWS identifier member (`QueueUrl`, `Identity`); the key is
   generated (`id_prefix` + counter) unless the create operation takes it as an argument. The record
   schema is the union of the create input (body), the update input and the read output (unwrapped
-  from a one-field envelope), flattened (`schemas.flatten`), closed, keyed by sanitised field names;
+  from a one-field envelope), flattened (`spec.schema_tools.flatten`), closed, keyed by sanitised field names;
   `ToolSource.field_names` maps every renamed argument back to the source's name.
 - Nested resources (`/customers/{id}/orders`, `lists/{tasklist}/tasks`, an SQS message needing a
   `QueueUrl`) get a reference field to the parent (deleting the parent cascades), an equality
@@ -59,13 +59,6 @@ from envfactory.build.compile_collections import (
 )
 from envfactory.build.errors import CompileError
 from envfactory.build.naming import field_name, id_prefix, singular, tool_name
-from envfactory.build.schemas import (
-    SchemaTooLarge,
-    definitions,
-    flatten,
-    json_type,
-    object_properties,
-)
 from envfactory.build.seeds import seed_state
 from envfactory.build.shapes import OperationShape, group_operations
 from envfactory.errors import SpecError
@@ -98,6 +91,13 @@ from envfactory.spec.declarative import (
     ReferenceDecl,
     RequirementDecl,
     TransitionDecl,
+)
+from envfactory.spec.schema_tools import (
+    SchemaTooLarge,
+    definitions,
+    flatten,
+    json_type,
+    object_properties,
 )
 from envfactory.store import write_atomic
 

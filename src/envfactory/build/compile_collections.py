@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.build.naming import field_name, plural, singular, words
-from envfactory.build.schemas import (
+from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup
+from envfactory.spec import Operation
+from envfactory.spec.schema_tools import (
     SchemaTooLarge,
     definitions,
     flatten,
@@ -22,8 +24,6 @@ from envfactory.build.schemas import (
     object_properties,
     unwrap_record,
 )
-from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup
-from envfactory.spec import Operation
 
 LOCATION_KEYS = ("x-in", "x-google-location")
 

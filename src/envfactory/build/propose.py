@@ -31,7 +31,6 @@ from typing import Any
 from envfactory.build.errors import BuildError
 from envfactory.build.naming import env_name, snake
 from envfactory.build.review import review_proposal
-from envfactory.build.schemas import object_properties
 from envfactory.build.shapes import ResourceGroup, group_operations
 from envfactory.llm.protocols import LLMClient
 from envfactory.resources.catalog import Catalog, ServiceFilter
@@ -39,6 +38,7 @@ from envfactory.resources.domains import organisation
 from envfactory.resources.model import Resource, ServiceEntry
 from envfactory.spec import Domain, Operation, Provenance
 from envfactory.spec.build import OperationRole, Proposal, ProposalBatch, ProposedOperation, SkippedResource
+from envfactory.spec.schema_tools import object_properties
 
 DOMAINS: tuple[Domain, ...] = ("commerce", "finance", "travel", "office", "lifestyle", "academia", "utilities")
 MIN_TOOLS = 3

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.build.naming import snake
-from envfactory.build.schemas import json_type, object_properties
 from envfactory.errors import EnvFactoryError
 from envfactory.llm.errors import (
     DependencyMissingError,
@@ -44,6 +43,7 @@ from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import DeclarativeEnvSource, JSONObject
 from envfactory.spec.build import SeedRealism
 from envfactory.spec.declarative import CollectionDecl
+from envfactory.spec.schema_tools import json_type, object_properties
 
 MAX_FIELDS = 4
 MAX_VALUE_CHARS = 48  # short strings: long `maxLength` grammars are slow and have crashed llama.cpp

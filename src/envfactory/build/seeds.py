@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envfactory.build.schemas import json_type, object_properties
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import DeclarativeEnvSource, JSONObject, Operation
 from envfactory.spec.declarative import AdjustEffect, ArgExpr, ConstExpr
+from envfactory.spec.schema_tools import json_type, object_properties
 
 RECORDS_PER_COLLECTION = 2
 _FIRST = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Riley")

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envfactory.build.naming import camel_words, collection_name, singular, words
-from envfactory.build.schemas import json_type, object_properties
 from envfactory.spec import Operation
 from envfactory.spec.build import OperationRole
+from envfactory.spec.schema_tools import json_type, object_properties
 
 _CREATE = frozenset({"create", "put", "add", "register", "verify", "send", "insert", "post", "new"})
 _READ = frozenset({"get", "describe", "read", "fetch", "show", "retrieve", "lookup", "view"})

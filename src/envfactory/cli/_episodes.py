@@ -26,13 +26,14 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.runtime import Environment, Session, open_session
 from envfactory.runtime.argsgen import generate_arguments, harvest_values
 from envfactory.spec import Snapshot, ToolCall, ToolResult, ToolSpec, content_hash
+from envfactory.spec.schema_tools import deref, property_names
 
 FORK_CALLS = 20
 DISCOVERY_QUERIES = ("", "e", "a")
@@ -141,17 +142,8 @@ def discovery_calls(tools: list[ToolSpec], pool: ValuePool) -> list[tuple[ToolSp
 _LIST = "[]"
 """Record path meaning: the output itself is a list of records."""
 
-
-def _deref(schema: Any, root: Mapping[str, Any]) -> Any:
-    """Follow local `$ref`s (`#/$defs/X`) until reaching a schema without one."""
-    for _ in range(32):
-        if not (isinstance(schema, Mapping) and isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/")):
-            return schema
-        node: Any = root
-        for token in schema["$ref"][2:].split("/"):
-            node = node.get(token) if isinstance(node, Mapping) else None
-        schema = node
-    return schema
+_NAME_KEYWORDS = ("properties", "items", "anyOf", "oneOf", "allOf")
+"""Where the value pool looks for property names in an input schema (`$ref`s followed, 8 levels deep)."""
 
 
 def _shape_id(record: Mapping[str, Any]) -> str:
@@ -170,11 +162,11 @@ def _fields(record: Mapping[str, Any]) -> frozenset[str]:
 def _records_of(schema: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(where the records are in an output, their shape): the output itself (None), a list (`_LIST`),
     or the list under one property of a small envelope object such as `{"items": [...], "next_page_token"}`."""
-    top = _deref(schema, schema)
+    top = deref(schema, schema)
     if not isinstance(top, Mapping):
         return None, None
     if top.get("type") == "array":
-        items = _deref(top.get("items"), schema)
+        items = deref(top.get("items"), schema)
         if isinstance(items, Mapping) and items.get("type") == "object":
             return _LIST, _shape_id(items)
         return None, None
@@ -182,27 +174,11 @@ def _records_of(schema: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if top.get("type") != "object" or not isinstance(properties, Mapping):
         return None, None
     for name, sub in properties.items():
-        sub = _deref(sub, schema)
-        items = _deref(sub.get("items"), schema) if isinstance(sub, Mapping) and sub.get("type") == "array" else None
+        sub = deref(sub, schema)
+        items = deref(sub.get("items"), schema) if isinstance(sub, Mapping) and sub.get("type") == "array" else None
         if isinstance(items, Mapping) and items.get("type") == "object" and len(properties) <= 3:
             return str(name), _shape_id(items)
     return None, _shape_id(top)
-
-
-def _property_names(schema: Any, root: Mapping[str, Any], depth: int = 0) -> Iterator[str]:
-    """Every property name in a schema, nested objects and array items included."""
-    schema = _deref(schema, root)
-    if not isinstance(schema, Mapping) or depth > 8:
-        return
-    properties = schema.get("properties")
-    if isinstance(properties, Mapping):
-        for name, sub in properties.items():
-            yield str(name)
-            yield from _property_names(sub, root, depth + 1)
-    yield from _property_names(schema.get("items"), root, depth + 1)
-    for keyword in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(keyword) or []:
-            yield from _property_names(sub, root, depth + 1)
 
 
 def _noun(name: str) -> str | None:
@@ -224,7 +200,7 @@ class ValuePool:
         for tool in tools:
             where, shape = self._records[tool.name]
             if shape is not None and where is None:
-                fields[shape] = _fields(_deref(tool.output_schema, tool.output_schema))
+                fields[shape] = _fields(deref(tool.output_schema, tool.output_schema))
         # nouns addressable by key. Declarative: get_order(id) returns order records keyed by `id`.
         # Pydantic: records titled "User" are keyed by `id`, so `user_id` names one.
         self._keys: dict[str, tuple[str, str]] = {}
@@ -278,7 +254,8 @@ class ValuePool:
         required = tool.input_schema.get("required")
         required_names = {str(r) for r in required} if isinstance(required, list) else set()
         view: dict[str, list[str]] = {}
-        for name in dict.fromkeys(_property_names(tool.input_schema, tool.input_schema)):
+        names = property_names(tool.input_schema, root=tool.input_schema, through=_NAME_KEYWORDS, max_depth=8)
+        for name in dict.fromkeys(names):
             values: list[str] = []
             noun = _noun(name)
             if name in self._key_fields and name in required_names and name in own:

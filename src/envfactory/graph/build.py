@@ -41,6 +41,7 @@ from envfactory.graph.match import (
 from envfactory.graph.model import BuildInfo, Edge, ParamNode, Provenance, ToolGraph, ToolNode
 from envfactory.graph.names import compact, container_entity, operation_entity, words
 from envfactory.graph.providable import Label, LabelRequest, heuristic, llm_labels
+from envfactory.spec.schema_tools import ref_name
 
 if TYPE_CHECKING:
     from envfactory.llm import Embedder, LLMClient
@@ -144,7 +145,7 @@ def _service(tool: ToolNode) -> str:
 
 def _root_ref(schema: object) -> str | None:
     if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-        return str(schema["$ref"]).rsplit("/", 1)[-1]
+        return ref_name(str(schema["$ref"]))
     return None
 
 

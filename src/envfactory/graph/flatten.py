@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.graph.model import ParamType
+from envfactory.spec.schema_tools import definitions, ref_name
 
 MAX_DEPTH = 6
 MAX_FIELDS = 400
@@ -55,28 +56,16 @@ class Flattened:
     truncated: bool = False
 
 
-def _ref_name(ref: str) -> str:
-    return ref.rsplit("/", 1)[-1]
-
-
 class _Resolver:
     def __init__(self, root: Mapping[str, Any]) -> None:
-        defs: dict[str, Any] = {}
-        for key in ("definitions", "$defs"):
-            table = root.get(key)
-            if isinstance(table, Mapping):
-                defs.update(table)
-        components = root.get("components")
-        if isinstance(components, Mapping) and isinstance(components.get("schemas"), Mapping):
-            defs.update(components["schemas"])
-        self.defs = defs
+        self.defs = definitions(root)
 
     def resolve(self, node: Any, seen: frozenset[str]) -> tuple[dict[str, Any] | None, str | None, frozenset[str]]:
         """The node with `$ref`s followed (sibling keys win), the last definition name, the names seen."""
         name: str | None = None
         hops = 0
         while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and hops < 16:
-            name = _ref_name(node["$ref"])
+            name = ref_name(node["$ref"])
             if name in seen:
                 return None, name, seen
             seen = seen | {name}

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envfactory.runtime.argsgen import generate_value, harvest_values
+from envfactory.runtime.argsgen import harvest_values
 from envfactory.spec import ChainStep, StepOutput
+from envfactory.spec.schema_sample import generate_value
 from envfactory.synth.envs import SynthEnv, ToolFacts, shared_for
 
 PREFER_TASK_RECORDS = 0.8

@@ -4,7 +4,7 @@ Contract:
 - `ground_state(senv, collections, rng, per_collection, shared)` starts from the environment's `default`
   seed state (else its first seed, else the empty state) and adds `per_collection` records to every
   collection the chain touches, parents first (a collection whose records reference another is grounded
-  after it). Records are generated from the collection's record schema (`runtime.argsgen`) with every
+  after it). Records are generated from the collection's record schema (`spec.schema_sample`) with every
   declared field present (a later step may read any of them), with the
   key the engine would give the next record, references to existing keys, transition fields at an
   allowed starting value and unique fields made unique. `shared` (entity kind → value) puts the same
@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from envfactory.runtime.argsgen import generate_value
 from envfactory.spec.declarative import CollectionDecl, DeclarativeModel
+from envfactory.spec.schema_sample import generate_value
 from envfactory.synth.envs import SynthEnv, entity_kind, shared_for
 
 

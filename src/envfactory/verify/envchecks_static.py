@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import Environment, load_env
 from envfactory.runtime.argsgen import generate_arguments
 from envfactory.spec import CheckResult, DeclarativeImplementation, EnvSpec, HybridImplementation, Operation
+from envfactory.spec.schema_tools import property_names
 from envfactory.verify.envchecks_planner import CallPlanner
 from envfactory.verify.envchecks_results import check_result
 
@@ -115,7 +116,7 @@ def source_problems(spec: EnvSpec, operations: Mapping[str, Operation] | None) -
         )
         if not listed:
             problems.append((tool.name, f"operation {source.operation_id} is not listed in meta.provenance"))
-        ours = property_names(tool.input_schema) | property_names(tool.output_schema)
+        ours = {*property_names(tool.input_schema), *property_names(tool.output_schema)}
         for param in sorted(set(source.field_names) - ours):
             problems.append((tool.name, f"field_names maps {param!r}, which is not a field of the tool"))
         if operations is None:
@@ -124,7 +125,7 @@ def source_problems(spec: EnvSpec, operations: Mapping[str, Operation] | None) -
         if operation is None:
             problems.append((tool.name, f"operation {source.operation_id} is not in the catalog"))
             continue
-        original = property_names(operation.input_schema) | property_names(operation.output_schema)
+        original = {*property_names(operation.input_schema), *property_names(operation.output_schema)}
         for param, field in sorted(source.field_names.items()):
             # A dotted original name is either one top-level name (Google query parameters such as
             # `regionsVersion.version`) or a path whose last step is a nested property.
@@ -140,27 +141,3 @@ def resolve_operation(operations: Mapping[str, Operation], operation_id: str) ->
     short = operation_id.rsplit(":", 1)[-1]
     matches = [op for op in operations.values() if op.name == short or op.id.endswith(f":{short}")]
     return matches[0] if len(matches) == 1 else None
-
-
-def property_names(schema: Any, depth: int = 0) -> set[str]:
-    """Every property name in a JSON Schema, at any depth (original names may be nested)."""
-    names: set[str] = set()
-    if depth > 12 or not isinstance(schema, Mapping):
-        return names
-    props = schema.get("properties")
-    if isinstance(props, Mapping):
-        for key, sub in props.items():
-            names.add(str(key))
-            names |= property_names(sub, depth + 1)
-    for keyword in ("items", "additionalProperties"):
-        names |= property_names(schema.get(keyword), depth + 1)
-    for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
-        branches = schema.get(keyword)
-        if isinstance(branches, list):
-            for branch in branches:
-                names |= property_names(branch, depth + 1)
-    defs = schema.get("$defs")
-    if isinstance(defs, Mapping):
-        for sub in defs.values():
-            names |= property_names(sub, depth + 1)
-    return names
