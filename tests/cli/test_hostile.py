@@ -8,127 +8,56 @@ character (Rich adds no colour when the output is not a terminal, so any escape 
 data's) and show the markup as text. `serve --state` must refuse directories, devices, FIFOs and
 oversized files, saying so.
 
-`test_every_command_is_covered_or_exempt` walks the command tree: each command is either run here or
-named in `EXEMPT` with the reason it is not (a model, a trainer or a long build), so a new command must
-be classified.
+The commands that need a model, a workspace or data run in `test_hostile_models.py` (a stub model
+behind a real OpenAI-compatible endpoint). `test_every_command_is_covered_or_exempt` walks the command
+tree: each command is run in one of the two modules or named in `EXEMPT` with the reason it cannot run
+in CI time (a trainer, a long-running server, downloads, minutes of building), so a new command must be
+classified; for the exempt ones, `test_output_funnel.py` proves that all CLI output goes through the
+escaping and stripping helpers.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from hostile_cli import HOSTILE, assert_clean, invoke, write_hostile_env, write_hostile_openapi
+from test_hostile_models import RUN_HERE as RUN_WITH_MODELS
 
 from envfactory.cli.app import app
-from envfactory.runtime.loader import bundled_envs_root
-
-HOSTILE = ("[/] [bold]b[/bold] [link=file:///etc/passwd]l[/link] :smile: \x1b[31mred\x1b[0m "
-           "\x1b]0;pwned\x07 \x9b2J back\x08space nul\x00 [/]")
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 EXEMPT = {
-    "demo": "runs the bundled environments only; no outside text",
-    "run": "a whole pipeline from a run config (minutes); its stages' text goes through the same consoles",
-    "view": "a long-running web server; the viewer escapes its own HTML",
-    "llm info": "prints installed libraries and model files, no environment text",
-    "llm chat": "needs the bundled model",
+    "run": "a whole pipeline from a run config (minutes: synthesis, export, training); its stages are run "
+           "here one by one",
+    "view": "a long-running web server (the viewer escapes its own HTML)",
     "llm serve": "a long-running model server",
     "llm setup-static": "distils an embedding model (minutes)",
-    "graph eval": "scores the committed label set with the embedding model",
-    "eval run": "needs the bundled model",
-    "library build": "a library build (minutes, the model for authoring)",
-    "library export": "copies a finished build directory",
+    "graph eval": "builds the whole resource catalog's index to score the committed labels (minutes)",
+    "library build": "a library build over the resource catalog (minutes)",
+    "library export": "copies a finished library build",
     "library reproduce": "rebuilds the shipped library (minutes)",
-    "build propose": "proposals from the resource catalog cache (downloads)",
-    "build compile": "compiles a catalog service (downloads)",
-    "synth trajectories": "needs the bundled model",
-    "synth tasks": "runs the synthesis stage (minutes); its text goes through the same consoles",
-    "dataset export": "needs a finished synthesis run",
-    "dataset validate": "needs an exported dataset",
-    "train convert": "needs an exported dataset",
-    "train tiny-model": "builds a model",
-    "train demo-data": "writes a training set from bundled data",
+    "build propose": "proposals over the whole resource catalog (its index: minutes, or downloads)",
+    "build compile": "compiles a service of the whole resource catalog (same)",
+    "train convert": "dequantizes a GGUF model into a checkpoint (a model download or minutes)",
+    "train tiny-model": "builds a model from a checkpoint's tokenizer",
     "train sft": "trains a model",
     "train grpo": "trains a model",
-    "train verl-config": "writes a trainer config, no environment text",
-    "train plot": "needs training logs",
-    "train schema-check": "checks trainer schemas, no environment text",
     "resources setup": "downloads catalog sources",
 }
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> Any:
-    return runner.invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
-
-
-def assert_clean(result: Any, *, ok: bool = True) -> str:
-    output = result.output
-    assert "Traceback" not in output, output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    if ok:
-        assert result.exit_code == 0, output
-    bad = sorted({f"{ord(c):#04x}" for c in CONTROL.findall(output)})
-    assert not bad, f"control characters {bad} reached the terminal:\n{output!r}"[:3000]
-    return str(output)
-
-
-def _poison(value: Any) -> Any:
-    """Every string of `value` (descriptions, names in seed records) with the hostile text appended."""
-    if isinstance(value, dict):
-        return {k: (_poison(v) if k in ("description", "policy", "name", "title", "summary") or
-                    isinstance(v, dict | list) else v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_poison(item) for item in value]
-    if isinstance(value, str):
-        return value + " " + HOSTILE
-    return value
 
 
 @pytest.fixture(scope="module")
 def hostile_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("envs") / "shop"
-    shutil.copytree(bundled_envs_root() / "shop", target)
-    spec = json.loads((target / "env.json").read_text(encoding="utf-8"))
-    spec["meta"]["description"] += HOSTILE
-    spec["meta"]["policy"] = HOSTILE
-    for tool in spec["tools"]:
-        tool["description"] += " " + HOSTILE
-        for prop in tool["input_schema"].get("properties", {}).values():
-            prop["description"] = prop.get("description", "") + " " + HOSTILE
-    (target / "env.json").write_text(json.dumps(spec), encoding="utf-8")
-    seed = target / "seeds" / "default.json"
-    data = json.loads(seed.read_text(encoding="utf-8"))
-    for record in data.get("customers", {}).values():
-        record["name"] = record["name"] + " " + HOSTILE
-    seed.write_text(json.dumps(data), encoding="utf-8")
-    return target
+    return write_hostile_env(tmp_path_factory.mktemp("envs") / "shop")
 
 
 @pytest.fixture(scope="module")
 def hostile_openapi(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    doc = {
-        "openapi": "3.0.3",
-        "info": {"title": f"Hostile {HOSTILE}", "version": "1.0", "description": HOSTILE},
-        "paths": {"/widgets/{id}": {"get": {
-            "operationId": "getWidget", "summary": f"Get a widget {HOSTILE}", "description": HOSTILE,
-            "parameters": [{"name": "id", "in": "path", "required": True, "description": HOSTILE,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": {"description": HOSTILE, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"id": {"type": "string", "description": HOSTILE}}}}}}},
-        }}},
-    }
-    path = tmp_path_factory.mktemp("openapi") / "hostile.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return path
+    return write_hostile_openapi(tmp_path_factory.mktemp("openapi") / "hostile.json")
 
 
 def test_envs_commands_escape_and_strip(hostile_env: Path) -> None:
@@ -190,6 +119,8 @@ RUN_HERE = {"envs show", "envs validate", "envs verify", "envs list", "schema", 
 def test_every_command_is_covered_or_exempt() -> None:
     root = typer.main.get_command(app)
     commands = set(_leaves(root, [], root.make_context("envfactory", [], resilient_parsing=True)))
-    unclassified = commands - RUN_HERE - set(EXEMPT)
+    run = RUN_HERE | RUN_WITH_MODELS
+    unclassified = commands - run - set(EXEMPT)
     assert not unclassified, f"classify these commands in tests/cli/test_hostile.py: {sorted(unclassified)}"
-    assert not (RUN_HERE | set(EXEMPT)) - commands, "commands that no longer exist"
+    assert not (run | set(EXEMPT)) - commands, "commands that no longer exist"
+    assert not run & set(EXEMPT), "commands both run and exempt"

@@ -79,7 +79,19 @@ def _check_messages(report: ValidationReport, where: str, messages: list[Any]) -
 
 
 def _jsonl_lines(path: Path) -> list[Any]:
-    return [parse_json(line) for line in path.read_bytes().splitlines() if line.strip()]
+    """The records of a JSONL file; a line that is not a JSON object raises `EnvFactoryError` naming it."""
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = parse_json(line)
+        except ValueError as exc:
+            raise EnvFactoryError(f"{path}:{number}: not JSON ({exc})") from exc
+        if not isinstance(record, dict):
+            raise EnvFactoryError(f"{path}:{number}: not a JSON object")
+        records.append(record)
+    return records
 
 
 def _validate_openai(path: Path, report: ValidationReport) -> None:
@@ -208,7 +220,11 @@ def validate_path(path: Path, tasks_path: Path | None = None, sample: int = 5, s
     if path.name == EXPORT_MANIFEST or path.suffix == ".json":
         report.kind = "export manifest"
         report.records = 1
-        _check(report, path.name, ExportManifest, parse_json(path.read_bytes()))
+        try:
+            manifest = parse_json(path.read_bytes())
+        except ValueError as exc:
+            raise EnvFactoryError(f"{path}: not JSON ({exc})") from exc
+        _check(report, path.name, ExportManifest, manifest)
         return report
     lines = _jsonl_lines(path)
     first = lines[0] if lines else {}

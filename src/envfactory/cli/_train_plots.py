@@ -10,15 +10,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from envfactory.errors import SpecError
 from envfactory.spec.training import TrainStepRecord
 
 
 def read_steps(stage_dir: Path) -> list[TrainStepRecord]:
+    """The step records of a stage's `logs/steps.jsonl`; a missing file or a line that is not a step
+    record raises `SpecError` naming the file and line."""
     path = stage_dir / "logs" / "steps.jsonl"
     if not path.is_file():
         raise SpecError(f"{stage_dir}: no logs/steps.jsonl (not a training stage directory?)")
-    return [TrainStepRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                steps.append(TrainStepRecord.model_validate_json(line))
+            except ValidationError as exc:
+                raise SpecError(f"{path}:{number}: not a training step record: {exc.errors()[0]['msg']}") from exc
+    return steps
 
 
 def plot_stages(stage_dirs: Sequence[Path], out: Path) -> list[Path]:
