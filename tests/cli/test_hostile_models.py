@@ -134,5 +134,17 @@ def test_train_commands_that_need_no_trainer(data: Path, tmp_path: Path) -> None
     assert refused.exit_code == 1 and "steps.jsonl:1: not a training step record" in assert_clean(refused, ok=False)
 
 
+def test_library_export_over_escape_named_directories(tmp_path: Path) -> None:
+    build = tmp_path / f"build {ESCAPED_NAME}"  # a finished build that accepted nothing
+    (build / "outcomes").mkdir(parents=True)
+    (build / "envs").mkdir()
+    (build / "config.json").write_text(json.dumps({"name": "tiny", "domains": ["lifestyle"]}), encoding="utf-8")
+    (build / "proposals.json").write_text("{}", encoding="utf-8")
+    exported = assert_clean(invoke("library", "export", "--from", str(build), "--to", str(tmp_path / ESCAPED_NAME)))
+    assert "exported 0 environment(s)" in exported and "[bold]x2J" in exported
+    refused = invoke("library", "export", "--from", str(tmp_path), "--to", str(tmp_path / "lib"))
+    assert refused.exit_code == 1 and "not a readable library build" in assert_clean(refused, ok=False)
+
+
 RUN_HERE = {"llm info", "llm chat", "eval run", "synth trajectories", "synth tasks", "demo", "dataset export",
-            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot"}
+            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library export"}
