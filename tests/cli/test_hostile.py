@@ -31,8 +31,6 @@ from test_hostile_models import RUN_HERE as RUN_WITH_MODELS
 from envfactory.cli.app import app
 
 EXEMPT = {
-    "run": "a whole pipeline from a run config (minutes: synthesis, export, training); its stages are run "
-           "here one by one",
     "view": "a long-running web server (the viewer escapes its own HTML)",
     "llm serve": "a long-running model server",
     "llm setup-static": "distils an embedding model (minutes)",

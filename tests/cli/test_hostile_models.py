@@ -146,5 +146,20 @@ def test_library_export_over_escape_named_directories(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "not a readable library build" in assert_clean(refused, ok=False)
 
 
+def test_run_pipeline_over_hostile_config_and_paths(tmp_path: Path) -> None:
+    small = {"name": "tiny", "seed": 3, "executor": {"kind": "serial"},
+             "stages": {"library": {"source": "shipped", "envs": ["books"]}, "synth_tasks": {"enabled": False},
+                        "synth_trajectories": {"enabled": False}, "export": {"enabled": False}}}
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(small), encoding="utf-8")
+    ran = assert_clean(invoke("run", "--config", str(config), "-w", str(tmp_path / ESCAPED_NAME)))
+    assert "run directory:" in ran and "[bold]x2J" in ran
+    bad = {"name": HOSTILE, "seed": 3, HOSTILE: 1, "llm": f"replay:{HOSTILE}.jsonl",
+           "stages": {"library": {"source": "shipped", "envs": [HOSTILE]}}}
+    config.write_text(json.dumps(bad), encoding="utf-8")
+    refused = invoke("run", "--config", str(config), "-w", str(tmp_path / "ws"))
+    assert refused.exit_code == 1 and "problem(s):" in assert_clean(refused, ok=False)
+
+
 RUN_HERE = {"llm info", "llm chat", "eval run", "synth trajectories", "synth tasks", "demo", "dataset export",
-            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library export"}
+            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library export", "run"}
