@@ -117,9 +117,10 @@ def test_positive_controls_are_caught_and_bundled_envs_are_clean(envs: dict[str,
         top = reports[name].top
         assert top is not None and top.score <= SET_THRESHOLD - 0.25, (name, top.score)
         assert not is_contaminated(reports[name]) and contamination_reasons(reports[name]) == []
-    # the measured scores stated in the module docstring and docs/eval.md
+    # the measured scores stated in the module docstring and docs/eval.md (file_desk 0.646 -> 0.6464 when
+    # contamination took spec.inflection.singular, which strips `es` from `-ses`/`-xes`/`-ches` plurals)
     assert {name: top.score for name, report in reports.items() if (top := report.top)} == {
-        "shop": 0.1065, "tracker": 0.0603, "calendar": 0.0, "file_desk": 0.646, "order_desk": 0.841}
+        "shop": 0.1065, "tracker": 0.0603, "calendar": 0.0, "file_desk": 0.6464, "order_desk": 0.841}
 
 
 def test_matches_carry_their_evidence(envs: dict[str, EnvSpec], tool_sets: list[BenchmarkToolSet]) -> None:

@@ -58,7 +58,7 @@ from envfactory.build.compile_collections import (
     status_fields,
 )
 from envfactory.build.errors import CompileError
-from envfactory.build.naming import field_name, id_prefix, singular, tool_name
+from envfactory.build.naming import field_name, id_prefix, tool_name
 from envfactory.build.seeds import seed_state
 from envfactory.build.shapes import OperationShape, group_operations
 from envfactory.errors import SpecError
@@ -92,6 +92,7 @@ from envfactory.spec.declarative import (
     RequirementDecl,
     TransitionDecl,
 )
+from envfactory.spec.inflection import singular
 from envfactory.spec.schema_tools import (
     SchemaTooLarge,
     definitions,

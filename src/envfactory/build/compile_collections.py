@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envfactory.build.naming import field_name, plural, singular, words
+from envfactory.build.naming import field_name, words
 from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup
 from envfactory.spec import Operation
+from envfactory.spec.inflection import plural, singular
 from envfactory.spec.schema_tools import (
     SchemaTooLarge,
     definitions,

@@ -1,5 +1,6 @@
-"""Names for what the build makes: words from API identifiers, singular/plural nouns, and names that
-fit the patterns of the declarative format (tools, collections, fields, environments).
+"""Names for what the build makes: words from API identifiers and names that fit the patterns of the
+declarative format (tools, collections, fields, environments). Nouns are inflected by
+`spec.inflection` (`singular`, `plural`).
 
 Contract:
 - Every function is pure and total: any string in (hostile, empty, non-ASCII) gives a name that
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from envfactory.spec.inflection import plural, singular
 from envfactory.spec.tool import TOOL_NAME_PATTERN
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -20,15 +22,6 @@ _FIELD_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 _TOOL_RE = re.compile(TOOL_NAME_PATTERN)
 _ENV_MAX = 48
 _TOOL_MAX = 64
-
-# Plurals English APIs actually use; the rules below cover the regular ones.
-_IRREGULAR_SINGULAR = {
-    "people": "person", "children": "child", "indices": "index", "statuses": "status",
-    "addresses": "address", "aliases": "alias", "analyses": "analysis", "data": "data",
-    "media": "media", "news": "news", "series": "series", "settings": "settings",
-}
-_NO_PLURAL_CHANGE = frozenset({"data", "media", "news", "series", "settings", "info", "metadata"})
-
 
 def words(identifier: str) -> list[str]:
     """Lower-case words of an identifier in any spelling (CamelCase, snake, kebab, dotted, spaced)."""
@@ -38,38 +31,6 @@ def words(identifier: str) -> list[str]:
 def camel_words(identifier: str) -> list[str]:
     """Words with their original capitalisation (`EmailIdentity` → `Email`, `Identity`)."""
     return _CAMEL.findall(identifier)
-
-
-def singular(word: str) -> str:
-    """A plural English noun's singular (`queues` → `queue`, `policies` → `policy`)."""
-    lower = word.lower()
-    if lower in _IRREGULAR_SINGULAR:
-        return _restore_case(word, _IRREGULAR_SINGULAR[lower])
-    if len(lower) <= 3 or lower.endswith(("ss", "us", "is")):
-        return word
-    if lower.endswith("ies"):
-        return word[:-3] + ("Y" if word[-3:].isupper() else "y")
-    if lower.endswith(("ches", "shes", "xes", "zes", "sses")):
-        return word[:-2]
-    if lower.endswith("s"):
-        return word[:-1]
-    return word
-
-
-def plural(word: str) -> str:
-    """The plural of a singular noun (`queue` → `queues`, `policy` → `policies`)."""
-    lower = word.lower()
-    if lower in _NO_PLURAL_CHANGE or (lower.endswith("s") and singular(lower) != lower):
-        return word
-    if lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
-        return word[:-1] + "ies"
-    if lower.endswith(("s", "x", "z", "ch", "sh")):
-        return word + "es"
-    return word + "s"
-
-
-def _restore_case(original: str, replacement: str) -> str:
-    return replacement.capitalize() if original[:1].isupper() else replacement
 
 
 def snake(identifier: str) -> str:

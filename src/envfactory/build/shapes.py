@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envfactory.build.naming import camel_words, collection_name, singular, words
+from envfactory.build.naming import camel_words, collection_name, words
 from envfactory.spec import Operation
 from envfactory.spec.build import OperationRole
+from envfactory.spec.inflection import singular
 from envfactory.spec.schema_tools import json_type, object_properties
 
 _CREATE = frozenset({"create", "put", "add", "register", "verify", "send", "insert", "post", "new"})

@@ -21,25 +21,16 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from envfactory.spec import inflection
+
 _CAMEL = re.compile(r"[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
 _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 
-_INVARIANT = frozenset({
-    "alias", "status", "canvas", "address", "access", "class", "process", "bus", "gas", "news", "series",
-    "species", "analysis", "axis", "basis", "https", "dns", "kms", "sms", "sns", "sqs", "ses", "aws", "ecs",
-    "eks", "iops", "os", "metadata", "data", "media", "criteria", "is", "has", "was", "its", "this", "us",
-    "plus", "bonus", "campus", "corpus", "virus", "focus", "ids", "arns", "urls", "uris", "details", "settings",
-    "always", "whereas", "perhaps", "less", "unless", "yes", "cors", "ms", "gps", "tls", "ssl", "apis", "els",
-})
-_IRREGULAR = MappingProxyType({
-    "aliases": "alias", "databases": "database", "statuses": "status", "addresses": "address", "indexes": "index",
-    "indices": "index", "responses": "response", "licenses": "license", "cases": "case", "phases": "phase",
-    "releases": "release", "leases": "lease", "bases": "base", "purchases": "purchase", "courses": "course",
-    "ids": "id", "arns": "arn", "urls": "url", "uris": "uri", "details": "detail", "settings": "setting",
-    "children": "child", "people": "person", "apis": "api", "analyses": "analysis", "caches": "cache",
-    "policies": "policy", "entries": "entry", "queries": "query", "replies": "reply", "properties": "property",
-    "processes": "process", "accesses": "access", "buses": "bus", "classes": "class",
-})
+# The graph's reading of identifier words where it differs from `spec.inflection.singular` (which the
+# build's names keep): handles in plural (`ids` → `id`, `apis` → `api`) are singular here, and a few
+# words ending in `s` are not plurals.
+_INVARIANT = frozenset({"alias", "always", "canvas", "cors", "https", "iops", "perhaps", "whereas"})
+_IRREGULAR = MappingProxyType({"ids": "id", "uris": "uri", "settings": "setting", "apis": "api"})
 
 # The last word of a name → the attribute class it denotes.
 ATTRIBUTE_WORDS: MappingProxyType[str, str] = MappingProxyType({
@@ -124,17 +115,13 @@ def caller_chosen(name: str, description: str) -> bool:
 
 
 def singular(word: str) -> str:
+    """A lower-case word's singular as the graph reads identifiers: `_IRREGULAR` and `_INVARIANT` first,
+    words ending in `ics`/`sis` as they are, else `spec.inflection.singular`."""
     if word in _IRREGULAR:
         return _IRREGULAR[word]
-    if len(word) <= 3 or word in _INVARIANT or word.endswith(("ss", "us", "is", "ics", "sis")):
+    if word in _INVARIANT or word.endswith(("ics", "sis")):
         return word
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes", "zes")):
-        return word[:-2]
-    if word.endswith("s"):
-        return word[:-1]
-    return word
+    return inflection.singular(word)
 
 
 def words(name: str) -> tuple[str, ...]:

@@ -60,6 +60,7 @@ from pydantic import Field
 
 from envfactory.spec import EnvSpec, SpecModel, Task, ToolSpec
 from envfactory.spec.benchmark import BenchmarkTask, BenchmarkToolSet
+from envfactory.spec.inflection import singular
 from envfactory.spec.task import ScriptedUser
 
 if TYPE_CHECKING:
@@ -116,14 +117,6 @@ _CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def _singular(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
 def split_words(text: str) -> list[str]:
     """Lower-case words of an identifier or a sentence: `getOrderDetails` → get, order, details."""
     return _WORD.findall(_CASE_BOUNDARY.sub(" ", text).lower())
@@ -133,7 +126,7 @@ def _canonical(words: Iterable[str], *, keep_filler: bool = False) -> list[str]:
     out: list[str] = []
     for word in words:
         for part in _ABBREVIATIONS.get(word, (word,)):
-            part = _singular(part)
+            part = singular(part)
             part = _VERBS.get(part, part)
             if keep_filler or part not in _FILLER:
                 out.append(part)
