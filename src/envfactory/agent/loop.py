@@ -79,6 +79,7 @@ from envfactory.spec import (
     content_hash,
     parse_json,
 )
+from envfactory.spec.schema_tools import local_definition
 
 if TYPE_CHECKING:
     from envfactory.agent.user import UserSimulator
@@ -162,6 +163,7 @@ def decision_schema(tool_names: Sequence[str]) -> JSONObject:
 
 # Bounds that grammar compilers unroll into huge repetitions (llama.cpp refuses a `maxLength: 4000`
 # string and then crashes while sampling); the session still validates the full schema.
+_INLINED_ROOTS = ("#/$defs/", "#/definitions/")
 _GRAMMAR_HEAVY = frozenset({"maxLength", "minLength", "maxItems", "minItems", "pattern", "uniqueItems"})
 
 
@@ -169,28 +171,23 @@ def relaxed_schema(schema: JSONValue) -> JSONValue:
     """`schema` for constrained decoding: local `$ref`s (`#/$defs/...`, `#/definitions/...`) inlined,
     and no length, item-count or pattern bounds (grammar converters fall back to "any JSON" on refs
     and unroll bounds into huge rules)."""
-    definitions: dict[str, JSONValue] = {}
-    if isinstance(schema, dict):
-        for key in ("$defs", "definitions"):
-            table = schema.get(key)
-            if isinstance(table, dict):
-                definitions.update({f"#/{key}/{name}": value for name, value in table.items()})
-    return _relax(schema, definitions, 0)
+    return _relax(schema, schema if isinstance(schema, dict) else {}, 0)
 
 
-def _relax(schema: JSONValue, definitions: dict[str, JSONValue], depth: int) -> JSONValue:
+def _relax(schema: JSONValue, root: dict[str, JSONValue], depth: int) -> JSONValue:
     if isinstance(schema, list):
-        return [_relax(item, definitions, depth) for item in schema]
+        return [_relax(item, root, depth) for item in schema]
     if not isinstance(schema, dict):
         return schema
     ref = schema.get("$ref")
-    if isinstance(ref, str) and ref in definitions and depth < 8:  # bounded: recursive schemas stay finite
-        target = _relax(definitions[ref], definitions, depth + 1)
+    found = local_definition(root, ref, _INLINED_ROOTS) if isinstance(ref, str) and depth < 8 else None
+    if found is not None:  # depth-bounded: recursive schemas stay finite
+        target = _relax(found, root, depth + 1)
         if not isinstance(target, dict):
             return target
-        siblings = {k: _relax(v, definitions, depth) for k, v in schema.items() if k != "$ref"}
+        siblings = {k: _relax(v, root, depth) for k, v in schema.items() if k != "$ref"}
         return {**target, **siblings}
-    return {key: _relax(value, definitions, depth) for key, value in schema.items()
+    return {key: _relax(value, root, depth) for key, value in schema.items()
             if key not in ("$defs", "definitions") and not (key in _GRAMMAR_HEAVY and not isinstance(value, dict))}
 
 

@@ -46,6 +46,7 @@ from envfactory.resources import (
 )
 from envfactory.resources.catalog import EMBED_BATCH, SearchMode
 from envfactory.resources.provision import steps as setup_steps
+from envfactory.spec.schema_tools import ref_name
 
 app = typer.Typer(
     name="resources",
@@ -304,7 +305,7 @@ def _print_operation(op: dict[str, Any]) -> None:
         table.add_column(column, overflow="fold")
     for name, prop in (schema.get("properties") or {}).items():
         prop = prop if isinstance(prop, dict) else {}
-        kind = prop.get("type") or ("$ref " + prop["$ref"].rsplit("/", 1)[-1] if "$ref" in prop else "")
+        kind = prop.get("type") or ("$ref " + ref_name(prop["$ref"]) if "$ref" in prop else "")
         where = prop.get("x-aws-location") or prop.get("x-google-location") or prop.get("x-in") or ""
         table.add_row(Text(name), Text(str(kind)), "yes" if name in required else "", Text(str(where)),
                       Text(_short(str(prop.get("description", "")).split("\n", 1)[0], 90)))

@@ -41,6 +41,7 @@ __all__ = [
     "deref",
     "flatten",
     "json_type",
+    "local_definition",
     "merge",
     "object_properties",
     "pointer_target",
@@ -123,6 +124,17 @@ def pointer_target(root: Any, ref: str) -> Any:
         else:
             raise ValueError(f"cannot resolve $ref {ref!r}")
     return node
+
+
+def local_definition(root: Any, ref: str, roots: tuple[str, ...] = DEFINITION_ROOTS) -> Any:
+    """The definition of `root` that `ref` names when it starts with one of `roots` (`#/$defs/X`, ...),
+    resolved as a JSON pointer; None when it names none (or the definition is JSON null)."""
+    if definition_name(ref, roots) is None:
+        return None
+    try:
+        return pointer_target(root, ref)
+    except ValueError:
+        return None
 
 
 def deref(schema: Any, root: Mapping[str, Any], max_hops: int = 32) -> Any:
