@@ -31,7 +31,7 @@ from envfactory.errors import SandboxRequiredError, SpecError, ToolCrash, ToolEr
 from envfactory.runtime.backend import PreparedCall
 from envfactory.runtime.declarative import DeclarativeBackend
 from envfactory.runtime.declarative.compile import check_sealed
-from envfactory.runtime.declarative.store import RecordStore
+from envfactory.runtime.declarative.records import RecordStore
 from envfactory.runtime.sources import CallContext
 from envfactory.spec import (
     DeclarativeImplementation,

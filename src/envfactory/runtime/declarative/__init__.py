@@ -2,6 +2,6 @@
 
 from envfactory.runtime.declarative.compile import compile_source
 from envfactory.runtime.declarative.engine import DeclarativeBackend
-from envfactory.runtime.declarative.store import RecordStore
+from envfactory.runtime.declarative.records import RecordStore
 
 __all__ = ["DeclarativeBackend", "RecordStore", "compile_source"]

@@ -38,7 +38,7 @@ from envfactory.runtime.declarative.plan import (
     Transaction,
     parse_reference_path,
 )
-from envfactory.runtime.declarative.store import Collection, RecordStore
+from envfactory.runtime.declarative.records import Collection, RecordStore
 from envfactory.runtime.diff import escape_pointer, json_diff
 from envfactory.runtime.sources import CallContext
 from envfactory.runtime.validation import CompiledSchema

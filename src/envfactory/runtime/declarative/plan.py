@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envfactory.runtime.declarative.expressions import CompiledCond, CompiledExpr, compile_cond, compile_expr
-from envfactory.runtime.declarative.store import RecordStore
+from envfactory.runtime.declarative.records import RecordStore
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec.declarative import (
     AdjustEffect,
