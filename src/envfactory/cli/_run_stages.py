@@ -165,9 +165,11 @@ def _synth_tasks(ctx: RunContext) -> StageManifest:
     def progress(event: SynthProgress) -> None:
         ctx.say(f"synth-tasks: {event.kept}/{event.target} tasks kept after {event.candidates} candidates")
 
+    graphs = _stage_graphs(ctx)
     # resume=True: an unfinished stage directory of this run is this run's own (the run refuses others)
     deps = SynthDeps(run_id=ctx.run_id, benchmark_tasks=benchmark_tasks(), resume=True, progress=progress,
-                     graphs=_stage_graphs(ctx), executor=_fan_out_executor(ctx))
+                     graphs=graphs, graphs_dir=StageDir(ctx.run, "graph").path if graphs is not None else None,
+                     executor=_fan_out_executor(ctx))
     return run_synth_tasks(config, ctx.workspace, deps)
 
 

@@ -42,6 +42,7 @@ from envfactory.eval.run import (
     DEFAULT_SAMPLE,
     SUITES,
     EvalConfig,
+    FanOut,
     SuiteSelection,
     require_suites,
     run_eval,
@@ -163,8 +164,14 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue a run, skipping finished attempts.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the LLM response cache.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="serial (this process, default), pool or ray: "
+                                          "where attempts run; results are the same.")] = "serial",
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Pool processes or local Ray CPUs.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster.")] = None,
 ) -> None:
     """Run an agent on task suites; write attempts, a JSON and a Markdown report under runs/<run-id>/."""
+    if executor not in ("serial", "pool", "ray"):
+        raise SpecError(f"--executor must be serial, pool or ray, not {executor!r}")
     if control not in ("decide", "native"):
         raise SpecError(f"--control must be decide or native, not {control!r}")
     mode: Literal["decide", "native"] = "decide" if control == "decide" else "native"
@@ -200,7 +207,14 @@ def run(
                     label = "attempts" if event.record is None else f"{event.record.suite} {event.record.source_id}"
                     progress.update(bar, completed=event.done, description=label)
 
-                report = run_eval(config, client, run_dir, items, resume=resume, on_progress=on_progress)
+                fan_out = _fan_out(executor, workers, ray_address, settings,
+                                   None if cache is None else space.llm_cache_path, run_dir, space)
+                try:
+                    report = run_eval(config, client, run_dir, items, resume=resume, on_progress=on_progress,
+                                      fan_out=fan_out)
+                finally:
+                    if fan_out is not None:
+                        fan_out.executor.close()
     finally:
         if cache is not None:
             cache.close()
@@ -216,6 +230,21 @@ def run(
     out.print(_summary(report))
     out.print(Text(f"{elapsed:.1f}s · {usage.calls} LLM call(s), {usage.cached_calls} cached · "
                    f"report {run_dir.path / 'report.md'}", style="dim"))
+
+
+def _fan_out(kind: str, workers: int | None, ray_address: str | None, settings: LLMSettings, cache_path: Path | None,
+             run_dir: RunDir, space: Workspace) -> FanOut | None:
+    """Where attempts run: None (this process) for `serial`, else the executor and the model its workers open."""
+    if kind == "serial" and ray_address is None:
+        return None
+    from envfactory.exec import make_executor, usable_cores
+    from envfactory.llm.workers import worker_model
+    from envfactory.spec.pipeline import ExecutorConfig
+
+    chosen = make_executor(ExecutorConfig(kind="ray" if ray_address else kind, workers=workers,
+                                          ray_address=ray_address))
+    model = worker_model(settings, cache_path, threads=max(1, usable_cores() // max(1, chosen.workers)))
+    return FanOut(executor=chosen, model=model, workdir=run_dir.path / "work", envs_dir=space.envs_dir)
 
 
 app.command("contamination")(contamination)  # `eval contamination`: envfactory.cli.contamination

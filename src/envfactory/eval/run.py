@@ -17,6 +17,9 @@ Contract:
   changed config (`config.json`).
 - BFCL backends run in sandbox workers (they evaluate model-provided values); τ² runs in-process (fixed
   benchmark code on a pydantic DB, `calculate` without eval).
+- Attempts run in this process, or with `fan_out` as `exec` work items on a process pool or Ray
+  (`eval.work.eval_attempt`: each worker selects the tasks and opens the model itself); records are
+  appended in the serial order either way.
 - The report (`report.json`, `report.md`, SVG charts) is rebuilt from all records at the end.
   Same config, seed and client answers give byte-identical `attempts.jsonl` and reports (no timings).
 """
@@ -37,14 +40,16 @@ from envfactory.agent import AgentSettings, Episode, UserSettings, UserSimulator
 from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.eval import bfcl, tau2
 from envfactory.eval.report import PASS_THRESHOLD, AttemptRecord, EvalReport, build_report, write_report
+from envfactory.exec import Executor, Outcome
 from envfactory.llm import LLMClient
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import Reward, SpecModel, Task, content_hash
+from envfactory.spec.work_items import WorkerModel
 from envfactory.store import RunDir
 from envfactory.verify.rewards import task_reward
 
-__all__ = ["ATTEMPTS_FILE", "DEFAULT_SAMPLE", "SUITES", "EvalConfig", "EvalRunError", "Progress",
+__all__ = ["ATTEMPTS_FILE", "DEFAULT_SAMPLE", "SUITES", "EvalConfig", "EvalRunError", "FanOut", "Progress",
            "SuiteSelection", "read_attempts", "run_eval", "select_tasks"]
 
 Suite = Literal["bfcl_base", "bfcl_miss_func", "tau2_airline", "tau2_retail", "tasks"]
@@ -329,33 +334,82 @@ def run_eval(
     resume: bool = False,
     user_client: LLMClient | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    fan_out: FanOut | None = None,
 ) -> EvalReport:
     """Run every (item, attempt) not yet finished, append each record, and write the report.
 
-    `user_client` drives the user simulator (default: `client`).
+    `user_client` drives the user simulator (default: `client`). With `fan_out`, attempts run as work
+    items on its executor (`eval.work.eval_attempt`); records are appended in the serial order as the
+    in-order prefix completes, so `attempts.jsonl` is the same file either way.
     """
     attempts_path = run_dir.path / ATTEMPTS_FILE
     done_records = _prepare(run_dir, config, resume)
     done = {r.key for r in done_records}
-    user = UserSimulator(user_client or client, config.user)
     total = len(items) * config.k
     finished = sum(1 for item, a in _iterate(items, config.k) if (item.suite, item.task.id, a) in done)
     if on_progress:
         on_progress(Progress(finished, total, None))
-    for item, attempt in _iterate(items, config.k):
-        if (item.suite, item.task.id, attempt) in done:
-            continue
-        record = run_attempt(config, client, user, item, attempt)
+    todo = [(item, attempt) for item, attempt in _iterate(items, config.k)
+            if (item.suite, item.task.id, attempt) not in done]
+
+    def finish(record: AttemptRecord) -> None:
+        nonlocal finished
         _append(attempts_path, record)
         finished += 1
         if on_progress:
             on_progress(Progress(finished, total, record))
+
+    if fan_out is not None:
+        _run_on_executor(config, todo, fan_out, finish)
+    else:
+        user = UserSimulator(user_client or client, config.user)
+        for item, attempt in todo:
+            finish(run_attempt(config, client, user, item, attempt))
     records = read_attempts(attempts_path)
     selected = {(item.suite, item.task.id) for item in items}
     report = build_report(run_dir.run_id, config.model, config.k, config.seed,
                           [r for r in records if (r.suite, r.task_id) in selected])
     write_report(run_dir.path, report)
     return report
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Where attempts run when not in this process: an `exec` executor, the models its workers open
+    (`WorkerModel`s; `user_model` None: the agent's), a directory every worker can write (generated BFCL
+    backends) and the workspace's own environments."""
+
+    executor: Executor
+    model: WorkerModel
+    workdir: Path
+    user_model: WorkerModel | None = None
+    envs_dir: Path | None = None
+
+
+def _run_on_executor(config: EvalConfig, todo: Sequence[tuple[EvalItem, int]], fan_out: FanOut,
+                     finish: Callable[[AttemptRecord], None]) -> None:
+    from envfactory.eval.work import EvalAttemptItem, eval_attempt  # the work module imports this one
+
+    work = [EvalAttemptItem(config=config, suite=item.suite, task_id=item.task.id, attempt=attempt,
+                            model=fan_out.model, user_model=fan_out.user_model, workdir=str(fan_out.workdir),
+                            envs_dir=str(fan_out.envs_dir or "")) for item, attempt in todo]
+    arrived: dict[int, AttemptRecord] = {}
+    written = [0]
+
+    def in_order(outcome: Outcome[AttemptRecord]) -> None:
+        if outcome.result is None:
+            return
+        arrived[outcome.index] = outcome.result
+        while written[0] in arrived:  # only the in-order prefix: the file's order is the serial one
+            finish(arrived.pop(written[0]))
+            written[0] += 1
+
+    outcomes = fan_out.executor.map(eval_attempt, work, on_outcome=in_order)
+    failed = [f"{w.suite} {w.task_id[:12]}#{w.attempt}: {o.error}" for w, o in zip(work, outcomes, strict=True)
+              if o.result is None]
+    if failed:
+        raise EvalRunError(f"{len(failed)} attempt(s) failed on the {fan_out.executor.name} executor (finished "
+                           "ones are kept; rerun with --resume): " + "; ".join(failed[:3]))
 
 
 def run_attempt(config: EvalConfig, client: LLMClient, user: UserSimulator, item: EvalItem,

@@ -43,6 +43,8 @@ class SynthBatchItem(SpecModel):
     config: SynthTasksConfig
     number: int = Field(ge=0)
     benchmark_path: str
+    graphs_dir: str = Field(default="", description="a finished graph stage whose per-environment graphs "
+                            "the planner samples from (empty: the worker builds the same graphs itself)")
 
 
 class TrajectoryWorkItem(SpecModel):

@@ -92,6 +92,8 @@ class SynthDeps:
     executor: Executor | None = None
     """Where batches run (`exec`: serial, a process pool, Ray); None: in this process. Workers rebuild the
     environments and graphs from the config (`synth.work.synth_batch`); the artifacts are the same."""
+    graphs_dir: Path | None = None
+    """The finished graph stage `graphs` came from, where workers read them instead of building them."""
 
 
 @dataclass(slots=True)
@@ -281,7 +283,8 @@ def _batch_computer(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
     benchmark_path = _shared_input(workspace, "benchmark-tasks", [t.to_json_bytes() for t in deps.benchmark_tasks])
 
     def on_executor(numbers: list[int]) -> list[SynthBatch]:
-        items = [SynthBatchItem(config=config, number=n, benchmark_path=str(benchmark_path)) for n in numbers]
+        items = [SynthBatchItem(config=config, number=n, benchmark_path=str(benchmark_path),
+                                graphs_dir=str(deps.graphs_dir or "")) for n in numbers]
         outcomes = executor.map(synth_batch, items)
         failed = [f"batch {n}: {o.error}" for n, o in zip(numbers, outcomes, strict=True) if o.result is None]
         if failed:

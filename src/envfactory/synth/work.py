@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from envfactory.graph.stage import read_stage_graphs
 from envfactory.llm.workers import worker_client
 from envfactory.runtime import Environment
 from envfactory.spec.benchmark import BenchmarkTask
@@ -35,7 +36,7 @@ class _TaskContext:
 
 def synth_batch(item: SynthBatchItem) -> SynthBatch:
     """The `SynthBatch` of candidate batch `item.number` under `item.config` (see the module contract)."""
-    context = _task_context(item.config.to_json_bytes(), item.benchmark_path)
+    context = _task_context(item.config.to_json_bytes(), item.benchmark_path, item.graphs_dir)
     return _batch(context.planner, context.envs, item.config, item.number, context.benchmark_tasks)
 
 
@@ -48,9 +49,9 @@ def synth_trajectory(item: TrajectoryWorkItem) -> TrajectoryItem:
 # Per-process memos of a worker's context (environments, graphs, planner, opened models): results never
 # depend on them, only the cost of the first item a worker runs does.
 @functools.lru_cache(maxsize=2)
-def _task_context(config_bytes: bytes, benchmark_path: str) -> _TaskContext:
+def _task_context(config_bytes: bytes, benchmark_path: str, graphs_dir: str) -> _TaskContext:
     config = SynthTasksConfig.model_validate_json(config_bytes)
-    loaded = load_synth_envs(config)
+    loaded = load_synth_envs(config, read_stage_graphs(Path(graphs_dir)) if graphs_dir else None)
     lines = Path(benchmark_path).read_bytes().splitlines()
     return _TaskContext(planner=Planner(loaded.envs, config), envs={s.name: s.env for s in loaded.envs},
                         benchmark_tasks=[BenchmarkTask.model_validate_json(line) for line in lines if line.strip()])
