@@ -74,6 +74,8 @@ def _set(params: dict[str, Any], path: str, value: Any) -> None:
 
 
 def run_script(script: ReferenceScript) -> ReferenceRun:
+    """Run `script`'s calls against moto's mocked AWS in this process, in order, and give one outcome per
+    call (response or error code; parameters the service does not define are dropped and listed)."""
     import boto3
     from botocore.exceptions import ClientError, ParamValidationError
     from moto import mock_aws
@@ -115,6 +117,7 @@ def run_script(script: ReferenceScript) -> ReferenceRun:
 
 
 def main() -> None:
+    """Worker entry point: a `ReferenceScript` as JSON on stdin, its `ReferenceRun` as JSON on stdout."""
     script = ReferenceScript.model_validate_json(sys.stdin.buffer.read())
     sys.stdout.buffer.write(run_script(script).to_json_bytes())
 

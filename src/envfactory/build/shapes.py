@@ -132,6 +132,8 @@ class ResourceGroup:
 
 
 def provider_style(op: Operation) -> str:
+    """How an operation names its resource: `aws` or `google` by provider, `path` for an HTTP operation
+    with a path, else `name` (read from the operation name)."""
     if op.provider == "aws":
         return "aws"
     if op.provider == "google":
@@ -143,6 +145,8 @@ def provider_style(op: Operation) -> str:
 
 
 def verb_role(verb: str) -> OperationRole:
+    """The CRUD role a leading verb gives an operation (`create`, `read`, `list`, `update`, `delete`), or
+    `action`."""
     if verb in _CREATE:
         return "create"
     if verb in _READ:
@@ -157,6 +161,7 @@ def verb_role(verb: str) -> OperationRole:
 
 
 def shape_of(op: Operation) -> OperationShape:
+    """The resource and role of one operation, read the way its `provider_style` names things."""
     style = provider_style(op)
     if style == "google":
         return _google_shape(op)

@@ -138,6 +138,8 @@ def run_call(instance: Any, name: str, arguments: dict[str, Any]) -> str:
 
 
 def public_attributes(instance: Any) -> dict[str, Any]:
+    """An instance's attributes not starting with `_`, as JSON values (BFCL compares these as the backend's
+    state)."""
     return {key: to_json(value) for key, value in vars(instance).items() if not key.startswith("_")}
 
 

@@ -125,6 +125,8 @@ def _grouped(records: Sequence[AttemptRecord], keys: Callable[[AttemptRecord], I
 
 
 def build_report(run_id: str, model: str, k: int, seed: int, records: Iterable[AttemptRecord]) -> EvalReport:
+    """The `EvalReport` of one run: metrics overall and grouped, from its attempt records in a stable
+    order."""
     rows = _sorted(records)
     return EvalReport(
         run_id=run_id, model=model, k=k, seed=seed,

@@ -67,6 +67,8 @@ def task_tools(task: Task, envs: Mapping[str, EnvSpec], turn: int | None = None)
 
 def row_meta(task: Task, trajectory_id: str, split: SplitName, envs: Mapping[str, EnvSpec],
              row_id: str, turn: int | None = None) -> RowMeta:
+    """The metadata of one exported row: its ids, split, environment names and their domains (sorted), and
+    the turn for per-turn rows."""
     names = [ref.name for ref in task.envs]
     domains = sorted({envs[name].meta.domain for name in names if envs[name].meta.domain})
     return RowMeta(row_id=row_id, task_id=task.id, trajectory_id=trajectory_id, split=split, envs=names,

@@ -43,10 +43,13 @@ def query_text(task: Task) -> str:
 
 
 def normalise(text: str) -> str:
+    """Lower-case words of `text` joined by single spaces (punctuation dropped), for near-duplicate checks."""
     return " ".join(_WORD.findall(text.lower()))
 
 
 def shingles(text: str, size: int) -> frozenset[str]:
+    """The set of `size`-word windows of the normalised text (the whole text when it is shorter; empty for
+    no words)."""
     words = normalise(text).split()
     if len(words) <= size:
         return frozenset([" ".join(words)]) if words else frozenset()
@@ -54,6 +57,7 @@ def shingles(text: str, size: int) -> frozenset[str]:
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two shingle sets (1.0 when both are empty)."""
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)

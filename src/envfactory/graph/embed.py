@@ -25,6 +25,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s")
 
 
 def first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of `text` with white space folded, cut to `limit` characters."""
     text = " ".join(text.split())
     head = _SENTENCE.split(text, maxsplit=1)[0] if text else ""
     return head[:limit]

@@ -68,6 +68,7 @@ class EdgeLabel(SpecModel):
 
 
 def default_labels_path() -> Path:
+    """The packaged hand-labelled edge file (`graph/data/edge_labels.jsonl`)."""
     from importlib import resources
 
     return Path(str(resources.files("envfactory.graph") / "data" / "edge_labels.jsonl"))

@@ -34,6 +34,7 @@ class Slot:
 
 
 def make_slot(path: str, required: bool, providable: bool, producers: tuple[Producer, ...]) -> Slot:
+    """A `Slot` with, for each producing tool, the first of its producers as listed."""
     best: dict[int, Producer] = {}
     for producer in producers:
         best.setdefault(producer.tool, producer)

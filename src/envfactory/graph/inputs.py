@@ -42,14 +42,18 @@ class Normalised:
 
 
 def safe_name(text: str, limit: int = 64) -> str:
+    """`text` with runs of unsafe characters made `_`, trimmed, cut to `limit` (`unnamed` when nothing is
+    left)."""
     return (_UNSAFE.sub("_", text).strip("_") or "unnamed")[:limit]
 
 
 def tool_id(server: str, tool: str) -> str:
+    """The graph-wide id of a tool: `<server>__<tool>`."""
     return f"{server}__{tool}"
 
 
 def from_env_spec(spec: EnvSpec, origin: str = "") -> ToolSet:
+    """The tools of one environment as a `ToolSet` named after it."""
     return ToolSet(server=spec.meta.name, tools=tuple(spec.tools), origin=origin or f"environment {spec.meta.name}")
 
 
@@ -63,6 +67,7 @@ def _effect(op: Operation) -> str:
 
 
 def tool_from_operation(op: Operation) -> ToolSpec:
+    """A catalog operation as a `ToolSpec` (safe names; the original field names kept in its source)."""
     props = op.input_schema.get("properties")
     names = {safe_name(str(k)): str(k) for k in props} if isinstance(props, dict) else {}
     return ToolSpec(
@@ -77,6 +82,7 @@ def tool_from_operation(op: Operation) -> ToolSpec:
 
 
 def server_for_operation(op: Operation) -> str:
+    """The server name an operation's tool is listed under: `<provider>-<service>`, made safe."""
     return safe_name(f"{op.provider}-{op.service}")
 
 

@@ -21,15 +21,18 @@ from envfactory.store import write_atomic
 
 
 def graph_bytes(graph: ToolGraph) -> bytes:
+    """The canonical file bytes of a graph (sorted keys, one trailing newline)."""
     return orjson.dumps(graph.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
 def save_graph(graph: ToolGraph, path: Path) -> None:
+    """Write a graph to `path` atomically, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, graph_bytes(graph))
 
 
 def load_graph(path: Path) -> ToolGraph:
+    """Read a graph file. Raises `GraphInputError` when it is missing, not JSON or not a valid graph."""
     try:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError as exc:
@@ -47,6 +50,7 @@ def load_graph(path: Path) -> ToolGraph:
 
 
 def save_chains(chains: Iterable[Chain], path: Path) -> int:
+    """Write chains as JSON lines to `path` atomically; returns how many were written."""
     lines = [orjson.dumps(c.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS) for c in chains]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, b"\n".join(lines) + (b"\n" if lines else b""))

@@ -116,6 +116,7 @@ NO_MATCH = Match(0.0, False, "")
 
 
 def last_segment(path: str) -> str:
+    """The last field name of a dotted path, without `[]` (`a.b[]` -> `b`)."""
     segment = path.rsplit(".", 1)[-1]
     return segment.removesuffix("[]") or path.replace("[]", "").rsplit(".", 1)[-1]
 
@@ -186,6 +187,8 @@ def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
 
 def make_view(index: int, tool: int, service: str, f: Field, direction: str, tool_entity: tuple[str, ...],
               owned: frozenset[str] = frozenset()) -> FieldView:
+    """The matching view of one input or output field: its reference, accepted references, name key and
+    whether matching skips it (pagination, caller-chosen, booleans, empty containers)."""
     name = last_segment(f.path)
     ref = output_ref(f, tool_entity) if direction == "output" else name_ref(name)
     accepts = input_refs(f, tool_entity) if direction == "input" else ()
@@ -216,6 +219,8 @@ def _scalar_ok(a: str, b: str) -> bool:
 
 
 def types_compatible(out: FieldView, inp: FieldView) -> bool:
+    """Whether an output field's values can fill an input field (formats, arrays and their items, scalar
+    types)."""
     if out.format and inp.format and out.format != inp.format:
         return False
     if inp.type == "array":
@@ -300,6 +305,7 @@ def _entity_keys(entity: tuple[str, ...]) -> Iterable[tuple[str, str]]:
 
 
 def output_keys(out: FieldView) -> set[tuple[str, str]]:
+    """The index keys an output field is found under: its entity words, name key and attribute."""
     keys = set(_entity_keys(out.ref.entity))
     keys.add(("n", out.name_key))
     keys.add(("a", out.ref.attribute))
@@ -307,6 +313,7 @@ def output_keys(out: FieldView) -> set[tuple[str, str]]:
 
 
 def input_keys(inp: FieldView) -> set[tuple[str, str]]:
+    """The index keys an input field looks up: its name key and the entities (and attributes) it accepts."""
     keys: set[tuple[str, str]] = {("n", inp.name_key)}
     for acc in inp.accepts:
         keys.update(_entity_keys(acc.entity))

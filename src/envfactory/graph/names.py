@@ -136,6 +136,7 @@ def words(name: str) -> tuple[str, ...]:
 
 
 def compact(tokens: tuple[str, ...]) -> str:
+    """Words joined without separators (`(task, list)` -> `tasklist`)."""
     return "".join(tokens)
 
 
@@ -316,4 +317,6 @@ def entities_compatible(a: tuple[str, ...], b: tuple[str, ...], *, same_service:
 
 
 def attributes_compatible(out_attr: str, in_attr: str) -> bool:
+    """Whether an output attribute can fill an input asking for another one (today: only the same
+    attribute)."""
     return out_attr == in_attr

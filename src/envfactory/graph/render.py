@@ -220,6 +220,7 @@ def _svg_item(item: Item) -> str:
 
 
 def scene_svg(scene: Scene) -> str:
+    """A laid-out scene as a standalone SVG document."""
     head = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{scene.width}' height='{scene.height}' "
             f"viewBox='0 0 {scene.width} {scene.height}' {FONT} font-size='{FONT_SIZE}'>")
     background = f"<rect x='0' y='0' width='{scene.width}' height='{scene.height}' fill='white'/>"
@@ -239,6 +240,7 @@ def neighbourhood_svg(graph: ToolGraph, tool_id: str, *, max_neighbours: int = 1
 
 
 def html_page(title: str, svg: str, edges: list[Edge]) -> str:
+    """An HTML page with the SVG and a table of the edges (every text escaped)."""
     rows = "\n".join(
         f"<tr><td>{escape(e.source)}</td><td>{escape(e.target)}</td><td>{e.kind}</td><td>{e.provenance}</td>"
         f"<td>{e.score:.2f}</td><td>{escape(e.evidence)}</td></tr>" for e in edges

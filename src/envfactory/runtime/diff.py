@@ -8,6 +8,7 @@ from envfactory.spec import StateChange, StateDiff
 
 
 def escape_pointer(token: str) -> str:
+    """A key as a JSON-pointer token (`~` -> `~0`, `/` -> `~1`)."""
     return token.replace("~", "~0").replace("/", "~1")
 
 
@@ -36,4 +37,5 @@ def _is_number(value: Any) -> bool:
 
 
 def diff_states(before: Any, after: Any) -> StateDiff:
+    """The `StateDiff` that turns `before` into `after` (see `json_diff`)."""
     return StateDiff(changes=json_diff(before, after))

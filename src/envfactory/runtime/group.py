@@ -24,6 +24,7 @@ Naming = Literal["qualified", "plain"]
 
 
 def qualified_name(env: str, tool: str) -> str:
+    """A tool's name within a session group: `<env><SEPARATOR><tool>`."""
     return f"{env}{SEPARATOR}{tool}"
 
 

@@ -38,10 +38,12 @@ LIBRARY_CONFIG_FILE = "config.json"
 
 
 def bundled_envs_root() -> Path:
+    """The folder of the environments shipped in the package (`envfactory/envs`)."""
     return Path(str(resources.files("envfactory") / "envs"))
 
 
 def bundled_env_names() -> list[str]:
+    """Names of the bundled environments (folders with a source or a spec), sorted."""
     root = bundled_envs_root()
     return sorted(p.name for p in root.iterdir() if (p / SOURCE_FILE).is_file() or (p / SPEC_FILE).is_file())
 
@@ -74,6 +76,7 @@ def library_config(library: Path | None = None) -> LibraryConfig:
 
 
 def library_env_names() -> list[str]:
+    """Names of the shipped library's environments (folders with a spec), sorted; empty without a library."""
     root = library_root()
     if not root.is_dir():
         return []
@@ -81,6 +84,7 @@ def library_env_names() -> list[str]:
 
 
 def describe_validation_error(what: str, exc: ValidationError) -> str:
+    """A readable list of a pydantic validation error's first 20 problems, each with its location."""
     lines = []
     for err in exc.errors()[:20]:
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
@@ -90,6 +94,7 @@ def describe_validation_error(what: str, exc: ValidationError) -> str:
 
 
 def read_json_file(path: Path) -> Any:
+    """The JSON value of a file. Raises `SpecError` when it is missing or not JSON."""
     try:
         return orjson.loads(path.read_bytes())
     except FileNotFoundError as exc:
@@ -175,6 +180,7 @@ def _python_backend(
 
 
 def load_seeds(directory: Path) -> dict[str, Any]:
+    """The seed states of an environment folder (`seeds/*.json`) by name, in name order."""
     seeds_dir = directory / "seeds"
     if not seeds_dir.is_dir():
         return {}

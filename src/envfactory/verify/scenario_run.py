@@ -34,6 +34,9 @@ class ScenarioOutcome:
 
 
 def run_scenario(env: Environment, scenario: ScenarioTest, *, seed: int = 0) -> ScenarioOutcome:
+    """Run one scenario test against an environment: open a session on its initial state (a seed name, a
+    state or empty), make its calls and check each against its expectation; the outcome lists every problem
+    and the tool that failed first."""
     initial: Any = scenario.initial_state
     try:
         if isinstance(initial, str):

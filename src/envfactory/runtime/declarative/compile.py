@@ -130,6 +130,8 @@ def state_schema(collections: dict[str, CollectionDecl]) -> dict[str, Any]:
 
 
 def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> dict[str, Any]:
+    """The JSON Schema of an operation's result: the collection's record, a page of records for `list`, or
+    the deleted key for `delete`."""
     record = collections[op.collection].record_schema
     if op.kind == "list":
         return {

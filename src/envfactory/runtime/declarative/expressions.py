@@ -100,6 +100,7 @@ def in_range(value: float | int, what: str) -> float | int:
 
 
 def compile_expr(expr: Any) -> CompiledExpr:
+    """An expression of the declarative format as a function of the call's scope."""
     if isinstance(expr, ArgExpr):
         path, default = expr.path, expr.default
         if "." not in path:
@@ -214,6 +215,7 @@ def ordered(op: str, left: Any, right: Any) -> bool:
 
 
 def compile_cond(cond: Any) -> CompiledCond:
+    """A condition of the declarative format as a predicate over the call's scope."""
     if isinstance(cond, CompareCond):
         op, left, right = cond.op, compile_expr(cond.left), compile_expr(cond.right)
         return lambda s: _compare(op, left(s), right(s))
