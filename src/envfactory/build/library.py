@@ -130,6 +130,8 @@ class BuildEvent:
 
 @dataclass(slots=True)
 class BuildPaths:
+    """Where a library build keeps its files under `root` (config, proposals, outcomes, environments,
+    rejections, funnel, timings)."""
     root: Path
 
     @property
@@ -735,6 +737,8 @@ def export_library(build_root: Path, target: Path) -> LibraryIndex:
 
 @dataclass(frozen=True, slots=True)
 class Reproduction:
+    """Whether one shipped environment was rebuilt with the same spec hash and report digest, and what
+    differed."""
     name: str
     spec_same: bool
     report_same: bool

@@ -131,12 +131,15 @@ def env_name(backend: str) -> str:
 # -- data ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Call:
+    """One function call as BFCL writes it: a name and its keyword arguments."""
     name: str
     arguments: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class BfclEntry:
+    """One BFCL multi-turn test entry: questions per turn, the initial backend config, the classes
+    involved, functions held back per turn and the gold calls per turn."""
     id: str
     category: Category
     questions: list[list[dict[str, Any]]]
@@ -350,6 +353,8 @@ def execute(
 
 @dataclass(frozen=True)
 class Verdict:
+    """BFCL's checker verdict on one entry: valid, or the namespaced error type, the turn it happened at
+    and a message."""
     valid: bool
     error_type: str = ""
     turn: int | None = None

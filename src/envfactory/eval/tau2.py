@@ -327,6 +327,7 @@ def replay(case: Tau2Case, env: Environment, steps: Sequence[Step]) -> Replay:
 
 @dataclass(frozen=True)
 class Tau2Verdict:
+    """Our τ² reward of one episode and its components (database, actions, communicated information)."""
     db: bool
     action: bool
     communicate: bool
@@ -454,6 +455,8 @@ def corrupt(kind: str, steps: list[Step], writes: set[str], seed: str) -> list[S
 
 @dataclass
 class Tau2Agreement:
+    """Running tally of how often our τ² rewards agree with the official evaluator's, overall and per
+    component, with the cases that disagree."""
     cases: int = 0
     ours_pass: int = 0
     official_pass: int = 0

@@ -110,6 +110,7 @@ def _parse_object(text: str) -> JSONValue:
 
 @dataclass(frozen=True, slots=True)
 class LlamaFactoryResult:
+    """One row in LlamaFactory's sharegpt layout and how many assistant texts had to be dropped to make it."""
     row: LlamaFactoryRow
     dropped_text: int
     """assistant messages whose visible text beside tool calls could not be kept"""

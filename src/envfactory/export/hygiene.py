@@ -65,6 +65,7 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class HygieneResult:
+    """The tasks that pass the hygiene checks, in order, and a drop record for each one that does not."""
     kept: list[Task]
     drops: list[ExportDrop]
 

@@ -85,6 +85,7 @@ class ExportInputs:
 
 @dataclass(slots=True)
 class ExportResult:
+    """Everything an export writes: file contents by relative path, and its manifest."""
     files: dict[str, bytes]
     manifest: ExportManifest
 

@@ -98,6 +98,8 @@ def _conversation_part(text: str, messages: Sequence[SFTMessage], tools: list[JS
 
 @dataclass(frozen=True, slots=True)
 class RenderCheck:
+    """A rendered row's token count, and the problem that makes it unusable (None when it renders within
+    the limit)."""
     tokens: int
     problem: str | None = None
     detail: str = ""

@@ -98,6 +98,8 @@ class Prepared:
 
 @dataclass(slots=True)
 class BuildResult:
+    """A built tool graph with the seconds each step took, the LLM requests made and the problems they
+    reported."""
     graph: ToolGraph
     timings: dict[str, float] = field(default_factory=dict)
     llm_requests: int = 0

@@ -100,6 +100,8 @@ def label_services(rows: Iterable[EdgeLabel]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Scored:
+    """One labelled row with what each method said of it: the schema match, the embedding cosine, the LLM
+    review, and why a row could not be scored."""
     row: EdgeLabel
     schema: Match | None
     cosine: float | None
@@ -110,6 +112,8 @@ class Scored:
 
 @dataclass(slots=True)
 class Scoring:
+    """The scored rows of an evaluation, with the counts of tools and fields and the models and LLM
+    requests used."""
     rows: list[Scored] = field(default_factory=list)
     tools: int = 0
     fields: int = 0
@@ -245,6 +249,7 @@ def _cosines(prepared: Prepared, pairs: Sequence[tuple[int, int]], embedder: Emb
 
 @dataclass(frozen=True, slots=True)
 class Metric:
+    """Confusion counts of one method on one split, and whether the method could run at all."""
     name: str
     split: str
     tp: int
@@ -308,6 +313,8 @@ def predictions(rows: Sequence[Scored], thresholds: Thresholds) -> dict[str, dic
 
 @dataclass(slots=True)
 class Report:
+    """An evaluation report: the thresholds used, a metric per method and split, and the rows that could
+    not be found."""
     thresholds: Thresholds
     metrics: list[Metric]
     rows: int

@@ -33,6 +33,9 @@ _TYPES: frozenset[str] = frozenset({"string", "integer", "number", "boolean", "o
 
 @dataclass(frozen=True, slots=True)
 class Field:
+    """One field of a flattened schema: its dotted path (ours and the source's), type, format, enum,
+    description, whether it is required, a container or an input slot, the `$ref` names it and its parent
+    carry, its properties and depth."""
     path: str
     source_path: str
     type: ParamType
@@ -51,6 +54,7 @@ class Field:
 
 @dataclass(slots=True)
 class Flattened:
+    """The fields of one schema, the paths with no usable type, and whether `max_fields` cut the list."""
     fields: list[Field] = field(default_factory=list)
     untyped: list[str] = field(default_factory=list)
     truncated: bool = False

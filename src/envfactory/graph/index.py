@@ -19,6 +19,7 @@ from envfactory.graph.model import ParamNode, ToolGraph, ToolNode
 
 @dataclass(frozen=True, slots=True)
 class Producer:
+    """A tool (by index) whose output field can fill a slot, with the edge's score."""
     tool: int
     output: str
     score: float
@@ -26,6 +27,8 @@ class Producer:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
+    """An input of a tool that a chain must fill: its path, whether it is required or providable by the
+    user, and the tools that can produce it."""
     path: str
     required: bool
     providable: bool
@@ -43,6 +46,8 @@ def make_slot(path: str, required: bool, providable: bool, producers: tuple[Prod
 
 @dataclass(frozen=True, slots=True)
 class GraphIndex:
+    """A tool graph laid out for sampling: tools, ids and servers by index, each tool's required and
+    optional slots, and its successors."""
     tools: tuple[ToolNode, ...]
     ids: tuple[str, ...]
     servers: tuple[int, ...]

@@ -30,6 +30,7 @@ _READ_PREFIXES = ("Get", "List", "Describe", "Search", "Query", "Scan", "BatchGe
 
 @dataclass(frozen=True, slots=True)
 class ToolSet:
+    """The tools of one server (an environment or a catalog service) and where they came from."""
     server: str
     tools: tuple[ToolSpec, ...]
     origin: str = ""
@@ -37,6 +38,7 @@ class ToolSet:
 
 @dataclass(slots=True)
 class Normalised:
+    """Tool sets with unique, safe names, and a warning for each name that had to change."""
     sets: list[ToolSet] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -46,6 +46,7 @@ class ToolBrief:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """A possible edge for the LLM to review: a producer's output field and a consumer's input field."""
     producer: str
     output: str
     consumer: str
@@ -54,6 +55,7 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Review:
+    """The LLM's verdict on one candidate edge, with its reason."""
     producer: str
     output: str
     consumer: str
@@ -64,6 +66,8 @@ class Review:
 
 @dataclass(slots=True)
 class ReviewOutcome:
+    """The reviews of a batch of candidates, the requests made and failed, the answers dropped and the
+    problems seen."""
     reviews: list[Review] = field(default_factory=list)
     requests: int = 0
     failed_requests: int = 0

@@ -107,6 +107,8 @@ class FieldView:
 
 @dataclass(frozen=True, slots=True)
 class Match:
+    """How well an output field fits an input field: a score, whether their schemas conflict, and the
+    evidence."""
     score: float
     conflict: bool
     evidence: str

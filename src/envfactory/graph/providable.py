@@ -33,6 +33,7 @@ _HUMAN_HINTS = ("email address", "e-mail", "phone number", "the special value `m
 
 @dataclass(frozen=True, slots=True)
 class Label:
+    """Whether the user can provide an input field's value, who said so (heuristic or LLM) and why."""
     providable: bool
     source: str
     reason: str
@@ -79,6 +80,7 @@ def _response_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class LabelRequest:
+    """One input field as it is put to the LLM for a providable label."""
     id: str
     tool: str
     tool_description: str
@@ -89,6 +91,7 @@ class LabelRequest:
 
 @dataclass(slots=True)
 class LabelOutcome:
+    """The labels by field id, the requests made, the batches that failed and the problems seen."""
     labels: dict[str, Label]
     requests: int = 0
     failed_batches: int = 0

@@ -34,6 +34,7 @@ PNG_MAX_PIXELS = 16_000  # Agg refuses images wider or taller than 2**16 px; a h
 
 @dataclass(frozen=True, slots=True)
 class Label:
+    """A text item of a scene at a position."""
     x: float
     y: float
     text: str
@@ -44,6 +45,7 @@ class Label:
 
 @dataclass(frozen=True, slots=True)
 class Dot:
+    """A filled circle of a scene."""
     x: float
     y: float
     r: float
@@ -52,6 +54,7 @@ class Dot:
 
 @dataclass(frozen=True, slots=True)
 class Box:
+    """A rectangle of a scene."""
     x: float
     y: float
     width: float
@@ -74,6 +77,7 @@ Item = Label | Dot | Box | Curve
 
 @dataclass(slots=True)
 class Scene:
+    """What a graph picture draws: its size, items and the edges it shows."""
     width: int
     height: int
     items: list[Item] = field(default_factory=list)

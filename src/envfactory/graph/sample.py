@@ -34,6 +34,8 @@ from envfactory.spec.base import trusted_construct
 
 @dataclass(frozen=True, slots=True)
 class SamplerConfig:
+    """Limits and probabilities of the chain samplers (chain length, depth, servers, successors, optional
+    inputs)."""
     max_length: int = 8
     target_length: tuple[int, int] = (2, 6)
     max_depth: int = 3

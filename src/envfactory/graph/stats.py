@@ -31,6 +31,8 @@ def counts(chain: Chain, valid: bool) -> bool:
 
 @dataclass(slots=True)
 class SamplerStats:
+    """What one sampler produced: samples, valid and counting chains, and their lengths, servers and
+    problems."""
     name: str
     samples: int
     valid: int
@@ -53,6 +55,8 @@ class SamplerStats:
 
 @dataclass(slots=True)
 class StatsReport:
+    """Figures of a tool graph: sizes, edge kinds, slots with and without a source, sampled coverage and
+    each sampler's stats."""
     tools: int
     servers: int
     feeds: int

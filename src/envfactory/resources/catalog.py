@@ -62,6 +62,7 @@ class EmbedFunction(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
+    """One search result: its rank and score, the operation and its service."""
     rank: int
     score: float
     operation: OperationEntry
@@ -70,6 +71,7 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class ServiceFilter:
+    """Which catalog services to consider (provider, domain, kind, service); a field left None accepts any."""
     provider: str | None = None
     domain: str | None = None
     kind: str | None = None

@@ -50,6 +50,7 @@ _TYPES: Mapping[str, str] = MappingProxyType({"string": "string", "str": "string
 
 @dataclass(frozen=True, slots=True)
 class Section:
+    """A Markdown section: its heading level and text, and its lines."""
     level: int
     heading: str
     lines: list[str]

@@ -59,6 +59,7 @@ _FTS = "CREATE VIRTUAL TABLE IF NOT EXISTS operations_fts USING fts5(name, text,
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
+    """An operation entry with its search score."""
     entry: OperationEntry
     score: float
 

@@ -161,6 +161,8 @@ def _example_value(media: Mapping[str, Any]) -> tuple[bool, JSONValue]:
 
 @dataclass(frozen=True, slots=True)
 class OperationHeader:
+    """An operation of an OpenAPI document before it is built: its name, method, path, object and the
+    path's shared parameters."""
     name: str
     method: str
     path: str
@@ -170,6 +172,8 @@ class OperationHeader:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """Who an OpenAPI document describes: provider, service, version, title, description, licence, domains
+    and origin URL."""
     provider: str
     service: str
     version: str

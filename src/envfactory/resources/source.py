@@ -25,6 +25,7 @@ from envfactory.resources.model import OperationEntry, Resource, ServiceEntry, S
 
 @dataclass(slots=True)
 class ScanResult:
+    """What scanning a source found: service entries, operation entries and what was skipped, with reasons."""
     services: list[ServiceEntry] = field(default_factory=list)
     operations: list[OperationEntry] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)

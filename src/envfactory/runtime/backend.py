@@ -48,6 +48,8 @@ class PreparedCall:
 
 
 class Backend(Protocol):
+    """The executable form of one environment (see the module docstring): its spec, state loading, call
+    execution and state diffs; shared by sessions, holding no episode state."""
     @property
     def spec(self) -> EnvSpec: ...
 

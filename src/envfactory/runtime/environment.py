@@ -13,6 +13,8 @@ from envfactory.spec import EnvSpec, ToolSpec
 
 @dataclass(frozen=True, slots=True)
 class CompiledTool:
+    """A tool of a loaded environment with its compiled input and output schemas, and whether it writes
+    state."""
     spec: ToolSpec
     input: CompiledSchema
     output: CompiledSchema

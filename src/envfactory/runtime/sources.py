@@ -17,6 +17,7 @@ DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class ClockConfig:
+    """The session clock: the first moment and how far it moves per step."""
     start: datetime = DEFAULT_EPOCH
     tick: timedelta = timedelta(seconds=1)
 

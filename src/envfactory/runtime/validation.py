@@ -16,6 +16,7 @@ from envfactory.errors import SpecError
 
 @dataclass(frozen=True, slots=True)
 class SchemaViolation:
+    """One way a value breaks a schema: the message and the JSON pointer of the value."""
     message: str
     path: str
 

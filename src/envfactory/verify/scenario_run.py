@@ -27,6 +27,7 @@ __all__ = ["ScenarioOutcome", "json_subset", "run_scenario", "substitute"]
 
 @dataclass(frozen=True)
 class ScenarioOutcome:
+    """Whether a scenario test passed, every problem found, and the tool whose call failed first."""
     scenario: ScenarioTest
     passed: bool
     problems: list[str] = field(default_factory=list)
