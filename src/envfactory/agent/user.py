@@ -44,12 +44,15 @@ _SETUP_ERRORS = (
 
 
 class UserSettings(SpecModel):
+    """Sampling settings of the user simulator's model."""
     schema_version: Literal[1] = 1
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=128, ge=8)
 
 
 class UserReply(SpecModel):
+    """One simulated user message, whether the user ends the conversation, and why the simulator failed
+    (empty when it did not)."""
     text: str
     stop: bool = False
     failure: str = ""

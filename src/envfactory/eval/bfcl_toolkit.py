@@ -72,6 +72,7 @@ _CLASSES: MappingProxyType[str, type] = MappingProxyType({name: _backend_class(n
 
 
 class BfclCall(BaseModel):
+    """One call replayed on a BFCL backend: the method name and its keyword arguments."""
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
 

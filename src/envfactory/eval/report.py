@@ -60,6 +60,8 @@ class AttemptRecord(SpecModel):
 
 
 class Metrics(SpecModel):
+    """Scores of a set of attempts: task and attempt counts, pass@1, pass^k, mean reward and its
+    components, failures by kind."""
     tasks: int
     attempts: int
     pass_at_1: float
@@ -71,6 +73,8 @@ class Metrics(SpecModel):
 
 
 class EvalReport(SpecModel):
+    """The report of one evaluation run: its model, k and seed, metrics overall and grouped (by suite and
+    more)."""
     schema_version: Literal[1] = 1
     run_id: str
     model: str

@@ -56,6 +56,8 @@ Split = Literal["calibration", "test"]
 
 
 class EdgeLabel(SpecModel):
+    """One hand label: whether a producer's output field can fill a consumer's input field, and the kind of
+    example it is."""
     id: str
     producer: str
     output: str

@@ -75,6 +75,8 @@ Node = Annotated[Union[ToolNode, ParamNode], Field(discriminator="kind")]  # noq
 
 
 class Edge(SpecModel):
+    """A directed edge of the tool graph: its kind, the method that proposed it, its score, and whether it
+    was accepted, with the verdict and evidence."""
     source: str
     target: str
     kind: EdgeKind

@@ -20,10 +20,12 @@ from envfactory.spec.base import SpecModel
 
 
 class UserValue(SpecModel):
+    """An input the user provides (no tool produces it in the chain)."""
     kind: Literal["user"] = "user"
 
 
 class StepOutput(SpecModel):
+    """An input filled from an output field of an earlier step of the chain."""
     kind: Literal["step"] = "step"
     step: int = Field(ge=0, description="index of the earlier step in this chain")
     tool: str = Field(description="that step's tool id (redundant, for readers)")
@@ -31,6 +33,7 @@ class StepOutput(SpecModel):
 
 
 class NoSource(SpecModel):
+    """An input with no source in the chain (an optional one left out, or one to be made up)."""
     kind: Literal["none"] = "none"
 
 
@@ -38,12 +41,14 @@ Source = Annotated[Union[UserValue, StepOutput, NoSource], Field(discriminator="
 
 
 class Binding(SpecModel):
+    """Where one input of a chain step gets its value, and whether the tool requires it."""
     input: str = Field(description="the input field path")
     required: bool
     source: Source
 
 
 class ChainStep(SpecModel):
+    """One call of a chain: the tool, its server, and how its inputs are bound."""
     tool: str
     server: str
     bindings: list[Binding] = Field(default_factory=list)

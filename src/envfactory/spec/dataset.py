@@ -94,11 +94,13 @@ class ExportStageConfig(SpecModel):
 
 
 class SFTFunctionCall(SpecModel):
+    """The function part of an OpenAI tool call: a name and the arguments as JSON text."""
     name: str
     arguments: str = Field(description="the arguments object as JSON text")
 
 
 class SFTToolCall(SpecModel):
+    """An OpenAI tool call in an SFT message."""
     id: str
     type: Literal["function"] = "function"
     function: SFTFunctionCall
@@ -231,6 +233,7 @@ class DiversityStats(SpecModel):
 
 
 class ExportFile(SpecModel):
+    """One file an export wrote: its path, content hash and, for data files, rows, format and split."""
     path: str
     sha256: str
     rows: int | None = None

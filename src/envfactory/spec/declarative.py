@@ -121,16 +121,19 @@ class PresenceCond(SpecModel):
 
 
 class AllCond(SpecModel):
+    """A condition that holds when every one of `conditions` does."""
     op: Literal["all"] = "all"
     conditions: list[Condition]
 
 
 class AnyCond(SpecModel):
+    """A condition that holds when at least one of `conditions` does."""
     op: Literal["any"] = "any"
     conditions: list[Condition]
 
 
 class NotCond(SpecModel):
+    """A condition that holds when `condition` does not."""
     op: Literal["not"] = "not"
     condition: Condition
 

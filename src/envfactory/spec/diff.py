@@ -19,6 +19,8 @@ class StateChange(SpecModel):
 
 
 class StateDiff(SpecModel):
+    """The changes that turn one state into another, as JSON-pointer changes (empty when the states are
+    equal)."""
     schema_version: Literal[1] = 1
     changes: list[StateChange] = Field(default_factory=list)
 

@@ -20,6 +20,7 @@ from envfactory.spec.tool import ToolSpec
 
 
 class DeclarativeImplementation(SpecModel):
+    """A declarative implementation: the model the generic engine runs."""
     kind: Literal["declarative"] = "declarative"
     model: DeclarativeModel
 

@@ -96,6 +96,7 @@ class LibraryConfig(SpecModel):
 
 
 class OutcomeCheck(SpecModel):
+    """One verification check of a proposal's outcome and its status."""
     name: str
     status: Literal["passed", "failed", "skipped"]
 
@@ -136,6 +137,7 @@ class ProposalOutcome(SpecModel):
 
 
 class CheckRate(SpecModel):
+    """How many environments passed one check, out of how many ran it."""
     name: str
     passed: int
     total: int
@@ -172,6 +174,8 @@ class BuildTimings(SpecModel):
 
 
 class LibraryEntry(SpecModel):
+    """One environment of a library's `index.json`: its name, domain, provider, source resource, licences,
+    size and hashes."""
     schema_version: Literal[1] = 1
     name: str = Field(pattern=ENV_NAME_PATTERN)
     domain: Domain

@@ -25,6 +25,7 @@ class ResourceSource(SpecModel):
 
 
 class OperationError(SpecModel):
+    """An error an operation is documented to return: its code, description and HTTP status."""
     code: str
     description: str = ""
     http_status: int | None = None
@@ -44,6 +45,8 @@ def _empty_object_schema() -> JSONObject:
 
 
 class Operation(SpecModel):
+    """One API operation normalised from any source: identity, documentation, HTTP binding, input and
+    output JSON Schemas, errors and examples."""
     schema_version: Literal[1] = 1
     id: str = Field(description="provider:service:version:operation, unique in the catalog")
     provider: str

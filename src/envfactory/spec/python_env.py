@@ -11,6 +11,7 @@ from envfactory.spec.meta import EnvMeta
 
 
 class PythonEnvSource(SpecModel):
+    """`source.json` of a python environment: its metadata and the toolkit that implements it."""
     schema_version: Literal[1] = 1
     format: Literal["envfactory.python"] = "envfactory.python"
     meta: EnvMeta

@@ -31,6 +31,7 @@ from envfactory.spec.reward import RewardTerm
 
 
 class EnvRef(SpecModel):
+    """A pinned environment: name, version and (when known) content hash; prints as `name@version#hash12`."""
     name: str
     version: str
     content_hash: str = ""
@@ -61,6 +62,7 @@ class GoldCall(SpecModel):
 
 
 class ScriptedUser(SpecModel):
+    """A user turn given as fixed text."""
     kind: Literal["scripted"] = "scripted"
     text: str
 
@@ -78,6 +80,8 @@ UserTurn = Annotated[Union[ScriptedUser, SimulatedUser], Field(discriminator="ki
 
 
 class Turn(SpecModel):
+    """One user turn of a task: what the user says, the tools offered, the gold calls and the facts the
+    agent must communicate."""
     user: UserTurn
     available_tools: list[str] | None = Field(
         default=None, description="tools offered in this turn; None = every tool of the task"

@@ -68,6 +68,8 @@ def _empty(value: list[CallStateDiff]) -> bool:
 
 
 class Trajectory(SpecModel):
+    """One episode as recorded: the task, pinned environments, seed, messages, the state hash after each
+    call and at the end, the state diffs of writes, how it ended, who produced it and its reward."""
     schema_version: Literal[1] = 1
     id: str
     task_id: str = ""

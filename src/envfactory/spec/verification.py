@@ -145,6 +145,7 @@ class DifferentialResult(SpecModel):
 
 
 class OracleTally(SpecModel):
+    """How many scenario tests with an independent oracle passed, out of how many ran."""
     passed: int = 0
     total: int = 0
 
@@ -227,6 +228,7 @@ class ReferenceCall(SpecModel):
 
 
 class ReferenceScript(SpecModel):
+    """Calls to replay on a reference implementation (moto for AWS services) for a differential test."""
     schema_version: Literal[1] = 1
     reference: str = Field(description="e.g. moto==5.2.1:sqs")
     service: str
@@ -249,6 +251,7 @@ class ReferenceOutcome(SpecModel):
 
 
 class ReferenceRun(SpecModel):
+    """What a reference implementation answered to a `ReferenceScript`, one outcome per call."""
     schema_version: Literal[1] = 1
     reference: str
     outcomes: list[ReferenceOutcome]

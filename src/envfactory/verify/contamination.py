@@ -244,6 +244,8 @@ class ToolSetOverlap(SpecModel):
 
 
 class EnvContamination(SpecModel):
+    """How much one environment overlaps each benchmark tool set, and provenance entries that name a
+    benchmark."""
     schema_version: Literal[1] = 1
     env: str = Field(description="name@version#hash12")
     provenance_hits: list[str] = Field(default_factory=list, description="provenance entries naming a benchmark")
@@ -255,11 +257,13 @@ class EnvContamination(SpecModel):
 
 
 class TaskMatch(SpecModel):
+    """The closest benchmark task to one of ours and its similarity score."""
     benchmark_task: str = Field(description="benchmark:category:id")
     score: float
 
 
 class TaskContamination(SpecModel):
+    """The closest benchmark tasks to one of our tasks, by n-grams and by embedding."""
     schema_version: Literal[1] = 1
     task: str = Field(description="our task id")
     ngram: TaskMatch | None = None

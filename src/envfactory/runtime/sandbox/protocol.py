@@ -129,6 +129,7 @@ class Ready(_Message):
 
 
 class Loaded(_Message):
+    """A state was loaded into a handle (answer to `LoadState`). `hash` is that state's canonical hash."""
     op: Literal["loaded"] = "loaded"
     seq: int
     hash: str
