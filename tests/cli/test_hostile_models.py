@@ -116,6 +116,7 @@ def test_dataset_commands_over_hostile_data(data: Path, tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "broken.jsonl:2: not JSON" in assert_clean(refused, ok=False)
 
 
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # control characters in a PNG title
 def test_train_commands_that_need_no_trainer(data: Path, tmp_path: Path) -> None:
     env = write_hostile_env(tmp_path / "shop")
     assert_clean(invoke("train", "schema-check", "--env", str(env)))
@@ -140,9 +141,9 @@ def test_library_export_over_escape_named_directories(tmp_path: Path) -> None:
     (build / "envs").mkdir()
     (build / "config.json").write_text(json.dumps({"name": "tiny", "domains": ["lifestyle"]}), encoding="utf-8")
     (build / "proposals.json").write_text("{}", encoding="utf-8")
-    exported = assert_clean(invoke("library", "export", "--from", str(build), "--to", str(tmp_path / ESCAPED_NAME)))
-    assert "exported 0 environment(s)" in exported and "[bold]x2J" in exported
-    refused = invoke("library", "export", "--from", str(tmp_path), "--to", str(tmp_path / "lib"))
+    exported = assert_clean(invoke("library", "publish", "--from", str(build), "--to", str(tmp_path / ESCAPED_NAME)))
+    assert "published 0 environment(s)" in exported and "[bold]x2J" in exported
+    refused = invoke("library", "publish", "--from", str(tmp_path), "--to", str(tmp_path / "lib"))
     assert refused.exit_code == 1 and "not a readable library build" in assert_clean(refused, ok=False)
 
 
@@ -162,4 +163,4 @@ def test_run_pipeline_over_hostile_config_and_paths(tmp_path: Path) -> None:
 
 
 RUN_HERE = {"llm info", "llm chat", "eval run", "synth trajectories", "synth tasks", "demo", "dataset export",
-            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library export", "run"}
+            "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library publish", "run"}
