@@ -28,7 +28,7 @@ from envfactory.build.author import (
     write_hybrid_dir,
 )
 from envfactory.build.compile import CompiledEnv, compile_proposal
-from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, export_library, reproduce_library
+from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, publish_library, reproduce_library
 from envfactory.build.reference import SCRIPTS, library_differential, script_for
 from envfactory.llm.replay import CassetteWriter, RecordingClient, ReplayClient
 from envfactory.llm.scripted import ScriptedClient, text_response
@@ -260,7 +260,7 @@ def test_a_build_revises_authored_tools_with_evidence_then_ships_and_reproduces_
         (diff,) = report["differential"]
         assert {"ReceiveMessage", "DeleteMessage"} <= set(diff["operations_compared"]) and not diff["mismatches"]
         library = tmp_path / "library"
-        index = export_library(root, library)
+        index = publish_library(root, library)
         results = reproduce_library(catalog, library, tmp_path / "again", differential=library_differential,
                                     llm=ReplayClient(library / LLM_CASSETTE))
         assert [(r.name, r.spec_same, r.report_same) for r in results] == [(e.name, True, True) for e in index.entries]

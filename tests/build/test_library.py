@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envfactory.build.errors import BuildError
-from envfactory.build.library import LibraryBuilder, export_library, reproduce_library
+from envfactory.build.library import LibraryBuilder, publish_library, reproduce_library
 from envfactory.build.propose import PROPOSER_VERSION
 from envfactory.resources import Catalog
 from envfactory.spec import BuildRecord, DifferentialMismatch, DifferentialResult, EnvSpec, VerificationReport
@@ -123,7 +123,7 @@ def test_export_then_reproduce_gives_the_same_hashes(small_catalog: Catalog, bui
                                                      tmp_path: Path) -> None:
     root, funnel = built
     library = tmp_path / "library"
-    index = export_library(root, library)
+    index = publish_library(root, library)
     assert len(index.entries) == funnel.accepted
     assert (library / "index.json").is_file() and (library / "funnel.json").is_file()
     results = reproduce_library(small_catalog, library, tmp_path / "again")

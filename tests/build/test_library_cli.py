@@ -46,7 +46,7 @@ def test_build_export_and_reproduce_with_recorded_model_answers(full_catalog: Ca
     assert resumed.exit_code == 0, resumed.output
 
     library = tmp_path / "library"
-    exported = runner.invoke(app, ["library", "export", "--from", str(root), "--to", str(library)])
+    exported = runner.invoke(app, ["library", "publish", "--from", str(root), "--to", str(library)])
     assert exported.exit_code == 0, exported.output
     assert (library / LLM_CASSETTE).is_file()
     reproduced = runner.invoke(app, ["library", "reproduce", "--library", str(library), "-w", str(workspace)])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
-from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, export_library, reproduce_library
+from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, publish_library, reproduce_library
 from envfactory.build.propose import propose
 from envfactory.build.realism import candidate_fields, realism_request, realistic_seeds
 from envfactory.errors import ProviderError
@@ -169,7 +169,7 @@ def test_a_library_build_with_seed_realism_records_replays_and_reproduces(small_
         report = json.loads((env_dir / "report.json").read_bytes())
         assert report["verdict"] == "verified"
     library = tmp_path / "library"
-    index = export_library(root, library)
+    index = publish_library(root, library)
     assert (library / LLM_CASSETTE).is_file()
     results = reproduce_library(small_catalog, library, tmp_path / "again", llm=ReplayClient(library / LLM_CASSETTE))
     assert [(r.name, r.spec_same, r.report_same) for r in results] == [(e.name, True, True) for e in index.entries]

@@ -135,7 +135,7 @@ def test_train_commands_that_need_no_trainer(data: Path, tmp_path: Path) -> None
     assert refused.exit_code == 1 and "steps.jsonl:1: not a training step record" in assert_clean(refused, ok=False)
 
 
-def test_library_export_over_escape_named_directories(tmp_path: Path) -> None:
+def test_library_publish_over_escape_named_directories(tmp_path: Path) -> None:
     build = tmp_path / f"build {ESCAPED_NAME}"  # a finished build that accepted nothing
     (build / "outcomes").mkdir(parents=True)
     (build / "envs").mkdir()

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from envfactory.build.errors import BuildError
-from envfactory.build.library import export_library
+from envfactory.build.library import publish_library
 from envfactory.cli.app import app
 from envfactory.errors import SpecError
 from envfactory.runtime import library_config, library_root, load_library_config
@@ -73,4 +73,4 @@ def test_reproducing_a_library_without_config_is_a_clear_cli_error(tmp_path: Pat
 def test_exporting_a_build_with_a_corrupt_config_is_a_build_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("[]")
     with pytest.raises(BuildError, match="is not a readable library build"):
-        export_library(tmp_path, tmp_path / "out")
+        publish_library(tmp_path, tmp_path / "out")

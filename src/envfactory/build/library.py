@@ -27,7 +27,7 @@ Contract:
 - Seed realism (`config.seed_realism`): after each compile the LLM client proposes values for the seed
   records' free-text fields (`build.realism`, validated, never trusted); what it did is in
   `build.json`, its tokens in the outcome and the funnel. The CLI records every answer in
-  `llm-cassette.jsonl` in the build root; `export_library` ships it and `reproduce_library` replays it.
+  `llm-cassette.jsonl` in the build root; `publish_library` ships it and `reproduce_library` replays it.
 - Authoring (`config.author_operations`): after each compile the LLM writes python for the operations
   the compiler dropped (`build.author`, `config.author_batch` per request); the environment becomes
   hybrid and is loaded, verified and differentially tested with the builder's sandbox pool (authored
@@ -40,7 +40,7 @@ Contract:
   and report digests.
 """
 
-# Over 600 lines: the builder's checkpointing, revision rounds and export share one private state;
+# Over 600 lines: the builder's checkpointing, revision rounds and publishing share one private state;
 # splitting them is part of the house issue (#15) and was not done in the session that grew this file.
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ class BuildPaths:
         return self.root / "timings.json"
 
 
-LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in an exported library: every LLM answer used
+LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in a published library: every LLM answer used
 
 
 @dataclass(slots=True)
@@ -706,7 +706,7 @@ def library_index(config: LibraryConfig, envs_root: Path, outcomes: Sequence[Pro
     return LibraryIndex(config_hash=config.config_hash(), entries=entries)
 
 
-def export_library(build_root: Path, target: Path) -> LibraryIndex:
+def publish_library(build_root: Path, target: Path) -> LibraryIndex:
     """Copy the accepted environments of a build to `target` (the package's read-only library) and
     write `target/index.json`. The target is replaced as a whole."""
     paths = BuildPaths(build_root)

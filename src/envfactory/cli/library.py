@@ -1,10 +1,10 @@
-"""`envfactory library`: build, resume, export and reproduce the library of verified environments.
+"""`envfactory library`: build, resume, publish and reproduce the library of verified environments.
 
 - `build --config FILE`: discover → propose → compile → verify → revise → accept over the catalog
   (`build.library.LibraryBuilder`), checkpointed under `<workspace>/builds/<config name>/`; `--resume`
   continues a killed or stopped run; `--domain` limits a run to some domains (a library may be built one
   domain at a time). Progress is printed per proposal. The funnel is printed at the end.
-- `export --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
+- `publish --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
   package's shipped library is `src/envfactory/library`).
 - `reproduce`: rebuild every shipped environment from the shipped config and check that each spec
   hash and report digest is reproduced (exit 1 when one is not); a library built with seed realism is
@@ -27,7 +27,7 @@ from envfactory.build.library import (
     BuildEvent,
     BuildPaths,
     LibraryBuilder,
-    export_library,
+    publish_library,
     recorded_llm,
     reproduce_library,
 )
@@ -45,7 +45,7 @@ from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
 from envfactory.store import Workspace
 from envfactory.verify.contamination import contamination_check
 
-app = typer.Typer(help="Build, export and reproduce the library of verified environments.", no_args_is_help=True)
+app = typer.Typer(help="Build, publish and reproduce the library of verified environments.", no_args_is_help=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", exists=True, dir_okay=False, help="A LibraryConfig JSON file.")]
 WorkspaceOption = Annotated[
@@ -149,14 +149,14 @@ def build(
         console().print(f"build directory: {root}")
 
 
-@app.command("export")
-def export(
+@app.command("publish")
+def publish(
     build_dir: Annotated[Path, typer.Option("--from", exists=True, file_okay=False, help="A build directory.")],
     target: Annotated[Path, typer.Option("--to", file_okay=False, help="Where the library goes.")],
 ) -> None:
     """Copy a build's accepted environments, with an index, to a library directory."""
-    index = export_library(build_dir, target)
-    console().print(f"exported {len(index.entries)} environment(s) to {target}")
+    index = publish_library(build_dir, target)
+    console().print(f"published {len(index.entries)} environment(s) to {target}")
 
 
 @app.command("reproduce")
