@@ -37,8 +37,10 @@ from envfactory.resources.model import (
 )
 from envfactory.resources.source import ScanResult, package_version
 from envfactory.spec import JSONObject, Operation, ResourceSource
+from envfactory.spec.schema_tools import definition_name, local_definition
 
 PROVIDER = "mcp"
+_DEFINITION_ROOTS = ("#/$defs/", "#/definitions/")  # where an MCP tool schema keeps its definitions
 LIST_TIMEOUT_S = 60.0
 INSTALL_SDK = "pip install 'envfactory[resources]'"
 
@@ -195,13 +197,9 @@ class McpServerSource:
                 raise SourceFormatError(f"{key} is not an object")
 
             def resolve(ref: str, raw: Mapping[str, Any] = raw) -> tuple[str, Any] | None:
-                for prefix in ("#/$defs/", "#/definitions/"):
-                    if ref.startswith(prefix):
-                        name = ref[len(prefix):]
-                        defs = raw.get(prefix[2:-1])
-                        body = defs.get(name) if isinstance(defs, Mapping) else None
-                        return (name, body) if body is not None else None
-                return None
+                name = definition_name(ref, _DEFINITION_ROOTS)
+                body = local_definition(raw, ref, _DEFINITION_ROOTS) if name is not None else None
+                return (name, body) if name is not None and body is not None else None
 
             collector = DefinitionCollector(resolve)
             body = {k: v for k, v in raw.items() if k not in ("$defs", "definitions")}
