@@ -256,8 +256,10 @@ class ManagedClient:
         # A cache hit and a cassette replay come back from canonical JSON (sorted keys); a live answer keeps
         # the model's key order. Tool-call arguments flow into environments that echo their order into tool
         # outputs and so into the next prompt, so a live run and its replay would ask different questions.
-        # Round-tripping the live answer makes all three byte-identical.
-        response = ChatResponse.model_validate_json(response.to_json_bytes())
+        # Round-tripping the live message makes all three byte-identical (the usage stays as measured: its
+        # reuse figures are not serialised).
+        message = ChatMessage.model_validate_json(response.message.to_json_bytes())
+        response = response.model_copy(update={"message": message})
         if shared.cache is not None:
             shared.cache.put_model(CACHE_NAMESPACE, key, response)
         if shared.recorder is not None:
