@@ -80,6 +80,7 @@ from envfactory.spec import (
     parse_json,
 )
 from envfactory.spec.schema_tools import local_definition
+from envfactory.spec.trajectory import REFUSED_CALL_PREFIX
 
 if TYPE_CHECKING:
     from envfactory.agent.user import UserSimulator
@@ -266,7 +267,7 @@ class _Run:
         if call.tool not in offered:
             step = len(self.group.log)
             result = ToolResult(
-                call_id=f"refused_{step}_{len(self.record)}", tool=call.tool, step=step,
+                call_id=f"{REFUSED_CALL_PREFIX}{step}_{len(self.record)}", tool=call.tool, step=step,
                 error=ErrorInfo(kind="unknown_tool",
                                 message=f"{call.tool!r} is not available now; available: {', '.join(sorted(offered))}"),
             )

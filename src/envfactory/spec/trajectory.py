@@ -67,6 +67,11 @@ def _empty(value: list[CallStateDiff]) -> bool:
     return not value
 
 
+REFUSED_CALL_PREFIX = "refused_"
+"""Call ids the agent loop gives calls it refused (a tool not offered at that point): they never reached
+an environment, so they have no entry in `Trajectory.state_hashes`."""
+
+
 class Trajectory(SpecModel):
     """One episode as recorded: the task, pinned environments, seed, messages, the state hash after each
     call and at the end, the state diffs of writes, how it ended, who produced it and its reward."""
@@ -77,7 +82,8 @@ class Trajectory(SpecModel):
     seed: int
     messages: list[Message]
     state_hashes: list[str] = Field(
-        default_factory=list, description="group state hash after each tool call, in order"
+        default_factory=list, description="group state hash after each tool call that reached the "
+        "environments, in order (calls the agent loop refused, ids starting with `REFUSED_CALL_PREFIX`, have none)"
     )
     final_state_hashes: dict[str, str] = Field(default_factory=dict)
     state_diffs: list[CallStateDiff] = Field(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from envfactory.spec import Task, TaskGates, Trajectory
 from envfactory.spec.synth_trajectories import TrajectoryItem
+from envfactory.spec.trajectory import REFUSED_CALL_PREFIX
 from envfactory.viewer.diffs import diff_view
 from envfactory.viewer.jsonl import JsonlIndex, Page
 from envfactory.viewer.models import KNOWN_CHAIN_VERSIONS, ChainView, check_version
@@ -150,13 +151,14 @@ def trajectory_context(trajectory: Trajectory) -> dict[str, Any]:
         calls = []
         for call in message.tool_calls:
             result = results.get(call.id)
-            after = trajectory.state_hashes[call_number] if call_number < len(trajectory.state_hashes) else ""
+            refused = call.id.startswith(REFUSED_CALL_PREFIX)  # never reached an environment: no state hash
+            after = "" if refused or call_number >= len(trajectory.state_hashes) else trajectory.state_hashes[call_number]
             calls.append({"call": call, "arguments": pretty(call.arguments), "result": result,
                           "output": pretty(result.output) if result is not None and result.ok else "",
                           "state_after": after, "state_changed": bool(after and previous and after != previous),
                           "diff": diffs.get(call.id)})
             previous = after or previous
-            call_number += 1
+            call_number += 0 if refused else 1
         steps.append({"message": message, "calls": calls})
     return {"trajectory": trajectory, "steps": steps}
 
