@@ -107,6 +107,8 @@ class SynthTrajectoriesStage(SpecModel):
     solve: int | None = Field(default=None, ge=0, description="of those, tasks the solver attempts; None: all")
     solver_k: int = Field(default=1, ge=1, le=16, description="solver attempts per task")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    refine: bool | None = Field(default=None, description="refine queries into implicit ones; None: the preset's "
+                                "default")
     min_verified: int = Field(default=2, ge=0, description="solver-verified trajectories the run must produce")
 
 
