@@ -191,7 +191,8 @@ def _synth_trajectories(ctx: RunContext) -> StageManifest:
     section = ctx.config.stages.synth_trajectories
     config = SynthTrajectoriesConfig(from_run=ctx.run_id, preset=section.preset, k=section.solver_k,
                                      temperature=section.temperature, max_tasks=section.queries,
-                                     solve_tasks=section.solve, refine=section.refine, seed=ctx.config.seed)
+                                     solve_tasks=section.solve, refine=section.refine, order=section.order,
+                                     seed=ctx.config.seed)
     client = ctx.llm().for_stage("synth-trajectories")
 
     def progress(done: int, total: int, status: str) -> None:
