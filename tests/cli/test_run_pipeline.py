@@ -247,3 +247,18 @@ def test_too_few_verified_trajectories_make_the_run_partial_and_the_headline_say
     line = headline(summary)
     assert "environments 3 → chains 9 → gated tasks 4 (kept 3) → queries 3 → verified trajectories 1" in line
     assert "SFT —" in line  # export was disabled: nothing claimed
+
+
+def test_an_endpoint_run_takes_its_model_name_from_the_environment(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from envfactory.cli._run_stages import RunContext
+    from envfactory.exec import SerialExecutor
+    from envfactory.store import RunDir, Workspace
+
+    config = RunConfig.model_validate({"name": "endpoint", "llm": "openai:http://127.0.0.1:9/v1"})
+    space = Workspace(tmp_path).ensure()
+    ctx = RunContext(config, space, RunDir.create(space, "r"), SerialExecutor(max_attempts=1), False, lambda _: None)
+    monkeypatch.setenv("ENVFACTORY_LLM_MODEL", "served-model")
+    assert ctx.llm().model_id == "openai/served-model@http://127.0.0.1:9/v1"  # no request is made to build it
+    worker = ctx.worker_model()
+    assert (worker.provider, worker.model, worker.base_url) == ("openai", "served-model", "http://127.0.0.1:9/v1")

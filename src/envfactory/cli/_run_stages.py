@@ -18,6 +18,7 @@ reported `not_available` by the orchestrator, never imitated. Models are made on
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,12 @@ class RunContext:
             from envfactory.cli.eval import parse_llm
             from envfactory.llm import make_client
             from envfactory.llm.usage import UsageLedger
+            from envfactory.llm.workers import API_KEY_VARIABLE
 
-            self._settings = parse_llm(self.config.llm, None, None, None, None)
+            # An endpoint's model name is not part of the config string: like `eval run --model`, it comes
+            # from ENVFACTORY_LLM_MODEL (the key from ENVFACTORY_LLM_API_KEY).
+            self._settings = parse_llm(self.config.llm, os.environ.get("ENVFACTORY_LLM_MODEL"),
+                                       os.environ.get(API_KEY_VARIABLE), None, None)
             cache = None if self._settings.provider == "replay" else self.workspace.open_llm_cache()
             self._llm = make_client(self._settings, cache=cache, ledger=UsageLedger())
         return self._llm
