@@ -35,7 +35,7 @@ def test_the_recorded_baseline_replays_to_the_recorded_report(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_recorded_baseline_replays_on_a_process_pool_to_the_same_bytes(tmp_path: Path) -> None:
-    """Issue 25: `eval run` fans attempts out as work items (`eval.work.eval_attempt`); two pool workers,
+    """Issue 25: `eval run` fans attempts out as work items (`eval.run.eval_attempt`); two pool workers,
     each selecting the tasks and opening the replay cassette itself, write the recorded report and an
     `attempts.jsonl` in the serial order."""
     cassette = tmp_path / "baseline.jsonl"

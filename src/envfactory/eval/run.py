@@ -18,7 +18,7 @@ Contract:
 - BFCL backends run in sandbox workers (they evaluate model-provided values); τ² runs in-process (fixed
   benchmark code on a pydantic DB, `calculate` without eval).
 - Attempts run in this process, or with `fan_out` as `exec` work items on a process pool or Ray
-  (`eval.work.eval_attempt`: each worker selects the tasks and opens the model itself); records are
+  (`eval_attempt`: each worker selects the tasks and opens the model itself); records are
   appended in the serial order either way.
 - The report (`report.json`, `report.md`, SVG charts) is rebuilt from all records at the end.
   Same config, seed and client answers give byte-identical `attempts.jsonl` and reports (no timings).
@@ -26,6 +26,8 @@ Contract:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +44,7 @@ from envfactory.eval import bfcl, tau2
 from envfactory.eval.report import PASS_THRESHOLD, AttemptRecord, EvalReport, build_report, write_report
 from envfactory.exec import Executor, Outcome
 from envfactory.llm import LLMClient
+from envfactory.llm.workers import worker_client
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import Reward, SpecModel, Task, content_hash
@@ -339,7 +342,7 @@ def run_eval(
     """Run every (item, attempt) not yet finished, append each record, and write the report.
 
     `user_client` drives the user simulator (default: `client`). With `fan_out`, attempts run as work
-    items on its executor (`eval.work.eval_attempt`); records are appended in the serial order as the
+    items on its executor (`eval_attempt`); records are appended in the serial order as the
     in-order prefix completes, so `attempts.jsonl` is the same file either way.
     """
     attempts_path = run_dir.path / ATTEMPTS_FILE
@@ -388,8 +391,6 @@ class FanOut:
 
 def _run_on_executor(config: EvalConfig, todo: Sequence[tuple[EvalItem, int]], fan_out: FanOut,
                      finish: Callable[[AttemptRecord], None]) -> None:
-    from envfactory.eval.work import EvalAttemptItem, eval_attempt  # the work module imports this one
-
     work = [EvalAttemptItem(config=config, suite=item.suite, task_id=item.task.id, attempt=attempt,
                             model=fan_out.model, user_model=fan_out.user_model, workdir=str(fan_out.workdir),
                             envs_dir=str(fan_out.envs_dir or "")) for item, attempt in todo]
@@ -433,6 +434,53 @@ def run_attempt(config: EvalConfig, client: LLMClient, user: UserSimulator, item
         verdict=verdict, termination=trajectory.termination, failures=episode.failures,
         llm_calls=episode.llm_calls, tool_calls=len(trajectory.tool_calls()), trajectory=trajectory,
     )
+
+
+# -- attempts as work items (`exec`) --------------------------------------------------------------------------
+class EvalAttemptItem(SpecModel):
+    """One attempt of one task of an evaluation run, with where the worker generates BFCL backends
+    (`workdir`, a directory every worker can write) and the workspace's own environments (`envs_dir`)."""
+
+    schema_version: Literal[1] = 1
+    config: EvalConfig
+    suite: Suite
+    task_id: str
+    attempt: int
+    model: WorkerModel
+    user_model: WorkerModel | None = None
+    workdir: str
+    envs_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    items: dict[tuple[str, str], EvalItem]
+
+
+def eval_attempt(item: EvalAttemptItem) -> AttemptRecord:
+    """Work function: the `AttemptRecord` of `item`, run exactly as `run_eval` runs it in its own process. A
+    worker selects the run's tasks itself (the same seeded `select_tasks`, once per process, with a sandbox
+    pool of its own and BFCL backends generated in a directory of its own); a task missing from the
+    selection is an `EvalRunError`."""
+    selection = _selection(item.config.to_json_bytes(), item.workdir, item.envs_dir)
+    chosen = selection.items.get((item.suite, item.task_id))
+    if chosen is None:
+        raise EvalRunError(f"task {item.task_id[:12]} is not in the run's {item.suite} selection")
+    client = worker_client(item.model)
+    user = UserSimulator(worker_client(item.user_model or item.model), item.config.user)
+    return run_attempt(item.config, client, user, chosen, item.attempt)
+
+
+# A per-process memo of the worker's selection (tasks, environments, its sandbox pool): results never
+# depend on it, only the cost of a process's first attempt does. The pool closes when the worker exits.
+@functools.lru_cache(maxsize=1)
+def _selection(config_bytes: bytes, workdir: str, envs_dir: str) -> _Selection:
+    config = EvalConfig.model_validate_json(config_bytes)
+    pool = SandboxPool(max_workers=2)
+    atexit.register(pool.close)
+    own = Path(workdir) / f"worker-{os.getpid()}"  # generated BFCL backends: one directory per process
+    chosen = select_tasks(config, sandbox=pool, workdir=own, envs_dir=Path(envs_dir) if envs_dir else None)
+    return _Selection({(i.suite, i.task.id): i for i in chosen})
 
 
 def default_selection(counts: dict[Suite, int] | None = None, *, all_tasks: bool = False,

@@ -36,7 +36,7 @@ class WorkerModel(SpecModel):
 
 
 class SynthBatchItem(SpecModel):
-    """One batch of task-synthesis candidates (`synth.work.synth_batch`); the benchmark task texts the
+    """One batch of task-synthesis candidates (`synth.stage.synth_batch`); the benchmark task texts the
     contamination gate needs are read from `benchmark_path` (a JSONL file of `BenchmarkTask`s)."""
 
     schema_version: Literal[1] = 1
@@ -48,7 +48,7 @@ class SynthBatchItem(SpecModel):
 
 
 class TrajectoryWorkItem(SpecModel):
-    """One task of the trajectory stage (`synth.work.synth_trajectory`): write its queries and, when
+    """One task of the trajectory stage (`synth.trajectories.synth_trajectory`): write its queries and, when
     `solve`, run the solvers; the roles' models are opened by the worker."""
 
     schema_version: Literal[1] = 1

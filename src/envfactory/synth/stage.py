@@ -22,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 from envfactory.errors import EnvFactoryError, SandboxRequiredError, SpecError, StoreError
 from envfactory.exec import Executor
 from envfactory.graph import ToolGraph
+from envfactory.graph.stage import read_stage_graphs
 from envfactory.runtime import Environment, library_env_names, load_env
 from envfactory.spec import StageManifest, Task, Trajectory, canonical_json, content_hash, sha256_hex
 from envfactory.spec.benchmark import BenchmarkTask
@@ -91,7 +93,7 @@ class SynthDeps:
     """Per-environment tool graphs built already (by name; `envfactory run`'s graph stage), else built here."""
     executor: Executor | None = None
     """Where batches run (`exec`: serial, a process pool, Ray); None: in this process. Workers rebuild the
-    environments and graphs from the config (`synth.work.synth_batch`); the artifacts are the same."""
+    environments and graphs from the config (`synth_batch`); the artifacts are the same."""
     graphs_dir: Path | None = None
     """The finished graph stage `graphs` came from, where workers read them instead of building them."""
 
@@ -278,8 +280,6 @@ def _batch_computer(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
     if executor is None:
         return _BatchComputer(lambda numbers: [_batch(planner, envs, config, n, deps.benchmark_tasks)
                                                for n in numbers], wave=1)
-    from envfactory.synth.work import synth_batch  # the work module imports this one
-
     benchmark_path = _shared_input(workspace, "benchmark-tasks", [t.to_json_bytes() for t in deps.benchmark_tasks])
 
     def on_executor(numbers: list[int]) -> list[SynthBatch]:
@@ -361,3 +361,32 @@ def run_synth_tasks(config: SynthTasksConfig, workspace: Workspace, deps: SynthD
         status="complete" if len(tasks) >= config.tasks else "partial",
         error=None if len(tasks) >= config.tasks else f"candidate limit {limit} reached with {len(tasks)} tasks",
     )
+
+
+# -- the stage's work item (`exec`) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskContext:
+    planner: Planner
+    envs: dict[str, Environment]
+    benchmark_tasks: list[BenchmarkTask]
+
+
+def synth_batch(item: SynthBatchItem) -> SynthBatch:
+    """Work function: the `SynthBatch` of candidate batch `item.number` under `item.config`, exactly as the
+    stage computes it in its own process. A worker prepares the environments, the graph stage's graphs (or
+    its own, the same ones) and the planner once per process."""
+    context = _task_context(item.config.to_json_bytes(), item.benchmark_path, item.graphs_dir)
+    return _batch(context.planner, context.envs, item.config, item.number, context.benchmark_tasks)
+
+
+# A per-process memo of a worker's context: results never depend on it, only the cost of a worker's first
+# batch does.
+@functools.lru_cache(maxsize=2)
+def _task_context(config_bytes: bytes, benchmark_path: str, graphs_dir: str) -> _TaskContext:
+    config = SynthTasksConfig.model_validate_json(config_bytes)
+    loaded = load_synth_envs(config, read_stage_graphs(Path(graphs_dir)) if graphs_dir else None)
+    lines = Path(benchmark_path).read_bytes().splitlines()
+    return _TaskContext(planner=Planner(loaded.envs, config), envs={s.name: s.env for s in loaded.envs},
+                        benchmark_tasks=[BenchmarkTask.model_validate_json(line) for line in lines if line.strip()])

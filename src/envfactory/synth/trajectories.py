@@ -19,6 +19,7 @@ Deterministic: the same tasks, config, seed and model answers give byte-identica
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from envfactory.llm import (
     ModelNotInstalledError,
     ReplayMissError,
 )
+from envfactory.llm.workers import worker_client
 from envfactory.runtime import Environment, load_env
 from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory
 from envfactory.spec.synth_trajectories import (
@@ -113,7 +115,7 @@ class TrajectoryDeps:
     clock: Callable[[], float] = time.perf_counter
     executor: Executor | None = None
     """Where tasks run (`exec`); None: in this process. With one, `models` must say which models the
-    workers open (`synth.work.synth_trajectory`); `writer`/`solver`/`user` then only name the versions."""
+    workers open (`synth_trajectory`); `writer`/`solver`/`user` then only name the versions."""
     models: RoleModels | None = None
     _envs: dict[str, Environment] = field(default_factory=dict)
 
@@ -259,8 +261,6 @@ def _fan_out(config: SynthTrajectoriesConfig, deps: TrajectoryDeps, stage: Stage
     executor, models = deps.executor, deps.models
     if executor is None or models is None:
         raise StoreError("an executor needs `models`: the workers open their own models")
-    from envfactory.synth.work import synth_trajectory  # the work module imports this one
-
     todo = [(index, task) for index, task in enumerate(chosen)
             if not stage.artifact_path(f"items/{task.id}.json").is_file()]
     items = [TrajectoryWorkItem(config=config, task=task, solve=index < solve_limit, writer=models.writer,
@@ -332,3 +332,18 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
                                      for reason, n in reasons.items()},
         timings={"wall_s": round(deps.clock() - started, 3)},
     )
+
+
+def synth_trajectory(item: TrajectoryWorkItem) -> TrajectoryItem:
+    """Work function: the `TrajectoryItem` of `item.task`, exactly as `run_item` makes it in the stage's own
+    process; a worker opens the role models once per process."""
+    deps = _trajectory_deps(item.writer, item.solver, item.user)
+    return run_item(item.config, deps, item.task, solve=item.solve)
+
+
+# A per-process memo of a worker's opened models (and the environments its deps load): results never depend
+# on it, only the cost of a worker's first task does.
+@functools.lru_cache(maxsize=2)
+def _trajectory_deps(writer: WorkerModel, solver: WorkerModel, user: WorkerModel | None) -> TrajectoryDeps:
+    return TrajectoryDeps(writer=worker_client(writer), solver=worker_client(solver),
+                          user=worker_client(user) if user is not None else None)
