@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import multiprocessing.util
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -477,7 +478,10 @@ def eval_attempt(item: EvalAttemptItem) -> AttemptRecord:
 def _selection(config_bytes: bytes, workdir: str, envs_dir: str) -> _Selection:
     config = EvalConfig.model_validate_json(config_bytes)
     pool = SandboxPool(max_workers=2)
+    # A pool worker leaves through os._exit, which skips atexit: multiprocessing runs its finalizers instead.
+    # A Ray worker or a plain process runs atexit. Either way the sandbox workers stop with this process.
     atexit.register(pool.close)
+    multiprocessing.util.Finalize(None, pool.close, exitpriority=10)
     own = Path(workdir) / f"worker-{os.getpid()}"  # generated BFCL backends: one directory per process
     chosen = select_tasks(config, sandbox=pool, workdir=own, envs_dir=Path(envs_dir) if envs_dir else None)
     return _Selection({(i.suite, i.task.id): i for i in chosen})
