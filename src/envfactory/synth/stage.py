@@ -16,6 +16,9 @@ Contract:
   (then the manifest says `partial`). Same config and seed ⇒ byte-identical artifacts.
 - Environments are loaded in this process (declarative environments need no sandbox); those that need
   a sandbox (hybrid or untrusted python) are skipped with the reason in the funnel.
+- With `deps.executor`, batches run as `exec` work items (`synth_batch`), a wave of `2 × workers` at a time;
+  they are consumed, written and counted in the serial order, so the artifacts are the same bytes. The
+  benchmark texts reach workers through `<workspace>/inputs/benchmark-tasks-<hash>.jsonl`.
 - `deps.benchmark_tasks` (BFCL and τ² task texts) are required: a task never ships with the
   contamination gate unrun.
 """

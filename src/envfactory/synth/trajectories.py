@@ -11,6 +11,10 @@ operators (when the preset refines), validated; k solver attempts on the refined
 group from the task's initial state; when none verifies, k attempts on the explicit query (calibration: a
 refined query is kept only if solvers still succeed on it). Selection by verification (`synth.solve`).
 
+With `deps.executor` (and `deps.models`), tasks run as `exec` work items (`synth_trajectory`), each item
+file written as it comes back; a task whose worker failed is not written (a resumed run retries it) and
+the stage fails naming it.
+
 Errors: a missing or unfinished task stage is a `StoreError` before any model call. Set-up failures of a
 model (missing model, replay miss, unreachable endpoint) are raised: no answer was involved. Anything else
 going wrong with one task is recorded on its item (`failed`, with the reason) and the run continues.
