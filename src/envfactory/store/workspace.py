@@ -63,6 +63,11 @@ class Workspace:
     def envs_dir(self) -> Path:
         return self.root / "envs"
 
+    @property
+    def inputs_dir(self) -> Path:
+        """Inputs stages hand to executor workers, named by their content hash (`inputs/<name>-<hash>`)."""
+        return self.root / "inputs"
+
     def run_path(self, run_id: str) -> Path:
         """`runs/<run-id>/` (the id is checked to be one safe path component)."""
         return self.runs_dir / check_run_id(run_id)

@@ -302,7 +302,7 @@ def _shared_input(workspace: Workspace, name: str, lines: list[bytes]) -> Path:
     """`inputs/<name>-<content hash>.jsonl` in the workspace, where every worker can read it (written
     once: the name is the content's hash)."""
     data = b"".join(line + b"\n" for line in lines)
-    path = workspace.root / "inputs" / f"{name}-{sha256_hex(data)[:16]}.jsonl"
+    path = workspace.inputs_dir / f"{name}-{sha256_hex(data)[:16]}.jsonl"
     if not path.is_file():
         write_atomic(path, data)
     return path
