@@ -1,5 +1,7 @@
-"""BFCL v3 multi-turn through our runtime (issue 8): task import, gold replay (in-process and sandboxed),
-our checker vs the official one on gold and corrupted executions, bad input."""
+"""BFCL v3 multi-turn through our runtime (issues 8 and 18): all five categories' task import (long-context
+flag, missing functions and parameters, unparsable composite gold reported), gold replay (in-process and
+sandboxed), our checker vs the official one on gold and corrupted executions, official-compat behaviour,
+bad input."""
 
 from __future__ import annotations
 
@@ -13,15 +15,10 @@ import pytest
 pytest.importorskip("bfcl.eval_checker.multi_turn_eval.multi_turn_checker")
 pytest.importorskip("mpmath")
 
-from envfactory.eval import bfcl
+from envfactory.eval import bfcl, bfcl_agreement
 from envfactory.runtime import Environment, open_group
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import Task
-
-
-@pytest.fixture(scope="module")
-def entries() -> dict[str, list[bfcl.BfclEntry]]:
-    return {category: bfcl.load_entries(category) for category in bfcl.CATEGORIES}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +27,18 @@ def order() -> dict[str, tuple[str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def tasks(entries: dict[str, list[bfcl.BfclEntry]], order: Any) -> dict[str, list[Task]]:
-    return {category: [bfcl.to_task(e, order) for e in rows] for category, rows in entries.items()}
+def loaded(order: Any) -> dict[str, bfcl.LoadedCategory]:
+    return {category: bfcl.load_tasks(category, order) for category in bfcl.CATEGORIES}
+
+
+@pytest.fixture(scope="module")
+def entries(loaded: dict[str, bfcl.LoadedCategory]) -> dict[str, list[bfcl.BfclEntry]]:
+    return {category: rows.entries for category, rows in loaded.items()}
+
+
+@pytest.fixture(scope="module")
+def tasks(loaded: dict[str, bfcl.LoadedCategory]) -> dict[str, list[Task]]:
+    return {category: rows.tasks for category, rows in loaded.items()}
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +48,20 @@ def trusted() -> dict[str, Environment]:
 
 
 @pytest.fixture(scope="module")
+def compat() -> dict[str, Environment]:
+    # In-process on purpose, as above: the official-compat environments (scoring replays only).
+    return bfcl.bfcl_environments(trusted=True, official_compat=True)
+
+
+@pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Environment]]:
     with SandboxPool(max_workers=8) as pool:
         yield bfcl.bfcl_environments(sandbox=pool, workdir=tmp_path_factory.mktemp("bfcl-envs"))
 
 
-def test_both_categories_import_as_task_v1(tasks: dict[str, list[Task]], entries: Any) -> None:
-    assert {c: len(rows) for c, rows in tasks.items()} == {"base": 200, "miss_func": 200}
+def test_every_category_imports_as_task_v1(tasks: dict[str, list[Task]], entries: Any) -> None:
+    assert {c: len(rows) for c, rows in tasks.items()} == {
+        "base": 200, "miss_func": 200, "miss_param": 200, "long_context": 200, "composite": 184}
     for category, rows in tasks.items():
         for entry, task in zip(entries[category], rows, strict=True):
             assert Task.model_validate(task.model_dump(mode="json")) == task  # id matches content
@@ -59,9 +73,15 @@ def test_both_categories_import_as_task_v1(tasks: dict[str, list[Task]], entries
     assert all(all(t.available_tools is None for t in task.turns) for task in tasks["base"])
 
 
-def test_missing_functions_are_absent_until_the_turn_that_restores_them(tasks: Any, entries: Any) -> None:
-    for entry, task in zip(entries["miss_func"], tasks["miss_func"], strict=True):
-        assert entry.missed_function
+@pytest.mark.parametrize("category", ["miss_func", "composite"])
+def test_missing_functions_are_absent_until_the_turn_that_restores_them(
+    category: str, tasks: Any, entries: Any
+) -> None:
+    for entry, task in zip(entries[category], tasks[category], strict=True):
+        if category == "miss_func":
+            assert entry.missed_function
+        if not entry.missed_function:
+            assert all(turn.available_tools is None for turn in task.turns)
         for turn_text, names in entry.missed_function.items():
             restored = int(turn_text)
             for index, turn in enumerate(task.turns):
@@ -73,53 +93,75 @@ def test_missing_functions_are_absent_until_the_turn_that_restores_them(tasks: A
 
 
 @pytest.mark.parametrize("category", bfcl.CATEGORIES)
-def test_every_gold_trajectory_replays_to_full_score(category: str, tasks: Any, trusted: Any) -> None:
+def test_every_gold_trajectory_replays_to_full_score(category: str, tasks: Any, trusted: Any, compat: Any) -> None:
     for task in tasks[category]:
         gold = bfcl.gold_turns(task)
-        execution = bfcl.execute(task, trusted, gold)
-        verdict = bfcl.check(task, execution, execution, gold)
-        assert verdict.valid, (task.origin.source_id, verdict)
-        assert bfcl.reward(verdict).total == 1.0
-        # deterministic: a second replay gives the same results and state hashes
-        again = bfcl.execute(task, trusted, gold)
-        assert (again.results, again.state_hashes) == (execution.results, execution.state_hashes)
+        for envs, official_compat in ((trusted, False), (compat, True)):
+            execution = bfcl.execute(task, envs, gold, official_compat=official_compat)
+            verdict = bfcl.check(task, execution, execution, gold)
+            assert verdict.valid, (task.origin.source_id, verdict)
+            assert bfcl.reward(verdict).total == 1.0
+            # deterministic: a second replay gives the same results and state hashes
+            again = bfcl.execute(task, envs, gold, official_compat=official_compat)
+            assert (again.results, again.state_hashes) == (execution.results, execution.state_hashes)
 
 
 def test_sandboxed_replay_of_every_gold_trajectory_matches_in_process(
     tasks: Any, trusted: Any, sandboxed: Any
 ) -> None:
-    for task in tasks["base"] + tasks["miss_func"]:
-        gold = bfcl.gold_turns(task)
-        inside = bfcl.execute(task, sandboxed, gold)
-        here = bfcl.execute(task, trusted, gold)
-        assert inside.results == here.results, task.origin.source_id
-        assert inside.attributes == here.attributes, task.origin.source_id
-        assert inside.state_hashes == here.state_hashes, task.origin.source_id
-        assert bfcl.check(task, inside, here, gold).valid
+    for category in bfcl.CATEGORIES:
+        for task in tasks[category]:
+            gold = bfcl.gold_turns(task)
+            inside = bfcl.execute(task, sandboxed, gold)
+            here = bfcl.execute(task, trusted, gold)
+            assert inside.results == here.results, task.origin.source_id
+            assert inside.attributes == here.attributes, task.origin.source_id
+            assert inside.state_hashes == here.state_hashes, task.origin.source_id
+            assert bfcl.check(task, inside, here, gold).valid
 
 
 def test_environments_are_sandboxed_unless_trusted_explicitly() -> None:
     with pytest.raises(ValueError, match="sandbox"):
         bfcl.bfcl_environments()
+    with pytest.raises(ValueError, match="sandbox"):
+        bfcl.bfcl_environments(official_compat=True)
 
 
-def test_official_checker_agrees_on_gold_and_every_corruption_class(entries: Any, trusted: Any) -> None:
-    for category in bfcl.CATEGORIES:
-        table = bfcl.agreement(entries[category], trusted)
-        assert table["gold"].cases == 200 and table["gold"].ours_valid == 200
-        for kind, row in table.items():
-            assert row.agree == row.cases, (category, kind, row.disagreements)
-            assert row.cases + row.not_applicable == 200
-        # the corruptions bite: a dropped or altered call fails almost always, on both sides
-        assert table["drop_call"].ours_valid <= 5
-        assert table["alter_argument"].ours_valid <= 20
-        assert table["reorder_calls"].cases - table["reorder_calls"].ours_valid > 20
-        assert table["add_write"].cases - table["add_write"].ours_valid > 20
+@pytest.mark.parametrize("category", bfcl.CATEGORIES)
+def test_official_checker_agrees_on_gold_and_every_corruption_class(
+    category: str, loaded: Any, compat: Any
+) -> None:
+    rows = loaded[category]
+    table = bfcl_agreement.agreement(rows, compat)
+    expressible = 184 if category == "composite" else 200
+    assert table["gold"].cases == expressible and table["gold"].ours_valid == expressible
+    for kind, row in table.items():
+        assert row.agree == row.cases, (category, kind, row.disagreements)
+        assert row.cases + row.not_applicable == expressible
+        assert row.skipped == 200 - expressible
+    # the corruptions bite: a dropped or altered call fails almost always, on both sides
+    assert table["drop_call"].ours_valid <= 5
+    assert table["alter_argument"].ours_valid <= 45
+    assert table["reorder_calls"].cases - table["reorder_calls"].ours_valid > 20
+    assert table["add_write"].cases - table["add_write"].ours_valid > 20
+    # a held-out function called early has a place exactly where functions are held out
+    held_out = sum(1 for entry in rows.entries if entry.missed_function)
+    assert table["held_out_early"].cases + 2 >= held_out and (held_out == 0) == (table["held_out_early"].cases == 0)
+
+
+def test_without_official_compat_an_early_held_out_call_is_refused_and_verdicts_can_differ(
+    loaded: Any, trusted: Any
+) -> None:
+    rows = loaded["miss_func"]
+    strict = bfcl_agreement.agreement(rows, trusted, ["held_out_early"], official_compat=False)
+    row = strict["held_out_early"]
+    # BFCL runs the call (it changes state or adds a result); our strict runtime refuses it.
+    assert row.cases > 150 and row.agree < row.cases and row.disagreements
 
 
 def test_official_checker_leaves_no_instances_in_its_module_globals(entries: Any) -> None:
     entry = entries["base"][0]
-    assert bfcl.official_check(entry, entry.ground_truth)["valid"]
+    assert bfcl_agreement.official_check(entry, entry.ground_truth)["valid"]
     utils = importlib.import_module("bfcl.eval_checker.multi_turn_eval.multi_turn_utils")
     assert not [key for key in vars(utils) if key.startswith("envfactory_agreement_")]
 
@@ -214,3 +256,109 @@ def test_malformed_model_output_is_a_failure_with_its_reason(entries: Any, tasks
     assert not short.valid and "turns" in short.message
     injected = [["__import__('os').system('touch /tmp/pwned')"]] + [list(t) for t in entry.ground_truth[1:]]
     assert bfcl.score(task, trusted, injected).error_type == "multi_turn:malformed_output"
+
+
+def test_long_context_scenarios_load_exactly_where_bfcl_loads_them(entries: Any, tasks: Any) -> None:
+    for category in bfcl.CATEGORIES:
+        expected = category in ("long_context", "composite")
+        for entry, task in zip(entries[category], tasks[category], strict=True):
+            assert entry.long_context is expected
+            assert all(state["long_context"] is expected for state in task.initial_state.values()), entry.id
+    # the same scenario loads bigger: base_0 and long_context_0 share their initial config
+    base, long = tasks["base"][0], tasks["long_context"][0]
+    assert entries["base"][0].initial_config == entries["long_context"][0].initial_config
+    fs = "bfcl_gorilla_file_system"
+    assert len(str(long.initial_state[fs]["attributes"])) > len(str(base.initial_state[fs]["attributes"]))
+
+
+def test_missing_parameter_turns_have_no_gold_and_are_executed_but_not_checked(
+    entries: Any, tasks: Any, trusted: Any
+) -> None:
+    entry, task = entries["miss_param"][0], tasks["miss_param"][0]
+    empty = [index for index, gold in enumerate(entry.ground_truth) if not gold]
+    assert empty == [3] and task.turns[3].gold_calls == [] and "one of the file" in task.turns[3].user.text
+    gold = bfcl.gold_turns(task)
+    reference = bfcl.execute(task, trusted, gold)
+    # calling nothing in the turn that lacks a parameter passes, as the official checker has it
+    assert bfcl.check(task, reference, reference, gold).valid
+    # a call there still runs: a state change made in it is seen by the next turn's check
+    early = [list(turn) for turn in gold]
+    early[3] = [bfcl.Call("mkdir", {"dir_name": "extra"})]
+    verdict = bfcl.check(task, bfcl.execute(task, trusted, early), reference, early)
+    assert not verdict.valid and verdict.turn == 4 and verdict.error_type == "multi_turn:instance_state_mismatch"
+    strings = [list(t) for t in entry.ground_truth]
+    strings[3] = ["mkdir(dir_name='extra')"]
+    assert not bfcl_agreement.official_check(entry, strings)["valid"]
+
+
+def test_unparsable_composite_gold_is_reported_with_entry_and_reason_and_the_rest_loads(loaded: Any, order: Any) -> None:
+    composite = loaded["composite"]
+    assert len(composite.skipped) == 16
+    assert set(composite.skipped).isdisjoint(e.id for e in composite.entries)
+    reason = composite.skipped["multi_turn_composite_45"]
+    assert reason.startswith("turn 3: gold call \"cd(folder='ResearchDocs)\" does not parse") and "unterminated" in reason
+    assert all(len(text) < 400 for text in composite.skipped.values())  # long gold strings are shortened
+    raw = {e.id: e for e in bfcl.load_entries("composite")}["multi_turn_composite_153"]
+    with pytest.raises(bfcl.UnexpressibleTaskError, match=r"multi_turn_composite_153: turn 1: .*does not parse") as info:
+        bfcl.to_task(raw, order)
+    assert info.value.entry_id == "multi_turn_composite_153"
+    # every other category loads whole
+    assert all(not loaded[c].skipped for c in bfcl.CATEGORIES if c != "composite")
+
+
+def test_an_entry_of_another_format_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = bfcl._data_lines
+
+    def without_answer(*parts: str) -> list[dict[str, Any]]:
+        rows = real(*parts)
+        return [r for r in rows if r["id"] != "multi_turn_base_7"] if parts[0] == "possible_answer" else rows
+
+    monkeypatch.setattr(bfcl, "_data_lines", without_answer)
+    with pytest.raises(bfcl.UnexpressibleTaskError, match=r"multi_turn_base_7: .*no ground truth"):
+        bfcl.load_entries("base")
+    with pytest.raises(ValueError, match="unknown BFCL category"):
+        bfcl.load_entries("irrelevance")  # type: ignore[arg-type]
+
+
+def test_official_compat_passes_arguments_our_schema_refuses_as_bfcl_does(
+    entries: Any, tasks: Any, trusted: Any, compat: Any
+) -> None:
+    # multi_turn_base_173, turn 3: `close_ticket(ticket_id='ticket_001')`; the docs type ticket_id as integer
+    entry, task = entries["base"][173], tasks["base"][173]
+    gold = bfcl.gold_turns(task)
+    assert gold[3][-1] == bfcl.Call("close_ticket", {"ticket_id": "ticket_001"})
+    strict = bfcl.execute(task, trusted, gold)
+    assert "invalid arguments for close_ticket" in strict.results[3][-1]
+    loose = bfcl.execute(task, compat, gold, official_compat=True)
+    utils = importlib.import_module("bfcl.eval_checker.multi_turn_eval.multi_turn_utils")
+    name = "envfactory_compat_probe"
+    try:
+        official = [utils.execute_multi_turn_func_call(turn, entry.initial_config, entry.involved_classes, name,
+                                                       entry.id, long_context=entry.long_context)[0]
+                    for turn in entry.ground_truth]
+    finally:
+        for key in [k for k in vars(utils) if k.startswith(name)]:
+            del vars(utils)[key]
+    assert loose.results == official
+    # an undocumented keyword goes through too, with Python's own error text
+    extra = [[bfcl.Call("close_ticket", {"ticket_id": 1, "reason": "x"})]] + [[] for _ in gold[1:]]
+    result = bfcl.execute(task, compat, extra, official_compat=True).results[0][0]
+    assert result.startswith("Error during execution: ") and "unexpected keyword argument 'reason'" in result
+    # a tool no backend has fails like an undefined Python name
+    unknown = [[bfcl.Call("rm_rf_everything", {})]] + [[] for _ in gold[1:]]
+    assert bfcl.execute(task, compat, unknown, official_compat=True).results[0] == [
+        "Error during execution: name 'rm_rf_everything' is not defined"]
+
+
+def test_official_compat_runs_a_held_out_function_as_bfcl_does(tasks: Any, compat: Any) -> None:
+    task = tasks["miss_func"][0]  # `sort` is held out until turn 3
+    early = [[bfcl.Call("cd", {"folder": "document"}), bfcl.Call("sort", {"file_name": "final_report.pdf"})],
+             [], [], [], []]
+    result = bfcl.execute(task, compat, early, official_compat=True).results[0][1]
+    assert "not defined" not in result and result.startswith("{")
+
+
+def test_compat_environments_are_never_what_an_agent_gets(trusted: Any, compat: Any) -> None:
+    raw = {t.name for env in compat.values() for t in env.spec.tools if t.name.startswith("raw_call_")}
+    assert len(raw) == 8
+    assert not [t.name for env in trusted.values() for t in env.spec.tools if t.name.startswith("raw_call_")]

@@ -1,4 +1,4 @@
-"""BFCL v3 multi-turn (base and missing-function) through envfactory's runtime.
+"""BFCL v3 multi-turn (all five categories) through envfactory's runtime.
 
 Contract:
 - Data and backend classes come from the installed `nvidia-bfcl==26.3` (import name `bfcl`; install with
@@ -9,10 +9,25 @@ Contract:
   they run in a sandbox worker (`bfcl_environments(sandbox=pool)`), because the backends evaluate
   model-provided values; `trusted=True` runs them in-process and is for benchmark-data-only work
   (gold replay, agreement runs, speed measurements).
+- Categories: `base`, `miss_func`, `miss_param`, `long_context`, `composite`, with the official
+  semantics: the long-context scenarios are loaded exactly when BFCL's checker loads them (the entry's
+  category contains `long_context` or `composite`); a turn whose gold list is empty (a missing parameter
+  or a missing function: the model should ask, not act) is executed but not checked.
 - Every entry becomes a Task v1: scripted turns (an empty turn is the one where BFCL hands back a
   missing function), per-turn `available_tools` for missing-function entries (the held-out tools are
   absent from every turn before the one that restores them), gold calls parsed from BFCL's call strings
   with `ast` (literals only; positional arguments mapped by the tool's parameter order; never eval).
+  An entry whose gold call does not parse (17 strings of 16 composite entries in 26.3) cannot be
+  expressed: `to_task` raises `UnexpressibleTaskError` naming the entry, turn, string and reason, and
+  `load_tasks` lists such entries as skipped while the rest of the category loads.
+- `official_compat=True` (the default for benchmark scoring) makes `execute` behave like BFCL's
+  executor where our runtime is stricter: a held-out function called before the turn that restores it
+  runs (BFCL's executor knows every method of the instance; only the prompt hides it); a tool no
+  backend has fails with Python's `name '…' is not defined`; and, on environments built with
+  `bfcl_environments(official_compat=True)`, arguments our schema refuses (an id the docs type as
+  integer passed as a string, an undocumented keyword) reach the backend unchecked, as `eval` passes
+  them. Those compat environments carry one unchecked-call tool per backend and are for scoring
+  replays only, never offered to an agent.
 - `execute` replays per-turn calls through a session group and records, per turn, each result as the
   text BFCL's executor shows and the public attributes of every backend (the state checker's view).
 - `check` reproduces BFCL's multi-turn checker: for each turn with gold calls, the model's turn must be
@@ -27,20 +42,17 @@ Contract:
 from __future__ import annotations
 
 import ast
-import contextlib
+import functools
 import importlib
 import json
-import random
-import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from envfactory.errors import EnvFactoryError
-from envfactory.eval.corruption import altered
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
 from envfactory.runtime.sandbox import SandboxPool
@@ -63,22 +75,21 @@ from envfactory.store import write_atomic, write_text_atomic
 __all__ = [
     "BFCL_VERSION",
     "CATEGORIES",
-    "CORRUPTIONS",
-    "Agreement",
     "BenchmarkMissingError",
     "BfclEntry",
     "Call",
     "Execution",
+    "LoadedCategory",
     "MalformedCallError",
+    "UnexpressibleTaskError",
     "Verdict",
-    "agreement",
     "bfcl_environments",
     "check",
-    "corrupt",
     "env_name",
     "execute",
+    "gold_turns",
     "load_entries",
-    "official_check",
+    "load_tasks",
     "parameter_order",
     "parse_call",
     "render_call",
@@ -90,14 +101,22 @@ __all__ = [
 
 BFCL_VERSION = "26.3"
 INSTALL_HINT = "pip install --no-deps nvidia-bfcl==26.3 mpmath"
-Category = Literal["base", "miss_func"]
-CATEGORIES: tuple[Category, ...] = ("base", "miss_func")
-CORRUPTIONS = ("drop_call", "alter_argument", "reorder_calls", "add_write")
+Category = Literal["base", "miss_func", "miss_param", "long_context", "composite"]
+CATEGORIES: tuple[Category, ...] = ("base", "miss_func", "miss_param", "long_context", "composite")
 ERROR_PREFIX = "Error during execution: "
 
 
 class MalformedCallError(EnvFactoryError):
     """A call string that is not `name(literal, key=literal, ...)`."""
+
+
+class UnexpressibleTaskError(EnvFactoryError):
+    """A benchmark entry the adapter cannot express as a Task (named, with the reason)."""
+
+    def __init__(self, entry_id: str, reason: str) -> None:
+        super().__init__(f"{entry_id}: {reason}")
+        self.entry_id = entry_id
+        self.reason = reason
 
 
 def require_bfcl() -> None:
@@ -149,6 +168,13 @@ class BfclEntry:
     ground_truth: list[list[str]]
 
     @property
+    def long_context(self) -> bool:
+        """Whether BFCL loads the long-context scenarios: its checker tests the category taken from the
+        entry id (`id.rsplit("_", 1)[0]`) for `long_context` or `composite`."""
+        category = self.id.rsplit("_", 1)[0]
+        return "long_context" in category or "composite" in category
+
+    @property
     def raw(self) -> dict[str, Any]:
         """The entry as BFCL's checker takes it."""
         entry: dict[str, Any] = {
@@ -166,20 +192,29 @@ def _data_lines(*parts: str) -> list[dict[str, Any]]:
 
 
 def load_entries(category: Category) -> list[BfclEntry]:
-    """BFCL v3 multi-turn entries of one category with their ground truth (from the installed package)."""
+    """BFCL v3 multi-turn entries of one category with their ground truth (from the installed package).
+
+    A data file of another format (an entry without the fields BFCL v3 has, or without an answer)
+    raises `UnexpressibleTaskError` naming the entry: nothing is guessed.
+    """
     require_bfcl()
     if category not in CATEGORIES:
         raise ValueError(f"unknown BFCL category {category!r}; expected one of {CATEGORIES}")
     name = f"BFCL_v3_multi_turn_{category}.json"
-    answers = {row["id"]: row["ground_truth"] for row in _data_lines("possible_answer", name)}
-    return [
-        BfclEntry(
-            id=row["id"], category=category, questions=row["question"], initial_config=row["initial_config"],
+    answers = {row.get("id"): row.get("ground_truth") for row in _data_lines("possible_answer", name)}
+    entries = []
+    for row in _data_lines(name):
+        entry_id = str(row.get("id", "?"))
+        missing = [key for key in ("id", "question", "initial_config", "involved_classes") if key not in row]
+        if missing or not isinstance(answers.get(entry_id), list):
+            what = f"fields {missing} missing" if missing else "no ground truth in possible_answer"
+            raise UnexpressibleTaskError(entry_id, f"not a BFCL v3 multi-turn entry ({what}) in {name}")
+        entries.append(BfclEntry(
+            id=entry_id, category=category, questions=row["question"], initial_config=row["initial_config"],
             involved_classes=row["involved_classes"], missed_function=row.get("missed_function", {}),
-            ground_truth=answers[row["id"]],
-        )
-        for row in _data_lines(name)
-    ]
+            ground_truth=answers[entry_id],
+        ))
+    return entries
 
 
 def parameter_order() -> dict[str, tuple[str, list[str]]]:
@@ -227,12 +262,21 @@ def render_call(call: Call) -> str:
 
 
 def to_task(entry: BfclEntry, order: dict[str, tuple[str, list[str]]] | None = None) -> Task:
-    """One BFCL entry as Task v1 (scripted turns; per-turn tool availability for missing functions)."""
+    """One BFCL entry as Task v1 (scripted turns; per-turn tool availability for missing functions).
+
+    Raises `UnexpressibleTaskError` (entry, turn, string, reason) when a gold call string does not parse
+    or the entry's turns and answers do not line up.
+    """
     kit = _toolkit_module()
     order = order if order is not None else parameter_order()
-    long_context = False  # base and miss_func never use the long-context scenarios
+    if len(entry.questions) != len(entry.ground_truth):
+        raise UnexpressibleTaskError(entry.id, f"{len(entry.questions)} question turns but "
+                                               f"{len(entry.ground_truth)} ground-truth turns")
+    unknown = [b for b in entry.involved_classes if b not in kit.BACKENDS]
+    if unknown:
+        raise UnexpressibleTaskError(entry.id, f"unknown backend class(es) {unknown}")
     initial = {
-        env_name(backend): kit.initial_state(backend, entry.initial_config.get(backend, {}), long_context)
+        env_name(backend): kit.initial_state(backend, entry.initial_config.get(backend, {}), entry.long_context)
         for backend in entry.involved_classes
     }
     all_tools = sorted(doc["name"] for backend in entry.involved_classes for doc in kit.function_docs(backend))
@@ -240,10 +284,22 @@ def to_task(entry: BfclEntry, order: dict[str, tuple[str, list[str]]] | None = N
     turns = []
     for index, (messages, gold) in enumerate(zip(entry.questions, entry.ground_truth, strict=True)):
         held_out = {name for name, at in restored_at.items() if index < at}
+        calls = []
+        for text in gold:
+            try:
+                calls.append(parse_call(text, order))
+            except MalformedCallError as exc:
+                cause = exc.__cause__
+                detail = cause.msg if isinstance(cause, SyntaxError) else str(exc)
+                shown = text if len(text) <= 80 else f"{text[:60]}…{text[-15:]}"
+                raise UnexpressibleTaskError(
+                    entry.id, f"turn {index}: gold call {shown!r} does not parse ({detail}); BFCL's checker "
+                              "evals it into an 'Error during execution' result that no well-formed call matches"
+                ) from exc
         turns.append(Turn(
             user=ScriptedUser(text="\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")),
             available_tools=[t for t in all_tools if t not in held_out] if restored_at else None,
-            gold_calls=[GoldCall(tool=c.name, arguments=c.arguments) for c in (parse_call(s, order) for s in gold)],
+            gold_calls=[GoldCall(tool=c.name, arguments=c.arguments) for c in calls],
         ))
     return Task.create(
         envs=[EnvRef(name=env_name(b), version="26.3.0") for b in entry.involved_classes],
@@ -253,6 +309,31 @@ def to_task(entry: BfclEntry, order: dict[str, tuple[str, list[str]]] | None = N
         origin=TaskOrigin(source="bfcl", source_id=entry.id, explicit_query=_text(turns[0]) if turns else "",
                           domain=entry.category),
     )
+
+
+@dataclass(frozen=True)
+class LoadedCategory:
+    """A category's expressible entries with their tasks (same order) and the entries skipped, each with
+    the reason (`UnexpressibleTaskError` text)."""
+    category: Category
+    entries: list[BfclEntry]
+    tasks: list[Task]
+    skipped: dict[str, str]
+
+
+def load_tasks(category: Category, order: dict[str, tuple[str, list[str]]] | None = None) -> LoadedCategory:
+    """Every entry of `category` as a Task; entries the adapter cannot express are skipped with their
+    reason instead of failing the category."""
+    order = order if order is not None else parameter_order()
+    entries, tasks, skipped = [], [], {}
+    for entry in load_entries(category):
+        try:
+            tasks.append(to_task(entry, order))
+        except UnexpressibleTaskError as exc:
+            skipped[entry.id] = exc.reason
+            continue
+        entries.append(entry)
+    return LoadedCategory(category, entries, tasks, skipped)
 
 
 def _text(turn: Turn) -> str:
@@ -269,29 +350,32 @@ def _meta(backend: str) -> EnvMeta:
 
 def bfcl_environments(
     *, sandbox: SandboxPool | None = None, trusted: bool = False, workdir: Path | None = None,
-    backends: Sequence[str] | None = None,
+    backends: Sequence[str] | None = None, official_compat: bool = False,
 ) -> dict[str, Environment]:
     """Environments of the BFCL backends, by environment name.
 
     Sandboxed (the default, `sandbox=` a pool and `workdir=` a directory for the generated environment
-    directories) or, only with `trusted=True`, in-process.
+    directories) or, only with `trusted=True`, in-process. `official_compat` adds each backend's
+    unchecked-call tool (`bfcl_toolkit.raw_call_tool`), for scoring replays only: never give these
+    environments to an agent.
     """
     kit = _toolkit_module()
     names = list(backends or kit.BACKENDS)
+    suffix = "CompatToolkit" if official_compat else "Toolkit"
     if trusted:
         return {
-            env_name(b): python_environment(getattr(kit, f"{b}Toolkit"), _meta(b)) for b in names
+            env_name(b): python_environment(getattr(kit, f"{b}{suffix}"), _meta(b)) for b in names
         }
     if sandbox is None or workdir is None:
         raise ValueError("BFCL backends evaluate model-provided values: pass sandbox= and workdir=, or trusted=True")
     source = resources.files("envfactory.eval").joinpath("bfcl_toolkit.py").read_bytes()
     envs = {}
     for backend in names:
-        directory = Path(workdir) / env_name(backend)
+        directory = Path(workdir) / (env_name(backend) + ("-compat" if official_compat else ""))
         directory.mkdir(parents=True, exist_ok=True)
         document = PythonEnvSource(
             meta=_meta(backend),
-            implementation=PythonImplementation(module="toolkit.py", class_name=f"{backend}Toolkit", trusted=False),
+            implementation=PythonImplementation(module="toolkit.py", class_name=f"{backend}{suffix}", trusted=False),
         )
         # Atomic: a run killed mid-write (or a second run sharing the workdir) never loads half a file.
         write_text_atomic(directory / "env.json", document.model_dump_json(indent=1))
@@ -321,13 +405,41 @@ def _attributes(group: SessionGroup) -> dict[str, Any]:
     return {name: s.state_json()["attributes"] for name, s in group.sessions.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _raw_tools() -> dict[str, str]:
+    """tool -> its backend's unchecked-call tool (immutable data from the installed package)."""
+    kit = _toolkit_module()
+    return {doc["name"]: kit.raw_call_tool(b) for b in kit.BACKENDS for doc in kit.function_docs(b)}
+
+
+def _run(group: SessionGroup, call: Call, official_compat: bool) -> str:
+    """One call as BFCL's executor shows its result. With `official_compat`, a tool the group does not
+    have fails as Python's NameError does, and arguments our schema refuses (a string where the docs say
+    integer, an undocumented keyword) go to the backend unchecked, as BFCL's `eval` passes them."""
+    result = group.call(call.name, call.arguments)
+    if not official_compat or result.error is None:
+        return _render(result)
+    if result.error.kind == "unknown_tool":
+        return f"{ERROR_PREFIX}name '{call.name}' is not defined"
+    raw = _raw_tools().get(call.name)
+    if result.error.kind == "invalid_arguments" and raw is not None:
+        unchecked = group.call(raw, {"method": call.name, "arguments": call.arguments})
+        if unchecked.error is None or unchecked.error.kind != "unknown_tool":  # a compat environment
+            return _render(unchecked)
+    return _render(result)
+
+
 def execute(
-    task: Task, envs: dict[str, Environment], turns: Sequence[Sequence[Call]], *, track_changes: bool = False
+    task: Task, envs: dict[str, Environment], turns: Sequence[Sequence[Call]], *, track_changes: bool = False,
+    official_compat: bool = False,
 ) -> Execution:
     """Run `turns` (one list of calls per task turn) from the task's initial states in a fresh group.
 
     With `track_changes`, `Execution.changed` says which calls changed some backend's public attributes
-    (one state read before and after each call).
+    (one state read before and after each call). A call of a tool held out in its turn gives BFCL's
+    `name '…' is not defined` text and changes nothing; with `official_compat` it runs, as in BFCL's
+    executor (which hides held-out functions from the prompt only), and calls go through `_run`'s
+    official-compat path (module docstring).
     """
     chosen = [envs[ref.name] for ref in task.envs]
     out = Execution()
@@ -336,13 +448,13 @@ def execute(
             allowed = task.turns[index].available_tools if index < len(task.turns) else None
             results, changed = [], []
             for call in calls:
-                if allowed is not None and call.name not in allowed:
+                if allowed is not None and call.name not in allowed and not official_compat:
                     # A held-out tool does not exist for the model in this turn (BFCL's eval: NameError).
                     results.append(f"{ERROR_PREFIX}name '{call.name}' is not defined")
                     changed.append(False)
                     continue
                 before = _attributes(group) if track_changes else None
-                results.append(_render(group.call(call.name, call.arguments)))
+                results.append(_run(group, call, official_compat))
                 out.state_hashes.append(group.hash())
                 changed.append(track_changes and _attributes(group) != before)
             out.results.append(results)
@@ -383,9 +495,10 @@ def check(task: Task, model: Execution, gold: Execution, model_turns: Sequence[S
 def score(
     task: Task, envs: dict[str, Environment], model_turns: Sequence[Sequence[str]],
     gold: Execution | None = None, order: dict[str, tuple[str, list[str]]] | None = None,
+    *, official_compat: bool = False,
 ) -> Verdict:
     """Score a model's per-turn call strings (parsed, never evaluated); a malformed one fails the task
-    with its reason, as does a wrong number of turns."""
+    with its reason, as does a wrong number of turns. `official_compat` as in `execute`."""
     if len(model_turns) != len(task.turns):
         return Verdict(False, "multi_turn:malformed_output", None,
                        f"{len(model_turns)} turns of calls for a task of {len(task.turns)} turns")
@@ -396,7 +509,7 @@ def score(
         except MalformedCallError as exc:
             return Verdict(False, "multi_turn:malformed_output", index, str(exc))
     gold = gold or execute(task, envs, gold_turns(task))
-    return check(task, execute(task, envs, parsed), gold, parsed)
+    return check(task, execute(task, envs, parsed, official_compat=official_compat), gold, parsed)
 
 
 def reward(verdict: Verdict) -> Reward:
@@ -407,113 +520,5 @@ def reward(verdict: Verdict) -> Reward:
 
 
 def gold_turns(task: Task) -> list[list[Call]]:
+    """The task's gold calls per turn."""
     return [[Call(c.tool, dict(c.arguments)) for c in turn.gold_calls] for turn in task.turns]
-
-
-# -- corruptions ------------------------------------------------------------------------------------------------
-def corrupt(kind: str, turns: list[list[Call]], gold: Execution, seed: str) -> list[list[Call]] | None:
-    """A seeded corruption of gold turns, or None when the class does not apply to this task."""
-    rng = random.Random(f"{seed}:{kind}")
-    positions = [(t, i) for t, calls in enumerate(turns) for i in range(len(calls))]
-    out = [list(calls) for calls in turns]
-    if kind == "drop_call":
-        if not positions:
-            return None
-        t, i = rng.choice(positions)
-        del out[t][i]
-    elif kind == "alter_argument":
-        candidates = [(t, i) for t, i in positions if turns[t][i].arguments]
-        if not candidates:
-            return None
-        t, i = rng.choice(candidates)
-        call = turns[t][i]
-        key = rng.choice(sorted(call.arguments))
-        out[t][i] = Call(call.name, {**call.arguments, key: altered(call.arguments[key])})
-    elif kind == "reorder_calls":
-        pairs = [(t, i) for t, calls in enumerate(turns) for i in range(len(calls) - 1)
-                 if calls[i] != calls[i + 1]]
-        if not pairs:
-            return None
-        t, i = rng.choice(pairs)
-        out[t][i], out[t][i + 1] = out[t][i + 1], out[t][i]
-    elif kind == "add_write":
-        writes = [(t, i) for t, i in positions if gold.changed[t][i]]
-        if not writes:
-            return None
-        t, i = rng.choice(writes)
-        out[t].insert(i + 1, turns[t][i])  # the same state-changing call once more
-    else:
-        raise ValueError(f"unknown corruption {kind!r}; expected one of {CORRUPTIONS}")
-    return out
-
-
-# -- the official checker -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _clean_official_globals(prefix: str) -> Iterator[None]:
-    utils = importlib.import_module("bfcl.eval_checker.multi_turn_eval.multi_turn_utils")
-    try:
-        yield
-    finally:
-        for key in [k for k in vars(utils) if k.startswith(prefix)]:
-            del vars(utils)[key]
-
-
-def official_check(entry: BfclEntry, turns: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """BFCL's own multi-turn checker on call strings from benchmark data (never model output)."""
-    require_bfcl()
-    checker = importlib.import_module("bfcl.eval_checker.multi_turn_eval.multi_turn_checker")
-    model_name = f"envfactory_agreement_{uuid.uuid4().hex}"
-    with _clean_official_globals(model_name):
-        decoded = [[list(calls)] if calls else [] for calls in turns]
-        result: dict[str, Any] = checker.multi_turn_checker(
-            decoded, entry.ground_truth, entry.raw, f"multi_turn_{entry.category}", model_name
-        )
-    return result
-
-
-# -- agreement with the official checker ---------------------------------------------------------------------
-@dataclass
-class Agreement:
-    """Per class (`gold` or a corruption): cases run, verdicts of each checker, cases where they agree."""
-
-    cases: int = 0
-    ours_valid: int = 0
-    official_valid: int = 0
-    agree: int = 0
-    not_applicable: int = 0
-    disagreements: list[str] = field(default_factory=list)
-
-
-def agreement(
-    entries: Sequence[BfclEntry], envs: dict[str, Environment], kinds: Sequence[str] = CORRUPTIONS
-) -> dict[str, Agreement]:
-    """Our checker vs BFCL's on every entry's gold calls and on each seeded corruption of them.
-
-    Gold is replayed with the original call strings on BFCL's side and with the parsed calls on ours;
-    corruptions are built on parsed calls and rendered back to strings for BFCL.
-    """
-    order = parameter_order()
-    table = {kind: Agreement() for kind in ("gold", *kinds)}
-    for entry in entries:
-        task = to_task(entry, order)
-        gold_calls = gold_turns(task)
-        gold = execute(task, envs, gold_calls, track_changes=True)
-        variants: list[tuple[str, list[list[Call]] | None, list[list[str]] | None]] = [
-            ("gold", gold_calls, entry.ground_truth)
-        ]
-        variants += [(kind, corrupt(kind, gold_calls, gold, entry.id), None) for kind in kinds]
-        for kind, turns, strings in variants:
-            row = table[kind]
-            if turns is None:
-                row.not_applicable += 1
-                continue
-            ours = check(task, execute(task, envs, turns), gold, turns).valid
-            theirs = bool(official_check(entry, strings or [[render_call(c) for c in t] for t in turns])["valid"])
-            row.cases += 1
-            row.ours_valid += ours
-            row.official_valid += theirs
-            if ours == theirs:
-                row.agree += 1
-            else:
-                row.disagreements.append(entry.id)
-    return table

@@ -16,6 +16,10 @@ Contract:
   anything else through `str`, and an exception as `"Error during execution: <message>"` (BFCL shows
   backend exceptions to the model as results, not errors). Every call is recorded, failed ones too,
   since a backend may change state before it raises.
+- Each backend also has a `<backend>CompatToolkit`: the same tools plus `raw_call_<backend, lower
+  case>(method, arguments)` (`raw_call_tool(backend)`), which runs a documented method with its arguments unchecked (no types, no unknown-key
+  refusal), as BFCL's executor does when it `eval`s a call string. It exists for official-compat scoring
+  replays (`eval.bfcl.execute(official_compat=True)`); it is never offered to an agent.
 - This module runs benchmark code that evaluates model-provided values; load it through a sandbox
   worker unless the caller explicitly trusts it (envfactory.eval.bfcl decides).
 """
@@ -237,6 +241,29 @@ class BfclToolkit(Toolkit[BfclState]):
         return output
 
 
+def raw_call_tool(backend: str) -> str:
+    """The name of `backend`'s unchecked-call tool (compat toolkits only; unique across backends)."""
+    return f"raw_call_{backend.lower()}"
+
+
+def _raw_call_tool(backend: str) -> Callable[..., str]:
+    documented = frozenset(doc["name"] for doc in function_docs(backend))
+
+    def bfcl_raw_call(self: BfclToolkit, method: str, arguments: dict[str, Any]) -> str:
+        """Run a documented backend method with its arguments as given, unchecked (official-compat scoring).
+
+        Args:
+            method: the method's name (one of this backend's documented tools)
+            arguments: keyword arguments, passed to the method as they are
+        """
+        if method not in documented:
+            raise self.invalid_arguments(f"{method!r} is not a tool of {backend}", "/method")
+        return self.invoke(method, dict(arguments))
+
+    bfcl_raw_call.__name__ = bfcl_raw_call.__qualname__ = raw_call_tool(backend)
+    return tool(effect="write", idempotent=False)(bfcl_raw_call)
+
+
 def _toolkit_class(backend: str) -> type[BfclToolkit]:
     namespace: dict[str, Any] = {"__module__": __name__, "__doc__": f"BFCL {backend}, adapted."}
     for doc in function_docs(backend):
@@ -252,3 +279,20 @@ TicketAPIToolkit = _toolkit_class("TicketAPI")
 TradingBotToolkit = _toolkit_class("TradingBot")
 TravelAPIToolkit = _toolkit_class("TravelAPI")
 VehicleControlAPIToolkit = _toolkit_class("VehicleControlAPI")
+
+GorillaFileSystemCompatToolkit = type("GorillaFileSystemCompatToolkit", (GorillaFileSystemToolkit,),
+                                      {"__module__": __name__, raw_call_tool("GorillaFileSystem"): _raw_call_tool("GorillaFileSystem")})
+MathAPICompatToolkit = type("MathAPICompatToolkit", (MathAPIToolkit,),
+                            {"__module__": __name__, raw_call_tool("MathAPI"): _raw_call_tool("MathAPI")})
+MessageAPICompatToolkit = type("MessageAPICompatToolkit", (MessageAPIToolkit,),
+                               {"__module__": __name__, raw_call_tool("MessageAPI"): _raw_call_tool("MessageAPI")})
+TwitterAPICompatToolkit = type("TwitterAPICompatToolkit", (TwitterAPIToolkit,),
+                               {"__module__": __name__, raw_call_tool("TwitterAPI"): _raw_call_tool("TwitterAPI")})
+TicketAPICompatToolkit = type("TicketAPICompatToolkit", (TicketAPIToolkit,),
+                              {"__module__": __name__, raw_call_tool("TicketAPI"): _raw_call_tool("TicketAPI")})
+TradingBotCompatToolkit = type("TradingBotCompatToolkit", (TradingBotToolkit,),
+                               {"__module__": __name__, raw_call_tool("TradingBot"): _raw_call_tool("TradingBot")})
+TravelAPICompatToolkit = type("TravelAPICompatToolkit", (TravelAPIToolkit,),
+                              {"__module__": __name__, raw_call_tool("TravelAPI"): _raw_call_tool("TravelAPI")})
+VehicleControlAPICompatToolkit = type("VehicleControlAPICompatToolkit", (VehicleControlAPIToolkit,),
+                                      {"__module__": __name__, raw_call_tool("VehicleControlAPI"): _raw_call_tool("VehicleControlAPI")})
