@@ -4,6 +4,17 @@ Imports only `spec` among envfactory's layers: the export stage (`envfactory.cli
 the reading, replaying and writing, and hands this package typed data. Formats: OpenAI chat JSONL,
 LlamaFactory sharegpt (+ `dataset_info.json`), Hugging Face Parquet with a dataset card, veRL multi-turn
 tool-RL Parquet and the same RL rows for TRL. See docs/datasets.md.
+
+Contract (entry: `pipeline.build_export(inputs, config)`):
+- Inputs: typed tasks, trajectories and the replayed turn states, and an `ExportConfig` (formats,
+  split shares and seed, token limit).
+- Outputs: `ExportResult.files` (relative path → bytes) and an `ExportManifest` listing every file's
+  sha256 and every dropped row with its reason; this package never touches the disk.
+- Errors: a row that cannot be exported is dropped with a reason (`ExportRowError`), never written half;
+  a requested format whose optional package is missing raises `ExportDependencyError` with the install
+  command.
+- Determinism: splits come from `random.Random(seed)` over leakage groups and rows are encoded
+  canonically, so the same inputs and config give byte-identical files.
 """
 
 from envfactory.export.conversation import ExportRowError, conversation, json_text, split_reasoning

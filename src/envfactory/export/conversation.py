@@ -27,6 +27,7 @@ class ExportRowError(ValueError):
     """A trajectory or row that cannot be exported; `reason` is the manifest's drop reason."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        """`reason`: a drop-reason key counted in the manifest; `detail`: free text for the log."""
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

@@ -36,11 +36,14 @@ class ChatRenderer(Protocol):
     """A chat template and its tokenizer."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The renderer's name (`qwen`, `smollm2`); token counts and problems are reported under it."""
 
-    def render(self, messages: list[JSONObject], tools: list[JSONObject]) -> str: ...
+    def render(self, messages: list[JSONObject], tools: list[JSONObject]) -> str:
+        """The prompt text of `messages` with `tools` as the template writes it; deterministic."""
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str) -> int:
+        """The number of tokens `text` has under the renderer's tokenizer."""
 
 
 def template_messages(messages: Sequence[SFTMessage]) -> list[JSONObject]:

@@ -7,6 +7,16 @@
   processes (LLM responses, embeddings).
 - `RunDir`: `runs/<run-id>/` with its `RunManifest`, resolved config, artifacts and logs.
 - `StageDir`: `runs/<run-id>/<stage>/`, one stage's artifacts and its `StageManifest` (written last).
+
+Contract:
+- Inputs: a workspace root, run ids (letters, digits, `.`, `_`, `-`), stage names (lowercase letters,
+  digits, `-`) and the values to store.
+- Outputs: files written atomically (a temporary file renamed into place: whole or absent), canonical
+  JSON and JSONL, manifests written last, and SQLite caches.
+- Errors: an invalid id or name, a path leaving its directory, or a file that cannot be created or read
+  raises `StoreError` naming the path.
+- Determinism: canonical writers give the same bytes for the same values (sorted keys, one trailing
+  newline); nothing here reads the clock except `KVStore` expiry, whose clock is injected.
 """
 
 from envfactory.store.atomic import atomic_writer, stray_temporaries, write_atomic, write_text_atomic

@@ -77,6 +77,8 @@ class KVStore:
     """
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        """Open (creating the file and its directory if needed) the store at `path`. `busy_timeout_s`: how long a
+        writer waits for another process's lock; `clock`: seconds since the epoch, for expiry. Raises `StoreError`."""
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock

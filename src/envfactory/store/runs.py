@@ -49,10 +49,12 @@ class RunDir:
 
     @property
     def run_id(self) -> str:
+        """The run id: the directory's name."""
         return self.path.name
 
     @property
     def logs_dir(self) -> Path:
+        """`<run>/logs/`: timings and other records that differ between identical runs."""
         return self.path / LOGS
 
     def artifact_path(self, relative: str) -> Path:
@@ -63,14 +65,17 @@ class RunDir:
         return self.path.joinpath(*pure.parts)
 
     def write_bytes(self, relative: str, data: bytes) -> Path:
+        """Write `data` atomically to the artifact path `relative` (see `artifact_path`); returns the path."""
         path = self.artifact_path(relative)
         write_atomic(path, data)
         return path
 
     def write_json(self, relative: str, value: Any) -> Path:
+        """Write `value` as canonical JSON (sorted keys, one trailing newline): same value, same bytes."""
         return self.write_bytes(relative, canonical_json(value) + b"\n")
 
     def write_jsonl(self, relative: str, records: Iterable[Any]) -> Path:
+        """Write `records` as canonical JSONL, one value per line: same records, same bytes."""
         return self.write_bytes(relative, jsonl_bytes(records))
 
     def write_config(self, config: dict[str, Any]) -> Path:
@@ -84,6 +89,7 @@ class RunDir:
         return self.write_bytes(MANIFEST, manifest.to_json_bytes() + b"\n")
 
     def read_manifest(self) -> RunManifest:
+        """The run's `manifest.json`; raises `StoreError` when it is missing or not a valid `RunManifest`."""
         path = self.path / MANIFEST
         try:
             return RunManifest.model_validate_json(path.read_bytes())

@@ -67,10 +67,12 @@ class StageDir:
 
     @property
     def path(self) -> Path:
+        """`runs/<run-id>/<stage>/`."""
         return self.run.path / self.stage
 
     @property
     def run_id(self) -> str:
+        """The id of the run the stage belongs to."""
         return self.run.run_id
 
     @property

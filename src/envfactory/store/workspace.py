@@ -49,18 +49,22 @@ class Workspace:
 
     @property
     def catalog_path(self) -> Path:
+        """The resource catalog's SQLite cache."""
         return self.root / "catalog.sqlite"
 
     @property
     def llm_cache_path(self) -> Path:
+        """The LLM response cache (a `KVStore`), shared by every run of the workspace."""
         return self.root / "llm-cache.sqlite"
 
     @property
     def runs_dir(self) -> Path:
+        """`runs/`: one directory per run (`runs/<run-id>/<stage>/`)."""
         return self.root / "runs"
 
     @property
     def envs_dir(self) -> Path:
+        """`envs/`: environment folders kept in the workspace; eval and the viewer look a name up here first."""
         return self.root / "envs"
 
     @property
