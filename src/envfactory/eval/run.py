@@ -1,8 +1,10 @@
 """`envfactory eval run`: an agent on a task set, scored by each suite's own checker, resumable.
 
 Contract:
-- Suites: `bfcl_base`, `bfcl_miss_func` (BFCL v3 multi-turn, scored by `eval.bfcl.check` after replaying
-  the agent's per-turn calls), `tau2_airline`, `tau2_retail` (τ²-bench with the LLM user simulator,
+- Suites: `bfcl_base`, `bfcl_miss_func`, `bfcl_miss_param`, `bfcl_long_context`, `bfcl_composite`
+  (BFCL v3 multi-turn, scored by `eval.bfcl.check` after replaying the agent's per-turn calls with the
+  official-compat behaviour on compat environments the agent never sees; entries the adapter cannot
+  express are skipped with a warning naming each and its reason), `tau2_airline`, `tau2_retail` (τ²-bench with the LLM user simulator,
   scored by `eval.tau2.check` over the reward basis) and `tasks` (our own Task v1 files from a path,
   scored by `verify.rewards.task_reward`; passed = reward 1). A missing benchmark package raises
   `BenchmarkMissingError` with the install command before any model is loaded.
@@ -28,9 +30,11 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import multiprocessing.util
 import os
 import random
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +60,10 @@ from envfactory.verify.rewards import task_reward
 __all__ = ["ATTEMPTS_FILE", "DEFAULT_SAMPLE", "SUITES", "EvalConfig", "EvalRunError", "FanOut", "Progress",
            "SuiteSelection", "read_attempts", "run_eval", "select_tasks"]
 
-Suite = Literal["bfcl_base", "bfcl_miss_func", "tau2_airline", "tau2_retail", "tasks"]
-SUITES: tuple[Suite, ...] = ("bfcl_base", "bfcl_miss_func", "tau2_airline", "tau2_retail", "tasks")
+Suite = Literal["bfcl_base", "bfcl_miss_func", "bfcl_miss_param", "bfcl_long_context", "bfcl_composite",
+                "tau2_airline", "tau2_retail", "tasks"]
+SUITES: tuple[Suite, ...] = ("bfcl_base", "bfcl_miss_func", "bfcl_miss_param", "bfcl_long_context", "bfcl_composite",
+                             "tau2_airline", "tau2_retail", "tasks")
 ATTEMPTS_FILE = "attempts.jsonl"
 # The issue asks for 20 + 20 + 10. With the 0.5B model on 2 CPU cores a BFCL task takes 3-7 minutes
 # (every call evaluates a 1-3k-token prompt afresh), so the local default is three tasks per suite,
@@ -122,29 +128,27 @@ def _sample(seed: int, suite: str, size: int, count: int | None) -> list[int]:
 
 
 def _bfcl_items(category: bfcl.Category, selection: SuiteSelection, seed: int,
-                envs: Callable[[], dict[str, Environment]]) -> list[EvalItem]:
-    entries = bfcl.load_entries(category)
-    chosen = [entries[i] for i in _sample(seed, selection.suite, len(entries), selection.count)]
-    if not chosen:
+                envs: Callable[[bool], dict[str, Environment]]) -> list[EvalItem]:
+    loaded = bfcl.load_tasks(category)
+    for entry_id, reason in loaded.skipped.items():
+        logging.getLogger(__name__).warning("%s: skipped %s: %s", selection.suite, entry_id, reason)
+    picked = _sample(seed, selection.suite, len(loaded.tasks), selection.count)
+    if not picked:
         return []
-    order = bfcl.parameter_order()
-    environments = envs()
+    environments, scoring = envs(False), envs(True)
     gold_cache: dict[str, bfcl.Execution] = {}
 
     def score(task: Task, episode: Episode, _group: SessionGroup) -> tuple[bool, Reward, str]:
         turns = _turn_calls(episode, len(task.turns))
         gold = gold_cache.get(task.id)
         if gold is None:
-            gold = gold_cache[task.id] = bfcl.execute(task, environments, bfcl.gold_turns(task))
-        verdict = bfcl.check(task, bfcl.execute(task, environments, turns), gold, turns)
+            gold = gold_cache[task.id] = bfcl.execute(task, scoring, bfcl.gold_turns(task), official_compat=True)
+        verdict = bfcl.check(task, bfcl.execute(task, scoring, turns, official_compat=True), gold, turns)
         reward = bfcl.reward(verdict)
         return verdict.valid, reward, "" if verdict.valid else f"{verdict.error_type} (turn {verdict.turn}): {verdict.message}"
 
-    items = []
-    for entry in chosen:
-        task = bfcl.to_task(entry, order)
-        items.append(EvalItem(selection.suite, task, [environments[ref.name] for ref in task.envs], score))
-    return items
+    tasks = [loaded.tasks[i] for i in picked]
+    return [EvalItem(selection.suite, task, [environments[ref.name] for ref in task.envs], score) for task in tasks]
 
 
 def _turn_calls(episode: Episode, turns: int) -> list[list[bfcl.Call]]:
@@ -235,7 +239,7 @@ def _own_items(selection: SuiteSelection, seed: int, envs_dir: Path | None,
 def require_suites(selections: Sequence[SuiteSelection]) -> None:
     """Raise `BenchmarkMissingError` (with the install command) for a benchmark that is not installed."""
     suites = {s.suite for s in selections}
-    if suites & {"bfcl_base", "bfcl_miss_func"}:
+    if any(suite.startswith("bfcl_") for suite in suites):
         bfcl.require_bfcl()
     if suites & {"tau2_airline", "tau2_retail"}:
         tau2.require_tau2()
@@ -249,19 +253,20 @@ def select_tasks(config: EvalConfig, *, sandbox: SandboxPool | None, workdir: Pa
     refused: they evaluate model-provided values.
     """
     require_suites(config.suites)
-    bfcl_envs: dict[str, Environment] = {}
+    bfcl_envs: dict[bool, dict[str, Environment]] = {}
 
-    def bfcl_environments() -> dict[str, Environment]:
-        if not bfcl_envs:
+    def bfcl_environments(official_compat: bool) -> dict[str, Environment]:
+        if official_compat not in bfcl_envs:
             if sandbox is None:
                 raise EvalRunError("BFCL suites need a sandbox pool (their backends evaluate model output)")
-            bfcl_envs.update(bfcl.bfcl_environments(sandbox=sandbox, workdir=workdir / "bfcl-envs"))
-        return bfcl_envs
+            bfcl_envs[official_compat] = bfcl.bfcl_environments(
+                sandbox=sandbox, workdir=workdir / "bfcl-envs", official_compat=official_compat)
+        return bfcl_envs[official_compat]
 
     items: list[EvalItem] = []
     for selection in config.suites:
-        if selection.suite in ("bfcl_base", "bfcl_miss_func"):
-            category: bfcl.Category = "base" if selection.suite == "bfcl_base" else "miss_func"
+        if selection.suite.startswith("bfcl_"):
+            category = typing.cast(bfcl.Category, selection.suite.removeprefix("bfcl_"))
             items += _bfcl_items(category, selection, config.seed, bfcl_environments)
         elif selection.suite in ("tau2_airline", "tau2_retail"):
             items += _tau2_items(selection.suite.removeprefix("tau2_"), selection, config.seed)
