@@ -17,8 +17,9 @@ Contract:
   backend exceptions to the model as results, not errors). Every call is recorded, failed ones too,
   since a backend may change state before it raises.
 - Each backend also has a `<backend>CompatToolkit`: the same tools plus `raw_call_<backend, lower
-  case>(method, arguments)` (`raw_call_tool(backend)`), which runs a documented method with its arguments unchecked (no types, no unknown-key
-  refusal), as BFCL's executor does when it `eval`s a call string. It exists for official-compat scoring
+  case>(method, arguments)` (`raw_call_tool(backend)`), which runs a documented method with its
+  arguments unchecked (no types, no unknown-key refusal), as BFCL's executor does when it `eval`s a
+  call string. It exists for official-compat scoring
   replays (`eval.bfcl.execute(official_compat=True)`); it is never offered to an agent.
 - This module runs benchmark code that evaluates model-provided values; load it through a sandbox
   worker unless the caller explicitly trusts it (envfactory.eval.bfcl decides).
@@ -280,19 +281,16 @@ TradingBotToolkit = _toolkit_class("TradingBot")
 TravelAPIToolkit = _toolkit_class("TravelAPI")
 VehicleControlAPIToolkit = _toolkit_class("VehicleControlAPI")
 
-GorillaFileSystemCompatToolkit = type("GorillaFileSystemCompatToolkit", (GorillaFileSystemToolkit,),
-                                      {"__module__": __name__, raw_call_tool("GorillaFileSystem"): _raw_call_tool("GorillaFileSystem")})
-MathAPICompatToolkit = type("MathAPICompatToolkit", (MathAPIToolkit,),
-                            {"__module__": __name__, raw_call_tool("MathAPI"): _raw_call_tool("MathAPI")})
-MessageAPICompatToolkit = type("MessageAPICompatToolkit", (MessageAPIToolkit,),
-                               {"__module__": __name__, raw_call_tool("MessageAPI"): _raw_call_tool("MessageAPI")})
-TwitterAPICompatToolkit = type("TwitterAPICompatToolkit", (TwitterAPIToolkit,),
-                               {"__module__": __name__, raw_call_tool("TwitterAPI"): _raw_call_tool("TwitterAPI")})
-TicketAPICompatToolkit = type("TicketAPICompatToolkit", (TicketAPIToolkit,),
-                              {"__module__": __name__, raw_call_tool("TicketAPI"): _raw_call_tool("TicketAPI")})
-TradingBotCompatToolkit = type("TradingBotCompatToolkit", (TradingBotToolkit,),
-                               {"__module__": __name__, raw_call_tool("TradingBot"): _raw_call_tool("TradingBot")})
-TravelAPICompatToolkit = type("TravelAPICompatToolkit", (TravelAPIToolkit,),
-                              {"__module__": __name__, raw_call_tool("TravelAPI"): _raw_call_tool("TravelAPI")})
-VehicleControlAPICompatToolkit = type("VehicleControlAPICompatToolkit", (VehicleControlAPIToolkit,),
-                                      {"__module__": __name__, raw_call_tool("VehicleControlAPI"): _raw_call_tool("VehicleControlAPI")})
+def _compat_class(base: type[BfclToolkit], backend: str) -> type[BfclToolkit]:
+    namespace = {"__module__": __name__, raw_call_tool(backend): _raw_call_tool(backend)}
+    return type(f"{backend}CompatToolkit", (base,), namespace)
+
+
+GorillaFileSystemCompatToolkit = _compat_class(GorillaFileSystemToolkit, "GorillaFileSystem")
+MathAPICompatToolkit = _compat_class(MathAPIToolkit, "MathAPI")
+MessageAPICompatToolkit = _compat_class(MessageAPIToolkit, "MessageAPI")
+TwitterAPICompatToolkit = _compat_class(TwitterAPIToolkit, "TwitterAPI")
+TicketAPICompatToolkit = _compat_class(TicketAPIToolkit, "TicketAPI")
+TradingBotCompatToolkit = _compat_class(TradingBotToolkit, "TradingBot")
+TravelAPICompatToolkit = _compat_class(TravelAPIToolkit, "TravelAPI")
+VehicleControlAPICompatToolkit = _compat_class(VehicleControlAPIToolkit, "VehicleControlAPI")
