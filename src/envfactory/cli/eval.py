@@ -1,7 +1,7 @@
 """`envfactory eval run`: run an agent on benchmark or task suites and write a report.
 
-`eval run` selects the suites (`--suite`, repeatable: bfcl_base, bfcl_miss_func, tau2_airline,
-tau2_retail; `--task-file PATH` adds our own Task v1 files), samples `--tasks N` per suite with
+`eval run` selects the suites (`--suite`, repeatable: bfcl_base, bfcl_miss_func, bfcl_miss_param,
+bfcl_long_context, bfcl_composite, tau2_airline, tau2_retail; `--task-file PATH` adds our own Task v1 files), samples `--tasks N` per suite with
 `--seed` (default: `eval.run.DEFAULT_SAMPLE`; `--all` for every task), runs `--k` attempts per task
 with the agent loop and writes `runs/<run-id>/` in `--workspace`: `config.json`, `manifest.json`,
 `attempts.jsonl` (one line per finished attempt, with its trajectory), `report.json`, `report.md` and
@@ -134,7 +134,8 @@ def _summary(report: EvalReport) -> Table:
 
 @app.command("run")
 def run(
-    suite: Annotated[list[str] | None, typer.Option("--suite", help="bfcl_base, bfcl_miss_func, tau2_airline, "
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="bfcl_base, bfcl_miss_func, bfcl_miss_param, "
+                                                     "bfcl_long_context, bfcl_composite, tau2_airline, "
                                                      "tau2_retail (repeatable; default: the seeded sample).")] = None,
     task_file: Annotated[Path | None, typer.Option("--task-file", exists=True,
                                                    help="Our own Task v1 files (.json, .jsonl or a directory).")] = None,
