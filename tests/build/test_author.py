@@ -28,7 +28,8 @@ from envfactory.build.author import (
     write_hybrid_dir,
 )
 from envfactory.build.compile import CompiledEnv, compile_proposal
-from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, publish_library, reproduce_library
+from envfactory.build.library import LLM_CASSETTE, LibraryBuilder
+from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.build.reference import SCRIPTS, library_differential, script_for
 from envfactory.llm.replay import CassetteWriter, RecordingClient, ReplayClient
 from envfactory.llm.scripted import ScriptedClient, text_response

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from envfactory.build.errors import BuildError
-from envfactory.build.library import LibraryBuilder, publish_library, reproduce_library
+from envfactory.build.library import LibraryBuilder
 from envfactory.build.propose import PROPOSER_VERSION
+from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.resources import Catalog
 from envfactory.spec import BuildRecord, DifferentialMismatch, DifferentialResult, EnvSpec, VerificationReport
 from envfactory.spec.library import LibraryConfig, LibraryFunnel, ProposalOutcome

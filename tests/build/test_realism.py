@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
-from envfactory.build.library import LLM_CASSETTE, LibraryBuilder, publish_library, reproduce_library
+from envfactory.build.library import LLM_CASSETTE, LibraryBuilder
 from envfactory.build.propose import propose
+from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.build.realism import candidate_fields, realism_request, realistic_seeds
 from envfactory.errors import ProviderError
 from envfactory.llm.errors import ModelNotInstalledError

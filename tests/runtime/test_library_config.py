@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from envfactory.build.errors import BuildError
-from envfactory.build.library import publish_library
+from envfactory.build.publish import publish_library
 from envfactory.cli.app import app
 from envfactory.errors import SpecError
 from envfactory.runtime import library_config, library_root, load_library_config

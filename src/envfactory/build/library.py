@@ -35,13 +35,18 @@ Contract:
   the evidence, at most `max_author_rounds` times, the others keep their code; operations still failing
   stay dropped. `build.json` records the requests, tokens, what was authored and every failure; the
   outcome counts authored tools and adds their tokens to `llm_tokens`.
+- Executor (`executor`): proposals are built by `build.fanout` on a process pool or Ray, a speculative
+  window at a time, and consumed in the serial order, so the files are the serial build's. Workers wire
+  the standard hooks themselves (`worker_hooks`) and open `worker_model`; hooks given only as functions,
+  or a config that needs a model without a `worker_model`, are a `BuildError` before any work.
 - Deterministic: proposals come in catalog order and ids are content hashes; the same config and
   catalog (and the same LLM answers) give the same accepted environments with the same spec hashes
   and report digests.
 """
 
-# Over 600 lines: the builder's checkpointing, revision rounds and publishing share one private state;
-# splitting them is part of the house issue (#15) and was not done in the session that grew this file.
+# Over 600 lines (about 650): the builder's checkpointing, its compile/author/verify/revise rounds and the
+# authoring requests share one private state (the sandbox pool, the model, the timings). Ordering, the
+# round bookkeeping, the funnel, publishing and the executor fan-out are their own modules already.
 from __future__ import annotations
 
 import shutil
@@ -63,20 +68,29 @@ from envfactory.build.author import (
 )
 from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
 from envfactory.build.errors import BuildError
+from envfactory.build.funnel import funnel_of
+from envfactory.build.ordering import order_proposals, proposal_richness
 from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propose_batch
 from envfactory.build.realism import realistic_seeds
+from envfactory.build.rounds import (
+    authored_operations,
+    authored_tool_names,
+    build_record,
+    failure_evidence,
+    without_tools,
+)
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.build.seeds import example_keys
 from envfactory.errors import SandboxError, SpecError
+from envfactory.exec import Executor
 from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import ReplayClient
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
-from envfactory.runtime import library_config, load_env, load_library_config
+from envfactory.runtime import load_env
 from envfactory.runtime.loader import LIBRARY_CONFIG_FILE
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
-    BuildRecord,
     DifferentialResult,
     DroppedOperation,
     EnvSpec,
@@ -91,15 +105,13 @@ from envfactory.spec import (
 from envfactory.spec.build import AuthoringRecord, SeedRealism
 from envfactory.spec.library import (
     BuildTimings,
-    CheckRate,
     LibraryConfig,
-    LibraryEntry,
     LibraryFunnel,
-    LibraryIndex,
     OutcomeCheck,
     ProposalOutcome,
 )
 from envfactory.spec.verification import dump_scenarios
+from envfactory.spec.work_items import BuildHooks, WorkerModel
 from envfactory.store.atomic import write_atomic
 from envfactory.verify.envchecks import verify_environment
 
@@ -163,6 +175,22 @@ class BuildPaths:
         return self.root / "timings.json"
 
 
+
+@dataclass(slots=True)
+class BuildTally:
+    """Accepted environments so far, per domain and per (domain, provider): what decides a skip."""
+
+    accepted: Counter[str]
+    per_provider: Counter[tuple[str, str]]
+
+    def skips(self, proposal: Proposal, config: LibraryConfig) -> bool:
+        """Whether the serial order skips `proposal` now (its domain is full, or its provider is at its cap).
+        Counts only grow, so a proposal skipped now is skipped for the rest of the build."""
+        if self.accepted[proposal.domain] >= config.accept_per_domain:
+            return True
+        provider = organisation(proposal.provenance[0].provider)
+        return self.per_provider[proposal.domain, provider] >= config.max_per_provider_in_domain
+
 LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in a published library: every LLM answer used
 
 
@@ -170,7 +198,7 @@ LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in a published librar
 class LibraryBuilder:
     """Builds one library. Hooks are injected: the CLI wires moto and the benchmark tool sets."""
 
-    catalog: Catalog
+    catalog: Catalog | None  # None only in an executor worker, which is handed resolved operations
     config: LibraryConfig
     root: Path
     differential: DifferentialHook | None = None
@@ -179,15 +207,24 @@ class LibraryBuilder:
     embedder: Embedder | None = None
     progress: Callable[[BuildEvent], None] = lambda event: None
     clock: Callable[[], float] = time.perf_counter
+    executor: Executor | None = None
+    """Where proposals are built (`build.fanout`); None: one after another in this process."""
+    worker_hooks: BuildHooks | None = None
+    """The standard hooks workers wire for themselves; required with an executor when hooks are given."""
+    worker_model: WorkerModel | None = None
+    """The model workers open (seed realism, authoring); required with an executor when the config uses one."""
     _timings: dict[str, float] = field(default_factory=dict)
     _pool: SandboxPool | None = None
 
     @property
     def paths(self) -> BuildPaths:
+        """Where this build keeps its files."""
         return BuildPaths(self.root)
 
     # -- the run ---------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> LibraryFunnel:
+        """Build every proposal the config reaches (or, with `resume`, those without an outcome yet); write
+        the funnel and the timings; return the funnel. See the module contract."""
         try:
             return self._run(resume)
         finally:
@@ -196,6 +233,8 @@ class LibraryBuilder:
     def _run(self, resume: bool) -> LibraryFunnel:
         started = self.clock()
         paths = self.paths
+        if self.executor is not None:
+            self.check_fan_out()
         if paths.root.exists() and not resume and any(paths.root.iterdir()):
             raise BuildError(f"{paths.root} holds an earlier build; pass resume (--resume) to continue it "
                              "or choose another workspace")
@@ -203,32 +242,26 @@ class LibraryBuilder:
         write_atomic(paths.config, canonical_json(self.config.model_dump(mode="json")))
         batch = self._proposals()
         outcomes = self._existing_outcomes()
-        accepted = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
-        per_provider = Counter((o.domain, organisation(o.provider)) for o in outcomes.values() if o.status == "accepted")
+        accepted: Counter[str] = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
+        per_provider: Counter[tuple[str, str]] = Counter(
+            (o.domain, organisation(o.provider)) for o in outcomes.values() if o.status == "accepted")
         ordering = " (ordering them by a dry compile of each)" if self.config.prefer_rules else ""
         self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals{ordering}"))
-        for proposal in self._ordered(batch.proposals):
-            if proposal.id in outcomes:
-                continue
-            if accepted[proposal.domain] >= self.config.accept_per_domain:
-                continue
-            if per_provider[proposal.domain, organisation(proposal.provenance[0].provider)] >= self.config.max_per_provider_in_domain:
-                continue
-            self.progress(BuildEvent("start", proposal.domain, proposal.name,
-                                     accepted_in_domain=accepted[proposal.domain],
-                                     target=self.config.accept_per_domain))
-            began = self.clock()
-            outcome = self.build_proposal(proposal, taken=self._taken_names(outcomes))
-            self._timings[proposal.id] = round(self.clock() - began, 3)
-            write_atomic(paths.outcomes / f"{proposal.id}.json", outcome.to_json_bytes())
-            outcomes[proposal.id] = outcome
-            if outcome.status == "accepted":
-                accepted[proposal.domain] += 1
-                per_provider[outcome.domain, organisation(outcome.provider)] += 1
-            self.progress(BuildEvent("done", proposal.domain, outcome.env_name or proposal.name,
-                                     message=outcome.status if not outcome.reason else f"{outcome.status}: {outcome.reason}",
-                                     accepted_in_domain=accepted[proposal.domain],
-                                     target=self.config.accept_per_domain))
+        todo = [p for p in self._ordered(batch.proposals) if p.id not in outcomes]
+        tally = BuildTally(accepted, per_provider)
+        if self.executor is None:
+            for proposal in todo:
+                if tally.skips(proposal, self.config):
+                    continue
+                self.announce(proposal, tally)
+                began = self.clock()
+                outcome = self.build_proposal(proposal, taken=self.taken_names(outcomes))
+                self._timings[proposal.id] = round(self.clock() - began, 3)
+                self.settle(proposal, outcome, outcomes, tally)
+        else:
+            from envfactory.build.fanout import build_speculatively
+
+            build_speculatively(self, todo, outcomes, tally)
         funnel = funnel_of(self.config, batch, list(outcomes.values()))
         write_atomic(paths.funnel, funnel.to_json_bytes())
         earlier = (BuildTimings.model_validate_json(paths.timings.read_bytes()).per_proposal_s
@@ -238,62 +271,44 @@ class LibraryBuilder:
         write_atomic(paths.timings, timings.to_json_bytes())
         return funnel
 
+    def check_fan_out(self) -> None:
+        """A `BuildError` when this build cannot go to workers: hooks given as functions without the
+        `worker_hooks` that say how workers wire them, or a config that uses a model without `worker_model`."""
+        if (self.differential is not None or self.contamination is not None) and self.worker_hooks is None:
+            raise BuildError("hooks given as functions cannot travel to workers: pass worker_hooks (the standard "
+                             "hooks, build.fanout.standard_hooks) or build on the serial executor")
+        if (self.config.seed_realism or self.config.author_operations) and self.worker_model is None:
+            raise BuildError("the config asks for a model (seed_realism or author_operations) but no worker_model "
+                             "says which model the workers open; build on the serial executor or pass one")
+
+    def record_time(self, proposal_id: str, seconds: float) -> None:
+        """Note how long a proposal's build took (`timings.json`; reported, never compared)."""
+        self._timings[proposal_id] = round(seconds, 3)
+
+    def announce(self, proposal: Proposal, tally: BuildTally) -> None:
+        """Report that the serial order now builds `proposal`."""
+        self.progress(BuildEvent("start", proposal.domain, proposal.name,
+                                 accepted_in_domain=tally.accepted[proposal.domain],
+                                 target=self.config.accept_per_domain))
+
+    def settle(self, proposal: Proposal, outcome: ProposalOutcome, outcomes: dict[str, ProposalOutcome],
+                tally: BuildTally) -> None:
+        """Checkpoint one proposal's verdict (its directories are in place already) and count it."""
+        write_atomic(self.paths.outcomes / f"{proposal.id}.json", outcome.to_json_bytes())
+        outcomes[proposal.id] = outcome
+        if outcome.status == "accepted":
+            tally.accepted[proposal.domain] += 1
+            tally.per_provider[outcome.domain, organisation(outcome.provider)] += 1
+        self.progress(BuildEvent("done", proposal.domain, outcome.env_name or proposal.name,
+                                 message=outcome.status if not outcome.reason else f"{outcome.status}: {outcome.reason}",
+                                 accepted_in_domain=tally.accepted[proposal.domain],
+                                 target=self.config.accept_per_domain))
+
     def _ordered(self, proposals: Sequence[Proposal]) -> list[Proposal]:
-        """Proposals in batch order, except that those of `config.first` resources lead their domain,
-        then (with `prefer_rules`) those that compile with transitions or effects; with
-        `prefer_new_providers`, rounds over the providers come first (see the module doc)."""
-        first = set(self.config.first)
-
-        def leads(proposal: Proposal) -> bool:
-            return any(p.resource in first or p.resource.rsplit(":", 1)[0] in first for p in proposal.provenance)
-
-        def rank(proposal: Proposal) -> int:
-            if leads(proposal):
-                return 0
-            if not self.config.prefer_rules:
-                return 4
-            rules, linked = self._richness(proposal)
-            # Business rules are the scarcer kind of richness, so they lead: rules and linked
-            # collections, rules only, linked only, neither.
-            return 4 - 2 * rules - linked
-
-        ordered: list[Proposal] = []
-        for domain in dict.fromkeys(p.domain for p in proposals):
-            mine = [p for p in proposals if p.domain == domain]
-            ranks = {p.id: rank(p) for p in mine}
-            mine.sort(key=lambda p: ranks[p.id])  # stable: batch order within a rank
-            if self.config.prefer_new_providers:
-                # Every provider's first (richest) proposal comes before any provider's second; after
-                # that first round, proposals with business rules (with `prefer_rules`) go round the
-                # providers before those without. The `first` resources still lead.
-                turn: dict[str, int] = {}
-                seen: dict[str, int] = {}
-                for proposal in mine:
-                    who = organisation(proposal.provenance[0].provider)
-                    turn[proposal.id] = seen.get(who, 0)
-                    seen[who] = turn[proposal.id] + 1
-                tier = {p.id: int(turn[p.id] > 0) + int(turn[p.id] > 0 and ranks[p.id] > 2) for p in mine}
-                later: dict[str, int] = {}
-                seen.clear()
-                for proposal in sorted(mine, key=lambda p: tier[p.id]):  # rounds within each tier
-                    who = f"{tier[proposal.id]}:{organisation(proposal.provenance[0].provider)}"
-                    later[proposal.id] = seen.get(who, 0)
-                    seen[who] = later[proposal.id] + 1
-                mine.sort(key=lambda p: (not leads(p), tier[p.id], later[p.id]))
-            ordered += mine
-        return ordered
-
-    def _richness(self, proposal: Proposal) -> tuple[int, int]:
-        """(has transitions or effects, has linked collections) of the proposal's compiled form, from a
-        dry compile (nothing is written; a proposal that cannot compile counts as neither)."""
-        try:
-            operations = {op.operation_id: self.catalog.operation(op.operation_id) for op in proposal.operations}
-            source = compile_proposal(proposal, operations).source
-        except Exception:
-            return 0, 0
-        rules = any(c.transitions for c in source.collections.values()) or any(t.operation.effects for t in source.tools)
-        linked = any(c.references for c in source.collections.values())
-        return int(rules), int(linked)
+        """Proposals in the order the build considers them (`build.ordering`)."""
+        catalog = self.catalog
+        return order_proposals(proposals, self.config,
+                               lambda proposal: proposal_richness(proposal, catalog) if catalog is not None else (0, 0))
 
     def _realistic(self, compiled: CompiledEnv, proposal: Proposal,
                    operations: Mapping[str, Operation]) -> tuple[CompiledEnv, SeedRealism]:
@@ -322,6 +337,8 @@ class LibraryBuilder:
         expected = self.config.proposals_hash(PROPOSER_VERSION, embedder.model_id if embedder else "")
         if path.is_file() and marker.is_file() and marker.read_text().strip() == expected:
             return ProposalBatch.model_validate_json(path.read_bytes())
+        if self.catalog is None:
+            raise BuildError("this builder has no catalog to propose from")
         self.progress(BuildEvent("proposing", message="proposing over the catalog (minutes on a first run; cached after)"))
         batch = propose_batch(self.catalog, domains=self.config.domains,
                               limit_per_domain=self.config.proposals_per_domain,
@@ -339,24 +356,46 @@ class LibraryBuilder:
         return found
 
     @staticmethod
-    def _taken_names(outcomes: Mapping[str, ProposalOutcome]) -> set[str]:
+    def taken_names(outcomes: Mapping[str, ProposalOutcome]) -> set[str]:
+        """The names of the environments accepted so far."""
         return {o.env_name for o in outcomes.values() if o.status == "accepted" and o.env_name}
 
     # -- one proposal ----------------------------------------------------------------------------------
     def build_proposal(self, proposal: Proposal, *, taken: set[str] | None = None) -> ProposalOutcome:
         """Compile, verify and revise one proposal; write its directory; return the verdict."""
-        taken = taken or set()
+        early = self.precheck(proposal, taken or set())
+        if early is not None:
+            return early
+        base, operations = self.resolve(proposal)
+        return self.build_resolved(proposal, operations, base)
+
+    @staticmethod
+    def base_outcome(proposal: Proposal) -> ProposalOutcome:
+        """The outcome a proposal starts from: rejected, with nothing built yet."""
         resource = proposal.provenance[0]
-        base = ProposalOutcome(
+        return ProposalOutcome(
             proposal_id=proposal.id, proposal_name=proposal.name, domain=proposal.domain,
             provider=resource.provider, resource=resource.resource, status="rejected",
             proposed_operations=len(proposal.operations),
         )
+
+    def precheck(self, proposal: Proposal, taken: set[str]) -> ProposalOutcome | None:
+        """The rejection decided before any work (a licence that is not permissive, a name an accepted
+        environment already has), or None. Names are only ever taken, never freed, during a build."""
+        base = self.base_outcome(proposal)
         bad_licences = [p.licence or "none stated" for p in proposal.provenance if not permissive_licence(p.licence)]
         if bad_licences:
             return base.model_copy(update={"reason": f"licence not permissive: {', '.join(bad_licences)}"})
         if proposal.name in taken:
             return base.model_copy(update={"reason": f"an accepted environment is already named {proposal.name}"})
+        return None
+
+    def resolve(self, proposal: Proposal) -> tuple[ProposalOutcome, dict[str, Operation]]:
+        """The proposal's operations from the catalog, and the base outcome (a broken catalog entry drops
+        its operation, never the run, and is recorded as the reason)."""
+        if self.catalog is None:
+            raise BuildError("this builder has no catalog: it builds resolved proposals only (build_resolved)")
+        base = self.base_outcome(proposal)
         operations: dict[str, Operation] = {}
         for proposed in proposal.operations:
             try:
@@ -364,6 +403,14 @@ class LibraryBuilder:
             except Exception as exc:  # a broken catalog entry drops the operation, never the run
                 operations.pop(proposed.operation_id, None)
                 base = base.model_copy(update={"reason": f"{proposed.operation_id}: {exc}"})
+        return base, operations
+
+    # long: the compile → author → verify → revise rounds share a dozen locals; splitting them into
+    # methods would pass that state around in a tuple.
+    def build_resolved(self, proposal: Proposal, operations: dict[str, Operation],
+                       base: ProposalOutcome) -> ProposalOutcome:
+        """`build_proposal` after `precheck` and `resolve`: the work itself, writing `envs/<name>/` (or
+        `rejected/<name>/`) under this builder's root. Needs no catalog, so a worker can run it."""
         env_dir = self.paths.envs / proposal.name
         rejected_dir = self.paths.rejected / proposal.name
         for stale in (env_dir, rejected_dir):
@@ -404,10 +451,10 @@ class LibraryBuilder:
             except Exception as exc:
                 return outcome.model_copy(update={"reason": f"compiled environment does not load: {exc}",
                                                   "revise_rounds": rounds})
-            authored_ops = _authored_operations(spec)
+            authored_ops = authored_operations(spec)
             outcome = outcome.model_copy(update={"built": True})
             # The drop record so far, so the differential hook can say why an operation is absent.
-            write_atomic(env_dir / "build.json", _build_record(
+            write_atomic(env_dir / "build.json", build_record(
                 proposal, spec, compiled, [*revise_dropped], rounds, realism, authoring, authored_ops,
             ).to_json_bytes())
             scenarios = scenarios_from_examples(spec, operations, compiled.seeds)
@@ -419,11 +466,11 @@ class LibraryBuilder:
             if not first_checks:
                 first_checks = [OutcomeCheck(name=c.name, status=c.status) for c in report.checks]
             blamed = report.failing_tools()
-            authored_tools = set(_authored_tool_names(spec))
+            authored_tools = set(authored_tool_names(spec))
             for tool in set(blamed) & authored_tools:
                 pieces.pop(tool, None)
                 unresolved[tool] = authored_ops[tool]
-            feedback.update((tool, _evidence(report, {tool})) for tool in set(blamed) & authored_tools)
+            feedback.update((tool, failure_evidence(report, {tool})) for tool in set(blamed) & authored_tools)
             retry = bool(feedback) and author_rounds_left > 0
             if report.verdict == "verified" or (blamed and set(blamed) <= authored_tools):
                 # Only the authored part failed (or some authoring failed before it ran): ask again with
@@ -440,7 +487,7 @@ class LibraryBuilder:
             unblamed = [c.name for c in failed if not c.failing_tools]
             if unblamed or not blamed or rounds >= self.config.max_revise_rounds:
                 break
-            current, dropped_now = _without_tools(current, spec, blamed, report)
+            current, dropped_now = without_tools(current, spec, blamed, report)
             revise_dropped.extend(dropped_now)
             no_author.update(op for tool, op in authored_ops.items() if tool in blamed)
             for tool in blamed:
@@ -448,7 +495,7 @@ class LibraryBuilder:
             if not current.operations:
                 break
         assert compiled is not None and spec is not None and report is not None
-        authored_ops = _authored_operations(spec)
+        authored_ops = authored_operations(spec)
         kept = len(compiled.compiled) + len(authored_ops)
         write_tools = sum(1 for t in spec.tools if t.effect == "write")
         read_tools = len(spec.tools) - write_tools
@@ -470,7 +517,7 @@ class LibraryBuilder:
             "seed_values_from_llm": realism.accepted if realism else 0,
             "authored_tools": len(authored_ops),
         })
-        record = _build_record(proposal, spec, compiled, revise_dropped, rounds, realism, authoring, authored_ops)
+        record = build_record(proposal, spec, compiled, revise_dropped, rounds, realism, authoring, authored_ops)
         write_atomic(env_dir / "build.json", record.to_json_bytes())
         write_atomic(env_dir / "proposal.json", proposal.to_json_bytes())
         reason = self._rejection(outcome, report, read_tools, spec)
@@ -576,71 +623,6 @@ class LibraryBuilder:
         return ""
 
 
-def _authored_tool_names(spec: EnvSpec) -> list[str]:
-    impl = spec.implementation
-    return list(impl.authored.tools) if isinstance(impl, HybridImplementation) else []
-
-
-def _authored_operations(spec: EnvSpec) -> dict[str, str]:
-    """authored tool -> the source operation id it implements."""
-    authored = set(_authored_tool_names(spec))
-    return {t.name: t.source.operation_id for t in spec.tools if t.name in authored and t.source is not None}
-
-
-def _evidence(report: VerificationReport, tools: set[str]) -> list[str]:
-    """What failed, for the author's next round: the failed checks' problems naming the tools, and the
-    differential mismatches on them with our side's answer (an error message says what crashed)."""
-    lines = [f"{c.name}: {problem[:400]}" for c in report.checks if c.status == "failed"
-             for problem in c.problems if problem.split(":", 1)[0] in tools]
-    for diff in report.differential:
-        for m in diff.mismatches:
-            if m.tool in tools:
-                ours = f"; ours: {str(m.ours)[:300]}" if m.ours is not None else ""
-                lines.append(f"{m.tool} disagrees with {diff.reference} at call {m.step} ({m.aspect}): "
-                             f"{m.detail[:200]}{ours}")
-    return lines[:8]
-
-
-def _build_record(
-    proposal: Proposal, spec: EnvSpec, compiled: CompiledEnv, revise_dropped: Sequence[DroppedOperation],
-    rounds: int, realism: SeedRealism | None, authoring: AuthoringRecord | None, authored_ops: Mapping[str, str],
-) -> BuildRecord:
-    authored = set(authored_ops.values())
-    if authoring is not None:
-        authoring = authoring.model_copy(update={"authored": sorted(authored)})
-    kept = len(compiled.compiled) + len(authored)
-    return BuildRecord(
-        proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,
-        compiled=list(compiled.compiled), dropped=[
-            *(d for d in compiled.dropped if d.operation_id not in authored), *revise_dropped,
-        ],
-        revise_rounds=rounds, kept_ratio=round(kept / max(1, len(proposal.operations)), 4),
-        seed_realism=realism, authoring=authoring,
-    )
-
-
-def _without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
-                   report: VerificationReport) -> tuple[Proposal, list[DroppedOperation]]:
-    """`proposal` without the operations behind `tools`, and the drop records saying why."""
-    reasons: dict[str, list[str]] = {}
-    for check in report.checks:
-        if check.status == "failed":
-            for tool in check.failing_tools:
-                reasons.setdefault(tool, []).append(f"{check.name}: {check.detail[:200]}")
-    for diff in report.differential:
-        for tool in diff.failing_tools():
-            reasons.setdefault(tool, []).append(f"differential vs {diff.reference}")
-    by_tool = {t.name: t.source.operation_id for t in spec.tools if t.source is not None}
-    drop_ids = {by_tool[t] for t in tools if t in by_tool}
-    dropped = [
-        DroppedOperation(operation_id=by_tool[t], tool_name=t, stage="revise",
-                         reason="; ".join(reasons.get(t, ["blamed by verification"])))
-        for t in sorted(tools) if t in by_tool
-    ]
-    kept_ops = [op for op in proposal.operations if op.operation_id not in drop_ids]
-    return proposal.model_copy(update={"operations": kept_ops}), dropped
-
-
 def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
     """(collections, collections linked by a reference, whether transitions or effects are used)."""
     model = declarative_model(spec)
@@ -656,95 +638,6 @@ def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
     return len(model.collections), len(linked), rules
 
 
-def _rates(outcomes: Sequence[ProposalOutcome], which: str) -> list[CheckRate]:
-    passed: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    for outcome in outcomes:
-        for check in getattr(outcome, which):
-            if check.status == "skipped":
-                continue
-            total[check.name] += 1
-            passed[check.name] += check.status == "passed"
-    return [CheckRate(name=n, passed=passed[n], total=total[n]) for n in sorted(total)]
-
-
-def funnel_of(config: LibraryConfig, batch: ProposalBatch, outcomes: Sequence[ProposalOutcome]) -> LibraryFunnel:
-    """The counts of a build (see `LibraryFunnel`)."""
-    ordered = sorted(outcomes, key=lambda o: o.proposal_id)
-    resources = {p.provenance[0].resource for p in batch.proposals} | {s.resource for s in batch.skipped}
-    reasons = Counter(o.reason.split(":", 1)[0] for o in ordered if o.status == "rejected")
-    return LibraryFunnel(
-        config_hash=config.config_hash(),
-        resources_considered=len(resources),
-        resources_skipped=len({s.resource for s in batch.skipped}),
-        proposals=len(batch.proposals),
-        proposals_processed=len(ordered),
-        built=sum(o.built for o in ordered),
-        verified=sum(o.verified for o in ordered),
-        accepted=sum(o.status == "accepted" for o in ordered),
-        accepted_per_domain=dict(sorted(Counter(o.domain for o in ordered if o.status == "accepted").items())),
-        rejected_reasons=dict(sorted(reasons.items())),
-        first_round_check_rates=_rates(ordered, "first_round_checks"),
-        final_check_rates=_rates(ordered, "final_checks"),
-        revise_rounds={str(k): v for k, v in sorted(Counter(o.revise_rounds for o in ordered if o.verified).items())},
-        llm_tokens=sum(o.llm_tokens for o in ordered),
-        seed_values_from_llm=sum(o.seed_values_from_llm for o in ordered),
-        authored_tools=sum(o.authored_tools for o in ordered),
-    )
-
-
-def library_index(config: LibraryConfig, envs_root: Path, outcomes: Sequence[ProposalOutcome]) -> LibraryIndex:
-    """The index of the accepted environments under `envs_root`."""
-    entries = []
-    for outcome in sorted((o for o in outcomes if o.status == "accepted"), key=lambda o: o.env_name):
-        spec = EnvSpec.model_validate_json((envs_root / outcome.env_name / "spec.json").read_bytes())
-        entries.append(LibraryEntry(
-            name=outcome.env_name, domain=outcome.domain, provider=outcome.provider, resource=outcome.resource,
-            licences=sorted({p.licence for p in spec.meta.provenance}), tools=len(spec.tools),
-            spec_hash=spec.content_hash, report_digest=outcome.report_digest,
-        ))
-    return LibraryIndex(config_hash=config.config_hash(), entries=entries)
-
-
-def publish_library(build_root: Path, target: Path) -> LibraryIndex:
-    """Copy the accepted environments of a build to `target` (the package's read-only library) and
-    write `target/index.json`. The target is replaced as a whole."""
-    paths = BuildPaths(build_root)
-    try:
-        config = load_library_config(paths.config)
-        outcomes = [ProposalOutcome.model_validate_json(p.read_bytes()) for p in sorted(paths.outcomes.glob("*.json"))]
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"{build_root} is not a readable library build: {exc}") from exc
-    index = library_index(config, paths.envs, outcomes)
-    staging = target.with_name(target.name + ".staging")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for entry in index.entries:
-        shutil.copytree(paths.envs / entry.name, staging / entry.name)
-    cassette = build_root / LLM_CASSETTE
-    if cassette.is_file():  # the recorded answers a reproduction replays
-        shutil.copyfile(cassette, staging / LLM_CASSETTE)
-    write_atomic(staging / "index.json", index.to_json_bytes())
-    write_atomic(staging / LIBRARY_CONFIG_FILE, canonical_json(config.model_dump(mode="json")))
-    write_atomic(staging / "funnel.json", funnel_of(config, ProposalBatch.model_validate_json(paths.proposals.read_bytes()),
-                                                    outcomes).to_json_bytes())
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return index
-
-
-@dataclass(frozen=True, slots=True)
-class Reproduction:
-    """Whether one shipped environment was rebuilt with the same spec hash and report digest, and what
-    differed."""
-    name: str
-    spec_same: bool
-    report_same: bool
-    detail: str = ""
-
-
 def recorded_llm(library: Path, config: LibraryConfig) -> LLMClient | None:
     """The replay of a library's recorded LLM answers when its config used a model, else None."""
     if not (config.seed_realism or config.author_operations):
@@ -753,35 +646,3 @@ def recorded_llm(library: Path, config: LibraryConfig) -> LLMClient | None:
     if not cassette.is_file():
         raise BuildError(f"{library} was built with an LLM (seed_realism or author_operations) but ships no {LLM_CASSETTE} to replay")
     return ReplayClient(cassette)
-
-
-def reproduce_library(catalog: Catalog, library: Path, root: Path, *, only: Sequence[str] | None = None,
-                      differential: DifferentialHook | None = None, llm: LLMClient | None = None) -> list[Reproduction]:
-    """Rebuild each shipped environment from its recorded proposal (`proposal.json`) with the shipped
-    config, and compare the spec hash and report digest with the library's index. A config with
-    `seed_realism` needs `llm`: a replay of the library's `llm-cassette.jsonl` reproduces the build."""
-    config = library_config(library)
-    index = LibraryIndex.model_validate_json((library / "index.json").read_bytes())
-    if root.exists():
-        shutil.rmtree(root)
-    builder = LibraryBuilder(catalog, config, root, differential=differential, llm=llm)
-    try:
-        return _reproduce_entries(builder, index, library, only)
-    finally:
-        builder.close()
-
-
-def _reproduce_entries(builder: LibraryBuilder, index: LibraryIndex, library: Path,
-                       only: Sequence[str] | None) -> list[Reproduction]:
-    results = []
-    for entry in index.entries:
-        if only and entry.name not in only:
-            continue
-        proposal = Proposal.model_validate_json((library / entry.name / "proposal.json").read_bytes())
-        outcome = builder.build_proposal(proposal)
-        results.append(Reproduction(
-            name=entry.name, spec_same=outcome.spec_hash == entry.spec_hash,
-            report_same=outcome.report_digest == entry.report_digest,
-            detail=outcome.reason,
-        ))
-    return results

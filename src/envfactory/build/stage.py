@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envfactory.build.errors import BuildError
-from envfactory.build.library import BuildPaths, library_index
+from envfactory.build.funnel import library_index
+from envfactory.build.library import BuildPaths
 from envfactory.runtime.loader import load_library_config
 from envfactory.spec import BuiltLibrary, ShippedLibrary, StageManifest, sha256_hex
 from envfactory.spec.library import LibraryConfig, LibraryIndex, ProposalOutcome

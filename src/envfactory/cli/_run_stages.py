@@ -136,8 +136,10 @@ def _library(ctx: RunContext) -> StageManifest:
         from envfactory.cli.library import build_library
 
         def build(library_config: LibraryConfig, root: Path) -> None:
+            # On a pool or Ray the proposals are built by the run's workers (`build.fanout`); same files.
+            executor = None if ctx.executor.name == "serial" else ctx.executor
             build_library(library_config, root, workspace=ctx.workspace.root, llm=ctx.config.llm, resume=True,
-                          say=ctx.say)
+                          say=ctx.say, executor=executor)
 
     return run_library(stage_config, ctx.workspace, LibraryDeps(shipped_root=library_root(), build=build))
 

@@ -22,28 +22,30 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from envfactory.build.fanout import hooks_for, standard_hooks
 from envfactory.build.library import (
     LLM_CASSETTE,
     BuildEvent,
     BuildPaths,
     LibraryBuilder,
-    publish_library,
     recorded_llm,
-    reproduce_library,
 )
+from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.build.reference import library_differential
 from envfactory.cli._output import console, emit_json, error_console
 from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
+from envfactory.exec import Executor, make_executor, usable_cores
 from envfactory.llm import make_client, make_embedder
 from envfactory.llm.protocols import LLMClient
 from envfactory.llm.replay import CassetteWriter, RecordingClient
-from envfactory.resources.benchmarks import benchmark_tool_sets
+from envfactory.llm.workers import worker_model
 from envfactory.runtime.loader import library_config, library_root, load_library_config
 from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
+from envfactory.spec.pipeline import ExecutorConfig
+from envfactory.spec.work_items import WorkerModel
 from envfactory.store import Workspace
-from envfactory.verify.contamination import contamination_check
 
 app = typer.Typer(help="Build, publish and reproduce the library of verified environments.", no_args_is_help=True)
 
@@ -93,23 +95,28 @@ def _print_costs(root: Path, funnel: LibraryFunnel) -> None:
 
 
 def build_library(config: LibraryConfig, root: Path, *, workspace: Path, llm: str, resume: bool,
-                  say: Callable[[str], None], cache_dir: Path | None = None) -> LibraryFunnel:
+                  say: Callable[[str], None], cache_dir: Path | None = None,
+                  executor: Executor | None = None) -> LibraryFunnel:
     """Run (or resume) a `LibraryBuilder` into `root` with the CLI's wiring: the catalog, moto for the
     differential tests, the benchmark tool sets for contamination and the model when the config asks
-    for one (every answer recorded in the build's cassette). Used by `library build` and `envfactory run`."""
+    for one (every answer recorded in the build's cassette). With an executor, proposals are built by its
+    workers (`build.fanout`), which wire the same hooks and open the same model (through the workspace's
+    answer cache). Used by `library build` and `envfactory run`."""
     started = time.perf_counter()
 
     def progress(event: BuildEvent) -> None:
         stamp = f"[{time.perf_counter() - started:7.1f}s]"
-        if event.kind in ("proposals", "proposing"):
+        if event.kind in ("proposals", "proposing", "wave"):
             say(f"{stamp} {event.message}")
         elif event.kind == "authoring":
             say(f"{stamp} {event.domain:<10}         {event.name}: {event.message[:150]}")
         elif event.kind == "done":
             say(f"{stamp} {event.domain:<10} {event.accepted_in_domain:>3}/{event.target} {event.name}: {event.message[:150]}")
 
-    contamination = contamination_check(benchmark_tool_sets()) if config.contamination_check else None
+    hooks = hooks_for(config)
+    differential, contamination = standard_hooks(hooks)
     client: LLMClient | None = None
+    workers_model: WorkerModel | None = None
     if config.seed_realism or config.author_operations:  # every answer is recorded, so it can be replayed
         cassette = root / LLM_CASSETTE
         if llm.startswith("replay:"):  # the replay client records nothing itself: record what it answers
@@ -118,10 +125,14 @@ def build_library(config: LibraryConfig, root: Path, *, workspace: Path, llm: st
         else:
             settings = parse_llm(llm, None, None, cassette, None)
             client = make_client(settings, cache=Workspace(workspace).open_llm_cache()).for_stage("library")
+        if executor is not None:
+            workers_model = worker_model(parse_llm(llm, None, None, None, None), Workspace(workspace).llm_cache_path,
+                                         threads=max(1, usable_cores() // max(1, executor.workers)))
     embedder = make_embedder() if config.embed_dedup else None
     with open_catalog(cache_dir, None, None, None, False) as catalog:
-        builder = LibraryBuilder(catalog, config, root, differential=library_differential if config.differential else None,
-                                 contamination=contamination, progress=progress, llm=client, embedder=embedder)
+        builder = LibraryBuilder(catalog, config, root, differential=differential, contamination=contamination,
+                                 progress=progress, llm=client, embedder=embedder, executor=executor,
+                                 worker_hooks=hooks, worker_model=workers_model)
         return builder.run(resume=resume)
 
 
@@ -135,12 +146,27 @@ def build(
     json_out: Annotated[bool, typer.Option("--json", help="Print the funnel as JSON.")] = False,
     llm: Annotated[str, typer.Option("--llm", help="The model for seed realism and authoring when the config asks for them: "
                                      "local (the embedded model), openai:URL or replay:FILE.")] = "local",
+    executor_kind: Annotated[str, typer.Option("--executor", help="serial (this process, default), pool or ray: "
+                                               "where proposals are built; the build's files are the same.")] = "serial",
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Pool processes or local Ray CPUs.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster.")] = None,
 ) -> None:
     """Build (or resume) a library from a config; prints progress and the funnel."""
+    if executor_kind not in ("serial", "pool", "ray"):
+        raise EnvFactoryError(f"--executor must be serial, pool or ray, not {executor_kind!r}")
     config = _load_config(config_path, domain)
     root = Workspace(workspace).ensure().root / "builds" / config.name
     err = error_console()
-    funnel = build_library(config, root, workspace=workspace, llm=llm, resume=resume, say=err.print, cache_dir=cache_dir)
+    executor = None
+    if executor_kind != "serial" or ray_address is not None:
+        executor = make_executor(ExecutorConfig(kind="ray" if ray_address else executor_kind, workers=workers,
+                                                ray_address=ray_address))
+    try:
+        funnel = build_library(config, root, workspace=workspace, llm=llm, resume=resume, say=err.print,
+                               cache_dir=cache_dir, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     if json_out:
         emit_json(funnel.model_dump(mode="json"))
     else:

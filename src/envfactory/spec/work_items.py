@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field
 
 from envfactory.spec.base import SpecModel
+from envfactory.spec.build import Proposal
+from envfactory.spec.library import LibraryConfig, ProposalOutcome
 from envfactory.spec.synth import SynthTasksConfig
 from envfactory.spec.synth_trajectories import SynthTrajectoriesConfig
 from envfactory.spec.task import Task
@@ -58,3 +60,39 @@ class TrajectoryWorkItem(SpecModel):
     writer: WorkerModel
     solver: WorkerModel
     user: WorkerModel | None = None
+
+
+class BuildHooks(SpecModel):
+    """Which of the standard library-build hooks a worker wires for itself (`build.fanout.standard_hooks`):
+    the moto differential tests and the benchmark contamination check. Hooks are functions and never travel."""
+
+    schema_version: Literal[1] = 1
+    differential: bool = False
+    contamination: bool = False
+
+
+class ProposalBuildItem(SpecModel):
+    """One proposal of a library build (`build.fanout.build_proposal_item`): its operations, resolved from the
+    catalog by the driver (so a worker needs no catalog), the outcome it starts from (catalog errors already
+    recorded), and the staging directory the worker builds into; the driver moves it into place when the
+    serial order consumes the proposal, and discards it otherwise."""
+
+    schema_version: Literal[1] = 1
+    config: LibraryConfig
+    proposal: Proposal
+    operations: dict[str, str] = Field(description="operation id -> the `Operation`'s own JSON text, keys in "
+                                       "source order: the compiler's output follows that order (a required "
+                                       "list, for one), and canonical JSON would sort it away")
+    base: ProposalOutcome
+    staging: str = Field(description="an absolute directory, readable by the driver, that the worker fills")
+    hooks: BuildHooks
+    model: WorkerModel | None = Field(default=None, description="the model for seed realism and authoring")
+
+
+class ProposalBuildResult(SpecModel):
+    """What a worker hands back for a `ProposalBuildItem`: the verdict and the seconds the build took
+    (timings are reported, never compared)."""
+
+    schema_version: Literal[1] = 1
+    outcome: ProposalOutcome
+    seconds: float = Field(ge=0)
