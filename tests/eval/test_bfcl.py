@@ -230,7 +230,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
             raise ModuleNotFoundError(f"No module named {name!r}")
         return real(name, package)
 
-    monkeypatch.setattr(bfcl.importlib, "import_module", fake)
+    monkeypatch.setattr(importlib, "import_module", fake)
     with pytest.raises(bfcl.BenchmarkMissingError, match=r"pip install --no-deps nvidia-bfcl==26\.3 mpmath"):
         bfcl.load_entries("base")
 

@@ -40,5 +40,5 @@ def test_composite_suite_skips_unexpressible_entries_by_name_and_keeps_the_rest(
     assert "multi_turn_composite_45" not in ids and "multi_turn_composite_44" in ids
     # long-context tasks load the long-context scenarios; the agent's tools carry no unchecked-call tool
     long = next(i for i in items if i.suite == "bfcl_long_context")
-    assert all(state["long_context"] for state in long.task.initial_state.values())
+    assert all(isinstance(state, dict) and state["long_context"] is True for state in long.task.initial_state.values())
     assert not [t.name for i in items for env in i.envs for t in env.spec.tools if t.name.startswith("raw_call_")]

@@ -206,13 +206,14 @@ def load_entries(category: Category) -> list[BfclEntry]:
     for row in _data_lines(name):
         entry_id = str(row.get("id", "?"))
         missing = [key for key in ("id", "question", "initial_config", "involved_classes") if key not in row]
-        if missing or not isinstance(answers.get(entry_id), list):
+        truth = answers.get(entry_id)
+        if missing or not isinstance(truth, list):
             what = f"fields {missing} missing" if missing else "no ground truth in possible_answer"
             raise UnexpressibleTaskError(entry_id, f"not a BFCL v3 multi-turn entry ({what}) in {name}")
         entries.append(BfclEntry(
             id=entry_id, category=category, questions=row["question"], initial_config=row["initial_config"],
             involved_classes=row["involved_classes"], missed_function=row.get("missed_function", {}),
-            ground_truth=answers[entry_id],
+            ground_truth=truth,
         ))
     return entries
 
