@@ -9,6 +9,16 @@ environments and catalog operations come in as data (`EnvSpec`, `ToolSpec`, `Ope
 - Sampling: `GraphIndex.from_graph` → `TopologySampler` / `RandomWalkSampler` (seeded objects) →
   `Chain`s with binding plans; `check_chain` says why a chain is invalid; `graph_stats` measures.
 - Pictures: `render` (one layout, drawn as SVG, HTML or PNG). Files: `io` (JSON only).
+
+Contract (entry: `stage.run_graph`, `build_graph`, the samplers):
+- Inputs: `ToolSet`s (from `EnvSpec`s or catalog `Operation`s), a `GraphConfig`, and optionally an
+  embedder and an LLM client; the stage reads `spec.json` files from the directories it is given.
+- Outputs: `ToolGraph`s (node-link JSON), `Chain`s, `StatsReport`s and evaluation reports; the stage
+  writes `graphs.jsonl` or `graph.json`, `summary.json` and its manifest under `runs/<id>/graph/`.
+- Errors: unusable input (no tools, a malformed graph or label file) raises `GraphInputError` (a
+  `SpecError`) naming what and where; a model that cannot review edges raises `GraphLLMError`.
+- Determinism: without an embedder or LLM, the same tool sets and config give the same graph; samplers
+  own a `random.Random(seed)`, so the same (graph, config, seed) gives the same chains in any process.
 """
 
 from envfactory.graph.build import BuildResult, GraphConfig, ManualEdge, build_graph, prepare

@@ -91,6 +91,7 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
 
     def param_id(self, index: int) -> str:
+        """The graph id of field `index`: `<tool id>:in|out:<field path>`."""
         tool, f = self.fields[index]
         direction = "in" if self.views[index].direction == "input" else "out"
         return f"{self.tools[tool].id}:{direction}:{f.path}"
@@ -381,10 +382,9 @@ def _llm_label(prepared: Prepared, labels: dict[int, Label], llm: LLMClient, con
             labels[p] = label
 
 
-def _assemble(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines: dict[tuple[int, int], float],
-              conflicts: dict[tuple[int, int], Match], verdicts: dict[tuple[int, int], tuple[Provenance, str, str]],
-              labels: dict[int, Label], config: GraphConfig, embedder: Embedder | None, llm: LLMClient | None) -> ToolGraph:
-    thresholds = config.thresholds
+def _nodes(prepared: Prepared, labels: dict[int, Label]) -> tuple[list[ToolNode | ParamNode], list[Edge]]:
+    """Every tool node, then one parameter node per field (with its user-providable label) and the
+    `input`/`output` edge tying it to its tool, in `prepared`'s order."""
     nodes: list[ToolNode | ParamNode] = []
     links: list[Edge] = []
     for tool in prepared.tools:
@@ -410,6 +410,42 @@ def _assemble(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines:
             links.append(Edge(source=node.id, target=tool_node, kind="input", evidence="required" if f.required else ""))
         else:
             links.append(Edge(source=tool_node, target=node.id, kind="output"))
+    return nodes, links
+
+
+def _depends_edges(prepared: Prepared, decided: dict[tuple[int, int], bool], schema: dict[tuple[int, int], Match],
+                   cosines: dict[tuple[int, int], float],
+                   verdicts: dict[tuple[int, int], tuple[Provenance, str, str]]) -> list[Edge]:
+    """One `depends` edge per (producer tool, consumer tool) with an accepted `feeds` pair, sorted: the
+    strongest provenance (manual > llm > schema > embedding) and best score among its pairs, and how many
+    fields feed it."""
+    edges: list[Edge] = []
+    depends: dict[tuple[int, int], tuple[float, Provenance, int]] = {}
+    strength = {"manual": 3, "llm": 2, "schema": 1, "embedding": 0}
+    for pair, accepted in decided.items():
+        if not accepted:
+            continue
+        producer, consumer = prepared.views[pair[0]].tool, prepared.views[pair[1]].tool
+        score = max(schema[pair].score if pair in schema else 0.0, cosines.get(pair, 0.0),
+                    1.0 if pair in verdicts else 0.0)
+        provenance: Provenance = verdicts[pair][0] if pair in verdicts else ("schema" if pair in schema else "embedding")
+        key = (producer, consumer)
+        old = depends.get(key)
+        if old is None or (strength[provenance], score) > (strength[old[1]], old[0]):
+            depends[key] = (score, provenance, (old[2] if old else 0) + 1)
+        else:
+            depends[key] = (old[0], old[1], old[2] + 1)
+    for (producer, consumer), (score, provenance, count) in sorted(depends.items()):
+        edges.append(Edge(source=prepared.tools[producer].id, target=prepared.tools[consumer].id, kind="depends",
+                          provenance=provenance, score=round(min(1.0, score), 4), evidence=f"{count} field(s)"))
+    return edges
+
+
+def _assemble(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines: dict[tuple[int, int], float],
+              conflicts: dict[tuple[int, int], Match], verdicts: dict[tuple[int, int], tuple[Provenance, str, str]],
+              labels: dict[int, Label], config: GraphConfig, embedder: Embedder | None, llm: LLMClient | None) -> ToolGraph:
+    thresholds = config.thresholds
+    nodes, links = _nodes(prepared, labels)
 
     proposing = min(thresholds.embedding, thresholds.embedding_alone)  # embedding edges recorded from here
     pairs = set(schema) | {p for p, c in cosines.items() if c >= proposing} | set(verdicts)
@@ -438,24 +474,7 @@ def _assemble(prepared: Prepared, schema: dict[tuple[int, int], Match], cosines:
                               score=1.0 if value == "accept" else 0.0, accepted=accepted,
                               verdict="accept" if value == "accept" else "reject", evidence=reason[:200]))
 
-    depends: dict[tuple[int, int], tuple[float, Provenance, int]] = {}
-    strength = {"manual": 3, "llm": 2, "schema": 1, "embedding": 0}
-    for pair, accepted in decided.items():
-        if not accepted:
-            continue
-        producer, consumer = prepared.views[pair[0]].tool, prepared.views[pair[1]].tool
-        score = max(schema[pair].score if pair in schema else 0.0, cosines.get(pair, 0.0),
-                    1.0 if pair in verdicts else 0.0)
-        provenance: Provenance = verdicts[pair][0] if pair in verdicts else ("schema" if pair in schema else "embedding")
-        key = (producer, consumer)
-        old = depends.get(key)
-        if old is None or (strength[provenance], score) > (strength[old[1]], old[0]):
-            depends[key] = (score, provenance, (old[2] if old else 0) + 1)
-        else:
-            depends[key] = (old[0], old[1], old[2] + 1)
-    for (producer, consumer), (score, provenance, count) in sorted(depends.items()):
-        links.append(Edge(source=prepared.tools[producer].id, target=prepared.tools[consumer].id, kind="depends",
-                          provenance=provenance, score=round(min(1.0, score), 4), evidence=f"{count} field(s)"))
+    links += _depends_edges(prepared, decided, schema, cosines, verdicts)
 
     accepted_links = [e for e in links if e.accepted]
     info = BuildInfo(

@@ -24,6 +24,7 @@ class Thresholds:
     embedding_alone: float = 1.01
 
     def as_dict(self) -> dict[str, float]:
+        """The four thresholds by name, as `graph eval` reports them."""
         return {"schema": self.schema, "embedding": self.embedding, "schema_alone": self.schema_alone,
                 "embedding_alone": self.embedding_alone}
 

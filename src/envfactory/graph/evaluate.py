@@ -262,18 +262,22 @@ class Metric:
 
     @property
     def precision(self) -> float:
+        """tp / (tp + fp); 0.0 when nothing was predicted."""
         return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
 
     @property
     def recall(self) -> float:
+        """tp / (tp + fn); 0.0 when nothing was labelled positive."""
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
 
     @property
     def f1(self) -> float:
+        """The harmonic mean of precision and recall; 0.0 when both are 0."""
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, object]:
+        """The counts and the three rates (rounded to 4 places), JSON-ready."""
         return {"name": self.name, "split": self.split, "available": self.available, "tp": self.tp, "fp": self.fp,
                 "fn": self.fn, "tn": self.tn, "precision": round(self.precision, 4), "recall": round(self.recall, 4),
                 "f1": round(self.f1, 4)}

@@ -60,6 +60,9 @@ class GraphIndex:
 
     @classmethod
     def from_graph(cls, graph: ToolGraph) -> GraphIndex:
+        """Lay out `graph` for sampling: tools by position in the graph's order, accepted `feeds` edges as
+        the producers of each input slot (best score first), accepted `depends` edges as successors.
+        Deterministic: the same graph gives the same index."""
         tools = tuple(graph.tools())
         position = {t.id: i for i, t in enumerate(tools)}
         server_names = tuple(sorted({t.server for t in tools}))

@@ -113,10 +113,13 @@ class ToolGraph(SpecModel):
     links: list[Edge] = Field(default_factory=list)
 
     def tools(self) -> list[ToolNode]:
+        """The tool nodes, in the graph's order."""
         return [n for n in self.nodes if isinstance(n, ToolNode)]
 
     def params(self) -> list[ParamNode]:
+        """The parameter nodes, in the graph's order."""
         return [n for n in self.nodes if isinstance(n, ParamNode)]
 
     def feeds(self, *, accepted_only: bool = True) -> list[Edge]:
+        """The `feeds` edges (output → input), only the accepted ones unless `accepted_only=False`."""
         return [e for e in self.links if e.kind == "feeds" and (e.accepted or not accepted_only)]

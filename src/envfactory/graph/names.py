@@ -149,6 +149,7 @@ class Ref:
 
     @property
     def key(self) -> str:
+        """The entity words joined into one comparable key (`compact`)."""
         return compact(self.entity)
 
 

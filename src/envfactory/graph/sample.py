@@ -167,6 +167,8 @@ class TopologySampler(_Sampler):
     name = "topology"
 
     def __init__(self, index: GraphIndex, seed: int = 0, config: SamplerConfig | None = None) -> None:
+        """A sampler over `index` drawing from `random.Random(seed)`: same index, seed and config, same
+        chains in the same order."""
         super().__init__(index, seed, config)
         self._need = sourcing_depth(index)  # prunes producers that cannot be sourced within the depth cap
 
@@ -273,6 +275,9 @@ class RandomWalkSampler(_Sampler):
     name = "random-walk"
 
     def sample(self, start: str | int | None = None) -> Chain:
+        """The next chain: a walk over `depends` edges from `start` (a tool id or position) or a random tool,
+        to a random length in [2, max_length]; inputs with no earlier producer or user source are left unbound
+        (the baseline: its chains may fail `check_chain`)."""
         index, rng = self.index, self._rng
         if start is None:
             current = rng.randrange(len(index))

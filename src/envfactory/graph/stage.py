@@ -43,10 +43,12 @@ class WorkOutcome(Protocol):
     """What an executor answers per item (`exec.Outcome`): the result, or why there is none."""
 
     @property
-    def result(self) -> Any: ...
+    def result(self) -> Any:
+        """What the function returned (None when it raised)."""
 
     @property
-    def error(self) -> str | None: ...
+    def error(self) -> str | None:
+        """Why there is no result (the last attempt's reason), or None."""
 
 
 class Executor(Protocol):
@@ -54,7 +56,9 @@ class Executor(Protocol):
     it is handed one)."""
 
     def map(self, function: Callable[[EnvGraphItem], ToolGraph], items: Sequence[EnvGraphItem],
-            on_outcome: Callable[[Any], None] | None = None) -> Sequence[WorkOutcome]: ...
+            on_outcome: Callable[[Any], None] | None = None) -> Sequence[WorkOutcome]:
+        """Apply `function` to every item, reporting each outcome to `on_outcome` as it finishes; outcomes
+        come back in the order of `items`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class SamplerStats:
     problems: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts, rates (rounded) and histograms, JSON-ready with string keys."""
         return {
             "sampler": self.name, "samples": self.samples, "valid": self.valid,
             "valid_rate": round(self.valid / self.samples, 4) if self.samples else 0.0,
@@ -74,6 +75,7 @@ class StatsReport:
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every figure of the report, JSON-ready (rates rounded to 4 places), with both samplers' stats."""
         c = self.config
         return {
             "tools": self.tools, "servers": self.servers, "feeds_edges": self.feeds, "depends_edges": self.depends,

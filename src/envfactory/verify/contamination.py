@@ -71,7 +71,8 @@ if TYPE_CHECKING:
 class EmbedFunction(Protocol):
     """Texts → one vector each (any dimension, the same for every text); `llm` embedders' `embed` fits."""
 
-    def __call__(self, texts: Sequence[str], /) -> Sequence[Sequence[float]] | NDArray[Any]: ...
+    def __call__(self, texts: Sequence[str], /) -> Sequence[Sequence[float]] | NDArray[Any]:
+        """One vector per text, in order (a list of lists or a 2-D array)."""
 
 
 SET_THRESHOLD = 0.4
@@ -253,6 +254,7 @@ class EnvContamination(SpecModel):
 
     @property
     def top(self) -> ToolSetOverlap | None:
+        """The benchmark tool set that overlaps most (None when there are none)."""
         return self.tool_sets[0] if self.tool_sets else None
 
 

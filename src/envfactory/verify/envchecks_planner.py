@@ -24,6 +24,8 @@ class CallPlanner:
     """
 
     def __init__(self, env: Environment) -> None:
+        """Read the tools (split into reads and writes), key arguments and unsupported arguments of `env`; no
+        session is opened."""
         self.env = env
         self.tools = sorted(env.tools)
         self.reads = [t for t in self.tools if not env.tools[t].writes]

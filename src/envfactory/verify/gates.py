@@ -62,6 +62,7 @@ class GateOutcome:
 
     @property
     def passed(self) -> bool:
+        """True when every gate that ran passed."""
         return self.failed is None
 
 
