@@ -362,3 +362,18 @@ def test_compat_environments_are_never_what_an_agent_gets(trusted: Any, compat: 
     raw = {t.name for env in compat.values() for t in env.spec.tools if t.name.startswith("raw_call_")}
     assert len(raw) == 8
     assert not [t.name for env in trusted.values() for t in env.spec.tools if t.name.startswith("raw_call_")]
+
+
+def test_sandboxed_compat_environments_give_the_in_process_compat_results(
+    tasks: Any, compat: Any, tmp_path: Path
+) -> None:
+    task = tasks["base"][173]  # a gold call the docs' types refuse: close_ticket(ticket_id='ticket_001')
+    gold = bfcl.gold_turns(task)
+    backends = [ref.name for ref in task.envs]
+    names = [b for b in bfcl._toolkit_module().BACKENDS if bfcl.env_name(b) in backends]
+    with SandboxPool(max_workers=len(names)) as pool:
+        inside = bfcl.bfcl_environments(sandbox=pool, workdir=tmp_path, backends=names, official_compat=True)
+        boxed = bfcl.execute(task, inside, gold, official_compat=True)
+    here = bfcl.execute(task, compat, gold, official_compat=True)
+    assert boxed.results == here.results and boxed.state_hashes == here.state_hashes
+    assert not any("invalid arguments" in r for turn in boxed.results for r in turn)
