@@ -192,6 +192,30 @@ def test_usage_counts_reused_and_evaluated_prompt_tokens(modes: dict[str, LocalP
     assert b"reused" not in client.chat(requests[1]).to_json_bytes()
 
 
+def test_a_closing_system_note_keeps_a_state_where_it_begins(modes: dict[str, LocalProvider]) -> None:
+    """The agent loop's shape: [system, conversation, closing system note]. The next request changes only
+    the note, and the note (with its schema) is longer than the four blocks kept at a prompt's end, so only
+    the state kept where the note begins lets the next request reuse the whole conversation."""
+    provider = modes["on"]
+    assert provider.kv_cache is not None
+    provider.kv_cache.clear()
+    system = ChatMessage.system("You are a helpful assistant for a travel company. " * 40)
+    user = ChatMessage.user("I need the weather in Berlin and then an email to my boss about it.")
+    long_note = "Decide carefully what to do next, and say why in the message field. " * 25
+    first = ChatRequest(messages=[system, user, ChatMessage.system(long_note)], max_tokens=8,
+                        response_format=ResponseFormat(name="ticket", json_schema=TICKET))
+    second = ChatRequest(messages=[system, user, ChatMessage.system("Call get_weather now.")], max_tokens=8,
+                         tools=[WEATHER], tool_choice=NamedToolChoice(name="get_weather"))
+    llama = provider._llama
+    prompts = [llama.tokenize(provider.prompt(r).encode(), add_bos=False, special=True) for r in (first, second)]
+    shared = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
+    assert len(prompts[0]) - shared > 4 * 64 and shared // 64 * 64 not in (64, 128, 256, 512)  # only the note keep
+    provider.chat(first)
+    usage = provider.chat(second).usage
+    assert usage.reused_tokens == shared // 64 * 64
+    assert _answer(provider, second) == _answer(modes["off"], second)
+
+
 def test_damaged_entries_fall_back_to_a_cold_evaluation(modes: dict[str, LocalProvider]) -> None:
     provider = modes["on"]
     cache = provider.kv_cache

@@ -355,11 +355,14 @@ class LocalProvider:
         return ChatResponse(model=self.model_id, message=message, finish_reason=finish, usage=usage)
 
     def _tail_start(self, request: ChatRequest, tokens: list[int]) -> list[int]:
-        """Where the closing schema or forced-call text begins in `tokens` (the next request of the
-        conversation repeats everything before it), so the prefix cache keeps a state there."""
-        if self.kv_cache is None or (request.response_format is None and not request.forces_tool_call()):
+        """Where what varies per request begins in `tokens` — a closing system note (a system message
+        after the first: the agent loop's step note), else the closing schema or forced-call text — so
+        the prefix cache keeps a state there (the next request of the conversation repeats what precedes it)."""
+        note = len(request.messages) > 1 and request.messages[-1].role == "system"
+        if self.kv_cache is None or (not note and request.response_format is None and not request.forces_tool_call()):
             return []
-        messages, tools = _template_messages(request, self._template_knows_tools)
+        stable = request.model_copy(update={"messages": request.messages[:-1]}) if note else request
+        messages, tools = _template_messages(stable, self._template_knows_tools)
         formatted = self._formatter(messages=messages, tools=tools)
         plain = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
         shared = next((i for i, (a, b) in enumerate(zip(tokens, plain, strict=False)) if a != b), min(len(tokens), len(plain)))
