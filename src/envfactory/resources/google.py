@@ -120,11 +120,14 @@ class GoogleSource:
     `"tasks"` for every version, `"tasks.v1"` for one)."""
 
     def __init__(self, apis: list[str] | None = None, directory: Path | None = None) -> None:
+        """Every discovery document, or only `apis`; `directory` reads the documents from a folder instead
+        of the installed google-api-python-client."""
         self._only = tuple(apis) if apis is not None else None
         self._directory = directory
 
     @property
     def key(self) -> str:
+        """`google`, or `google[a,b]` when restricted to some APIs."""
         return "google" if self._only is None else "google[" + ",".join(self._only) + "]"
 
     def _dir(self) -> Path:
@@ -134,6 +137,8 @@ class GoogleSource:
         return directory
 
     def fingerprint(self) -> str:
+        """The client library's version (or, for a folder, its files' names, sizes and mtimes);
+        `SourceUnavailableError` with the install command when neither is there."""
         version = package_version(DISTRIBUTION)
         if self._directory is not None:
             files = sorted(self._directory.glob("*.json"))
@@ -170,6 +175,8 @@ class GoogleSource:
         )
 
     def scan(self) -> ScanResult:
+        """One service per discovery document (one version of one API); unreadable documents and
+        duplicates become `Skipped` rows."""
         result = ScanResult()
         seen: dict[str, str] = {}
         for path in self._files():
@@ -215,6 +222,8 @@ class GoogleSource:
         return "/" + str(doc.get("servicePath") or "") + path
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The API version's `Resource`, request and response schemas resolved; `SourceFormatError` when the
+        document is gone or unreadable."""
         path = self._dir() / entry.locator
         if not path.is_file():
             raise SourceFormatError(f"{entry.locator}: no such discovery document")

@@ -72,6 +72,7 @@ class CatalogIndex:
     """The index file at `path` (or in memory when `path` is None)."""
 
     def __init__(self, path: Path | None) -> None:
+        """Open (creating it and its directory if needed) the SQLite index at `path`, or one in memory."""
         self.path = path
         self._db = self._open()
 
@@ -117,11 +118,13 @@ class CatalogIndex:
         return db
 
     def close(self) -> None:
+        """Close the database."""
         self._db.close()
 
     # -- sources ------------------------------------------------------------------------------------
 
     def fingerprint(self, key: str) -> str | None:
+        """The fingerprint the source `key` was indexed under, or None when it was never indexed."""
         row = self._db.execute("SELECT fingerprint FROM sources WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -130,6 +133,7 @@ class CatalogIndex:
         self._db.execute("BEGIN IMMEDIATE")
 
     def unlock(self, commit: bool) -> None:
+        """End the write transaction `lock()` began: commit, or roll back when `commit` is False."""
         self._db.execute("COMMIT" if commit else "ROLLBACK")
 
     def replace_source(self, key: str, fingerprint: str, result: ScanResult) -> None:
@@ -164,6 +168,7 @@ class CatalogIndex:
     # -- reading ------------------------------------------------------------------------------------
 
     def services(self, sources: Sequence[str]) -> list[ServiceEntry]:
+        """The service entries of `sources`, grouped in the order `sources` lists them."""
         rows = self._db.execute(
             f"SELECT source, data FROM services WHERE source IN ({_placeholders(sources)})", tuple(sources)
         ).fetchall()
@@ -172,6 +177,7 @@ class CatalogIndex:
         return [ServiceEntry.model_validate_json(row[1]) for row in rows]
 
     def skipped(self, sources: Sequence[str]) -> list[Skipped]:
+        """What scanning `sources` skipped, in the order it was recorded."""
         rows = self._db.execute(
             f"SELECT source, item, reason FROM skipped WHERE source IN ({_placeholders(sources)}) ORDER BY rowid",
             tuple(sources),
@@ -185,6 +191,7 @@ class CatalogIndex:
                               http_path=row[5] if isinstance(row[5], str) else None)
 
     def operations_of(self, service_id: str, source: str) -> list[OperationEntry]:
+        """The operation headers of one service of one source, in scan order."""
         rows = self._db.execute(
             "SELECT id, service_id, name, summary, method, path FROM operations WHERE service_id=? AND source=? "
             "ORDER BY rowid", (service_id, source),
@@ -192,6 +199,7 @@ class CatalogIndex:
         return [self._entry(row) for row in rows]
 
     def operation_entry(self, op_id: str, sources: Sequence[str]) -> tuple[str, OperationEntry] | None:
+        """(source key, header) of operation `op_id` in the first of `sources` that has it, or None."""
         rows = self._db.execute(
             f"SELECT id, service_id, name, summary, method, path, source FROM operations WHERE id=? "
             f"AND source IN ({_placeholders(sources)})", (op_id, *sources),
@@ -214,6 +222,9 @@ class CatalogIndex:
     # -- search -------------------------------------------------------------------------------------
 
     def search(self, query: str, sources: Sequence[str], limit: int, services: Iterable[str] | None = None) -> list[Ranked]:
+        """The `limit` best operations for `query` by BM25 over names and summaries (names weigh more), in
+        `sources` and, when given, only in `services`; ties broken by id, so the order is deterministic. Falls
+        back to `linear_search` when SQLite lacks FTS5; an empty query gives []."""
         terms = sorted(set(tokens(query)))
         if not terms:
             return []
@@ -272,6 +283,7 @@ class CatalogIndex:
     # -- converted resources and vectors -------------------------------------------------------------
 
     def cached_resource(self, source: str, resource_id: str) -> Resource | None:
+        """The converted `Resource` stored for (source, id), or None (also when the row is unreadable)."""
         row = self._db.execute("SELECT data FROM resources WHERE source=? AND id=?", (source, resource_id)).fetchone()
         if row is None:
             return None
@@ -281,6 +293,8 @@ class CatalogIndex:
             return None
 
     def store_resource(self, source: str, resource: Resource) -> None:
+        """Store a converted `Resource` (compressed) for later loads; one over `MAX_CACHED_RESOURCE_BYTES` is
+        not stored."""
         data = zlib.compress(resource.model_dump_json().encode(), 3)
         if len(data) > MAX_CACHED_RESOURCE_BYTES:
             return
@@ -310,6 +324,7 @@ class CatalogIndex:
         return found
 
     def store_vectors(self, embedder: str, rows: Sequence[tuple[str, str, array[float]]]) -> None:
+        """Store (operation id, text hash, vector) rows for `embedder`, replacing older ones, in one transaction."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany(

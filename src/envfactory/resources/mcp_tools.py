@@ -157,14 +157,17 @@ class McpServerSource:
     """One stdio MCP server; its tools are listed at scan time and kept in the index."""
 
     def __init__(self, config: McpServerConfig) -> None:
+        """The server `config` describes; it is started (once) when tools are first listed."""
         self.config = config
         self._listing: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
     @property
     def key(self) -> str:
+        """`mcp:<name>`."""
         return f"mcp:{self.config.name}"
 
     def fingerprint(self) -> str:
+        """The server's command, arguments, package and version as JSON (the server is not started)."""
         c = self.config
         return orjson.dumps([c.command, list(c.args), c.package, c.package_version]).decode()
 
@@ -223,6 +226,8 @@ class McpServerSource:
         )
 
     def scan(self) -> ScanResult:
+        """One service whose operations are the server's tools; a server that cannot be started or listed
+        becomes a `Skipped` row."""
         try:
             server, tools = self._tools()
         except SourceFormatError as exc:
@@ -249,6 +254,8 @@ class McpServerSource:
         return result
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The server's `Resource`, one operation per tool (tools that cannot be converted are recorded as
+        skipped); `SourceFormatError` when the server cannot be listed."""
         server, tools = self._tools()
         service, version = self._identity(server)
         operations: list[Operation] = []

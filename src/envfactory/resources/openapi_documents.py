@@ -93,6 +93,72 @@ _PARAM_SCHEMA_KEYS = ("type", "format", "items", "enum", "default", "minimum", "
                       "uniqueItems", "multipleOf", "collectionFormat")
 
 
+def _resolve_swagger_param(param: Any, global_params: Mapping[str, Any]) -> Any:
+    ref = param.get("$ref") if isinstance(param, Mapping) else None
+    if isinstance(ref, str) and ref.startswith("#/components/parameters/"):
+        return global_params.get(ref.rsplit("/", 1)[-1], param)
+    return param
+
+
+def _convert_swagger_param(param: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in param.items() if k not in _PARAM_SCHEMA_KEYS}
+    schema = {k: param[k] for k in _PARAM_SCHEMA_KEYS if k in param and k != "collectionFormat"}
+    if schema.get("type") == "file":
+        schema = {"type": "string", "format": "binary"}
+    out["schema"] = schema
+    return out
+
+
+def _convert_swagger_operation(op: Mapping[str, Any], shared: list[Any], consumes: list[str], produces: list[str],
+                               global_params: Mapping[str, Any]) -> dict[str, Any]:
+    """One Swagger 2 operation in OpenAPI 3 form: body and formData parameters become the request body."""
+    out = {k: v for k, v in op.items() if k not in ("parameters", "responses", "consumes", "produces")}
+    op_consumes = [c for c in op.get("consumes", []) if isinstance(c, str)] or consumes
+    op_produces = [p for p in op.get("produces", []) if isinstance(p, str)] or produces
+    params: list[Any] = []
+    form: dict[str, Any] = {"type": "object", "properties": {}}
+    form_required: list[str] = []
+    for raw in [*shared, *(op.get("parameters") or [])]:
+        param = _resolve_swagger_param(raw, global_params)
+        if not isinstance(param, Mapping):
+            continue
+        where = param.get("in")
+        if where == "body":
+            out["requestBody"] = {
+                "description": param.get("description", ""), "required": bool(param.get("required")),
+                "content": {op_consumes[0]: {"schema": param.get("schema", {})}},
+            }
+        elif where == "formData":
+            form["properties"][str(param.get("name"))] = _convert_swagger_param(param)["schema"]
+            if param.get("required"):
+                form_required.append(str(param.get("name")))
+        elif isinstance(param.get("$ref"), str):
+            params.append(param)
+        else:
+            params.append(_convert_swagger_param(param))
+    if form["properties"]:
+        if form_required:
+            form["required"] = form_required
+        media = next((c for c in op_consumes if "form" in c), "application/x-www-form-urlencoded")
+        out["requestBody"] = {"required": bool(form_required), "content": {media: {"schema": form}}}
+    if params:
+        out["parameters"] = params
+    responses: dict[str, Any] = {}
+    for code, response in (op.get("responses") or {}).items():
+        if not isinstance(response, Mapping):
+            continue
+        converted = {k: v for k, v in response.items() if k not in ("schema", "examples")}
+        if "schema" in response:
+            media_type: dict[str, Any] = {"schema": response["schema"]}
+            examples = response.get("examples")
+            if isinstance(examples, Mapping) and examples:
+                media_type["example"] = next(iter(examples.values()))
+            converted["content"] = {op_produces[0]: media_type}
+        responses[str(code)] = converted
+    out["responses"] = responses
+    return out
+
+
 def swagger2_to_openapi3(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Convert a Swagger 2.0 document to OpenAPI 3.0 (the parts operations are made of): definitions,
     parameters (body and formData become request bodies), responses, consumes/produces, host and
@@ -101,76 +167,14 @@ def swagger2_to_openapi3(doc: Mapping[str, Any]) -> dict[str, Any]:
     consumes = [c for c in src.get("consumes", []) if isinstance(c, str)] or ["application/json"]
     produces = [p for p in src.get("produces", []) if isinstance(p, str)] or ["application/json"]
     global_params = src.get("parameters") if isinstance(src.get("parameters"), Mapping) else {}
-
-    def resolve_param(param: Any) -> Any:
-        ref = param.get("$ref") if isinstance(param, Mapping) else None
-        if isinstance(ref, str) and ref.startswith("#/components/parameters/"):
-            return global_params.get(ref.rsplit("/", 1)[-1], param)
-        return param
-
-    def convert_param(param: Mapping[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in param.items() if k not in _PARAM_SCHEMA_KEYS}
-        schema = {k: param[k] for k in _PARAM_SCHEMA_KEYS if k in param and k != "collectionFormat"}
-        if schema.get("type") == "file":
-            schema = {"type": "string", "format": "binary"}
-        out["schema"] = schema
-        return out
-
-    def convert_operation(op: Mapping[str, Any], shared: list[Any]) -> dict[str, Any]:
-        out = {k: v for k, v in op.items() if k not in ("parameters", "responses", "consumes", "produces")}
-        op_consumes = [c for c in op.get("consumes", []) if isinstance(c, str)] or consumes
-        op_produces = [p for p in op.get("produces", []) if isinstance(p, str)] or produces
-        params: list[Any] = []
-        form: dict[str, Any] = {"type": "object", "properties": {}}
-        form_required: list[str] = []
-        for raw in [*shared, *(op.get("parameters") or [])]:
-            param = resolve_param(raw)
-            if not isinstance(param, Mapping):
-                continue
-            where = param.get("in")
-            if where == "body":
-                out["requestBody"] = {
-                    "description": param.get("description", ""), "required": bool(param.get("required")),
-                    "content": {op_consumes[0]: {"schema": param.get("schema", {})}},
-                }
-            elif where == "formData":
-                form["properties"][str(param.get("name"))] = convert_param(param)["schema"]
-                if param.get("required"):
-                    form_required.append(str(param.get("name")))
-            elif isinstance(param.get("$ref"), str):
-                params.append(param)
-            else:
-                params.append(convert_param(param))
-        if form["properties"]:
-            if form_required:
-                form["required"] = form_required
-            media = next((c for c in op_consumes if "form" in c), "application/x-www-form-urlencoded")
-            out["requestBody"] = {"required": bool(form_required), "content": {media: {"schema": form}}}
-        if params:
-            out["parameters"] = params
-        responses: dict[str, Any] = {}
-        for code, response in (op.get("responses") or {}).items():
-            if not isinstance(response, Mapping):
-                continue
-            converted = {k: v for k, v in response.items() if k not in ("schema", "examples")}
-            if "schema" in response:
-                media_type: dict[str, Any] = {"schema": response["schema"]}
-                examples = response.get("examples")
-                if isinstance(examples, Mapping) and examples:
-                    media_type["example"] = next(iter(examples.values()))
-                converted["content"] = {op_produces[0]: media_type}
-            responses[str(code)] = converted
-        out["responses"] = responses
-        return out
-
     paths: dict[str, Any] = {}
     for path, item in (src.get("paths") or {}).items():
         if not isinstance(item, Mapping):
             continue
         shared: list[Any] = item["parameters"] if isinstance(item.get("parameters"), list) else []
         paths[str(path)] = {
-            method: convert_operation(op, shared) for method, op in item.items()
-            if method in METHODS and isinstance(op, Mapping)
+            method: _convert_swagger_operation(op, shared, consumes, produces, global_params)
+            for method, op in item.items() if method in METHODS and isinstance(op, Mapping)
         }
     host = src.get("host")
     scheme = (src.get("schemes") or ["https"])[0]
@@ -179,7 +183,7 @@ def swagger2_to_openapi3(doc: Mapping[str, Any]) -> dict[str, Any]:
         "openapi": "3.0.0", "info": src.get("info", {}), "servers": servers, "paths": paths,
         "components": {
             "schemas": src.get("definitions", {}),
-            "parameters": {k: convert_param(v) for k, v in global_params.items()
+            "parameters": {k: _convert_swagger_param(v) for k, v in global_params.items()
                            if isinstance(v, Mapping) and v.get("in") not in ("body", "formData")},
             "responses": src.get("responses", {}),
         },

@@ -31,6 +31,7 @@ class ScanResult:
     skipped: list[Skipped] = field(default_factory=list)
 
     def extend(self, other: ScanResult) -> None:
+        """Append `other`'s services, operations and skipped rows to this result, in order."""
         self.services.extend(other.services)
         self.operations.extend(other.operations)
         self.skipped.extend(other.skipped)
@@ -40,13 +41,19 @@ class Source(Protocol):
     """A catalog source (see the module docstring for the contract)."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The source's name in the catalog; stable across processes."""
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """Changes exactly when what `scan`/`load` return would change; cheap (no parsing)."""
 
-    def scan(self) -> ScanResult: ...
+    def scan(self) -> ScanResult:
+        """Service and operation headers for the index, bad content as `Skipped` rows; may raise only
+        `SourceUnavailableError`."""
 
-    def load(self, entry: ServiceEntry) -> Resource: ...
+    def load(self, entry: ServiceEntry) -> Resource:
+        """The full `Resource` of a service the scan listed (same operation ids); `SourceFormatError` when the
+        content has become unreadable."""
 
 
 def package_version(distribution: str) -> str | None:

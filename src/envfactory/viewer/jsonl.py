@@ -86,6 +86,7 @@ class IndexCache:
     """Indexes of JSONL files, rebuilt when a file changes; at most `limit` files are kept."""
 
     def __init__(self, limit: int = 64) -> None:
+        """An empty cache that keeps the `limit` most recently used file indexes (thread-safe)."""
         self._limit = limit
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[Path, str], tuple[tuple[int, int], JsonlIndex]] = OrderedDict()

@@ -90,12 +90,14 @@ class BindingSourceView(_Tolerant):
 
 
 class BindingView(_Tolerant):
+    """How one input of a chain step is sourced (`graph.chain.Binding`), read tolerantly."""
     input: str
     required: bool = False
     source: BindingSourceView
 
 
 class ChainStepView(_Tolerant):
+    """One step of a chain (`graph.chain.ChainStep`): the tool, its server and its inputs' bindings."""
     tool: str
     server: str = ""
     bindings: list[BindingView] = Field(default_factory=list)
@@ -139,6 +141,7 @@ class EvalReportView(_Tolerant):
 
 
 class StepFailureView(_Tolerant):
+    """A step of an evaluation attempt that went wrong (`agent.loop.StepFailure`): where, what kind, why."""
     turn: int = 0
     step: int = 0
     kind: str = ""

@@ -36,6 +36,8 @@ class GraphFilter:
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> GraphFilter:
+        """The filter a page's query asks for: unknown provenances are dropped (none left: all of them) and
+        `limit` is clamped to 1–5000; never raises."""
         chosen = tuple(p for p in query.get("provenance", "").split(",") if p in PROVENANCES)
         return cls(file=query.get("file", ""), server=query.get("server", ""), tool=query.get("tool", ""),
                    provenances=chosen or PROVENANCES, include_rejected=query.get("rejected", "") == "1",

@@ -98,6 +98,7 @@ class Viewer:
     """Maps a request path and query to a page; owns the workspace reader and the templates."""
 
     def __init__(self, data: WorkspaceData) -> None:
+        """Pages over `data`; templates and static files come from the package (read once, here)."""
         self.data = data
         self.templates = make_environment()
         self.static = {p.name: p for p in Path(str(files("envfactory.viewer") / "static")).iterdir() if p.is_file()}
@@ -176,6 +177,7 @@ class Viewer:
         return result.status, html.encode("utf-8"), result.content_type
 
     def error_page(self, status: int, title: str, message: str) -> tuple[int, bytes, str]:
+        """An HTML error page: `(status, body, content type)`."""
         html = self.templates.get_template("error.html").render(title=title, status=status, message=message)
         return status, html.encode("utf-8"), "text/html; charset=utf-8"
 
@@ -283,6 +285,9 @@ class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, config: ViewerConfig, library: Path | None = None) -> None:
+        """Bind `config.host:config.port` (IPv6 when the host has a colon) after `config.check()`, which raises
+        `SpecError` for a non-loopback host without a token; starts prewarming the indexes in a daemon thread
+        when `config.prewarm`. Does not serve until `serve_forever` or `start_background`."""
         config.check()
         if ":" in config.host:
             self.address_family = socket.AF_INET6
@@ -293,6 +298,7 @@ class ViewerServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """`http://host:port` of the bound socket (the real port when 0 was asked; IPv6 hosts bracketed)."""
         host, port = self.server_address[:2]
         text = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{text}]" if ":" in text else text

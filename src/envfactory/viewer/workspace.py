@@ -106,6 +106,8 @@ class WorkspaceData:
     """Read-only access to one workspace and the shipped library (see the module contract)."""
 
     def __init__(self, root: Path, library: Path | None = None, cache_limit: int = 512) -> None:
+        """Read `root` (a workspace; nothing is written) and `library` (default: the shipped library).
+        `cache_limit`: how many parsed files are kept."""
         self.workspace = Workspace(root)
         self.root = root.resolve()
         self.library = (library or library_root()).resolve()
@@ -195,6 +197,7 @@ class WorkspaceData:
         return roots
 
     def env_source(self, key: str) -> EnvSource:
+        """The environment source with this key; `NotFound` for an unknown key."""
         for source in self.env_sources():
             if source.key == key:
                 return source
@@ -225,6 +228,8 @@ class WorkspaceData:
         return [self.run(p.name) for p in sorted(runs_dir.iterdir()) if p.is_dir()]
 
     def run(self, run_id: str) -> RunInfo:
+        """The run `run_id` of the workspace: its manifest (or the problem reading it), its finished stages and
+        whether it is an evaluation. `NotFound` when no such run directory exists."""
         runs_dir = self.workspace.runs_dir
         if not runs_dir.is_dir() or run_id not in {p.name for p in runs_dir.iterdir() if p.is_dir()}:
             raise NotFound(f"no run {run_id!r}")
@@ -244,6 +249,8 @@ class WorkspaceData:
         return RunInfo(run_id, path, manifest, problem, stages, is_eval)
 
     def stage_manifest(self, run: RunInfo, stage: str) -> StageManifest:
+        """The manifest of `stage` in `run`; `NotFound` for a stage the run lacks, `ArtifactProblem` for an
+        invalid manifest."""
         if stage not in run.stages:
             raise NotFound(f"no stage {stage!r} in run {run.run_id!r}")
         return self.model(confined(run.path, run.path / stage / "manifest.json"), StageManifest, "stage manifest")
@@ -267,6 +274,7 @@ class WorkspaceData:
         return [found[key] for key in sorted(found)]
 
     def data_file(self, patterns: tuple[str, ...], key: str) -> DataFile:
+        """The data file with this key among those matching `patterns`; `NotFound` otherwise."""
         for item in self.data_files(patterns):
             if item.key == key:
                 return item
