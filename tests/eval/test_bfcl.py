@@ -344,6 +344,10 @@ def test_official_compat_passes_arguments_our_schema_refuses_as_bfcl_does(
     extra = [[bfcl.Call("close_ticket", {"ticket_id": 1, "reason": "x"})]] + [[] for _ in gold[1:]]
     result = bfcl.execute(task, compat, extra, official_compat=True).results[0][0]
     assert result.startswith("Error during execution: ") and "unexpected keyword argument 'reason'" in result
+    # a required parameter left out: Python's own TypeError text, as BFCL's eval gives it
+    bare = [[bfcl.Call("close_ticket", {})]] + [[] for _ in gold[1:]]
+    result = bfcl.execute(task, compat, bare, official_compat=True).results[0][0]
+    assert result.startswith("Error during execution: ") and "missing 1 required positional argument" in result
     # a tool no backend has fails like an undefined Python name
     unknown = [[bfcl.Call("rm_rf_everything", {})]] + [[] for _ in gold[1:]]
     assert bfcl.execute(task, compat, unknown, official_compat=True).results[0] == [
