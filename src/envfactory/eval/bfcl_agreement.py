@@ -3,8 +3,10 @@
 Contract:
 - `corrupt` builds one seeded corruption of an entry's gold turns (or None where the class has no
   place in the entry): `drop_call`, `alter_argument`, `reorder_calls`, `add_write` (see docs/eval.md)
-  and `held_out_early`: a copy of a held-out function's gold call made in the turn before the one that
-  restores it (missing-function and composite entries only), where the model is not shown it.
+  `held_out_early`: a copy of a held-out function's gold call made in the turn before the one that
+  restores it (missing-function and composite entries only), where the model is not shown it; and
+  `stringify_number`: one integer or float argument passed as its string (`5` -> `'5'`), which our
+  schema refuses and BFCL's executor passes on.
 - `official_check` calls BFCL's `multi_turn_checker` in-process with a fresh model name each time and
   deletes the instances it leaves in its module globals. It `eval`s call strings, so it is only ever
   given strings from benchmark data (gold calls and their corruptions), never model output.
@@ -47,7 +49,7 @@ from envfactory.spec import Task
 
 __all__ = ["CORRUPTIONS", "Agreement", "agreement", "corrupt", "official_check"]
 
-CORRUPTIONS = ("drop_call", "alter_argument", "reorder_calls", "add_write", "held_out_early")
+CORRUPTIONS = ("drop_call", "alter_argument", "reorder_calls", "add_write", "held_out_early", "stringify_number")
 
 
 def _held_out_early(task: Task, turns: list[list[Call]], rng: random.Random) -> list[list[Call]] | None:
@@ -98,6 +100,14 @@ def corrupt(kind: str, task: Task, turns: list[list[Call]], gold: Execution, see
         out[t].insert(i + 1, turns[t][i])  # the same state-changing call once more
     elif kind == "held_out_early":
         return _held_out_early(task, turns, rng)
+    elif kind == "stringify_number":
+        numbers = [(t, i, key) for t, i in positions for key, value in sorted(turns[t][i].arguments.items())
+                   if isinstance(value, int | float) and not isinstance(value, bool)]
+        if not numbers:
+            return None
+        t, i, key = rng.choice(numbers)
+        call = turns[t][i]
+        out[t][i] = Call(call.name, {**call.arguments, key: str(call.arguments[key])})
     else:
         raise ValueError(f"unknown corruption {kind!r}; expected one of {CORRUPTIONS}")
     return out
