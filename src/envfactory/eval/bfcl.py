@@ -25,7 +25,7 @@ Contract:
   runs (BFCL's executor knows every method of the instance; only the prompt hides it); a tool no
   backend has fails with Python's `name '…' is not defined`; and, on environments built with
   `bfcl_environments(official_compat=True)`, arguments our schema refuses (an id the docs type as
-  integer passed as a string, an undocumented keyword) reach the backend unchecked, as `eval` passes
+  integer passed as a string, an undocumented keyword, a left-out required one) reach the backend unchecked, as `eval` passes
   them. Those compat environments carry one unchecked-call tool per backend and are for scoring
   replays only, never offered to an agent.
 - `execute` replays per-turn calls through a session group and records, per turn, each result as the
@@ -34,9 +34,8 @@ Contract:
   non-empty, every backend's public attributes must equal the gold execution's, and the gold results of
   that turn must all occur (as a multiset) among the model's results so far. Verdicts carry BFCL's
   `error_type` names.
-- `official_check` calls BFCL's own `multi_turn_checker` in-process. It `eval`s call strings, so it is
-  only ever given strings rendered from benchmark data (gold calls and their corruptions), never model
-  output; it keeps instances in its module globals, which are removed after every call.
+- BFCL's own checker, the corruption classes and the agreement measurement live in
+  `envfactory.eval.bfcl_agreement` (`official_check` is only ever given benchmark data).
 """
 
 from __future__ import annotations
