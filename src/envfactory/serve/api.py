@@ -16,8 +16,8 @@ Contract:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from enum import Enum
 from typing import Any
 
@@ -78,6 +78,7 @@ server has a token."""
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
+    """The JSON error answer every failure of the API uses: `ApiError` with `code` and `message`, at `status`."""
     body = ApiError(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
@@ -97,9 +98,31 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, ErrorCode, s
 
 def create_app(service: EnvService, config: ServeConfig | None = None, *,
                mcp: McpHttpEndpoint | None = None) -> FastAPI:
-    """The ASGI app: the `/v1` API over `service`, plus MCP at `/mcp` when `mcp` is given."""
+    """The ASGI app: the `/v1` API over `service`, plus MCP at `/mcp` when `mcp` is given. Raises
+    `ServeConfigError` for a config `ServeConfig.check` refuses; serves nothing until an ASGI server runs it."""
     cfg = config or ServeConfig()
     cfg.check()
+    app = FastAPI(title="envfactory environment API", version=envfactory.__version__, description=DESCRIPTION,
+                  lifespan=_lifespan(service, mcp))
+    _add_error_handlers(app)
+    _add_server_routes(app, service)
+    _add_session_routes(app, service)
+    _add_episode_routes(app, service)
+    if mcp is not None:
+        app.router.routes.append(Route(MCP_PATH, endpoint=mcp, include_in_schema=False))
+
+    app.add_middleware(JsonBodyGuard, max_depth=cfg.limits.max_json_depth, api_prefix=API_PREFIX)
+    app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
+    if cfg.token is not None and cfg.policy_token is not None:
+        app.add_middleware(RoleAuth, token=cfg.token, policy_token=cfg.policy_token, open_paths=OPEN_PATHS)
+    elif cfg.token is not None:
+        app.add_middleware(BearerAuth, token=cfg.token, open_paths=OPEN_PATHS)
+    return app
+
+
+def _lifespan(service: EnvService, mcp: McpHttpEndpoint | None,
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the idle reaper (and MCP's session manager) while serving, every session closed after."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -118,8 +141,12 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
                     logger.info("closed %d session(s) at shutdown", closed)
                 tasks.cancel_scope.cancel()
 
-    app = FastAPI(title="envfactory environment API", version=envfactory.__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure answers an `ApiError`: refusals with their status, validation 400/422, unknown routes
+    404, wrong methods 405, crashes 500 (logged; the server keeps serving)."""
 
     @app.exception_handler(ServeError)
     async def _serve_error(_request: Request, exc: ServeError) -> JSONResponse:
@@ -142,8 +169,9 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
         logger.error("request failed", exc_info=exc)
         return error_response(500, "internal_error", f"internal error: {type(exc).__name__}; the server keeps serving")
 
+
+def _add_server_routes(app: FastAPI, service: EnvService) -> None:
     v1 = API_PREFIX
-    tags: list[str | Enum] = ["sessions"]
 
     @app.get(f"{v1}/health", tags=["server"])
     async def health() -> Health:
@@ -161,6 +189,11 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
     async def env_tools(name: str) -> ToolSpecList:
         """An environment's tool specs (under their own names)."""
         return ToolSpecList(tools=list(service.catalog.get(name).env.spec.tools))
+
+
+def _add_session_routes(app: FastAPI, service: EnvService) -> None:
+    v1 = API_PREFIX
+    tags: list[str | Enum] = ["sessions"]
 
     @app.post(f"{v1}/sessions", status_code=201, tags=tags, responses=_error_responses())
     async def create_session(request: CreateSessionRequest) -> SessionInfo:
@@ -197,6 +230,11 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
         """Tools in MCP `tools/list` format, with annotations derived from each tool's effect."""
         return McpToolList(tools=service.mcp_tools(session_id))
 
+
+def _add_episode_routes(app: FastAPI, service: EnvService) -> None:
+    v1 = API_PREFIX
+    tags: list[str | Enum] = ["sessions"]
+
     @app.post(f"{v1}/sessions/{{session_id}}/calls", tags=tags, responses=_error_responses())
     async def call(session_id: str, request: CallRequest) -> CallResponse:
         """Run one tool call; tool failures come back in `result.error`."""
@@ -231,14 +269,3 @@ def create_app(service: EnvService, config: ServeConfig | None = None, *,
     async def reward(session_id: str, request: RewardRequest) -> RewardResponse:
         """Score the episode so far against the task the session was opened from."""
         return await service.reward(session_id, request)
-
-    if mcp is not None:
-        app.router.routes.append(Route(MCP_PATH, endpoint=mcp, include_in_schema=False))
-
-    app.add_middleware(JsonBodyGuard, max_depth=cfg.limits.max_json_depth, api_prefix=API_PREFIX)
-    app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
-    if cfg.token is not None and cfg.policy_token is not None:
-        app.add_middleware(RoleAuth, token=cfg.token, policy_token=cfg.policy_token, open_paths=OPEN_PATHS)
-    elif cfg.token is not None:
-        app.add_middleware(BearerAuth, token=cfg.token, open_paths=OPEN_PATHS)
-    return app

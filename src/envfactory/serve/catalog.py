@@ -20,10 +20,13 @@ from envfactory.serve.models import EnvSummary
 
 @dataclass(frozen=True, slots=True)
 class ServedEnv:
+    """An environment the server serves; `in_process` is False when it runs in sandbox workers (its
+    sessions then execute in a worker thread, off the event loop)."""
     env: Environment
     in_process: bool = True
 
     def summary(self) -> EnvSummary:
+        """The environment's row of `GET /v1/envs`."""
         spec = self.env.spec
         return EnvSummary(
             name=spec.meta.name, version=spec.meta.version, ref=spec.ref, domain=spec.meta.domain,
@@ -35,6 +38,7 @@ class EnvCatalog:
     """Environments by name. Build with `EnvCatalog.load(...)` or from loaded environments."""
 
     def __init__(self, envs: Iterable[ServedEnv]) -> None:
+        """The catalog of `envs`, keyed by environment name; `ValueError` when a name is listed twice."""
         self._envs: dict[str, ServedEnv] = {}
         for served in envs:
             if served.env.name in self._envs:
@@ -54,10 +58,13 @@ class EnvCatalog:
 
     @classmethod
     def of(cls, envs: Mapping[str, Environment] | Iterable[Environment]) -> EnvCatalog:
+        """The catalog of already loaded environments (a name → environment mapping or an iterable); sandboxed
+        ones are marked as not in process."""
         values = envs.values() if isinstance(envs, Mapping) else envs
         return cls(ServedEnv(env, in_process=not isinstance(env.backend, SandboxBackend)) for env in values)
 
     def get(self, name: str) -> ServedEnv:
+        """The served environment `name`; `UnknownEnvironmentError` (404) naming what is served otherwise."""
         served = self._envs.get(name)
         if served is None:
             known = ", ".join(self._envs) or "none"
@@ -69,6 +76,7 @@ class EnvCatalog:
         return list(self._envs)
 
     def summaries(self) -> list[EnvSummary]:
+        """One summary per environment, in the catalog's order."""
         return [self._envs[name].summary() for name in self.names()]
 
     def __contains__(self, name: object) -> bool:

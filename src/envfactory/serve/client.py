@@ -181,6 +181,9 @@ class EnvClient:
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 60.0,
                  http: httpx.Client | None = None) -> None:
+        """A client of the server at `base_url`, sending `token` as a bearer token. With `http`, that client is
+        used (and not closed by `close`); otherwise one is made with `timeout_s`. Every operation raises
+        `RemoteError` for an error answer and `httpx.TransportError` when the server cannot be reached."""
         self._owned = http is None
         self._http = http or httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout_s,
                                           verify=_verify(base_url))
@@ -189,17 +192,22 @@ class EnvClient:
         return _parse(op, self._http.request(op.method, op.path, **_request_kwargs(op)))
 
     def health(self) -> Health:
+        """`GET /health`: the server's version, open sessions and limits."""
         return self._send(_Ops.health())
 
     def envs(self) -> EnvList:
+        """`GET /envs`: the environments the server serves."""
         return self._send(_Ops.envs())
 
     def sessions(self) -> SessionList:
+        """`GET /sessions`: the open sessions (HTTP and MCP)."""
         return self._send(_Ops.sessions())
 
     def create_session(self, *, envs: list[str] | None = None, initial_state: Mapping[str, JSONValue] | None = None,
                        snapshots: Mapping[str, Snapshot] | None = None, task: Task | None = None,
                        seed: int | None = None, naming: Naming | None = None) -> RemoteSession:
+        """`POST /sessions`: a new session over `envs` (or the task's environments) on `initial_state` or
+        `snapshots`, seeded with `seed`; `RemoteError` when the server refuses (unknown env, session cap)."""
         info = self._send(_Ops.create(_create_request(envs, initial_state, snapshots, task, seed, naming)))
         return RemoteSession(self, info)
 
@@ -208,6 +216,7 @@ class EnvClient:
         return RemoteSession(self, self._send(_Ops.info(session_id)))
 
     def close(self) -> None:
+        """Close the HTTP client if this object made it (idempotent); sessions stay open on the server."""
         if self._owned:
             self._http.close()
 
@@ -220,52 +229,70 @@ class EnvClient:
 
 
 class RemoteSession:
+    """A handle on one session of an `EnvClient`; every method is one request (errors as the client's).
+    A context manager that closes the session on exit."""
     def __init__(self, client: EnvClient, info: SessionInfo) -> None:
+        """A handle on the session `info` describes (nothing is sent)."""
         self._client = client
         self.info = info
         self.id = info.id
 
     def call(self, tool: str, arguments: JSONObject | str | None = None) -> ToolResult:
+        """Call `tool` with `arguments` (an object, or its JSON text); the `ToolResult` holds a tool's own error."""
         return self._client._send(_Ops.call(self.id, tool, arguments, False)).result
 
     def call_with_hash(self, tool: str, arguments: JSONObject | str | None = None) -> CallResponse:
+        """`call`, also returning the state hash after the call."""
         return self._client._send(_Ops.call(self.id, tool, arguments, True))
 
     def tools(self) -> list[ToolSpec]:
+        """The session's tools as `ToolSpec`s."""
         return self._client._send(_Ops.tools(self.id)).tools
 
     def openai_tools(self) -> list[OpenAITool]:
+        """The session's tools in OpenAI function-calling form."""
         return self._client._send(_Ops.openai_tools(self.id)).tools
 
     def mcp_tools(self) -> list[McpTool]:
+        """The session's tools in MCP `tools/list` form."""
         return self._client._send(_Ops.mcp_tools(self.id)).tools
 
     def state(self) -> StateResponse:
+        """The session's state: one snapshot per environment and the combined hash."""
         return self._client._send(_Ops.state(self.id))
 
     def hash(self) -> str:
+        """The session's combined state hash."""
         return self._client._send(_Ops.hash(self.id)).state_hash
 
     def hashes(self) -> HashResponse:
+        """The combined state hash and each environment's."""
         return self._client._send(_Ops.hash(self.id))
 
     def restore(self, snapshots: Mapping[str, Snapshot]) -> HashResponse:
+        """Replace the state with `snapshots` (one per environment); the new hashes."""
         return self._client._send(_Ops.restore(self.id, snapshots))
 
     def fork(self) -> RemoteSession:
+        """A new session with a copy of this one's state (this one is unchanged)."""
         return RemoteSession(self._client, self._client._send(_Ops.fork(self.id)))
 
     def log(self) -> list[LogEntry]:
+        """The session's call log, in call order."""
         return self._client._send(_Ops.log(self.id)).calls
 
     def reward(self, task: Task | None = None, messages: list[Message] | None = None) -> Reward:
+        """Score the episode so far against the task the session was opened from (`task`, when given, must be
+        that task: 409 otherwise); `messages` let answer facts be scored."""
         return self._client._send(_Ops.reward(self.id, task, messages)).reward
 
     def refresh(self) -> SessionInfo:
+        """Re-read the session's info from the server (and keep it in `info`)."""
         self.info = self._client._send(_Ops.info(self.id))
         return self.info
 
     def close(self) -> None:
+        """Close the session on the server; `RemoteError` when it is already gone."""
         self._client._send(_Ops.close(self.id))
 
     def __enter__(self) -> RemoteSession:
@@ -284,6 +311,7 @@ class AsyncEnvClient:
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 60.0,
                  http: httpx.AsyncClient | None = None, max_connections: int = 100) -> None:
+        """As `EnvClient.__init__`, over an `httpx.AsyncClient` allowing `max_connections` connections."""
         self._owned = http is None
         self._http = http or httpx.AsyncClient(
             base_url=base_url, headers=_headers(token), timeout=timeout_s, verify=_verify(base_url),
@@ -294,25 +322,31 @@ class AsyncEnvClient:
         return _parse(op, await self._http.request(op.method, op.path, **_request_kwargs(op)))
 
     async def health(self) -> Health:
+        """`EnvClient.health`, awaited."""
         return await self._send(_Ops.health())
 
     async def envs(self) -> EnvList:
+        """`EnvClient.envs`, awaited."""
         return await self._send(_Ops.envs())
 
     async def sessions(self) -> SessionList:
+        """`EnvClient.sessions`, awaited."""
         return await self._send(_Ops.sessions())
 
     async def create_session(self, *, envs: list[str] | None = None,
                              initial_state: Mapping[str, JSONValue] | None = None,
                              snapshots: Mapping[str, Snapshot] | None = None, task: Task | None = None,
                              seed: int | None = None, naming: Naming | None = None) -> AsyncRemoteSession:
+        """`EnvClient.create_session`, awaited."""
         info = await self._send(_Ops.create(_create_request(envs, initial_state, snapshots, task, seed, naming)))
         return AsyncRemoteSession(self, info)
 
     async def session(self, session_id: str) -> AsyncRemoteSession:
+        """`EnvClient.session`, awaited: a handle on an existing session."""
         return AsyncRemoteSession(self, await self._send(_Ops.info(session_id)))
 
     async def aclose(self) -> None:
+        """Close the HTTP client if this object made it; sessions stay open on the server."""
         if self._owned:
             await self._http.aclose()
 
@@ -325,52 +359,68 @@ class AsyncEnvClient:
 
 
 class AsyncRemoteSession:
+    """`RemoteSession` for `AsyncEnvClient`: the same operations, awaited; an async context manager."""
     def __init__(self, client: AsyncEnvClient, info: SessionInfo) -> None:
+        """A handle on the session `info` describes (nothing is sent)."""
         self._client = client
         self.info = info
         self.id = info.id
 
     async def call(self, tool: str, arguments: JSONObject | str | None = None) -> ToolResult:
+        """`RemoteSession.call`, awaited."""
         return (await self._client._send(_Ops.call(self.id, tool, arguments, False))).result
 
     async def call_with_hash(self, tool: str, arguments: JSONObject | str | None = None) -> CallResponse:
+        """`RemoteSession.call_with_hash`, awaited."""
         return await self._client._send(_Ops.call(self.id, tool, arguments, True))
 
     async def tools(self) -> list[ToolSpec]:
+        """`RemoteSession.tools`, awaited."""
         return (await self._client._send(_Ops.tools(self.id))).tools
 
     async def openai_tools(self) -> list[OpenAITool]:
+        """`RemoteSession.openai_tools`, awaited."""
         return (await self._client._send(_Ops.openai_tools(self.id))).tools
 
     async def mcp_tools(self) -> list[McpTool]:
+        """`RemoteSession.mcp_tools`, awaited."""
         return (await self._client._send(_Ops.mcp_tools(self.id))).tools
 
     async def state(self) -> StateResponse:
+        """`RemoteSession.state`, awaited."""
         return await self._client._send(_Ops.state(self.id))
 
     async def hash(self) -> str:
+        """`RemoteSession.hash`, awaited."""
         return (await self._client._send(_Ops.hash(self.id))).state_hash
 
     async def hashes(self) -> HashResponse:
+        """`RemoteSession.hashes`, awaited."""
         return await self._client._send(_Ops.hash(self.id))
 
     async def restore(self, snapshots: Mapping[str, Snapshot]) -> HashResponse:
+        """`RemoteSession.restore`, awaited."""
         return await self._client._send(_Ops.restore(self.id, snapshots))
 
     async def fork(self) -> AsyncRemoteSession:
+        """`RemoteSession.fork`, awaited."""
         return AsyncRemoteSession(self._client, await self._client._send(_Ops.fork(self.id)))
 
     async def log(self) -> list[LogEntry]:
+        """`RemoteSession.log`, awaited."""
         return (await self._client._send(_Ops.log(self.id))).calls
 
     async def reward(self, task: Task | None = None, messages: list[Message] | None = None) -> Reward:
+        """`RemoteSession.reward`, awaited."""
         return (await self._client._send(_Ops.reward(self.id, task, messages))).reward
 
     async def refresh(self) -> SessionInfo:
+        """`RemoteSession.refresh`, awaited."""
         self.info = await self._client._send(_Ops.info(self.id))
         return self.info
 
     async def close(self) -> None:
+        """`RemoteSession.close`, awaited."""
         await self._client._send(_Ops.close(self.id))
 
     async def __aenter__(self) -> AsyncRemoteSession:

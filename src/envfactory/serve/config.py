@@ -80,6 +80,7 @@ class ServeLimits:
 
     @property
     def reap_every_s(self) -> float:
+        """Seconds between idle-reaper passes: `reap_interval_s`, else a quarter of the idle timeout (at most 30)."""
         return self.reap_interval_s if self.reap_interval_s is not None else min(30.0, self.idle_timeout_s / 4)
 
 

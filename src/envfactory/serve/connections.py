@@ -97,6 +97,7 @@ class ConnectionTracker:
     """The open connections of one server, oldest first, and the counters."""
 
     def __init__(self, policy: ConnectionPolicy) -> None:
+        """No connections yet; `policy` gives the cap, the deadlines and the tokens that prove a connection."""
         self.policy = policy
         self.open: OrderedDict[GuardedProtocolBase, None] = OrderedDict()
         self.stats = ConnectionStats()
@@ -117,6 +118,7 @@ class ConnectionTracker:
         return True
 
     def forget(self, conn: GuardedProtocolBase) -> None:
+        """Stop counting `conn` (closed, or dropped); unknown connections are ignored."""
         self.open.pop(conn, None)
 
 
@@ -127,6 +129,7 @@ class GuardedProtocolBase(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     tracker: ConnectionTracker
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn's protocol, not yet counted or proved; the tokens that prove it come from the tracker's policy."""
         super().__init__(*args, **kwargs)
         self._proved = False
         self._counted = False
@@ -137,6 +140,7 @@ class GuardedProtocolBase(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     # -- the asyncio protocol interface ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection, or abort it at once when the tracker has no room; then start its idle deadline."""
         super().connection_made(transport)
         if not self.tracker.admit(self):
             if isinstance(transport, asyncio.Transport):
@@ -148,10 +152,12 @@ class GuardedProtocolBase(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self._arm("idle")
 
     def data_received(self, data: bytes) -> None:
+        """Feed uvicorn, then move to the deadline of the request phase the bytes reached."""
         super().data_received(data)
         self._update_phase(received=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the deadline and stop counting the connection."""
         self._disarm()
         if self._counted:
             self.tracker.forget(self)
@@ -159,6 +165,7 @@ class GuardedProtocolBase(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
+        """After a response, back to the idle deadline (or the next pipelined request's)."""
         super().on_response_complete()
         self._update_phase(received=False)
 

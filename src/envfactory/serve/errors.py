@@ -40,6 +40,7 @@ class ServeError(EnvFactoryError):
     code: ErrorCode = "bad_request"
 
     def __init__(self, message: str) -> None:
+        """`message`: the problem in words; it is what the client sees as the answer's message."""
         super().__init__(message)
         self.message = message
 
@@ -53,6 +54,7 @@ class InvalidRequestError(ServeError):
 
 
 class UnknownSessionError(ServeError):
+    """No session with this id was ever opened on this server: HTTP 404, `unknown_session`."""
     status = 404
     code = "unknown_session"
 
@@ -67,6 +69,7 @@ class SessionGoneError(ServeError):
 
 
 class UnknownEnvironmentError(ServeError):
+    """The server does not serve an environment of this name: HTTP 404, `unknown_environment`."""
     status = 404
     code = "unknown_environment"
 
@@ -93,6 +96,7 @@ class RemoteError(EnvFactoryError):
     """An error answer from an envfactory server, seen by the typed client."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        """The answer's HTTP `status`, wire error `code` and `message`, kept as attributes."""
         super().__init__(f"{message} (HTTP {status}, {code})")
         self.status = status
         self.code = code

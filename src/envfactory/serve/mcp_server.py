@@ -89,6 +89,9 @@ class McpBridge:
 
     def __init__(self, service: EnvService, template: SessionTemplate, *, http: bool = False,
                  name: str = "envfactory") -> None:
+        """An MCP server named `name` whose sessions open from `template` on `service`; its instructions are
+        the served environments' descriptions and policies. `http` adds the `server/discover` handler of the
+        streamable-HTTP transport (no transport is started here)."""
         self.service = service
         self.template = template
         self.http = http
@@ -179,14 +182,17 @@ class ReportingReadStream:
     with a JSON-RPC error (`id: null`) naming the problem, instead of being dropped in silence."""
 
     def __init__(self, inner: ReadStream[SessionMessage | Exception], replies: WriteStream[SessionMessage]) -> None:
+        """Wrap `inner`; parse errors are answered on `replies`."""
         self._inner = inner
         self._replies = replies
 
     @property
     def last_context(self) -> Any:
+        """The wrapped stream's `last_context` (None when it has none)."""
         return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> SessionMessage | Exception:
+        """The next JSON-RPC message; each unparseable line is answered with a JSON-RPC error and skipped."""
         while True:
             item = await self._inner.receive()
             if not isinstance(item, Exception):
@@ -194,6 +200,7 @@ class ReportingReadStream:
             await self._replies.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=None, error=_parse_error(item))))
 
     async def aclose(self) -> None:
+        """Close the wrapped stream."""
         await self._inner.aclose()
 
     def __aiter__(self) -> Self:
@@ -246,6 +253,8 @@ class McpHttpEndpoint:
     """
 
     def __init__(self, bridge: McpBridge, limits: ServeLimits, *, host: str) -> None:
+        """An endpoint over `bridge` whose SDK sessions share `limits` (cap, idle timeout, body size); on a
+        loopback `host` the SDK's DNS-rebinding protection is on. Serves only inside `run()`."""
         self.bridge = bridge
         security = None
         if is_loopback(host):  # the SDK's DNS-rebinding protection for local servers
@@ -262,10 +271,13 @@ class McpHttpEndpoint:
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
+        """Run the SDK's session manager for the duration of the context (the app's lifespan)."""
         async with self.manager.run():
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request to the SDK, marking the session used; a successful `DELETE` also closes the MCP
+        session's environment session."""
         session = Request(scope).headers.get(MCP_SESSION_HEADER)
         service = self.bridge.service
         if session and f"mcp_{session}" in service.registry:

@@ -19,6 +19,7 @@ from envfactory.serve.models import ApiError, ErrorDetail
 
 async def send_error(send: Send, status: int, code: ErrorCode, message: str,
                      headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Send a complete JSON error answer (`ApiError`) on an ASGI `send`, with any extra `headers`."""
     body = ApiError(error=ErrorDetail(code=code, message=message)).model_dump_json().encode()
     await send({
         "type": "http.response.start",
@@ -43,11 +44,14 @@ class BearerAuth:
     """Requests must carry `Authorization: Bearer <token>`, except for the paths in `open_paths`."""
 
     def __init__(self, app: ASGIApp, token: str, open_paths: Iterable[str] = ()) -> None:
+        """Guard `app` with `token`; requests for `open_paths` (exact paths) pass without one."""
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self._open = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass non-HTTP scopes and open paths through; otherwise answer 401 (`unauthorized`, with a
+        `WWW-Authenticate: Bearer` header) unless the request carries the token (compared in constant time)."""
         if scope["type"] != "http" or scope.get("path") in self._open:
             await self.app(scope, receive, send)
             return
@@ -65,6 +69,7 @@ class BodyLimit:
     streamed in chunks. Accepted bodies are passed on unchanged."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        """Guard `app`: bodies over `max_bytes` (declared or streamed) are answered with 413."""
         self.app = app
         self.max_bytes = max_bytes
 
@@ -72,6 +77,8 @@ class BodyLimit:
         return f"request body of {size} exceeds the server's limit of {self.max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 (`payload_too_large`) for a declared or streamed body over `max_bytes` and 400 for a
+        Content-Length that is not a number; pass the rest on (a streamed body is replayed as it was read)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -144,11 +151,14 @@ class JsonBodyGuard:
     """
 
     def __init__(self, app: ASGIApp, max_depth: int, api_prefix: str) -> None:
+        """Guard `app` as the class says: JSON nested deeper than `max_depth` is refused everywhere, and
+        non-JSON or unparseable bodies on `api_prefix` routes."""
         self.app = app
         self.max_depth = max_depth
         self.api_prefix = api_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read a body-carrying request's body, refuse it as the class says, or replay it to the app unchanged."""
         if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return

@@ -42,6 +42,7 @@ class ApiModel(SpecModel):
 
 
 class ErrorDetail(SpecModel):
+    """What went wrong: a stable wire `code` and a message for people."""
     code: ErrorCode
     message: str = Field(description="what is wrong, in words that name the problem")
 
@@ -92,6 +93,7 @@ class CreateSessionRequest(ApiModel):
 
 
 class SessionInfo(ApiModel):
+    """A session as the API describes it (answer of create, fork and `GET /sessions/{id}`)."""
     id: str
     envs: list[str] = Field(description="environment references name@version#hash12")
     seed: int
@@ -104,11 +106,13 @@ class SessionInfo(ApiModel):
 
 
 class SessionList(ApiModel):
+    """The open sessions and the server's cap."""
     sessions: list[SessionInfo]
     max_sessions: int
 
 
 class Closed(ApiModel):
+    """The answer to closing a session."""
     session_id: str
     closed: Literal[True] = True
 
@@ -117,6 +121,7 @@ class Closed(ApiModel):
 
 
 class OpenAIFunction(SpecModel):
+    """The `function` part of an OpenAI tool: name, description and JSON-Schema parameters."""
     name: str
     description: str
     parameters: JSONObject
@@ -149,14 +154,17 @@ class McpTool(SpecModel):
 
 
 class ToolSpecList(ApiModel):
+    """A session's tools as envfactory `ToolSpec`s."""
     tools: list[ToolSpec]
 
 
 class OpenAIToolList(ApiModel):
+    """A session's tools in OpenAI function-calling format."""
     tools: list[OpenAITool]
 
 
 class McpToolList(ApiModel):
+    """A session's tools in MCP `tools/list` form."""
     tools: list[McpTool]
 
 
@@ -173,18 +181,22 @@ class CallRequest(ApiModel):
 
 
 class CallResponse(ApiModel):
+    """The result of one call as the agent sees it (a tool's error included) and, when asked, the state
+    hash after it."""
     session_id: str
     result: ToolResult
     state_hash: str | None = None
 
 
 class StateResponse(ApiModel):
+    """A session's state: one `Snapshot` per environment and the combined hash."""
     session_id: str
     state_hash: str
     snapshots: dict[str, Snapshot]
 
 
 class HashResponse(ApiModel):
+    """A session's state hashes (combined and per environment) and its step count."""
     session_id: str
     state_hash: str = Field(description="canonical hash of the per-environment hashes")
     hashes: dict[str, str]
@@ -192,15 +204,18 @@ class HashResponse(ApiModel):
 
 
 class RestoreRequest(ApiModel):
+    """Replace a session's state with these snapshots (one per environment of the session)."""
     snapshots: dict[str, Snapshot]
 
 
 class LogEntry(SpecModel):
+    """One call of a session's log and its result."""
     call: ToolCall
     result: ToolResult
 
 
 class LogResponse(ApiModel):
+    """A session's call log, in call order."""
     session_id: str
     calls: list[LogEntry]
 
@@ -215,6 +230,7 @@ class RewardRequest(ApiModel):
 
 
 class RewardResponse(ApiModel):
+    """The reward of a session's episode against its task."""
     session_id: str
     task_id: str
     reward: Reward
@@ -224,6 +240,7 @@ class RewardResponse(ApiModel):
 
 
 class EnvSummary(SpecModel):
+    """One environment the server serves: name, version, ref, domain, kind, tool count and description."""
     name: str
     version: str
     ref: str
@@ -234,10 +251,12 @@ class EnvSummary(SpecModel):
 
 
 class EnvList(ApiModel):
+    """The environments the server serves."""
     envs: list[EnvSummary]
 
 
 class Health(ApiModel):
+    """The server is up: its version, open sessions and limits."""
     status: Literal["ok"] = "ok"
     version: str
     sessions: int

@@ -47,6 +47,7 @@ class ServedSession:
     closed_reason: str | None = None
 
     def info(self) -> SessionInfo:
+        """The session as the API describes it."""
         return SessionInfo(
             id=self.id, envs=list(self.env_refs), seed=self.seed, naming=self.naming, origin=self.origin,
             task_id=self.task.id if self.task is not None else None, parent=self.parent,
@@ -55,8 +56,11 @@ class ServedSession:
 
 
 class SessionRegistry:
+    """The live sessions by id, and the reasons the last `remember_closed` closed ones were closed (so a
+    late request hears 410 and why, not 404). Not thread-safe: the service uses it from its event loop."""
     def __init__(self, max_sessions: int, remember_closed: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """An empty registry holding at most `max_sessions` live sessions; `clock` stamps `last_used`."""
         self.max_sessions = max_sessions
         self._remember = remember_closed
         self._clock = clock
@@ -73,12 +77,15 @@ class SessionRegistry:
         return session_id in self._live
 
     def ids(self) -> list[str]:
+        """The live session ids, in opening order."""
         return list(self._live)
 
     def has_room(self) -> bool:
+        """True while fewer than `max_sessions` sessions are live."""
         return len(self._live) < self.max_sessions
 
     def check_room(self) -> None:
+        """Raise `SessionCapError` (503, naming the fix) when the registry is full."""
         if not self.has_room():
             raise SessionCapError(
                 f"the server holds its maximum of {self.max_sessions} sessions; close one (DELETE "
@@ -86,6 +93,8 @@ class SessionRegistry:
             )
 
     def add(self, session: ServedSession) -> None:
+        """Register a live session (stamped as used now); `SessionCapError` when full, `ValueError` for an
+        id used before."""
         if session.id in self._live or session.id in self._closed:
             raise ValueError(f"session id {session.id} was already used")
         self.check_room()
@@ -93,6 +102,8 @@ class SessionRegistry:
         self._live[session.id] = session
 
     def get(self, session_id: str) -> ServedSession:
+        """The live session `session_id`; `SessionGoneError` (410, with the reason) for a closed one,
+        `UnknownSessionError` (404) for an id never opened."""
         session = self._live.get(session_id)
         if session is not None:
             return session
@@ -102,6 +113,7 @@ class SessionRegistry:
         raise UnknownSessionError(f"unknown session {session_id!r}: no such session was opened on this server")
 
     def closed_reason(self, session_id: str) -> str | None:
+        """Why the session was closed, or None (live, unknown, or forgotten)."""
         return self._closed.get(session_id)
 
     def remove(self, session_id: str, reason: str) -> ServedSession | None:
@@ -117,6 +129,7 @@ class SessionRegistry:
         return session
 
     def touch(self, session: ServedSession) -> None:
+        """Mark the session as used now (the idle reaper's clock)."""
         session.last_used = self._clock()
 
     def idle(self, timeout_s: float) -> list[ServedSession]:

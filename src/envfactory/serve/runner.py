@@ -74,6 +74,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def listening_url(sock: socket.socket) -> str:
+    """`http://host:port` of a bound socket (IPv6 hosts bracketed)."""
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -117,6 +118,7 @@ class GuardedServer(uvicorn.Server):
     descriptor headroom (`ConnectionPolicy.accept_batch`)."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up, then each listening socket's queue set back to `BACKLOG`."""
         await super().startup(sockets)
         for sock in sockets or ():
             sock.listen(BACKLOG)
@@ -144,6 +146,8 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI | Served, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
                  start_timeout_s: float = 30.0) -> None:
+        """Prepare (not start) a server for `app` on `host:port` (0: a free port); `start_timeout_s`: how long
+        `start` waits for uvicorn to come up."""
         if isinstance(app, Served):
             asgi, tracker = app.app, app.connections
         else:  # a bare app: the default connection limits
@@ -158,17 +162,21 @@ class BackgroundServer:
 
     @property
     def port(self) -> int:
+        """The bound port; `RuntimeError` when the server is not running."""
         if self._socket is None:
             raise RuntimeError("the server is not running")
         return int(self._socket.getsockname()[1])
 
     @property
     def url(self) -> str:
+        """The base URL; `RuntimeError` when the server is not running."""
         if self._socket is None:
             raise RuntimeError("the server is not running")
         return listening_url(self._socket)
 
     def start(self) -> BackgroundServer:
+        """Bind, serve in a daemon thread and wait until uvicorn has started; `ServeConfigError` (after stopping
+        it) when it does not start within the timeout."""
         sock = bind_socket(self._host, self._port)
         self._socket = sock
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
@@ -184,6 +192,8 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the server to exit (its lifespan closes every session), join the thread for up to `timeout_s`
+        and close the socket; idempotent."""
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)

@@ -64,7 +64,9 @@ class RewardFn(Protocol):
 
     def __call__(self, task: Task, group: SessionGroup, *, initial: Mapping[str, Snapshot] | None = None,
                  restart: Mapping[str, Snapshot] | None = None,
-                 messages: Sequence[Message] | None = None) -> Reward: ...
+                 messages: Sequence[Message] | None = None) -> Reward:
+        """Score `task` on `group`'s episode from `initial` (or the last `restart`), with the conversation
+        `messages`; deterministic for the same states, calls and messages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +92,22 @@ class SessionTemplate:
     naming: Naming = "qualified"
 
     def request(self) -> CreateSessionRequest:
+        """The create request this template stands for."""
         return CreateSessionRequest(envs=list(self.envs), initial_state=dict(self.initial_state),
                                     snapshots=dict(self.snapshots), seed=self.seed, naming=self.naming)
 
 
 def new_session_id() -> str:
+    """A fresh random session id, `ses_` and 24 hex digits (not derived from any seed)."""
     return f"ses_{secrets.token_hex(12)}"
 
 
 class EnvService:
+    """Sessions over a catalog, for every transport (see the module docstring for the contract)."""
     def __init__(self, catalog: EnvCatalog, limits: ServeLimits | None = None, *,
                  reward_fn: RewardFn = task_reward, clock: Callable[[], float] = time.monotonic) -> None:
+        """Serve `catalog` within `limits`; `reward_fn` scores rewards (default `verify.task_reward`) and
+        `clock` times idleness. Opens nothing until a session is created."""
         self.catalog = catalog
         self.limits = limits or ServeLimits()
         self.registry = SessionRegistry(self.limits.max_sessions, self.limits.remember_closed, clock)
@@ -204,6 +211,8 @@ class EnvService:
 
     async def call(self, session_id: str, tool: str, arguments: JSONObject | str | None,
                    *, with_hash: bool = False) -> CallResponse:
+        """Call `tool` in the session (see `run` for its errors); a tool's failure is in the result. With
+        `with_hash`, the state hash after the call is returned too."""
         def run(entry: ServedSession) -> CallResponse:
             result = entry.group.call(tool, arguments)
             return CallResponse(session_id=entry.id, result=result,
@@ -212,22 +221,28 @@ class EnvService:
         return await self.run(session_id, run)
 
     async def call_result(self, session_id: str, tool: str, arguments: JSONObject | str | None) -> ToolResult:
+        """`call` without the envelope: the `ToolResult` alone (the MCP path)."""
         return await self.run(session_id, lambda entry: entry.group.call(tool, arguments))
 
     def tool_specs(self, session_id: str) -> list[ToolSpec]:
+        """The session's tools; `UnknownSessionError` or `SessionGoneError` when it is not live."""
         return self.registry.get(session_id).group.tools
 
     def openai_tools(self, session_id: str) -> list[OpenAITool]:
+        """The session's tools in OpenAI function-calling format."""
         return [openai_tool(spec) for spec in self.tool_specs(session_id)]
 
     def mcp_tools(self, session_id: str) -> list[McpTool]:
+        """The session's tools in MCP `tools/list` form."""
         return [mcp_tool(spec) for spec in self.tool_specs(session_id)]
 
     async def state(self, session_id: str) -> StateResponse:
+        """The session's snapshots and combined hash, read under its lock."""
         return await self.run(session_id, lambda entry: StateResponse(
             session_id=entry.id, state_hash=entry.group.hash(), snapshots=entry.group.snapshot()))
 
     async def hash(self, session_id: str) -> HashResponse:
+        """The session's state hashes and step count, read under its lock."""
         return await self.run(session_id, _hash_response)
 
     async def restore(self, session_id: str, snapshots: dict[str, Snapshot]) -> HashResponse:
@@ -245,6 +260,7 @@ class EnvService:
         return await self.run(session_id, run)
 
     async def log(self, session_id: str) -> LogResponse:
+        """The session's call log, in call order."""
         return await self.run(session_id, lambda entry: LogResponse(
             session_id=entry.id, calls=[LogEntry(call=call, result=result) for call, result in entry.group.log]))
 
@@ -288,6 +304,8 @@ class EnvService:
 
     # -- closing ----------------------------------------------------------------------------------------------
     async def close(self, session_id: str, reason: str = "closed by its client") -> Closed:
+        """Close a live session (waiting for an operation in progress) and remember `reason`; raises
+        `UnknownSessionError` or `SessionGoneError` when it is not live."""
         entry = self.registry.remove(session_id, reason)
         if entry is None:
             self.registry.get(session_id)  # raises: unknown, or already closed (with the reason)
@@ -329,6 +347,7 @@ class EnvService:
                 logger.exception("idle reaper failed")
 
     async def close_all(self, reason: str = "the server shut down") -> int:
+        """Close every live session with `reason` (at shutdown); returns how many were closed."""
         closed = 0
         for entry in self.registry:
             if await self.discard(entry.id, reason):

@@ -20,6 +20,8 @@ from envfactory.spec import ToolSpec
 
 
 def annotations_for(spec: ToolSpec) -> McpToolAnnotations:
+    """MCP hints from the spec: a read is read-only, non-destructive and idempotent; a write is destructive
+    and idempotent when the spec says so; never open-world."""
     read = spec.effect == "read"
     return McpToolAnnotations(
         read_only_hint=read,
@@ -30,10 +32,12 @@ def annotations_for(spec: ToolSpec) -> McpToolAnnotations:
 
 
 def has_object_output(spec: ToolSpec) -> bool:
+    """True when the tool's output schema is an object (MCP structured content needs one)."""
     return spec.output_schema.get("type") == "object"
 
 
 def mcp_tool(spec: ToolSpec) -> McpTool:
+    """The tool as MCP `tools/list` describes it (output schema only when it is an object)."""
     return McpTool(
         name=spec.name,
         description=spec.description,
@@ -44,4 +48,5 @@ def mcp_tool(spec: ToolSpec) -> McpTool:
 
 
 def openai_tool(spec: ToolSpec) -> OpenAITool:
+    """The tool in OpenAI function-calling format (`ToolSpec.openai_function`)."""
     return OpenAITool.model_validate(spec.openai_function())

@@ -53,30 +53,41 @@ class RolloutSession(Protocol):
     """One rollout's live session."""
 
     @property
-    def tools(self) -> list[ToolSpec]: ...
+    def tools(self) -> list[ToolSpec]:
+        """The tools the agent may call in this rollout (OpenAI-ready specs)."""
 
     @property
-    def failure(self) -> str | None: ...
+    def failure(self) -> str | None:
+        """Why the rollout was failed, or None while it is live."""
 
     @property
-    def retries(self) -> int: ...
+    def retries(self) -> int:
+        """Framework failures retried so far (they are never shown to the agent)."""
 
     @property
-    def calls(self) -> int: ...
+    def calls(self) -> int:
+        """Tool calls the agent made (retries not counted)."""
 
-    def call(self, tool: str, arguments: JSONObject) -> ToolResult: ...
+    def call(self, tool: str, arguments: JSONObject) -> ToolResult:
+        """Run one call and return what the agent sees. After the rollout failed, an error result
+        (`sandbox_failure`) is returned without running anything; never raises for a tool's own error."""
 
-    def reward(self, messages: Sequence[Message] | None = None) -> Reward: ...
+    def reward(self, messages: Sequence[Message] | None = None) -> Reward:
+        """Score the episode with `verify.task_reward`; raises `RolloutFailedError` for a failed rollout."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the session (idempotent)."""
 
 
 class SessionSource(Protocol):
     """Opens rollout sessions for tasks."""
 
-    def open(self, task: Task, seed: int) -> RolloutSession: ...
+    def open(self, task: Task, seed: int) -> RolloutSession:
+        """A live session on the task's initial state, seeded with `seed`; raises `SessionRefusedError`
+        when no session can be opened."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the source holds (loaded environments, HTTP clients)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class LocalRolloutSession:
 
     @property
     def tools(self) -> list[ToolSpec]:
+        """The group's tools (see `RolloutSession.tools`)."""
         return self.group.tools
 
     def _rebuild(self) -> None:
@@ -132,6 +144,8 @@ class LocalRolloutSession:
         self.group = group
 
     def call(self, tool: str, arguments: JSONObject) -> ToolResult:
+        """See `RolloutSession.call`. A framework error kind reopens the group, replays the successful calls
+        and sends the call again, up to `policy.retries` times with linear backoff; then the rollout fails."""
         if self.failure is not None:
             return _failed_result(tool, self.calls, self.failure)
         self.calls += 1
@@ -156,11 +170,13 @@ class LocalRolloutSession:
             return _failed_result(tool, self.calls - 1, self.failure)
 
     def reward(self, messages: Sequence[Message] | None = None) -> Reward:
+        """See `RolloutSession.reward`: `task_reward` on this group."""
         if self.failure is not None:
             raise RolloutFailedError(self.failure)
         return task_reward(self.task, self.group, messages=messages)
 
     def close(self) -> None:
+        """Close the session group."""
         self.group.close()
 
 
@@ -173,11 +189,14 @@ class LocalSessions:
     _envs: dict[str, Environment] = field(default_factory=dict)
 
     def environment(self, name: str) -> Environment:
+        """The environment `name` via `loader` (default `runtime.load_env`), loaded once and kept."""
         if name not in self._envs:
             self._envs[name] = (self.loader or load_env)(name)
         return self._envs[name]
 
     def open(self, task: Task, seed: int) -> LocalRolloutSession:
+        """A `LocalRolloutSession` over a session group of the task's environments, on the task's initial
+        state with `seed`."""
         envs = [self.environment(ref.name) for ref in task.envs]
 
         def reopen() -> SessionGroup:
@@ -186,6 +205,7 @@ class LocalSessions:
         return LocalRolloutSession(task, reopen(), self.policy, reopen)
 
     def close(self) -> None:
+        """Forget the loaded environments."""
         self._envs.clear()
 
 
@@ -213,9 +233,11 @@ class HttpRolloutSession:
 
     @property
     def tools(self) -> list[ToolSpec]:
+        """The remote session's tools, as read by `start()` (a copy)."""
         return list(self._tools)
 
     def start(self) -> None:
+        """Create the remote session and read its tools; raises `SessionRefusedError` naming the fix."""
         self.remote = self._create()
         self._tools = self.remote.tools()
 
@@ -248,6 +270,9 @@ class HttpRolloutSession:
         return response.result, response.state_hash
 
     def call(self, tool: str, arguments: JSONObject) -> ToolResult:
+        """See `RolloutSession.call`. A framework error kind, a transport failure or a lost session (404, 410,
+        5xx) recreates the session and replays the successful calls (checking the state hash) before the call is
+        sent again, up to `policy.retries` times; another `RemoteError` is raised."""
         if self.failure is not None:
             return _failed_result(tool, self.calls, self.failure)
         self.calls += 1
@@ -283,6 +308,8 @@ class HttpRolloutSession:
             time.sleep(self.policy.backoff_s * attempt)
 
     def reward(self, messages: Sequence[Message] | None = None) -> Reward:
+        """See `RolloutSession.reward`: the server's `/reward` for this task and `messages`, retried like
+        `call`; raises `RolloutFailedError` once the retries are spent."""
         if self.failure is not None:
             raise RolloutFailedError(self.failure)
         attempt = 0
@@ -304,6 +331,7 @@ class HttpRolloutSession:
                 time.sleep(self.policy.backoff_s * attempt)
 
     def close(self) -> None:
+        """Close the remote session; a server that is gone or already closed it is not an error."""
         if self.remote is not None:
             try:
                 self.remote.close()
@@ -324,6 +352,7 @@ class HttpSessions:
 
     @property
     def client(self) -> EnvClient:
+        """The `EnvClient` for `base_url`, created on first use and shared by the sessions."""
         if self._client is None:
             self._client = EnvClient(self.base_url, token=self.token, timeout_s=self.timeout_s)
         return self._client
@@ -337,11 +366,13 @@ class HttpSessions:
                                       "`envfactory serve --http --env NAME --port PORT`") from exc
 
     def open(self, task: Task, seed: int) -> HttpRolloutSession:
+        """A started `HttpRolloutSession` (see `HttpRolloutSession.start` for its errors)."""
         session = HttpRolloutSession(self.client, task, seed, self.policy)
         session.start()
         return session
 
     def close(self) -> None:
+        """Close the HTTP client (sessions opened through it can no longer be used)."""
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -43,6 +43,7 @@ class EnvironmentBase:
     _sessions: SessionSource | None = None
 
     def __init__(self) -> None:
+        """No session yet: TRL calls `reset` before the first tool call of each rollout."""
         self._session: RolloutSession | None = None
         self._task: Task | None = None
         self._reward: Reward | None = None
@@ -80,6 +81,7 @@ class EnvironmentBase:
 
     @property
     def task(self) -> Task | None:
+        """The task of the current rollout (None before the first `reset`)."""
         return self._task
 
     @property
@@ -162,6 +164,7 @@ class RolloutRecorder:
     records: list[RolloutRecord] = field(default_factory=list)
 
     def drain(self) -> list[RolloutRecord]:
+        """The records collected since the last drain, in order; the recorder is left empty."""
         out, self.records = self.records, []
         return out
 

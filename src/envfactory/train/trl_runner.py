@@ -36,14 +36,18 @@ class StageDir(Protocol):
     """Where a stage writes (`store.StageDir` fits): atomic JSONL artifacts and the manifest, last."""
 
     @property
-    def path(self) -> Path: ...
+    def path(self) -> Path:
+        """The stage directory."""
 
-    def write_jsonl(self, relative: str, records: Iterable[Any]) -> Path: ...
+    def write_jsonl(self, relative: str, records: Iterable[Any]) -> Path:
+        """Write `records` as canonical JSONL at `relative`, atomically; returns the path."""
 
     def finish(self, *, outputs: Iterable[str], config: dict[str, Any] | None = None,
                seeds: Mapping[str, int] | None = None, versions: Mapping[str, str] | None = None,
                counts: Mapping[str, int] | None = None, timings: Mapping[str, float] | None = None,
-               ) -> StageManifest: ...
+               ) -> StageManifest:
+        """Write the stage manifest (content hashes of `outputs`, config, seeds, versions, counts, timings)
+        last, atomically, and return it."""
 
 
 @dataclass
