@@ -1,5 +1,19 @@
 """`runtime`: load environments, open isolated sessions and session groups, execute calls,
 snapshot/restore/fork/hash/diff (DESIGN §3). Imports only `spec` (and `envfactory.errors`).
+
+Contract (entries: `loader.load_env`, `Session`, `open_group`):
+- Inputs: environment directories, files or bundled names (with a `SandboxPool` for untrusted python),
+  state JSON or `Snapshot`s, a seed and a clock configuration, and tool calls (arguments as objects or
+  the raw text a model produced).
+- Outputs: `Environment`s, live sessions and session groups, one `ToolResult` per call, snapshots, state
+  hashes and diffs.
+- Errors: an environment or state that does not fit raises `SpecError`; a tool's anticipated failure,
+  invalid arguments, an unknown tool or a sandbox failure is an error `ToolResult` the agent sees (with
+  a kind), never an exception; a closed session raises `SessionClosedError`; untrusted code without a
+  pool raises `SandboxRequiredError`.
+- Determinism: a session's results, states and hashes depend only on the environment, initial state,
+  seed, clock configuration and calls (no wall clock, no global RNG; failed calls do not move the RNG);
+  hashes are canonical (independent of key order), so equal states hash equal in any process.
 """
 
 from envfactory.runtime.backend import Backend, PreparedCall, StateHandle

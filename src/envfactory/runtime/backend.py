@@ -51,7 +51,8 @@ class Backend(Protocol):
     """The executable form of one environment (see the module docstring): its spec, state loading, call
     execution and state diffs; shared by sessions, holding no episode state."""
     @property
-    def spec(self) -> EnvSpec: ...
+    def spec(self) -> EnvSpec:
+        """The environment's spec (sealed: its content hash is set)."""
 
     def load_state(self, state: Any) -> StateHandle:
         """Validate state JSON (`None`: the empty state) and build a handle; raises `SpecError`."""

@@ -35,6 +35,8 @@ class Environment:
     def create(
         cls, backend: Backend, seeds: dict[str, Any] | None = None, directory: Path | None = None
     ) -> Environment:
+        """An environment over `backend`: each tool's input and output schemas compiled once. `seeds`: named
+        seed states; `directory`: where the environment was loaded from, if anywhere."""
         spec = backend.spec
         tools = {
             tool.name: CompiledTool(
@@ -49,6 +51,7 @@ class Environment:
 
     @property
     def name(self) -> str:
+        """The environment's name (`spec.meta.name`)."""
         return self.spec.meta.name
 
     def default_state(self) -> Any:

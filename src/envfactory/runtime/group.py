@@ -33,6 +33,9 @@ class SessionGroup:
 
     def __init__(self, sessions: Mapping[str, Session], naming: Naming = "qualified",
                  log: list[tuple[ToolCall, ToolResult]] | None = None) -> None:
+        """A group over `sessions` (environment name → session). With `qualified` naming tools are exposed as
+        `<env>__<tool>`; `SpecError` when the group is empty, a name is not a valid tool name or two plain names
+        collide. `log`: the group's call log so far (for forks)."""
         if not sessions:
             raise SpecError("a session group needs at least one environment")
         self._sessions = dict(sessions)
@@ -54,10 +57,12 @@ class SessionGroup:
 
     @property
     def naming(self) -> Naming:
+        """`qualified` or `plain`: how tool names are exposed."""
         return self._naming
 
     @property
     def sessions(self) -> dict[str, Session]:
+        """The sessions by environment name (a copy of the mapping)."""
         return dict(self._sessions)
 
     @property
@@ -67,6 +72,7 @@ class SessionGroup:
 
     @property
     def log(self) -> list[tuple[ToolCall, ToolResult]]:
+        """Every call made through the group with its result, in order (a copy)."""
         return list(self._log)
 
     def route(self, name: str) -> tuple[str, str] | None:
@@ -98,18 +104,22 @@ class SessionGroup:
             raise SessionClosedError("the session group is closed")
 
     def hash(self) -> str:
+        """The content hash of the per-environment hashes; `SessionClosedError` once closed."""
         self._check_open()
         return content_hash({env: s.hash() for env, s in self._sessions.items()})
 
     def hashes(self) -> dict[str, str]:
+        """Each environment's state hash; `SessionClosedError` once closed."""
         self._check_open()
         return {env: s.hash() for env, s in self._sessions.items()}
 
     def snapshot(self) -> dict[str, Snapshot]:
+        """Each environment's `Snapshot`; `SessionClosedError` once closed."""
         self._check_open()
         return {env: s.snapshot() for env, s in self._sessions.items()}
 
     def restore(self, snapshots: Mapping[str, Snapshot]) -> None:
+        """Restore every session from `snapshots`; `SpecError` when an environment of the group has none."""
         self._check_open()
         missing = sorted(set(self._sessions) - set(snapshots))
         if missing:
@@ -118,14 +128,17 @@ class SessionGroup:
             session.restore(snapshots[env])
 
     def fork(self) -> SessionGroup:
+        """An independent group continuing from this one's states, clocks, RNGs and call log."""
         self._check_open()
         return SessionGroup({env: s.fork() for env, s in self._sessions.items()}, self._naming, list(self._log))
 
     def diff(self, other: SessionGroup) -> dict[str, StateDiff]:
+        """Per environment, the difference from this group's states to `other`'s (a group over the same envs)."""
         self._check_open()
         return {env: s.diff(other._sessions[env]) for env, s in self._sessions.items()}
 
     def close(self) -> None:
+        """Close every session (idempotent); later calls raise `SessionClosedError`."""
         for session in self._sessions.values():
             session.close()
         self._closed = True

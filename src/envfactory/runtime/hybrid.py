@@ -141,15 +141,19 @@ class HybridState:
     __slots__ = ("store",)
 
     def __init__(self, store: RecordStore) -> None:
+        """The hybrid state is the declarative part's store; authored tools see it as JSON."""
         self.store = store
 
     def fork(self) -> HybridState:
+        """A copy-on-write fork of the store."""
         return HybridState(self.store.fork())
 
     def to_json(self) -> Any:
+        """The store's state JSON (a fresh copy)."""
         return self.store.to_json()
 
     def state_hash(self) -> str:
+        """The store's state hash."""
         return self.store.state_hash()
 
 
@@ -157,6 +161,9 @@ class HybridBackend:
     """Runs a hybrid environment: declarative tools here, authored tools in a sandbox worker."""
 
     def __init__(self, spec: EnvSpec, sandbox: SandboxPool | None, directory: Path) -> None:
+        """Compile the declarative part and start the authored module in a worker of `sandbox`. Raises
+        `SpecError` for a non-hybrid spec or a parity mismatch between authored code and spec, and
+        `SandboxRequiredError` when `sandbox` is None (authored code never runs in this process)."""
         impl = spec.implementation
         if not isinstance(impl, HybridImplementation):
             raise SpecError(f"{spec.meta.name} is not a hybrid environment")
@@ -180,6 +187,7 @@ class HybridBackend:
 
     @property
     def spec(self) -> EnvSpec:
+        """The hybrid environment's spec."""
         return self._spec
 
     @property
@@ -188,12 +196,17 @@ class HybridBackend:
         return self._authored
 
     def load_state(self, state: Any) -> HybridState:
+        """A handle over state JSON, validated by the declarative part (see `DeclarativeBackend.load_state`)."""
         return HybridState(self._declarative.load_state(state))
 
     def diff(self, before: Any, after: Any) -> StateDiff:
+        """Record-level diff, as the declarative part computes it."""
         return self._declarative.diff(before.store, after.store)
 
     def execute(self, state: Any, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        """Declarative tools run here; an authored tool runs in the sandbox on the state as JSON, and what it
+        leaves must load back into the declarative model (`ToolCrash` otherwise). Arguments the authored code does
+        not take are refused with `ToolError("invalid_arguments")`."""
         handle: HybridState = state
         if tool not in self._authored_tools:
             return self._declarative.execute(handle.store, tool, arguments, ctx)

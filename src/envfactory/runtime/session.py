@@ -87,6 +87,8 @@ class Session:
         ctx: CallContext | None = None,
         log: list[_LogEntry] | None = None,
     ) -> None:
+        """A session of `env` on `state`, seeded with `seed` and clocked by `clock` (default: the epoch, one
+        second per step). `ctx` and `log` continue another session's sources and call log (forks)."""
         self._env = env
         self._state: StateHandle | None = state
         self._seed = seed
@@ -97,18 +99,22 @@ class Session:
     # -- introspection -----------------------------------------------------------------------------
     @property
     def env(self) -> Environment:
+        """The environment this session runs."""
         return self._env
 
     @property
     def seed(self) -> int:
+        """The seed of the session's RNG."""
         return self._seed
 
     @property
     def closed(self) -> bool:
+        """True once `close()` ran."""
         return self._state is None
 
     @property
     def tools(self) -> list[ToolSpec]:
+        """The environment's tool specs (a copy of the list)."""
         return list(self._env.spec.tools)
 
     @property
@@ -118,6 +124,7 @@ class Session:
 
     @property
     def call_count(self) -> int:
+        """How many calls the session has made (failed ones included)."""
         return len(self._log)
 
     def last_call(self) -> ToolCall:
@@ -217,12 +224,16 @@ class Session:
         return self._state
 
     def state_json(self) -> Any:
+        """The current state as JSON (a fresh copy); `SessionClosedError` once closed."""
         return self._live_state().to_json()
 
     def hash(self) -> str:
+        """The current state hash; `SessionClosedError` once closed."""
         return self._live_state().state_hash()
 
     def snapshot(self) -> Snapshot:
+        """The state, its hash, the call count, clock step and seed as a `Snapshot`; `SessionClosedError` once
+        closed."""
         state = self._live_state()
         # The state JSON is produced by the backend from validated state; validating it again as a
         # pydantic JSONValue would cost more than the dump itself.
@@ -267,6 +278,7 @@ class Session:
         return self._env.backend.diff(mine, theirs)
 
     def close(self) -> None:
+        """Drop the state (idempotent); later state access raises `SessionClosedError`."""
         self._state = None
 
     def __enter__(self) -> Session:

@@ -33,6 +33,8 @@ class CallContext:
     __slots__ = ("_clock", "_iso", "_rng", "_seed", "step")
 
     def __init__(self, seed: int, clock: ClockConfig, step: int = 0, rng: random.Random | None = None) -> None:
+        """Sources for a session seeded with `seed` on `clock`, at clock `step`; `rng` continues an existing
+        RNG (forks), else one is made from `seed` on first use."""
         self._seed = seed
         self._clock = clock
         self._rng = rng
@@ -41,13 +43,16 @@ class CallContext:
 
     @property
     def seed(self) -> int:
+        """The session's seed."""
         return self._seed
 
     @property
     def clock(self) -> ClockConfig:
+        """The session's clock configuration."""
         return self._clock
 
     def now(self) -> datetime:
+        """The simulated time: `clock.start + step * clock.tick` (never the wall clock)."""
         return self._clock.start + self._clock.tick * self.step
 
     def now_iso(self) -> str:
@@ -78,6 +83,7 @@ class CallContext:
             self._rng.setstate(checkpoint)  # type: ignore[arg-type]
 
     def fork(self) -> CallContext:
+        """An independent copy at the same step, with the RNG's state copied."""
         rng = None
         if self._rng is not None:
             rng = random.Random()

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
 import orjson
-from docstring_parser import DocstringStyle
+from docstring_parser import Docstring, DocstringStyle
 from docstring_parser import parse as parse_docstring
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticUserError
@@ -154,14 +154,17 @@ class Toolkit(Generic[StateT]):
     # Helpers for anticipated failures; use as `raise self.not_found(...)`.
     @staticmethod
     def not_found(message: str, path: str | None = None) -> ToolError:
+        """A `not_found` `ToolError` (raise it); `path` points at the argument at fault."""
         return ToolError("not_found", message, path)
 
     @staticmethod
     def rule_violation(message: str, path: str | None = None) -> ToolError:
+        """A `rule_violation` `ToolError` (raise it); `path` points at the argument at fault."""
         return ToolError("rule_violation", message, path)
 
     @staticmethod
     def invalid_arguments(message: str, path: str | None = None) -> ToolError:
+        """An `invalid_arguments` `ToolError` (raise it); `path` points at the argument at fault."""
         return ToolError("invalid_arguments", message, path)
 
 
@@ -219,10 +222,8 @@ class _CompiledTool:
             ) from exc
 
 
-def _compile_tool(
-    cls: type[Toolkit[Any]], name: str, func: Callable[..., Any], mark: _ToolMark, env: str
-) -> _CompiledTool:
-    where = f"tool {cls.__qualname__}.{name}"
+def _check_tool_function(where: str, name: str, func: Callable[..., Any]) -> None:
+    """`SpecError` for a tool name that is invalid or taken by `Toolkit`, or a function that is async or a generator."""
     if not _TOOL_NAME.match(name):
         raise SpecError(f"{where}: tool names must match {TOOL_NAME_PATTERN}")
     if name in _RESERVED_NAMES:
@@ -235,38 +236,12 @@ def _compile_tool(
         raise SpecError(
             f"{where}: tools must be plain functions returning their result (not async or generators)"
         )
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"{where}: cannot read the signature: {exc}") from exc
-    try:
-        hints = typing.get_type_hints(func, localns=dict(vars(cls)), include_extras=True)
-    except Exception as exc:  # NameError and friends from unresolvable string annotations
-        raise SpecError(f"{where}: cannot resolve type annotations: {type(exc).__name__}: {exc}") from exc
 
-    parameters = list(signature.parameters.values())
-    if not parameters or parameters[0].kind not in (
-        inspect.Parameter.POSITIONAL_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    ):
-        raise SpecError(f"{where}: a tool must be a plain method taking self first")
-    parameters = parameters[1:]
 
-    doc = inspect.getdoc(func)
-    if not doc or not doc.strip():
-        raise SpecError(f"{where}: no docstring (its summary is the description the agent sees)")
-    parsed = parse_docstring(doc, style=DocstringStyle.GOOGLE)
-    summary = (parsed.short_description or "").strip()
-    if not summary:
-        raise SpecError(f"{where}: the docstring has no summary line")
-    description = summary + (f"\n\n{parsed.long_description.strip()}" if parsed.long_description else "")
-    documented = {p.arg_name: (p.description or "").strip() for p in parsed.params}
-
-    names = [p.name for p in parameters]
-    unknown = sorted(set(documented) - set(names))
-    if unknown:
-        raise SpecError(f"{where}: the docstring documents parameters it does not have: {', '.join(unknown)}")
-
+def _argument_fields(where: str, parameters: list[inspect.Parameter], hints: dict[str, Any],
+                     documented: dict[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The arguments model's fields (`p<index>`, aliased to the parameter name, with the docstring's
+    description) and the (field, parameter) mapping; `SpecError` for a parameter a tool may not have."""
     fields: dict[str, Any] = {}
     mapping: list[tuple[str, str]] = []
     for index, param in enumerate(parameters):
@@ -287,6 +262,54 @@ def _compile_tool(
         field = f"p{index}"
         fields[field] = (annotation, Field(default, alias=param.name, description=text))
         mapping.append((field, param.name))
+    return fields, mapping
+
+
+def _tool_docstring(where: str, func: Callable[..., Any]) -> tuple[Docstring, str, dict[str, str]]:
+    """The parsed Google docstring, the description the agent sees (summary and body) and each documented
+    parameter's text; `SpecError` when there is no docstring or no summary line."""
+    doc = inspect.getdoc(func)
+    if not doc or not doc.strip():
+        raise SpecError(f"{where}: no docstring (its summary is the description the agent sees)")
+    parsed = parse_docstring(doc, style=DocstringStyle.GOOGLE)
+    summary = (parsed.short_description or "").strip()
+    if not summary:
+        raise SpecError(f"{where}: the docstring has no summary line")
+    description = summary + (f"\n\n{parsed.long_description.strip()}" if parsed.long_description else "")
+    documented = {p.arg_name: (p.description or "").strip() for p in parsed.params}
+    return parsed, description, documented
+
+
+def _compile_tool(
+    cls: type[Toolkit[Any]], name: str, func: Callable[..., Any], mark: _ToolMark, env: str
+) -> _CompiledTool:
+    where = f"tool {cls.__qualname__}.{name}"
+    _check_tool_function(where, name, func)
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{where}: cannot read the signature: {exc}") from exc
+    try:
+        hints = typing.get_type_hints(func, localns=dict(vars(cls)), include_extras=True)
+    except Exception as exc:  # NameError and friends from unresolvable string annotations
+        raise SpecError(f"{where}: cannot resolve type annotations: {type(exc).__name__}: {exc}") from exc
+
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise SpecError(f"{where}: a tool must be a plain method taking self first")
+    parameters = parameters[1:]
+
+    parsed, description, documented = _tool_docstring(where, func)
+
+    names = [p.name for p in parameters]
+    unknown = sorted(set(documented) - set(names))
+    if unknown:
+        raise SpecError(f"{where}: the docstring documents parameters it does not have: {', '.join(unknown)}")
+
+    fields, mapping = _argument_fields(where, parameters, hints, documented)
     if signature.return_annotation is inspect.Signature.empty or "return" not in hints:
         raise SpecError(f"{where}: no return type annotation (write `-> None` for tools that return nothing)")
     return_type = hints["return"]
@@ -372,6 +395,7 @@ class PythonState(Generic[StateT]):
     __slots__ = ("_model",)
 
     def __init__(self, model: StateT) -> None:
+        """A handle over `model`, which it owns from now on."""
         self._model = model
 
     @property
@@ -388,12 +412,15 @@ class PythonState(Generic[StateT]):
         return copied
 
     def fork(self) -> PythonState[StateT]:
+        """A handle over a deep copy of the model."""
         return PythonState(self.copy_model())
 
     def to_json(self) -> Any:
+        """The model as JSON (by alias; a fresh structure)."""
         return self._model.model_dump(mode="json", by_alias=True)
 
     def state_hash(self) -> str:
+        """The content hash of `to_json()`."""
         return content_hash(self.to_json())
 
 
@@ -417,6 +444,8 @@ class PythonBackend(Generic[StateT]):
         meta: EnvMeta,
         implementation: PythonImplementation | None = None,
     ) -> None:
+        """Derive the spec from `toolkit`'s state model and tool methods (signatures and docstrings); `SpecError`
+        when it is not a `Toolkit` subclass with a state model, or a tool cannot be described."""
         if not (isinstance(toolkit, type) and issubclass(toolkit, Toolkit)):
             raise SpecError(f"{meta.name}: {toolkit!r} is not a Toolkit subclass")
         model = getattr(toolkit, "state_model", None)
@@ -457,14 +486,17 @@ class PythonBackend(Generic[StateT]):
 
     @property
     def spec(self) -> EnvSpec:
+        """The spec derived from the toolkit."""
         return self._spec
 
     @property
     def toolkit(self) -> type[Toolkit[StateT]]:
+        """The toolkit class."""
         return self._toolkit
 
     @property
     def state_model(self) -> type[StateT]:
+        """The toolkit's pydantic state model."""
         return self._model
 
     def load_state(self, state: Any) -> PythonState[StateT]:
@@ -488,6 +520,9 @@ class PythonBackend(Generic[StateT]):
     def execute(
         self, state: StateHandle, tool: str, arguments: dict[str, Any], ctx: CallContext
     ) -> PreparedCall:
+        """Run `tool`: reads on the live model, writes on a copy that `commit()` installs after it revalidates.
+        `ToolError` for an unknown tool or the toolkit's anticipated failures, `ToolCrash` when a write leaves an
+        invalid state."""
         compiled = self._tools.get(tool)
         if compiled is None:
             raise ToolError("unknown_tool", f"{tool} is not a tool of {self._spec.meta.name}")
@@ -531,6 +566,7 @@ class PythonBackend(Generic[StateT]):
             raise ToolCrash(f"{tool} left the state invalid (the call was rolled back): {detail}") from exc
 
     def diff(self, before: StateHandle, after: StateHandle) -> StateDiff:
+        """The JSON diff of two states."""
         return diff_states(before.to_json(), after.to_json())
 
 

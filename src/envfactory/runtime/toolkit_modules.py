@@ -44,16 +44,20 @@ class SourceBytesLoader(importlib.abc.SourceLoader):
     the file, so what runs is what was named, and the import system compiles it like any module."""
 
     def __init__(self, path: Path, source: bytes) -> None:
+        """Load the module from `source` (the bytes already read from `path`); `path` only names it."""
         self._path = path
         self._source = source
 
     def get_filename(self, fullname: str) -> str:
+        """The path the module is reported under (tracebacks, `__file__`)."""
         return str(self._path)
 
     def get_data(self, path: str) -> bytes:
+        """The source bytes given at construction, whatever `path` is asked for."""
         return self._source
 
     def exec_module(self, module: types.ModuleType) -> None:
+        """Run the module, then drop the loader's reference to the source bytes."""
         try:
             super().exec_module(module)
         finally:

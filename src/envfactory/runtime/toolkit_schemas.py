@@ -29,6 +29,7 @@ class ToolSchemaGenerator(GenerateJsonSchema):
     """Pydantic's generator without the per-field titles it makes up from field names (noise to an agent)."""
 
     def field_title_should_be_set(self, schema: Any) -> bool:
+        """Never: field titles are left out."""
         return False
 
 

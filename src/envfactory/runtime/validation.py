@@ -31,6 +31,7 @@ class CompiledSchema:
     __slots__ = ("_validator", "schema")
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        """Compile `schema` once; `SpecError` when it is not a valid JSON Schema."""
         self.schema = schema
         try:
             self._validator = jsonschema_rs.validator_for(schema)
@@ -38,9 +39,11 @@ class CompiledSchema:
             raise SpecError(f"invalid JSON Schema: {exc}") from exc
 
     def is_valid(self, value: Any) -> bool:
+        """True when `value` fits the schema."""
         return bool(self._validator.is_valid(value))
 
     def check(self, value: Any) -> SchemaViolation | None:
+        """None when `value` fits; else the first violation, with its JSON-pointer path and message."""
         if self._validator.is_valid(value):
             return None
         for error in self._validator.iter_errors(value):

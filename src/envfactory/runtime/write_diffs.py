@@ -28,6 +28,7 @@ class WriteDiffs:
     """Runs calls through a session group and records the state diff of each call that changed state."""
 
     def __init__(self, group: SessionGroup) -> None:
+        """Record over `group`; nothing is recorded until calls run through `call`."""
         self._group = group
         self._before: dict[str, tuple[str, Session]] = {}
 

@@ -160,98 +160,112 @@ def _properties(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_model(collections: dict[str, CollectionDecl], tools: dict[str, tuple[dict[str, Any], OperationDecl]]) -> list[str]:
-    """Every problem of a declarative model, as human-readable lines."""
+    """Every problem of a declarative model, as human-readable lines: the collections' in declaration order,
+    then each tool's operation's (deterministic; never raises)."""
     problems: list[str] = []
     for name, coll in collections.items():
-        where = f"collections.{name}"
-        if not _COLLECTION_NAME.match(name):
-            problems.append(f"{where}: collection names must match {COLLECTION_NAME_PATTERN}")
-        if coll.record_schema.get("type") != "object":
-            problems.append(f"{where}.record_schema: must have type 'object'")
-        try:
-            CompiledSchema(coll.record_schema)
-        except SpecError as exc:
-            problems.append(f"{where}.record_schema: {exc}")
-        props = _properties(coll.record_schema)
-        key_schema = props.get(coll.key)
-        if not isinstance(key_schema, dict) or key_schema.get("type") != "string":
-            problems.append(f"{where}: key field {coll.key!r} must be a record property of type 'string'")
-        for ref in coll.references:
-            if ref.collection not in collections:
-                problems.append(f"{where}.references: {ref.field} points to unknown collection {ref.collection!r}")
-            top = ref.field.split(".")[0].removesuffix("[]")
-            if top not in props:
-                problems.append(f"{where}.references: {ref.field} is not a record field")
-        for group in coll.unique:
-            for field in group:
-                if field not in props:
-                    problems.append(f"{where}.unique: {field!r} is not a record field")
-        for transition in coll.transitions:
-            if transition.field not in props:
-                problems.append(f"{where}.transitions: {transition.field!r} is not a record field")
-            for old, news in transition.allowed.items():
-                unknown = [n for n in news if n not in transition.allowed]
-                if unknown:
-                    problems.append(
-                        f"{where}.transitions.{transition.field}: {old!r} -> {unknown} reach states with no entry in 'allowed'"
-                    )
+        problems += _collection_problems(name, coll, collections)
     for tool, (input_schema, op) in tools.items():
-        where = f"tools.{tool}.operation"
-        if op.collection not in collections:
-            problems.append(f"{where}: unknown collection {op.collection!r}")
+        problems += _operation_problems(tool, input_schema, op, collections)
+    return problems
+
+
+def _collection_problems(name: str, coll: CollectionDecl, collections: dict[str, CollectionDecl]) -> list[str]:
+    problems: list[str] = []
+    where = f"collections.{name}"
+    if not _COLLECTION_NAME.match(name):
+        problems.append(f"{where}: collection names must match {COLLECTION_NAME_PATTERN}")
+    if coll.record_schema.get("type") != "object":
+        problems.append(f"{where}.record_schema: must have type 'object'")
+    try:
+        CompiledSchema(coll.record_schema)
+    except SpecError as exc:
+        problems.append(f"{where}.record_schema: {exc}")
+    props = _properties(coll.record_schema)
+    key_schema = props.get(coll.key)
+    if not isinstance(key_schema, dict) or key_schema.get("type") != "string":
+        problems.append(f"{where}: key field {coll.key!r} must be a record property of type 'string'")
+    for ref in coll.references:
+        if ref.collection not in collections:
+            problems.append(f"{where}.references: {ref.field} points to unknown collection {ref.collection!r}")
+        top = ref.field.split(".")[0].removesuffix("[]")
+        if top not in props:
+            problems.append(f"{where}.references: {ref.field} is not a record field")
+    for group in coll.unique:
+        for field in group:
+            if field not in props:
+                problems.append(f"{where}.unique: {field!r} is not a record field")
+    for transition in coll.transitions:
+        if transition.field not in props:
+            problems.append(f"{where}.transitions: {transition.field!r} is not a record field")
+        for old, news in transition.allowed.items():
+            unknown = [n for n in news if n not in transition.allowed]
+            if unknown:
+                problems.append(
+                    f"{where}.transitions.{transition.field}: {old!r} -> {unknown} reach states with no entry in 'allowed'"
+                )
+    return problems
+
+
+def _operation_problems(tool: str, input_schema: dict[str, Any], op: OperationDecl,
+                        collections: dict[str, CollectionDecl]) -> list[str]:
+    problems: list[str] = []
+    where = f"tools.{tool}.operation"
+    if op.collection not in collections:
+        problems.append(f"{where}: unknown collection {op.collection!r}")
+        return problems
+    coll = collections[op.collection]
+    record_props = _properties(coll.record_schema)
+    args = _properties(input_schema)
+    if input_schema.get("type") != "object":
+        problems.append(f"tools.{tool}.input_schema: must have type 'object'")
+    try:
+        CompiledSchema(input_schema)
+    except SpecError as exc:
+        problems.append(f"tools.{tool}.input_schema: {exc}")
+    key_arg = op.key_arg or coll.key
+    if op.kind in ("get", "update", "patch", "delete"):
+        if key_arg not in args:
+            problems.append(f"{where}: {op.kind} needs argument {key_arg!r} (the key) in the input schema")
+        elif key_arg not in input_schema.get("required", []):
+            problems.append(f"{where}: key argument {key_arg!r} must be required")
+    if op.kind == "create" and op.key_arg is not None and op.key_arg not in args:
+        problems.append(f"{where}: key_arg {op.key_arg!r} is not an argument")
+    for field in op.assign:
+        if field not in record_props:
+            problems.append(f"{where}.assign: {field!r} is not a field of {op.collection}")
+        elif field == coll.key:
+            # a record is stored under its key: changing the key field would leave it under the old one
+            problems.append(f"{where}.assign: {field!r} is the key of {op.collection} (use key_arg to choose keys)")
+    if op.listing is not None:
+        if op.kind != "list":
+            problems.append(f"{where}: 'listing' only applies to list operations")
+        for flt in op.listing.filters:
+            if flt.arg not in args:
+                problems.append(f"{where}.listing.filters: argument {flt.arg!r} is not in the input schema")
+        for attr in ("sort_arg", "descending_arg", "page_size_arg", "page_token_arg"):
+            arg = getattr(op.listing, attr)
+            if arg is not None and arg not in args:
+                problems.append(f"{where}.listing.{attr}: argument {arg!r} is not in the input schema")
+        if op.listing.sort_by is not None and op.listing.sort_by not in record_props:
+            problems.append(f"{where}.listing.sort_by: {op.listing.sort_by!r} is not a field of {op.collection}")
+    for place, expr in _op_exprs(op):
+        for node in _expr_nodes(expr):
+            if isinstance(node, LookupExpr) and node.collection not in collections:
+                problems.append(f"{where}.{place}: lookup in unknown collection {node.collection!r}")
+    for i, effect in enumerate(op.effects):
+        if effect.collection not in collections:
+            problems.append(f"{where}.effects[{i}]: unknown collection {effect.collection!r}")
             continue
-        coll = collections[op.collection]
-        record_props = _properties(coll.record_schema)
-        args = _properties(input_schema)
-        if input_schema.get("type") != "object":
-            problems.append(f"tools.{tool}.input_schema: must have type 'object'")
-        try:
-            CompiledSchema(input_schema)
-        except SpecError as exc:
-            problems.append(f"tools.{tool}.input_schema: {exc}")
-        key_arg = op.key_arg or coll.key
-        if op.kind in ("get", "update", "patch", "delete"):
-            if key_arg not in args:
-                problems.append(f"{where}: {op.kind} needs argument {key_arg!r} (the key) in the input schema")
-            elif key_arg not in input_schema.get("required", []):
-                problems.append(f"{where}: key argument {key_arg!r} must be required")
-        if op.kind == "create" and op.key_arg is not None and op.key_arg not in args:
-            problems.append(f"{where}: key_arg {op.key_arg!r} is not an argument")
-        for field in op.assign:
-            if field not in record_props:
-                problems.append(f"{where}.assign: {field!r} is not a field of {op.collection}")
-            elif field == coll.key:
-                # a record is stored under its key: changing the key field would leave it under the old one
-                problems.append(f"{where}.assign: {field!r} is the key of {op.collection} (use key_arg to choose keys)")
-        if op.listing is not None:
-            if op.kind != "list":
-                problems.append(f"{where}: 'listing' only applies to list operations")
-            for flt in op.listing.filters:
-                if flt.arg not in args:
-                    problems.append(f"{where}.listing.filters: argument {flt.arg!r} is not in the input schema")
-            for attr in ("sort_arg", "descending_arg", "page_size_arg", "page_token_arg"):
-                arg = getattr(op.listing, attr)
-                if arg is not None and arg not in args:
-                    problems.append(f"{where}.listing.{attr}: argument {arg!r} is not in the input schema")
-            if op.listing.sort_by is not None and op.listing.sort_by not in record_props:
-                problems.append(f"{where}.listing.sort_by: {op.listing.sort_by!r} is not a field of {op.collection}")
-        for place, expr in _op_exprs(op):
-            for node in _expr_nodes(expr):
-                if isinstance(node, LookupExpr) and node.collection not in collections:
-                    problems.append(f"{where}.{place}: lookup in unknown collection {node.collection!r}")
-        for i, effect in enumerate(op.effects):
-            if effect.collection not in collections:
-                problems.append(f"{where}.effects[{i}]: unknown collection {effect.collection!r}")
-                continue
-            target_props = _properties(collections[effect.collection].record_schema)
-            if isinstance(effect, AdjustEffect | SetEffect) and effect.field not in target_props:
-                problems.append(f"{where}.effects[{i}]: {effect.field!r} is not a field of {effect.collection}")
-            elif isinstance(effect, AdjustEffect | SetEffect) and effect.field == collections[effect.collection].key:
-                problems.append(f"{where}.effects[{i}]: {effect.field!r} is the key of {effect.collection} and cannot change")
-            if isinstance(effect, CreateEffect):
-                for field in effect.values:
-                    if field not in target_props:
-                        problems.append(f"{where}.effects[{i}].values: {field!r} is not a field of {effect.collection}")
+        target_props = _properties(collections[effect.collection].record_schema)
+        if isinstance(effect, AdjustEffect | SetEffect) and effect.field not in target_props:
+            problems.append(f"{where}.effects[{i}]: {effect.field!r} is not a field of {effect.collection}")
+        elif isinstance(effect, AdjustEffect | SetEffect) and effect.field == collections[effect.collection].key:
+            problems.append(f"{where}.effects[{i}]: {effect.field!r} is the key of {effect.collection} and cannot change")
+        if isinstance(effect, CreateEffect):
+            for field in effect.values:
+                if field not in target_props:
+                    problems.append(f"{where}.effects[{i}].values: {field!r} is not a field of {effect.collection}")
     return problems
 
 

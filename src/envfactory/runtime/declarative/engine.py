@@ -68,6 +68,8 @@ class DeclarativeBackend:
     """Executes one declarative environment; see the module docstring for the contract."""
 
     def __init__(self, spec: EnvSpec) -> None:
+        """Compile `spec`'s collections and operations once (validators, expressions, plans); `SpecError` when
+        it is not a declarative environment or its declarations do not compile."""
         impl = spec.implementation
         if not isinstance(impl, DeclarativeImplementation):
             raise SpecError(f"{spec.meta.name} is not a declarative environment")
@@ -93,10 +95,13 @@ class DeclarativeBackend:
 
     @property
     def spec(self) -> EnvSpec:
+        """The spec this backend was compiled from."""
         return self._spec
 
     # -- state ------------------------------------------------------------------------------------------
     def load_state(self, state: Any) -> RecordStore:
+        """A `RecordStore` over state JSON (None: empty collections). Raises `SpecError` when the state does not
+        fit the state schema, a record sits under another key, a reference dangles or a unique field repeats."""
         if state is None:
             state = {}
         violation = self._state_schema.check(state)
@@ -129,6 +134,8 @@ class DeclarativeBackend:
         return store
 
     def diff(self, before: Any, after: Any) -> StateDiff:
+        """Per-record changes between two stores of this environment, collection by collection in declaration
+        order (collections the stores still share are skipped without comparing records)."""
         changes: list[StateChange] = []
         for name in self._collections:
             old, new = before.records(name), after.records(name)
@@ -147,6 +154,9 @@ class DeclarativeBackend:
 
     # -- execution ----------------------------------------------------------------------------------------
     def execute(self, state: Any, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        """Run the operation `tool` declares on a transaction over the store. Raises `ToolError`:
+        `unknown_tool`, `invalid_arguments` for a malformed key, `not_found` for a missing record, and the
+        kinds the declaration's requirements name. Writes are applied by `commit()`."""
         plan = self._plans.get(tool)
         if plan is None:
             raise ToolError("unknown_tool", f"{tool} has no operation in {self._spec.meta.name}")

@@ -47,6 +47,8 @@ class Scope:
         now: Callable[[], str],
         lookup: Callable[[str, str], dict[str, Any] | None],
     ) -> None:
+        """The call's arguments, the target record and its key (None before the target is read), a clock
+        read lazily, and `lookup(collection, key)` for references."""
         self.args = args
         self.target = target
         self.key = key
@@ -55,6 +57,7 @@ class Scope:
         self.item: Any = None
 
     def with_item(self, item: Any) -> Scope:
+        """A copy of this scope with `item` bound (the element a `for_each` is at)."""
         scope = Scope(self.args, self.target, self.key, self.now, self.lookup)
         scope.item = item
         return scope

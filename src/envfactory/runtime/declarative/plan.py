@@ -66,6 +66,8 @@ class CompiledCollection:
     """A collection ready to use: its record validator, fields, transitions, unique fields and references."""
 
     def __init__(self, name: str, decl: CollectionDecl) -> None:
+        """Compile the collection `decl` declares (its record schema validator among the rest); `SpecError`
+        when a declaration does not compile."""
         self.name = name
         self.decl = decl
         self.key = decl.key
@@ -108,6 +110,7 @@ class Plan:
     """A compiled operation."""
 
     def __init__(self, tool: str, decl: OperationDecl, coll: CompiledCollection, output_schema: Any) -> None:
+        """Compile the operation `decl` for `tool` over `coll`; `output_schema` is the tool's declared output."""
         self.tool = tool
         self.kind = decl.kind
         self.coll = coll
@@ -140,6 +143,7 @@ class Transaction:
     __slots__ = ("changes", "counters", "order", "store")
 
     def __init__(self, store: RecordStore) -> None:
+        """An empty transaction over `store`: nothing staged, the store untouched until commit."""
         self.store = store
         self.changes: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.order: list[tuple[str, str]] = []

@@ -44,6 +44,7 @@ class Collection:
     def __init__(
         self, records: dict[str, dict[str, Any]], digests: dict[str, int], digest_sum: int, dirty: set[str]
     ) -> None:
+        """Records by key, their digests and digest sum as of the last flush, and the keys written since."""
         self.records = records
         self.digests = digests
         self.digest_sum = digest_sum
@@ -51,12 +52,15 @@ class Collection:
 
     @classmethod
     def build(cls, records: dict[str, dict[str, Any]]) -> Collection:
+        """A collection over `records` (taken, not copied) whose digests are computed on the first flush."""
         return cls(records, {}, 0, set(records))
 
     def copy(self) -> Collection:
+        """A shallow copy (records shared, containers copied): what a store writes to after a fork."""
         return Collection(dict(self.records), dict(self.digests), self.digest_sum, set(self.dirty))
 
     def flush(self) -> None:
+        """Bring `digests` and `digest_sum` up to date with the records written since the last flush."""
         if not self.dirty:
             return
         total = self.digest_sum
@@ -75,12 +79,14 @@ class RecordStore:
     __slots__ = ("_collections", "_owned", "counters")
 
     def __init__(self, collections: dict[str, Collection], counters: dict[str, int]) -> None:
+        """A store owning `collections` (no copy is made) with the id `counters`."""
         self._collections = collections
         self._owned: set[str] = set(collections)
         self.counters = counters
 
     # -- reads -----------------------------------------------------------------------------------------
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """The record `key` of `collection`, or None; `KeyError` for an unknown collection. Do not mutate it."""
         return self._collections[collection].records.get(key)
 
     def records(self, collection: str) -> Mapping[str, dict[str, Any]]:
@@ -88,9 +94,11 @@ class RecordStore:
         return self._collections[collection].records
 
     def collection_names(self) -> Iterator[str]:
+        """The collection names, in declaration order."""
         return iter(self._collections)
 
     def digest(self, collection: str, key: str) -> int | None:
+        """The digest of record `key` (None when absent), flushing the collection first."""
         coll = self._collections[collection]
         coll.flush()
         return coll.digests.get(key)
@@ -103,11 +111,13 @@ class RecordStore:
         return self._collections[collection]
 
     def put(self, collection: str, key: str, record: dict[str, Any]) -> None:
+        """Write `record` under `key` (the collection is copied first if a fork still shares it)."""
         coll = self._writable(collection)
         coll.records[key] = record
         coll.dirty.add(key)
 
     def delete(self, collection: str, key: str) -> None:
+        """Remove record `key` (`KeyError` when absent); the collection is copied first if shared."""
         coll = self._writable(collection)
         del coll.records[key]
         coll.dirty.discard(key)
@@ -117,6 +127,7 @@ class RecordStore:
 
     # -- StateHandle -----------------------------------------------------------------------------------
     def fork(self) -> RecordStore:
+        """A copy-on-write fork: both stores share every collection until one of them writes to it."""
         self._owned.clear()
         other = RecordStore.__new__(RecordStore)
         other._collections = dict(self._collections)
@@ -125,6 +136,8 @@ class RecordStore:
         return other
 
     def state_hash(self) -> str:
+        """sha256 over each collection's digest sum and record count and the counters: equal for equal
+        states, independent of insertion order; its cost grows only with the records written since the last hash."""
         for coll in self._collections.values():
             coll.flush()
         summary = {
@@ -136,6 +149,7 @@ class RecordStore:
         return sha256_hex(canonical_json(summary))
 
     def to_json(self) -> dict[str, Any]:
+        """`{"collections": ..., "counters": ...}` as a fresh deep copy the caller may mutate."""
         # One JSON round trip yields a deep copy the caller may freely mutate.
         data = {
             "collections": {name: coll.records for name, coll in self._collections.items()},

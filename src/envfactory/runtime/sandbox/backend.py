@@ -65,6 +65,7 @@ class SandboxFailure(SandboxError):
     """A framework failure of a sandboxed call: the session reports it with this `kind`."""
 
     def __init__(self, kind: SandboxFailureKind, message: str) -> None:
+        """`kind`: `timeout` or `sandbox_failure`, the error kind the session reports."""
         super().__init__(message, kind)
 
 
@@ -98,6 +99,8 @@ class SandboxState:
     __slots__ = ("__weakref__", "_backend", "_epoch", "_handle", "_hash", "_last", "_root")
 
     def __init__(self, backend: SandboxBackend, handle: int, root: _Root, last: _Step | None, epoch: int) -> None:
+        """A handle on state `handle` in the backend's worker; `root` and `last` let a new worker rebuild it,
+        `epoch` names the worker it lives in."""
         self._backend = backend
         self._handle = handle
         self._root = root
@@ -107,15 +110,19 @@ class SandboxState:
 
     @property
     def handle(self) -> int:
+        """The worker-side id of this state."""
         return self._handle
 
     def fork(self) -> SandboxState:
+        """A copy made by the worker (see `StateHandle.fork`); may raise `SandboxFailure`."""
         return self._backend._fork(self)
 
     def to_json(self) -> Any:
+        """The state read back from the worker and checked against its hash; may raise `SandboxFailure`."""
         return self._backend._fetch(self)
 
     def state_hash(self) -> str:
+        """The hash the worker reported for this state (no round trip)."""
         return self._hash
 
     def __del__(self) -> None:
@@ -135,6 +142,10 @@ class SandboxBackend:
         module_path: Path,
         source: bytes,
     ) -> None:
+        """Start a worker of `pool` on the toolkit `implementation` names (its module `source`, read from
+        `module_path`) and read the spec it derives. Raises `SpecError` when the module does not load or
+        define the toolkit, `SandboxError` when the pool is closed or full of busy workers, or the worker
+        sends an invalid spec."""
         self._pool = pool
         self._pool_key = pool._key()
         self._meta = meta
@@ -158,11 +169,13 @@ class SandboxBackend:
     # -- identity -------------------------------------------------------------------------------------
     @property
     def spec(self) -> EnvSpec:
+        """The spec the worker derived from the toolkit."""
         assert self._spec is not None
         return self._spec
 
     @property
     def name(self) -> str:
+        """The environment's name."""
         return self._meta.name
 
     @property
@@ -300,6 +313,8 @@ class SandboxBackend:
 
     # -- the Backend protocol -------------------------------------------------------------------------
     def load_state(self, state: Any) -> SandboxState:
+        """Send state JSON to the worker and get a handle. Raises `SpecError` when the state is not JSON or the
+        toolkit refuses it, `SandboxFailure` when the worker dies, times out or runs out of memory."""
         try:
             body = orjson.dumps(state)
         except TypeError as exc:
@@ -325,6 +340,9 @@ class SandboxBackend:
             raise SandboxFailure("sandbox_failure", f"unexpected {reply.op!r} reply to a state load")
 
     def execute(self, state: StateHandle, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        """Run `tool` in the worker; `ToolError` for the toolkit's anticipated failures, `ToolCrash` for other
+        exceptions, `SandboxFailure` when the worker is lost (it is replaced and the session's state rebuilt for
+        the next call)."""
         if not isinstance(state, SandboxState) or state._backend is not self:
             raise TypeError(f"{self._meta.name} cannot run on a {type(state).__name__}")
         body = orjson.dumps(arguments)
@@ -461,6 +479,7 @@ class SandboxBackend:
             raise SandboxFailure("sandbox_failure", f"{self._meta.name}: a session's state could not be read back intact")
 
     def diff(self, before: StateHandle, after: StateHandle) -> StateDiff:
+        """The JSON diff of two states (empty without reading them back when their hashes agree)."""
         if before.state_hash() == after.state_hash():
             return StateDiff(changes=[])
         return diff_states(before.to_json(), after.to_json())

@@ -457,6 +457,35 @@ def confine(env_dir: Path, scratch: Path, limits: SandboxLimits) -> Confinement:
     _rlimits(limits)
 
     # 3. identity
+    identity = _change_identity(libc, is_root, netns, roots, devices, scratch, abi, fallbacks)
+
+    # 4. processes
+    _set_limit(resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes)
+
+    # 5./6. no new privileges, Landlock
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    landlock_net = landlock_scoped = False
+    if abi > 0:
+        landlock_net, landlock_scoped = _landlock(libc, abi, roots, scratch, devices)
+        if not landlock_scoped:
+            fallbacks.append(f"Landlock ABI {abi} < 6: signals and abstract UNIX sockets are not scoped by Landlock")
+    else:
+        fallbacks.append("no Landlock: file access is limited by an audit-hook guard (not a security boundary)")
+
+    # 7. seccomp
+    if platform.machine() == "x86_64":
+        _seccomp(libc)
+    else:
+        fallbacks.append(f"no seccomp filter for {platform.machine()}: process and socket calls rely on other layers")
+
+    return _what_holds(status_fd, identity, abi, netns, landlock_net, roots, scratch, disk_quota, fallbacks)
+
+
+def _change_identity(libc: _Libc, is_root: bool, netns: bool, roots: list[Path], devices: list[Path], scratch: Path,
+                     abi: int, fallbacks: list[str]) -> Identity:
+    """Step 3 of `confine`: become nobody when started as root (keeping file-system uid 0 only where
+    Landlock confines files and nobody cannot reach a read root), else drop the capabilities a new user
+    namespace granted. Appends what does not hold to `fallbacks`."""
     identity: Identity = "unchanged"
     if is_root:
         unreachable = [str(p) for p in [*roots, *devices] if not _reachable_by_nobody(p)]
@@ -486,26 +515,13 @@ def confine(env_dir: Path, scratch: Path, limits: SandboxLimits) -> Confinement:
         fallbacks.append(
             f"not started as root: the worker keeps uid {os.getuid()} (RLIMIT_NPROC counts every process of that user)"
         )
+    return identity
 
-    # 4. processes
-    _set_limit(resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes)
 
-    # 5./6. no new privileges, Landlock
-    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    landlock_net = landlock_scoped = False
-    if abi > 0:
-        landlock_net, landlock_scoped = _landlock(libc, abi, roots, scratch, devices)
-        if not landlock_scoped:
-            fallbacks.append(f"Landlock ABI {abi} < 6: signals and abstract UNIX sockets are not scoped by Landlock")
-    else:
-        fallbacks.append("no Landlock: file access is limited by an audit-hook guard (not a security boundary)")
-
-    # 7. seccomp
-    if platform.machine() == "x86_64":
-        _seccomp(libc)
-    else:
-        fallbacks.append(f"no seccomp filter for {platform.machine()}: process and socket calls rely on other layers")
-
+def _what_holds(status_fd: int, identity: Identity, abi: int, netns: bool, landlock_net: bool, roots: list[Path],
+                scratch: Path, disk_quota: bool, fallbacks: list[str]) -> Confinement:
+    """The end of `confine`: read back from `/proc/self/status` (opened before the layers closed it off;
+    closed here) which layers hold, and report them with the fallbacks."""
     status = dict(
         line.split(":\t", 1) for line in os.pread(status_fd, 65536, 0).decode("ascii").splitlines() if ":\t" in line
     )

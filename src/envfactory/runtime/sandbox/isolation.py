@@ -36,6 +36,8 @@ class SessionGlobals:
     the worker serves one request at a time."""
 
     def __init__(self, module: types.ModuleType) -> None:
+        """Record the module's own classes (not enums or pydantic models), whose class attributes are kept per
+        handle along with the module's globals."""
         self._module = module
         self._classes = [value for value in vars(module).values()
                          if isinstance(value, type) and value.__module__ == module.__name__

@@ -85,6 +85,9 @@ class SandboxPool:
         *,
         scratch_dir: str | Path | None = None,
     ) -> None:
+        """A pool of at most `max_workers` workers under `limits`, with its scratch root in `scratch_dir`
+        (default: the temp dir; stale roots of dead pools are swept). No worker starts until a backend is loaded.
+        `ValueError` when `max_workers` < 1."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._max = max_workers
@@ -106,14 +109,17 @@ class SandboxPool:
     # -- public ---------------------------------------------------------------------------------------
     @property
     def limits(self) -> SandboxLimits:
+        """The limits every worker runs under."""
         return self._limits
 
     @property
     def max_workers(self) -> int:
+        """The most workers alive at once."""
         return self._max
 
     @property
     def closed(self) -> bool:
+        """True once `close()` ran; a closed pool loads no backend."""
         return self._closed
 
     @property

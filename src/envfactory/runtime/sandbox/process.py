@@ -42,6 +42,7 @@ class WorkerLost(Exception):
     """The worker died or was killed during an exchange. `kind`: `timeout` or `sandbox_failure`."""
 
     def __init__(self, kind: str, message: str) -> None:
+        """`kind`: `timeout` or `sandbox_failure`; `message`: what happened to the worker."""
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -72,6 +73,8 @@ class WorkerProcess:
     def __init__(
         self, proc: subprocess.Popen[bytes], requests: int, replies: int, log: int, limits: SandboxLimits, scratch: Path
     ) -> None:
+        """Own `proc` and its request, reply and log pipe descriptors (closed with the worker); `scratch`: its
+        scratch directory, removed when it is retired."""
         self._proc = proc
         self._requests = requests
         self._replies = replies
@@ -155,13 +158,16 @@ class WorkerProcess:
     # -- exchanges ------------------------------------------------------------------------------------
     @property
     def pid(self) -> int:
+        """The worker's process id."""
         return self._proc.pid
 
     @property
     def alive(self) -> bool:
+        """True until the process exits or is killed."""
         return self._proc.returncode is None and self._killed_for is None
 
     def next_seq(self) -> int:
+        """The next request sequence number (replies must echo it)."""
         self._seq += 1
         return self._seq
 

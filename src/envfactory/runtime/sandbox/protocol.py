@@ -205,6 +205,7 @@ class BlockingReader:
     """Frames from a blocking descriptor (the worker's side)."""
 
     def __init__(self, fd: int, limit: int) -> None:
+        """Read frames from `fd`; a frame larger than `limit` bytes is a protocol error."""
         self._fd = fd
         self.limit = limit
         self._buffer = bytearray()
