@@ -4,7 +4,8 @@ Contract:
 - A label row (`EdgeLabel`, one JSON object per line) says whether `(producer operation, output field)`
   feeds `(consumer operation, required input)`; operations are catalog ids, fields are flattened paths
   (`graph.flatten`). `split` is `calibration` or `test`, fixed in the file before any threshold was
-  tuned; `kind` is `positive`, `hard_negative` or `negative`; `note` says why.
+  tuned; `kind` is `positive`, `hard_negative` or `negative`; `note` says why; `quote` (the REST/OpenAPI set)
+  quotes the spec's descriptions that justify the label.
 - `score_labels` runs the same preparation and indexed schema search as a build over every operation
   of the services the labels name, and embeds only the labelled fields (so it runs in seconds), giving
   each row its schema match, cosine and (optionally) LLM verdict.
@@ -67,13 +68,28 @@ class EdgeLabel(SpecModel):
     kind: Literal["positive", "hard_negative", "negative"]
     split: Split
     note: str
+    quote: str = ""
 
 
 def default_labels_path() -> Path:
-    """The packaged hand-labelled edge file (`graph/data/edge_labels.jsonl`)."""
+    """The packaged hand-labelled edge file of the AWS and Google services (`graph/data/edge_labels.jsonl`)."""
     from importlib import resources
 
     return Path(str(resources.files("envfactory.graph") / "data" / "edge_labels.jsonl"))
+
+
+def openapi_labels_path() -> Path:
+    """The packaged hand-labelled edge file of REST/OpenAPI services (`graph/data/edge_labels_openapi.jsonl`):
+    10 services of the shipped library, split `calibration` (tuning) and `test` (held out) by service."""
+    from importlib import resources
+
+    return Path(str(resources.files("envfactory.graph") / "data" / "edge_labels_openapi.jsonl"))
+
+
+def family(operation_id: str) -> str:
+    """The provider family of a catalog operation id: `aws`, `google`, or `openapi` (every other provider)."""
+    provider = operation_id.split(":", 1)[0]
+    return provider if provider in ("aws", "google") else "openapi"
 
 
 def load_labels(path: Path) -> list[EdgeLabel]:
@@ -356,6 +372,20 @@ def evaluate(scoring: Scoring, thresholds: Thresholds) -> Report:
         metrics.append(_count("combined", split, part, guess["combined"]))
     return Report(thresholds, metrics, len(scoring.rows), [s.missing for s in scoring.rows if s.missing],
                   scoring.embedder, scoring.llm, sum(s.reviewed for s in usable))
+
+
+def family_metrics(scoring: Scoring, thresholds: Thresholds) -> list[Metric]:
+    """The combined decision's precision and recall per provider family (of the producer) and split:
+    one `Metric` named `combined, <family>` per family and split (`calibration`, `test`, `all`)."""
+    usable = [s for s in scoring.rows if not s.missing]
+    guess = predictions(usable, thresholds)["combined"]
+    metrics: list[Metric] = []
+    for fam in sorted({family(s.row.producer) for s in usable}):
+        mine = [s for s in usable if family(s.row.producer) == fam]
+        for split in SPLITS:
+            part = [s for s in mine if split == "all" or s.row.split == split]
+            metrics.append(_count(f"combined, {fam}", split, part, guess))
+    return metrics
 
 
 SCHEMA_GRID: tuple[float, ...] = (0.45, 0.6, 0.75, 0.8, 0.85, 0.9, 0.95)
