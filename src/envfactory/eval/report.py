@@ -56,6 +56,7 @@ class AttemptRecord(SpecModel):
 
     @property
     def key(self) -> tuple[str, str, int]:
+        """(suite, task id, attempt number): what identifies an attempt across a resumed run."""
         return (self.suite, self.task_id, self.attempt)
 
 

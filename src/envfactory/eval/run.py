@@ -76,6 +76,7 @@ class EvalRunError(EnvFactoryError):
 
 
 class SuiteSelection(SpecModel):
+    """One suite of a run and how many of its tasks to draw (a seeded sample; None draws all)."""
     suite: Suite
     count: int | None = Field(default=None, ge=1, description="tasks to sample; None = all")
     path: str = Field(default="", description="the `tasks` suite: a Task JSON/JSONL file or a directory")
@@ -94,6 +95,7 @@ class EvalConfig(SpecModel):
     user: UserSettings = Field(default_factory=UserSettings)
 
     def default_run_id(self) -> str:
+        """`eval-` and the first 12 hex digits of the config's content hash: same config, same id."""
         return "eval-" + content_hash(self.model_dump(mode="json"))[:12]
 
 

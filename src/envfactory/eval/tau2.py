@@ -155,16 +155,20 @@ class Tau2State:
     __slots__ = ("env", "factory")
 
     def __init__(self, env: Any, factory: Callable[[Any], Any]) -> None:
+        """`env`: a tau2 `Environment` over this session's DB; `factory` builds another from a DB (for `fork`)."""
         self.env = env
         self.factory = factory
 
     def fork(self) -> Tau2State:
+        """An independent copy: a fresh environment over a deep copy of the DB."""
         return Tau2State(self.factory(self.env.tools.db.model_copy(deep=True)), self.factory)
 
     def to_json(self) -> Any:
+        """The DB as JSON (tau2's own `model_dump`), the form states are hashed and diffed in."""
         return self.env.tools.db.model_dump(mode="json")
 
     def state_hash(self) -> str:
+        """The content hash of `to_json()`: equal DBs, equal hashes."""
         return content_hash(self.to_json())
 
 
@@ -172,6 +176,8 @@ class Tau2Backend:
     """A τ² domain as an envfactory backend (shared by the domain's sessions; holds no episode state)."""
 
     def __init__(self, domain: str) -> None:
+        """Load the tau2 domain (`airline`, `retail`) and derive the spec from its tools. Raises
+        `BenchmarkMissingError` with the install command when tau2 is not installed, `ValueError` for another domain."""
         module = _domain(domain)
         self._domain = domain
         self._module = module
@@ -199,16 +205,20 @@ class Tau2Backend:
 
     @property
     def spec(self) -> EnvSpec:
+        """The domain's spec: one tool per tau2 tool (schema and description from tau2), writes as tau2 types them."""
         return self._spec
 
     def _make_env(self, db: Any) -> Any:
         return self._module.get_environment(db=db)
 
     def load_state(self, state: Any) -> Tau2State:
+        """A session state from a DB as JSON (None: the domain's shipped DB), validated by tau2's DB model."""
         raw = self._base if state is None else orjson.dumps(state)
         return Tau2State(self._make_env(self._db_class.model_validate_json(raw)), self._make_env)
 
     def execute(self, state: Any, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
+        """Run `tool` through tau2 (`calculate` through the safe evaluator). Any tau2 exception becomes a
+        `ToolError("rule_violation")` whose message starts `Error: `, as tau2 shows it; a write is applied at once."""
         if not isinstance(state, Tau2State):
             raise TypeError(f"tau2_{self._domain} cannot run on a {type(state).__name__}")
         env = state.env
@@ -225,6 +235,7 @@ class Tau2Backend:
         return PreparedCall(output=output, commit=(lambda: None) if tool in self._writes else None)
 
     def diff(self, before: Any, after: Any) -> StateDiff:
+        """The JSON diff of two `Tau2State`s' DBs."""
         return diff_states(before.to_json(), after.to_json())
 
 
@@ -295,6 +306,7 @@ class Step:
 
     @property
     def is_call(self) -> bool:
+        """True for a tool call, False for a message to the user."""
         return bool(self.tool)
 
 
