@@ -13,7 +13,8 @@ from envfactory.build.library import LLM_CASSETTE
 from envfactory.cli.app import app
 from envfactory.resources import Catalog
 from envfactory.runtime import library_root
-from envfactory.spec import BuildRecord
+from envfactory.spec import BuildRecord, StageManifest
+from envfactory.spec.pipeline import LibrarySelection
 
 CONFIG = {"name": "tiny", "domains": ["lifestyle"], "proposals_per_domain": 6, "accept_per_domain": 2,
           "fuzz_calls": 20, "differential": False, "contamination_check": False, "seed_realism": True,
@@ -30,7 +31,10 @@ def test_build_export_and_reproduce_with_recorded_model_answers(full_catalog: Ca
     assert built.exit_code == 0, built.output
     assert "accepted per domain: lifestyle 2" in built.output
     assert "per verified environment:" in built.output and "LLM tokens" in built.output
-    root = workspace / "builds" / "tiny"
+    root = workspace / "runs" / "library-tiny" / "library" / "build"
+    selection = LibrarySelection.model_validate_json((root.parent / "library.json").read_bytes())
+    assert [e.name for e in selection.envs] == sorted(p.name for p in (root / "envs").iterdir())
+    assert StageManifest.model_validate_json((root.parent / "manifest.json").read_bytes()).status == "complete"
     envs = sorted((root / "envs").iterdir())
     assert len(envs) == 2
     for env_dir in envs:
@@ -55,3 +59,28 @@ def test_build_export_and_reproduce_with_recorded_model_answers(full_catalog: Ca
 
     unknown = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace), "--domain", "space"])
     assert unknown.exit_code != 0 and "not in the config's domains" in unknown.output
+
+
+def test_a_build_in_the_old_builds_layout_is_moved_to_the_stage_layout_and_resumed(
+        full_catalog: Catalog, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**CONFIG, "seed_realism": False, "accept_per_domain": 1}))
+    workspace = tmp_path / "ws"
+    runner = CliRunner()
+    built = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace)])
+    assert built.exit_code == 0, built.output
+    new = workspace / "runs" / "library-tiny" / "library" / "build"
+    before = {str(p.relative_to(new)): p.read_bytes() for p in sorted(new.rglob("*"))
+              if p.is_file() and p.name != "timings.json"}
+    (workspace / "builds").mkdir()
+    new.rename(workspace / "builds" / "tiny")  # what an older version left
+    resumed = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "moved the build an earlier version kept in builds/tiny/" in resumed.output
+    assert not (workspace / "builds").exists()
+    assert {str(p.relative_to(new)): p.read_bytes() for p in sorted(new.rglob("*"))
+            if p.is_file() and p.name != "timings.json"} == before
+    (workspace / "builds" / "tiny").mkdir(parents=True)
+    (workspace / "builds" / "tiny" / "config.json").write_text("{}")
+    both = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace), "--resume"])
+    assert both.exit_code != 0 and "both hold a build" in both.output

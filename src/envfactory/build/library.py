@@ -2,7 +2,7 @@
 revise → accept, with one checkpoint per proposal (DESIGN §1, §3–4; issue "EnvGen").
 
 Contract:
-- Layout of a build, under `<workspace>/builds/<config.name>/`:
+- Layout of a build, under its root (`library build` and `envfactory run`: `runs/<id>/library/build/`):
   `config.json` (the `LibraryConfig`), `proposals.json` (the `ProposalBatch`, written once per
   proposals hash: domains and proposals per domain), `outcomes/<proposal id>.json` (a `ProposalOutcome` per finished proposal), `envs/<env name>/`
   (accepted environments: `spec.json`, `seeds/`, `scenarios.json`, `report.json`, `build.json`),

@@ -10,10 +10,13 @@ Contract: `run_library(config, workspace, deps) -> StageManifest`.
 - Writes `library.json` (`LibrarySelection`: names, domains, spec hashes, paths relative to the run
   directory for built environments) and the stage manifest (counts: environments, per domain).
 - Deterministic: the selection's bytes depend only on the library's content and the config.
+- `envfactory library build` is this stage alone, in run `library_run_id(config name)`; a build an older
+  version wrote to `<workspace>/builds/<name>/` is moved there first (`migrate_legacy_build`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,3 +103,27 @@ def run_library(config: LibraryStageConfig, workspace: Workspace, deps: LibraryD
         inputs={"library": selection.library_digest}, seeds={"library": config.seed},
         counts={"environments": len(selection.envs), **{f"domain:{d}": n for d, n in sorted(per_domain.items())}},
     )
+
+
+def library_run_id(config_name: str) -> str:
+    """The run that `envfactory library build` of a config named `config_name` writes (`runs/<id>/library/`)."""
+    return f"library-{config_name}"
+
+
+def migrate_legacy_build(workspace: Workspace, config_name: str) -> Path | None:
+    """Move a build an older version kept in `<workspace>/builds/<name>/` to the stage layout
+    (`runs/library-<name>/library/build/`), unless the new place already holds one; returns the new
+    place when something was moved. The move is one rename: a build is never half in each place."""
+    legacy = workspace.root / "builds" / config_name
+    if not legacy.is_dir():
+        return None
+    target = StageDir.open(workspace, library_run_id(config_name), STAGE).path / "build"
+    if target.exists() and any(target.iterdir()):
+        raise BuildError(f"{legacy} (an earlier version's layout) and {target} both hold a build of "
+                         f"{config_name!r}; keep one of them")
+    if target.exists():
+        target.rmdir()
+    legacy.rename(target)
+    with contextlib.suppress(OSError):  # `builds/` itself, once empty; other builds may remain
+        legacy.parent.rmdir()
+    return target

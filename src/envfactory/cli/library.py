@@ -1,8 +1,10 @@
 """`envfactory library`: build, resume, publish and reproduce the library of verified environments.
 
 - `build --config FILE`: discover → propose → compile → verify → revise → accept over the catalog
-  (`build.library.LibraryBuilder`), checkpointed under `<workspace>/builds/<config name>/`; `--resume`
-  continues a killed or stopped run; `--domain` limits a run to some domains (a library may be built one
+  (`build.library.LibraryBuilder`), checkpointed under `<workspace>/runs/library-<config name>/library/build/`
+  (the `library` stage of `envfactory run`, with its manifest and `library.json`; a build an older version
+  kept in `<workspace>/builds/<config name>/` is moved there first); `--resume` continues a killed or
+  stopped run; `--domain` limits a run to some domains (a library may be built one
   domain at a time). Progress is printed per proposal. The funnel is printed at the end.
 - `publish --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
   package's shipped library is `src/envfactory/library`).
@@ -21,6 +23,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from envfactory.build.fanout import hooks_for, standard_hooks
 from envfactory.build.library import (
@@ -32,6 +35,7 @@ from envfactory.build.library import (
 )
 from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.build.reference import library_differential
+from envfactory.build.stage import LibraryDeps, library_run_id, migrate_legacy_build, run_library
 from envfactory.cli._output import console, emit_json, error_console
 from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
@@ -43,7 +47,7 @@ from envfactory.llm.replay import CassetteWriter, RecordingClient
 from envfactory.llm.workers import worker_model
 from envfactory.runtime.loader import library_config, library_root, load_library_config
 from envfactory.spec.library import BuildTimings, LibraryConfig, LibraryFunnel
-from envfactory.spec.pipeline import ExecutorConfig
+from envfactory.spec.pipeline import BuiltLibrary, ExecutorConfig, LibraryStageConfig
 from envfactory.spec.work_items import WorkerModel
 from envfactory.store import Workspace
 
@@ -155,18 +159,32 @@ def build(
     if executor_kind not in ("serial", "pool", "ray"):
         raise EnvFactoryError(f"--executor must be serial, pool or ray, not {executor_kind!r}")
     config = _load_config(config_path, domain)
-    root = Workspace(workspace).ensure().root / "builds" / config.name
+    space = Workspace(workspace).ensure()
     err = error_console()
+    moved = migrate_legacy_build(space, config.name)
+    if moved is not None:
+        err.print(Text(f"moved the build an earlier version kept in builds/{config.name}/ to {moved}", style="dim"))
     executor = None
     if executor_kind != "serial" or ray_address is not None:
         executor = make_executor(ExecutorConfig(kind="ray" if ray_address else executor_kind, workers=workers,
                                                 ray_address=ray_address))
+    funnels: list[LibraryFunnel] = []
+
+    def build_into(library_config: LibraryConfig, build_root: Path) -> None:
+        funnels.append(build_library(library_config, build_root, workspace=workspace, llm=llm, resume=resume,
+                                     say=err.print, cache_dir=cache_dir, executor=executor))
+
+    # The command is the run's library stage alone: the build, its selection and a stage manifest.
+    stage_config = LibraryStageConfig(run_id=library_run_id(config.name), seed=config.seed,
+                                      library=BuiltLibrary(source="build", config=str(config_path.resolve()),
+                                                           domains=list(config.domains)))
     try:
-        funnel = build_library(config, root, workspace=workspace, llm=llm, resume=resume, say=err.print,
-                               cache_dir=cache_dir, executor=executor)
+        run_library(stage_config, space, LibraryDeps(shipped_root=library_root(), build=build_into))
     finally:
         if executor is not None:
             executor.close()
+    funnel = funnels[0]
+    root = space.root / "runs" / stage_config.run_id / "library" / "build"
     if json_out:
         emit_json(funnel.model_dump(mode="json"))
     else:
