@@ -60,16 +60,20 @@ def test_a_perfect_solver_verifies_every_task_and_trajectories_replay(tmp_path: 
         assert task_reward(task, group, messages=trajectory.messages).total == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("order", "gets_read_only"), [("simplest-first", True), ("writes-first", False)])
-def test_the_order_decides_which_tasks_get_queries_first(tmp_path: Path, order: str, gets_read_only: bool) -> None:
-    # shop_tasks(): a one-call write, a one-call read-only lookup and a two-call write. Two tasks get queries:
-    # simplest-first gives them to the two one-call tasks, writes-first to the two writes.
+@pytest.mark.parametrize(("order", "tasks", "wanted"), [
+    ("simplest-first", 2, [(1, False), (1, True)]), ("shortest-first", 2, [(1, False), (1, True)]),
+    ("shortest-first", 1, [(1, False)]), ("writes-first", 2, [(1, False), (2, False)]),
+])
+def test_the_order_decides_which_tasks_get_queries_first(tmp_path: Path, order: str, tasks: int,
+                                                         wanted: list[tuple[int, bool]]) -> None:
+    # shop_tasks(): a one-call write, a one-call read-only lookup and a two-call write. simplest-first gives
+    # queries to the two one-call tasks, shortest-first too but the write first, writes-first to the two writes.
     by_id = {t.id: t for t in shop_tasks()}
     assert sorted((len(t.gold_calls()), t.read_only) for t in by_id.values()) == [(1, False), (1, True), (2, False)]
-    stage = _run(tmp_path, SynthTrajectoriesConfig(from_run="ci", seed=3, max_tasks=2, order=order))
+    stage = _run(tmp_path, SynthTrajectoriesConfig(from_run="ci", seed=3, max_tasks=tasks, order=order))
     items = [TrajectoryItem.model_validate_json(p.read_bytes()) for p in (stage / "items").iterdir()]
-    assert len(items) == 2
-    assert any(by_id[item.task_id].read_only for item in items) is gets_read_only
+    got = sorted((len(by_id[item.task_id].gold_calls()), by_id[item.task_id].read_only) for item in items)
+    assert got == wanted
 
 
 def test_same_config_and_answers_give_identical_bytes(tmp_path: Path) -> None:

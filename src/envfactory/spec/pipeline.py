@@ -109,7 +109,7 @@ class SynthTrajectoriesStage(SpecModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     refine: bool | None = Field(default=None, description="refine queries into implicit ones; None: the preset's "
                                 "default")
-    order: Literal["simplest-first", "writes-first", "as-written"] = Field(
+    order: Literal["simplest-first", "shortest-first", "writes-first", "as-written"] = Field(
         default="simplest-first", description="which tasks get queries and solvers first (`synth trajectories`)")
     min_verified: int = Field(default=2, ge=0, description="solver-verified trajectories the run must produce")
 

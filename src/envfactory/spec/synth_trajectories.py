@@ -49,10 +49,11 @@ class SynthTrajectoriesConfig(SpecModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     refine: bool | None = None
     max_tasks: int | None = Field(default=None, ge=1, description="tasks given queries; None: all")
-    order: Literal["simplest-first", "writes-first", "as-written"] = Field(
+    order: Literal["simplest-first", "shortest-first", "writes-first", "as-written"] = Field(
         default="simplest-first",
         description="which tasks come first when max_tasks or solve_tasks cut the list: fewest gold calls and "
-                    "environments first (ties by id); the same with state-changing tasks before read-only ones "
+                    "environments first (ties by id); fewest gold calls first with, at equal length, state-changing "
+                    "tasks before read-only ones (shortest-first); every state-changing task before read-only ones "
                     "(a write is verified from the state it leaves, a read-only task from the facts its answer "
                     "states, which small models rarely write out); or the task stage's order")
     solve_tasks: int | None = Field(default=None, ge=0, description="of those, tasks solved; None: all")

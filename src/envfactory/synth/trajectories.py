@@ -299,6 +299,8 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
     task_stage = StageDir.open(workspace, config.from_run, TASK_STAGE)
     if config.order == "simplest-first":
         tasks = sorted(tasks, key=lambda t: (len(t.gold_calls()), len(t.envs), t.id))
+    elif config.order == "shortest-first":
+        tasks = sorted(tasks, key=lambda t: (len(t.gold_calls()), t.read_only, len(t.envs), t.id))
     elif config.order == "writes-first":
         tasks = sorted(tasks, key=lambda t: (t.read_only, len(t.gold_calls()), len(t.envs), t.id))
     chosen = tasks[: config.max_tasks] if config.max_tasks is not None else tasks
