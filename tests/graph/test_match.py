@@ -64,10 +64,18 @@ def test_url_against_arn_is_a_conflict(queueing: Prepared) -> None:
     assert schema_score(queueing.views[o], queueing.views[i]).conflict
 
 
-def test_a_tool_never_feeds_itself(queueing: Prepared) -> None:
+def test_a_tool_feeds_itself_only_through_its_cursor(queueing: Prepared) -> None:
+    """A list call's next-page token feeds its own token input (a cursor self-edge, typed `[cursor]`); no
+    other field of a tool feeds the tool itself, and the token feeds no other tool."""
     o = _views(queueing, "ListQueues", "output", "NextToken")
     i = _views(queueing, "ListQueues", "input", "NextToken")
-    assert schema_score(queueing.views[o], queueing.views[i]).score == 0
+    match = schema_score(queueing.views[o], queueing.views[i])
+    assert match.score >= 0.45 and match.evidence.startswith("[cursor]")
+    urls = _views(queueing, "CreateQueue", "output", "QueueUrl")
+    same_tool = _views(queueing, "GetQueueAttributes", "input", "QueueUrl")
+    assert schema_score(queueing.views[_views(queueing, "GetQueueAttributes", "output", "QueueArn")],
+                        queueing.views[same_tool]).score == 0
+    assert schema_score(queueing.views[urls], queueing.views[same_tool]).evidence.startswith("[identifier]")
 
 
 def test_identifiers_stay_in_the_service_that_issues_them() -> None:

@@ -426,6 +426,8 @@ def _depends_edges(prepared: Prepared, decided: dict[tuple[int, int], bool], sch
         if not accepted:
             continue
         producer, consumer = prepared.views[pair[0]].tool, prepared.views[pair[1]].tool
+        if producer == consumer:  # a list call's cursor loop: a feeds edge, not a step of a chain
+            continue
         score = max(schema[pair].score if pair in schema else 0.0, cosines.get(pair, 0.0),
                     1.0 if pair in verdicts else 0.0)
         provenance: Provenance = verdicts[pair][0] if pair in verdicts else ("schema" if pair in schema else "embedding")

