@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,7 @@ class TroubleItem(SpecModel):
 
     schema_version: Literal[1] = 1
     value: int
-    behaviour: Literal["ok", "kill", "permanent", "transient_once", "always_transient"] = "ok"
+    behaviour: Literal["ok", "kill", "permanent", "transient_once", "always_transient", "hang"] = "ok"
     marker: str = ""
 
 
@@ -72,10 +73,13 @@ def _count_try(marker: str) -> int:
 
 
 def trouble(item: TroubleItem) -> TroubleResult:
-    """Square the value, or misbehave: kill the worker, raise a deliberate or a transient error."""
+    """Square the value, or misbehave: kill the worker, raise a deliberate or a transient error, hang."""
     tries = _count_try(item.marker) if item.marker else 1
     if item.behaviour == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if item.behaviour == "hang":  # say who runs it, then outlive any test
+        Path(f"{item.marker}.pid").write_text(str(os.getpid()))
+        time.sleep(600)
     if item.behaviour == "permanent":
         raise SpecError(f"item {item.value} is malformed")
     if item.behaviour == "always_transient" or (item.behaviour == "transient_once" and tries == 1):

@@ -4,6 +4,9 @@ bounded tries, deliberate errors not retried, a worker that dies found and recor
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +79,46 @@ def test_a_worker_that_dies_is_found_retried_and_recorded_and_the_others_finish(
     # it was tried once in the shared pool and twice alone: no more
     assert (tmp_path / "k").read_text() == "xxx"
     assert [o.result.value for o in outcomes if o.ok] == [0, 1, 9, 16, 25]  # type: ignore[union-attr]
+
+
+DRIVER = """
+import sys
+from exec_workload import TroubleItem, trouble
+from envfactory.exec import PoolExecutor
+
+if __name__ == "__main__":
+    items = [TroubleItem(value=v, behaviour="hang", marker=f"{sys.argv[1]}/{v}") for v in range(2)]
+    PoolExecutor(workers=2).map(trouble, items)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_leave_when_their_driver_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+            assert driver.poll() is None, "the driver ended before its workers started"
+            time.sleep(0.2)
+        workers = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+    finally:
+        driver.kill()  # no clean-up runs in the driver
+        driver.wait()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in workers), "pool workers outlived their killed driver"
 
 
 def test_work_functions_must_be_module_level_and_typed() -> None:

@@ -12,6 +12,8 @@ Contract (shared with `RayExecutor`):
   SIGKILL") after `max_attempts` tries, and the others complete. The pool is rebuilt for what is left.
 - Workers start with `forkserver` (no inherited threads or open model handles) and import the work
   function by name; nothing but references and JSON bytes cross the process boundary.
+- Workers leave within about a second of their driver's death (`follow_driver`), even a `kill -9`: no
+  orphan goes on computing an item nobody will read. The driver's checkpoints decide what a resume redoes.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from envfactory.exec.work import (
@@ -124,7 +129,41 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"worker died: exit code {exitcode}"
 
 
-def _isolated_entry(connection: Connection, reference: str, payload: bytes) -> None:
+DRIVER_POLL_S = 1.0
+"""How often a worker checks that its driver is still alive."""
+
+
+def follow_driver(driver: int) -> None:
+    """Worker initializer: leave as soon as the driver process `driver` is gone. A driver killed by a signal
+    runs no clean-up, and its workers, children of the forkserver rather than of the driver, would otherwise
+    finish the item in hand (model calls: minutes) for nobody."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(DRIVER_POLL_S)
+            if not _alive(driver):
+                os._exit(70)  # EX_SOFTWARE: no clean-up of a half-done item is worth running
+
+    threading.Thread(target=watch, name="envfactory-driver-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under a reused id: ours is gone
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _isolated_entry(connection: Connection, reference: str, payload: bytes, driver: int) -> None:
+    follow_driver(driver)
     connection.send(run_encoded(reference, payload))
     connection.close()
 
@@ -156,7 +195,8 @@ class PoolExecutor:
         """Submit `pending` to a fresh pool; (items to try again, items in flight when a worker died)."""
         retry: list[int] = []
         suspects: list[int] = []
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(pending)), mp_context=self._context) as pool:
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(pending)), mp_context=self._context,
+                                 initializer=follow_driver, initargs=(os.getpid(),)) as pool:
             futures: dict[Future[tuple[bool, bytes, str]], int] = {
                 pool.submit(run_encoded, batch.spec.reference, batch.payloads[index]): index for index in pending
             }
@@ -178,7 +218,8 @@ class PoolExecutor:
 
     def _isolated(self, reference: str, payload: bytes) -> tuple[bool, bytes, str]:
         receiver, sender = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_isolated_entry, args=(sender, reference, payload), daemon=True)
+        process = self._context.Process(target=_isolated_entry, args=(sender, reference, payload, os.getpid()),
+                                        daemon=True)
         process.start()
         sender.close()
         try:
