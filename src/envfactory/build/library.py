@@ -175,7 +175,6 @@ class BuildPaths:
         return self.root / "timings.json"
 
 
-
 @dataclass(slots=True)
 class BuildTally:
     """Accepted environments so far, per domain and per (domain, provider): what decides a skip."""
@@ -190,6 +189,7 @@ class BuildTally:
             return True
         provider = organisation(proposal.provenance[0].provider)
         return self.per_provider[proposal.domain, provider] >= config.max_per_provider_in_domain
+
 
 LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in a published library: every LLM answer used
 
