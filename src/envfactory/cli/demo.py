@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -137,6 +138,59 @@ def _stage_table(results: list[StageResult], times: dict[str, float]) -> Table:
     return table
 
 
+def _progress_columns() -> tuple[Any, ...]:
+    return (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def _run_episodes(names: list[str], seed: int, calls: int, out: Console,
+                  ) -> tuple[list[EpisodeResult], dict[str, str], dict[str, float]]:
+    """One episode per named bundled environment, in order: (results, load failures by name, seconds by name)."""
+    results: list[EpisodeResult] = []
+    failures: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    with Progress(*_progress_columns(), console=out, transient=True) as progress:
+        for name in names:
+            t0 = time.perf_counter()
+            try:
+                env = load_env(name)
+            except EnvFactoryError as exc:
+                failures[name] = str(exc)
+                continue
+            task = progress.add_task(name, total=planned_calls(env, calls))
+            result = run_episode(env, seed, calls, functools.partial(progress.advance, task))
+            timings[name] = time.perf_counter() - t0
+            results.append(result)
+    return results, failures, timings
+
+
+def _run_stages(results: list[EpisodeResult], workspace: Path, seed: int, out: Console,
+                ) -> tuple[list[StageResult], dict[str, float]]:
+    """The demo's stages in a fixed order; an `EnvFactoryError` fails its stage, not the demo."""
+    plan: list[tuple[str, Any]] = [
+        ("sandbox", lambda: stage_sandbox(results, seed)),
+        ("rewards", lambda: stage_rewards(seed)),
+        ("serving", lambda: stage_serving(seed)),
+        ("catalog", lambda: stage_catalog(None, lambda _: None)),
+        ("envgen", lambda: stage_envgen(seed)),
+        ("graph", lambda: stage_graph(seed)),
+        ("model", lambda: stage_model(workspace, seed)),
+    ]
+    stage_results: list[StageResult] = []
+    stage_times: dict[str, float] = {}
+    with Progress(*_progress_columns(), console=out, transient=True) as progress:
+        task = progress.add_task("stages", total=len(plan))
+        for name, run in plan:
+            progress.update(task, description=f"stage: {name}")
+            t0 = time.perf_counter()
+            try:
+                stage_results.append(run())
+            except EnvFactoryError as exc:
+                stage_results.append(StageResult(name, "failed", f"{type(exc).__name__}: {exc}"))
+            stage_times[name] = time.perf_counter() - t0
+            progress.advance(task)
+    return stage_results, stage_times
+
+
 def demo(
     workspace: Annotated[
         Path,
@@ -168,46 +222,11 @@ def demo(
     out = console()
     out.print(Text.assemble(("envfactory demo", "bold"), f" · seed {seed} · {len(names)} environment(s) → {run_dir}"))
 
-    results: list[EpisodeResult] = []
-    failures: dict[str, str] = {}
-    timings: dict[str, float] = {}
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
-        for name in names:
-            t0 = time.perf_counter()
-            try:
-                env = load_env(name)
-            except EnvFactoryError as exc:
-                failures[name] = str(exc)
-                continue
-            task = progress.add_task(name, total=planned_calls(env, calls))
-            result = run_episode(env, seed, calls, functools.partial(progress.advance, task))
-            timings[name] = time.perf_counter() - t0
-            results.append(result)
-
+    results, failures, timings = _run_episodes(names, seed, calls, out)
     stage_results: list[StageResult] = []
     stage_times: dict[str, float] = {}
     if stages:
-        plan: list[tuple[str, Any]] = [
-            ("sandbox", lambda: stage_sandbox(results, seed)),
-            ("rewards", lambda: stage_rewards(seed)),
-            ("serving", lambda: stage_serving(seed)),
-            ("catalog", lambda: stage_catalog(None, lambda _: None)),
-            ("envgen", lambda: stage_envgen(seed)),
-            ("graph", lambda: stage_graph(seed)),
-            ("model", lambda: stage_model(workspace, seed)),
-        ]
-        with Progress(*columns, console=out, transient=True) as progress:
-            task = progress.add_task("stages", total=len(plan))
-            for name, run in plan:
-                progress.update(task, description=f"stage: {name}")
-                t0 = time.perf_counter()
-                try:
-                    stage_results.append(run())
-                except EnvFactoryError as exc:
-                    stage_results.append(StageResult(name, "failed", f"{type(exc).__name__}: {exc}"))
-                stage_times[name] = time.perf_counter() - t0
-                progress.advance(task)
+        stage_results, stage_times = _run_stages(results, workspace, seed, out)
         write_atomic(run_dir / "stages.jsonl", _jsonl([r.as_record() for r in stage_results]))
 
     for result in results:

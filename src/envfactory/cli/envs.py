@@ -109,6 +109,8 @@ def _required(schema: dict[str, Any]) -> list[str]:
 
 
 def env_summary(env: Environment) -> dict[str, Any]:
+    """One row of `envs list`: name, version, domain, kind, tool and write counts, description, ref and
+    content hash, all read from `env.spec` (JSON-ready; no I/O)."""
     spec = env.spec
     return {
         "name": spec.meta.name,
@@ -124,6 +126,8 @@ def env_summary(env: Environment) -> dict[str, Any]:
 
 
 def env_details(env: Environment) -> dict[str, Any]:
+    """What `envs show` prints: `env_summary` plus each tool's effect, parameters and required names and, for
+    a declarative environment, its collections (JSON-ready; no I/O)."""
     spec = env.spec
     tools = [
         {

@@ -49,6 +49,7 @@ from envfactory.graph import (
     ManualEdge,
     RandomWalkSampler,
     SamplerConfig,
+    Thresholds,
     ToolGraph,
     ToolSet,
     TopologySampler,
@@ -63,7 +64,9 @@ from envfactory.graph import (
 )
 from envfactory.graph.evaluate import (
     EdgeLabel,
+    Metric,
     Report,
+    Scoring,
     calibrate,
     default_labels_path,
     evaluate,
@@ -97,6 +100,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def graph_dir(workspace: Path) -> Path:
+    """`<workspace>/graph`, where `graph build` writes and the other verbs read by default (not created here)."""
     return workspace / "graph"
 
 
@@ -358,25 +362,32 @@ def eval_(
     if json_out:
         emit_json(payload)
         return
+    _print_eval(rows, report, scoring, thresholds, calibrate_, note, client is not None, reviewed_services,
+                path, test, payload["targets"]["met"], seconds)  # type: ignore[index]
+
+
+def _print_eval(rows: list[EdgeLabel], report: Report, scoring: Scoring, thresholds: Thresholds,
+                calibrated_now: bool, note: str, reviewed: bool, reviewed_services: list[str] | None, path: Path,
+                test: Metric, met: bool, seconds: float) -> None:
     out = console()
     kinds: dict[str, int] = {}
     for row in rows:
         kinds[row.kind] = kinds.get(row.kind, 0) + 1
     out.print(f"{len(rows)} labelled pairs ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}) over "
               f"{len(label_services(rows))} services, {scoring.tools} operations scored; labels: {path}")
-    out.print(f"thresholds{' (calibrated now, calibration split only)' if calibrate_ else ''}: "
+    out.print(f"thresholds{' (calibrated now, calibration split only)' if calibrated_now else ''}: "
               f"schema {thresholds.schema}, embedding {thresholds.embedding} (alone: schema {thresholds.schema_alone}, "
               f"embedding {thresholds.embedding_alone}); embedder: {report.embedder or 'none'}")
     if note:
         out.print(Text(note, style="yellow"))
-    if client is not None:
+    if reviewed:
         out.print(f"llm: {scoring.llm} reviewed {report.llm_rows} labelled pairs (producer services: "
                   f"{', '.join(reviewed_services) if reviewed_services else 'all'}) in {scoring.llm_requests} requests, "
                   f"{scoring.llm_failed_requests} failed, {len(scoring.llm_problems)} answers dropped or failed")
     for missing in report.missing[:10]:
         out.print(Text(f"missing: {missing}", style="yellow"))
     out.print(_report_table(report))
-    verdict = "met" if payload["targets"]["met"] else "NOT met"  # type: ignore[index]
+    verdict = "met" if met else "NOT met"
     out.print(f"combined, test split: precision {test.precision:.3f}, recall {test.recall:.3f} "
               f"(targets ≥ 0.85 and ≥ 0.80: {verdict}); {seconds:.1f} s")
 

@@ -180,8 +180,8 @@ def _endpoint_status(config: OpenAIConfig) -> tuple[bool, str]:
     return True, f"{config.base_url} answers; serves {', '.join(served) or 'unknown models'}"
 
 
-def collect_info(settings: LLMSettings, workspace: Workspace, verify: bool) -> dict[str, Any]:
-    models_dir = settings.local.models_dir
+def _local_model_rows(models_dir: Path, verify: bool) -> list[dict[str, Any]]:
+    """One row per known local model, by key: its install state and, when packages are missing, the command."""
     local_rows: list[dict[str, Any]] = []
     for key in sorted(LOCAL_MODELS):
         model = LOCAL_MODELS[key]
@@ -207,6 +207,16 @@ def collect_info(settings: LLMSettings, workspace: Workspace, verify: bool) -> d
             except EnvFactoryError as exc:
                 row.update(verified=False, error=str(exc))
         local_rows.append(row)
+    return local_rows
+
+
+def collect_info(settings: LLMSettings, workspace: Workspace, verify: bool) -> dict[str, Any]:
+    """What `llm info` reports, JSON-ready: whether the configured provider is ready (an OpenAI-compatible
+    endpoint is asked which models it serves), every local model's install state with the command that
+    installs what is missing, the embedders, library versions and the workspace's response cache.
+    `verify` re-hashes the installed model files (slow); a failed check is reported, not raised."""
+    models_dir = settings.local.models_dir
+    local_rows = _local_model_rows(models_dir, verify)
     try:
         embedder_dir: str | None = str(package_model_dir(SentenceEmbedderConfig()))
     except EnvFactoryError:

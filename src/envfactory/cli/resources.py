@@ -75,6 +75,8 @@ KindOption = Annotated[str | None, typer.Option("--kind", help="Only this kind (
 
 
 def default_cache_dir() -> Path:
+    """Where the catalog caches its indexes: `$ENVFACTORY_CACHE_DIR/resources`, else
+    `$XDG_CACHE_HOME/envfactory/resources`, else `~/.cache/envfactory/resources` (not created here)."""
     base = os.environ.get("ENVFACTORY_CACHE_DIR")
     if base:
         return Path(base).expanduser() / "resources"
@@ -95,6 +97,9 @@ def _mcp_configs(values: list[str]) -> list[McpServerConfig]:
 
 def open_catalog(cache_dir: Path | None, openapi: list[Path] | None, docs: list[Path] | None,
                  mcp: list[str] | None, no_defaults: bool) -> Catalog:
+    """A refreshed catalog over the default sources (unless `no_defaults`) plus the user's OpenAPI files, docs
+    folders and `NAME=COMMAND` MCP servers; indexes a source on first use (progress on stderr).
+    Raises `EnvFactoryError` on a malformed `--mcp` value."""
     cache = cache_dir or default_cache_dir()
     sources, missing = ([], []) if no_defaults else default_sources(cache)
     sources.extend(user_sources(openapi or [], docs or [], _mcp_configs(mcp or [])))

@@ -73,6 +73,7 @@ class RunConfigError(EnvFactoryError):
     """A run config with problems; the message lists every one with its path."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
+        """`problems`: one line each, already prefixed with the config path of the field at fault."""
         self.problems = problems
         listed = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{path}: {len(problems)} problem(s):\n{listed}")

@@ -36,11 +36,15 @@ if TYPE_CHECKING:
 
 
 class McpTransport(StrEnum):
+    """`--mcp`: MCP over stdin/stdout (one client) or streamable HTTP (many)."""
+
     stdio = "stdio"
     http = "http"
 
 
 class Naming(StrEnum):
+    """`--naming`: tool names as `<env>__<tool>` (qualified; needed when several environments are served) or plain."""
+
     qualified = "qualified"
     plain = "plain"
 
