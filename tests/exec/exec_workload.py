@@ -55,7 +55,7 @@ class TroubleItem(SpecModel):
 
     schema_version: Literal[1] = 1
     value: int
-    behaviour: Literal["ok", "kill", "permanent", "transient_once", "always_transient", "hang"] = "ok"
+    behaviour: Literal["ok", "kill", "permanent", "transient_once", "always_transient", "hang", "record_pid"] = "ok"
     marker: str = ""
 
 
@@ -74,6 +74,10 @@ def _count_try(marker: str) -> int:
 
 def trouble(item: TroubleItem) -> TroubleResult:
     """Square the value, or misbehave: kill the worker, raise a deliberate or a transient error, hang."""
+    if item.behaviour == "record_pid":  # which process ran it, one line per item
+        with Path(item.marker).open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return TroubleResult(value=item.value * item.value, pid_is_worker=True)
     tries = _count_try(item.marker) if item.marker else 1
     if item.behaviour == "kill":
         os.kill(os.getpid(), signal.SIGKILL)

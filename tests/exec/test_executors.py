@@ -49,6 +49,23 @@ def test_pool_runs_items_in_other_processes(monkeypatch: pytest.MonkeyPatch) -> 
     assert serial[0].result.pid_is_worker is False  # type: ignore[union-attr]
 
 
+def test_pool_workers_serve_every_map_until_closed(tmp_path: Path) -> None:
+    pool = PoolExecutor(workers=2)
+    marker = str(tmp_path / "pids")
+    try:
+        for wave in range(3):
+            items = [TroubleItem(value=wave * 4 + v, behaviour="record_pid", marker=marker) for v in range(4)]
+            assert [o.result.value for o in pool.map(trouble, items)] == [i.value ** 2 for i in items]  # type: ignore[union-attr]
+        pids = set((tmp_path / "pids").read_text().split())
+        assert 1 <= len(pids) <= 2  # three waves, the same (at most two) processes
+    finally:
+        pool.close()
+    assert not any(_running(int(pid)) for pid in pids)
+    pool.map(trouble, [TroubleItem(value=5, behaviour="record_pid", marker=marker)])  # a closed pool starts anew
+    pool.close()
+    assert len(set((tmp_path / "pids").read_text().split()) - pids) == 1
+
+
 @pytest.mark.parametrize("kind", ["serial", "pool"])
 def test_failures_are_bounded_and_deliberate_errors_are_not_retried(kind: str, tmp_path: Path) -> None:
     executor = make_executor(ExecutorConfig(kind=kind, workers=2, max_attempts=3))  # type: ignore[arg-type]

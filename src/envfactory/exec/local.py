@@ -12,6 +12,9 @@ Contract (shared with `RayExecutor`):
   SIGKILL") after `max_attempts` tries, and the others complete. The pool is rebuilt for what is left.
 - Workers start with `forkserver` (no inherited threads or open model handles) and import the work
   function by name; nothing but references and JSON bytes cross the process boundary.
+- Pool workers are started on the first `map` and kept until `close()`, so what a worker loads for its
+  first item serves every later call (synthesis waves, library-build windows); a pool a dying worker
+  broke is replaced by a fresh one.
 - Workers leave within about a second of their driver's death (`follow_driver`), even a `kill -9`: no
   orphan goes on computing an item nobody will read. The driver's checkpoints decide what a resume redoes.
 """
@@ -177,6 +180,20 @@ class PoolExecutor:
         self.workers = workers or usable_cores()
         self.max_attempts = max_attempts
         self._context = multiprocessing.get_context("forkserver")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _workers(self) -> ProcessPoolExecutor:
+        """The pool's processes, started on first use and kept between `map` calls: a worker's context (the
+        environments, graphs and model it loaded for its first item) serves every later wave too."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                             initializer=follow_driver, initargs=(os.getpid(),))
+        return self._pool
+
+    def _discard(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def map(self, function: Callable[[ItemT], ResultT], items: Sequence[ItemT],
             on_outcome: OnOutcome | None = None) -> list[Outcome[ResultT]]:
@@ -192,23 +209,25 @@ class PoolExecutor:
         return batch.ordered()
 
     def _round(self, batch: Batch, pending: list[int]) -> tuple[list[int], list[int]]:
-        """Submit `pending` to a fresh pool; (items to try again, items in flight when a worker died)."""
+        """Submit `pending` to the pool; (items to try again, items in flight when a worker died). A broken
+        pool is discarded; the next round starts a fresh one."""
         retry: list[int] = []
         suspects: list[int] = []
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(pending)), mp_context=self._context,
-                                 initializer=follow_driver, initargs=(os.getpid(),)) as pool:
-            futures: dict[Future[tuple[bool, bytes, str]], int] = {
-                pool.submit(run_encoded, batch.spec.reference, batch.payloads[index]): index for index in pending
-            }
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    answer = future.result()
-                except BrokenProcessPool:
-                    suspects.append(index)
-                    continue
-                if not batch.settle(index, *answer):
-                    retry.append(index)
+        pool = self._workers()
+        futures: dict[Future[tuple[bool, bytes, str]], int] = {
+            pool.submit(run_encoded, batch.spec.reference, batch.payloads[index]): index for index in pending
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                answer = future.result()
+            except BrokenProcessPool:
+                suspects.append(index)
+                continue
+            if not batch.settle(index, *answer):
+                retry.append(index)
+        if suspects:
+            self._discard()
         # The pool hands items to workers in submission order and queues at most one more than it has
         # workers, so the items in flight when it broke are the first `workers + 1` of the broken ones;
         # the rest never started and go back to the next pool without a try counted against them.
@@ -233,4 +252,5 @@ class PoolExecutor:
         return answer
 
     def close(self) -> None:
-        """Nothing held between `map` calls."""
+        """Stop the worker processes (idempotent); a later `map` starts new ones."""
+        self._discard()
