@@ -165,3 +165,17 @@ def test_aws_and_google_figures_do_not_drop(label_catalog: Catalog) -> None:
     figures = _figures(load_labels(default_labels_path()), label_catalog)
     for key, (precision, recall) in AWS_GOOGLE_BEFORE.items():
         assert round(figures[key].precision, 3) >= precision and round(figures[key].recall, 3) >= recall, key
+
+
+def test_an_arn_feeds_a_name_input_that_says_it_takes_arns() -> None:
+    named = {"type": "string", "description": "The name of the queue. ARNs are accepted as well."}
+    queues = _prepared(
+        operation("q", "CreateQueue", {"Label": S}, {"QueueArn": S}),
+        operation("q", "CreateTopic", {"Label": S}, {"TopicArn": S}),
+        operation("q", "DeleteQueue", {"QueueName": named}, {}, ["QueueName"]),
+        operation("q", "PurgeQueue", {"QueueName": {"type": "string", "description": "The name of the queue."}}, {},
+                  ["QueueName"]),
+    )
+    assert _score(queues, "CreateQueue", "QueueArn", "DeleteQueue", "QueueName").evidence.startswith("[identifier]")
+    assert _score(queues, "CreateTopic", "TopicArn", "DeleteQueue", "QueueName").score == 0
+    assert _score(queues, "CreateQueue", "QueueArn", "PurgeQueue", "QueueName").score == 0

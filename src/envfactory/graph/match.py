@@ -24,7 +24,8 @@ Contract:
   as an id of its container or its own `$ref` definition (`alternates`); "the X's parent" is an X; an
   integer id fills a string input that takes that id (a path parameter); an id of another system
   (`external_...`, `remote...`, "an ID ... in another system") is typed `foreign` and feeds nothing; ids
-  of different resources conflict.
+  of different resources conflict; an ARN feeds a name/id input of the same entity whose description
+  says it takes ARNs too.
 - Cursors: a list call's next-page position (`cursor`, `NextToken`, `meta.cursors.next`) feeds its own
   cursor input (the only self-edge) and nothing else.
 - User-level values: an e-mail address or phone number feeds the same kind of value in any service.
@@ -35,6 +36,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +108,7 @@ class FieldView:
     alternates: tuple[Ref, ...] = ()  # outputs: what the field's container or definition says it is
     mentions: frozenset[str] = frozenset()  # inputs: field names the description quotes
     cursor: bool = False  # a next-page position (output) or the input that takes one
+    takes_arn: bool = False  # inputs: the description says an ARN is accepted too ("name or ARN")
 
     def owns(self, entity: tuple[str, ...]) -> bool:
         """Whether this field's own service issues `entity`s (its identifiers are scoped to it)."""
@@ -245,6 +248,9 @@ def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
     return (own,)
 
 
+_ARN_WORD = re.compile(r"\bARNs?\b|Amazon Resource Name", re.IGNORECASE)
+
+
 def make_view(index: int, tool: int, service: str, f: Field, direction: str, tool_entity: tuple[str, ...],
               owned: frozenset[str] = frozenset()) -> FieldView:
     """The matching view of one input or output field: its reference, accepted references, name key and
@@ -267,6 +273,7 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
         ref=ref, accepts=accepts, name_key=name_key, skip=skip, owned=owned, chosen=chosen,
         alternates=output_alternates(f, ref, tool_entity) if direction == "output" else (),
         mentions=mentioned_fields(f.description) if direction == "input" else frozenset(), cursor=cursor,
+        takes_arn=direction == "input" and bool(_ARN_WORD.search(f.description[:700])),
     )
 
 
@@ -349,6 +356,12 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
                 best, evidence = QUALIFIED, "any ARN of this service"
             elif not inp.own_resources_only:
                 best, evidence = WEAK, "any ARN"
+    if best == 0.0 and attr == "arn" and inp.takes_arn and not attr_seen:
+        for acc in inp.accepts:
+            if acc.attribute in ("name", "id") and entities_compatible(out.ref.entity, acc.entity,
+                                                                      same_service=same_service) == 1.0:
+                best, evidence = QUALIFIED, f"{' '.join(acc.entity)} arn for a {acc.attribute} that also takes the ARN"
+                break
     if best == 0.0 and same_service and out.name in inp.mentions and _mentioned_entity(out, inp):
         best, evidence = QUALIFIED, f"the input's description names `{out.name}`"
     equal_names = (
