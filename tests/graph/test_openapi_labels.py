@@ -179,3 +179,17 @@ def test_an_arn_feeds_a_name_input_that_says_it_takes_arns() -> None:
     assert _score(queues, "CreateQueue", "QueueArn", "DeleteQueue", "QueueName").evidence.startswith("[identifier]")
     assert _score(queues, "CreateTopic", "TopicArn", "DeleteQueue", "QueueName").score == 0
     assert _score(queues, "CreateQueue", "QueueArn", "PurgeQueue", "QueueName").score == 0
+
+
+def test_numbered_resources_are_addressed_by_their_number() -> None:
+    issue = {"type": "object", "properties": {"id": INT, "number": INT, "title": S}}
+    repo = _prepared(
+        operation("repo", "CreateIssue", {"title": S}, {"number": INT, "id": INT}, provider="acme"),
+        operation("repo", "GetIssue", {"issue_number": INT}, {}, ["issue_number"], provider="acme"),
+        operation("repo", "ListPulls", {"page": INT}, {"pulls": {"type": "array", "items": issue}}, provider="acme"),
+        operation("repo", "ListIssues", {"page_number": INT}, {"page_number": INT}, provider="acme"),
+    )
+    number = _score(repo, "CreateIssue", "number", "GetIssue", "issue_number")
+    assert number.score >= 0.45 and number.evidence.startswith("[identifier]")
+    assert _score(repo, "CreateIssue", "id", "GetIssue", "issue_number").score == 0  # the id is not the number
+    assert _score(repo, "ListPulls", "pulls[].number", "GetIssue", "issue_number").score == 0  # a pull's number

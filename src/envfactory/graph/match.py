@@ -22,7 +22,8 @@ Contract:
   role ARNs feed Lambda's `Role`, Drive file ids feed Calendar attachments).
 - Typed resource ids (REST/OpenAPI): `sid`/`gid`/`uuid` are identifiers; a bare id output is also read
   as an id of its container or its own `$ref` definition (`alternates`); "the X's parent" is an X; an
-  integer id fills a string input that takes that id (a path parameter); an id of another system
+  integer id fills a string input that takes that id (a path parameter); a numbered resource's `number`
+  feeds `<resource>_number` (`issue_number`); an id of another system
   (`external_...`, `remote...`, "an ID ... in another system") is typed `foreign` and feeds nothing; ids
   of different resources conflict; an ARN feeds a name/id input of the same entity whose description
   says it takes ARNs too.
@@ -356,6 +357,8 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
                 best, evidence = QUALIFIED, "any ARN of this service"
             elif not inp.own_resources_only:
                 best, evidence = WEAK, "any ARN"
+    if best == 0.0 and attr == "number" and same_service and _numbered(out, inp):
+        best, evidence = STRONG, f"{' '.join(out.ref.entity)} number = {' '.join(out.ref.entity)} number"
     if best == 0.0 and attr == "arn" and inp.takes_arn and not attr_seen:
         for acc in inp.accepts:
             if acc.attribute in ("name", "id") and entities_compatible(out.ref.entity, acc.entity,
@@ -384,11 +387,11 @@ USER_VALUES = frozenset({"email", "phone"})
 
 
 def value_kind(attribute: str) -> str:
-    """What kind of value an edge carries: `identifier` (generated handles), `user value` (e-mail
-    addresses, phone numbers, names, titles, times, amounts) or `data`."""
-    if attribute in GENERATED:
+    """What kind of value an edge carries: `identifier` (generated handles, a resource's number), `user
+    value` (e-mail addresses, phone numbers, names, titles, times, amounts) or `data`."""
+    if attribute in GENERATED or attribute == "number":  # `number`: a numbered resource's own number
         return "identifier"
-    if attribute in USER_VALUES | {"name", "title", "label", "time", "number", "value"}:
+    if attribute in USER_VALUES | {"name", "title", "label", "time", "value"}:
         return "user value"
     return "data"
 
@@ -397,6 +400,19 @@ def _numeric_id(out: FieldView, inp: FieldView) -> bool:
     """An integer identifier passed where the input takes it as a string (a path parameter: `/keys/{id}`)."""
     return (out.type == "integer" and inp.type == "string" and not inp.format and out.ref.attribute == "id"
             and any(a.attribute == "id" for a in inp.accepts))
+
+
+_NOT_NUMBERED = frozenset({"page", "total", "result", "record", "phone", "version", "count", "item", "element"})
+
+
+def _numbered(out: FieldView, inp: FieldView) -> bool:
+    """A resource's own integer number (`number` of an issue) into `<resource>_number` (`issue_number`):
+    numbered resources are addressed by that number, not by their id."""
+    entity = out.ref.entity
+    return (out.type == "integer" and inp.type in ("integer", "string") and _specific(entity)
+            and not set(entity) & _NOT_NUMBERED and inp.name_key.endswith("number")
+            and any(a.attribute == "number" and entities_compatible(entity, a.entity, same_service=True) == 1.0
+                    for a in inp.accepts))
 
 
 def _mentioned_entity(out: FieldView, inp: FieldView) -> bool:
