@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-requests", type=Path, help="--prefix-reuse: write every request here (.jsonl.gz)")
     parser.add_argument("--prefix-suites", default="bfcl,tau2,library",
                         help="--prefix-reuse: which tasks (comma-separated: bfcl, tau2, library)")
+    parser.add_argument("--prefix-modes", default="off,on,evicting",
+                        help="--prefix-reuse: which runs of each episode (off and on always; evicting optional)")
     args = parser.parse_args(argv)
     repeat = 2 if args.quick else 3
     rows: list[dict[str, Any]] = []
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         from llm_prefix import bench_prefix_reuse  # benchmarks/llm_prefix.py
 
         rows = bench_prefix_reuse(args.models_dir, args.prefix_model, args.record_requests,
-                                  tuple(args.prefix_suites.split(",")))
+                                  tuple(args.prefix_suites.split(",")), tuple(args.prefix_modes.split(",")))
         _print_rows(rows, args.json)
         return 0
     keys = ["smollm2-135m"] if args.quick else ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]

@@ -1,15 +1,17 @@
 """The prefix-cache figures of `benchmarks/llm.py --prefix-reuse` (see its docstring).
 
-Each task's episode runs three times in a row — cache off, on, evicting — with the same seed, through
+Each task's episode runs three times in a row — cache off, on, evicting (`modes` may leave out the
+evicting run, which takes about as long as the cache-off one) — with the same seed, through
 `ManagedClient` (no response cache) over a timing wrapper of each `LocalProvider`. Model time is the
-wall time inside the provider's `chat`. The three runs must be identical; the figures say whether they
-were.
+wall time inside the provider's `chat`. The runs must be identical; the figures say whether they were.
+Each task's rows are printed as soon as its runs finish, so an interrupted run still leaves figures.
 """
 
 from __future__ import annotations
 
 import gzip
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,8 @@ class _Timed:
         self.steps.append(_Step(seconds, usage.prompt_tokens, evaluated, response.to_json_bytes(),
                                 self.provider.last_token_ids))
         self.requests.append(request)
+        print(f"  call {len(self.steps)}: {seconds:.1f} s, {usage.prompt_tokens} prompt tokens, {evaluated} evaluated",
+              file=sys.stderr, flush=True)
         return response
 
 
@@ -89,11 +93,15 @@ SUITES = ("bfcl", "tau2", "library")
 
 
 def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
-                       suites: tuple[str, ...] = SUITES) -> list[dict[str, Any]]:
+                       suites: tuple[str, ...] = SUITES, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
     """Rows for `benchmarks/llm.py` (ratio = cache-off time / cache-on time: higher is better); `suites`
-    picks among one BFCL base task, one τ² airline task and the library task."""
+    picks among one BFCL base task, one τ² airline task and the library task; `modes` must hold "off"
+    and "on" ("evicting" is optional)."""
+    if not {"off", "on"} <= set(modes) <= set(MODES):
+        raise ValueError(f"modes must hold off and on, and only {MODES}: {modes}")
+    modes = tuple(mode for mode in MODES if mode in modes)
     providers = {mode: LocalProvider(LocalConfig(model=key, models_dir=models_dir, prefix_cache_bytes=CACHE_BYTES[mode]))
-                 for mode in MODES}
+                 for mode in modes}
     for provider in providers.values():
         provider.load()
     selections = [SuiteSelection(suite="bfcl_base", count=1)] * ("bfcl" in suites)
@@ -106,14 +114,18 @@ def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
         items = select_tasks(config, sandbox=pool, workdir=Path(tmp)) if selections else []
         items += [_library_item()] * ("library" in suites)
         for item in items:
-            timed = {mode: _Timed(providers[mode]) for mode in MODES}
+            timed = {mode: _Timed(providers[mode]) for mode in modes}
             results = {}
-            for mode in MODES:  # one after the other, the same episode: load changes hit all three alike
-                if providers[mode].kv_cache is not None:
-                    providers[mode].kv_cache.clear()  # every episode starts cold
+            for mode in modes:  # one after the other, the same episode: load changes hit all three alike
+                cache = providers[mode].kv_cache
+                if cache is not None:
+                    cache.clear()  # every episode starts cold
                 results[mode] = run_attempt(config, ManagedClient(timed[mode]), _user(timed[mode]), item, 0)
-            rows += _task_rows(item.suite, timed, results)
-            print(f"{item.suite}: done", flush=True)
+            task_rows = _task_rows(item.suite, timed, results)
+            rows += task_rows
+            for row in task_rows:
+                ratio = "" if row["ratio"] is None else f"  (cache off {row['baseline_value']:.1f}, {row['ratio']:.2f}x)"
+                print(f"{row['figure']}: {row['value']:.1f} {row['unit']}{ratio}", flush=True)
             recorded += timed["on"].requests
     for provider in providers.values():
         provider.close()
@@ -131,24 +143,26 @@ def _user(timed: _Timed) -> Any:
 
 
 def _task_rows(suite: str, timed: dict[str, _Timed], results: dict[str, Any]) -> list[dict[str, Any]]:
-    off, on, evicting = (timed[mode].steps for mode in MODES)
-    same = [(s.answer, s.token_ids) for s in off] == [(s.answer, s.token_ids) for s in on] == \
-        [(s.answer, s.token_ids) for s in evicting]
-    trajectories = {results[mode].trajectory.to_json_bytes() for mode in MODES}
+    off, on = timed["off"].steps, timed["on"].steps
+    answers = [[(s.answer, s.token_ids) for s in timed[mode].steps] for mode in timed]
+    same = all(run == answers[0] for run in answers)
+    trajectories = {results[mode].trajectory.to_json_bytes() for mode in timed}
     steps = len(off)
 
     def total(steps_: list[_Step]) -> float:
         return sum(s.seconds for s in steps_)
 
     label = f"{suite} ({steps} model calls)"
+    evicting = [_row(f"{label}: model s/episode, evicting", total(timed["evicting"].steps), "s", total(off))] \
+        if "evicting" in timed else []
     return [
         _row(f"{label}: model s/episode, cache on", total(on), "s", total(off)),
-        _row(f"{label}: model s/episode, evicting", total(evicting), "s", total(off)),
+        *evicting,
         _row(f"{label}: model s/step, cache on", statistics.fmean(s.seconds for s in on), "s",
              statistics.fmean(s.seconds for s in off)),
         _row(f"{label}: prompt tokens evaluated/step, on", statistics.fmean(s.evaluated_tokens for s in on), "tok",
              statistics.fmean(s.evaluated_tokens for s in off)),
         _row(f"{label}: prompt tokens/step", statistics.fmean(s.prompt_tokens for s in off), "tok", None),
-        _row(f"{label}: outputs identical in the 3 runs", float(same and len(trajectories) == 1), "bool", None),
+        _row(f"{label}: outputs identical in the {len(timed)} runs", float(same and len(trajectories) == 1), "bool", None),
         _row(f"{label}: passed (cache on)", float(results["on"].passed), "bool", None),
     ]
