@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from envfactory.build.fanout import hooks_for, standard_hooks
+from envfactory.build.fanout import build_speculatively, hooks_for, standard_hooks
 from envfactory.build.library import BuildEvent, LibraryBuilder
 from envfactory.cli.resources import default_cache_dir
 from envfactory.exec import Executor, PoolExecutor, RayExecutor, ray_available, usable_cores
@@ -47,7 +47,8 @@ def _build(catalog: Catalog, config: LibraryConfig, root: Path, executor: Execut
 
     began = time.perf_counter()
     LibraryBuilder(catalog, config, root, differential=differential, contamination=contamination,
-                   executor=executor, worker_hooks=hooks, progress=progress).run()
+                   executor=executor, worker_hooks=hooks, progress=progress,
+                   fan_out=build_speculatively if executor is not None else None).run()
     return time.perf_counter() - began, sum(submitted)
 
 

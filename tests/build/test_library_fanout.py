@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from envfactory.build.errors import BuildError
-from envfactory.build.fanout import STAGING
+from envfactory.build.fanout import STAGING, build_speculatively
 from envfactory.build.library import LLM_CASSETTE, BuildEvent, LibraryBuilder
 from envfactory.cli.app import app
 from envfactory.exec import PoolExecutor, RayExecutor, SerialExecutor, ray_available
@@ -45,7 +45,7 @@ def test_a_pool_build_gives_the_serial_files_and_discards_what_the_serial_order_
     events: list[BuildEvent] = []
     executor = PoolExecutor(workers=2)
     try:
-        LibraryBuilder(small_catalog, CONFIG, tmp_path / "small", executor=executor, progress=events.append).run()
+        LibraryBuilder(small_catalog, CONFIG, tmp_path / "small", executor=executor, fan_out=build_speculatively, progress=events.append).run()
     finally:
         executor.close()
     assert _files(tmp_path / "small") == serial_build
@@ -63,7 +63,7 @@ def test_a_ray_build_gives_the_serial_files(small_catalog: Catalog, serial_build
                                             tmp_path: Path) -> None:
     executor = RayExecutor(workers=2)
     try:
-        LibraryBuilder(small_catalog, CONFIG, tmp_path / "small", executor=executor).run()
+        LibraryBuilder(small_catalog, CONFIG, tmp_path / "small", executor=executor, fan_out=build_speculatively).run()
     finally:
         executor.close()
     assert _files(tmp_path / "small") == serial_build
@@ -85,27 +85,29 @@ def test_a_proposal_failing_on_its_worker_stops_the_build_and_a_resume_finishes_
 
     monkeypatch.setattr(LibraryBuilder, "build_resolved", crashing)
     with pytest.raises(BuildError, match=r"failed on its worker: .*disk on fire.*--resume") as raised:
-        LibraryBuilder(small_catalog, CONFIG, root, executor=SerialExecutor(max_attempts=2)).run()
+        LibraryBuilder(small_catalog, CONFIG, root, executor=SerialExecutor(max_attempts=2), fan_out=build_speculatively).run()
     assert seen[1] in str(raised.value)
     saved = [ProposalOutcome.model_validate_json(p.read_bytes()).proposal_id for p in (root / "outcomes").glob("*.json")]
     assert saved == [seen[0]]  # the verdict before it in the serial order is checkpointed, nothing after
     assert not (root / STAGING).exists()
     monkeypatch.setattr(LibraryBuilder, "build_resolved", original)
-    LibraryBuilder(small_catalog, CONFIG, root, executor=SerialExecutor()).run(resume=True)
+    LibraryBuilder(small_catalog, CONFIG, root, executor=SerialExecutor(), fan_out=build_speculatively).run(resume=True)
     assert _files(root) == serial_build
 
 
 def test_what_cannot_travel_to_workers_is_refused_before_any_work(small_catalog: Catalog, tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="fan_out"):
+        LibraryBuilder(small_catalog, CONFIG, tmp_path / "z", executor=SerialExecutor()).run()
     with pytest.raises(BuildError, match="worker_hooks"):
-        LibraryBuilder(small_catalog, CONFIG, tmp_path / "a", executor=SerialExecutor(),
+        LibraryBuilder(small_catalog, CONFIG, tmp_path / "a", executor=SerialExecutor(), fan_out=build_speculatively,
                        contamination=lambda spec: []).run()
     with pytest.raises(BuildError, match="worker_model"):
         LibraryBuilder(small_catalog, CONFIG.model_copy(update={"seed_realism": True}), tmp_path / "b",
-                       executor=SerialExecutor()).run()
+                       executor=SerialExecutor(), fan_out=build_speculatively).run()
     assert not (tmp_path / "a" / "outcomes").exists() and not (tmp_path / "b" / "outcomes").exists()
     # With the standard hooks named, the same builder goes ahead.
     LibraryBuilder(small_catalog, CONFIG.model_copy(update={"domains": ["office"], "accept_per_domain": 1}),
-                   tmp_path / "c", executor=SerialExecutor(), contamination=lambda spec: [],
+                   tmp_path / "c", executor=SerialExecutor(), fan_out=build_speculatively, contamination=lambda spec: [],
                    worker_hooks=BuildHooks(contamination=False),
                    worker_model=WorkerModel(provider="replay", cassette="unused")).run()
     assert any((tmp_path / "c" / "outcomes").glob("*.json"))

@@ -35,8 +35,8 @@ Contract:
   the evidence, at most `max_author_rounds` times, the others keep their code; operations still failing
   stay dropped. `build.json` records the requests, tokens, what was authored and every failure; the
   outcome counts authored tools and adds their tokens to `llm_tokens`.
-- Executor (`executor`): proposals are built by `build.fanout` on a process pool or Ray, a speculative
-  window at a time, and consumed in the serial order, so the files are the serial build's. Workers wire
+- Executor (`executor`, with `fan_out=build.fanout.build_speculatively`): proposals are built on a
+  process pool or Ray, a speculative window at a time, and consumed in the serial order, so the files are the serial build's. Workers wire
   the standard hooks themselves (`worker_hooks`) and open `worker_model`; hooks given only as functions,
   or a config that needs a model without a `worker_model`, are a `BuildError` before any work.
 - Deterministic: proposals come in catalog order and ids are content hashes; the same config and
@@ -128,6 +128,14 @@ class DifferentialHook(Protocol):
 ContaminationHook = Callable[[EnvSpec], list[str]]
 
 
+class FanOut(Protocol):
+    """Builds the remaining proposals on the builder's executor, settling each verdict in the serial order
+    (`build.fanout.build_speculatively`)."""
+
+    def __call__(self, builder: LibraryBuilder, todo: Sequence[Proposal], outcomes: dict[str, ProposalOutcome],
+                 tally: BuildTally, /) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BuildEvent:
     """Progress of a library build, for the CLI's display."""
@@ -213,6 +221,9 @@ class LibraryBuilder:
     """The standard hooks workers wire for themselves; required with an executor when hooks are given."""
     worker_model: WorkerModel | None = None
     """The model workers open (seed realism, authoring); required with an executor when the config uses one."""
+    fan_out: FanOut | None = None
+    """How proposals go to the executor: `build.fanout.build_speculatively` (injected, because `build.fanout`
+    builds on this module; required with an executor)."""
     _timings: dict[str, float] = field(default_factory=dict)
     _pool: SandboxPool | None = None
 
@@ -259,9 +270,8 @@ class LibraryBuilder:
                 self._timings[proposal.id] = round(self.clock() - began, 3)
                 self.settle(proposal, outcome, outcomes, tally)
         else:
-            from envfactory.build.fanout import build_speculatively
-
-            build_speculatively(self, todo, outcomes, tally)
+            assert self.fan_out is not None  # check_fan_out said so
+            self.fan_out(self, todo, outcomes, tally)
         funnel = funnel_of(self.config, batch, list(outcomes.values()))
         write_atomic(paths.funnel, funnel.to_json_bytes())
         earlier = (BuildTimings.model_validate_json(paths.timings.read_bytes()).per_proposal_s
@@ -272,8 +282,11 @@ class LibraryBuilder:
         return funnel
 
     def check_fan_out(self) -> None:
-        """A `BuildError` when this build cannot go to workers: hooks given as functions without the
-        `worker_hooks` that say how workers wire them, or a config that uses a model without `worker_model`."""
+        """A `BuildError` when this build cannot go to workers: no `fan_out`, hooks given as functions
+        without the `worker_hooks` that say how workers wire them, or a config that uses a model without
+        `worker_model`."""
+        if self.fan_out is None:
+            raise BuildError("an executor needs fan_out=build.fanout.build_speculatively (the speculative window)")
         if (self.differential is not None or self.contamination is not None) and self.worker_hooks is None:
             raise BuildError("hooks given as functions cannot travel to workers: pass worker_hooks (the standard "
                              "hooks, build.fanout.standard_hooks) or build on the serial executor")

@@ -25,7 +25,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from envfactory.build.fanout import hooks_for, standard_hooks
+from envfactory.build.fanout import build_speculatively, hooks_for, standard_hooks
 from envfactory.build.library import (
     LLM_CASSETTE,
     BuildEvent,
@@ -136,6 +136,7 @@ def build_library(config: LibraryConfig, root: Path, *, workspace: Path, llm: st
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         builder = LibraryBuilder(catalog, config, root, differential=differential, contamination=contamination,
                                  progress=progress, llm=client, embedder=embedder, executor=executor,
+                                 fan_out=build_speculatively if executor is not None else None,
                                  worker_hooks=hooks, worker_model=workers_model)
         return builder.run(resume=resume)
 
