@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema_rs
 
 from envfactory.resources._text import clean_text
+from envfactory.resources.model import SourceFormatError
 from envfactory.spec import JSONObject, JSONValue
 
 MAX_DEFS = 80
@@ -219,3 +220,17 @@ def finished_schema(schema: JSONObject) -> tuple[JSONObject | None, str | None]:
     if schema_problem(relaxed) is None:
         return relaxed, f"patterns dropped ({problem})"
     return None, problem
+
+
+def finished_schemas(input_schema: JSONObject, output_schema: JSONObject, notes: list[str]) -> list[JSONObject]:
+    """`[input, output]` finished (`finished_schema`); each one's note is appended to `notes` as
+    `"<direction>: <note>"`. Raises `SourceFormatError` naming the direction when one does not compile."""
+    finished: list[JSONObject] = []
+    for direction, schema in (("input", input_schema), ("output", output_schema)):
+        done, note = finished_schema(schema)
+        if done is None:
+            raise SourceFormatError(f"{direction} schema does not compile: {note}")
+        if note:
+            notes.append(f"{direction}: {note}")
+        finished.append(done)
+    return finished

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from envfactory.resources import domains
-from envfactory.resources._schema import DefinitionCollector, finished_schema
+from envfactory.resources._schema import DefinitionCollector, finished_schemas
 from envfactory.resources._text import DESCRIPTION_LIMIT, clean_name, clean_text, summary_of
 from envfactory.resources.model import (
     OperationEntry,
@@ -293,14 +293,7 @@ class GoogleSource:
         response = method.get("response")
         output_schema = out_collector.attach(out_collector.convert(response)) if isinstance(response, Mapping) else {}
         notes = collector.budget.problems + out_collector.budget.problems
-        finished: list[JSONObject] = []
-        for direction, schema in (("input", input_schema), ("output", output_schema)):
-            done, note = finished_schema(schema)
-            if done is None:
-                raise SourceFormatError(f"{direction} schema does not compile: {note}")
-            if note:
-                notes.append(f"{direction}: {note}")
-            finished.append(done)
+        finished = finished_schemas(input_schema, output_schema, notes)
         docs = "catalog notes: " + "; ".join(notes) if notes else ""
         return Operation(
             id=operation_id(PROVIDER, api, version, name), provider=PROVIDER, service=api, service_version=version,

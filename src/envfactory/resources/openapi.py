@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from envfactory.resources import domains
-from envfactory.resources._schema import DefinitionCollector, finished_schema
+from envfactory.resources._schema import DefinitionCollector, finished_schemas
 from envfactory.resources._text import DESCRIPTION_LIMIT, clean_name, clean_text, summary_of
 from envfactory.resources.model import (
     OperationEntry,
@@ -295,14 +295,7 @@ class OperationBuilder:
                 source=self.source.file or "openapi",
             ))
         notes.extend(collector.budget.problems + output_problems)
-        finished: list[JSONObject] = []
-        for direction, schema in (("input", input_schema), ("output", output_schema)):
-            done, note = finished_schema(schema)
-            if done is None:
-                raise SourceFormatError(f"{direction} schema does not compile: {note}")
-            if note:
-                notes.append(f"{direction}: {note}")
-            finished.append(done)
+        finished = finished_schemas(input_schema, output_schema, notes)
         summary = clean_text(op.get("summary"), 500)
         description = clean_text(op.get("description"), DESCRIPTION_LIMIT)
         text = summary if not description else (f"{summary}\n\n{description}" if summary and summary not in description
