@@ -56,6 +56,9 @@ def test_build_export_and_reproduce_with_recorded_model_answers(full_catalog: Ca
     reproduced = runner.invoke(app, ["library", "reproduce", "--library", str(library), "-w", str(workspace)])
     assert reproduced.exit_code == 0, reproduced.output
     assert "all 2 environment(s) reproduced" in reproduced.output
+    scratch = workspace / "runs" / "reproduce-library" / "library" / "build"
+    assert sorted(p.name for p in (scratch / "envs").iterdir()) == sorted(p.name for p in (root / "envs").iterdir())
+    assert not (workspace / "builds").exists()
 
     unknown = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace), "--domain", "space"])
     assert unknown.exit_code != 0 and "not in the config's domains" in unknown.output

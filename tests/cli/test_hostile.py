@@ -82,7 +82,7 @@ def test_resources_commands_escape_and_strip(hostile_openapi: Path, tmp_path: Pa
 def test_graph_and_contamination_commands_escape_and_strip(hostile_env: Path, tmp_path: Path) -> None:
     graph = tmp_path / "graph.json"
     assert_clean(invoke("graph", "build", "--env", str(hostile_env), "--out", str(graph)))
-    assert_clean(invoke("graph", "stats", "--graph", str(graph), "--samples", "50"))
+    assert_clean(invoke("graph", "stats", "--graph", str(graph), "--samples", "50", "-w", str(tmp_path / "ws")))
     assert_clean(invoke("graph", "sample", "--graph", str(graph), "--count", "3"))
     assert_clean(invoke("graph", "show", "--graph", str(graph), "--out", str(tmp_path / "graph.svg")))
     assert_clean(invoke("eval", "contamination", "--env", str(hostile_env), "--embedder", "none"), ok=False)

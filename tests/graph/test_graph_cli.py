@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from envfactory.cli.app import app
 from envfactory.graph import load_graph
 from envfactory.resources import default_sources
+from envfactory.spec import StageManifest
+from envfactory.store import StageDir, Workspace
 
 runner = CliRunner()
 
@@ -28,14 +30,20 @@ def test_build_stats_show_sample(tmp_path: Path) -> None:
     built = invoke("graph", "build", "-w", ws, "--json")
     assert built.exit_code == 0, built.output
     info = json.loads(built.output)
+    stage = tmp_path / "ws" / "runs" / "graph-build" / "graph"
+    assert Path(info["path"]) == stage / "graph.json"
     graph = load_graph(Path(info["path"]))
     assert info["info"]["tools"] == len(graph.tools()) == 41
+    assert StageDir.open(Workspace(tmp_path / "ws"), "graph-build", "graph").is_complete()
+    manifest = StageManifest.model_validate_json((stage / "manifest.json").read_bytes())
+    assert manifest.counts["tools"] == 41 and manifest.config["embed"] is False
+    assert not (tmp_path / "ws" / "graph").exists()
 
     stats = invoke("graph", "stats", "-w", ws, "-n", "300", "--json")
     assert stats.exit_code == 0, stats.output
     figures = json.loads(stats.output)
     assert figures["topology"]["valid_rate"] == 1.0 and figures["coverage"] >= 0.9
-    saved = json.loads((tmp_path / "ws" / "graph" / "stats.json").read_text())
+    saved = json.loads((stage / "stats.json").read_text())
     assert saved["topology"] == figures["topology"]
     text = invoke("graph", "stats", "-w", ws, "-n", "200")
     assert "coverage" in text.output and "random walk" in text.output
@@ -57,6 +65,31 @@ def test_build_stats_show_sample(tmp_path: Path) -> None:
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 3
     walk = invoke("graph", "sample", "-w", ws, "-n", "5", "--sampler", "random-walk")
     assert walk.exit_code == 0 and "chain 4" in walk.output
+
+
+def test_an_older_workspace_graph_folder_is_moved_to_the_run_layout(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    built = invoke("graph", "build", "-w", str(ws), "--json")
+    assert built.exit_code == 0, built.output
+    stage = ws / "runs" / "graph-build" / "graph"
+    graph_bytes = (stage / "graph.json").read_bytes()
+    legacy = ws / "graph"
+    legacy.mkdir()
+    (legacy / "graph.json").write_bytes(graph_bytes)  # what an older version left
+    (legacy / "chains.jsonl").write_text("{}\n")
+    (stage / "graph.json").unlink()
+    both = invoke("graph", "sample", "-w", str(ws), "-n", "1")
+    assert both.exit_code == 1 and "both hold graph files" in both.output
+    assert (legacy / "graph.json").read_bytes() == graph_bytes  # nothing moved
+    (stage / "manifest.json").unlink()
+    sampled = invoke("graph", "sample", "-w", str(ws), "-n", "2")
+    assert sampled.exit_code == 0, sampled.output
+    assert "moved the graph files an earlier version kept" in sampled.output
+    assert not legacy.exists()
+    assert (stage / "graph.json").read_bytes() == graph_bytes and (stage / "chains.jsonl").read_text() == "{}\n"
+    rebuilt = invoke("graph", "build", "-w", str(ws), "--json")
+    assert rebuilt.exit_code == 0 and (stage / "graph.json").read_bytes() == graph_bytes
+    assert (stage / "chains.jsonl").is_file() and not legacy.exists()
 
 
 def test_bad_input_is_reported_cleanly(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ Contract: `run_library(config, workspace, deps) -> StageManifest`.
 - Deterministic: the selection's bytes depend only on the library's content and the config.
 - `envfactory library build` is this stage alone, in run `library_run_id(config name)`; a build an older
   version wrote to `<workspace>/builds/<name>/` is moved there first (`migrate_legacy_build`).
+- `envfactory library reproduce` rebuilds a library in the scratch build `reproduce_root(workspace)`
+  (`runs/reproduce-library/library/build/`, emptied by each reproduction).
 """
 
 from __future__ import annotations
@@ -108,6 +110,18 @@ def run_library(config: LibraryStageConfig, workspace: Workspace, deps: LibraryD
 def library_run_id(config_name: str) -> str:
     """The run that `envfactory library build` of a config named `config_name` writes (`runs/<id>/library/`)."""
     return f"library-{config_name}"
+
+
+REPRODUCE_RUN = "reproduce-library"
+"""The run whose library stage holds the scratch build of `envfactory library reproduce` (not a
+`library_run_id`, so that it never meets the build of a config)."""
+
+
+def reproduce_root(workspace: Workspace) -> Path:
+    """`runs/reproduce-library/library/build/`: where `envfactory library reproduce` rebuilds a library
+    (`reproduce_library` empties it first). The stage directory is created, the build folder is not; a
+    `StoreError` when the workspace cannot be written."""
+    return StageDir.open(workspace, REPRODUCE_RUN, STAGE).path / "build"
 
 
 def migrate_legacy_build(workspace: Workspace, config_name: str) -> Path | None:

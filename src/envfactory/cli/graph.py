@@ -1,8 +1,8 @@
 """`envfactory graph build|eval|stats|show|sample`: the tool graph.
 
 - `build`: from bundled or given environments (`--env NAME|PATH`, repeatable) and/or catalog services and
-  operations (`--from aws:sqs,google:tasks:v1,aws:sns:Publish`); writes `<workspace>/graph/graph.json`
-  (or `--out`). Deterministic and model-free by default; `--embed` adds embedding edges (the packaged
+  operations (`--from aws:sqs,google:tasks:v1,aws:sns:Publish`); writes the graph stage of run
+  `graph-build`, `<workspace>/runs/graph-build/graph/graph.json` with its manifest (or only the file `--out`). Deterministic and model-free by default; `--embed` adds embedding edges (the packaged
   all-MiniLM-L6-v2, cached in the workspace), `--llm` adds the configured model's edge review and
   `user_providable` labels (provider flags as for `envfactory llm`).
 - `eval`: precision and recall per provenance and combined, per split of the labelled set (default: the
@@ -11,9 +11,12 @@
   has the model review the labelled pairs (`--llm-services` bounds it to some producer services) and
   reports the llm provenance on the reviewed rows; `--provider replay --cassette FILE` replays a run.
 - `stats`: coverage, chain length and servers per chain, validity of topology-aware vs random-walk
-  chains over `--samples` each; printed and saved as JSON (`<workspace>/graph/stats.json`).
+  chains over `--samples` each; printed and saved as JSON (`stats.json` next to the built graph).
 - `show`: the graph, or one tool's neighbourhood (`--tool`), as SVG, PNG or HTML (by the file suffix).
 - `sample`: chains with their binding plans, printed or written as JSONL.
+
+A workspace an older version left with `<workspace>/graph/` has it moved to `runs/graph-build/graph/`
+by the first of these verbs that uses the workspace's graph (`graph.stage.migrate_legacy_graph`).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from envfactory.graph.evaluate import (
     score_labels,
 )
 from envfactory.graph.render import html_page, neighbourhood_scene, overview_scene, scene_png, scene_svg
+from envfactory.graph.stage import built_graph_dir, migrate_legacy_graph, write_built_graph
 from envfactory.resources import Catalog, OperationEntry, ServiceEntry, UnknownResourceError, default_sources
 from envfactory.spec import Operation
 from envfactory.store import Workspace, write_atomic
@@ -89,19 +93,27 @@ app = typer.Typer(
 WorkspaceOption = Annotated[
     Path,
     typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE", file_okay=False,
-                 help="Workspace directory: graphs go to <workspace>/graph/, embeddings to its llm-cache.sqlite."),
+                 help="Workspace directory: graphs go to <workspace>/runs/graph-build/graph/, embeddings to its "
+                      "llm-cache.sqlite."),
 ]
 GraphOption = Annotated[
     Path | None,
     typer.Option("--graph", "-g", dir_okay=False,
-                 help="A graph file (default <workspace>/graph/graph.json; built from the bundled environments if absent)."),
+                 help="A graph file (default <workspace>/runs/graph-build/graph/graph.json; built from the bundled "
+                      "environments if absent)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def graph_dir(workspace: Path) -> Path:
-    """`<workspace>/graph`, where `graph build` writes and the other verbs read by default (not created here)."""
-    return workspace / "graph"
+    """`<workspace>/runs/graph-build/graph`, where `graph build` writes and the other verbs read by default
+    (not created here); an older version's `<workspace>/graph/` is moved there first, said on stderr."""
+    space = Workspace(workspace)
+    moved = migrate_legacy_graph(space)
+    if moved is not None:
+        error_console().print(Text(f"moved the graph files an earlier version kept in {workspace / 'graph'}/ "
+                                   f"to {moved}", style="dim"))
+    return built_graph_dir(space)
 
 
 def _embedder(workspace: Path) -> Any:
@@ -223,8 +235,14 @@ def build(
     result = build_graph(sets, GraphConfig(), embedder=embedder, llm=client, manual=_manual(manual),
                          progress=None if json_out else lambda m: err.print(Text(m, style="dim")))
     seconds = time.perf_counter() - started
-    path = out or graph_dir(workspace) / "graph.json"
-    save_graph(result.graph, path)
+    if out is not None:
+        save_graph(result.graph, out)
+        path = out
+    else:
+        graph_dir(workspace)  # an older version's graph/ moves first, so that it is not left beside the new one
+        path = write_built_graph(Workspace(workspace), result.graph, {
+            "envs": [*(env or [])], "from": [*(from_ or [])], "embed": embed, "llm": llm, "trust": trust,
+            "manual": None if manual is None else str(manual)})
     info = result.graph.graph
     if json_out:
         emit_json({"path": str(path), "info": info.model_dump(mode="json"), "seconds": round(seconds, 3),

@@ -35,7 +35,13 @@ from envfactory.build.library import (
 )
 from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.build.reference import library_differential
-from envfactory.build.stage import LibraryDeps, library_run_id, migrate_legacy_build, run_library
+from envfactory.build.stage import (
+    LibraryDeps,
+    library_run_id,
+    migrate_legacy_build,
+    reproduce_root,
+    run_library,
+)
 from envfactory.cli._output import console, emit_json, error_console
 from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
@@ -215,7 +221,7 @@ def reproduce(
     lib = library or library_root()
     if not (lib / "index.json").is_file():
         raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
-    root = Workspace(workspace).ensure().root / "builds" / "reproduce"
+    root = reproduce_root(Workspace(workspace))
     client = recorded_llm(lib, library_config(lib))
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential, llm=client)

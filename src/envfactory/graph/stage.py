@@ -14,6 +14,11 @@ Contract: `run_graph(config, workspace, deps) -> StageManifest`.
   `ToolGraph`s equal to the ones built here. An environment whose graph fails is a `SpecError` naming it.
 - Model-free and deterministic unless `config.embed` (then `deps.embedder` adds embedding edges, in this
   process).
+
+`envfactory graph build` writes its graph as this stage of run `graph-build` (`BUILD_RUN`):
+`write_built_graph` puts `graph.json` and a manifest in `runs/graph-build/graph/`, where `graph stats`,
+`show` and `sample` read it by default. A workspace an older version left with `<workspace>/graph/` is
+moved there first (`migrate_legacy_graph`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from envfactory.graph.inputs import from_env_spec
 from envfactory.graph.io import graph_bytes
 from envfactory.graph.model import ToolGraph
 from envfactory.llm.protocols import Embedder
-from envfactory.spec import EnvSpec, StageManifest
+from envfactory.spec import EnvSpec, JSONObject, StageManifest
 from envfactory.spec.pipeline import EnvGraphItem, GraphStageConfig, GraphSummary
 from envfactory.store import StageDir, Workspace
 
@@ -37,6 +42,8 @@ STAGE = "graph"
 GRAPH = "graph.json"
 GRAPHS = "graphs.jsonl"
 SUMMARY = "summary.json"
+BUILD_RUN = "graph-build"
+"""The run whose graph stage `envfactory graph build` writes when it is given no `--out`."""
 
 
 class WorkOutcome(Protocol):
@@ -144,3 +151,39 @@ def read_stage_graphs(stage_path: Path) -> dict[str, ToolGraph] | None:
         return {name: ToolGraph.model_validate_json(line) for name, line in zip(summary.graphs, lines, strict=True)}
     except (OSError, ValueError) as exc:
         raise SpecError(f"{stage_path}: the graph stage's graphs cannot be read: {exc}") from exc
+
+
+def built_graph_dir(workspace: Workspace) -> Path:
+    """`runs/graph-build/graph/`: where `envfactory graph build` writes `graph.json` and the other graph
+    verbs read it and write `stats.json` by default (the path only; nothing is created)."""
+    return workspace.run_path(BUILD_RUN) / STAGE
+
+
+def write_built_graph(workspace: Workspace, graph: ToolGraph, config: JSONObject) -> Path:
+    """Write `graph` as the graph stage of run `graph-build` (`graph.json`, atomically) with its manifest
+    (`config`: the build's options as given; counts: tools, parameters, accepted feeds); returns the
+    graph file's path. A `StoreError` when the workspace cannot be written."""
+    stage = StageDir.open(workspace, BUILD_RUN, STAGE)
+    path = stage.write_bytes(GRAPH, graph_bytes(graph))
+    stage.finish(outputs=[GRAPH], config=config,
+                 counts={"tools": len(graph.tools()), "parameters": len(graph.params()),
+                         "accepted_feeds": len(graph.feeds())})
+    return path
+
+
+def migrate_legacy_graph(workspace: Workspace) -> Path | None:
+    """Move the `<workspace>/graph/` folder an older `envfactory graph build` wrote (its `graph.json`,
+    `stats.json` and whatever else lies there) to `runs/graph-build/graph/`; returns the new place when
+    something was moved, None when there was nothing to move (no such folder, or one holding neither
+    `graph.json` nor `stats.json`, which is left alone). The move is one rename, so the files are never
+    half in each place; a `SpecError` when the new place already holds files (both are kept)."""
+    legacy = workspace.root / STAGE
+    if not legacy.is_dir() or not any((legacy / name).is_file() for name in (GRAPH, "stats.json")):
+        return None
+    target = built_graph_dir(workspace)
+    if target.exists() and any(target.iterdir()):
+        raise SpecError(f"{legacy} (an earlier version's layout) and {target} both hold graph files; "
+                        f"keep one of them")
+    StageDir.open(workspace, BUILD_RUN, STAGE).path.rmdir()
+    legacy.rename(target)
+    return target
