@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,66 @@ def test_tool_calls_are_parsed_from_the_answer_text() -> None:
 
 
 def test_a_directory_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ProviderError, match="not a transformers checkpoint"):
+    with pytest.raises(ProviderError, match=r"not a transformers checkpoint .* nor a LoRA/PEFT adapter"):
         HFProvider(HFConfig(path=tmp_path))
+
+
+def _adapter(tiny: Path, root: Path) -> tuple[Path, Path]:
+    """A LoRA adapter on `tiny` (non-zero weights, tokenizer beside it) and the same weights merged."""
+    import peft
+    import torch
+    import transformers
+
+    torch.manual_seed(1)
+    base = transformers.AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                             task_type="CAUSAL_LM")
+    model = peft.get_peft_model(base, config)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tiny))
+    model.save_pretrained(str(root / "adapter"))
+    tokenizer.save_pretrained(str(root / "adapter"))
+    model.merge_and_unload().save_pretrained(str(root / "merged"))
+    tokenizer.save_pretrained(str(root / "merged"))
+    return root / "adapter", root / "merged"
+
+
+def test_a_lora_adapter_is_evaluated_merged_into_its_base(tiny: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    adapter, merged = _adapter(tiny, tmp_path)
+    assert not (adapter / "config.json").exists()  # what a LoRA trainer checkpoint holds: no full weights
+    config_file = adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = os.path.relpath(tiny, tmp_path)  # trainers write --model as given
+    config_file.write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    providers = {name: HFProvider(HFConfig(path=path)) for name, path in
+                 (("adapter", Path("adapter")), ("merged", merged), ("base", tiny))}
+    assert len({p.model_id for p in providers.values()}) == 3
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    logits = {}
+    for name, provider in providers.items():
+        provider.load()
+        with torch.no_grad():
+            logits[name] = provider._model(input_ids=ids).logits
+    assert torch.allclose(logits["adapter"], logits["merged"], atol=1e-5)
+    assert not torch.allclose(logits["adapter"], logits["base"], atol=1e-3)  # the adapter's weights are applied
+    request = ChatRequest(messages=[ChatMessage.user("Show task tsk_0001.")], tools=[TOOL], max_tokens=6,
+                          temperature=0.0, seed=0)
+    answer, same = providers["adapter"].chat(request), providers["merged"].chat(request)
+    assert answer.message == same.message and answer.usage == same.usage
+
+
+def test_an_adapter_whose_base_is_not_here_is_refused_with_the_fix(tiny: Path, tmp_path: Path) -> None:
+    adapter, _ = _adapter(tiny, tmp_path)
+    config_file = adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = "workspace/models/missing"
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ProviderError, match=r"LoRA/PEFT adapter whose base model 'workspace/models/missing'.*"
+                                             r"set base_model_name_or_path"):
+        HFProvider(HFConfig(path=adapter))
 
 
 def test_eval_run_evaluates_a_checkpoint_on_held_out_tasks(tiny: Path, data: Path, tmp_path: Path) -> None:

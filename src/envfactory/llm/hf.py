@@ -1,11 +1,16 @@
 """The `hf:DIR` provider: a transformers checkpoint (e.g. one `envfactory train` wrote) run on the CPU.
 
 Contract:
-- `HFConfig.path` is a directory saved by `save_pretrained` (model, tokenizer and chat template).
-  transformers and torch are imported and the model loaded lazily, on the first call or `load()`;
-  a directory that does not load raises `ProviderError` naming the cause.
-- `model_id` is `hf/<directory name>@<sha256 of the weight and tokenizer files>[:12]` plus the hash of the
-  prompt texts this provider adds, so a cached answer never outlives a change of the checkpoint.
+- `HFConfig.path` is a directory saved by `save_pretrained` (model, tokenizer and chat template), or a
+  LoRA/PEFT adapter directory (`adapter_config.json`, e.g. a trainer's `checkpoints/checkpoint-N`): its
+  base model (`base_model_name_or_path`, a relative path read from the working directory) is loaded and
+  the adapter merged into it (peft); the tokenizer comes from the adapter directory when it has one, else
+  from the base. transformers and torch are imported and the model loaded lazily, on the first call or
+  `load()`; a directory that does not load, or an adapter whose base is not a checkpoint directory here,
+  raises `ProviderError` naming the cause and the fix.
+- `model_id` is `hf/<directory name>@<sha256 of the weight and tokenizer files>[:12]` (an adapter's: of its
+  files and of its base's) plus the hash of the prompt texts this provider adds, so a cached answer never
+  outlives a change of the checkpoint.
 - The prompt is the checkpoint's own chat template. A template that knows tools gets them (and tool
   calls and results) natively; otherwise they are described in the system message as the local provider
   does (`local.template_messages`).
@@ -32,9 +37,11 @@ from envfactory.llm.local import template_messages
 from envfactory.llm.parsing import extract_tool_calls, to_tool_calls
 from envfactory.llm.types import ChatMessage, ChatRequest, ChatResponse, NamedToolChoice, Usage
 
-INSTALL_HINT = "pip install 'envfactory[train]' (torch and transformers)"
+INSTALL_HINT = "pip install 'envfactory[train]' (torch, transformers and peft)"
 _HASHED = ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-           "config.json", "generation_config.json")
+           "config.json", "generation_config.json", "adapter_config.json", "adapter_model.safetensors",
+           "adapter_model.bin")
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +65,49 @@ def checkpoint_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def adapter_base(path: Path) -> Path | None:
+    """The base checkpoint of the LoRA/PEFT adapter in `path`, or None when `path` is not an adapter.
+
+    The base is `adapter_config.json`'s `base_model_name_or_path`; a relative one is read from the working
+    directory (the trainers write the `--model` path as given). Raises `ProviderError` when the adapter
+    config does not parse or names no base that is a transformers checkpoint directory here.
+    """
+    config_file = path / ADAPTER_CONFIG
+    if not config_file.is_file():
+        return None
+    try:
+        named = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ProviderError(f"hf:{path}: {ADAPTER_CONFIG} does not parse ({exc})") from exc
+    base = Path(named) if isinstance(named, str) and named else None
+    if base is None or not (base / "config.json").is_file():
+        raise ProviderError(
+            f"hf:{path} is a LoRA/PEFT adapter whose base model {named!r} ({ADAPTER_CONFIG} "
+            f"base_model_name_or_path) is not a transformers checkpoint directory from {Path.cwd()}; run from "
+            "the directory the training ran in, or set base_model_name_or_path to the base checkpoint's path")
+    return base
+
+
 class HFProvider:
     """`LLMClient` over a transformers checkpoint (see the module docstring)."""
 
     def __init__(self, config: HFConfig) -> None:
         self.config = config
         path = Path(config.path)
-        if not (path / "config.json").is_file():
-            raise ProviderError(f"hf:{path}: not a transformers checkpoint (no config.json); pass a directory "
-                                "written by save_pretrained, e.g. runs/<id>/sft/model")
+        self._base = adapter_base(path)
+        if self._base is None and not (path / "config.json").is_file():
+            raise ProviderError(f"hf:{path}: not a transformers checkpoint (no config.json) nor a LoRA/PEFT adapter "
+                                f"(no {ADAPTER_CONFIG}); pass a directory written by save_pretrained, e.g. "
+                                "runs/<id>/sft/model")
         self._path = path
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
         self._knows_tools = False
-        self._id = f"hf/{path.resolve().name}@{checkpoint_hash(path)[:12]}+p{prompt_hash('tools_system', 'schema_hint')[:8]}"
+        digest = checkpoint_hash(path)
+        if self._base is not None:
+            digest = hashlib.sha256(f"{checkpoint_hash(self._base)}+{digest}".encode()).hexdigest()
+        self._id = f"hf/{path.resolve().name}@{digest[:12]}+p{prompt_hash('tools_system', 'schema_hint')[:8]}"
         self.calls = 0
 
     @property
@@ -93,9 +128,13 @@ class HFProvider:
             raise DependencyMissingError(f"transformers/torch are not installed ({exc}); {INSTALL_HINT}") from exc
         if self.config.n_threads:
             torch.set_num_threads(self.config.n_threads)
+        weights = self._base or self._path
+        has_tokenizer = (self._path / "tokenizer_config.json").is_file()
         try:
-            self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(self._path))
-            self._model = transformers.AutoModelForCausalLM.from_pretrained(str(self._path), dtype=torch.float32)
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(self._path if has_tokenizer else weights))
+            self._model = transformers.AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch.float32)
+            if self._base is not None:
+                self._model = self._merged_adapter(self._model)
         except (OSError, ValueError) as exc:
             raise ProviderError(f"hf:{self._path}: the checkpoint does not load ({exc})") from exc
         self._model.eval()
@@ -103,6 +142,14 @@ class HFProvider:
         if not template:
             raise ProviderError(f"hf:{self._path}: the tokenizer has no chat template")
         self._knows_tools = "tools" in template
+
+    def _merged_adapter(self, base_model: Any) -> Any:
+        try:
+            import peft
+        except ImportError as exc:
+            raise DependencyMissingError(f"hf:{self._path} is a LoRA/PEFT adapter and peft is not installed "
+                                         f"({exc}); {INSTALL_HINT}") from exc
+        return peft.PeftModel.from_pretrained(base_model, str(self._path)).merge_and_unload()
 
     def prompt(self, request: ChatRequest) -> str:
         """The exact text the model continues for `request`."""
