@@ -62,6 +62,7 @@ class UserSimulator:
     """Plays the user of a `SimulatedUser` turn with an LLM (see the module docstring)."""
 
     def __init__(self, client: LLMClient, settings: UserSettings | None = None) -> None:
+        """Speak through `client` with `settings` (default `UserSettings()`: temperature and token cap)."""
         self.client = client
         self.settings = settings or UserSettings()
 
@@ -89,6 +90,9 @@ class UserSimulator:
                            max_tokens=self.settings.max_tokens, seed=seed)
 
     def reply(self, scenario: SimulatedUser, conversation: Sequence[Message], *, seed: int = 0) -> UserReply:
+        """The user's next message after `conversation`: its text with the stop token cut off, `stop` when
+        the user ended the conversation (or said nothing). A provider error ends it too, with the error in
+        `failure`; a missing model, cassette entry, dependency or endpoint is raised, not recorded."""
         try:
             response = self.client.chat(self.request(scenario, conversation, seed=seed))
         except _SETUP_ERRORS:

@@ -39,6 +39,7 @@ class BindError(ValueError):
     """A step's arguments cannot be bound; `reason` is short and id-free, the message specific."""
 
     def __init__(self, reason: str, message: str) -> None:
+        """`reason`: the short, id-free cause (funnels count it); `message`: the full explanation."""
         super().__init__(message)
         self.reason = reason
 
@@ -58,6 +59,9 @@ class BindContext:
 
 @dataclass(frozen=True, slots=True)
 class BoundStep:
+    """One step's bound call: the environment's tool name, its arguments, and per top-level argument where
+    its value came from (`user`: stated by the user; `step:<k>`: the output of chain step k)."""
+
     tool: str
     arguments: dict[str, Any]
     sources: dict[str, str]

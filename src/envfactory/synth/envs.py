@@ -116,10 +116,12 @@ class SynthEnv:
 
     @property
     def name(self) -> str:
+        """The environment's name."""
         return self.env.name
 
     @property
     def domain(self) -> str:
+        """The environment's domain (from its spec's meta)."""
         return self.env.spec.meta.domain
 
     def tool_name(self, graph_id: str) -> str:

@@ -81,6 +81,9 @@ def read_projection(chain: Chain, senv: SynthEnv) -> Chain:
 
 @dataclass(frozen=True, slots=True)
 class Planned:
+    """A candidate's plan with the rng its realisation goes on drawing from, the chain's provenance
+    (chain id, tools, sampler, graph hash) that the task records, and the candidate's seed."""
+
     plan: Plan
     rng: random.Random
     provenance: ChainProvenance
@@ -91,6 +94,9 @@ class Planner:
     """Turns candidate numbers into plans (see the module contract)."""
 
     def __init__(self, senvs: Sequence[SynthEnv], config: SynthTasksConfig) -> None:
+        """Plan over `senvs` (sorted by name; none is a `ValueError`) with the samplers, shares and seed of
+        `config`; precomputes per environment the write tools by entity kind and the reads that a short
+        chain can feed."""
         if not senvs:
             raise ValueError("no environments to plan tasks over")
         self.config = config

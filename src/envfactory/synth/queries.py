@@ -63,6 +63,7 @@ class QueryFailure(Exception):
     `problems` lists every refused answer's problems in order."""
 
     def __init__(self, reason: str, problems: Sequence[str]) -> None:
+        """`reason`: the id-free cause; `problems`: each refused answer's problems, in order."""
         super().__init__(f"{reason}: {'; '.join(problems)}")
         self.reason = reason
         self.problems = list(problems)

@@ -33,12 +33,18 @@ from envfactory.synth.ground import GroundingError, ground_state, touched_collec
 
 @dataclass(frozen=True, slots=True)
 class ChainPart:
+    """One environment's chain of a plan."""
+
     senv: SynthEnv
     chain: Chain
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """What a task will do: one chain per environment, the shared user-level value by entity kind that
+    ties a multi-environment task together (`shared_kind`: its kind; None for one environment), and
+    whether the task only reads."""
+
     parts: tuple[ChainPart, ...]
     shared: dict[str, Any] = field(default_factory=dict)
     shared_kind: str | None = None
@@ -65,6 +71,10 @@ class GoldStep:
 
 @dataclass(frozen=True, slots=True)
 class Realised:
+    """A plan that ran: the group's tool naming, the initial and final states (as the environments hold
+    them) with their hashes, the executed gold steps, the state hash after each step, and the attempts
+    it took (1 when the first binding ran)."""
+
     plan: Plan
     naming: Naming
     initial_states: dict[str, Any]
@@ -78,6 +88,9 @@ class Realised:
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
+    """Why a candidate was dropped: the funnel stage, a short id-free reason (counted), a specific detail,
+    and the environments involved."""
+
     stage: DropStage
     reason: str
     detail: str = ""

@@ -76,6 +76,7 @@ class CountingClient:
     """An `LLMClient` that counts the calls and tokens of the one it wraps (per-item accounting)."""
 
     def __init__(self, inner: LLMClient) -> None:
+        """Wrap `inner`; the counts start at zero."""
         self.inner = inner
         self.calls = 0
         self.prompt_tokens = 0
