@@ -122,7 +122,9 @@ class DifferentialHook(Protocol):
 
     def __call__(
         self, env_dir: Path, spec: EnvSpec, /, *, sandbox: SandboxPool | None = None
-    ) -> list[DifferentialResult]: ...
+    ) -> list[DifferentialResult]:
+        """Compare the environment in `env_dir` (its spec `spec`) with its reference; one result per
+        compared tool (an empty list: nothing compared)."""
 
 
 ContaminationHook = Callable[[EnvSpec], list[str]]
@@ -133,7 +135,9 @@ class FanOut(Protocol):
     (`build.fanout.build_speculatively`)."""
 
     def __call__(self, builder: LibraryBuilder, todo: Sequence[Proposal], outcomes: dict[str, ProposalOutcome],
-                 tally: BuildTally, /) -> None: ...
+                 tally: BuildTally, /) -> None:
+        """Build the proposals of `todo`, recording each verdict in `outcomes` (by proposal id) and
+        `tally` in `todo`'s order, as the serial loop would."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,30 +160,37 @@ class BuildPaths:
 
     @property
     def config(self) -> Path:
+        """`config.json`: the library config the build runs with (written at each start)."""
         return self.root / LIBRARY_CONFIG_FILE
 
     @property
     def proposals(self) -> Path:
+        """`proposals.json`: the build's `ProposalBatch` (reused while its config hash is unchanged)."""
         return self.root / "proposals.json"
 
     @property
     def outcomes(self) -> Path:
+        """`outcomes/`: one `ProposalOutcome` per settled proposal (`<id>.json`); what a resumed build skips."""
         return self.root / "outcomes"
 
     @property
     def envs(self) -> Path:
+        """`envs/`: the accepted environments, one folder each."""
         return self.root / "envs"
 
     @property
     def rejected(self) -> Path:
+        """`rejected/`: the environments that were built but not accepted, one folder each."""
         return self.root / "rejected"
 
     @property
     def funnel(self) -> Path:
+        """`funnel.json`: the build's `LibraryFunnel`."""
         return self.root / "funnel.json"
 
     @property
     def timings(self) -> Path:
+        """`timings.json`: the build's `BuildTimings` (differ between identical builds)."""
         return self.root / "timings.json"
 
 

@@ -119,15 +119,18 @@ class ResourceGroup:
 
     @property
     def collection(self) -> str:
+        """The collection name of the group's records: the plural of the noun's last segment."""
         last = self.noun.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
         return collection_name(last)
 
     @property
     def roles(self) -> set[str]:
+        """The roles of the group's operations (`create`, `read`, `list`, ...)."""
         return {s.role for s in self.shapes}
 
     @property
     def stateful(self) -> bool:
+        """True when the group can create a record and read or list it back."""
         return "create" in self.roles and bool(self.roles & {"read", "list"})
 
 

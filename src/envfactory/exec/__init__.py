@@ -29,9 +29,12 @@ class Executor(Protocol):
     workers: int
 
     def map(self, function: Callable[[ItemT], ResultT], items: Sequence[ItemT],
-            on_outcome: OnOutcome | None = None) -> list[Outcome[ResultT]]: ...
+            on_outcome: OnOutcome | None = None) -> list[Outcome[ResultT]]:
+        """Apply `function` to every item; one `Outcome` per item in `items`' order, each reported to
+        `on_outcome` as it is settled. A failed item is an outcome with `error`, never an exception."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the executor's workers (idempotent)."""
 
 
 def make_executor(config: ExecutorConfig) -> Executor:

@@ -96,6 +96,7 @@ class Batch:
             self.on_outcome(outcome)
 
     def ordered(self) -> list[Outcome[Any]]:
+        """The outcomes in the items' order (every item must be settled)."""
         return [self.outcomes[i] for i in range(len(self.items))]
 
 
@@ -105,6 +106,7 @@ class SerialExecutor:
     name = "serial"
 
     def __init__(self, *, max_attempts: int = 3) -> None:
+        """Run in this process, trying an item at most `max_attempts` times."""
         self.workers = 1
         self.max_attempts = max_attempts
 
@@ -177,6 +179,8 @@ class PoolExecutor:
     name = "pool"
 
     def __init__(self, *, workers: int | None = None, max_attempts: int = 3) -> None:
+        """A pool of `workers` processes (default: the usable cores), started on first use; an item is
+        tried at most `max_attempts` times."""
         self.workers = workers or usable_cores()
         self.max_attempts = max_attempts
         self._context = multiprocessing.get_context("forkserver")

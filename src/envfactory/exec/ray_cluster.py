@@ -48,6 +48,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, *, address: str | None = None, workers: int | None = None, max_attempts: int = 3) -> None:
+        """Join the Ray cluster at `address`, or start a private local one of `workers` CPUs (default: the
+        usable cores) unless Ray is already initialised; an `ExecutorError` when Ray is missing or
+        cannot be started or reached. Ray retries an item at most `max_attempts - 1` times."""
         self._ray = _import_ray()
         self.address = address
         self.max_attempts = max_attempts

@@ -49,6 +49,7 @@ class Outcome(Generic[ResultT]):
 
     @property
     def ok(self) -> bool:
+        """True when the item gave a result."""
         return self.result is not None
 
 

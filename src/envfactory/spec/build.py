@@ -54,6 +54,7 @@ class Proposal(SpecModel):
 
     @property
     def resource_ids(self) -> list[str]:
+        """The catalog resource ids the proposal was drawn from, in provenance order."""
         return [p.resource for p in self.provenance]
 
 

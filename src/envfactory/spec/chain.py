@@ -65,10 +65,12 @@ class Chain(SpecModel):
 
     @property
     def tools(self) -> list[str]:
+        """The chain's tool ids, in step order (repeats kept)."""
         return [s.tool for s in self.steps]
 
     @property
     def servers(self) -> list[str]:
+        """The distinct servers of the chain's steps, sorted."""
         return sorted({s.server for s in self.steps})
 
     @property

@@ -26,4 +26,5 @@ class StateDiff(SpecModel):
 
     @property
     def empty(self) -> bool:
+        """True when the states are equal (no changes)."""
         return not self.changes

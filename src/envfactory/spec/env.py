@@ -98,10 +98,12 @@ class EnvSpec(SpecModel):
 
     @property
     def name(self) -> str:
+        """The environment's name (`meta.name`)."""
         return self.meta.name
 
     @property
     def version(self) -> str:
+        """The environment's semver (`meta.version`)."""
         return self.meta.version
 
     @property
@@ -110,6 +112,7 @@ class EnvSpec(SpecModel):
         return f"{self.meta.name}@{self.meta.version}#{self.content_hash[:12]}"
 
     def compute_hash(self) -> str:
+        """The sha256 of the spec's canonical JSON without `content_hash`: what `seal` stores."""
         payload = self.model_dump(mode="json", exclude={"content_hash"})
         return content_hash(payload)
 
@@ -118,6 +121,7 @@ class EnvSpec(SpecModel):
         return self.model_copy(update={"content_hash": self.compute_hash()})
 
     def tool(self, name: str) -> ToolSpec | None:
+        """The tool named `name`, or None when the environment has none."""
         for spec in self.tools:
             if spec.name == name:
                 return spec

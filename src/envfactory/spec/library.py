@@ -77,6 +77,8 @@ class LibraryConfig(SpecModel):
         "the evidence of the last failure")
 
     def config_hash(self) -> str:
+        """A 16-hex-digit hash of the config's canonical JSON; fields added after libraries were shipped
+        count only when they differ from their defaults, so older configs keep their hash."""
         dump = self.model_dump(mode="json")
         # Fields added after libraries were shipped hash only when set, so older configs keep their hash.
         for name in _LATER_FIELDS:

@@ -61,6 +61,7 @@ class SynthTasksConfig(SpecModel):
 
     @property
     def candidate_limit(self) -> int:
+        """How many candidates may be tried: `max_candidates`, else 40 per task asked for."""
         return self.max_candidates if self.max_candidates is not None else 40 * self.tasks
 
 

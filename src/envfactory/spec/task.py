@@ -279,4 +279,5 @@ class Task(SpecModel):
         return self.reward.final_state == "not_scored"
 
     def gold_calls(self) -> list[GoldCall]:
+        """The gold calls of every turn, in turn order."""
         return [call for turn in self.turns for call in turn.gold_calls]

@@ -114,4 +114,5 @@ class ToolResult(SpecModel):
 
     @property
     def ok(self) -> bool:
+        """True when the call returned a result rather than an error."""
         return self.error is None

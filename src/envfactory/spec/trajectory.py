@@ -95,4 +95,5 @@ class Trajectory(SpecModel):
     reward: Reward | None = None
 
     def tool_calls(self) -> list[ToolCall]:
+        """Every tool call the messages made, in order."""
         return [call for message in self.messages for call in message.tool_calls]

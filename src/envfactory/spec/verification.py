@@ -90,6 +90,7 @@ class ScenarioTest(SpecModel):
     state_assertions: list[StateAssertion] = Field(default_factory=list)
 
     def tools(self) -> list[str]:
+        """The distinct tools the scenario's steps call, sorted."""
         return sorted({step.tool for step in self.steps})
 
 
@@ -141,6 +142,7 @@ class DifferentialResult(SpecModel):
     normalisation: str = Field(default="", description="how responses were normalised before comparison")
 
     def failing_tools(self) -> list[str]:
+        """The tools with at least one mismatch, sorted."""
         return sorted({m.tool for m in self.mismatches})
 
 
@@ -167,6 +169,7 @@ class VerificationReport(SpecModel):
     )
 
     def compute_digest(self) -> str:
+        """The sha256 of the report's canonical JSON without `evidence_digest` and timings: what `sealed` stores."""
         payload = self.model_dump(mode="json", exclude={"evidence_digest", "timings_ms"})
         return content_hash(payload)
 
@@ -175,6 +178,7 @@ class VerificationReport(SpecModel):
         return self.model_copy(update={"evidence_digest": self.compute_digest()})
 
     def check(self, name: str) -> CheckResult | None:
+        """The result of the check named `name`, or None when the report has none."""
         for result in self.checks:
             if result.name == name:
                 return result
