@@ -39,7 +39,7 @@ from envfactory.graph.match import (
     schema_score,
 )
 from envfactory.graph.model import BuildInfo, Edge, ParamNode, Provenance, ToolGraph, ToolNode
-from envfactory.graph.names import compact, container_entity, operation_entity, words
+from envfactory.graph.names import compact, definition_subject, operation_entity, words
 from envfactory.graph.providable import Label, LabelRequest, heuristic, llm_labels
 from envfactory.spec.schema_tools import ref_name
 
@@ -136,7 +136,7 @@ def _tool_entities(tools: Sequence[ToolNode], outputs: dict[int, list[Field]], r
                 result[i] = winner
     for index, root in roots.items():
         if root:
-            entity = container_entity(root)
+            entity = definition_subject(root)
             if entity:
                 result[index] = entity
     return result

@@ -26,7 +26,10 @@ Contract:
   feeds `<resource>_number` (`issue_number`); an id of another system
   (`external_...`, `remote...`, "an ID ... in another system") is typed `foreign` and feeds nothing; ids
   of different resources conflict; an ARN feeds a name/id input of the same entity whose description
-  says it takes ARNs too.
+  says it takes ARNs too; a response wrapper (`GetTicketResponse`) says what its tool is about and an id
+  wrapper (`UnifiedId`) names no entity; "the ID of the X or Y" takes a Y's id too; `<x>Id` inside a
+  container named `...<x>` is that container's id (`developerMetadata.metadataId`).
+- Notations: two values of one service whose descriptions name the same notation ("A1 notation") link.
 - Cursors: a list call's next-page position (`cursor`, `NextToken`, `meta.cursors.next`) feeds its own
   cursor input (the only self-edge) and nothing else.
 - User-level values: an e-mail address or phone number feeds the same kind of value in any service.
@@ -51,6 +54,7 @@ from envfactory.graph.names import (
     REFERENCE,
     SERVICE_WORDS,
     Ref,
+    alternative_refs,
     caller_chosen,
     compact,
     container_entity,
@@ -61,6 +65,7 @@ from envfactory.graph.names import (
     foreign_reference,
     mentioned_fields,
     name_ref,
+    notations,
     words,
 )
 
@@ -110,6 +115,7 @@ class FieldView:
     mentions: frozenset[str] = frozenset()  # inputs: field names the description quotes
     cursor: bool = False  # a next-page position (output) or the input that takes one
     takes_arn: bool = False  # inputs: the description says an ARN is accepted too ("name or ARN")
+    notations: frozenset[str] = frozenset()  # the notations the description says the value is in ("A1 notation")
 
     def owns(self, entity: tuple[str, ...]) -> bool:
         """Whether this field's own service issues `entity`s (its identifiers are scoped to it)."""
@@ -202,6 +208,8 @@ def definition_entity(definition: str) -> tuple[str, ...]:
     tokens = words(definition)
     while tokens and tokens[-1] in _DEFINITION_NOISE:
         tokens = tokens[:-1]
+    if tokens and tokens[-1] in ("id", "identifier"):  # `UnifiedId`: the shape of an id, not a resource
+        return ()
     return tuple(t for t in tokens if not t.isdigit())
 
 
@@ -210,6 +218,10 @@ def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
     own = name_ref(name)
     if _specific(own.entity):
         return own
+    if own.entity and own.attribute != "value":  # `developerMetadata.metadataId`: the container's own id
+        container = words(f.path.split(".")[-2].removesuffix("[]")) if "." in f.path else ()
+        if len(container) > len(own.entity) and container[-len(own.entity):] == own.entity:
+            return Ref(container, own.attribute)
     described = description_refs(f.description) if f.description else ()
     if own.attribute != "value":
         for ref in described:
@@ -240,7 +252,8 @@ def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
         same = tuple(r for r in described if r.attribute == own.attribute)
         return same + tuple(r for r in described if r not in same) if same else (*described, own)
     agreeing = tuple(r for r in described if entities_compatible(r.entity, own.entity, same_service=True))
-    if agreeing:
+    if agreeing:  # "fileId: the ID of the file or shared drive" takes a shared drive's id too
+        agreeing += tuple(r for r in alternative_refs(f.description) if r in described and r not in agreeing)
         if own.attribute == "value" or any(r.attribute == own.attribute for r in agreeing):
             return agreeing
         return (*agreeing, own)
@@ -275,6 +288,7 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
         alternates=output_alternates(f, ref, tool_entity) if direction == "output" else (),
         mentions=mentioned_fields(f.description) if direction == "input" else frozenset(), cursor=cursor,
         takes_arn=direction == "input" and bool(_ARN_WORD.search(f.description[:700])),
+        notations=notations(f.description) if f.type == "string" else frozenset(),
     )
 
 
@@ -357,6 +371,9 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
                 best, evidence = QUALIFIED, "any ARN of this service"
             elif not inp.own_resources_only:
                 best, evidence = WEAK, "any ARN"
+    if best == 0.0 and same_service and out.notations & inp.notations:
+        shared = sorted(out.notations & inp.notations)[0]
+        best, evidence = QUALIFIED, f"a value in {shared} notation for one in {shared} notation"
     if best == 0.0 and attr == "number" and same_service and _numbered(out, inp):
         best, evidence = STRONG, f"{' '.join(out.ref.entity)} number = {' '.join(out.ref.entity)} number"
     if best == 0.0 and attr == "arn" and inp.takes_arn and not attr_seen:
@@ -439,6 +456,7 @@ def output_keys(out: FieldView) -> set[tuple[str, str]]:
     keys.add(("n", out.name_key))
     keys.add(("a", out.ref.attribute))
     keys.add(("m", out.name))
+    keys.update(("notation", n) for n in out.notations)
     if out.cursor:
         keys.add(("cursor", str(out.tool)))
     return keys
@@ -453,6 +471,7 @@ def input_keys(inp: FieldView) -> set[tuple[str, str]]:
         if inp.generic_input or acc.attribute in SELF_DESCRIBING:
             keys.add(("a", acc.attribute))
     keys.update(("m", name) for name in inp.mentions)
+    keys.update(("notation", n) for n in inp.notations)
     if inp.cursor:
         keys.add(("cursor", str(inp.tool)))
     return keys

@@ -286,16 +286,47 @@ def _entity_phrase(text: str) -> tuple[str, ...]:
     return _prose_entity(tokens)
 
 
+def _entity_alternatives(text: str) -> tuple[tuple[str, ...], ...]:
+    """The entities of "the ID of the file or shared drive": the first, and the one after `or` when nothing
+    else ends the phrase before it."""
+    first = _entity_phrase(text)
+    head, sep, tail = text.partition(" or ")
+    if not sep or _ENTITY_STOP.search(head):
+        return (first,)
+    second = _entity_phrase(re.sub(r"^(?:the|an?)\s+", "", tail.strip()))
+    return (first, second) if second and second != first else (first,)
+
+
+_NOTATION = re.compile(r"\b([a-z][a-z0-9]*) notation\b")
+
+
+def notations(description: str) -> frozenset[str]:
+    """The notations a description says its value is written in ("in A1 notation" → {a1})."""
+    return frozenset(_NOTATION.findall(description.lower()[:700]))
+
+
+def alternative_refs(description: str) -> tuple[Ref, ...]:
+    """The references a description offers as an alternative to its first entity ("the ID of the file or
+    shared drive" → shared drive id): an input named after the first takes these too."""
+    text = description.lower()[:700].replace("\n", " ")
+    found: list[Ref] = []
+    for match in _PATTERN_OF.finditer(text):
+        for entity in _entity_alternatives(match.group(2))[1:]:
+            if not set(entity) <= _VAGUE:
+                found.extend(Ref(entity, attr) for attr in _attr_of(match.group(1)))
+    return tuple(found)
+
+
 def description_refs(description: str) -> tuple[Ref, ...]:
     """Every (entity, attribute) the prose says the value is (see the module docstring)."""
     text = description.lower()[:700].replace("\n", " ")
     plain = text.replace("'s ", " ")
     found: list[Ref] = []
     for match in _PATTERN_OF.finditer(text):
-        entity = _entity_phrase(match.group(2))
-        if entity and not set(entity) <= _VAGUE:
-            for attr in _attr_of(match.group(1)):
-                found.append(Ref(entity, attr))
+        for entity in _entity_alternatives(match.group(2)):
+            if entity and not set(entity) <= _VAGUE:
+                for attr in _attr_of(match.group(1)):
+                    found.append(Ref(entity, attr))
     for match in _PATTERN_IDENTIFIES.finditer(text[:200]):
         entity = _entity_phrase(match.group(1))
         if entity and not set(entity) <= _VAGUE:
@@ -317,9 +348,23 @@ def container_entity(name: str) -> tuple[str, ...]:
     tokens = words(name)
     while tokens and tokens[-1] in _CONTAINER_NOISE:
         tokens = tokens[:-1]
+    if tokens and tokens[-1] in _ID_WORDS:  # `UnifiedId`: the shape of an id, not a resource
+        return ()
     tokens = _strip_entity(tokens)
     if not tokens or set(tokens) <= _VAGUE:
         return ()
+    return tokens
+
+
+_ID_WORDS = frozenset({"id", "ids", "identifier", "identifiers"})
+
+
+def definition_subject(name: str) -> tuple[str, ...]:
+    """The entity an operation's response definition is about: `container_entity` without the leading
+    verbs of a response wrapper (`GetTicketResponse` → (ticket,), `CreateCommentResponse` → (comment,))."""
+    tokens = container_entity(name)
+    while len(tokens) > 1 and tokens[0] in _VERBS:
+        tokens = tokens[1:]
     return tokens
 
 
