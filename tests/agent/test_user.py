@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from envfactory.agent import STOP_TOKEN, UserSettings, UserSimulator
+from envfactory.agent.user import USER_TOOLS
 from envfactory.errors import ProviderError
-from envfactory.llm import ReplayMissError, ScriptedClient
-from envfactory.spec import Message, SimulatedUser, ToolCall
+from envfactory.llm import ChatMessage, ChatResponse, FunctionTool, ReplayMissError, ScriptedClient
+from envfactory.spec import Message, SimulatedUser, ToolCall, ToolResult
 
 SCENARIO = SimulatedUser(
     instructions="You want to cancel reservation EHGLP3 and get a refund.",
@@ -65,3 +66,50 @@ def test_the_opening_message_is_asked_for_without_the_stop_rule() -> None:
     assert reply.text == "I'd like to cancel EHGLP3." and not reply.stop
     system = client.requests[0].messages[0].content
     assert STOP_TOKEN not in system and "tell the agent" in system
+
+
+class _Toolbox:
+    """A user's phone with one tool, recording the calls it runs."""
+
+    def __init__(self) -> None:
+        self.tools = [FunctionTool(name="check_status_bar", description="What the status bar shows.")]
+        self.calls: list[ToolCall] = []
+
+    def call(self, call: ToolCall) -> ToolResult:
+        self.calls.append(call)
+        return ToolResult(call_id=f"u{len(self.calls)}", tool=call.tool, step=len(self.calls), output="Status Bar: Airplane Mode")
+
+
+def _user_call(tool: str) -> ChatResponse:
+    message = ChatMessage.assistant("", [ToolCall(id="x", tool=tool, arguments={})])
+    return ChatResponse(model="scripted", message=message, finish_reason="tool_calls")
+
+
+def test_user_tools_are_offered_run_and_shown_to_the_simulator_only() -> None:
+    toolbox = _Toolbox()
+    client = ScriptedClient([_user_call("check_status_bar"), "It says airplane mode."])
+    reply = UserSimulator(client).reply(SCENARIO, CONVERSATION, toolbox=toolbox)
+    assert reply.text == "It says airplane mode." and not reply.stop
+    assert [c.tool for c in toolbox.calls] == ["check_status_bar"]
+    first, second = client.requests
+    assert [t.name for t in first.tools] == ["check_status_bar"] and first.tool_choice == "auto"
+    assert USER_TOOLS in first.messages[0].content
+    # the second request shows the simulator its own call and result (never the agent's call)
+    assert [m.role for m in second.messages[-2:]] == ["assistant", "tool"]
+    assert second.messages[-1].content == "Status Bar: Airplane Mode"
+    assert not any("get_user_details" in str(m.tool_calls) for m in second.messages)
+
+
+def test_user_tool_calls_are_bounded_then_a_message_is_required() -> None:
+    toolbox = _Toolbox()
+    client = ScriptedClient([_user_call("check_status_bar"), _user_call("check_status_bar"), "Done."])
+    reply = UserSimulator(client, max_tool_calls=2).reply(SCENARIO, CONVERSATION, toolbox=toolbox)
+    assert reply.text == "Done." and len(toolbox.calls) == 2
+    assert client.requests[-1].tools == []  # the last request offers no tool
+
+
+def test_without_a_toolbox_the_request_is_unchanged() -> None:
+    client = ScriptedClient(["Hello."])
+    UserSimulator(client).reply(SCENARIO, CONVERSATION)
+    request = client.requests[0]
+    assert request.tools == [] and USER_TOOLS not in request.messages[0].content

@@ -10,6 +10,9 @@ Contract:
   `max_user_turns` user messages were written (`max_turns`).
 - In each turn the agent offers only the turn's tools (`Turn.available_tools`; all of the group's when
   None). A call of another tool is answered with an `unknown_tool` error and never executed.
+- The task's user-side tools (`Task.user_tools`, e.g. τ² telecom's phone) are never offered to the agent
+  (its call of one is `unknown_tool`); the user simulator gets them as its toolbox, and each call it
+  makes runs in the group and is recorded as a user message with the call, then the tool result.
 - Control flow is driven by the loop, because small models judge "call a tool or answer" badly but
   fill a schema well. `control="decide"` (the default) asks first for a constrained decision — JSON
   naming a tool or `answer` with the reply — over a compact catalogue of the offered tools, then for
@@ -265,18 +268,9 @@ class _Run:
 
     def execute(self, call: ToolCall, offered: set[str]) -> None:
         if call.tool not in offered:
-            step = len(self.group.log)
-            result = ToolResult(
-                call_id=f"{REFUSED_CALL_PREFIX}{step}_{len(self.record)}", tool=call.tool, step=step,
-                error=ErrorInfo(kind="unknown_tool",
-                                message=f"{call.tool!r} is not available now; available: {', '.join(sorted(offered))}"),
-            )
+            result = self._refused(call, f"{call.tool!r} is not available now; available: {', '.join(sorted(offered))}")
         else:
-            arguments: JSONObject | str = call.raw_arguments if call.raw_arguments is not None else call.arguments
-            result, diff = self.writes.call(call.tool, arguments)
-            self.state_hashes.append(self.group.hash())
-            if diff is not None:
-                self.state_diffs.append(diff)
+            result = self._run_call(call)
         recorded = call.model_copy(update={"id": result.call_id})
         self.chat_view.append(ChatMessage.assistant("", [recorded]))
         self.chat_view.append(ChatMessage.tool(recorded, _result_text(result, self.settings.max_result_chars)))
@@ -287,6 +281,7 @@ class _Run:
     def agent_turn(self, turn_index: int, turn: Turn) -> bool:
         """Steps until the agent answers; False when the step bound or an error ended the turn."""
         offered_names = set(self.all_tools_names() if turn.available_tools is None else turn.available_tools)
+        offered_names -= set(self.task.user_tools)  # the user's own tools are never the agent's
         offered = [tool for tool in self.all_tools if tool.name in offered_names]
         for step in range(self.settings.max_steps_per_turn):
             if self.error_stop:
@@ -300,6 +295,32 @@ class _Run:
 
     def all_tools_names(self) -> list[str]:
         return [tool.name for tool in self.all_tools]
+
+    def user_call(self, call: ToolCall) -> ToolResult:
+        """Run a call of the simulated user's own tools; it goes into the trajectory (a user message with
+        the call, then its result), never into the agent's view."""
+        if call.tool not in self.task.user_tools:
+            result = self._refused(call, f"{call.tool!r} is not one of your tools")
+        else:
+            result = self._run_call(call)
+        self.record.append(Message(role="user", tool_calls=[call.model_copy(update={"id": result.call_id})]))
+        self.record.append(Message(role="tool", result=result))
+        return result
+
+    def _refused(self, call: ToolCall, message: str) -> ToolResult:
+        """The `unknown_tool` result of a call that is not run."""
+        step = len(self.group.log)
+        return ToolResult(call_id=f"{REFUSED_CALL_PREFIX}{step}_{len(self.record)}", tool=call.tool, step=step,
+                          error=ErrorInfo(kind="unknown_tool", message=message))
+
+    def _run_call(self, call: ToolCall) -> ToolResult:
+        """Run a call in the group, keeping the state hash after it and its state diff."""
+        arguments: JSONObject | str = call.raw_arguments if call.raw_arguments is not None else call.arguments
+        result, diff = self.writes.call(call.tool, arguments)
+        self.state_hashes.append(self.group.hash())
+        if diff is not None:
+            self.state_diffs.append(diff)
+        return result
 
     def _decide_step(self, turn: int, step: int, offered: list[FunctionTool], names: set[str]) -> bool:
         """One decision (and possibly one call); True when the agent answered."""
@@ -379,6 +400,18 @@ class _Run:
         return False
 
 
+class _UserTools:
+    """The task's user-side tools (`Task.user_tools`) as the user simulator's toolbox for one episode."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self.tools = [tool for tool in run.all_tools if tool.name in run.task.user_tools]
+
+    def call(self, call: ToolCall) -> ToolResult:
+        """Run and record one call of the user's (`_Run.user_call`)."""
+        return self._run.user_call(call)
+
+
 def run_episode(
     client: LLMClient,
     group: SessionGroup,
@@ -436,7 +469,7 @@ def _simulated_turn(run: _Run, index: int, turn: Turn, scenario: SimulatedUser,
         raise ValueError(f"task {run.task.id[:12]} has a simulated user turn: pass a UserSimulator")
     run.say_assistant(USER_GREETING)
     for _ in range(run.settings.max_user_turns):
-        reply = user.reply(scenario, run.record, seed=run.seed)
+        reply = user.reply(scenario, run.record, seed=run.seed, toolbox=_UserTools(run) if run.task.user_tools else None)
         run.llm_calls += 1
         if reply.failure:
             run._fail(index, 0, "provider_error", f"user simulator: {reply.failure}")

@@ -1,7 +1,7 @@
 """`envfactory eval run`: run an agent on benchmark or task suites and write a report.
 
 `eval run` selects the suites (`--suite`, repeatable: bfcl_base, bfcl_miss_func, bfcl_miss_param,
-bfcl_long_context, bfcl_composite, tau2_airline, tau2_retail; `--task-file PATH` adds our own Task v1 files), samples `--tasks N` per suite with
+bfcl_long_context, bfcl_composite, tau2_airline, tau2_retail, tau2_telecom; `--task-file PATH` adds our own Task v1 files), samples `--tasks N` per suite with
 `--seed` (default: `eval.run.DEFAULT_SAMPLE`; `--all` for every task), runs `--k` attempts per task
 with the agent loop and writes `runs/<run-id>/` in `--workspace`: `config.json`, `manifest.json`,
 `attempts.jsonl` (one line per finished attempt, with its trajectory), `report.json`, `report.md` and
@@ -10,7 +10,9 @@ command resumes the same run).
 
 The model: `--llm local` (the embedded model, default), `--llm openai:URL` with `--model NAME`, or
 `--llm replay:FILE` (a cassette; `--cassette FILE` with another provider records one). Answers are
-cached in the workspace's `llm-cache.sqlite` unless `--no-cache`.
+cached in the workspace's `llm-cache.sqlite` unless `--no-cache`. `--user-llm` (same forms, with
+`--user-model`) gives the τ² user simulator its own model; the run id then carries a suffix naming it
+and the manifest records it.
 
 Other sub-commands (e.g. `eval contamination`) register on the same `app`.
 """
@@ -53,7 +55,7 @@ from envfactory.llm import LLMSettings, UsageLedger, make_client
 from envfactory.llm.hf import HFConfig
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.runtime.sources import DEFAULT_EPOCH
-from envfactory.spec import RunManifest
+from envfactory.spec import RunManifest, content_hash
 from envfactory.store import RunDir, Workspace, write_atomic
 
 app = typer.Typer(
@@ -103,11 +105,13 @@ def _selections(suites: list[str], task_file: Path | None, tasks: int | None, al
     return out
 
 
-def _manifest(run_id: str, config: EvalConfig) -> RunManifest:
+def _manifest(run_id: str, config: EvalConfig, user_model: str | None = None) -> RunManifest:
+    dumped = config.model_dump(mode="json")
     return RunManifest(
         run_id=run_id, command="envfactory eval run",
         created_at=(DEFAULT_EPOCH + timedelta(seconds=config.seed)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        envfactory_version=envfactory.__version__, config=config.model_dump(mode="json"),
+        envfactory_version=envfactory.__version__,
+        config=dumped if user_model is None else {**dumped, "user_model": user_model},
         package_versions=_package_versions(), git_commit=_git_commit(), seeds={"eval": config.seed},
         prompt_hashes={"agent": agent_prompt_hash()},
     )
@@ -137,7 +141,7 @@ def _summary(report: EvalReport) -> Table:
 def run(
     suite: Annotated[list[str] | None, typer.Option("--suite", help="bfcl_base, bfcl_miss_func, bfcl_miss_param, "
                                                      "bfcl_long_context, bfcl_composite, tau2_airline, "
-                                                     "tau2_retail (repeatable; default: the seeded sample).")] = None,
+                                                     "tau2_retail, tau2_telecom (repeatable; default: the seeded sample).")] = None,
     task_file: Annotated[Path | None, typer.Option("--task-file", exists=True,
                                                    help="Our own Task v1 files (.json, .jsonl or a directory).")] = None,
     tasks: Annotated[int | None, typer.Option("--tasks", min=1, help="Tasks sampled per suite.")] = None,
@@ -152,6 +156,9 @@ def run(
                                                 help="Simulated-user messages per τ² episode.")] = 3,
     llm: Annotated[str, typer.Option("--llm", envvar="ENVFACTORY_EVAL_LLM",
                                      help="local, openai:URL, hf:DIR or replay:FILE.")] = "local",
+    user_llm: Annotated[str | None, typer.Option(
+        "--user-llm", help="The user simulator's own model (τ² suites), same forms as --llm; default: the agent's.")] = None,
+    user_model: Annotated[str | None, typer.Option("--user-model", help="Model name for --user-llm.")] = None,
     model: Annotated[str | None, typer.Option("--model", envvar="ENVFACTORY_LLM_MODEL",
                                               help="Local model key or the endpoint's model name.")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar=["ENVFACTORY_LLM_API_KEY", "OPENAI_API_KEY"],
@@ -184,20 +191,27 @@ def run(
     space = Workspace(workspace)
     cache = None if no_cache or settings.provider == "replay" else space.open_llm_cache()
     client = make_client(settings, cache=cache, ledger=ledger)
+    user_settings = None if user_llm is None else parse_llm(user_llm, user_model, api_key, None, models_dir)
+    user_client = None if user_settings is None else make_client(user_settings, cache=cache, ledger=ledger)
     config = EvalConfig(
         suites=selections, k=k, seed=seed, model=client.model_id, agent_prompts=agent_prompt_hash(),
         agent=AgentSettings(control=mode, max_steps_per_turn=max_steps, max_user_turns=max_user_turns,
                             temperature=temperature),
         user=UserSettings(temperature=temperature),
     )
-    run_dir = RunDir.create(space.ensure(), run_id or config.default_run_id())
+    # The user's model is not a field of EvalConfig (a new field would rename every recorded run): it names
+    # the run (its own id suffix) and the manifest instead.
+    default_id = config.default_run_id() if user_client is None else \
+        f"{config.default_run_id()}-user-{content_hash(user_client.model_id)[:8]}"
+    run_dir = RunDir.create(space.ensure(), run_id or default_id)
     out = console()
     started = time.perf_counter()
     try:
         with SandboxPool(max_workers=4) as pool:
             items = select_tasks(config, sandbox=pool, workdir=run_dir.path / "work", envs_dir=space.envs_dir)
             if not (run_dir.path / "manifest.json").exists():
-                run_dir.write_manifest(_manifest(run_dir.run_id, config))
+                run_dir.write_manifest(_manifest(run_dir.run_id, config,
+                                                 None if user_client is None else user_client.model_id))
             if not as_json:
                 out.print(Text.assemble(("envfactory eval", "bold"),
                                         f" · {len(items)} task(s) × {k} · {client.model_id} → {run_dir.path}"))
@@ -210,10 +224,10 @@ def run(
                     progress.update(bar, completed=event.done, description=label)
 
                 fan_out = _fan_out(executor, workers, ray_address, settings,
-                                   None if cache is None else space.llm_cache_path, run_dir, space)
+                                   None if cache is None else space.llm_cache_path, run_dir, space, user_settings)
                 try:
                     report = run_eval(config, client, run_dir, items, resume=resume, on_progress=on_progress,
-                                      fan_out=fan_out)
+                                      fan_out=fan_out, user_client=user_client)
                 finally:
                     if fan_out is not None:
                         fan_out.executor.close()
@@ -235,7 +249,7 @@ def run(
 
 
 def _fan_out(kind: str, workers: int | None, ray_address: str | None, settings: LLMSettings, cache_path: Path | None,
-             run_dir: RunDir, space: Workspace) -> FanOut | None:
+             run_dir: RunDir, space: Workspace, user_settings: LLMSettings | None = None) -> FanOut | None:
     """Where attempts run: None (this process) for `serial`, else the executor and the model its workers open."""
     if kind == "serial" and ray_address is None:
         return None
@@ -245,8 +259,11 @@ def _fan_out(kind: str, workers: int | None, ray_address: str | None, settings: 
 
     chosen = make_executor(ExecutorConfig(kind="ray" if ray_address else kind, workers=workers,
                                           ray_address=ray_address))
-    model = worker_model(settings, cache_path, threads=max(1, usable_cores() // max(1, chosen.workers)))
-    return FanOut(executor=chosen, model=model, workdir=run_dir.path / "work", envs_dir=space.envs_dir)
+    threads = max(1, usable_cores() // max(1, chosen.workers))
+    model = worker_model(settings, cache_path, threads=threads)
+    user = None if user_settings is None else worker_model(user_settings, cache_path, threads=threads)
+    return FanOut(executor=chosen, model=model, workdir=run_dir.path / "work", envs_dir=space.envs_dir,
+                  user_model=user)
 
 
 app.command("contamination")(contamination)  # `eval contamination`: envfactory.cli.contamination

@@ -4,8 +4,9 @@ Contract:
 - Suites: `bfcl_base`, `bfcl_miss_func`, `bfcl_miss_param`, `bfcl_long_context`, `bfcl_composite`
   (BFCL v3 multi-turn, scored by `eval.bfcl.check` after replaying the agent's per-turn calls with the
   official-compat behaviour on compat environments the agent never sees; entries the adapter cannot
-  express are skipped with a warning naming each and its reason), `tau2_airline`, `tau2_retail` (τ²-bench with the LLM user simulator,
-  scored by `eval.tau2.check` over the reward basis) and `tasks` (our own Task v1 files from a path,
+  express are skipped with a warning naming each and its reason), `tau2_airline`, `tau2_retail`, `tau2_telecom` (τ²-bench with the LLM
+  user simulator, which alone is given the telecom user's own tools, scored by `eval.tau2.check` over
+  the reward basis, user tool calls included with their requestor) and `tasks` (our own Task v1 files from a path,
   scored by `verify.rewards.task_reward`; passed = reward 1). A missing benchmark package raises
   `BenchmarkMissingError` with the install command before any model is loaded.
 - Selection is seeded: a suite with `count` below its size takes a `random.Random(f"{seed}:{suite}")`
@@ -61,9 +62,10 @@ __all__ = ["ATTEMPTS_FILE", "DEFAULT_SAMPLE", "SUITES", "EvalConfig", "EvalRunEr
            "SuiteSelection", "read_attempts", "run_eval", "select_tasks"]
 
 Suite = Literal["bfcl_base", "bfcl_miss_func", "bfcl_miss_param", "bfcl_long_context", "bfcl_composite",
-                "tau2_airline", "tau2_retail", "tasks"]
+                "tau2_airline", "tau2_retail", "tau2_telecom", "tasks"]
 SUITES: tuple[Suite, ...] = ("bfcl_base", "bfcl_miss_func", "bfcl_miss_param", "bfcl_long_context", "bfcl_composite",
-                             "tau2_airline", "tau2_retail", "tasks")
+                             "tau2_airline", "tau2_retail", "tau2_telecom", "tasks")
+_TAU2_SUITES = ("tau2_airline", "tau2_retail", "tau2_telecom")
 ATTEMPTS_FILE = "attempts.jsonl"
 # The issue asks for 20 + 20 + 10. With the 0.5B model on 2 CPU cores a BFCL task takes 3-7 minutes
 # (every call evaluates a 1-3k-token prompt afresh), so the local default is three tasks per suite,
@@ -177,6 +179,10 @@ def _tau2_items(domain: str, selection: SuiteSelection, seed: int) -> list[EvalI
         case = by_task[task.id]
         steps: list[tau2.Step] = []
         for message in episode.trajectory.messages:
+            if message.role == "user":  # the user's own tool calls (τ² telecom), made with requestor "user"
+                steps.extend(tau2.Step(tool=c.tool, arguments=dict(c.arguments), requestor="user")
+                             for c in message.tool_calls if c.raw_arguments is None)
+                continue
             if message.role != "assistant":
                 continue
             steps.extend(tau2.Step(tool=c.tool, arguments=dict(c.arguments))
@@ -243,7 +249,7 @@ def require_suites(selections: Sequence[SuiteSelection]) -> None:
     suites = {s.suite for s in selections}
     if any(suite.startswith("bfcl_") for suite in suites):
         bfcl.require_bfcl()
-    if suites & {"tau2_airline", "tau2_retail"}:
+    if suites & set(_TAU2_SUITES):
         tau2.require_tau2()
 
 
@@ -270,7 +276,7 @@ def select_tasks(config: EvalConfig, *, sandbox: SandboxPool | None, workdir: Pa
         if selection.suite.startswith("bfcl_"):
             category = typing.cast(bfcl.Category, selection.suite.removeprefix("bfcl_"))
             items += _bfcl_items(category, selection, config.seed, bfcl_environments)
-        elif selection.suite in ("tau2_airline", "tau2_retail"):
+        elif selection.suite in _TAU2_SUITES:
             items += _tau2_items(selection.suite.removeprefix("tau2_"), selection, config.seed)
         else:
             items += _own_items(selection, config.seed, envs_dir, sandbox)

