@@ -35,7 +35,8 @@ S: dict[str, Any] = {"type": "string"}
 INT: dict[str, Any] = {"type": "integer"}
 PROVIDERS = ["gitea.io", "asana.com", "squareup.com", "launchdarkly.com", "zoom.us", "twilio.com", "box.com",
              "apideck.com", "powerdns.local", "velopayments.com",
-             "1password.local", "openlinksw.com", "inboxroute.com", "drchrono.com", "shutterstock.com"]
+             "1password.local", "openlinksw.com", "inboxroute.com", "drchrono.com", "shutterstock.com",
+             "listennotes.com", "isendpro.com", "redhat.com", "circuitsandbox.net", "data2crm.com"]
 SCHEMA_ONLY = Thresholds(DEFAULT_THRESHOLDS.schema, 1.01, DEFAULT_THRESHOLDS.schema, 1.01)
 
 
@@ -152,13 +153,13 @@ def _figures(rows: list[EdgeLabel], catalog: Catalog) -> dict[tuple[str, str], M
 
 @pytest.mark.slow
 def test_openapi_figures_tuning_and_held_out(rows: list[EdgeLabel], openapi_catalog: Catalog) -> None:
-    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 8 held-out services P 1.000 R 0.867
-    (the first 3, inspected: 18 of 18; the 5 never inspected: 21 of 27, under the 0.85 target; see the docs)."""
+    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 13 held-out services P 0.984 R 0.857
+    (batch 1: 18 of 18; batch 2: 21 of 27; batch 3: 21 of 25, one false positive; see the docs)."""
     figures = _figures(rows, openapi_catalog)
     tuning, held_out = figures[("openapi", "calibration")], figures[("openapi", "test")]
     assert tuning.precision >= 0.90 and tuning.recall >= 0.85
     assert held_out.precision >= 0.90 and held_out.recall >= 0.85
-    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 39, 0)
+    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 60, 1)
 
 
 @pytest.mark.slow
