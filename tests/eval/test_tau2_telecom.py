@@ -14,6 +14,7 @@ pytest.importorskip("tau2.evaluator.evaluator_env")
 
 from envfactory.agent import AgentSettings, UserSimulator, run_episode
 from envfactory.eval import tau2, tau2_agreement
+from envfactory.eval.run import EvalConfig, SuiteSelection, select_tasks
 from envfactory.llm import ChatMessage, ChatResponse, ScriptedClient
 from envfactory.runtime import Environment, open_group, open_session
 from envfactory.spec import ToolCall
@@ -167,3 +168,25 @@ def test_user_tools_go_to_the_simulator_only_and_are_scored_with_their_requestor
     assert tau2.check(case, env, steps).reward == 1.0
     assert tau2_agreement.official_reward(case, steps)["reward"] == 1.0
     assert json.loads(episode.model_dump_json())["trajectory"]["termination"] == "user_stop"
+
+
+def test_eval_run_scores_the_users_calls_with_their_requestor(tmp_path: Any) -> None:
+    config = EvalConfig(suites=[SuiteSelection(suite="tau2_telecom", count=None)], seed=0, model="x")
+    items = select_tasks(config, sandbox=None, workdir=tmp_path)
+    assert len(items) == 114
+    item = next(i for i in items if i.task.origin.source_id == AIRPLANE)
+    agent = ScriptedClient(["Please turn airplane mode off and roaming on."])
+    user = ScriptedClient(["No mobile data.", _call("toggle_airplane_mode"), _call("toggle_roaming"),
+                           "Done. ###STOP###"])
+    task = item.task
+    with open_group(item.envs, task.initial_state, seed=task.seed, naming=task.tool_naming) as group:
+        episode = run_episode(agent, group, task, AgentSettings(control="native"), seed=0, user=UserSimulator(user))
+        passed, reward, detail = item.score(task, episode, group)
+    assert passed and reward.total == 1.0 and detail == ""
+    # the same conversation without the user's roaming toggle fails tau2's assertions
+    user = ScriptedClient(["No mobile data.", _call("toggle_airplane_mode"), "Done. ###STOP###"])
+    agent = ScriptedClient(["Please turn airplane mode off."])
+    with open_group(item.envs, task.initial_state, seed=task.seed, naming=task.tool_naming) as group:
+        episode = run_episode(agent, group, task, AgentSettings(control="native"), seed=0, user=UserSimulator(user))
+        passed, reward, detail = item.score(task, episode, group)
+    assert not passed and detail == "failed: ENV_ASSERTION"
