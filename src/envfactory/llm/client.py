@@ -67,6 +67,10 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientPolicy:
+    """How a `ManagedClient` calls its provider: at most `max_concurrency` calls at once, retries of
+    transient errors by `retry`, at most `max_repairs` repair requests after an invalid answer, and
+    whether tool calls are checked against the offered tools' parameter schemas (`validate_tool_calls`)."""
+
     max_concurrency: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_repairs: int = 2
@@ -124,6 +128,9 @@ class ManagedClient:
         sleep: Callable[[float], None] = time.sleep,
         stage: str = "default",
     ) -> None:
+        """Wrap `provider` with the response `cache` (None: no cache), a cassette `recorder` (None: none), the
+        usage `ledger` (default: a new one), the `policy` (default `ClientPolicy()`) and `sleep` (injected
+        for retry back-off in tests); calls are accounted under `stage` until `for_stage` gives another view."""
         policy = policy or ClientPolicy()
         self._shared = _Shared(
             provider=provider,
@@ -152,17 +159,21 @@ class ManagedClient:
 
     @property
     def model_id(self) -> str:
+        """The provider's model id (part of every cache and cassette key)."""
         return self._shared.provider.model_id
 
     @property
     def provider(self) -> LLMClient:
+        """The wrapped provider (shared by every stage view)."""
         return self._shared.provider
 
     @property
     def ledger(self) -> UsageLedger:
+        """The usage ledger shared by every stage view of this client."""
         return self._shared.ledger
 
     def usage(self) -> UsageReport:
+        """The usage so far, per stage and model, of every stage view of this client."""
         return self._shared.ledger.report()
 
     # -- the public calls ----------------------------------------------------------------------------

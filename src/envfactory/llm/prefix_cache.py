@@ -76,6 +76,7 @@ class KVStateCache:
     """Bounded LRU of sequence KV states, by bytes (see the module docstring)."""
 
     def __init__(self, max_bytes: int) -> None:
+        """An empty cache holding at most `max_bytes` of states (0: stores nothing); negative is a `ValueError`."""
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
         self.max_bytes = max_bytes
@@ -85,6 +86,7 @@ class KVStateCache:
 
     @property
     def size_bytes(self) -> int:
+        """The bytes of the states held now."""
         return self._bytes
 
     def __len__(self) -> int:
@@ -119,6 +121,7 @@ class KVStateCache:
         self.stats.stored += 1
 
     def discard(self, key: str) -> None:
+        """Remove the entry under `key`, if any (not counted as a rejection)."""
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= len(entry.data)
@@ -129,6 +132,7 @@ class KVStateCache:
         self.stats.rejected += 1
 
     def clear(self) -> None:
+        """Remove every entry (the statistics are kept)."""
         self._entries.clear()
         self._bytes = 0
 

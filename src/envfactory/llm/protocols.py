@@ -38,10 +38,12 @@ class Embedder(Protocol):
     """Sentence embeddings in batches."""
 
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """Names the model in cache keys."""
 
     @property
-    def dimension(self) -> int: ...
+    def dimension(self) -> int:
+        """The length of each embedding row."""
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One L2-normalised float32 row per text, in order."""

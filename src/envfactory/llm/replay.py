@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 
 class CassetteEntry(SpecModel):
+    """One recorded answer: the request key (`request_key(model, request)`), the model id, the request
+    and the response; one JSON line of a cassette."""
+
     schema_version: Literal[1] = 1
     key: str
     model: str
@@ -63,11 +66,15 @@ class CassetteWriter:
     """Appends entries to a cassette, each key once."""
 
     def __init__(self, path: Path) -> None:
+        """Append to the cassette at `path` (created on the first record); the keys already in it are read
+        once, so nothing is recorded twice. A damaged cassette is a `ProviderError`."""
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys = {entry.key for entry in read_cassette(self.path)} if self.path.exists() else set()
 
     def record(self, model_id: str, request: ChatRequest, response: ChatResponse) -> None:
+        """Append one entry unless its key is already recorded (thread- and process-safe: a file lock, then
+        fsync, so concurrent recorders never interleave lines)."""
         key = request_key(model_id, request)
         with self._lock:
             if key in self._keys:
@@ -90,14 +97,17 @@ class RecordingClient:
     """Wraps a client and records every answer it gives into a cassette."""
 
     def __init__(self, inner: LLMClient, writer: CassetteWriter) -> None:
+        """Record what `inner` answers into `writer`."""
         self.inner = inner
         self.writer = writer
 
     @property
     def model_id(self) -> str:
+        """The wrapped client's model id."""
         return self.inner.model_id
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """The wrapped client's answer, recorded before it is returned."""
         response = self.inner.chat(request)
         self.writer.record(self.inner.model_id, request, response)
         return response
@@ -107,6 +117,9 @@ class ReplayClient:
     """Answers from a cassette only (see the module docstring)."""
 
     def __init__(self, path: Path, *, model_id: str | None = None) -> None:
+        """Answer from the cassette at `path` for `model_id` (default: the cassette's only model). A
+        `ProviderError` when the cassette is missing, damaged, empty, or holds several models and none is
+        named."""
         self.path = Path(path)
         entries = read_cassette(self.path)
         models = sorted({entry.model for entry in entries})
@@ -121,12 +134,15 @@ class ReplayClient:
 
     @property
     def model_id(self) -> str:
+        """The model id whose answers are replayed (the key of every lookup)."""
         return self._model_id
 
     def __len__(self) -> int:
         return len(self._responses)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """The recorded answer to `request`; a `ReplayMissError` (with the request's description) when the
+        cassette holds none."""
         key = request_key(self._model_id, request)
         response = self._responses.get(key)
         if response is None:

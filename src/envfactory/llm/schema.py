@@ -26,6 +26,7 @@ class CompiledSchema:
     __slots__ = ("_validator", "schema")
 
     def __init__(self, schema: JSONObject) -> None:
+        """Compile `schema`; a `SpecError` when it is not a valid JSON Schema."""
         self.schema = schema
         try:
             self._validator = jsonschema_rs.validator_for(schema)
@@ -49,10 +50,12 @@ class SchemaValidators:
     """A thread-safe memo of compiled schemas, keyed by their canonical hash."""
 
     def __init__(self) -> None:
+        """An empty memo."""
         self._compiled: dict[str, CompiledSchema] = {}
         self._lock = threading.Lock()
 
     def get(self, schema: JSONObject) -> CompiledSchema:
+        """The compiled form of `schema` (compiled once per canonical hash); a `SpecError` for an invalid one."""
         key = content_hash(schema)
         with self._lock:
             compiled = self._compiled.get(key)

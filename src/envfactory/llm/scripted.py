@@ -17,13 +17,17 @@ ScriptItem = ChatResponse | str | BaseException | Callable[[ChatRequest], ChatRe
 
 
 def text_response(content: str, model: str = "scripted", usage: Usage | None = None) -> ChatResponse:
+    """A finished assistant answer with `content` as text (for scripts and tests)."""
     return ChatResponse(
         model=model, message=ChatMessage.assistant(content), finish_reason="stop", usage=usage or Usage()
     )
 
 
 class ScriptedClient:
+    """An `LLMClient` that answers from a script, in order (see the module docstring)."""
+
     def __init__(self, script: Sequence[ScriptItem], *, model_id: str = "scripted") -> None:
+        """Answer from `script` in order, reporting `model_id`; every request is kept in `requests`."""
         self._script = list(script)
         self._model_id = model_id
         self._lock = threading.Lock()
@@ -31,13 +35,17 @@ class ScriptedClient:
 
     @property
     def model_id(self) -> str:
+        """The id given at construction (`scripted` by default)."""
         return self._model_id
 
     @property
     def remaining(self) -> int:
+        """How many script items are left."""
         return len(self._script) - len(self.requests)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """The next script item's answer: a response as is, a string as an assistant text, an exception raised,
+        a function called with the request. An `AssertionError` past the end of the script."""
         with self._lock:
             index = len(self.requests)
             assert index < len(self._script), f"scripted client: unplanned call #{index + 1}: {request.describe()}"

@@ -64,6 +64,9 @@ def default_tools_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class StaticEmbedderConfig:
+    """The static (model2vec) embedding model: its name and models directory, the sentence-transformers
+    model it is distilled from, the PCA dimensions of the distillation and the encoding batch size."""
+
     name: str = DEFAULT_STATIC_MODEL
     models_dir: Path | None = None  # default: ~/.cache/envfactory/models
     source: SentenceEmbedderConfig = field(default_factory=SentenceEmbedderConfig)
@@ -72,9 +75,11 @@ class StaticEmbedderConfig:
 
     @property
     def directory(self) -> Path:
+        """`<models dir>/<name>`: where the built model lives."""
         return (self.models_dir or default_models_dir()) / self.name
 
     def build_command(self, *, force: bool = False) -> str:
+        """The command that builds the model into this config's models directory (`force`: rebuild)."""
         parts = [BUILD_COMMAND]
         if self.models_dir is not None and self.models_dir != default_models_dir():
             parts.append(f"--models-dir {self.models_dir}")
@@ -85,6 +90,9 @@ class StaticEmbedderConfig:
 
 @dataclass(frozen=True, slots=True)
 class StaticBuild:
+    """The result of building the static model: where, whether it was built now (False: a valid one was
+    already there), its manifest, and the seconds spent on the tool environment and the distillation."""
+
     path: Path
     built: bool  # False: a valid model was already there
     manifest: dict[str, Any]
@@ -93,6 +101,8 @@ class StaticBuild:
 
 
 def read_manifest(config: StaticEmbedderConfig) -> dict[str, Any] | None:
+    """The model's manifest when the directory holds one of the expected format, else None (files are
+    not checked: `check_static_model` does)."""
     try:
         data = json.loads((config.directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -233,6 +243,7 @@ class StaticEmbedder:
     """`Embedder` over the distilled model2vec model (see the module docstring)."""
 
     def __init__(self, config: StaticEmbedderConfig | None = None) -> None:
+        """An embedder over `config`'s model (default `StaticEmbedderConfig()`); nothing is loaded until first use."""
         self.config = config or StaticEmbedderConfig()
         self._model: Any = None
         self._manifest: dict[str, Any] | None = None
@@ -240,6 +251,8 @@ class StaticEmbedder:
         self.calls = 0  # batches actually encoded
 
     def load(self) -> None:
+        """Check and load the built model (idempotent, thread-safe); `ModelNotInstalledError` with the build
+        command when it is not built or damaged, `DependencyMissingError` without model2vec."""
         with self._lock:
             self._load_locked()
 
@@ -257,6 +270,7 @@ class StaticEmbedder:
 
     @property
     def model_id(self) -> str:
+        """`m2v/<name>@<model hash>` (loads the model to read its manifest)."""
         self.load()
         assert self._manifest is not None
         digest = str(self._manifest["files"]["model.safetensors"]["sha256"])[:16]
@@ -264,10 +278,12 @@ class StaticEmbedder:
 
     @property
     def dimension(self) -> int:
+        """The length of each embedding row (loads the model)."""
         self.load()
         return int(self._model.dim)
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One L2-normalised float32 row per text, in order (an empty input gives a 0-row array)."""
         import numpy as np
 
         with self._lock:

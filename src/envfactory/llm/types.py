@@ -38,18 +38,22 @@ class ChatMessage(SpecModel):
 
     @classmethod
     def system(cls, content: str) -> ChatMessage:
+        """A system message."""
         return cls(role="system", content=content)
 
     @classmethod
     def user(cls, content: str) -> ChatMessage:
+        """A user message."""
         return cls(role="user", content=content)
 
     @classmethod
     def assistant(cls, content: str = "", tool_calls: list[ToolCall] | None = None) -> ChatMessage:
+        """An assistant message with text and/or tool calls."""
         return cls(role="assistant", content=content, tool_calls=tool_calls or [])
 
     @classmethod
     def tool(cls, call: ToolCall, content: str) -> ChatMessage:
+        """The tool message answering `call` with `content`."""
         return cls(role="tool", content=content, tool_call_id=call.id, name=call.tool)
 
 
@@ -66,6 +70,7 @@ class FunctionTool(SpecModel):
 
     @classmethod
     def from_spec(cls, spec: ToolSpec) -> FunctionTool:
+        """The tool as an LLM sees an environment's `ToolSpec`: its name, description and input schema."""
         return cls(name=spec.name, description=spec.description, parameters=spec.input_schema)
 
     def openai(self) -> JSONObject:
@@ -120,6 +125,7 @@ class ChatRequest(SpecModel):
         return self
 
     def forces_tool_call(self) -> bool:
+        """True when the model must call a tool (`required`, or one named tool)."""
         return self.tool_choice == "required" or isinstance(self.tool_choice, NamedToolChoice)
 
     def offered_tools(self) -> list[FunctionTool]:
@@ -131,6 +137,7 @@ class ChatRequest(SpecModel):
         return list(self.tools)
 
     def tool(self, name: str) -> FunctionTool | None:
+        """The offered tool named `name` (whatever `tool_choice` says), or None."""
         return next((tool for tool in self.tools if tool.name == name), None)
 
     def describe(self) -> str:
@@ -169,6 +176,7 @@ class Usage(SpecModel):
 
     @property
     def total_tokens(self) -> int:
+        """Prompt and completion tokens together."""
         return self.prompt_tokens + self.completion_tokens
 
 
@@ -183,10 +191,12 @@ class ChatResponse(SpecModel):
 
     @property
     def content(self) -> str:
+        """The answer's text."""
         return self.message.content
 
     @property
     def tool_calls(self) -> list[ToolCall]:
+        """The answer's tool calls, in order."""
         return self.message.tool_calls
 
     def parsed(self) -> JSONValue:

@@ -23,6 +23,8 @@ from envfactory.spec import SpecModel
 
 
 class ModelPrice(SpecModel):
+    """The price of a model's tokens, per million prompt and completion tokens."""
+
     prompt_per_mtok: float = Field(ge=0.0, description="price of one million prompt tokens")
     completion_per_mtok: float = Field(ge=0.0, description="price of one million completion tokens")
 
@@ -35,10 +37,12 @@ class PriceTable(SpecModel):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     def price_for(self, model_id: str) -> ModelPrice | None:
+        """The price of the longest prefix of `model_id` in the table, or None."""
         matches = [prefix for prefix in self.prices if model_id.startswith(prefix)]
         return self.prices[max(matches, key=len)] if matches else None
 
     def cost(self, model_id: str, usage: Usage) -> float | None:
+        """What `usage` cost with `model_id`'s price, or None when the table has no price for it."""
         price = self.price_for(model_id)
         if price is None:
             return None
@@ -46,6 +50,10 @@ class PriceTable(SpecModel):
 
 
 class StageUsage(SpecModel):
+    """One stage's usage of one model: calls (and how many the cache answered), retries, repairs,
+    failures, tokens (prompt, reused from a prefix cache, evaluated, completion), the providers' seconds
+    and the cost (None: no price known). Cached calls add no tokens, seconds or cost."""
+
     stage: str
     model: str
     calls: int = 0
@@ -62,11 +70,14 @@ class StageUsage(SpecModel):
 
 
 class UsageReport(SpecModel):
+    """Usage per (stage, model), sorted, in `currency`."""
+
     schema_version: Literal[1] = 1
     currency: str = "USD"
     stages: list[StageUsage] = Field(default_factory=list)
 
     def total(self) -> StageUsage:
+        """The sum over every stage and model (stage `total`, model `*`; cost None when no stage has one)."""
         costs = [s.cost for s in self.stages if s.cost is not None]
         return StageUsage(
             stage="total",
@@ -110,6 +121,7 @@ class UsageLedger:
     """Collects usage from any number of clients and threads."""
 
     def __init__(self, prices: PriceTable | None = None) -> None:
+        """An empty ledger; with `prices`, calls are costed in the table's currency."""
         self.prices = prices
         self._lock = threading.Lock()
         self._tallies: dict[tuple[str, str], _Tally] = {}
@@ -118,6 +130,8 @@ class UsageLedger:
         return self._tallies.setdefault((stage, model), _Tally())
 
     def record_call(self, stage: str, model: str, usage: Usage, latency_s: float, *, cached: bool) -> None:
+        """Count one call under (`stage`, `model`): a `cached` one adds only to the call counts; otherwise its
+        tokens, `latency_s` and cost are added (evaluated tokens: the usage's, else prompt minus reused)."""
         with self._lock:
             tally = self._tally(stage, model)
             tally.calls += 1
@@ -136,18 +150,22 @@ class UsageLedger:
                 tally.cost = (tally.cost or 0.0) + cost
 
     def record_retry(self, stage: str, model: str) -> None:
+        """Count one retry of a transient failure."""
         with self._lock:
             self._tally(stage, model).retries += 1
 
     def record_repair(self, stage: str, model: str) -> None:
+        """Count one repair request after an invalid answer."""
         with self._lock:
             self._tally(stage, model).repairs += 1
 
     def record_failure(self, stage: str, model: str) -> None:
+        """Count one call that failed for good."""
         with self._lock:
             self._tally(stage, model).failures += 1
 
     def report(self) -> UsageReport:
+        """The usage so far, per (stage, model), sorted."""
         with self._lock:
             items = sorted(self._tallies.items())
             stages = [
