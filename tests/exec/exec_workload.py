@@ -36,7 +36,7 @@ class EpisodeResult(SpecModel):
 def episode(item: EpisodeItem) -> EpisodeResult:
     """Open the environment with the item's seed, make seeded calls, hash every result and the state."""
     from envfactory.runtime import load_env, open_session
-    from envfactory.runtime.argsgen import generate_arguments
+    from envfactory.verify.argsgen import generate_arguments
 
     env = load_env(item.env)
     session = open_session(env, seed=item.seed)

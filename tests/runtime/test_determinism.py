@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import random, sys
     import orjson
     from envfactory.runtime import bundled_env_names, load_env, open_group, open_session
-    from envfactory.runtime.argsgen import generate_arguments, harvest_values
+    from envfactory.verify.argsgen import generate_arguments, harvest_values
     from envfactory.spec import canonical_json
 
     report = {}

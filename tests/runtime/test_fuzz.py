@@ -1,6 +1,6 @@
 """Hypothesis fuzzing of every bundled reference environment through the session interface.
 
-Each example is an episode of schema-guided calls (arguments from `runtime.argsgen`, ids drawn from live
+Each example is an episode of schema-guided calls (arguments from `verify.argsgen`, ids drawn from live
 state and earlier outputs) mixed with deliberately bad calls (malformed JSON, unknown tools, missing,
 extra or mistyped arguments, unknown ids). Across the examples of one environment at least
 `CALLS_PER_ENV` calls are sent. Properties checked:
@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envfactory.runtime import Environment, bundled_env_names, load_env, open_session
-from envfactory.runtime.argsgen import generate_arguments, harvest_values
 from envfactory.spec import AGENT_ERROR_KINDS, DeclarativeImplementation
+from envfactory.verify.argsgen import generate_arguments, harvest_values
 
 CALLS_PER_EPISODE = 80
 EPISODES = 45

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.runtime import Environment, Session, open_session
-from envfactory.runtime.argsgen import generate_arguments, harvest_values
 from envfactory.spec import Snapshot, ToolCall, ToolResult, ToolSpec, content_hash
 from envfactory.spec.schema_tools import deref, property_names
+from envfactory.verify.argsgen import generate_arguments, harvest_values
 
 FORK_CALLS = 20
 DISCOVERY_QUERIES = ("", "e", "a")

@@ -5,7 +5,7 @@ Contract:
   `random.Random` state and the same pool give the same value, in every process. All randomness
   comes from `rng`; the global RNG is never used.
 - Strings whose property name is a key of `pool` are usually drawn from `pool[name]`. The pool holds
-  live values such as ids seen in earlier outputs (`runtime.argsgen.harvest_values` collects them).
+  live values such as ids seen in earlier outputs (`verify.argsgen.harvest_values` collects them).
   The generator sometimes invents a value anyway, so that `not_found` paths get exercised too.
 - Supported: `type` (as one name or a list, `null` included), `enum`, `const`, objects (`properties`,
   `required`, map-like `additionalProperties`), arrays (`items`, `prefixItems`, `minItems`/`maxItems`,

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envfactory.runtime.argsgen import harvest_values
 from envfactory.spec import ChainStep, StepOutput
 from envfactory.spec.schema_sample import generate_value
 from envfactory.synth.envs import SynthEnv, ToolFacts, shared_for
+from envfactory.verify.argsgen import harvest_values
 
 PREFER_TASK_RECORDS = 0.8
 OPTIONAL_FIELD_PROBABILITY = 0.4

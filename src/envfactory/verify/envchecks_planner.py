@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from envfactory.runtime import Environment, Session
-from envfactory.runtime.argsgen import generate_arguments, harvest_values
 from envfactory.spec import HybridImplementation, ToolResult, declarative_model
+from envfactory.verify.argsgen import generate_arguments, harvest_values
 
 
 class CallPlanner:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import Environment, load_env
-from envfactory.runtime.argsgen import generate_arguments
 from envfactory.spec import CheckResult, DeclarativeImplementation, EnvSpec, HybridImplementation, Operation
 from envfactory.spec.schema_tools import property_names
+from envfactory.verify.argsgen import generate_arguments
 from envfactory.verify.envchecks_planner import CallPlanner
 from envfactory.verify.envchecks_results import check_result
 

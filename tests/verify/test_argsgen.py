@@ -1,4 +1,4 @@
-"""Schema-guided argument generation (`envfactory.runtime.argsgen`, `envfactory.spec.schema_sample`)."""
+"""Schema-guided argument generation (`envfactory.verify.argsgen`, `envfactory.spec.schema_sample`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envfactory.runtime import bundled_env_names, load_env
-from envfactory.runtime.argsgen import generate_arguments, harvest_values
 from envfactory.spec import ARTIFACT_MODELS
 from envfactory.spec.schema_sample import generate_value
+from envfactory.verify.argsgen import generate_arguments, harvest_values
 
 ORDER_SCHEMA: dict[str, Any] = {
     "type": "object",
