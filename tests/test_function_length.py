@@ -25,12 +25,7 @@ MAX_LINES = 80
 MARKER = "# long:"
 
 # Paths relative to src/envfactory: a file, or a folder ending in "/" (every file under it).
-PENDING: tuple[str, ...] = (
-    "build/compile.py",  # _tool (the build layer's owner splits it)
-    "llm/",
-    "synth/",
-    "agent/",
-)
+PENDING: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,115 +245,141 @@ def operation_output(op: Operation) -> dict[str, Any]:
     return flat if isinstance(flat, dict) and flat.get("type") == "object" else {"type": "object"}
 
 
-def _tool(shape: OperationShape, coll: CollectionPlan, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
-    op = shape.operation
-    if shape.role == "action" and op.id not in coll.actions:
-        return None, f"{coll.refused.get(op.id, f'not CRUD ({shape.note})')}; needs an authored implementation"
-    name = tool_name(op.name)
-    suffix = 2
-    while name in used:
-        name = f"{tool_name(op.name)[:60]}_{suffix}"
-        suffix += 1
-    style = shape.style
-    args = _arguments(op) if style in ("google", "path") else {}
-    body = body_schema(op) if style in ("google", "path") else flatten(op.input_schema, definitions(op.input_schema))
-    body_props = object_properties(body)
-    body_required = set((body or {}).get("required", []))
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    field_names: dict[str, str] = {}
-    parent_by_arg = {arg: (parent, safe) for parent, safe, arg in coll.parents}
-    key_original = coll.originals.get(coll.key, coll.key)
+@dataclass(slots=True)
+class _ToolArgs:
+    """A tool's arguments as gathered: schemas, required names, source names, the key's argument."""
+
+    properties: dict[str, Any] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)
+    field_names: dict[str, str] = field(default_factory=dict)
     key_arg: str | None = None
 
-    def add(our: str, schema: dict[str, Any], original: str, needed: bool) -> None:
-        properties[our] = schema
+    def add(self, our: str, schema: dict[str, Any], original: str, needed: bool) -> None:
+        """Take argument `our` (the source's `original`) with `schema`; `needed`: required."""
+        self.properties[our] = schema
         if original != our:
-            field_names[our] = original
-        if needed and our not in required:
-            required.append(our)
+            self.field_names[our] = original
+        if needed and our not in self.required:
+            self.required.append(our)
 
-    # path/query arguments (and AWS members that are not record fields)
+
+def _unique_tool_name(op: Operation, used: set[str]) -> str:
+    name, suffix = tool_name(op.name), 2
+    while name in used:
+        name, suffix = f"{tool_name(op.name)[:60]}_{suffix}", suffix + 1
+    return name
+
+
+def _path_arguments(shape: OperationShape, coll: CollectionPlan, args: Mapping[str, tuple[dict[str, Any], str]], parent_by_arg: Mapping[str, tuple[str, str]], acc: _ToolArgs) -> None:
+    """Path/query arguments (and AWS members that are not record fields)."""
     for original, (schema, where) in sorted(args.items()):
         if original in parent_by_arg:
-            add(parent_by_arg[original][1], {"type": "string"}, original, True)
+            acc.add(parent_by_arg[original][1], {"type": "string"}, original, True)
         elif shape.item_param is not None and original == shape.item_param:
-            key_arg = field_name(original) if field_name(original) not in coll.fields or field_name(original) == coll.key else field_name(f"{singular(coll.name)}_key")
-            add(key_arg, {"type": "string", **({"description": schema["description"]} if "description" in schema else {})}, original, True)
+            acc.key_arg = field_name(original) if field_name(original) not in coll.fields or field_name(original) == coll.key else field_name(f"{singular(coll.name)}_key")
+            acc.add(acc.key_arg, {"type": "string", **({"description": schema["description"]} if "description" in schema else {})}, original, True)
         else:
             our = field_name(original)
-            if our in properties or our == coll.key:
+            if our in acc.properties or our == coll.key:
                 continue
             # a query parameter that is a record field takes the record's schema (a list filter)
-            add(our, coll.fields.get(our, schema), original, where == "path")
+            acc.add(our, coll.fields.get(our, schema), original, where == "path")
+
+
+def _body_arguments(shape: OperationShape, coll: CollectionPlan, body: Any,
+                    parent_by_arg: Mapping[str, tuple[str, str]], acc: _ToolArgs) -> None:
+    """The body's members: parents' keys, the record's key, writable fields, other AWS/name members."""
+    key_original = coll.originals.get(coll.key, coll.key)
+    body_required = set((body or {}).get("required", []))
     writes = shape.role in ("create", "update")
-    for original, schema in body_props.items():
+    for original, schema in object_properties(body).items():
         our = field_name(original)
         if original in parent_by_arg:
-            add(parent_by_arg[original][1], {"type": "string"}, original, True)
+            acc.add(parent_by_arg[original][1], {"type": "string"}, original, True)
             continue
-        if style in ("aws", "name") and original == key_original and shape.role != "create":
-            key_arg = coll.key
-            add(coll.key, coll.fields[coll.key], original, True)
+        if shape.style in ("aws", "name") and original == key_original and shape.role != "create":
+            acc.key_arg = coll.key
+            acc.add(coll.key, coll.fields[coll.key], original, True)
             continue
         if our in coll.fields:
             if not writes or our in coll.read_only or (our == coll.key and (coll.generated or shape.role != "create")):
                 continue
-            add(our, coll.fields[our], original, original in body_required or (shape.role == "create" and our == coll.key))
-        elif style in ("aws", "name") and shape.role != "create":
-            if our in properties:
+            acc.add(our, coll.fields[our], original, original in body_required or (shape.role == "create" and our == coll.key))
+        elif shape.style in ("aws", "name") and shape.role != "create":
+            if our in acc.properties:
                 continue
-            add(our, schema if isinstance(schema, dict) else {}, original, original in body_required)
-    op_kind: str
+            acc.add(our, schema if isinstance(schema, dict) else {}, original, original in body_required)
+
+
+def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
+               ) -> tuple[str, ListDecl | None, list[RequirementDecl], str | None] | str:
+    """The operation's kind, listing, parent requirements and create key, or why there is none."""
     listing: ListDecl | None = None
     requires: list[RequirementDecl] = []
     create_key: str | None = None
-    assign: dict[str, Expr] = {}
-    effects: list[Effect] = []
-    description = (op.description or op.docs or f"{shape.role} {singular(coll.name)}").strip()
     if shape.role == "create":
         op_kind = "create"
         if not coll.generated:
             create_key = create_key_arg(shape, coll)
             if create_key is None:
-                return None, "create does not take the record's key"
-            if create_key not in properties:
-                add(create_key, {"type": "string"}, create_key, True)
-            elif create_key not in required:
-                required.append(create_key)
+                return "create does not take the record's key"
+            if create_key not in acc.properties:
+                acc.add(create_key, {"type": "string"}, create_key, True)
+            elif create_key not in acc.required:
+                acc.required.append(create_key)
     elif shape.role in ("read", "update", "delete", "action"):
         op_kind = {"read": "get", "delete": "delete", "action": "patch"}.get(shape.role, "patch" if shape.partial else "update")
-        if key_arg is None:
-            return None, f"no argument names the {singular(coll.name)} key {key_original!r}"
+        if acc.key_arg is None:
+            return f"no argument names the {singular(coll.name)} key {coll.originals.get(coll.key, coll.key)!r}"
         requires = [
             RequirementDecl(
                 condition=CompareCond(op="eq", left=FieldExpr(path=safe), right=ArgExpr(path=safe)),
                 error="not_found", message=f"{{key}} does not belong to {singular(parent)} {{arg.{safe}}}",
             )
-            for parent, safe, _ in coll.parents if safe in properties
+            for parent, safe, _ in coll.parents if safe in acc.properties
         ]
     else:
         op_kind = "list"
-        listing, extra_required = _listing(properties, coll)
-        required = [r for r in required if r in properties] + [r for r in extra_required if r not in required]
-    rules = _rules(shape, coll, properties, required)
+        listing, extra_required = _listing(acc.properties, coll)
+        acc.required = [r for r in acc.required if r in acc.properties] + [r for r in extra_required if r not in acc.required]
+    return op_kind, listing, requires, create_key
+
+
+def _tool(shape: OperationShape, coll: CollectionPlan, used: set[str]) -> tuple[DeclarativeToolDecl | None, str]:
+    op = shape.operation
+    if shape.role == "action" and op.id not in coll.actions:
+        return None, f"{coll.refused.get(op.id, f'not CRUD ({shape.note})')}; needs an authored implementation"
+    name = _unique_tool_name(op, used)
+    style = shape.style
+    args = _arguments(op) if style in ("google", "path") else {}
+    body = body_schema(op) if style in ("google", "path") else flatten(op.input_schema, definitions(op.input_schema))
+    parent_by_arg = {arg: (parent, safe) for parent, safe, arg in coll.parents}
+    acc = _ToolArgs()
+    _path_arguments(shape, coll, args, parent_by_arg, acc)
+    _body_arguments(shape, coll, body, parent_by_arg, acc)
+    description = (op.description or op.docs or f"{shape.role} {singular(coll.name)}").strip()
+    operation = _operation(shape, coll, acc)
+    if isinstance(operation, str):
+        return None, operation
+    op_kind, listing, requires, create_key = operation
+    rules = _rules(shape, coll, acc.properties, acc.required)
     if isinstance(rules, str):
         return None, rules
     assign, effects, note = rules
     if note:
         description = f"{description[: _DESCRIPTION_MAX - len(note) - 2]}\n\n{note}" if description else note
-    input_schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        input_schema["required"] = required
+    input_schema: dict[str, Any] = {"type": "object", "properties": acc.properties, "additionalProperties": False}
+    if acc.required:
+        input_schema["required"] = acc.required
     decl = OperationDecl(
         kind=op_kind,
         collection=coll.name,
-        key_arg=(create_key if op_kind == "create" else (key_arg if key_arg != coll.key else None)),
+        key_arg=(create_key if op_kind == "create" else (acc.key_arg if acc.key_arg != coll.key else None)),
         fields_from_args=shape.role != "action",
         assign=assign, requires=requires, effects=effects, listing=listing,
     )
     description = description[:_DESCRIPTION_MAX]
-    source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=field_names)
+    source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=acc.field_names)
     return DeclarativeToolDecl(name=name, description=description, input_schema=input_schema, operation=decl, source=source), ""
 
 
