@@ -26,6 +26,7 @@ class ToolError(EnvFactoryError):
     """An anticipated tool failure shown to the agent. `kind` is an agent-visible error kind."""
 
     def __init__(self, kind: AgentErrorKind, message: str, path: str | None = None) -> None:
+        """`kind` and `message` reach the agent; `path`: a JSON pointer into the arguments at fault, if any."""
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -50,6 +51,7 @@ class SandboxError(EnvFactoryError):
     `resource_limit` when a sandbox resource limit (the disk quota) was hit."""
 
     def __init__(self, message: str, kind: str = "sandbox_failure") -> None:
+        """`kind` as the worker reported it; one outside `SANDBOX_FAILURE_KINDS` becomes `sandbox_failure`."""
         super().__init__(message)
         # `kind` may come off the worker protocol as any string; an unknown one is a sandbox failure.
         self.kind: SandboxFailureKind = (

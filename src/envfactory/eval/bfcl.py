@@ -113,6 +113,7 @@ class UnexpressibleTaskError(EnvFactoryError):
     """A benchmark entry the adapter cannot express as a Task (named, with the reason)."""
 
     def __init__(self, entry_id: str, reason: str) -> None:
+        """The message is `<entry_id>: <reason>`; both are kept for reports."""
         super().__init__(f"{entry_id}: {reason}")
         self.entry_id = entry_id
         self.reason = reason

@@ -232,6 +232,8 @@ class BfclToolkit(Toolkit[BfclState]):
     """Base of the generated toolkits: rebuild the instance, replay, run one call, record it."""
 
     def invoke(self, name: str, arguments: dict[str, Any]) -> str:
+        """Run backend method `name` with `arguments` on an instance rebuilt from the scenario and the
+        calls recorded so far (replayed in order), record the call in the state, and return its output."""
         state = self.state
         instance = new_instance(state.backend, json.loads(state.scenario), state.long_context)
         for past in state.calls:
