@@ -72,6 +72,7 @@ class Event(_Record):
     updated_at: AwareDatetime
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether the event's time intersects [`start`, `end`) (touching ends do not overlap)."""
         return self.start < end and start < self.end
 
     def busy_for(self, user_id: str) -> bool:
@@ -83,6 +84,7 @@ class Event(_Record):
         return any(a.user_id == user_id and a.response != "declined" for a in self.attendees)
 
     def involves(self, user_id: str) -> bool:
+        """Whether `user_id` organises the event or is invited to it (whatever their response)."""
         return self.organizer_id == user_id or any(a.user_id == user_id for a in self.attendees)
 
 
