@@ -28,7 +28,9 @@ Contract:
   of different resources conflict; an ARN feeds a name/id input of the same entity whose description
   says it takes ARNs too; a response wrapper (`GetTicketResponse`) says what its tool is about and an id
   wrapper (`UnifiedId`) names no entity; "the ID of the X or Y" takes a Y's id too; `<x>Id` inside a
-  container named `...<x>` is that container's id (`developerMetadata.metadataId`).
+  container named `...<x>` is that container's id (`developerMetadata.metadataId`); a field named after
+  an entity and described as its ID (`patient`: "ID of this appointment's patient") is that entity's id,
+  and so is a glued-on id (`listid`) described as an ID.
 - Notations: two values of one service whose descriptions name the same notation ("A1 notation") link.
 - Cursors: a list call's next-page position (`cursor`, `NextToken`, `meta.cursors.next`) feeds its own
   cursor input (the only self-edge) and nothing else.
@@ -63,6 +65,7 @@ from envfactory.graph.names import (
     description_refs,
     entities_compatible,
     foreign_reference,
+    glued_id,
     mentioned_fields,
     name_ref,
     notations,
@@ -213,9 +216,21 @@ def definition_entity(definition: str) -> tuple[str, ...]:
     return tuple(t for t in tokens if not t.isdigit())
 
 
+def own_ref(name: str, description: str) -> Ref:
+    """What a field's name says it is (`names.name_ref`), reading a glued-on `id` (`listid`) as an id."""
+    return glued_id(name, description) or name_ref(name)
+
+
 def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
     name = last_segment(f.path)
+    glued = glued_id(name, f.description)
+    if glued is not None:  # the name says whose id it is (`listid`), whatever the prose adds
+        return glued
     own = name_ref(name)
+    if own.attribute == "value" and _specific(own.entity):  # `patient`: "ID of this appointment's patient"
+        for ref in description_refs(f.description) if f.description else ():
+            if ref.attribute in GENERATED and entities_compatible(ref.entity, own.entity, same_service=True):
+                return Ref(own.entity, ref.attribute)
     if _specific(own.entity):
         return own
     if own.entity and own.attribute != "value":  # `developerMetadata.metadataId`: the container's own id
@@ -237,7 +252,7 @@ def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
 def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
     """Every (entity, attribute) an input accepts (see the module docstring)."""
     name = last_segment(f.path)
-    own = name_ref(name)
+    own = own_ref(name, f.description)
     described = description_refs(f.description) if f.description else ()
     if not own.entity:  # a bare `id`/`identifier`: the prose says whose, else the context does
         own = Ref(context_entity(f.path, f.parent_ref, tool_entity), own.attribute)
@@ -270,7 +285,7 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
     """The matching view of one input or output field: its reference, accepted references, name key and
     whether matching skips it (pagination, caller-chosen, booleans, empty containers)."""
     name = last_segment(f.path)
-    ref = output_ref(f, tool_entity) if direction == "output" else name_ref(name)
+    ref = output_ref(f, tool_entity) if direction == "output" else own_ref(name, f.description)
     accepts = input_refs(f, tool_entity) if direction == "input" else ()
     name_key = compact(words(name))
     chosen = direction == "input" and caller_chosen(name, f.description)

@@ -163,7 +163,7 @@ _PROSE_NOISE = frozenset({
     "via", "like", "called", "named", "supported", "currently", "only", "must", "may", "amazon", "resource",
     "delete", "create", "update", "describe", "remove", "add", "modify", "change", "set", "recommend", "complete",
     "rather", "than", "we", "instead", "either", "both", "whole", "entire", "actual", "corresponding",
-    "globally", "universally",
+    "globally", "universally", "created", "character", "digit", "byte",  # "the created resource", "16 characters ID"
 })
 
 
@@ -197,6 +197,19 @@ def name_ref(name: str) -> Ref:
             entity = tokens[:-1]  # `apiKey`: a credential, not the key of the resource in context
         return Ref(entity, ATTRIBUTE_WORDS[last])
     return Ref(_strip_entity(tokens), "value")
+
+
+_GLUED_ID = re.compile(r"^[a-z]{3,}id$")
+_ID_PROSE = re.compile(r"\bids?\b|\bidentifier", re.IGNORECASE)
+
+
+def glued_id(name: str, description: str) -> Ref | None:
+    """An all-lowercase name with `id` glued on (`listid`, `contactid`) whose description speaks of an ID:
+    the id of that entity."""
+    if not _GLUED_ID.match(name) or not _ID_PROSE.search(description[:300]):
+        return None
+    entity = _strip_entity((singular(name[:-2]),))
+    return Ref(entity, "id") if entity else None
 
 
 # Where an identifier belongs to another system: `external_app_user_id`, `remoteId`, "an ID used to associate the
@@ -382,9 +395,21 @@ _VERBS = frozenset({
 })
 
 
+_METHOD_PATH = re.compile(r"^(?:get|post|put|patch|delete|head|options)-(/.*)$", re.IGNORECASE)
+
+
 def operation_entity(operation: str) -> tuple[str, ...]:
     """The entity an operation acts on: `CreateQueue` → (queue,), `tasks.tasklists.insert` → (tasklist,),
-    `get_order` → (order,), `ListDeadLetterSourceQueues` → (dead, letter, source, queue)."""
+    `get_order` → (order,), `ListDeadLetterSourceQueues` → (dead, letter, source, queue); an operation named
+    by its method and path (`POST-/contacts/lists`, `DELETE-/contacts/{contactid}`) acts on the last literal
+    segment, with the literal segment right before it (contact list; contact)."""
+    by_path = _METHOD_PATH.match(operation)
+    if by_path:
+        segments = [p for p in by_path.group(1).split("/") if p and not re.fullmatch(r"v\d+|api", p)]
+        last = max((n for n, p in enumerate(segments) if not p.startswith("{")), default=-1)
+        if last >= 0:
+            first = last - 1 if last >= 1 and not segments[last - 1].startswith("{") else last
+            return _strip_entity(tuple(t for p in segments[first:last + 1] for t in words(p)))
     if operation.count(".") >= 2:  # Google-style method ids: service.resource[.sub].method
         parts = [p for p in operation.split(".") if p]
         if len(parts) >= 2:
