@@ -17,6 +17,7 @@ from envfactory.runtime.environment import Environment
 from envfactory.runtime.session import Session, _error, open_session
 from envfactory.runtime.sources import ClockConfig
 from envfactory.spec import Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec, content_hash
+from envfactory.spec.base import trusted_construct
 
 SEPARATOR = "__"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -94,8 +95,11 @@ class SessionGroup:
         else:
             session = self._sessions[route[0]]
             inner = session.call(route[1], arguments, call_id=cid)
-            result = inner.model_copy(update={"tool": name, "step": step})
-            call = session.last_call().model_copy(update={"tool": name})
+            # The session's result and call under the group's tool name and step: the same fields as a
+            # `model_copy(update=...)`, built without pydantic's copy machinery (a hot path: every call
+            # of synthesis and evaluation goes through a group).
+            result = trusted_construct(ToolResult, {**inner.__dict__, "tool": name, "step": step})
+            call = trusted_construct(ToolCall, {**session.last_call().__dict__, "tool": name})
         self._log.append((call, result))
         return result
 
