@@ -44,7 +44,7 @@ def test_telecom_imports_with_user_tools_initial_states_and_assertions(env: Envi
     assert not backend.user_tools & {"get_customer_by_phone", "refuel_data"}
     for case in cases:
         assert set(case.task.user_tools) == backend.user_tools
-        assert tau2.INIT_KEY in case.task.initial_state["tau2_telecom"]  # type: ignore[operator]
+        assert tau2.INIT_KEY in case.task.initial_state["tau2_telecom"]
         assert case.reward_basis in ({"ENV_ASSERTION"}, {"ENV_ASSERTION", "ACTION"})
         assert case.assertions, case.source.id
         # the agent's gold calls are its own actions only; the user's travel in the case with their requestor
