@@ -37,6 +37,9 @@ import httpx
 import pytest
 from serve_helpers import TOKEN
 
+from envfactory.serve.config import ServeLimits
+from envfactory.serve.connections import ConnectionPolicy
+
 ATTACKERS = 500
 FD_LIMIT = 256
 HOLD_S = 10.0
@@ -100,7 +103,7 @@ REOPEN_AFTER_S = 1.0
 
 
 async def _hold(host: str, port: int, slow: bool, stop: float, stats: dict[str, int], alive: set[int],
-                index: int) -> None:
+                connected: set[int], index: int) -> None:
     """One attacker slot: a connection that is silent (half-open) or sends a request head one byte every
     0.5 s; when the server closes it, another is opened a second later (until `stop`)."""
     head = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
@@ -112,6 +115,7 @@ async def _hold(host: str, port: int, slow: bool, stop: float, stats: dict[str, 
             continue
         stats["opened"] += 1
         alive.add(index)
+        connected.add(index)
         try:
             sent = 0
             while time.monotonic() < stop:
@@ -138,8 +142,10 @@ async def _hold(host: str, port: int, slow: bool, stop: float, stats: dict[str, 
 async def _attack(host: str, port: int, seconds: float) -> dict[str, int]:
     stats = {"opened": 0, "closed_by_server": 0, "held_max": 0, "held_min": ATTACKERS}
     alive: set[int] = set()
+    connected: set[int] = set()  # the slots that ever got a connection
     stop = time.monotonic() + seconds
-    holders = [asyncio.create_task(_hold(host, port, i % 2 == 1, stop, stats, alive, i)) for i in range(ATTACKERS)]
+    holders = [asyncio.create_task(_hold(host, port, i % 2 == 1, stop, stats, alive, connected, i))
+               for i in range(ATTACKERS)]
     started = time.monotonic()
     while time.monotonic() < stop - 0.5:
         stats["held_max"] = max(stats["held_max"], len(alive))
@@ -150,6 +156,7 @@ async def _attack(host: str, port: int, seconds: float) -> dict[str, int]:
                 print("holding", flush=True)  # the measuring side starts now
         await asyncio.sleep(0.02)
     await asyncio.gather(*holders)
+    stats["slots_connected"] = len(connected)
     return stats
 
 
@@ -244,9 +251,15 @@ def test_500_slow_connections_against_256_descriptors(tmp_path: Path) -> None:
     stats = json.loads(out)
     print(f"\nattacker: {stats}; server descriptors peaked at {peak_fds}/{FD_LIMIT}\n"
           f"under attack: {_summary(latencies)}\nbaseline: {_summary(baseline)}")
-    # the attacker kept 500 connections going (those the server closed reopened a second later)
-    assert stats["opened"] >= ATTACKERS and stats["held_max"] >= 0.8 * ATTACKERS, stats
-    assert stats["closed_by_server"] > 0, stats  # past the cap, the server closed (evicted) connections
+    # The attack was the one the issue names: all 500 slots got connections, and every one the server
+    # closed was reopened. The server holds at most its cap (256 less its headroom), so how many of them the
+    # attacker sees open at one instant beyond the cap is a race between its reads and the server's
+    # evictions (from 324 to over 400 on the same code, by load); what is asserted is that the attacker
+    # filled the server (held at least the cap at once) and that the server shed the excess.
+    cap = ConnectionPolicy.from_limits(ServeLimits(), (TOKEN,), fd_limit=FD_LIMIT).max_connections
+    assert stats["slots_connected"] == ATTACKERS and stats["opened"] >= ATTACKERS, stats
+    assert stats["held_max"] >= cap, (stats, cap)
+    assert stats["closed_by_server"] >= ATTACKERS - cap, (stats, cap)  # past the cap, the server closed (evicted) them
     assert peak_fds < FD_LIMIT, peak_fds
     for what, seconds in latencies.items():
         assert len(seconds) >= 5, (what, seconds)
