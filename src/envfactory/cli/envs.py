@@ -11,6 +11,7 @@
   scenario tests of `DIR/scenarios.json` when present, writes `DIR/report.json` and says whether its
   evidence changed; exit code 1 when the verdict is `rejected` (or, with `--check`, when it changed).
   Untrusted python toolkits run in a sandbox worker.
+- `behaviour [NAME...] [--library]`: behavioural acceptance from the source specs (`envs_behaviour.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
+from envfactory.cli.envs_behaviour import behaviour
 from envfactory.errors import EnvFactoryError, SandboxRequiredError
 from envfactory.runtime import (
     Environment,
@@ -52,6 +54,7 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+app.command("behaviour")(behaviour)
 
 
 # -- loading -----------------------------------------------------------------------------------------------

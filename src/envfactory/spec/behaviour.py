@@ -1,0 +1,144 @@
+"""Behavioural acceptance (issue 19): scenarios derived from an environment's SOURCE spec, their
+per-check outcomes with evidence, and the ignored-argument probe.
+
+Contract:
+- A `BehaviourScenario` is written from the catalog operations and the proposal's roles before the
+  environment runs: every `BehaviourStep` carries its expectation (`expect`) and the spec fact it comes
+  from (`because`). The environment contributes nothing to an expectation; setup values (a parent key
+  taken from the seed state) are arguments, never expectations.
+- `"${name}"` in a step's arguments or expectations is replaced by a value captured by an earlier step.
+- Step kinds of expectation (`StepExpect`):
+  - `ok`: the call succeeds; `fields` (when given) must appear, with these values, in the returned
+    record (the output itself or a record inside an envelope); `includes`/`excludes` name values that
+    must / must not appear anywhere in the output (a list containing a created key, or not).
+  - `error`: the call fails with one of `error_kinds`; with `state_unchanged` the state hash after the
+    call equals the hash before it.
+  - `setup`: the call should succeed, but if it does not the scenario is `inconclusive` (the spec does
+    not say the environment must accept it: e.g. driving a record into a final state).
+- `BehaviourCheck` records one judged step: the call, the expectation, what was observed, `passed`.
+- `ArgumentProbe` records whether one tool argument showed an observable effect and how.
+All models are versioned (`schema_version`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.spec.base import JSONObject, JSONValue, SpecModel
+from envfactory.spec.tool import ErrorKind
+
+__all__ = [
+    "ArgumentProbe",
+    "BehaviourCheck",
+    "BehaviourKind",
+    "BehaviourReport",
+    "BehaviourScenario",
+    "BehaviourStep",
+    "ProbeEffect",
+    "ScenarioVerdict",
+    "StepExpect",
+]
+
+BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination"]
+BEHAVIOUR_KINDS: tuple[str, ...] = ("lifecycle", "scoping", "reference", "state_machine", "pagination")
+ScenarioVerdict = Literal["passed", "failed", "inconclusive"]
+ProbeEffect = Literal["output", "error", "state", "none", "unprobed"]
+
+
+class StepExpect(SpecModel):
+    """What the spec says about one call's outcome (module contract)."""
+
+    schema_version: Literal[1] = 1
+    outcome: Literal["ok", "error", "setup"] = "ok"
+    error_kinds: list[ErrorKind] = Field(default_factory=list, description="accepted kinds when outcome=error")
+    state_unchanged: bool = False
+    fields: JSONObject = Field(default_factory=dict, description="field -> value the returned record must show")
+    includes: list[JSONValue] = Field(default_factory=list, description="values that must appear in the output")
+    excludes: list[JSONValue] = Field(default_factory=list, description="values that must not appear in the output")
+    distinct: bool = Field(default=False, description="pagination walk: every `includes` value exactly once overall")
+
+
+class BehaviourStep(SpecModel):
+    """One call of a behavioural scenario, its expectation and the spec fact behind it."""
+
+    schema_version: Literal[1] = 1
+    tool: str
+    arguments: JSONObject = Field(default_factory=dict)
+    expect: StepExpect = Field(default_factory=StepExpect)
+    because: str = Field(default="", description="the spec fact the expectation comes from")
+    capture: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="variable -> field names tried in order, looked up in the returned record (or anywhere in it)",
+    )
+    follow_token: str | None = Field(
+        default=None, description="pagination: repeat the call passing the output's next token in this argument"
+    )
+
+
+class BehaviourScenario(SpecModel):
+    """A scenario of at least three calls whose expectations come from the source spec."""
+
+    schema_version: Literal[1] = 1
+    id: str
+    kind: BehaviourKind
+    collection: str
+    title: str
+    source: str = Field(description="catalog operations the expectations were read from")
+    initial_state: Literal["empty", "default"] = "default"
+    steps: list[BehaviourStep] = Field(min_length=3)
+
+
+class BehaviourCheck(SpecModel):
+    """One judged step: the call made, what the spec expected, what was observed."""
+
+    schema_version: Literal[1] = 1
+    scenario: str
+    kind: BehaviourKind
+    step: int
+    tool: str
+    arguments: JSONObject = Field(default_factory=dict)
+    expected: str
+    observed: str
+    passed: bool
+    because: str = ""
+
+
+class ArgumentProbe(SpecModel):
+    """Whether one argument of one tool had an observable effect when varied on forks of one session."""
+
+    schema_version: Literal[1] = 1
+    tool: str
+    argument: str
+    required: bool
+    effect: ProbeEffect
+    evidence: str = ""
+
+
+class BehaviourReport(SpecModel):
+    """Per-environment behavioural acceptance: scenarios, their verdicts, checks and argument probes."""
+
+    schema_version: Literal[1] = 1
+    env_name: str
+    scenarios: list[BehaviourScenario] = Field(default_factory=list)
+    verdicts: dict[str, ScenarioVerdict] = Field(default_factory=dict, description="scenario id -> verdict")
+    checks: list[BehaviourCheck] = Field(default_factory=list)
+    probes: list[ArgumentProbe] = Field(default_factory=list)
+    not_generated: list[str] = Field(default_factory=list, description="scenarios the spec did not allow, why")
+
+    def counts(self) -> dict[str, int]:
+        """Headline figures: scenarios by verdict and kind, calls, failures by kind, ignored arguments."""
+        out: dict[str, int] = {"scenarios": len(self.scenarios),
+                               "calls": sum(len(s.steps) for s in self.scenarios)}
+        for verdict in ("passed", "failed", "inconclusive"):
+            out[verdict] = sum(v == verdict for v in self.verdicts.values())
+        for scenario in self.scenarios:
+            verdict = self.verdicts.get(scenario.id, "inconclusive")
+            out[f"{scenario.kind}:{verdict}"] = out.get(f"{scenario.kind}:{verdict}", 0) + 1
+        for probe in self.probes:
+            side = "required" if probe.required else "optional"
+            out[f"args_{side}"] = out.get(f"args_{side}", 0) + 1
+            if probe.effect in ("none", "unprobed"):
+                out[f"{probe.effect}_{side}"] = out.get(f"{probe.effect}_{side}", 0) + 1
+        return out

@@ -1,0 +1,435 @@
+"""Behavioural scenarios written from an environment's SOURCE spec (issue 19, deliverable 1).
+
+Contract:
+- `generate_scenarios(tools, proposal, operations, *, pool, seed)` returns `(scenarios, not_generated)`:
+  `BehaviourScenario`s of at least three calls per collection, and a sentence for each scenario kind
+  the spec did not allow (no create operation, no record key, a parent that cannot be established).
+  Kinds, each expectation quoted from the spec fact in `because`:
+  - `lifecycle`: create → get returns what was created → list includes it → update changes the named
+    field and nothing else that was created → delete → get is `not_found` → list excludes it;
+  - `scoping`: a record created under one parent path parameter is not listed, and is `not_found`,
+    under another parent;
+  - `reference`: get/update/delete/actions naming a record that does not exist, a create under a
+    parent that does not exist, and a write naming another collection's record that does not exist
+    fail with `not_found` and leave the state unchanged;
+  - `state_machine`: where the record schema documents a status enum with terminal values, a record
+    driven into a terminal value (an action whose verb names it, or an update of the status) refuses
+    to leave it (`rule_violation` or `invalid_arguments`) and still shows the terminal value;
+  - `pagination`: with a page-size and a page-token argument and a next-token field in the response,
+    walking the list one record a page returns each created record exactly once.
+- Inputs are the tools' interfaces, the proposal and the catalog operations (`behaviour_facts`); `pool`
+  holds values present in the initial (seed) state, used only as setup arguments (a parent key when
+  the parent cannot be created), never as expectations. Deterministic: every generated value comes
+  from `random.Random(f"{seed}:{scenario id}")`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from envfactory.spec import Operation, ToolSpec
+from envfactory.spec.behaviour import BehaviourKind, BehaviourScenario, BehaviourStep, StepExpect
+from envfactory.spec.build import Proposal
+from envfactory.spec.schema_tools import json_type
+from envfactory.verify.argsgen import generate_arguments
+from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, spec_facts
+
+__all__ = ["MISSING", "generate_scenarios"]
+
+MISSING = "zz-missing-0000"
+"""A key no record has: references to it must fail with `not_found`."""
+NOT_FOUND: StepExpect = StepExpect(outcome="error", error_kinds=["not_found"], state_unchanged=True)
+REFUSED: StepExpect = StepExpect(outcome="error", error_kinds=["rule_violation", "invalid_arguments"],
+                                 state_unchanged=True)
+
+
+class _Draft:
+    """The steps of one scenario being written, with its own seeded RNG and fresh-value counter."""
+
+    def __init__(self, sid: str, seed: int, facts: Mapping[str, CollectionFacts],
+                 pool: Mapping[str, Sequence[str]]) -> None:
+        self.sid = sid
+        self.rng = random.Random(f"{seed}:{sid}")
+        self.facts = facts
+        self.pool = pool
+        self.steps: list[BehaviourStep] = []
+        self.counter = 0
+
+    def fresh(self, schema: Any) -> Any:
+        """A value for `schema` no other call of this scenario uses (plain strings get a unique tag)."""
+        self.counter += 1
+        if isinstance(schema, dict) and json_type(schema) == "string" and not (
+                {"enum", "pattern", "format", "const"} & set(schema)):
+            tag = f"bhv{zlib.crc32(self.sid.encode()) % 9973}x{self.counter}"
+            low, high = schema.get("minLength", 0), schema.get("maxLength", 256)
+            if isinstance(low, int) and isinstance(high, int) and len(tag) <= high:
+                return tag.ljust(low, "z")
+        return generate_arguments({"type": "object", "properties": {"v": schema}, "required": ["v"]},
+                                  self.rng, {})["v"]
+
+    def missing(self, schema: Any) -> Any:
+        """A key no record has, shaped to pass the argument's schema (`MISSING`, padded to its minimum
+        length; a generated value where the schema fixes a pattern or format)."""
+        if isinstance(schema, dict) and ({"pattern", "format"} & set(schema)):
+            return self.fresh(schema)
+        low = schema.get("minLength", 0) if isinstance(schema, dict) else 0
+        return MISSING.ljust(low if isinstance(low, int) else 0, "0")
+
+    def add(self, op: OpFacts, arguments: dict[str, Any], expect: StepExpect, because: str,
+            capture: dict[str, list[str]] | None = None, follow_token: str | None = None) -> None:
+        """Append one call."""
+        self.steps.append(BehaviourStep(tool=op.name, arguments=arguments, expect=expect, because=because,
+                                        capture=capture or {}, follow_token=follow_token))
+
+    def parents(self, coll: CollectionFacts, depth: int = 0, avoid: Mapping[str, Any] | None = None
+                ) -> dict[str, Any] | None:
+        """Values for `coll`'s parent arguments, creating parents where the spec has a create (setup
+        steps), else taken from the seed state; None when one cannot be established. `avoid`: values a
+        parent must differ from (scoping's second parent)."""
+        values: dict[str, Any] = {}
+        for arg in coll.parent_args:
+            owner = _owner(self.facts, arg, coll.name)
+            taken = [v for v in self.pool.get(arg, ()) if not avoid or v != avoid.get(arg)]
+            if owner is not None and owner.first("create") is not None and depth < 3:
+                made = self.create(owner, depth + 1, setup=True)
+                if made is None:
+                    return None
+                values[arg] = made[0]
+            elif taken:
+                values[arg] = taken[0]
+            elif owner is None:  # no collection of the spec holds it: a free scope, any value names one
+                schema: Any = next((op.args[arg] for ops in coll.ops.values() for op in ops if arg in op.args), {})
+                values[arg] = self.fresh(schema)
+            else:
+                return None
+        return values
+
+    def create(self, coll: CollectionFacts, depth: int = 0, *, setup: bool = False,
+               parents: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
+        """Append a create of `coll` (parents established first unless given): (the key or its
+        `${var}`, the arguments, the fields the record must show), or None."""
+        create = coll.first("create")
+        if create is None or coll.key_arg is None:
+            return None
+        if parents is None:
+            parents = self.parents(coll, depth)
+            if parents is None:
+                return None
+        try:
+            args = generate_arguments(create.tool.input_schema, self.rng, {})
+        except (ValueError, RecursionError):
+            return None
+        args.update(parents)
+        capture: dict[str, list[str]] = {}
+        if coll.key_in_create:
+            key: Any = self.fresh(create.args[coll.key_arg])
+            args[coll.key_arg] = key
+        else:
+            self.counter += 1
+            key = f"${{{coll.name}_{self.counter}}}"
+            capture[key[2:-1]] = _key_field(coll)
+        for name, schema in create.args.items():
+            if name in args and name not in parents and name != coll.key_arg and isinstance(args[name], str) \
+                    and isinstance(schema, dict) and not ({"enum", "pattern", "format"} & set(schema)):
+                args[name] = self.fresh(schema)
+        self.references(coll, create, args, parents, depth)
+        fields = {create.source_of(k): v for k, v in args.items() if k not in parents and _scalar(v)
+                  and create.source_of(k) in coll.record_fields - coll.read_only}
+        expect = StepExpect(outcome="setup" if setup else "ok", fields={} if setup else fields)
+        self.add(create, args, expect, f"{_ref(create)} creates a {coll.name} record", capture)
+        return key, args, fields
+
+    def references(self, coll: CollectionFacts, create: OpFacts, args: dict[str, Any], parents: Mapping[str, Any],
+                   depth: int) -> None:
+        """Point `args`' references to other records at records that exist: a record of the collection the
+        spec names (created first when the spec has a create), else a value the seed state holds."""
+        for arg in list(args):
+            if arg in parents or arg == coll.key_arg or not isinstance(args[arg], str) or flat_name(arg) in ("id", "name"):
+                continue
+            owner = _owner(self.facts, arg, coll.name)
+            taken = list(self.pool.get(arg, ()))
+            if owner is not None and owner.first("create") is not None and owner.key_arg and depth < 3:
+                made = self.create(owner, depth + 1, setup=True)
+                if made is not None:
+                    args[arg] = made[0]
+                    continue
+            if taken and (owner is not None or _REFERENCE_NAME.search(arg)):
+                args[arg] = taken[0]
+
+    def address(self, op: OpFacts, coll: CollectionFacts, key: Any, parents: Mapping[str, Any],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Arguments naming one record of `coll` for `op`: required arguments generated, parents and key set."""
+        try:
+            args = {k: v for k, v in generate_arguments(op.tool.input_schema, self.rng, {}).items() if k in op.required}
+        except (ValueError, RecursionError):
+            args = {}
+        args.update({k: v for k, v in parents.items() if k in op.args})
+        if coll.key_arg and coll.key_arg in op.args:
+            args[coll.key_arg] = key
+        args.update(extra or {})
+        return args
+
+    def scenario(self, kind: BehaviourKind, coll: CollectionFacts, title: str) -> BehaviourScenario | None:
+        """The scenario written, or None when it has fewer than three calls."""
+        if len(self.steps) < 3:
+            return None
+        return BehaviourScenario(id=self.sid, kind=kind, collection=coll.name, title=title,
+                                 source=", ".join(coll.source), steps=self.steps)
+
+
+_REFERENCE_NAME = re.compile(r"(id|sid|arn|identifier|url|uri|key)$", re.IGNORECASE)
+
+
+def _owner(facts: Mapping[str, CollectionFacts], arg: str, besides: str) -> CollectionFacts | None:
+    """The collection (other than `besides`) whose records `arg` names: its key argument, or `<singular>_id`/`<singular>Id`."""
+    flat = flat_name(arg)
+    if flat in ("id", "name"):  # every record's own key: names no other collection
+        return None
+    for coll in facts.values():
+        if coll.name != besides and coll.key_arg == arg:
+            return coll
+    for coll in facts.values():
+        singular = flat_name(coll.name).removesuffix("s")
+        if coll.name != besides and singular and flat in (f"{singular}id", f"{singular}sid", f"{singular}name"):
+            return coll
+    return None
+
+
+def _ref(op: OpFacts) -> str:
+    if op.operation is not None and op.operation.http_method and op.operation.http_path:
+        return f"{op.operation.http_method} {op.operation.http_path} ({op.role})"
+    return f"{op.operation.name if op.operation else op.name} ({op.role})"
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _key_field(coll: CollectionFacts) -> list[str]:
+    """The record field(s) holding a created record's key, from the spec's record schema (tried in order)."""
+    read = coll.first("read") or coll.first("delete") or coll.first("update")
+    source_key = read.source_of(coll.key_arg) if read and coll.key_arg else (coll.key_arg or "id")
+    for name in (source_key, coll.key_arg):
+        if name and name in coll.record_fields:
+            return [name]
+    flat = flat_name(source_key)  # task_gid -> gid, accountname -> name: the record's own key field
+    tails = sorted((f for f in coll.record_fields if len(f) >= 2 and flat.endswith(flat_name(f))), key=len, reverse=True)
+    known = [name for name in (*tails, "id", "name") if name in coll.record_fields]
+    if known:
+        return known[:1]
+    # the spec's response schema names no fields: the key's own name, then the usual key fields
+    return list(dict.fromkeys(n for n in (source_key, coll.key_arg, "id", "name") if n))
+
+
+def _lifecycle(draft: _Draft, coll: CollectionFacts) -> str | None:
+    made = draft.create(coll)
+    if made is None:
+        return f"{coll.name}: no create, no record key or a parent that cannot be established"
+    key, args, fields = made
+    parents = {k: args[k] for k in coll.parent_args if k in args}
+    read, listing, update, delete = (coll.first(r) for r in ("read", "list", "update", "delete"))
+    if read:
+        draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields=fields),
+                  f"{_ref(read)} returns the record created")
+    if listing:
+        draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(includes=[key]),
+                  f"{_ref(listing)} lists the record created")
+    if update:
+        changed = next((a for a in update.args if a not in parents and a != coll.key_arg and a in args
+                        and update.source_of(a) in fields and isinstance(args[a], str)), None)
+        if changed is not None:
+            new = draft.fresh(update.args[changed])
+            same = {a: args[a] for a in update.args if a in args and a not in parents and a != coll.key_arg}
+            draft.add(update, draft.address(update, coll, key, parents, {**same, changed: new}), StepExpect(),
+                      f"{_ref(update)} changes {changed} (every other field it accepts sent as created)")
+            if read:
+                after = {**fields, update.source_of(changed): new}
+                draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields=after),
+                          f"{_ref(update)} changes exactly the named field {changed}")
+    if delete:
+        draft.add(delete, draft.address(delete, coll, key, parents), StepExpect(), f"{_ref(delete)} deletes it")
+        if read:
+            draft.add(read, draft.address(read, coll, key, parents), NOT_FOUND,
+                      f"{_ref(read)} after {_ref(delete)}: the record is gone")
+        if listing:
+            draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(excludes=[key]),
+                      f"{_ref(listing)} after {_ref(delete)} no longer lists it")
+    return None
+
+
+def _scoping(draft: _Draft, coll: CollectionFacts) -> str | None:
+    if not coll.parent_args:
+        return f"{coll.name}: no parent path parameter"
+    first = draft.parents(coll)
+    if first is None:
+        return f"{coll.name}: a parent cannot be established"
+    second = draft.parents(coll, avoid=first)
+    if second is None or second == first:
+        return f"{coll.name}: a second parent cannot be established"
+    made = draft.create(coll, parents=first)
+    if made is None:
+        return f"{coll.name}: no create or no record key"
+    key = made[0]
+    read, listing = coll.first("read"), coll.first("list")
+    where = ", ".join(f"{k}" for k in coll.parent_args)
+    if listing:
+        draft.add(listing, draft.address(listing, coll, key, second), StepExpect(excludes=[key]),
+                  f"{_ref(listing)}: records are listed under their own {where} only")
+        draft.add(listing, draft.address(listing, coll, key, first), StepExpect(includes=[key]),
+                  f"{_ref(listing)} lists it under the {where} it was created under")
+    if read:
+        draft.add(read, draft.address(read, coll, key, second), NOT_FOUND,
+                  f"{_ref(read)}: the record does not exist under another {where}")
+    return None
+
+
+def _reference_targets(facts: Mapping[str, CollectionFacts], coll: CollectionFacts) -> list[tuple[OpFacts, str]]:
+    """(operation, argument) pairs where the spec's argument names a record: the collection's key in
+    reads/updates/deletes/actions, and the create's arguments naming another collection's records."""
+    targets = [(op, coll.key_arg) for role in ("read", "update", "delete", "action") for op in coll.ops.get(role, [])
+               if coll.key_arg and coll.key_arg in op.args]
+    create = coll.first("create")
+    targets += [(create, arg) for arg in (create.args if create else ()) if create and _owner(facts, arg, coll.name)]
+    return targets
+
+
+def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> str | None:
+    """One call naming a record that does not exist, framed by two calls showing the state it must not change."""
+    parents = draft.parents(coll) if coll.parent_args else {}
+    if parents is None:
+        return f"{coll.name}: a parent cannot be established"
+    listing, read = coll.first("list"), coll.first("read")
+    key: Any = None
+    if listing is not None:
+        draft.add(listing, draft.address(listing, coll, MISSING, parents), StepExpect(),
+                  f"{_ref(listing)} with an existing parent succeeds")
+    else:
+        made = draft.create(coll, parents=parents, setup=True)
+        key = made[0] if made is not None else None
+    if op.role == "create":
+        try:
+            args = {**generate_arguments(op.tool.input_schema, draft.rng, {}), **parents}
+        except (ValueError, RecursionError):
+            return f"{coll.name}: no arguments for {op.name}"
+        if coll.key_in_create and coll.key_arg:
+            args[coll.key_arg] = draft.fresh(op.args[coll.key_arg])
+        args[arg] = draft.missing(op.args[arg])
+        owner = _owner(draft.facts, arg, coll.name)
+        because = f"{_ref(op)} names a {owner.name if owner else arg} record ({arg}) that does not exist"
+    else:
+        args = draft.address(op, coll, draft.missing(op.args[arg]), parents)
+        because = f"{_ref(op)} names a {coll.name} record that does not exist"
+    draft.add(op, args, NOT_FOUND, because)
+    if listing is not None:
+        draft.add(listing, draft.address(listing, coll, MISSING, parents), StepExpect(),
+                  f"{_ref(listing)} still succeeds")
+    elif read is not None and key is not None:
+        draft.add(read, draft.address(read, coll, key, parents), StepExpect(), f"{_ref(read)}: the record created is still there")
+    return None
+
+
+def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
+    if not coll.status_field:
+        return f"{coll.name}: no status enum with terminal values in the spec"
+    field, final = coll.status_field, coll.final_values[0]
+    actions = coll.ops.get("action", [])
+    update = coll.first("update")
+    into = next((a for a in actions if any(_verb_names(a.name, v) for v in coll.final_values)), None)
+    if into is not None:
+        final = next(v for v in coll.final_values if _verb_names(into.name, v))
+    elif not (update and field in update.args):
+        return f"{coll.name}: no action or update moves {field} into {final}"
+    made = draft.create(coll)
+    if made is None:
+        return f"{coll.name}: no create, no record key or a parent that cannot be established"
+    key, args, _ = made
+    parents = {k: args[k] for k in coll.parent_args if k in args}
+    if into is not None:
+        draft.add(into, draft.address(into, coll, key, parents), StepExpect(outcome="setup"),
+                  f"{_ref(into)} moves {field} to {final}")
+    else:
+        assert update is not None
+        draft.add(update, draft.address(update, coll, key, parents, {field: final}), StepExpect(outcome="setup"),
+                  f"{_ref(update)} sets {field} to {final}")
+    leave = next((a for a in actions if a is not into and not any(_verb_names(a.name, v) for v in coll.final_values)),
+                 None)
+    others = [v for v in coll.status_values if v not in coll.final_values and "unspecified" not in v.lower()]
+    if leave is not None:
+        draft.add(leave, draft.address(leave, coll, key, parents), REFUSED,
+                  f"{field} {final} is terminal in the spec's enum: {_ref(leave)} must be refused")
+    elif update is not None and field in update.args and others:
+        draft.add(update, draft.address(update, coll, key, parents, {field: others[0]}), REFUSED,
+                  f"{field} {final} is terminal in the spec's enum: setting {others[0]} must be refused")
+    else:
+        return f"{coll.name}: no operation could move {field} out of {final}"
+    read = coll.first("read")
+    if read is not None:
+        draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields={field: final}),
+                  f"the record stays {final}")
+    return None
+
+
+def _verb_names(tool: str, value: str) -> bool:
+    """Whether a tool named like `cancel_job` names the state `CANCELLED` (its verb's stem)."""
+    flat = value.lower().replace("_", "")
+    for token in tool.lower().split("_"):
+        verb = token.rstrip("e")
+        if len(verb) >= 4 and flat.startswith(verb) and flat != verb:
+            return True
+    return False
+
+
+def _pagination(draft: _Draft, coll: CollectionFacts) -> str | None:
+    listing = coll.first("list")
+    if listing is None or not (coll.size_arg and coll.token_arg and coll.token_field):
+        return f"{coll.name}: the spec's list has no page size, page token and next-token field"
+    parents = draft.parents(coll) if coll.parent_args else {}
+    if parents is None:
+        return f"{coll.name}: a parent cannot be established"
+    keys = []
+    for _ in range(3):
+        made = draft.create(coll, parents=parents)
+        if made is None:
+            return f"{coll.name}: no create or no record key"
+        keys.append(made[0])
+    args = draft.address(listing, coll, MISSING, parents, {coll.size_arg: 1})
+    args.pop(coll.token_arg, None)
+    draft.add(listing, args, StepExpect(includes=keys, distinct=True),
+              f"{_ref(listing)} pages by {coll.size_arg}/{coll.token_arg} and returns {coll.token_field}",
+              follow_token=coll.token_arg)
+    return None
+
+
+_KINDS: tuple[tuple[BehaviourKind, Callable[..., str | None]], ...] = (("lifecycle", _lifecycle), ("scoping", _scoping),
+          ("state_machine", _state_machine), ("pagination", _pagination))
+
+
+def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations: Mapping[str, Operation], *,
+                       pool: Mapping[str, Sequence[str]] | None = None, seed: int = 0
+                       ) -> tuple[list[BehaviourScenario], list[str]]:
+    """Scenarios and the reasons others were not written (module contract)."""
+    facts = spec_facts(tools, proposal, operations)
+    scenarios: list[BehaviourScenario] = []
+    skipped: list[str] = []
+    for coll in facts.values():
+        jobs: list[tuple[BehaviourKind, str, Callable[[_Draft], str | None]]] = []
+        for kind, write in _KINDS:
+            jobs.append((kind, f"{kind}:{coll.name}", partial(write, coll=coll)))
+            if kind == "lifecycle":
+                jobs += [("reference", f"reference:{coll.name}:{op.name}:{arg}",
+                          partial(_reference, coll=coll, op=op, arg=arg))
+                         for op, arg in _reference_targets(facts, coll)]
+        for kind, sid, run in jobs:
+            draft = _Draft(sid, seed, facts, pool or {})
+            reason = run(draft)
+            written = draft.scenario(kind, coll, sid.replace(":", " ")) if reason is None else None
+            if written is not None:
+                scenarios.append(written)
+            else:
+                skipped.append(f"{sid}: {reason or 'fewer than three calls'}")
+    return scenarios, skipped
