@@ -9,8 +9,10 @@
 - `publish --to DIR`: copy the accepted environments of a build to DIR with an `index.json` (the
   package's shipped library is `src/envfactory/library`).
 - `reproduce`: rebuild every shipped environment from the shipped config and check that each spec
-  hash and report digest is reproduced (exit 1 when one is not); a library built with seed realism is
-  rebuilt with its recorded LLM answers (`llm-cassette.jsonl`), never a live model.
+  hash, report digest and `spec.json` file is reproduced (exit 1 when one is not); a library built with
+  seed realism is rebuilt with its recorded LLM answers (`llm-cassette.jsonl`), never a live model.
+- `repack [--library DIR]`: rewrite a library's `spec.json` files in the current file form (version 2,
+  shared schemas) without rebuilding; content hashes are checked unchanged.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from envfactory.build.library import (
     LibraryBuilder,
     recorded_llm,
 )
-from envfactory.build.publish import publish_library, reproduce_library
+from envfactory.build.publish import publish_library, repack_library, reproduce_library
 from envfactory.build.reference import library_differential
 from envfactory.build.stage import (
     LibraryDeps,
@@ -210,6 +212,18 @@ def publish(
     console().print(f"published {len(index.entries)} environment(s) to {target}")
 
 
+@app.command("repack")
+def repack(
+    library: Annotated[Path | None, typer.Option("--library", file_okay=False, help="Default: the shipped library.")] = None,
+) -> None:
+    """Rewrite a library's spec.json files in the current file form (shared schemas); hashes stay."""
+    lib = library or library_root()
+    if not (lib / "index.json").is_file():
+        raise EnvFactoryError(f"{lib} holds no library (index.json missing)")
+    changed = repack_library(lib)
+    console().print(f"rewrote {len(changed)} spec.json file(s) in {lib}")
+
+
 @app.command("reproduce")
 def reproduce(
     library: Annotated[Path | None, typer.Option("--library", file_okay=False, help="Default: the shipped library.")] = None,
@@ -225,13 +239,14 @@ def reproduce(
     client = recorded_llm(lib, library_config(lib))
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         results = reproduce_library(catalog, lib, root, only=only or None, differential=library_differential, llm=client)
-    table = Table("environment", "spec hash", "report digest")
+    table = Table("environment", "spec hash", "report digest", "spec.json")
     bad = 0
     for result in results:
         ok_spec = "same" if result.spec_same else "DIFFERENT"
         ok_report = "same" if result.report_same else "DIFFERENT"
-        bad += not (result.spec_same and result.report_same)
-        table.add_row(result.name, ok_spec, ok_report)
+        ok_file = "same" if result.file_same else "DIFFERENT"
+        bad += not (result.spec_same and result.report_same and result.file_same)
+        table.add_row(result.name, ok_spec, ok_report, ok_file)
     console().print(table)
     if bad:
         raise EnvFactoryError(f"{bad} of {len(results)} environment(s) were not reproduced")

@@ -5,17 +5,23 @@ Contract:
   implementation (declarative model, a python toolkit reference, or a *hybrid*: a declarative model
   plus authored python tools carried as source text, which run only in sandbox workers). `content_hash` is the sha256 of
   the canonical JSON of every other field; `EnvSpec.seal()` fills it and loading checks it.
+- Version 2 (the current one) is version 1 written with shared schemas: `spec.json` holds each schema the
+  environment repeats once, under `$defs` (`spec.spec_file`), and `to_json_bytes()` writes that form. The
+  model in memory is always the full form (no references), so what is served and validated is unchanged.
+  A version-1 document is read as it is (its content is the same); the content hash is computed over the
+  version-1 form, so an environment keeps its hash (and its `name@version#hash`) across the migration.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from envfactory.spec.base import JSONObject, SpecModel, content_hash
+from envfactory.spec.base import JSONObject, SpecModel, canonical_json, content_hash
 from envfactory.spec.declarative import DeclarativeModel
 from envfactory.spec.meta import EnvMeta
+from envfactory.spec.spec_file import expand_spec, pack_spec
 from envfactory.spec.tool import ToolSpec
 
 
@@ -87,9 +93,10 @@ Implementation = Annotated[
 
 
 class EnvSpec(SpecModel):
-    """A complete, hashable description of one environment (DESIGN §3)."""
+    """A complete, hashable description of one environment (DESIGN §3); version 2 is written with shared
+    schemas (see the module docstring)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     meta: EnvMeta
     state_schema: JSONObject
     tools: list[ToolSpec]
@@ -112,9 +119,15 @@ class EnvSpec(SpecModel):
         return f"{self.meta.name}@{self.meta.version}#{self.content_hash[:12]}"
 
     def compute_hash(self) -> str:
-        """The sha256 of the spec's canonical JSON without `content_hash`: what `seal` stores."""
+        """The sha256 of the spec's canonical JSON without `content_hash`, in its version-1 form (the
+        full form, `schema_version` 1): what `seal` stores. Stable across the version-2 migration."""
         payload = self.model_dump(mode="json", exclude={"content_hash"})
-        return content_hash(payload)
+        return content_hash({**payload, "schema_version": 1})
+
+    def to_json_bytes(self) -> bytes:
+        """The bytes of `spec.json`: canonical JSON of the version-2 file form, each repeated schema
+        written once under `$defs` (`spec_file.pack_spec`). `model_dump` gives the full form."""
+        return canonical_json(pack_spec(self.model_dump(mode="json", by_alias=True)))
 
     def seal(self) -> EnvSpec:
         """A copy whose `content_hash` is filled in."""
@@ -126,6 +139,18 @@ class EnvSpec(SpecModel):
             if spec.name == name:
                 return spec
         return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_file_form(cls, data: Any) -> Any:
+        """Version 1 (the same content) becomes version 2; a version-2 file form is expanded."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("schema_version") == 1:
+            if "$defs" in data:
+                raise ValueError("a version-1 spec has no $defs: shared schemas came with version 2")
+            return {**data, "schema_version": 2}
+        return expand_spec(data)
 
     @model_validator(mode="after")
     def _check(self) -> EnvSpec:

@@ -12,6 +12,8 @@ Contract:
   "not found" with `None`. Reference cycles end: every follower counts hops or remembers names.
 - `definitions(schema)` is the one table of named definitions (`$defs`, then `definitions`, then
   `components.schemas`; a later table wins on a shared name).
+- `map_subschemas(schema, fn)` (from `spec.schema_nodes`, which imports nothing so that the spec models
+  can use it) is a copy of one schema node with each direct sub-schema replaced by `fn`'s answer.
 - `walk(schema)` yields every sub-schema reached through the keywords it is told to look through,
   depth first in document order, bounded by `max_depth`; `property_names` is its projection on names.
 - `merge(base, extra)` is a shallow merge: `properties` and `required` are combined, any other keyword
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from envfactory.errors import EnvFactoryError
+from envfactory.spec.schema_nodes import LIST_KEYWORDS, MAP_KEYWORDS, SUBSCHEMA_KEYWORDS, map_subschemas
 
 __all__ = [
     "DEFINITION_ROOTS",
@@ -42,6 +45,7 @@ __all__ = [
     "flatten",
     "json_type",
     "local_definition",
+    "map_subschemas",
     "merge",
     "object_properties",
     "pointer_target",
@@ -53,11 +57,6 @@ __all__ = [
 
 DEFINITION_ROOTS = ("#/$defs/", "#/definitions/", "#/components/schemas/")
 """Prefixes of a `$ref` that names a definition of the schema's own definition tables."""
-
-SUBSCHEMA_KEYWORDS = (
-    "properties", "items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems", "$defs",
-)
-"""Keywords whose values hold sub-schemas, in the order `walk` visits them by default."""
 
 MAX_DEPTH = 6
 """`flatten`: references deeper than this many properties become open objects."""
@@ -72,8 +71,6 @@ _TYPES = frozenset({"string", "integer", "number", "boolean", "object", "array",
 _KEPT_FORMATS = frozenset({"date-time", "date", "email", "uri", "uuid", "int32", "int64", "float", "double"})
 _NUMERIC_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _LENGTH_BOUNDS = ("minLength", "maxLength", "minItems", "maxItems")
-_MAP_KEYWORDS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
-_LIST_KEYWORDS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 
 
 class SchemaTooLarge(EnvFactoryError):
@@ -218,11 +215,11 @@ def walk(
         return
     for keyword in through:
         value = schema.get(keyword)
-        if keyword in _MAP_KEYWORDS:
+        if keyword in MAP_KEYWORDS:
             members: list[tuple[str | None, Any]] = (
                 [(str(name), sub) for name, sub in value.items()] if isinstance(value, Mapping) else []
             )
-        elif keyword in _LIST_KEYWORDS:
+        elif keyword in LIST_KEYWORDS:
             members = [(None, sub) for sub in value] if isinstance(value, list) else []
         else:
             members = [(None, value)] if value is not None else []
