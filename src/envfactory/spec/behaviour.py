@@ -58,6 +58,10 @@ class StepExpect(SpecModel):
     includes: list[JSONValue] = Field(default_factory=list, description="values that must appear in the output")
     excludes: list[JSONValue] = Field(default_factory=list, description="values that must not appear in the output")
     distinct: bool = Field(default=False, description="pagination walk: every `includes` value exactly once overall")
+    key_fields: list[str] = Field(
+        default_factory=list,
+        description="`includes`/`excludes` look only at values under these fields (all values when the output has none)",
+    )
 
 
 class BehaviourStep(SpecModel):

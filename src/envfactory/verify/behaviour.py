@@ -59,6 +59,7 @@ class _Draft:
         self.pool = pool
         self.steps: list[BehaviourStep] = []
         self.counter = 0
+        self.known: dict[str, dict[str, Any]] = {}  # collection -> arguments of its last create
 
     def fresh(self, schema: Any) -> Any:
         """A value for `schema` no other call of this scenario uses (plain strings get a unique tag)."""
@@ -142,6 +143,7 @@ class _Draft:
                   and create.source_of(k) in coll.record_fields - coll.read_only}
         expect = StepExpect(outcome="setup" if setup else "ok", fields={} if setup else fields)
         self.add(create, args, expect, f"{_ref(create)} creates a {coll.name} record", capture)
+        self.known[coll.name] = args
         return key, args, fields
 
     def references(self, coll: CollectionFacts, create: OpFacts, args: dict[str, Any], parents: Mapping[str, Any],
@@ -163,11 +165,14 @@ class _Draft:
 
     def address(self, op: OpFacts, coll: CollectionFacts, key: Any, parents: Mapping[str, Any],
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Arguments naming one record of `coll` for `op`: required arguments generated, parents and key set."""
+        """Arguments naming one record of `coll` for `op`: required arguments generated (or as the last
+        create of `coll` in this scenario sent them), parents and key set."""
         try:
             args = {k: v for k, v in generate_arguments(op.tool.input_schema, self.rng, {}).items() if k in op.required}
         except (ValueError, RecursionError):
             args = {}
+        known = self.known.get(coll.name, {})  # what the record was created with, where the call needs it too
+        args.update({k: known[k] for k in op.required if k in known and isinstance(known[k], str | int)})
         args.update({k: v for k, v in parents.items() if k in op.args})
         if coll.key_arg and coll.key_arg in op.args:
             args[coll.key_arg] = key
@@ -226,6 +231,13 @@ def _key_field(coll: CollectionFacts) -> list[str]:
     return list(dict.fromkeys(n for n in (source_key, coll.key_arg, "id", "name") if n))
 
 
+def _key_fields(coll: CollectionFacts) -> list[str]:
+    """Where a listed record shows its key: the spec's key field(s) and the key argument's own name."""
+    read = coll.first("read") or coll.first("delete") or coll.first("update")
+    own = [read.source_of(coll.key_arg)] if read and coll.key_arg else []
+    return list(dict.fromkeys([*_key_field(coll), *own, *([coll.key_arg] if coll.key_arg else [])]))
+
+
 def _lifecycle(draft: _Draft, coll: CollectionFacts) -> str | None:
     made = draft.create(coll)
     if made is None:
@@ -237,7 +249,7 @@ def _lifecycle(draft: _Draft, coll: CollectionFacts) -> str | None:
         draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields=fields),
                   f"{_ref(read)} returns the record created")
     if listing:
-        draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(includes=[key]),
+        draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(includes=[key], key_fields=_key_fields(coll)),
                   f"{_ref(listing)} lists the record created")
     if update:
         changed = next((a for a in update.args if a not in parents and a != coll.key_arg and a in args
@@ -257,7 +269,7 @@ def _lifecycle(draft: _Draft, coll: CollectionFacts) -> str | None:
             draft.add(read, draft.address(read, coll, key, parents), NOT_FOUND,
                       f"{_ref(read)} after {_ref(delete)}: the record is gone")
         if listing:
-            draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(excludes=[key]),
+            draft.add(listing, draft.address(listing, coll, key, parents), StepExpect(excludes=[key], key_fields=_key_fields(coll)),
                       f"{_ref(listing)} after {_ref(delete)} no longer lists it")
     return None
 
@@ -278,9 +290,9 @@ def _scoping(draft: _Draft, coll: CollectionFacts) -> str | None:
     read, listing = coll.first("read"), coll.first("list")
     where = ", ".join(f"{k}" for k in coll.parent_args)
     if listing:
-        draft.add(listing, draft.address(listing, coll, key, second), StepExpect(excludes=[key]),
+        draft.add(listing, draft.address(listing, coll, key, second), StepExpect(excludes=[key], key_fields=_key_fields(coll)),
                   f"{_ref(listing)}: records are listed under their own {where} only")
-        draft.add(listing, draft.address(listing, coll, key, first), StepExpect(includes=[key]),
+        draft.add(listing, draft.address(listing, coll, key, first), StepExpect(includes=[key], key_fields=_key_fields(coll)),
                   f"{_ref(listing)} lists it under the {where} it was created under")
     if read:
         draft.add(read, draft.address(read, coll, key, second), NOT_FOUND,
@@ -399,7 +411,7 @@ def _pagination(draft: _Draft, coll: CollectionFacts) -> str | None:
         keys.append(made[0])
     args = draft.address(listing, coll, MISSING, parents, {coll.size_arg: 1})
     args.pop(coll.token_arg, None)
-    draft.add(listing, args, StepExpect(includes=keys, distinct=True),
+    draft.add(listing, args, StepExpect(includes=keys, distinct=True, key_fields=_key_fields(coll)),
               f"{_ref(listing)} pages by {coll.size_arg}/{coll.token_arg} and returns {coll.token_field}",
               follow_token=coll.token_arg)
     return None

@@ -10,9 +10,10 @@ Contract:
   not made.
 - Outputs are judged as `StepExpect` says (spec.behaviour): `fields` must be contained
   (`scenario_run.json_subset`) in the output or in an object inside it; `includes`/`excludes` look at
-  every scalar in the output; a step with `follow_token` is repeated with the output's next token
-  (a top-level field named like a next-page token) until there is none, at most `MAX_PAGES` calls,
-  and `distinct` asks that each included value appears on exactly one page.
+  the scalars under `key_fields` (every scalar when the output has none of them); a step with
+  `follow_token` is repeated with the output's next token (a top-level field named like a next-page
+  token) until there is none, at most `MAX_PAGES` calls, and `distinct` asks that each included value
+  appears on exactly one page.
 - `behaviour_report(env, proposal, operations, *, seed, probe)` generates the scenarios from the spec
   (`behaviour.generate_scenarios`, with the default seed's values as setup pool), runs them and, with
   `probe`, the ignored-argument probe (`behaviour_probes.probe_arguments`); deterministic.
@@ -93,6 +94,24 @@ def _scalars(value: Any) -> Iterator[Any]:
         yield value
 
 
+def _key_values(output: Any, fields: list[str]) -> list[Any]:
+    """The scalars under `fields` anywhere in `output`; every scalar when no such field is there (a list
+    of bare keys, an envelope the spec does not name)."""
+    found: list[Any] = []
+    stack = [output]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name in fields:
+                    found.extend(_scalars(value))
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found if found or not fields else list(_scalars(output))
+
+
 def _capture(output: Any, field: str) -> tuple[bool, Any]:
     for record in _objects(output, depth=6):
         if field in record and record[field] is not None and not isinstance(record[field], dict | list):
@@ -113,7 +132,7 @@ def _judge_output(outputs: list[Any], expect: StepExpect) -> str | None:
     """None when the outputs (one per page) meet `expect`, else what is wrong."""
     if expect.fields and not any(json_subset(r, expect.fields) is None for o in outputs for r in _objects(o)):
         return f"no record in the output shows {_brief(expect.fields, 160)}"
-    pages = [set(map(_hashable, _scalars(o))) for o in outputs]
+    pages = [set(map(_hashable, _key_values(o, expect.key_fields))) for o in outputs]
     for value in expect.includes:
         seen = sum(_hashable(value) in page for page in pages)
         if seen == 0:
