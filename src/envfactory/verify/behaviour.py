@@ -111,7 +111,8 @@ class _Draft:
         return values
 
     def create(self, coll: CollectionFacts, depth: int = 0, *, setup: bool = False,
-               parents: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
+               parents: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+               ) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
         """Append a create of `coll` (parents established first unless given): (the key or its
         `${var}`, the arguments, the fields the record must show), or None."""
         create = coll.first("create")
@@ -139,6 +140,7 @@ class _Draft:
                     and isinstance(schema, dict) and not ({"enum", "pattern", "format"} & set(schema)):
                 args[name] = self.fresh(schema)
         self.references(coll, create, args, parents, depth)
+        args.update(extra or {})
         fields = {create.source_of(k): v for k, v in args.items() if k not in parents and _scalar(v)
                   and create.source_of(k) in coll.record_fields - coll.read_only}
         expect = StepExpect(outcome="setup" if setup else "ok", fields={} if setup else fields)
@@ -307,7 +309,8 @@ def _reference_targets(facts: Mapping[str, CollectionFacts], coll: CollectionFac
                if coll.key_arg and coll.key_arg in op.args]
     create = coll.first("create")
     targets += [(create, arg) for arg in (create.args if create else ()) if create and _owner(facts, arg, coll.name)]
-    return targets
+    return [(op, arg) for op, arg in targets  # a key is a string (or number); an object argument names no record
+            if isinstance(op.args[arg], dict) and json_type(op.args[arg]) in ("string", "integer", None)]
 
 
 def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> str | None:
@@ -346,17 +349,19 @@ def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> s
 
 
 def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
+    """Drive a record into a terminal status (an action whose verb names it, an update of the status, or
+    a create that takes the status), then try to move it out: refused, and it stays terminal."""
     if not coll.status_field:
         return f"{coll.name}: no status enum with terminal values in the spec"
     field, final = coll.status_field, coll.final_values[0]
-    actions = coll.ops.get("action", [])
-    update = coll.first("update")
+    actions, update, create = coll.ops.get("action", []), coll.first("update"), coll.first("create")
     into = next((a for a in actions if any(_verb_names(a.name, v) for v in coll.final_values)), None)
     if into is not None:
         final = next(v for v in coll.final_values if _verb_names(into.name, v))
-    elif not (update and field in update.args):
-        return f"{coll.name}: no action or update moves {field} into {final}"
-    made = draft.create(coll)
+    by_create = into is None and not (update and field in update.args) and bool(create and field in create.args)
+    if into is None and not by_create and not (update and field in update.args):
+        return f"{coll.name}: no action, update or create moves {field} into {final}"
+    made = draft.create(coll, setup=by_create, extra={field: final} if by_create else None)
     if made is None:
         return f"{coll.name}: no create, no record key or a parent that cannot be established"
     key, args, _ = made
@@ -364,8 +369,7 @@ def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
     if into is not None:
         draft.add(into, draft.address(into, coll, key, parents), StepExpect(outcome="setup"),
                   f"{_ref(into)} moves {field} to {final}")
-    else:
-        assert update is not None
+    elif not by_create and update is not None:
         draft.add(update, draft.address(update, coll, key, parents, {field: final}), StepExpect(outcome="setup"),
                   f"{_ref(update)} sets {field} to {final}")
     leave = next((a for a in actions if a is not into and not any(_verb_names(a.name, v) for v in coll.final_values)),

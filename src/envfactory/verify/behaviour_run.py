@@ -7,7 +7,8 @@ Contract:
   spec expected, what was observed. Verdict: `failed` when any expectation failed; else `inconclusive`
   when a `setup` call failed (the scenario stops there: the spec does not say it must be accepted);
   else `passed`. A captured value the output lacks fails that call, and later calls that need it are
-  not made.
+  not made. A call the session's input-schema check refuses ("invalid arguments for <tool>", unless
+  that was the expectation) never reached the implementation: the scenario is `inconclusive` there.
 - Outputs are judged as `StepExpect` says (spec.behaviour): `fields` must be contained
   (`scenario_run.json_subset`) in the output or in an object inside it; `includes`/`excludes` look at
   the scalars under `key_fields` (every scalar when the output has none of them); a step with
@@ -149,6 +150,10 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else _brief(value)
 
 
+def _schema_rejected(result: ToolResult, tool: str) -> bool:
+    return result.error is not None and result.error.message.startswith(f"invalid arguments for {tool}")
+
+
 def _call(session: Session, tool: str, args: dict[str, Any], follow: str | None) -> tuple[ToolResult, list[Any], int]:
     result = session.call(tool, args)
     outputs = [result.output] if result.error is None else []
@@ -203,6 +208,11 @@ def run_behaviour(env: Environment, scenario: BehaviourScenario, *, seed: int = 
             scenario=scenario.id, kind=scenario.kind, step=index, tool=step.tool, arguments=args,
             expected=_expected(expect), observed=observed if problem is None else f"{problem}: {observed}",
             passed=problem is None, because=step.because))
+        if problem is not None and _schema_rejected(result, step.tool) and "invalid_arguments" not in expect.error_kinds:
+            # the session's input-schema check refused the generated call: the implementation never judged it
+            checks[-1] = checks[-1].model_copy(update={"observed": f"generated arguments rejected: {observed}"})
+            verdict = "inconclusive" if verdict == "passed" else verdict
+            break
         if problem is not None and expect.outcome == "setup":
             verdict = "inconclusive" if verdict == "passed" else verdict
             break
