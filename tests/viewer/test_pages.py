@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from viewer_helpers import PLANTED, fetch
+from viewer_helpers import PLANTED, fetch, graph_dir
 
 from envfactory.errors import SpecError
 from envfactory.store import Workspace
@@ -25,8 +25,8 @@ PAGES = {
     "/envs?source=workspace": "hostile_books",
     "/env/library/vault": "Retention and eDiscovery",
     "/env/workspace/hostile_books": "mylibrary.annotations",
-    "/env/build-demo/vault": "verified",
-    "/env/rejected-demo/books": "books",
+    "/env/build-run-library-demo/vault": "verified",
+    "/env/rejected-run-library-demo/books": "books",
     "/env/build-run-synth-1/ivs_channels": "run synth-1 library build: accepted",
     "/funnels": "synth: funnel",
     "/runs": "synth-1",
@@ -230,7 +230,7 @@ def test_token_is_required_when_given(workspace: Workspace) -> None:
 
 def test_funnels_plot_library_builds_and_stages(base_url: str) -> None:
     funnels = fetch(base_url + "/funnels").body
-    for title in ("shipped library: funnel", "shipped library: accepted per domain", "build demo: funnel",
+    for title in ("shipped library: funnel", "shipped library: accepted per domain", "run library-demo library build: funnel",
                   "shipped library: checks passed in the final round", "synth: funnel", "synth: dropped at gated",
                   "run synth-1: stage counts", "run synth-1 library build: funnel", "synth: kept per domain", "synth: kept per environment"):
         assert f'aria-label="{title}"' in funnels, title
@@ -300,7 +300,7 @@ def test_head_and_foreign_host_names(base_url: str) -> None:
 
 
 def test_graph_neighbourhood_lists_chains_through_the_tool(workspace: Workspace, base_url: str) -> None:
-    lines = (workspace.root / "graph" / "chains.jsonl").read_bytes().splitlines()
+    lines = (graph_dir(workspace) / "chains.jsonl").read_bytes().splitlines()
     tool = orjson.loads(lines[0])["steps"][-1]["tool"]
     through = [n for n, line in enumerate(lines) if tool in [s["tool"] for s in orjson.loads(line)["steps"]]]
     body = fetch(base_url + "/graph?tool=" + quote(tool)).body

@@ -149,9 +149,16 @@ def _graph(workspace: Workspace) -> None:
     from envfactory.runtime import bundled_env_names, load_env
 
     graph = build_graph([from_env_spec(load_env(n).spec) for n in bundled_env_names()]).graph
-    save_graph(graph, workspace.root / "graph" / "graph.json")
+    save_graph(graph, graph_dir(workspace) / "graph.json")
     sampler = TopologySampler(GraphIndex.from_graph(graph), seed=0)
-    save_chains([sampler.sample() for _ in range(12)], workspace.root / "graph" / "chains.jsonl")
+    save_chains([sampler.sample() for _ in range(12)], graph_dir(workspace) / "chains.jsonl")
+
+
+def graph_dir(workspace: Workspace) -> Path:
+    """Where `envfactory graph build` keeps the workspace's graph: `runs/graph-build/graph/`."""
+    from envfactory.graph.stage import built_graph_dir
+
+    return built_graph_dir(workspace)
 
 
 def _eval_run(workspace: Workspace) -> None:
@@ -179,7 +186,7 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
     """A workspace holding one of every artifact the viewer shows, plus a few broken ones."""
     workspace = Workspace(root).ensure()
     _hostile_env(workspace)
-    build = root / "builds" / "demo"
+    build = root / "runs" / "library-demo" / "library" / "build"  # what `library build` of config demo writes
     shutil.copytree(library_root() / "vault", build / "envs" / "vault")
     shutil.copytree(library_root() / "books", build / "rejected" / "books")
     shutil.copy(library_root() / "funnel.json", build / "funnel.json")

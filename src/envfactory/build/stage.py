@@ -13,12 +13,14 @@ Contract: `run_library(config, workspace, deps) -> StageManifest`.
 - `envfactory library build` is this stage alone, in run `library_run_id(config name)`; a build an older
   version wrote to `<workspace>/builds/<name>/` is moved there first (`migrate_legacy_build`).
 - `envfactory library reproduce` rebuilds a library in the scratch build `reproduce_root(workspace)`
-  (`runs/reproduce-library/library/build/`, emptied by each reproduction).
+  (`runs/reproduce-library/library/build/`, emptied by each reproduction); an older version's scratch in
+  `<workspace>/builds/reproduce/` is moved there (`migrate_legacy_reproduce`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,15 +122,55 @@ REPRODUCE_RUN = "reproduce-library"
 def reproduce_root(workspace: Workspace) -> Path:
     """`runs/reproduce-library/library/build/`: where `envfactory library reproduce` rebuilds a library
     (`reproduce_library` empties it first). The stage directory is created, the build folder is not; a
-    `StoreError` when the workspace cannot be written."""
+    `StoreError` when the workspace cannot be written. A scratch rebuild an older version left in
+    `builds/reproduce/` is moved there first, or dropped when a newer one is there already
+    (`migrate_legacy_reproduce(discard=True)`: the reproduction empties it anyway)."""
+    migrate_legacy_reproduce(workspace, discard=True)
     return StageDir.open(workspace, REPRODUCE_RUN, STAGE).path / "build"
+
+
+LEGACY_BUILDS = "builds"
+"""`<workspace>/builds/`: where an older version kept library builds (`builds/<config name>/`) and the
+scratch rebuild of `library reproduce` (`builds/reproduce/`, which holds no `config.json`)."""
+
+
+def legacy_scratch(workspace: Workspace) -> Path | None:
+    """`builds/reproduce/` when it is an older `library reproduce`'s scratch rebuild (a build of a config holds
+    the `config.json` every `LibraryBuilder.run` writes; a reproduction never wrote one), else None."""
+    scratch = workspace.root / LEGACY_BUILDS / "reproduce"
+    return scratch if scratch.is_dir() and not (scratch / "config.json").exists() else None
+
+
+def migrate_legacy_reproduce(workspace: Workspace, *, discard: bool = False) -> Path | None:
+    """Move an older `library reproduce`'s scratch rebuild (`legacy_scratch`) to the scratch build of run
+    `reproduce-library`; returns the new place when something was moved, None otherwise. When that place
+    already holds a rebuild: with `discard`, the older scratch is removed (both are scratch); without, a
+    `BuildError` names both. The move is one rename."""
+    legacy = legacy_scratch(workspace)
+    if legacy is None:
+        return None
+    target = StageDir.open(workspace, REPRODUCE_RUN, STAGE).path / "build"
+    if target.exists() and any(target.iterdir()):
+        if not discard:
+            raise BuildError(f"{legacy} (an earlier version's scratch rebuild) and {target} both hold a "
+                             "reproduction; remove one of them")
+        shutil.rmtree(legacy)
+        moved = None
+    else:
+        if target.exists():
+            target.rmdir()
+        legacy.rename(target)
+        moved = target
+    with contextlib.suppress(OSError):  # `builds/` itself, once empty
+        legacy.parent.rmdir()
+    return moved
 
 
 def migrate_legacy_build(workspace: Workspace, config_name: str) -> Path | None:
     """Move a build an older version kept in `<workspace>/builds/<name>/` to the stage layout
     (`runs/library-<name>/library/build/`), unless the new place already holds one; returns the new
     place when something was moved. The move is one rename: a build is never half in each place."""
-    legacy = workspace.root / "builds" / config_name
+    legacy = workspace.root / LEGACY_BUILDS / config_name
     if not legacy.is_dir():
         return None
     target = StageDir.open(workspace, library_run_id(config_name), STAGE).path / "build"

@@ -3,6 +3,9 @@
 `envfactory view [--workspace DIR] [--host H] [--port N] [--token-file F]` serves on loopback by
 default; beyond loopback it refuses to start without a token (`--token-file`, `--token` or
 `$ENVFACTORY_VIEW_TOKEN`), which the browser then sends once as `?token=` (kept in a cookie).
+The viewer reads the run layout only (`runs/<id>/<stage>/`): a workspace an older version laid out
+(`graph/`, `builds/<name>/`) is migrated first (`cli._migrate.migrate_workspace`, said on stderr), or refused
+with the reason when a folder's new place is taken.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import typer
 from envfactory.cli._output import echo
 from envfactory.cli.serve import _read_token  # one token-file reader for serve and view
 from envfactory.errors import SpecError
+from envfactory.store import Workspace
 
 
 def view(
@@ -35,6 +39,10 @@ def view(
         raise SpecError(f"the viewer needs jinja2 (pip install 'envfactory[view]'): {exc}") from None
     if not workspace.is_dir():
         raise SpecError(f"{workspace}: no such workspace directory (pass --workspace DIR)")
+    from envfactory.cli._migrate import migrate_workspace  # the stages' migrations: imported when used
+
+    for line in migrate_workspace(Workspace(workspace)):  # the viewer reads the run layout only
+        echo(f"moved an earlier version's folder: {line}", err=True)
     config = ViewerConfig(workspace=workspace, host=host, port=port, token=_read_token(token_file, token))
     configure_logging(log_level)
     try:

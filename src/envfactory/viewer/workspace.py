@@ -1,6 +1,11 @@
 """What the viewer finds in a workspace, read-only: environments, runs, stages, graphs, chains,
 tasks, trajectories and evaluation runs.
 
+Layout: the run layout only (DESIGN §11): the workspace's `envs/`, and `runs/<id>/` with its stages
+(`runs/<id>/<stage>/`; library builds in `runs/<id>/library/build/`, the graph of `envfactory graph build`
+in `runs/graph-build/graph/`). Folders an older version wrote (`graph/`, `builds/<name>/`) are not read:
+`envfactory view` migrates them first (`cli._migrate.migrate_workspace`).
+
 Contract:
 - Nothing here writes. Every path the viewer opens comes from listing a directory under the workspace
   root (or the shipped library), never from joining text of a request onto a path: a request names an
@@ -184,17 +189,13 @@ class WorkspaceData:
         return sources
 
     def build_roots(self) -> list[tuple[str, str, Path]]:
-        """Library builds, as (key, label, root): `builds/<name>/` (`envfactory library build`) and
-        `runs/<id>/library/build/` (the library stage of `envfactory run`)."""
-        roots: list[tuple[str, str, Path]] = []
-        builds = self.root / "builds"
-        if builds.is_dir():
-            roots += [(p.name, f"build {p.name}", p) for p in sorted(builds.iterdir()) if p.is_dir()]
+        """Library builds, as (key, label, root): `runs/<id>/library/build/`, the library stage of a run
+        (`envfactory library build` of config NAME writes run `library-NAME`, `envfactory run` its own)."""
         runs = self.workspace.runs_dir
-        if runs.is_dir():
-            roots += [(f"run-{p.name}", f"run {p.name} library build", p / "library" / "build")
-                      for p in sorted(runs.iterdir()) if (p / "library" / "build").is_dir()]
-        return roots
+        if not runs.is_dir():
+            return []
+        return [(f"run-{p.name}", f"run {p.name} library build", p / "library" / "build")
+                for p in sorted(runs.iterdir()) if (p / "library" / "build").is_dir()]
 
     def env_source(self, key: str) -> EnvSource:
         """The environment source with this key; `NotFound` for an unknown key."""
@@ -259,13 +260,9 @@ class WorkspaceData:
     # Data files found by pattern (graphs, chains, tasks, trajectories)
 
     def data_files(self, patterns: tuple[str, ...]) -> list[DataFile]:
-        """Files matching `patterns` in the workspace's `graph/` and in every run (and its stages)."""
+        """Files matching `patterns` in every run (and its stages)."""
         found: dict[str, DataFile] = {}
-        bases: list[tuple[Path, str]] = []
-        if (self.root / "graph").is_dir():
-            bases.append((self.root / "graph", ""))
-        bases += [(run.path, run.run_id) for run in self.runs()]
-        for base, run_id in bases:
+        for base, run_id in ((run.path, run.run_id) for run in self.runs()):
             for pattern in patterns:
                 for path in sorted(base.glob(pattern)):
                     if path.is_file() and path.resolve().is_relative_to(self.root):
