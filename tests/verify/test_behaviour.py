@@ -218,3 +218,15 @@ def test_a_lifecycle_that_does_not_delete_fails(tmp_path: Path) -> None:
     lifecycle = next(s for s in report.scenarios if s.kind == "lifecycle" and s.collection == "jobs")
     assert report.verdicts[lifecycle.id] == "failed"
     assert any("succeeded" in c.observed for c in report.checks if c.scenario == lifecycle.id and not c.passed)
+
+
+def test_envelope_is_compared_with_the_spec_response_without_changing_verdicts(tmp_path: Path) -> None:
+    report = _report(tmp_path, _good_env(), "enveloped")
+    envelopes = {c.tool: c.envelope for c in report.checks if c.envelope is not None}
+    # the engine lists as {"items", "next_page_token", "total"}; the spec says {"jobs", "nextPageToken"}
+    assert str(envelopes["list_jobs"]).startswith("mismatch") and "items" in str(envelopes["list_jobs"])
+    assert envelopes["get_job"] == "match" and envelopes["create_job"] == "match"
+    assert all(v == "passed" for v in report.verdicts.values())
+    counts = report.counts()
+    assert 0 < counts["envelope_mismatch"] < counts["envelope_checked"]
+    assert library_summary([report])["envelope_mismatches"]["tools"] == 1

@@ -15,7 +15,9 @@ Contract:
     call equals the hash before it.
   - `setup`: the call should succeed, but if it does not the scenario is `inconclusive` (the spec does
     not say the environment must accept it: e.g. driving a record into a final state).
-- `BehaviourCheck` records one judged step: the call, the expectation, what was observed, `passed`.
+- `BehaviourCheck` records one judged step: the call, the expectation, what was observed, `passed`,
+  and for a success whose operation has a response schema, whether the output's envelope matches it
+  (`envelope`; kept apart from `passed`, so the scenario verdicts measure behaviour only).
 - `ArgumentProbe` records whether one tool argument showed an observable effect and how.
 All models are versioned (`schema_version`).
 """
@@ -79,6 +81,8 @@ class BehaviourStep(SpecModel):
     follow_token: str | None = Field(
         default=None, description="pagination: repeat the call passing the output's next token in this argument"
     )
+    response: Literal["object", "array", ""] = Field(default="", description="the spec's response shape")
+    response_keys: list[str] = Field(default_factory=list, description="the spec's top-level response properties")
 
 
 class BehaviourScenario(SpecModel):
@@ -107,6 +111,9 @@ class BehaviourCheck(SpecModel):
     observed: str
     passed: bool
     because: str = ""
+    envelope: str | None = Field(
+        default=None, description="a success compared with the spec's response: 'match' or 'mismatch: ...'"
+    )
 
 
 class ArgumentProbe(SpecModel):
@@ -140,6 +147,10 @@ class BehaviourReport(SpecModel):
         for scenario in self.scenarios:
             verdict = self.verdicts.get(scenario.id, "inconclusive")
             out[f"{scenario.kind}:{verdict}"] = out.get(f"{scenario.kind}:{verdict}", 0) + 1
+        for check in self.checks:
+            if check.envelope is not None:
+                out["envelope_checked"] = out.get("envelope_checked", 0) + 1
+                out["envelope_mismatch"] = out.get("envelope_mismatch", 0) + check.envelope.startswith("mismatch")
         for probe in self.probes:
             side = "required" if probe.required else "optional"
             out[f"args_{side}"] = out.get(f"args_{side}", 0) + 1

@@ -84,8 +84,10 @@ class _Draft:
     def add(self, op: OpFacts, arguments: dict[str, Any], expect: StepExpect, because: str,
             capture: dict[str, list[str]] | None = None, follow_token: str | None = None) -> None:
         """Append one call."""
+        shape, keys = op.response()
         self.steps.append(BehaviourStep(tool=op.name, arguments=arguments, expect=expect, because=because,
-                                        capture=capture or {}, follow_token=follow_token))
+                                        capture=capture or {}, follow_token=follow_token, response=shape,
+                                        response_keys=list(keys)))
 
     def parents(self, coll: CollectionFacts, depth: int = 0, avoid: Mapping[str, Any] | None = None
                 ) -> dict[str, Any] | None:

@@ -73,6 +73,21 @@ class OpFacts:
         required = self.tool.input_schema.get("required")
         return tuple(r for r in required if isinstance(r, str)) if isinstance(required, list) else ()
 
+    def response(self) -> tuple[str, tuple[str, ...]]:
+        """The spec's response shape: ("object", its top-level property names), ("array", ()), or ("", ())
+        when the spec gives no usable response schema."""
+        if self.operation is None or not self.operation.output_schema:
+            return "", ()
+        try:
+            flat = flatten(self.operation.output_schema) or {}
+        except Exception:  # see _record_schema
+            return "", ()
+        kind = flat.get("type")
+        if kind == "array":
+            return "array", ()
+        names = tuple(object_properties(flat))
+        return ("object", names) if names else ("", ())
+
     def source_of(self, arg: str) -> str:
         """The source's original name of argument `arg`."""
         return (self.tool.source.field_names.get(arg, arg) if self.tool.source else arg)

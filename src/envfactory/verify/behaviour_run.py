@@ -18,6 +18,9 @@ Contract:
 - `behaviour_report(env, proposal, operations, *, seed, probe)` generates the scenarios from the spec
   (`behaviour.generate_scenarios`, with the default seed's values as setup pool), runs them and, with
   `probe`, the ignored-argument probe (`behaviour_probes.probe_arguments`); deterministic.
+- Each success is also compared with the spec's response shape (`BehaviourCheck.envelope`): an array
+  where the spec returns one; an object sharing at least one top-level property with the spec's
+  response otherwise. It never changes a verdict; `library_summary` counts mismatched calls and tools.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from envfactory.spec.behaviour import (
     BehaviourCheck,
     BehaviourReport,
     BehaviourScenario,
+    BehaviourStep,
     ScenarioVerdict,
     StepExpect,
 )
@@ -150,6 +154,25 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else _brief(value)
 
 
+def _envelope(step: BehaviourStep, result: ToolResult) -> str | None:
+    """For a success, whether the output has the spec's response shape: an array where the spec returns
+    one, an object sharing a top-level property with the spec's response otherwise."""
+    if result.error is not None or not step.response:
+        return None
+    output = result.output
+    if step.response == "array":
+        return "match" if isinstance(output, list) else f"mismatch: spec returns an array, observed {_top(output)}"
+    if not isinstance(output, dict) or not output:
+        return "match" if output in ({}, None) else f"mismatch: spec returns an object, observed {_top(output)}"
+    if set(output) & set(step.response_keys):
+        return "match"
+    return f"mismatch: spec {sorted(step.response_keys)[:8]}, observed {_top(output)}"
+
+
+def _top(value: Any) -> str:
+    return f"keys {sorted(value)[:8]}" if isinstance(value, dict) else type(value).__name__
+
+
 def _schema_rejected(result: ToolResult, tool: str) -> bool:
     return result.error is not None and result.error.message.startswith(f"invalid arguments for {tool}")
 
@@ -207,7 +230,7 @@ def run_behaviour(env: Environment, scenario: BehaviourScenario, *, seed: int = 
         checks.append(BehaviourCheck(
             scenario=scenario.id, kind=scenario.kind, step=index, tool=step.tool, arguments=args,
             expected=_expected(expect), observed=observed if problem is None else f"{problem}: {observed}",
-            passed=problem is None, because=step.because))
+            passed=problem is None, because=step.because, envelope=_envelope(step, result)))
         if problem is not None and _schema_rejected(result, step.tool) and "invalid_arguments" not in expect.error_kinds:
             # the session's input-schema check refused the generated call: the implementation never judged it
             checks[-1] = checks[-1].model_copy(update={"observed": f"generated arguments rejected: {observed}"})
@@ -257,6 +280,11 @@ def library_summary(reports: list[BehaviourReport]) -> dict[str, Any]:
         "pass_rate": round(totals.get("passed", 0) / judged, 4) if judged else None,
         "final_state_violations": sum(c.kind == "state_machine" and c.expected.startswith("error") for c in failed_checks),
         "reference_errors": sum(c.kind == "reference" and c.expected.startswith("error") for c in failed_checks),
+        "envelope_mismatches": {
+            "calls": f"{totals.get('envelope_mismatch', 0)}/{totals.get('envelope_checked', 0)}",
+            "tools": len({(r.env_name, c.tool) for r in reports for c in r.checks if (c.envelope or "").startswith("mismatch")}),
+            "tools_checked": len({(r.env_name, c.tool) for r in reports for c in r.checks if c.envelope is not None}),
+        },
         "scoping_leaks": sum(c.kind == "scoping" and (c.expected.startswith("error") or "excludes" in c.expected)
                              for c in failed_checks),
         "totals": dict(sorted(totals.items())),
