@@ -49,6 +49,19 @@ def test_a_repeated_schema_is_written_once_and_expands_back() -> None:
     assert canonical_json(pack_spec(document)) == canonical_json(packed)  # deterministic
 
 
+def test_the_names_follow_the_content_not_the_key_order() -> None:
+    """A freshly compiled spec and the same spec read back from sorted JSON write the same bytes."""
+    document = _document()
+    stamp = {"type": "string", "format": "date-time",
+             "description": "when the record was last changed, in RFC 3339 form, as the service set it"}
+    document["tools"][2]["output_schema"] = {"type": "object", "properties": {"b": dict(stamp), "a": dict(stamp)}}
+    reordered = orjson.loads(canonical_json(document))
+    assert list(reordered["tools"][2]["output_schema"]["properties"]) == ["a", "b"]
+    packed = pack_spec(document)
+    assert "count_records.output.a" in packed[DEFS_KEY]
+    assert canonical_json(packed) == canonical_json(pack_spec(reordered))
+
+
 def test_a_schema_used_once_or_too_short_to_share_stays_in_place() -> None:
     document = _document()
     short = {"type": "string", "format": "date-time"}

@@ -16,7 +16,8 @@ Contract:
   canonical JSON is at least `MIN_SHARED_BYTES` long and that occurs at least twice in the slots is
   replaced by `{"$ref": "#/$defs/NAME"}`; a definition left with one reference is written in place.
   NAME says where the schema was first met (a collection's name, `TOOL.output`, `PARENT.property`,
-  `PARENT[]` for items...). Deterministic: the same document gives the same result.
+  `PARENT[]` for items...), in canonical order (sorted keys): equal documents give the same result,
+  whatever the key order of their dicts.
   A document whose slots already hold a `$ref` (a toolkit's own local references) is returned as it
   is, without `$defs`: its references could not be told apart from shared ones.
 - `expand_spec(document)` is the inverse: each reference is replaced by its definition (expanded in
@@ -30,6 +31,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import orjson
 
 from envfactory.spec.base import canonical_json
 from envfactory.spec.schema_nodes import map_subschemas
@@ -163,6 +166,7 @@ def pack_spec(document: dict[str, Any]) -> dict[str, Any]:
     See the module docstring; the argument is not changed."""
     if any(b'"$ref"' in canonical_json(holder[key]) for holder, key, _ in _slots(document)):
         return document
+    document = orjson.loads(canonical_json(document))  # names follow the content, not the dicts' key order
     packer = _Packer()
     for holder, key, name in _slots(document):
         packer.count(holder[key], name)
