@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from envfactory.llm.types import FunctionTool
@@ -78,6 +79,9 @@ def test_the_shipped_files_are_the_shared_form_the_writer_emits(shipped: dict[st
         assert document["schema_version"] == 2, name
         shared += DEFS_KEY in document
         assert b'"$ref"' not in canonical_json(spec.model_dump(mode="json")), name  # served: no reference left
+        for tool in spec.tools:  # key order as the version-1 files had it (sorted): prompts print schemas as they are
+            for schema in (tool.input_schema, tool.output_schema):
+                assert orjson.dumps(schema) == canonical_json(schema), (name, tool.name)
     assert shared == len(shipped)
 
 
