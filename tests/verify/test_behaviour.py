@@ -230,3 +230,14 @@ def test_envelope_is_compared_with_the_spec_response_without_changing_verdicts(t
     counts = report.counts()
     assert 0 < counts["envelope_mismatch"] < counts["envelope_checked"]
     assert library_summary([report])["envelope_mismatches"]["tools"] == 1
+
+
+def test_documented_transition_is_checked(tmp_path: Path) -> None:
+    good = _report(tmp_path, _good_env(), "transitions")
+    transition = next(s for s in good.scenarios if s.id == "transition:jobs:complete_job:COMPLETED")
+    assert good.verdicts[transition.id] == "passed" and len(transition.steps) >= 3
+    doc = _good_env()
+    complete = next(t for t in doc["tools"] if t["name"] == "complete_job")
+    complete["operation"]["assign"] = {}  # accepted, but the job never becomes COMPLETED
+    bad = _report(tmp_path, doc, "stuck")
+    assert bad.verdicts[transition.id] == "failed"

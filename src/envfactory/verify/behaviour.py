@@ -353,7 +353,7 @@ def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> s
 def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
     """Drive a record into a terminal status (an action whose verb names it, an update of the status, or
     a create that takes the status), then try to move it out: refused, and it stays terminal."""
-    if not coll.status_field:
+    if not coll.status_field or not coll.final_values:
         return f"{coll.name}: no status enum with terminal values in the spec"
     field, final = coll.status_field, coll.final_values[0]
     actions, update, create = coll.ops.get("action", []), coll.first("update"), coll.first("create")
@@ -390,6 +390,33 @@ def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
         draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields={field: final}),
                   f"the record stays {final}")
     return None
+
+
+def _transition(draft: _Draft, coll: CollectionFacts, op: OpFacts, value: str) -> str | None:
+    """A documented transition: the action whose verb names a status value moves a new record there."""
+    made = draft.create(coll)
+    if made is None or coll.status_field is None:
+        return f"{coll.name}: no create, no record key or a parent that cannot be established"
+    key, args, _ = made
+    parents = {k: args[k] for k in coll.parent_args if k in args}
+    draft.add(op, draft.address(op, coll, key, parents), StepExpect(),
+              f"{_ref(op)} is documented and {coll.status_field} lists {value}: allowed from a new record")
+    read = coll.first("read")
+    if read is None:
+        return f"{coll.name}: no read to show {coll.status_field}"
+    draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields={coll.status_field: value}),
+              f"after {_ref(op)} the record is {value}")
+    return None
+
+
+def _transition_targets(coll: CollectionFacts) -> list[tuple[OpFacts, str]]:
+    """(action, status value it names) for the collection's actions whose verb names a value of its status enum."""
+    out = []
+    for op in coll.ops.get("action", []):
+        named = [v for v in coll.status_values if _verb_names(op.name, v)]
+        if len(named) == 1 and op.args.get(coll.key_arg or "") is not None:  # cancel: CANCELLING or CANCELLED? say nothing
+            out.append((op, named[0]))
+    return out
 
 
 def _verb_names(tool: str, value: str) -> bool:
@@ -438,6 +465,10 @@ def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations
         jobs: list[tuple[BehaviourKind, str, Callable[[_Draft], str | None]]] = []
         for kind, write in _KINDS:
             jobs.append((kind, f"{kind}:{coll.name}", partial(write, coll=coll)))
+            if kind == "state_machine":
+                jobs += [("state_machine", f"transition:{coll.name}:{op.name}:{value}",
+                          partial(_transition, coll=coll, op=op, value=value))
+                         for op, value in _transition_targets(coll)]
             if kind == "lifecycle":
                 jobs += [("reference", f"reference:{coll.name}:{op.name}:{arg}",
                           partial(_reference, coll=coll, op=op, arg=arg))

@@ -207,8 +207,9 @@ def _record_facts(entry: CollectionFacts) -> None:
         undo = {flat_name(a.name) for a in entry.ops.get("action", [])}
         finals = tuple(v for v in values if flat_name(v) in FINAL_WORDS and not any(
             f"{prefix}{flat_name(v)[:4]}" in tool for tool in undo for prefix in _UNDO))
-        if values and finals:
+        if values and (finals or entry.status_field is None):  # the first status enum; one with terminal values wins
             entry.status_field, entry.status_values, entry.final_values = name, values, finals
+        if finals:
             return
 
 
