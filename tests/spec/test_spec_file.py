@@ -118,3 +118,19 @@ def test_a_broken_file_form_is_refused_with_the_reason(edit: Any, problem: str) 
     edit(packed)
     with pytest.raises(ValidationError, match=problem):
         EnvSpec.model_validate_json(canonical_json(packed))
+
+
+def test_the_exported_json_schema_accepts_both_file_forms() -> None:
+    import json
+
+    import jsonschema_rs
+
+    from envfactory.cli.schema import artifact_schema
+    from envfactory.runtime import library_env_names, library_root
+
+    validator = jsonschema_rs.validator_for(json.loads(json.dumps(artifact_schema(EnvSpec))))
+    shipped = orjson.loads((library_root() / library_env_names()[0] / "spec.json").read_bytes())
+    assert DEFS_KEY in shipped and validator.is_valid(shipped)
+    spec = EnvSpec.model_validate(shipped)
+    assert validator.is_valid({**spec.model_dump(mode="json"), "schema_version": 1})
+    assert not validator.is_valid({**shipped, "schema_version": 3})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from envfactory.spec.base import JSONObject, SpecModel, canonical_json, content_hash
 from envfactory.spec.declarative import DeclarativeModel
@@ -92,9 +92,22 @@ Implementation = Annotated[
 ]
 
 
+def _file_form_schema(schema: dict[str, Any]) -> None:
+    """The exported JSON Schema describes `spec.json` as it is read: version 1 or 2, with `$defs`."""
+    properties = schema.setdefault("properties", {})
+    properties["schema_version"] = {"enum": [1, 2], "default": 2, "title": "Schema Version", "type": "integer"}
+    properties["$defs"] = {
+        "type": "object", "additionalProperties": {"type": "object"},
+        "description": "version 2 only: the schemas the environment repeats, each written once; "
+                       '`{"$ref": "#/$defs/NAME"}` in a tool, state or record schema stands for NAME',
+    }
+
+
 class EnvSpec(SpecModel):
     """A complete, hashable description of one environment (DESIGN §3); version 2 is written with shared
     schemas (see the module docstring)."""
+
+    model_config = ConfigDict(json_schema_extra=_file_form_schema)
 
     schema_version: Literal[2] = 2
     meta: EnvMeta
