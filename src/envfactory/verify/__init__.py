@@ -1,8 +1,10 @@
 """`verify`: deterministic checks and rewards (DESIGN §4, §7): pure functions over data passed in.
 
 Modules: task rewards (`rewards.py`, a list of named components from `reward_components.py`); environment checks and the verification report
-(`envchecks.py`, with scenario execution in `scenario_run.py`); contamination scores against benchmark
-tool sets and tasks (`contamination.py`); task gates (`gates.py`).
+(`envchecks.py`, with scenario execution in `scenario_run.py`); behavioural acceptance from the source
+specs (`behaviour.py` writes the scenarios from `behaviour_facts.py`, `behaviour_run.py` runs them,
+`behaviour_probes.py` probes every argument for an effect; docs/behaviour.md); contamination scores
+against benchmark tool sets and tasks (`contamination.py`); task gates (`gates.py`).
 
 Contract (entries: `rewards.task_reward`, `gates.gate_task`, `envchecks.verify_environment`,
 `contamination`):
