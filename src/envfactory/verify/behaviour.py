@@ -350,14 +350,14 @@ def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> s
     return None
 
 
-def _state_machine(draft: _Draft, coll: CollectionFacts) -> str | None:
-    """Drive a record into a terminal status (an action whose verb names it, an update of the status, or
-    a create that takes the status), then try to move it out: refused, and it stays terminal."""
+def _state_machine(draft: _Draft, coll: CollectionFacts, into: OpFacts | None = None) -> str | None:
+    """Drive a record into a terminal status (`into`, else the first action whose verb names one, else an
+    update of the status, or a create that takes it), then try to move it out: refused, and it stays."""
     if not coll.status_field or not coll.final_values:
         return f"{coll.name}: no status enum with terminal values in the spec"
     field, final = coll.status_field, coll.final_values[0]
     actions, update, create = coll.ops.get("action", []), coll.first("update"), coll.first("create")
-    into = next((a for a in actions if any(_verb_names(a.name, v) for v in coll.final_values)), None)
+    into = into or next((a for a in actions if any(_verb_names(a.name, v) for v in coll.final_values)), None)
     if into is not None:
         final = next(v for v in coll.final_values if _verb_names(into.name, v))
     by_create = into is None and not (update and field in update.args) and bool(create and field in create.args)
@@ -407,6 +407,11 @@ def _transition(draft: _Draft, coll: CollectionFacts, op: OpFacts, value: str) -
     draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields={coll.status_field: value}),
               f"after {_ref(op)} the record is {value}")
     return None
+
+
+def _terminal_actions(coll: CollectionFacts) -> list[OpFacts]:
+    """The collection's actions whose verb names a terminal value of its status enum."""
+    return [a for a in coll.ops.get("action", []) if any(_verb_names(a.name, v) for v in coll.final_values)]
 
 
 def _transition_targets(coll: CollectionFacts) -> list[tuple[OpFacts, str]]:
@@ -466,6 +471,8 @@ def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations
         for kind, write in _KINDS:
             jobs.append((kind, f"{kind}:{coll.name}", partial(write, coll=coll)))
             if kind == "state_machine":
+                jobs += [("state_machine", f"state_machine:{coll.name}:{op.name}", partial(_state_machine, coll=coll, into=op))
+                         for op in _terminal_actions(coll)[1:]]  # the first is the collection's own scenario
                 jobs += [("state_machine", f"transition:{coll.name}:{op.name}:{value}",
                           partial(_transition, coll=coll, op=op, value=value))
                          for op, value in _transition_targets(coll)]

@@ -30,7 +30,7 @@ __all__ = ["FINAL_WORDS", "TOKEN_FIELDS", "CollectionFacts", "OpFacts", "flat_na
 
 FINAL_WORDS = frozenset({
     "completed", "complete", "cancelled", "canceled", "terminated", "succeeded", "finished", "voided",
-    "refunded", "revoked", "expired", "done",
+    "refunded", "revoked", "expired", "done", "rejected", "declined", "failed",
 })
 """Status values that name a terminal state (compared lower-cased, with `_`/`-` removed), unless an action
 of the collection undoes it (`undelete`, `uncancel`, `reopen`, `restore`, `reactivate`)."""
