@@ -37,7 +37,8 @@ PROVIDERS = ["gitea.io", "asana.com", "squareup.com", "launchdarkly.com", "zoom.
              "apideck.com", "powerdns.local", "velopayments.com",
              "1password.local", "openlinksw.com", "inboxroute.com", "drchrono.com", "shutterstock.com",
              "listennotes.com", "isendpro.com", "redhat.com", "circuitsandbox.net", "data2crm.com",
-             "vmware.local", "truesight.local", "bitbucket.org", "twitter.com"]
+             "vmware.local", "truesight.local", "bitbucket.org", "twitter.com",
+             "apache.org", "apicurio.local", "mist.com", "smart-me.com"]
 SCHEMA_ONLY = Thresholds(DEFAULT_THRESHOLDS.schema, 1.01, DEFAULT_THRESHOLDS.schema, 1.01)
 
 
@@ -156,14 +157,14 @@ def _figures(rows: list[EdgeLabel], catalog: Catalog) -> dict[tuple[str, str], M
 
 @pytest.mark.slow
 def test_openapi_figures_tuning_and_held_out(rows: list[EdgeLabel], openapi_catalog: Catalog) -> None:
-    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 17 held-out services P 0.962 R 0.864
-    (batch 1: 18 of 18; batch 2: 26 of 27; the never-read batches 3 and 4: 32 of 43 and 3 false positives,
-    P 0.914 R 0.744, under the 0.85 recall target; see the docs)."""
+    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 21 held-out services P 0.975 R 0.868
+    (batch 1: 18 of 18; batch 2: 26 of 27; batches 3 and 4: 32 of 43 and 3 false positives, P 0.914 R 0.744;
+    batch 5, never read: 42 of 48 and no false positive, P 1.000 R 0.875; see the docs)."""
     figures = _figures(rows, openapi_catalog)
     tuning, held_out = figures[("openapi", "calibration")], figures[("openapi", "test")]
     assert tuning.precision >= 0.90 and tuning.recall >= 0.85
     assert held_out.precision >= 0.90 and held_out.recall >= 0.85
-    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 76, 3)
+    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 118, 3)
 
 
 @pytest.mark.slow
