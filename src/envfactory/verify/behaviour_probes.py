@@ -3,7 +3,8 @@
 Contract:
 - `probe_arguments(env, *, seed)` returns one `ArgumentProbe` per (tool, argument) of the tools'
   input schemas. For each tool a base call that succeeds is looked for (arguments generated with
-  `CallPlanner` from a session on the default seed warmed up with a few writes); each argument is then
+  `CallPlanner` from a session on the default seed warmed up with a few writes; failing that, arguments
+  taken together from one live record: its fields and its key); each argument is then
   varied — left out when optional, set to another value of its schema (another enum value, the other
   boolean, another number, a value present in the state, a value nothing holds) — and the base and each
   variant are called on forks of the same session (same state, clock and RNG), so any difference is the
@@ -117,7 +118,35 @@ def _base(env: Environment, planner: CallPlanner, session: Session, seen: dict[s
         size = len(orjson.dumps(result.output, default=str))
         if best is None or size > best[0]:
             best = (size, args)
+    if best is None:  # arguments that belong together (a record's key with its own parent), from live records
+        for args in _record_arguments(planner, session, tool, rng):
+            if session.fork().call(tool, args).ok:
+                return args
     return best[1] if best is not None else None
+
+
+def _record_arguments(planner: CallPlanner, session: Session, tool: str, rng: random.Random,
+                      per_collection: int = 4) -> list[dict[str, Any]]:
+    """Setup only: for the first records of each collection of the live state, generated arguments with
+    every argument the record has a field for set to that field, and key arguments of that collection
+    set to the record's key."""
+    state = session.state_json()
+    collections = state.get("collections") if isinstance(state, dict) else None
+    if not isinstance(collections, dict):
+        return []
+    names = set(object_properties(planner.env.tools[tool].spec.input_schema))
+    out: list[dict[str, Any]] = []
+    for collection, records in sorted(collections.items()):
+        if not isinstance(records, dict):
+            continue
+        for key, record in list(sorted(records.items()))[:per_collection]:
+            if not isinstance(record, dict):
+                continue
+            args = planner.arguments(tool, session, {}, rng)
+            args.update({n: record[n] for n in names if isinstance(record.get(n), str | int | float | bool)})
+            args.update({n: key for n in names if planner.key_args.get(n) == collection})
+            out.append(args)
+    return out
 
 
 def _names(value: Any) -> list[str]:
