@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import proposals_for_resource
 from envfactory.resources import Catalog
 from envfactory.runtime import Session, load_env, open_session

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tests.build.helpers import ok, proposal_with, session_of
 
-from envfactory.build.compile import write_env_dir
+from envfactory.build.envdir import write_env_dir
 from envfactory.resources import Catalog
 from envfactory.runtime import load_env, open_session
 from envfactory.spec import BuildRecord

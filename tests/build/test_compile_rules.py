@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from tests.build.helpers import ok
 
-from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import proposals_for_resource
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.build.shapes import shape_of

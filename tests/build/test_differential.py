@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tests.build.helpers import proposal_with
 
-from envfactory.build.compile import write_env_dir
 from envfactory.build.differential import ScriptCall, moto_run, run_memory_server, run_moto
+from envfactory.build.envdir import write_env_dir
 from envfactory.cli.resources import default_cache_dir
 from envfactory.resources import Catalog, known_servers
 from envfactory.runtime import load_env

@@ -13,6 +13,7 @@ from envfactory.build.library import LibraryBuilder
 from envfactory.build.propose import PROPOSER_VERSION
 from envfactory.build.publish import publish_library, reproduce_library
 from envfactory.resources import Catalog
+from envfactory.runtime import Environment
 from envfactory.spec import BuildRecord, DifferentialMismatch, DifferentialResult, EnvSpec, VerificationReport
 from envfactory.spec.library import LibraryConfig, LibraryFunnel, ProposalOutcome
 
@@ -94,7 +95,7 @@ def test_a_finished_build_is_not_overwritten_without_resume(small_catalog: Catal
 def test_revise_drops_the_tool_a_reference_disagrees_with(small_catalog: Catalog, tmp_path: Path) -> None:
     blamed: list[str] = []
 
-    def differential(env_dir: Path, spec: EnvSpec) -> list[DifferentialResult]:
+    def differential(env_dir: Path, spec: EnvSpec, env: Environment | None = None) -> list[DifferentialResult]:
         # A scripted reference that disagrees with the first list tool it sees, every round.
         tool = next((t.name for t in spec.tools if t.name.startswith("list_")), None)
         if tool is None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.build.compile import compile_proposal, write_env_dir
+from envfactory.build.compile import compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import (
     DOMAINS,
     MAX_TOOLS,

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.library import LLM_CASSETTE, LibraryBuilder
 from envfactory.build.propose import propose
 from envfactory.build.publish import publish_library, reproduce_library

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.build.compile import compile_proposal, write_env_dir
+from envfactory.build.compile import compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import proposals_for_resource
 from envfactory.build.reference import SCRIPTS, library_differential, scripted_service
 from envfactory.resources import AwsSource, Catalog

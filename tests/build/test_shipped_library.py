@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.build.library import LibraryBuilder, env_shape, recorded_llm
+from envfactory.build.library import LibraryBuilder, recorded_llm
 from envfactory.build.propose import permissive_licence
 from envfactory.build.reference import library_differential
+from envfactory.build.rounds import env_shape
 from envfactory.resources import Catalog
 from envfactory.resources.domains import organisation
 from envfactory.runtime import library_env_names, library_root, load_env

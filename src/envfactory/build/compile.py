@@ -42,7 +42,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from envfactory.build.compile_collections import (
@@ -63,20 +62,17 @@ from envfactory.build.naming import field_name, id_prefix, tool_name
 from envfactory.build.seeds import seed_state
 from envfactory.build.shapes import OperationShape, group_operations
 from envfactory.errors import SpecError
-from envfactory.runtime import load_env
 from envfactory.runtime.declarative.compile import compile_source
 from envfactory.spec import (
     CollectionDecl,
     DeclarativeEnvSource,
     DeclarativeToolDecl,
     EnvMeta,
-    EnvSpec,
     JSONObject,
     Operation,
     OperationDecl,
     SpecModel,
     ToolSource,
-    canonical_json,
 )
 from envfactory.spec.build import DroppedOperation, Proposal
 from envfactory.spec.declarative import (
@@ -101,7 +97,6 @@ from envfactory.spec.schema_tools import (
     json_type,
     object_properties,
 )
-from envfactory.store import write_atomic
 
 _AUTH = re.compile(r"(^|_)(api_?key|apikey|access_?token|auth[a-z_]*|token|secret|session_?id|signature)$")
 _PAGE_TOKEN = frozenset({"pagetoken", "nexttoken", "marker", "cursor", "starttoken", "after", "continuationtoken"})
@@ -583,17 +578,3 @@ def _without(
     colls = {n: d for n, d in source.collections.items() if n not in doomed_colls}
     return source.model_copy(update={"tools": kept, "collections": colls}), lost
 
-
-def write_env_dir(compiled: CompiledEnv, directory: Path | str) -> EnvSpec:
-    """Write `spec.json` (sealed) and `seeds/*.json` into `directory`; return the sealed spec.
-
-    Seeds are checked by loading the directory with the runtime, so a written directory always loads.
-    """
-    out = Path(directory)
-    spec = compile_source(compiled.source)
-    (out / "seeds").mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "spec.json", spec.to_json_bytes())
-    for name, state in sorted(compiled.seeds.items()):
-        write_atomic(out / "seeds" / f"{name}.json", canonical_json(state))
-    load_env(out)
-    return spec

@@ -18,7 +18,8 @@ Contract:
   when the model answers come from a cache or a replay.
 - `build_proposal_item(item)` is the work function: it runs `LibraryBuilder.build_resolved` on the item's
   resolved operations into `item.staging`, with the standard hooks (`standard_hooks`) and the model the
-  item names; a retried item starts from an empty staging directory.
+  item names; a retried item starts from an empty staging directory. The driver's dry compile (ordering
+  by `prefer_rules`) travels with the item, so the worker's first round does not compile again.
 - Staging lives in `<build root>/staging/<proposal id>/` and is removed once consumed or discarded; a
   killed build leaves it behind and the next run (resume) clears it first, so nothing half-built is
   ever taken. A proposal that fails on its worker after the executor's retries stops the build with a
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from envfactory.build.compile import CompiledEnv
 from envfactory.build.errors import BuildError
 from envfactory.build.library import (
     LLM_CASSETTE,
@@ -100,6 +102,8 @@ def build_proposal_item(item: ProposalBuildItem) -> ProposalBuildResult:
     began = time.perf_counter()
     try:
         operations = {key: Operation.model_validate_json(text) for key, text in item.operations.items()}
+        if item.compiled is not None:  # the driver's dry compile: this build compiles its first round once
+            builder.keep_dry_compile(item.proposal, operations, CompiledEnv.model_validate_json(item.compiled))
         outcome = builder.build_resolved(item.proposal, operations, item.base)
     finally:
         builder.close()
@@ -150,9 +154,11 @@ def _window(builder: LibraryBuilder, todo: Sequence[Proposal], start: int, outco
 def _item(builder: LibraryBuilder, proposal: Proposal, staging: Path) -> ProposalBuildItem:
     base, operations = builder.resolve(proposal)
     texts = {key: operation.model_dump_json(by_alias=True) for key, operation in operations.items()}
+    compiled = builder.take_dry_compile(proposal, operations)
     return ProposalBuildItem(config=builder.config, proposal=proposal, operations=texts, base=base,
                              staging=str(staging.resolve()), hooks=builder.worker_hooks or BuildHooks(),
-                             model=builder.worker_model if needs_model(builder.config) else None)
+                             model=builder.worker_model if needs_model(builder.config) else None,
+                             compiled=compiled.model_dump_json() if compiled is not None else None)
 
 
 def _consume(builder: LibraryBuilder, proposal: Proposal, result: Outcome[ProposalBuildResult] | None,

@@ -16,6 +16,13 @@ Contract:
   from the proposal (each recorded as a `DroppedOperation` of stage `revise`, with the checks and
   their detail as the reason), and the rest is compiled and verified again, at most
   `max_revise_rounds` times. A check that fails without blaming a tool rejects the proposal.
+- In memory: each round compiles once (with `prefer_rules`, the ordering's dry compile of a proposal is its
+  first round's compile, and its resolved operations are reused) and writes its environment once
+  (`build.envdir.write_compiled`): the environment is opened from the objects just written, never read
+  back, and serves the seed check and the differential hook. Verification opens the directory itself:
+  its `load` check is the evidence, hashed into the report, of what was written. A revise round compiles
+  the smaller proposal (the input changed). The dry compiles are kept until their proposal is built or the
+  run ends (about 0.1 MiB each).
 - Acceptance: verified, at least `min_tools` tools with at least one write and one read, at least
   `min_kept_ratio` of the proposed operations kept, every source licence permissive, and not
   contaminated (when a contamination hook is given).
@@ -44,9 +51,6 @@ Contract:
   and report digests.
 """
 
-# Over 600 lines (about 650): the builder's checkpointing, its compile/author/verify/revise rounds and the
-# authoring requests share one private state (the sandbox pool, the model, the timings). Ordering, the
-# round bookkeeping, the funnel, publishing and the executor fan-out are their own modules already.
 from __future__ import annotations
 
 import shutil
@@ -57,19 +61,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from envfactory.build.author import (
-    AuthoredPiece,
-    AuthoringTarget,
-    assemble,
-    author_operations,
-    authoring_targets,
-    hybrid_spec,
-    write_hybrid_dir,
-)
-from envfactory.build.compile import CompiledEnv, compile_proposal, write_env_dir
+from envfactory.build.author import AuthoredPiece
+from envfactory.build.author_round import AuthorRound, author_round
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.envdir import write_compiled
 from envfactory.build.errors import BuildError
 from envfactory.build.funnel import funnel_of
-from envfactory.build.ordering import order_proposals, proposal_richness
+from envfactory.build.library_types import (
+    LLM_CASSETTE,
+    BuildEvent,
+    BuildPaths,
+    BuildTally,
+    ContaminationHook,
+    DifferentialHook,
+)
+from envfactory.build.ordering import order_proposals, source_richness
 from envfactory.build.propose import PROPOSER_VERSION, permissive_licence, propose_batch
 from envfactory.build.realism import realistic_seeds
 from envfactory.build.rounds import (
@@ -77,18 +83,17 @@ from envfactory.build.rounds import (
     authored_tool_names,
     build_record,
     failure_evidence,
+    final_outcome,
     without_tools,
 )
 from envfactory.build.scenarios import scenarios_from_examples
 from envfactory.build.seeds import example_keys
-from envfactory.errors import SandboxError, SpecError
 from envfactory.exec import Executor
 from envfactory.llm.protocols import Embedder, LLMClient
 from envfactory.llm.replay import ReplayClient
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
-from envfactory.runtime import load_env
-from envfactory.runtime.loader import LIBRARY_CONFIG_FILE
+from envfactory.runtime import Environment
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import (
     DifferentialResult,
@@ -98,9 +103,9 @@ from envfactory.spec import (
     Operation,
     Proposal,
     ProposalBatch,
+    ScenarioTest,
     VerificationReport,
     canonical_json,
-    declarative_model,
 )
 from envfactory.spec.build import AuthoringRecord, SeedRealism
 from envfactory.spec.library import (
@@ -115,20 +120,10 @@ from envfactory.spec.work_items import BuildHooks, WorkerModel
 from envfactory.store.atomic import write_atomic
 from envfactory.verify.envchecks import verify_environment
 
-
-class DifferentialHook(Protocol):
-    """Differential results for a built environment. Hybrid environments (authored tools) are passed
-    the builder's sandbox pool as `sandbox=`; the hook must accept it (`reference.library_differential`)."""
-
-    def __call__(
-        self, env_dir: Path, spec: EnvSpec, /, *, sandbox: SandboxPool | None = None
-    ) -> list[DifferentialResult]:
-        """Compare the environment in `env_dir` (its spec `spec`) with its reference; one result per
-        compared tool (an empty list: nothing compared)."""
-
-
-ContaminationHook = Callable[[EnvSpec], list[str]]
-
+__all__ = [  # the shared parts live in `build.library_types`; their users import them here
+    "LLM_CASSETTE", "BuildEvent", "BuildPaths", "BuildTally", "ContaminationHook", "DifferentialHook",
+    "FanOut", "LibraryBuilder", "recorded_llm",
+]
 
 class FanOut(Protocol):
     """Builds the remaining proposals on the builder's executor, settling each verdict in the serial order
@@ -138,79 +133,6 @@ class FanOut(Protocol):
                  tally: BuildTally, /) -> None:
         """Build the proposals of `todo`, recording each verdict in `outcomes` (by proposal id) and
         `tally` in `todo`'s order, as the serial loop would."""
-
-
-@dataclass(frozen=True, slots=True)
-class BuildEvent:
-    """Progress of a library build, for the CLI's display."""
-
-    kind: str  # "proposing" | "proposals" | "start" | "authoring" | "done" | "skip"
-    domain: str = ""
-    name: str = ""
-    message: str = ""
-    accepted_in_domain: int = 0
-    target: int = 0
-
-
-@dataclass(slots=True)
-class BuildPaths:
-    """Where a library build keeps its files under `root` (config, proposals, outcomes, environments,
-    rejections, funnel, timings)."""
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        """`config.json`: the library config the build runs with (written at each start)."""
-        return self.root / LIBRARY_CONFIG_FILE
-
-    @property
-    def proposals(self) -> Path:
-        """`proposals.json`: the build's `ProposalBatch` (reused while its config hash is unchanged)."""
-        return self.root / "proposals.json"
-
-    @property
-    def outcomes(self) -> Path:
-        """`outcomes/`: one `ProposalOutcome` per settled proposal (`<id>.json`); what a resumed build skips."""
-        return self.root / "outcomes"
-
-    @property
-    def envs(self) -> Path:
-        """`envs/`: the accepted environments, one folder each."""
-        return self.root / "envs"
-
-    @property
-    def rejected(self) -> Path:
-        """`rejected/`: the environments that were built but not accepted, one folder each."""
-        return self.root / "rejected"
-
-    @property
-    def funnel(self) -> Path:
-        """`funnel.json`: the build's `LibraryFunnel`."""
-        return self.root / "funnel.json"
-
-    @property
-    def timings(self) -> Path:
-        """`timings.json`: the build's `BuildTimings` (differ between identical builds)."""
-        return self.root / "timings.json"
-
-
-@dataclass(slots=True)
-class BuildTally:
-    """Accepted environments so far, per domain and per (domain, provider): what decides a skip."""
-
-    accepted: Counter[str]
-    per_provider: Counter[tuple[str, str]]
-
-    def skips(self, proposal: Proposal, config: LibraryConfig) -> bool:
-        """Whether the serial order skips `proposal` now (its domain is full, or its provider is at its cap).
-        Counts only grow, so a proposal skipped now is skipped for the rest of the build."""
-        if self.accepted[proposal.domain] >= config.accept_per_domain:
-            return True
-        provider = organisation(proposal.provenance[0].provider)
-        return self.per_provider[proposal.domain, provider] >= config.max_per_provider_in_domain
-
-
-LLM_CASSETTE = "llm-cassette.jsonl"  # in a build root and in a published library: every LLM answer used
 
 
 @dataclass(slots=True)
@@ -237,6 +159,9 @@ class LibraryBuilder:
     builds on this module; required with an executor)."""
     _timings: dict[str, float] = field(default_factory=dict)
     _pool: SandboxPool | None = None
+    _dry: dict[str, tuple[dict[str, Operation], CompiledEnv | Exception]] = field(default_factory=dict)
+    """The ordering's dry compiles (`prefer_rules`), by proposal id: the operations resolved and what
+    `compile_proposal` gave (or raised), taken by the proposal's first round so that it compiles once."""
 
     @property
     def paths(self) -> BuildPaths:
@@ -330,9 +255,50 @@ class LibraryBuilder:
 
     def _ordered(self, proposals: Sequence[Proposal]) -> list[Proposal]:
         """Proposals in the order the build considers them (`build.ordering`)."""
-        catalog = self.catalog
-        return order_proposals(proposals, self.config,
-                               lambda proposal: proposal_richness(proposal, catalog) if catalog is not None else (0, 0))
+        return order_proposals(proposals, self.config, self._richness)
+
+    def _richness(self, proposal: Proposal) -> tuple[int, int]:
+        """`build.ordering.proposal_richness`, keeping the dry compile for the proposal's first round."""
+        if self.catalog is None:
+            return 0, 0
+        try:
+            operations = {op.operation_id: self.catalog.operation(op.operation_id) for op in proposal.operations}
+        except Exception:  # resolved again (and the failure recorded) if the proposal is built
+            return 0, 0
+        try:
+            compiled: CompiledEnv | Exception = compile_proposal(proposal, operations)
+        except Exception as exc:  # a proposal that cannot compile is not rich; its build says why
+            compiled = exc
+        self._dry[proposal.id] = (operations, compiled)
+        return (0, 0) if isinstance(compiled, Exception) else source_richness(compiled.source)
+
+    def _compile(self, proposal: Proposal, operations: dict[str, Operation],
+                 dry: tuple[dict[str, Operation], CompiledEnv | Exception] | None) -> CompiledEnv:
+        """`compile_proposal(proposal, operations)`, or the dry compile of the same operations when there is one
+        (`compile_proposal` is a pure function of them: the same result, raised or returned)."""
+        if dry is not None and dry[0] == operations:
+            if isinstance(dry[1], Exception):
+                raise dry[1]
+            return dry[1]
+        return compile_proposal(proposal, operations)
+
+    def take_dry_compile(self, proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv | None:
+        """The ordering's dry compile of `proposal` over `operations`, forgotten here (a driver hands it to the
+        worker that builds the proposal); None when there is none (or it raised: the worker compiles)."""
+        dry = self._dry.pop(proposal.id, None)
+        if dry is None or dry[0] != operations or isinstance(dry[1], Exception):
+            return None
+        return dry[1]
+
+    def keep_dry_compile(self, proposal: Proposal, operations: Mapping[str, Operation], compiled: CompiledEnv) -> None:
+        """Take `compiled` as the dry compile of `proposal` over `operations` (a worker, from its driver):
+        its first round in `build_resolved` uses it instead of compiling."""
+        self._dry[proposal.id] = (dict(operations), compiled)
+
+    def _write_round(self, compiled: CompiledEnv, env_dir: Path) -> tuple[EnvSpec, Environment | None]:
+        """Write the round's compiled environment and open it in memory (`build.envdir.write_compiled`):
+        the environment the round's seed check and differential tests use."""
+        return write_compiled(compiled, env_dir)
 
     def _realistic(self, compiled: CompiledEnv, proposal: Proposal,
                    operations: Mapping[str, Operation]) -> tuple[CompiledEnv, SeedRealism]:
@@ -420,6 +386,9 @@ class LibraryBuilder:
         if self.catalog is None:
             raise BuildError("this builder has no catalog: it builds resolved proposals only (build_resolved)")
         base = self.base_outcome(proposal)
+        dry = self._dry.get(proposal.id)
+        if dry is not None:  # resolved by the ordering's dry compile: the same catalog entries
+            return base, dict(dry[0])
         operations: dict[str, Operation] = {}
         for proposed in proposal.operations:
             try:
@@ -440,6 +409,7 @@ class LibraryBuilder:
         for stale in (env_dir, rejected_dir):
             if stale.exists():
                 shutil.rmtree(stale)
+        dry = self._dry.pop(proposal.id, None)
         current = proposal
         revise_dropped: list[DroppedOperation] = []
         first_checks: list[OutcomeCheck] = []
@@ -456,7 +426,7 @@ class LibraryBuilder:
         rounds = 0
         for rounds in range(self.config.max_revise_rounds + self.config.max_author_rounds + 1):
             try:
-                compiled = compile_proposal(current, operations)
+                compiled = self._compile(current, operations, dry if rounds == 0 else None)
             except Exception as exc:
                 return outcome.model_copy(update={"reason": f"compile failed: {exc}", "revise_rounds": rounds})
             if not compiled.source.tools:
@@ -466,12 +436,16 @@ class LibraryBuilder:
             if env_dir.exists():
                 shutil.rmtree(env_dir)
             hybrid: EnvSpec | None = None
+            env: Environment | None = None  # the round's environment, open in memory
             unresolved: dict[str, str] = {}  # authored tool -> operation id, for tools asked and not written
             if self.config.author_operations:
-                hybrid, authoring, pieces, feedback, unresolved = self._author(
+                hybrid, env, authoring, pieces, feedback, unresolved = self._author(
                     compiled, operations, env_dir, no_author, feedback, authoring, pieces)
             try:
-                spec = hybrid if hybrid is not None else write_env_dir(compiled, env_dir)
+                if hybrid is None:
+                    spec, env = self._write_round(compiled, env_dir)
+                else:
+                    spec = hybrid
             except Exception as exc:
                 return outcome.model_copy(update={"reason": f"compiled environment does not load: {exc}",
                                                   "revise_rounds": rounds})
@@ -483,9 +457,8 @@ class LibraryBuilder:
             ).to_json_bytes())
             scenarios = scenarios_from_examples(spec, operations, compiled.seeds)
             write_atomic(env_dir / "scenarios.json", dump_scenarios(scenarios))
-            differential = self._differential(env_dir, spec)
-            report = verify_environment(env_dir, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
-                                        differential=differential, operations=operations, sandbox=self._sandbox(spec))
+            differential = self._differential(env_dir, spec, env)
+            report = self._verify(env_dir, env, spec, scenarios, differential, operations)
             write_atomic(env_dir / "report.json", report.to_json_bytes())
             if not first_checks:
                 first_checks = [OutcomeCheck(name=c.name, status=c.status) for c in report.checks]
@@ -520,36 +493,23 @@ class LibraryBuilder:
                 break
         assert compiled is not None and spec is not None and report is not None
         authored_ops = authored_operations(spec)
-        kept = len(compiled.compiled) + len(authored_ops)
-        write_tools = sum(1 for t in spec.tools if t.effect == "write")
-        read_tools = len(spec.tools) - write_tools
-        collections, linked, rules = env_shape(spec)
-        tally_passed = sum(t.passed for t in report.scenarios_by_oracle.values())
-        tally_total = sum(t.total for t in report.scenarios_by_oracle.values())
-        diff_matched = sum(d.matched for d in report.differential)
-        diff_compared = sum(d.calls_compared for d in report.differential)
-        outcome = outcome.model_copy(update={
-            "env_name": spec.meta.name, "spec_hash": spec.content_hash, "report_digest": report.evidence_digest,
-            "verified": report.verdict == "verified", "tools": len(spec.tools), "write_tools": write_tools,
-            "collections": collections, "linked_collections": linked, "uses_rules": rules,
-            "kept_ratio": round(kept / max(1, len(proposal.operations)), 4), "revise_rounds": rounds,
-            "first_round_checks": first_checks,
-            "final_checks": [OutcomeCheck(name=c.name, status=c.status) for c in report.checks],
-            "scenarios_passed": tally_passed, "scenarios_total": tally_total,
-            "differential_matched": diff_matched, "differential_compared": diff_compared,
-            "llm_tokens": (realism.tokens if realism else 0) + (authoring.tokens if authoring else 0),
-            "seed_values_from_llm": realism.accepted if realism else 0,
-            "authored_tools": len(authored_ops),
-        })
+        outcome = final_outcome(outcome, proposal, spec, compiled, report, rounds, first_checks, realism, authoring)
         record = build_record(proposal, spec, compiled, revise_dropped, rounds, realism, authoring, authored_ops)
         write_atomic(env_dir / "build.json", record.to_json_bytes())
         write_atomic(env_dir / "proposal.json", proposal.to_json_bytes())
-        reason = self._rejection(outcome, report, read_tools, spec)
+        reason = self._rejection(outcome, report, len(spec.tools) - outcome.write_tools, spec)
         if reason:
             rejected_dir.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(env_dir), str(rejected_dir))
             return outcome.model_copy(update={"status": "rejected", "reason": reason})
         return outcome.model_copy(update={"status": "accepted", "reason": ""})
+
+    def _verify(self, env_dir: Path, env: Environment | None, spec: EnvSpec, scenarios: Sequence[ScenarioTest],
+                differential: Sequence[DifferentialResult], operations: Mapping[str, Operation]) -> VerificationReport:
+        """Verify the round's directory. Verification opens `env_dir` itself (not the round's `env`): its
+        `load` check is the evidence, hashed into the report, that what was written loads."""
+        return verify_environment(env_dir, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
+                                  differential=differential, operations=operations, sandbox=self._sandbox(spec))
 
     def _sandbox(self, spec: EnvSpec) -> SandboxPool | None:
         """The builder's sandbox pool (started on first use): hybrid environments run only there."""
@@ -560,74 +520,27 @@ class LibraryBuilder:
         return self._pool
 
     def close(self) -> None:
-        """Stop the sandbox workers this builder started (idempotent)."""
+        """Stop the sandbox workers this builder started and forget the dry compiles (idempotent)."""
+        self._dry.clear()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
-    def _differential(self, env_dir: Path, spec: EnvSpec) -> list[DifferentialResult]:
+    def _differential(self, env_dir: Path, spec: EnvSpec, env: Environment | None) -> list[DifferentialResult]:
         if self.differential is None:
             return []
         pool = self._sandbox(spec)
-        return self.differential(env_dir, spec) if pool is None else self.differential(env_dir, spec, sandbox=pool)
+        if pool is None:
+            return self.differential(env_dir, spec, env=env)
+        return self.differential(env_dir, spec, sandbox=pool, env=env)
 
     def _author(
         self, compiled: CompiledEnv, operations: Mapping[str, Operation], env_dir: Path, no_author: set[str],
         feedback: dict[str, list[str]], record: AuthoringRecord | None, pieces: dict[str, AuthoredPiece],
-    ) -> tuple[EnvSpec | None, AuthoringRecord | None, dict[str, AuthoredPiece], dict[str, list[str]], dict[str, str]]:
-        """Ask the LLM for the operations the compiler dropped (`build.author`), keeping the pieces that
-        passed earlier rounds; write the hybrid environment and load it in the sandbox (parity).
-        Returns (spec or None, the record, the accepted pieces, the evidence per tool that failed here
-        for the next round, and those tools' operation ids)."""
-        targets = authoring_targets(compiled, operations, exclude=frozenset(no_author))
-        if not targets:
-            return None, record, {}, {}, {}
-        if self.llm is None:
-            raise BuildError("the config asks for author_operations but no LLM client was given "
-                             "(install the local model: see `envfactory llm info`, or set author_operations false)")
-        record = record or AuthoringRecord(model=self.llm.model_id)
-        record = record.model_copy(update={"targets": sorted({*record.targets, *(t.operation.id for t in targets)})})
-        asked = [t.operation.name for t in targets if t.tool not in pieces]
-        if asked:
-            self.progress(BuildEvent("authoring", compiled.source.meta.domain, compiled.source.meta.name,
-                                     message=f"asking {self.llm.model_id} to write {', '.join(asked)}"))
-        result = author_operations(self.llm, compiled.source, targets, feedback, record,
-                                   batch=self.config.author_batch, accepted=pieces)
-        by_tool = {t.tool: t.operation.id for t in targets}
-        evidence = {tool: [why] for tool, why in result.failed.items()}
-        unresolved = {tool: by_tool[tool] for tool in result.failed}
-        if result.spec is None:
-            return None, result.record, {}, evidence, unresolved
-        env_dir.mkdir(parents=True, exist_ok=True)
-        write_hybrid_dir(result.spec, compiled.seeds, env_dir)
-        try:
-            load_env(env_dir, sandbox=self._sandbox(result.spec))
-        except (SpecError, SandboxError) as exc:
-            why = f"the authored tools do not load: {exc}"[:800]
-            shutil.rmtree(env_dir)
-            failed_now = {tool: by_tool[tool] for tool in result.pieces if tool not in pieces}
-            kept = {tool: piece for tool, piece in result.pieces.items() if tool in pieces}
-            record = result.record.model_copy(update={"failures": [*result.record.failures, why][:20]})
-            evidence.update((tool, [why]) for tool in failed_now)
-            unresolved.update(failed_now)
-            if not kept:
-                return None, record, {}, evidence, unresolved
-            return self._author_again(compiled, operations, env_dir, kept, record, evidence, unresolved, targets)
-        return result.spec, result.record, result.pieces, evidence, unresolved
-
-    def _author_again(
-        self, compiled: CompiledEnv, operations: Mapping[str, Operation], env_dir: Path,
-        kept: dict[str, AuthoredPiece], record: AuthoringRecord, evidence: dict[str, list[str]],
-        unresolved: dict[str, str], targets: Sequence[AuthoringTarget],
-    ) -> tuple[EnvSpec | None, AuthoringRecord | None, dict[str, AuthoredPiece], dict[str, list[str]], dict[str, str]]:
-        """The environment of the pieces that loaded before (no request): the new ones failed to load."""
-        assert self.llm is not None
-        ordered = [kept[t.tool] for t in targets if t.tool in kept]
-        spec = hybrid_spec(compiled.source, assemble(ordered), [t for t in targets if t.tool in kept], self.llm.model_id)
-        env_dir.mkdir(parents=True, exist_ok=True)
-        write_hybrid_dir(spec, compiled.seeds, env_dir)
-        load_env(env_dir, sandbox=self._sandbox(spec))
-        return spec, record, kept, evidence, unresolved
+    ) -> AuthorRound:
+        """One round's authoring (`build.author_round`) with this builder's model and sandbox pool."""
+        return author_round(self.llm, self.progress, self.config.author_batch, self._sandbox,
+                            compiled, operations, env_dir, no_author, feedback, record, pieces)
 
     def _rejection(self, outcome: ProposalOutcome, report: VerificationReport, read_tools: int, spec: EnvSpec) -> str:
         if report.verdict != "verified":
@@ -645,21 +558,6 @@ class LibraryBuilder:
             if reasons:
                 return "contaminated: " + "; ".join(reasons)
         return ""
-
-
-def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
-    """(collections, collections linked by a reference, whether transitions or effects are used)."""
-    model = declarative_model(spec)
-    if model is None:
-        return 0, 0, False
-    linked: set[str] = set()
-    rules = False
-    for name, coll in model.collections.items():
-        for ref in coll.references:
-            linked.update({name, ref.collection})
-        rules = rules or bool(coll.transitions)
-    rules = rules or any(op.effects for op in model.operations.values())
-    return len(model.collections), len(linked), rules
 
 
 def recorded_llm(library: Path, config: LibraryConfig) -> LLMClient | None:

@@ -5,7 +5,8 @@ domain by domain, except that those of `config.first` resources lead their domai
 `prefer_rules`) those whose dry compile has business rules and linked collections; with
 `prefer_new_providers`, every provider (organisation) gets its first proposal considered before any gets
 its second. `proposal_richness` is the dry compile (nothing is written; a proposal that cannot compile
-counts as having neither rules nor links).
+counts as having neither rules nor links); `source_richness` is the same judgement of a compiled source
+(the library builder keeps its dry compiles and reuses them for the build's first round).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from envfactory.build.compile import compile_proposal
 from envfactory.resources.catalog import Catalog
 from envfactory.resources.domains import organisation
-from envfactory.spec import Proposal
+from envfactory.spec import DeclarativeEnvSource, Proposal
 from envfactory.spec.library import LibraryConfig
 
 Richness = Callable[[Proposal], tuple[int, int]]
@@ -30,6 +31,11 @@ def proposal_richness(proposal: Proposal, catalog: Catalog) -> tuple[int, int]:
         source = compile_proposal(proposal, operations).source
     except Exception:  # a proposal that cannot compile is simply not rich; the build reports why later
         return 0, 0
+    return source_richness(source)
+
+
+def source_richness(source: DeclarativeEnvSource) -> tuple[int, int]:
+    """(has transitions or effects, has linked collections) of a compiled source, each 0 or 1."""
     rules = any(c.transitions for c in source.collections.values()) or any(t.operation.effects for t in source.tools)
     linked = any(c.references for c in source.collections.values())
     return int(rules), int(linked)

@@ -11,7 +11,7 @@ Contract:
   whose operation the environment lacks is left out (the build record says why it was dropped, and
   the differential result lists it as not compared). A `$from` that cannot be resolved (the producing
   step failed or was left out) leaves the step out too.
-- `library_differential(env_dir, spec)` returns one `DifferentialResult` per scripted service the
+- `library_differential(env_dir, spec, env=...)` returns one `DifferentialResult` per scripted service the
   environment derives from (none for other environments). The scripts are fixed data: they do not
   depend on what our environment does, so they are an oracle independent of the compiler.
 """
@@ -160,14 +160,17 @@ def scripted_service(spec: EnvSpec) -> str | None:
 
 
 def library_differential(
-    env_dir: Path, spec: EnvSpec, seed: int = 0, *, sandbox: SandboxPool | None = None
+    env_dir: Path, spec: EnvSpec, seed: int = 0, *, sandbox: SandboxPool | None = None,
+    env: Environment | None = None,
 ) -> list[DifferentialResult]:
     """Differential results of a built environment against moto (empty when no script applies).
-    A hybrid environment (authored tools) needs `sandbox`."""
+    `env`: the environment of `env_dir` already open (the library builder's, kept in memory); without it
+    the directory is loaded here, and a hybrid environment (authored tools) needs `sandbox`."""
     service = scripted_service(spec)
     if service is None:
         return []
-    env = load_env(env_dir, sandbox=sandbox)
+    if env is None:
+        env = load_env(env_dir, sandbox=sandbox)
     script = script_for(env, SCRIPTS[service], seed)
     if not script:
         return []

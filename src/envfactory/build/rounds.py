@@ -1,7 +1,9 @@
 """The bookkeeping of a proposal's build rounds: which tools are authored, the evidence against them for
-the author's next round, the proposal without the tools verification blamed, and the build record.
+the author's next round, the proposal without the tools verification blamed, the build record, and the
+outcome of the last round (counts of the spec and the report).
 
 Contract: pure functions of the spec, the report and the proposal; nothing is written or loaded here.
+`env_shape(spec)` is (collections, linked collections, whether rules are used).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from envfactory.spec import (
     HybridImplementation,
     Proposal,
     VerificationReport,
+    declarative_model,
 )
 from envfactory.spec.build import AuthoringRecord, SeedRealism
+from envfactory.spec.library import OutcomeCheck, ProposalOutcome
 
 
 def authored_tool_names(spec: EnvSpec) -> list[str]:
@@ -85,3 +89,46 @@ def without_tools(proposal: Proposal, spec: EnvSpec, tools: Sequence[str],
     ]
     kept_ops = [op for op in proposal.operations if op.operation_id not in drop_ids]
     return proposal.model_copy(update={"operations": kept_ops}), dropped
+
+
+def env_shape(spec: EnvSpec) -> tuple[int, int, bool]:
+    """(collections, collections linked by a reference, whether transitions or effects are used)."""
+    model = declarative_model(spec)
+    if model is None:
+        return 0, 0, False
+    linked: set[str] = set()
+    rules = False
+    for name, coll in model.collections.items():
+        for ref in coll.references:
+            linked.update({name, ref.collection})
+        rules = rules or bool(coll.transitions)
+    rules = rules or any(op.effects for op in model.operations.values())
+    return len(model.collections), len(linked), rules
+
+
+def final_outcome(
+    outcome: ProposalOutcome, proposal: Proposal, spec: EnvSpec, compiled: CompiledEnv, report: VerificationReport,
+    rounds: int, first_checks: list[OutcomeCheck], realism: SeedRealism | None, authoring: AuthoringRecord | None,
+) -> ProposalOutcome:
+    """`outcome` with what the last round built and verified: hashes, tool and collection counts, kept
+    ratio, checks of the first and last rounds, scenario and differential tallies, LLM tokens (the status
+    and reason are the caller's)."""
+    authored_ops = authored_operations(spec)
+    kept = len(compiled.compiled) + len(authored_ops)
+    collections, linked, rules = env_shape(spec)
+    return outcome.model_copy(update={
+        "env_name": spec.meta.name, "spec_hash": spec.content_hash, "report_digest": report.evidence_digest,
+        "verified": report.verdict == "verified", "tools": len(spec.tools),
+        "write_tools": sum(1 for t in spec.tools if t.effect == "write"),
+        "collections": collections, "linked_collections": linked, "uses_rules": rules,
+        "kept_ratio": round(kept / max(1, len(proposal.operations)), 4), "revise_rounds": rounds,
+        "first_round_checks": first_checks,
+        "final_checks": [OutcomeCheck(name=c.name, status=c.status) for c in report.checks],
+        "scenarios_passed": sum(t.passed for t in report.scenarios_by_oracle.values()),
+        "scenarios_total": sum(t.total for t in report.scenarios_by_oracle.values()),
+        "differential_matched": sum(d.matched for d in report.differential),
+        "differential_compared": sum(d.calls_compared for d in report.differential),
+        "llm_tokens": (realism.tokens if realism else 0) + (authoring.tokens if authoring else 0),
+        "seed_values_from_llm": realism.accepted if realism else 0,
+        "authored_tools": len(authored_ops),
+    })

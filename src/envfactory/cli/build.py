@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from envfactory.build.compile import compile_proposal, write_env_dir
+from envfactory.build.compile import compile_proposal
+from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import DOMAINS, proposals_for_resource, propose_batch
 from envfactory.cli._output import console, emit_json
 from envfactory.cli.resources import CacheOption, open_catalog

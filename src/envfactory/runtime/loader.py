@@ -212,7 +212,14 @@ def load_env(ref: str | Path, *, trusted: bool = False, sandbox: SandboxPool | N
         directory, file = path.parent, path
     document = parse_env_document(read_json_file(file), str(file))
     backend = backend_for(document, directory, trusted=trusted, sandbox=sandbox)
-    seeds = load_seeds(directory)
+    return environment_of(backend, load_seeds(directory), directory)
+
+
+def environment_of(backend: Backend, seeds: dict[str, Any], directory: Path) -> Environment:
+    """The environment over `backend` with the seed states `seeds` (by name, in file-name order), each
+    loaded once to check it: a `SpecError` naming `<directory>/seeds/<name>.json` when one does not fit.
+    The tail of `load_env`, for a caller that holds the parsed document and seeds in memory (the library
+    build, which has just written them to `directory`)."""
     env = Environment.create(backend, seeds=seeds, directory=directory)
     for name, state in seeds.items():
         try:

@@ -87,6 +87,10 @@ class ProposalBuildItem(SpecModel):
     staging: str = Field(description="an absolute directory, readable by the driver, that the worker fills")
     hooks: BuildHooks
     model: WorkerModel | None = Field(default=None, description="the model for seed realism and authoring")
+    compiled: str | None = Field(default=None, description="the driver's dry compile of these operations (a "
+                                 "`build.compile.CompiledEnv`'s own JSON text, for the same reason as "
+                                 "`operations`), which the worker's first round takes instead of compiling "
+                                 "again; None: the worker compiles")
 
 
 class ProposalBuildResult(SpecModel):
