@@ -11,8 +11,14 @@ Contract:
 - A tool sees `self.state` (the session's state model) and `self.ctx` (the `CallContext`: clock, seed,
   RNG). A fresh toolkit object is bound for every call, so toolkits hold nothing between calls; ids,
   counters and everything else that must persist live in the state.
-- Arguments reach a tool already checked against the input schema by the session; they are converted
-  to the parameters' python types by one pydantic model per tool, compiled at load. The return value is
+- Arguments reach a tool checked against the input schema by the session (the call's one validation
+  pass). A tool whose parameters are all `str`, `bool`, string literals or `None`, unconstrained
+  (`toolkit_schemas.plain_arguments`), gets them as they are: pydantic would return the same values. Other
+  tools convert them with one pydantic model per tool, compiled at load: datetimes from ISO strings,
+  enums, nested models, `int` from an integral float, validators an annotation adds beyond JSON Schema;
+  pydantic has no convert-only mode, so that pass re-reads the types it converts. A value the schema admits
+  and the conversion refuses is `invalid_arguments`. Figures: `benchmarks/call_passes.py` (README,
+  "Performance"). The return value is
   serialised with one compiled `TypeAdapter` per tool; a value that does not serialise as declared is a
   `ToolCrash` (a bug, reported as `execution_error`).
 - Read tools run on the live state and must not mutate it. Write tools run on a private copy that is
@@ -54,6 +60,7 @@ from envfactory.runtime.toolkit_modules import import_toolkit_module, read_toolk
 from envfactory.runtime.toolkit_schemas import (
     ToolSchemaGenerator,
     argument_fields,
+    plain_arguments,
     refuse_sets,
     tool_docstring,
     tool_json_schema,
@@ -194,9 +201,13 @@ class _CompiledTool:
     parameters: tuple[tuple[str, str], ...]  # (argument-model field, method parameter)
     returns: TypeAdapter[Any]
     returns_name: str
+    plain: bool = False  # `toolkit_schemas.plain_arguments`: schema-checked arguments are the kwargs as they are
 
     def convert(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """JSON arguments (already schema-checked) → keyword arguments of the python types."""
+        """JSON arguments (already schema-checked) → keyword arguments of the python types (the same
+        values, without a pydantic pass, when the tool's arguments are `plain`)."""
+        if self.plain:  # omitted parameters take the signature's defaults, which are the fields' defaults
+            return {parameter: arguments[parameter] for _, parameter in self.parameters if parameter in arguments}
         try:
             model = self.arguments.model_validate(arguments)
         except ValidationError as exc:
@@ -311,6 +322,7 @@ def _compile_tool(
         parameters=tuple(mapping),
         returns=returns,
         returns_name=type_name(return_type),
+        plain=plain_arguments(model, input_schema),
     )
 
 

@@ -1,7 +1,7 @@
 """JSON Schema derivation helpers for python toolkits (`toolkit.py`): pydantic's generator without
 made-up titles, generation whose warnings become `SpecError`s, the refusal of sets (whose JSON
-order would vary between processes), and a tool's argument fields and description from its signature
-and Google docstring.
+order would vary between processes), a tool's argument fields and description from its signature
+and Google docstring, and whether its arguments pass through conversion unchanged (`plain_arguments`).
 
 Pure functions; deterministic for a given type.
 """
@@ -9,6 +9,7 @@ Pure functions; deterministic for a given type.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 from docstring_parser import Docstring, DocstringStyle
 from docstring_parser import parse as parse_docstring
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic.errors import PydanticUserError
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, PydanticJsonSchemaWarning
@@ -125,3 +126,31 @@ def tool_docstring(where: str, func: Callable[..., Any]) -> tuple[Docstring, str
     description = summary + (f"\n\n{parsed.long_description.strip()}" if parsed.long_description else "")
     documented = {p.arg_name: (p.description or "").strip() for p in parsed.params}
     return parsed, description, documented
+
+
+def _passes_through(annotation: Any) -> bool:
+    """Whether pydantic returns every value the JSON Schema of `annotation` admits unchanged: `str`, `bool`,
+    `None`, a `Literal` of strings, and unions of these (`str | None`)."""
+    if annotation in (str, bool, type(None)):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return all(isinstance(value, str) for value in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return all(_passes_through(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def plain_arguments(model: type[BaseModel], input_schema: JSONObject) -> bool:
+    """Whether converting arguments that fit `input_schema` (derived from `model`) is the identity: every field
+    is of a type pydantic passes through (`_passes_through`) with no constraint or validator attached, and the
+    schema closes the object (`additionalProperties: false`) and requires exactly the fields without a
+    default. Then a tool's arguments, once the session has checked them against the schema, are its keyword
+    arguments as they are, and `model_validate` would return the same values (checked in tests/runtime)."""
+    if input_schema.get("additionalProperties") is not False:
+        return False
+    required = {info.alias or name for name, info in model.model_fields.items() if info.is_required()}
+    listed = input_schema.get("required", [])
+    if not isinstance(listed, list) or set(map(str, listed)) != required:
+        return False
+    return all(not info.metadata and _passes_through(info.annotation) for info in model.model_fields.values())
