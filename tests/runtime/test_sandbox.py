@@ -293,7 +293,10 @@ def test_a_crash_is_a_sandbox_failure_and_sessions_are_rebuilt_exactly(pool: San
         assert crashed.error is not None and crashed.error.kind == "sandbox_failure"
         assert "exited with status 7" in crashed.error.message
         assert backend.worker_pid is None  # replaced lazily, on next use
-        assert [(s.hash(), s.state_json()) for s in (first, second)] == before
+        assert [(s.hash(), s.state_json()) for s in (first, second)] == before  # the parent's echoed copies
+        assert backend.worker_pid is None
+        # The next use of each session starts a new worker and rebuilds it there (a read call: no state change).
+        assert first.call("peek_draw").error is None and second.call("peek_draw").error is None
         assert backend.worker_pid not in (None, old_pid)
         assert backend.replayed_calls >= 4  # both sessions, without the crashed call
         for tool in ("bump", "draw"):  # the rebuilt session continues exactly like an uncrashed one

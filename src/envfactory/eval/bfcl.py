@@ -45,17 +45,18 @@ import functools
 import importlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from envfactory.errors import EnvFactoryError
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
 from envfactory.runtime.sandbox import SandboxPool
-from envfactory.runtime.toolkit import python_environment
 from envfactory.spec import (
     EnvMeta,
     EnvRef,
@@ -356,7 +357,8 @@ def bfcl_environments(
     """Environments of the BFCL backends, by environment name.
 
     Sandboxed (the default, `sandbox=` a pool and `workdir=` a directory for the generated environment
-    directories) or, only with `trusted=True`, in-process. `official_compat` adds each backend's
+    directories) or, only with `trusted=True`, in-process (`eval.bfcl_live`: the same specs, state JSON
+    and hashes as the toolkits' python environments, with live backend instances). `official_compat` adds each backend's
     unchecked-call tool (`bfcl_toolkit.raw_call_tool`), for scoring replays only: never give these
     environments to an agent.
     """
@@ -364,9 +366,8 @@ def bfcl_environments(
     names = list(backends or kit.BACKENDS)
     suffix = "CompatToolkit" if official_compat else "Toolkit"
     if trusted:
-        return {
-            env_name(b): python_environment(getattr(kit, f"{b}{suffix}"), _meta(b)) for b in names
-        }
+        live = importlib.import_module("envfactory.eval.bfcl_live")
+        return {env_name(b): live.live_environment(getattr(kit, f"{b}{suffix}"), _meta(b)) for b in names}
     if sandbox is None or workdir is None:
         raise ValueError("BFCL backends evaluate model-provided values: pass sandbox= and workdir=, or trusted=True")
     source = resources.files("envfactory.eval").joinpath("bfcl_toolkit.py").read_bytes()
@@ -388,18 +389,55 @@ def bfcl_environments(
 # -- execution and checking ---------------------------------------------------------------------------------
 @dataclass
 class Execution:
-    """What replaying per-turn calls produced: results as BFCL shows them and per-turn backend attributes."""
+    """What replaying per-turn calls produced: results as BFCL shows them and per-turn backend attributes.
+
+    `state_hashes` is the group's state hash after each call that ran. On in-process live environments
+    (`eval.bfcl_live`, whose states hash only when read) they are computed lazily unless `execute` was
+    asked for them: the first read replays the same calls once more with hashing on (replays are
+    deterministic), so a replay that only checks verdicts never hashes a state. Elsewhere (sandboxed:
+    the parent knows each state's hash without a round trip) they are recorded as the calls run.
+    """
 
     results: list[list[str]] = field(default_factory=list)
     attributes: list[dict[str, Any]] = field(default_factory=list)
-    state_hashes: list[str] = field(default_factory=list)
     changed: list[list[bool]] = field(default_factory=list)
+    hashes: list[str] | None = field(default=None, repr=False, compare=False)
+    rehash: Callable[[], list[str]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def state_hashes(self) -> list[str]:
+        """The group's state hash after each call that ran (see the class docstring)."""
+        if self.hashes is None:
+            self.hashes = self.rehash() if self.rehash is not None else []
+            self.rehash = None
+        return self.hashes
 
 
 def _render(result: Any) -> str:
     if result.error is not None:
         return f"{ERROR_PREFIX}{result.error.message}"
     return result.output if isinstance(result.output, str) else json.dumps(result.output)
+
+
+class _Attributes:
+    """Each backend's public attributes at a turn's end, read from a session only when it made calls since
+    the last read (a state changes only through calls; a sandboxed read is a round trip to its worker)."""
+
+    def __init__(self, group: SessionGroup, initial: dict[str, Any]) -> None:
+        self._sessions = group.sessions
+        # A copy: the execution's attributes are the caller's to keep, the task's initial state is not.
+        self._seen = {name: (0, orjson.loads(orjson.dumps(initial[name]["attributes"]))) for name in self._sessions
+                      if isinstance(initial.get(name), dict) and "attributes" in initial[name]}
+
+    def read(self) -> dict[str, Any]:
+        out = {}
+        for name, session in self._sessions.items():
+            count = session.call_count
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != count:
+                seen = self._seen[name] = (count, session.state_json()["attributes"])
+            out[name] = seen[1]
+        return out
 
 
 def _attributes(group: SessionGroup) -> dict[str, Any]:
@@ -432,7 +470,7 @@ def _run(group: SessionGroup, call: Call, official_compat: bool) -> str:
 
 def execute(
     task: Task, envs: dict[str, Environment], turns: Sequence[Sequence[Call]], *, track_changes: bool = False,
-    official_compat: bool = False,
+    official_compat: bool = False, hash_states: bool = False,
 ) -> Execution:
     """Run `turns` (one list of calls per task turn) from the task's initial states in a fresh group.
 
@@ -440,11 +478,16 @@ def execute(
     (one state read before and after each call). A call of a tool held out in its turn gives BFCL's
     `name '…' is not defined` text and changes nothing; with `official_compat` it runs, as in BFCL's
     executor (which hides held-out functions from the prompt only), and calls go through `_run`'s
-    official-compat path (module docstring).
+    official-compat path (module docstring). `hash_states` hashes the group's state after each call now,
+    as happens anyway unless every environment is a live in-process one (see `Execution`).
     """
     chosen = [envs[ref.name] for ref in task.envs]
-    out = Execution()
+    hash_states = hash_states or not all(getattr(env.backend, "lazy_hashes", False) for env in chosen)
+    out = Execution(hashes=[] if hash_states else None)
+    if not hash_states:
+        out.rehash = functools.partial(_state_hashes, task, envs, turns, official_compat)
     with open_group(chosen, task.initial_state, seed=task.seed, naming="plain") as group:
+        attributes = _Attributes(group, task.initial_state)
         for index, calls in enumerate(turns):
             allowed = task.turns[index].available_tools if index < len(task.turns) else None
             results, changed = [], []
@@ -456,12 +499,18 @@ def execute(
                     continue
                 before = _attributes(group) if track_changes else None
                 results.append(_run(group, call, official_compat))
-                out.state_hashes.append(group.hash())
+                if out.hashes is not None:
+                    out.hashes.append(group.hash())
                 changed.append(track_changes and _attributes(group) != before)
             out.results.append(results)
             out.changed.append(changed)
-            out.attributes.append(_attributes(group))
+            out.attributes.append(attributes.read())
     return out
+
+
+def _state_hashes(task: Task, envs: dict[str, Environment], turns: Sequence[Sequence[Call]],
+                  official_compat: bool) -> list[str]:
+    return execute(task, envs, turns, official_compat=official_compat, hash_states=True).state_hashes
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,13 @@ Contract:
 - The state (`BfclState`) is JSON: the class's scenario (what `_load_scenario` takes, as JSON text so that its key order survives), the calls made so
   far, and `attributes`, the backend instance's public attributes as JSON (what BFCL's state checker
   compares). Private attributes (the file system's current directory, seeded `random.Random`s, login
-  flags kept under `_`) are not JSON, so an instance is never rebuilt from `attributes`: every call builds
-  a fresh instance with `_load_scenario(scenario)` and replays the recorded calls, then runs the new one.
-  The backend is deterministic given its scenario, so this reproduces its full state, private parts
-  included, and no instance outlives a call (no process globals, sessions cannot leak into each other).
+  flags kept under `_`) are not JSON, so an instance is never rebuilt from `attributes`: a call runs on
+  the instance that has seen exactly the state's scenario and calls. That is the one the previous call
+  left in this module's memo under that exact history (taken out, so no two sessions ever share one),
+  or else a fresh instance from `_load_scenario(scenario)` with the recorded calls replayed. The backend
+  is deterministic given its scenario and calls, so both give its full state, private parts included.
+  In a sandbox worker the memo is per session (module globals are, `runtime.sandbox.isolation`); the
+  in-process live environments (`eval.bfcl_live`) hold the instance in the session's state handle.
 - A tool's output is the string BFCL's executor would produce: strings as they are, dicts as JSON,
   anything else through `str`, and an exception as `"Error during execution: <message>"` (BFCL shows
   backend exceptions to the model as results, not errors). Every call is recorded, failed ones too,
@@ -39,6 +42,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
 from envfactory.runtime.toolkit import Toolkit, tool
@@ -95,42 +99,85 @@ class BfclState(BaseModel):
 
 
 def to_json(value: Any, path: tuple[int, ...] = ()) -> Any:
-    """A backend value as JSON: objects become their public attributes; back-references are cut."""
-    if value is None or isinstance(value, bool | int | str):
+    """A backend value as JSON: objects become their public attributes; back-references (to a value among
+    `path`, the ids of the containers above it) become `{"$ref": "ancestor"}`."""
+    return _to_json(value, set(path))
+
+
+_ATOMS = frozenset({str, int, bool, type(None)})
+_FLOAT_EDGES = (float("inf"), float("-inf"))
+
+
+_LEAVES = frozenset({str, int, bool, type(None), float})
+
+
+def _plain(items: Any) -> bool:
+    """Whether every item is a str, int, bool, None or finite float (exactly those types)."""
+    kinds = set(map(type, items))
+    if not kinds <= _LEAVES:
+        return False
+    return float not in kinds or all(item == item and item not in _FLOAT_EDGES for item in items if type(item) is float)
+
+
+def _to_json(value: Any, ancestors: set[int]) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is float:
+        return value if value == value and value not in _FLOAT_EDGES else repr(value)
+    if isinstance(value, bool | int | str):  # subclasses (str enums among them) stay as they are
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+        return value if value == value and value not in _FLOAT_EDGES else repr(value)
     if isinstance(value, decimal.Decimal | datetime.date | datetime.time | datetime.datetime):
         return str(value)
-    if id(value) in path:
+    key = id(value)
+    if key in ancestors:
         return {"$ref": "ancestor"}
-    inner = (*path, id(value))
+    # A dict or list of plain leaves: what the general case below gives for it, without a call per item.
+    if kind is dict and _plain(value.values()) and set(map(type, value)) <= {str}:
+        return dict(value)
+    if kind is list and _plain(value):
+        return list(value)
+    ancestors.add(key)
     if isinstance(value, dict):
-        return {str(key): to_json(item, inner) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(item, inner) for item in value]
-    if isinstance(value, set | frozenset):
-        return sorted((to_json(item, inner) for item in value), key=repr)
-    if hasattr(value, "__dict__"):
-        return {
-            key: to_json(item, inner) for key, item in vars(value).items() if not key.startswith("_")
-        }
-    return repr(value)
+        out: Any = {str(name): _to_json(item, ancestors) for name, item in value.items()}
+    elif isinstance(value, list | tuple):
+        out = [_to_json(item, ancestors) for item in value]
+    elif isinstance(value, set | frozenset):
+        out = sorted((_to_json(item, ancestors) for item in value), key=repr)
+    elif hasattr(value, "__dict__"):
+        out = {name: _to_json(item, ancestors) for name, item in vars(value).items() if not name.startswith("_")}
+    else:
+        out = repr(value)
+    ancestors.discard(key)
+    return out
 
 
-def new_instance(backend: str, scenario: dict[str, Any], long_context: bool) -> Any:
-    """A fresh backend instance loaded with `scenario` (the way BFCL's executor builds one)."""
+def _fresh(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of JSON arguments (a JSON round trip; `copy.deepcopy` for anything JSON cannot carry)."""
+    try:
+        copied: dict[str, Any] = orjson.loads(orjson.dumps(arguments))
+    except TypeError:
+        return copy.deepcopy(arguments)
+    return copied
+
+
+def new_instance(backend: str, scenario: dict[str, Any], long_context: bool, *, owned: bool = False) -> Any:
+    """A fresh backend instance loaded with `scenario` (the way BFCL's executor builds one). The instance
+    gets a deep copy of `scenario` unless `owned` says the caller hands over an object nobody else holds
+    (one just parsed from JSON)."""
     _, _, stateless = BACKENDS[backend]
     instance = _CLASSES[backend]()
     if not stateless:
-        instance._load_scenario(copy.deepcopy(scenario), long_context=long_context)
+        instance._load_scenario(scenario if owned else copy.deepcopy(scenario), long_context=long_context)
     return instance
 
 
 def run_call(instance: Any, name: str, arguments: dict[str, Any]) -> str:
-    """One call on a live instance, rendered as BFCL renders results."""
+    """One call on a live instance (on a copy of `arguments`), rendered as BFCL renders results."""
     try:
-        result = getattr(instance, name)(**copy.deepcopy(arguments))
+        result = getattr(instance, name)(**_fresh(arguments))
     except Exception as exc:  # the benchmark reports every backend exception to the model as text
         return f"{_ERROR_PREFIX}{exc}"
     if isinstance(result, str):
@@ -228,19 +275,71 @@ def _make_tool(backend: str, doc: dict[str, Any]) -> Callable[..., str]:
     return tool(effect="write", idempotent=False)(call)
 
 
-class BfclToolkit(Toolkit[BfclState]):
-    """Base of the generated toolkits: rebuild the instance, replay, run one call, record it."""
+# Live instances left by the latest calls, each under the exact history it has seen: (backend, scenario,
+# long-context flag, the calls as canonical JSON). A call whose state has that history takes the instance
+# out (no one else can reach it then) instead of rebuilding it by replay; the backend is deterministic
+# given its scenario and calls, so the two are indistinguishable. JSON text, not the values, makes the
+# key exact (`1 == 1.0 == True` in Python). In a sandbox worker this module's globals are per session
+# (`runtime.sandbox.isolation`), so a session keeps at most one entry; in-process it is bounded by
+# `_LIVE_LIMIT`, oldest dropped first. Calls JSON cannot carry exactly (integers past 64 bits) are
+# never memoised.
+_History = tuple[str, str, bool, bytes]
+_LIVE: dict[_History, Any] = {}
+_LIVE_LIMIT = 16
 
-    def invoke(self, name: str, arguments: dict[str, Any]) -> str:
-        """Run backend method `name` with `arguments` on an instance rebuilt from the scenario and the
-        calls recorded so far (replayed in order), record the call in the state, and return its output."""
-        state = self.state
-        instance = new_instance(state.backend, json.loads(state.scenario), state.long_context)
+
+def _history(state: BfclState) -> _History | None:
+    try:
+        calls = orjson.dumps([[call.name, call.arguments] for call in state.calls], option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return state.backend, state.scenario, state.long_context, calls
+
+
+def live_instance(state: BfclState) -> Any:
+    """The backend instance in `state`: taken from the memo of live instances, or rebuilt from the scenario
+    by replaying the recorded calls."""
+    key = _history(state)
+    instance = _LIVE.pop(key, None) if key is not None else None
+    if instance is None:
+        instance = new_instance(state.backend, json.loads(state.scenario), state.long_context, owned=True)
         for past in state.calls:
             run_call(instance, past.name, past.arguments)
+    return instance
+
+
+def keep_live(state: BfclState, instance: Any) -> None:
+    """Leave `instance`, which has seen exactly the history of `state`, for the next call on that history."""
+    key = _history(state)
+    if key is None:
+        return
+    while len(_LIVE) >= _LIVE_LIMIT:
+        try:  # another thread may change the memo meanwhile: a memo, never a correctness matter
+            _LIVE.pop(next(iter(_LIVE)), None)
+        except (RuntimeError, StopIteration):
+            break
+    _LIVE[key] = instance
+
+
+class BfclToolkit(Toolkit[BfclState]):
+    """Base of the generated toolkits: take the live instance (or rebuild it), run one call, record it."""
+
+    def invoke(self, name: str, arguments: dict[str, Any]) -> str:
+        """Run backend method `name` with `arguments` on the instance in the state (`live_instance`), record
+        the call in the state, leave the instance for the next call, and return the call's output.
+
+        A state that is not a `BfclState` is a live handle's working copy (`eval.bfcl_live`, in-process
+        only), which runs the call on the instance it holds: `state.run(name, arguments)`.
+        """
+        state = self.state
+        if not isinstance(state, BfclState):
+            output: str = typing.cast(Any, state).run(name, arguments)
+            return output
+        instance = live_instance(state)
         output = run_call(instance, name, arguments)
         state.calls.append(BfclCall(name=name, arguments=arguments))
         state.attributes = public_attributes(instance)
+        keep_live(state, instance)
         return output
 
 

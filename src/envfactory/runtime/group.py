@@ -52,7 +52,8 @@ class SessionGroup:
                     other = self._routes[name][0]
                     raise SpecError(f"tool {name!r} exists in both {other} and {env_name}; use qualified naming")
                 self._routes[name] = (env_name, spec.name)
-                self._tools.append(spec.model_copy(update={"name": name}))
+                # Specs are frozen: under its own name (plain naming) the environment's spec is shared.
+                self._tools.append(spec if name == spec.name else spec.model_copy(update={"name": name}))
         self._log: list[tuple[ToolCall, ToolResult]] = log if log is not None else []
         self._closed = False
 

@@ -10,6 +10,9 @@ Who holds what:
 - The parent holds, per handle, a recovery record: the state JSON the handle was loaded from, the
   committed calls since (tool, arguments and the call context: seed, clock, step, RNG state), and the
   hash after each. Forks share records (a persistent list, so forking is O(1)).
+- The parent also keeps, per handle, the canonical JSON of its current state when the worker sent it
+  along with the reply that made it (states up to `protocol.STATE_ECHO_BYTES`): reading such a state
+  back (`to_json`) checks those bytes against the hash and costs no round trip.
 - The parent's record of a handle's hash is authoritative: it changes only when a call on that handle
   commits. Every state the worker returns is checked against it here (sha256 in the parent), and the
   worker checks its stored state against it before every call. A state that does not match, and every
@@ -96,17 +99,19 @@ class _Step:
 class SandboxState:
     """A session's state handle: a reference to state held by the worker, plus its recovery record."""
 
-    __slots__ = ("__weakref__", "_backend", "_epoch", "_handle", "_hash", "_last", "_root")
+    __slots__ = ("__weakref__", "_backend", "_blob", "_epoch", "_handle", "_hash", "_last", "_root")
 
-    def __init__(self, backend: SandboxBackend, handle: int, root: _Root, last: _Step | None, epoch: int) -> None:
+    def __init__(self, backend: SandboxBackend, handle: int, root: _Root, last: _Step | None, epoch: int,
+                 blob: bytes | None = None) -> None:
         """A handle on state `handle` in the backend's worker; `root` and `last` let a new worker rebuild it,
-        `epoch` names the worker it lives in."""
+        `epoch` names the worker it lives in, `blob` is the state's canonical JSON when the worker sent it."""
         self._backend = backend
         self._handle = handle
         self._root = root
         self._last = last
         self._hash = last.after if last is not None else root.hash
         self._epoch = epoch  # the worker generation holding this handle (-1: none yet)
+        self._blob = blob
 
     @property
     def handle(self) -> int:
@@ -325,11 +330,11 @@ class SandboxBackend:
                 self._flush_releases(worker)
             handle = next(self._ids)
             try:
-                reply, _ = worker.request(LoadState(seq=worker.next_seq(), handle=handle), body)
+                reply, payload = worker.request(LoadState(seq=worker.next_seq(), handle=handle), body)
             except WorkerLost as lost:
                 raise self._lose(worker, lost, f"loading a state of {self._meta.name}") from None
             if isinstance(reply, Loaded):
-                return SandboxState(self, handle, _Root(body, reply.hash), None, self._epoch)
+                return SandboxState(self, handle, _Root(body, reply.hash), None, self._epoch, payload or None)
             if isinstance(reply, Failed) and reply.reason == "memory":
                 self._retire(worker, "sandbox_failure", "hit its memory limit")
                 raise SandboxFailure("sandbox_failure", f"loading a state of {self._meta.name} exceeded the sandbox memory limit")
@@ -419,6 +424,9 @@ class SandboxBackend:
     def _prepared(
         self, state: SandboxState, token: int, call: Call, body: bytes, reply: Called, payload: bytes, ctx: CallContext
     ) -> PreparedCall:
+        blob: bytes | None = None
+        if reply.output_bytes is not None:
+            payload, blob = payload[: reply.output_bytes], payload[reply.output_bytes :]
         output = orjson.loads(payload)
         if reply.rng is not None:
             ctx.rng.setstate((3, reply.rng.internal, reply.rng.gauss_next))
@@ -429,25 +437,24 @@ class SandboxBackend:
             clock_start=call.clock_start, clock_tick_us=call.clock_tick_us, rng=call.rng,
             before=state._hash, after=reply.hash,
         )
-        return PreparedCall(output=output, commit=partial(self._commit, state, token, step, self._epoch))
+        return PreparedCall(output=output, commit=partial(self._commit, state, token, step, self._epoch, blob))
 
-    def _commit(self, state: SandboxState, token: int, step: _Step, epoch: int) -> None:
+    def _commit(self, state: SandboxState, token: int, step: _Step, epoch: int, blob: bytes | None = None) -> None:
         with self._lock:
             state._last = step
             state._hash = step.after
+            state._blob = blob
             worker = self._worker
             if epoch != self._epoch or state._epoch != epoch or worker is None or not worker.alive:
                 state._epoch = -1  # the worker that ran it is gone: rebuild from the record when next used
                 return
-            try:
-                worker.send(Commit(token=token))
-            except WorkerLost as lost:
-                self._lose(worker, lost, f"committing {step.tool}")
-                state._epoch = -1
+            # Posted: it reaches the worker with the next request (a worker lost before then is replaced
+            # and this session rebuilt from its record, which has the step).
+            worker.post(Commit(token=token))
 
     def _fork(self, state: SandboxState) -> SandboxState:
         with self._lock:
-            child = SandboxState(self, next(self._ids), state._root, state._last, -1)
+            child = SandboxState(self, next(self._ids), state._root, state._last, -1, state._blob)
             worker = self._worker
             if state._epoch == self._epoch and worker is not None and worker.alive:
                 try:
@@ -458,6 +465,9 @@ class SandboxBackend:
             return child
 
     def _fetch(self, state: SandboxState) -> Any:
+        blob = state._blob
+        if blob is not None and hashlib.sha256(blob).hexdigest() == state._hash:
+            return orjson.loads(blob)
         with self._lock:
             for attempt in (1, 2):
                 worker = self._ready_or_fail(state, "a state transfer")

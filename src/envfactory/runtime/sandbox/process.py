@@ -90,6 +90,7 @@ class WorkerProcess:
         self._poll.register(log, select.POLLIN)
         self._out = select.poll()
         self._out.register(requests, select.POLLOUT)
+        self._posted: list[bytes] = []
 
     # -- start ----------------------------------------------------------------------------------------
     @classmethod
@@ -171,11 +172,20 @@ class WorkerProcess:
         self._seq += 1
         return self._seq
 
+    def post(self, message: _Message) -> None:
+        """Queue a one-way message (no body); it is written just ahead of the next frame `send` writes, in
+        order, so the worker applies it before that request and is woken once for both."""
+        self._posted.append(encode(message))
+
     def send(self, message: _Message, body: bytes = b"", timeout: float | None = None) -> None:
-        """Write one frame (raises `WorkerLost` when the worker is gone or does not read in time)."""
+        """Write the posted frames and one frame (raises `WorkerLost` when the worker is gone or does not read
+        in time)."""
         frame = encode(message, body)
         if len(frame) > self._limits.max_message_bytes:
             raise SandboxError(f"a {len(frame)}-byte message exceeds the sandbox limit of {self._limits.max_message_bytes}")
+        if self._posted:
+            frame = b"".join((*self._posted, frame))
+            self._posted.clear()
         deadline = time.monotonic() + (timeout if timeout is not None else self._limits.transfer_timeout_s)
         view = memoryview(frame)
         while view:

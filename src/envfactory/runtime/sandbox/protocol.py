@@ -24,6 +24,8 @@ from envfactory.runtime.sandbox.report import SandboxReport
 from envfactory.spec import EnvMeta, PythonImplementation, SpecModel
 
 PROTOCOL_VERSION = 1
+# States up to this size travel back with the reply that made them (`Loaded`, `Called`).
+STATE_ECHO_BYTES = 1 << 16
 HEADER = struct.Struct(">II")
 
 
@@ -129,20 +131,25 @@ class Ready(_Message):
 
 
 class Loaded(_Message):
-    """A state was loaded into a handle (answer to `LoadState`). `hash` is that state's canonical hash."""
+    """A state was loaded into a handle (answer to `LoadState`). `hash` is that state's canonical hash.
+    Body: that state's canonical JSON when it is at most `STATE_ECHO_BYTES` long, else empty."""
     op: Literal["loaded"] = "loaded"
     seq: int
     hash: str
 
 
 class Called(_Message):
-    """A tool ran. Body: its output JSON. `hash` is the pending state's for writes."""
+    """A tool ran. Body: its output JSON. `hash` is the pending state's for writes. With `output_bytes`
+    set, the body is the output JSON (that many bytes) followed by the pending state's canonical JSON,
+    sent along when it is at most `STATE_ECHO_BYTES` long (the parent keeps it, so reading that state
+    back costs no round trip)."""
 
     op: Literal["called"] = "called"
     seq: int
     writes: bool
     hash: str | None = None
     rng: RngState | None = None
+    output_bytes: int | None = None
 
 
 class Fetched(_Message):

@@ -40,6 +40,7 @@ from envfactory.runtime.sandbox.guard import begin_serving, close_doors, install
 from envfactory.runtime.sandbox.isolation import SessionGlobals
 from envfactory.runtime.sandbox.protocol import (
     REQUESTS,
+    STATE_ECHO_BYTES,
     BlockingReader,
     Call,
     Called,
@@ -154,7 +155,8 @@ def _loader(backend: PythonBackend[Any], sha256: Callable[[bytes], Any]) -> Call
             return encode(Failed(seq=request.seq, reason="memory", message="loading the state")), None
         except BaseException as exc:  # the toolkit's own validators misbehaving
             return encode(Failed(seq=request.seq, reason="crash", message=_describe(exc))), None
-        return encode(Loaded(seq=request.seq, hash=sha256(blob).hexdigest())), blob
+        echo = blob if len(blob) <= STATE_ECHO_BYTES else b""
+        return encode(Loaded(seq=request.seq, hash=sha256(blob).hexdigest()), echo), blob
 
     return load
 
@@ -214,6 +216,9 @@ def _caller(
         ):
             moved = RngState(internal=after[1], gauss_next=after[2])
         digest = sha256(new_blob).hexdigest() if new_blob is not None else None
+        if new_blob is not None and len(new_blob) <= STATE_ECHO_BYTES:
+            reply = Called(seq=seq, writes=True, hash=digest, rng=moved, output_bytes=len(body))
+            return encode(reply, body + new_blob), new_blob
         reply = Called(seq=seq, writes=new_blob is not None, hash=digest, rng=moved)
         return encode(reply, body), new_blob
 

@@ -1,0 +1,107 @@
+"""Sandboxed states come back with the reply that made them (issue 18, speed): reading a state a call or a
+load just produced costs no round trip, the echoed bytes are checked against the authoritative hash
+before use, a state over `STATE_ECHO_BYTES` is fetched as before, and commits ride along with the next
+request instead of waking the worker on their own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from envfactory.runtime import Environment, load_env, open_session
+from envfactory.runtime.sandbox import SandboxPool, SandboxState
+from envfactory.runtime.sandbox.process import WorkerProcess
+from envfactory.runtime.sandbox.protocol import STATE_ECHO_BYTES
+
+TOOLKIT = '''
+from pydantic import BaseModel
+
+from envfactory.runtime.toolkit import Toolkit, tool
+
+
+class PadState(BaseModel):
+    value: int = 0
+    pad: str = ""
+
+
+class Pad(Toolkit[PadState]):
+    @tool(effect="write")
+    def bump(self, by: int = 1) -> int:
+        """Add to the value.
+
+        Args:
+            by: how much.
+        """
+        self.state.value += by
+        return self.state.value
+
+    @tool(effect="write")
+    def grow(self, size: int) -> int:
+        """Make the state about `size` bytes long.
+
+        Args:
+            size: bytes of padding.
+        """
+        self.state.pad = "x" * size
+        return len(self.state.pad)
+'''
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
+    directory = tmp_path_factory.mktemp("envs") / "pad"
+    directory.mkdir()
+    (directory / "env.json").write_text(json.dumps({
+        "schema_version": 1, "format": "envfactory.python", "meta": {"name": "pad", "description": "A pad."},
+        "implementation": {"kind": "python", "module": "toolkit.py", "class_name": "Pad"},
+    }))
+    (directory / "toolkit.py").write_text(TOOLKIT)
+    with SandboxPool(max_workers=1) as pool:
+        yield load_env(directory, sandbox=pool)
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ops of every request sent to a worker that expects a reply, in order."""
+    sent: list[str] = []
+    original = WorkerProcess.request
+
+    def request(self: WorkerProcess, message: Any, body: bytes = b"", timeout: float | None = None) -> Any:
+        sent.append(message.op)
+        return original(self, message, body, timeout)
+
+    monkeypatch.setattr(WorkerProcess, "request", request)
+    return sent
+
+
+def test_reading_the_state_a_call_made_costs_no_round_trip(env: Environment, requests: list[str]) -> None:
+    with open_session(env) as session:
+        assert session.state_json() == {"value": 0, "pad": ""}  # echoed by the load
+        assert session.call("bump", {"by": 2}).output == 2
+        assert session.state_json() == {"value": 2, "pad": ""}
+        assert session.call("bump", {"by": 3}).output == 5  # the posted commit reached the worker first
+        fork = session.fork()
+        assert fork.state_json() == session.state_json() == {"value": 5, "pad": ""}
+    assert requests == ["load", "call", "call"]
+
+
+def test_echoed_bytes_that_do_not_match_the_hash_are_never_used(env: Environment, requests: list[str]) -> None:
+    with open_session(env) as session:
+        session.call("bump", {"by": 4})
+        handle = session._state  # the test reaches in to tamper with the parent's copy
+        assert isinstance(handle, SandboxState)
+        handle._blob = b'{"pad":"","value":99}'
+        assert session.state_json() == {"value": 4, "pad": ""}
+    assert requests == ["load", "call", "fetch"]
+
+
+def test_a_state_over_the_echo_limit_is_fetched(env: Environment, requests: list[str]) -> None:
+    with open_session(env) as session:
+        session.call("grow", {"size": STATE_ECHO_BYTES + 10})
+        assert len(session.state_json()["pad"]) == STATE_ECHO_BYTES + 10
+        session.call("grow", {"size": 3})
+        assert session.state_json()["pad"] == "xxx"
+    assert requests == ["load", "call", "fetch", "call"]
