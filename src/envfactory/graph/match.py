@@ -201,6 +201,11 @@ def output_alternates(f: Field, ref: Ref, tool_entity: tuple[str, ...]) -> tuple
     return tuple(found)
 
 
+# Roles a person plays: a `creatorId` described as "the ID of the user who created ..." is a user's id (the
+# role word alone: `owner_document_id` is a document's number, not the owner's id).
+PERSON_ROLES = frozenset({"creator", "owner", "author", "reporter", "sender", "recipient", "assignee", "requester",
+                          "modifier", "editor", "uploader", "inviter", "organizer", "approver", "reviewer"})
+
 _DEFINITION_NOISE = frozenset({"response", "compact", "request", "result", "output", "data", "object", "model", "dto",
                                "schema", "resource"})
 
@@ -232,6 +237,10 @@ def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
             if ref.attribute in GENERATED and entities_compatible(ref.entity, own.entity, same_service=True):
                 return Ref(own.entity, ref.attribute)
     if _specific(own.entity):
+        if len(own.entity) == 1 and own.entity[0] in PERSON_ROLES and own.attribute in GENERATED:  # creatorId
+            for ref in description_refs(f.description) if f.description else ():
+                if ref.attribute == own.attribute and _specific(ref.entity) and ref.entity != own.entity:
+                    return ref
         return own
     if own.entity and own.attribute != "value":  # `developerMetadata.metadataId`: the container's own id
         container = words(f.path.split(".")[-2].removesuffix("[]")) if "." in f.path else ()
@@ -240,8 +249,10 @@ def _output_ref(f: Field, tool_entity: tuple[str, ...]) -> Ref:
     described = description_refs(f.description) if f.description else ()
     if own.attribute != "value":
         for ref in described:
-            if ref.attribute == own.attribute:
+            if ref.attribute == own.attribute and (_specific(ref.entity) or own.attribute not in GENERATED):
                 return Ref(ref.entity, own.attribute)
+        if own.entity and own.attribute in GENERATED:  # `entity_id`: "Entity Identifier" of what it sits in
+            return Ref(context_entity(f.path, f.parent_ref, tool_entity) or own.entity, own.attribute)
     elif described:
         return described[0]
     if own.entity and own.attribute == "value":
@@ -256,6 +267,8 @@ def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
     described = description_refs(f.description) if f.description else ()
     if not own.entity:  # a bare `id`/`identifier`: the prose says whose, else the context does
         own = Ref(context_entity(f.path, f.parent_ref, tool_entity), own.attribute)
+        if _specific(own.entity):  # `id`: "entity id" names no entity; the tool's own entity it is
+            described = tuple(r for r in described if _specific(r.entity) or r.attribute != own.attribute)
         if described:
             same = tuple(r for r in described if r.attribute == own.attribute)
             return (*same, *(r for r in described if r not in same)) if same else (*described, own)
@@ -277,6 +290,8 @@ def input_refs(f: Field, tool_entity: tuple[str, ...]) -> tuple[Ref, ...]:
     return (own,)
 
 
+# Words by which a field names the record it sits in (`entity_id`, `object_id`), never another resource.
+_SELF_WORDS = frozenset({"entity", "object", "resource", "item", "record", "element", "entry"})
 _ARN_WORD = re.compile(r"\bARNs?\b|Amazon Resource Name", re.IGNORECASE)
 
 
@@ -286,6 +301,10 @@ def make_view(index: int, tool: int, service: str, f: Field, direction: str, too
     whether matching skips it (pagination, caller-chosen, booleans, empty containers)."""
     name = last_segment(f.path)
     ref = output_ref(f, tool_entity) if direction == "output" else own_ref(name, f.description)
+    named = name_ref(name)
+    if (direction == "output" and named.entity and named.attribute in GENERATED and not _specific(named.entity)
+            and not set(named.entity) <= _SELF_WORDS and compact(named.entity) in owned):
+        ref = Ref(named.entity, named.attribute)  # `source_id` where the service has Sources: a source's id
     accepts = input_refs(f, tool_entity) if direction == "input" else ()
     name_key = compact(words(name))
     chosen = direction == "input" and caller_chosen(name, f.description)

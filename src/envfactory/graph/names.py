@@ -86,6 +86,7 @@ QUALIFIERS = frozenset({
 _CONTAINER_NOISE = frozenset({
     "metadata", "description", "detail", "summary", "list", "info", "configuration", "config", "result", "output",
     "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry", "compact",
+    "paged",
 })
 PAGINATION = frozenset({
     "nexttoken", "nextpagetoken", "pagetoken", "marker", "nextmarker", "continuationtoken", "nextcontinuationtoken",
@@ -359,6 +360,8 @@ def container_entity(name: str) -> tuple[str, ...]:
     """The entity a container field names: `KeyMetadata` → (key,), `BackupSummaries` → (backup,),
     `logGroups` → (log, group); empty for generic containers (`Configuration`, `items`)."""
     tokens = words(name)
+    if "with" in tokens[1:]:  # `EntityIdWithTime`, `PagedListResponseWithTime`: what comes before "with"
+        tokens = tokens[: tokens.index("with", 1)]
     while tokens and tokens[-1] in _CONTAINER_NOISE:
         tokens = tokens[:-1]
     if tokens and tokens[-1] in _ID_WORDS:  # `UnifiedId`: the shape of an id, not a resource
@@ -391,7 +394,7 @@ _VERBS = frozenset({
     "open", "close", "pay", "ship", "deliver", "refund", "archive", "assign", "top", "up", "respond", "reschedule",
     "trash", "untrash", "empty", "hide", "unhide", "approve", "decline", "resolve", "reassign", "comment",
     "transfer", "ownership", "quick", "instances", "by", "for", "all", "new", "my", "retrieve", "call", "see",
-    "obtain", "return", "identify", "identifies", "specify",
+    "obtain", "return", "identify", "identifies", "specify", "show",
 })
 
 
@@ -402,7 +405,8 @@ def operation_entity(operation: str) -> tuple[str, ...]:
     """The entity an operation acts on: `CreateQueue` → (queue,), `tasks.tasklists.insert` → (tasklist,),
     `get_order` → (order,), `ListDeadLetterSourceQueues` → (dead, letter, source, queue); an operation named
     by its method and path (`POST-/contacts/lists`, `DELETE-/contacts/{contactid}`) acts on the last literal
-    segment, with the literal segment right before it (contact list; contact)."""
+    segment, with the literal segment right before it (contact list; contact); words from "by" on name a
+    lookup key, not the entity (`getUserById` → (user,))."""
     by_path = _METHOD_PATH.match(operation)
     if by_path:
         segments = [p for p in by_path.group(1).split("/") if p and not re.fullmatch(r"v\d+|api", p)]
@@ -414,7 +418,10 @@ def operation_entity(operation: str) -> tuple[str, ...]:
         parts = [p for p in operation.split(".") if p]
         if len(parts) >= 2:
             return words(parts[-2])[-2:] if words(parts[-2]) else ()
-    tokens = [t for t in words(operation) if t not in _VERBS]
+    named = words(operation)
+    if "by" in named[1:]:  # `getUserById`, `listDevicesByOwner`: the entity comes before "by"
+        named = named[: named.index("by", 1)]
+    tokens = [t for t in named if t not in _VERBS]
     return _strip_entity(tuple(tokens))
 
 
@@ -425,6 +432,13 @@ def entities_compatible(a: tuple[str, ...], b: tuple[str, ...], *, same_service:
     if compact(a) == compact(b):
         return 1.0
     short, long = (a, b) if len(a) < len(b) else (b, a)
+    acronym = short[0][:-1] if len(short) == 1 and len(short[0]) > 2 and short[0].endswith("s") else short[0]
+    if len(short) == 1 and 2 <= len(acronym) <= 4 and len(long) >= len(acronym):
+        spelled = long[-len(acronym):]  # an acronym: `vm` (`vms`) for "(base) virtual machine"
+        if "".join(t[0] for t in spelled) == acronym:
+            if spelled == long:
+                return 1.0
+            short = spelled
     if len(short) == len(long):
         return 0.0
     if long[-len(short):] == short:
