@@ -147,7 +147,8 @@ def _to_json(value: Any, ancestors: set[int]) -> Any:
     elif isinstance(value, set | frozenset):
         out = sorted((_to_json(item, ancestors) for item in value), key=repr)
     elif hasattr(value, "__dict__"):
-        out = {name: _to_json(item, ancestors) for name, item in vars(value).items() if not name.startswith("_")}
+        public = {name: item for name, item in vars(value).items() if not name.startswith("_")}
+        out = public if _plain(public.values()) else {name: _to_json(item, ancestors) for name, item in public.items()}
     else:
         out = repr(value)
     ancestors.discard(key)
