@@ -14,19 +14,20 @@ The two paths, built alternately `--repeats` times each after an untimed warm-up
 from the catalog once, the hooks, the cassette):
 - baseline (the loop before this change, kept here only): `ReloadingBuilder` compiles each proposal again in
   its first round after the ordering's dry compile, writes each round's directory with `write_env_dir` (which
-  loads it back from disk), and lets the differential hook load the directory once more;
+  loads it back from disk), lets the differential hook load the directory once more, and verification loads
+  it a third time;
 - in memory (`LibraryBuilder`): the first round takes the dry compile, the round's environment is opened from
-  the objects just written (`build.envdir.write_compiled`) and handed to the differential hook.
-Verification opens the directory in both (its `load` check is hashed into the report). With `--verify-env`, a
-third path, timed only, hands verification the round's environment too (`VerifyingInMemory`): its reports
-differ (`verify.envchecks` records less `load` evidence for an environment than for a directory), so it is
-left out of the byte comparison; it says what that remaining load costs.
+  the objects just written (`build.envdir.write_compiled`) and handed to the differential hook and to
+  verification (which records the same `load` evidence for it as for the directory: same reports).
+With `--disk-verify`, a third path (`DiskVerifying`, the loop of commit 9b7e5ad: in memory, but verification
+loads the directory) is built too and compared byte for byte; it says what handing verification the
+environment saves.
 
 Figures: for each repeat, both paths' wall time and CPU time (this process and its finished children, the moto
 workers: less sensitive to other jobs on a shared machine than wall time), and the ratio in memory / baseline
 of that repeat (the two builds ran one after the other); the summary is the median of the per-repeat ratios.
-Absolute times are printed for reference only. Exit 1 when the two builds' files differ (timings aside) or an environment does not
-reproduce its shipped spec hash and report digest.
+Absolute times are printed for reference only. Exit 1 when the builds' files differ (timings aside) or an
+environment does not reproduce its shipped spec hash and report digest.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ from envfactory.spec import (
 )
 from envfactory.spec.library import LibraryConfig, LibraryIndex, ProposalOutcome
 from envfactory.store.atomic import write_atomic
-from envfactory.verify.envchecks import verify_environment
 
 
 class ReloadingBuilder(LibraryBuilder):
@@ -78,14 +78,12 @@ class ReloadingBuilder(LibraryBuilder):
         return write_env_dir(compiled, env_dir), None
 
 
-class VerifyingInMemory(LibraryBuilder):
-    """The in-memory loop that also hands verification the round's environment (timed only: see the module doc)."""
+class DiskVerifying(LibraryBuilder):
+    """The in-memory loop whose verification still loads the round's directory (`--disk-verify`)."""
 
     def _verify(self, env_dir: Path, env: Environment | None, spec: EnvSpec, scenarios: Sequence[ScenarioTest],
                 differential: Sequence[DifferentialResult], operations: Mapping[str, Operation]) -> VerificationReport:
-        return verify_environment(env if env is not None else env_dir, scenarios, seed=self.config.seed,
-                                  fuzz_calls=self.config.fuzz_calls, differential=differential, operations=operations,
-                                  sandbox=self._sandbox(spec))
+        return super()._verify(env_dir, None, spec, scenarios, differential, operations)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -121,7 +119,7 @@ def main() -> int:
     parser.add_argument("--library", type=Path, default=library_root())
     parser.add_argument("--limit", type=int, default=0, help="the first N shipped proposals (0: all)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--verify-env", action="store_true", help="also time verification given the environment")
+    parser.add_argument("--disk-verify", action="store_true", help="also build with verification loading the directory")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     library: Path = args.library
@@ -133,8 +131,8 @@ def main() -> int:
     batch = ProposalBatch(proposals=proposals)
     work = Path(tempfile.mkdtemp(prefix="envfactory-bench-build-loop-"))
     kinds: dict[str, type[LibraryBuilder]] = {"baseline": ReloadingBuilder, "in_memory": LibraryBuilder}
-    if args.verify_env:
-        kinds["verify_env"] = VerifyingInMemory
+    if args.disk_verify:
+        kinds["disk_verify"] = DiskVerifying
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
     problems: list[str] = []
     try:
@@ -153,10 +151,11 @@ def main() -> int:
                 for name in order:
                     wall, cpu = _build(kinds[name], catalog, config, library, batch, work / name)
                     times[name].append((wall, cpu))
-                    print(f"repeat {repeat + 1}: {name:<9} wall {wall:7.2f} s  CPU {cpu:7.2f} s  "
+                    print(f"repeat {repeat + 1}: {name:<11} wall {wall:7.2f} s  CPU {cpu:7.2f} s  "
                           f"(load {os.getloadavg()[0]:.2f})", flush=True)
-        if _files(work / "baseline") != _files(work / "in_memory"):
-            problems.append("the two builds' files differ")
+        built = _files(work / "baseline")
+        problems += [f"the {name} build's files differ from the baseline's" for name in kinds
+                     if name != "baseline" and _files(work / name) != built]
         by_name = {e.name: e for e in entries}
         for path in sorted((work / "in_memory" / "outcomes").glob("*.json")):
             outcome = ProposalOutcome.model_validate_json(path.read_bytes())
@@ -176,7 +175,7 @@ def main() -> int:
     print(f"workload: {len(proposals)} shipped proposals, ordered (prefer_rules) and built, {args.repeats} repeat(s)")
     labels = {"baseline": "baseline (compile again, write and reload)",
               "in_memory": "in memory (compile once, no reload)",
-              "verify_env": "in memory, verification given the environment"}
+              "disk_verify": "in memory, verification loads the directory"}
     for name in kinds:
         print(f"{labels[name]:<48} wall median {statistics.median(t[0] for t in times[name]):7.2f} s, "
               f"CPU median {statistics.median(t[1] for t in times[name]):7.2f} s")

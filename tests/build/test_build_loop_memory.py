@@ -1,7 +1,7 @@
 """The build loop keeps each round's environment in memory and compiles a proposal once (issue 15):
 `write_compiled` writes the same bytes as `write_env_dir` and opens the environment `load_env` would read;
 a `prefer_rules` build takes the ordering's dry compile for each proposal's first round; the differential
-hook gets the round's environment; and the build's files do not change."""
+hook and verification get the round's environment; and the build's files (reports included) do not change."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from envfactory.resources import Catalog
 from envfactory.runtime import Environment, load_env, open_session
 from envfactory.spec import DifferentialResult, EnvSpec, Proposal
 from envfactory.spec.library import LibraryConfig
+from envfactory.verify.envchecks import verify_environment
 
 CONFIG = LibraryConfig(name="memory", domains=["utilities", "office"], proposals_per_domain=8, accept_per_domain=3,
                        fuzz_calls=40, differential=False, contamination_check=False, prefer_rules=True)
@@ -44,6 +45,9 @@ def test_write_compiled_writes_what_write_env_dir_writes_and_opens_what_load_env
         session = open_session(environment, seed=3)
         outputs.append([session.call(tool, args).model_dump(mode="json") for tool, args in calls])
     assert outputs[0] == outputs[1]
+    # verification drives the environment through its schemas in mapping order: the same report both ways
+    assert verify_environment(env, fuzz_calls=40).to_json_bytes() == \
+        verify_environment(tmp_path / "disk", fuzz_calls=40).to_json_bytes()
 
 
 def test_a_seed_that_does_not_fit_is_refused_naming_its_file(small_catalog: Catalog, tmp_path: Path) -> None:
@@ -70,18 +74,31 @@ def test_a_prefer_rules_build_compiles_each_proposal_once_and_hands_the_hook_its
         seen.append(env)
         return []
 
+    verified: list[object] = []
+    real_verify = library_module.verify_environment
+
+    def verify(target: object, *args: object, **kwargs: object) -> object:
+        verified.append(target)
+        return real_verify(target, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(library_module, "compile_proposal", counting)
+    monkeypatch.setattr(library_module, "verify_environment", verify)
     funnel = LibraryBuilder(small_catalog, CONFIG, tmp_path / "memory", differential=differential).run()
     assert funnel.built >= 2
+    # verification got each round's environment, the one the hook got, not the directory to load again
+    assert verified and all(isinstance(target, Environment) for target in verified)
+    assert [id(env) for env in seen] == [id(target) for target in verified]
     # every proposal was compiled by the ordering's dry compile and by nothing else (no revise round here)
     assert compiles and set(compiles.values()) == {1}
     assert len(seen) == funnel.built and all(isinstance(env, Environment) for env in seen)
     assert all(env is not None and env.directory is not None and env.directory.name == env.name for env in seen)
 
     monkeypatch.setattr(library_module, "compile_proposal", real)
+    monkeypatch.setattr(library_module, "verify_environment", real_verify)
     reloading = tmp_path / "reloading"
 
-    class Reloading(LibraryBuilder):  # the loop before: compile again, write and read back
+    # the loop before: compile again, write and read back (verification loads the directory: no environment)
+    class Reloading(LibraryBuilder):
         def _richness(self, proposal: Proposal) -> tuple[int, int]:
             from envfactory.build.ordering import proposal_richness
 

@@ -195,6 +195,28 @@ def test_a_stale_spec_json_next_to_the_source_fails_load(tmp_path: Path) -> None
     assert load is not None and load.status == "failed" and load.failing_tools == ["list_books"]
 
 
+@pytest.mark.parametrize("ref", [bundled_env_names()[0], str(LIBRARY)])
+def test_an_environment_given_loaded_gets_the_report_of_its_directory(ref: str) -> None:
+    # the library build hands verification the environment it opened from the bytes it wrote: the
+    # `load` evidence (spec hash, seed names and counts) and so the whole report must not depend on that
+    from_disk = verify_environment(ref, fuzz_calls=40)
+    given = verify_environment(load_env(ref), fuzz_calls=40)
+    assert given.to_json_bytes() == from_disk.to_json_bytes()
+    load = given.check("load")
+    assert load is not None and load.counts["seeds"] >= 1 and load.counts["tools"] >= 1
+
+
+def test_a_stale_spec_json_fails_load_also_for_an_environment_given_loaded(tmp_path: Path) -> None:
+    target, _ = _library_copy(tmp_path)
+    env = load_env(target)
+    stale = env.spec.model_copy(update={"tools": [t for t in env.spec.tools if t.name != "list_books"]}).seal()
+    (target / "spec.json").write_bytes(stale.to_json_bytes())
+    report = verify_environment(env, fuzz_calls=20)
+    load = report.check("load")
+    assert load is not None and load.status == "failed" and load.failing_tools == ["list_books"]
+    assert report.to_json_bytes() == verify_environment(target, fuzz_calls=20).to_json_bytes()
+
+
 def test_scenarios_are_run_and_tallied_per_oracle() -> None:
     passing = ScenarioTest(
         id="add-then-find", title="A new book is listed", oracle="spec_example", source="hand-written test",

@@ -19,8 +19,8 @@ Contract:
 - In memory: each round compiles once (with `prefer_rules`, the ordering's dry compile of a proposal is its
   first round's compile, and its resolved operations are reused) and writes its environment once
   (`build.envdir.write_compiled`): the environment is opened from the objects just written, never read
-  back, and serves the seed check and the differential hook. Verification opens the directory itself:
-  its `load` check is the evidence, hashed into the report, of what was written. A revise round compiles
+  back, and serves the seed check, the differential hook and verification (whose `load` check records the
+  same evidence for it as for the directory, so reports do not depend on it). A revise round compiles
   the smaller proposal (the input changed). The dry compiles are kept until their proposal is built or the
   run ends (about 0.1 MiB each).
 - Acceptance: verified, at least `min_tools` tools with at least one write and one read, at least
@@ -506,9 +506,11 @@ class LibraryBuilder:
 
     def _verify(self, env_dir: Path, env: Environment | None, spec: EnvSpec, scenarios: Sequence[ScenarioTest],
                 differential: Sequence[DifferentialResult], operations: Mapping[str, Operation]) -> VerificationReport:
-        """Verify the round's directory. Verification opens `env_dir` itself (not the round's `env`): its
-        `load` check is the evidence, hashed into the report, that what was written loads."""
-        return verify_environment(env_dir, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
+        """Verify the round: its environment `env` when the round kept one (opened from the bytes just
+        written to `env_dir`; verification records the same `load` evidence as for the directory, so the
+        report is the same), else `env_dir`, which verification loads itself."""
+        target: Path | Environment = env if env is not None else env_dir
+        return verify_environment(target, scenarios, seed=self.config.seed, fuzz_calls=self.config.fuzz_calls,
                                   differential=differential, operations=operations, sandbox=self._sandbox(spec))
 
     def _sandbox(self, spec: EnvSpec) -> SandboxPool | None:

@@ -3,8 +3,8 @@
 Contract:
 - `verify_environment(env_dir_or_env, scenarios, *, seed, fuzz_calls, differential)` returns a
   `VerificationReport` whose verdict is `verified` only when no check failed. Checks, in order:
-  `load` (the directory loads; a `spec.json` next to the source matches what the implementation
-  derives), `parity` (tools ↔ implementation, schemas usable for argument generation, tool sources
+  `load` (the directory loads, or a given `Environment` is taken as loaded with the same evidence as
+  loading its directory; a `spec.json` next to the source matches what the implementation derives), `parity` (tools ↔ implementation, schemas usable for argument generation, tool sources
   resolve to the environment's provenance and, when `operations` are given, to the catalog's
   operation and its original field names), `seed_roundtrip` (every seed loads, dumps and reloads to
   the same state and hash; snapshots restore exactly), `determinism` (every call gives the same result

@@ -1,5 +1,6 @@
 """The environment checks that read the environment rather than drive it (`envchecks.py`): `load` (the
-directory loads; a `spec.json` next to the source matches what the implementation derives) and
+directory loads, or an environment opened from it is given; a `spec.json` next to the source matches what
+the implementation derives; the same evidence either way) and
 `parity` (tools <-> implementation, schemas usable for argument generation, tool sources resolve to the
 provenance and, with catalog `operations`, to the operation and its original field names).
 
@@ -30,14 +31,22 @@ SOURCE_FREE_PROVIDERS = frozenset({"python", "manual", ""})
 def check_load(
     ref: str | Path | Environment, sandbox: SandboxPool | None, trusted: bool, holder: list[Environment]
 ) -> CheckResult:
-    """The `load` check: `ref` loads (appended to `holder`), and a `spec.json` next to the source matches what the implementation derives."""
+    """The `load` check: `ref` loads (appended to `holder`), and a `spec.json` next to the source matches what
+    the implementation derives.
+
+    An `Environment` is taken as loaded (the library build hands over the one it opened from the spec and
+    seeds it has just written, `build.envdir.write_compiled`) and gets exactly the evidence `load_env` of its
+    `directory` would give: the same spec hash, seed names and counts, and the same `spec.json` comparison
+    when the directory holds one next to an `env.json` source. So verifying a directory and verifying the
+    environment opened from the same bytes give the same report and `evidence_digest`.
+    """
     if isinstance(ref, Environment):
-        holder.append(ref)
-        return check_result("load", [], {"spec": ref.spec.content_hash}, {"tools": len(ref.tools)})
-    try:
-        env = load_env(ref, trusted=trusted, sandbox=sandbox)
-    except EnvFactoryError as exc:
-        return check_result("load", [("", f"does not load: {exc}")], {"error": str(exc)}, {})
+        env = ref
+    else:
+        try:
+            env = load_env(ref, trusted=trusted, sandbox=sandbox)
+        except EnvFactoryError as exc:
+            return check_result("load", [("", f"does not load: {exc}")], {"error": str(exc)}, {})
     holder.append(env)
     problems: list[tuple[str, str]] = []
     directory = env.directory
