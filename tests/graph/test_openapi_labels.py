@@ -39,7 +39,7 @@ PROVIDERS = ["gitea.io", "asana.com", "squareup.com", "launchdarkly.com", "zoom.
              "1password.local", "openlinksw.com", "inboxroute.com", "drchrono.com", "shutterstock.com",
              "listennotes.com", "isendpro.com", "redhat.com", "circuitsandbox.net", "data2crm.com",
              "vmware.local", "truesight.local", "bitbucket.org", "twitter.com",
-             "apache.org", "apicurio.local", "mist.com", "smart-me.com"]
+             "apache.org", "apicurio.local", "mist.com", "smart-me.com", "openchannel.io", "clever.com"]
 SCHEMA_ONLY = Thresholds(DEFAULT_THRESHOLDS.schema, 1.01, DEFAULT_THRESHOLDS.schema, 1.01)
 
 
@@ -158,14 +158,15 @@ def _figures(rows: list[EdgeLabel], catalog: Catalog) -> dict[tuple[str, str], M
 
 @pytest.mark.slow
 def test_openapi_figures_tuning_and_held_out(rows: list[EdgeLabel], openapi_catalog: Catalog) -> None:
-    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 21 held-out services P 1.000 R 0.897
+    """The figures in docs/graph.md: tuning services P 1.000 R 0.978; the 23 held-out services P 1.000 R 0.872
     (batch 1: 18 of 18; batch 2: 26 of 27; batches 3 and 4, read in round 4: 36 of 43, P 1.000 R 0.837;
-    batch 5, never read: 42 of 48 and no false positive, P 1.000 R 0.875; see the docs)."""
+    never read: batch 5 42 of 48, batch 6 14 of 20, no false positive, together P 1.000 R 0.824, under the
+    0.85 recall target; see the docs)."""
     figures = _figures(rows, openapi_catalog)
     tuning, held_out = figures[("openapi", "calibration")], figures[("openapi", "test")]
     assert tuning.precision >= 0.90 and tuning.recall >= 0.85
     assert held_out.precision >= 0.90 and held_out.recall >= 0.85
-    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 122, 0)
+    assert (tuning.tp, tuning.fp, held_out.tp, held_out.fp) == (45, 0, 136, 0)
 
 
 @pytest.mark.slow
