@@ -80,10 +80,18 @@ def test_decide_then_call_then_answer_solves_a_task(first_task_id: str) -> None:
     assert len(trajectory.state_hashes) == 1 and episode.failures == [] and episode.llm_calls == 3
     assert reward.total == 1.0
     # the loop drives control flow: a schema-constrained decision without tool schemas, then one named tool
-    decision, arguments, _ = client.requests
+    decision, arguments, last = client.requests
     assert decision.response_format is not None and decision.tools == []
     assert STATUS in decision.messages[0].content  # the compact catalogue
     assert [t.name for t in arguments.tools] == [STATUS] and arguments.forces_tool_call()
+    # prefix shape: what varies per request is a closing system note; the rest repeats the request before
+    assert decision.messages[-1].role == "system" and "Decide the next step" in decision.messages[-1].content
+    assert '{"next": "<tool name>"}' in decision.messages[-1].content  # braces formatted, not doubled
+    assert arguments.messages[-1].role == "system" and f"Call {STATUS} now" in arguments.messages[-1].content
+    assert arguments.messages[:-1] == decision.messages[:-1]
+    assert last.messages[:len(decision.messages) - 1] == decision.messages[:-1]
+    assert [m.role for m in last.messages[len(decision.messages) - 1:]] == ["assistant", "tool", "system"]
+    assert "Decide the next step" not in decision.messages[0].content and STATUS not in decision.messages[-1].content
     assert all(r.seed == 7 for r in client.requests)
 
 
@@ -106,7 +114,7 @@ def test_malformed_outputs_and_tool_errors_are_failed_steps_not_crashes(first_ta
     # the undecodable call is kept verbatim; the error text is fed back to the model
     bad = episode.trajectory.tool_calls()[0]
     assert bad.raw_arguments == '{"id": "tsk_1", status: done'
-    assert "Error (not_found)" in client.requests[6].messages[-1].content
+    assert "Error (not_found)" in client.requests[6].messages[-2].content  # before the closing step note
     assert episode.trajectory.termination == TerminationReason.AGENT_STOP
     assert reward.component("malformed_calls") is not None and reward.component("malformed_calls").score < 1.0  # type: ignore[union-attr]
 
@@ -188,8 +196,9 @@ def test_a_failed_step_is_fed_back_so_the_next_request_differs(first_task_id: st
     client = ScriptedClient(["I think I should look it up.", answer("Nothing to do.")])
     episode, _ = run(client, task)
     first, second = client.requests
-    assert second.messages[:-1] == first.messages  # the same conversation plus one note
-    assert second.messages[-1].role == "user" and "could not be used" in second.messages[-1].content
+    assert second.messages[:-2] == first.messages[:-1]  # the same conversation plus one note, then the step note
+    assert second.messages[-2].role == "user" and "could not be used" in second.messages[-2].content
+    assert second.messages[-1] == first.messages[-1] and second.messages[-1].role == "system"
     assert [m.role for m in episode.trajectory.messages] == ["user", "assistant"]  # the note is not recorded
 
 

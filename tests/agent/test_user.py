@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from envfactory.agent import STOP_TOKEN, UserSettings, UserSimulator
-from envfactory.agent.user import USER_TOOLS
+from envfactory.agent.prompts import USER_TOOLS
 from envfactory.errors import ProviderError
 from envfactory.llm import ChatMessage, ChatResponse, FunctionTool, ReplayMissError, ScriptedClient
 from envfactory.spec import Message, SimulatedUser, ToolCall, ToolResult
@@ -33,13 +33,14 @@ def test_the_simulator_sees_the_conversation_from_the_users_side() -> None:
     request = client.requests[0]
     system = request.messages[0].content
     assert SCENARIO.instructions in system and SCENARIO.known_info in system and "Impatient" in system
-    assert STOP_TOKEN in system
+    assert STOP_TOKEN not in system  # the stop rule closes the prompt, after the conversation
     # the agent's text is the other party; the user's own messages are the assistant side; no tools
-    assert [(m.role, m.content) for m in request.messages[1:]] == [
+    assert [(m.role, m.content) for m in request.messages[1:-1]] == [
         ("user", "Hi! How can I help you today?"),
         ("assistant", "I want to cancel a reservation."),
         ("user", "Could you give me your user id?"),
     ]
+    assert request.messages[-1].role == "system" and STOP_TOKEN in request.messages[-1].content
     assert request.seed == 11 and request.temperature == 0.5 and request.tools == []
 
 
@@ -64,8 +65,12 @@ def test_the_opening_message_is_asked_for_without_the_stop_rule() -> None:
     client = ScriptedClient(["I'd like to cancel EHGLP3."])
     reply = UserSimulator(client).reply(SCENARIO, CONVERSATION[:1])
     assert reply.text == "I'd like to cancel EHGLP3." and not reply.stop
-    system = client.requests[0].messages[0].content
-    assert STOP_TOKEN not in system and "tell the agent" in system
+    opening = client.requests[0]
+    assert all(STOP_TOKEN not in m.content for m in opening.messages)
+    assert opening.messages[-1].role == "system" and "tell the agent" in opening.messages[-1].content
+    # the system message is the same for the opening and later requests (a shared prefix)
+    later = UserSimulator(ScriptedClient(["Sure."])).request(SCENARIO, CONVERSATION, seed=0)
+    assert later.messages[0] == opening.messages[0] and later.messages[1] == opening.messages[1]
 
 
 class _Toolbox:
@@ -95,8 +100,8 @@ def test_user_tools_are_offered_run_and_shown_to_the_simulator_only() -> None:
     assert [t.name for t in first.tools] == ["check_status_bar"] and first.tool_choice == "auto"
     assert USER_TOOLS in first.messages[0].content
     # the second request shows the simulator its own call and result (never the agent's call)
-    assert [m.role for m in second.messages[-2:]] == ["assistant", "tool"]
-    assert second.messages[-1].content == "Status Bar: Airplane Mode"
+    assert [m.role for m in second.messages[-3:]] == ["assistant", "tool", "system"]  # then the closing note
+    assert second.messages[-2].content == "Status Bar: Airplane Mode"
     assert not any("get_user_details" in str(m.tool_calls) for m in second.messages)
 
 

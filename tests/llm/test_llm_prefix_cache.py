@@ -8,8 +8,8 @@
   too small for any state) gives a cold evaluation or a clear error, never another answer.
 - `test_recorded_agent_requests_are_identical_in_all_three_modes` replays 51 agent-loop requests
   recorded from the bundled 0.5B model (`fixtures/agent_requests.jsonl.gz`, requests only: entries
-  27–34, 51–78, 135–144 and 157–161 of the README baseline's cassette
-  `tests/eval/fixtures/baseline-qwen0.5b-seed0.jsonl.gz`, i.e. the start of one BFCL multi-turn episode,
+  27–34, 51–78, 135–144 and 157–161 of the README baseline's cassette as recorded on 2026-11-25 with the
+  old prompt shape (`tests/eval/fixtures/baseline-qwen0.5b-seed0.jsonl.gz` before issue 16's shape), i.e. the start of one BFCL multi-turn episode,
   two whole ones, and two τ² airline episodes with their user-simulator requests) through SmolLM2 in
   the three modes.
 """

@@ -95,7 +95,7 @@ class OracleClient:
             request_text = request.messages[1].content.split("The request:\n", 1)[1].split("\n\nRewrite", 1)[0]
             return text_response(json.dumps({"query": "Could you help me? " + request_text}))
         if system.startswith("You are a customer"):
-            if any(m.role == "user" for m in request.messages[1:-1]) or len(request.messages) > 2:
+            if any(m.role == "assistant" for m in request.messages):  # it spoke already (its own side)
                 return text_response(STOP_TOKEN)
             return text_response(system.split("Your goal:\n", 1)[1].split("\n\n", 1)[0])
         conversation = [m for m in request.messages if m.role != "system"]

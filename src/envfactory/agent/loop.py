@@ -32,6 +32,11 @@ Contract:
   failures that are part of the model's behaviour (context overflow, timeouts) end the episode with
   termination `error`; set-up failures (missing model, replay miss, unreachable endpoint, missing
   dependency) are raised, because no answer of the model is involved.
+- Prompt shape (for prefix reuse): a request is the system message (instructions, policy and, in
+  `decide` mode, the catalogue of the turn's tools: the same for every request of a turn), the
+  conversation so far, then what varies per request as a closing system note — the decision
+  instruction, or which tool to call now; the local provider appends the response schema or the forced
+  tool's schema after that note. So each request repeats the previous one up to its closing note.
 - Deterministic: every request carries the episode seed; ids are derived from content. The same
   client answers (e.g. a replay cassette) give a byte-identical `Episode`.
 """
@@ -40,12 +45,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from envfactory import __version__
-from envfactory.agent.prompts import AGENT_SYSTEM, ARGUMENTS, DECIDE, POLICY, USER_GREETING
+from envfactory.agent.prompts import AGENT_SYSTEM, ARGUMENTS, CATALOGUE, DECIDE, POLICY, USER_GREETING
 from envfactory.errors import ProviderError
 from envfactory.llm import (
     ChatMessage,
@@ -249,9 +254,12 @@ class _Run:
         if feedback:
             self.chat_view.append(ChatMessage.user(f"({feedback})"))
 
-    def _request(self, system: str, **fields: object) -> ChatRequest:
+    def _request(self, system: str, note: str = "", **fields: object) -> ChatRequest:
+        """The system message, the conversation, then `note` (what varies per request) as a closing system
+        message, so consecutive requests share everything before their notes (see the module docstring)."""
+        closing = [ChatMessage.system(note)] if note else []
         return ChatRequest.model_validate({
-            "messages": [ChatMessage.system(system), *self.chat_view],
+            "messages": [ChatMessage.system(system), *self.chat_view, *closing],
             "temperature": self.settings.temperature,
             "seed": self.seed,
             **fields,
@@ -324,10 +332,10 @@ class _Run:
 
     def _decide_step(self, turn: int, step: int, offered: list[FunctionTool], names: set[str]) -> bool:
         """One decision (and possibly one call); True when the agent answered."""
-        catalogue = _catalogue(offered) or "(none)"
+        system = f"{self.system}\n\n{CATALOGUE.format(catalogue=_catalogue(offered) or '(none)')}"
         schema = decision_schema([tool.name for tool in offered])
         decision = self._ask(self._request(
-            f"{self.system}\n\n{DECIDE.format(catalogue=catalogue)}",
+            system, DECIDE.format(),  # a format string like the others: its braces are doubled
             response_format=ResponseFormat(name="decision", json_schema=schema),
             max_tokens=self.settings.max_answer_tokens,
         ), turn, step)
@@ -354,7 +362,7 @@ class _Run:
         if isinstance(relaxed, dict):
             tool = tool.model_copy(update={"parameters": relaxed})
         response = self._ask(self._request(
-            f"{self.system}\n\n{ARGUMENTS.format(tool=choice)}",
+            system, ARGUMENTS.format(tool=choice),
             tools=[tool], tool_choice=NamedToolChoice(name=choice), max_tokens=self.settings.max_argument_tokens,
         ), turn, step)
         if response is None:
@@ -381,10 +389,10 @@ class _Run:
         return False
 
     def _native_step(self, turn: int, step: int, offered: list[FunctionTool], names: set[str]) -> bool:
-        fields: dict[str, object] = {"max_tokens": max(self.settings.max_answer_tokens, self.settings.max_argument_tokens)}
+        fields: dict[str, Any] = {"max_tokens": max(self.settings.max_answer_tokens, self.settings.max_argument_tokens)}
         if offered:
             fields.update(tools=offered, tool_choice="auto")
-        response = self._ask(self._request(self.system, **fields), turn, step)
+        response = self._ask(self._request(self.system, "", **fields), turn, step)
         if response is None:
             return False
         if not response.tool_calls:

@@ -9,6 +9,9 @@ Contract:
   True and `text` keeps whatever came before the token. The opening message is asked for without
   mentioning the stop token (small models otherwise stop before saying anything). An empty answer also stops (the user has
   nothing left to say) instead of looping on silence.
+- Prompt shape (for prefix reuse): the system message (scenario, manner, rules) is the same for every
+  request of a conversation; what differs — the opening instruction, or the stop rule — closes the
+  prompt as a final system note, after the conversation.
 - A provider failure caused by the conversation (context overflow, timeout) is returned as a stop with
   its reason in `failure`; set-up failures (missing model, replay miss, ...) are raised.
 - Deterministic: the request carries the given seed and the settings' temperature.
@@ -29,7 +32,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
-from envfactory.agent.prompts import USER_OPENING, USER_STOP_RULE, USER_SYSTEM
+from envfactory.agent.prompts import USER_OPENING, USER_STOP_RULE, USER_SYSTEM, USER_TOOLS
 from envfactory.errors import ProviderError
 from envfactory.llm import (
     ChatMessage,
@@ -47,12 +50,6 @@ from envfactory.spec import Message, SimulatedUser, SpecModel, ToolCall, ToolRes
 __all__ = ["STOP_TOKEN", "UserReply", "UserSettings", "UserSimulator", "UserToolbox"]
 
 STOP_TOKEN = "###STOP###"
-# Added to the system text only when the simulator has user-side tools (τ² telecom). It lives here, not in
-# `agent.prompts`, whose `prompt_hash` names recorded runs; see docs/eval.md.
-USER_TOOLS = (
-    "You have your own tools (your phone, your account): call one when the agent asks you to do or check "
-    "something on your side, then tell the agent what it showed. Never make up a tool's result."
-)
 _SETUP_ERRORS = (
     ReplayMissError, ModelNotInstalledError, ModelIntegrityError, DependencyMissingError, EndpointUnreachableError,
 )
@@ -106,16 +103,16 @@ class UserSimulator:
             instructions=scenario.instructions.strip() or "(none)",
             known_info=scenario.known_info.strip() or "(nothing more)",
             persona=scenario.persona.strip() or "plain and polite",
-            stop_rule="" if opening else USER_STOP_RULE.format(stop=STOP_TOKEN),
         )
         if toolbox is not None:
             system = f"{system}\n\n{USER_TOOLS}"
-        if opening:  # small models "stop" before saying anything when told how to stop
-            system = f"{system}\n\n{USER_OPENING}"
+        # small models "stop" before saying anything when told how to stop: the opening omits the rule
+        note = USER_OPENING if opening else USER_STOP_RULE.format(stop=STOP_TOKEN)
         messages = [ChatMessage.system(system), *_user_view(conversation)]
         if len(messages) == 1 or messages[-1].role not in ("user", "tool"):
             # A chat template expects the other party to speak last; nudge the simulator to go on.
             messages.append(ChatMessage.user("(waiting for your reply)"))
+        messages.append(ChatMessage.system(note))  # what varies closes the prompt (see the module docstring)
         tools: dict[str, object] = {"tools": toolbox.tools, "tool_choice": "auto"} \
             if toolbox is not None and offer_tools and toolbox.tools else {}
         return ChatRequest.model_validate({
