@@ -145,6 +145,21 @@ def test_per_turn_tool_availability_is_enforced(first_task_id: str) -> None:
     assert decision_schema([GET])["anyOf"][0]["properties"]["next"]["enum"] == [GET]
 
 
+def test_a_call_of_the_users_own_tool_gets_tau2s_not_found_text(first_task_id: str) -> None:
+    """Issue 18: the agent calling one of the user's tools (τ² telecom) is refused in τ²'s words, not run."""
+    task = tracker_task(Turn(user=ScriptedUser(text="Close it.")))
+    task = task.model_copy(update={"user_tools": [STATUS]})
+    client = ScriptedClient([call(STATUS, {"id": first_task_id, "status": "done"}), "Done."])
+    env = load_env("tracker")
+    with open_group([env], {}, seed=0) as group:
+        episode = run_episode(client, group, task, AgentSettings(control="native"))
+        assert group.log == []
+    result = episode.trajectory.messages[2].result
+    assert result is not None and result.error is not None and result.error.kind == "unknown_tool"
+    assert result.error.message == f"Error: Tool '{STATUS}' not found."
+    assert STATUS not in [t.name for t in client.requests[0].tools]
+
+
 def test_provider_failures_end_the_episode_but_setup_failures_raise(first_task_id: str) -> None:
     task = tracker_task(Turn(user=ScriptedUser(text="Hi")), Turn(user=ScriptedUser(text="Again")))
     episode, _ = run(ScriptedClient([ProviderError("Requested tokens (9000) exceed context window of 8192")]), task)

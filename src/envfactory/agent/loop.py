@@ -275,7 +275,10 @@ class _Run:
         self.record.append(Message(role="assistant", content=text))
 
     def execute(self, call: ToolCall, offered: set[str]) -> None:
-        if call.tool not in offered:
+        if call.tool in self.task.user_tools:
+            # the user's own tool (τ² telecom): the agent's toolkit has no such tool, in τ²'s own words
+            result = self._refused(call, f"Error: Tool '{call.tool}' not found.")
+        elif call.tool not in offered:
             result = self._refused(call, f"{call.tool!r} is not available now; available: {', '.join(sorted(offered))}")
         else:
             result = self._run_call(call)
