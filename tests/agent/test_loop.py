@@ -131,14 +131,20 @@ def test_step_bound_ends_a_turn_and_the_next_turn_still_runs(first_task_id: str)
     assert client.remaining == 0
 
 
-def test_per_turn_tool_availability_is_enforced(first_task_id: str) -> None:
-    task = tracker_task(Turn(user=ScriptedUser(text="Read it."), available_tools=[GET]))
-    # native mode: the model calls a tool it was not offered; it is refused and never executed
-    client = ScriptedClient([call(STATUS, {"id": first_task_id, "status": "in_review"}), "It is done."])
+def run_native_refused(client: ScriptedClient, task: Task):  # type: ignore[no-untyped-def]
+    """An episode in native mode whose calls are all refused: nothing reaches the session's log."""
     env = load_env("tracker")
     with open_group([env], {}, seed=0) as group:
         episode = run_episode(client, group, task, AgentSettings(control="native"))
         assert group.log == []
+    return episode
+
+
+def test_per_turn_tool_availability_is_enforced(first_task_id: str) -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text="Read it."), available_tools=[GET]))
+    # native mode: the model calls a tool it was not offered; it is refused and never executed
+    client = ScriptedClient([call(STATUS, {"id": first_task_id, "status": "in_review"}), "It is done."])
+    episode = run_native_refused(client, task)
     result = episode.trajectory.messages[2].result
     assert result is not None and result.error is not None and result.error.kind == "unknown_tool"
     assert [t.name for t in client.requests[0].tools] == [GET]
@@ -150,10 +156,7 @@ def test_a_call_of_the_users_own_tool_gets_tau2s_not_found_text(first_task_id: s
     task = tracker_task(Turn(user=ScriptedUser(text="Close it.")))
     task = task.model_copy(update={"user_tools": [STATUS]})
     client = ScriptedClient([call(STATUS, {"id": first_task_id, "status": "done"}), "Done."])
-    env = load_env("tracker")
-    with open_group([env], {}, seed=0) as group:
-        episode = run_episode(client, group, task, AgentSettings(control="native"))
-        assert group.log == []
+    episode = run_native_refused(client, task)
     result = episode.trajectory.messages[2].result
     assert result is not None and result.error is not None and result.error.kind == "unknown_tool"
     assert result.error.message == f"Error: Tool '{STATUS}' not found."

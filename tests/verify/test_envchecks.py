@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.runtime import bundled_env_names, load_env
+from envfactory.runtime import Environment, bundled_env_names, load_env
 from envfactory.runtime.sandbox import SandboxLimits, SandboxPool
 from envfactory.spec import ScenarioStep, ScenarioTest, StateAssertion, VerificationReport
 from envfactory.verify.envchecks import verify_environment
@@ -185,11 +185,17 @@ def test_a_tool_source_missing_from_the_provenance_fails_parity_naming_the_tool(
     assert report.failing_tools() == ["add_book"]
 
 
-def test_a_stale_spec_json_next_to_the_source_fails_load(tmp_path: Path) -> None:
+def _with_stale_spec_json(tmp_path: Path) -> tuple[Path, Environment]:
+    """A library copy whose spec.json lacks `list_books`, and the environment loaded before it went stale."""
     target, _ = _library_copy(tmp_path)
     env = load_env(target)
     stale = env.spec.model_copy(update={"tools": [t for t in env.spec.tools if t.name != "list_books"]}).seal()
     (target / "spec.json").write_bytes(stale.to_json_bytes())
+    return target, env
+
+
+def test_a_stale_spec_json_next_to_the_source_fails_load(tmp_path: Path) -> None:
+    target, _ = _with_stale_spec_json(tmp_path)
     report = verify_environment(target, fuzz_calls=20)
     load = report.check("load")
     assert load is not None and load.status == "failed" and load.failing_tools == ["list_books"]
@@ -207,10 +213,7 @@ def test_an_environment_given_loaded_gets_the_report_of_its_directory(ref: str) 
 
 
 def test_a_stale_spec_json_fails_load_also_for_an_environment_given_loaded(tmp_path: Path) -> None:
-    target, _ = _library_copy(tmp_path)
-    env = load_env(target)
-    stale = env.spec.model_copy(update={"tools": [t for t in env.spec.tools if t.name != "list_books"]}).seal()
-    (target / "spec.json").write_bytes(stale.to_json_bytes())
+    target, env = _with_stale_spec_json(tmp_path)
     report = verify_environment(env, fuzz_calls=20)
     load = report.check("load")
     assert load is not None and load.status == "failed" and load.failing_tools == ["list_books"]
