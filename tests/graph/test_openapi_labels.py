@@ -39,7 +39,9 @@ PROVIDERS = ["gitea.io", "asana.com", "squareup.com", "launchdarkly.com", "zoom.
              "1password.local", "openlinksw.com", "inboxroute.com", "drchrono.com", "shutterstock.com",
              "listennotes.com", "isendpro.com", "redhat.com", "circuitsandbox.net", "data2crm.com",
              "vmware.local", "truesight.local", "bitbucket.org", "twitter.com",
-             "apache.org", "apicurio.local", "mist.com", "smart-me.com", "openchannel.io", "clever.com"]
+             "apache.org", "apicurio.local", "mist.com", "smart-me.com", "openchannel.io", "clever.com",
+             "adyen.com", "climate.com", "ably.io", "deutschebahn.com"]
+BATCH_7 = {f"R{n}" for n in range(701, 795)}  # held out, labelled before the round-5 rules; measured once at the end
 SCHEMA_ONLY = Thresholds(DEFAULT_THRESHOLDS.schema, 1.01, DEFAULT_THRESHOLDS.schema, 1.01)
 
 
@@ -162,7 +164,7 @@ def test_openapi_figures_tuning_and_held_out(rows: list[EdgeLabel], openapi_cata
     (batch 1: 18 of 18; batch 2: 26 of 27; batches 3 and 4, read in round 4: 36 of 43, P 1.000 R 0.837;
     never read: batch 5 42 of 48, batch 6 14 of 20, no false positive, together P 1.000 R 0.824, under the
     0.85 recall target; see the docs)."""
-    figures = _figures(rows, openapi_catalog)
+    figures = _figures([r for r in rows if r.id not in BATCH_7], openapi_catalog)
     tuning, held_out = figures[("openapi", "calibration")], figures[("openapi", "test")]
     assert tuning.precision >= 0.90 and tuning.recall >= 0.85
     assert held_out.precision >= 0.90 and held_out.recall >= 0.85
