@@ -8,9 +8,10 @@
   through the runtime loader. It also checks every seed state. It prints the content hash and counts,
   or every problem found, with exit code 1.
 - `verify DIR|NAME`: runs every environment check (`verify.envchecks`, docs/verification.md) with the
-  scenario tests of `DIR/scenarios.json` when present, writes `DIR/report.json` and says whether its
+  scenario tests and the behavioural suite of `DIR/scenarios.json` when present, writes `DIR/report.json` and says whether its
   evidence changed; exit code 1 when the verdict is `rejected` (or, with `--check`, when it changed).
-  Untrusted python toolkits run in a sandbox worker.
+  Untrusted python toolkits run in a sandbox worker. `verify --library` runs the behavioural suite of
+  every shipped environment (docs/behaviour.md).
 - `behaviour [NAME...] [--library]`: behavioural acceptance from the source specs (`envs_behaviour.py`).
 """
 
@@ -24,7 +25,13 @@ from rich.table import Table
 from rich.text import Text
 
 from envfactory.cli._output import console, emit_json, pretty_json, problems_of, report_error, write_atomic
-from envfactory.cli.envs_behaviour import behaviour
+from envfactory.cli.envs_behaviour import (
+    behaviour,
+    load_suite,
+    print_beside,
+    split_behaviour,
+    verify_library_suites,
+)
 from envfactory.errors import EnvFactoryError, SandboxRequiredError
 from envfactory.runtime import (
     Environment,
@@ -42,8 +49,8 @@ from envfactory.spec import (
     ScenarioTest,
     VerificationReport,
     declarative_model,
-    load_scenarios,
 )
+from envfactory.spec.behaviour import BehaviourSuite
 from envfactory.verify.envchecks import verify_environment
 
 app = typer.Typer(
@@ -416,7 +423,7 @@ SCENARIOS_FILE = "scenarios.json"
 
 @app.command("verify")
 def verify(
-    ref: Annotated[str, typer.Argument(metavar="DIR|NAME", help="An environment directory or a bundled name.")],
+    ref: Annotated[str | None, typer.Argument(metavar="DIR|NAME", help="An environment directory or a bundled name.")] = None,
     as_json: JsonOption = False,
     seed: Annotated[int | None, typer.Option(help="Seed of every generated call plan (default 0, or the library's).")] = None,
     fuzz_calls: Annotated[int | None, typer.Option(
@@ -426,14 +433,25 @@ def verify(
         bool, typer.Option("--check", help="Do not write; exit 1 when DIR/report.json differs from this run.")
     ] = False,
     trust: TrustOption = False,
+    library: Annotated[bool, typer.Option(
+        "--library", help="Run the behavioural suite of every shipped environment (no DIR|NAME).")] = False,
 ) -> None:
-    """Verify an environment: load, parity, seeds, determinism, isolation, fuzz, scenarios (DIR/scenarios.json).
+    """Verify an environment: load, parity, seeds, determinism, isolation, fuzz, scenarios and the
+    behavioural suite (DIR/scenarios.json).
 
     Writes DIR/report.json (canonical JSON) unless --no-write, says whether it changed, and exits 1
     when the verdict is `rejected` (or, with --check, when the stored report differs). A name from the
     shipped library is re-verified with the library's settings (differential scripts against moto
-    included) and compared with its shipped report, which is never rewritten.
+    included) and compared with its shipped report, which is never rewritten; where the shipped report
+    predates the behavioural suite, the suite's check is reported beside it. --library runs every
+    shipped environment's behavioural suite and exits 1 when one fails unexpectedly.
     """
+    if library or ref is None:
+        if not library or ref is not None:
+            report_error("give DIR|NAME, or --library alone")
+            raise typer.Exit(2)
+        verify_library_suites(as_json)
+        return
     directory = Path(ref) if Path(ref).is_dir() else None
     differential: list[DifferentialResult] = []
     in_library = directory is None and ref not in bundled_env_names() and ref in library_env_names()
@@ -453,17 +471,11 @@ def verify(
         check = True
     seed = 0 if seed is None else seed
     fuzz_calls = 240 if fuzz_calls is None else fuzz_calls
-    scenarios: list[ScenarioTest] = []
-    if directory is not None and (directory / SCENARIOS_FILE).is_file():
-        try:
-            scenarios = load_scenarios((directory / SCENARIOS_FILE).read_bytes())
-        except ValueError as exc:
-            report_error(f"{directory / SCENARIOS_FILE}: not a list of scenario tests: {exc}")
-            raise typer.Exit(1) from exc
+    scenarios, suite = _scenario_file(directory)
     with SandboxPool(max_workers=1) as pool:
         target: str | Path = directory if in_library and directory is not None else ref
         report = verify_environment(target, scenarios, seed=seed, fuzz_calls=fuzz_calls,
-                                    sandbox=pool, trusted=trust, differential=differential)
+                                    sandbox=pool, trusted=trust, differential=differential, behaviour=suite)
     previous: VerificationReport | None = None
     report_path = directory / REPORT_FILE if directory is not None else None
     if report_path is not None and report_path.is_file():
@@ -471,6 +483,7 @@ def verify(
             previous = VerificationReport.model_validate_json(report_path.read_bytes())
         except ValueError:
             previous = None
+    report, beside = split_behaviour(report, previous if in_library else None)
     changed = previous is None or previous.evidence_digest != report.evidence_digest
     if report_path is not None and write and not check:
         write_atomic(report_path, pretty_json(report.model_dump(mode="json")))
@@ -480,11 +493,25 @@ def verify(
             "failing_tools": report.failing_tools(),
             "previous_digest": previous.evidence_digest if previous else None,
             "changed": changed,
+            **({"behaviour": beside.model_dump(mode="json")} if beside is not None else {}),
         })
     else:
         _print_report(report, previous, changed)
-    if report.verdict == "rejected" or (check and changed):
+        if beside is not None:
+            print_beside(beside)
+    if report.verdict == "rejected" or (check and changed) or (beside is not None and beside.status == "failed"):
         raise typer.Exit(1)
+
+
+def _scenario_file(directory: Path | None) -> tuple[list[ScenarioTest], BehaviourSuite | None]:
+    """The scenario tests and behavioural suite of DIR/scenarios.json (none without one); exit 1 when malformed."""
+    if directory is None or not (directory / SCENARIOS_FILE).is_file():
+        return [], None
+    try:
+        return load_suite(directory / SCENARIOS_FILE)
+    except ValueError as exc:
+        report_error(f"{directory / SCENARIOS_FILE}: not a list of scenario tests: {exc}")
+        raise typer.Exit(1) from exc
 
 
 def _print_report(report: VerificationReport, previous: VerificationReport | None, changed: bool) -> None:

@@ -1,10 +1,18 @@
-"""`envfactory envs behaviour [NAME...] [--library]`: behavioural acceptance from the source specs (issue 19).
+"""`envfactory envs behaviour [NAME...] [--library] [--write]`: behavioural acceptance from the source
+specs (issue 19), and the behavioural-suite parts of `envs verify`.
 
-For each environment of the shipped library named (or all, with `--library`), the scenarios written
-from its proposal and catalog operations (`verify.behaviour`) run against it, with the ignored-argument
-probe (`verify.behaviour_probes`); prints one row per environment and the totals, or JSON. Nothing in
-the library is written; `--out DIR` writes each `BehaviourReport` as `DIR/<name>.json` and
-`DIR/summary.json`. The catalog (operations) comes from the default resource sources.
+For each environment of the shipped library named (or all, with `--library`), the suite written from
+its proposal and catalog operations (`verify.behaviour_suite.generate_suite`: scenarios and prose rules)
+runs against it, with the ignored-argument probe (`verify.behaviour_probes`); prints one row per
+environment and the totals, or JSON. `--out DIR` writes each `BehaviourReport` as `DIR/<name>.json`
+and `DIR/summary.json`. `--write` stores each suite in the environment's `scenarios.json` (object
+form, its scenario tests kept), with this run's failures as `known_failures` and their reasons: the
+baseline `envs verify` compares with. Nothing else in the library is written, and no content hash
+changes (`scenarios.json` is not part of a spec). The catalog comes from the default resource sources.
+
+For `envs verify` (cli/envs.py): `load_suite` reads a `scenarios.json`; `split_behaviour` keeps a
+shipped report comparable when it predates the suite; `verify_library_suites` runs every shipped
+suite (`envs verify --library`).
 """
 
 from __future__ import annotations
@@ -19,10 +27,20 @@ from envfactory.cli._output import console, emit_json, pretty_json, report_error
 from envfactory.cli.resources import open_catalog
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import library_env_names, library_root, load_env
-from envfactory.spec import Operation
-from envfactory.spec.behaviour import BehaviourReport
+from envfactory.spec import CheckResult, Operation, ScenarioTest, VerificationReport
+from envfactory.spec.behaviour import (
+    BehaviourReport,
+    BehaviourSuite,
+    ScenarioFile,
+    dump_scenario_file,
+    load_scenario_file,
+)
 from envfactory.spec.build import Proposal
-from envfactory.verify.behaviour_run import behaviour_report, library_summary
+from envfactory.verify.behaviour_probes import probe_arguments
+from envfactory.verify.behaviour_run import library_summary
+from envfactory.verify.behaviour_suite import check_behaviour, generate_suite, run_suite, with_known_failures
+
+SCENARIOS_FILE = "scenarios.json"
 
 
 def behaviour(
@@ -32,6 +50,8 @@ def behaviour(
     seed: Annotated[int, typer.Option(help="Seed of generated values and probes.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write each report and summary.json here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    write: Annotated[bool, typer.Option(
+        "--write", help="Store each suite, with this run's failures as known failures, in its scenarios.json.")] = False,
 ) -> None:
     """Behavioural acceptance: lifecycle, scoping, references, state machines, pagination, ignored arguments."""
     chosen = library_env_names() if library else list(names or [])
@@ -50,7 +70,14 @@ def behaviour(
                     operations[proposed.operation_id] = catalog.operation(proposed.operation_id)
                 except (EnvFactoryError, KeyError):
                     continue  # a catalog entry gone: its expectations are not written
-            reports.append(behaviour_report(load_env(directory), proposal, operations, seed=seed, probe=probe))
+            env = load_env(directory)
+            suite = generate_suite(env, proposal, operations, seed=seed)
+            verdicts, checks = run_suite(env, suite)
+            reports.append(BehaviourReport(
+                env_name=env.name, scenarios=suite.scenarios, verdicts=verdicts, checks=checks,
+                probes=probe_arguments(env, seed=seed) if probe else [], not_generated=suite.not_generated))
+            if write:
+                _store_suite(directory / SCENARIOS_FILE, with_known_failures(suite, verdicts, checks))
     summary = library_summary(reports)
     if out is not None:
         for report in reports:
@@ -74,3 +101,64 @@ def behaviour(
         f"{summary['final_state_violations']}, reference errors {summary['reference_errors']}, scoping leaks "
         f"{summary['scoping_leaks']}; arguments ignored: required {totals.get('none_required', 0)}/"
         f"{totals.get('args_required', 0)}, optional {totals.get('none_optional', 0)}/{totals.get('args_optional', 0)}")
+
+
+def _store_suite(path: Path, suite: BehaviourSuite) -> None:
+    tests = load_scenario_file(path.read_bytes()).tests if path.is_file() else []
+    write_atomic(path, dump_scenario_file(ScenarioFile(tests=tests, behaviour=suite)))
+
+
+def load_suite(path: Path) -> tuple[list[ScenarioTest], BehaviourSuite | None]:
+    """The scenario tests and the behavioural suite of a `scenarios.json` (either form; `ValueError`
+    when malformed)."""
+    file = load_scenario_file(path.read_bytes())
+    return list(file.tests), file.behaviour
+
+
+def split_behaviour(report: VerificationReport, shipped: VerificationReport | None
+                    ) -> tuple[VerificationReport, CheckResult | None]:
+    """`(report, None)`, except when `shipped` (a shipped library report) predates the behavioural
+    suite: then the report without its `behaviour` check (re-sealed, verdict from the other checks),
+    comparable with the shipped one, and the `behaviour` check to report beside it."""
+    found = report.check("behaviour")
+    if shipped is None or found is None or shipped.check("behaviour") is not None:
+        return report, None
+    checks = [c for c in report.checks if c.name != "behaviour"]
+    timings = {k: v for k, v in report.timings_ms.items() if k != "behaviour"}
+    verdict = "rejected" if any(c.status == "failed" for c in checks) else "verified"
+    return report.model_copy(update={"checks": checks, "verdict": verdict, "timings_ms": timings}).sealed(), found
+
+
+def print_beside(check: CheckResult) -> None:
+    """Print a `behaviour` check reported beside a shipped report that predates it."""
+    out = console()
+    out.print(f"behaviour (beside the shipped report, which predates the suite): {check.status}: {check.detail}")
+    for problem in check.problems[:20]:
+        out.print(f"  behaviour: {problem}", style="red" if "known:" not in problem else "yellow")
+
+
+def verify_library_suites(as_json: bool) -> None:
+    """`envs verify --library`: every shipped environment's behavioural suite; exit 1 on an unexpected
+    failure or an environment without a suite."""
+    rows: dict[str, CheckResult | None] = {}
+    for name in library_env_names():
+        path = library_root() / name / SCENARIOS_FILE
+        suite = load_suite(path)[1] if path.is_file() else None
+        rows[name] = check_behaviour(load_env(library_root() / name), suite) if suite is not None else None
+    bad = sorted(n for n, c in rows.items() if c is None or c.status == "failed")
+    if as_json:
+        emit_json({"environments": {n: c.model_dump(mode="json") if c else None for n, c in rows.items()},
+                   "failed": bad})
+    else:
+        table = Table(title_justify="left")
+        for column in ("environment", "status", "counts"):
+            table.add_column(column, overflow="fold")
+        for name, result in rows.items():
+            counts = result.counts if result else {}
+            table.add_row(name, result.status if result else "no suite",
+                          ", ".join(f"{k} {counts.get(k, 0)}" for k in (
+                              "scenarios", "passed", "failed", "known_failed", "inconclusive")))
+        console().print(table)
+        console().print(f"{len(rows)} environments, {len(bad)} failed or without a suite: {', '.join(bad) or 'none'}")
+    if bad:
+        raise typer.Exit(1)

@@ -19,6 +19,12 @@ Contract:
   and for a success whose operation has a response schema, whether the output's envelope matches it
   (`envelope`; kept apart from `passed`, so the scenario verdicts measure behaviour only).
 - `ArgumentProbe` records whether one tool argument showed an observable effect and how.
+- `BehaviourSuite` is what an environment keeps in its `scenarios.json` (`ScenarioFile`, the object
+  form next to the scenario tests): the generated scenarios, the prose rules they test, the kinds the
+  spec did not allow, and `known_failures` (scenario id -> reason): failures recorded before the
+  compiler fixes, listed with their reason so `envs verify` reports them instead of hiding them.
+  `dump_scenario_file`/`load_scenario_file` are its encoding (canonical bytes; a legacy array of
+  `ScenarioTest`s loads as a file without a suite).
 All models are versioned (`schema_version`).
 """
 
@@ -28,8 +34,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from envfactory.spec.base import JSONObject, JSONValue, SpecModel
+from envfactory.spec.base import JSONObject, JSONValue, SpecModel, canonical_json, parse_json
+from envfactory.spec.rules import ProseRule
 from envfactory.spec.tool import ErrorKind
+from envfactory.spec.verification import ScenarioTest
 
 __all__ = [
     "ArgumentProbe",
@@ -38,13 +46,17 @@ __all__ = [
     "BehaviourReport",
     "BehaviourScenario",
     "BehaviourStep",
+    "BehaviourSuite",
     "ProbeEffect",
+    "ScenarioFile",
     "ScenarioVerdict",
     "StepExpect",
+    "dump_scenario_file",
+    "load_scenario_file",
 ]
 
-BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination"]
-BEHAVIOUR_KINDS: tuple[str, ...] = ("lifecycle", "scoping", "reference", "state_machine", "pagination")
+BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination", "rule"]
+BEHAVIOUR_KINDS: tuple[str, ...] = ("lifecycle", "scoping", "reference", "state_machine", "pagination", "rule")
 ScenarioVerdict = Literal["passed", "failed", "inconclusive"]
 ProbeEffect = Literal["output", "error", "state", "none", "unprobed"]
 
@@ -157,3 +169,39 @@ class BehaviourReport(SpecModel):
             if probe.effect in ("none", "unprobed"):
                 out[f"{probe.effect}_{side}"] = out.get(f"{probe.effect}_{side}", 0) + 1
         return out
+
+
+class BehaviourSuite(SpecModel):
+    """An environment's behavioural suite as kept in its `scenarios.json` (module contract)."""
+
+    schema_version: Literal[1] = 1
+    env_name: str
+    generator: int = Field(default=1, description="version of the scenario generator that wrote it")
+    seed: int = 0
+    scenarios: list[BehaviourScenario] = Field(default_factory=list)
+    rules: list[ProseRule] = Field(default_factory=list)
+    not_generated: list[str] = Field(default_factory=list)
+    known_failures: dict[str, str] = Field(default_factory=dict, description="scenario id -> why it fails")
+
+
+class ScenarioFile(SpecModel):
+    """`scenarios.json` in its object form: the scenario tests and the behavioural suite."""
+
+    schema_version: Literal[2] = 2
+    tests: list[ScenarioTest] = Field(default_factory=list)
+    behaviour: BehaviourSuite | None = None
+
+
+def dump_scenario_file(file: ScenarioFile) -> bytes:
+    """Canonical bytes of `scenarios.json`: the legacy array when there is no suite, else the object."""
+    if file.behaviour is None:
+        return canonical_json([t.model_dump(mode="json") for t in file.tests])
+    return file.to_json_bytes()
+
+
+def load_scenario_file(data: bytes | str) -> ScenarioFile:
+    """Parse `scenarios.json` in either form (raises `ValueError` on malformed content)."""
+    parsed = parse_json(data)
+    if isinstance(parsed, list):
+        return ScenarioFile(tests=[ScenarioTest.model_validate(t) for t in parsed])
+    return ScenarioFile.model_validate(parsed)

@@ -13,7 +13,10 @@ Contract:
   digest itself and without `timings_ms`: timings are reported but never hashed, so verifying the
   same environment and scenarios with the same seed gives the same digest in every process.
 - `scenarios.json` is a JSON array of `ScenarioTest`; `dump_scenarios`/`load_scenarios` are its
-  encoding (canonical bytes, so the build writes identical files for identical inputs).
+  encoding (canonical bytes, so the build writes identical files for identical inputs). Since issue 19
+  the file may instead be an object `{"schema_version": 2, "tests": [...], "behaviour": {...}}` that
+  also keeps the environment's behavioural suite (`spec.behaviour.ScenarioFile`); `load_scenarios`
+  reads the scenario tests of either form.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
-from envfactory.spec.base import JSONObject, JSONValue, SpecModel, canonical_json, content_hash
+from envfactory.spec.base import JSONObject, JSONValue, SpecModel, canonical_json, content_hash, parse_json
 from envfactory.spec.tool import ErrorKind
 
 OracleKind = Literal["spec_example", "awscli_example", "reference", "llm_fixed"]
@@ -34,12 +37,13 @@ ORACLE_KINDS: tuple[str, ...] = ("spec_example", "awscli_example", "reference", 
 
 CheckName = Literal[
     "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential",
-    "authored_exercised",
+    "authored_exercised", "behaviour",
 ]
 # `authored_exercised` runs only for hybrid environments (tools an LLM wrote): each must show it works.
+# `behaviour` runs only when the environment keeps a behavioural suite (issue 19, docs/behaviour.md).
 CHECK_NAMES: tuple[str, ...] = (
     "load", "parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential",
-    "authored_exercised",
+    "authored_exercised", "behaviour",
 )
 
 CheckStatus = Literal["passed", "failed", "skipped"]
@@ -204,8 +208,14 @@ def dump_scenarios(scenarios: list[ScenarioTest]) -> bytes:
 
 
 def load_scenarios(data: bytes | str) -> list[ScenarioTest]:
-    """Parse `scenarios.json` (raises pydantic `ValidationError` on malformed content)."""
-    return _SCENARIO_LIST.validate_json(data)
+    """Parse `scenarios.json`, either form (module contract): its scenario tests (raises `ValueError`,
+    pydantic's `ValidationError` included, on malformed content)."""
+    parsed = parse_json(data)
+    if isinstance(parsed, dict):
+        if parsed.get("schema_version") != 2 or not isinstance(parsed.get("tests"), list):
+            raise ValueError("scenarios.json: an object must have schema_version 2 and a list of tests")
+        parsed = parsed["tests"]
+    return _SCENARIO_LIST.validate_python(parsed)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ Contract:
   another's state or read results), `fuzz` (schema-guided valid and corrupted arguments yield typed
   agent-visible errors only: no crash, no framework failure, no output violating its schema),
   `scenarios` (each `ScenarioTest` passes; tallied per oracle) and `differential` (precomputed
-  `DifferentialResult`s, e.g. from `build.differential`, have no mismatch).
+  `DifferentialResult`s, e.g. from `build.differential`, have no mismatch), and, only when a
+  `BehaviourSuite` is given (the one an environment keeps in its `scenarios.json`), `behaviour` (the
+  suite's scenarios from the source spec, check by check with evidence; `verify.behaviour_suite`).
+  Without a suite the report is exactly what it was before the behaviour check existed.
 - Every failed check names the tools it blames in `CheckResult.failing_tools`.
 - Deterministic: all call plans come from `random.Random(seed)` and live state, so verifying the same
   environment with the same scenarios and seed gives the same report and `evidence_digest`. Wall
@@ -45,6 +48,7 @@ from envfactory.spec import (
     VerificationReport,
 )
 from envfactory.spec.verification import ORACLE_KINDS
+from envfactory.verify.behaviour_suite import check_behaviour
 from envfactory.verify.envchecks_behaviour import (
     CORRUPT_PROBABILITY,
     CORRUPTIONS,
@@ -71,6 +75,7 @@ from envfactory.verify.scenario_run import ScenarioOutcome
 
 if TYPE_CHECKING:
     from envfactory.runtime.sandbox import SandboxPool
+    from envfactory.spec.behaviour import BehaviourSuite
 
 __all__ = [
     "CORRUPTIONS",
@@ -99,13 +104,15 @@ def verify_environment(
     sandbox: SandboxPool | None = None,
     trusted: bool = False,
     record_timings: bool = False,
+    behaviour: BehaviourSuite | None = None,
 ) -> VerificationReport:
     """Run every check on one environment; see the module contract.
 
     `env_dir_or_env`: an environment directory, file, bundled name or a loaded `Environment`.
     `operations`: catalog operations keyed by `ToolSource.operation_id` (or operation name), used to
     check that tool sources and their original field names resolve. `sandbox`/`trusted` are passed to
-    `load_env` (untrusted python toolkits only run in sandbox workers).
+    `load_env` (untrusted python toolkits only run in sandbox workers). `behaviour`: the environment's
+    behavioural suite; its `behaviour` check is added when given.
     """
     timings: dict[str, float] = {}
     checks: list[CheckResult] = []
@@ -122,7 +129,8 @@ def verify_environment(
     load = timed("load", lambda: check_load(env_dir_or_env, sandbox, trusted, env_holder))
     if load.status == "failed" or not env_holder:
         name = Path(str(env_dir_or_env)).name if not isinstance(env_dir_or_env, Environment) else env_dir_or_env.name
-        for check in ("parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential"):
+        skipped = ("parity", "seed_roundtrip", "determinism", "isolation", "fuzz", "scenarios", "differential")
+        for check in (*skipped, "behaviour") if behaviour is not None else skipped:
             checks.append(CheckResult(name=check, status="skipped", detail="the environment did not load"))
         return VerificationReport(
             env_name=name, spec_hash="", seed=seed, verdict="rejected", checks=checks, timings_ms=timings,
@@ -142,6 +150,9 @@ def verify_environment(
     if isinstance(env.spec.implementation, HybridImplementation):
         timed("authored_exercised",
               lambda: check_authored_exercised(env, planner, seed, worked, outcomes, differential))
+    if behaviour is not None:
+        suite = behaviour
+        timed("behaviour", lambda: check_behaviour(env, suite))
     tallies = {oracle: OracleTally() for oracle in ORACLE_KINDS}
     for outcome in outcomes:
         tally = tallies[outcome.scenario.oracle]

@@ -1,0 +1,103 @@
+"""The behavioural suite kept in `scenarios.json` and its `behaviour` check in `envs verify` (issue 19):
+the file's two forms, the check's verdict against the suite's known failures (an unlisted failure fails
+it and names the tool; a listed one is reported with its reason; a listed one that passes is said),
+the report without a suite is unchanged, and the CLI on a directory, a shipped name and --library."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from envfactory.cli.app import app
+from envfactory.cli.envs_behaviour import split_behaviour
+from envfactory.runtime import library_root, load_env
+from envfactory.spec import VerificationReport, load_scenarios
+from envfactory.spec.behaviour import ScenarioFile, dump_scenario_file, load_scenario_file
+from envfactory.verify.behaviour_suite import check_behaviour, run_suite
+from envfactory.verify.envchecks import verify_environment
+
+NAME = "anchore_io_accounts_users"  # 10 scenarios: 5 passed, 3 failed (known), 2 inconclusive
+runner = CliRunner()
+
+
+def _stored() -> ScenarioFile:
+    return load_scenario_file((library_root() / NAME / "scenarios.json").read_bytes())
+
+
+def test_both_forms_of_scenarios_json_load_and_a_file_without_suite_stays_an_array() -> None:
+    stored = _stored()
+    assert stored.behaviour is not None and stored.behaviour.env_name == NAME
+    assert load_scenarios(dump_scenario_file(stored)) == stored.tests
+    legacy = dump_scenario_file(ScenarioFile(tests=stored.tests))
+    assert json.loads(legacy) == [t.model_dump(mode="json") for t in stored.tests]
+    assert load_scenario_file(legacy).behaviour is None
+    assert load_scenario_file(dump_scenario_file(stored)) == stored
+
+
+def test_the_check_fails_only_on_failures_the_suite_does_not_list() -> None:
+    suite = _stored().behaviour
+    assert suite is not None and len(suite.known_failures) == 3
+    env = load_env(library_root() / NAME)
+    known = check_behaviour(env, suite)
+    assert known.status == "passed" and known.counts["known_failed"] == 3 and known.counts["failed"] == 3
+    assert sum("(known: " in p for p in known.problems) == 3 and not known.failing_tools
+    first = sorted(suite.known_failures)[0]
+    unlisted = check_behaviour(env, suite.model_copy(update={"known_failures": {
+        k: v for k, v in suite.known_failures.items() if k != first}}))
+    assert unlisted.status == "failed" and len(unlisted.failing_tools) == 1
+    blamed = [p for p in unlisted.problems if first in p and "(known: " not in p]
+    assert len(blamed) == 1 and "expected" in blamed[0] and "observed" in blamed[0]
+    passing = next(sid for sid, verdict in run_suite(env, suite)[0].items() if verdict == "passed")
+    said = check_behaviour(env, suite.model_copy(update={"known_failures": {**suite.known_failures,
+                                                                               passing: "x"}}))
+    assert said.status == "passed" and said.counts["known_now_passing"] == 1
+    assert [p.split(": ", 1)[1] for p in said.problems if "now passes" in p] == [
+        f"{passing} is listed as a known failure and now passes"]
+    assert known.evidence_digest == check_behaviour(env, suite).evidence_digest
+
+
+def test_the_report_has_a_behaviour_check_only_with_a_suite() -> None:
+    suite = _stored().behaviour
+    env = load_env(library_root() / NAME)
+    plain = verify_environment(env, fuzz_calls=20)
+    with_suite = verify_environment(env, fuzz_calls=20, behaviour=suite)
+    assert plain.check("behaviour") is None and with_suite.check("behaviour") is not None
+    assert [c for c in with_suite.checks if c.name != "behaviour"] == plain.checks
+    split, beside = split_behaviour(with_suite, plain)
+    assert beside == with_suite.check("behaviour") and split.evidence_digest == plain.evidence_digest
+    assert split_behaviour(with_suite, None) == (with_suite, None)
+    assert split_behaviour(with_suite, with_suite) == (with_suite, None)
+
+
+def test_envs_verify_runs_the_suite_of_a_directory_and_a_shipped_name(tmp_path: Path) -> None:
+    target = tmp_path / NAME
+    shutil.copytree(library_root() / NAME, target)
+    (target / "report.json").unlink()
+    result = runner.invoke(app, ["envs", "verify", str(target), "--json", "--fuzz-calls", "20"])
+    assert result.exit_code == 0, result.output
+    written = VerificationReport.model_validate_json((target / "report.json").read_bytes())
+    check = written.check("behaviour")
+    assert check is not None and check.status == "passed" and check.counts["known_failed"] == 3
+    # an unlisted failure rejects the directory's environment and names its tool
+    stored = load_scenario_file((target / "scenarios.json").read_bytes())
+    assert stored.behaviour is not None
+    bare = stored.model_copy(update={"behaviour": stored.behaviour.model_copy(update={"known_failures": {}})})
+    (target / "scenarios.json").write_bytes(dump_scenario_file(bare))
+    rejected = runner.invoke(app, ["envs", "verify", str(target), "--json", "--fuzz-calls", "20"])
+    assert rejected.exit_code == 1
+    assert json.loads(rejected.output)["failing_tools"]
+    shipped = runner.invoke(app, ["envs", "verify", NAME, "--json"])
+    assert shipped.exit_code == 0, shipped.output
+    payload = json.loads(shipped.output)
+    assert payload["changed"] is False and payload["behaviour"]["counts"]["known_failed"] == 3
+
+
+def test_envs_verify_library_runs_every_suite() -> None:
+    result = runner.invoke(app, ["envs", "verify", "--library", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["failed"] == [] and len(payload["environments"]) >= 100
+    assert runner.invoke(app, ["envs", "verify", NAME, "--library"]).exit_code == 2
