@@ -6,6 +6,8 @@ Contract:
 - `execute` stages every change of a call in a `Transaction` over the session's `RecordStore`, checks
   requirements, transitions, record schemas, unique fields and references on the staged records, and
   returns a `PreparedCall` whose `commit` writes the changes. A failed call changes nothing.
+- A full `update` keeps the fields under a transition that its arguments do not name (moving a
+  record's state is a transition of its own, not a side effect of replacing its other fields).
 - Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
   transition, constraint or an effect that would leave a record invalid → `rule_violation`; arguments
   that would make the target record invalid → `invalid_arguments`.
@@ -272,8 +274,12 @@ class DeclarativeBackend:
     def _update(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
         key, old = self._target(plan, txn.get, args)
-        # update replaces every non-key field; patch changes only what it is given
+        # update replaces every non-key field; patch changes only what it is given. A full update keeps
+        # the state-machine fields it is not given: moving a record's state is a transition, not a side
+        # effect of replacing its other fields.
         record = {coll.key: key} if plan.kind == "update" else dict(old)
+        if plan.kind == "update":
+            record.update({f: old[f] for f in coll.transitions if f in old and f not in args})
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key and name != plan.key_arg:

@@ -1,0 +1,140 @@
+"""Compiler fixes of issue 19 (deliverable 3), driven through the runtime on hand-written OpenAPI-style
+specs: records scoped by parent path parameters without a parent collection (`/repos/{owner}/{repo}/
+releases`), a scope parameter that names another collection's key checked as a reference, and final
+states of a status enum that no record leaves. No LLM, no catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.build.helpers import ok
+
+from envfactory.build.compile import CompiledEnv, compile_proposal
+from envfactory.build.envdir import write_env_dir
+from envfactory.build.shapes import shape_of
+from envfactory.runtime import Session, load_env, open_session
+from envfactory.spec import Operation, Proposal, Provenance
+from envfactory.spec.build import ProposedOperation
+
+
+def _op(name: str, method: str, path: str, *, body: dict[str, Any] | None = None,
+        output: dict[str, Any] | None = None) -> Operation:
+    props: dict[str, Any] = {p.strip("{}"): {"type": "string", "x-in": "path"} for p in path.split("/") if p.startswith("{")}
+    required = list(props)
+    if body is not None:
+        props["body"] = {**body, "x-in": "body"}
+        required.append("body")
+    return Operation(
+        id=f"openapi:scopes.example:1.0:{name}", provider="openapi:scopes.example", service="scopes.example",
+        name=name, description=f"{method} {path}", http_method=method, http_path=path,
+        input_schema={"type": "object", "properties": props, "required": required}, output_schema=output or {},
+    )
+
+
+def _compile(ops: list[Operation], collection_of: dict[str, str]) -> CompiledEnv:
+    proposed = [ProposedOperation(operation_id=op.id, name=op.name, role=shape_of(op).role,
+                                  collection=collection_of[op.name]) for op in ops]
+    provenance = Provenance(resource="openapi:scopes.example", provider="openapi:scopes.example",
+                            service="scopes.example", licence="MIT", operations=[op.id for op in ops])
+    proposal = Proposal(name="scopes_example", domain="office", title="Scopes", provenance=[provenance],
+                        operations=proposed, statefulness=0.8, usefulness=0.5).with_id()
+    return compile_proposal(proposal, {op.id: op for op in ops})
+
+
+def _empty_session(compiled: CompiledEnv, directory: Path) -> Session:
+    write_env_dir(compiled, directory)
+    return open_session(load_env(directory), {"collections": {}, "counters": {}})
+
+
+_RELEASE = {"type": "object", "properties": {
+    "id": {"type": "string"}, "tag_name": {"type": "string"}, "name": {"type": "string"},
+    "state": {"type": "string", "enum": ["draft", "published", "completed"]},
+}}
+_RELEASE_BODY = {"type": "object", "properties": {"tag_name": {"type": "string"}, "name": {"type": "string"},
+                                                 "state": {"type": "string", "enum": ["draft", "published", "completed"]}},
+                 "required": ["tag_name"]}
+
+
+def _releases() -> CompiledEnv:
+    base = "/repos/{owner}/{repo}/releases"
+    ops = [
+        _op("createRelease", "POST", base, body=_RELEASE_BODY, output=_RELEASE),
+        _op("listReleases", "GET", base, output={"type": "array", "items": _RELEASE}),
+        _op("getRelease", "GET", base + "/{id}", output=_RELEASE),
+        _op("updateRelease", "PUT", base + "/{id}", body=_RELEASE_BODY, output=_RELEASE),
+        _op("deleteRelease", "DELETE", base + "/{id}"),
+    ]
+    return _compile(ops, {op.name: "releases" for op in ops})
+
+
+def test_parent_path_parameters_scope_records_without_a_parent_collection(tmp_path: Path) -> None:
+    compiled = _releases()
+    releases = compiled.source.collections["releases"]
+    assert {"owner", "repo"} <= set(releases.record_schema["properties"])  # stored on the record
+    s = _empty_session(compiled, tmp_path)
+    mine = {"owner": "alice", "repo": "app"}
+    other = {"owner": "bob", "repo": "other"}
+    created = ok(s, "create_release", {**mine, "tag_name": "v1"})
+    assert isinstance(created, dict) and created["owner"] == "alice" and created["repo"] == "app"
+    key = created["id"]
+    assert [r["id"] for r in ok(s, "list_releases", mine)["items"]] == [key]  # type: ignore[index]
+    assert ok(s, "list_releases", other)["items"] == []  # type: ignore[index]
+    assert ok(s, "list_releases", {"owner": "alice", "repo": "lib"})["items"] == []  # type: ignore[index]
+    before = s.hash()
+    for tool, args in (("get_release", {}), ("update_release", {"tag_name": "v2"}), ("delete_release", {})):
+        result = s.call(tool, {**other, "id": key, **args})
+        assert result.error is not None and result.error.kind == "not_found", (tool, result)
+        assert "owner" in result.error.message
+    assert s.hash() == before  # refused calls change nothing
+    assert ok(s, "get_release", {**mine, "id": key})["tag_name"] == "v1"  # type: ignore[index]
+    ok(s, "delete_release", {**mine, "id": key})
+
+
+def test_final_state_refuses_every_move_out_and_a_full_update_keeps_the_state(tmp_path: Path) -> None:
+    compiled = _releases()
+    (transition,) = compiled.source.collections["releases"].transitions
+    assert transition.field == "state" and transition.allowed["completed"] == []
+    assert transition.allowed["draft"] == ["published", "completed"]  # written from arguments: any other value
+    s = _empty_session(compiled, tmp_path)
+    where = {"owner": "alice", "repo": "app"}
+    key = ok(s, "create_release", {**where, "tag_name": "v1", "state": "draft"})["id"]  # type: ignore[index]
+    # a full update that does not name the state keeps it (moving the state is a transition of its own)
+    assert ok(s, "update_release", {**where, "id": key, "tag_name": "v1.1"})["state"] == "draft"  # type: ignore[index]
+    ok(s, "update_release", {**where, "id": key, "tag_name": "v1.1", "state": "completed"})
+    before = s.hash()
+    for state in ("draft", "published"):
+        result = s.call("update_release", {**where, "id": key, "tag_name": "v1.2", "state": state})
+        assert result.error is not None and result.error.kind == "rule_violation", result
+        assert "final" in result.error.message
+    assert s.hash() == before
+    assert ok(s, "get_release", {**where, "id": key})["state"] == "completed"  # type: ignore[index]
+    # a new record may still be created in any state, the final one included
+    assert ok(s, "create_release", {**where, "tag_name": "v0", "state": "completed"})["state"] == "completed"  # type: ignore[index]
+
+
+_ORG = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
+_DEVICE = {"type": "object", "properties": {"id": {"type": "string"}, "mac": {"type": "string"}}}
+
+
+def test_a_scope_parameter_naming_another_collection_is_a_checked_reference(tmp_path: Path) -> None:
+    org_body = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    device_body = {"type": "object", "properties": {"mac": {"type": "string"}}, "required": ["mac"]}
+    ops = [
+        _op("createOrg", "POST", "/orgs", body=org_body, output=_ORG),
+        _op("getOrg", "GET", "/orgs/{org_id}", output=_ORG),
+        # devices live under another chain than the orgs' own path: no parent link, a scope instead
+        _op("claimDevice", "POST", "/installer/orgs/{org_id}/devices", body=device_body, output=_DEVICE),
+        _op("listDevices", "GET", "/installer/orgs/{org_id}/devices", output={"type": "array", "items": _DEVICE}),
+    ]
+    compiled = _compile(ops, {"createOrg": "orgs", "getOrg": "orgs", "claimDevice": "devices", "listDevices": "devices"})
+    devices = compiled.source.collections["devices"]
+    assert [(r.field, r.collection) for r in devices.references] == [("org_id", "orgs")]
+    s = _empty_session(compiled, tmp_path)
+    org = ok(s, "create_org", {"name": "acme"})["id"]  # type: ignore[index]
+    before = s.hash()
+    result = s.call("claim_device", {"org_id": "no-such-org", "mac": "aa:bb"})
+    assert result.error is not None and result.error.kind == "not_found", result
+    assert s.hash() == before
+    device = ok(s, "claim_device", {"org_id": org, "mac": "aa:bb"})
+    assert [d["id"] for d in ok(s, "list_devices", {"org_id": org})["items"]] == [device["id"]]  # type: ignore[index]
