@@ -61,3 +61,5 @@ class RuleLabel(SpecModel):
     sentence: str
     source: str = Field(description="resource and operation (or field) the sentence was taken from")
     kinds: list[RuleKind] = Field(default_factory=list, description="the rules the sentence states; empty: none")
+    split: Literal["tuning", "held_out"] = Field(
+        default="tuning", description="tuning: the patterns were written reading it; held_out: labelled, never read for them")

@@ -39,7 +39,7 @@ from envfactory.spec.schema_tools import json_type
 from envfactory.verify.argsgen import generate_arguments
 from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, spec_facts
 
-__all__ = ["MISSING", "generate_scenarios"]
+__all__ = ["MISSING", "REFUSED", "Draft", "generate_scenarios", "key_fields", "owner_of", "spec_ref"]
 
 MISSING = "zz-missing-0000"
 """A key no record has: references to it must fail with `not_found`."""
@@ -454,6 +454,15 @@ def _pagination(draft: _Draft, coll: CollectionFacts) -> str | None:
               follow_token=coll.token_arg)
     return None
 
+
+Draft = _Draft
+"""The scenario writer, shared with the prose-rule scenarios (`rules_extract`)."""
+spec_ref = _ref
+"""How a step's `because` names an operation: `METHOD /path (role)`."""
+key_fields = _key_fields
+"""Where a listed record shows its key."""
+owner_of = _owner
+"""The collection whose records an argument names."""
 
 _KINDS: tuple[tuple[BehaviourKind, Callable[..., str | None]], ...] = (("lifecycle", _lifecycle), ("scoping", _scoping),
           ("state_machine", _state_machine), ("pagination", _pagination))
