@@ -42,7 +42,8 @@ def _source(name: str = "legal_holds") -> DeclarativeEnvSource:
                         "transitions": [{"field": "state", "allowed": {
                             "DRAFT": ["OPEN"], "OPEN": STATES[2:], **{st: ["OPEN"] for st in STATES[2:]}}}]},
             "holds": {"key": "holdId", "id_prefix": "hold_", "id_width": 4,
-                      "record_schema": _obj({"holdId": s, "matterId": s, "name": s, "updateTime": s}, ["holdId"]),
+                      "record_schema": _obj({"holdId": s, "matterId": s, "name": s, "createTime": s, "updateTime": s},
+                                            ["holdId"]),
                       "references": [{"field": "matterId", "collection": "matters", "on_delete": "cascade"}]},
             "accounts": {"key": "accountId", "id_prefix": "account_", "id_width": 4,
                          "record_schema": _obj({"accountId": s, "email": s, "firstName": s, "lastName": s,
@@ -69,6 +70,7 @@ def test_sizes_links_and_state_coverage() -> None:
     assert {m["region"] for m in matters.values()} == {"ANY", "US", "EUROPE"}
     assert len(holds) == len(accounts) == CHILD_RECORDS
     assert all(h["matterId"] in matters for h in holds.values())
+    assert all(h["createTime"] <= h["updateTime"] for h in holds.values())  # not updated before created
     for account in accounts.values():  # the account's matter is its hold's matter
         assert account["holdId"] in holds and account["matterId"] == holds[account["holdId"]]["matterId"]
     for name, records in colls.items():

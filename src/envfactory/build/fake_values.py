@@ -286,11 +286,13 @@ class RecordFaker:
         persona = self.persona
         if every & {"email", "mail"}:
             return persona.email
-        if every & {"url", "uri", "link", "href", "website", "homepage", "endpoint", "callback", "webhook"}:
+        if every & {"url", "uri", "link", "href", "website", "homepage", "endpoint", "callback", "webhook"} or \
+                field in ("self", "html", "related"):  # JSON:API and HAL links
             return self.url(field)
         if last == "arn":
+            resource = words[-2] if len(words) > 1 else self.noun  # `deviceArn` names a device
             return f"arn:aws:{slugify(self.owner.env_name.split('_')[0])}:{self.region()}:{self.owner.account}:" \
-                   f"{self.noun}/{fake.hexify('^' * 12)}"
+                   f"{resource}/{fake.hexify('^' * 12)}"
         if every & {"phone", "mobile", "fax", "msisdn", "telephone", "tel"}:
             return f"+1{fake.random_int(201, 989)}{fake.random_number(digits=7, fix_len=True)}"
         if every & {"first", "given", "forename"} and last in ("name", "names"):

@@ -16,7 +16,8 @@ Contract:
   machine in turn.
 - Related records agree: a record that refers to two collections, one of which refers to the other
   (an account → a hold and a matter, the hold → a matter), gets the matter of its hold; references
-  inside arrays and objects (`items[].product_id`) hold seeded parent keys too.
+  inside arrays and objects (`items[].product_id`) hold seeded parent keys too. A record's update or
+  end time is never before its creation or start time.
 - Example-aware: when an example of a get/update/delete tool (or of a create under a parent) names a
   key, a record under that key is seeded, so scenarios built from the examples find it. Keys a create
   example would make itself are never seeded (the create would then fail as a duplicate).
@@ -27,10 +28,12 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from envfactory.build.fake_values import FakeValues, RecordFaker, slugify
+from envfactory.build.naming import snake
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import DeclarativeEnvSource, JSONObject, Operation
 from envfactory.spec.declarative import AdjustEffect, ArgExpr, CollectionDecl, ConstExpr
@@ -39,6 +42,7 @@ from envfactory.spec.schema_tools import json_type, object_properties
 RECORDS_PER_COLLECTION = 8
 CHILD_RECORDS = 12
 MAX_RECORDS = 16  # a state machine or enum with more values than this is covered only in part
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?")
 
 
 def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) -> JSONObject:
@@ -134,7 +138,23 @@ def _record(source: DeclarativeEnvSource, decl: CollectionDecl, key: str, fake: 
             if fitting is not None:
                 record[field] = fitting
     _link(source, decl, record, i, state)
+    _order_times(record)
     return record
+
+
+_CREATED = ("create", "created", "creation", "start", "started", "begin", "opened", "issued")
+_LATER = ("update", "updated", "modified", "modification", "last", "end", "ended", "closed", "completed", "finished")
+
+
+def _order_times(record: dict[str, Any]) -> None:
+    """A record is not updated or ended before it was created: swap such timestamps (same format only)."""
+    stamps = {f: v for f, v in record.items() if isinstance(v, str) and _TIMESTAMP.fullmatch(v)}
+    first = [f for f in stamps if snake(f).split("_")[0] in _CREATED]
+    later = [f for f in stamps if snake(f).split("_")[0] in _LATER]
+    for early in first:
+        for late in later:
+            if len(stamps[early]) == len(stamps[late]) and record[late] < record[early]:
+                record[early], record[late] = record[late], record[early]
 
 
 def _link(source: DeclarativeEnvSource, decl: CollectionDecl, record: dict[str, Any], i: int,
