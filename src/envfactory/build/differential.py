@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 
 from envfactory.build.differential_compare import (
+    AWS_ERROR_KINDS,
     NORMALISATION,
     Bijection,
     compare_fields,
@@ -74,7 +75,6 @@ from envfactory.spec import (
     content_hash,
     declarative_model,
 )
-from envfactory.spec.tool import AgentErrorKind
 from envfactory.spec.verification import (
     ReferenceBinding,
     ReferenceCall,
@@ -90,10 +90,13 @@ __all__ = [
     "Comparison",
     "DifferentialError",
     "DifferentialRun",
+    "PreparedRun",
     "ScriptCall",
     "compare_runs",
     "differential_run",
+    "finish_run",
     "moto_run",
+    "prepare_run",
     "reference_scenario",
     "reference_script",
     "run_differential",
@@ -106,31 +109,6 @@ __all__ = [
 MOTO_VERSION = "5.2.1"
 MOTO_TIMEOUT_S = 120.0
 
-AWS_ERROR_KINDS: dict[str, AgentErrorKind] = {
-    # missing things
-    "AWS.SimpleQueueService.NonExistentQueue": "not_found",
-    "QueueDoesNotExist": "not_found",
-    "ResourceNotFoundException": "not_found",
-    "NotFoundException": "not_found",
-    "NoSuchEntity": "not_found",
-    # refused by a rule of the service
-    "QueueAlreadyExists": "rule_violation",
-    "QueueNameExists": "rule_violation",
-    "ResourceInUseException": "rule_violation",
-    "AlreadyExistsException": "rule_violation",
-    "ConditionalCheckFailedException": "rule_violation",
-    "MessageRejected": "rule_violation",
-    "LimitExceededException": "rule_violation",
-    # malformed requests
-    "ValidationException": "invalid_arguments",
-    "ValidationError": "invalid_arguments",
-    "InvalidParameterValue": "invalid_arguments",
-    "InvalidParameterValueException": "invalid_arguments",
-    "InvalidParameterCombination": "invalid_arguments",
-    "MissingParameter": "invalid_arguments",
-    "ParamValidationError": "invalid_arguments",
-    "InvalidAttributeName": "invalid_arguments",
-}
 
 
 class DifferentialError(EnvFactoryError):
@@ -341,12 +319,36 @@ def differential_run(
     seed: int = 0,
 ) -> DifferentialRun:
     """`run_differential`, keeping the reference's answers and the reference scenario."""
+    prepared = prepare_run(env, script, reference=reference, service=service, seed=seed)
+    return finish_run(prepared, runner(prepared.reference_script), dropped=dropped)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Our side of a differential run, done: the calls (script + state probes), our results, and the
+    reference's version of the calls, ready for a runner (`finish_run` compares)."""
+
+    env: Environment
+    ours: _Ours
+    reference_script: ReferenceScript
+
+
+def prepare_run(env: Environment, script: Sequence[ScriptCall], *, reference: str, service: str,
+                seed: int = 0) -> PreparedRun:
+    """Run `script` on our env from the empty state and translate it for the reference."""
     unknown = sorted({c.tool for c in script} - set(env.tools))
     if unknown:
         raise DifferentialError(f"the script calls tools {', '.join(unknown)} that {env.name} does not have")
     ours = _run_ours(env, script, seed)
     ref_script = reference_script(env, ours.calls, ours.results, reference=reference, service=service)
-    theirs = runner(ref_script)
+    return PreparedRun(env, ours, ref_script)
+
+
+def finish_run(prepared: PreparedRun, theirs: ReferenceRun, *, dropped: Mapping[str, str] | None = None
+               ) -> DifferentialRun:
+    """Compare a prepared run with the reference's answers (`ReferenceRun` of its `reference_script`)."""
+    env, ours, ref_script = prepared.env, prepared.ours, prepared.reference_script
+    reference = ref_script.reference
     if len(theirs.outcomes) != len(ref_script.calls):
         raise DifferentialError(f"{reference} answered {len(theirs.outcomes)} of {len(ref_script.calls)} calls")
     comparison = compare_runs(env, ours.calls, ours.results, theirs, state_probe=ours.state_probe)

@@ -17,11 +17,63 @@ from typing import Any
 import orjson
 
 from envfactory.spec import ToolSpec
+from envfactory.spec.tool import AgentErrorKind
+
+AWS_ERROR_KINDS: dict[str, AgentErrorKind] = {
+    # missing things
+    "AWS.SimpleQueueService.NonExistentQueue": "not_found",
+    "QueueDoesNotExist": "not_found",
+    "ResourceNotFoundException": "not_found",
+    "NotFoundException": "not_found",
+    "NoSuchEntity": "not_found",
+    # refused by a rule of the service
+    "QueueAlreadyExists": "rule_violation",
+    "QueueNameExists": "rule_violation",
+    "ResourceInUseException": "rule_violation",
+    "AlreadyExistsException": "rule_violation",
+    "ConditionalCheckFailedException": "rule_violation",
+    "MessageRejected": "rule_violation",
+    "LimitExceededException": "rule_violation",
+    # malformed requests
+    "ValidationException": "invalid_arguments",
+    "ValidationError": "invalid_arguments",
+    "InvalidParameterValue": "invalid_arguments",
+    "InvalidParameterValueException": "invalid_arguments",
+    "InvalidParameterCombination": "invalid_arguments",
+    "MissingParameter": "invalid_arguments",
+    "ParamValidationError": "invalid_arguments",
+    "InvalidAttributeName": "invalid_arguments",
+    # codes of the services the library's differential suite covers (build.differential_suite)
+    "ConflictException": "rule_violation",
+    "AlreadyExists": "rule_violation",
+    "ResourceAlreadyExistsException": "rule_violation",
+    "ResourceInUse": "rule_violation",
+    "CannotDeleteException": "rule_violation",
+    "NamespaceAlreadyExists": "rule_violation",
+    "ServiceAlreadyExists": "rule_violation",
+    "ResourceLimitExceededException": "rule_violation",
+    "ServiceQuotaExceededException": "rule_violation",
+    "IllegalStatusException": "rule_violation",
+    "InvalidCampaignStateException": "rule_violation",
+    "RuleSetDoesNotExist": "not_found",
+    "RuleDoesNotExist": "not_found",
+    "NamespaceNotFound": "not_found",
+    "ServiceNotFound": "not_found",
+    "InstanceNotFound": "not_found",
+    "OperationNotFound": "not_found",
+    "InvalidInput": "invalid_arguments",
+    "InvalidRequestException": "invalid_arguments",
+    "BadRequestException": "invalid_arguments",
+    "InvalidPolicy": "invalid_arguments",
+}
+"""AWS error codes (moto's `QueryErrorCode` or `Code`) -> the agent error kind our environment must answer."""
+
 
 NORMALISATION = (
-    "reference responses unwrapped when they hold one object member; our fields renamed to original "
+    "reference responses unwrapped when they hold one object member (or several, none of which our "
+    "output has: the one sharing most field names with ours); our fields renamed to original "
     "names via ToolSource.field_names and compared only where both sides have them; generated ids through "
-    "one consistent bijection; timestamps ignored; scalars compared as text; list outputs {items} vs the "
+    "one consistent bijection (ids only a listing shows pair in listed order); timestamps ignored; scalars compared as text; list outputs {items} vs the "
     "reference's one top-level array (scalar members against our collection keys, object members by key)"
 )
 
@@ -131,9 +183,16 @@ def generated_values(paths: Sequence[str], output: Any) -> list[tuple[str, str]]
 def unwrap(response: Any, ours: set[str], collection: str | None) -> Any:
     """One record out of its envelope: `{"TableDescription": {...}}` -> `{...}` unless our output has that
     member itself (`Attributes`); `{"entities": [{...}], ...}` (the member named after our collection, or
-    the only member) holding exactly one record -> that record."""
+    the only member) holding exactly one record -> that record; an envelope of several members none of
+    which our output has (`{"channel": {...}, "streamKey": {...}}`) -> the object member sharing the most
+    field names with our output (the first such in the reference's order on a tie)."""
     if not isinstance(response, dict):
         return response
+    if len(response) > 1 and ours and not (set(response) & ours):
+        overlaps = [(len(set(v) & ours), k) for k, v in response.items() if isinstance(v, dict)]
+        best = max((o for o, _ in overlaps), default=0)
+        if best > 0:
+            return response[next(k for o, k in overlaps if o == best)]
     if collection is not None and isinstance(response.get(collection), list) and len(response[collection]) == 1:
         return response[collection][0]
     if len(response) == 1:
@@ -196,6 +255,7 @@ def compare_fields(
             return None, None, None  # nothing comparable: no list the reference answer singles out
         items = [i for i in ours["items"] if isinstance(i, dict)]
         if all(not isinstance(m, dict) for m in members):
+            pair_unpaired(bijection, [i.get(list_key) for i in items], [str(m) for m in members], generated)
             mine = sorted(str(bijection.translate(i.get(list_key))) for i in items)
             their = sorted(str(m) for m in members)
             bijection.values_compared += max(len(mine), len(their))
@@ -204,6 +264,7 @@ def compare_fields(
         if not any(isinstance(m, dict) and original_key in m for m in members):
             return compare_keyless(spec, items, members, bijection, generated)
         by_key = {str(m.get(original_key)): m for m in members if isinstance(m, dict)}
+        pair_unpaired(bijection, [i.get(list_key) for i in items], list(by_key), generated)
         mine_keys = sorted(str(bijection.translate(i.get(list_key))) for i in items)
         if mine_keys != sorted(by_key):
             return "listed records differ", mine_keys, sorted(by_key)
@@ -221,6 +282,17 @@ def compare_fields(
         problem = same({k: renamed[k] for k in common}, {k: theirs[k] for k in common}, bijection, generated)
         return problem, {k: renamed[k] for k in common}, compared_part(renamed, theirs)
     return None, None, None
+
+
+def pair_unpaired(bijection: Bijection, mine: Sequence[Any], theirs: Sequence[str], generated: set[str]) -> None:
+    """Pair the generated ids of a listing that no earlier answer paired (a create that answers only an
+    operation id) with the reference's listed ids no pair uses, in listed order, when both sides list
+    the same number of such ids (otherwise leave them: the listing then differs)."""
+    open_mine = [m for m in mine if isinstance(m, str) and m in generated and m not in bijection.ours_to_theirs]
+    open_theirs = [t for t in theirs if t not in bijection.theirs_to_ours]
+    if open_mine and len(open_mine) == len(open_theirs):
+        for ours, their in zip(open_mine, open_theirs, strict=True):
+            bijection.pair(ours, their)
 
 
 def compared_part(ours: Any, theirs: Any) -> Any:

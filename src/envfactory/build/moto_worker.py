@@ -1,7 +1,8 @@
 """The moto side of a differential run, executed in its own process (`python -m envfactory.build.moto_worker`).
 
 moto patches botocore process-wide, so it never runs in the process that builds or verifies
-environments. Protocol: one `ReferenceScript` as JSON on stdin; one `ReferenceRun` as JSON on stdout.
+environments. Protocol: one `ReferenceScript` as JSON on stdin; one `ReferenceRun` as JSON on stdout (`--batch`: a JSON
+array of scripts, each run from moto's empty state, and the array of their runs).
 Each call goes through a botocore client's `_make_api_call` (original operation name, original field
 names; top-level parameters the operation's input shape does not define are dropped and reported)
 under `moto.mock_aws`, with dummy credentials in us-east-1 (or the script's region): no
@@ -22,7 +23,7 @@ import orjson
 
 from envfactory.spec.verification import ReferenceOutcome, ReferenceRun, ReferenceScript
 
-__all__ = ["REFERENCE_CRASH", "main", "run_script"]
+__all__ = ["REFERENCE_CRASH", "main", "run_script", "run_scripts"]
 
 REFERENCE_CRASH = "ReferenceCrash"
 """Error code of a call the reference itself crashed on (a moto bug): such calls are not compared."""
@@ -45,12 +46,48 @@ def _plain(value: Any) -> Any:
 
 
 def _get(value: Any, path: str) -> Any:
-    """The value at a dotted path; also looks inside a one-member wrapper (`{"TableDescription": {...}}`)."""
+    """The value at a dotted path; also looks inside a one-member wrapper (`{"TableDescription": {...}}`),
+    then, for a one-segment path, takes the first member of that name found depth-first in the answer's
+    own member order (`{"channel": {"arn": ...}, "streamKey": {...}}` -> the channel's `arn`)."""
     found = walk_path(value, path)
     if found is None and isinstance(value, dict) and len(value) == 1:
         (only,) = value.values()
         found = walk_path(only, path)
+    if found is None and "." not in path:
+        found = _first_named(value, path)
     return found
+
+
+def _first_named(value: Any, name: str) -> Any:
+    """The first scalar member called `name`, depth-first (None when there is none)."""
+    if isinstance(value, dict):
+        if name in value and not isinstance(value[name], dict | list):
+            return value[name]
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return None
+    for child in children:
+        found = _first_named(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _operation_target(client: Any, response: Any) -> Any:
+    """The id an asynchronous create made (Cloud Map answers `{"OperationId": ...}`; `GetOperation` names
+    the namespace or service it created in `Targets`), or None."""
+    if not isinstance(response, dict) or set(response) != {"OperationId"}:
+        return None
+    if "GetOperation" not in client.meta.service_model.operation_names:
+        return None
+    try:
+        answer = client._make_api_call("GetOperation", {"OperationId": response["OperationId"]})
+    except Exception:  # the reference cannot say: the binding stays unresolved
+        return None
+    targets = answer.get("Operation", {}).get("Targets", {})
+    return next(iter(targets.values()), None) if isinstance(targets, dict) else None
 
 
 def walk_path(value: Any, path: str) -> Any:
@@ -94,7 +131,10 @@ def run_script(script: ReferenceScript) -> ReferenceRun:
                 del params[name]
             for binding in call.bindings:
                 earlier = outcomes[binding.step].response if binding.step < len(outcomes) else None
-                _set(params, binding.param, _get(earlier, binding.path))
+                bound = _get(earlier, binding.path)
+                if bound is None:
+                    bound = _operation_target(client, earlier)
+                _set(params, binding.param, bound)
             try:
                 response = client._make_api_call(call.operation, params)
             except ClientError as exc:
@@ -116,9 +156,21 @@ def run_script(script: ReferenceScript) -> ReferenceRun:
     return ReferenceRun(reference=script.reference, outcomes=outcomes)
 
 
+def run_scripts(scripts: list[ReferenceScript]) -> list[ReferenceRun]:
+    """`run_script` for each script in turn, each from moto's empty state (a fresh `mock_aws`)."""
+    return [run_script(script) for script in scripts]
+
+
 def main() -> None:
-    """Worker entry point: a `ReferenceScript` as JSON on stdin, its `ReferenceRun` as JSON on stdout."""
-    script = ReferenceScript.model_validate_json(sys.stdin.buffer.read())
+    """Worker entry point: a `ReferenceScript` as JSON on stdin, its `ReferenceRun` as JSON on stdout;
+    with `--batch`, a JSON array of scripts in and a JSON array of runs out (one process for a suite)."""
+    data = sys.stdin.buffer.read()
+    if "--batch" in sys.argv[1:]:
+        scripts = [ReferenceScript.model_validate(item) for item in orjson.loads(data)]
+        runs = run_scripts(scripts)
+        sys.stdout.buffer.write(orjson.dumps([run.model_dump(mode="json") for run in runs]))
+        return
+    script = ReferenceScript.model_validate_json(data)
     sys.stdout.buffer.write(run_script(script).to_json_bytes())
 
 
