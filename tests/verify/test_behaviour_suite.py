@@ -1,8 +1,8 @@
 """The behavioural suite kept in `scenarios.json` and its `behaviour` check in `envs verify` (issue 19):
 the file's two forms, the check's verdict against the suite's known failures (an unlisted failure fails
 it and names the tool; a listed one is reported with its reason; a listed one that passes is said),
-the report without a suite is unchanged, and the CLI on a directory, a shipped name and --library; and the stored suites are exactly what the
-generator writes from the spec (with the catalog; skipped without it)."""
+the report without a suite is unchanged, the CLI on a directory, a shipped name and --library, and the
+stored suites are exactly what the generator writes from the spec (with the catalog; skipped without it)."""
 
 from __future__ import annotations
 
