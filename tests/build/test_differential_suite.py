@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from envfactory.build.differential import ScriptCall
 from envfactory.build.differential_compare import Bijection, compare_fields, pair_unpaired, unwrap
 from envfactory.build.differential_report import render_markdown
 from envfactory.build.differential_scenarios import MIN_SCENARIOS, generate_scenarios, resolve_scenario
-from envfactory.build.differential_suite import LIBRARY, aws_library_envs, classify, run_suite
+from envfactory.build.differential_suite import LIBRARY, aws_library_envs, classify, key_cause, run_suite
 from envfactory.build.moto_worker import _get
 from envfactory.runtime import load_env
 from envfactory.spec import DifferentialMismatch
@@ -83,6 +84,26 @@ def test_classification_rules() -> None:
     klass, cause = classify(unbound, dup, False, None, "ParamValidationError", set())
     assert klass == "ours_wrong" and "invents a key" in cause
     assert classify(_mismatch("listed records differ", aspect="state"), dup, False, None, None, set())[0] == "ours_wrong"
+
+
+def test_key_cause_names_the_create_that_handed_out_an_id_the_api_does_not_know() -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    cloud_map = load_env(LIBRARY / "servicediscovery")
+    calls = [ScriptCall("create_service", {"Name": "web"}),
+             ScriptCall("register_instance", {"ServiceId": "web", "InstanceId": "i1", "Attributes": {}})]
+    cause = key_cause(cloud_map, calls, 1, session.get_service_model("servicediscovery"))
+    assert cause is not None and cause.startswith("create_service keys services by the caller's Name")
+    rules = load_env(LIBRARY / "ses_receipt_rules_receipt_rule_sets")
+    ses = session.get_service_model("ses")
+    calls = [ScriptCall("create_receipt_rule", {"RuleSetName": "s", "Rule": {"Name": "r"}}),
+             ScriptCall("describe_receipt_rule", {"RuleSetName": "s", "RuleName": "receipt_rule_0001"})]
+    assert "create_receipt_rule generates" in (key_cause(rules, calls, 1, ses) or "")
+    # a create whose API answer does carry the key is not blamed (CreateMember answers MemberId)
+    chain = load_env(LIBRARY / "managedblockchain_members_networks")
+    calls = [ScriptCall("create_member", {"NetworkId": "n"}), ScriptCall("get_member", {"NetworkId": "n", "MemberId": "m"})]
+    assert key_cause(chain, calls, 1, session.get_service_model("managedblockchain")) is None
 
 
 def test_normalisation_for_envelopes_and_listed_only_ids() -> None:

@@ -20,7 +20,9 @@ Contract:
   value the shape forbids where moto accepts it -> `moto_limitation`; ours refuses with a kind that an
   error the operation declares in the model maps to, moto accepts -> `undetermined`; other refusals of
   ours -> `ours_wrong`; different error kinds -> `ours_wrong` when the model declares moto's code for
-  the operation, else `moto_limitation`; field and state differences -> `ours_wrong`.
+  the operation, else `moto_limitation`; field and state differences -> `ours_wrong`. An `ours_wrong`
+  call refused as not found (or whose bound id was absent) gets the root cause `key_cause` finds: the
+  create that handed out an id the API does not know.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from envfactory.build.differential import (
     finish_run,
     prepare_run,
 )
-from envfactory.build.differential_compare import AWS_ERROR_KINDS, output_name, unwrap
+from envfactory.build.differential_compare import AWS_ERROR_KINDS, original_operation, output_name, unwrap
 from envfactory.build.differential_report import (
     AwsEnvEntry,
     Disagreement,
@@ -57,11 +59,11 @@ from envfactory.build.differential_report import (
 from envfactory.build.differential_scenarios import SuiteScenario, generate_scenarios, resolve_scenario
 from envfactory.build.moto_worker import REFERENCE_CRASH
 from envfactory.runtime import Environment, load_env
-from envfactory.spec import DifferentialMismatch
+from envfactory.spec import DifferentialMismatch, declarative_model
 from envfactory.spec.verification import ReferenceRun
 from envfactory.store.atomic import write_atomic
 
-__all__ = ["aws_library_envs", "main", "moto_operations", "run_env", "run_suite"]
+__all__ = ["aws_library_envs", "classify", "key_cause", "main", "moto_operations", "run_env", "run_suite"]
 
 LIBRARY = Path(__file__).parents[1] / "library"
 BATCH_TIMEOUT_S = 600.0
@@ -164,6 +166,45 @@ def classify(mismatch: DifferentialMismatch, scenario: SuiteScenario, earlier: b
     return "moto_limitation", f"moto answers {reference_code}, which the model does not declare for {op}"
 
 
+def _answers(shape: Any, name: str, depth: int = 0) -> bool:
+    """Whether a botocore output shape has a member called `name` at any depth up to 4."""
+    if shape is None or depth > 4:
+        return False
+    if shape.type_name == "list":
+        return _answers(shape.member, name, depth + 1)
+    if shape.type_name != "structure":
+        return False
+    return name in shape.members or any(_answers(m, name, depth + 1) for m in shape.members.values())
+
+
+def key_cause(env: Environment, calls: list[Any], step: int, api: Any = None) -> str | None:
+    """Why ids our environment handed out mean nothing to the API, for the call at `step`: an earlier
+    create keys its records by the caller's argument where the collection's key is an id the API
+    generates (Cloud Map `CreateService` by `Name`), or generates a key the API takes from the caller
+    and never returns (SES receipt rules by `Rule.Name`; `api`, the botocore service model, says what the
+    create returns). None when neither applies."""
+    model = declarative_model(env.spec)
+    if model is None:
+        return None
+    values = {v for v in calls[step].arguments.values() if isinstance(v, str)}
+    target = model.operations.get(calls[step].tool)
+    for earlier in calls[:step]:
+        op = model.operations.get(earlier.tool)
+        if op is None or op.kind != "create":
+            continue
+        key = model.collections[op.collection].key
+        if op.key_arg and op.key_arg != key and earlier.arguments.get(op.key_arg) in values:
+            return (f"{earlier.tool} keys {op.collection} by the caller's {op.key_arg}, where the API generates "
+                    f"{key}: the {key} ours hands out is unknown to the API")
+        operation = original_operation(env.tools[earlier.tool].spec)
+        output = (api.operation_model(operation).output_shape
+                  if api is not None and operation in api.operation_names else None)
+        if op.key_arg is None and target is not None and target.collection == op.collection and not _answers(output, key):
+            return (f"{earlier.tool} generates {op.collection}' {key}, which the API's create does not return "
+                    f"(the API keys them by the caller's input): later calls name an id the API never gave")
+    return None
+
+
 def _omitted(env: Environment, prepared: PreparedRun, run: DifferentialRun) -> Counter[str]:
     """Operation.field the reference answered (scalar), our output schema declares, our answer lacked."""
     found: Counter[str] = Counter()
@@ -216,6 +257,10 @@ def run_env(env_dir: Path, service: str, *, seed: int = 0, timeout_s: float = BA
             theirs = run.reference_run.outcomes[mismatch.step]
             klass, cause = classify(mismatch, scenario, index > 0, ours.error.kind if ours.error else None,
                                     theirs.error_code, _declared_errors(model, mismatch.operation))
+            code_kind = AWS_ERROR_KINDS.get(theirs.error_code or "")
+            if klass == "ours_wrong" and mismatch.aspect == "outcome" and (
+                    theirs.error_code == "ParamValidationError" or (ours.ok and code_kind == "not_found")):
+                cause = key_cause(env, prep.ours.calls, mismatch.step, model) or cause
             disagreements.append(Disagreement(
                 scenario=scenario.id, category=scenario.category, step=mismatch.step, tool=mismatch.tool,
                 operation=mismatch.operation, aspect=mismatch.aspect, detail=mismatch.detail[:300], klass=klass,
