@@ -17,7 +17,9 @@ long_context, composite; the composite entries whose gold does not parse are lis
   timing).
 Each of these runs `--passes` passes in a row; the modes take turns within a repetition, so a change in
 the machine's load reaches all of them; the figure is the best repetition of `--repetitions`. Ratios
-are against `official`. State hashes are computed lazily (`Execution.state_hashes`), so none is timed;
+are against `official`. Besides wall time, each repetition's CPU time is recorded (this process's, plus
+for `ours_sandboxed` its workers' from /proc, where there is one): on a loaded machine it moves less than
+wall time, and the ratios of the best CPU times are printed next to the wall-time ones. State hashes are computed lazily (`Execution.state_hashes`), so none is timed;
 the results and per-turn attributes every check reads are. Before timing, each mode's gold replay is
 checked valid once (ours: `eval.bfcl.check` against itself; BFCL's checker: `valid`).
 """
@@ -86,11 +88,29 @@ def ours_valid(tasks: list[Any], envs: dict[str, Any]) -> bool:
     return True
 
 
-def timed(run: Callable[[], object], passes: int) -> float:
-    start = time.perf_counter()
+def timed(run: Callable[[], object], passes: int, workers: Callable[[], float | None]) -> tuple[float, float | None]:
+    """Wall seconds of `passes` runs, and CPU seconds (this process's plus `workers()`'s; None when a worker's
+    CPU time cannot be read)."""
+    before = workers()
+    cpu, start = time.process_time(), time.perf_counter()
     for _ in range(passes):
         run()
-    return time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = workers()
+    return wall, (cpu + after - before) if before is not None and after is not None else None
+
+
+def worker_cpu(envs: dict[str, Any]) -> float | None:
+    """CPU seconds the sandbox workers of `envs` have used so far (Linux /proc), or None where unreadable."""
+    total = 0.0
+    for env in envs.values():
+        pid = env.backend.worker_pid
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, TypeError):
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def main() -> None:
@@ -120,20 +140,29 @@ def main() -> None:
             "ours_sandboxed": lambda: ours(tasks, boxed),
         }
         times: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float | None]] = {mode: [] for mode in modes}
         for repetition in range(args.repetitions):
             for mode, run in modes.items():
-                times[mode].append(timed(run, args.passes))
+                workers: Callable[[], float | None] = (lambda: worker_cpu(boxed)) if mode == "ours_sandboxed" else (lambda: 0.0)
+                wall, used = timed(run, args.passes, workers)
+                times[mode].append(wall)
+                cpu[mode].append(used)
             print(f"repetition {repetition + 1}: " + ", ".join(f"{mode} {values[-1]:.2f} s" for mode, values in times.items()),
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
     load_after = os.getloadavg()
 
     best = {mode: min(values) for mode, values in times.items()}
+    best_cpu = {mode: min(v for v in values if v is not None) if None not in values else None
+                for mode, values in cpu.items()}
     rows: dict[str, Any] = {
         "machine": f"{platform.machine()} {platform.python_version()}, {os.cpu_count()} cores",
         "load_average_before": load_before, "load_average_after": load_after,
         "entries": len(entries), "calls_per_pass": calls, "skipped": skipped, "passes": args.passes,
         "repetitions": args.repetitions, "gold_valid": checks, "seconds": times, "best_s": best,
         "ratio_to_official": {mode: best[mode] / best["official"] for mode in modes},
+        "cpu_seconds": cpu, "best_cpu_s": best_cpu,
+        "cpu_ratio_to_official": {mode: (value / best_cpu["official"]) if value is not None and best_cpu["official"] else None
+                                  for mode, value in best_cpu.items()},
     }
     print(f"BFCL v3 multi-turn gold replay: {len(entries)} entries of 5 categories ({len(skipped)} unparsable "
           f"composite entries left out), {calls} calls a pass; best of {args.repetitions} x {args.passes} passes")
@@ -141,8 +170,10 @@ def main() -> None:
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} cores)")
     for mode in modes:
         per_pass = best[mode] / args.passes
+        used = best_cpu[mode]
+        cpu_ratio = f"{used / best_cpu['official']:5.2f}x" if used is not None and best_cpu["official"] else "  n/a"
         print(f"  {mode:18s} {per_pass:7.3f} s/pass  {calls / per_pass:8.0f} calls/s  "
-              f"{best[mode] / best['official']:5.2f}x official   gold valid: {checks.get(mode, True)}")
+              f"{best[mode] / best['official']:5.2f}x official (CPU {cpu_ratio})   gold valid: {checks.get(mode, True)}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=1)

@@ -125,3 +125,31 @@ def test_backend_values_become_json_as_before() -> None:
     flat = {"x": 1.5}
     assert kit.to_json(flat) is not flat  # a copy, never the backend's own object
     assert kit.to_json({"x": [float("nan")]}) == {"x": ["nan"]}
+
+
+class _Tag(str):
+    """A str subclass: orjson would write it as text; the walk keeps the value itself."""
+
+
+class _Plain:
+    def __init__(self) -> None:
+        self.count = 3
+        self.scores = {"a": 1.5, "b": [1, 2]}
+        self.token = None
+        self._private = object()
+
+
+def test_values_taken_by_the_orjson_round_trip_convert_as_the_walk_does() -> None:
+    for value in ({"a": [1, 2.5, True, "x", {"b": (3, 4)}]}, [{"k": "v"}, [1, [2, [3]]]],
+                  {"n": None, "inf": [math.inf]}, {"tag": _Tag("t")}, {"big": 2**70}, {"obj": _Plain()},
+                  {"when": __import__("datetime").date(2024, 1, 2)}):
+        assert kit.to_json(value) == kit._to_json(value, set()), value
+    nested = {"a": {"b": [1]}}
+    converted = kit.to_json(nested)
+    assert converted == nested and converted["a"] is not nested["a"] and converted["a"]["b"] is not nested["a"]["b"]
+    instance = _Plain()
+    assert kit.public_attributes(instance) == {"count": 3, "scores": {"a": 1.5, "b": [1, 2]}, "token": None}
+    instance.token = "t"
+    attributes = kit.public_attributes(instance)
+    assert attributes == {"count": 3, "scores": {"a": 1.5, "b": [1, 2]}, "token": "t"}
+    assert attributes["scores"] is not instance.scores

@@ -99,8 +99,13 @@ class LiveBfclState:
         return LiveBfclState(self.backend, self.scenario, self.long_context, self.calls, None, self._json, self._hash)
 
     def to_json(self) -> Any:
-        """The state as `BfclState` JSON (a fresh copy)."""
-        return orjson.loads(orjson.dumps(self._state_json()))
+        """The state as `BfclState` JSON (a fresh copy). Unless it is at hand already, it is built afresh and
+        not kept: `public_attributes` gives new objects, so no copy of them is needed."""
+        if self._json is not None:
+            return orjson.loads(orjson.dumps(self._json))
+        calls = orjson.loads(orjson.dumps([{"name": name, "arguments": arguments} for name, arguments in self.calls]))
+        return {"backend": self.backend, "scenario": self.scenario, "long_context": self.long_context,
+                "calls": calls, "attributes": public_attributes(self._live())}
 
     def state_hash(self) -> str:
         """The content hash of the state JSON (computed once per state)."""

@@ -100,8 +100,37 @@ class BfclState(BaseModel):
 
 def to_json(value: Any, path: tuple[int, ...] = ()) -> Any:
     """A backend value as JSON: objects become their public attributes; back-references (to a value among
-    `path`, the ids of the containers above it) become `{"$ref": "ancestor"}`."""
+    `path`, the ids of the containers above it) become `{"$ref": "ancestor"}`.
+
+    A dict or list that holds only JSON data (str-keyed dicts, lists, tuples, str, int, bool, finite
+    floats; no None, no object, no subclass of a builtin, nothing orjson cannot write) is converted by an
+    orjson round trip, which gives what the general walk gives, in C. orjson would also write
+    `enum.Enum` and `uuid.UUID` members itself (the walk does not): no BFCL 26.3 backend holds either,
+    and call arguments are JSON or Python literals, which never are.
+    """
+    if type(value) is dict or type(value) is list:
+        fast = _json_data(value)
+        if fast is not None:
+            return fast
     return _to_json(value, set(path))
+
+
+def _json_data(value: dict[str, Any] | list[Any]) -> Any:
+    """A copy of `value` by orjson round trip when it holds only JSON data and no None (see `to_json`), else None."""
+    try:
+        encoded = orjson.dumps(value, default=_refuse, option=_FAST_JSON)
+    except TypeError:  # orjson's JSONEncodeError: an object, a subclass, a cycle, a huge int
+        return None
+    # NaN and infinities come out as null: the walk writes them as their repr.
+    return None if b"null" in encoded else orjson.loads(encoded)
+
+
+_FAST_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _refuse(value: Any) -> Any:
+    """orjson's `default`: anything it cannot write as JSON itself goes to the general walk."""
+    raise TypeError(type(value).__name__)
 
 
 _ATOMS = frozenset({str, int, bool, type(None)})
@@ -119,10 +148,34 @@ def _plain(items: Any) -> bool:
     return float not in kinds or all(item == item and item not in _FLOAT_EDGES for item in items if type(item) is float)
 
 
+# Classes whose instances take the walk's object branch (no builtin base among those tested before it),
+# recorded when first met: their instances skip the type tests on the way there.
+_OBJECT_KINDS: set[type] = set()
+_NOT_OBJECTS = (int, str, float, decimal.Decimal, datetime.date, datetime.time, dict, list, tuple, set, frozenset)
+
+
+def _object(value: Any, attributes: dict[str, Any], ancestors: set[int]) -> Any:
+    """The object branch of the walk: the public attributes, converted (`$ref` for an ancestor)."""
+    key = id(value)
+    if key in ancestors:
+        return {"$ref": "ancestor"}
+    public = {name: item for name, item in attributes.items() if not name.startswith("_")}
+    if _plain(public.values()):
+        return public
+    ancestors.add(key)
+    out = {name: _to_json(item, ancestors) for name, item in public.items()}
+    ancestors.discard(key)
+    return out
+
+
 def _to_json(value: Any, ancestors: set[int]) -> Any:
     kind = type(value)
     if kind in _ATOMS:
         return value
+    if kind in _OBJECT_KINDS:
+        attributes = getattr(value, "__dict__", None)
+        if attributes is not None:
+            return _object(value, attributes, ancestors)
     if kind is float:
         return value if value == value and value not in _FLOAT_EDGES else repr(value)
     if isinstance(value, bool | int | str):  # subclasses (str enums among them) stay as they are
@@ -147,8 +200,10 @@ def _to_json(value: Any, ancestors: set[int]) -> Any:
     elif isinstance(value, set | frozenset):
         out = sorted((_to_json(item, ancestors) for item in value), key=repr)
     elif hasattr(value, "__dict__"):
-        public = {name: item for name, item in vars(value).items() if not name.startswith("_")}
-        out = public if _plain(public.values()) else {name: _to_json(item, ancestors) for name, item in public.items()}
+        if not issubclass(kind, _NOT_OBJECTS):
+            _OBJECT_KINDS.add(kind)
+        ancestors.discard(key)
+        return _object(value, vars(value), ancestors)
     else:
         out = repr(value)
     ancestors.discard(key)
@@ -193,8 +248,12 @@ def run_call(instance: Any, name: str, arguments: dict[str, Any]) -> str:
 
 def public_attributes(instance: Any) -> dict[str, Any]:
     """An instance's attributes not starting with `_`, as JSON values (BFCL compares these as the backend's
-    state)."""
-    return {key: to_json(value) for key, value in vars(instance).items() if not key.startswith("_")}
+    state): all of them in one orjson round trip when they are JSON data (`to_json`), else one by one."""
+    public = {key: value for key, value in vars(instance).items() if not key.startswith("_")}
+    fast = _json_data(public)
+    if fast is not None:
+        return typing.cast(dict[str, Any], fast)
+    return {key: value if type(value) in _ATOMS else to_json(value) for key, value in public.items()}
 
 
 def initial_state(backend: str, scenario: dict[str, Any], long_context: bool = False) -> dict[str, Any]:

@@ -282,8 +282,8 @@ class SandboxBackend:
             handle, epoch = self._released.popleft()
             if epoch == self._epoch:
                 handles.append(handle)
-        if handles:
-            worker.send(Release(handles=tuple(handles)))
+        if handles:  # posted: every caller sends a request next, which carries it (one wake-up for both)
+            worker.post(Release(handles=tuple(handles)))
 
     def _materialise(self, worker: WorkerProcess, state: SandboxState) -> None:
         steps: list[_Step] = []

@@ -99,7 +99,27 @@ class SessionGlobals:
             self._current = None  # what is in place now belongs to nobody; the next `enter` replaces it
 
 
+# Values of these types cannot be changed in place, so a session may share them: `copy.deepcopy` gives
+# back the same object for most of them anyway (for modules it fails, and then the value is shared too),
+# and typing's generic aliases and unions are immutable and hashable, only slower to rebuild.
+_IMMUTABLE = frozenset({
+    bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, type, types.FunctionType,
+    types.BuiltinFunctionType, types.ModuleType, types.GenericAlias, types.UnionType,
+})
+
+
+def _immutable(value: Any) -> bool:
+    """Whether `value` is of an immutable type above, a typing construct, or a tuple or frozenset of such."""
+    kind = type(value)
+    if kind in _IMMUTABLE or kind.__module__ == "typing":
+        return True
+    return (kind is tuple or kind is frozenset) and all(_immutable(item) for item in value)
+
+
 def _copied_value(value: Any, memo: dict[int, Any]) -> Any:
+    """A session's own copy of a namespace value (shared where it cannot change or cannot be copied)."""
+    if _immutable(value):
+        return value
     try:
         return copy.deepcopy(value, memo)
     except Exception:

@@ -9,8 +9,11 @@ Started by `SandboxPool`, one per environment. Its life:
 4. serve requests in order until `bye` or the end of the request pipe.
 
 State: a session's committed state is its canonical JSON (immutable bytes) under the handle the parent
-chose. Every call validates a fresh model from those bytes, so no live state object outlives a call and
-no two sessions ever share one; forks share the bytes. The toolkit module's globals (and its classes'
+chose. Every call runs on a fresh model of those bytes, so no two sessions ever share one; forks share the
+bytes. That model is validated from the bytes, or it is the one the bytes were dumped from when this
+worker made them (the state a load validated, or the revalidated state a committed write left), kept
+aside unused and handed to the next call on that handle only (one validation per call instead of two;
+it is dropped when a call, a read or a failed one, used it without committing a new one). The toolkit module's globals (and its classes'
 data attributes) are per handle too (`isolation.SessionGlobals`): one session's module-level caches or
 counters never reach another session in the same worker. Before using a state the worker checks it hashes
 to what the parent expects (`Call.expect`); a mismatch is reported (`integrity`), never used.
@@ -70,8 +73,8 @@ class _Loop(NamedTuple):
     send: Callable[[bytes], None]
     parse: Callable[[bytes], Any]
     sha256: Callable[[bytes], Any]
-    load: Callable[[LoadState, bytes], tuple[bytes, bytes | None]]
-    call: Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]
+    load: Callable[[LoadState, bytes], tuple[bytes, bytes | None, Any]]
+    call: Callable[[Call, bytes, bytes, Any], tuple[bytes, bytes | None, Any]]
     spaces: SessionGlobals
 
 
@@ -142,21 +145,25 @@ def _arm_cpu(per_call: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def _loader(backend: PythonBackend[Any], sha256: Callable[[bytes], Any]) -> Callable[[LoadState, bytes], tuple[bytes, bytes | None]]:
-    def load(request: LoadState, body: bytes) -> tuple[bytes, bytes | None]:
+def _loader(
+    backend: PythonBackend[Any], sha256: Callable[[bytes], Any]
+) -> Callable[[LoadState, bytes], tuple[bytes, bytes | None, Any]]:
+    """The load handler: (reply frame, the state's canonical JSON or None, the validated model or None)."""
+
+    def load(request: LoadState, body: bytes) -> tuple[bytes, bytes | None, Any]:
         try:
             handle = backend.load_state(orjson.loads(body))
             blob = _state_bytes(handle.model)
         except SpecError as exc:
-            return encode(Failed(seq=request.seq, reason="spec", message=str(exc))), None
+            return encode(Failed(seq=request.seq, reason="spec", message=str(exc))), None, None
         except orjson.JSONDecodeError as exc:
-            return encode(Failed(seq=request.seq, reason="spec", message=f"the state is not JSON: {exc}")), None
+            return encode(Failed(seq=request.seq, reason="spec", message=f"the state is not JSON: {exc}")), None, None
         except MemoryError:
-            return encode(Failed(seq=request.seq, reason="memory", message="loading the state")), None
+            return encode(Failed(seq=request.seq, reason="memory", message="loading the state")), None, None
         except BaseException as exc:  # the toolkit's own validators misbehaving
-            return encode(Failed(seq=request.seq, reason="crash", message=_describe(exc))), None
+            return encode(Failed(seq=request.seq, reason="crash", message=_describe(exc))), None, None
         echo = blob if len(blob) <= STATE_ECHO_BYTES else b""
-        return encode(Loaded(seq=request.seq, hash=sha256(blob).hexdigest()), echo), blob
+        return encode(Loaded(seq=request.seq, hash=sha256(blob).hexdigest()), echo), blob, handle.model
 
     return load
 
@@ -164,13 +171,16 @@ def _loader(backend: PythonBackend[Any], sha256: Callable[[bytes], Any]) -> Call
 def _caller(
     backend: PythonBackend[Any], per_call_cpu: int, sha256: Callable[[bytes], Any],
     disk: Callable[[BaseException | None], str | None],
-) -> Callable[[Call, bytes, bytes], tuple[bytes, bytes | None]]:
+) -> Callable[[Call, bytes, bytes, Any], tuple[bytes, bytes | None, Any]]:
+    """The call handler: run a call on `spare` (a model of the state's bytes nothing else holds) or, when that
+    is None, on a model validated from the bytes; (reply frame, the new state's canonical JSON and its model,
+    both None for a read or a failed call)."""
     validate_state = backend.state_model.model_validate_json
     run_tool = backend.run_tool
     loads, dumps = orjson.loads, orjson.dumps
     clocks: dict[tuple[str, int], ClockConfig] = {}
 
-    def call(request: Call, blob: bytes, arguments: bytes) -> tuple[bytes, bytes | None]:
+    def call(request: Call, blob: bytes, arguments: bytes, spare: Any) -> tuple[bytes, bytes | None, Any]:
         seq = request.seq
         key = (request.clock_start, request.clock_tick_us)
         clock = clocks.get(key)
@@ -186,9 +196,10 @@ def _caller(
             rng.setstate((3, request.rng.internal, request.rng.gauss_next))
         ctx = CallContext(request.seed, clock, request.step, rng)
         new_blob: bytes | None = None
+        new_model: Any = None
         try:
             _arm_cpu(per_call_cpu)
-            model = validate_state(blob)
+            model = spare if spare is not None else validate_state(blob)
             output, new_model = run_tool(model, request.tool, loads(arguments), ctx)
             body = dumps(output)
             if new_model is not None:
@@ -196,19 +207,19 @@ def _caller(
         except ToolError as exc:
             over = disk(exc)
             if over is not None:
-                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
+                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
             failed = Failed(seq=seq, reason="tool", kind=exc.kind, message=exc.message, path=exc.path)
-            return encode(failed), None
+            return encode(failed), None, None
         except MemoryError:
-            return encode(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory")), None
+            return encode(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory")), None, None
         except BaseException as exc:  # a bug (or hostility) in toolkit code: reported, never fatal here
             over = disk(exc)
             if over is not None:
-                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
-            return encode(Failed(seq=seq, reason="crash", message=_describe(exc))), None
+                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
+            return encode(Failed(seq=seq, reason="crash", message=_describe(exc))), None, None
         over = disk(None)
         if over is not None:
-            return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None
+            return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
         after = ctx.rng_state()
         moved: RngState | None = None
         if isinstance(after, tuple) and (
@@ -218,9 +229,9 @@ def _caller(
         digest = sha256(new_blob).hexdigest() if new_blob is not None else None
         if new_blob is not None and len(new_blob) <= STATE_ECHO_BYTES:
             reply = Called(seq=seq, writes=True, hash=digest, rng=moved, output_bytes=len(body))
-            return encode(reply, body + new_blob), new_blob
+            return encode(reply, body + new_blob), new_blob, new_model
         reply = Called(seq=seq, writes=new_blob is not None, hash=digest, rng=moved)
-        return encode(reply, body), new_blob
+        return encode(reply, body), new_blob, new_model
 
     return call
 
@@ -293,7 +304,9 @@ def _serve(loop: _Loop) -> int:
     read, send, parse, sha256, load, call, spaces = loop
     enter, fork, drop = spaces.enter, spaces.fork, spaces.drop
     states: dict[int, bytes] = {}
-    pending: dict[int, tuple[int, bytes]] = {}
+    # A model of a handle's committed bytes, made by this worker and not used since (module docstring).
+    spares: dict[int, tuple[bytes, Any]] = {}
+    pending: dict[int, tuple[int, bytes, Any]] = {}
     while True:
         frame = read()
         if frame is None:
@@ -307,18 +320,20 @@ def _serve(loop: _Loop) -> int:
             if sha256(blob).hexdigest() != request.expect:
                 send(encode(Failed(seq=request.seq, reason="integrity", message="stored state does not match")))
                 continue
-            for token in [t for t, (h, _) in pending.items() if h == request.handle]:
+            for token in [t for t, (h, _, _) in pending.items() if h == request.handle]:
                 del pending[token]  # a write the session never committed
             enter(request.handle)
-            reply, new_blob = call(request, blob, frame[1])
+            spare = spares.pop(request.handle, None)
+            reply, new_blob, new_model = call(request, blob, frame[1], spare[1] if spare and spare[0] is blob else None)
             if new_blob is not None:
-                pending[request.token] = (request.handle, new_blob)
+                pending[request.token] = (request.handle, new_blob, new_model)
             send(reply)
         elif op == "commit":
             entry = pending.pop(request.token, None)
             if entry is None:
                 return EXIT_PROTOCOL
             states[entry[0]] = entry[1]
+            spares[entry[0]] = (entry[1], entry[2])
         elif op == "fork":
             blob = states.get(request.source)
             if blob is None:
@@ -328,6 +343,7 @@ def _serve(loop: _Loop) -> int:
         elif op == "release":
             for handle in request.handles:
                 states.pop(handle, None)
+                spares.pop(handle, None)
                 drop(handle)
         elif op == "fetch":
             blob = states.get(request.handle)
@@ -335,9 +351,11 @@ def _serve(loop: _Loop) -> int:
                 return EXIT_PROTOCOL
             send(encode(Fetched(seq=request.seq), blob))
         elif op == "load":
-            reply, blob = load(request, frame[1])
+            reply, blob, model = load(request, frame[1])
+            spares.pop(request.handle, None)
             if blob is not None:
                 states[request.handle] = blob
+                spares[request.handle] = (blob, model)
                 drop(request.handle)
             send(reply)
         elif op == "bye":
