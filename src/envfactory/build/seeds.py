@@ -7,8 +7,8 @@ Contract:
   not fit is replaced by a constrained alternative or left out; only the key is required), parents are
   seeded before children and children refer to seeded parents.
 - Sizes: a collection without references (a primary one) holds `RECORDS_PER_COLLECTION` records, a
-  child collection `CHILD_RECORDS` (so some parents have several children), and any collection with a
-  state machine at least one record per state.
+  child collection `CHILD_RECORDS` (so some parents have several children), and a collection with a
+  state machine or a top-level enum at least one record per state or value (at most `MAX_RECORDS`).
 - Values come from Faker through `build.fake_values`, chosen by field name, format and description
   (people, companies, emails, addresses, timestamps, URLs, amounts, prose), seeded with the
   environment's name: the same source gives the same state, and two environments do not share names.
@@ -69,9 +69,13 @@ def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) ->
 
 
 def record_count(decl: CollectionDecl) -> int:
-    """How many generated records a collection gets (example keys come on top)."""
+    """How many generated records a collection gets (example keys come on top): the base size, raised to
+    the number of states of a machine or values of a top-level enum, at most `MAX_RECORDS`."""
     base = CHILD_RECORDS if any(r.collection for r in decl.references) else RECORDS_PER_COLLECTION
-    return min(MAX_RECORDS, max(base, *(len(machine_states(decl, t.field)) for t in decl.transitions), 0))
+    states = [len(machine_states(decl, t.field)) for t in decl.transitions]
+    enums = [len(s["enum"]) for s in object_properties(decl.record_schema).values()
+             if isinstance(s, dict) and isinstance(s.get("enum"), list)]
+    return min(MAX_RECORDS, max([base, *states, *enums]))
 
 
 def machine_states(decl: CollectionDecl, field: str) -> list[str]:
