@@ -128,10 +128,14 @@ def test_the_report_counts_placeholders_duplicates_and_coverage() -> None:
     assert isinstance(colls, dict)
     for i, record in enumerate(colls["holds"].values()):  # the old generator's shape of values
         record["name"] = "Holds 1" if i % 2 else f"name {i}"
+    assert fresh.links_checked == CHILD_RECORDS and fresh.inconsistent_links == 0
     colls["accounts"]["account_0001"]["holdId"] = "hold_9999"
+    account = colls["accounts"]["account_0002"]
+    account["matterId"] = next(m for m in colls["matters"] if m != account["matterId"])  # not its hold's matter
     stale = summarize([env_seed_stats(source, state)])
     assert stale.placeholder_rate > fresh.placeholder_rate + 0.02
     assert stale.duplicate_rate > fresh.duplicate_rate and stale.dangling_references == 1
+    assert stale.inconsistent_links == 1
 
 
 def _small_library(tmp_path: Path, names: list[str]) -> Path:

@@ -16,7 +16,8 @@ Contract:
   environment too.
 - *Enum coverage*: enum values of top-level fields present in some record / all of them; *state
   coverage*: the same for the states of each transition field. *Dangling references*: plain reference
-  fields whose value is not a key of the parent collection.
+  fields whose value is not a key of the parent collection. *Inconsistent links*: of a record's pairs of
+  references to A and B where A's records refer to B, those whose A record names another B.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class EnvSeedStats(BaseModel):
     states_covered: int = 0
     references: int = 0
     dangling: int = 0
+    links: int = 0
+    inconsistent_links: int = 0
     named_values: list[str] = Field(default_factory=list, description="distinct name/email/prose values")
 
 
@@ -88,6 +91,8 @@ class SeedsReport(BaseModel):
     enum_coverage: float
     state_coverage: float
     dangling_references: int
+    links_checked: int = Field(0, description="pairs of references where one parent refers to the other")
+    inconsistent_links: int = 0
     placeholder_examples: list[str] = Field(default_factory=list)
 
 
@@ -176,8 +181,34 @@ def env_seed_stats(source: DeclarativeEnvSource, state: JSONObject) -> EnvSeedSt
                     parents = colls.get(parent)
                     stats.dangling += not (isinstance(parents, dict) and record[field] in parents)
         _coverage(stats, decl, props, records)
+        _consistency(stats, source, cname, colls)
     stats.named_values = sorted(named)
     return stats
+
+
+def _plain(field: str) -> bool:
+    return "." not in field and "[" not in field
+
+
+def _consistency(stats: EnvSeedStats, source: DeclarativeEnvSource, cname: str, colls: dict[str, Any]) -> None:
+    """Count a record's pairs of references (to A and to B, where A's records refer to B) and those whose
+    A record names another B than the record does."""
+    refs = [r for r in source.collections[cname].references if _plain(r.field)]
+    records = colls.get(cname)
+    for a in refs:
+        parent_decl = source.collections.get(a.collection)
+        parents = colls.get(a.collection)
+        if parent_decl is None or not isinstance(parents, dict) or not isinstance(records, dict):
+            continue
+        for b in refs:
+            via = next((r.field for r in parent_decl.references if r.collection == b.collection and _plain(r.field)), None)
+            if b.collection == a.collection or via is None:
+                continue
+            for record in records.values():
+                parent = parents.get(record.get(a.field)) if isinstance(record, dict) else None
+                if isinstance(parent, dict) and via in parent and b.field in record:
+                    stats.links += 1
+                    stats.inconsistent_links += parent[via] != record[b.field]
 
 
 def _coverage(stats: EnvSeedStats, decl: Any, props: dict[str, Any], records: dict[str, Any]) -> None:
@@ -224,5 +255,6 @@ def summarize(stats: Sequence[EnvSeedStats]) -> SeedsReport:
         enum_coverage=rate(sum(s.enum_covered for s in stats), sum(s.enum_values for s in stats)),
         state_coverage=rate(sum(s.states_covered for s in stats), sum(s.states for s in stats)),
         dangling_references=sum(s.dangling for s in stats),
+        links_checked=sum(s.links for s in stats), inconsistent_links=sum(s.inconsistent_links for s in stats),
         placeholder_examples=[e for s in stats for e in s.placeholder_examples[:1]][:12],
     )

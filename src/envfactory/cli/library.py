@@ -269,7 +269,8 @@ def _seeds_table(reports: dict[str, SeedsReport]) -> Table:
             ("placeholder rate", "placeholder_rate"), ("duplicate rate", "duplicate_rate"),
             ("duplicate rate (names, prose)", "named_duplicate_rate"),
             ("names/prose repeated across envs", "cross_env_repeat_rate"), ("enum coverage", "enum_coverage"),
-            ("state coverage", "state_coverage"), ("dangling references", "dangling_references")]
+            ("state coverage", "state_coverage"), ("dangling references", "dangling_references"),
+            ("reference pairs checked", "links_checked"), ("inconsistent reference pairs", "inconsistent_links")]
     for label, attr in rows:
         table.add_row(label, *(str(getattr(r, attr)) for r in reports.values()))
     return table
