@@ -24,7 +24,8 @@ from envfactory.spec.build import Proposal
 from envfactory.verify.behaviour_suite import check_behaviour, generate_suite, run_suite
 from envfactory.verify.envchecks import verify_environment
 
-NAME = "anchore_io_accounts_users"  # 10 scenarios: 5 passed, 3 failed (known), 2 inconclusive
+NAME = "anchore_io_accounts_users"  # 14 scenarios: 6 passed, 4 failed (known), 4 inconclusive
+KNOWN = 4
 runner = CliRunner()
 
 
@@ -44,11 +45,11 @@ def test_both_forms_of_scenarios_json_load_and_a_file_without_suite_stays_an_arr
 
 def test_the_check_fails_only_on_failures_the_suite_does_not_list() -> None:
     suite = _stored().behaviour
-    assert suite is not None and len(suite.known_failures) == 3
+    assert suite is not None and len(suite.known_failures) == KNOWN
     env = load_env(library_root() / NAME)
     known = check_behaviour(env, suite)
-    assert known.status == "passed" and known.counts["known_failed"] == 3 and known.counts["failed"] == 3
-    assert sum("(known: " in p for p in known.problems) == 3 and not known.failing_tools
+    assert known.status == "passed" and known.counts["known_failed"] == KNOWN and known.counts["failed"] == KNOWN
+    assert sum("(known: " in p for p in known.problems) == KNOWN and not known.failing_tools
     first = sorted(suite.known_failures)[0]
     unlisted = check_behaviour(env, suite.model_copy(update={"known_failures": {
         k: v for k, v in suite.known_failures.items() if k != first}}))
@@ -85,7 +86,7 @@ def test_envs_verify_runs_the_suite_of_a_directory_and_a_shipped_name(tmp_path: 
     assert result.exit_code == 0, result.output
     written = VerificationReport.model_validate_json((target / "report.json").read_bytes())
     check = written.check("behaviour")
-    assert check is not None and check.status == "passed" and check.counts["known_failed"] == 3
+    assert check is not None and check.status == "passed" and check.counts["known_failed"] == KNOWN
     # an unlisted failure rejects the directory's environment and names its tool
     stored = load_scenario_file((target / "scenarios.json").read_bytes())
     assert stored.behaviour is not None
@@ -97,7 +98,7 @@ def test_envs_verify_runs_the_suite_of_a_directory_and_a_shipped_name(tmp_path: 
     shipped = runner.invoke(app, ["envs", "verify", NAME, "--json"])
     assert shipped.exit_code == 0, shipped.output
     payload = json.loads(shipped.output)
-    assert payload["changed"] is False and payload["behaviour"]["counts"]["known_failed"] == 3
+    assert payload["changed"] is False and payload["behaviour"]["counts"]["known_failed"] == KNOWN
 
 
 def test_envs_verify_library_runs_every_suite() -> None:

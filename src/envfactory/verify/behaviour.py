@@ -6,7 +6,9 @@ Contract:
   the spec did not allow (no create operation, no record key, a parent that cannot be established).
   Kinds, each expectation quoted from the spec fact in `because`:
   - `lifecycle`: create → get returns what was created → list includes it → update changes the named
-    field and nothing else that was created → delete → get is `not_found` → list excludes it;
+    field and nothing else that was created → delete → get is `not_found` → list excludes it; and two
+    shorter ones: a deleted record stays gone (the same delete again is `not_found`, state unchanged,
+    then the get), and two records created under one parent are both listed;
   - `scoping`: a record created under one parent path parameter is not listed, and is `not_found`,
     under another parent;
   - `reference`: get/update/delete/actions naming a record that does not exist, a create under a
@@ -455,6 +457,45 @@ def _pagination(draft: _Draft, coll: CollectionFacts) -> str | None:
     return None
 
 
+def _gone_for_good(draft: _Draft, coll: CollectionFacts) -> str | None:
+    """create → delete → the same delete again is `not_found` with the state unchanged (→ the read too)."""
+    delete, read = coll.first("delete"), coll.first("read")
+    if delete is None:
+        return f"{coll.name}: no delete"
+    made = draft.create(coll, setup=True)
+    if made is None:
+        return f"{coll.name}: no create, no record key or a parent that cannot be established"
+    key, args, _ = made
+    parents = {k: args[k] for k in coll.parent_args if k in args}
+    draft.add(delete, draft.address(delete, coll, key, parents), StepExpect(), f"{_ref(delete)} deletes it")
+    draft.add(delete, draft.address(delete, coll, key, parents), NOT_FOUND,
+              f"{_ref(delete)} again: the record no longer exists")
+    if read:
+        draft.add(read, draft.address(read, coll, key, parents), NOT_FOUND, f"{_ref(read)} after {_ref(delete)}")
+    return None
+
+
+def _all_listed(draft: _Draft, coll: CollectionFacts) -> str | None:
+    """Two records created under the same parent are both listed, not only the last one."""
+    listing = coll.first("list")
+    if listing is None:
+        return f"{coll.name}: no list"
+    parents = draft.parents(coll) if coll.parent_args else {}
+    if parents is None:
+        return f"{coll.name}: a parent cannot be established"
+    keys: list[Any] = []
+    same: dict[str, Any] = {}  # what the list is asked by (a parent sent as a body field, a catalog): the same for both
+    for _ in range(2):
+        made = draft.create(coll, setup=True, parents=parents, extra=same)
+        if made is None:
+            return f"{coll.name}: no create or no record key"
+        keys.append(made[0])
+        same = {k: v for k, v in made[1].items() if k in listing.args and k != coll.key_arg and _scalar(v)}
+    draft.add(listing, draft.address(listing, coll, keys[0], parents),
+              StepExpect(includes=keys, key_fields=_key_fields(coll)), f"{_ref(listing)} lists every record created")
+    return None
+
+
 Draft = _Draft
 """The scenario writer, shared with the prose-rule scenarios (`rules_extract`)."""
 spec_ref = _ref
@@ -486,6 +527,8 @@ def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations
                           partial(_transition, coll=coll, op=op, value=value))
                          for op, value in _transition_targets(coll)]
             if kind == "lifecycle":
+                jobs += [("lifecycle", f"lifecycle:{coll.name}:gone_for_good", partial(_gone_for_good, coll=coll)),
+                         ("lifecycle", f"lifecycle:{coll.name}:all_listed", partial(_all_listed, coll=coll))]
                 jobs += [("reference", f"reference:{coll.name}:{op.name}:{arg}",
                           partial(_reference, coll=coll, op=op, arg=arg))
                          for op, arg in _reference_targets(facts, coll)]

@@ -35,7 +35,7 @@ from envfactory.verify.rules_extract import extract_rules, rule_scenarios
 
 __all__ = ["GENERATOR_VERSION", "check_behaviour", "generate_suite", "run_suite", "with_known_failures"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def generate_suite(env: Environment, proposal: Proposal, operations: Mapping[str, Operation], *,
