@@ -39,7 +39,7 @@ from envfactory.graph.match import (
     schema_score,
 )
 from envfactory.graph.model import BuildInfo, Edge, ParamNode, Provenance, ToolGraph, ToolNode
-from envfactory.graph.names import compact, definition_subject, operation_entity, words
+from envfactory.graph.names import compact, definition_subject, lookup_entity, operation_entity, words
 from envfactory.graph.providable import Label, LabelRequest, heuristic, llm_labels
 from envfactory.spec.schema_tools import ref_name
 
@@ -188,11 +188,13 @@ def prepare(sets: Sequence[ToolSet], config: GraphConfig | None = None) -> Prepa
     for index, tool in enumerate(prepared.tools):
         service = _service(tool)
         entity = prepared.tool_entities[index]
+        looked_up = lookup_entity(_operation_name(tool)) or entity  # `getSectionsForSchool`: its `id` is a school's
         for direction, flat in (("input", flat_in[index]), ("output", flat_out[index])):
             for f in flat:
                 position = len(prepared.fields)
                 prepared.fields.append((index, f))
-                view = make_view(position, index, service, f, direction, entity, frozen.get(service, frozenset()))
+                view = make_view(position, index, service, f, direction, looked_up if direction == "input" else entity,
+                                 frozen.get(service, frozenset()))
                 prepared.views.append(view)
                 if direction == "output":
                     prepared.outputs.append(position)

@@ -30,7 +30,11 @@ Contract:
   wrapper (`UnifiedId`) names no entity; "the ID of the X or Y" takes a Y's id too; `<x>Id` inside a
   container named `...<x>` is that container's id (`developerMetadata.metadataId`); a field named after
   an entity and described as its ID (`patient`: "ID of this appointment's patient") is that entity's id,
-  and so is a glued-on id (`listid`) described as an ID.
+  and so is a glued-on id (`listid`) described as an ID; a scalar field named after an entity its service
+  issues, with no prose saying otherwise (`district`, `pool`), is that record's key and feeds an input
+  taking the entity's id or name; a record's own `version` feeds an input of that name described as the
+  record's identifier; the bare inputs of an operation that looks something up "for" an entity
+  (`getSectionsForSchool`) take that entity's id; short forms name their word (`config` = configuration).
 - Notations: two values of one service whose descriptions name the same notation ("A1 notation") link.
 - Cursors: a list call's next-page position (`cursor`, `NextToken`, `meta.cursors.next`) feeds its own
   cursor input (the only self-edge) and nothing else.
@@ -418,6 +422,8 @@ def schema_score(out: FieldView, inp: FieldView) -> Match:
                 break
     if best == 0.0 and same_service and out.name in inp.mentions and _mentioned_entity(out, inp):
         best, evidence = QUALIFIED, f"the input's description names `{out.name}`"
+    if best == 0.0 and same_service:
+        best, attr, evidence = _service_key(out, inp) or (best, attr, evidence)
     equal_names = (
         out.name_key == inp.name_key and out.name_key not in GENERIC_NAMES
         and (same_service or _specific(out.ref.entity))
@@ -464,6 +470,25 @@ def _numbered(out: FieldView, inp: FieldView) -> bool:
             and not set(entity) & _NOT_NUMBERED and inp.name_key.endswith("number")
             and any(a.attribute == "number" and entities_compatible(entity, a.entity, same_service=True) == 1.0
                     for a in inp.accepts))
+
+
+def _service_key(out: FieldView, inp: FieldView) -> tuple[float, str, str] | None:
+    """Keys of one service's records that no name or description types (REST/OpenAPI), as (score, the
+    attribute that flows, evidence): a scalar field named after an entity the service issues, with no
+    prose saying otherwise (Clever's `district`, Airflow's `pool`), is that record's key and feeds an input
+    taking its id or name; a record's own `version` feeds an input of the same name described as that
+    record's identifier."""
+    entity = out.ref.entity
+    if (out.ref.attribute == "value" and out.type in ("string", "integer") and not out.properties
+            and name_ref(out.name).entity == entity and out.owns(entity)):
+        for acc in inp.accepts:
+            if acc.attribute in ("id", "name") and entities_compatible(entity, acc.entity, same_service=True) == 1.0:
+                return QUALIFIED, acc.attribute, f"`{out.name}` names a {' '.join(entity)} of this service = {acc.attribute}"
+    if out.name_key == inp.name_key and out.ref.attribute in REFERENCE - GENERATED:
+        for acc in inp.accepts:
+            if acc.attribute in GENERATED and entities_compatible(entity, acc.entity, same_service=True) == 1.0:
+                return QUALIFIED, acc.attribute, f"a {' '.join(entity)}'s own {out.name} = its {acc.attribute}"
+    return None
 
 
 def _mentioned_entity(out: FieldView, inp: FieldView) -> bool:

@@ -86,7 +86,7 @@ QUALIFIERS = frozenset({
 _CONTAINER_NOISE = frozenset({
     "metadata", "description", "detail", "summary", "list", "info", "configuration", "config", "result", "output",
     "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry", "compact",
-    "paged",
+    "paged", "meta",
 })
 PAGINATION = frozenset({
     "nexttoken", "nextpagetoken", "pagetoken", "marker", "nextmarker", "continuationtoken", "nextcontinuationtoken",
@@ -425,10 +425,33 @@ def operation_entity(operation: str) -> tuple[str, ...]:
     return _strip_entity(tuple(tokens))
 
 
+# Short forms that name the same thing as the long form (`config property` = "configuration property").
+_ABBREVIATIONS = MappingProxyType({"config": "configuration", "repo": "repository", "org": "organization",
+                                   "env": "environment", "info": "information", "dir": "directory"})
+
+
+def lookup_entity(operation: str) -> tuple[str, ...]:
+    """The entity whose identifier an operation's bare inputs (`id`) take when its name says what it looks
+    up "for" (`getSectionsForSchool` → (school,), `getStudentForContact` → (contact,)); empty otherwise."""
+    if _METHOD_PATH.match(operation) or operation.count(".") >= 2:
+        return ()
+    named = words(operation)
+    if "for" not in named[1:]:
+        return ()
+    after = named[named.index("for", 1) + 1:]
+    if "by" in after:
+        after = after[: after.index("by")]
+    entity = _strip_entity(tuple(t for t in after if t not in _VERBS))
+    return entity if not set(entity) <= GENERIC_ENTITY | QUALIFIERS else ()  # `ListTagsForResource`: no entity
+
+
 def entities_compatible(a: tuple[str, ...], b: tuple[str, ...], *, same_service: bool) -> float:
-    """1.0 when `a` and `b` name the same entity, 0.75 for a qualified match, 0.0 otherwise."""
+    """1.0 when `a` and `b` name the same entity (a short form of a word as the word itself), 0.75 for a
+    qualified match, 0.0 otherwise."""
     if not a or not b:
         return 0.0
+    a = tuple(_ABBREVIATIONS.get(t, t) for t in a)
+    b = tuple(_ABBREVIATIONS.get(t, t) for t in b)
     if compact(a) == compact(b):
         return 1.0
     short, long = (a, b) if len(a) < len(b) else (b, a)
