@@ -11,7 +11,8 @@ Contract:
   classified on its own).
 - `EnvDifferential.agreement` is calls matched / calls compared under the documented normalisation;
   `scenarios_agreed` counts scenarios with no disagreement at all. Calls moto crashed on or does not
-  implement are not compared (`not_compared`).
+  implement are not compared (`not_compared`; the latter still listed as `moto_limitation`
+  disagreements, outside the rate).
 - `render_markdown(report)` is deterministic (sorted by environment).
 """
 
@@ -88,7 +89,8 @@ class SuiteReport(SpecModel):
 
 
 def render_markdown(report: SuiteReport) -> str:
-    """The report as markdown: the AWS environment list, the per-environment table, the causes."""
+    """The report as markdown: the AWS environment list, the per-environment and per-service tables, the
+    causes."""
     lines = [
         f"# Differential suite against moto {report.moto_version} (botocore {report.botocore_version})", "",
         "| environment | service | moto implements | source ops in moto |", "|---|---|---|---|",
@@ -103,6 +105,12 @@ def render_markdown(report: SuiteReport) -> str:
         lines.append(f"| {result.env} | {result.scenarios} | {result.scenarios_agreed} | "
                      f"{result.calls_matched}/{result.calls_compared} | {result.agreement:.1%} | "
                      f"{result.values_compared} | {counts} |")
+    lines += ["", "| service | environments | scenarios | calls matched | agreement |", "|---|---|---|---|---|"]
+    for service in sorted({r.service for r in report.results}):
+        group = [r for r in report.results if r.service == service]
+        compared, matched = sum(r.calls_compared for r in group), sum(r.calls_matched for r in group)
+        rate = f"{matched / compared:.1%}" if compared else "-"
+        lines.append(f"| {service} | {len(group)} | {sum(r.scenarios for r in group)} | {matched}/{compared} | {rate} |")
     for result in sorted(report.results, key=lambda r: r.env):
         lines += ["", f"## {result.env} ({result.service})", ""]
         for klass in CLASSES[:3]:
