@@ -75,6 +75,7 @@ class EnvDifferential(SpecModel):
         description="Operation.field the reference answered, our output schema declares, our answer lacked -> calls",
     )
     causes: dict[str, list[str]] = Field(default_factory=dict, description="class -> distinct causes")
+    cause_counts: dict[str, int] = Field(default_factory=dict, description="cause -> disagreements (not follow_on)")
     seconds: float = 0.0
 
 
@@ -115,7 +116,8 @@ def render_markdown(report: SuiteReport) -> str:
         lines += ["", f"## {result.env} ({result.service})", ""]
         for klass in CLASSES[:3]:
             for cause in result.causes.get(klass, []):
-                lines.append(f"- {klass}: {cause}")
+                count = result.cause_counts.get(cause)
+                lines.append(f"- {klass}{f' ({count})' if count else ''}: {cause}")
         for item in result.not_compared:
             lines.append(f"- not compared: {item}")
         if result.omitted_fields:

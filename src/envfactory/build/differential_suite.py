@@ -283,7 +283,8 @@ def run_env(env_dir: Path, service: str, *, seed: int = 0, timeout_s: float = BA
         calls_compared=compared, calls_matched=matched, values_compared=values,
         agreement=round(matched / compared, 4) if compared else 0.0, by_class=dict(sorted(by_class.items())),
         disagreements=disagreements, not_compared=sorted(not_compared), omitted_fields=dict(sorted(omitted.items())),
-        causes=causes, seconds=round(time.monotonic() - started, 1),
+        causes=causes, cause_counts=dict(sorted(Counter(d.cause for d in disagreements if d.klass != "follow_on").items())),
+        seconds=round(time.monotonic() - started, 1),
     )
 
 
