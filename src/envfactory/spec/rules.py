@@ -61,5 +61,6 @@ class RuleLabel(SpecModel):
     sentence: str
     source: str = Field(description="resource and operation (or field) the sentence was taken from")
     kinds: list[RuleKind] = Field(default_factory=list, description="the rules the sentence states; empty: none")
-    split: Literal["tuning", "held_out"] = Field(
-        default="tuning", description="tuning: the patterns were written reading it; held_out: labelled, never read for them")
+    split: Literal["tuning", "held_out", "held_out_2"] = Field(
+        default="tuning", description="tuning: round 1 was written reading it; held_out: measured on round 1 "
+        "unread, then read for round 2; held_out_2: labelled before round 2, never read for a pattern")

@@ -23,7 +23,7 @@ __all__ = ["GUARDS", "PATTERNS", "RulePattern", "match_sentence", "split_sentenc
 
 _NUM = r"(\d[\d,]*)"
 _STATE_WORDS = (r"(already|currently|active|inactive|registered|non-drafts?|drafts?|published|submitted|archived|"
-                r"closed|completed|running|pending|approved|locked|default)")
+                r"closed|completed|running|pending|approved|locked|live)")
 _VERBS = r"(deleted|removed|cancell?ed|updated|modified|used|invoiced|exported|edited|archived|submitted)"
 
 
@@ -42,11 +42,12 @@ def _p(pid: str, kind: RuleKind, regex: str, limit_group: int = 0) -> RulePatter
 
 PATTERNS: tuple[RulePattern, ...] = (
     # uniqueness
-    _p("unique.must_be", "unique", r"\b(must|should|has to|have to|needs? to|shall) be unique\b"),
+    _p("unique.must_be", "unique", r"\b(must|should|has to|have to|needs? to|shall|required to) be unique\b"),
     _p("unique.within", "unique", r"^(must be |is |are )?unique (within|across|per|in|among|for each)\b"),
     _p("unique.duplicate_error", "unique",
        r"\b(40\d|error|fails?|rejected|not allowed)\b.*\bduplicate\b|\bduplicate\b.*\b(not allowed|rejected|fails?|error)\b"),
     _p("unique.already_exists", "unique", r"\b(with the same|same)\b.*\balready exists\b"),
+    _p("unique.returns_already_exists", "unique", r"\b(return|returns|error|fails?)\b.{0,40}\b(ALREADY_EXISTS|already exists)\b"),
     # deleting a record that still holds children
     _p("empty.only_when", "delete_requires_empty",
        r"\b(delete|remove|terminate)s?\b.*\bonly (when|if)\b.*\b(empty|(does not|doesn't|do not) (contain|have|hold)|has no|have no)\b"),
@@ -72,11 +73,13 @@ PATTERNS: tuple[RulePattern, ...] = (
     _p("length.min", "min_length", r"\b(at least|minimum of|minimum length of)\s+" + _NUM + r"\s+(characters?|chars?)\b", 2),
     # fields that cannot change
     _p("immutable.cannot_change", "immutable", r"\bcannot be (changed|modified|updated|edited|disabled)\b"),
-    _p("immutable.word", "immutable", r"\b(is|are) immutable\b|\bimmutable (once|after)\b"),
+    _p("immutable.word", "immutable", r"\b(is|are) immutable\b|\bimmutable (once|after)\b|\ban immutable\b"),
     _p("immutable.you_cannot_change", "immutable", r"\byou (cannot|can't|can not) (change|modify|update) the\b"),
     _p("immutable.once_set", "immutable", r"\bonce (set|created)\b.*\bcannot\b"),
     # operations allowed only in some states
-    _p("state.only_in", "requires_state", r"\bcan only be \w+ (in|when|while)\b.*\b(state|status)\b"),
+    _p("state.only_in", "requires_state", r"\bcan only be \w+ (in|when|while|if)\b.*\b(state|status)\b"),
+    _p("state.cannot_verb_in", "requires_state",
+       r"\b(cannot|can't|can not) \w+\b.{0,40}\b(in|while in) (the |an? )?[`'\"]?\w+[`'\"]? (state|status)\b"),
     _p("state.must_be_in", "requires_state",
        r"\bmust be (in (an? |the )?)?[`'\"]?\w+[`'\"]? (status|state)\b|\bmust be (active|inactive|enabled|stopped|"
        r"running|open|closed|approved)\b"),
@@ -90,7 +93,8 @@ _GUARD_TEXT: tuple[tuple[RuleKind, str], ...] = (
                r"\b(do|does) not (need|have) to be unique\b"),
     ("unique", r"\bidempoten|\bclient ?token\b|\brequest token\b"),
     ("max_count", r"\b(return|returns|returned|retrieve|per page|page|at a time|results?)\b"),
-    ("requires_state", r"\bcannot be (undone|combined)\b"),
+    ("requires_state", r"\bcannot be (undone|combined)\b|\bcannot be (used|specified|combined) (with|along with|together)\b"),
+    ("immutable", r"\b(live|active|running|published|archived|locked|registered)\b( \w+){0,2} cannot be (changed|modified|updated)\b"),
 )
 GUARDS: tuple[tuple[RuleKind, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(regex, re.IGNORECASE)) for kind, regex in _GUARD_TEXT)
