@@ -83,13 +83,14 @@ def test_workdocs_activate_and_deactivate_user(aws_catalog: Catalog, tmp_path: P
     write_env_dir(compiled, tmp_path)
     s = open_session(load_env(tmp_path), {"collections": {}, "counters": {}})
     created = ok(s, "create_user", {"Username": "ada", "GivenName": "Ada", "Surname": "Lovelace", "Password": "pw-123456"})
-    assert isinstance(created, dict) and created["Status"] == "PENDING"  # assigned: CreateUser takes no status
-    user = created["UserId"]
-    assert ok(s, "activate_user", {"UserId": user})["Status"] == "ACTIVE"  # type: ignore[index]
+    # CreateUser and ActivateUser answer {"User": {...}} as WorkDocs does; DeactivateUser has no envelope
+    assert isinstance(created, dict) and created["User"]["Status"] == "PENDING"  # assigned: CreateUser takes no status
+    user = created["User"]["UserId"]
+    assert ok(s, "activate_user", {"UserId": user})["User"]["Status"] == "ACTIVE"  # type: ignore[index]
     assert _error(s, "activate_user", {"UserId": user})[0] == "rule_violation"
     assert ok(s, "deactivate_user", {"UserId": user})["Status"] == "INACTIVE"  # type: ignore[index]
     assert _error(s, "deactivate_user", {"UserId": user})[0] == "rule_violation"
-    assert ok(s, "activate_user", {"UserId": user})["Status"] == "ACTIVE"  # type: ignore[index]
+    assert ok(s, "activate_user", {"UserId": user})["User"]["Status"] == "ACTIVE"  # type: ignore[index]
 
 
 def test_medialive_multiplex_counts_programs_and_runs(aws_catalog: Catalog, tmp_path: Path) -> None:
@@ -107,6 +108,7 @@ def test_medialive_multiplex_counts_programs_and_runs(aws_catalog: Catalog, tmp_
     made = ok(s, "create_multiplex", {"AvailabilityZones": ["us-east-1a", "us-east-1b"], "Name": "news",
                                       "RequestId": "r-1", "MultiplexSettings": {"TransportStreamBitrate": 1000000,
                                                                                "TransportStreamId": 1}})
+    made = made["Multiplex"] if isinstance(made, dict) and set(made) == {"Multiplex"} else None  # CreateMultiplex's envelope
     assert isinstance(made, dict) and made["ProgramCount"] == 0 and made["State"] == "CREATING"
     mux = made["MultiplexId"]
     settings = {"ProgramNumber": 1, "PreferredChannelPipeline": "PIPELINE_0"}

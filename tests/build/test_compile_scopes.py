@@ -138,3 +138,39 @@ def test_a_scope_parameter_naming_another_collection_is_a_checked_reference(tmp_
     assert s.hash() == before
     device = ok(s, "claim_device", {"org_id": org, "mac": "aa:bb"})
     assert [d["id"] for d in ok(s, "list_devices", {"org_id": org})["items"]] == [device["id"]]  # type: ignore[index]
+
+
+_JOB = {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}}}
+
+
+def test_results_take_the_envelopes_the_responses_define(tmp_path: Path) -> None:
+    body = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    page = {"type": "object", "properties": {"jobs": {"type": "array", "items": _JOB}, "nextPageToken": {"type": "string"},
+                                             "totalSize": {"type": "integer"}}}
+    ops = [
+        _op("createJob", "POST", "/jobs", body=body, output={"type": "object", "properties": {"job": _JOB}}),
+        _op("getJob", "GET", "/jobs/{id}", output={"type": "object", "properties": {"job": _JOB}}),
+        _op("listJobs", "GET", "/jobs", output=page),
+        _op("deleteJob", "DELETE", "/jobs/{id}"),
+    ]
+    ops[2] = ops[2].model_copy(update={"input_schema": {"type": "object", "properties": {
+        "pageToken": {"type": "string", "x-in": "query"}, "pageSize": {"type": "integer", "x-in": "query"}}}})
+    compiled = _compile(ops, {op.name: "jobs" for op in ops})
+    envelopes = {t.name: t.operation.envelope for t in compiled.source.tools}
+    assert envelopes["delete_job"] is None
+    assert envelopes["get_job"] is not None and envelopes["get_job"].records == "job"
+    listing = envelopes["list_jobs"]
+    assert listing is not None and (listing.records, listing.next_token, listing.total) == ("jobs", "nextPageToken", "totalSize")
+    s = _empty_session(compiled, tmp_path)
+    created = ok(s, "create_job", {"title": "a"})
+    assert isinstance(created, dict) and set(created) == {"job"} and created["job"]["title"] == "a"
+    ok(s, "create_job", {"title": "b"})
+    assert ok(s, "get_job", {"id": created["job"]["id"]}) == {"job": created["job"]}
+    first = ok(s, "list_jobs", {"pageSize": 1})
+    assert isinstance(first, dict) and set(first) == {"jobs", "nextPageToken", "totalSize"} and first["totalSize"] == 2
+    second = ok(s, "list_jobs", {"pageSize": 1, "pageToken": first["nextPageToken"]})
+    assert [j["title"] for j in first["jobs"] + second["jobs"]] == ["a", "b"] and second["nextPageToken"] is None  # type: ignore[index]
+    # the served output schemas say the same
+    tools = {t.name: t for t in load_env(tmp_path).spec.tools}
+    assert set(tools["list_jobs"].output_schema["properties"]) == {"jobs", "nextPageToken", "totalSize"}
+    assert ok(s, "delete_job", {"id": created["job"]["id"]}) == {"deleted": created["job"]["id"]}

@@ -64,6 +64,7 @@ from envfactory.build.compile_collections import (
     plan_counters,
     plan_scopes,
     plan_transitions,
+    response_envelope,
 )
 from envfactory.build.errors import CompileError
 from envfactory.build.naming import field_name, id_prefix, tool_name
@@ -390,6 +391,7 @@ def _tool(shape: OperationShape, coll: CollectionPlan, used: set[str]) -> tuple[
         key_arg=(create_key if op_kind == "create" else (acc.key_arg if acc.key_arg != coll.key else None)),
         fields_from_args=shape.role != "action",
         assign=assign, requires=requires, effects=effects, listing=listing,
+        envelope=response_envelope(op, op_kind, listing.page_token_arg if listing is not None else None),
     )
     description = description[:_DESCRIPTION_MAX]
     source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=acc.field_names)

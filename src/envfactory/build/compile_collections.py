@@ -17,7 +17,7 @@ from typing import Any
 from envfactory.build.naming import field_name, words
 from envfactory.build.shapes import STATUS_VERBS, OperationShape, ResourceGroup
 from envfactory.spec import DeclarativeToolDecl, Operation
-from envfactory.spec.declarative import TransitionDecl
+from envfactory.spec.declarative import EnvelopeDecl, TransitionDecl
 from envfactory.spec.inflection import plural, singular
 from envfactory.spec.schema_tools import (
     SchemaTooLarge,
@@ -484,3 +484,44 @@ def takes_argument(tool: DeclarativeToolDecl, argument: str) -> bool:
     """Whether `tool`'s input schema has an argument named `argument`."""
     properties = tool.input_schema.get("properties")
     return isinstance(properties, dict) and argument in properties
+
+
+_TOKEN_FIELDS = frozenset({"nextpagetoken", "nexttoken", "nextmarker", "marker", "nextcursor", "cursor",
+                           "continuationtoken", "nextcontinuationtoken", "pagetoken"})
+_TOTAL_FIELDS = frozenset({"total", "totalcount", "totalsize", "totalitems", "totalresults", "count", "resultcount"})
+_ENVELOPE_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$")
+
+
+def response_envelope(op: Operation, kind: str, page_token_arg: str | None) -> EnvelopeDecl | None:
+    """The envelope the source's response puts the result in (`spec.declarative.EnvelopeDecl`), or None
+    when it is the engine's own shape or the response does not say. A list: the response object's one
+    array of objects holds the page; its string property named like a next-page token (else
+    `next_page_token` when the list pages) and its integer property named like a total come along.
+    A create/get/update/patch: a response with exactly one property, an object with properties (the
+    record inside, `{"GameServerGroup": {...}}`). A bare array or an undeclared response: None."""
+    if kind == "delete" or not op.output_schema:
+        return None
+    try:
+        flat = flatten(op.output_schema, definitions(op.output_schema))
+    except SchemaTooLarge:
+        return None
+    props = object_properties(flat)
+    if kind != "list":
+        if unwrap_record(flat) is flat or len(props) != 1:
+            return None
+        (name,) = props
+        return EnvelopeDecl(records=name) if _ENVELOPE_NAME.match(name) else None
+    arrays = [n for n, s in props.items() if isinstance(s, dict) and json_type(s) == "array"
+              and isinstance(s.get("items"), dict) and json_type(s["items"]) in ("object", None)]
+    if len(arrays) != 1 or not _ENVELOPE_NAME.match(arrays[0]):
+        return None
+    flat_names = {n.replace("_", "").lower(): n for n in props if _ENVELOPE_NAME.match(n)}
+    token = next((flat_names[f] for f in sorted(flat_names) if f in _TOKEN_FIELDS
+                  and json_type(props[flat_names[f]]) in ("string", None)), None)
+    if token is None and page_token_arg is not None:
+        token = "next_page_token" if arrays[0] != "next_page_token" else None
+    total = next((flat_names[f] for f in sorted(flat_names) if f in _TOTAL_FIELDS
+                  and json_type(props[flat_names[f]]) == "integer"), None)
+    if (arrays[0], token, total) == ("items", "next_page_token", "total"):
+        return None  # the engine's own shape
+    return EnvelopeDecl(records=arrays[0], next_token=token, total=total if total not in (arrays[0], token) else None)

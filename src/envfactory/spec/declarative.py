@@ -255,6 +255,26 @@ class ListDecl(SpecModel):
 
 OperationKind = Literal["create", "get", "list", "update", "patch", "delete"]
 
+_FIELD_NAME = r"^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$"
+
+
+class EnvelopeDecl(SpecModel):
+    """Where an operation's result stands in its response, as the source's response schema defines it.
+
+    - `list`: the page of records under `records` (`{"jobs": [...]}`), the next-page token under
+      `next_token` and the number of matching records under `total`, each left out when None.
+    - `create` / `get` / `update` / `patch`: the record under `records` (`{"GameServerGroup": {...}}`).
+    Without an envelope a list answers `{items, next_page_token, total}` and the others the bare record.
+    """
+
+    records: str = Field(pattern=_FIELD_NAME)
+    next_token: str | None = Field(default=None, pattern=_FIELD_NAME)
+    total: str | None = Field(default=None, pattern=_FIELD_NAME)
+
+
+def _no_envelope(value: EnvelopeDecl | None) -> bool:
+    return value is None
+
 
 class OperationDecl(SpecModel):
     """What one tool does to the state.
@@ -277,6 +297,9 @@ class OperationDecl(SpecModel):
     requires: list[RequirementDecl] = Field(default_factory=list)
     effects: list[Effect] = Field(default_factory=list)
     listing: ListDecl | None = Field(default=None, description="filters, sort and paging for `list`")
+    # left out of the file when None, so environments compiled before it keep their content hashes
+    envelope: EnvelopeDecl | None = Field(default=None, exclude_if=_no_envelope,
+                                          description="the response's own wrapping of the result")
 
 
 class DeclarativeToolDecl(SpecModel):

@@ -131,19 +131,27 @@ def state_schema(collections: dict[str, CollectionDecl]) -> dict[str, Any]:
 
 def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> dict[str, Any]:
     """The JSON Schema of an operation's result: the collection's record, a page of records for `list`, or
-    the deleted key for `delete`."""
+    the deleted key for `delete`; with an `envelope`, the record or page under the response's own names."""
     record = collections[op.collection].record_schema
+    envelope = op.envelope
     if op.kind == "list":
-        return {
-            "type": "object",
-            "properties": {
-                "items": {"type": "array", "items": record},
-                "next_page_token": {"type": ["string", "null"]},
-                "total": {"type": "integer", "minimum": 0},
-            },
-            "required": ["items", "next_page_token", "total"],
-            "additionalProperties": False,
-        }
+        if envelope is None:
+            return {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": record},
+                    "next_page_token": {"type": ["string", "null"]},
+                    "total": {"type": "integer", "minimum": 0},
+                },
+                "required": ["items", "next_page_token", "total"],
+                "additionalProperties": False,
+            }
+        props: dict[str, Any] = {envelope.records: {"type": "array", "items": record}}
+        if envelope.next_token is not None:
+            props[envelope.next_token] = {"type": ["string", "null"]}
+        if envelope.total is not None:
+            props[envelope.total] = {"type": "integer", "minimum": 0}
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
     if op.kind == "delete":
         return {
             "type": "object",
@@ -151,6 +159,9 @@ def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> 
             "required": ["deleted"],
             "additionalProperties": False,
         }
+    if envelope is not None:
+        return {"type": "object", "properties": {envelope.records: record}, "required": [envelope.records],
+                "additionalProperties": False}
     return record
 
 
@@ -224,6 +235,11 @@ def _operation_problems(tool: str, input_schema: dict[str, Any], op: OperationDe
     except SpecError as exc:
         problems.append(f"tools.{tool}.input_schema: {exc}")
     key_arg = op.key_arg or coll.key
+    envelope = op.envelope
+    if envelope is not None:
+        names = [n for n in (envelope.records, envelope.next_token, envelope.total) if n is not None]
+        if op.kind == "delete" or (op.kind != "list" and len(names) > 1) or len(set(names)) != len(names):
+            problems.append(f"{where}.envelope: a {op.kind} takes {'no envelope' if op.kind == 'delete' else 'distinct names' if op.kind == 'list' else 'only records'}")
     if op.kind in ("get", "update", "patch", "delete"):
         if key_arg not in args:
             problems.append(f"{where}: {op.kind} needs argument {key_arg!r} (the key) in the input schema")

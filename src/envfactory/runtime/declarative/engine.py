@@ -6,6 +6,9 @@ Contract:
 - `execute` stages every change of a call in a `Transaction` over the session's `RecordStore`, checks
   requirements, transitions, record schemas, unique fields and references on the staged records, and
   returns a `PreparedCall` whose `commit` writes the changes. A failed call changes nothing.
+- Outputs: a record (create/get/update/patch), a page `{items, next_page_token, total}` (list) or
+  `{deleted: key}`; an operation's `envelope` puts the record or page under the source response's
+  own names instead (`{"GameServerGroup": record}`, `{"jobs": [...], "nextPageToken": ...}`).
 - A full `update` keeps the fields under a transition that its arguments do not name (moving a
   record's state is a transition of its own, not a side effect of replacing its other fields).
 - Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
@@ -177,6 +180,8 @@ class DeclarativeBackend:
         # create/update/patch return the target record, validated by `_validate` against the record
         # schema that `compile_source` made the tool's output schema; delete returns a fixed shape.
         validated = plan.kind != "delete" and plan.output_is_record
+        if plan.kind != "delete":
+            output = _wrap(plan, output)
         return PreparedCall(output=output, commit=txn.commit, output_validated=validated)
 
     def _scope(self, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any],
@@ -201,7 +206,7 @@ class DeclarativeBackend:
         key, record = self._target(plan, store.get, args)
         if plan.requires:
             self._check_requirements(plan, self._scope(store.get, args, record, key, ctx))
-        return PreparedCall(output=_copy(record))
+        return PreparedCall(output=_wrap(plan, _copy(record)))
 
     def _list(self, plan: Plan, store: RecordStore, args: dict[str, Any], ctx: CallContext) -> PreparedCall:
         listing = plan.listing
@@ -239,7 +244,15 @@ class DeclarativeBackend:
             offset = int(token)
         page = records[offset : offset + size]
         nxt = str(offset + size) if offset + size < len(records) else None
-        return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
+        envelope = plan.envelope
+        if envelope is None:
+            return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
+        output: dict[str, Any] = {envelope.records: _copy(page)}
+        if envelope.next_token is not None:
+            output[envelope.next_token] = nxt
+        if envelope.total is not None:
+            output[envelope.total] = len(records)
+        return PreparedCall(output=output)
 
     def _create(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
@@ -432,6 +445,11 @@ class DeclarativeBackend:
         for (c, k), staged in changes.items():
             if c == collection and staged is not None and txn.store.get(c, k) is None:
                 yield k, staged
+
+
+def _wrap(plan: Plan, record: Any) -> Any:
+    """`record` under the operation's envelope (`{"GameServerGroup": record}`), or as it is without one."""
+    return record if plan.envelope is None else {plan.envelope.records: record}
 
 
 def _check_transition(coll: CompiledCollection, key: str, field: str, old: Any, new: Any, allowed: dict[str, list[str]]) -> None:

@@ -121,6 +121,7 @@ class Plan:
         self.effects = [compile_effect(e) for e in decl.effects]
         self.listing = decl.listing or ListDecl()
         self.given_key = decl.kind == "create" and decl.key_arg is not None
+        self.envelope = decl.envelope
         self.output_is_record = output_schema == coll.decl.record_schema
 
 
