@@ -8,14 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.build.helpers import ok
 
 from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
 from envfactory.build.shapes import shape_of
+from envfactory.errors import SpecError
 from envfactory.runtime import Session, load_env, open_session
+from envfactory.runtime.declarative.compile import compile_source
 from envfactory.spec import Operation, Proposal, Provenance
 from envfactory.spec.build import ProposedOperation
+from envfactory.spec.declarative import EnvelopeDecl
 
 
 def _op(name: str, method: str, path: str, *, body: dict[str, Any] | None = None,
@@ -174,3 +178,13 @@ def test_results_take_the_envelopes_the_responses_define(tmp_path: Path) -> None
     tools = {t.name: t for t in load_env(tmp_path).spec.tools}
     assert set(tools["list_jobs"].output_schema["properties"]) == {"jobs", "nextPageToken", "totalSize"}
     assert ok(s, "delete_job", {"id": created["job"]["id"]}) == {"deleted": created["job"]["id"]}
+
+
+def test_an_envelope_is_left_out_of_the_file_when_absent_and_checked_when_present() -> None:
+    compiled = _releases()
+    delete = next(t for t in compiled.source.tools if t.name == "delete_release")
+    assert delete.operation.envelope is None and "envelope" not in delete.operation.model_dump(mode="json")
+    bad = delete.model_copy(update={"operation": delete.operation.model_copy(update={"envelope": EnvelopeDecl(records="x")})})
+    source = compiled.source.model_copy(update={"tools": [bad if t.name == "delete_release" else t for t in compiled.source.tools]})
+    with pytest.raises(SpecError, match=r"delete_release\.operation\.envelope"):
+        compile_source(source)
