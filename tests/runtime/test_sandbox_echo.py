@@ -1,7 +1,10 @@
 """Sandboxed states come back with the reply that made them (issue 18, speed): reading a state a call or a
 load just produced costs no round trip, the echoed bytes are checked against the authoritative hash
 before use, a state over `STATE_ECHO_BYTES` is fetched as before, and commits ride along with the next
-request instead of waking the worker on their own."""
+request instead of waking the worker on their own. The worker hands the next call on a handle the model
+it validated when it made that handle's state (one validation per call instead of two), and only that
+call: what a read, a failed call or an uncommitted write did to such a model never reaches a later
+call, another session or a fork."""
 
 from __future__ import annotations
 
@@ -37,6 +40,18 @@ class Pad(Toolkit[PadState]):
         """
         self.state.value += by
         return self.state.value
+
+    @tool(effect="read")
+    def scribble(self) -> int:
+        """A misbehaving read: it changes the model it was given and returns the changed value."""
+        self.state.value += 100
+        return self.state.value
+
+    @tool(effect="write")
+    def bump_then_fail(self) -> int:
+        """A write that changes the model and then fails."""
+        self.state.value += 50
+        raise ValueError("refused after changing the model")
 
     @tool(effect="write")
     def grow(self, size: int) -> int:
@@ -105,3 +120,37 @@ def test_a_state_over_the_echo_limit_is_fetched(env: Environment, requests: list
         session.call("grow", {"size": 3})
         assert session.state_json()["pad"] == "xxx"
     assert requests == ["load", "call", "fetch", "call"]
+
+
+def test_what_a_read_did_to_the_handed_model_never_reaches_the_next_call(env: Environment) -> None:
+    with open_session(env) as session:
+        assert session.call("scribble").output == 100  # on the model the load validated
+        assert session.call("bump").output == 1
+        assert session.call("scribble").output == 101  # on the model the write left
+        assert session.call("bump").output == 2
+        assert session.state_json() == {"value": 2, "pad": ""}
+
+
+def test_a_failed_or_uncommitted_write_leaves_nothing_behind(env: Environment) -> None:
+    with open_session(env) as session:
+        session.call("bump", {"by": 3})
+        assert session.call("bump_then_fail").error is not None
+        assert session.call("bump").output == 4
+        prepared = env.backend.execute(session._state, "bump", {"by": 10}, session._ctx)  # never committed
+        assert prepared.output == 14
+        assert session.call("bump").output == 5
+        assert session.state_json() == {"value": 5, "pad": ""}
+
+
+def test_sessions_and_forks_each_run_on_their_own_model(env: Environment) -> None:
+    with open_session(env) as first, open_session(env) as second:
+        first.call("bump", {"by": 2})
+        second.call("bump", {"by": 7})
+        fork = first.fork()
+        assert first.call("bump").output == 3
+        assert fork.call("bump").output == 3
+        assert second.call("bump").output == 8
+        assert fork.call("scribble").output == 103
+        assert first.call("bump").output == 4
+        assert fork.call("bump").output == 4
+        assert (first.state_json(), second.state_json(), fork.state_json()) == ({"value": 4, "pad": ""}, {"value": 8, "pad": ""}, {"value": 4, "pad": ""})
