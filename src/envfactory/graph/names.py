@@ -86,7 +86,7 @@ QUALIFIERS = frozenset({
 _CONTAINER_NOISE = frozenset({
     "metadata", "description", "detail", "summary", "list", "info", "configuration", "config", "result", "output",
     "response", "data", "set", "collection", "status", "properties", "property", "spec", "entry", "compact",
-    "paged", "meta",
+    "paged", "meta", "jo", "dto",
 })
 PAGINATION = frozenset({
     "nexttoken", "nextpagetoken", "pagetoken", "marker", "nextmarker", "continuationtoken", "nextcontinuationtoken",
@@ -164,7 +164,7 @@ _PROSE_NOISE = frozenset({
     "via", "like", "called", "named", "supported", "currently", "only", "must", "may", "amazon", "resource",
     "delete", "create", "update", "describe", "remove", "add", "modify", "change", "set", "recommend", "complete",
     "rather", "than", "we", "instead", "either", "both", "whole", "entire", "actual", "corresponding",
-    "globally", "universally", "created", "character", "digit", "byte",  # "the created resource", "16 characters ID"
+    "globally", "universally", "created", "generated", "character", "digit", "byte",  # "the created resource"
 })
 
 
