@@ -1,7 +1,10 @@
 """The prefix-cache figures of `benchmarks/llm.py --prefix-reuse` (see its docstring).
 
 Each task's episode runs three times in a row — cache off, on, evicting (`modes` may leave out the
-evicting run, which takes about as long as the cache-off one) — with the same seed, through
+evicting run, which takes about as long as the cache-off one) — with the same seed, and optionally a
+fourth time `warm`: the cache is cleared, another task of the same suite runs first (untimed), then the
+episode — what every episode after the first one of an evaluation run meets, since a suite's tasks share
+the agent's instructions, policy and tool catalogue. The first three start cold; through
 `ManagedClient` (no response cache) over a timing wrapper of each `LocalProvider`. Model time is the
 wall time inside the provider's `chat`. The runs must be identical; the figures say whether they were.
 Each task's rows are printed as soon as its runs finish, so an interrupted run still leaves figures.
@@ -26,8 +29,8 @@ from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import EnvRef, ScriptedUser, Task, Turn
 from envfactory.verify.rewards import task_reward
 
-MODES = ("off", "on", "evicting")
-CACHE_BYTES = {"off": 0, "on": 1 << 30, "evicting": 48 << 20}
+MODES = ("off", "on", "evicting", "warm")
+CACHE_BYTES = {"off": 0, "on": 1 << 30, "evicting": 48 << 20, "warm": 1 << 30}
 
 
 @dataclass
@@ -96,7 +99,7 @@ def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
                        suites: tuple[str, ...] = SUITES, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
     """Rows for `benchmarks/llm.py` (ratio = cache-off time / cache-on time: higher is better); `suites`
     picks among one BFCL base task, one τ² airline task and the library task; `modes` must hold "off"
-    and "on" ("evicting" is optional)."""
+    and "on" ("evicting" and "warm" are optional)."""
     if not {"off", "on"} <= set(modes) <= set(MODES):
         raise ValueError(f"modes must hold off and on, and only {MODES}: {modes}")
     modes = tuple(mode for mode in MODES if mode in modes)
@@ -104,22 +107,28 @@ def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
                  for mode in modes}
     for provider in providers.values():
         provider.load()
-    selections = [SuiteSelection(suite="bfcl_base", count=1)] * ("bfcl" in suites)
-    selections += [SuiteSelection(suite="tau2_airline", count=1)] * ("tau2" in suites)
+    per_suite = 2 if "warm" in modes else 1  # the second task of a suite warms the cache for the first
+    selections = [SuiteSelection(suite="bfcl_base", count=per_suite)] * ("bfcl" in suites)
+    selections += [SuiteSelection(suite="tau2_airline", count=per_suite)] * ("tau2" in suites)
     config = EvalConfig(suites=selections or [SuiteSelection(suite="bfcl_base", count=1)],
                         model=providers["on"].model_id, agent=AgentSettings(), user=UserSettings())
     rows: list[dict[str, Any]] = []
     recorded: list[ChatRequest] = []
     with tempfile.TemporaryDirectory(prefix="envfactory-bench-") as tmp, SandboxPool(max_workers=2) as pool:
-        items = select_tasks(config, sandbox=pool, workdir=Path(tmp)) if selections else []
-        items += [_library_item()] * ("library" in suites)
-        for item in items:
-            timed = {mode: _Timed(providers[mode]) for mode in modes}
+        selected = select_tasks(config, sandbox=pool, workdir=Path(tmp)) if selections else []
+        items = [(selected[i], selected[i + 1] if per_suite == 2 else None) for i in range(0, len(selected), per_suite)]
+        items += [(_library_item(), None)] * ("library" in suites)
+        for item, warmup in items:
+            run_modes = tuple(mode for mode in modes if mode != "warm" or warmup is not None)
+            timed = {mode: _Timed(providers[mode]) for mode in run_modes}
             results = {}
-            for mode in modes:  # one after the other, the same episode: load changes hit all three alike
+            for mode in run_modes:  # one after the other, the same episode: load changes hit all alike
                 cache = providers[mode].kv_cache
                 if cache is not None:
-                    cache.clear()  # every episode starts cold
+                    cache.clear()  # every episode starts cold ...
+                if mode == "warm" and warmup is not None:  # ... unless another of the suite's tasks ran first
+                    warming = _Timed(providers[mode])
+                    run_attempt(config, ManagedClient(warming), _user(warming), warmup, 0)
                 results[mode] = run_attempt(config, ManagedClient(timed[mode]), _user(timed[mode]), item, 0)
             task_rows = _task_rows(item.suite, timed, results)
             rows += task_rows
@@ -155,9 +164,14 @@ def _task_rows(suite: str, timed: dict[str, _Timed], results: dict[str, Any]) ->
     label = f"{suite} ({steps} model calls)"
     evicting = [_row(f"{label}: model s/episode, evicting", total(timed["evicting"].steps), "s", total(off))] \
         if "evicting" in timed else []
+    warm = [_row(f"{label}: model s/episode, warm cache", total(timed["warm"].steps), "s", total(off)),
+            _row(f"{label}: prompt tokens evaluated/step, warm", statistics.fmean(s.evaluated_tokens for s in
+                                                                              timed["warm"].steps), "tok",
+                 statistics.fmean(s.evaluated_tokens for s in off))] if "warm" in timed else []
     return [
         _row(f"{label}: model s/episode, cache on", total(on), "s", total(off)),
         *evicting,
+        *warm,
         _row(f"{label}: model s/step, cache on", statistics.fmean(s.seconds for s in on), "s",
              statistics.fmean(s.seconds for s in off)),
         _row(f"{label}: prompt tokens evaluated/step, on", statistics.fmean(s.evaluated_tokens for s in on), "tok",

@@ -269,3 +269,24 @@ def test_an_episode_that_only_reads_has_no_state_diffs_in_its_json(first_task_id
     task = tracker_task(Turn(user=ScriptedUser(text=f"What is {first_task_id}?")))
     episode, _ = run(ScriptedClient([decide(GET), call(GET, {"id": first_task_id}), answer("It is a task.")]), task)
     assert episode.trajectory.state_diffs == [] and b"state_diffs" not in episode.trajectory.to_json_bytes()
+
+
+LIST_TASKS = "tracker__list_tasks"
+
+
+def test_grounding_drops_optional_placeholders_before_the_call_runs() -> None:
+    task = tracker_task(Turn(user=ScriptedUser(text="Which of my tasks are blocked?"),
+                             gold_calls=[GoldCall(tool=LIST_TASKS, arguments={"status": "blocked"})]))
+    made_up = {"status": "blocked", "project_id": "your_project_id", "assignee_id": "user_123"}
+
+    def script() -> ScriptedClient:
+        return ScriptedClient([decide(LIST_TASKS), call(LIST_TASKS, dict(made_up)), answer("Two are blocked.")])
+
+    grounded, _ = run(script(), task, ground_optional_arguments=True)
+    as_written, _ = run(script(), task)
+    ran = grounded.trajectory.tool_calls()[0]
+    assert ran.arguments == {"status": "blocked"}  # "blocked" is in the user's words; the ids are not
+    assert grounded.trajectory.messages[2].result is not None and grounded.trajectory.messages[2].result.ok
+    assert as_written.trajectory.tool_calls()[0].arguments == made_up
+    # the setting is not serialised: evaluation configs and trajectory ids do not change with it
+    assert "ground_optional_arguments" not in AgentSettings(ground_optional_arguments=True).model_dump()

@@ -32,6 +32,9 @@ Contract:
   failures that are part of the model's behaviour (context overflow, timeouts) end the episode with
   termination `error`; set-up failures (missing model, replay miss, unreachable endpoint, missing
   dependency) are raised, because no answer of the model is involved.
+- With `ground_optional_arguments` (synthesis solvers), optional arguments whose values nothing in the
+  conversation mentions are dropped before a call runs (`agent.grounding`); the trajectory records the
+  call as run.
 - Prompt shape (for prefix reuse): a request is the system message (instructions, policy and, in
   `decide` mode, the catalogue of the turn's tools: the same for every request of a turn), the
   conversation so far, then what varies per request as a closing system note — the decision
@@ -50,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from envfactory import __version__
+from envfactory.agent.grounding import ground_arguments
 from envfactory.agent.prompts import AGENT_SYSTEM, ARGUMENTS, CATALOGUE, DECIDE, POLICY, USER_GREETING
 from envfactory.errors import ProviderError
 from envfactory.llm import (
@@ -117,6 +121,12 @@ class AgentSettings(SpecModel):
     max_argument_tokens: int = Field(default=256, ge=16)
     max_result_chars: int = Field(default=1500, ge=100, description="tool output shown to the model")
     system_prompt: str = AGENT_SYSTEM
+    # Not serialised (exclude): evaluation configs, their run ids and trajectory ids stay as they were;
+    # synthesis sets it from its own config (`SynthTrajectoriesConfig.ground_arguments`), which is recorded.
+    ground_optional_arguments: bool = Field(
+        default=False, exclude=True,
+        description="drop optional arguments whose values the conversation never mentions before a call runs "
+                    "(agent.grounding; synthesis solvers, never benchmark runs)")
 
 
 class StepFailure(SpecModel):
@@ -288,6 +298,18 @@ class _Run:
         self.record.append(Message(role="assistant", tool_calls=[recorded]))
         self.record.append(Message(role="tool", result=result))
 
+    def _grounded(self, call: ToolCall) -> ToolCall:
+        """`call` without the optional arguments nothing in the conversation mentions, when the settings
+        ask for it (see `agent.grounding`); text arguments (`raw_arguments`) are left to the session."""
+        if not self.settings.ground_optional_arguments or call.raw_arguments is not None:
+            return call
+        tool = next((t for t in self.all_tools if t.name == call.tool), None)
+        if tool is None:
+            return call
+        transcript = "\n".join(message.content for message in self.chat_view if message.content)
+        kept, dropped = ground_arguments(call.arguments, tool.parameters, transcript)
+        return call.model_copy(update={"arguments": kept}) if dropped else call
+
     # -- one agent turn ---------------------------------------------------------------------------------
     def agent_turn(self, turn_index: int, turn: Turn) -> bool:
         """Steps until the agent answers; False when the step bound or an error ended the turn."""
@@ -374,8 +396,8 @@ class _Run:
             self._fail(turn, step, "malformed_output",
                        f"no call of {choice} in the answer: {response.content[:200]!r}", feedback=FEEDBACK_UNREADABLE)
             return False
-        chosen = response.tool_calls[0].model_copy(update={"tool": choice})
-        if self._repeats(chosen):
+        chosen = self._grounded(response.tool_calls[0].model_copy(update={"tool": choice}))
+        if self._repeats(chosen):  # after grounding: a dropped placeholder does not make a repeat new
             self._fail(turn, step, "repeated_call", f"{choice} with the same arguments as the call before; turn ended")
             return True
         self.execute(chosen, names)
@@ -407,7 +429,7 @@ class _Run:
             elif call.raw_arguments is not None:
                 self._fail(turn, step, "malformed_output",
                            f"the arguments of {call.tool} are not a JSON object: {call.raw_arguments[:200]!r}")
-            self.execute(call, names)
+            self.execute(self._grounded(call), names)
         return False
 
 

@@ -231,8 +231,9 @@ def _artifacts(run: RunDir, records: Mapping[str, PipelineStageRecord]) -> dict[
 
 def _prompt_hashes() -> dict[str, str]:
     from envfactory.agent.prompts import prompt_hash as agent_prompt_hash
+    from envfactory.synth.trajectories import prompt_hash as synth_prompt_hash
 
-    return {"agent": agent_prompt_hash()}
+    return {"agent": agent_prompt_hash(), "synth": synth_prompt_hash()}
 
 
 def run_manifest(config: RunConfig, run_id: str, artifacts: dict[str, str]) -> RunManifest:

@@ -11,6 +11,7 @@ from envfactory.spec.base import (
     SpecModel,
     canonical_json,
     content_hash,
+    json_leaves,
     parse_json,
     sha256_hex,
 )
@@ -277,6 +278,7 @@ __all__ = [
     "content_hash",
     "declarative_model",
     "dump_scenarios",
+    "json_leaves",
     "load_scenarios",
     "migrate_task_v1",
     "parse_json",

@@ -11,6 +11,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 import orjson
@@ -74,6 +75,18 @@ def content_hash(value: Any) -> str:
 def parse_json(text: str | bytes) -> Any:
     """Parse JSON text (raises `orjson.JSONDecodeError`, a `ValueError`, on malformed input)."""
     return orjson.loads(text)
+
+
+def json_leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, scalar) pairs of a JSON value, in its own key order; list items keep their parent's path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from json_leaves(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from json_leaves(item, path)
+    else:
+        yield path, value
 
 
 def trusted_construct(cls: type[_M], values: dict[str, Any]) -> _M:

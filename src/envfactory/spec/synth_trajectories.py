@@ -62,6 +62,9 @@ class SynthTrajectoriesConfig(SpecModel):
     max_turn_tools: int = Field(default=5, ge=1, le=10)
     verified_threshold: float = Field(default=1.0, gt=0.0, le=1.0)
     max_steps_per_turn: int = Field(default=6, ge=1, le=30)
+    ground_arguments: bool = Field(
+        default=True, description="solver calls drop optional arguments whose values nothing in the conversation "
+                                  "mentions (agent.grounding): small models fill every optional field with placeholders")
 
     @model_validator(mode="after")
     def _k_needs_sampling(self) -> SynthTrajectoriesConfig:

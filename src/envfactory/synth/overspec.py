@@ -19,10 +19,9 @@ Contract (deterministic, documented in docs/synthesis.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
-from envfactory.spec import Task, canonical_json
+from envfactory.spec import Task, canonical_json, json_leaves
 from envfactory.spec.synth_trajectories import OverspecScore
 
 _ID_NAME = re.compile(r"(?:^|_)(?:id|ids|key|arn|token|cursor|uuid|etag)$|[a-z](?:Id|Ids|Arn|Key|Token)$")
@@ -39,18 +38,6 @@ def plain_tool_name(tool: str) -> str:
     return tool.split("__", 1)[1] if "__" in tool else tool
 
 
-def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, scalar) pairs of a JSON value; list items keep their parent's path."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaves(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for item in value:
-            yield from leaves(item, path)
-    else:
-        yield path, value
-
-
 def _text_of(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -59,7 +46,7 @@ def _text_of(value: Any) -> str | None:
 
 
 def _scalar_texts(value: Any) -> set[str]:
-    return {text for _, leaf in leaves(value) if (text := _text_of(leaf)) is not None}
+    return {text for _, leaf in json_leaves(value) if (text := _text_of(leaf)) is not None}
 
 
 def env_produced_values(task: Task) -> set[str]:
@@ -94,7 +81,7 @@ def unknowable_values(task: Task) -> set[str]:
     values = set(env_produced_values(task))
     for call in task.gold_calls():
         masked = set(call.ignored_arguments)
-        for path, leaf in leaves(call.arguments):
+        for path, leaf in json_leaves(call.arguments):
             text = _text_of(leaf)
             if text is None:
                 continue
@@ -107,7 +94,7 @@ def unknowable_values(task: Task) -> set[str]:
 def score_overspecification(text: str, task: Task) -> OverspecScore:
     """The over-specification of `text` as a request for `task` (see the module docstring)."""
     tools = sorted({plain_tool_name(call.tool) for call in task.gold_calls()})
-    parameters = sorted({path.rsplit(".", 1)[-1] for call in task.gold_calls() for path, _ in leaves(call.arguments)
+    parameters = sorted({path.rsplit(".", 1)[-1] for call in task.gold_calls() for path, _ in json_leaves(call.arguments)
                          if path})
     values = sorted(unknowable_values(task))
     found_tools = [t for t in tools if _mentions(text, t)]

@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from envfactory.llm import ChatMessage, ChatRequest, LLMClient, ResponseFormat, StructuredOutputError
-from envfactory.spec import GoldCall, JSONObject, Task, ToolSpec
+from envfactory.spec import GoldCall, JSONObject, Task, ToolSpec, json_leaves
 from envfactory.spec.synth_trajectories import REFINE_OPERATORS, RefineOperator
-from envfactory.synth.overspec import env_produced_values, leaves, plain_tool_name
+from envfactory.synth.overspec import env_produced_values, plain_tool_name
 
 WRITER_SYSTEM = (
     "You write what a real person types to an assistant that can act in online services for them. "
@@ -92,7 +92,7 @@ def knowable_values(task: Task, calls: Sequence[GoldCall]) -> list[tuple[str, st
     produced = env_produced_values(task)
     out: list[tuple[str, str]] = []
     for call in calls:
-        for path, leaf in leaves(call.arguments):
+        for path, leaf in json_leaves(call.arguments):
             if path.split(".", 1)[0] in call.ignored_arguments or isinstance(leaf, bool) or leaf is None:
                 continue
             text = str(leaf).strip()
@@ -109,7 +109,7 @@ def describe_goal(task: Task, calls: Sequence[GoldCall], tools: Mapping[str, Too
         spec = tools.get(call.tool)
         action = _words(plain_tool_name(call.tool))
         about = f" ({_first_sentence(spec.description)})" if spec and spec.description else ""
-        values = [f"{_words(path.rsplit('.', 1)[-1])}: {leaf}" for path, leaf in leaves(call.arguments)
+        values = [f"{_words(path.rsplit('.', 1)[-1])}: {leaf}" for path, leaf in json_leaves(call.arguments)
                   if path.split(".", 1)[0] not in call.ignored_arguments and leaf is not None
                   and not isinstance(leaf, bool) and str(leaf).strip() not in produced]
         detail = f" with {', '.join(values)}" if values else ""

@@ -10,6 +10,8 @@ Contract:
   calls. `verified` means the reward reached the threshold; nothing else makes an attempt verified.
 - An attempt whose environment fails (the group cannot open, a framework error ends the episode) is
   recorded with `failure` and scores nothing: never a silent zero.
+- Every attempt runs with `SOLVER_POLICY` as the agent's policy: a user who asks to see records expects
+  the answer to say what the tools returned, and small models otherwise describe the tool instead.
 - `select` picks the verified attempt with the highest reward, the earliest on ties; None when none is.
 """
 
@@ -28,6 +30,11 @@ from envfactory.spec.synth_trajectories import SolverAttempt
 from envfactory.verify.rewards import task_reward
 
 EnvLoader = Callable[[str], Environment]
+
+SOLVER_POLICY = (
+    "Do only what the user asked; call no tool they did not ask for. When you answer after reading tool "
+    "results, write out the values from those results that the user asked to see."
+)
 
 
 def split_turns(calls: Sequence[GoldCall], max_turn_tools: int, rng: random.Random) -> list[list[GoldCall]]:
@@ -70,7 +77,7 @@ def attempt(solver: LLMClient, task: Task, envs: Sequence[Environment], *, index
         return SolverAttempt(attempt=index, seed=seed, query=query,
                              failure=f"environment did not open: {exc}")
     with group:
-        episode = run_episode(solver, group, task, settings, seed=seed, user=user,
+        episode = run_episode(solver, group, task, settings, seed=seed, user=user, instructions=SOLVER_POLICY,
                               trajectory_id=f"solve-{task.id[:16]}-{index}")
         reward = task_reward(task, group, messages=episode.trajectory.messages)
     trajectory = episode.trajectory.model_copy(update={"reward": reward})

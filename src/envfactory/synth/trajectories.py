@@ -45,7 +45,7 @@ from envfactory.llm import (
 )
 from envfactory.llm.workers import worker_client
 from envfactory.runtime import Environment, load_env
-from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory
+from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory, sha256_hex
 from envfactory.spec.synth_trajectories import (
     QueryRecord,
     SolverAttempt,
@@ -56,13 +56,15 @@ from envfactory.spec.work_items import TrajectoryWorkItem, WorkerModel
 from envfactory.store import StageDir, Workspace
 from envfactory.synth.overspec import score_overspecification
 from envfactory.synth.queries import (
+    REFINER_SYSTEM,
+    WRITER_SYSTEM,
     QueryFailure,
     choose_operators,
     knowable_values,
     refine_query,
     write_query,
 )
-from envfactory.synth.solve import attempt, select, solver_task, split_turns
+from envfactory.synth.solve import SOLVER_POLICY, attempt, select, solver_task, split_turns
 from envfactory.synth.trajectory_funnel import build_funnel
 
 STAGE = "synth-trajectories"
@@ -129,6 +131,12 @@ class TrajectoryDeps:
         if name not in self._envs:
             self._envs[name] = self.load(name)
         return self._envs[name]
+
+
+def prompt_hash() -> str:
+    """sha256 over the texts synthesis adds to the agent's (query writer, refiner, solver policy), for run
+    manifests; the agent's own texts are `agent.prompt_hash`."""
+    return sha256_hex("\0".join((WRITER_SYSTEM, REFINER_SYSTEM, SOLVER_POLICY)).encode("utf-8"))
 
 
 def read_tasks(workspace: Workspace, run_id: str) -> list[Task]:
@@ -216,7 +224,8 @@ class _ItemRun:
         tries.append(("explicit", variant(explicit)))
         attempts: list[SolverAttempt] = []
         settings = AgentSettings(temperature=self.config.temperature,
-                                 max_steps_per_turn=self.config.max_steps_per_turn)
+                                 max_steps_per_turn=self.config.max_steps_per_turn,
+                                 ground_optional_arguments=self.config.ground_arguments)
         user = UserSimulator(self.user_client) if self.conversational else None
         chosen_task = tries[0][1]
         if self.solve:
