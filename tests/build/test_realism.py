@@ -78,7 +78,8 @@ def test_validated_values_replace_the_deterministic_ones_and_nothing_else(small_
     echo = "Google Tasks API"  # small models copy the prompt's title: refused
     defects = {  # per field: the answers for the first and the second record
         "notes": ["Bring \x07 the bell", echo, "-"],
-        "title": ["Renew passport", "Renew passport", too_long],  # the second repeats the first
+        "title": ["Renew passport", "Renew passport", "-"],  # the second repeats the first
+        "position": ["00000000000000000001", too_long, "-"],
     }
     client = ScriptedClient([lambda r: _answer_from_schema(r, defects) for _ in range(len(compiled.source.collections))])
     realistic, realism = realistic_seeds(compiled.source, seeds, client, api_title="Google Tasks API: task lists")
@@ -232,18 +233,3 @@ def test_a_killed_build_with_seed_realism_resumes_to_the_same_files_and_cassette
     keys = [json.loads(line)["key"] for line in (killed / LLM_CASSETTE).read_text().splitlines()]
     assert len(keys) == len(set(keys))  # nothing recorded twice
     assert set(keys) == {json.loads(line)["key"] for line in (whole / LLM_CASSETTE).read_text().splitlines()}
-
-
-def test_refusal_text_is_rejected_and_names_are_left_to_the_generator(small_catalog: Catalog) -> None:
-    compiled = _tasks(small_catalog)
-    for decl in compiled.source.collections.values():  # free text only: names and emails stay Faker's
-        assert not any(f.lower().endswith(("name", "email")) for f in candidate_fields(decl))
-    seeds = compiled.seeds["default"]
-    refusal = ["I'm sorry, but I can't help with that.", "As an AI language model, I cannot invent notes.",
-               "Sure. Here are some notes for you"]
-    client = ScriptedClient([lambda r: _answer_from_schema(r, {"notes": refusal})
-                             for _ in compiled.source.collections])
-    realistic, realism = realistic_seeds(compiled.source, seeds, client, api_title="Google Tasks")
-    notes = {r.get("notes") for records in realistic["collections"].values() for r in records.values()}
-    assert not notes & set(refusal)
-    assert any("refusal" in why for why in realism.rejections)

@@ -1,4 +1,4 @@
-"""Seed generation (`build.seeds`, `build.fake_values`) and the seed-realism check (`build.seed_report`):
+"""Seed generation (`build.seeds_faker`, `build.fake_values`) and the seed-realism check (`build.seed_report`):
 sizes, links between collections, state and enum coverage, determinism per environment name, and the
 placeholder measure on real defects of the first library's seeds."""
 
@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from envfactory.build.seed_regen import regenerate_seeds
 from envfactory.build.seed_report import env_seed_stats, is_placeholder, summarize
-from envfactory.build.seeds import CHILD_RECORDS, RECORDS_PER_COLLECTION, seed_state
+from envfactory.build.seeds_faker import CHILD_RECORDS, RECORDS_PER_COLLECTION, seed_state
 from envfactory.cli.app import app
 from envfactory.runtime import Environment, open_session
 from envfactory.runtime.declarative import DeclarativeBackend, compile_source

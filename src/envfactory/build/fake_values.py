@@ -10,9 +10,9 @@ Contract:
 - A record has one persona (a person, a company and its domain): its name, email, username and URLs
   agree with each other, as in a real account.
 - `RecordFaker.value(field, schema)` returns a value of the schema's type, or None when it cannot
-  make one (an unsupported shape). Values are not validated here (`build.seeds` checks each against
+  make one (an unsupported shape). Values are not validated here (`build.seeds_faker` checks each against
   the field's schema, and tries `RecordFaker.alternatives` for constrained strings).
-- Enum and state values are chosen by the caller (`build.seeds`), which rotates through all of them.
+- Enum and state values are chosen by the caller (`build.seeds_faker`), which rotates through all of them.
 """
 
 from __future__ import annotations

@@ -4,19 +4,17 @@ collection's constraints, and only values that fit replace the deterministic one
 
 Contract:
 - `realistic_seeds(source, state, llm, ...)` returns `(state', SeedRealism)`. `state'` differs from
-  `state` only in the string fields `candidate_fields` selects: free text only (titles, subjects,
-  descriptions, notes, comments, messages, ...), not the key, not a reference, not a field under a
-  transition, not a machine-data name (`...Id`, `...Arn`, `...Url`, kinds, statuses, dates, codes), no
-  `enum`/`const`/`pattern`, no machine format (date-time, uri, uuid, ...), no description that calls it
-  a timestamp, id or link. Names, emails, addresses and every other value stay the deterministic ones
-  `build.seeds` drew from Faker: the model only makes prose plausible.
+  `state` only in the string fields `candidate_fields` selects: not the key, not a reference, not a
+  field under a transition, not a machine-data name (`...Id`, `...Arn`, `...Url`, kinds, statuses,
+  dates, codes), no `enum`/`const`/`pattern`, no machine format (date-time, uri, uuid, ...), no
+  description that calls it a timestamp, id or link; prose-like names (name, title, notes, ...) first.
   Records whose keys the spec's examples name are left alone, so scenario tests built from those
   examples see the values they were derived with.
 - One deterministic request per collection (temperature 0, seed 0, a JSON Schema response format with
   short strings, a one-shot example in the instructions). A model that is not installed, fails its
   integrity check or cannot be reached raises (the build stops with that message). Otherwise the
   answer is data: it is parsed and never executed, and each value is checked: `CompiledSchema` of the
-  field, no control characters, no refusal or assistant text ("I'm sorry", "As an AI"), not a copy of the prompt's title or descriptions nor made of the API
+  field, no control characters, not a copy of the prompt's title or descriptions nor made of the API
   line's words, unique fields stay unique, names and prose do not repeat another record's value. A
   provider failure or an unusable answer leaves the collection's deterministic values and is
   recorded, never raised.
@@ -57,28 +55,19 @@ _IDENTIFIER = re.compile(r"(^|_)(id|ids|arn|url|uri|link|key|token|etag|hash|pat
 # A description that says the string is machine data (a timestamp, an id, a link) rules the field out.
 _MACHINE_DESCRIPTION = re.compile(r"\b(rfc ?3339|timestamp|iso ?8601|identifier|ids?|urls?|uris?|links?|date|time|"
                                   r"base64|hex|json|regex|regular expression)\b", re.I)
-# Fields whose names say they hold names or prose: a repeat of another record's value is refused.
+# Fields whose names say they hold prose or names go first, so the cut at MAX_FIELDS keeps them.
 _TEXTUAL = re.compile(r"(name|title|description|summary|notes?|comment|email|label|subject|body|message|text|"
                       r"display|address|city|street|company|bio|content|caption|question|answer|reason)")
-# Free text, the only fields the model may fill (names, emails, addresses come from Faker).
-_PROSE = re.compile(r"(^|_)(title|subject|headline|caption|summary|description|notes?|comments?|body|message|text|"
-                    r"content|bio|details|reason|instructions|purpose|memo|remarks|feedback|question|answer|"
-                    r"review|about|explanation|snippet|excerpt)$")
-# A model's refusal or chat text in place of a value.
-_REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|sorry, i|as an ai|an ai (language )?model|language model|i cannot|"
-                      r"i can'?t (help|assist|provide|create|generate)|i'?m unable|i am unable|"
-                      r"here (is|are) (a|an|some|the)\b)", re.I)
 # Set-up problems, not answers: they stop the caller (a missing model must not pass for a shy one).
 _SETUP_ERRORS = (ModelNotInstalledError, ModelIntegrityError, DependencyMissingError, EndpointUnreachableError)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SYSTEM = (
     "You write realistic sample records for a test copy of a real API's database. Answer with JSON only. "
-    "Every value is a short, plausible piece of text a real customer of this API would store (titles, "
-    "descriptions, notes, messages), consistent within a record, and every record is different. Never copy "
-    "the API's name or these instructions into a value. Example, for a collection of support tickets with "
-    'the fields subject and description: {"records": [{"subject": "Invoice shows the wrong VAT rate", '
-    '"description": "March invoice applies 20% VAT; we are VAT-exempt since January."}, {"subject": '
-    '"Cannot reset password", "description": "The reset email never arrives for j.ortega@acme.io."}]}'
+    "Every value is a short, plausible string a real customer of this API would store (names, titles, "
+    "descriptions, emails, notes), consistent within a record, and every record is different. Never copy "
+    "the API's name or these instructions into a value. Example, for a collection of contacts with the "
+    'fields name and email: {"records": [{"name": "Priya Raman", "email": "priya.raman@example.com"}, '
+    '{"name": "Luis Ortega", "email": "l.ortega@example.org"}]}'
 )
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -95,9 +84,10 @@ def candidate_fields(decl: CollectionDecl) -> list[str]:
             continue
         if schema.get("format") in _MACHINE_FORMATS or _IDENTIFIER.search(snake(name)):
             continue
-        if _MACHINE_DESCRIPTION.search(str(schema.get("description") or "")) or not _PROSE.search(snake(name)):
+        if _MACHINE_DESCRIPTION.search(str(schema.get("description") or "")):
             continue
         fields.append(name)
+    fields.sort(key=lambda f: not _TEXTUAL.search(snake(f)))  # stable: spec order within each group
     return fields[:MAX_FIELDS]
 
 
@@ -237,8 +227,6 @@ def _why_not(value: Any, validator: CompiledSchema) -> str | None:
         return "not a non-empty string"
     if _CONTROL.search(value):
         return "holds control characters"
-    if _REFUSAL.search(value):
-        return "is refusal or assistant text, not a value"
     if len(value.strip()) > MAX_VALUE_CHARS:
         return f"longer than the {MAX_VALUE_CHARS} characters asked for"
     violation = validator.check(value.strip())

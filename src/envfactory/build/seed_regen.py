@@ -5,7 +5,7 @@ Contract:
   `index.json`) and measures its `default` seed (`build.seed_report.env_seed_stats`).
 - `regenerate_seeds(library, out, operations_of)` writes, for every environment, `out/<name>/spec.json`
   (the library's bytes) and `out/<name>/seeds/default.json` (canonical JSON) from
-  `build.seeds.seed_state` over the environment's declarative source and the operations
+  `build.seeds_faker.seed_state` over the environment's declarative source and the operations
   `operations_of(proposal)` resolves (their examples name keys the seed must hold), then loads the
   written directory with the runtime, which validates every seed record against the environment's
   state schema and reference rules. Returns the stats of the new seeds and, per environment that does
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from envfactory.build.seed_report import EnvSeedStats, env_seed_stats
-from envfactory.build.seeds import seed_state
+from envfactory.build.seeds_faker import seed_state
 from envfactory.errors import EnvFactoryError
 from envfactory.runtime import load_env
 from envfactory.runtime.declarative.compile import source_of

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from envfactory.build.naming import snake
-from envfactory.build.seeds import RECORDS_PER_COLLECTION, machine_states
+from envfactory.build.seeds_faker import RECORDS_PER_COLLECTION, machine_states
 from envfactory.spec import DeclarativeEnvSource, JSONObject
 from envfactory.spec.schema_tools import object_properties
 

@@ -1,23 +1,13 @@
-"""Seed states for compiled environments, generated deterministically from the record schemas, the
-collections' relations and state machines, and the operations' own examples.
+"""Seed states for compiled environments, generated deterministically from the record schemas and the
+operations' own examples.
 
 Contract:
 - `seed_state(source, operations)` returns a state (`{"collections": ..., "counters": ...}`) that
   fits `source`: every record is checked against its record schema field by field (a value that does
-  not fit is replaced by a constrained alternative or left out; only the key is required), parents are
-  seeded before children and children refer to seeded parents.
-- Sizes: a collection without references (a primary one) holds `RECORDS_PER_COLLECTION` records, a
-  child collection `CHILD_RECORDS` (so some parents have several children), and a collection with a
-  state machine or a top-level enum at least one record per state or value (at most `MAX_RECORDS`).
-- Values come from Faker through `build.fake_values`, chosen by field name, format and description
-  (people, companies, emails, addresses, timestamps, URLs, amounts, prose), seeded with the
-  environment's name: the same source gives the same state, and two environments do not share names.
-  Enum fields rotate through their values; a field under a transition takes every state of its
-  machine in turn.
-- Related records agree: a record that refers to two collections, one of which refers to the other
-  (an account → a hold and a matter, the hold → a matter), gets the matter of its hold; references
-  inside arrays and objects (`items[].product_id`) hold seeded parent keys too. A record's update or
-  end time is never before its creation or start time.
+  not fit is left out; only the key is required), parents are seeded before children and children
+  refer to seeded parents.
+- Values look real by field name and format: emails, RFC 3339 timestamps, currencies, names, titles,
+  URLs, amounts. No randomness: the n-th record of a collection is always the same.
 - Example-aware: when an example of a get/update/delete tool (or of a create under a parent) names a
   key, a record under that key is seeded, so scenarios built from the examples find it. Keys a create
   example would make itself are never seeded (the create would then fail as a duplicate).
@@ -28,21 +18,18 @@ Contract:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from envfactory.build.fake_values import FakeValues, RecordFaker, slugify
-from envfactory.build.naming import snake
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import DeclarativeEnvSource, JSONObject, Operation
-from envfactory.spec.declarative import AdjustEffect, ArgExpr, CollectionDecl, ConstExpr
+from envfactory.spec.declarative import AdjustEffect, ArgExpr, ConstExpr
 from envfactory.spec.schema_tools import json_type, object_properties
 
-RECORDS_PER_COLLECTION = 8
-CHILD_RECORDS = 12
-MAX_RECORDS = 16  # a state machine or enum with more values than this is covered only in part
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ)?")
+RECORDS_PER_COLLECTION = 2
+_FIRST = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Riley")
+_LAST = ("Morgan", "Lee", "Garcia", "Nguyen", "Patel", "Kim")
+_WORDS = ("Quarterly report", "Team offsite", "Invoice follow-up", "Product launch", "Weekly sync", "Budget review")
 
 
 def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) -> JSONObject:
@@ -51,170 +38,35 @@ def seed_state(source: DeclarativeEnvSource, operations: Sequence[Operation]) ->
     state: dict[str, dict[str, Any]] = {name: {} for name in order}
     counters: dict[str, int] = {}
     wanted = example_keys(source, operations)
-    fakes = FakeValues(source.meta.name, slug_names=any(p.provider == "aws" for p in source.meta.provenance))
     for name in order:
         decl = source.collections[name]
-        count = record_count(decl)
-        keys = [_generated_key(decl, fakes.record(name, i), i) for i in range(1, count + 1)]
-        keys = _distinct(keys)
+        schema = decl.record_schema
+        validators = {f: CompiledSchema(s) for f, s in object_properties(schema).items() if isinstance(s, dict)}
+        parents = {ref.field: ref.collection for ref in decl.references}
+        keys: list[str] = []
+        for i in range(1, RECORDS_PER_COLLECTION + 1):
+            keys.append(f"{decl.id_prefix}{i:0{decl.id_width}d}" if decl.id_prefix or decl.id_width else _key_value(decl.key, i))
         keys.extend(k for k in wanted.get(name, []) if k not in keys)
         for i, key in enumerate(keys, start=1):
-            state[name][key] = _record(source, decl, key, fakes.record(name, i), i, state)
+            record: dict[str, Any] = {decl.key: key}
+            for field, sub in object_properties(schema).items():
+                if field == decl.key:
+                    continue
+                if field in parents:
+                    parent_keys = sorted(state.get(parents[field], {}))
+                    if parent_keys:
+                        record[field] = parent_keys[(i - 1) % len(parent_keys)]
+                    continue
+                value = sample_value(field, sub, i)
+                if value is not None and validators[field].is_valid(value):
+                    record[field] = value
+            state[name][key] = record
         if decl.id_prefix or decl.id_width:
-            counters[name] = count
+            counters[name] = RECORDS_PER_COLLECTION
     _unique_fix(source, state)
     _count_children(source, state)
     out: JSONObject = {"collections": state, "counters": dict(counters)}  # type: ignore[dict-item]
     return out
-
-
-def record_count(decl: CollectionDecl) -> int:
-    """How many generated records a collection gets (example keys come on top): the base size, raised to
-    the number of states of a machine or values of a top-level enum, at most `MAX_RECORDS`."""
-    base = CHILD_RECORDS if any(r.collection for r in decl.references) else RECORDS_PER_COLLECTION
-    states = [len(machine_states(decl, t.field)) for t in decl.transitions]
-    enums = [len(s["enum"]) for s in object_properties(decl.record_schema).values()
-             if isinstance(s, dict) and isinstance(s.get("enum"), list)]
-    return min(MAX_RECORDS, max([base, *states, *enums]))
-
-
-def machine_states(decl: CollectionDecl, field: str) -> list[str]:
-    """Every state of the machine on `field`, in declaration order (sources, targets, initial states),
-    kept to the values the field's schema allows."""
-    states: list[str] = []
-    for transition in decl.transitions:
-        if transition.field != field:
-            continue
-        for old, targets in transition.allowed.items():
-            states.extend([old, *targets])
-        states.extend(transition.initial or [])
-    allowed = object_properties(decl.record_schema).get(field, {})
-    enum = allowed.get("enum") if isinstance(allowed, dict) else None
-    unique = list(dict.fromkeys(states))
-    return [s for s in unique if s in enum] if isinstance(enum, list) else unique
-
-
-def _distinct(keys: list[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for n, key in enumerate(keys, start=1):
-        out.append(key if key not in seen else f"{key}-{n}")
-        seen.add(out[-1])
-    return out
-
-
-def _generated_key(decl: CollectionDecl, fake: RecordFaker, i: int) -> str:
-    if decl.id_prefix or decl.id_width:
-        return f"{decl.id_prefix}{i:0{decl.id_width}d}"
-    schema = object_properties(decl.record_schema).get(decl.key)
-    schema = schema if isinstance(schema, dict) and json_type(schema) in ("string", None) else {"type": "string"}
-    value = fake.value(decl.key, {k: v for k, v in schema.items() if k != "enum"})
-    text = str(value) if value not in (None, "") else fake.token([decl.key])
-    if " " in text and "@" not in text and "://" not in text:
-        text = slugify(text)
-    validator = CompiledSchema(schema)
-    if validator.is_valid(text):
-        return text
-    return next((alt for alt in fake.alternatives(decl.key, schema) if validator.is_valid(alt)), text)
-
-
-def _record(source: DeclarativeEnvSource, decl: CollectionDecl, key: str, fake: RecordFaker, i: int,
-            state: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One record: generated fields, machine states, then references to seeded parents."""
-    record: dict[str, Any] = {decl.key: key}
-    plain_refs = {ref.field for ref in decl.references}
-    machines = {t.field for t in decl.transitions}
-    for field, sub in object_properties(decl.record_schema).items():
-        if field == decl.key or field in plain_refs or not isinstance(sub, dict):
-            continue
-        validator = CompiledSchema(sub)
-        if field in machines and (states := machine_states(decl, field)):
-            value: Any = states[(i - 1) % len(states)]
-        elif isinstance(sub.get("enum"), list) and sub["enum"]:
-            enum = sub["enum"]
-            value = enum[(i - 1 + len(field)) % len(enum)]
-        else:
-            value = fake.value(field, sub)
-        if value is not None and validator.is_valid(value):
-            record[field] = value
-        elif isinstance(value, str) or json_type(sub) == "string":
-            fitting = next((alt for alt in fake.alternatives(field, sub) if validator.is_valid(alt)), None)
-            if fitting is not None:
-                record[field] = fitting
-    _link(source, decl, record, i, state)
-    _order_times(record)
-    return record
-
-
-_CREATED = ("create", "created", "creation", "start", "started", "begin", "opened", "issued")
-_LATER = ("update", "updated", "modified", "modification", "last", "end", "ended", "closed", "completed", "finished")
-
-
-def _order_times(record: dict[str, Any]) -> None:
-    """A record is not updated or ended before it was created: swap such timestamps (same format only)."""
-    stamps = {f: v for f, v in record.items() if isinstance(v, str) and _TIMESTAMP.fullmatch(v)}
-    first = [f for f in stamps if snake(f).split("_")[0] in _CREATED]
-    later = [f for f in stamps if snake(f).split("_")[0] in _LATER]
-    for early in first:
-        for late in later:
-            if len(stamps[early]) == len(stamps[late]) and record[late] < record[early]:
-                record[early], record[late] = record[late], record[early]
-
-
-def _link(source: DeclarativeEnvSource, decl: CollectionDecl, record: dict[str, Any], i: int,
-          state: dict[str, dict[str, Any]]) -> None:
-    """Point the record's references at seeded parents, consistently: a parent chosen through one
-    reference decides the other references its own record names (see the module doc)."""
-    chosen: dict[str, str] = {}
-
-    def refers(parent: str, target: str) -> str | None:
-        """The plain field by which records of `parent` refer to `target`, if any."""
-        decl_p = source.collections.get(parent)
-        refs = decl_p.references if decl_p is not None else []
-        return next((r.field for r in refs if r.collection == target and "." not in r.field and "[" not in r.field), None)
-
-    # References to collections that themselves refer to the others go first: they decide the rest.
-    order = sorted(decl.references, key=lambda r: -sum(refers(r.collection, o.collection) is not None
-                                                        for o in decl.references))
-    for ref in order:
-        parent_keys = sorted(state.get(ref.collection, {}))
-        if not parent_keys:
-            _drop_path(record, ref.field)
-            continue
-        key = chosen.get(ref.collection)
-        if key not in state[ref.collection]:
-            key = parent_keys[(i - 1) % len(parent_keys)]
-        chosen[ref.collection] = key
-        parent = state[ref.collection][key]
-        for other in decl.references:
-            via = refers(ref.collection, other.collection)
-            if (other.collection != ref.collection and via is not None and other.collection not in chosen
-                    and isinstance(parent.get(via), str)):
-                chosen[other.collection] = parent[via]
-        _set_path(record, ref.field, key)
-
-
-def _set_path(record: dict[str, Any], path: str, value: str) -> None:
-    """Set `value` at a reference path (`field`, `items[].product_id`, `owner.id`) where the record has it."""
-    head, _, rest = path.partition(".")
-    if not rest:
-        if head.endswith("[]"):
-            record[head[:-2]] = [value]
-        else:
-            record[head] = value
-        return
-    if head.endswith("[]"):
-        items = record.get(head[:-2])
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict):
-                _set_path(item, rest, value)
-    elif isinstance(record.get(head), dict):
-        _set_path(record[head], rest, value)
-
-
-def _drop_path(record: dict[str, Any], path: str) -> None:
-    """No parent to point at: leave out the top-level field that would hold the reference."""
-    record.pop(path.split(".")[0].removesuffix("[]"), None)
 
 
 def _count_children(source: DeclarativeEnvSource, state: dict[str, dict[str, Any]]) -> None:
@@ -287,3 +139,85 @@ def example_keys(source: DeclarativeEnvSource, operations: Sequence[Operation]) 
                     if our == ref.field:
                         wanted.setdefault(ref.collection, []).append(value)
     return {name: list(dict.fromkeys(keys)) for name, keys in wanted.items()}
+
+
+def _key_value(key: str, i: int) -> str:
+    lower = key.lower()
+    if "url" in lower:
+        return f"https://example.com/{key.lower()}/{i}"
+    if "arn" in lower:
+        return f"arn:aws:service:us-east-1:123456789012:resource/{i}"
+    if "email" in lower or "identity" in lower or "address" in lower:
+        return f"{_FIRST[i % len(_FIRST)].lower()}.{_LAST[i % len(_LAST)].lower()}@example.com"
+    return f"{key.lower()}-{i}"
+
+
+def sample_value(field: str, schema: Any, i: int, depth: int = 0) -> Any:
+    """A realistic value for `field` under `schema`, the same for the same (field, schema, i)."""
+    if not isinstance(schema, dict) or depth > 3:
+        return None
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[(i - 1) % len(enum)]
+    kind = json_type(schema)
+    lower = field.lower()
+    if kind == "string" or (kind is None and not object_properties(schema)):
+        return _string_value(lower, schema.get("format"), i, schema)
+    if kind == "integer":
+        low = schema.get("minimum", 0)
+        high = schema.get("maximum")
+        start = int(low) + i if isinstance(low, int | float) else i
+        return min(start, int(high)) if isinstance(high, int | float) else start
+    if kind == "number":
+        low = schema.get("minimum", 0)
+        value = round(float(low) + 10.5 * i, 2) if isinstance(low, int | float) else 10.5 * i
+        high = schema.get("maximum")
+        return min(value, float(high)) if isinstance(high, int | float) else value
+    if kind == "boolean":
+        return i % 2 == 0
+    if kind == "array":
+        return []
+    if kind == "object":
+        out: dict[str, Any] = {}
+        for name in schema.get("required", []):
+            value = sample_value(name, object_properties(schema).get(name), i, depth + 1)
+            if value is not None:
+                out[name] = value
+        return out
+    return None
+
+
+def _string_value(lower: str, fmt: Any, i: int, schema: dict[str, Any]) -> str:
+    first, last = _FIRST[(i - 1) % len(_FIRST)], _LAST[(i - 1) % len(_LAST)]
+    if fmt == "date-time" or lower.endswith(("_at", "time", "timestamp", "date", "updated", "created", "due", "completed")):
+        value = f"2026-01-{i:02d}T09:00:00Z" if fmt != "date" else f"2026-01-{i:02d}"
+    elif fmt == "date":
+        value = f"2026-01-{i:02d}"
+    elif fmt == "email" or "email" in lower:
+        value = f"{first.lower()}.{last.lower()}@example.com"
+    elif fmt == "uri" or lower.endswith(("url", "uri", "link", "href")):
+        value = f"https://example.com/{lower}/{i}"
+    elif fmt == "uuid":
+        value = f"00000000-0000-4000-8000-{i:012d}"
+    elif "currency" in lower:
+        value = ("USD", "EUR", "GBP")[(i - 1) % 3]
+    elif lower in ("firstname", "first_name", "given_name", "givenname"):
+        value = first
+    elif lower in ("lastname", "last_name", "family_name", "familyname", "surname"):
+        value = last
+    elif lower.endswith("name") and lower not in ("name", "fullname", "full_name", "displayname", "display_name"):
+        value = f"{lower[:-4].strip('_') or 'item'}-{i}"
+    elif lower.endswith("name") or lower in ("title", "subject", "label"):
+        value = f"{_WORDS[(i - 1) % len(_WORDS)]}" if lower in ("title", "subject", "label") else f"{first} {last}"
+    elif "phone" in lower:
+        value = f"+1-555-010{i % 10}"
+    elif lower in ("description", "notes", "note", "body", "content", "message", "comment"):
+        value = f"{_WORDS[(i - 1) % len(_WORDS)]} notes"
+    elif lower.endswith(("id", "arn", "key")):
+        value = f"{lower}-{i}"
+    else:
+        value = f"{lower.replace('_', ' ')} {i}".strip()
+    max_length = schema.get("maxLength")
+    if isinstance(max_length, int) and len(value) > max_length:
+        value = value[:max_length]
+    return value
