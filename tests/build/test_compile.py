@@ -96,13 +96,12 @@ def test_openapi_commerce_service_round_trip(full_catalog: Catalog, tmp_path: Pa
     tools = {t.name: t for t in compiled.source.tools}
     assert "vestorly_auth" not in tools["create_group"].input_schema["properties"]  # auth is not an argument
     group = ok(s, "create_group", {"_id": "g1", "name": "Clients", "is_hidden": False})
-    # results stand in the spec's own envelopes: {"group": ...}, {"groups": [...]}
-    assert group == {"group": {"_id": "g1", "name": "Clients", "is_hidden": False}}
-    assert ok(s, "find_group_by_id", {"id": "g1"})["group"]["name"] == "Clients"  # type: ignore[index]
+    assert group == {"_id": "g1", "name": "Clients", "is_hidden": False}
+    assert ok(s, "find_group_by_id", {"id": "g1"})["name"] == "Clients"  # type: ignore[index]
     assert tools["find_group_by_id"].source.field_names == {}  # type: ignore[union-attr]
-    assert len(ok(s, "find_groups", {})["groups"]) == 1  # type: ignore[index]
+    assert ok(s, "find_groups", {})["total"] == 1  # type: ignore[index]
     ok(s, "update_group_by_id", {"id": "g1", "name": "Prospects"})
-    assert ok(s, "find_group_by_id", {"id": "g1"})["group"]["name"] == "Prospects"  # type: ignore[index]
+    assert ok(s, "find_group_by_id", {"id": "g1"})["name"] == "Prospects"  # type: ignore[index]
     ok(s, "delete_group", {"id": "g1"})
     assert s.call("find_group_by_id", {"id": "g1"}).error.kind == "not_found"  # type: ignore[union-attr]
 

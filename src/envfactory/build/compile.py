@@ -12,10 +12,6 @@ Contract:
 - Nested resources (`/customers/{id}/orders`, `lists/{tasklist}/tasks`, an SQS message needing a
   `QueueUrl`) get a reference field to the parent (deleting the parent cascades), an equality
   requirement on get/update/delete (a record under another parent is `not_found`) and a filter on list.
-  Path parameters that scope a resource with no parent collection in the environment (`/repos/{owner}/
-  {repo}/releases`, `blogs/{blogId}/posts`, Google's `parent`; AWS: a create member a list requires,
-  `CollectionName`) become scope fields the same way, without a reference (`plan_scopes`); one named
-  like another collection's key (`org_id`, `location_id`) is then checked as a reference too.
 - Create with a declared "already exists" error and a generated key makes the name field unique.
 - Status actions become transitions (see docs/envgen.md, "Compiling operations"). An action whose
   verb is in `shapes.STATUS_VERBS` (`StartDBCluster`, `jobs.cancel`, `POST /orders/{id}/cancel`) on
@@ -27,10 +23,7 @@ Contract:
   action targets; otherwise to any other value. Either way the explicit self-transition (stopping a
   stopped cluster) is refused with `rule_violation`. When the creates do not take the field, they
   assign an initial value (the one the create's own example output shows, else the first
-  pending/creating/new/draft/active-like value) and declare it as `initial`. Final states: a status
-  field whose enum holds values named like an end (`COMPLETED`, `STATE_CANCELLED`, `Expired`, `REJECTED`;
-  `compile_collections.FINAL_WORDS`, unless an action undoes it: `reopen`, `uncancel`...) gets a
-  `TransitionDecl` even without actions, in which a final value may move nowhere.
+  pending/creating/new/draft/active-like value) and declare it as `initial`.
 - Counters become effects. A parent integer field named for a child collection (`ProgramCount`,
   `program_count`, `number_of_programs`, `total_programs`, `NumPrograms`; never `Approximate…`)
   where the child has exactly one parent (that one) and the parent exactly one such field: the
@@ -62,9 +55,7 @@ from envfactory.build.compile_collections import (
     plan_actions,
     plan_collection,
     plan_counters,
-    plan_scopes,
-    plan_transitions,
-    response_envelope,
+    status_fields,
 )
 from envfactory.build.errors import CompileError
 from envfactory.build.naming import field_name, id_prefix, tool_name
@@ -96,6 +87,7 @@ from envfactory.spec.declarative import (
     ListDecl,
     ReferenceDecl,
     RequirementDecl,
+    TransitionDecl,
 )
 from envfactory.spec.inflection import singular
 from envfactory.spec.schema_tools import (
@@ -151,7 +143,6 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
         by_noun[group.noun] = coll
     for coll in collections.values():
         link_parents(coll, by_noun)
-        plan_scopes(coll)
     plan_counters(collections)
     for coll in collections.values():
         plan_actions(coll)
@@ -296,14 +287,10 @@ def _body_arguments(shape: OperationShape, coll: CollectionPlan, body: Any,
     key_original = coll.originals.get(coll.key, coll.key)
     body_required = set((body or {}).get("required", []))
     writes = shape.role in ("create", "update")
-    scoped = {arg for _, arg in coll.scopes}
     for original, schema in object_properties(body).items():
         our = field_name(original)
         if original in parent_by_arg:
             acc.add(parent_by_arg[original][1], {"type": "string"}, original, True)
-            continue
-        if original in scoped and not writes:  # a scope member names where the record lives: always taken
-            acc.add(our, coll.fields[our], original, original in body_required)
             continue
         if shape.style in ("aws", "name") and original == key_original and shape.role != "create":
             acc.key_arg = coll.key
@@ -345,12 +332,6 @@ def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
                 error="not_found", message=f"{{key}} does not belong to {singular(parent)} {{arg.{safe}}}",
             )
             for parent, safe, _ in coll.parents if safe in acc.properties
-        ] + [
-            RequirementDecl(
-                condition=CompareCond(op="eq", left=FieldExpr(path=safe), right=ArgExpr(path=safe)),
-                error="not_found", message=f"{{key}} is not under {original} {{arg.{safe}}}",
-            )
-            for safe, original in coll.scopes if safe in acc.properties
         ]
     else:
         op_kind = "list"
@@ -391,7 +372,6 @@ def _tool(shape: OperationShape, coll: CollectionPlan, used: set[str]) -> tuple[
         key_arg=(create_key if op_kind == "create" else (acc.key_arg if acc.key_arg != coll.key else None)),
         fields_from_args=shape.role != "action",
         assign=assign, requires=requires, effects=effects, listing=listing,
-        envelope=response_envelope(op, op_kind, listing.page_token_arg if listing is not None else None),
     )
     description = description[:_DESCRIPTION_MAX]
     source = ToolSource(provider=op.provider, service=op.service, operation_id=op.id, field_names=acc.field_names)
@@ -493,7 +473,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
             record_schema=record,
             unique=coll.unique,
             references=references,
-            transitions=plan_transitions(coll, [t for t in tools if t.operation.collection == name]),
+            transitions=_transitions(coll, [t for t in tools if t.operation.collection == name]),
         )
     provenance = [
         p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
@@ -504,6 +484,30 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
         provenance=provenance,
     )
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
+
+
+def _transitions(coll: CollectionPlan, tools: list[DeclarativeToolDecl]) -> list[TransitionDecl]:
+    """One `TransitionDecl` per status field a compiled action sets (see the module doc)."""
+    targets: dict[str, set[str]] = {}
+    for tool in tools:
+        op_id = tool.source.operation_id if tool.source is not None else ""
+        if op_id in coll.actions:
+            status, value = coll.actions[op_id]
+            targets.setdefault(status, set()).add(value)
+    out: list[TransitionDecl] = []
+    statuses = status_fields(coll)
+    for status, reached in sorted(targets.items()):
+        values = list(dict.fromkeys(statuses[status]))
+        written = any(_takes(t, status) for t in tools if t.operation.fields_from_args and t.operation.kind in ("create", "update", "patch"))
+        allowed = {v: [t for t in (values if written else sorted(reached, key=values.index)) if t != v] for v in values}
+        initial = [coll.initial[status]] if status in coll.initial else None
+        out.append(TransitionDecl(field=status, allowed=allowed, initial=initial))
+    return out
+
+
+def _takes(tool: DeclarativeToolDecl, argument: str) -> bool:
+    properties = tool.input_schema.get("properties")
+    return isinstance(properties, dict) and argument in properties
 
 
 def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan], taken: set[str]) -> list[ReferenceDecl]:

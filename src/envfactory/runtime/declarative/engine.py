@@ -9,8 +9,6 @@ Contract:
 - Outputs: a record (create/get/update/patch), a page `{items, next_page_token, total}` (list) or
   `{deleted: key}`; an operation's `envelope` puts the record or page under the source response's
   own names instead (`{"GameServerGroup": record}`, `{"jobs": [...], "nextPageToken": ...}`).
-- A full `update` keeps the fields under a transition that its arguments do not name (moving a
-  record's state is a transition of its own, not a side effect of replacing its other fields).
 - Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
   transition, constraint or an effect that would leave a record invalid → `rule_violation`; arguments
   that would make the target record invalid → `invalid_arguments`.
@@ -287,12 +285,8 @@ class DeclarativeBackend:
     def _update(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
         key, old = self._target(plan, txn.get, args)
-        # update replaces every non-key field; patch changes only what it is given. A full update keeps
-        # the state-machine fields it is not given: moving a record's state is a transition, not a side
-        # effect of replacing its other fields.
+        # update replaces every non-key field; patch changes only what it is given
         record = {coll.key: key} if plan.kind == "update" else dict(old)
-        if plan.kind == "update":
-            record.update({f: old[f] for f in coll.transitions if f in old and f not in args})
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key and name != plan.key_arg:
