@@ -23,12 +23,8 @@ Contract:
   (an account → a hold and a matter, the hold → a matter), gets the matter of its hold; references
   inside arrays and objects (`items[].product_id`) hold seeded parent keys too. A record's update or
   end time is never before its creation or start time.
-- Example-aware: when an example of a get/update/delete tool (or of a create under a parent) names a
-  key, a record under that key is seeded, so scenarios built from the examples find it. Keys a create
-  example would make itself are never seeded (the create would then fail as a duplicate).
-- Consistent with the environment's rules: a field that a child's create `adjust`s by one through a
-  reference (a counter, `ProgramCount`) holds the number of seeded children of each record; status
-  fields take values of their `enum` only.
+- Example-aware and consistent with the environment's counters and status enums exactly as `build.seeds`
+  is (the same helpers: `example_keys`, the children count, the unique-field fix).
 """
 
 from __future__ import annotations
