@@ -249,7 +249,7 @@ def _lifecycle(draft: _Draft, coll: CollectionFacts) -> str | None:
     if made is None:
         return f"{coll.name}: no create, no record key or a parent that cannot be established"
     key, args, fields = made
-    parents = {k: args[k] for k in coll.parent_args if k in args}
+    parents = coll.parent_values(args)
     read, listing, update, delete = (coll.first(r) for r in ("read", "list", "update", "delete"))
     if read:
         draft.add(read, draft.address(read, coll, key, parents), StepExpect(fields=fields),
@@ -369,7 +369,7 @@ def _state_machine(draft: _Draft, coll: CollectionFacts, into: OpFacts | None = 
     if made is None:
         return f"{coll.name}: no create, no record key or a parent that cannot be established"
     key, args, _ = made
-    parents = {k: args[k] for k in coll.parent_args if k in args}
+    parents = coll.parent_values(args)
     if into is not None:
         draft.add(into, draft.address(into, coll, key, parents), StepExpect(outcome="setup"),
                   f"{_ref(into)} moves {field} to {final}")
@@ -400,7 +400,7 @@ def _transition(draft: _Draft, coll: CollectionFacts, op: OpFacts, value: str) -
     if made is None or coll.status_field is None:
         return f"{coll.name}: no create, no record key or a parent that cannot be established"
     key, args, _ = made
-    parents = {k: args[k] for k in coll.parent_args if k in args}
+    parents = coll.parent_values(args)
     draft.add(op, draft.address(op, coll, key, parents), StepExpect(),
               f"{_ref(op)} is documented and {coll.status_field} lists {value}: allowed from a new record")
     read = coll.first("read")
@@ -466,7 +466,7 @@ def _gone_for_good(draft: _Draft, coll: CollectionFacts) -> str | None:
     if made is None:
         return f"{coll.name}: no create, no record key or a parent that cannot be established"
     key, args, _ = made
-    parents = {k: args[k] for k in coll.parent_args if k in args}
+    parents = coll.parent_values(args)
     draft.add(delete, draft.address(delete, coll, key, parents), StepExpect(), f"{_ref(delete)} deletes it")
     draft.add(delete, draft.address(delete, coll, key, parents), NOT_FOUND,
               f"{_ref(delete)} again: the record no longer exists")

@@ -115,6 +115,10 @@ class CollectionFacts:
         found = self.ops.get(role) or []
         return found[0] if found else None
 
+    def parent_values(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The parent path arguments among `args` (what addresses a record under its parents)."""
+        return {name: args[name] for name in self.parent_args if name in args}
+
     @property
     def key_in_create(self) -> bool:
         """Whether the client names the key when creating (the create tool takes the key argument)."""

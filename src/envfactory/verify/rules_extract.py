@@ -127,7 +127,7 @@ def _unique(draft: Draft, coll: CollectionFacts, rule: ProseRule) -> str | None:
         return f"a {coll.name} record cannot be created with {arg}"
     key, args, fields = made
     draft.add(create, _another(draft, coll, create, args, arg), _refused(rule), _because(rule))
-    return None if _confirm(draft, coll, key, {a: args[a] for a in coll.parent_args if a in args}, fields) \
+    return None if _confirm(draft, coll, key, coll.parent_values(args), fields) \
         else "no read or list to confirm the state"
 
 
@@ -147,7 +147,7 @@ def _length(draft: Draft, coll: CollectionFacts, rule: ProseRule) -> str | None:
     if made is None:
         return f"a {coll.name} record cannot be created"
     key, args, fields = made
-    parents = {a: args[a] for a in coll.parent_args if a in args}
+    parents = coll.parent_values(args)
     value = "x" * size
     if op is create:
         draft.add(op, {**_another(draft, coll, op, args, ""), arg: value}, _refused(rule), _because(rule))
@@ -167,7 +167,7 @@ def _immutable(draft: Draft, coll: CollectionFacts, rule: ProseRule) -> str | No
     if made is None:
         return f"a {coll.name} record cannot be created"
     key, args, fields = made
-    parents = {a: args[a] for a in coll.parent_args if a in args}
+    parents = coll.parent_values(args)
     new = draft.fresh(update.args[arg])
     draft.add(update, draft.address(update, coll, key, parents, {arg: new}), _refused(rule), _because(rule))
     return None if _confirm(draft, coll, key, parents, fields) else "no read or list to confirm the state"
@@ -183,8 +183,8 @@ def _delete_requires_empty(draft: Draft, coll: CollectionFacts, rule: ProseRule)
     if made is None:
         return f"a {coll.name} record cannot be created"
     key, args, fields = made
-    parents = {a: args[a] for a in coll.parent_args if a in args}
-    under = {**{a: args[a] for a in child.parent_args if a in args}, str(coll.key_arg): key}
+    parents = coll.parent_values(args)
+    under = {**child.parent_values(args), str(coll.key_arg): key}
     if set(child.parent_args) - set(under) or draft.create(child, setup=True, parents=under) is None:
         return f"a {child.name} record cannot be created under it"
     draft.add(delete, draft.address(delete, coll, key, parents), _refused(rule), _because(rule))
