@@ -87,6 +87,8 @@ def test_eval_and_synth_trajectories_with_a_hostile_model(model_url: str, data: 
     assert "tasks" in evaluated and "LLM call(s)" in evaluated
     solved = assert_clean(invoke("synth", "trajectories", "--from", "hostile", *llm, "-w", str(data / ESCAPED_NAME)))
     assert "verified trajectories" in solved
+    calibrated = assert_clean(invoke("synth", "calibration", "--from", "hostile", "-w", str(data / ESCAPED_NAME)))
+    assert "over-specification" in calibrated
 
 
 def test_synth_tasks_and_demo_over_hostile_text(tmp_path: Path) -> None:
@@ -162,5 +164,5 @@ def test_run_pipeline_over_hostile_config_and_paths(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "problem(s):" in assert_clean(refused, ok=False)
 
 
-RUN_HERE = {"llm info", "llm chat", "eval run", "synth trajectories", "synth tasks", "demo", "dataset export",
+RUN_HERE = {"llm info", "llm chat", "eval run", "synth trajectories", "synth calibration", "synth tasks", "demo", "dataset export",
             "dataset validate", "train schema-check", "train verl-config", "train demo-data", "train plot", "library publish", "run"}

@@ -1,4 +1,5 @@
-"""`envfactory synth tasks`: grounded, gated tasks with gold-path trajectories (`synth.run_synth_tasks`).
+"""`envfactory synth tasks`: grounded, gated tasks with gold-path trajectories (`synth.run_synth_tasks`);
+`synth trajectories` (cli.synth_trajectories) and `synth calibration` (cli.synth_report) are registered here.
 
 `--library` takes every environment of the shipped library, `--env NAME|PATH` (repeatable) names
 environments, `--domain D` keeps one domain. `--sampler topology|random-walk` chooses the chain sampler
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from envfactory.cli._output import console, emit_json
 from envfactory.cli._output import funnel_table as stage_funnel_table
+from envfactory.cli.synth_report import calibration
 from envfactory.cli.synth_trajectories import trajectories
 from envfactory.errors import SpecError
 from envfactory.spec.synth import FUNNEL_STAGES, SynthFunnel, SynthTasksConfig
@@ -30,6 +32,7 @@ from envfactory.synth.stage import STAGE, SynthDeps, SynthProgress, default_run_
 app = typer.Typer(name="synth", help="Synthesise tasks from the tool graph, then queries and trajectories.",
                   no_args_is_help=True)
 app.command("trajectories")(trajectories)
+app.command("calibration")(calibration)
 
 
 def _benchmark_tasks() -> list[object]:

@@ -12,6 +12,8 @@ Contract:
 - `TrajectoryFunnel` (`funnel.json`) continues the task funnel: tasks → queries → refined → solved →
   verified, drop reasons per stage, model calls and tokens, and over-specification and solve rate per
   refinement strength. Timings live in the stage manifest only.
+- `CalibrationReport` (`synth.calibration`) restates the per-strength figures of a finished stage with
+  95% confidence intervals, per task rather than per attempt.
 """
 
 from __future__ import annotations
@@ -164,3 +166,55 @@ class TrajectoryFunnel(SpecModel):
     explicit_overspec: float = 0.0
     refined_overspec: float = 0.0
     per_strength: dict[str, StrengthFigures] = Field(default_factory=dict)
+
+
+class Interval(SpecModel):
+    """An estimate with its 95% confidence interval (`low` = `high` = `value` when nothing varies; all 0
+    when there is no observation)."""
+
+    value: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    method: Literal["wilson", "t", "none"] = "none"
+
+
+class StrengthRow(SpecModel):
+    """One refinement strength (0: the explicit query) of a `CalibrationReport`.
+
+    `overspec` is the mean over-specification of the queries written at this strength (t interval);
+    `solve_rate` the share of `tried` tasks (tasks with at least one solver attempt on this query) that
+    some attempt verified (Wilson interval). `attempts` / `verified_attempts` count attempts, which are
+    not independent within a task and so get no interval."""
+
+    strength: int | None = Field(default=None, ge=0, le=4, description="None: a pooled row")
+    queries: int = 0
+    overspec: Interval = Field(default_factory=Interval)
+    tried: int = 0
+    solved: int = 0
+    solve_rate: Interval = Field(default_factory=Interval)
+    attempts: int = 0
+    verified_attempts: int = 0
+
+
+class CalibrationReport(SpecModel):
+    """Over-specification and solve rate per refinement strength of one trajectory stage (deliverable 2).
+
+    `refined` pools strengths 1–4. `overspec_ratio` = refined mean / explicit mean (None without both);
+    `solve_rate_drop` = explicit minus refined solve rate, in points (None without both). When the stage
+    refined, explicit attempts ran only on tasks whose refined query no solver verified
+    (`explicit_conditional`): the explicit solve rate is then conditional, and the unconditional one is
+    the `--no-refine` ablation's (`baseline`). Targets of the issue: ratio ≤ 0.5, drop ≤ 15 points."""
+
+    schema_version: Literal[1] = 1
+    run: str
+    items: int = 0
+    rows: list[StrengthRow] = Field(default_factory=list)
+    explicit: StrengthRow
+    refined: StrengthRow
+    baseline: StrengthRow | None = Field(default=None, description="explicit queries of the ablation run")
+    baseline_run: str | None = None
+    explicit_conditional: bool = False
+    overspec_ratio: float | None = None
+    solve_rate_drop: float | None = None
+    meets_overspec_target: bool | None = None
+    meets_solve_target: bool | None = None
