@@ -103,8 +103,28 @@ class QueryRecord(SpecModel):
     problems: list[str] = Field(default_factory=list, description="validation problems met on the way")
 
 
+JudgeOutcome = Literal["pass", "fail", "error"]
+
+
+class JudgeVerdict(SpecModel):
+    """The LLM judge's component of one attempt of a read-only task (`synth.judge`): whether the final
+    answer states the fact asked. Its own component, outside `Reward`: it never makes an attempt verified.
+    `verdict` `error` when the judge's answer was not JSON of the schema (`reason` says why)."""
+
+    name: Literal["judge"] = "judge"
+    verdict: JudgeOutcome
+    model: str
+    prompt_hash: str
+    reason: str = ""
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class SolverAttempt(SpecModel):
-    """One solver attempt in a fresh session group opened on the task's initial state."""
+    """One solver attempt in a fresh session group opened on the task's initial state. `judge` is set only
+    for read-only tasks of a stage run with a judge model (left out of the JSON otherwise)."""
 
     attempt: int = Field(ge=0)
     seed: int
@@ -116,6 +136,7 @@ class SolverAttempt(SpecModel):
     llm_calls: int = 0
     failure: str = ""
     trajectory: Trajectory | None = None
+    judge: JudgeVerdict | None = Field(default=None, exclude_if=_absent)
 
 
 class TrajectoryItem(SpecModel):
@@ -150,8 +171,23 @@ class StrengthFigures(SpecModel):
     solved: int = 0
 
 
+class JudgeFigures(SpecModel):
+    """What the judge said over the judged attempts (read-only tasks). `judge_only` counts attempts the
+    judge passed that verification did not (never kept as verified); `disagreed` verified attempts the
+    judge failed."""
+
+    model: str = ""
+    judged: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    judge_only: int = 0
+    disagreed: int = 0
+
+
 class TrajectoryFunnel(SpecModel):
-    """`funnel.json` of the trajectory stage (no timings)."""
+    """`funnel.json` of the trajectory stage (no timings). `judge` only when a judge ran (left out of the
+    JSON otherwise)."""
 
     schema_version: Literal[1] = 1
     preset: Preset
@@ -166,6 +202,7 @@ class TrajectoryFunnel(SpecModel):
     explicit_overspec: float = 0.0
     refined_overspec: float = 0.0
     per_strength: dict[str, StrengthFigures] = Field(default_factory=dict)
+    judge: JudgeFigures | None = Field(default=None, exclude_if=_absent)
 
 
 class Interval(SpecModel):

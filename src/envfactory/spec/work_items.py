@@ -51,7 +51,7 @@ class SynthBatchItem(SpecModel):
 
 class TrajectoryWorkItem(SpecModel):
     """One task of the trajectory stage (`synth.trajectories.synth_trajectory`): write its queries and, when
-    `solve`, run the solvers; the roles' models are opened by the worker."""
+    `solve`, run the solvers; the roles' models are opened by the worker (`judge` None: no judge)."""
 
     schema_version: Literal[1] = 1
     config: SynthTrajectoriesConfig
@@ -60,6 +60,7 @@ class TrajectoryWorkItem(SpecModel):
     writer: WorkerModel
     solver: WorkerModel
     user: WorkerModel | None = None
+    judge: WorkerModel | None = None
 
 
 class BuildHooks(SpecModel):

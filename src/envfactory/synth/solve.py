@@ -12,7 +12,9 @@ Contract:
   recorded with `failure` and scores nothing: never a silent zero.
 - Every attempt runs with `SOLVER_POLICY` as the agent's policy: a user who asks to see records expects
   the answer to say what the tools returned, and small models otherwise describe the tool instead.
-- `select` picks the verified attempt with the highest reward, the earliest on ties; None when none is.
+- `select` picks the verified attempt with the highest reward; among equal rewards one the LLM judge
+  passed (`synth.judge`, read-only tasks only) before one it did not, then the earliest; None when no
+  attempt is verified. A judge's pass alone never makes an attempt a candidate.
 """
 
 from __future__ import annotations
@@ -92,13 +94,17 @@ def attempt(solver: LLMClient, task: Task, envs: Sequence[Environment], *, index
     )
 
 
+def _rank(candidate: SolverAttempt) -> tuple[float, bool]:
+    judged = candidate.judge is not None and candidate.judge.verdict == "pass"
+    return (candidate.reward.total if candidate.reward is not None else 0.0, judged)
+
+
 def select(attempts: Sequence[SolverAttempt]) -> int | None:
-    """The index (into `attempts`) of the best verified attempt, or None."""
+    """The index (into `attempts`) of the best verified attempt, or None (see the module docstring)."""
     best: int | None = None
     for position, candidate in enumerate(attempts):
         if not candidate.verified or candidate.reward is None:
             continue
-        chosen = attempts[best].reward if best is not None else None
-        if chosen is None or chosen.total < candidate.reward.total:
+        if best is None or _rank(attempts[best]) < _rank(candidate):
             best = position
     return best

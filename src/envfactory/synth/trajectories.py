@@ -10,6 +10,9 @@ Per task: a persona and an explicit query (writer model), validated; a refined q
 operators (when the preset refines), validated; k solver attempts on the refined query, each in a fresh
 group from the task's initial state; when none verifies, k attempts on the explicit query (calibration: a
 refined query is kept only if solvers still succeed on it). Selection by verification (`synth.solve`).
+With a judge model (`deps.judge`), every attempt on a read-only task that ended with an answer is also
+judged (`synth.judge`): the verdict is recorded on the attempt as its own component and in the funnel,
+and only orders verified attempts of equal reward; it never makes an attempt verified.
 
 With `deps.executor` (and `deps.models`), tasks run as `exec` work items (`synth_trajectory`), each item
 file written as it comes back; a task whose worker failed is not written (a resumed run retries it) and
@@ -54,6 +57,7 @@ from envfactory.spec.synth_trajectories import (
 )
 from envfactory.spec.work_items import TrajectoryWorkItem, WorkerModel
 from envfactory.store import StageDir, Workspace
+from envfactory.synth.judge import judge_attempt, judge_prompt_hash, needs_judge
 from envfactory.synth.overspec import score_overspecification
 from envfactory.synth.queries import (
     REFINER_SYSTEM,
@@ -100,11 +104,13 @@ class CountingClient:
 
 @dataclass(frozen=True, slots=True)
 class RoleModels:
-    """The models executor workers open for the three roles (`WorkerModel`s; `user` None: the solver's)."""
+    """The models executor workers open for the roles (`WorkerModel`s; `user` None: the solver's; `judge`
+    None: no judge)."""
 
     writer: WorkerModel
     solver: WorkerModel
     user: WorkerModel | None = None
+    judge: WorkerModel | None = None
 
 
 @dataclass
@@ -112,11 +118,13 @@ class TrajectoryDeps:
     """What the stage needs from outside: the role models and how environments are loaded.
 
     `writer` writes and refines queries, `solver` runs the agent, `user` voices the user simulator
-    (defaults to the solver's model). `progress(done, total, status)` is told after every task."""
+    (defaults to the solver's model), `judge` judges read-only answers (None: no judge; never defaulted).
+    `progress(done, total, status)` is told after every task."""
 
     writer: LLMClient
     solver: LLMClient
     user: LLMClient | None = None
+    judge: LLMClient | None = None
     load: Callable[[str], Environment] = load_env
     progress: Callable[[int, int, str], None] = lambda done, total, status: None
     clock: Callable[[], float] = time.perf_counter
@@ -165,11 +173,12 @@ class _ItemRun:
         self.writer = CountingClient(deps.writer)
         self.solver = CountingClient(deps.solver)
         self.user_client = CountingClient(deps.user or deps.solver)
+        self.judge = CountingClient(deps.judge) if deps.judge is not None and needs_judge(task) else None
         self.rng = random.Random(f"{config.seed}:{task.id}")
         self.conversational = config.preset == "sft-conv" and len(task.gold_calls()) > 1
 
     def _usage(self, item: TrajectoryItem) -> TrajectoryItem:
-        clients = (self.writer, self.solver, self.user_client)
+        clients = (self.writer, self.solver, self.user_client, *((self.judge,) if self.judge else ()))
         return item.model_copy(update={
             "model_calls": sum(c.calls for c in clients), "prompt_tokens": sum(c.prompt_tokens for c in clients),
             "completion_tokens": sum(c.completion_tokens for c in clients), "conversational": self.conversational,
@@ -239,6 +248,8 @@ class _ItemRun:
                                             threshold=self.config.verified_threshold, user=user))
                 if any(a.verified for a in attempts):
                     break
+        if self.judge is not None:
+            attempts = [self._judged(a) for a in attempts]
         selected = select(attempts)
         kind = attempts[selected].query if selected is not None else ("refined" if refined else "explicit")
         queries = TaskQueries(explicit=record.explicit, refined=record.refined if kind == "refined" else "",
@@ -255,6 +266,14 @@ class _ItemRun:
                               reason="environment_failure" if status == "failed" else "",
                               detail=failures[0] if status == "failed" else "", task=final, query=record,
                               attempts=attempts, selected=selected)
+
+
+    def _judged(self, solved: SolverAttempt) -> SolverAttempt:
+        """`solved` with the judge's verdict, when it ran to an episode (a failed environment is not judged)."""
+        if self.judge is None or solved.trajectory is None or solved.failure:
+            return solved
+        verdict = judge_attempt(self.judge, self.task, solved.trajectory, seed=solved.seed)
+        return solved.model_copy(update={"judge": verdict})
 
 
 def run_item(config: SynthTrajectoriesConfig, deps: TrajectoryDeps, task: Task, *, solve: bool) -> TrajectoryItem:
@@ -278,7 +297,7 @@ def _fan_out(config: SynthTrajectoriesConfig, deps: TrajectoryDeps, stage: Stage
     todo = [(index, task) for index, task in enumerate(chosen)
             if not stage.artifact_path(f"items/{task.id}.json").is_file()]
     items = [TrajectoryWorkItem(config=config, task=task, solve=index < solve_limit, writer=models.writer,
-                                solver=models.solver, user=models.user) for index, task in todo]
+                                solver=models.solver, user=models.user, judge=models.judge) for index, task in todo]
     done = [len(chosen) - len(todo)]
 
     def written(outcome: Outcome[TrajectoryItem]) -> None:
@@ -342,24 +361,38 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
         config=config.model_dump(mode="json"),
         inputs={TASK_STAGE: manifest.content_digest() if manifest else ""},
         seeds={"main": config.seed},
-        versions={"writer": deps.writer.model_id, "solver": deps.solver.model_id,
-                  "user": (deps.user or deps.solver).model_id},
+        versions=role_versions(deps),
         counts=funnel.stages, drops={f"{stage_name}:{reason}": n for stage_name, reasons in funnel.drops.items()
                                      for reason, n in reasons.items()},
         timings={"wall_s": round(deps.clock() - started, 3)},
     )
 
 
+def role_versions(deps: TrajectoryDeps) -> dict[str, str]:
+    """The stage manifest's `versions`: the model id of each role, and with a judge its model id and
+    prompt hash (`judge_prompt`)."""
+    versions = {"writer": deps.writer.model_id, "solver": deps.solver.model_id,
+                "user": (deps.user or deps.solver).model_id}
+    if deps.judge is not None:
+        versions.update(judge=deps.judge.model_id, judge_prompt=judge_prompt_hash())
+    return versions
+
+
 def synth_trajectory(item: TrajectoryWorkItem) -> TrajectoryItem:
     """Work function: the `TrajectoryItem` of `item.task`, exactly as `run_item` makes it in the stage's own
     process; a worker opens the role models once per process."""
-    deps = _trajectory_deps(item.writer, item.solver, item.user)
+    deps = _trajectory_deps(item.writer, item.solver, item.user, item.judge)
     return run_item(item.config, deps, item.task, solve=item.solve)
+
+
+def _optional_client(model: WorkerModel | None) -> LLMClient | None:
+    return worker_client(model) if model is not None else None
 
 
 # A per-process memo of a worker's opened models (and the environments its deps load): results never depend
 # on it, only the cost of a worker's first task does.
 @functools.lru_cache(maxsize=2)
-def _trajectory_deps(writer: WorkerModel, solver: WorkerModel, user: WorkerModel | None) -> TrajectoryDeps:
-    return TrajectoryDeps(writer=worker_client(writer), solver=worker_client(solver),
-                          user=worker_client(user) if user is not None else None)
+def _trajectory_deps(writer: WorkerModel, solver: WorkerModel, user: WorkerModel | None,
+                     judge: WorkerModel | None) -> TrajectoryDeps:
+    return TrajectoryDeps(writer=worker_client(writer), solver=worker_client(solver), user=_optional_client(user),
+                          judge=_optional_client(judge))

@@ -4,7 +4,9 @@
 query was written and validated) → refined (a refined query was written and validated) → solved (some
 attempt verified) → verified (a verified trajectory was selected). Per refinement strength (the number of
 operators; "0" is the explicit query) it gives the mean over-specification and, over the attempts made on
-that query, how many verified. `wilson_interval` gives the 95% interval used in reports.
+that query, how many verified. With a judge, `judge` sums its verdicts (`judge_figures`): passes the
+reward did not confirm (`judge_only`, never counted as verified) and verified attempts it failed
+(`disagreed`). `wilson_interval` gives the 95% interval used in reports.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from envfactory.spec.synth_trajectories import (
+    JudgeFigures,
     StrengthFigures,
     SynthTrajectoriesConfig,
     TrajectoryFunnel,
@@ -34,6 +37,20 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 def _mean(values: Sequence[float]) -> float:
     return round(sum(values) / len(values), 4) if values else 0.0
+
+
+def judge_figures(items: Sequence[TrajectoryItem]) -> JudgeFigures | None:
+    """The judge's verdicts over every judged attempt of `items`; None when no attempt was judged."""
+    judged = [a for i in items for a in i.attempts if a.judge is not None]
+    if not judged:
+        return None
+    verdicts = Counter(a.judge.verdict for a in judged if a.judge is not None)
+    return JudgeFigures(
+        model=next(a.judge.model for a in judged if a.judge is not None), judged=len(judged),
+        passed=verdicts["pass"], failed=verdicts["fail"], errors=verdicts["error"],
+        judge_only=sum(1 for a in judged if a.judge is not None and a.judge.verdict == "pass" and not a.verified),
+        disagreed=sum(1 for a in judged if a.judge is not None and a.judge.verdict == "fail" and a.verified),
+    )
 
 
 def build_funnel(config: SynthTrajectoriesConfig, tasks_in: int, items: Sequence[TrajectoryItem]) -> TrajectoryFunnel:
@@ -83,5 +100,5 @@ def build_funnel(config: SynthTrajectoriesConfig, tasks_in: int, items: Sequence
         explicit_overspec=_mean([i.query.explicit_overspec.score for i in with_query if i.query is not None]),
         refined_overspec=_mean([i.query.refined_overspec.score for i in refined
                                 if i.query is not None and i.query.refined_overspec is not None]),
-        per_strength=dict(sorted(per_strength.items())),
+        per_strength=dict(sorted(per_strength.items())), judge=judge_figures(items),
     )
