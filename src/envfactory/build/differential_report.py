@@ -39,6 +39,7 @@ class AwsEnvEntry(SpecModel):
     moto_implements_service: bool
     source_operations: list[str] = Field(default_factory=list)
     moto_operations: list[str] = Field(default_factory=list, description="of source_operations, those moto implements")
+    reason: str = Field(default="", description="why the suite does not run it, or what moto leaves out of it")
 
 
 class Disagreement(SpecModel):
@@ -90,15 +91,15 @@ class SuiteReport(SpecModel):
 
 
 def render_markdown(report: SuiteReport) -> str:
-    """The report as markdown: the AWS environment list, the per-environment and per-service tables, the
-    causes."""
+    """The report as markdown: the AWS environment list (with why one is not run), the per-environment
+    and per-service tables (disagreements by class in both), the causes."""
     lines = [
         f"# Differential suite against moto {report.moto_version} (botocore {report.botocore_version})", "",
-        "| environment | service | moto implements | source ops in moto |", "|---|---|---|---|",
+        "| environment | service | moto implements | source ops in moto | note |", "|---|---|---|---|---|",
     ]
     for entry in sorted(report.aws_envs, key=lambda e: e.name):
         lines.append(f"| {entry.name} | {entry.service} | {'yes' if entry.moto_implements_service else 'no'} | "
-                     f"{len(entry.moto_operations)}/{len(entry.source_operations)} |")
+                     f"{len(entry.moto_operations)}/{len(entry.source_operations)} | {entry.reason} |")
     lines += ["", "| environment | scenarios | agreed | calls matched | agreement | values compared | "
               + " | ".join(CLASSES) + " |", "|---|---|---|---|---|---|" + "---|" * len(CLASSES)]
     for result in sorted(report.results, key=lambda r: r.env):
@@ -106,12 +107,15 @@ def render_markdown(report: SuiteReport) -> str:
         lines.append(f"| {result.env} | {result.scenarios} | {result.scenarios_agreed} | "
                      f"{result.calls_matched}/{result.calls_compared} | {result.agreement:.1%} | "
                      f"{result.values_compared} | {counts} |")
-    lines += ["", "| service | environments | scenarios | calls matched | agreement |", "|---|---|---|---|---|"]
+    lines += ["", "| service | environments | scenarios | calls matched | agreement | " + " | ".join(CLASSES) + " |",
+              "|---|---|---|---|---|" + "---|" * len(CLASSES)]
     for service in sorted({r.service for r in report.results}):
         group = [r for r in report.results if r.service == service]
         compared, matched = sum(r.calls_compared for r in group), sum(r.calls_matched for r in group)
         rate = f"{matched / compared:.1%}" if compared else "-"
-        lines.append(f"| {service} | {len(group)} | {sum(r.scenarios for r in group)} | {matched}/{compared} | {rate} |")
+        counts = " | ".join(str(sum(r.by_class.get(k, 0) for r in group)) for k in CLASSES)
+        lines.append(f"| {service} | {len(group)} | {sum(r.scenarios for r in group)} | {matched}/{compared} | {rate} "
+                     f"| {counts} |")
     for result in sorted(report.results, key=lambda r: r.env):
         lines += ["", f"## {result.env} ({result.service})", ""]
         for klass in CLASSES[:3]:

@@ -8,6 +8,9 @@ Contract:
 - `aws_library_envs(library)` lists the library's AWS environments (index.json `resource` starting
   `aws:`) with the moto operations of their source operations; a service moto implements has a moto
   package with a `responses.py` (read as text: moto is never imported in this process).
+- `aws_library_envs` gives each environment's `reason`: moto has no backend for the service, or the
+  source operations it lacks. `CI_SUBSET` names the environments the CI test runs (the smallest
+  services, about 20 s); `--ci` runs only those, the default runs every one.
 - `run_env(env_dir, service)` runs one environment: our side in this process, all of moto's scripts in
   one worker process (`moto_worker --batch`, each script from moto's empty state). A worker that fails
   or times out raises `DifferentialError`; `run_suite` then records the environment with no results and
@@ -63,10 +66,11 @@ from envfactory.spec import DifferentialMismatch, declarative_model
 from envfactory.spec.verification import ReferenceRun
 from envfactory.store.atomic import write_atomic
 
-__all__ = ["aws_library_envs", "classify", "key_cause", "main", "moto_operations", "run_env", "run_suite"]
+__all__ = ["CI_SUBSET", "aws_library_envs", "classify", "key_cause", "main", "moto_operations", "run_env", "run_suite"]
 
 LIBRARY = Path(__file__).parents[1] / "library"
 BATCH_TIMEOUT_S = 600.0
+CI_SUBSET = frozenset({"ivs_channels", "ses_identities_identity_policies", "ses_receipt_rules_receipt_rule_sets"})
 _MOTO_MODULES = {"lambda": "awslambda"}
 
 
@@ -103,9 +107,13 @@ def aws_library_envs(library: Path = LIBRARY) -> list[AwsEnvEntry]:
         spec = orjson.loads((library / entry["name"] / "spec.json").read_bytes())
         ops = sorted({t["source"]["operation_id"].rsplit(":", 1)[-1] for t in spec["tools"] if t.get("source")})
         implemented = moto_operations(service)
+        covered = [o for o in ops if implemented and _snake(o) in implemented]
+        missing = [o for o in ops if o not in covered]
+        reason = (f"moto {MOTO_VERSION} has no backend for {service}" if implemented is None
+                  else f"moto {MOTO_VERSION} lacks {', '.join(missing)}" if missing else "")
         out.append(AwsEnvEntry(
             name=entry["name"], service=service, resource=resource, moto_implements_service=implemented is not None,
-            source_operations=ops, moto_operations=[o for o in ops if implemented and _snake(o) in implemented],
+            source_operations=ops, moto_operations=covered, reason=reason,
         ))
     return out
 
@@ -310,15 +318,18 @@ def run_suite(library: Path = LIBRARY, *, only: set[str] | None = None, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m envfactory.build.differential_suite [--only NAME ...] [--out DIR]`: run the suite and
-    write `differential_suite.json` and `differential_suite.md` to DIR (default: print the markdown)."""
+    """`python -m envfactory.build.differential_suite [--only NAME ... | --ci] [--out DIR]`: run the suite
+    (every environment moto implements, or `CI_SUBSET`) and write `differential_suite.json` and
+    `differential_suite.md` to DIR (default: print the markdown)."""
     parser = argparse.ArgumentParser(prog="python -m envfactory.build.differential_suite")
     parser.add_argument("--library", type=Path, default=LIBRARY)
     parser.add_argument("--only", nargs="*", default=None, help="environment names (default: every one)")
+    parser.add_argument("--ci", action="store_true", help="only the CI subset (CI_SUBSET)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    report = run_suite(args.library, only=set(args.only) if args.only else None, seed=args.seed)
+    only = set(CI_SUBSET) if args.ci else set(args.only) if args.only else None
+    report = run_suite(args.library, only=only, seed=args.seed)
     markdown = render_markdown(report)
     if args.out is None:
         sys.stdout.write(markdown)

@@ -1,0 +1,131 @@
+"""The library schema check's report (`build.spec_conformance`): typed records of how the served tool
+results of each Google and OpenAPI environment conform to the source specification's response schemas,
+and whether the specification's documented examples are accepted; rendered as JSON and markdown.
+
+Contract:
+- `ViolationClass` of a non-conforming result, the first that applies: `envelope` (the result's top
+  level is another JSON type than the spec's response, or an object sharing no property with it),
+  `missing_field` (a property the response requires is absent), `value` (a value of another type,
+  format, enum or pattern), `extra_field` (a property the response schema closes out).
+- `EnvConformance.rate` is conforming results / results checked; results of tools whose operation
+  declares no response schema (or an empty one) are not checked and the tools are listed in
+  `no_response_schema`.
+- Examples: `ExampleCheck.status` is `accepted`, `refused` (with the reason) or `not_mapped` (the
+  example names a field our tool does not take, or carries no value). `direction` says what was
+  checked: `input` (the example request called on the `default` seed: accepted unless the call is
+  refused as `invalid_arguments`), `output` (the documented response against our tool's served output
+  schema) or `spec_output` (the documented response against the spec's own response schema: a
+  specification whose examples break its schema is recorded, never blamed on ours).
+- `render_markdown(report)` is deterministic (environments sorted by name).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from envfactory.spec.base import SpecModel
+
+__all__ = ["ConformanceReport", "EnvConformance", "ExampleCheck", "ToolConformance", "ViolationClass",
+           "render_markdown"]
+
+ViolationClass = Literal["envelope", "missing_field", "value", "extra_field"]
+VIOLATION_CLASSES: tuple[ViolationClass, ...] = ("envelope", "missing_field", "value", "extra_field")
+ExampleDirection = Literal["input", "output", "spec_output"]
+ExampleStatus = Literal["accepted", "refused", "not_mapped"]
+
+
+class ToolConformance(SpecModel):
+    """One tool's served results against its operation's response schema."""
+
+    tool: str
+    operation_id: str
+    checked: int = 0
+    conforming: int = 0
+    by_class: dict[str, int] = Field(default_factory=dict)
+    first_violation: str = Field(default="", description="the first violation seen: class, pointer, message")
+
+
+class ExampleCheck(SpecModel):
+    """One documented example (request or response) checked against our tool or the spec."""
+
+    tool: str
+    operation_id: str
+    source: str = Field(description="`operation example #i` or `response schema example`")
+    direction: ExampleDirection
+    status: ExampleStatus
+    detail: str = ""
+
+
+class EnvConformance(SpecModel):
+    """The schema check of one environment."""
+
+    env: str
+    kind: Literal["google", "openapi"]
+    tools: int
+    no_response_schema: list[str] = Field(default_factory=list, description="tools whose operation has none")
+    unresolved: list[str] = Field(default_factory=list, description="operation ids the catalog could not give")
+    calls_checked: int = 0
+    calls_conforming: int = 0
+    rate: float = 0.0
+    by_class: dict[str, int] = Field(default_factory=dict)
+    tool_results: list[ToolConformance] = Field(default_factory=list)
+    examples: list[ExampleCheck] = Field(default_factory=list)
+
+    def example_counts(self, direction: ExampleDirection) -> tuple[int, int]:
+        """(accepted, checked) examples in one direction; `not_mapped` ones are not checked."""
+        checked = [e for e in self.examples if e.direction == direction and e.status != "not_mapped"]
+        return sum(e.status == "accepted" for e in checked), len(checked)
+
+
+class ConformanceReport(SpecModel):
+    """Every Google and OpenAPI environment of a library, checked."""
+
+    library: str
+    seed: int = 0
+    results: list[EnvConformance]
+    not_checked: dict[str, str] = Field(default_factory=dict, description="environment -> why")
+
+
+def _ratio(accepted: int, checked: int) -> str:
+    return f"{accepted}/{checked}" if checked else "-"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def render_markdown(report: ConformanceReport) -> str:
+    """The report as markdown: per-kind totals, a row per environment, then the violations per tool."""
+    lines = [f"# Schema check of {report.library} (Google and OpenAPI environments)", "",
+             "| kind | environments | results conforming | rate | example requests accepted | "
+             "example responses our schema accepts | example responses the spec accepts |",
+             "|---|---|---|---|---|---|---|"]
+    for kind in ("google", "openapi"):
+        group = [r for r in report.results if r.kind == kind]
+        checked, ok = sum(r.calls_checked for r in group), sum(r.calls_conforming for r in group)
+        counts = [tuple(map(sum, zip(*(r.example_counts(d) for r in group), strict=True))) if group else (0, 0)
+                  for d in ("input", "output", "spec_output")]
+        lines.append(f"| {kind} | {len(group)} | {ok}/{checked} | {_pct(ok, checked)} | "
+                     + " | ".join(_ratio(a, c) for a, c in counts) + " |")
+    lines += ["", "| environment | kind | tools (no response schema) | results conforming | rate | "
+              + " | ".join(VIOLATION_CLASSES) + " | example requests | example responses (ours / spec) |",
+              "|---|---|---|---|---|" + "---|" * len(VIOLATION_CLASSES) + "---|---|"]
+    for r in sorted(report.results, key=lambda x: x.env):
+        classes = " | ".join(str(r.by_class.get(k, 0)) for k in VIOLATION_CLASSES)
+        lines.append(f"| {r.env} | {r.kind} | {r.tools} ({len(r.no_response_schema)}) | "
+                     f"{r.calls_conforming}/{r.calls_checked} | {_pct(r.calls_conforming, r.calls_checked)} | "
+                     f"{classes} | {_ratio(*r.example_counts('input'))} | "
+                     f"{_ratio(*r.example_counts('output'))} / {_ratio(*r.example_counts('spec_output'))} |")
+    for name, why in sorted(report.not_checked.items()):
+        lines.append(f"| {name} | not checked: {why} |")
+    for r in sorted(report.results, key=lambda x: x.env):
+        bad = [t for t in r.tool_results if t.conforming < t.checked]
+        refused = [e for e in r.examples if e.status == "refused"]
+        if not bad and not refused:
+            continue
+        lines += ["", f"## {r.env}", ""]
+        lines += [f"- {t.tool}: {t.checked - t.conforming}/{t.checked} results violate; {t.first_violation}" for t in bad]
+        lines += [f"- example {e.direction} of {e.tool} ({e.source}) refused: {e.detail}" for e in refused]
+    return "\n".join(lines) + "\n"
