@@ -1,9 +1,8 @@
-"""The declarative format's response envelopes (issue 19 deliverable 3) on a hand-written OpenAPI-style
-spec: an operation without one serialises without the key (content hashes of earlier environments stay),
-and the format compiler refuses one on a delete. No LLM, no catalog.
-
-The compiler fixes themselves (scope fields for parent path parameters, final states, envelopes emitted
-from the responses) and their tests wait on branch `library-v2` for the library rebuild they require."""
+"""Compiler fixes of issue 19 (deliverable 3), compiler generation 2, driven through the runtime on
+hand-written OpenAPI-style specs: records scoped by parent path parameters without a parent collection
+(`/repos/{owner}/{repo}/releases`), a scope parameter that names another collection's key checked as a
+reference, final states of a status enum that no record leaves, the responses' envelopes; generation 1
+(the shipped library's) keeps none of them. No LLM, no catalog."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.build.helpers import ok
 
 from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
@@ -37,14 +37,14 @@ def _op(name: str, method: str, path: str, *, body: dict[str, Any] | None = None
     )
 
 
-def _compile(ops: list[Operation], collection_of: dict[str, str]) -> CompiledEnv:
+def _compile(ops: list[Operation], collection_of: dict[str, str], generation: int = 2) -> CompiledEnv:
     proposed = [ProposedOperation(operation_id=op.id, name=op.name, role=shape_of(op).role,
                                   collection=collection_of[op.name]) for op in ops]
     provenance = Provenance(resource="openapi:scopes.example", provider="openapi:scopes.example",
                             service="scopes.example", licence="MIT", operations=[op.id for op in ops])
     proposal = Proposal(name="scopes_example", domain="office", title="Scopes", provenance=[provenance],
                         operations=proposed, statefulness=0.8, usefulness=0.5).with_id()
-    return compile_proposal(proposal, {op.id: op for op in ops})
+    return compile_proposal(proposal, {op.id: op for op in ops}, generation=generation)
 
 
 def _empty_session(compiled: CompiledEnv, directory: Path) -> Session:
@@ -61,7 +61,7 @@ _RELEASE_BODY = {"type": "object", "properties": {"tag_name": {"type": "string"}
                  "required": ["tag_name"]}
 
 
-def _releases() -> CompiledEnv:
+def _releases(generation: int = 2) -> CompiledEnv:
     base = "/repos/{owner}/{repo}/releases"
     ops = [
         _op("createRelease", "POST", base, body=_RELEASE_BODY, output=_RELEASE),
@@ -70,14 +70,115 @@ def _releases() -> CompiledEnv:
         _op("updateRelease", "PUT", base + "/{id}", body=_RELEASE_BODY, output=_RELEASE),
         _op("deleteRelease", "DELETE", base + "/{id}"),
     ]
-    return _compile(ops, {op.name: "releases" for op in ops})
+    return _compile(ops, {op.name: "releases" for op in ops}, generation)
+
+
+def test_parent_path_parameters_scope_records_without_a_parent_collection(tmp_path: Path) -> None:
+    compiled = _releases()
+    releases = compiled.source.collections["releases"]
+    assert {"owner", "repo"} <= set(releases.record_schema["properties"])  # stored on the record
+    s = _empty_session(compiled, tmp_path)
+    mine = {"owner": "alice", "repo": "app"}
+    other = {"owner": "bob", "repo": "other"}
+    created = ok(s, "create_release", {**mine, "tag_name": "v1"})
+    assert isinstance(created, dict) and created["owner"] == "alice" and created["repo"] == "app"
+    key = created["id"]
+    assert [r["id"] for r in ok(s, "list_releases", mine)["items"]] == [key]  # type: ignore[index]
+    assert ok(s, "list_releases", other)["items"] == []  # type: ignore[index]
+    assert ok(s, "list_releases", {"owner": "alice", "repo": "lib"})["items"] == []  # type: ignore[index]
+    before = s.hash()
+    for tool, args in (("get_release", {}), ("update_release", {"tag_name": "v2"}), ("delete_release", {})):
+        result = s.call(tool, {**other, "id": key, **args})
+        assert result.error is not None and result.error.kind == "not_found", (tool, result)
+        assert "owner" in result.error.message
+    assert s.hash() == before  # refused calls change nothing
+    assert ok(s, "get_release", {**mine, "id": key})["tag_name"] == "v1"  # type: ignore[index]
+    ok(s, "delete_release", {**mine, "id": key})
+
+
+def test_final_state_refuses_every_move_out_and_a_full_update_keeps_the_state(tmp_path: Path) -> None:
+    compiled = _releases()
+    (transition,) = compiled.source.collections["releases"].transitions
+    assert transition.field == "state" and transition.allowed["completed"] == []
+    assert transition.allowed["draft"] == ["published", "completed"]  # written from arguments: any other value
+    s = _empty_session(compiled, tmp_path)
+    where = {"owner": "alice", "repo": "app"}
+    key = ok(s, "create_release", {**where, "tag_name": "v1", "state": "draft"})["id"]  # type: ignore[index]
+    # a full update that does not name the state keeps it (moving the state is a transition of its own)
+    assert ok(s, "update_release", {**where, "id": key, "tag_name": "v1.1"})["state"] == "draft"  # type: ignore[index]
+    ok(s, "update_release", {**where, "id": key, "tag_name": "v1.1", "state": "completed"})
+    before = s.hash()
+    for state in ("draft", "published"):
+        result = s.call("update_release", {**where, "id": key, "tag_name": "v1.2", "state": state})
+        assert result.error is not None and result.error.kind == "rule_violation", result
+        assert "final" in result.error.message
+    assert s.hash() == before
+    assert ok(s, "get_release", {**where, "id": key})["state"] == "completed"  # type: ignore[index]
+    # a new record may still be created in any state, the final one included
+    assert ok(s, "create_release", {**where, "tag_name": "v0", "state": "completed"})["state"] == "completed"  # type: ignore[index]
 
 
 _ORG = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
 _DEVICE = {"type": "object", "properties": {"id": {"type": "string"}, "mac": {"type": "string"}}}
 
 
+def test_a_scope_parameter_naming_another_collection_is_a_checked_reference(tmp_path: Path) -> None:
+    org_body = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    device_body = {"type": "object", "properties": {"mac": {"type": "string"}}, "required": ["mac"]}
+    ops = [
+        _op("createOrg", "POST", "/orgs", body=org_body, output=_ORG),
+        _op("getOrg", "GET", "/orgs/{org_id}", output=_ORG),
+        # devices live under another chain than the orgs' own path: no parent link, a scope instead
+        _op("claimDevice", "POST", "/installer/orgs/{org_id}/devices", body=device_body, output=_DEVICE),
+        _op("listDevices", "GET", "/installer/orgs/{org_id}/devices", output={"type": "array", "items": _DEVICE}),
+    ]
+    compiled = _compile(ops, {"createOrg": "orgs", "getOrg": "orgs", "claimDevice": "devices", "listDevices": "devices"})
+    devices = compiled.source.collections["devices"]
+    assert [(r.field, r.collection) for r in devices.references] == [("org_id", "orgs")]
+    s = _empty_session(compiled, tmp_path)
+    org = ok(s, "create_org", {"name": "acme"})["id"]  # type: ignore[index]
+    before = s.hash()
+    result = s.call("claim_device", {"org_id": "no-such-org", "mac": "aa:bb"})
+    assert result.error is not None and result.error.kind == "not_found", result
+    assert s.hash() == before
+    device = ok(s, "claim_device", {"org_id": org, "mac": "aa:bb"})
+    assert [d["id"] for d in ok(s, "list_devices", {"org_id": org})["items"]] == [device["id"]]  # type: ignore[index]
+
+
 _JOB = {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}}}
+
+
+def test_results_take_the_envelopes_the_responses_define(tmp_path: Path) -> None:
+    body = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    page = {"type": "object", "properties": {"jobs": {"type": "array", "items": _JOB}, "nextPageToken": {"type": "string"},
+                                             "totalSize": {"type": "integer"}}}
+    ops = [
+        _op("createJob", "POST", "/jobs", body=body, output={"type": "object", "properties": {"job": _JOB}}),
+        _op("getJob", "GET", "/jobs/{id}", output={"type": "object", "properties": {"job": _JOB}}),
+        _op("listJobs", "GET", "/jobs", output=page),
+        _op("deleteJob", "DELETE", "/jobs/{id}"),
+    ]
+    ops[2] = ops[2].model_copy(update={"input_schema": {"type": "object", "properties": {
+        "pageToken": {"type": "string", "x-in": "query"}, "pageSize": {"type": "integer", "x-in": "query"}}}})
+    compiled = _compile(ops, {op.name: "jobs" for op in ops})
+    envelopes = {t.name: t.operation.envelope for t in compiled.source.tools}
+    assert envelopes["delete_job"] is None
+    assert envelopes["get_job"] is not None and envelopes["get_job"].records == "job"
+    listing = envelopes["list_jobs"]
+    assert listing is not None and (listing.records, listing.next_token, listing.total) == ("jobs", "nextPageToken", "totalSize")
+    s = _empty_session(compiled, tmp_path)
+    created = ok(s, "create_job", {"title": "a"})
+    assert isinstance(created, dict) and set(created) == {"job"} and created["job"]["title"] == "a"
+    ok(s, "create_job", {"title": "b"})
+    assert ok(s, "get_job", {"id": created["job"]["id"]}) == {"job": created["job"]}
+    first = ok(s, "list_jobs", {"pageSize": 1})
+    assert isinstance(first, dict) and set(first) == {"jobs", "nextPageToken", "totalSize"} and first["totalSize"] == 2
+    second = ok(s, "list_jobs", {"pageSize": 1, "pageToken": first["nextPageToken"]})
+    assert [j["title"] for j in first["jobs"] + second["jobs"]] == ["a", "b"] and second["nextPageToken"] is None  # type: ignore[index]
+    # the served output schemas say the same
+    tools = {t.name: t for t in load_env(tmp_path).spec.tools}
+    assert set(tools["list_jobs"].output_schema["properties"]) == {"jobs", "nextPageToken", "totalSize"}
+    assert ok(s, "delete_job", {"id": created["job"]["id"]}) == {"deleted": created["job"]["id"]}
 
 
 def test_an_envelope_is_left_out_of_the_file_when_absent_and_checked_when_present() -> None:
@@ -88,3 +189,16 @@ def test_an_envelope_is_left_out_of_the_file_when_absent_and_checked_when_presen
     source = compiled.source.model_copy(update={"tools": [bad if t.name == "delete_release" else t for t in compiled.source.tools]})
     with pytest.raises(SpecError, match=r"delete_release\.operation\.envelope"):
         compile_source(source)
+
+
+def test_generation_1_compiles_as_the_shipped_library_and_records_no_generation(tmp_path: Path) -> None:
+    first, second = _releases(1), _releases(2)
+    assert "generation" not in first.source.meta.provenance[0].model_dump(mode="json")  # hashes as before
+    assert [p.generation for p in second.source.meta.provenance] == [2]
+    releases = first.source.collections["releases"]
+    assert "owner" not in releases.record_schema["properties"] and releases.transitions == []
+    assert all(t.operation.envelope is None and not t.operation.keep_transitions for t in first.source.tools)
+    s = _empty_session(first, tmp_path)
+    key = ok(s, "create_release", {"owner": "alice", "repo": "app", "tag_name": "v1"})["id"]  # type: ignore[index]
+    # generation 1 still ignores the parent path: the release shows under another owner
+    assert ok(s, "get_release", {"owner": "bob", "repo": "other", "id": key})["tag_name"] == "v1"  # type: ignore[index]

@@ -34,6 +34,12 @@ Contract:
   format's compiler refuses, one at a time, until the rest compiles. A proposal with nothing left
   raises `CompileError`.
 
+Generations (`LibraryConfig.generation`, recorded in the provenance; docs/envgen.md, "Generations"): 1
+compiles exactly as the shipped library was built (seeds from `build.seeds`); 2 adds scope fields for
+parent path parameters (`compile_gen2.plan_scopes`), final states (`plan_transitions(finals=True)`), and
+the pass of `compile_limits.generation2` (envelopes, full updates keeping their state, idempotency
+tokens, capacities, cascades), with seeds from `build.seeds_faker` fitted to it (`fit_seed`).
+
 Collections are planned in `compile_collections.py`; tools, assembly and repair are here.
 """
 
@@ -55,11 +61,13 @@ from envfactory.build.compile_collections import (
     plan_actions,
     plan_collection,
     plan_counters,
-    status_fields,
 )
+from envfactory.build.compile_gen2 import plan_scopes, plan_transitions
+from envfactory.build.compile_limits import fit_seed, generation2
 from envfactory.build.errors import CompileError
 from envfactory.build.naming import field_name, id_prefix, tool_name
 from envfactory.build.seeds import seed_state
+from envfactory.build.seeds_faker import seed_state as faker_seed_state
 from envfactory.build.shapes import OperationShape, group_operations
 from envfactory.errors import SpecError
 from envfactory.runtime.declarative.compile import compile_source
@@ -87,9 +95,9 @@ from envfactory.spec.declarative import (
     ListDecl,
     ReferenceDecl,
     RequirementDecl,
-    TransitionDecl,
 )
 from envfactory.spec.inflection import singular
+from envfactory.spec.library import SHIPPED_GENERATION
 from envfactory.spec.schema_tools import (
     SchemaTooLarge,
     definitions,
@@ -116,8 +124,9 @@ class CompiledEnv(SpecModel):
     dropped: list[DroppedOperation]
 
 
-def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv:
-    """The declarative environment of `proposal` (see the module doc)."""
+def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
+                     generation: int = SHIPPED_GENERATION) -> CompiledEnv:
+    """The declarative environment of `proposal` (see the module doc), as compiler `generation` makes it."""
     dropped: list[DroppedOperation] = []
     ops: list[Operation] = []
     for proposed in proposal.operations:
@@ -143,6 +152,8 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
         by_noun[group.noun] = coll
     for coll in collections.values():
         link_parents(coll, by_noun)
+        if generation >= 2:
+            plan_scopes(coll)
     plan_counters(collections)
     for coll in collections.values():
         plan_actions(coll)
@@ -165,11 +176,17 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation]) ->
     if not tools:
         reasons = "; ".join(sorted({f"{d.operation_id.rsplit(':', 1)[-1]}: {d.reason}" for d in dropped})[:5])
         raise CompileError(f"{proposal.name}: no operation compiles ({reasons})")
-    source = _assemble(proposal, collections, tools)
+    source = _assemble(proposal, collections, tools, finals=generation >= 2)
+    if generation >= 2:
+        source = generation2(source, proposal, {op.id: op for op in ops})
     source, repaired = _repair(source)
     dropped.extend(repaired)
     compiled = [t.source.operation_id for t in source.tools if t.source is not None]
-    seeds = {"default": seed_state(source, ops)}
+    if generation >= 2:
+        source, seed, _ = fit_seed(source, faker_seed_state(source, ops))
+        seeds = {"default": seed}
+    else:
+        seeds = {"default": seed_state(source, ops)}
     return CompiledEnv(proposal_id=proposal.id, source=source, seeds=seeds, compiled=compiled, dropped=dropped)
 
 
@@ -287,10 +304,14 @@ def _body_arguments(shape: OperationShape, coll: CollectionPlan, body: Any,
     key_original = coll.originals.get(coll.key, coll.key)
     body_required = set((body or {}).get("required", []))
     writes = shape.role in ("create", "update")
+    scoped = {arg for _, arg in coll.scopes}  # generation 2 only
     for original, schema in object_properties(body).items():
         our = field_name(original)
         if original in parent_by_arg:
             acc.add(parent_by_arg[original][1], {"type": "string"}, original, True)
+            continue
+        if original in scoped and not writes:  # a scope member names where the record lives: always taken
+            acc.add(our, coll.fields[our], original, original in body_required)
             continue
         if shape.style in ("aws", "name") and original == key_original and shape.role != "create":
             acc.key_arg = coll.key
@@ -332,6 +353,12 @@ def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
                 error="not_found", message=f"{{key}} does not belong to {singular(parent)} {{arg.{safe}}}",
             )
             for parent, safe, _ in coll.parents if safe in acc.properties
+        ] + [
+            RequirementDecl(
+                condition=CompareCond(op="eq", left=FieldExpr(path=safe), right=ArgExpr(path=safe)),
+                error="not_found", message=f"{{key}} is not under {original} {{arg.{safe}}}",
+            )
+            for safe, original in coll.scopes if safe in acc.properties  # generation 2 only
         ]
     else:
         op_kind = "list"
@@ -438,7 +465,8 @@ def _listing(properties: dict[str, Any], coll: CollectionPlan) -> tuple[ListDecl
 # ---------------------------------------------------------------------------------------------------
 
 
-def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], tools: list[DeclarativeToolDecl]) -> DeclarativeEnvSource:
+def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], tools: list[DeclarativeToolDecl], *,
+              finals: bool) -> DeclarativeEnvSource:
     used = {t.operation.collection for t in tools}
     needed = set(used)
     frontier = list(used)
@@ -473,7 +501,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
             record_schema=record,
             unique=coll.unique,
             references=references,
-            transitions=_transitions(coll, [t for t in tools if t.operation.collection == name]),
+            transitions=plan_transitions(coll, [t for t in tools if t.operation.collection == name], finals=finals),
         )
     provenance = [
         p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
@@ -484,30 +512,6 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
         provenance=provenance,
     )
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
-
-
-def _transitions(coll: CollectionPlan, tools: list[DeclarativeToolDecl]) -> list[TransitionDecl]:
-    """One `TransitionDecl` per status field a compiled action sets (see the module doc)."""
-    targets: dict[str, set[str]] = {}
-    for tool in tools:
-        op_id = tool.source.operation_id if tool.source is not None else ""
-        if op_id in coll.actions:
-            status, value = coll.actions[op_id]
-            targets.setdefault(status, set()).add(value)
-    out: list[TransitionDecl] = []
-    statuses = status_fields(coll)
-    for status, reached in sorted(targets.items()):
-        values = list(dict.fromkeys(statuses[status]))
-        written = any(_takes(t, status) for t in tools if t.operation.fields_from_args and t.operation.kind in ("create", "update", "patch"))
-        allowed = {v: [t for t in (values if written else sorted(reached, key=values.index)) if t != v] for v in values}
-        initial = [coll.initial[status]] if status in coll.initial else None
-        out.append(TransitionDecl(field=status, allowed=allowed, initial=initial))
-    return out
-
-
-def _takes(tool: DeclarativeToolDecl, argument: str) -> bool:
-    properties = tool.input_schema.get("properties")
-    return isinstance(properties, dict) and argument in properties
 
 
 def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan], taken: set[str]) -> list[ReferenceDecl]:

@@ -65,6 +65,7 @@ class CollectionPlan:
     initial: dict[str, str] = field(default_factory=dict)  # status field -> value creates assign
     counters: dict[str, str] = field(default_factory=dict)  # counter field -> child collection
     counted_by: tuple[str, str, str] | None = None  # (parent collection, its counter field, our reference field)
+    scopes: list[tuple[str, str]] = field(default_factory=list)  # generation 2: (field, source arg) scoping records
 
 
 def argument_location(schema: Any) -> str:
@@ -333,7 +334,7 @@ def _status_target(
     return None
 
 
-def _normalised(value: str, field: str) -> str:
+def normalised_value(value: str, field: str) -> str:
     """`STATE_CANCELLED` → `cancelled`, `InProgress` → `in_progress` (field-name and status prefixes go)."""
     parts = words(value)
     prefix = words(field)
@@ -347,7 +348,7 @@ def _normalised(value: str, field: str) -> str:
 def _enum_match(values: tuple[str, ...], field: str, wanted: tuple[str, ...]) -> str | None:
     for target in wanted:
         for value in values:
-            if _normalised(value, field) == target:
+            if normalised_value(value, field) == target:
                 return value
     return None
 
@@ -377,6 +378,6 @@ def _example_initial(coll: CollectionPlan, status: str) -> str | None:
 def _preferred_initial(values: tuple[str, ...]) -> str | None:
     for wanted in _INITIAL_VALUES:
         for value in values:
-            if words(value) and _normalised(value, "") == wanted:
+            if words(value) and normalised_value(value, "") == wanted:
                 return value
     return None

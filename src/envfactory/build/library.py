@@ -266,7 +266,7 @@ class LibraryBuilder:
         except Exception:  # resolved again (and the failure recorded) if the proposal is built
             return 0, 0
         try:
-            compiled: CompiledEnv | Exception = compile_proposal(proposal, operations)
+            compiled: CompiledEnv | Exception = compile_proposal(proposal, operations, generation=self.config.generation)
         except Exception as exc:  # a proposal that cannot compile is not rich; its build says why
             compiled = exc
         self._dry[proposal.id] = (operations, compiled)
@@ -280,7 +280,7 @@ class LibraryBuilder:
             if isinstance(dry[1], Exception):
                 raise dry[1]
             return dry[1]
-        return compile_proposal(proposal, operations)
+        return compile_proposal(proposal, operations, generation=self.config.generation)
 
     def take_dry_compile(self, proposal: Proposal, operations: Mapping[str, Operation]) -> CompiledEnv | None:
         """The ordering's dry compile of `proposal` over `operations`, forgotten here (a driver hands it to the

@@ -127,7 +127,8 @@ def _scenario(
     elif tool.effect == "write" or any(isinstance(v, str) for v in arguments.values()):
         return None  # python toolkits: no declared key to check the example's preconditions against
     echoed = {v for v in example_input.values() if isinstance(v, str)}
-    expected, volatile = _expected_output(tool, example_output, inverse, generated, echoed)
+    expected, volatile = _expected_output(tool, example_output, inverse, generated, echoed, getattr(decl, "kind", None),
+                                          getattr(decl, "envelope", None))
     oracle = "awscli_example" if example_source.lower().startswith("awscli") else "spec_example"
     step = ScenarioStep(tool=tool.name, arguments=arguments, expect_output=expected, volatile=volatile)
     assertions: list[StateAssertion] = []
@@ -167,8 +168,12 @@ def _seed_holding_references(
 
 
 def _expected_output(
-    tool: ToolSpec, output: Any, inverse: Mapping[str, str], generated: set[str], echoed: set[str]
+    tool: ToolSpec, output: Any, inverse: Mapping[str, str], generated: set[str], echoed: set[str],
+    kind: str | None = None, envelope: Any = None,
 ) -> tuple[dict[str, Any] | None, list[str]]:
+    """The part of an example's output the tool must reproduce, and its volatile paths. A list's page
+    (under its envelope's names too) depends on the state: never expected. A record under an envelope
+    (`{"GameServerGroup": {...}}`) is compared field by field inside it."""
     if not isinstance(output, dict) or not output:
         return None, []
     if len(output) == 1:
@@ -176,6 +181,14 @@ def _expected_output(
         if isinstance(only, dict) and name not in inverse:
             output = only
     declared = _output_properties(tool)
+    wrapped = envelope is not None and kind != "list"
+    if wrapped:
+        props = tool.output_schema.get("properties")
+        inner = props.get(envelope.records) if isinstance(props, dict) else None
+        inner_props = inner.get("properties") if isinstance(inner, dict) else None
+        declared = set(inner_props) if isinstance(inner_props, dict) else set()
+    elif envelope is not None:
+        declared -= {envelope.records, envelope.next_token, envelope.total}
     expected: dict[str, Any] = {}
     volatile: list[str] = []
     for original, value in output.items():
@@ -187,4 +200,6 @@ def _expected_output(
         expected[ours] = value
         if ours in generated or _TIMESTAMP_NAME.search(ours) or (isinstance(value, str) and _ISO_DATETIME.match(value)):
             volatile.append(ours)
+    if wrapped and expected:
+        return {envelope.records: expected}, sorted(f"{envelope.records}.{v}" for v in volatile)
     return (expected or None), sorted(volatile)

@@ -25,6 +25,7 @@ from envfactory.cli._output import console, emit_json
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
 from envfactory.spec import BuildRecord
+from envfactory.spec.library import LATEST_GENERATION, SHIPPED_GENERATION
 from envfactory.store import write_atomic
 
 app = typer.Typer(help="Propose and compile environments from the resource catalog.", no_args_is_help=True)
@@ -61,6 +62,8 @@ def compile_cmd(
     service: Annotated[str, typer.Argument(help="Catalog service id or prefix, e.g. aws:sqs, google:tasks.")],
     out: Annotated[Path, typer.Option("--out", file_okay=False, help="Environment directory to write.")],
     operation: Annotated[str | None, typer.Option("--operation", help="Pick the proposal holding this operation.")] = None,
+    generation: Annotated[int, typer.Option("--generation", min=1, max=LATEST_GENERATION, help=(
+        "Compiler generation: 1 as the shipped library, 2 with the issue-19 fixes (docs/envgen.md)."))] = SHIPPED_GENERATION,
     cache_dir: CacheOption = None,
 ) -> None:
     """Compile one service's proposal to a declarative environment directory."""
@@ -75,7 +78,7 @@ def compile_cmd(
         raise EnvFactoryError(f"{entry.id}: no proposal{f' holds {operation}' if operation else ''} ({why})")
     proposal = proposals[0]
     start = time.perf_counter()
-    compiled = compile_proposal(proposal, {op.id: op for op in resource.operations})
+    compiled = compile_proposal(proposal, {op.id: op for op in resource.operations}, generation=generation)
     spec = write_env_dir(compiled, out)
     record = BuildRecord(
         proposal_id=proposal.id, env_name=spec.meta.name, spec_hash=spec.content_hash,

@@ -168,6 +168,20 @@ class TransitionDecl(SpecModel):
     initial: list[str] | None = None
 
 
+class CapacityDecl(SpecModel):
+    """At most `max_records` records in the collection, or, with `per`, at most that many sharing one
+    value of field `per` (records under one parent). A create past it fails with `rule_violation`.
+    `quote` is the spec sentence the limit was read from."""
+
+    max_records: int = Field(ge=0)
+    per: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    quote: str = ""
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class CollectionDecl(SpecModel):
     """A collection of records with a key field, a record JSON Schema and declared constraints."""
 
@@ -179,6 +193,9 @@ class CollectionDecl(SpecModel):
     unique: list[list[str]] = Field(default_factory=list, description="field sets unique per record")
     references: list[ReferenceDecl] = Field(default_factory=list)
     transitions: list[TransitionDecl] = Field(default_factory=list)
+    # left out of the file when None, so environments compiled before it keep their content hashes
+    capacity: CapacityDecl | None = Field(default=None, exclude_if=_absent,
+                                          description="how many records the collection holds at most")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -276,13 +293,31 @@ def _no_envelope(value: EnvelopeDecl | None) -> bool:
     return value is None
 
 
+def _false(value: bool) -> bool:
+    return not value
+
+
+class IdempotencyDecl(SpecModel):
+    """An idempotency token (`clientToken`, `ClientRequestToken`, `Idempotency-Key`): argument `arg`.
+
+    A write naming a token already used by this tool answers the first call's result again without
+    writing, when its arguments are the same; with other arguments it fails with `rule_violation` (a
+    conflict). Used tokens are records of `collection` (key `token` = `<tool>:<token>`, fields `tool`,
+    `arguments_digest` and `result`), so they fork, hash and diff with the rest of the state.
+    """
+
+    arg: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    collection: str
+
+
 class OperationDecl(SpecModel):
     """What one tool does to the state.
 
     - `create`: new record from arguments that are record fields (plus `assign`); key generated from the
       collection's counter unless `key_arg` supplies one.
     - `get` / `delete`: the record whose key is argument `key_arg`.
-    - `update`: replace every non-key field with the arguments; `patch`: change only given fields.
+    - `update`: replace every non-key field with the arguments (with `keep_transitions`, state-machine fields
+      the arguments leave out keep their values); `patch`: change only given fields.
     - `list`: filtered, sorted page of records.
     Requirements run before the write; the write, its effects and every constraint apply atomically.
     """
@@ -300,6 +335,12 @@ class OperationDecl(SpecModel):
     # left out of the file when None, so environments compiled before it keep their content hashes
     envelope: EnvelopeDecl | None = Field(default=None, exclude_if=_no_envelope,
                                           description="the response's own wrapping of the result")
+    # the two below are left out of the file at their defaults for the same reason (compiler generation 2)
+    keep_transitions: bool = Field(
+        default=False, exclude_if=_false, description="`update` only: keep the fields under a transition that "
+        "the arguments do not name (moving a record's state is a transition of its own)")
+    idempotency: IdempotencyDecl | None = Field(default=None, exclude_if=_absent,
+                                                description="the argument holding an idempotency token")
 
 
 class DeclarativeToolDecl(SpecModel):
@@ -336,7 +377,7 @@ class DeclarativeEnvSource(SpecModel):
 
 for _model in (
     LookupExpr, ArithExpr, SumExpr, CompareCond, PresenceCond, AllCond, AnyCond, NotCond,
-    RequirementDecl, AdjustEffect, SetEffect, CreateEffect, OperationDecl, DeclarativeToolDecl,
+    RequirementDecl, AdjustEffect, SetEffect, CreateEffect, OperationDecl, CollectionDecl, DeclarativeToolDecl,
     DeclarativeModel, DeclarativeEnvSource,
 ):
     _model.model_rebuild()

@@ -3,7 +3,8 @@ funnel of a build, and the index of the library shipped with the package.
 
 Contract:
 - `LibraryConfig` is committed (`configs/library.json`); with the same catalog (pinned packages) it
-  reproduces the same proposals, the same environments and the same spec hashes.
+  reproduces the same proposals, the same environments and the same spec hashes. Its `generation`
+  picks the compiler's behaviour (1: the shipped library's, byte for byte; 2: the fixes of issue 19).
 - `ProposalOutcome` is the checkpoint of one proposal: written atomically once the proposal reached
   its verdict, so a resumed build skips it and a killed build loses only the proposal in flight.
 - `LibraryFunnel` holds counts and rates only; wall times live in `BuildTimings`, which is never part
@@ -28,7 +29,12 @@ LIBRARY_DOMAINS: tuple[Domain, ...] = (
 OutcomeStatus = Literal["accepted", "rejected"]
 
 
-_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds")
+_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation")
+
+SHIPPED_GENERATION = 1
+"""The compiler generation the shipped library was built with (`LibraryConfig.generation`)."""
+LATEST_GENERATION = 2
+"""The newest compiler generation (`build.compile_gen2`)."""
 
 
 class LibraryConfig(SpecModel):
@@ -75,6 +81,11 @@ class LibraryConfig(SpecModel):
     max_author_rounds: int = Field(
         default=2, ge=0, le=10, description="authoring attempts per environment after the first, each with "
         "the evidence of the last failure")
+    generation: int = Field(
+        default=SHIPPED_GENERATION, ge=1, le=LATEST_GENERATION, description="the compiler generation: 1 compiles "
+        "as the shipped library was built; 2 adds scope fields for parent path parameters, final states, the "
+        "responses' envelopes, capacities, idempotency tokens and cascades the spec states, and a full update "
+        "that keeps state-machine fields (docs/envgen.md, \"Generations\"). Recorded in each environment's provenance")
 
     def config_hash(self) -> str:
         """A 16-hex-digit hash of the config's canonical JSON; fields added after libraries were shipped

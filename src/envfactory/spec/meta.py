@@ -19,6 +19,10 @@ Domain = Literal[
 ]
 
 
+def _first_generation(value: int) -> bool:
+    return value == 1
+
+
 class Provenance(SpecModel):
     """One authentic resource an environment was derived from."""
 
@@ -31,6 +35,9 @@ class Provenance(SpecModel):
     file: str = ""
     licence: str = Field(default="", description="SPDX id or licence name as stated by the source")
     operations: list[str] = Field(default_factory=list, description="source operation ids used")
+    # left out of the file at 1, so environments compiled before generations were recorded keep their hashes
+    generation: int = Field(default=1, ge=1, exclude_if=_first_generation,
+                            description="the compiler generation that built it (`LibraryConfig.generation`)")
 
 
 class EnvMeta(SpecModel):

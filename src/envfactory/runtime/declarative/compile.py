@@ -206,6 +206,8 @@ def _collection_problems(name: str, coll: CollectionDecl, collections: dict[str,
         for field in group:
             if field not in props:
                 problems.append(f"{where}.unique: {field!r} is not a record field")
+    if coll.capacity is not None and coll.capacity.per is not None and coll.capacity.per not in props:
+        problems.append(f"{where}.capacity: per {coll.capacity.per!r} is not a record field")
     for transition in coll.transitions:
         if transition.field not in props:
             problems.append(f"{where}.transitions: {transition.field!r} is not a record field")
@@ -240,6 +242,7 @@ def _operation_problems(tool: str, input_schema: dict[str, Any], op: OperationDe
         names = [n for n in (envelope.records, envelope.next_token, envelope.total) if n is not None]
         if op.kind == "delete" or (op.kind != "list" and len(names) > 1) or len(set(names)) != len(names):
             problems.append(f"{where}.envelope: a {op.kind} takes {'no envelope' if op.kind == 'delete' else 'distinct names' if op.kind == 'list' else 'only records'}")
+    problems.extend(_token_problems(where, op, args, collections))
     if op.kind in ("get", "update", "patch", "delete"):
         if key_arg not in args:
             problems.append(f"{where}: {op.kind} needs argument {key_arg!r} (the key) in the input schema")
@@ -282,6 +285,28 @@ def _operation_problems(tool: str, input_schema: dict[str, Any], op: OperationDe
             for field in effect.values:
                 if field not in target_props:
                     problems.append(f"{where}.effects[{i}].values: {field!r} is not a field of {effect.collection}")
+    return problems
+
+
+def _token_problems(where: str, op: OperationDecl, args: dict[str, Any],
+                    collections: dict[str, CollectionDecl]) -> list[str]:
+    """What is wrong with an operation's `keep_transitions` and `idempotency` declarations."""
+    problems: list[str] = []
+    if op.keep_transitions and op.kind != "update":
+        problems.append(f"{where}.keep_transitions: only an update replaces the fields it is not given")
+    token = op.idempotency
+    if token is None:
+        return problems
+    if op.kind in ("get", "list"):
+        problems.append(f"{where}.idempotency: a {op.kind} writes nothing to repeat")
+    if token.arg not in args:
+        problems.append(f"{where}.idempotency: argument {token.arg!r} is not in the input schema")
+    store = collections.get(token.collection)
+    if store is None:
+        problems.append(f"{where}.idempotency: unknown collection {token.collection!r}")
+    elif store.key != "token" or not {"tool", "arguments_digest", "result"} <= set(_properties(store.record_schema)):
+        problems.append(f"{where}.idempotency: {token.collection} must be keyed by 'token' with fields tool, "
+                        "arguments_digest and result")
     return problems
 
 

@@ -9,6 +9,10 @@ Contract:
 - Outputs: a record (create/get/update/patch), a page `{items, next_page_token, total}` (list) or
   `{deleted: key}`; an operation's `envelope` puts the record or page under the source response's
   own names instead (`{"GameServerGroup": record}`, `{"jobs": [...], "nextPageToken": ...}`).
+- Declared in the spec only (compiler generation 2; `guards.py`): a full `update` with
+  `keep_transitions` keeps the state-machine fields its arguments do not name; a create past the
+  collection's `capacity` is a `rule_violation`; an operation's `idempotency` token answers a repeated
+  call with the same arguments by the first result, unwritten, and refuses other arguments.
 - Error kinds: unknown record → `not_found`; a declared requirement → its declared kind; a broken
   transition, constraint or an effect that would leave a record invalid → `rule_violation`; arguments
   that would make the target record invalid → `invalid_arguments`.
@@ -33,6 +37,7 @@ from envfactory.runtime.declarative.expressions import (
     ordered,
     render_message,
 )
+from envfactory.runtime.declarative.guards import check_capacity, remember, replayed
 from envfactory.runtime.declarative.plan import (
     CompiledCollection,
     Effect,
@@ -169,6 +174,10 @@ class DeclarativeBackend:
         if plan.kind == "list":
             return self._list(plan, store, arguments, ctx)
         txn = Transaction(store)
+        if plan.idempotency is not None:
+            first = replayed(plan, txn, arguments)
+            if first is not None:  # the same token and arguments again: the first result, nothing written
+                return PreparedCall(output=first)
         if plan.kind == "create":
             output = self._create(plan, txn, arguments, ctx)
         elif plan.kind == "delete":
@@ -180,6 +189,8 @@ class DeclarativeBackend:
         validated = plan.kind != "delete" and plan.output_is_record
         if plan.kind != "delete":
             output = _wrap(plan, output)
+        if plan.idempotency is not None:
+            remember(plan, txn, arguments, output)
         return PreparedCall(output=output, commit=txn.commit, output_validated=validated)
 
     def _scope(self, reader: Callable[[str, str], dict[str, Any] | None], args: dict[str, Any],
@@ -276,6 +287,8 @@ class DeclarativeBackend:
             value = record.get(fieldname)
             if transition.initial is not None and value is not None and value not in transition.initial:
                 raise ToolError("rule_violation", f"a new {coll.name} record cannot start with {fieldname}={value!r} (allowed: {', '.join(transition.initial)})")
+        if coll.capacity is not None:
+            check_capacity(coll, record, (r for _, r in self._merged_items(coll.name, txn)))
         txn.put(coll.name, key, record)
         self._apply_effects(plan, txn, scope)
         self._validate(plan, txn)
@@ -287,6 +300,8 @@ class DeclarativeBackend:
         key, old = self._target(plan, txn.get, args)
         # update replaces every non-key field; patch changes only what it is given
         record = {coll.key: key} if plan.kind == "update" else dict(old)
+        if plan.keep_transitions and plan.kind == "update":  # a state moves by a transition of its own
+            record.update({f: old[f] for f in coll.transitions if f in old and f not in args})
         if plan.fields_from_args:
             for name, value in args.items():
                 if name in coll.fields and name != coll.key and name != plan.key_arg:

@@ -76,6 +76,7 @@ class CompiledCollection:
         self.fields: frozenset[str] = frozenset(props if isinstance(props, dict) else {})
         self.transitions = {t.field: t for t in decl.transitions}
         self.unique = [tuple(u) for u in decl.unique]
+        self.capacity = decl.capacity
         self.outgoing: list[Reference] = []
         self.incoming: list[Reference] = []
 
@@ -122,6 +123,8 @@ class Plan:
         self.listing = decl.listing or ListDecl()
         self.given_key = decl.kind == "create" and decl.key_arg is not None
         self.envelope = decl.envelope
+        self.keep_transitions = decl.keep_transitions
+        self.idempotency = decl.idempotency
         self.output_is_record = output_schema == coll.decl.record_schema
 
 

@@ -1,0 +1,230 @@
+"""Compiler generation 2, the pass over an assembled source (part of `compile.py`; issue 19 deliverable 3):
+envelopes, full updates that keep their state, idempotency tokens, capacities and cascades the spec
+states, and the generation in the provenance. Generation 1 (the shipped library) never runs it.
+
+Contract (`generation2(source, proposal, operations)` returns a new source; pure and deterministic):
+- Envelopes: each tool answers under the source response's own names (`compile_gen2.response_envelope`).
+- A full `update` of a collection with transitions declares `keep_transitions`.
+- Idempotency tokens: a write whose source operation names a token (an AWS member marked
+  `x-aws-idempotency-token`, or an argument named `clientToken`, `ClientRequestToken`, `idempotencyKey`,
+  `IdempotencyToken`; an `Idempotency-Key` header becomes the argument `Idempotency_Key`) declares
+  `IdempotencyDecl`; used tokens live in a collection `idempotency_tokens` the pass adds (no tool).
+- Capacities: a `max_count` prose rule (`verify.rules_extract`, pattern `count.max_of`: "at most 50
+  tags") whose counted noun names a collection gives it a `CapacityDecl` (per parent when the collection
+  has a cascading parent reference), quoting the sentence; one naming an array field of the rule's
+  collection gives the field `maxItems` (the smaller limit wins). A limit of 0 is ignored.
+- Cascades: a sentence of a collection's delete operation that says the delete removes its children
+  (`_CASCADE`: "Deletes the queue and all messages in it", "deleting a project also deletes its
+  tasks") makes the references of the named child collections `cascade`; a `delete_requires_empty`
+  rule ("can only be deleted when empty") makes every reference to the collection `restrict` instead
+  (it wins over a cascade sentence).
+- Provenance: every entry records `generation=2`.
+`fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens, and a collection
+over its capacity trimmed (key order) to one record under the limit per group when nothing refers to it;
+otherwise the capacity is taken out (returned with the reason). Counters are recounted afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from envfactory.build.compile_gen2 import response_envelope
+from envfactory.build.naming import field_name
+from envfactory.build.seeds import _count_children
+from envfactory.spec import DeclarativeEnvSource, DeclarativeToolDecl, JSONObject, Operation
+from envfactory.spec.build import Proposal
+from envfactory.spec.declarative import CapacityDecl, CollectionDecl, IdempotencyDecl, ReferenceDecl
+from envfactory.spec.inflection import singular
+from envfactory.spec.rules import ProseRule
+from envfactory.spec.schema_tools import json_type, object_properties
+from envfactory.verify.rules_extract import extract_rules
+from envfactory.verify.rules_patterns import PATTERNS, split_sentences
+
+__all__ = ["TOKENS_COLLECTION", "fit_seed", "generation2"]
+
+TOKENS_COLLECTION = "idempotency_tokens"
+_TOKEN_NAMES = frozenset({"clienttoken", "clientrequesttoken", "idempotencykey", "idempotencytoken"})
+_WRITES = frozenset({"create", "update", "patch", "delete"})
+_COUNT_PATTERN = next(p for p in PATTERNS if p.id == "count.max_of")
+_CASCADE = re.compile(
+    r"\b(delet|remov)\w*\b.{0,100}?\b(and all|along with|together with|including|as well as|also (delete|remove)s?|"
+    r"all (of )?(its|their|the|associated)|any (of )?(its|their|associated))\b", re.IGNORECASE)
+_NOT_CASCADE = re.compile(r"\b(cannot|can't|must|only|before|first|fails?|not)\b", re.IGNORECASE)
+
+
+def generation2(source: DeclarativeEnvSource, proposal: Proposal, operations: Mapping[str, Operation]) -> DeclarativeEnvSource:
+    """The source with generation 2's declarations (module contract)."""
+    tools = [_tool2(t, source, operations) for t in source.tools]
+    collections = dict(source.collections)
+    if any(t.operation.idempotency is not None for t in tools):
+        collections[TOKENS_COLLECTION] = _tokens_collection()
+    rules = extract_rules(proposal, operations)
+    collections = _capacities(collections, rules)
+    collections = _cascades(collections, tools, rules, operations)
+    provenance = [p.model_copy(update={"generation": 2}) for p in source.meta.provenance]
+    meta = source.meta.model_copy(update={"provenance": provenance})
+    return source.model_copy(update={"meta": meta, "tools": tools, "collections": collections})
+
+
+def _tool2(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, operations: Mapping[str, Operation]) -> DeclarativeToolDecl:
+    op = operations.get(tool.source.operation_id) if tool.source is not None else None
+    decl = tool.operation
+    update: dict[str, Any] = {}
+    if op is not None:
+        envelope = response_envelope(op, decl.kind, decl.listing.page_token_arg if decl.listing is not None else None)
+        if envelope is not None:
+            update["envelope"] = envelope
+    if decl.kind == "update" and source.collections[decl.collection].transitions:
+        update["keep_transitions"] = True
+    input_schema = tool.input_schema
+    token = _token_argument(tool, op) if op is not None and decl.kind in _WRITES else None
+    if token is not None:
+        arg, header = token
+        if header:
+            known = input_schema.get("properties")
+            props: dict[str, Any] = {**(known if isinstance(known, dict) else {}),
+                                     arg: {"type": "string", "description": "idempotency key (header)"}}
+            input_schema = {**input_schema, "properties": props}
+        update["idempotency"] = IdempotencyDecl(arg=arg, collection=TOKENS_COLLECTION)
+    if not update and input_schema is tool.input_schema:
+        return tool
+    return tool.model_copy(update={"operation": decl.model_copy(update=update), "input_schema": input_schema})
+
+
+def _token_argument(tool: DeclarativeToolDecl, op: Operation) -> tuple[str, bool] | None:
+    """The argument holding the operation's idempotency token and whether it comes from a header."""
+    props = tool.input_schema.get("properties")
+    taken = props if isinstance(props, dict) else {}
+    for original, schema in sorted(_all_members(op.input_schema).items()):
+        flat = original.replace("_", "").replace("-", "").lower()
+        marked = isinstance(schema, dict) and schema.get("x-aws-idempotency-token") is True
+        if not (marked or flat in _TOKEN_NAMES):
+            continue
+        ours = field_name(original)
+        if ours in taken:
+            return ours, False
+        if isinstance(schema, dict) and schema.get("x-in") == "header" and flat == "idempotencykey":
+            return ours, True
+    return None
+
+
+def _all_members(schema: Any) -> dict[str, Any]:
+    """Top-level arguments and the members of a `body` argument (OpenAPI), by source name."""
+    members = dict(object_properties(schema))
+    body = members.get("body")
+    if isinstance(body, dict):
+        members.update(object_properties(body))
+    return members
+
+
+def _tokens_collection() -> CollectionDecl:
+    record = {"type": "object", "additionalProperties": False, "required": ["token", "tool", "arguments_digest"],
+              "properties": {"token": {"type": "string"}, "tool": {"type": "string"},
+                             "arguments_digest": {"type": "string"}, "result": {}}}
+    return CollectionDecl(description="idempotency tokens already used (tool:token) and the first result",
+                          key="token", record_schema=record)
+
+
+def _noun_matches(noun: str, name: str) -> bool:
+    wanted = singular(noun.lower().replace("-", "_"))
+    return wanted in {singular(name), singular(name.rsplit("_", 1)[-1])}
+
+
+def _capacities(collections: dict[str, CollectionDecl], rules: list[ProseRule]) -> dict[str, CollectionDecl]:
+    out = dict(collections)
+    for rule in rules:
+        if rule.kind != "max_count" or not rule.limit:
+            continue
+        hit = _COUNT_PATTERN.regex.search(rule.quote)
+        if hit is None:
+            continue
+        noun = hit.group(3)
+        named = [n for n in sorted(out) if n != TOKENS_COLLECTION and _noun_matches(noun, n)]
+        if named:
+            decl = out[named[0]]
+            if decl.capacity is not None and decl.capacity.max_records <= rule.limit:
+                continue
+            per = next((r.field for r in decl.references if r.on_delete == "cascade"), None)
+            out[named[0]] = decl.model_copy(update={"capacity": CapacityDecl(max_records=rule.limit, per=per, quote=rule.quote)})
+            continue
+        decl_or_none = out.get(rule.collection)
+        if decl_or_none is not None:
+            out[rule.collection] = _max_items(decl_or_none, noun, rule.limit)
+    return out
+
+
+def _max_items(decl: CollectionDecl, noun: str, limit: int) -> CollectionDecl:
+    props = dict(object_properties(decl.record_schema))
+    for name, schema in sorted(props.items()):
+        if isinstance(schema, dict) and json_type(schema) == "array" and _noun_matches(noun, field_name(name).lower()):
+            if isinstance(schema.get("maxItems"), int) and schema["maxItems"] <= limit:
+                return decl
+            props[name] = {**schema, "maxItems": limit}
+            return decl.model_copy(update={"record_schema": {**decl.record_schema, "properties": props}})
+    return decl
+
+
+def _cascades(collections: dict[str, CollectionDecl], tools: list[DeclarativeToolDecl], rules: list[ProseRule],
+              operations: Mapping[str, Operation]) -> dict[str, CollectionDecl]:
+    cascading: dict[str, set[str]] = {}  # parent collection -> child collections its deletes remove
+    for tool in tools:
+        op = operations.get(tool.source.operation_id) if tool.source is not None else None
+        if op is None or tool.operation.kind != "delete":
+            continue
+        for sentence in split_sentences(op.description or ""):
+            hit = _CASCADE.search(sentence)
+            if hit is None or _NOT_CASCADE.search(sentence):
+                continue
+            tail = sentence[hit.start():]
+            words = set(re.findall(r"[A-Za-z]+", tail))
+            cascading.setdefault(tool.operation.collection, set()).update(
+                n for n in collections if n != tool.operation.collection and any(_noun_matches(w, n) for w in words))
+    emptied = {r.collection for r in rules if r.kind == "delete_requires_empty"}
+    out: dict[str, CollectionDecl] = {}
+    for name, decl in collections.items():
+        refs = [_on_delete(r, name, cascading, emptied) for r in decl.references]
+        out[name] = decl if refs == decl.references else decl.model_copy(update={"references": refs})
+    return out
+
+
+def _on_delete(ref: ReferenceDecl, child: str, cascading: Mapping[str, set[str]], emptied: set[str]) -> ReferenceDecl:
+    if ref.collection in emptied:
+        wanted = "restrict"
+    elif child in cascading.get(ref.collection, set()):
+        wanted = "cascade"
+    else:
+        return ref
+    return ref if ref.on_delete == wanted else ref.model_copy(update={"on_delete": wanted})
+
+
+def fit_seed(source: DeclarativeEnvSource, state: JSONObject) -> tuple[DeclarativeEnvSource, JSONObject, list[str]]:
+    """The source and seed state made to agree (module contract), with a line per capacity taken out."""
+    raw: Any = state["collections"]
+    colls: dict[str, dict[str, Any]] = {n: dict(v) for n, v in raw.items()}
+    if TOKENS_COLLECTION in colls:
+        colls[TOKENS_COLLECTION] = {}
+    notes: list[str] = []
+    decls = dict(source.collections)
+    referred = {r.collection for d in decls.values() for r in d.references}
+    for name, decl in sorted(decls.items()):
+        cap = decl.capacity
+        if cap is None:
+            continue
+        groups: dict[Any, list[str]] = {}
+        for key in sorted(colls.get(name, {})):
+            groups.setdefault(colls[name][key].get(cap.per) if cap.per else None, []).append(key)
+        over = [k for keys in groups.values() for k in keys[max(cap.max_records - 1, 0):]]
+        if not over:
+            continue
+        if name in referred or cap.max_records == 0:
+            decls[name] = decl.model_copy(update={"capacity": None})
+            notes.append(f"{name}: capacity {cap.max_records} not declared: the seed holds more and other records refer to them")
+            continue
+        for key in over:
+            del colls[name][key]
+    source = source.model_copy(update={"collections": decls})
+    fitted: JSONObject = {**state, "collections": colls}  # type: ignore[dict-item]
+    _count_children(source, fitted["collections"])  # type: ignore[arg-type]
+    return source, fitted, notes
