@@ -3,19 +3,17 @@
 - A real server: `envfactory llm serve` (our OpenAI-compatible server over the local provider,
   `llm.http_server`) on SmolLM2, started as a subprocess on a free loopback port; answers are compared
   with the in-process provider's.
-- A tiny scripted HTTP server (standard library) for the error mapping (503 then success, 400) and for
-  what the requests it receives hold: tools, tool_choice, response_format, seed, sampling, messages.
+- The suite's OpenAI-compatible stub (`openai_stub`, tests/conftest.py), scripted, for the error mapping
+  (503 then success, 400) and for what the requests it receives hold: tools, tool_choice,
+  response_format, seed, sampling, messages. The synthesis tests run a whole stage over the same stub.
 - A port with nothing listening, for the unreachable endpoint.
 """
 
 from __future__ import annotations
 
-import http.server
-import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +41,7 @@ from envfactory.llm import (
 from envfactory.llm.schema import CompiledSchema
 from envfactory.spec import ToolCall
 from envfactory.store import KVStore
+from openai_stub import OpenAIStub
 
 WEATHER = FunctionTool(
     name="get_weather", description="Get the current weather for a city.",
@@ -173,38 +172,9 @@ COMPLETION = {
 }
 
 
-class Scripted(http.server.BaseHTTPRequestHandler):
-    """Answers POSTs with the next (status, body) of the server's script and keeps the request bodies."""
-
-    def do_POST(self) -> None:
-        server: Any = self.server
-        server.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        status, body = server.script.pop(0)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture()
-def scripted_server() -> Iterator[Any]:
-    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    server.script, server.bodies = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_server_errors_are_retried_and_bad_requests_are_not(scripted_server: Any) -> None:
-    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
-    scripted_server.script = [(503, {"error": {"message": "overloaded"}}), (200, COMPLETION)]
+def test_server_errors_are_retried_and_bad_requests_are_not(openai_stub: OpenAIStub) -> None:
+    base_url = openai_stub.base_url
+    openai_stub.script = [(503, {"error": {"message": "overloaded"}}), (200, COMPLETION)]
     sleeps: list[float] = []
     client = ManagedClient(provider(base_url), sleep=sleeps.append)
     request = ChatRequest(messages=[ChatMessage.user("Weather in Oslo?")], tools=[WEATHER],
@@ -213,33 +183,33 @@ def test_server_errors_are_retried_and_bad_requests_are_not(scripted_server: Any
     response = client.chat(request)
     assert response.tool_calls[0].arguments == {"city": "Oslo"} and len(sleeps) == 1
     assert response.tool_calls[0].id != "server-random-id"
-    sent = scripted_server.bodies[-1]
+    sent = openai_stub.bodies[-1]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert sent["seed"] == 5 and sent["tools"][0]["function"]["name"] == "get_weather"
 
-    scripted_server.script = [(400, {"error": {"message": "model not found"}})]
+    openai_stub.script = [(400, {"error": {"message": "model not found"}})]
     with pytest.raises(ProviderError, match=r"refused the request \(400\).*model not found"):
         client.chat(ChatRequest(messages=[ChatMessage.user("other")]))
     assert len(sleeps) == 1
 
 
-def test_structured_output_is_sent_in_the_openai_form(scripted_server: Any) -> None:
-    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
+def test_structured_output_is_sent_in_the_openai_form(openai_stub: OpenAIStub) -> None:
+    base_url = openai_stub.base_url
     answer = {**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": "{\"name\": \"A\", \"age\": 1}"}}]}
-    scripted_server.script = [(200, answer)]
+    openai_stub.script = [(200, answer)]
     response = provider(base_url).chat(ChatRequest(messages=[ChatMessage.user("p")],
                                                    response_format=ResponseFormat(name="person", json_schema=PERSON)))
     assert response.parsed() == {"name": "A", "age": 1}
-    assert scripted_server.bodies[-1]["response_format"] == {
+    assert openai_stub.bodies[-1]["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
 
 
-def test_every_request_field_reaches_the_server_in_openai_form(scripted_server: Any) -> None:
+def test_every_request_field_reaches_the_server_in_openai_form(openai_stub: OpenAIStub) -> None:
     """What an agent step sends (vLLM, SGLang and llama-cpp-python's server all take this form): the full
     tools, each `tool_choice`, both response-format forms, the forced call as a schema, the seed and the
     sampling settings, and a conversation with a tool call and its result."""
-    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
+    base_url = openai_stub.base_url
     text = {**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop",
                                        "message": {"role": "assistant", "content": "{\"name\": \"A\", \"age\": 1}"}}]}
     call = ChatMessage.assistant("", [ToolCall(id="call_1", tool="get_weather", arguments={"city": "Oslo"})])
@@ -252,12 +222,12 @@ def test_every_request_field_reaches_the_server_in_openai_form(scripted_server: 
         ChatRequest(messages=history, tools=[WEATHER, EMAIL], tool_choice="none", seed=5),
         ChatRequest(messages=history, response_format=ResponseFormat(name="person", json_schema=PERSON), seed=6),
     ]
-    scripted_server.script = [(200, text)] * 4
+    openai_stub.script = [(200, text)] * 4
     llm = provider(base_url)
     for request in requests:
         llm.chat(request)
-    auto, required, none, structured = scripted_server.bodies
-    assert [b["seed"] for b in scripted_server.bodies] == [3, 4, 5, 6]
+    auto, required, none, structured = openai_stub.bodies
+    assert [b["seed"] for b in openai_stub.bodies] == [3, 4, 5, 6]
     assert (auto["temperature"], auto["top_p"], auto["max_tokens"], auto["stop"]) == (0.7, 0.9, 33, ["\n\n"])
     assert auto["tools"] == [WEATHER.openai(), EMAIL.openai()]  # names, descriptions and full schemas
     assert (auto["tool_choice"], required["tool_choice"], none["tool_choice"]) == ("auto", "required", "none")
@@ -269,25 +239,25 @@ def test_every_request_field_reaches_the_server_in_openai_form(scripted_server: 
     assert auto["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'}
 
     # the older form (llama-cpp-python's server): json_object with the schema, forced calls as a schema
-    scripted_server.bodies.clear()
+    openai_stub.bodies.clear()
     call_text = {**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop", "message": {
         "role": "assistant", "content": "{\"name\": \"send_email\", \"arguments\": {\"to\": \"a\", \"body\": \"b\"}}"}}]}
-    scripted_server.script = [(200, text), (200, call_text)]
+    openai_stub.script = [(200, text), (200, call_text)]
     old = provider(base_url, structured_output="json_object", forced_calls="schema", send_seed=False)
     old.chat(requests[3])
     forced = old.chat(requests[1])
     assert forced.tool_calls[0].tool == "send_email" and forced.finish_reason == "tool_calls"
-    first, second = scripted_server.bodies
+    first, second = openai_stub.bodies
     assert first["response_format"] == {"type": "json_object", "schema": PERSON} and "seed" not in first
     assert second["tool_choice"] == "none" and second["response_format"]["type"] == "json_object"
     assert second["response_format"]["schema"]["anyOf"][0]["properties"]["name"] == {"const": "get_weather"}
 
 
-def test_prompt_tokens_the_server_cached_are_counted_as_reused(scripted_server: Any) -> None:
+def test_prompt_tokens_the_server_cached_are_counted_as_reused(openai_stub: OpenAIStub) -> None:
     """vLLM and SGLang report prefix-cache hits as `usage.prompt_tokens_details.cached_tokens`."""
-    base_url = f"http://127.0.0.1:{scripted_server.server_address[1]}/v1"
+    base_url = openai_stub.base_url
     cached = {**COMPLETION, "usage": {**COMPLETION["usage"], "prompt_tokens_details": {"cached_tokens": 8}}}
-    scripted_server.script = [(200, cached), (200, COMPLETION)]
+    openai_stub.script = [(200, cached), (200, COMPLETION)]
     ledger = UsageLedger()
     client = ManagedClient(provider(base_url), ledger=ledger)
     request = ChatRequest(messages=[ChatMessage.user("Weather in Oslo?")], tools=[WEATHER])

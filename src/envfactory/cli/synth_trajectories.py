@@ -5,12 +5,18 @@ finished `synth tasks` run (`synth.trajectories.run_synth_trajectories`).
 `<workspace>/runs/RUN/synth-trajectories/`. `--preset sft-single|sft-conv|rl` chooses the shape, `--k` the
 solver attempts per query (k > 1 needs `--temperature` above 0), `--no-refine` switches refinement off (the
 ablation). Role models: `--llm` (solver), `--writer-llm` (queries and refinement), `--user-llm` (user
-simulator), each `local`, `openai:URL`, `hf:DIR` or `replay:FILE` (defaults: the solver's model). A killed
-run resumes from its finished items when run again. Progress shows per task; the funnel is printed at the end.
+simulator), `--judge-llm` (the judge of read-only answers; no judge without it), each `local`, `openai:URL`,
+`hf:DIR` or `replay:FILE` (writer and user default to the solver's model). `--model` names the endpoint's
+model (or the local model) for every role; a role spec ending in `#NAME` gives that role its own (an
+endpoint's model name, a local model key, or for `replay:FILE#ID` the recorded model id to answer as, when
+one `--cassette` recorded several roles' models). The stage manifest's `versions` record each role's model
+id (and the judge's prompt hash). A killed run resumes from its finished items when run again. Progress
+shows per task; the funnel is printed at the end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,8 +39,17 @@ from envfactory.store import Workspace
 from envfactory.synth.trajectories import STAGE, TrajectoryDeps, read_tasks, run_synth_trajectories
 
 
-def _client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
-    settings = parse_llm(spec, model, None, cassette, None)
+def role_client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
+    """The client of one role: `spec` as `--llm` takes it, optionally ending in `#NAME` (this role's own
+    model name; see the module docstring), else `model`; cached in the workspace unless replaying."""
+    own: str | None = None
+    if "#" in spec:
+        spec, own = spec.rsplit("#", 1)
+        if not own:
+            raise SpecError(f"a role spec ending in '#' names no model: {spec}#")
+    settings = parse_llm(spec, model if own is None or spec.startswith("replay:") else own, None, cassette, None)
+    if settings.provider == "replay":
+        settings = dataclasses.replace(settings, replay_model=own)
     cache = None if settings.provider == "replay" else space.open_llm_cache()
     return make_client(settings, cache=cache)
 
@@ -51,6 +66,7 @@ def trajectories(
     llm: Annotated[str, typer.Option("--llm", help="Solver: local, openai:URL, hf:DIR or replay:FILE.")] = "local",
     writer_llm: Annotated[str | None, typer.Option("--writer-llm", help="Query writer (default: --llm).")] = None,
     user_llm: Annotated[str | None, typer.Option("--user-llm", help="User simulator (default: --llm).")] = None,
+    judge_llm: Annotated[str | None, typer.Option("--judge-llm", help="Judge of read-only answers (default: none).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name for openai:URL providers.")] = None,
     cassette: Annotated[Path | None, typer.Option("--cassette", help="Record every answer to this file.")] = None,
     workspace: Annotated[Path, typer.Option("--workspace", "-w", envvar="ENVFACTORY_WORKSPACE",
@@ -66,9 +82,10 @@ def trajectories(
         raise SpecError(f"bad synth trajectories options: {exc.errors()[0]['msg']}") from exc
     space = Workspace(workspace)
     read_tasks(space, from_run)  # a missing or unfinished task stage fails before any model is loaded
-    solver = _client(llm, model, space, cassette)
-    writer = _client(writer_llm, model, space, cassette) if writer_llm else solver
-    user = _client(user_llm, model, space, cassette) if user_llm else None
+    solver = role_client(llm, model, space, cassette)
+    writer = role_client(writer_llm, model, space, cassette) if writer_llm else solver
+    user = role_client(user_llm, model, space, cassette) if user_llm else None
+    judge = role_client(judge_llm, model, space, cassette) if judge_llm else None
     out = console()
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True, disable=as_json) as progress:
@@ -78,7 +95,7 @@ def trajectories(
             progress.update(bar, completed=done, total=total, description=f"tasks (last: {status})")
 
         manifest = run_synth_trajectories(config, space, TrajectoryDeps(writer=writer, solver=solver, user=user,
-                                                                        progress=on_progress))
+                                                                        judge=judge, progress=on_progress))
     stage_dir = space.run_path(from_run) / STAGE
     funnel = TrajectoryFunnel.model_validate_json((stage_dir / "funnel.json").read_bytes())
     if as_json:
@@ -87,6 +104,11 @@ def trajectories(
     out.print(funnel_table(funnel))
     out.print(f"{funnel.stages['verified']} verified trajectories ({funnel.conversational} conversational), "
               f"{funnel.model_calls} model calls, {manifest.timings.get('wall_s', 0.0):.0f} s → {stage_dir}")
+    if funnel.judge is not None:
+        j = funnel.judge
+        out.print(f"judge {j.model}: {j.judged} read-only attempts judged, {j.passed} passed, {j.failed} failed, "
+                  f"{j.errors} errors; {j.judge_only} judge-only passes (not verified), {j.disagreed} verified "
+                  "attempts it failed")
 
 
 def funnel_table(funnel: TrajectoryFunnel) -> Table:

@@ -5,7 +5,8 @@ environment variables; nothing here reads them).
 - `provider="openai"`: an OpenAI-compatible endpoint (`OpenAIConfig`).
 - `provider="hf"`: a transformers checkpoint directory (`HFConfig`), e.g. one `envfactory train` wrote.
 - `provider="replay"`: answers from the cassette `cassette` only; the response cache is not used, so a
-  request the cassette lacks always fails loudly.
+  request the cassette lacks always fails loudly. `replay_model` names the recorded model to answer as
+  when the cassette holds several (one cassette recorded by several roles' models).
 - With another provider, `cassette` (if given) records every answer.
 - `make_embedder(kind)`: `minilm` (the packaged all-MiniLM-L6-v2, the default) or `static` (the
   model2vec model distilled from it by `envfactory llm setup-static`).
@@ -38,7 +39,8 @@ EMBEDDER_KINDS: tuple[EmbedderKind, ...] = ("minilm", "static")
 @dataclass(frozen=True, slots=True)
 class LLMSettings:
     """Which provider to use (`local`, `openai`, `replay`, `hf`) with its configuration, the cassette (to
-    replay from, or to record into when not replaying) and the client policy."""
+    replay from, or to record into when not replaying), the recorded model a replay answers as (None: the
+    cassette's only model) and the client policy."""
 
     provider: ProviderKind = "local"
     local: LocalConfig = field(default_factory=LocalConfig)
@@ -46,6 +48,7 @@ class LLMSettings:
     hf: HFConfig | None = None
     cassette: Path | None = None
     policy: ClientPolicy = field(default_factory=ClientPolicy)
+    replay_model: str | None = None
 
 
 def make_provider(settings: LLMSettings) -> LLMClient:
@@ -63,7 +66,7 @@ def make_provider(settings: LLMSettings) -> LLMClient:
         return HFProvider(settings.hf)
     if settings.cassette is None:
         raise ProviderError("provider 'replay' needs a cassette file")
-    return ReplayClient(settings.cassette)
+    return ReplayClient(settings.cassette, model_id=settings.replay_model)
 
 
 def make_client(
