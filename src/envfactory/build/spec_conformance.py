@@ -21,9 +21,11 @@ Contract:
 - Documented examples: each `Operation.examples` entry (the spec's request/response examples) and the
   `example` of the response schema's root definition. A request is mapped to our arguments by the
   tool's `field_names` (original -> ours), its `body` object (or a JSON or form-encoded body string)
-  spread into top-level arguments unless the tool takes a `body` argument; it is accepted when our
-  tool's served input schema has no violation but required top-level arguments the example leaves out
-  (a documented request body carries no path parameters). A response is checked
+  spread into top-level arguments unless our tool's `body` argument is an object (a request that
+  names an external example file instead is `not_mapped`); it is accepted when our tool's served
+  input schema has no violation but required top-level arguments the example leaves out (a documented
+  request body carries no path parameters). The same request is checked against the spec's own input
+  schema (`spec_input`, body parsed). A response is checked
   against our tool's served output schema (`output`) and against the spec's own response schema
   (`spec_output`); a response that is a string is read as JSON, else it is `not_mapped`.
 - Deterministic for a given library, catalog and seed; nothing is written except by `write_report`.
@@ -157,20 +159,35 @@ def _parse_body(value: Any) -> Any:
         return dict(pairs) if pairs else None
 
 
+def _spec_request(example_input: Any) -> dict[str, Any] | None:
+    """A documented request in the spec's own input form (`body` parsed), or None when it is not an
+    object of named values or names an external example file instead of holding one."""
+    if not isinstance(example_input, dict) or not example_input:
+        return None
+    request = dict(example_input)
+    if "body" in request:
+        request["body"] = _parse_body(request["body"])
+        body = request["body"]
+        if body is None or (isinstance(body, dict) and any(str(k).startswith("/") or ".json#" in str(k) for k in body)):
+            return None
+    return request
+
+
 def example_arguments(tool: ToolSpec, example_input: Any) -> dict[str, Any] | None:
     """A documented request as our tool's arguments (module contract), or None when it has none."""
-    if not isinstance(example_input, dict) or not example_input:
+    request = _spec_request(example_input)
+    if request is None:
         return None
     names: dict[str, str] = tool.source.field_names if tool.source else {}
     inverse: dict[str, str] = {original: ours for ours, original in names.items()}
-    takes = object_properties(tool.input_schema)
+    ours_body = object_properties(tool.input_schema).get("body")
+    nested = isinstance(ours_body, Mapping) and ours_body.get("type") == "object"
     args: dict[str, Any] = {}
-    for name, value in example_input.items():
-        if name == "body" and "body" not in takes and "body" not in inverse:
-            body = _parse_body(value)
-            if not isinstance(body, dict):
+    for name, value in request.items():
+        if name == "body" and not nested and "body" not in inverse:
+            if not isinstance(value, dict):
                 return None
-            args.update({inverse.get(str(k), str(k)): v for k, v in body.items()})
+            args.update({inverse.get(str(k), str(k)): v for k, v in value.items()})
         else:
             args[inverse.get(str(name), str(name))] = value
     return args
@@ -201,6 +218,10 @@ def _example_checks(env: Environment, name: str, operation: Operation, spec_sche
     """The checks of one tool's documented examples (module contract, "Documented examples")."""
     tool = env.tools[name]
     found: list[ExampleCheck] = []
+    try:
+        spec_input: CompiledSchema | None = CompiledSchema(dict(operation.input_schema))
+    except SpecError:
+        spec_input = None
 
     def add(source: str, direction: Any, ok: bool | None, detail: str = "") -> None:
         status = "not_mapped" if ok is None else ("accepted" if ok else "refused")
@@ -211,11 +232,13 @@ def _example_checks(env: Environment, name: str, operation: Operation, spec_sche
     for index, example in enumerate(operation.examples):
         source = f"operation example #{index}"
         if example.input is not None:
-            args = example_arguments(tool.spec, example.input)
-            if args is None:
-                add(source, "input", None, "the request is not an object of named values")
+            args, request = example_arguments(tool.spec, example.input), _spec_request(example.input)
+            if args is None or request is None:
+                add(source, "input", None, "the request is not an object of named values (or names an external file)")
             else:
                 add(source, "input", *_request_verdict(tool.input, args))
+                if spec_input is not None:
+                    add(source, "spec_input", *_request_verdict(spec_input, request))
         if example.output is not None:
             responses.append((source, example.output))
     if spec_schema is not None and "example" in spec_schema.root:

@@ -11,11 +11,12 @@ Contract:
   declares no response schema (or an empty one) are not checked and the tools are listed in
   `no_response_schema`.
 - Examples: `ExampleCheck.status` is `accepted`, `refused` (with the reason) or `not_mapped` (the
-  example names a field our tool does not take, or carries no value). `direction` says what was
-  checked: `input` (the example request called on the `default` seed: accepted unless the call is
-  refused as `invalid_arguments`), `output` (the documented response against our tool's served output
-  schema) or `spec_output` (the documented response against the spec's own response schema: a
-  specification whose examples break its schema is recorded, never blamed on ours).
+  example is not an object of named values, names an external file, or is not JSON). `direction`
+  says what was checked: `input` (the example request against our tool's served input schema),
+  `output` (the documented response against our tool's served output schema); `spec_input` and `spec_output` check the same example against the spec's own input and
+  response schemas: a specification whose examples break its schemas is recorded, never blamed on ours.
+- `EnvConformance.example_classes()` pairs each example's check on our side with the spec-side one:
+  `ours_wrong` only where the spec's own schema accepts what ours refuses.
 - `render_markdown(report)` is deterministic (environments sorted by name).
 """
 
@@ -32,7 +33,7 @@ __all__ = ["ConformanceReport", "EnvConformance", "ExampleCheck", "ToolConforman
 
 ViolationClass = Literal["envelope", "missing_field", "value", "extra_field"]
 VIOLATION_CLASSES: tuple[ViolationClass, ...] = ("envelope", "missing_field", "value", "extra_field")
-ExampleDirection = Literal["input", "output", "spec_output"]
+ExampleDirection = Literal["input", "spec_input", "output", "spec_output"]
 ExampleStatus = Literal["accepted", "refused", "not_mapped"]
 
 
@@ -79,6 +80,28 @@ class EnvConformance(SpecModel):
         return sum(e.status == "accepted" for e in checked), len(checked)
 
 
+    def example_classes(self) -> dict[str, int]:
+        """Each checked example (request or response) by what it shows: `agree` (ours and the spec accept
+        it), `ours_wrong` (ours refuses what the spec's schema accepts), `spec_inconsistent` (the spec's
+        own schema refuses its example), `ours_only` (no spec-side check: ours refused it, the spec has no
+        schema for it)."""
+        pairs: dict[tuple[str, str, str], dict[str, str]] = {}
+        for e in self.examples:
+            if e.status != "not_mapped":
+                side = "spec" if e.direction.startswith("spec_") else "ours"
+                pairs.setdefault((e.tool, e.source, e.direction.removeprefix("spec_")), {})[side] = e.status
+        found: dict[str, int] = {}
+        for pair in pairs.values():
+            if pair.get("spec") == "refused":
+                klass = "spec_inconsistent"
+            elif pair.get("ours") == "refused":
+                klass = "ours_wrong" if pair.get("spec") == "accepted" else "ours_only"
+            else:
+                klass = "agree"
+            found[klass] = found.get(klass, 0) + 1
+        return dict(sorted(found.items()))
+
+
 class ConformanceReport(SpecModel):
     """Every Google and OpenAPI environment of a library, checked."""
 
@@ -99,24 +122,33 @@ def _pct(part: int, whole: int) -> str:
 def render_markdown(report: ConformanceReport) -> str:
     """The report as markdown: per-kind totals, a row per environment, then the violations per tool."""
     lines = [f"# Schema check of {report.library} (Google and OpenAPI environments)", "",
-             "| kind | environments | results conforming | rate | example requests accepted | "
-             "example responses our schema accepts | example responses the spec accepts |",
-             "|---|---|---|---|---|---|---|"]
+             "| kind | environments | results conforming | rate | example requests ours accepts | "
+             "example requests the spec accepts | example responses ours accepts | "
+             "example responses the spec accepts |",
+             "|---|---|---|---|---|---|---|---|"]
     for kind in ("google", "openapi"):
         group = [r for r in report.results if r.kind == kind]
         checked, ok = sum(r.calls_checked for r in group), sum(r.calls_conforming for r in group)
         counts = [tuple(map(sum, zip(*(r.example_counts(d) for r in group), strict=True))) if group else (0, 0)
-                  for d in ("input", "output", "spec_output")]
+                  for d in ("input", "spec_input", "output", "spec_output")]
         lines.append(f"| {kind} | {len(group)} | {ok}/{checked} | {_pct(ok, checked)} | "
                      + " | ".join(_ratio(a, c) for a, c in counts) + " |")
+    lines += ["", "| kind | examples checked | agree | ours_wrong | spec_inconsistent | ours_only |", "|---|---|---|---|---|---|"]
+    for kind in ("google", "openapi"):
+        totals: dict[str, int] = {}
+        for r in report.results:
+            for klass, n in (r.example_classes().items() if r.kind == kind else ()):
+                totals[klass] = totals.get(klass, 0) + n
+        lines.append(f"| {kind} | {sum(totals.values())} | " + " | ".join(
+            str(totals.get(k, 0)) for k in ("agree", "ours_wrong", "spec_inconsistent", "ours_only")) + " |")
     lines += ["", "| environment | kind | tools (no response schema) | results conforming | rate | "
-              + " | ".join(VIOLATION_CLASSES) + " | example requests | example responses (ours / spec) |",
+              + " | ".join(VIOLATION_CLASSES) + " | example requests (ours / spec) | example responses (ours / spec) |",
               "|---|---|---|---|---|" + "---|" * len(VIOLATION_CLASSES) + "---|---|"]
     for r in sorted(report.results, key=lambda x: x.env):
         classes = " | ".join(str(r.by_class.get(k, 0)) for k in VIOLATION_CLASSES)
         lines.append(f"| {r.env} | {r.kind} | {r.tools} ({len(r.no_response_schema)}) | "
                      f"{r.calls_conforming}/{r.calls_checked} | {_pct(r.calls_conforming, r.calls_checked)} | "
-                     f"{classes} | {_ratio(*r.example_counts('input'))} | "
+                     f"{classes} | {_ratio(*r.example_counts('input'))} / {_ratio(*r.example_counts('spec_input'))} | "
                      f"{_ratio(*r.example_counts('output'))} / {_ratio(*r.example_counts('spec_output'))} |")
     for name, why in sorted(report.not_checked.items()):
         lines.append(f"| {name} | not checked: {why} |")
