@@ -125,3 +125,23 @@ def test_the_cli_reports_a_refined_run_against_its_ablation(tmp_path: Path) -> N
     assert sum(row.queries for row in report.rows[1:]) == 3
     missing = runner.invoke(app, ["synth", "calibration", "--from", "nothing", "-w", str(tmp_path)])
     assert missing.exit_code != 0 and "no synth-trajectories items" in missing.output
+
+
+def test_the_benchmark_reports_trajectories_per_hour(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synth_benchmark",
+                                                  Path(__file__).resolve().parents[2] / "benchmarks" / "synth.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    _oracle_run(tmp_path, "refined", None)
+    stage = tmp_path / "runs" / "refined" / "synth-trajectories"
+    row = bench.trajectory_throughput(stage)
+    assert (row["items"], row["queries"], row["verified"]) == (3.0, 3.0, 3.0) and row["wall_s"] > 0
+    assert row["verified_per_hour"] == pytest.approx(3 * 3600 / row["wall_s"])
+    assert row["hours_for_1000"] == pytest.approx(1000 / row["verified_per_hour"])
+    bench.report_trajectories(tmp_path, "refined", None)
+    printed = capsys.readouterr().out
+    assert "verified/h" in printed and "1-4 (refined)" in printed
