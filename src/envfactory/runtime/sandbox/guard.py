@@ -87,6 +87,13 @@ def install_guard(
     write_events, read_events, write_flags = _WRITE_EVENTS, _READ_EVENTS, _WRITE_FLAGS
     normpath, fspath, join, getcwd = os.path.normpath, os.fspath, os.path.join, os.getcwd
     serving = False
+    # Every event a rule below looks at, beside the prefixed ones: anything else (`builtins.id`, raised by
+    # every `id()` and so by every `copy.deepcopy`, is the most frequent) leaves after one set lookup.
+    watched = frozenset({
+        *always, *while_serving, *process_events, *write_events, *read_events,
+        "import", "object.__setattr__", "object.__getattr__", SERVE_EVENT, "open",
+    })
+    event_prefixes = ("ctypes.", "socket.")
 
     def inside(path: object, prefixes: tuple[str, ...]) -> bool:
         if isinstance(path, int):
@@ -107,6 +114,8 @@ def install_guard(
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         nonlocal serving
+        if event not in watched and not event.startswith(event_prefixes):
+            return
         if event in always or event.startswith("ctypes."):
             deny(event)
         elif event == "import":
