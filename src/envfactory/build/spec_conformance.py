@@ -17,7 +17,9 @@ Contract:
   `output_schema` as the catalog gives it (self-contained: `$ref`s into its own `$defs`, OpenAPI 3.0
   `nullable` already read as JSON Schema). A result violating it gets the first class that applies
   (`spec_conformance_report.ViolationClass`). An operation without a response schema (empty, or only
-  prose) is not checked and its tool is listed.
+  prose) is not checked and its tool is listed. Apart from the rate, results with top-level fields an
+  open response schema does not declare are counted (`undeclared_fields`): a schema that leaves extra
+  fields open (every Google one) cannot refuse a field ours invents.
 - Documented examples: each `Operation.examples` entry (the spec's request/response examples) and the
   `example` of the response schema's root definition. A request is mapped to our arguments by the
   tool's `field_names` (original -> ours), its `body` object (or a JSON or form-encoded body string)
@@ -60,7 +62,7 @@ from envfactory.store.atomic import write_atomic
 from envfactory.verify.behaviour_run import open_initial, run_behaviour
 
 __all__ = ["LIBRARY", "check_env", "classify_result", "example_arguments", "library_kind",
-           "response_schema", "run_check", "served_results", "write_report"]
+           "response_schema", "run_check", "served_results", "undeclared_fields", "write_report"]
 
 LIBRARY = Path(__file__).parents[1] / "library"
 Resolve = Callable[[str], Operation]
@@ -118,15 +120,25 @@ def _violation_class(violation: SchemaViolation) -> ViolationClass:
 
 
 def classify_result(schema: ResponseSchema, output: Any) -> tuple[ViolationClass, str] | None:
-    """None when `output` fits the response schema; else its class and `pointer: message` of the first
-    violation of that class (module contract, `ViolationClass`)."""
+    """None when `output` fits the response schema and shares a top-level property with it (when the
+    schema names any); else its class and `pointer: message` of the first violation of that class
+    (module contract, `ViolationClass`)."""
+    if isinstance(output, dict) and output and schema.properties is not None and not set(output) & schema.properties:
+        # checked before validity: an open schema with no required field accepts any object
+        return "envelope", f"top-level keys {sorted(output)[:6]} share none with the spec's {sorted(schema.properties)[:6]}"
     problems = schema.compiled.violations(output)
     if not problems:
         return None
-    if isinstance(output, dict) and output and schema.properties is not None and not set(output) & schema.properties:
-        return "envelope", f"top-level keys {sorted(output)[:6]} share none with the spec's {sorted(schema.properties)[:6]}"
     ranked = sorted(problems, key=lambda v: VIOLATION_CLASSES.index(_violation_class(v)))
     return _violation_class(ranked[0]), f"{ranked[0].path or '/'}: {ranked[0].message[:160]}"
+
+
+def undeclared_fields(schema: ResponseSchema, output: Any) -> list[str]:
+    """Top-level fields of `output` the response schema does not declare, where it leaves extra fields
+    open (Google's discovery schemas always do): fields ours adds that the API does not answer."""
+    if not isinstance(output, dict) or schema.properties is None or schema.root.get("additionalProperties") is False:
+        return []
+    return sorted(set(output) - schema.properties)
 
 
 def served_results(env: Environment, env_dir: Path, seed: int = 0) -> Iterator[tuple[str, Any]]:
@@ -274,12 +286,16 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
     classes: dict[str, Counter[str]] = {name: Counter() for name in checkable}
     counts: dict[str, Counter[str]] = {name: Counter() for name in checkable}
     first: dict[str, str] = {}
+    undeclared: Counter[str] = Counter()
     for name, output in served_results(env, env_dir, seed):
         schema = schemas.get(name)
         if schema is None:
             continue
         found = classify_result(schema, output)
         counts[name]["checked"] += 1
+        extra = undeclared_fields(schema, output)
+        counts[name]["undeclared"] += bool(extra)
+        undeclared.update(f"{name}.{field}" for field in extra)
         if found is None:
             counts[name]["conforming"] += 1
             continue
@@ -287,7 +303,8 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
         first.setdefault(name, f"{found[0]} at {found[1]}")
     tools = [ToolConformance(tool=n, operation_id=operations[n].id, checked=counts[n]["checked"],
                              conforming=counts[n]["conforming"], by_class=dict(sorted(classes[n].items())),
-                             first_violation=first.get(n, "")) for n in checkable]
+                             first_violation=first.get(n, ""), with_undeclared=counts[n]["undeclared"])
+             for n in checkable]
     examples = [check for name, op in operations.items() for check in _example_checks(env, name, op, schemas[name])]
     checked = sum(t.checked for t in tools)
     conforming = sum(t.conforming for t in tools)
@@ -297,6 +314,7 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
         no_response_schema=sorted(n for n in operations if schemas.get(n) is None),
         calls_checked=checked, calls_conforming=conforming, rate=round(conforming / checked, 4) if checked else 0.0,
         by_class=dict(sorted(total.items())), tool_results=tools, examples=examples,
+        calls_with_undeclared=sum(t.with_undeclared for t in tools), undeclared_fields=dict(sorted(undeclared.items())),
     )
 
 

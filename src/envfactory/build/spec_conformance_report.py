@@ -4,7 +4,9 @@ and whether the specification's documented examples are accepted; rendered as JS
 
 Contract:
 - `ViolationClass` of a non-conforming result, the first that applies: `envelope` (the result's top
-  level is another JSON type than the spec's response, or an object sharing no property with it),
+  level is another JSON type than the spec's response, or an object sharing no property with it: this
+  one counts even where the schema's validator accepts the object, as an open schema without required
+  fields accepts any),
   `missing_field` (a property the response requires is absent), `value` (a value of another type,
   format, enum or pattern), `extra_field` (a property the response schema closes out).
 - `EnvConformance.rate` is conforming results / results checked; results of tools whose operation
@@ -46,6 +48,7 @@ class ToolConformance(SpecModel):
     conforming: int = 0
     by_class: dict[str, int] = Field(default_factory=dict)
     first_violation: str = Field(default="", description="the first violation seen: class, pointer, message")
+    with_undeclared: int = Field(default=0, description="results with top-level fields the open schema does not declare")
 
 
 class ExampleCheck(SpecModel):
@@ -71,6 +74,8 @@ class EnvConformance(SpecModel):
     calls_conforming: int = 0
     rate: float = 0.0
     by_class: dict[str, int] = Field(default_factory=dict)
+    calls_with_undeclared: int = 0
+    undeclared_fields: dict[str, int] = Field(default_factory=dict, description="tool.field -> results")
     tool_results: list[ToolConformance] = Field(default_factory=list)
     examples: list[ExampleCheck] = Field(default_factory=list)
 
@@ -119,21 +124,21 @@ def _pct(part: int, whole: int) -> str:
     return f"{part / whole:.1%}" if whole else "-"
 
 
-def render_markdown(report: ConformanceReport) -> str:
-    """The report as markdown: per-kind totals, a row per environment, then the violations per tool."""
-    lines = [f"# Schema check of {report.library} (Google and OpenAPI environments)", "",
-             "| kind | environments | results conforming | rate | example requests ours accepts | "
-             "example requests the spec accepts | example responses ours accepts | "
-             "example responses the spec accepts |",
-             "|---|---|---|---|---|---|---|---|"]
+def _kind_rows(report: ConformanceReport) -> list[str]:
+    """The per-kind tables: results and examples, then the examples by what they show."""
+    lines = ["| kind | environments | results conforming | rate | results with undeclared fields | "
+             "example requests ours accepts | example requests the spec accepts | example responses ours accepts | "
+             "example responses the spec accepts |", "|---|---|---|---|---|---|---|---|---|"]
     for kind in ("google", "openapi"):
         group = [r for r in report.results if r.kind == kind]
         checked, ok = sum(r.calls_checked for r in group), sum(r.calls_conforming for r in group)
+        extra = sum(r.calls_with_undeclared for r in group)
         counts = [tuple(map(sum, zip(*(r.example_counts(d) for r in group), strict=True))) if group else (0, 0)
                   for d in ("input", "spec_input", "output", "spec_output")]
-        lines.append(f"| {kind} | {len(group)} | {ok}/{checked} | {_pct(ok, checked)} | "
+        lines.append(f"| {kind} | {len(group)} | {ok}/{checked} | {_pct(ok, checked)} | {extra}/{checked} | "
                      + " | ".join(_ratio(a, c) for a, c in counts) + " |")
-    lines += ["", "| kind | examples checked | agree | ours_wrong | spec_inconsistent | ours_only |", "|---|---|---|---|---|---|"]
+    lines += ["", "| kind | examples checked | agree | ours_wrong | spec_inconsistent | ours_only |",
+              "|---|---|---|---|---|---|"]
     for kind in ("google", "openapi"):
         totals: dict[str, int] = {}
         for r in report.results:
@@ -141,23 +146,34 @@ def render_markdown(report: ConformanceReport) -> str:
                 totals[klass] = totals.get(klass, 0) + n
         lines.append(f"| {kind} | {sum(totals.values())} | " + " | ".join(
             str(totals.get(k, 0)) for k in ("agree", "ours_wrong", "spec_inconsistent", "ours_only")) + " |")
+    return lines
+
+
+def render_markdown(report: ConformanceReport) -> str:
+    """The report as markdown: per-kind totals, a row per environment, then the violations per tool."""
+    lines = [f"# Schema check of {report.library} (Google and OpenAPI environments)", "", *_kind_rows(report)]
     lines += ["", "| environment | kind | tools (no response schema) | results conforming | rate | "
-              + " | ".join(VIOLATION_CLASSES) + " | example requests (ours / spec) | example responses (ours / spec) |",
-              "|---|---|---|---|---|" + "---|" * len(VIOLATION_CLASSES) + "---|---|"]
+              + " | ".join(VIOLATION_CLASSES) + " | undeclared fields | example requests (ours / spec) | "
+              "example responses (ours / spec) |",
+              "|---|---|---|---|---|" + "---|" * len(VIOLATION_CLASSES) + "---|---|---|"]
     for r in sorted(report.results, key=lambda x: x.env):
         classes = " | ".join(str(r.by_class.get(k, 0)) for k in VIOLATION_CLASSES)
         lines.append(f"| {r.env} | {r.kind} | {r.tools} ({len(r.no_response_schema)}) | "
                      f"{r.calls_conforming}/{r.calls_checked} | {_pct(r.calls_conforming, r.calls_checked)} | "
-                     f"{classes} | {_ratio(*r.example_counts('input'))} / {_ratio(*r.example_counts('spec_input'))} | "
+                     f"{classes} | {r.calls_with_undeclared} | "
+                     f"{_ratio(*r.example_counts('input'))} / {_ratio(*r.example_counts('spec_input'))} | "
                      f"{_ratio(*r.example_counts('output'))} / {_ratio(*r.example_counts('spec_output'))} |")
     for name, why in sorted(report.not_checked.items()):
         lines.append(f"| {name} | not checked: {why} |")
     for r in sorted(report.results, key=lambda x: x.env):
         bad = [t for t in r.tool_results if t.conforming < t.checked]
         refused = [e for e in r.examples if e.status == "refused"]
-        if not bad and not refused:
+        if not bad and not refused and not r.undeclared_fields:
             continue
         lines += ["", f"## {r.env}", ""]
         lines += [f"- {t.tool}: {t.checked - t.conforming}/{t.checked} results violate; {t.first_violation}" for t in bad]
         lines += [f"- example {e.direction} of {e.tool} ({e.source}) refused: {e.detail}" for e in refused]
+        if r.undeclared_fields:
+            fields = ", ".join(f"{k} ({v})" for k, v in r.undeclared_fields.items())
+            lines.append(f"- fields ours answers that the spec's open response schema does not declare (results): {fields}")
     return "\n".join(lines) + "\n"
