@@ -69,8 +69,8 @@ def judge_attempt(client: LLMClient, task: Task, trajectory: Trajectory, *, seed
         return JudgeVerdict(verdict="fail", reason="the attempt gave no final answer", **base)
     asked = "\n".join(m.content for m in trajectory.messages if m.role == "user" and m.content)
     facts = "\n".join(f"- {fact}" for fact in task_facts(task)) or "- (none recorded)"
-    prompt = (f"What the person asked:\n{asked}\n\nWhat the service's records hold for it:\n{facts}\n\n"
-              f"The assistant's final answer:\n{answer}\n\nDoes the answer state the fact asked? Write JSON.")
+    prompt = (f"The person asked:\n{asked}\n\nThe correct answer holds:\n{facts}\n\n"
+              f"The assistant's answer:\n{answer}\n\nDoes the assistant's answer give the correct value? Write JSON.")
     request = ChatRequest(messages=[ChatMessage.system(judge_system()), ChatMessage.user(prompt)],
                           response_format=ResponseFormat(name="judge_verdict", json_schema=JUDGE_SCHEMA),
                           temperature=0.0, max_tokens=160, seed=seed)
