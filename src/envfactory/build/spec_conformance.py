@@ -15,8 +15,8 @@ Contract:
   required arguments is also called once on the `default` seed. Each result is validated with the
   runtime's compiled validator (`runtime.validation.CompiledSchema`) against the operation's
   `output_schema` as the catalog gives it (self-contained: `$ref`s into its own `$defs`, OpenAPI 3.0
-  `nullable` already read as JSON Schema). A result violating it gets the first class that applies
-  (`spec_conformance_report.ViolationClass`). An operation without a response schema (empty, or only
+  `nullable` already read as JSON Schema). A result violating it, or an object sharing no top-level
+  property with it, gets the first class that applies (`spec_conformance_report.ViolationClass`). An operation without a response schema (empty, or only
   prose) is not checked and its tool is listed. Apart from the rate, results with top-level fields an
   open response schema does not declare are counted (`undeclared_fields`): a schema that leaves extra
   fields open (every Google one) cannot refuse a field ours invents.
@@ -27,9 +27,9 @@ Contract:
   names an external example file instead is `not_mapped`); it is accepted when our tool's served
   input schema has no violation but required top-level arguments the example leaves out (a documented
   request body carries no path parameters). The same request is checked against the spec's own input
-  schema (`spec_input`, body parsed). A response is checked
-  against our tool's served output schema (`output`) and against the spec's own response schema
-  (`spec_output`); a response that is a string is read as JSON, else it is `not_mapped`.
+  schema (`spec_input`, body parsed). A response is checked against our tool's served output schema
+  (`output`) and against the spec's own response schema (`spec_output`); a response that is a string
+  is read as JSON, else it is `not_mapped`.
 - Deterministic for a given library, catalog and seed; nothing is written except by `write_report`.
 """
 
