@@ -126,3 +126,70 @@ def test_a_delete_only_when_empty_restricts_even_a_cascade_sentence(tmp_path: Pa
 def test_a_sentence_that_forbids_the_delete_is_no_cascade() -> None:
     compiled = _projects_and_jobs(project_delete="You must delete all jobs before deleting the project.")
     assert compiled.source.collections["jobs"].references[0].on_delete == "restrict"
+
+
+def _releases_and_assets() -> CompiledEnv:
+    base = "/repos/{owner}/{repo}/releases"
+    release = {"type": "object", "properties": {"id": {"type": "string"}, "tag_name": {"type": "string"}}}
+    asset = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
+    ops = [
+        _op("createRelease", "POST", base, body={"type": "object", "properties": {"tag_name": {"type": "string"}}}, output=release),
+        _op("getRelease", "GET", base + "/{id}", output=release),
+        _op("listReleases", "GET", base, output={"type": "array", "items": release}),
+        _op("createAsset", "POST", base + "/{release_id}/assets", body={"type": "object", "properties": {"name": {"type": "string"}}}, output=asset),
+        _op("listAssets", "GET", base + "/{release_id}/assets", output={"type": "array", "items": asset}),
+    ]
+    return _compile(ops, {op.name: ("assets" if "Asset" in op.name else "releases") for op in ops})
+
+
+def test_seeded_children_live_under_their_parents_scope() -> None:
+    compiled = _releases_and_assets()
+    seed: Any = compiled.seeds["default"]
+    releases, assets = seed["collections"]["releases"], seed["collections"]["assets"]
+    assert assets and {"owner", "repo"} <= set(next(iter(assets.values())))
+    for asset in assets.values():
+        parent = releases[asset["release_id"]]
+        assert (asset["owner"], asset["repo"]) == (parent["owner"], parent["repo"])
+
+
+def test_the_probe_sees_scoped_list_arguments_take_effect(tmp_path: Path) -> None:
+    from envfactory.build.envdir import write_env_dir
+    from envfactory.runtime import load_env
+    from envfactory.verify.behaviour_probes import probe_arguments
+
+    write_env_dir(_releases_and_assets(), tmp_path)
+    effects = {(p.tool, p.argument): p.effect for p in probe_arguments(load_env(tmp_path), seed=0)}
+    for argument in ("owner", "repo", "release_id"):
+        assert effects[("list_assets", argument)] == "output", (argument, effects)
+
+
+def _counted_projects(generation: int) -> CompiledEnv:
+    project = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                                "size": {"type": "integer", "description": "The number of jobs in the project."},
+                                                "quota": {"type": "integer", "description": "The maximum number of jobs allowed."}}}
+    job = {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}}}
+    ops = [
+        _op("createProject", "POST", "/projects", body={"type": "object", "properties": {"name": {"type": "string"}}}, output=project),
+        _op("getProject", "GET", "/projects/{id}", output=project),
+        _op("createJob", "POST", "/projects/{project_id}/jobs", body={"type": "object", "properties": {"title": {"type": "string"}}}, output=job),
+        _op("deleteJob", "DELETE", "/projects/{project_id}/jobs/{id}"),
+    ]
+    return _compile(ops, {op.name: ("projects" if "Project" in op.name else "jobs") for op in ops}, generation)
+
+
+def test_a_field_described_as_the_number_of_children_counts_them(tmp_path: Path) -> None:
+    assert not any(t.operation.effects for t in _counted_projects(1).source.tools)  # generation 1 reads names only
+    compiled = _counted_projects(2)
+    s = _empty_session(compiled, tmp_path)
+    project = ok(s, "create_project", {"name": "p"})
+    assert isinstance(project, dict) and project["size"] == 0 and "quota" not in project
+    job = ok(s, "create_job", {"project_id": project["id"], "title": "a"})
+    ok(s, "create_job", {"project_id": project["id"], "title": "b"})
+    assert ok(s, "get_project", {"id": project["id"]})["size"] == 2  # type: ignore[index]
+    ok(s, "delete_job", {"project_id": project["id"], "id": job["id"]})  # type: ignore[index]
+    assert ok(s, "get_project", {"id": project["id"]})["size"] == 1  # type: ignore[index]
+
+
+def test_a_limit_on_one_request_is_no_capacity() -> None:
+    compiled = _projects_and_jobs(job_create="Creates jobs in bulk. The request holds an array of up to 10 jobs.")
+    assert compiled.source.collections["jobs"].capacity is None

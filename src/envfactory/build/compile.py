@@ -154,7 +154,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
         link_parents(coll, by_noun)
         if generation >= 2:
             plan_scopes(coll)
-    plan_counters(collections)
+    plan_counters(collections, described=generation >= 2)
     for coll in collections.values():
         plan_actions(coll)
     tools: list[DeclarativeToolDecl] = []

@@ -231,15 +231,18 @@ def link_parents(coll: CollectionPlan, by_noun: Mapping[str, CollectionPlan]) ->
         coll.parents.append((parent.name, safe, arg))
 
 
-def plan_counters(collections: Mapping[str, CollectionPlan]) -> None:
-    """Find parent fields that count a child collection (see the module doc) and make them read-only."""
+def plan_counters(collections: Mapping[str, CollectionPlan], *, described: bool = False) -> None:
+    """Find parent fields that count a child collection (see the module doc) and make them read-only.
+    With `described` (compiler generation 2), an integer field whose description says it is the number
+    of the child's records (`size`: "The number of items in the list") counts them too."""
     claims: dict[tuple[str, str], list[str]] = {}
     for child in collections.values():
         if len(child.parents) != 1:
             continue  # a child cascaded away through another parent would leave the count stale
         parent_name, _, _ = child.parents[0]
         parent = collections[parent_name]
-        fields = [f for f in sorted(parent.fields) if f != parent.key and _counts(f, parent.fields[f], child.name)]
+        fields = [f for f in sorted(parent.fields) if f != parent.key and (
+            _counts(f, parent.fields[f], child.name) or (described and _described_count(parent.fields[f], child.name)))]
         if len(fields) == 1:
             claims.setdefault((parent_name, fields[0]), []).append(child.name)
     for (parent_name, counter), children in sorted(claims.items()):
@@ -264,6 +267,24 @@ def _counts(name: str, schema: Any, child: str) -> bool:
     many = {plural(w) for w in ones}
     names = {f"{w}count" for w in ones | many} | {f"{p}{w}" for p in ("numberof", "num", "total", "count") for w in many}
     return flat in names
+
+
+_NOT_A_COUNT = re.compile(r"\b(approximate|estimated|max|maximum|min|minimum|limit|return|returned|page|allowed|"
+                          r"at most|up to|per)\b", re.IGNORECASE)
+
+
+def _described_count(schema: Any, child: str) -> bool:
+    """Whether an integer field's description says it is the number of `child` records ("The number of
+    programs in the multiplex", "total count of items"); never a limit, a page size or an estimate."""
+    if not isinstance(schema, dict) or json_type(schema) != "integer":
+        return False
+    text = str(schema.get("description", ""))
+    child_words = words(child)
+    if not child_words or _NOT_A_COUNT.search(text):
+        return False
+    many = {plural(singular(child_words[-1])), " ".join([*child_words[:-1], plural(singular(child_words[-1]))])}
+    nouns = "|".join(re.escape(m) for m in sorted(many) if m)
+    return re.search(rf"\b(number|count) of (\w+ ){{0,2}}({nouns})\b|\bhow many ({nouns})\b", text, re.IGNORECASE) is not None
 
 
 def plan_actions(coll: CollectionPlan) -> None:

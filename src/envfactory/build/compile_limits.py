@@ -12,16 +12,19 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
 - Capacities: a `max_count` prose rule (`verify.rules_extract`, pattern `count.max_of`: "at most 50
   tags") whose counted noun names a collection gives it a `CapacityDecl` (per parent when the collection
   has a cascading parent reference), quoting the sentence; one naming an array field of the rule's
-  collection gives the field `maxItems` (the smaller limit wins). A limit of 0 is ignored.
+  collection gives the field `maxItems` (the smaller limit wins). A limit of 0 is ignored, and so is a
+  sentence about one request's payload (`_PER_REQUEST`: bulk, batch, request, `data`).
 - Cascades: a sentence of a collection's delete operation that says the delete removes its children
   (`_CASCADE`: "Deletes the queue and all messages in it", "deleting a project also deletes its
   tasks") makes the references of the named child collections `cascade`; a `delete_requires_empty`
   rule ("can only be deleted when empty") makes every reference to the collection `restrict` instead
   (it wins over a cascade sentence).
 - Provenance: every entry records `generation=2`.
-`fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens, and a collection
-over its capacity trimmed (key order) to one record under the limit per group when nothing refers to it;
-otherwise the capacity is taken out (returned with the reason). Counters are recounted afterwards.
+`fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens; a record's scope
+fields (`/repos/{owner}/{repo}/...`: the fields its tools require to match) equal its parent's where the
+parent record has them (an asset lives under its release's owner and repo), parents first; and a
+collection over its capacity trimmed (key order) to one record under the limit per group when nothing
+refers to it, otherwise the capacity is taken out (returned with the reason). Counters are recounted.
 """
 
 from __future__ import annotations
@@ -32,10 +35,17 @@ from typing import Any
 
 from envfactory.build.compile_gen2 import response_envelope
 from envfactory.build.naming import field_name
-from envfactory.build.seeds import _count_children
+from envfactory.build.seeds import _count_children, _parents_first
 from envfactory.spec import DeclarativeEnvSource, DeclarativeToolDecl, JSONObject, Operation
 from envfactory.spec.build import Proposal
-from envfactory.spec.declarative import CapacityDecl, CollectionDecl, IdempotencyDecl, ReferenceDecl
+from envfactory.spec.declarative import (
+    CapacityDecl,
+    CollectionDecl,
+    CompareCond,
+    FieldExpr,
+    IdempotencyDecl,
+    ReferenceDecl,
+)
 from envfactory.spec.inflection import singular
 from envfactory.spec.rules import ProseRule
 from envfactory.spec.schema_tools import json_type, object_properties
@@ -51,6 +61,8 @@ _COUNT_PATTERN = next(p for p in PATTERNS if p.id == "count.max_of")
 _CASCADE = re.compile(
     r"\b(delet|remov)\w*\b.{0,100}?\b(and all|along with|together with|including|as well as|also (delete|remove)s?|"
     r"all (of )?(its|their|the|associated)|any (of )?(its|their|associated))\b", re.IGNORECASE)
+# a limit on one request's payload ("an array of up to 10 child nodes" in a bulk create), not on records held
+_PER_REQUEST = re.compile(r"\b(request|requests|bulk|batch|at a time|per call|payload)\b|`data`", re.IGNORECASE)
 _NOT_CASCADE = re.compile(r"\b(cannot|can't|must|only|before|first|fails?|not)\b", re.IGNORECASE)
 
 
@@ -138,7 +150,7 @@ def _capacities(collections: dict[str, CollectionDecl], rules: list[ProseRule]) 
         if rule.kind != "max_count" or not rule.limit:
             continue
         hit = _COUNT_PATTERN.regex.search(rule.quote)
-        if hit is None:
+        if hit is None or _PER_REQUEST.search(rule.quote):
             continue
         noun = hit.group(3)
         named = [n for n in sorted(out) if n != TOKENS_COLLECTION and _noun_matches(noun, n)]
@@ -225,6 +237,38 @@ def fit_seed(source: DeclarativeEnvSource, state: JSONObject) -> tuple[Declarati
         for key in over:
             del colls[name][key]
     source = source.model_copy(update={"collections": decls})
+    _inherit_scopes(source, colls)
     fitted: JSONObject = {**state, "collections": colls}  # type: ignore[dict-item]
     _count_children(source, fitted["collections"])  # type: ignore[arg-type]
     return source, fitted, notes
+
+
+def _scope_fields(source: DeclarativeEnvSource, collection: str) -> set[str]:
+    """The fields that say where a record of `collection` lives: those its tools require to equal an
+    argument of the same name (`... is not under owner ...`) and those `plan_scopes` added to the record
+    (described "the <arg> it was created under")."""
+    decl = source.collections[collection]
+    props = object_properties(decl.record_schema)
+    scoped = {req.condition.left.path for tool in source.tools if tool.operation.collection == collection
+              for req in tool.operation.requires
+              if isinstance(req.condition, CompareCond) and isinstance(req.condition.left, FieldExpr)
+              and " is not under " in req.message}
+    added = {name for name, schema in props.items() if isinstance(schema, dict)
+             and str(schema.get("description", "")).endswith(" it was created under")}
+    return (scoped | added) - {decl.key}
+
+
+def _inherit_scopes(source: DeclarativeEnvSource, colls: dict[str, dict[str, Any]]) -> None:
+    """Give each seeded record its parent's values of its scope fields (module contract), in place."""
+    for name in _parents_first(source):
+        scopes = sorted(_scope_fields(source, name))
+        parents = [r for r in source.collections[name].references if r.on_delete == "cascade" and "[]" not in r.field]
+        if not scopes or not parents:
+            continue
+        for key, record in list(colls.get(name, {}).items()):
+            parent = colls.get(parents[0].collection, {}).get(record.get(parents[0].field))
+            if not isinstance(parent, dict):
+                continue
+            inherited = {f: parent[f] for f in scopes if f in parent and f in record and record[f] != parent[f]}
+            if inherited:
+                colls[name][key] = {**record, **inherited}

@@ -101,7 +101,9 @@ def _base(env: Environment, planner: CallPlanner, session: Session, seen: dict[s
           rng: random.Random) -> dict[str, Any] | None:
     """Arguments of `tool` that succeed on `session` (tried on forks), optional arguments filled in when they
     can be. For a read, the successful call with the largest output is kept (a filter shows its effect
-    only on a result it can narrow); for a write, the first success."""
+    only on a result it can narrow), the arguments taken together from live records included (a list
+    scoped by several parent arguments shows a record only when they all match); for a write, the first
+    success."""
     schema = env.tools[tool].spec.input_schema
     best: tuple[int, dict[str, Any]] | None = None
     for attempt in range(BASE_TRIES):
@@ -118,10 +120,16 @@ def _base(env: Environment, planner: CallPlanner, session: Session, seen: dict[s
         size = len(orjson.dumps(result.output, default=str))
         if best is None or size > best[0]:
             best = (size, args)
-    if best is None:  # arguments that belong together (a record's key with its own parent), from live records
+    if best is None or not env.tools[tool].writes:  # arguments that belong together, from live records
         for args in _record_arguments(planner, session, tool, rng):
-            if session.fork().call(tool, args).ok:
+            result = session.fork().call(tool, args)
+            if not result.ok:
+                continue
+            if best is None and env.tools[tool].writes:
                 return args
+            size = len(orjson.dumps(result.output, default=str))
+            if best is None or size > best[0]:
+                best = (size, args)
     return best[1] if best is not None else None
 
 
