@@ -57,6 +57,7 @@ from envfactory.build.compile_collections import (
     argument_location,
     body_schema,
     create_key_arg,
+    key_names_noun,
     link_parents,
     plan_actions,
     plan_collection,
@@ -151,7 +152,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
         collections[coll.name] = coll
         by_noun[group.noun] = coll
     for coll in collections.values():
-        link_parents(coll, by_noun)
+        link_parents(coll, by_noun, named=generation >= 2)
         if generation >= 2:
             plan_scopes(coll)
     plan_counters(collections, described=generation >= 2)
@@ -176,7 +177,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
     if not tools:
         reasons = "; ".join(sorted({f"{d.operation_id.rsplit(':', 1)[-1]}: {d.reason}" for d in dropped})[:5])
         raise CompileError(f"{proposal.name}: no operation compiles ({reasons})")
-    source = _assemble(proposal, collections, tools, finals=generation >= 2)
+    source = _assemble(proposal, collections, tools, generation=generation)
     if generation >= 2:
         source = generation2(source, proposal, {op.id: op for op in ops})
     source, repaired = _repair(source)
@@ -466,7 +467,7 @@ def _listing(properties: dict[str, Any], coll: CollectionPlan) -> tuple[ListDecl
 
 
 def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], tools: list[DeclarativeToolDecl], *,
-              finals: bool) -> DeclarativeEnvSource:
+              generation: int) -> DeclarativeEnvSource:
     used = {t.operation.collection for t in tools}
     needed = set(used)
     frontier = list(used)
@@ -482,7 +483,8 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
             continue
         references = [ReferenceDecl(field=safe, collection=parent, on_delete="cascade")
                       for parent, safe, _ in coll.parents if parent in needed]
-        references += _named_references(coll, {n: collections[n] for n in sorted(needed)}, {r.field for r in references})
+        references += _named_references(coll, {n: collections[n] for n in sorted(needed)}, {r.field for r in references},
+                                        noun_checked=generation >= 2)
         properties = dict(sorted(coll.fields.items()))
         for ref in references:  # a reference holds another record's key: any key the engine makes fits
             described = properties.get(ref.field, {})
@@ -501,7 +503,7 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
             record_schema=record,
             unique=coll.unique,
             references=references,
-            transitions=plan_transitions(coll, [t for t in tools if t.operation.collection == name], finals=finals),
+            transitions=plan_transitions(coll, [t for t in tools if t.operation.collection == name], finals=generation >= 2),
         )
     provenance = [
         p.model_copy(update={"operations": [t.source.operation_id for t in tools if t.source is not None]})
@@ -514,10 +516,13 @@ def _assemble(proposal: Proposal, collections: Mapping[str, CollectionPlan], too
     return DeclarativeEnvSource(meta=meta, collections=decls, tools=tools)
 
 
-def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan], taken: set[str]) -> list[ReferenceDecl]:
+def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan], taken: set[str], *,
+                      noun_checked: bool = False) -> list[ReferenceDecl]:
     """References from fields named like another collection's key: `customer_id` → customers,
     `TableName` → tables (keyed by `TableName`). Deleting the referenced record is refused while
-    such a record refers to it (`restrict`), since the API would leave it dangling otherwise."""
+    such a record refers to it (`restrict`), since the API would leave it dangling otherwise. With
+    `noun_checked` (generation 2), a key shared with a collection it does not name (`WorkerId`, the key of
+    worker blocks) makes no reference (`key_names_noun`)."""
     out: list[ReferenceDecl] = []
     for name, schema in sorted(coll.fields.items()):
         if name == coll.key or name in taken or json_type(schema) != "string" or name in coll.read_only:
@@ -527,7 +532,8 @@ def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan]
                 continue
             stem = singular(other_name)
             named = name.lower() in {f"{stem}_id", f"{stem}id".replace("_", "")} or name.replace("_", "").lower() == f"{stem}id".replace("_", "")
-            keyed = other.key not in ("id", "_id", "name", "uuid") and name == other.key
+            keyed = other.key not in ("id", "_id", "name", "uuid") and name == other.key and (
+                not noun_checked or key_names_noun(name, other.group.noun))
             if named or keyed:
                 out.append(ReferenceDecl(field=name, collection=other_name, on_delete="restrict"))
                 break

@@ -213,11 +213,29 @@ def create_key_arg(shape: OperationShape, coll: CollectionPlan) -> str | None:
     return None
 
 
-def link_parents(coll: CollectionPlan, by_noun: Mapping[str, CollectionPlan]) -> None:
-    """Record `coll`'s parent collections (reference field and source argument) from its resource path."""
+_KEY_SUFFIXES = frozenset({"id", "ids", "name", "arn", "url", "key", "identifier"})
+
+
+def key_names_noun(arg: str, noun: str) -> bool:
+    """Whether key argument `arg` names a record of `noun`: its words without an id-like suffix (`WorkerId`
+    → worker) are the last words of the noun (`Worker`, `BlockedWorker`; `RuleSetName` → `ReceiptRuleSet`),
+    or nothing is left (`Id`). `WorkerId` does not name a `WorkerBlock`: a block is about a worker."""
+    left = [singular(w) for w in words(arg)]
+    while left and left[-1] in _KEY_SUFFIXES:
+        left.pop()
+    nouns = [singular(w) for w in words(noun)]
+    return not left or nouns[-len(left):] == left
+
+
+def link_parents(coll: CollectionPlan, by_noun: Mapping[str, CollectionPlan], *, named: bool = False) -> None:
+    """Record `coll`'s parent collections (reference field and source argument) from its resource path.
+    With `named` (compiler generation 2), an AWS-style parent whose key argument names another noun
+    (`key_names_noun`: a bonus's `WorkerId` is not the key of a worker block) is no parent."""
     for parent_noun, arg in coll.group.parents:
         parent = by_noun.get(parent_noun)
         if parent is None or parent is coll:
+            continue
+        if named and coll.group.style == "aws" and not key_names_noun(arg, parent_noun):
             continue
         safe = field_name(arg)
         generic = arg.lower() in ("id", "_id", "key", "uuid", "name")
