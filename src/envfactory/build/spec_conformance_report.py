@@ -68,6 +68,7 @@ class EnvConformance(SpecModel):
     env: str
     kind: Literal["google", "openapi"]
     tools: int
+    suite: Literal["stored", "generated", "none"] = Field(default="stored", description="the behavioural suite run")
     no_response_schema: list[str] = Field(default_factory=list, description="tools whose operation has none")
     unresolved: list[str] = Field(default_factory=list, description="operation ids the catalog could not give")
     calls_checked: int = 0
