@@ -59,6 +59,22 @@ def test_a_built_library_needs_its_config_file_and_relative_paths_resolve_from_t
     assert config.stages.library.config == str(tmp_path / "lib.json")  # type: ignore[union-attr]
 
 
+def test_trajectory_role_models_are_checked_and_their_cassettes_resolve_from_the_config(tmp_path: Path) -> None:
+    roles = {"writer_llm": "replay:gone.jsonl#writer", "user_llm": "chatgpt", "judge_llm": "local#"}
+    with pytest.raises(RunConfigError) as caught:
+        load_run_config(_write(tmp_path, {"name": "r", "stages": {"synth_trajectories": roles}}))
+    joined = "\n".join(caught.value.problems)
+    assert "stages.synth_trajectories.writer_llm: cassette not found: " + str(tmp_path / "gone.jsonl") in joined
+    assert "stages.synth_trajectories.user_llm: Value error, must be local" in joined
+    assert "stages.synth_trajectories.judge_llm: Value error, must be local" in joined
+    assert len(caught.value.problems) == 3
+    (tmp_path / "c.jsonl").write_text("")
+    config = load_run_config(_write(tmp_path, {"name": "r", "stages": {"synth_trajectories": {
+        "writer_llm": "replay:c.jsonl#openai/writer@http://h/v1", "judge_llm": "openai:http://h/v1#judge"}}}))
+    assert config.stages.synth_trajectories.role_llms() == {
+        "writer": f"replay:{tmp_path / 'c.jsonl'}#openai/writer@http://h/v1", "judge": "openai:http://h/v1#judge"}
+
+
 def test_unknown_export_formats_are_config_problems(tmp_path: Path) -> None:
     from envfactory.cli._run_stages import stage_function
 

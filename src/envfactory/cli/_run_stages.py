@@ -72,6 +72,8 @@ class RunContext:
     """Model tokens spent in executor workers, by stage (their clients are not this process's)."""
     _llm: Any = None
     _settings: Any = None
+    _roles: dict[str, Any] = field(default_factory=dict)
+    """Clients of the trajectory roles given their own model, by role, with their settings."""
 
     @property
     def run_id(self) -> str:
@@ -111,15 +113,45 @@ class RunContext:
         threads = max(1, usable_cores() // max(1, self.executor.workers))
         return worker_model(self._settings, self.workspace.llm_cache_path, threads=threads)
 
+    def role_llm(self, role: str) -> Any | None:
+        """The client of a trajectory role (`writer`, `user`, `judge`) given its own model in the config
+        (`stages.synth_trajectories.<role>_llm`, read as `synth trajectories --<role>-llm` reads it; an
+        endpoint's model name from `#NAME`, else ENVFACTORY_LLM_MODEL), made once and sharing the run's
+        usage ledger; None when the role takes the run's model (the judge: when there is no judge)."""
+        spec = self.config.stages.synth_trajectories.role_llms().get(role)
+        if spec is None:
+            return None
+        if role not in self._roles:
+            from envfactory.cli.synth_trajectories import role_settings
+            from envfactory.llm import make_client
+            from envfactory.llm.workers import API_KEY_VARIABLE
+
+            settings = role_settings(spec, os.environ.get("ENVFACTORY_LLM_MODEL"), None,
+                                     os.environ.get(API_KEY_VARIABLE))
+            cache = None if settings.provider == "replay" else self.workspace.open_llm_cache()
+            self._roles[role] = (make_client(settings, cache=cache, ledger=self.llm().ledger), settings)
+        return self._roles[role][0]
+
+    def role_worker_model(self, role: str) -> Any | None:
+        """`worker_model()` for a role given its own model (None: the role takes the run's)."""
+        from envfactory.exec import usable_cores
+        from envfactory.llm.workers import worker_model
+
+        if self.role_llm(role) is None:
+            return None
+        threads = max(1, usable_cores() // max(1, self.executor.workers))
+        return worker_model(self._roles[role][1], self.workspace.llm_cache_path, threads=threads)
+
     def prepare(self) -> None:
-        """Check the dependencies of the stages that will run before any work: the model is located,
-        verified and loaded now, so a missing one fails in the first seconds with its install command."""
+        """Check the dependencies of the stages that will run before any work: the models (the run's and
+        each trajectory role's own) are located, verified and loaded now, so a missing one fails in the
+        first seconds with its install command."""
         section = self.config.stages.synth_trajectories
         if section.enabled and stage_function("synth-trajectories") is not None:
-            client = self.llm()
-            load = getattr(getattr(client, "provider", None), "load", None)
-            if callable(load):
-                load()
+            for client in (self.llm(), *(self.role_llm(role) for role in section.role_llms())):
+                load = getattr(getattr(client, "provider", None), "load", None)
+                if callable(load):
+                    load()
 
     def tokens(self, stage: str) -> int:
         """Model tokens this run's client spent for `stage` (0 when no model was used)."""
@@ -200,18 +232,23 @@ def _synth_trajectories(ctx: RunContext) -> StageManifest:
                                      temperature=section.temperature, max_tasks=section.queries,
                                      solve_tasks=section.solve, refine=section.refine, order=section.order,
                                      seed=ctx.config.seed)
-    client = ctx.llm().for_stage("synth-trajectories")
+    stage = "synth-trajectories"
+    client = ctx.llm().for_stage(stage)
+    # the roles given their own model in the config (`writer_llm`, `user_llm`, `judge_llm`); else the run's
+    own = {role: c.for_stage(stage) for role in ("writer", "user", "judge") if (c := ctx.role_llm(role)) is not None}
 
     def progress(done: int, total: int, status: str) -> None:
         ctx.say(f"synth-trajectories: {done}/{total} tasks ({status})")
 
+    deps = TrajectoryDeps(writer=own.get("writer", client), solver=client, user=own.get("user"),
+                          judge=own.get("judge"), progress=progress)
     executor = _fan_out_executor(ctx)
     if executor is None:
-        return run_synth_trajectories(config, ctx.workspace,
-                                      TrajectoryDeps(writer=client, solver=client, progress=progress))
+        return run_synth_trajectories(config, ctx.workspace, deps)
     model = ctx.worker_model()
-    deps = TrajectoryDeps(writer=client, solver=client, progress=progress, executor=executor,
-                          models=RoleModels(writer=model, solver=model))
+    deps.executor = executor
+    deps.models = RoleModels(writer=ctx.role_worker_model("writer") or model, solver=model,
+                             user=ctx.role_worker_model("user"), judge=ctx.role_worker_model("judge"))
     manifest = run_synth_trajectories(config, ctx.workspace, deps)
     funnel = TrajectoryFunnel.model_validate_json((StageDir(ctx.run, "synth-trajectories").path / "funnel.json")
                                                   .read_bytes())

@@ -120,6 +120,12 @@ def _file_problems(raw: Any, base: Path) -> list[str]:
     llm = _section(raw, "llm")
     if isinstance(llm, str) and llm.startswith("replay:") and not resolve_path(base, llm[7:]).is_file():
         problems.append(f"llm: cassette not found: {resolve_path(base, llm[7:])}")
+    for role in ("writer_llm", "user_llm", "judge_llm"):
+        spec = _section(raw, "stages", "synth_trajectories", role)
+        if isinstance(spec, str) and spec.startswith("replay:"):
+            cassette = resolve_path(base, spec[7:].split("#", 1)[0])
+            if not cassette.is_file():
+                problems.append(f"stages.synth_trajectories.{role}: cassette not found: {cassette}")
     formats = _section(raw, "stages", "export", "formats")
     if isinstance(formats, list):
         problems += export_format_problems([f for f in formats if isinstance(f, str)])
@@ -157,7 +163,19 @@ def load_run_config(path: Path) -> RunConfig:
         updates["stages"] = config.stages.model_copy(update={"library": library})
     if config.llm.startswith("replay:"):
         updates["llm"] = f"replay:{resolve_path(base, config.llm[7:])}"
+    section = config.stages.synth_trajectories
+    roles = {f"{role}_llm": _resolved_replay(base, spec) for role, spec in section.role_llms().items()
+             if spec.startswith("replay:")}
+    if roles:
+        stages = updates.get("stages", config.stages)
+        updates["stages"] = stages.model_copy(update={"synth_trajectories": section.model_copy(update=roles)})
     return config.model_copy(update=updates) if updates else config
+
+
+def _resolved_replay(base: Path, spec: str) -> str:
+    """`replay:FILE[#ID]` with FILE resolved from the config's directory (the `#ID` kept)."""
+    path, hash_mark, model = spec[7:].partition("#")
+    return f"replay:{resolve_path(base, path)}{hash_mark}{model}"
 
 
 # -- the run ------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from envfactory.cli._output import console, emit_json
 from envfactory.cli._output import funnel_table as stage_funnel_table
 from envfactory.cli.eval import parse_llm
 from envfactory.errors import SpecError
-from envfactory.llm import LLMClient, make_client
+from envfactory.llm import LLMClient, LLMSettings, make_client
 from envfactory.spec.synth_trajectories import (
     TRAJECTORY_FUNNEL_STAGES,
     SynthTrajectoriesConfig,
@@ -39,17 +39,24 @@ from envfactory.store import Workspace
 from envfactory.synth.trajectories import STAGE, TrajectoryDeps, read_tasks, run_synth_trajectories
 
 
-def role_client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
-    """The client of one role: `spec` as `--llm` takes it, optionally ending in `#NAME` (this role's own
-    model name; see the module docstring), else `model`; cached in the workspace unless replaying."""
+def role_settings(spec: str, model: str | None, cassette: Path | None, api_key: str | None = None) -> LLMSettings:
+    """The settings of one role: `spec` as `--llm` takes it, optionally ending in `#NAME` (this role's own
+    model name; see the module docstring), else `model`. `envfactory run` uses it for the role fields of
+    its config. A `SpecError` for a spec ending in a bare `#`."""
     own: str | None = None
     if "#" in spec:
         spec, own = spec.rsplit("#", 1)
         if not own:
             raise SpecError(f"a role spec ending in '#' names no model: {spec}#")
-    settings = parse_llm(spec, model if own is None or spec.startswith("replay:") else own, None, cassette, None)
+    settings = parse_llm(spec, model if own is None or spec.startswith("replay:") else own, api_key, cassette, None)
     if settings.provider == "replay":
         settings = dataclasses.replace(settings, replay_model=own)
+    return settings
+
+
+def role_client(spec: str, model: str | None, space: Workspace, cassette: Path | None) -> LLMClient:
+    """The client of one role (`role_settings`); cached in the workspace unless replaying."""
+    settings = role_settings(spec, model, cassette)
     cache = None if settings.provider == "replay" else space.open_llm_cache()
     return make_client(settings, cache=cache)
 

@@ -98,8 +98,30 @@ class SynthTasksStage(SpecModel):
     read_only_share: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+LLM_SPEC = re.compile(r"(local|(openai|replay):\S+?)(#\S+)?")
+"""A role's model: `local`, `openai:URL` or `replay:CASSETTE`, optionally ending in `#NAME` (that role's own
+model name, local model key, or for a replay the recorded model id to answer as)."""
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def _role_llm(value: str | None) -> str | None:
+    if value is None:
+        return None
+    match = LLM_SPEC.fullmatch(value)
+    if match is None or value.endswith("#"):
+        raise ValueError("must be local, openai:URL or replay:CASSETTE, optionally ending in #NAME")
+    return value
+
+
 class SynthTrajectoriesStage(SpecModel):
-    """Natural queries, refinement and solver-verified trajectories (`synth trajectories`)."""
+    """Natural queries, refinement and solver-verified trajectories (`synth trajectories`).
+
+    The roles' models: the solver is the run's `llm`; `writer_llm` (queries, refinement), `user_llm` (the
+    user simulator) and `judge_llm` (the judge of read-only answers) default to it (the judge: no judge).
+    They were added later: left out of the file when unset, so earlier configs keep their digests."""
 
     enabled: bool = True
     preset: Literal["sft-single", "sft-conv", "rl"] = "sft-single"
@@ -112,6 +134,22 @@ class SynthTrajectoriesStage(SpecModel):
     order: Literal["simplest-first", "shortest-first", "writes-first", "as-written"] = Field(
         default="simplest-first", description="which tasks get queries and solvers first (`synth trajectories`)")
     min_verified: int = Field(default=2, ge=0, description="solver-verified trajectories the run must produce")
+    writer_llm: str | None = Field(default=None, exclude_if=_absent,
+                                   description="the query writer's model (`LLM_SPEC`); None: the run's `llm`")
+    user_llm: str | None = Field(default=None, exclude_if=_absent,
+                                 description="the user simulator's model (`LLM_SPEC`); None: the run's `llm`")
+    judge_llm: str | None = Field(default=None, exclude_if=_absent,
+                                  description="the judge of read-only answers (`LLM_SPEC`); None: no judge")
+
+    @field_validator("writer_llm", "user_llm", "judge_llm")
+    @classmethod
+    def _roles(cls, value: str | None) -> str | None:
+        return _role_llm(value)
+
+    def role_llms(self) -> dict[str, str]:
+        """The roles given their own model, by role (`writer`, `user`, `judge`)."""
+        roles = {"writer": self.writer_llm, "user": self.user_llm, "judge": self.judge_llm}
+        return {role: spec for role, spec in roles.items() if spec is not None}
 
 
 class ExportStage(SpecModel):
