@@ -22,6 +22,7 @@ from envfactory.build.differential_suite import (
     LIBRARY,
     aws_library_envs,
     classify,
+    idempotency_token,
     key_cause,
     run_suite,
 )
@@ -100,6 +101,21 @@ def test_classification_rules() -> None:
     klass, cause = classify(unbound, dup, False, None, "ParamValidationError", set())
     assert klass == "ours_wrong" and "invents a key" in cause
     assert classify(_mismatch("listed records differ", aspect="state"), dup, False, None, None, set())[0] == "ours_wrong"
+    # a repeated create with the same idempotency token: ours answers the first record, as the API
+    # documents; moto makes a second one
+    klass, cause = classify(_mismatch("NetworkId differs", aspect="field"), dup, False, None, None, set(),
+                            "ClientRequestToken")
+    assert klass == "moto_limitation" and "idempotency token ClientRequestToken" in cause
+    assert classify(_mismatch("x"), dup, False, "rule_violation", None, set(), "ClientRequestToken")[0] == "ours_wrong"
+
+
+def test_idempotency_tokens_come_from_the_api_model() -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    assert idempotency_token(session.get_service_model("managedblockchain"), "CreateNetwork") == "ClientRequestToken"
+    assert idempotency_token(session.get_service_model("ivs"), "CreateChannel") is None
+    assert idempotency_token(session.get_service_model("ivs"), "NoSuchOperation") is None
 
 
 def test_key_cause_names_the_create_that_handed_out_an_id_the_api_does_not_know() -> None:

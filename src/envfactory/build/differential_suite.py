@@ -17,7 +17,9 @@ Contract:
   the reason in `not_compared` rather than shipping it as agreeing.
 - Classification of a scenario's disagreements, first rule that applies: an operation moto answers
   "Not yet implemented" (or crashes on as unimplemented) -> `moto_limitation`; any later disagreement
-  in a scenario that already disagreed -> `follow_on`; a reference call whose bound id was absent
+  in a scenario that already disagreed -> `follow_on`; a repeated create (`duplicate`) both sides
+  accept, of an operation whose model marks an idempotency token, whose answers differ ->
+  `moto_limitation` (moto makes a second record; the API answers the first, as ours does); a reference call whose bound id was absent
   from the reference's earlier answer -> `ours_wrong` (our create invents an id the API does not
   return); ours succeeds where moto refuses -> `ours_wrong`; ours refuses as `invalid_arguments` a
   value the shape forbids where moto accepts it -> `moto_limitation`; ours refuses with a kind that an
@@ -66,7 +68,7 @@ from envfactory.spec import DifferentialMismatch, declarative_model
 from envfactory.spec.verification import ReferenceRun
 from envfactory.store.atomic import write_atomic
 
-__all__ = ["CI_SUBSET", "aws_library_envs", "classify", "key_cause", "main", "moto_operations", "run_env", "run_suite"]
+__all__ = ["CI_SUBSET", "aws_library_envs", "classify", "idempotency_token", "key_cause", "main", "moto_operations", "run_env", "run_suite"]
 
 LIBRARY = Path(__file__).parents[1] / "library"
 BATCH_TIMEOUT_S = 600.0
@@ -140,20 +142,34 @@ def _declared_errors(model: Any, operation: str) -> set[str]:
     return {shape.name for shape in model.operation_model(operation).error_shapes}
 
 
+def idempotency_token(model: Any, operation: str) -> str | None:
+    """The input member the API model marks `idempotencyToken` for `operation` (e.g. Managed
+    Blockchain's `ClientRequestToken`), or None."""
+    if operation not in model.operation_names:
+        return None
+    shape = model.operation_model(operation).input_shape
+    members = shape.members if shape is not None else {}
+    return next((name for name, member in members.items() if member.metadata.get("idempotencyToken")), None)
+
+
 def _unimplemented(message: str | None) -> bool:
     text = message or ""
     return "Not yet implemented" in text or "has not been implemented" in text
 
 
 def classify(mismatch: DifferentialMismatch, scenario: SuiteScenario, earlier: bool, ours_kind: str | None,
-             reference_code: str | None, declared: set[str]) -> tuple[DisagreementClass, str]:
-    """The class and cause of one disagreement (module contract, "Classification")."""
+             reference_code: str | None, declared: set[str], token: str | None = None) -> tuple[DisagreementClass, str]:
+    """The class and cause of one disagreement (module contract, "Classification"); `token`: the
+    operation's idempotency-token member, if the model marks one."""
     op, tool = mismatch.operation, mismatch.tool
     reference_text = str(mismatch.reference or "")
     if reference_code in {"404", REFERENCE_CRASH} and _unimplemented(reference_text):
         return "moto_limitation", f"moto {MOTO_VERSION} does not implement {op}"
     if earlier:
         return "follow_on", "follows the scenario's first disagreement"
+    if token and scenario.category == "duplicate" and ours_kind is None and reference_code is None:
+        return "moto_limitation", (f"moto {MOTO_VERSION} ignores {op}'s idempotency token {token}: the repeated "
+                                   "create with the same token makes a second record where ours answers the first")
     if mismatch.aspect != "outcome":
         return "ours_wrong", f"{tool}: {mismatch.aspect} differs from the API's answer ({mismatch.detail[:80]})"
     if reference_code == "ParamValidationError" and "value: None" in reference_text:
@@ -264,7 +280,8 @@ def run_env(env_dir: Path, service: str, *, seed: int = 0, timeout_s: float = BA
             ours = prep.ours.results[mismatch.step]
             theirs = run.reference_run.outcomes[mismatch.step]
             klass, cause = classify(mismatch, scenario, index > 0, ours.error.kind if ours.error else None,
-                                    theirs.error_code, _declared_errors(model, mismatch.operation))
+                                    theirs.error_code, _declared_errors(model, mismatch.operation),
+                                    idempotency_token(model, mismatch.operation))
             code_kind = AWS_ERROR_KINDS.get(theirs.error_code or "")
             if klass == "ours_wrong" and mismatch.aspect == "outcome" and (
                     theirs.error_code == "ParamValidationError" or (ours.ok and code_kind == "not_found")):
