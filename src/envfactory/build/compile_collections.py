@@ -217,14 +217,16 @@ _KEY_SUFFIXES = frozenset({"id", "ids", "name", "arn", "url", "key", "identifier
 
 
 def key_names_noun(arg: str, noun: str) -> bool:
-    """Whether key argument `arg` names a record of `noun`: its words without an id-like suffix (`WorkerId`
-    → worker) are the last words of the noun (`Worker`, `BlockedWorker`; `RuleSetName` → `ReceiptRuleSet`),
-    or nothing is left (`Id`). `WorkerId` does not name a `WorkerBlock`: a block is about a worker."""
+    """False when key argument `arg` names an entity that `noun` is a record *about*: its words without an
+    id-like suffix (`WorkerId` → worker) stand in the noun but are not its last words (`WorkerBlock`: a
+    block is about a worker, `WorkerId` names the worker). True otherwise: the arg's words end the noun
+    (`RuleSetName` → `ReceiptRuleSet`, `ServiceId` → `Service`), nothing is left (`Id`), or the noun
+    does not mention them at all (`Catalog` keying `SellingSystemSettings`: no evidence either way)."""
     left = [singular(w) for w in words(arg)]
     while left and left[-1] in _KEY_SUFFIXES:
         left.pop()
     nouns = [singular(w) for w in words(noun)]
-    return not left or nouns[-len(left):] == left
+    return not left or nouns[-len(left):] == left or left[0] not in nouns
 
 
 def link_parents(coll: CollectionPlan, by_noun: Mapping[str, CollectionPlan], *, named: bool = False) -> None:
