@@ -171,6 +171,9 @@ class EnvSpec(SpecModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        unknown = sorted(set(self.meta.user_tools) - set(names))
+        if unknown:
+            raise ValueError(f"meta.user_tools names tools the environment does not have: {', '.join(unknown)}")
         impl = self.implementation
         if isinstance(impl, HybridImplementation):
             authored = set(impl.authored.tools)

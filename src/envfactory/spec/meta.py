@@ -23,6 +23,10 @@ def _first_generation(value: int) -> bool:
     return value == 1
 
 
+def _none(value: list[str]) -> bool:
+    return not value
+
+
 class Provenance(SpecModel):
     """One authentic resource an environment was derived from."""
 
@@ -49,6 +53,12 @@ class EnvMeta(SpecModel):
     description: str = ""
     policy: str = Field(default="", description="rules an agent must follow, shown in its prompt")
     provenance: list[Provenance] = Field(default_factory=list)
+    # left out of the file when empty, so environments written before it existed keep their hashes
+    user_tools: list[str] = Field(
+        default_factory=list, exclude_if=_none,
+        description="tools of this environment that only the person the service acts for may call (a "
+                    "confirmation, approval or verification the service requires from the account holder); "
+                    "synthesised conversational and RL tasks give them to the user simulator, never to the agent")
 
     @field_validator("name")
     @classmethod

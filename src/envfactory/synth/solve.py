@@ -3,7 +3,8 @@
 Contract:
 - `solver_task(task, texts, ...)` is the task as a solver sees it: one scripted turn with the query
   (`sft-single`, `rl`), or the gold chain split into turns voiced by the user simulator (`sft-conv`),
-  each turn holding its own gold calls. The split is seeded: walk the chain and close a turn when it holds
+  each turn holding its own gold calls (the agent's: the person's own steps, `synth.person`, are given to
+  the user simulator through `user_tools` and the turn's text). The split is seeded: walk the chain and close a turn when it holds
   `max_turn_tools` calls, or with probability (calls in the turn) / `max_turn_tools` (METHOD §6.1).
 - `attempt` opens a fresh session group on the task's initial state for every attempt (attempts never
   share state), runs the loop, and scores it with `verify.rewards.task_reward` — live final state and
@@ -54,8 +55,10 @@ def split_turns(calls: Sequence[GoldCall], max_turn_tools: int, rng: random.Rand
 
 
 def solver_task(task: Task, turn_texts: Sequence[str], segments: Sequence[Sequence[GoldCall]], *,
-                conversational: bool, persona: str, known_info: Sequence[str]) -> Task:
-    """`task` with its turns replaced by the query turns; `segments[i]` are turn i's gold calls."""
+                conversational: bool, persona: str, known_info: Sequence[str], user_tools: Sequence[str] = ()) -> Task:
+    """`task` with its turns replaced by the query turns; `segments[i]` are turn i's gold calls (the
+    agent's). `user_tools`, when given, are the person's tools (`synth.person`): the task's `user_tools`,
+    never offered to the agent, given to the user simulator."""
     if len(turn_texts) != len(segments):
         raise ValueError("one text per turn segment is needed")
     turns = []
@@ -67,7 +70,10 @@ def solver_task(task: Task, turn_texts: Sequence[str], segments: Sequence[Sequen
         else:
             user = ScriptedUser(text=text)
         turns.append(Turn(user=user, gold_calls=list(calls)))
-    return Task.create(**{**task.model_dump(exclude={"id", "turns"}), "turns": [t.model_dump() for t in turns]})
+    fields = {**task.model_dump(exclude={"id", "turns"}), "turns": [t.model_dump() for t in turns]}
+    if user_tools:
+        fields["user_tools"] = sorted(user_tools)
+    return Task.create(**fields)
 
 
 def attempt(solver: LLMClient, task: Task, envs: Sequence[Environment], *, index: int, seed: int,

@@ -14,6 +14,12 @@ With a judge model (`deps.judge`), every attempt on a read-only task that ended 
 judged (`synth.judge`): the verdict is recorded on the attempt as its own component and in the funnel,
 and only orders verified attempts of equal reward; it never makes an attempt verified.
 
+The person's own steps (`synth.person`): in `sft-conv` and `rl`, gold calls of tools the environments'
+specs mark as the account holder's (`EnvMeta.user_tools`) leave the agent's gold calls; the task marks
+those tools (`Task.user_tools`: never offered to the agent), and the user simulator voices the task, is
+told in its hidden intent what only it can do, and makes those calls itself. A chain of only such calls
+is dropped (`person_only`). `sft-single` keeps the whole chain for the agent.
+
 With `deps.executor` (and `deps.models`), tasks run as `exec` work items (`synth_trajectory`), each item
 file written as it comes back; a task whose worker failed is not written (a resumed run retries it) and
 the stage fails naming it.
@@ -59,6 +65,7 @@ from envfactory.spec.work_items import TrajectoryWorkItem, WorkerModel
 from envfactory.store import StageDir, Workspace
 from envfactory.synth.judge import judge_attempt, judge_prompt_hash, needs_judge
 from envfactory.synth.overspec import score_overspecification
+from envfactory.synth.person import PersonSplit, person_note, person_tools
 from envfactory.synth.queries import (
     REFINER_SYSTEM,
     WRITER_SYSTEM,
@@ -176,6 +183,8 @@ class _ItemRun:
         self.judge = CountingClient(deps.judge) if deps.judge is not None and needs_judge(task) else None
         self.rng = random.Random(f"{config.seed}:{task.id}")
         self.conversational = config.preset == "sft-conv" and len(task.gold_calls()) > 1
+        self.user_tools: list[str] = []
+        self.notes: list[str] = []
 
     def _usage(self, item: TrajectoryItem) -> TrajectoryItem:
         clients = (self.writer, self.solver, self.user_client, *((self.judge,) if self.judge else ()))
@@ -187,8 +196,19 @@ class _ItemRun:
     def run(self) -> TrajectoryItem:
         envs = [self.deps.environment(ref.name) for ref in self.task.envs]
         tools = _tool_specs(self.task, envs)
-        calls = self.task.gold_calls()
-        segments = split_turns(calls, self.config.max_turn_tools, self.rng) if self.conversational else [calls]
+        # the person's own steps (synth.person): only where a user simulator can take them
+        marked = person_tools(self.task, envs) if self.config.preset in ("sft-conv", "rl") else frozenset()
+        split = PersonSplit.of(self.task.gold_calls(), marked)
+        calls = split.agent
+        if not calls:
+            return self._usage(TrajectoryItem(task_id=self.task.id, status="dropped", reason="person_only",
+                                              detail="every gold call is the person's: nothing for the agent"))
+        self.user_tools = sorted(marked)
+        if split.person:  # the person acts: a user simulator voices the task, in one turn for `rl`
+            self.conversational = True
+        many = self.config.preset == "sft-conv" and len(calls) > 1
+        segments = split_turns(calls, self.config.max_turn_tools, self.rng) if many else [calls]
+        self.notes = [person_note(self.task, steps, tools) for steps in split.per_turn(segments)]
         domain = self.task.origin.domain
         record = QueryRecord()
         explicit: list[str] = []
@@ -224,8 +244,9 @@ class _ItemRun:
     def _solve(self, record: QueryRecord, explicit: list[str], refined: list[str],
                segments: list[list[GoldCall]], known: list[str]) -> TrajectoryItem:
         def variant(texts: list[str]) -> Task:
-            return solver_task(self.task, texts, segments, conversational=self.conversational,
-                               persona=record.persona, known_info=known)
+            voiced = [f"{text}\n\n{note}" if note else text for text, note in zip(texts, self.notes, strict=True)]
+            return solver_task(self.task, voiced, segments, conversational=self.conversational,
+                               persona=record.persona, known_info=known, user_tools=self.user_tools)
 
         tries: list[tuple[Literal["refined", "explicit"], Task]] = []
         if refined:

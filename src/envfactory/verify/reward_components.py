@@ -175,15 +175,24 @@ class EpisodeFacts:
         )
 
     @cached_property
+    def agent_log(self) -> list[tuple[ToolCall, ToolResult]]:
+        """The calls the agent made: the log without calls of the task's user-side tools
+        (`Task.user_tools`), which only the user simulator can make (the agent loop refuses the agent's
+        own calls of them before they run). The person's calls are scored by the state they leave, never
+        penalised as the agent's."""
+        user_tools = frozenset(self.task.user_tools)
+        return [(call, result) for call, result in self.log if call.tool not in user_tools]
+
+    @cached_property
     def failed_writes(self) -> int:
-        """Calls to write tools that failed for a reason other than malformed input (counted apart)."""
-        return sum(1 for call, result in self.log if call.tool in self.write_tools and result.error is not None
+        """The agent's calls to write tools that failed for a reason other than malformed input (counted apart)."""
+        return sum(1 for call, result in self.agent_log if call.tool in self.write_tools and result.error is not None
                    and result.error.kind not in MALFORMED_KINDS)
 
     @cached_property
     def malformed(self) -> int:
-        """Calls rejected as `invalid_arguments` or `unknown_tool`, whatever the tool."""
-        return sum(1 for _, r in self.log if r.error is not None and r.error.kind in MALFORMED_KINDS)
+        """The agent's calls rejected as `invalid_arguments` or `unknown_tool`, whatever the tool."""
+        return sum(1 for _, r in self.agent_log if r.error is not None and r.error.kind in MALFORMED_KINDS)
 
     @cached_property
     def answer_facts(self) -> list[str]:
@@ -275,7 +284,7 @@ def malformed_calls(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
     the calls, so padding an episode with reads cannot dilute it."""
     return RewardComponent(name=term.name, role="factor", weight=term.weight,
                            score=_per_call(term, facts.malformed, 0.2),
-                           detail=f"{facts.malformed}/{len(facts.log)} calls malformed")
+                           detail=f"{facts.malformed}/{len(facts.agent_log)} calls malformed")
 
 
 def failed_writes(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
@@ -289,7 +298,9 @@ def failed_writes(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
 def extra_writes(facts: EpisodeFacts, term: RewardTerm) -> RewardComponent:
     """(1 - penalty) ** (successful writes that match no gold call): grows with every unnecessary write,
     without a floor, so spamming writes never pays."""
-    extra = sum(1 for i, c in enumerate(facts.successful) if c.tool in facts.write_tools and i not in facts.gold_matches)
+    user_tools = frozenset(facts.task.user_tools)  # the person's writes are scored by the state, not as extra
+    extra = sum(1 for i, c in enumerate(facts.successful)
+                if c.tool in facts.write_tools and c.tool not in user_tools and i not in facts.gold_matches)
     return RewardComponent(name=term.name, role="factor", weight=term.weight,
                            score=_per_call(term, extra, 0.3),
                            detail=f"{extra} successful write(s) outside the gold calls")

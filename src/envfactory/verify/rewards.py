@@ -28,6 +28,10 @@ weights and `factor` components (penalties, gates) multiply that average. The li
   state values named and by alternatives to a fact); 0 without an answer, so a read-only task never
   scores for doing nothing.
 
+Calls of the task's user-side tools (`Task.user_tools`) are the user simulator's: the agent loop never
+runs the agent's calls of them. They count in the state (`final_state`, `changed_state`) like any
+other change, and never in the three penalties above, which count the agent's calls.
+
 Defaults and their reasons: docs/rewards.md. Everything is a pure function of the task, the initial and final states and the call log; the same
 inputs give the same reward. An unknown component name raises `ValueError`.
 """
