@@ -182,6 +182,35 @@ def test_plain_naming_refuses_collisions(shop: Environment) -> None:
     assert len(open_group([shop, copy]).tools) == 2 * len(shop.tools)
 
 
+def test_groups_over_the_same_environments_share_routes_and_a_collision_is_refused_every_time(shop: Environment) -> None:
+    tracker = load_env("tracker")
+    first, second = open_group([shop, tracker], naming="plain"), open_group([shop, tracker], naming="plain")
+    assert first._routes is second._routes and first.tools == second.tools  # derived once, only read
+    assert first.route("get_task") == ("tracker", "get_task")
+    assert open_group([tracker, shop]).route("shop__get_order") == ("shop", "get_order")
+    assert shop.directory is not None
+    data = read_json_file(shop.directory / "env.json")
+    data["meta"]["name"] = "shop_twin"
+    twin = Environment.create(backend_for(parse_env_document(data, "twin"), None))
+    for _ in range(2):  # a refused group is never cached
+        with pytest.raises(SpecError, match="use qualified naming"):
+            open_group([shop, twin], naming="plain")
+
+
+def test_the_group_log_records_each_call_as_made_even_when_the_caller_changes_its_arguments(shop: Environment) -> None:
+    group = open_group([shop], naming="plain")
+    arguments = {"id": "cus_0001", "amount": 3}
+    group.call("top_up_wallet", arguments)
+    arguments["amount"] = 99  # after the call: the log keeps what was called
+    fork = group.fork()
+    fork.call("get_order", {"id": "nope"})
+    (call, result), = group.log
+    assert (call.tool, call.id, call.arguments, result.tool, result.step) == (
+        "top_up_wallet", "call_0", {"id": "cus_0001", "amount": 3}, "top_up_wallet", 0)
+    assert group.log[0][0] is call  # built once, as when it was built with the call
+    assert [c.tool for c, _ in fork.log] == ["top_up_wallet", "get_order"] and len(group.log) == 1
+
+
 def test_explicitly_repeating_a_final_transition_is_refused(shop: Environment) -> None:
     session = open_session(shop)
     order = session.call("create_order", order_args()).output["id"]  # type: ignore[index]

@@ -19,14 +19,20 @@ Contract:
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
 import orjson
 
 from envfactory.errors import SpecError, ToolError
-from envfactory.eval.bfcl_toolkit import BfclState, BfclToolkit, new_instance, public_attributes, run_call
+from envfactory.eval.bfcl_toolkit import (
+    BfclState,
+    BfclToolkit,
+    new_instance,
+    parse_scenario,
+    public_attributes,
+    run_call,
+)
 from envfactory.runtime import Environment
 from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.sources import CallContext
@@ -56,7 +62,7 @@ class LiveBfclState:
 
     def _live(self) -> Any:
         if self._instance is None:
-            instance = new_instance(self.backend, json.loads(self.scenario), self.long_context, owned=True)
+            instance = new_instance(self.backend, parse_scenario(self.scenario), self.long_context, owned=True)
             for name, arguments in self.calls:
                 run_call(instance, name, arguments)
             self._instance = instance

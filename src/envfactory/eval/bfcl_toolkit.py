@@ -230,6 +230,16 @@ def new_instance(backend: str, scenario: dict[str, Any], long_context: bool, *, 
     return instance
 
 
+def parse_scenario(scenario: str) -> Any:
+    """A state's scenario JSON text as Python data: orjson where it reads it (the same values in the same key
+    order), `json` for what only `json` reads (NaN and infinities as `json.dumps` writes them, integers
+    past 64 bits)."""
+    try:
+        return orjson.loads(scenario)
+    except orjson.JSONDecodeError:
+        return json.loads(scenario)
+
+
 def run_call(instance: Any, name: str, arguments: dict[str, Any]) -> str:
     """One call on a live instance (on a copy of `arguments`), rendered as BFCL renders results."""
     try:
@@ -362,7 +372,7 @@ def live_instance(state: BfclState) -> Any:
     key = _history(state)
     instance = _LIVE.pop(key, None) if key is not None else None
     if instance is None:
-        instance = new_instance(state.backend, json.loads(state.scenario), state.long_context, owned=True)
+        instance = new_instance(state.backend, parse_scenario(state.scenario), state.long_context, owned=True)
         for past in state.calls:
             run_call(instance, past.name, past.arguments)
     return instance

@@ -8,13 +8,14 @@ canonical hash of the per-environment hashes.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from envfactory.errors import SessionClosedError, SpecError
 from envfactory.runtime.environment import Environment
-from envfactory.runtime.session import Session, _error, open_session
+from envfactory.runtime.session import Session, _error, _LogEntry, open_session
 from envfactory.runtime.sources import ClockConfig
 from envfactory.spec import Snapshot, StateDiff, ToolCall, ToolResult, ToolSpec, content_hash
 from envfactory.spec.base import trusted_construct
@@ -41,20 +42,9 @@ class SessionGroup:
             raise SpecError("a session group needs at least one environment")
         self._sessions = dict(sessions)
         self._naming = naming
-        self._routes: dict[str, tuple[str, str]] = {}
-        self._tools: list[ToolSpec] = []
-        for env_name, session in self._sessions.items():
-            for spec in session.tools:
-                name = qualified_name(env_name, spec.name) if naming == "qualified" else spec.name
-                if not _NAME.match(name):
-                    raise SpecError(f"tool name {name!r} does not match ^[A-Za-z0-9_-]{{1,64}}$ (shorten the env or tool name)")
-                if name in self._routes:
-                    other = self._routes[name][0]
-                    raise SpecError(f"tool {name!r} exists in both {other} and {env_name}; use qualified naming")
-                self._routes[name] = (env_name, spec.name)
-                # Specs are frozen: under its own name (plain naming) the environment's spec is shared.
-                self._tools.append(spec if name == spec.name else spec.model_copy(update={"name": name}))
-        self._log: list[tuple[ToolCall, ToolResult]] = log if log is not None else []
+        self._routes, self._tools = _routes(self._sessions, naming)
+        # Read through `log`, which builds each `_Entry`'s ToolCall: a given list is kept (and appended to) as before.
+        self._log: list[tuple[ToolCall, ToolResult] | _Entry] = cast(Any, log) if log is not None else []
         self._closed = False
 
     @property
@@ -75,7 +65,7 @@ class SessionGroup:
     @property
     def log(self) -> list[tuple[ToolCall, ToolResult]]:
         """Every call made through the group with its result, in order (a copy)."""
-        return list(self._log)
+        return [entry.pair() if isinstance(entry, _Entry) else entry for entry in self._log]
 
     def route(self, name: str) -> tuple[str, str] | None:
         """(environment, tool) behind a group tool name, or None."""
@@ -100,7 +90,8 @@ class SessionGroup:
             # `model_copy(update=...)`, built without pydantic's copy machinery (a hot path: every call
             # of synthesis and evaluation goes through a group).
             result = trusted_construct(ToolResult, {**inner.__dict__, "tool": name, "step": step})
-            call = trusted_construct(ToolCall, {**session.last_call().__dict__, "tool": name})
+            self._log.append(_Entry(session._last_entry(), name, result))
+            return result
         self._log.append((call, result))
         return result
 
@@ -135,7 +126,9 @@ class SessionGroup:
     def fork(self) -> SessionGroup:
         """An independent group continuing from this one's states, clocks, RNGs and call log."""
         self._check_open()
-        return SessionGroup({env: s.fork() for env, s in self._sessions.items()}, self._naming, list(self._log))
+        group = SessionGroup({env: s.fork() for env, s in self._sessions.items()}, self._naming)
+        group._log = list(self._log)  # entries are never changed: the fork shares them
+        return group
 
     def diff(self, other: SessionGroup) -> dict[str, StateDiff]:
         """Per environment, the difference from this group's states to `other`'s (a group over the same envs)."""
@@ -153,6 +146,60 @@ class SessionGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Entry:
+    """A call made through the group, recorded as the session's log entry under the group's tool name; the
+    `ToolCall` is built (once) when someone reads the log."""
+
+    __slots__ = ("_call", "_entry", "_name", "result")
+
+    def __init__(self, entry: _LogEntry, name: str, result: ToolResult) -> None:
+        self._entry = entry
+        self._name = name
+        self.result = result
+        self._call: ToolCall | None = None
+
+    def pair(self) -> tuple[ToolCall, ToolResult]:
+        if self._call is None:
+            self._call = trusted_construct(ToolCall, {**self._entry.call().__dict__, "tool": self._name})
+        return self._call, self.result
+
+
+_Routes = tuple[dict[str, tuple[str, str]], list[ToolSpec]]
+# Routes and tool specs by naming and (environment, spec content hash) pairs: a group over environments
+# seen before takes them instead of deriving them again (both are only read). Bounded, oldest dropped.
+_ROUTES: dict[tuple[str, tuple[tuple[str, str], ...]], _Routes] = {}
+_ROUTES_LIMIT = 256
+
+
+def _routes(sessions: dict[str, Session], naming: Naming) -> _Routes:
+    """Each group tool name's (environment, tool) and the tool specs under group names; `SpecError` for an
+    invalid or colliding name."""
+    hashes = tuple((env_name, session.env.spec.content_hash) for env_name, session in sessions.items())
+    key = (naming, hashes) if all(content for _, content in hashes) else None
+    cached = _ROUTES.get(key) if key is not None else None
+    if cached is not None:
+        return cached
+    routes: dict[str, tuple[str, str]] = {}
+    tools: list[ToolSpec] = []
+    for env_name, session in sessions.items():
+        for spec in session.env.spec.tools:
+            name = qualified_name(env_name, spec.name) if naming == "qualified" else spec.name
+            if not _NAME.match(name):
+                raise SpecError(f"tool name {name!r} does not match ^[A-Za-z0-9_-]{{1,64}}$ (shorten the env or tool name)")
+            if name in routes:
+                other = routes[name][0]
+                raise SpecError(f"tool {name!r} exists in both {other} and {env_name}; use qualified naming")
+            routes[name] = (env_name, spec.name)
+            # Specs are frozen: under its own name (plain naming) the environment's spec is shared.
+            tools.append(spec if name == spec.name else spec.model_copy(update={"name": name}))
+    if key is not None:
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # a cache: a racing thread is harmless
+            while len(_ROUTES) >= _ROUTES_LIMIT:
+                _ROUTES.pop(next(iter(_ROUTES)))
+        _ROUTES[key] = (routes, tools)
+    return routes, tools
 
 
 def open_group(

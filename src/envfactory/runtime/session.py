@@ -127,6 +127,10 @@ class Session:
         """How many calls the session has made (failed ones included)."""
         return len(self._log)
 
+    def _last_entry(self) -> _LogEntry:
+        """The most recent call's log entry (for `SessionGroup`'s log); IndexError when none was made."""
+        return self._log[-1]
+
     def last_call(self) -> ToolCall:
         """The most recent call as recorded (arguments parsed); raises IndexError when none was made."""
         return self._log[-1].call()

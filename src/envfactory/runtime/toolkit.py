@@ -202,6 +202,7 @@ class _CompiledTool:
     returns: TypeAdapter[Any]
     returns_name: str
     plain: bool = False  # `toolkit_schemas.plain_arguments`: schema-checked arguments are the kwargs as they are
+    returns_str: bool = False  # declared `-> str`: a result of exactly type str is its own JSON dump
 
     def convert(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """JSON arguments (already schema-checked) → keyword arguments of the python types (the same
@@ -223,6 +224,8 @@ class _CompiledTool:
 
     def run(self, toolkit: Toolkit[Any], kwargs: dict[str, Any]) -> Any:
         result = self.function(toolkit, **kwargs)
+        if self.returns_str and type(result) is str:
+            return result
         try:
             return self.returns.dump_python(result, mode="json", by_alias=True, warnings="error")
         except PydanticSerializationError as exc:
@@ -323,6 +326,7 @@ def _compile_tool(
         returns=returns,
         returns_name=type_name(return_type),
         plain=plain_arguments(model, input_schema),
+        returns_str=return_type is str,
     )
 
 
