@@ -279,7 +279,8 @@ class EnvelopeDecl(SpecModel):
     """Where an operation's result stands in its response, as the source's response schema defines it.
 
     - `list`: the page of records under `records` (`{"jobs": [...]}`), the next-page token under
-      `next_token` and the number of matching records under `total`, each left out when None.
+      `next_token` (absent from the answer on the last page) and the number of matching records under
+      `total`, each left out when None.
     - `create` / `get` / `update` / `patch`: the record under `records` (`{"GameServerGroup": {...}}`).
     Without an envelope a list answers `{items, next_page_token, total}` and the others the bare record.
     """

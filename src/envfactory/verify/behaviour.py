@@ -23,6 +23,10 @@ Contract:
   holds values present in the initial (seed) state, used only as setup arguments (a parent key when
   the parent cannot be created), never as expectations. Deterministic: every generated value comes
   from `random.Random(f"{seed}:{scenario id}")`.
+- `tokens` (tool name -> argument) names the idempotency tokens of a generation-2 environment
+  (`OperationDecl.idempotency`): every call of such a tool sends a token no earlier call of the scenario
+  sent, so two different creates never share one (which generation 2 refuses as a conflict). Without
+  `tokens` (generation 1) the arguments are as before, so stored suites stay byte for byte.
 """
 
 from __future__ import annotations
@@ -54,8 +58,10 @@ class _Draft:
     """The steps of one scenario being written, with its own seeded RNG and fresh-value counter."""
 
     def __init__(self, sid: str, seed: int, facts: Mapping[str, CollectionFacts],
-                 pool: Mapping[str, Sequence[str]]) -> None:
+                 pool: Mapping[str, Sequence[str]], tokens: Mapping[str, str] | None = None) -> None:
         self.sid = sid
+        self.tokens = tokens or {}  # tool -> its idempotency-token argument (generation 2)
+        self.sent_tokens: set[tuple[str, Any]] = set()
         self.rng = random.Random(f"{seed}:{sid}")
         self.facts = facts
         self.pool = pool
@@ -83,9 +89,24 @@ class _Draft:
         low = schema.get("minLength", 0) if isinstance(schema, dict) else 0
         return MISSING.ljust(low if isinstance(low, int) else 0, "0")
 
+    def fresh_token(self, op: OpFacts, arguments: dict[str, Any]) -> None:
+        """Give `op`'s idempotency-token argument, where `arguments` has one, a value this scenario has not
+        sent to `op` yet (in place; `tokens` empty: nothing)."""
+        arg = self.tokens.get(op.name)
+        if arg is None or arg not in arguments or ((op.name, repr(arguments[arg])) not in self.sent_tokens \
+                and arguments[arg] not in self.pool.get(arg, ())):
+            return
+        arguments[arg] = self.fresh(op.args.get(arg, {"type": "string"}))
+
     def add(self, op: OpFacts, arguments: dict[str, Any], expect: StepExpect, because: str,
             capture: dict[str, list[str]] | None = None, follow_token: str | None = None) -> None:
-        """Append one call."""
+        """Append one call (an idempotency token already sent to the tool is drawn afresh)."""
+        if self.tokens:
+            arguments = dict(arguments)
+            self.fresh_token(op, arguments)
+            arg = self.tokens.get(op.name)
+            if arg is not None and arg in arguments:
+                self.sent_tokens.add((op.name, repr(arguments[arg])))
         shape, keys = op.response()
         self.steps.append(BehaviourStep(tool=op.name, arguments=arguments, expect=expect, because=because,
                                         capture=capture or {}, follow_token=follow_token, response=shape,
@@ -145,6 +166,8 @@ class _Draft:
                 args[name] = self.fresh(schema)
         self.references(coll, create, args, parents, depth)
         args.update(extra or {})
+        if self.tokens:
+            self.fresh_token(create, args)
         fields = {create.source_of(k): v for k, v in args.items() if k not in parents and _scalar(v)
                   and create.source_of(k) in coll.record_fields - coll.read_only}
         expect = StepExpect(outcome="setup" if setup else "ok", fields={} if setup else fields)
@@ -510,8 +533,8 @@ _KINDS: tuple[tuple[BehaviourKind, Callable[..., str | None]], ...] = (("lifecyc
 
 
 def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations: Mapping[str, Operation], *,
-                       pool: Mapping[str, Sequence[str]] | None = None, seed: int = 0
-                       ) -> tuple[list[BehaviourScenario], list[str]]:
+                       pool: Mapping[str, Sequence[str]] | None = None, seed: int = 0,
+                       tokens: Mapping[str, str] | None = None) -> tuple[list[BehaviourScenario], list[str]]:
     """Scenarios and the reasons others were not written (module contract)."""
     facts = spec_facts(tools, proposal, operations)
     scenarios: list[BehaviourScenario] = []
@@ -533,7 +556,7 @@ def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations
                           partial(_reference, coll=coll, op=op, arg=arg))
                          for op, arg in _reference_targets(facts, coll)]
         for kind, sid, run in jobs:
-            draft = _Draft(sid, seed, facts, pool or {})
+            draft = _Draft(sid, seed, facts, pool or {}, tokens)
             reason = run(draft)
             written = draft.scenario(kind, coll, sid.replace(":", " ")) if reason is None else None
             if written is not None:

@@ -3,7 +3,11 @@
 Contract:
 - `generate_suite(env, proposal, operations, *, seed)` writes the suite from the SOURCE spec (the
   scenarios of `behaviour.generate_scenarios`, with the default seed's values as setup pool, and the
-  prose rules of `rules_extract` with their violating scenarios); nothing is run. Deterministic.
+  prose rules of `rules_extract` with their violating scenarios); nothing is run. Deterministic. For an
+  environment compiled at generation 2 or later, each call of a tool with an idempotency token sends a
+  token not sent before in its scenario (`idempotency_args`); a generation-1 suite is unchanged.
+- `idempotency_args(env)`: tool name -> idempotency-token argument of a generation >= 2 declarative
+  environment (`OperationDecl.idempotency`); empty for generation 1 and for Python environments.
 - `run_suite(env, suite)` runs every scenario in a fresh session (`behaviour_run.run_behaviour`, seed
   `suite.seed`) and returns the verdicts and checks.
 - `with_known_failures(suite, verdicts, checks)` is the suite with `known_failures` set to exactly the
@@ -27,13 +31,14 @@ from envfactory.spec import CheckResult, Operation
 from envfactory.spec.base import content_hash
 from envfactory.spec.behaviour import BehaviourCheck, BehaviourSuite, ScenarioVerdict
 from envfactory.spec.build import Proposal
+from envfactory.spec.env import DeclarativeImplementation
 from envfactory.verify.behaviour import generate_scenarios
 from envfactory.verify.behaviour_probes import open_initial
 from envfactory.verify.behaviour_run import run_behaviour
 from envfactory.verify.envchecks_planner import harvest_state
 from envfactory.verify.rules_extract import extract_rules, rule_scenarios
 
-__all__ = ["GENERATOR_VERSION", "check_behaviour", "generate_suite", "run_suite", "with_known_failures"]
+__all__ = ["GENERATOR_VERSION", "check_behaviour", "generate_suite", "idempotency_args", "run_suite", "with_known_failures"]
 
 GENERATOR_VERSION = 2
 
@@ -44,11 +49,22 @@ def generate_suite(env: Environment, proposal: Proposal, operations: Mapping[str
     pool: dict[str, list[str]] = {}
     harvest_state(open_initial(env, "default", seed).state_json(), pool)
     tools = [t.spec for t in env.tools.values()]
-    scenarios, skipped = generate_scenarios(tools, proposal, operations, pool=pool, seed=seed)
+    tokens = idempotency_args(env)
+    scenarios, skipped = generate_scenarios(tools, proposal, operations, pool=pool, seed=seed, tokens=tokens)
     rules = extract_rules(proposal, operations)
-    ruled, unruled = rule_scenarios(rules, tools, proposal, operations, pool=pool, seed=seed)
+    ruled, unruled = rule_scenarios(rules, tools, proposal, operations, pool=pool, seed=seed, tokens=tokens)
     return BehaviourSuite(env_name=env.name, generator=GENERATOR_VERSION, seed=seed,
                           scenarios=[*scenarios, *ruled], rules=rules, not_generated=[*skipped, *unruled])
+
+
+def idempotency_args(env: Environment) -> dict[str, str]:
+    """Tool name -> its idempotency-token argument, for a declarative environment compiled at generation 2
+    or later (module contract)."""
+    impl = env.spec.implementation
+    if max((p.generation for p in env.spec.meta.provenance), default=1) < 2 \
+            or not isinstance(impl, DeclarativeImplementation):
+        return {}
+    return {name: op.idempotency.arg for name, op in impl.model.operations.items() if op.idempotency is not None}
 
 
 def run_suite(env: Environment, suite: BehaviourSuite

@@ -196,16 +196,17 @@ _WRITERS = {"unique": _unique, "max_length": _length, "min_length": _length, "im
 
 
 def rule_scenarios(rules: Sequence[ProseRule], tools: Sequence[ToolSpec], proposal: Proposal,
-                   operations: Mapping[str, Operation], *, pool: Mapping[str, Sequence[str]], seed: int
-                   ) -> tuple[list[BehaviourScenario], list[str]]:
-    """One violating scenario per rule, and why a rule has none (module contract)."""
+                   operations: Mapping[str, Operation], *, pool: Mapping[str, Sequence[str]], seed: int,
+                   tokens: Mapping[str, str] | None = None) -> tuple[list[BehaviourScenario], list[str]]:
+    """One violating scenario per rule, and why a rule has none (module contract); `tokens` as
+    `behaviour.generate_scenarios` takes them."""
     facts = spec_facts(tools, proposal, operations)
     scenarios: list[BehaviourScenario] = []
     skipped: list[str] = []
     for rule in rules:
         coll = facts.get(rule.collection)
         writer = _WRITERS.get(rule.kind)
-        draft = Draft(rule.id, seed, facts, pool)
+        draft = Draft(rule.id, seed, facts, pool, tokens)
         if coll is None or writer is None:
             skipped.append(f"{rule.id}: {rule.kind} needs state the spec does not let us drive" if coll
                            else f"{rule.id}: no collection {rule.collection}")

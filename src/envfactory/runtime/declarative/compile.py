@@ -147,11 +147,12 @@ def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> 
                 "additionalProperties": False,
             }
         props: dict[str, Any] = {envelope.records: {"type": "array", "items": record}}
-        if envelope.next_token is not None:
-            props[envelope.next_token] = {"type": ["string", "null"]}
+        if envelope.next_token is not None:  # absent on the last page, as the sources leave it out
+            props[envelope.next_token] = {"type": "string"}
         if envelope.total is not None:
             props[envelope.total] = {"type": "integer", "minimum": 0}
-        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+        return {"type": "object", "properties": props, "additionalProperties": False,
+                "required": [name for name in props if name != envelope.next_token]}
     if op.kind == "delete":
         return {
             "type": "object",

@@ -257,7 +257,7 @@ class DeclarativeBackend:
         if envelope is None:
             return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
         output: dict[str, Any] = {envelope.records: _copy(page)}
-        if envelope.next_token is not None:
+        if envelope.next_token is not None and nxt is not None:  # the last page leaves the token out
             output[envelope.next_token] = nxt
         if envelope.total is not None:
             output[envelope.total] = len(records)
