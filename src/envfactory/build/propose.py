@@ -16,6 +16,11 @@ Contract:
   of the same service in another version, or embedding cosine ≥ `DUPLICATE_COSINE` when an embed
   function is given) are dropped, keeping the better-ranked one.
 - Deterministic: the same catalog and arguments give the same proposals (ids are content hashes).
+- Selection (`selection`): "catalog" (the default, the shipped library's) as above; "stateful" first drops
+  every template or placeholder spec (`build.statefulness.template_reason`, skipped with the reason) and
+  scores each proposal from its spec (`build.statefulness.statefulness`: collections, links, status fields,
+  limits, actions, size; bookings and orders in travel and commerce), which becomes its `statefulness`;
+  `rank` then orders by that score first (usefulness breaks ties), with the same spread over providers.
 - With an `llm`, the best `2 × limit_per_domain` candidates of each domain are reviewed
   (`review.review_proposal`: title, description, usefulness as structured output) and re-ranked;
   names, operations and provenance stay the heuristics'. Without one (the library default), no model
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from envfactory.build.errors import BuildError
 from envfactory.build.naming import env_name, snake
 from envfactory.build.review import review_proposal
 from envfactory.build.shapes import ResourceGroup, group_operations
+from envfactory.build.statefulness import TEMPLATE_REASON_PREFIX, statefulness, template_reason
 from envfactory.llm.protocols import LLMClient
 from envfactory.resources.catalog import Catalog, ServiceFilter
 from envfactory.resources.domains import organisation
@@ -46,6 +52,8 @@ MAX_TOOLS = 30
 DUPLICATE_COSINE = 0.95
 # Bumped whenever the same catalog would give other proposals, so cached proposals are not reused.
 PROPOSER_VERSION = 2
+Selection = Literal["catalog", "stateful"]
+"""How proposals are chosen: "catalog" (the shipped library's) or "stateful" (issue 20: scored from the spec)."""
 _CRUD = ("create", "read", "list", "update", "delete")
 _ROLE_ORDER = {"create": 0, "read": 1, "list": 2, "update": 3, "delete": 4, "action": 5}
 
@@ -72,22 +80,22 @@ def permissive_licence(licence: str) -> bool:
 def propose(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
     llm: LLMClient | None = None, limit_per_domain: int = 20,
-    licence_filter: Callable[[str], bool] = permissive_licence,
+    licence_filter: Callable[[str], bool] = permissive_licence, selection: Selection = "catalog",
 ) -> list[Proposal]:
     """The proposals of `propose_batch` (the skip list is dropped; use `propose_batch` to keep it)."""
     return propose_batch(
         catalog, domains=domains, embed=embed, llm=llm, limit_per_domain=limit_per_domain,
-        licence_filter=licence_filter,
+        licence_filter=licence_filter, selection=selection,
     ).proposals
 
 
 def propose_batch(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
     llm: LLMClient | None = None, limit_per_domain: int = 20,
-    licence_filter: Callable[[str], bool] = permissive_licence,
+    licence_filter: Callable[[str], bool] = permissive_licence, selection: Selection = "catalog",
 ) -> ProposalBatch:
     """Proposals for each domain (at most `limit_per_domain` each, domains in the order given) and
-    everything skipped on the way, with reasons."""
+    everything skipped on the way, with reasons; `selection` picks how they are chosen (module contract)."""
     if llm is not None and not isinstance(llm, LLMClient):
         raise BuildError(f"llm must be an LLMClient, not {type(llm).__name__}")
     proposals: list[Proposal] = []
@@ -107,26 +115,36 @@ def propose_batch(
             except Exception as exc:  # a broken spec must not stop the run
                 skipped.append(SkippedResource(resource=entry.id, reason=f"cannot load: {exc}"))
                 continue
+            template = template_reason(resource) if selection == "stateful" else ""
+            if template:
+                skipped.append(SkippedResource(resource=entry.id, reason=TEMPLATE_REASON_PREFIX + template))
+                continue
             made, why = proposals_for_resource(resource, entry, domain)
+            if selection == "stateful":
+                made = [scored(p, resource) for p in made]
             candidates.extend(made)
             if not made:
                 skipped.append(SkippedResource(resource=entry.id, reason=why))
-        kept, dropped = deduplicate(rank(candidates), embed)
+        kept, dropped = deduplicate(rank(candidates, by_statefulness=selection == "stateful"), embed)
         skipped.extend(SkippedResource(resource=p.provenance[0].resource, reason=f"near-duplicate of {twin}")
                        for p, twin in dropped)
         if llm is not None:  # the model re-ranks the best heuristic candidates, twice as many as kept
             shortlist = [review_proposal(p, llm) for p in kept[: 2 * limit_per_domain]]
-            kept = rank(shortlist)
+            kept = rank(shortlist, by_statefulness=selection == "stateful")
         proposals.extend(kept[:limit_per_domain])
     return ProposalBatch(proposals=proposals, skipped=skipped)
 
 
-def rank(proposals: Sequence[Proposal]) -> list[Proposal]:
+def rank(proposals: Sequence[Proposal], *, by_statefulness: bool = False) -> list[Proposal]:
     """Best first, spread over providers, then over services: every provider's best proposal (by
     score, then name) comes before any provider's second, and a provider's proposals alternate over
     its services, so a cut at `limit_per_domain` keeps every provider that has a proposal (AWS with
-    hundreds of services cannot crowd out an API host with one)."""
-    by_score = sorted(proposals, key=lambda p: (-(p.statefulness + p.usefulness), p.name, p.id))
+    hundreds of services cannot crowd out an API host with one). The score is statefulness plus
+    usefulness, or with `by_statefulness` statefulness first and usefulness to break ties."""
+    if by_statefulness:
+        by_score = sorted(proposals, key=lambda p: (-p.statefulness, -p.usefulness, p.name, p.id))
+    else:
+        by_score = sorted(proposals, key=lambda p: (-(p.statefulness + p.usefulness), p.name, p.id))
     by_service = _rounds(by_score, lambda p: p.provenance[0].provider + ":" + snake(p.provenance[0].service))
     return _rounds(by_service, lambda p: organisation(p.provenance[0].provider))
 
@@ -235,6 +253,18 @@ def _proposal(
         rationale=f"{len(component)} collection(s) ({', '.join(collections)}), {linked} linked; roles {', '.join(roles)}",
     )
     return proposal.with_id()
+
+
+def scored(proposal: Proposal, resource: Resource) -> Proposal:
+    """`proposal` with its `statefulness` replaced by the spec's score (`build.statefulness`) and the counts
+    it came from added to its rationale (a new id: its content changed)."""
+    ops = {op.id: op for op in resource.operations}
+    score = statefulness([(ops[o.operation_id], o.role, o.collection) for o in proposal.operations], proposal.domain)
+    counts = (f"score {score.score}: {score.tools} operations, {score.collections} collections ({score.linked} linked), "
+              f"{score.status_fields} with status fields, {score.limits} limits, {score.actions} actions"
+              + (f", transactional: {', '.join(score.transactional)}" if score.transactional else ""))
+    return proposal.model_copy(update={"statefulness": score.score,
+                                       "rationale": f"{proposal.rationale}; {counts}"}).with_id()
 
 
 def _usefulness(op: Operation) -> float:

@@ -4,7 +4,9 @@ funnel of a build, and the index of the library shipped with the package.
 Contract:
 - `LibraryConfig` is committed (`configs/library.json`); with the same catalog (pinned packages) it
   reproduces the same proposals, the same environments and the same spec hashes. Its `generation`
-  picks the compiler's behaviour (1: the shipped library's, byte for byte; 2: the fixes of issue 19).
+  picks the compiler's behaviour (1: the shipped library's, byte for byte; 2: the fixes of issue 19); its
+  `selection` how proposals are chosen ("catalog": the shipped library's; "stateful": issue 20's score
+  from the spec, templates rejected, `build.propose`).
 - `ProposalOutcome` is the checkpoint of one proposal: written atomically once the proposal reached
   its verdict, so a resumed build skips it and a killed build loses only the proposal in flight.
 - `LibraryFunnel` holds counts and rates only; wall times live in `BuildTimings`, which is never part
@@ -29,7 +31,7 @@ LIBRARY_DOMAINS: tuple[Domain, ...] = (
 OutcomeStatus = Literal["accepted", "rejected"]
 
 
-_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation")
+_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation", "selection")
 
 SHIPPED_GENERATION = 1
 """The compiler generation the shipped library was built with (`LibraryConfig.generation`)."""
@@ -86,6 +88,11 @@ class LibraryConfig(SpecModel):
         "as the shipped library was built; 2 adds scope fields for parent path parameters, final states, the "
         "responses' envelopes, capacities, idempotency tokens and cascades the spec states, and a full update "
         "that keeps state-machine fields (docs/envgen.md, \"Generations\"). Recorded in each environment's provenance")
+    selection: Literal["catalog", "stateful"] = Field(
+        default="catalog", description="how proposals are chosen: \"catalog\" ranks by the proposer's CRUD coverage "
+        "and usefulness (the shipped library); \"stateful\" rejects template and placeholder specs with the reason "
+        "and ranks by a statefulness score read from the spec: collections and links, status fields, limits, "
+        "actions, size, bookings and orders in travel and commerce (`build.statefulness`, docs/library.md)")
 
     def config_hash(self) -> str:
         """A 16-hex-digit hash of the config's canonical JSON; fields added after libraries were shipped
@@ -99,8 +106,11 @@ class LibraryConfig(SpecModel):
 
     def proposals_hash(self, proposer_version: int = 1, embedder: str = "") -> str:
         """The hash of what the proposals depend on: domains, how many per domain, the proposer's
-        version (version 1 hashes as before versions were recorded) and the dedup embedder's model id."""
+        version (version 1 hashes as before versions were recorded), the dedup embedder's model id and the
+        selection (only when it is not the default, so older builds keep their hash)."""
         basis: dict[str, object] = {"domains": self.domains, "proposals_per_domain": self.proposals_per_domain}
+        if self.selection != type(self).model_fields["selection"].default:
+            basis["selection"] = self.selection
         if proposer_version != 1:
             basis["proposer_version"] = proposer_version
         if embedder:
