@@ -154,3 +154,47 @@ def test_sessions_and_forks_each_run_on_their_own_model(env: Environment) -> Non
         assert first.call("bump").output == 4
         assert fork.call("bump").output == 4
         assert (first.state_json(), second.state_json(), fork.state_json()) == ({"value": 4, "pad": ""}, {"value": 8, "pad": ""}, {"value": 4, "pad": ""})
+
+
+CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("bump", {"by": 2}), ("scribble", {}), ("bump_then_fail", {}), ("bump", {"by": 3}), ("scribble", {}),
+    ("grow", {"size": 4}), ("bump", {}),
+]
+
+
+def _outcomes(session: Any, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[Any, Any, str]]:
+    out = []
+    for tool, arguments in calls:
+        result = session.call(tool, arguments)
+        out.append((result.output, result.error.kind if result.error else None, session.hash()))
+    return out
+
+
+def test_planned_calls_run_ahead_in_one_round_trip_with_the_results_of_calls_made_one_by_one(
+    env: Environment, requests: list[str]
+) -> None:
+    with open_session(env, seed=3) as alone:
+        expected = _outcomes(alone, CALLS)
+        final = alone.state_json()
+    del requests[:]
+    with open_session(env, seed=3) as planned:
+        planned.plan(CALLS)
+        assert _outcomes(planned, CALLS) == expected
+        assert planned.state_json() == final == {"value": 6, "pad": "xxxx"}
+        assert planned.call("bump").output == 7  # after the calls run ahead: a call of its own
+    assert requests == ["load", "call_ahead", "call"]
+
+
+def test_a_call_other_than_the_planned_one_drops_the_calls_run_ahead(env: Environment, requests: list[str]) -> None:
+    with open_session(env) as session:
+        session.plan([("bump", {"by": 1}), ("bump", {"by": 2}), ("bump", {"by": 3})])
+        assert session.call("bump", {"by": 1}).output == 1
+        assert session.call("bump", {"by": 5}).output == 6  # not as planned: run on its own
+        assert session.call("bump", {"by": 3}).output == 9  # nor is this one taken from the calls run ahead
+        fork = session.fork()
+        session.plan([("bump", {"by": 1}), ("bump", {"by": 1})])
+        assert session.call("bump", {"by": 1}).output == 10
+        assert fork.call("bump", {"by": 1}).output == 10  # another handle: never the parent's calls run ahead
+        assert session.call("bump", {"by": 1}).output == 11  # as planned, from the calls run ahead
+        assert (session.state_json(), fork.state_json()) == ({"value": 11, "pad": ""}, {"value": 10, "pad": ""})
+    assert requests == ["load", "call_ahead", "call", "call", "call_ahead", "call"]

@@ -491,6 +491,8 @@ def execute(
         for index, calls in enumerate(turns):
             allowed = task.turns[index].available_tools if index < len(task.turns) else None
             results, changed = [], []
+            if not track_changes:  # sandboxed: each backend's calls of the turn in one round trip
+                group.plan([(call.name, call.arguments) for call in calls])
             for call in calls:
                 if allowed is not None and call.name not in allowed and not official_compat:
                     # A held-out tool does not exist for the model in this turn (BFCL's eval: NameError).

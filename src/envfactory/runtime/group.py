@@ -95,6 +95,19 @@ class SessionGroup:
         self._log.append((call, result))
         return result
 
+    def plan(self, calls: list[tuple[str, Any]]) -> None:
+        """A hint that `calls` ((group tool name, arguments) pairs) will probably be made next, in this order
+        (`Session.plan`, per environment); names the group does not have are left out."""
+        if self._closed:
+            return
+        per_session: dict[str, list[tuple[str, Any]]] = {}
+        for name, arguments in calls:
+            route = self._routes.get(name)
+            if route is not None:
+                per_session.setdefault(route[0], []).append((route[1], arguments))
+        for env_name, planned in per_session.items():
+            self._sessions[env_name].plan(planned)
+
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("the session group is closed")

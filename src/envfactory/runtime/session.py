@@ -215,6 +215,15 @@ class Session:
         )
         return args, raw, result
 
+    def plan(self, calls: list[tuple[str, Any]]) -> None:
+        """A hint that `calls` ((tool, arguments) pairs) will probably be made next, in this order: a backend
+        that can run calls ahead (a sandboxed one: one round trip for all of them) may do so. Results never
+        change: a call takes a result run ahead only when it is exactly the call planned next on exactly the
+        state and context that result was computed for."""
+        plan = getattr(self._env.backend, "plan", None)
+        if plan is not None and self._state is not None:
+            plan(self._state, calls)
+
     def _unknown_tool_message(self, tool: str) -> str:
         names = sorted(self._env.tools)
         close = difflib.get_close_matches(tool, names, n=3)

@@ -13,6 +13,12 @@ Who holds what:
 - The parent also keeps, per handle, the canonical JSON of its current state when the worker sent it
   along with the reply that made it (states up to `protocol.STATE_ECHO_BYTES`): reading such a state
   back (`to_json`) checks those bytes against the hash and costs no round trip.
+- Calls run ahead (`plan`): a session may say which calls it will probably make next; the first of them
+  goes to the worker with the rest in one request (`CallAhead`), the worker runs them in order on the
+  states the earlier ones leave, pending as usual, and the parent keeps their replies. A later call takes
+  its reply only when it is exactly the call planned next, on exactly the state (hash), step, seed and
+  clock that reply was computed for, with no RNG drawn and the same worker; anything else drops the
+  replies kept for that handle, and a call on the handle drops the worker's pending writes never committed.
 - The parent's record of a handle's hash is authoritative: it changes only when a call on that handle
   commits. Every state the worker returns is checked against it here (sha256 in the parent), and the
   worker checks its stored state against it before every call. A state that does not match, and every
@@ -40,11 +46,15 @@ import orjson
 from envfactory.errors import SandboxError, SpecError, ToolError
 from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.diff import diff_states
+from envfactory.runtime.sandbox.ahead import Ahead, split_replies
 from envfactory.runtime.sandbox.host import WorkerHost
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
 from envfactory.runtime.sandbox.protocol import (
+    AheadItem,
     Call,
+    CallAhead,
     Called,
+    CalledAhead,
     Commit,
     Failed,
     Fetch,
@@ -53,6 +63,7 @@ from envfactory.runtime.sandbox.protocol import (
     Loaded,
     LoadState,
     Release,
+    Reply,
     RngState,
 )
 from envfactory.runtime.sandbox.report import SandboxReport
@@ -165,6 +176,8 @@ class SandboxBackend:
         self._tokens = itertools.count(1)
         self._released: collections.deque[tuple[int, int]] = collections.deque()
         self._clocks: dict[ClockConfig, tuple[str, int]] = {}
+        self._plans: dict[int, list[tuple[str, bytes]]] = {}  # handle -> calls planned next (tool, arguments)
+        self._ahead: dict[int, collections.deque[Ahead]] = {}  # handle -> replies of calls run ahead
         self._spec: EnvSpec | None = None
         self._report: SandboxReport | None = None
         self._replayed = 0
@@ -280,6 +293,8 @@ class SandboxBackend:
         handles: list[int] = []
         while self._released:
             handle, epoch = self._released.popleft()
+            self._plans.pop(handle, None)
+            self._ahead.pop(handle, None)
             if epoch == self._epoch:
                 handles.append(handle)
         if handles:  # posted: every caller sends a request next, which carries it (one wake-up for both)
@@ -344,6 +359,24 @@ class SandboxBackend:
                 raise SpecError(f"the state does not fit {self._meta.name}: the toolkit raised {reply.message}")
             raise SandboxFailure("sandbox_failure", f"unexpected {reply.op!r} reply to a state load")
 
+    def plan(self, state: StateHandle, calls: list[tuple[str, Any]]) -> None:
+        """A hint: `calls` ((tool, arguments) pairs) will probably be made next on `state`, in this order. The
+        next call that is the first of them goes to the worker with the rest (`CallAhead`); each later call
+        takes its result from that reply when it is exactly as planned (tool, arguments, state, step, seed
+        and clock, no RNG drawn), else the results run ahead are dropped and it runs on its own."""
+        if not isinstance(state, SandboxState) or state._backend is not self:
+            return
+        try:
+            planned = [(tool, orjson.dumps(arguments)) for tool, arguments in calls]
+        except TypeError:  # not JSON: these calls will fail their argument check anyway
+            return
+        with self._lock:
+            self._ahead.pop(state._handle, None)
+            if len(planned) > 1:
+                self._plans[state._handle] = planned
+            else:
+                self._plans.pop(state._handle, None)
+
     def execute(self, state: StateHandle, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
         """Run `tool` in the worker; `ToolError` for the toolkit's anticipated failures, `ToolCrash` for other
         exceptions, `SandboxFailure` when the worker is lost (it is replaced and the session's state rebuilt for
@@ -352,49 +385,108 @@ class SandboxBackend:
             raise TypeError(f"{self._meta.name} cannot run on a {type(state).__name__}")
         body = orjson.dumps(arguments)
         with self._lock:
+            ahead = self._take_ahead(state, tool, body, ctx)
+            if ahead is not None:
+                worker = self._worker
+                assert worker is not None
+                prepared = self._answer(worker, state, ahead.call, body, ahead.reply, ahead.payload, ctx, retry=False)
+                assert prepared is not None
+                return prepared
             for attempt in (1, 2):
                 worker = self._ready_or_fail(state, tool)
                 token = next(self._tokens)
                 call = self._call_message(worker, state, token, tool, ctx)
+                rest = self._rest_of_plan(state, tool, body, ctx)
                 try:
-                    reply, payload = worker.request(call, body, self._pool.limits.call_timeout_s)
+                    if rest:
+                        reply, payload = self._call_ahead(worker, state, call, body, rest)
+                    else:
+                        reply, payload = worker.request(call, body, self._pool.limits.call_timeout_s)
                 except WorkerLost as lost:
                     raise self._lose(worker, lost, f"{self._meta.name}.{tool}") from None
-                if isinstance(reply, Called):
-                    return self._prepared(state, token, call, body, reply, payload, ctx)
-                if not isinstance(reply, Failed):
-                    self._retire(worker, "sandbox_failure", f"broke the protocol ({reply.op!r} reply to a call)")
-                    raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: the sandbox worker broke the protocol")
-                if reply.reason == "tool":
-                    raise ToolError(agent_error_kind(reply.kind), reply.message, reply.path)
-                if reply.reason == "crash":
-                    logger.error("tool %s of %s crashed in its sandbox worker: %s", tool, self._meta.name, reply.message)
-                    raise ToolError("execution_error", f"internal error in {tool}: {reply.message}")
-                if reply.reason == "memory":
-                    limit = self._pool.limits.memory_bytes >> 20
-                    logger.error("tool %s of %s hit the sandbox memory limit (%d MiB)", tool, self._meta.name, limit)
-                    self._retire(worker, "sandbox_failure", "hit its memory limit")
-                    raise SandboxFailure(
-                        "sandbox_failure", f"{tool} exceeded the sandbox memory limit ({limit} MiB); the worker was replaced"
-                    )
-                if reply.reason == "disk":
-                    quota = self._pool.limits.disk_bytes >> 20
-                    logger.error("tool %s of %s hit the sandbox disk quota (%d MiB): %s", tool, self._meta.name, quota,
-                                 reply.message)
-                    self._retire(worker, "resource_limit", "hit its disk quota")
-                    raise SandboxFailure(
-                        "resource_limit", f"{reply.message}; the call failed and the worker was replaced "
-                                          "(its files are gone; sessions continue from their committed state)"
-                    )
-                if reply.reason == "integrity" and attempt == 1:
-                    logger.error(
-                        "sandbox worker %d of %s holds a state that does not match its session's record; replacing "
-                        "it and rebuilding the session from its log", worker.pid, self._meta.name,
-                    )
-                    self._retire(worker, "sandbox_failure", "held a state that did not match its record")
-                    continue
-                raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: {reply.message}")
+                prepared = self._answer(worker, state, call, body, reply, payload, ctx, retry=attempt == 1)
+                if prepared is not None:
+                    return prepared
         raise AssertionError("unreachable")
+
+    def _answer(self, worker: WorkerProcess, state: SandboxState, call: Call, body: bytes, reply: Reply,
+                payload: bytes, ctx: CallContext, *, retry: bool) -> PreparedCall | None:
+        """The prepared call for the worker's reply to `call`; raises as `execute` does; None when the worker held
+        a state that does not match and was retired (`retry`: the call is to be sent again)."""
+        tool = call.tool
+        if isinstance(reply, Called):
+            return self._prepared(state, call.token, call, body, reply, payload, ctx)
+        if not isinstance(reply, Failed):
+            self._retire(worker, "sandbox_failure", f"broke the protocol ({reply.op!r} reply to a call)")
+            raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: the sandbox worker broke the protocol")
+        if reply.reason == "tool":
+            raise ToolError(agent_error_kind(reply.kind), reply.message, reply.path)
+        if reply.reason == "crash":
+            logger.error("tool %s of %s crashed in its sandbox worker: %s", tool, self._meta.name, reply.message)
+            raise ToolError("execution_error", f"internal error in {tool}: {reply.message}")
+        if reply.reason == "memory":
+            limit = self._pool.limits.memory_bytes >> 20
+            logger.error("tool %s of %s hit the sandbox memory limit (%d MiB)", tool, self._meta.name, limit)
+            self._retire(worker, "sandbox_failure", "hit its memory limit")
+            raise SandboxFailure(
+                "sandbox_failure", f"{tool} exceeded the sandbox memory limit ({limit} MiB); the worker was replaced"
+            )
+        if reply.reason == "disk":
+            quota = self._pool.limits.disk_bytes >> 20
+            logger.error("tool %s of %s hit the sandbox disk quota (%d MiB): %s", tool, self._meta.name, quota,
+                         reply.message)
+            self._retire(worker, "resource_limit", "hit its disk quota")
+            raise SandboxFailure(
+                "resource_limit", f"{reply.message}; the call failed and the worker was replaced "
+                                  "(its files are gone; sessions continue from their committed state)"
+            )
+        if reply.reason == "integrity" and retry:
+            logger.error(
+                "sandbox worker %d of %s holds a state that does not match its session's record; replacing "
+                "it and rebuilding the session from its log", worker.pid, self._meta.name,
+            )
+            self._retire(worker, "sandbox_failure", "held a state that did not match its record")
+            return None
+        raise SandboxFailure("sandbox_failure", f"{self._meta.name}.{tool}: {reply.message}")
+
+    # -- calls run ahead (`plan`) ---------------------------------------------------------------------
+    def _rest_of_plan(self, state: SandboxState, tool: str, body: bytes, ctx: CallContext) -> list[tuple[str, bytes]]:
+        """The planned calls after this one when it is the plan's first (the plan is used up either way);
+        none while the session's RNG has been drawn from (calls ahead carry no RNG state)."""
+        planned = self._plans.pop(state._handle, None)
+        if not planned or planned[0] != (tool, body) or ctx.rng_state() is not None:
+            return []
+        return planned[1:]
+
+    def _call_ahead(self, worker: WorkerProcess, state: SandboxState, call: Call, body: bytes,
+                    rest: list[tuple[str, bytes]]) -> tuple[Reply, bytes]:
+        """Send `call` with the planned calls after it; the first call's reply and body, the others kept for
+        `_take_ahead`. A reply that is not `CalledAhead` (a `Failed` for the whole request) is the first call's."""
+        items = tuple(AheadItem(token=next(self._tokens), tool=tool) for tool, _ in rest)
+        request = CallAhead(seq=call.seq, call=call, ahead=items, sizes=(len(body), *(len(b) for _, b in rest)))
+        timeout = self._pool.limits.call_timeout_s * (1 + len(items))
+        reply, payload = worker.request(request, body + b"".join(b for _, b in rest), timeout)
+        if not isinstance(reply, CalledAhead):
+            return reply, payload
+        first, first_body, kept = split_replies(self._epoch, call, rest, items, reply, payload)
+        if kept:
+            self._ahead[state._handle] = kept
+        return first, first_body
+
+    def _take_ahead(self, state: SandboxState, tool: str, body: bytes, ctx: CallContext) -> Ahead | None:
+        """The reply run ahead for this call when it is exactly the one planned next (else every reply run ahead
+        for the handle is dropped)."""
+        kept = self._ahead.get(state._handle)
+        if not kept:
+            return None
+        ahead = kept.popleft()
+        if (state._epoch != self._epoch or self._worker is None
+                or not ahead.fits(self._epoch, state._hash, tool, body, ctx, self._clock_wire(ctx))):
+            del self._ahead[state._handle]
+            return None
+        if not kept:
+            del self._ahead[state._handle]
+        return ahead
 
     def _ready_or_fail(self, state: SandboxState, what: str) -> WorkerProcess:
         """The live worker, with `state` materialised in it (rebuilt by replay when it is not)."""
@@ -408,12 +500,16 @@ class SandboxBackend:
             raise self._lose(worker, lost, f"rebuilding a session of {self._meta.name} before {what}") from None
         return worker
 
-    def _call_message(self, worker: WorkerProcess, state: SandboxState, token: int, tool: str, ctx: CallContext) -> Call:
+    def _clock_wire(self, ctx: CallContext) -> tuple[str, int]:
         clock = ctx.clock
         wire = self._clocks.get(clock)
         if wire is None:
             wire = (clock.start.isoformat(), clock.tick // _MICROSECOND)
             self._clocks[clock] = wire
+        return wire
+
+    def _call_message(self, worker: WorkerProcess, state: SandboxState, token: int, tool: str, ctx: CallContext) -> Call:
+        wire = self._clock_wire(ctx)
         rng = ctx.rng_state()
         return Call(
             seq=worker.next_seq(), handle=state._handle, token=token, expect=state._hash, tool=tool,

@@ -78,6 +78,28 @@ class Call(_Message):
     rng: RngState | None = None
 
 
+class AheadItem(SpecModel):
+    """A call run ahead (`CallAhead`): its commit token and tool; its context follows from the calls before it."""
+
+    token: int
+    tool: str
+
+
+class CallAhead(_Message):
+    """`call`, then the calls `ahead` on the same handle, each on the state the one before it left (a write's
+    pending state; a read or a failed call leaves the state as it was), with the context the session would
+    give it if every write before it commits (the step after each write; the same seed and clock). The worker
+    stops after a call that moved the RNG or failed for a reason other than `tool` or `crash`. Body: the
+    arguments of `call`, then of each item, `sizes` bytes each. Nothing is committed: each write waits for
+    its `Commit` as usual, and a call on the handle drops the pending ones never committed."""
+
+    op: Literal["call_ahead"] = "call_ahead"
+    seq: int
+    call: Call
+    ahead: tuple[AheadItem, ...]
+    sizes: tuple[int, ...]
+
+
 class Commit(_Message):
     """Apply the pending write of call `token` (one-way)."""
 
@@ -115,7 +137,7 @@ class Bye(_Message):
 
 
 Request = Annotated[
-    Union[Hello, LoadState, Call, Commit, Fork, Release, Fetch, Bye],  # noqa: UP007
+    Union[Hello, LoadState, Call, CallAhead, Commit, Fork, Release, Fetch, Bye],  # noqa: UP007
     Field(discriminator="op"),
 ]
 
@@ -176,7 +198,17 @@ class Failed(_Message):
     path: str | None = None
 
 
-Reply = Annotated[Union[Ready, Loaded, Called, Fetched, Failed], Field(discriminator="op")]  # noqa: UP007
+class CalledAhead(_Message):
+    """The replies to a `CallAhead`'s calls that ran, in order (`Called` or `Failed`, each as it would answer a
+    `Call`). Body: each reply's body, `sizes` bytes each."""
+
+    op: Literal["called_ahead"] = "called_ahead"
+    seq: int
+    replies: tuple[Annotated[Union[Called, Failed], Field(discriminator="op")], ...]  # noqa: UP007
+    sizes: tuple[int, ...]
+
+
+Reply = Annotated[Union[Ready, Loaded, Called, CalledAhead, Fetched, Failed], Field(discriminator="op")]  # noqa: UP007
 
 REQUESTS: TypeAdapter[Request] = TypeAdapter(Request)
 REPLIES: TypeAdapter[Reply] = TypeAdapter(Reply)

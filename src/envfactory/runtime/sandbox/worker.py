@@ -46,7 +46,9 @@ from envfactory.runtime.sandbox.protocol import (
     STATE_ECHO_BYTES,
     BlockingReader,
     Call,
+    CallAhead,
     Called,
+    CalledAhead,
     Failed,
     Fetched,
     Hello,
@@ -66,6 +68,16 @@ EXIT_SETUP = 4
 _MESSAGE_LIMIT = 4000
 
 
+class _Outcome(NamedTuple):
+    """A call's reply and its body, and the state it left (canonical JSON and model; None for a read or a
+    failed call)."""
+
+    reply: Called | Failed
+    body: bytes = b""
+    blob: bytes | None = None
+    model: Any = None
+
+
 class _Loop(NamedTuple):
     """What the serving loop calls, bound before any toolkit code ran (a tuple: immutable)."""
 
@@ -74,7 +86,7 @@ class _Loop(NamedTuple):
     parse: Callable[[bytes], Any]
     sha256: Callable[[bytes], Any]
     load: Callable[[LoadState, bytes], tuple[bytes, bytes | None, Any]]
-    call: Callable[[Call, bytes, bytes, Any], tuple[bytes, bytes | None, Any]]
+    call: Callable[[Call, bytes, bytes, Any], _Outcome]
     spaces: SessionGlobals
 
 
@@ -171,16 +183,16 @@ def _loader(
 def _caller(
     backend: PythonBackend[Any], per_call_cpu: int, sha256: Callable[[bytes], Any],
     disk: Callable[[BaseException | None], str | None],
-) -> Callable[[Call, bytes, bytes, Any], tuple[bytes, bytes | None, Any]]:
+) -> Callable[[Call, bytes, bytes, Any], _Outcome]:
     """The call handler: run a call on `spare` (a model of the state's bytes nothing else holds) or, when that
-    is None, on a model validated from the bytes; (reply frame, the new state's canonical JSON and its model,
-    both None for a read or a failed call)."""
+    is None, on a model validated from the bytes; (reply, its body, the new state's canonical JSON and its
+    model, both None for a read or a failed call)."""
     validate_state = backend.state_model.model_validate_json
     run_tool = backend.run_tool
     loads, dumps = orjson.loads, orjson.dumps
     clocks: dict[tuple[str, int], ClockConfig] = {}
 
-    def call(request: Call, blob: bytes, arguments: bytes, spare: Any) -> tuple[bytes, bytes | None, Any]:
+    def call(request: Call, blob: bytes, arguments: bytes, spare: Any) -> _Outcome:
         seq = request.seq
         key = (request.clock_start, request.clock_tick_us)
         clock = clocks.get(key)
@@ -207,19 +219,18 @@ def _caller(
         except ToolError as exc:
             over = disk(exc)
             if over is not None:
-                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
-            failed = Failed(seq=seq, reason="tool", kind=exc.kind, message=exc.message, path=exc.path)
-            return encode(failed), None, None
+                return _Outcome(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}"))
+            return _Outcome(Failed(seq=seq, reason="tool", kind=exc.kind, message=exc.message, path=exc.path))
         except MemoryError:
-            return encode(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory")), None, None
+            return _Outcome(Failed(seq=seq, reason="memory", message=f"{request.tool} ran out of memory"))
         except BaseException as exc:  # a bug (or hostility) in toolkit code: reported, never fatal here
             over = disk(exc)
             if over is not None:
-                return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
-            return encode(Failed(seq=seq, reason="crash", message=_describe(exc))), None, None
+                return _Outcome(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}"))
+            return _Outcome(Failed(seq=seq, reason="crash", message=_describe(exc)))
         over = disk(None)
         if over is not None:
-            return encode(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}")), None, None
+            return _Outcome(Failed(seq=seq, reason="disk", message=f"{request.tool} {over}"))
         after = ctx.rng_state()
         moved: RngState | None = None
         if isinstance(after, tuple) and (
@@ -229,9 +240,9 @@ def _caller(
         digest = sha256(new_blob).hexdigest() if new_blob is not None else None
         if new_blob is not None and len(new_blob) <= STATE_ECHO_BYTES:
             reply = Called(seq=seq, writes=True, hash=digest, rng=moved, output_bytes=len(body))
-            return encode(reply, body + new_blob), new_blob, new_model
+            return _Outcome(reply, body + new_blob, new_blob, new_model)
         reply = Called(seq=seq, writes=new_blob is not None, hash=digest, rng=moved)
-        return encode(reply, body), new_blob, new_model
+        return _Outcome(reply, body, new_blob, new_model)
 
     return call
 
@@ -324,10 +335,23 @@ def _serve(loop: _Loop) -> int:
                 del pending[token]  # a write the session never committed
             enter(request.handle)
             spare = spares.pop(request.handle, None)
-            reply, new_blob, new_model = call(request, blob, frame[1], spare[1] if spare and spare[0] is blob else None)
-            if new_blob is not None:
-                pending[request.token] = (request.handle, new_blob, new_model)
-            send(reply)
+            outcome = call(request, blob, frame[1], spare[1] if spare and spare[0] is blob else None)
+            if outcome.blob is not None:
+                pending[request.token] = (request.handle, outcome.blob, outcome.model)
+            send(encode(outcome.reply, outcome.body))
+        elif op == "call_ahead":
+            first = request.call
+            blob = states.get(first.handle)
+            if blob is None or len(request.sizes) != len(request.ahead) + 1 or sum(request.sizes) != len(frame[1]):
+                return EXIT_PROTOCOL
+            if sha256(blob).hexdigest() != first.expect:
+                send(encode(Failed(seq=request.seq, reason="integrity", message="stored state does not match")))
+                continue
+            for token in [t for t, (h, _, _) in pending.items() if h == first.handle]:
+                del pending[token]
+            enter(first.handle)
+            spare = spares.pop(first.handle, None)
+            send(_run_ahead(request, call, blob, spare[1] if spare and spare[0] is blob else None, frame[1], pending))
         elif op == "commit":
             entry = pending.pop(request.token, None)
             if entry is None:
@@ -362,6 +386,44 @@ def _serve(loop: _Loop) -> int:
             return 0
         else:
             return EXIT_PROTOCOL
+
+
+def _run_ahead(request: CallAhead, call: Callable[[Call, bytes, bytes, Any], _Outcome], blob: bytes, model: Any,
+               body: bytes, pending: dict[int, tuple[int, bytes, Any]]) -> bytes:
+    """Run a `CallAhead`'s calls in order, each on the state the previous write left, with the context the
+    session would give it; leave each write pending under its token; the `CalledAhead` frame."""
+    first = request.call
+    replies: list[Called | Failed] = []
+    bodies: list[bytes] = []
+    offset = 0
+    previous: tuple[int, bytes, Any] | None = None  # the latest write's (token, blob, model)
+    step, rng = first.step, first.rng
+    for index, size in enumerate(request.sizes):
+        arguments = body[offset : offset + size]
+        offset += size
+        if index == 0:
+            current = first
+        else:
+            item = request.ahead[index - 1]
+            current = Call(seq=first.seq, handle=first.handle, token=item.token, expect="", tool=item.tool,
+                           seed=first.seed, step=step, clock_start=first.clock_start,
+                           clock_tick_us=first.clock_tick_us, rng=rng)
+        if previous is not None and model is previous[2]:  # its model goes to this call: its commit must not hand it on
+            pending[previous[0]] = (first.handle, previous[1], None)
+        outcome = call(current, blob, arguments, model)
+        replies.append(outcome.reply)
+        bodies.append(outcome.body)
+        if outcome.blob is not None:
+            previous = (current.token, outcome.blob, outcome.model)
+            pending[current.token] = (first.handle, outcome.blob, outcome.model)
+            blob, model, step = outcome.blob, outcome.model, step + 1
+        else:
+            model = None  # a read or a failed call may have used the model
+        reply = outcome.reply
+        if (isinstance(reply, Failed) and reply.reason not in ("tool", "crash")) or (
+                isinstance(reply, Called) and reply.rng is not None):
+            break
+    return encode(CalledAhead(seq=request.seq, replies=tuple(replies), sizes=tuple(map(len, bodies))), b"".join(bodies))
 
 
 def main(argv: list[str] | None = None) -> int:
