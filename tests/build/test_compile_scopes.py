@@ -83,9 +83,10 @@ def test_parent_path_parameters_scope_records_without_a_parent_collection(tmp_pa
     created = ok(s, "create_release", {**mine, "tag_name": "v1"})
     assert isinstance(created, dict) and created["owner"] == "alice" and created["repo"] == "app"
     key = created["id"]
-    assert [r["id"] for r in ok(s, "list_releases", mine)["items"]] == [key]  # type: ignore[index]
-    assert ok(s, "list_releases", other)["items"] == []  # type: ignore[index]
-    assert ok(s, "list_releases", {"owner": "alice", "repo": "lib"})["items"] == []  # type: ignore[index]
+    # the spec's list answers a bare array: so does ours (generation 2)
+    assert [r["id"] for r in ok(s, "list_releases", mine)] == [key]  # type: ignore[attr-defined]
+    assert ok(s, "list_releases", other) == []
+    assert ok(s, "list_releases", {"owner": "alice", "repo": "lib"}) == []
     before = s.hash()
     for tool, args in (("get_release", {}), ("update_release", {"tag_name": "v2"}), ("delete_release", {})):
         result = s.call(tool, {**other, "id": key, **args})
@@ -142,7 +143,7 @@ def test_a_scope_parameter_naming_another_collection_is_a_checked_reference(tmp_
     assert result.error is not None and result.error.kind == "not_found", result
     assert s.hash() == before
     device = ok(s, "claim_device", {"org_id": org, "mac": "aa:bb"})
-    assert [d["id"] for d in ok(s, "list_devices", {"org_id": org})["items"]] == [device["id"]]  # type: ignore[index]
+    assert [d["id"] for d in ok(s, "list_devices", {"org_id": org})] == [device["id"]]  # type: ignore[attr-defined,index]
 
 
 _JOB = {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}}}
@@ -183,6 +184,22 @@ def test_results_take_the_envelopes_the_responses_define(tmp_path: Path) -> None
     assert set(served["properties"]) == {"jobs", "nextPageToken", "totalSize"}
     assert served["properties"]["nextPageToken"] == {"type": "string"} and set(served["required"]) == {"jobs", "totalSize"}
     assert ok(s, "delete_job", {"id": created["job"]["id"]}) == {"deleted": created["job"]["id"]}
+
+
+def test_a_list_whose_response_is_an_array_answers_a_bare_array(tmp_path: Path) -> None:
+    compiled = _releases()
+    listing = next(t for t in compiled.source.tools if t.name == "list_releases")
+    assert listing.operation.envelope == EnvelopeDecl(records=None)
+    served = {t.name: t for t in compile_source(compiled.source).tools}["list_releases"].output_schema
+    assert served["type"] == "array" and served["items"]["type"] == "object"
+    assert all(t.operation.envelope is None for t in _releases(1).source.tools)  # generation 1: {items, next_page_token, total}
+    # only a list answers a bare array, and with no token or total
+    get = next(t for t in compiled.source.tools if t.name == "get_release")
+    for tool, envelope in ((get, EnvelopeDecl(records=None)), (listing, EnvelopeDecl(records=None, total="n"))):
+        bad = tool.model_copy(update={"operation": tool.operation.model_copy(update={"envelope": envelope})})
+        source = compiled.source.model_copy(update={"tools": [bad if t.name == tool.name else t for t in compiled.source.tools]})
+        with pytest.raises(SpecError, match=r"bare array"):
+            compile_source(source)
 
 
 def test_an_envelope_is_left_out_of_the_file_when_absent_and_checked_when_present() -> None:

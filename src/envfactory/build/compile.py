@@ -141,7 +141,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
     by_noun: dict[str, CollectionPlan] = {}
     for group in groups:
         try:
-            coll = plan_collection(group, collections)
+            coll = plan_collection(group, collections, generation2=generation >= 2)
         except SchemaTooLarge as exc:
             dropped.extend(_drop(s.operation.id, "", f"{group.collection}: {exc}") for s in group.shapes)
             continue
@@ -340,7 +340,13 @@ def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
             create_key = create_key_arg(shape, coll)
             if create_key is None:
                 return "create does not take the record's key"
-            if create_key not in acc.properties:
+            head = create_key.split(".", 1)[0]  # generation 2: a key inside an object member (`Rule.Name`)
+            if head != create_key:
+                if head not in acc.properties:
+                    return f"create does not take {head!r}, which holds the record's key"
+                if head not in acc.required:
+                    acc.required.append(head)
+            elif create_key not in acc.properties:
                 acc.add(create_key, {"type": "string"}, create_key, True)
             elif create_key not in acc.required:
                 acc.required.append(create_key)

@@ -66,6 +66,7 @@ class CollectionPlan:
     counters: dict[str, str] = field(default_factory=dict)  # counter field -> child collection
     counted_by: tuple[str, str, str] | None = None  # (parent collection, its counter field, our reference field)
     scopes: list[tuple[str, str]] = field(default_factory=list)  # generation 2: (field, source arg) scoping records
+    generation2: bool = False  # compiled at generation 2: `create_key_arg` reads the response's record and nested keys
 
 
 def argument_location(schema: Any) -> str:
@@ -116,15 +117,17 @@ def _is_read_only(schema: Any) -> bool:
     return schema.get("readOnly") is True or text.startswith(("Output only", "[Output Only]", "Read-only", "Read only"))
 
 
-def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan]) -> CollectionPlan | None:
-    """The collection a resource group becomes (named apart from `existing`), or None when it has none."""
+def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan], *,
+                    generation2: bool = False) -> CollectionPlan | None:
+    """The collection a resource group becomes (named apart from `existing`), or None when it has none.
+    `generation2`: the key of a create is read as `create_key_arg` reads it at generation 2."""
     name = group.collection
     if name in existing:  # two resources with the same last noun (`a/items`, `b/items`)
         name = f"{name}_{len(existing)}"[:48]
     by_role: dict[str, list[OperationShape]] = {}
     for shape in group.shapes:
         by_role.setdefault(shape.role, []).append(shape)
-    coll = CollectionPlan(group=group, name=name, key="id")
+    coll = CollectionPlan(group=group, name=name, key="id", generation2=generation2)
     sources: list[tuple[dict[str, Any] | None, bool]] = []
     for shape, reader, from_output in (
         *((s, body_schema, False) for s in by_role.get("create", []) + by_role.get("update", [])),
@@ -197,7 +200,12 @@ def _create_takes_key(group: ResourceGroup, coll: CollectionPlan) -> bool:
 
 
 def create_key_arg(shape: OperationShape, coll: CollectionPlan) -> str | None:
-    """The argument of a create that carries the new record's key, when the create takes one."""
+    """The argument of a create that carries the new record's key, when the create takes one. At
+    generation 2 (`coll.generation2`), for AWS-style sources: a create whose response's record
+    (`{"Service": {"Id": ...}}`) holds the key by its name or its `Id`/`Arn` last word takes none (it
+    generates the key, as a create answering it at the top level does: Cloud Map `CreateService`, whose
+    one required string `Name` is no key); a key spelled as a required object member and its property
+    (`RuleName` as `Rule.Name`, SES `CreateReceiptRule`) is that path (`member.property`)."""
     body = body_schema(shape.operation) or {}
     props = object_properties(body)
     required = set(body.get("required", []))
@@ -205,11 +213,37 @@ def create_key_arg(shape: OperationShape, coll: CollectionPlan) -> str | None:
     key_original = coll.originals.get(coll.key, coll.key)
     if key_original in props and (key_original in required or shape.style in ("aws", "name")):
         return field_name(key_original) if originals.get(key_original) == coll.key or key_original == coll.key else None
-    if shape.style in ("aws", "name") and key_original not in object_properties(shape.operation.output_schema):
+    answered = set(object_properties(shape.operation.output_schema))
+    if coll.generation2 and shape.style in ("aws", "name"):
+        nested = _nested_key(props, required, key_original)
+        if nested is not None:
+            return nested
+        try:
+            record = set(object_properties(_output_record(shape.operation)))
+        except SchemaTooLarge:
+            record = set()
+        # the record answers its key by the key's own name or by its id-like last word (`Id` for `ServiceId`)
+        answered |= {key_original} & record
+        answered |= {key_original for suffix in ("Id", "Arn") if key_original.endswith(suffix) and suffix in record}
+    if shape.style in ("aws", "name") and key_original not in answered:
         parent_args = {arg for _, arg in coll.group.parents}
         strings = [n for n in sorted(required - parent_args) if json_type(props.get(n, {})) in ("string", None)]
         if len(strings) == 1:
             return field_name(strings[0])
+    return None
+
+
+def _nested_key(props: Mapping[str, Any], required: set[str], key: str) -> str | None:
+    """`member.property` when `key` is a required object member's name followed by one of its required
+    string properties (`RuleName` -> `Rule.Name`), else None."""
+    for member in sorted(required):
+        schema = props.get(member)
+        if not key.startswith(member) or not isinstance(schema, dict) or json_type(schema) != "object":
+            continue
+        inner = object_properties(schema)
+        rest = key[len(member):]
+        if rest in inner and rest in schema.get("required", []) and json_type(inner[rest]) in ("string", None):
+            return f"{member}.{rest}"
     return None
 
 

@@ -147,13 +147,18 @@ def response_envelope(op: Operation, kind: str, page_token_arg: str | None) -> E
     array of objects holds the page; its string property named like a next-page token (else
     `next_page_token` when the list pages) and its integer property named like a total come along.
     A create/get/update/patch: a response with exactly one property, an object with properties (the
-    record inside, `{"GameServerGroup": {...}}`). A bare array or an undeclared response: None."""
+    record inside, `{"GameServerGroup": {...}}`). A list whose response is an array of objects: the bare
+    array (`records` None). Another bare array or an undeclared response: None."""
     if kind == "delete" or not op.output_schema:
         return None
     try:
         flat = flatten(op.output_schema, definitions(op.output_schema))
     except SchemaTooLarge:
         return None
+    if kind == "list" and flat is not None and json_type(flat) == "array":  # a bare array of records: answered as one
+        items = flat.get("items")
+        return EnvelopeDecl(records=None) if isinstance(items, dict) and json_type(items) in ("object", None) \
+            and object_properties(items) else None
     props = object_properties(flat)
     if kind != "list":
         if unwrap_record(flat) is flat or len(props) != 1:

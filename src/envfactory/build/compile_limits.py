@@ -19,6 +19,12 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   tasks") makes the references of the named child collections `cascade`; a `delete_requires_empty`
   rule ("can only be deleted when empty") makes every reference to the collection `restrict` instead
   (it wins over a cascade sentence).
+- References to records no tool manages: a required `<Noun>Id` member of an AWS create whose operation
+  can fail with a not-found error (`ResourceNotFoundException`), stored on the record, naming no
+  collection of the environment and no parent, names a record the service holds that the environment has
+  no tool for (Managed Blockchain `CreateMember(InvitationId)`: an invitation sent by a vote). It becomes
+  a reference to a collection `<nouns>` (key the member, no tool; seeded like any other collection), so a
+  create naming one that does not exist is `not_found` as the API answers.
 - Provenance: every entry records `generation=2`.
 `fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens; a record's scope
 fields (`/repos/{owner}/{repo}/...`: the fields its tools require to match) equal its parent's where the
@@ -34,7 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envfactory.build.compile_gen2 import response_envelope
-from envfactory.build.naming import field_name
+from envfactory.build.naming import collection_name, field_name, id_prefix, snake
 from envfactory.build.seeds import _count_children, _parents_first
 from envfactory.spec import DeclarativeEnvSource, DeclarativeToolDecl, JSONObject, Operation
 from envfactory.spec.build import Proposal
@@ -75,6 +81,7 @@ def generation2(source: DeclarativeEnvSource, proposal: Proposal, operations: Ma
     rules = extract_rules(proposal, operations)
     collections = _capacities(collections, rules)
     collections = _cascades(collections, tools, rules, operations)
+    collections = _held_elsewhere(collections, tools, operations)
     provenance = [p.model_copy(update={"generation": 2}) for p in source.meta.provenance]
     meta = source.meta.model_copy(update={"provenance": provenance})
     return source.model_copy(update={"meta": meta, "tools": tools, "collections": collections})
@@ -137,6 +144,44 @@ def _tokens_collection() -> CollectionDecl:
                              "arguments_digest": {"type": "string"}, "result": {}}}
     return CollectionDecl(description="idempotency tokens already used (tool:token) and the first result",
                           key="token", record_schema=record)
+
+
+_NOT_FOUND = re.compile(r"NotFound|NoSuch", re.IGNORECASE)
+_AWS_ID_MEMBER = re.compile(r"^((?:[A-Z][a-z0-9]+)+)Id$")
+
+
+def _held_elsewhere(collections: dict[str, CollectionDecl], tools: list[DeclarativeToolDecl],
+                    operations: Mapping[str, Operation]) -> dict[str, CollectionDecl]:
+    """Collections (no tool) for the records AWS creates name by a required `<Noun>Id` member that no
+    collection holds (module contract, "References to records no tool manages")."""
+    out = dict(collections)
+    for tool in tools:
+        op = operations.get(tool.source.operation_id) if tool.source is not None else None
+        if tool.operation.kind != "create" or op is None or op.provider != "aws" \
+                or not any(_NOT_FOUND.search(e.code) for e in op.errors):
+            continue
+        coll = out[tool.operation.collection]
+        props = object_properties(coll.record_schema)
+        taken = {r.field for r in coll.references} | {coll.key, tool.operation.key_arg}
+        if tool.operation.idempotency is not None:
+            taken.add(tool.operation.idempotency.arg)
+        required = tool.input_schema.get("required", [])
+        for arg in sorted(a for a in (required if isinstance(required, list) else []) if isinstance(a, str)):
+            match = _AWS_ID_MEMBER.match(arg)
+            if match is None or arg in taken or not isinstance(props.get(arg), dict) or json_type(props[arg]) != "string":
+                continue
+            noun = match.group(1)
+            if any(_noun_matches(snake(noun), name) for name in out):
+                continue
+            name = collection_name(noun)
+            out[name] = CollectionDecl(
+                description=f"{name} the service holds and no tool of this environment manages ({op.name} names one by {arg})",
+                key=arg, id_prefix=id_prefix(noun),
+                record_schema={"type": "object", "additionalProperties": False, "required": [arg],
+                               "properties": {arg: {"type": "string"}}})
+            coll = coll.model_copy(update={"references": [*coll.references, ReferenceDecl(field=arg, collection=name)]})
+            out[tool.operation.collection] = coll
+    return out
 
 
 def _noun_matches(noun: str, name: str) -> bool:

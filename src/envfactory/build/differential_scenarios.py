@@ -176,7 +176,7 @@ class _Builder:
         args.update({k: v for k, v in parents.items() if k in self._properties(tool)})
         steps.append(SuiteStep(tool, args))
         key_arg = self.ops[tool].key_arg
-        key = args.get(key_arg) if key_arg else {"$ref": len(steps) - 1}
+        key = _at_path(args, key_arg) if key_arg else {"$ref": len(steps) - 1}
         return _Handle(key, parents)
 
     def parents_only(self, steps: list[SuiteStep], coll: str) -> dict[str, Any]:
@@ -398,4 +398,12 @@ def _deref(value: Any, keys: dict[int, Any], index: int) -> Any:
         step = int(value["$ref"])
         found = keys.get(step)
         return found if found is not None else f"unresolved-{step}"
+    return value
+
+
+def _at_path(args: dict[str, Any], path: str) -> Any:
+    """The argument at `path`: a name, or `member.property` (a generation-2 create's key inside an object)."""
+    value: Any = args
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
     return value

@@ -282,10 +282,12 @@ class EnvelopeDecl(SpecModel):
       `next_token` (absent from the answer on the last page) and the number of matching records under
       `total`, each left out when None.
     - `create` / `get` / `update` / `patch`: the record under `records` (`{"GameServerGroup": {...}}`).
+    - `list` with `records` None: the page as a bare array (`[{...}, ...]`), as a source whose response is
+      an array answers it; no token and no total (generation 2).
     Without an envelope a list answers `{items, next_page_token, total}` and the others the bare record.
     """
 
-    records: str = Field(pattern=_FIELD_NAME)
+    records: str | None = Field(pattern=_FIELD_NAME, description="None: a list's bare array")
     next_token: str | None = Field(default=None, pattern=_FIELD_NAME)
     total: str | None = Field(default=None, pattern=_FIELD_NAME)
 
@@ -325,7 +327,8 @@ class OperationDecl(SpecModel):
 
     kind: OperationKind
     collection: str
-    key_arg: str | None = Field(default=None, description="argument holding the target key")
+    key_arg: str | None = Field(default=None, description="argument holding the target key (a create: may be "
+                                 "`member.property`, a property of an object argument, generation 2)")
     fields_from_args: bool = Field(
         default=True, description="copy arguments whose names are record fields into the record"
     )

@@ -146,6 +146,8 @@ def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> 
                 "required": ["items", "next_page_token", "total"],
                 "additionalProperties": False,
             }
+        if envelope.records is None:  # the source answers a bare array
+            return {"type": "array", "items": record}
         props: dict[str, Any] = {envelope.records: {"type": "array", "items": record}}
         if envelope.next_token is not None:  # absent on the last page, as the sources leave it out
             props[envelope.next_token] = {"type": "string"}
@@ -160,10 +162,21 @@ def output_schema(op: OperationDecl, collections: dict[str, CollectionDecl]) -> 
             "required": ["deleted"],
             "additionalProperties": False,
         }
-    if envelope is not None:
+    if envelope is not None and envelope.records is not None:
         return {"type": "object", "properties": {envelope.records: record}, "required": [envelope.records],
                 "additionalProperties": False}
     return record
+
+
+def _nested_arg(input_schema: dict[str, Any], path: str) -> bool:
+    """Whether `path` names an argument, or a property of object arguments (`Rule.Name`, a create's key)."""
+    schema: Any = input_schema
+    for part in path.split("."):
+        props = _properties(schema) if isinstance(schema, dict) else {}
+        if part not in props:
+            return False
+        schema = props[part]
+    return True
 
 
 def _properties(schema: dict[str, Any]) -> dict[str, Any]:
@@ -243,13 +256,15 @@ def _operation_problems(tool: str, input_schema: dict[str, Any], op: OperationDe
         names = [n for n in (envelope.records, envelope.next_token, envelope.total) if n is not None]
         if op.kind == "delete" or (op.kind != "list" and len(names) > 1) or len(set(names)) != len(names):
             problems.append(f"{where}.envelope: a {op.kind} takes {'no envelope' if op.kind == 'delete' else 'distinct names' if op.kind == 'list' else 'only records'}")
+        elif envelope.records is None and (op.kind != "list" or names):
+            problems.append(f"{where}.envelope: only a list answers a bare array (records null), with no token or total")
     problems.extend(_token_problems(where, op, args, collections))
     if op.kind in ("get", "update", "patch", "delete"):
         if key_arg not in args:
             problems.append(f"{where}: {op.kind} needs argument {key_arg!r} (the key) in the input schema")
         elif key_arg not in input_schema.get("required", []):
             problems.append(f"{where}: key argument {key_arg!r} must be required")
-    if op.kind == "create" and op.key_arg is not None and op.key_arg not in args:
+    if op.kind == "create" and op.key_arg is not None and not _nested_arg(input_schema, op.key_arg):
         problems.append(f"{where}: key_arg {op.key_arg!r} is not an argument")
     for field in op.assign:
         if field not in record_props:

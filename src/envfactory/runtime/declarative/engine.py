@@ -256,6 +256,8 @@ class DeclarativeBackend:
         envelope = plan.envelope
         if envelope is None:
             return PreparedCall(output={"items": _copy(page), "next_page_token": nxt, "total": len(records)})
+        if envelope.records is None:  # the source's response is a bare array
+            return PreparedCall(output=_copy(page))
         output: dict[str, Any] = {envelope.records: _copy(page)}
         if envelope.next_token is not None and nxt is not None:  # the last page leaves the token out
             output[envelope.next_token] = nxt
@@ -265,12 +267,13 @@ class DeclarativeBackend:
 
     def _create(self, plan: Plan, txn: Transaction, args: dict[str, Any], ctx: CallContext) -> Any:
         coll = plan.coll
-        if plan.given_key and args.get(plan.key_arg) is not None:
-            key = args[plan.key_arg]
+        given = _at_path(args, plan.key_arg) if plan.given_key else None
+        if given is not None:
+            key, where = given, "/" + plan.key_arg.replace(".", "/")
             if not isinstance(key, str):
-                raise ToolError("invalid_arguments", f"{plan.key_arg} must be a string", f"/{plan.key_arg}")
+                raise ToolError("invalid_arguments", f"{plan.key_arg} must be a string", where)
             if txn.get(coll.name, key) is not None:
-                raise ToolError("rule_violation", f"{coll.name} {key!r} already exists", f"/{plan.key_arg}")
+                raise ToolError("rule_violation", f"{coll.name} {key!r} already exists", where)
         else:
             key = txn.next_key(coll)
         record: dict[str, Any] = {}
@@ -456,9 +459,17 @@ class DeclarativeBackend:
                 yield k, staged
 
 
+def _at_path(args: dict[str, Any], path: str) -> Any:
+    """The argument at `path` (`Rule.Name`: the `Name` of argument `Rule`), or None where it is absent."""
+    value: Any = args
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _wrap(plan: Plan, record: Any) -> Any:
     """`record` under the operation's envelope (`{"GameServerGroup": record}`), or as it is without one."""
-    return record if plan.envelope is None else {plan.envelope.records: record}
+    return record if plan.envelope is None or plan.envelope.records is None else {plan.envelope.records: record}
 
 
 def _check_transition(coll: CompiledCollection, key: str, field: str, old: Any, new: Any, allowed: dict[str, list[str]]) -> None:
