@@ -223,3 +223,23 @@ def test_generation_1_compiles_as_the_shipped_library_and_records_no_generation(
     key = ok(s, "create_release", {"owner": "alice", "repo": "app", "tag_name": "v1"})["id"]  # type: ignore[index]
     # generation 1 still ignores the parent path: the release shows under another owner
     assert ok(s, "get_release", {"owner": "bob", "repo": "other", "id": key})["tag_name"] == "v1"  # type: ignore[index]
+
+
+def test_records_take_the_responses_spelling_of_request_members(tmp_path: Path) -> None:
+    body = {"type": "object", "properties": {"FriendlyName": {"type": "string"}}, "required": ["FriendlyName"]}
+    service = {"type": "object", "properties": {"sid": {"type": "string"}, "friendly_name": {"type": "string"}}}
+    ops = [
+        _op("createService", "POST", "/Services", body=body, output=service),
+        _op("fetchService", "GET", "/Services/{Sid}", output=service),
+    ]
+    first = _compile(ops, {op.name: "services" for op in ops}, 1)
+    assert {"FriendlyName", "Sid"} <= set(first.source.collections["services"].record_schema["properties"])
+    compiled = _compile(ops, {op.name: "services" for op in ops})
+    services = compiled.source.collections["services"]
+    assert services.key == "sid" and "FriendlyName" not in services.record_schema["properties"]
+    create = next(t for t in compiled.source.tools if t.name == "create_service")
+    assert create.source is not None and create.source.field_names["friendly_name"] == "FriendlyName"
+    s = _empty_session(compiled, tmp_path)
+    made = ok(s, "create_service", {"friendly_name": "main"})
+    assert isinstance(made, dict) and made["friendly_name"] == "main" and isinstance(made["sid"], str)
+    assert ok(s, "fetch_service", {"Sid": made["sid"]}) == made

@@ -307,7 +307,7 @@ def _body_arguments(shape: OperationShape, coll: CollectionPlan, body: Any,
     writes = shape.role in ("create", "update")
     scoped = {arg for _, arg in coll.scopes}  # generation 2 only
     for original, schema in object_properties(body).items():
-        our = field_name(original)
+        our = coll.respelled.get(original) or field_name(original)  # generation 2: the response's spelling
         if original in parent_by_arg:
             acc.add(parent_by_arg[original][1], {"type": "string"}, original, True)
             continue

@@ -67,6 +67,7 @@ class CollectionPlan:
     counted_by: tuple[str, str, str] | None = None  # (parent collection, its counter field, our reference field)
     scopes: list[tuple[str, str]] = field(default_factory=list)  # generation 2: (field, source arg) scoping records
     generation2: bool = False  # compiled at generation 2: `create_key_arg` reads the response's record and nested keys
+    respelled: dict[str, str] = field(default_factory=dict)  # generation 2, path style: request member -> field
 
 
 def argument_location(schema: Any) -> str:
@@ -137,6 +138,7 @@ def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan]
             sources.append((reader(shape.operation), from_output))
         except SchemaTooLarge as exc:
             coll.unusable[shape.operation.id] = str(exc)
+    answered = _answered_spellings(group, sources) if generation2 else {}
     for schema, from_output in sources:
         for original, sub in object_properties(schema).items():
             if not isinstance(sub, dict) or argument_location(sub) in ("path", "query", *SKIPPED_LOCATIONS):
@@ -144,6 +146,10 @@ def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan]
             if group.style == "aws" and from_output and original in coll.originals.values():
                 continue
             safe = field_name(original)
+            spelled = answered.get(_squashed(original)) if not from_output else None
+            if spelled is not None and spelled != original:  # the response's spelling names the field
+                safe = field_name(spelled)
+                coll.respelled[original] = safe
             if safe in coll.fields:
                 if from_output and _is_read_only(sub) and coll.originals.get(safe) == original:
                     coll.read_only.add(safe)
@@ -154,6 +160,8 @@ def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan]
             if _is_read_only(sub):
                 coll.read_only.add(safe)
     key = _choose_key(group, coll)
+    if key is not None and answered.get(_squashed(key)) not in (None, key):  # a path key `Sid` answered as `sid`
+        key = field_name(answered[_squashed(key)])
     if key is None:
         return None
     coll.key = key
@@ -167,6 +175,24 @@ def plan_collection(group: ResourceGroup, existing: Mapping[str, CollectionPlan]
         if noun_name is not None and noun_name != key and json_type(coll.fields[noun_name]) == "string":
             coll.unique.append([noun_name])
     return coll
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _answered_spellings(group: ResourceGroup, sources: list[tuple[dict[str, Any] | None, bool]]) -> dict[str, str]:
+    """Generation 2, path-style sources: the responses' record properties by their squashed name, where the
+    request spells them otherwise (Twilio's form members `FriendlyName`, `Sid` answered as `friendly_name`,
+    `sid`): the record takes the response's spelling. Empty for AWS and name styles (one spelling)."""
+    if group.style in ("aws", "name"):
+        return {}
+    out: dict[str, str] = {}
+    for schema, from_output in sources:
+        if from_output:
+            for name in object_properties(schema):
+                out.setdefault(_squashed(name), name)
+    return out
 
 
 def _last_word(group: ResourceGroup) -> str:
