@@ -45,16 +45,26 @@ from envfactory.build.seeds import _count_children, _parents_first
 from envfactory.spec import DeclarativeEnvSource, DeclarativeToolDecl, JSONObject, Operation
 from envfactory.spec.build import Proposal
 from envfactory.spec.declarative import (
+    ArgExpr,
     CapacityDecl,
     CollectionDecl,
     CompareCond,
+    ConstExpr,
     FieldExpr,
     IdempotencyDecl,
+    NowExpr,
     ReferenceDecl,
 )
 from envfactory.spec.inflection import singular
 from envfactory.spec.rules import ProseRule
-from envfactory.spec.schema_tools import json_type, object_properties
+from envfactory.spec.schema_tools import (
+    SchemaTooLarge,
+    definitions,
+    flatten,
+    json_type,
+    object_properties,
+    unwrap_record,
+)
 from envfactory.verify.rules_extract import extract_rules
 from envfactory.verify.rules_patterns import PATTERNS, split_sentences
 
@@ -97,6 +107,10 @@ def _tool2(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, operations: 
             update["envelope"] = envelope
     if decl.kind == "update" and source.collections[decl.collection].transitions:
         update["keep_transitions"] = True
+    if decl.kind == "create" and op is not None:
+        defaults = _answered_defaults(tool, source, op)
+        if defaults:
+            update["assign"] = {**decl.assign, **defaults}
     input_schema = tool.input_schema
     token = _token_argument(tool, op) if op is not None and decl.kind in _WRITES else None
     if token is not None:
@@ -144,6 +158,52 @@ def _tokens_collection() -> CollectionDecl:
                              "arguments_digest": {"type": "string"}, "result": {}}}
     return CollectionDecl(description="idempotency tokens already used (tool:token) and the first result",
                           key="token", record_schema=record)
+
+
+def _empty_value(schema: Any) -> Any:
+    """The value a record holds for a field the response always answers and the caller did not give."""
+    if not isinstance(schema, dict):
+        return None
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}.get(json_type(schema) or "")
+
+
+def _answered_defaults(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, op: Operation) -> dict[str, Any]:
+    """`assign` entries for the fields a create's response requires that a call may leave out: the argument
+    when given, else an empty value of the field's type (its first enum value), or the clock for a
+    date-time the caller cannot give (`createdOn`). Keys, references, scopes, unique fields and fields
+    already assigned are left alone."""
+    name = tool.operation.collection
+    coll = source.collections.get(name)
+    try:
+        record = unwrap_record(flatten(op.output_schema, definitions(op.output_schema))) if op.output_schema else None
+    except SchemaTooLarge:
+        return {}
+    required = record.get("required") if isinstance(record, dict) else None
+    if coll is None or not isinstance(required, list):
+        return {}
+    fields = object_properties(coll.record_schema)
+    args = tool.input_schema.get("properties")
+    given = set(args) if isinstance(args, dict) else set()
+    needed = tool.input_schema.get("required")
+    left_alone = {coll.key, *(r.field for r in coll.references), *(f for u in coll.unique for f in u),
+                  *tool.operation.assign, *_scope_fields(source, name), *(needed if isinstance(needed, list) else [])}
+    out: dict[str, Any] = {}
+    for member in required:
+        our = field_name(member) if isinstance(member, str) else None
+        if our is None or our in left_alone or our not in fields:
+            continue
+        schema = fields[our]
+        if isinstance(schema, dict) and schema.get("format") == "date-time":
+            if our not in given:
+                out[our] = NowExpr()
+            continue
+        value = _empty_value(schema)
+        if value is not None:
+            out[our] = ArgExpr(path=our, default=value) if our in given else ConstExpr(value=value)
+    return out
 
 
 _NOT_FOUND = re.compile(r"NotFound|NoSuch", re.IGNORECASE)
