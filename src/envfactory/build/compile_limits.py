@@ -173,8 +173,8 @@ def _empty_value(schema: Any) -> Any:
 def _answered_defaults(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, op: Operation) -> dict[str, Any]:
     """`assign` entries for the fields a create's response requires that a call may leave out: the argument
     when given, else an empty value of the field's type (its first enum value), or the clock for a
-    date-time the caller cannot give (`createdOn`). Keys, references, scopes, unique fields and fields
-    already assigned are left alone."""
+    date-time the caller cannot give (`createdOn`). Keys, references, scopes, unique fields, state-machine
+    fields and fields already assigned are left alone."""
     name = tool.operation.collection
     coll = source.collections.get(name)
     try:
@@ -189,6 +189,7 @@ def _answered_defaults(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, 
     given = set(args) if isinstance(args, dict) else set()
     needed = tool.input_schema.get("required")
     left_alone = {coll.key, *(r.field for r in coll.references), *(f for u in coll.unique for f in u),
+                  *(t.field for t in coll.transitions),
                   *tool.operation.assign, *_scope_fields(source, name), *(needed if isinstance(needed, list) else [])}
     out: dict[str, Any] = {}
     for member in required:
