@@ -19,6 +19,10 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   tasks") makes the references of the named child collections `cascade`; a `delete_requires_empty`
   rule ("can only be deleted when empty") makes every reference to the collection `restrict` instead
   (it wins over a cascade sentence).
+- Answered fields: a create's response requires fields a call may leave out: each takes the argument
+  when given, else an empty value of its type or first enum value (`assign` with an argument default),
+  or the clock for a date-time no argument gives; keys, references, scopes, unique and state-machine
+  fields are left alone (`_answered_defaults`).
 - References to records no tool manages: a required `<Noun>Id` member of an AWS create whose operation
   can fail with a not-found error (`ResourceNotFoundException`), stored on the record, naming no
   collection of the environment and no parent, names a record the service holds that the environment has
