@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from typer.testing import CliRunner
 
+from envfactory.build.ordering import order_proposals
 from envfactory.build.propose import PROPOSER_VERSION, proposals_for_resource, propose_batch, rank, scored
 from envfactory.build.selection import figures, report
 from envfactory.build.statefulness import TEMPLATE_REASON_PREFIX, statefulness, template_reason
+from envfactory.cli.app import app
 from envfactory.resources import Catalog
 from envfactory.resources.catalog import ServiceFilter
 from envfactory.resources.model import Resource, ServiceEntry
@@ -209,3 +212,21 @@ def test_the_shipped_config_keeps_its_selection_and_hashes() -> None:
     stateful = config.model_copy(update={"selection": "stateful"})
     assert stateful.config_hash() != index.config_hash
     assert stateful.proposals_hash(PROPOSER_VERSION) != "21143ef23ae0601b"
+
+
+def test_the_selection_report_command_refuses_an_unknown_selection() -> None:
+    result = CliRunner().invoke(app, ["library", "selection-report", "--config", str(library_root() / "config.json"),
+                                      "--selection", "random"])
+    assert result.exit_code != 0 and "catalog or stateful" in result.output
+
+
+def test_a_stateful_build_orders_by_the_score_without_dry_compiles(stub: Catalog) -> None:
+    batch = propose_batch(stub, domains=["travel"], selection="stateful")
+
+    def no_dry_compile(proposal: Any) -> tuple[int, int]:
+        raise AssertionError("a stateful selection orders by the batch's score")
+
+    config = LibraryConfig(domains=["travel"], selection="stateful", prefer_new_providers=True)
+    assert order_proposals(batch.proposals, config, no_dry_compile) == batch.proposals
+    with pytest.raises(AssertionError):
+        order_proposals(batch.proposals, config.model_copy(update={"selection": "catalog"}), no_dry_compile)

@@ -19,6 +19,10 @@
 - `schema-check [--library DIR] [--only NAME] [--out DIR] [--json] [--generate-suites]`: the Google and OpenAPI
   environments' served results against their specs' response schemas and the specs' documented examples
   against our tools (`build.spec_conformance`, issue 20), per environment; the catalog gives the specs.
+- `selection-report --config FILE [--selection catalog|stateful] [--out FILE] [--json]`: what a build of
+  the config would select, scored from the specs before building (`build.selection`, issue 20): median
+  tools, shares with ≥ 2 collections and with a state rule, per domain, and the template specs rejected
+  with the reason. Proposes without embedding dedup (an estimate; nothing is built or written but `--out`).
 - `repack [--library DIR]`: rewrite a library's `spec.json` files in the current file form (version 2,
   shared schemas) without rebuilding; content hashes are checked unchanged.
 """
@@ -43,10 +47,12 @@ from envfactory.build.library import (
     LibraryBuilder,
     recorded_llm,
 )
+from envfactory.build.propose import propose_batch
 from envfactory.build.publish import publish_library, repack_library, reproduce_library
 from envfactory.build.reference import library_differential
 from envfactory.build.seed_regen import library_seed_stats, regenerate_seeds
 from envfactory.build.seed_report import SeedsReport, summarize
+from envfactory.build.selection import report as selection_of
 from envfactory.build.spec_conformance import run_check, write_report
 from envfactory.build.spec_conformance_report import render_markdown
 from envfactory.build.stage import (
@@ -56,7 +62,7 @@ from envfactory.build.stage import (
     reproduce_root,
     run_library,
 )
-from envfactory.cli._output import console, emit_json, error_console
+from envfactory.cli._output import console, emit_json, error_console, write_atomic
 from envfactory.cli.eval import parse_llm
 from envfactory.cli.resources import CacheOption, open_catalog
 from envfactory.errors import EnvFactoryError
@@ -336,3 +342,39 @@ def schema_check(
         emit_json(report.model_dump(mode="json"))
     else:
         console().print(Text(markdown))
+
+
+@app.command("selection-report")
+def selection_report(
+    config_file: ConfigOption,
+    selection: Annotated[str | None, typer.Option(
+        "--selection", help="catalog | stateful; default: the config's.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the SelectionReport JSON here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    cache_dir: CacheOption = None,
+) -> None:
+    """What a build of the config would select, scored from the specs before building (`build.selection`):
+    median tools, ≥ 2 collections, state rules per domain; templates rejected with the reason."""
+    config = load_library_config(config_file)
+    if selection is not None:
+        if selection not in ("catalog", "stateful"):
+            raise EnvFactoryError(f"--selection is catalog or stateful, not {selection!r}")
+        config = config.model_copy(update={"selection": selection})
+    with open_catalog(cache_dir, None, None, None, False) as catalog:
+        batch = propose_batch(catalog, domains=config.domains, limit_per_domain=config.proposals_per_domain,
+                              selection=config.selection)
+        report = selection_of(batch, config, lambda p: {o.operation_id: catalog.operation(o.operation_id)
+                                                         for o in p.operations})
+    if out is not None:
+        write_atomic(out, report.to_json_bytes())
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    table = Table("domain", "environments", "median tools", "≥ 2 collections", "state rule", "transactional")
+    for domain, fig in [*report.per_domain.items(), ("all", report.overall)]:
+        table.add_row(domain, str(fig.environments), f"{fig.median_tools:g}", f"{fig.multi_collection_share:.0%}",
+                      f"{fig.state_rule_share:.0%}", f"{fig.transactional_share:.0%}")
+    console().print(table)
+    for skip in report.templates:
+        console().print(f"rejected {skip.resource}: {skip.reason}")
+    console().print("(an estimate from the specs, without embedding dedup; a build rejects some proposals and goes on)")
