@@ -86,6 +86,10 @@ def test_cloud_map_services_are_keyed_by_the_id_the_create_answers(cloudmap: Cat
     # the key is generated (answered as `ServiceId`, the request's spelling, not the response's `Id` yet)
     assert service["Name"] == "web" and service["ServiceId"] != "web"
     assert list(s.state_json()["collections"]["services"]) == [service["ServiceId"]]
+    # a list under a service that does not exist is ServiceNotFound, not an empty page
+    assert ok(s, "list_instances", {"ServiceId": service["ServiceId"]})["Instances"] == []  # type: ignore[index]
+    missing = s.call("list_instances", {"ServiceId": "srv-missing"})
+    assert missing.error is not None and missing.error.kind == "not_found"
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,8 @@ from envfactory.spec.declarative import (
     FieldExpr,
     FilterDecl,
     ListDecl,
+    LookupExpr,
+    PresenceCond,
     ReferenceDecl,
     RequirementDecl,
 )
@@ -371,6 +373,15 @@ def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
         op_kind = "list"
         listing, extra_required = _listing(acc.properties, coll)
         acc.required = [r for r in acc.required if r in acc.properties] + [r for r in extra_required if r not in acc.required]
+        # generation 2: a list under a parent it requires refuses a parent that does not exist (ListInstances)
+        requires = [
+            RequirementDecl(
+                condition=PresenceCond(op="exists", value=LookupExpr(
+                    collection=parent, key=ArgExpr(path=safe), path=coll.parent_keys[parent])),
+                error="not_found", message=f"{singular(parent)} {{arg.{safe}}} not found",
+            )
+            for parent, safe, _ in coll.parents if parent in coll.parent_keys and safe in acc.required
+        ]
     return op_kind, listing, requires, create_key
 
 

@@ -68,6 +68,7 @@ class CollectionPlan:
     scopes: list[tuple[str, str]] = field(default_factory=list)  # generation 2: (field, source arg) scoping records
     generation2: bool = False  # compiled at generation 2: `create_key_arg` reads the response's record and nested keys
     respelled: dict[str, str] = field(default_factory=dict)  # generation 2, path style: request member -> field
+    parent_keys: dict[str, str] = field(default_factory=dict)  # generation 2: parent collection -> its key field
 
 
 def argument_location(schema: Any) -> str:
@@ -309,6 +310,8 @@ def link_parents(coll: CollectionPlan, by_noun: Mapping[str, CollectionPlan], *,
         coll.originals[safe] = arg
         coll.read_only.discard(safe)
         coll.parents.append((parent.name, safe, arg))
+        if named:
+            coll.parent_keys[parent.name] = parent.key
 
 
 def plan_counters(collections: Mapping[str, CollectionPlan], *, described: bool = False) -> None:
