@@ -165,12 +165,17 @@ def _tokens_collection() -> CollectionDecl:
 
 
 def _empty_value(schema: Any) -> Any:
-    """The value a record holds for a field the response always answers and the caller did not give."""
+    """The value a record holds for a field the response always answers and the caller did not give: the
+    first enum value, else the empty value of the field's type where the field's schema accepts it (no
+    minimum length, items or value, pattern, format or required properties); None: no such value."""
     if not isinstance(schema, dict):
         return None
     enum = schema.get("enum")
     if isinstance(enum, list) and enum:
         return enum[0]
+    if {"pattern", "format", "required", "exclusiveMinimum", "const", "oneOf", "anyOf", "allOf"} & set(schema) \
+            or any(isinstance(schema.get(k), int | float) and schema[k] > 0 for k in ("minLength", "minItems", "minimum", "minProperties")):
+        return None
     return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}.get(json_type(schema) or "")
 
 
