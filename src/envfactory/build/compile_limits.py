@@ -19,10 +19,10 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   tasks") makes the references of the named child collections `cascade`; a `delete_requires_empty`
   rule ("can only be deleted when empty") makes every reference to the collection `restrict` instead
   (it wins over a cascade sentence).
-- Answered fields: a create's response requires fields a call may leave out: each takes the argument
-  when given, else an empty value of its type or first enum value (`assign` with an argument default),
-  or the clock for a date-time no argument gives; keys, references, scopes, unique and state-machine
-  fields are left alone (`_answered_defaults`).
+- Answered fields: a create's response requires fields a call may leave out: an optional argument
+  left out takes the empty value of its type or its first enum value (`assign` with an argument
+  default), a date-time no argument gives takes the clock, other server-made values are not invented;
+  keys, references, scopes, unique and state-machine fields are left alone (`_answered_defaults`).
 - References to records no tool manages: a required `<Noun>Id` member of an AWS create whose operation
   can fail with a not-found error (`ResourceNotFoundException`), stored on the record, naming no
   collection of the environment and no parent, names a record the service holds that the environment has
@@ -53,7 +53,6 @@ from envfactory.spec.declarative import (
     CapacityDecl,
     CollectionDecl,
     CompareCond,
-    ConstExpr,
     FieldExpr,
     IdempotencyDecl,
     NowExpr,
@@ -180,9 +179,9 @@ def _empty_value(schema: Any) -> Any:
 
 
 def _answered_defaults(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, op: Operation) -> dict[str, Any]:
-    """`assign` entries for the fields a create's response requires that a call may leave out: the argument
-    when given, else an empty value of the field's type (its first enum value), or the clock for a
-    date-time the caller cannot give (`createdOn`). Keys, references, scopes, unique fields, state-machine
+    """`assign` entries for the fields a create's response requires that a call may leave out: an optional
+    argument takes the empty value of its type (its first enum value) when left out; a date-time the caller
+    cannot give (`createdOn`) takes the clock; other values the server makes (tokens) are not invented. Keys, references, scopes, unique fields, state-machine
     fields and fields already assigned are left alone."""
     name = tool.operation.collection
     coll = source.collections.get(name)
@@ -210,9 +209,9 @@ def _answered_defaults(tool: DeclarativeToolDecl, source: DeclarativeEnvSource, 
             if our not in given:
                 out[our] = NowExpr()
             continue
-        value = _empty_value(schema)
+        value = _empty_value(schema) if our in given else None  # a value the server makes is never invented
         if value is not None:
-            out[our] = ArgExpr(path=our, default=value) if our in given else ConstExpr(value=value)
+            out[our] = ArgExpr(path=our, default=value)
     return out
 
 
