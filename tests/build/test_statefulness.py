@@ -220,13 +220,11 @@ def test_the_selection_report_command_refuses_an_unknown_selection() -> None:
     assert result.exit_code != 0 and "catalog or stateful" in result.output
 
 
-def test_a_stateful_build_orders_by_the_score_without_dry_compiles(stub: Catalog) -> None:
+def test_a_stateful_build_keeps_the_score_order_within_a_richness_tier(stub: Catalog) -> None:
     batch = propose_batch(stub, domains=["travel"], selection="stateful")
-
-    def no_dry_compile(proposal: Any) -> tuple[int, int]:
-        raise AssertionError("a stateful selection orders by the batch's score")
-
     config = LibraryConfig(domains=["travel"], selection="stateful", prefer_new_providers=True)
-    assert order_proposals(batch.proposals, config, no_dry_compile) == batch.proposals
-    with pytest.raises(AssertionError):
-        order_proposals(batch.proposals, config.model_copy(update={"selection": "catalog"}), no_dry_compile)
+    assert order_proposals(batch.proposals, config, lambda p: (0, 0)) == batch.proposals
+    # the dry compile's tiers still come first: rules lift the lower-scored catalogue above the bookings
+    plain = next(p for p in batch.proposals if p.provenance[0].provider == "a-hotels.example")
+    ordered = order_proposals(batch.proposals, config, lambda p: (1, 0) if p.id == plain.id else (0, 0))
+    assert ordered[0] == plain

@@ -192,8 +192,7 @@ class LibraryBuilder:
         accepted: Counter[str] = Counter(o.domain for o in outcomes.values() if o.status == "accepted")
         per_provider: Counter[tuple[str, str]] = Counter(
             (o.domain, organisation(o.provider)) for o in outcomes.values() if o.status == "accepted")
-        dry = self.config.prefer_rules and self.config.selection != "stateful"
-        ordering = " (ordering them by a dry compile of each)" if dry else ""
+        ordering = " (ordering them by a dry compile of each)" if self.config.prefer_rules else ""
         self.progress(BuildEvent("proposals", message=f"{len(batch.proposals)} proposals{ordering}"))
         todo = [p for p in self._ordered(batch.proposals) if p.id not in outcomes]
         tally = BuildTally(accepted, per_provider)

@@ -4,9 +4,10 @@ Contract: `order_proposals(proposals, config, richness)` is a pure function: pro
 domain by domain, except that those of `config.first` resources lead their domain; then (with
 `prefer_rules`) those whose dry compile has business rules and linked collections; with
 `prefer_new_providers`, every provider (organisation) gets its first proposal considered before any gets
-its second. With `config.selection == "stateful"` the batch is already ranked by the spec's statefulness
-score (`build.propose`), which counts rules and links itself, so no dry compile is made and the batch
-order is kept within the `first` resources and the provider rounds. `proposal_richness` is the dry compile (nothing is written; a proposal that cannot compile
+its second. Within each of those groups the batch order is kept: with `config.selection == "stateful"`
+that is the spec's statefulness score (`build.propose`); ordering by the score alone, without the dry
+compile's tiers, was measured and compiles fewer rules (docs/library.md, "Catalogue selection").
+`proposal_richness` is the dry compile (nothing is written; a proposal that cannot compile
 counts as having neither rules nor links); `source_richness` is the same judgement of a compiled source
 (the library builder keeps its dry compiles and reuses them for the build's first round).
 """
@@ -53,7 +54,7 @@ def order_proposals(proposals: Sequence[Proposal], config: LibraryConfig, richne
     def rank(proposal: Proposal) -> int:
         if leads(proposal):
             return 0
-        if not config.prefer_rules or config.selection == "stateful":
+        if not config.prefer_rules:
             return 4
         rules, linked = richness(proposal)
         # Business rules are the scarcer kind of richness, so they lead: rules and linked collections,
