@@ -17,7 +17,7 @@ from envfactory.resources import Catalog
 from envfactory.resources.catalog import ServiceFilter
 from envfactory.resources.model import Resource, ServiceEntry
 from envfactory.runtime import library_root
-from envfactory.spec import Operation, ResourceSource
+from envfactory.spec import Operation, Proposal, ResourceSource
 from envfactory.spec.library import LibraryConfig, LibraryIndex
 
 _ID = {"type": "string"}
@@ -228,3 +228,17 @@ def test_a_stateful_build_keeps_the_score_order_within_a_richness_tier(stub: Cat
     plain = next(p for p in batch.proposals if p.provenance[0].provider == "a-hotels.example")
     ordered = order_proposals(batch.proposals, config, lambda p: (1, 0) if p.id == plain.id else (0, 0))
     assert ordered[0] == plain
+
+
+def test_the_shipped_config_still_proposes_the_shipped_commerce_proposals(full_catalog: Catalog) -> None:
+    """The default selection over the catalog gives every shipped commerce proposal (commerce is proposed
+    first, so the domain's batch does not depend on the others), with the template still among them."""
+    config = LibraryConfig.model_validate_json((library_root() / "config.json").read_bytes())
+    batch = propose_batch(full_catalog, domains=["commerce"], limit_per_domain=config.proposals_per_domain,
+                          selection=config.selection)
+    ids = {p.id for p in batch.proposals}
+    index = LibraryIndex.model_validate_json((library_root() / "index.json").read_bytes())
+    shipped = [Proposal.model_validate_json((library_root() / e.name / "proposal.json").read_bytes())
+               for e in index.entries if e.domain == "commerce"]
+    assert len(shipped) == 20 and all(p.id in ids for p in shipped)
+    assert any(p.provenance[0].resource == "vtex.local:VTEX_TEMPLATE:1.0.0" for p in shipped)
