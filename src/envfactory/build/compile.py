@@ -193,6 +193,9 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
     return CompiledEnv(proposal_id=proposal.id, source=source, seeds=seeds, compiled=compiled, dropped=dropped)
 
 
+_NOT_FOUND = re.compile(r"NotFound|NoSuch", re.IGNORECASE)
+
+
 def _drop(operation_id: str, tool: str, reason: str) -> DroppedOperation:
     return DroppedOperation(operation_id=operation_id, tool_name=tool, stage="compile", reason=reason)
 
@@ -373,14 +376,16 @@ def _operation(shape: OperationShape, coll: CollectionPlan, acc: _ToolArgs
         op_kind = "list"
         listing, extra_required = _listing(acc.properties, coll)
         acc.required = [r for r in acc.required if r in acc.properties] + [r for r in extra_required if r not in acc.required]
-        # generation 2: a list under a parent it requires refuses a parent that does not exist (ListInstances)
+        # generation 2: an AWS list that declares a not-found error refuses a parent it requires that does
+        # not exist (ListInstances: ServiceNotFound)
+        refuses = shape.style == "aws" and any(_NOT_FOUND.search(e.code) for e in shape.operation.errors)
         requires = [
             RequirementDecl(
                 condition=PresenceCond(op="exists", value=LookupExpr(
                     collection=parent, key=ArgExpr(path=safe), path=coll.parent_keys[parent])),
                 error="not_found", message=f"{singular(parent)} {{arg.{safe}}} not found",
             )
-            for parent, safe, _ in coll.parents if parent in coll.parent_keys and safe in acc.required
+            for parent, safe, _ in coll.parents if refuses and parent in coll.parent_keys and safe in acc.required
         ]
     return op_kind, listing, requires, create_key
 
