@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix-suites", default="bfcl,tau2,library",
                         help="--prefix-reuse: which tasks (comma-separated: bfcl, tau2, library)")
     parser.add_argument("--prefix-modes", default="off,on,evicting",
-                        help="--prefix-reuse: which runs of each episode (off and on always; evicting and warm "
+                        help="--prefix-reuse: which runs of each episode (off and on always; plain, evicting and warm "
                              "optional)")
     args = parser.parse_args(argv)
     repeat = 2 if args.quick else 3

@@ -29,8 +29,11 @@ from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import EnvRef, ScriptedUser, Task, Turn
 from envfactory.verify.rewards import task_reward
 
-MODES = ("off", "on", "evicting", "warm")
-CACHE_BYTES = {"off": 0, "on": 1 << 30, "evicting": 48 << 20, "warm": 1 << 30}
+MODES = ("plain", "off", "on", "evicting", "warm")
+# "plain" is the cache off with llama-cpp-python's own grammar sampling (`LocalConfig.lazy_grammar=False`):
+# the provider as it was before issue 16, so its rows show what the cache and the one-token grammar
+# check give together; every other mode checks greedy grammar steps against the chosen token only.
+CACHE_BYTES = {"plain": 0, "off": 0, "on": 1 << 30, "evicting": 48 << 20, "warm": 1 << 30}
 
 
 @dataclass
@@ -99,11 +102,12 @@ def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
                        suites: tuple[str, ...] = SUITES, modes: tuple[str, ...] = MODES) -> list[dict[str, Any]]:
     """Rows for `benchmarks/llm.py` (ratio = cache-off time / cache-on time: higher is better); `suites`
     picks among one BFCL base task, one τ² airline task and the library task; `modes` must hold "off"
-    and "on" ("evicting" and "warm" are optional)."""
+    and "on" ("plain", "evicting" and "warm" are optional)."""
     if not {"off", "on"} <= set(modes) <= set(MODES):
         raise ValueError(f"modes must hold off and on, and only {MODES}: {modes}")
     modes = tuple(mode for mode in MODES if mode in modes)
-    providers = {mode: LocalProvider(LocalConfig(model=key, models_dir=models_dir, prefix_cache_bytes=CACHE_BYTES[mode]))
+    providers = {mode: LocalProvider(LocalConfig(model=key, models_dir=models_dir, prefix_cache_bytes=CACHE_BYTES[mode],
+                                                 lazy_grammar=mode != "plain"))
                  for mode in modes}
     for provider in providers.values():
         provider.load()
@@ -133,7 +137,7 @@ def bench_prefix_reuse(models_dir: Path, key: str, record: Path | None,
             task_rows = _task_rows(item.suite, timed, results)
             rows += task_rows
             for row in task_rows:
-                ratio = "" if row["ratio"] is None else f"  (cache off {row['baseline_value']:.1f}, {row['ratio']:.2f}x)"
+                ratio = "" if row["ratio"] is None else f"  ({row['baseline']} {row['baseline_value']:.1f}, {row['ratio']:.2f}x)"
                 print(f"{row['figure']}: {row['value']:.1f} {row['unit']}{ratio}", flush=True)
             recorded += timed["on"].requests
     for provider in providers.values():
@@ -168,7 +172,15 @@ def _task_rows(suite: str, timed: dict[str, _Timed], results: dict[str, Any]) ->
             _row(f"{label}: prompt tokens evaluated/step, warm", statistics.fmean(s.evaluated_tokens for s in
                                                                               timed["warm"].steps), "tok",
                  statistics.fmean(s.evaluated_tokens for s in off))] if "warm" in timed else []
+    plain = []
+    if "plain" in timed:
+        base = total(timed["plain"].steps)
+        plain = [_row(f"{label}: model s/episode, cache off, one-token grammar check", total(off), "s", base, "plain"),
+                 _row(f"{label}: model s/episode, cache on + check", total(on), "s", base, "plain")]
+        plain += [_row(f"{label}: model s/episode, warm cache + check", total(timed["warm"].steps), "s", base, "plain")] \
+            if "warm" in timed else []
     return [
+        *plain,
         _row(f"{label}: model s/episode, cache on", total(on), "s", total(off)),
         *evicting,
         *warm,

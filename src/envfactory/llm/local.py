@@ -68,6 +68,9 @@ class LocalConfig:
     timeout_s: float | None = 600.0
     verify: bool = False
     prefix_cache_bytes: int = 1 << 30  # KV states kept for prefix reuse; 0 turns reuse off
+    # Greedy grammar steps check the grammar against the chosen token only (`greedy_grammar`); the
+    # answers are the same either way, so the switch is for exactness tests and benchmarks.
+    lazy_grammar: bool = True
 
 
 def _call_text(call: ToolCall) -> str:
@@ -206,14 +209,15 @@ class LocalProvider:
         if self._llama is not None:
             return
         try:
-            from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            from envfactory.llm.greedy_grammar import LazyGrammarLlama
         except ImportError as exc:
             raise DependencyMissingError(f"llama-cpp-python is not installed ({exc}); {INSTALL_HINT}") from exc
         path = model_path(self.model, self.config.models_dir, verify=self.config.verify or verify)
         started = time.perf_counter()
         try:
-            llama = Llama(
+            llama = LazyGrammarLlama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx or self.model.n_ctx,
                 n_threads=self.config.n_threads,
@@ -223,6 +227,7 @@ class LocalProvider:
             )
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(f"llama.cpp cannot load {path}: {exc}") from exc
+        llama.lazy_grammar = self.config.lazy_grammar
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise ProviderError(f"{path} carries no chat template (tokenizer.chat_template)")
