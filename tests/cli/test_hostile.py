@@ -37,6 +37,10 @@ EXEMPT = {
     "graph eval": "builds the whole resource catalog's index to score the committed labels (minutes)",
     "library build": "a library build over the resource catalog (minutes)",
     "library reproduce": "rebuilds the shipped library (minutes)",
+    "library schema-check": "replays every Google and OpenAPI environment's behaviour suite against its spec "
+                            "(tests/build/test_spec_conformance.py covers it)",
+    "library selection-report": "scores the whole resource catalog's proposals (its index: minutes); "
+                                "tests/build/test_statefulness.py covers it",
     "build propose": "proposals over the whole resource catalog (its index: minutes, or downloads)",
     "build compile": "compiles a service of the whole resource catalog (same)",
     "train convert": "dequantizes a GGUF model into a checkpoint (a model download or minutes)",
