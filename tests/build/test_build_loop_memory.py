@@ -64,9 +64,9 @@ def test_a_prefer_rules_build_compiles_each_proposal_once_and_hands_the_hook_its
     compiles: Counter[str] = Counter()
     real = library_module.compile_proposal
 
-    def counting(proposal: Proposal, operations: dict) -> object:  # type: ignore[type-arg]
+    def counting(proposal: Proposal, operations: dict, **options: object) -> object:  # type: ignore[type-arg]
         compiles[proposal.id] += 1
-        return real(proposal, operations)
+        return real(proposal, operations, **options)  # type: ignore[arg-type]
 
     seen: list[Environment | None] = []
 
