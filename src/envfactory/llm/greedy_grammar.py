@@ -2,8 +2,10 @@
 
 llama-cpp-python samples a grammar-constrained token by running its sampler chain (penalties, grammar,
 greedy) over the whole vocabulary: the grammar sampler decodes and matches every one of the model's
-~150,000 token pieces against the grammar's stacks at every step, which costs as much as a third of a
-0.5B model's decode step on this machine. llama.cpp's own command-line sampler avoids it by sampling
+~150,000 token pieces against the grammar's stacks at every step, on one thread. On a quiet machine that
+is a small share of a decode step; when other processes compete for the cores (an evaluation or
+synthesis pool) it is what they starve, and a 0.5B τ² episode took 990.9 s instead of 88.7 s without
+this check (docs/llm.md). llama.cpp's own command-line sampler avoids the pass by sampling
 first and consulting the grammar only for the chosen token; this module does the same for greedy
 decoding, where it is exact:
 
