@@ -65,13 +65,12 @@ from envfactory.build.compile_collections import (
 )
 from envfactory.build.compile_gen2 import plan_scopes, plan_transitions
 from envfactory.build.compile_limits import fit_seed, generation2
+from envfactory.build.compile_repair import repair_source
 from envfactory.build.errors import CompileError
 from envfactory.build.naming import field_name, id_prefix, tool_name
 from envfactory.build.seeds import seed_state
 from envfactory.build.seeds_faker import seed_state as faker_seed_state
 from envfactory.build.shapes import OperationShape, group_operations
-from envfactory.errors import SpecError
-from envfactory.runtime.declarative.compile import compile_source
 from envfactory.spec import (
     CollectionDecl,
     DeclarativeEnvSource,
@@ -113,7 +112,6 @@ _AUTH = re.compile(r"(^|_)(api_?key|apikey|access_?token|auth[a-z_]*|token|secre
 _PAGE_TOKEN = frozenset({"pagetoken", "nexttoken", "marker", "cursor", "starttoken", "after", "continuationtoken"})
 _PAGE_SIZE = frozenset({"pagesize", "maxresults", "maxitems", "limit", "perpage", "maxrecords"})
 _DESCRIPTION_MAX = 1000
-_MAX_REPAIR_ROUNDS = 40
 
 
 class CompiledEnv(SpecModel):
@@ -182,7 +180,7 @@ def compile_proposal(proposal: Proposal, operations: Mapping[str, Operation], *,
     source = _assemble(proposal, collections, tools, generation=generation)
     if generation >= 2:
         source = generation2(source, proposal, {op.id: op for op in ops})
-    source, repaired = _repair(source)
+    source, repaired = repair_source(source)
     dropped.extend(repaired)
     compiled = [t.source.operation_id for t in source.tools if t.source is not None]
     if generation >= 2:
@@ -560,53 +558,3 @@ def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan]
                 out.append(ReferenceDecl(field=name, collection=other_name, on_delete="restrict"))
                 break
     return out
-
-
-_PROBLEM_TOOL = re.compile(r"^\s*- tools\.([A-Za-z0-9_-]+)[.:]")
-_PROBLEM_COLLECTION = re.compile(r"^\s*- collections\.([a-z][a-z0-9_]*)[.:]")
-
-
-def _repair(source: DeclarativeEnvSource) -> tuple[DeclarativeEnvSource, list[DroppedOperation]]:
-    """Drop the tools (and collections) the format's compiler refuses until the rest compiles."""
-    dropped: list[DroppedOperation] = []
-    for _ in range(_MAX_REPAIR_ROUNDS):
-        if not source.tools:
-            break
-        try:
-            compile_source(source)
-            return source, dropped
-        except SpecError as exc:
-            message = str(exc)
-            bad_tools = {m.group(1) for line in message.splitlines() if (m := _PROBLEM_TOOL.match(line))}
-            bad_colls = {m.group(1) for line in message.splitlines() if (m := _PROBLEM_COLLECTION.match(line))}
-            if not bad_tools and not bad_colls:
-                raise CompileError(f"{source.meta.name}: {message}") from exc
-            source, lost = _without(source, bad_tools, bad_colls, message)
-            dropped.extend(lost)
-    raise CompileError(f"{source.meta.name}: no tool survives compilation")
-
-
-def _without(
-    source: DeclarativeEnvSource, tools: set[str], collections: set[str], message: str
-) -> tuple[DeclarativeEnvSource, list[DroppedOperation]]:
-    doomed_colls = set(collections)
-    changed = True
-    while changed:  # a collection referring to a dropped one goes too
-        changed = False
-        for name, decl in source.collections.items():
-            if name not in doomed_colls and any(r.collection in doomed_colls for r in decl.references):
-                doomed_colls.add(name)
-                changed = True
-    lost: list[DroppedOperation] = []
-    kept: list[DeclarativeToolDecl] = []
-    for tool in source.tools:
-        if tool.name in tools or tool.operation.collection in doomed_colls:
-            reason = next((line.strip("- ").strip() for line in message.splitlines()
-                           if f"tools.{tool.name}" in line or f"collections.{tool.operation.collection}" in line), message)
-            op_id = tool.source.operation_id if tool.source else tool.name
-            lost.append(_drop(op_id, tool.name, f"refused by the format compiler: {reason[:300]}"))
-        else:
-            kept.append(tool)
-    colls = {n: d for n, d in source.collections.items() if n not in doomed_colls}
-    return source.model_copy(update={"tools": kept, "collections": colls}), lost
-

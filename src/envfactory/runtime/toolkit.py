@@ -34,6 +34,8 @@ Layout: reading and importing a toolkit's module is `toolkit_modules.py`, the JS
 `toolkit_schemas.py`; both are re-exported here where they were public (`read_toolkit_source`).
 """
 
+# Length: just over 600 lines because the toolkit contract (decorator, state wrapper, backend) reads as
+# one unit; its schema and module-loading parts already live in toolkit_schemas / toolkit_modules.
 from __future__ import annotations
 
 import inspect
