@@ -470,15 +470,27 @@ def _listing(properties: dict[str, Any], coll: CollectionPlan) -> tuple[ListDecl
             page_token = arg
         elif flat in _PAGE_SIZE and kind == "integer" and page_size is None:
             page_size = arg
-        elif (arg in coll.fields and arg != coll.key) or any(arg == safe for _, safe, _ in coll.parents):
-            filters.append(FilterDecl(arg=arg, field=arg, match="eq"))
+        elif (arg in coll.fields and (arg != coll.key or coll.generation2)) or any(arg == safe for _, safe, _ in coll.parents):
+            filters.append(FilterDecl(arg=arg, field=arg, match="eq"))  # generation 2: the key too (GetDetectors)
         elif arg.endswith("Prefix") and arg[: -len("Prefix")] in coll.fields:
             filters.append(FilterDecl(arg=arg, field=arg[: -len("Prefix")], match="prefix"))
+        elif coll.generation2 and (one := _one_of(arg, schema, coll)) is not None:
+            filters.append(FilterDecl(arg=arg, field=one, match="in"))  # generation 2: `PolicyNames` -> PolicyName
     listing = ListDecl(
         filters=filters, page_token_arg=page_token, page_size_arg=page_size,
         default_page_size=20, max_page_size=1000,
     )
     return listing, []
+
+
+def _one_of(arg: str, schema: Any, coll: CollectionPlan) -> str | None:
+    """The record field an array-of-strings list argument names the plural of (`PolicyNames` ->
+    `PolicyName`, `ids` -> `id`): the list keeps the records whose field is one of the values; else None."""
+    items = schema.get("items") if isinstance(schema, dict) and json_type(schema) == "array" else None
+    if not isinstance(items, dict) or json_type(items) != "string":
+        return None
+    return next((f for f in (arg[:-1] if arg.endswith("s") else "", arg[:-2] if arg.endswith("es") else "")
+                 if f and f in coll.fields), None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -542,7 +554,8 @@ def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan]
     `TableName` → tables (keyed by `TableName`). Deleting the referenced record is refused while
     such a record refers to it (`restrict`), since the API would leave it dangling otherwise. With
     `noun_checked` (generation 2), a key shared with a collection it does not name (`WorkerId`, the key of
-    worker blocks) makes no reference (`key_names_noun`)."""
+    worker blocks) makes no reference (`key_names_noun`), and `<noun>_sid` (Twilio) names a record as
+    `<noun>_id` does."""
     out: list[ReferenceDecl] = []
     for name, schema in sorted(coll.fields.items()):
         if name == coll.key or name in taken or json_type(schema) != "string" or name in coll.read_only:
@@ -551,7 +564,9 @@ def _named_references(coll: CollectionPlan, others: Mapping[str, CollectionPlan]
             if other is coll:
                 continue
             stem = singular(other_name)
-            named = name.lower() in {f"{stem}_id", f"{stem}id".replace("_", "")} or name.replace("_", "").lower() == f"{stem}id".replace("_", "")
+            suffixes = ("id", "sid") if noun_checked else ("id",)  # generation 2: Twilio's `device_sid` too
+            named = any(name.lower() in {f"{stem}_{s}", f"{stem}{s}".replace("_", "")}
+                        or name.replace("_", "").lower() == f"{stem}{s}".replace("_", "") for s in suffixes)
             keyed = other.key not in ("id", "_id", "name", "uuid") and name == other.key and (
                 not noun_checked or key_names_noun(name, other.group.noun))
             if named or keyed:

@@ -29,6 +29,10 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   no tool for (Managed Blockchain `CreateMember(InvitationId)`: an invitation sent by a vote). It becomes
   a reference to a collection `<nouns>` (key the member, no tool; seeded like any other collection), so a
   create naming one that does not exist is `not_found` as the API answers.
+- Lengths: a `max_length`/`min_length` prose rule ("up to 256 characters") on a field of a collection
+  gives the string argument naming that field (under the request's or the response's spelling) of each
+  create, update and patch of the collection `maxLength`/`minLength`, so a longer value is refused as
+  `invalid_arguments` (the tighter of two bounds wins).
 - Provenance: every entry records `generation=2`.
 `fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens; a record's scope
 fields (`/repos/{owner}/{repo}/...`: the fields its tools require to match) equal its parent's where the
@@ -92,6 +96,7 @@ def generation2(source: DeclarativeEnvSource, proposal: Proposal, operations: Ma
     if any(t.operation.idempotency is not None for t in tools):
         collections[TOKENS_COLLECTION] = _tokens_collection()
     rules = extract_rules(proposal, operations)
+    tools = _length_limits(tools, rules)
     collections = _capacities(collections, rules)
     collections = _cascades(collections, tools, rules, operations)
     collections = _held_elsewhere(collections, tools, operations)
@@ -251,6 +256,47 @@ def _held_elsewhere(collections: dict[str, CollectionDecl], tools: list[Declarat
             coll = coll.model_copy(update={"references": [*coll.references, ReferenceDecl(field=arg, collection=name)]})
             out[tool.operation.collection] = coll
     return out
+
+
+def _length_limits(tools: list[DeclarativeToolDecl], rules: list[ProseRule]) -> list[DeclarativeToolDecl]:
+    """Tools whose string arguments carry the `maxLength`/`minLength` of the prose length rules (module
+    contract, "Lengths"): a create, update or patch of the rule's collection, the argument the rule's field
+    names under any spelling (`FriendlyName` answered as `friendly_name`); the tighter bound wins."""
+    bounds: dict[tuple[str, str, str], int] = {}  # (collection, squashed field, schema keyword) -> limit
+    for rule in rules:
+        if rule.kind in ("max_length", "min_length") and rule.field and rule.limit is not None and rule.limit >= 0:
+            word = "maxLength" if rule.kind == "max_length" else "minLength"
+            slot = (rule.collection, _squashed(rule.field), word)
+            known = bounds.get(slot)
+            bounds[slot] = rule.limit if known is None else (min if word == "maxLength" else max)(known, rule.limit)
+    if not bounds:
+        return tools
+    out: list[DeclarativeToolDecl] = []
+    for tool in tools:
+        props = tool.input_schema.get("properties")
+        if tool.operation.kind not in ("create", "update", "patch") or not isinstance(props, dict):
+            out.append(tool)
+            continue
+        names = tool.source.field_names if tool.source is not None else {}
+        changed: dict[str, Any] = dict(props)
+        for arg, schema in props.items():
+            if not isinstance(schema, dict) or json_type(schema) != "string":
+                continue
+            bounded = dict(schema)
+            for word in ("maxLength", "minLength"):
+                limit = bounds.get((tool.operation.collection, _squashed(names.get(arg, arg)), word))
+                have = bounded.get(word)
+                if limit is not None and not (isinstance(have, int) and (have <= limit if word == "maxLength" else have >= limit)):
+                    bounded[word] = limit
+            if bounded != schema:
+                changed[arg] = bounded
+        out.append(tool if changed == props else tool.model_copy(
+            update={"input_schema": {**tool.input_schema, "properties": changed}}))
+    return out
+
+
+def _squashed(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
 
 
 def _noun_matches(noun: str, name: str) -> bool:
