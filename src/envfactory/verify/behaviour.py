@@ -68,6 +68,7 @@ class _Draft:
         self.steps: list[BehaviourStep] = []
         self.counter = 0
         self.known: dict[str, dict[str, Any]] = {}  # collection -> arguments of its last create
+        self.made: dict[str, list[dict[str, Any]]] = {}  # collection -> arguments of each of its creates
 
     def fresh(self, schema: Any) -> Any:
         """A value for `schema` no other call of this scenario uses (plain strings get a unique tag)."""
@@ -135,6 +136,25 @@ class _Draft:
                 return None
         return values
 
+    def list_scope(self, coll: CollectionFacts, parents: Mapping[str, Any]) -> dict[str, Any]:
+        """`parents` plus a value for each other argument the spec's list requires that names a record (a
+        parent the list is asked by, not a path parameter: AWS `AddressListId`, `Catalog`), chosen as a
+        create's references are: the owning collection's record created first where the spec has a create
+        (setup), else a value the seed holds; an argument naming nothing is left to the generator."""
+        listing = coll.first("list")
+        values = dict(parents)
+        for arg in (listing.required if listing else ()):
+            owner = _owner(self.facts, arg, coll.name)
+            if arg in values or arg == coll.key_arg or (owner is None and not _REFERENCE_NAME.search(arg)):
+                continue
+            made = self.create(owner, 1, setup=True) if owner is not None and owner.first("create") is not None \
+                and owner.key_arg else None
+            if made is not None:
+                values[arg] = made[0]
+            elif self.pool.get(arg):
+                values[arg] = self.pool[arg][0]
+        return values
+
     def create(self, coll: CollectionFacts, depth: int = 0, *, setup: bool = False,
                parents: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
                ) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
@@ -173,6 +193,7 @@ class _Draft:
         expect = StepExpect(outcome="setup" if setup else "ok", fields={} if setup else fields)
         self.add(create, args, expect, f"{_ref(create)} creates a {coll.name} record", capture)
         self.known[coll.name] = args
+        self.made.setdefault(coll.name, []).append(args)
         return key, args, fields
 
     def references(self, coll: CollectionFacts, create: OpFacts, args: dict[str, Any], parents: Mapping[str, Any],
@@ -195,16 +216,23 @@ class _Draft:
     def address(self, op: OpFacts, coll: CollectionFacts, key: Any, parents: Mapping[str, Any],
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Arguments naming one record of `coll` for `op`: required arguments generated (or as the last
-        create of `coll` in this scenario sent them), parents and key set."""
+        create of `coll` in this scenario sent them), parents and key set (a list's key only where the list
+        requires it); a list's required array argument named as the plural of a create argument
+        (`PolicyNames`) names every record of `coll` this scenario created."""
         try:
             args = {k: v for k, v in generate_arguments(op.tool.input_schema, self.rng, {}).items() if k in op.required}
         except (ValueError, RecursionError):
             args = {}
         known = self.known.get(coll.name, {})  # what the record was created with, where the call needs it too
         args.update({k: known[k] for k in op.required if k in known and isinstance(known[k], str | int)})
+        if op.role == "list":  # a list asked for records by name (`PolicyNames`): every one this scenario made
+            for name in op.required:
+                sent = [a[name[:-1]] for a in self.made.get(coll.name, []) if name.endswith("s") and _scalar(a.get(name[:-1]))]
+                if sent and json_type(op.args.get(name) or {}) == "array":
+                    args[name] = list(dict.fromkeys(sent))
         args.update({k: v for k, v in parents.items() if k in op.args})
-        if coll.key_arg and coll.key_arg in op.args:
-            args[coll.key_arg] = key
+        if coll.key_arg and coll.key_arg in op.args and (op.role != "list" or coll.key_arg in op.required):
+            args[coll.key_arg] = key  # a list's optional key argument narrows it to one record: not sent
         args.update(extra or {})
         return args
 
@@ -346,9 +374,10 @@ def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> s
     if parents is None:
         return f"{coll.name}: a parent cannot be established"
     listing, read = coll.first("list"), coll.first("read")
+    scope = draft.list_scope(coll, parents)  # the parent the list is asked by, created (or from the seed) first
     key: Any = None
     if listing is not None:
-        draft.add(listing, draft.address(listing, coll, MISSING, parents), StepExpect(),
+        draft.add(listing, draft.address(listing, coll, MISSING, scope), StepExpect(),
                   f"{_ref(listing)} with an existing parent succeeds")
     else:
         made = draft.create(coll, parents=parents, setup=True)
@@ -368,7 +397,7 @@ def _reference(draft: _Draft, coll: CollectionFacts, op: OpFacts, arg: str) -> s
         because = f"{_ref(op)} names a {coll.name} record that does not exist"
     draft.add(op, args, NOT_FOUND, because)
     if listing is not None:
-        draft.add(listing, draft.address(listing, coll, MISSING, parents), StepExpect(),
+        draft.add(listing, draft.address(listing, coll, MISSING, scope), StepExpect(),
                   f"{_ref(listing)} still succeeds")
     elif read is not None and key is not None:
         draft.add(read, draft.address(read, coll, key, parents), StepExpect(), f"{_ref(read)}: the record created is still there")
@@ -467,11 +496,13 @@ def _pagination(draft: _Draft, coll: CollectionFacts) -> str | None:
     if parents is None:
         return f"{coll.name}: a parent cannot be established"
     keys = []
+    same: dict[str, Any] = {}  # what the list is asked by (a parent sent as a body field, a catalog): the same for all
     for _ in range(3):
-        made = draft.create(coll, parents=parents)
+        made = draft.create(coll, parents=parents, extra=same)
         if made is None:
             return f"{coll.name}: no create or no record key"
         keys.append(made[0])
+        same = same or {k: v for k, v in made[1].items() if k in listing.required and k != coll.key_arg and _scalar(v)}
     args = draft.address(listing, coll, MISSING, parents, {coll.size_arg: 1})
     args.pop(coll.token_arg, None)
     draft.add(listing, args, StepExpect(includes=keys, distinct=True, key_fields=_key_fields(coll)),

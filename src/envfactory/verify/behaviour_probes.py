@@ -136,13 +136,15 @@ def _base(env: Environment, planner: CallPlanner, session: Session, seen: dict[s
 def _record_arguments(planner: CallPlanner, session: Session, tool: str, rng: random.Random,
                       per_collection: int = 4) -> list[dict[str, Any]]:
     """Setup only: for the first records of each collection of the live state, generated arguments with
-    every argument the record has a field for set to that field, and key arguments of that collection
-    set to the record's key."""
+    every argument the record has a field for set to that field, an array argument named as the plural
+    of a field (`PolicyNames`) to that one value, and key arguments of that collection set to the
+    record's key."""
     state = session.state_json()
     collections = state.get("collections") if isinstance(state, dict) else None
     if not isinstance(collections, dict):
         return []
-    names = set(object_properties(planner.env.tools[tool].spec.input_schema))
+    props = object_properties(planner.env.tools[tool].spec.input_schema)
+    names = set(props)
     out: list[dict[str, Any]] = []
     for collection, records in sorted(collections.items()):
         if not isinstance(records, dict):
@@ -153,6 +155,8 @@ def _record_arguments(planner: CallPlanner, session: Session, tool: str, rng: ra
             args = planner.arguments(tool, session, {}, rng)
             args.update({n: record[n] for n in names if isinstance(record.get(n), str | int | float | bool)})
             args.update({n: key for n in names if planner.key_args.get(n) == collection})
+            args.update({n: [record[n[:-1]]] for n in names if n.endswith("s") and n not in record  # PolicyNames
+                         and isinstance(record.get(n[:-1]), str) and json_type(props.get(n) or {}) == "array"})
             out.append(args)
     return out
 
