@@ -99,3 +99,26 @@ def test_get_detectors_with_a_detector_id_answers_that_detector_only(frauddetect
         ok(s, "put_detector", {"detectorId": name, "eventTypeName": "sale"})
     answered: Any = ok(s, "get_detectors", {"detectorId": "d-two"})
     assert [d["detectorId"] for d in answered["detectors"]] == ["d-two"]
+
+
+@pytest.fixture(scope="module")
+def agreements(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    with Catalog([AwsSource(["marketplace-agreement"])], tmp_path_factory.mktemp("gen2-reasons")) as built:
+        yield built
+
+
+def test_withdrawing_a_cancellation_request_keeps_its_reason(agreements: Catalog, tmp_path: Path) -> None:
+    name = "marketplace_agreement_agreement_cancell_e7dfd66e"
+    proposal = Proposal.model_validate_json((library_root() / name / "proposal.json").read_bytes())
+    operations = {o.operation_id: agreements.operation(o.operation_id) for o in proposal.operations}
+    shipped = compile_proposal(proposal, operations, generation=1)
+    assert "cancellationReason" not in next(t for t in shipped.source.tools
+                                            if t.name == "cancel_agreement_cancellation_request").operation.assign
+    write_env_dir(compile_proposal(proposal, operations, generation=2), tmp_path)
+    s = open_session(load_env(tmp_path), {"collections": {}, "counters": {}})
+    made: Any = ok(s, "send_agreement_cancellation_request", {"agreementId": "agmt-1", "reasonCode": "OTHER"})
+    key = made.get("agreementCancellationRequestId") or made["agreementCancellationRequest"]["agreementCancellationRequestId"]
+    ok(s, "cancel_agreement_cancellation_request", {"agreementCancellationRequestId": key,
+                                                    "cancellationReason": "sent by mistake"})
+    read: Any = ok(s, "get_agreement_cancellation_request", {"agreementCancellationRequestId": key})
+    assert "sent by mistake" in str(read)

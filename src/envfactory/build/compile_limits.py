@@ -33,6 +33,8 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   gives the string argument naming that field (under the request's or the response's spelling) of each
   create, update and patch of the collection `maxLength`/`minLength`, so a longer value is refused as
   `invalid_arguments` (the tighter of two bounds wins).
+- Reasons: a required string argument of an action named like a reason (`cancellationReason`,
+  `rejectionReason`) that is no field of the record becomes one, which the action sets (`_kept_reasons`).
 - Provenance: every entry records `generation=2`.
 `fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens; a record's scope
 fields (`/repos/{owner}/{repo}/...`: the fields its tools require to match) equal its parent's where the
@@ -97,6 +99,7 @@ def generation2(source: DeclarativeEnvSource, proposal: Proposal, operations: Ma
         collections[TOKENS_COLLECTION] = _tokens_collection()
     rules = extract_rules(proposal, operations)
     tools = _length_limits(tools, rules)
+    tools, collections = _kept_reasons(tools, collections)
     collections = _capacities(collections, rules)
     collections = _cascades(collections, tools, rules, operations)
     collections = _held_elsewhere(collections, tools, operations)
@@ -293,6 +296,43 @@ def _length_limits(tools: list[DeclarativeToolDecl], rules: list[ProseRule]) -> 
         out.append(tool if changed == props else tool.model_copy(
             update={"input_schema": {**tool.input_schema, "properties": changed}}))
     return out
+
+
+_REASON = re.compile(r"(reason|comment|note)$", re.IGNORECASE)
+
+
+def _kept_reasons(tools: list[DeclarativeToolDecl], collections: dict[str, CollectionDecl]
+                  ) -> tuple[list[DeclarativeToolDecl], dict[str, CollectionDecl]]:
+    """Actions keep the reason they are given (module contract, "Reasons"): a required string argument of
+    an action (`patch` without `fields_from_args`) named like a reason (`cancellationReason`,
+    `rejectionReason`, `comment`) that is no field of the record becomes one, the action assigning it."""
+    out: list[DeclarativeToolDecl] = []
+    colls = dict(collections)
+    for tool in tools:
+        decl = tool.operation
+        props = tool.input_schema.get("properties")
+        required = tool.input_schema.get("required")
+        coll = colls.get(decl.collection)
+        if decl.kind != "patch" or decl.fields_from_args or coll is None or not isinstance(props, dict) \
+                or not isinstance(required, list):
+            out.append(tool)
+            continue
+        fields = dict(object_properties(coll.record_schema))
+        kept = [a for a in required if isinstance(a, str) and _REASON.search(a) and a not in fields and a not in decl.assign
+                and _is_string(props.get(a))]
+        for arg in kept:
+            fields[arg] = {"type": "string", "description": f"the {arg} given to {tool.name}"}
+        if not kept:
+            out.append(tool)
+            continue
+        colls[decl.collection] = coll.model_copy(update={"record_schema": {**coll.record_schema, "properties": fields}})
+        assign = {**decl.assign, **{arg: ArgExpr(path=arg) for arg in kept}}
+        out.append(tool.model_copy(update={"operation": decl.model_copy(update={"assign": assign})}))
+    return out, colls
+
+
+def _is_string(schema: Any) -> bool:
+    return isinstance(schema, dict) and json_type(schema) in ("string", None)
 
 
 def _squashed(name: str) -> str:
