@@ -64,7 +64,7 @@ def test_the_suites_known_failures_are_the_recorded_failures_with_reasons() -> N
         suite = _suite(name)
         assert sorted(suite.known_failures) == sorted(expected[name]["failed"]), name
         assert all(reason.startswith(tuple(f"{k}:" for k in ("lifecycle", "scoping", "reference", "state_machine",
-                                                              "pagination", "rule"))) and "expected" in reason
+                                                              "pagination", "rule", "validation"))) and "expected" in reason
                    for reason in suite.known_failures.values()), name
         assert all(len(s.steps) >= 3 for s in suite.scenarios), name
 

@@ -55,8 +55,9 @@ __all__ = [
     "load_scenario_file",
 ]
 
-BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination", "rule"]
-BEHAVIOUR_KINDS: tuple[str, ...] = ("lifecycle", "scoping", "reference", "state_machine", "pagination", "rule")
+BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination", "rule", "validation"]
+BEHAVIOUR_KINDS: tuple[str, ...] = ("lifecycle", "scoping", "reference", "state_machine", "pagination", "rule",
+                                    "validation")
 ScenarioVerdict = Literal["passed", "failed", "inconclusive"]
 ProbeEffect = Literal["output", "error", "state", "none", "unprobed"]
 

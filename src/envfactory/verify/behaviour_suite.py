@@ -2,7 +2,7 @@
 
 Contract:
 - `generate_suite(env, proposal, operations, *, seed)` writes the suite from the SOURCE spec (the
-  scenarios of `behaviour.generate_scenarios`, with the default seed's values as setup pool, and the
+  scenarios of `behaviour.generate_scenarios` and, since generator version 3, `behaviour_more`, with the default seed's values as setup pool, and the
   prose rules of `rules_extract` with their violating scenarios); nothing is run. Deterministic. For an
   environment compiled at generation 2 or later, each call of a tool with an idempotency token sends a
   token not sent before in its scenario (`idempotency_args`); a generation-1 suite is unchanged.
@@ -33,6 +33,7 @@ from envfactory.spec.behaviour import BehaviourCheck, BehaviourSuite, ScenarioVe
 from envfactory.spec.build import Proposal
 from envfactory.spec.env import DeclarativeImplementation
 from envfactory.verify.behaviour import generate_scenarios
+from envfactory.verify.behaviour_more import more_scenarios
 from envfactory.verify.behaviour_probes import open_initial
 from envfactory.verify.behaviour_run import run_behaviour
 from envfactory.verify.envchecks_planner import harvest_state
@@ -40,7 +41,7 @@ from envfactory.verify.rules_extract import extract_rules, rule_scenarios
 
 __all__ = ["GENERATOR_VERSION", "check_behaviour", "generate_suite", "idempotency_args", "run_suite", "with_known_failures"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 def generate_suite(env: Environment, proposal: Proposal, operations: Mapping[str, Operation], *,
@@ -51,10 +52,12 @@ def generate_suite(env: Environment, proposal: Proposal, operations: Mapping[str
     tools = [t.spec for t in env.tools.values()]
     tokens = idempotency_args(env)
     scenarios, skipped = generate_scenarios(tools, proposal, operations, pool=pool, seed=seed, tokens=tokens)
+    more, unwritten = more_scenarios(tools, proposal, operations, pool=pool, seed=seed, tokens=tokens)
     rules = extract_rules(proposal, operations)
     ruled, unruled = rule_scenarios(rules, tools, proposal, operations, pool=pool, seed=seed, tokens=tokens)
     return BehaviourSuite(env_name=env.name, generator=GENERATOR_VERSION, seed=seed,
-                          scenarios=[*scenarios, *ruled], rules=rules, not_generated=[*skipped, *unruled])
+                          scenarios=[*scenarios, *more, *ruled], rules=rules,
+                          not_generated=[*skipped, *unwritten, *unruled])
 
 
 def idempotency_args(env: Environment) -> dict[str, str]:
