@@ -1,8 +1,9 @@
 """Compiler generation 2: required arguments that generation 1 accepted and ignored (issue 19, deliverable 2)
 now act, and the Twilio gaps the behavioural suites showed: a list filters by the key it takes (Fraud
 Detector `GetDetectors(detectorId)`), by a plural array of a field (`PolicyNames` -> `PolicyName`), a
-`<noun>_sid` argument names a record as `<noun>_id` does, and "up to N characters" in a field's
-description bounds the argument. Generation 1 compiles each as before. No LLM."""
+`<noun>_sid` argument names a record as `<noun>_id` does, "up to N characters" in a field's
+description bounds the argument, an action keeps the reason it is given, and an AWS search argument
+(`filters: [{name, operator, values}]`) selects records. Generation 1 compiles each as before. No LLM."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from tests.build.test_compile_scopes import _compile, _empty_session, _op
 
 from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
+from envfactory.errors import ToolError
 from envfactory.resources import AwsSource, Catalog
 from envfactory.runtime import library_root, load_env, open_session
+from envfactory.runtime.declarative.guards import search_match
 from envfactory.spec import Operation
 from envfactory.spec.build import Proposal
 
@@ -122,3 +125,35 @@ def test_withdrawing_a_cancellation_request_keeps_its_reason(agreements: Catalog
                                                     "cancellationReason": "sent by mistake"})
     read: Any = ok(s, "get_agreement_cancellation_request", {"agreementCancellationRequestId": key})
     assert "sent by mistake" in str(read)
+
+
+@pytest.fixture(scope="module")
+def braket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    with Catalog([AwsSource(["braket"])], tmp_path_factory.mktemp("gen2-search")) as built:
+        yield built
+
+
+def test_braket_search_filters_select_records(braket: Catalog) -> None:
+    proposal = Proposal.model_validate_json((library_root() / "braket_jobs" / "proposal.json").read_bytes())
+    operations = {o.operation_id: braket.operation(o.operation_id) for o in proposal.operations}
+    matches = {}
+    for generation in (1, 2):
+        tool = next(t for t in compile_proposal(proposal, operations, generation=generation).source.tools
+                    if t.name == "search_jobs")
+        assert tool.operation.listing is not None
+        matches[generation] = {f.arg: f.match for f in tool.operation.listing.filters}
+    assert "filters" not in matches[1] and matches[2]["filters"] == "search"
+
+
+def test_search_match_reads_name_operator_and_values() -> None:
+    record = {"jobName": "alpha", "status": "RUNNING", "createdAt": "2026-01-02"}
+    fields = record.keys()
+    assert search_match(record, [{"name": "jobName", "operator": "EQUAL", "values": ["beta", "alpha"]}], fields)
+    assert not search_match(record, [{"name": "jobName", "operator": "EQUAL", "values": ["beta"]}], fields)
+    assert search_match(record, [{"name": "createdAt", "operator": "BETWEEN", "values": ["2026-01-01", "2026-01-03"]},
+                                 {"name": "jobName", "operator": "CONTAINS", "values": ["lph"]}], fields)
+    assert not search_match(record, [{"name": "createdAt", "operator": "GT", "values": ["2026-01-02"]}], fields)
+    assert not search_match(record, [{"name": "nothing", "operator": "EQUAL", "values": ["alpha"]}], fields)
+    with pytest.raises(ToolError) as refused:
+        search_match(record, [{"name": "jobName", "operator": "LIKE", "values": ["a"]}], fields)
+    assert refused.value.kind == "invalid_arguments"

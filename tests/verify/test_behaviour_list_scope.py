@@ -2,7 +2,8 @@
 record as an argument that is no path parameter (AWS `ListImportJobs(AddressListId)`) is asked under a
 record the scenario created first, in reference scenarios (framing the call that must fail) and in
 pagination walks (every page-walked record created under the same one); a list's optional key argument
-is not sent; a list asked for records by name (`PolicyNames`) names every record the scenario created.
+is not sent; a list asked for records by name (`PolicyNames`) or by AWS search filters names every
+record the scenario created.
 Scenarios are written from the spec alone (no environment runs). No LLM, no catalog."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from envfactory.spec import Operation, ToolSpec
 from envfactory.spec.behaviour import BehaviourScenario
 from envfactory.spec.build import Proposal
 from envfactory.verify.behaviour import generate_scenarios
+from envfactory.verify.behaviour_facts import list_selection, spec_facts
 
 SERVICE = "example:mail:1"
 S: dict[str, Any] = {"type": "string"}
@@ -82,3 +84,18 @@ def test_a_list_by_names_names_every_record_the_scenario_created() -> None:
     names = [step.arguments["PolicyName"] for step in listed.steps if step.tool == "put_policy"]
     listing = next(step for step in listed.steps if step.tool == "get_policies")
     assert len(names) == 2 and listing.arguments["PolicyNames"] == names
+
+
+def test_a_search_list_selects_every_record_the_scenario_created() -> None:
+    search = {"type": "array", "items": {"type": "object", "properties": {
+        "name": S, "operator": {"type": "string", "enum": ["LT", "EQUAL"]}, "values": {"type": "array", "items": S}}}}
+    tools, proposal, operations = _spec()
+    tools = [t.model_copy(update={"input_schema": {"type": "object", "properties": {"filters": search}, "required": ["filters"]}})
+             if t.name == "list_import_jobs" else t for t in tools]
+    jobs = spec_facts(tools, proposal, operations)["import_jobs"]
+    listing = jobs.first("list")
+    assert listing is not None
+    made = [{"AddressListId": "l-1", "Name": "first"}, {"AddressListId": "l-1", "Name": "second"}]
+    assert list_selection(listing, jobs, made) == {
+        "filters": [{"name": "AddressListId", "operator": "EQUAL", "values": ["l-1"]}]}
+    assert list_selection(listing, jobs, []) == {}

@@ -476,6 +476,9 @@ def _listing(properties: dict[str, Any], coll: CollectionPlan) -> tuple[ListDecl
             filters.append(FilterDecl(arg=arg, field=arg[: -len("Prefix")], match="prefix"))
         elif coll.generation2 and (one := _one_of(arg, schema, coll)) is not None:
             filters.append(FilterDecl(arg=arg, field=one, match="in"))  # generation 2: `PolicyNames` -> PolicyName
+        elif coll.generation2 and flat in ("filters", "filter") and kind == "array" and isinstance(schema, dict) \
+                and {"name", "values"} <= set(object_properties(schema.get("items") or {})):
+            filters.append(FilterDecl(arg=arg, field=coll.key, match="search"))  # generation 2: Braket SearchJobs
     listing = ListDecl(
         filters=filters, page_token_arg=page_token, page_size_arg=page_size,
         default_page_size=20, max_page_size=1000,

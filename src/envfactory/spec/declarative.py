@@ -246,7 +246,7 @@ class CreateEffect(SpecModel):
 
 Effect = Annotated[Union[AdjustEffect, SetEffect, CreateEffect], Field(discriminator="op")]  # noqa: UP007
 
-FilterMatch = Literal["eq", "ne", "lt", "le", "gt", "ge", "contains", "prefix", "in"]
+FilterMatch = Literal["eq", "ne", "lt", "le", "gt", "ge", "contains", "prefix", "in", "search"]
 
 
 class FilterDecl(SpecModel):

@@ -43,7 +43,7 @@ from envfactory.spec.behaviour import BehaviourKind, BehaviourScenario, Behaviou
 from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import json_type
 from envfactory.verify.argsgen import generate_arguments
-from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, spec_facts
+from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, list_selection, spec_facts
 
 __all__ = ["MISSING", "REFUSED", "Draft", "generate_scenarios", "key_fields", "owner_of", "spec_ref"]
 
@@ -217,19 +217,16 @@ class _Draft:
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Arguments naming one record of `coll` for `op`: required arguments generated (or as the last
         create of `coll` in this scenario sent them), parents and key set (a list's key only where the list
-        requires it); a list's required array argument named as the plural of a create argument
-        (`PolicyNames`) names every record of `coll` this scenario created."""
+        requires it); a list's required names or search filters select every record of `coll` this
+        scenario created (`behaviour_facts.list_selection`)."""
         try:
             args = {k: v for k, v in generate_arguments(op.tool.input_schema, self.rng, {}).items() if k in op.required}
         except (ValueError, RecursionError):
             args = {}
         known = self.known.get(coll.name, {})  # what the record was created with, where the call needs it too
         args.update({k: known[k] for k in op.required if k in known and isinstance(known[k], str | int)})
-        if op.role == "list":  # a list asked for records by name (`PolicyNames`): every one this scenario made
-            for name in op.required:
-                sent = [a[name[:-1]] for a in self.made.get(coll.name, []) if name.endswith("s") and _scalar(a.get(name[:-1]))]
-                if sent and json_type(op.args.get(name) or {}) == "array":
-                    args[name] = list(dict.fromkeys(sent))
+        if op.role == "list":  # asked by names (`PolicyNames`) or search filters: every record this scenario made
+            args.update(list_selection(op, coll, self.made.get(coll.name, [])))
         args.update({k: v for k, v in parents.items() if k in op.args})
         if coll.key_arg and coll.key_arg in op.args and (op.role != "list" or coll.key_arg in op.required):
             args[coll.key_arg] = key  # a list's optional key argument narrows it to one record: not sent

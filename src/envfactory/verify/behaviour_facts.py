@@ -11,6 +11,8 @@ Contract:
   operation, and the next-token field of its response schema).
 - Everything comes from the catalog `Operation`s, the proposal and the tools' interfaces (names,
   input schemas, `source.field_names`); the environment's implementation is never read.
+- `list_selection(listing, coll, made)`: values for a list's required arguments that select records
+  (names, AWS search filters) naming every record a scenario created (see its docstring).
 - Tools are matched to operations by `source.operation_id`, else by name. A collection whose tools or
   operations cannot be matched keeps what was found; the generator says what it could not write.
 """
@@ -24,9 +26,9 @@ from typing import Any
 
 from envfactory.spec import Operation, ToolSpec
 from envfactory.spec.build import Proposal
-from envfactory.spec.schema_tools import flatten, object_properties, unwrap_record
+from envfactory.spec.schema_tools import flatten, json_type, object_properties, unwrap_record
 
-__all__ = ["FINAL_WORDS", "TOKEN_FIELDS", "CollectionFacts", "OpFacts", "flat_name", "spec_facts"]
+__all__ = ["FINAL_WORDS", "TOKEN_FIELDS", "CollectionFacts", "OpFacts", "flat_name", "list_selection", "spec_facts"]
 
 FINAL_WORDS = frozenset({
     "completed", "complete", "cancelled", "canceled", "terminated", "succeeded", "finished", "voided",
@@ -234,3 +236,28 @@ def _pagination(entry: CollectionFacts) -> None:
     except Exception:  # see _record_schema
         flat_out = {}
     entry.token_field = next((name for name in object_properties(flat_out) if flat_name(name) in TOKEN_FIELDS), None)
+
+
+def list_selection(listing: OpFacts, coll: CollectionFacts, made: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Values for the list's required arguments that select records rather than scope them, naming every
+    record of `made` (the arguments of the creates a scenario made): an array named as the plural of a
+    create argument (SES `PolicyNames` -> each `PolicyName` sent) and an AWS-style search argument, an
+    array of `{name, operator, values}` (Braket `SearchJobs(filters)`: one EQUAL filter on the first
+    record field every create sent). Empty when nothing was made."""
+    out: dict[str, Any] = {}
+    for name in listing.required if made else ():
+        schema = listing.args.get(name)
+        if not isinstance(schema, dict) or json_type(schema) != "array":
+            continue
+        sent = [a[name[:-1]] for a in made if name.endswith("s") and isinstance(a.get(name[:-1]), str | int)]
+        items = object_properties(schema.get("items") or {})
+        if sent:
+            out[name] = list(dict.fromkeys(sent))
+        elif {"name", "values"} <= set(items):
+            field = next((f for f in made[0] if f in coll.record_fields and f != coll.key_arg
+                          and all(isinstance(a.get(f), str) for a in made)), None)
+            operators = items.get("operator", {}).get("enum") if isinstance(items.get("operator"), dict) else None
+            operator = "EQUAL" if not operators or "EQUAL" in operators else operators[0]
+            if field is not None:
+                out[name] = [{"name": field, "operator": operator, "values": list(dict.fromkeys(a[field] for a in made))}]
+    return out

@@ -137,7 +137,8 @@ def _record_arguments(planner: CallPlanner, session: Session, tool: str, rng: ra
                       per_collection: int = 4) -> list[dict[str, Any]]:
     """Setup only: for the first records of each collection of the live state, generated arguments with
     every argument the record has a field for set to that field, an array argument named as the plural
-    of a field (`PolicyNames`) to that one value, and key arguments of that collection set to the
+    of a field (`PolicyNames`) to that one value, a search argument to an EQUAL filter on the record's
+    first string field, and key arguments of that collection set to the
     record's key."""
     state = session.state_json()
     collections = state.get("collections") if isinstance(state, dict) else None
@@ -157,8 +158,16 @@ def _record_arguments(planner: CallPlanner, session: Session, tool: str, rng: ra
             args.update({n: key for n in names if planner.key_args.get(n) == collection})
             args.update({n: [record[n[:-1]]] for n in names if n.endswith("s") and n not in record  # PolicyNames
                          and isinstance(record.get(n[:-1]), str) and json_type(props.get(n) or {}) == "array"})
+            args.update({n: [{"name": f, "operator": "EQUAL", "values": [record[f]]}] for n in names  # search filters
+                         if _is_search(props.get(n)) for f in [f for f in sorted(record) if isinstance(record[f], str)][:1]})
             out.append(args)
     return out
+
+
+def _is_search(schema: Any) -> bool:
+    """An AWS-style search argument: an array of `{name, operator, values}` objects."""
+    items = schema.get("items") if isinstance(schema, dict) and json_type(schema) == "array" else None
+    return isinstance(items, dict) and {"name", "values"} <= set(object_properties(items))
 
 
 def _names(value: Any) -> list[str]:

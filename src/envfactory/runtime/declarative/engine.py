@@ -37,7 +37,7 @@ from envfactory.runtime.declarative.expressions import (
     ordered,
     render_message,
 )
-from envfactory.runtime.declarative.guards import check_capacity, remember, replayed
+from envfactory.runtime.declarative.guards import check_capacity, remember, replayed, search_match
 from envfactory.runtime.declarative.plan import (
     CompiledCollection,
     Effect,
@@ -226,6 +226,9 @@ class DeclarativeBackend:
             if flt.arg not in args or args[flt.arg] is None:
                 continue
             wanted, match, fpath = args[flt.arg], flt.match, flt.field
+            if match == "search":  # AWS-style `filters: [{name, operator, values}]` over the whole record
+                records = [r for r in records if search_match(r, wanted, plan.coll.fields)]
+                continue
             records = [r for r in records if _filter_match(match, get_path(r, fpath), wanted)]
         sort_field = listing.sort_by or plan.coll.key
         if listing.sort_arg and isinstance(args.get(listing.sort_arg), str):

@@ -1,4 +1,4 @@
-"""Capacities and idempotency tokens of the declarative engine (compiler generation 2; part of `engine.py`).
+"""Capacities, idempotency tokens and search filters of the declarative engine (compiler generation 2; part of `engine.py`).
 
 Contract:
 - `check_capacity(coll, record, records)`: `rule_violation` when adding `record` to a collection that
@@ -10,6 +10,12 @@ Contract:
   (the caller answers it without writing); `rule_violation` when the arguments differ; None otherwise.
 - `remember(plan, txn, arguments, output)` stages the token record of a successful call in the same
   transaction as its writes: `{token: "<tool>:<token>", tool, arguments_digest, result}`.
+- `search_match(record, filters, fields)` (list filter match `search`): whether `record` satisfies every
+  filter of an AWS-style search argument, a list of `{name, operator, values}` (Braket `SearchJobs`):
+  `name` a record field, `operator` EQUAL (the value is one of `values`), CONTAINS (a string containing
+  one), LT/LTE/GT/GTE (against the first value) or BETWEEN (from the first to the second value). A
+  filter naming no field of `fields` matches nothing; `invalid_arguments` for a filter that is not such
+  an object, an unknown operator or too few values.
 - The arguments' digest is the sha256 of their canonical JSON (sorted keys), the token argument left
   out, first 16 hex digits. Deterministic; nothing here reads a clock or a random source.
 """
@@ -23,9 +29,10 @@ from typing import Any
 import orjson
 
 from envfactory.errors import ToolError
+from envfactory.runtime.declarative.expressions import ordered
 from envfactory.runtime.declarative.plan import CompiledCollection, Plan, Transaction
 
-__all__ = ["TOKEN_KEY", "arguments_digest", "check_capacity", "remember", "replayed"]
+__all__ = ["TOKEN_KEY", "arguments_digest", "check_capacity", "remember", "replayed", "search_match"]
 
 TOKEN_KEY = "token"
 """The key field of a collection of idempotency tokens."""
@@ -88,3 +95,32 @@ def remember(plan: Plan, txn: Transaction, arguments: dict[str, Any], output: An
         "arguments_digest": arguments_digest(arguments, plan.idempotency.arg),
         "result": orjson.loads(orjson.dumps(output)),
     })
+
+
+_SEARCH_ORDER = {"LT": "lt", "LTE": "le", "GT": "gt", "GTE": "ge"}
+
+
+def search_match(record: dict[str, Any], filters: Any, fields: Iterable[str]) -> bool:
+    """Whether `record` satisfies every search filter (module contract)."""
+    known = set(fields)
+    for number, flt in enumerate(filters if isinstance(filters, list) else [filters]):
+        where = f"/filters/{number}"
+        if not isinstance(flt, dict) or not isinstance(flt.get("name"), str):
+            raise ToolError("invalid_arguments", f"filter {number} must be an object with a name", where)
+        name, operator, values = flt["name"], flt.get("operator", "EQUAL"), flt.get("values")
+        if not isinstance(values, list) or not values or (operator == "BETWEEN" and len(values) < 2):
+            raise ToolError("invalid_arguments", f"filter {number}: values must hold what {operator} compares with", where)
+        value = record.get(name) if name in known else None
+        if operator == "EQUAL":
+            kept = name in known and any(value == v or str(value) == str(v) for v in values)
+        elif operator == "CONTAINS":
+            kept = isinstance(value, str) and any(str(v) in value for v in values)
+        elif operator in _SEARCH_ORDER:
+            kept = ordered(_SEARCH_ORDER[operator], value, values[0])
+        elif operator == "BETWEEN":
+            kept = ordered("ge", value, values[0]) and ordered("le", value, values[1])
+        else:
+            raise ToolError("invalid_arguments", f"filter {number}: unknown operator {operator!r}", where)
+        if not kept:
+            return False
+    return True
