@@ -332,7 +332,8 @@ class LibraryBuilder:
         self.progress(BuildEvent("proposing", message="proposing over the catalog (minutes on a first run; cached after)"))
         batch = propose_batch(self.catalog, domains=self.config.domains,
                               limit_per_domain=self.config.proposals_per_domain,
-                              embed=embedder.embed if embedder else None, selection=self.config.selection)
+                              embed=embedder.embed if embedder else None, selection=self.config.selection,
+                              granularity=self.config.granularity)
         write_atomic(path, batch.to_json_bytes())
         write_atomic(marker, (expected + "\n").encode())
         return batch

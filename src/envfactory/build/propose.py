@@ -21,6 +21,10 @@ Contract:
   scores each proposal from its spec (`build.statefulness.statefulness`: collections, links, status fields,
   limits, actions, size; bookings and orders in travel and commerce), which becomes its `statefulness`;
   `rank` then orders by that score first (usefulness breaks ties), with the same spread over providers.
+- Granularity (`granularity`): "component" (the default, the shipped library's) proposes each connected set
+  of groups; "linked" first joins the sets of one service that name each other by id references, at most
+  `GROUP_MAX_TOOLS` operations each (`build.grouping.merge_linked`), so a service whose resources link
+  only by id fields gives one environment with several collections instead of one per resource.
 - With an `llm`, the best `2 × limit_per_domain` candidates of each domain are reviewed
   (`review.review_proposal`: title, description, usefulness as structured output) and re-ranked;
   names, operations and provenance stay the heuristics'. Without one (the library default), no model
@@ -34,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from envfactory.build.errors import BuildError
+from envfactory.build.grouping import Granularity, merge_linked
 from envfactory.build.naming import env_name, snake
 from envfactory.build.review import review_proposal
 from envfactory.build.shapes import ResourceGroup, group_operations
@@ -81,11 +86,12 @@ def propose(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
     llm: LLMClient | None = None, limit_per_domain: int = 20,
     licence_filter: Callable[[str], bool] = permissive_licence, selection: Selection = "catalog",
+    granularity: Granularity = "component",
 ) -> list[Proposal]:
     """The proposals of `propose_batch` (the skip list is dropped; use `propose_batch` to keep it)."""
     return propose_batch(
         catalog, domains=domains, embed=embed, llm=llm, limit_per_domain=limit_per_domain,
-        licence_filter=licence_filter, selection=selection,
+        licence_filter=licence_filter, selection=selection, granularity=granularity,
     ).proposals
 
 
@@ -93,9 +99,11 @@ def propose_batch(
     catalog: Catalog, *, domains: Sequence[str] = DOMAINS, embed: EmbedTexts | None = None,
     llm: LLMClient | None = None, limit_per_domain: int = 20,
     licence_filter: Callable[[str], bool] = permissive_licence, selection: Selection = "catalog",
+    granularity: Granularity = "component",
 ) -> ProposalBatch:
     """Proposals for each domain (at most `limit_per_domain` each, domains in the order given) and
-    everything skipped on the way, with reasons; `selection` picks how they are chosen (module contract)."""
+    everything skipped on the way, with reasons; `selection` picks how they are chosen and `granularity`
+    how much of a service one holds (module contract)."""
     if llm is not None and not isinstance(llm, LLMClient):
         raise BuildError(f"llm must be an LLMClient, not {type(llm).__name__}")
     proposals: list[Proposal] = []
@@ -119,7 +127,7 @@ def propose_batch(
             if template:
                 skipped.append(SkippedResource(resource=entry.id, reason=TEMPLATE_REASON_PREFIX + template))
                 continue
-            made, why = proposals_for_resource(resource, entry, domain)
+            made, why = proposals_for_resource(resource, entry, domain, granularity=granularity)
             if selection == "stateful":
                 made = [scored(p, resource) for p in made]
             candidates.extend(made)
@@ -161,8 +169,11 @@ def _rounds(ordered: Sequence[Proposal], group_of: Callable[[Proposal], str]) ->
     return sorted(ordered, key=lambda p: place[p.id])  # stable
 
 
-def proposals_for_resource(resource: Resource, entry: ServiceEntry | None, domain: str) -> tuple[list[Proposal], str]:
-    """Proposals for one service, or none and the reason."""
+def proposals_for_resource(
+    resource: Resource, entry: ServiceEntry | None, domain: str, *, granularity: Granularity = "component",
+) -> tuple[list[Proposal], str]:
+    """Proposals for one service, or none and the reason; with `granularity="linked"` the connected sets
+    that name each other by id references are joined first (`build.grouping.merge_linked`)."""
     if not resource.operations:
         return [], "no operations"
     groups = group_operations(resource.operations)
@@ -170,6 +181,8 @@ def proposals_for_resource(resource: Resource, entry: ServiceEntry | None, domai
     if not stateful:
         return [], "no resource that can be both created and read back"
     components = _components(groups, stateful)
+    if granularity == "linked":
+        components = merge_linked(components)
     out: list[Proposal] = []
     reasons: list[str] = []
     for component in components:

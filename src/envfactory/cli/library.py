@@ -349,6 +349,8 @@ def selection_report(
     config_file: ConfigOption,
     selection: Annotated[str | None, typer.Option(
         "--selection", help="catalog | stateful; default: the config's.")] = None,
+    granularity: Annotated[str | None, typer.Option(
+        "--granularity", help="component | linked; default: the config's.")] = None,
     out: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the SelectionReport JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     cache_dir: CacheOption = None,
@@ -360,9 +362,13 @@ def selection_report(
         if selection not in ("catalog", "stateful"):
             raise EnvFactoryError(f"--selection is catalog or stateful, not {selection!r}")
         config = config.model_copy(update={"selection": selection})
+    if granularity is not None:
+        if granularity not in ("component", "linked"):
+            raise EnvFactoryError(f"--granularity is component or linked, not {granularity!r}")
+        config = config.model_copy(update={"granularity": granularity})
     with open_catalog(cache_dir, None, None, None, False) as catalog:
         batch = propose_batch(catalog, domains=config.domains, limit_per_domain=config.proposals_per_domain,
-                              selection=config.selection)
+                              selection=config.selection, granularity=config.granularity)
         report = selection_of(batch, config, lambda p: {o.operation_id: catalog.operation(o.operation_id)
                                                          for o in p.operations})
     if out is not None:

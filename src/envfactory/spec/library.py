@@ -6,7 +6,9 @@ Contract:
   reproduces the same proposals, the same environments and the same spec hashes. Its `generation`
   picks the compiler's behaviour (1: the shipped library's, byte for byte; 2: the fixes of issue 19); its
   `selection` how proposals are chosen ("catalog": the shipped library's; "stateful": issue 20's score
-  from the spec, templates rejected, `build.propose`).
+  from the spec, templates rejected, `build.propose`); its `granularity` how much of one service a
+  proposal holds ("component": the shipped library's; "linked": sets of resources that name each other
+  by id references joined, `build.grouping`).
 - `ProposalOutcome` is the checkpoint of one proposal: written atomically once the proposal reached
   its verdict, so a resumed build skips it and a killed build loses only the proposal in flight.
 - `LibraryFunnel` holds counts and rates only; wall times live in `BuildTimings`, which is never part
@@ -31,7 +33,7 @@ LIBRARY_DOMAINS: tuple[Domain, ...] = (
 OutcomeStatus = Literal["accepted", "rejected"]
 
 
-_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation", "selection")
+_LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation", "selection", "granularity")
 
 SHIPPED_GENERATION = 1
 """The compiler generation the shipped library was built with (`LibraryConfig.generation`)."""
@@ -93,6 +95,11 @@ class LibraryConfig(SpecModel):
         "and usefulness (the shipped library); \"stateful\" rejects template and placeholder specs with the reason "
         "and ranks by a statefulness score read from the spec: collections and links, status fields, limits, "
         "actions, size, bookings and orders in travel and commerce (`build.statefulness`, docs/library.md)")
+    granularity: Literal["component", "linked"] = Field(
+        default="component", description="how much of one service a proposal holds: \"component\" one connected "
+        "set of resources (nested paths, creates that require another's key; the shipped library); \"linked\" also "
+        "joins the sets of a service that name each other by id references (`deviceId`, `CollectionName`), at most "
+        "25 operations each (`build.grouping`, docs/library.md)")
 
     def config_hash(self) -> str:
         """A 16-hex-digit hash of the config's canonical JSON; fields added after libraries were shipped
@@ -106,11 +113,12 @@ class LibraryConfig(SpecModel):
 
     def proposals_hash(self, proposer_version: int = 1, embedder: str = "") -> str:
         """The hash of what the proposals depend on: domains, how many per domain, the proposer's
-        version (version 1 hashes as before versions were recorded), the dedup embedder's model id and the
-        selection (only when it is not the default, so older builds keep their hash)."""
+        version (version 1 hashes as before versions were recorded), the dedup embedder's model id, the
+        selection and the granularity (each only when it is not the default, so older builds keep their hash)."""
         basis: dict[str, object] = {"domains": self.domains, "proposals_per_domain": self.proposals_per_domain}
-        if self.selection != type(self).model_fields["selection"].default:
-            basis["selection"] = self.selection
+        for name in ("selection", "granularity"):
+            if getattr(self, name) != type(self).model_fields[name].default:
+                basis[name] = getattr(self, name)
         if proposer_version != 1:
             basis["proposer_version"] = proposer_version
         if embedder:
