@@ -157,3 +157,20 @@ def test_search_match_reads_name_operator_and_values() -> None:
     with pytest.raises(ToolError) as refused:
         search_match(record, [{"name": "jobName", "operator": "LIKE", "values": ["a"]}], fields)
     assert refused.value.kind == "invalid_arguments"
+
+
+def test_a_create_keeps_the_query_parameters_its_source_requires(tmp_path: Path) -> None:
+    create = _op("createProject", "POST", "/projects", output=_PROJECT)
+    create = create.model_copy(update={"input_schema": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "x-in": "query"}}}})
+    ops = [create, _op("getProject", "GET", "/projects/{id}", output=_PROJECT)]
+    required: dict[int, Any] = {}
+    for generation in (1, 2):
+        compiled = _compile(ops, {op.name: "projects" for op in ops}, generation)
+        required[generation] = next(t for t in compiled.source.tools if t.name == "create_project").input_schema.get("required")
+    assert not required[1] and required[2] == ["name"]
+    s = _empty_session(compiled, tmp_path)
+    before = s.hash()
+    result = s.call("create_project", {})
+    assert result.error is not None and result.error.kind == "invalid_arguments" and s.hash() == before
+    ok(s, "create_project", {"name": "p"})

@@ -298,8 +298,16 @@ def _path_arguments(shape: OperationShape, coll: CollectionPlan, args: Mapping[s
             our = field_name(original)
             if our in acc.properties or our == coll.key:
                 continue
-            # a query parameter that is a record field takes the record's schema (a list filter)
-            acc.add(our, coll.fields.get(our, schema), original, where == "path")
+            # a query parameter that is a record field takes the record's schema (a list filter); generation 2:
+            # a write keeps the query parameters its source requires required (Sinao `?organization_name=`)
+            needed = where == "path" or (coll.generation2 and shape.role != "list" and original in _required(shape.operation))
+            acc.add(our, coll.fields.get(our, schema), original, needed)
+
+
+def _required(op: Operation) -> set[str]:
+    """The source operation's required top-level arguments (path, query, header, body)."""
+    required = op.input_schema.get("required")
+    return {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
 
 
 def _body_arguments(shape: OperationShape, coll: CollectionPlan, body: Any,
