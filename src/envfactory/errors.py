@@ -22,6 +22,11 @@ class SpecError(EnvFactoryError, ValueError):
     """An artifact or input file violates its contract; the message says what and where."""
 
 
+class StateLoadError(SpecError):
+    """A state given to a backend does not fit it, found after the load was sent without waiting for it (a
+    session opened with `defer_load`): raised where the state is first used, never turned into a call result."""
+
+
 class ToolError(EnvFactoryError):
     """An anticipated tool failure shown to the agent. `kind` is an agent-visible error kind."""
 

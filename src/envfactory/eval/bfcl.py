@@ -451,10 +451,12 @@ def _raw_tools() -> dict[str, str]:
     return {doc["name"]: kit.raw_call_tool(b) for b in kit.BACKENDS for doc in kit.function_docs(b)}
 
 
-def _run(group: SessionGroup, call: Call, official_compat: bool) -> str:
+def _run(group: SessionGroup, call: Call, official_compat: bool, planned: Sequence[Call] = (), after: int = 0) -> str:
     """One call as BFCL's executor shows its result. With `official_compat`, a tool the group does not
     have fails as Python's NameError does, and arguments our schema refuses (a string where the docs say
-    integer, an undocumented keyword) go to the backend unchecked, as BFCL's `eval` passes them."""
+    integer, an undocumented keyword) go to the backend unchecked, as BFCL's `eval` passes them.
+    `planned[after:]`: the calls planned after this one (`SessionGroup.plan`); an unchecked retry is planned
+    with those of them its backend will run, so the retry does not cost that backend its plan."""
     result = group.call(call.name, call.arguments)
     if not official_compat or result.error is None:
         return _render(result)
@@ -462,10 +464,22 @@ def _run(group: SessionGroup, call: Call, official_compat: bool) -> str:
         return f"{ERROR_PREFIX}name '{call.name}' is not defined"
     raw = _raw_tools().get(call.name)
     if result.error.kind == "invalid_arguments" and raw is not None:
-        unchecked = group.call(raw, {"method": call.name, "arguments": call.arguments})
+        unchecked_arguments = {"method": call.name, "arguments": call.arguments}
+        if after < len(planned):
+            route = group.route(call.name)
+            env = route[0] if route is not None else None
+            group.plan([(raw, unchecked_arguments)] + [(c.name, c.arguments) for c in planned[after:]
+                                                      if (r := group.route(c.name)) is not None and r[0] == env])
+        unchecked = group.call(raw, unchecked_arguments)
         if unchecked.error is None or unchecked.error.kind != "unknown_tool":  # a compat environment
             return _render(unchecked)
     return _render(result)
+
+
+def _allowed(task: Task, index: int, call: Call) -> bool:
+    """Whether `call` is available in turn `index` (a turn past the task's, or without a list, allows all)."""
+    allowed = task.turns[index].available_tools if index < len(task.turns) else None
+    return allowed is None or call.name in allowed
 
 
 def execute(
@@ -486,21 +500,28 @@ def execute(
     out = Execution(hashes=[] if hash_states else None)
     if not hash_states:
         out.rehash = functools.partial(_state_hashes, task, envs, turns, official_compat)
-    with open_group(chosen, task.initial_state, seed=task.seed, naming="plain") as group:
+    # Deferred loads: a sandboxed session's initial state goes out with its first call (one round trip for both);
+    # a state that does not fit still raises `SpecError` (`StateLoadError`) out of `execute`.
+    with open_group(chosen, task.initial_state, seed=task.seed, naming="plain", defer_loads=True) as group:
         attributes = _Attributes(group, task.initial_state)
+        # Every call that will run, in order: planned at once (sandboxed: each backend's calls of the whole
+        # trajectory in one round trip; reading attributes between turns needs none).
+        runs = [call for index, calls in enumerate(turns) for call in calls
+                if official_compat or _allowed(task, index, call)]
+        if not track_changes:
+            group.plan([(call.name, call.arguments) for call in runs])
+        position = 0
         for index, calls in enumerate(turns):
-            allowed = task.turns[index].available_tools if index < len(task.turns) else None
             results, changed = [], []
-            if not track_changes:  # sandboxed: each backend's calls of the turn in one round trip
-                group.plan([(call.name, call.arguments) for call in calls])
             for call in calls:
-                if allowed is not None and call.name not in allowed and not official_compat:
+                if not official_compat and not _allowed(task, index, call):
                     # A held-out tool does not exist for the model in this turn (BFCL's eval: NameError).
                     results.append(f"{ERROR_PREFIX}name '{call.name}' is not defined")
                     changed.append(False)
                     continue
+                position += 1
                 before = _attributes(group) if track_changes else None
-                results.append(_run(group, call, official_compat))
+                results.append(_run(group, call, official_compat, () if track_changes else runs, position))
                 if out.hashes is not None:
                     out.hashes.append(group.hash())
                 changed.append(track_changes and _attributes(group) != before)

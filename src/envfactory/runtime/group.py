@@ -221,8 +221,12 @@ def open_group(
     seed: int = 0,
     naming: Naming = "qualified",
     clock: ClockConfig | None = None,
+    *,
+    defer_loads: bool = False,
 ) -> SessionGroup:
-    """Open one session per environment (same seed) and group them."""
+    """Open one session per environment (same seed) and group them. `defer_loads`: `open_session`'s
+    `defer_load` for every session (each sandboxed worker validates its state while the others are sent
+    theirs; a state that does not fit raises `StateLoadError` where it is first used)."""
     names = [env.name for env in envs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -232,5 +236,6 @@ def open_group(
     if unknown:
         raise SpecError(f"initial states for environments not in the group: {unknown}")
     return SessionGroup(
-        {env.name: open_session(env, states.get(env.name), seed, clock) for env in envs}, naming
+        {env.name: open_session(env, states.get(env.name), seed, clock, defer_load=defer_loads) for env in envs},
+        naming,
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from envfactory.errors import SandboxError, SessionClosedError, SpecError, ToolError
+from envfactory.errors import SandboxError, SessionClosedError, SpecError, StateLoadError, ToolError
 from envfactory.runtime.backend import StateHandle
 from envfactory.runtime.environment import Environment
 from envfactory.runtime.sources import CallContext, ClockConfig
@@ -186,6 +186,8 @@ class Session:
             ctx.rollback_rng(checkpoint)
             kind = agent_error_kind(exc.kind)
             return args, raw, _error(cid, tool, step, kind, exc.message, exc.path)
+        except StateLoadError:  # the session's own deferred initial state did not load (`open_session`)
+            raise
         except SandboxError as exc:  # the worker running the tool died or timed out: a framework failure
             ctx.rollback_rng(checkpoint)
             return args, raw, _error(cid, tool, step, exc.kind, str(exc))
@@ -302,10 +304,15 @@ class Session:
 
 
 def open_session(
-    env: Environment, initial_state: Any = None, seed: int = 0, clock: ClockConfig | None = None
+    env: Environment, initial_state: Any = None, seed: int = 0, clock: ClockConfig | None = None,
+    *, defer_load: bool = False,
 ) -> Session:
     """Open an isolated session. `initial_state`: state JSON, a `Snapshot`, or `None` for the
-    environment's default seed state. Raises `SpecError` when the state does not fit the environment."""
+    environment's default seed state. Raises `SpecError` when the state does not fit the environment.
+    With `defer_load`, a backend that can load without waiting (a sandboxed one: `load_state_later`) sends
+    the state and returns at once: the session's first call goes out right behind it (one round trip for
+    both), and a state that does not fit raises `StateLoadError` (a `SpecError`) at the first call or state
+    read instead of here. Results never change."""
     clock_step = 0
     expected_hash: str | None = None
     if isinstance(initial_state, Snapshot):
@@ -316,7 +323,8 @@ def open_session(
         initial_state = initial_state.state
     elif initial_state is None:
         initial_state = env.default_state()
-    handle = env.backend.load_state(initial_state)
+    later = getattr(env.backend, "load_state_later", None) if defer_load and expected_hash is None else None
+    handle = later(initial_state) if later is not None else env.backend.load_state(initial_state)
     if expected_hash is not None and handle.state_hash() != expected_hash:
         raise SpecError("snapshot state does not match its recorded hash (edited or corrupt)")
     ctx = CallContext(seed, clock or ClockConfig(), clock_step)

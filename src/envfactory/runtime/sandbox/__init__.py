@@ -9,10 +9,12 @@ per-call wall timeouts. Sessions use the backend like any other; a crash or time
 Public: `SandboxPool`, `SandboxLimits`, `SandboxReport`, `SandboxBackend`, `SandboxFailure`.
 """
 
-from envfactory.runtime.sandbox.backend import SandboxBackend, SandboxFailure, SandboxState
+from envfactory.runtime.sandbox.backend import SandboxBackend
 from envfactory.runtime.sandbox.limits import SandboxLimits
+from envfactory.runtime.sandbox.loads import SandboxFailure
 from envfactory.runtime.sandbox.pool import SandboxPool
 from envfactory.runtime.sandbox.report import ResourceLimit, SandboxReport
+from envfactory.runtime.sandbox.state import SandboxState
 
 __all__ = [
     "ResourceLimit",

@@ -30,12 +30,10 @@ Who holds what:
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import itertools
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -43,11 +41,12 @@ from typing import Any
 
 import orjson
 
-from envfactory.errors import SandboxError, SpecError, ToolError
+from envfactory.errors import SandboxError, SpecError, StateLoadError, ToolError
 from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.diff import diff_states
 from envfactory.runtime.sandbox.ahead import Ahead, split_replies
 from envfactory.runtime.sandbox.host import WorkerHost
+from envfactory.runtime.sandbox.loads import DeferredLoads, SandboxFailure
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
 from envfactory.runtime.sandbox.protocol import (
     AheadItem,
@@ -67,6 +66,7 @@ from envfactory.runtime.sandbox.protocol import (
     RngState,
 )
 from envfactory.runtime.sandbox.report import SandboxReport
+from envfactory.runtime.sandbox.state import SandboxState, _Root, _Step
 from envfactory.runtime.sources import CallContext, ClockConfig
 from envfactory.spec import EnvMeta, EnvSpec, PythonImplementation, SandboxFailureKind, StateDiff
 from envfactory.spec.tool import agent_error_kind
@@ -75,78 +75,7 @@ logger = logging.getLogger(__name__)
 
 _MICROSECOND = timedelta(microseconds=1)
 
-class SandboxFailure(SandboxError):
-    """A framework failure of a sandboxed call: the session reports it with this `kind`."""
-
-    def __init__(self, kind: SandboxFailureKind, message: str) -> None:
-        """`kind`: `timeout` or `sandbox_failure`, the error kind the session reports."""
-        super().__init__(message, kind)
-
-
-@dataclass(frozen=True, slots=True)
-class _Root:
-    """The state JSON a handle was loaded from, and its hash."""
-
-    body: bytes
-    hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One committed call, enough to replay it exactly; `previous` links to the one before."""
-
-    previous: _Step | None
-    tool: str
-    arguments: bytes
-    seed: int
-    step: int
-    clock_start: str
-    clock_tick_us: int
-    rng: RngState | None
-    before: str
-    after: str
-
-
-class SandboxState:
-    """A session's state handle: a reference to state held by the worker, plus its recovery record."""
-
-    __slots__ = ("__weakref__", "_backend", "_blob", "_epoch", "_handle", "_hash", "_last", "_root")
-
-    def __init__(self, backend: SandboxBackend, handle: int, root: _Root, last: _Step | None, epoch: int,
-                 blob: bytes | None = None) -> None:
-        """A handle on state `handle` in the backend's worker; `root` and `last` let a new worker rebuild it,
-        `epoch` names the worker it lives in, `blob` is the state's canonical JSON when the worker sent it."""
-        self._backend = backend
-        self._handle = handle
-        self._root = root
-        self._last = last
-        self._hash = last.after if last is not None else root.hash
-        self._epoch = epoch  # the worker generation holding this handle (-1: none yet)
-        self._blob = blob
-
-    @property
-    def handle(self) -> int:
-        """The worker-side id of this state."""
-        return self._handle
-
-    def fork(self) -> SandboxState:
-        """A copy made by the worker (see `StateHandle.fork`); may raise `SandboxFailure`."""
-        return self._backend._fork(self)
-
-    def to_json(self) -> Any:
-        """The state read back from the worker and checked against its hash; may raise `SandboxFailure`."""
-        return self._backend._fetch(self)
-
-    def state_hash(self) -> str:
-        """The hash the worker reported for this state (no round trip)."""
-        return self._hash
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to tell
-            self._backend._forget(self._handle, self._epoch)
-
-
-class SandboxBackend:
+class SandboxBackend(DeferredLoads):
     """Runs one untrusted toolkit in a sandbox worker of `pool`; shared by every session of the env."""
 
     def __init__(
@@ -178,6 +107,8 @@ class SandboxBackend:
         self._clocks: dict[ClockConfig, tuple[str, int]] = {}
         self._plans: dict[int, list[tuple[str, bytes]]] = {}  # handle -> calls planned next (tool, arguments)
         self._ahead: dict[int, collections.deque[Ahead]] = {}  # handle -> replies of calls run ahead
+        # Loads sent without waiting (`load_state_later`), whose replies come next, in order: (seq, state).
+        self._unread: collections.deque[tuple[int, SandboxState]] = collections.deque()
         self._spec: EnvSpec | None = None
         self._report: SandboxReport | None = None
         self._replayed = 0
@@ -237,6 +168,8 @@ class SandboxBackend:
         self._spec = spec
         self._report = ready.report
         self._worker = worker
+        while self._unread:  # loads the previous worker never answered: loaded again when next used
+            self._unread.popleft()[1]._loading = False
         self._epoch += 1
         self._released.clear()
         return worker
@@ -308,9 +241,15 @@ class SandboxBackend:
             step = step.previous
         steps.reverse()
         limits = self._pool.limits
-        reply, _ = worker.request(
-            LoadState(seq=worker.next_seq(), handle=state._handle), state._root.body, limits.transfer_timeout_s
+        reply, _ = self._exchange(
+            worker, LoadState(seq=worker.next_seq(), handle=state._handle), state._root.body, limits.transfer_timeout_s
         )
+        if not state._root.hash:  # a deferred load whose worker was lost before answering it
+            if not isinstance(reply, Loaded):
+                state._failure = self._load_error(worker, reply)
+                raise state._failure
+            state._root = _Root(state._root.body, reply.hash)
+            state._hash = reply.hash
         if not isinstance(reply, Loaded) or reply.hash != state._root.hash:
             raise SandboxFailure("sandbox_failure", f"{self._meta.name}: a session could not be rebuilt (its initial state no longer loads identically)")
         for step in steps:
@@ -320,7 +259,7 @@ class SandboxBackend:
                 seed=step.seed, step=step.step, clock_start=step.clock_start, clock_tick_us=step.clock_tick_us,
                 rng=step.rng,
             )
-            reply, _ = worker.request(call, step.arguments, limits.call_timeout_s)
+            reply, _ = self._exchange(worker, call, step.arguments, limits.call_timeout_s)
             if not isinstance(reply, Called) or reply.hash != step.after:
                 raise SandboxFailure(
                     "sandbox_failure",
@@ -335,29 +274,19 @@ class SandboxBackend:
     def load_state(self, state: Any) -> SandboxState:
         """Send state JSON to the worker and get a handle. Raises `SpecError` when the state is not JSON or the
         toolkit refuses it, `SandboxFailure` when the worker dies, times out or runs out of memory."""
-        try:
-            body = orjson.dumps(state)
-        except TypeError as exc:
-            raise SpecError(f"the state given to {self._meta.name} is not JSON data: {exc}") from exc
+        body = self._state_body(state)
         with self._lock:
-            worker = self._live_worker()
-            if self._released:
-                self._flush_releases(worker)
-            handle = next(self._ids)
+            worker, handle = self._next_handle()
             try:
-                reply, payload = worker.request(LoadState(seq=worker.next_seq(), handle=handle), body)
+                reply, payload = self._exchange(worker, LoadState(seq=worker.next_seq(), handle=handle), body)
             except WorkerLost as lost:
                 raise self._lose(worker, lost, f"loading a state of {self._meta.name}") from None
             if isinstance(reply, Loaded):
                 return SandboxState(self, handle, _Root(body, reply.hash), None, self._epoch, payload or None)
-            if isinstance(reply, Failed) and reply.reason == "memory":
-                self._retire(worker, "sandbox_failure", "hit its memory limit")
-                raise SandboxFailure("sandbox_failure", f"loading a state of {self._meta.name} exceeded the sandbox memory limit")
-            if isinstance(reply, Failed):
-                if reply.reason == "spec":
-                    raise SpecError(reply.message)
-                raise SpecError(f"the state does not fit {self._meta.name}: the toolkit raised {reply.message}")
-            raise SandboxFailure("sandbox_failure", f"unexpected {reply.op!r} reply to a state load")
+            error = self._load_error(worker, reply)
+            # A plain `SpecError`, as ever: only a deferred load's failure is a `StateLoadError` (which sessions
+            # re-raise from a call; a hybrid backend loads inside its calls).
+            raise SpecError(str(error)) if isinstance(error, StateLoadError) else error
 
     def plan(self, state: StateHandle, calls: list[tuple[str, Any]]) -> None:
         """A hint: `calls` ((tool, arguments) pairs) will probably be made next on `state`, in this order. The
@@ -401,9 +330,13 @@ class SandboxBackend:
                     if rest:
                         reply, payload = self._call_ahead(worker, state, call, body, rest)
                     else:
-                        reply, payload = worker.request(call, body, self._pool.limits.call_timeout_s)
+                        reply, payload = self._exchange(worker, call, body, self._pool.limits.call_timeout_s)
                 except WorkerLost as lost:
                     raise self._lose(worker, lost, f"{self._meta.name}.{tool}") from None
+                if state._failure is not None:  # a deferred load that failed (the call was refused)
+                    raise state._failure
+                if not call.expect:  # sent right behind the state's load: it ran on the state the load made
+                    call = call.model_copy(update={"expect": state._hash})
                 prepared = self._answer(worker, state, call, body, reply, payload, ctx, retry=attempt == 1)
                 if prepared is not None:
                     return prepared
@@ -465,9 +398,11 @@ class SandboxBackend:
         items = tuple(AheadItem(token=next(self._tokens), tool=tool) for tool, _ in rest)
         request = CallAhead(seq=call.seq, call=call, ahead=items, sizes=(len(body), *(len(b) for _, b in rest)))
         timeout = self._pool.limits.call_timeout_s * (1 + len(items))
-        reply, payload = worker.request(request, body + b"".join(b for _, b in rest), timeout)
-        if not isinstance(reply, CalledAhead):
+        reply, payload = self._exchange(worker, request, body + b"".join(b for _, b in rest), timeout)
+        if not isinstance(reply, CalledAhead) or state._failure is not None:
             return reply, payload
+        if not call.expect:  # sent right behind the state's load: it ran on the state the load made
+            call = call.model_copy(update={"expect": state._hash})
         first, first_body, kept = split_replies(self._epoch, call, rest, items, reply, payload)
         if kept:
             self._ahead[state._handle] = kept
@@ -489,7 +424,10 @@ class SandboxBackend:
         return ahead
 
     def _ready_or_fail(self, state: SandboxState, what: str) -> WorkerProcess:
-        """The live worker, with `state` materialised in it (rebuilt by replay when it is not)."""
+        """The live worker, with `state` materialised in it (rebuilt by replay when it is not); raises the error of
+        a deferred load that failed."""
+        if state._failure is not None:
+            raise state._failure
         worker = self._live_worker()
         try:
             if self._released:
@@ -550,6 +488,8 @@ class SandboxBackend:
 
     def _fork(self, state: SandboxState) -> SandboxState:
         with self._lock:
+            if state._loading or state._failure is not None or not state._hash:
+                self._resolve(state)
             child = SandboxState(self, next(self._ids), state._root, state._last, -1, state._blob)
             worker = self._worker
             if state._epoch == self._epoch and worker is not None and worker.alive:
@@ -561,6 +501,8 @@ class SandboxBackend:
             return child
 
     def _fetch(self, state: SandboxState) -> Any:
+        if state._loading or state._failure is not None or not state._hash:
+            self._resolve(state)
         blob = state._blob
         if blob is not None and hashlib.sha256(blob).hexdigest() == state._hash:
             return orjson.loads(blob)
@@ -568,7 +510,7 @@ class SandboxBackend:
             for attempt in (1, 2):
                 worker = self._ready_or_fail(state, "a state transfer")
                 try:
-                    reply, blob = worker.request(Fetch(seq=worker.next_seq(), handle=state._handle))
+                    reply, blob = self._exchange(worker, Fetch(seq=worker.next_seq(), handle=state._handle))
                 except WorkerLost as lost:
                     failure = self._lose(worker, lost, f"reading a state of {self._meta.name}")
                     if attempt == 2:

@@ -172,20 +172,36 @@ class WorkerProcess:
         self._seq += 1
         return self._seq
 
-    def post(self, message: _Message) -> None:
-        """Queue a one-way message (no body); it is written just ahead of the next frame `send` writes, in
-        order, so the worker applies it before that request and is woken once for both."""
-        self._posted.append(encode(message))
+    def post(self, message: _Message, body: bytes = b"") -> None:
+        """Queue a message; it is written just ahead of the next frame `send` writes (or by `flush`), in
+        order, so the worker applies it before that request and is woken once for both. A message with a
+        reply (a deferred load) is read with `receive` once sent. Raises `SandboxError` for a frame over the
+        message limit."""
+        self._posted.append(self._frame(message, body))
+
+    def _frame(self, message: _Message, body: bytes) -> bytes:
+        frame = encode(message, body)
+        if len(frame) > self._limits.max_message_bytes:
+            raise SandboxError(f"a {len(frame)}-byte message exceeds the sandbox limit of {self._limits.max_message_bytes}")
+        return frame
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write the posted frames now (raises as `send` does)."""
+        if self._posted:
+            frame = b"".join(self._posted)
+            self._posted.clear()
+            self._write(frame, timeout)
 
     def send(self, message: _Message, body: bytes = b"", timeout: float | None = None) -> None:
         """Write the posted frames and one frame (raises `WorkerLost` when the worker is gone or does not read
         in time)."""
-        frame = encode(message, body)
-        if len(frame) > self._limits.max_message_bytes:
-            raise SandboxError(f"a {len(frame)}-byte message exceeds the sandbox limit of {self._limits.max_message_bytes}")
+        frame = self._frame(message, body)
         if self._posted:
             frame = b"".join((*self._posted, frame))
             self._posted.clear()
+        self._write(frame, timeout)
+
+    def _write(self, frame: bytes, timeout: float | None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else self._limits.transfer_timeout_s)
         view = memoryview(frame)
         while view:
@@ -206,6 +222,15 @@ class WorkerProcess:
         seq = getattr(message, "seq", None)
         deadline = time.monotonic() + (timeout if timeout is not None else self._limits.transfer_timeout_s)
         self.send(message, body, timeout)
+        return self._reply(seq, deadline, timeout)
+
+    def receive(self, seq: int, timeout: float | None = None) -> tuple[Reply, bytes]:
+        """The next reply, which must answer request `seq` (sent earlier with `send`), waiting until `timeout`
+        seconds have passed (raises `WorkerLost` as `request` does)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self._limits.transfer_timeout_s)
+        return self._reply(seq, deadline, timeout)
+
+    def _reply(self, seq: int | None, deadline: float, timeout: float | None) -> tuple[Reply, bytes]:
         header, payload = self._receive(deadline, timeout)
         try:
             reply = REPLIES.validate_json(header)

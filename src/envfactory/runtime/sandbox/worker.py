@@ -318,6 +318,9 @@ def _serve(loop: _Loop) -> int:
     # A model of a handle's committed bytes, made by this worker and not used since (module docstring).
     spares: dict[int, tuple[bytes, Any]] = {}
     pending: dict[int, tuple[int, bytes, Any]] = {}
+    # Handles whose last request was their load: a call may follow it before the parent read the load's reply
+    # (`Call.expect` empty; protocol `LoadState`).
+    fresh: set[int] = set()
     while True:
         frame = read()
         if frame is None:
@@ -325,11 +328,11 @@ def _serve(loop: _Loop) -> int:
         request = parse(frame[0])
         op = request.op
         if op == "call":
-            blob = states.get(request.handle)
+            blob = _stored(states, fresh, request.handle, request.expect)
             if blob is None:
                 return EXIT_PROTOCOL
-            if sha256(blob).hexdigest() != request.expect:
-                send(encode(Failed(seq=request.seq, reason="integrity", message="stored state does not match")))
+            if blob is _UNLOADED or (request.expect != "" and sha256(blob).hexdigest() != request.expect):
+                send(_refusal(request.seq, blob))
                 continue
             for token in [t for t, (h, _, _) in pending.items() if h == request.handle]:
                 del pending[token]  # a write the session never committed
@@ -341,11 +344,11 @@ def _serve(loop: _Loop) -> int:
             send(encode(outcome.reply, outcome.body))
         elif op == "call_ahead":
             first = request.call
-            blob = states.get(first.handle)
+            blob = _stored(states, fresh, first.handle, first.expect)
             if blob is None or len(request.sizes) != len(request.ahead) + 1 or sum(request.sizes) != len(frame[1]):
                 return EXIT_PROTOCOL
-            if sha256(blob).hexdigest() != first.expect:
-                send(encode(Failed(seq=request.seq, reason="integrity", message="stored state does not match")))
+            if blob is _UNLOADED or (first.expect != "" and sha256(blob).hexdigest() != first.expect):
+                send(_refusal(request.seq, blob))
                 continue
             for token in [t for t, (h, _, _) in pending.items() if h == first.handle]:
                 del pending[token]
@@ -356,6 +359,7 @@ def _serve(loop: _Loop) -> int:
             entry = pending.pop(request.token, None)
             if entry is None:
                 return EXIT_PROTOCOL
+            fresh.discard(entry[0])
             states[entry[0]] = entry[1]
             spares[entry[0]] = (entry[1], entry[2])
         elif op == "fork":
@@ -363,20 +367,24 @@ def _serve(loop: _Loop) -> int:
             if blob is None:
                 return EXIT_PROTOCOL
             states[request.handle] = blob
+            fresh.discard(request.source)
             fork(request.source, request.handle)
         elif op == "release":
             for handle in request.handles:
                 states.pop(handle, None)
+                fresh.discard(handle)
                 spares.pop(handle, None)
                 drop(handle)
         elif op == "fetch":
             blob = states.get(request.handle)
             if blob is None:
                 return EXIT_PROTOCOL
+            fresh.discard(request.handle)
             send(encode(Fetched(seq=request.seq), blob))
         elif op == "load":
             reply, blob, model = load(request, frame[1])
             spares.pop(request.handle, None)
+            fresh.add(request.handle)
             if blob is not None:
                 states[request.handle] = blob
                 spares[request.handle] = (blob, model)
@@ -386,6 +394,28 @@ def _serve(loop: _Loop) -> int:
             return 0
         else:
             return EXIT_PROTOCOL
+
+
+_UNLOADED = b""  # `_stored`: the handle's load failed (a state's canonical JSON is never empty)
+
+
+def _stored(states: dict[int, bytes], fresh: set[int], handle: int, expect: str) -> bytes | None:
+    """The state a call runs on: the handle's bytes; `_UNLOADED` for a call right after a load that failed; None
+    (a protocol violation) for a handle that holds none, or an empty `expect` on a handle not just loaded."""
+    if expect == "":
+        if handle not in fresh:
+            return None
+        fresh.discard(handle)
+        return states.get(handle, _UNLOADED)
+    fresh.discard(handle)
+    return states.get(handle)
+
+
+def _refusal(seq: int, blob: bytes) -> bytes:
+    """The `Failed` frame for a call that cannot run: its state did not load, or does not match its hash."""
+    if blob is _UNLOADED:
+        return encode(Failed(seq=seq, reason="spec", message="the state of this session did not load"))
+    return encode(Failed(seq=seq, reason="integrity", message="stored state does not match"))
 
 
 def _run_ahead(request: CallAhead, call: Callable[[Call, bytes, bytes, Any], _Outcome], blob: bytes, model: Any,
