@@ -174,3 +174,18 @@ def test_a_create_keeps_the_query_parameters_its_source_requires(tmp_path: Path)
     result = s.call("create_project", {})
     assert result.error is not None and result.error.kind == "invalid_arguments" and s.hash() == before
     ok(s, "create_project", {"name": "p"})
+
+
+def test_a_required_query_parameter_the_record_lacks_is_stored(tmp_path: Path) -> None:
+    create = _op("createProject", "POST", "/projects", output=_PROJECT)
+    create = create.model_copy(update={"input_schema": {"type": "object", "required": ["region"], "properties": {
+        "region": {"type": "string", "x-in": "query"}, "name": {"type": "string", "x-in": "query"}}}})
+    ops = [create, _op("getProject", "GET", "/projects/{id}", output=_PROJECT)]
+    compiled = _compile(ops, {op.name: "projects" for op in ops}, 2)
+    fields: Any = compiled.source.collections["projects"].record_schema["properties"]
+    shipped: Any = _compile(ops, {op.name: "projects" for op in ops}, 1).source.collections["projects"].record_schema
+    assert "region" in fields and "region" not in shipped["properties"]
+    s = _empty_session(compiled, tmp_path)
+    made: Any = ok(s, "create_project", {"region": "eu", "name": "p"})
+    read: Any = ok(s, "get_project", {"id": made["id"]})
+    assert read["region"] == "eu"

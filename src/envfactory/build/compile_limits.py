@@ -35,6 +35,10 @@ Contract (`generation2(source, proposal, operations)` returns a new source; pure
   `invalid_arguments` (the tighter of two bounds wins).
 - Reasons: a required string argument of an action named like a reason (`cancellationReason`,
   `rejectionReason`) that is no field of the record becomes one, which the action sets (`_kept_reasons`).
+- Required members: a required scalar argument of a create that is no field of its record (a query
+  parameter) becomes one, so the create stores what its source requires (`_kept_required`); a
+  `requestId` whose description says it makes the request idempotent (Google Drive) is an idempotency
+  token.
 - Provenance: every entry records `generation=2`.
 `fit_seed(source, state)` makes a seed state fit what the pass declared: no used tokens; a record's scope
 fields (`/repos/{owner}/{repo}/...`: the fields its tools require to match) equal its parent's where the
@@ -100,6 +104,7 @@ def generation2(source: DeclarativeEnvSource, proposal: Proposal, operations: Ma
     rules = extract_rules(proposal, operations)
     tools = _length_limits(tools, rules)
     tools, collections = _kept_reasons(tools, collections)
+    collections = _kept_required(tools, collections)
     collections = _capacities(collections, rules)
     collections = _cascades(collections, tools, rules, operations)
     collections = _held_elsewhere(collections, tools, operations)
@@ -143,7 +148,8 @@ def _token_argument(tool: DeclarativeToolDecl, op: Operation) -> tuple[str, bool
     taken = props if isinstance(props, dict) else {}
     for original, schema in sorted(_all_members(op.input_schema).items()):
         flat = original.replace("_", "").replace("-", "").lower()
-        marked = isinstance(schema, dict) and schema.get("x-aws-idempotency-token") is True
+        marked = isinstance(schema, dict) and (schema.get("x-aws-idempotency-token") is True or (
+            flat == "requestid" and "idempoten" in str(schema.get("description", "")).lower()))  # Google Drive
         if not (marked or flat in _TOKEN_NAMES):
             continue
         ours = field_name(original)
@@ -329,6 +335,32 @@ def _kept_reasons(tools: list[DeclarativeToolDecl], collections: dict[str, Colle
         assign = {**decl.assign, **{arg: ArgExpr(path=arg) for arg in kept}}
         out.append(tool.model_copy(update={"operation": decl.model_copy(update={"assign": assign})}))
     return out, colls
+
+
+def _kept_required(tools: list[DeclarativeToolDecl], collections: dict[str, CollectionDecl]) -> dict[str, CollectionDecl]:
+    """A create keeps what its source requires (module contract, "Required members"): a required scalar
+    argument of a create that is no field of its record (a query parameter such as Sinao
+    `?organization_name=`) becomes one, so the create stores it; the idempotency token excepted."""
+    colls = dict(collections)
+    for tool in tools:
+        decl = tool.operation
+        props, required = tool.input_schema.get("properties"), tool.input_schema.get("required")
+        coll = colls.get(decl.collection)
+        if decl.kind != "create" or not decl.fields_from_args or coll is None or not isinstance(props, dict) \
+                or not isinstance(required, list):
+            continue
+        fields = dict(object_properties(coll.record_schema))
+        token = decl.idempotency.arg if decl.idempotency is not None else None
+        kept = [a for a in required if isinstance(a, str) and a not in fields and a != token and a not in decl.assign
+                and _is_scalar(props.get(a))]
+        if kept:
+            fields.update({a: props[a] for a in kept})
+            colls[decl.collection] = coll.model_copy(update={"record_schema": {**coll.record_schema, "properties": fields}})
+    return colls
+
+
+def _is_scalar(schema: Any) -> bool:
+    return isinstance(schema, dict) and json_type(schema) in ("string", "integer", "number", "boolean")
 
 
 def _is_string(schema: Any) -> bool:
