@@ -8,8 +8,18 @@ from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
 from envfactory.build.propose import proposals_for_resource
 from envfactory.resources import Catalog
-from envfactory.runtime import Session, load_env, open_session
+from envfactory.runtime import Session, library_root, load_env, open_session
 from envfactory.spec import Proposal
+
+RECORDED_PROPOSALS = Path(__file__).resolve().parents[1] / "fixtures" / "proposals"
+
+
+def recorded_proposal(name: str) -> Proposal:
+    """The proposal of a shipped environment, or of one an earlier library shipped (kept in
+    `tests/fixtures/proposals/` when a rebuild selected others: the compiler tests still compile it)."""
+    shipped = library_root() / name / "proposal.json"
+    path = shipped if shipped.is_file() else RECORDED_PROPOSALS / f"{name}.json"
+    return Proposal.model_validate_json(path.read_bytes())
 
 
 def proposal_with(catalog: Catalog, service: str, operation: str) -> tuple[Proposal, CompiledEnv]:

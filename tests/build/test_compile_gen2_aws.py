@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.build.helpers import ok
+from tests.build.helpers import ok, recorded_proposal
 
 from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
 from envfactory.resources import AwsSource, Catalog
-from envfactory.runtime import Session, library_root, load_env, open_session
-from envfactory.spec.build import Proposal
+from envfactory.runtime import Session, load_env, open_session
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
 
 
 def _compiled(catalog: Catalog, env: str, generation: int) -> CompiledEnv:
-    proposal = Proposal.model_validate_json((library_root() / env / "proposal.json").read_bytes())
+    proposal = recorded_proposal(env)
     operations = {o.operation_id: catalog.operation(o.operation_id) for o in proposal.operations}
     return compile_proposal(proposal, operations, generation=generation)
 

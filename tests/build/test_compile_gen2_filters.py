@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.build.helpers import ok
+from tests.build.helpers import ok, recorded_proposal
 from tests.build.test_compile_scopes import _compile, _empty_session, _op
 
 from envfactory.build.compile import CompiledEnv, compile_proposal
 from envfactory.build.envdir import write_env_dir
 from envfactory.errors import ToolError
 from envfactory.resources import AwsSource, Catalog
-from envfactory.runtime import library_root, load_env, open_session
+from envfactory.runtime import load_env, open_session
 from envfactory.runtime.declarative.guards import search_match
 from envfactory.spec import Operation
-from envfactory.spec.build import Proposal
 
 _PROJECT = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
 _JOB = {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"},
@@ -86,8 +85,7 @@ def frauddetector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]
 
 
 def test_get_detectors_with_a_detector_id_answers_that_detector_only(frauddetector: Catalog, tmp_path: Path) -> None:
-    proposal = Proposal.model_validate_json(
-        (library_root() / "frauddetector_detectors_detector_versions" / "proposal.json").read_bytes())
+    proposal = recorded_proposal("frauddetector_detectors_detector_versions")
     operations = {o.operation_id: frauddetector.operation(o.operation_id) for o in proposal.operations}
     listing: dict[int, Any] = {}
     for generation in (1, 2):
@@ -112,7 +110,7 @@ def agreements(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
 
 def test_withdrawing_a_cancellation_request_keeps_its_reason(agreements: Catalog, tmp_path: Path) -> None:
     name = "marketplace_agreement_agreement_cancell_e7dfd66e"
-    proposal = Proposal.model_validate_json((library_root() / name / "proposal.json").read_bytes())
+    proposal = recorded_proposal(name)
     operations = {o.operation_id: agreements.operation(o.operation_id) for o in proposal.operations}
     shipped = compile_proposal(proposal, operations, generation=1)
     assert "cancellationReason" not in next(t for t in shipped.source.tools
@@ -134,7 +132,7 @@ def braket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
 
 
 def test_braket_search_filters_select_records(braket: Catalog) -> None:
-    proposal = Proposal.model_validate_json((library_root() / "braket_jobs" / "proposal.json").read_bytes())
+    proposal = recorded_proposal("braket_jobs")
     operations = {o.operation_id: braket.operation(o.operation_id) for o in proposal.operations}
     matches = {}
     for generation in (1, 2):

@@ -12,8 +12,8 @@ from envfactory.synth import SynthDeps, run_synth_tasks
 
 # Library environments whose writes share user-level entities (emails, people, places, dates), so a
 # small run also makes multi-environment tasks.
-SMALL_ENVS = ("truora_com_checks", "box_com_users_email_alias", "ses_identities_identity_policies",
-              "zoom_us_roles_members", "anchore_io_accounts_users")
+SMALL_ENVS = ("truora_com_checks", "box_com_collaborations", "ses_identities_identity_policies",
+              "zoom_us_roles_members", "anchore_io_images_packages")
 QUIET_BENCHMARK = (BenchmarkTask(benchmark="bfcl", category="multi_turn_base", id="probe",
                                  texts=["Move final_report.pdf into the temp directory."]),)
 

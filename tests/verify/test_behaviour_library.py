@@ -1,4 +1,4 @@
-"""Every shipped environment's behavioural suite (issue 19), run from its `scenarios.json`, against the
+"""Every shipped environment's behavioural suite (issue 19), run from its `behaviour.json.gz`, against the
 committed expected results `tests/verify/data/behaviour_expected.json`: a scenario whose verdict moves
 fails this test, improvements included, so the file always says where the library stands. Known
 failures are listed there with their reasons (and in each suite's `known_failures`), never hidden.
@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from envfactory.runtime import library_env_names, library_root, load_env
-from envfactory.spec.behaviour import BehaviourSuite, load_scenario_file
+from envfactory.spec.behaviour import BehaviourSuite, stored_suite
 from envfactory.verify.behaviour_suite import run_suite, with_known_failures
 
 EXPECTED = Path(__file__).parent / "data" / "behaviour_expected.json"
 
 
 def _suite(name: str) -> BehaviourSuite:
-    suite = load_scenario_file((library_root() / name / "scenarios.json").read_bytes()).behaviour
-    assert suite is not None, f"{name}: scenarios.json keeps no behavioural suite (envs behaviour --write)"
+    suite = stored_suite(library_root() / name)
+    assert suite is not None, f"{name}: keeps no behavioural suite (envs behaviour --write)"
     return suite
 
 

@@ -57,7 +57,7 @@ from envfactory.errors import EnvFactoryError, SpecError
 from envfactory.runtime import Environment, load_env
 from envfactory.runtime.validation import CompiledSchema, SchemaViolation
 from envfactory.spec import Operation, ToolSpec
-from envfactory.spec.behaviour import BehaviourSuite, load_scenario_file
+from envfactory.spec.behaviour import BehaviourSuite, stored_suite
 from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import deref, object_properties
 from envfactory.store.atomic import write_atomic
@@ -146,12 +146,11 @@ def undeclared_fields(schema: ResponseSchema, output: Any) -> list[str]:
 
 def behaviour_suite(env: Environment, env_dir: Path, resolve: Resolve, *, seed: int = 0,
                     regenerate: bool = False) -> tuple[BehaviourSuite | None, str]:
-    """The environment's behavioural suite and where it came from: `stored` (its `scenarios.json`), or
+    """The environment's behavioural suite and where it came from: `stored` (`spec.behaviour.stored_suite`), or
     `generated` from its `proposal.json` and the resolved operations (`verify.behaviour_suite`) when
     none is stored or `regenerate` asks for it (a freshly built library stores none); `none` without
     either."""
-    path = env_dir / "scenarios.json"
-    stored = load_scenario_file(path.read_bytes()).behaviour if path.is_file() else None
+    stored = stored_suite(env_dir)
     proposal_path = env_dir / "proposal.json"
     if (stored is not None and not regenerate) or not proposal_path.is_file():
         return stored, "stored" if stored is not None else "none"

@@ -504,13 +504,13 @@ def verify(
 
 
 def _scenario_file(directory: Path | None) -> tuple[list[ScenarioTest], BehaviourSuite | None]:
-    """The scenario tests and behavioural suite of DIR/scenarios.json (none without one); exit 1 when malformed."""
-    if directory is None or not (directory / SCENARIOS_FILE).is_file():
+    """The scenario tests of DIR/scenarios.json and the suite DIR keeps (none without them); exit 1 when malformed."""
+    if directory is None:
         return [], None
     try:
-        return load_suite(directory / SCENARIOS_FILE)
+        return load_suite(directory)
     except ValueError as exc:
-        report_error(f"{directory / SCENARIOS_FILE}: not a list of scenario tests: {exc}")
+        report_error(f"{directory}: malformed {SCENARIOS_FILE} or behavioural suite: {exc}")
         raise typer.Exit(1) from exc
 
 

@@ -5,13 +5,14 @@ For each environment of the shipped library named (or all, with `--library`), th
 its proposal and catalog operations (`verify.behaviour_suite.generate_suite`: scenarios and prose rules)
 runs against it, with the ignored-argument probe (`verify.behaviour_probes`); prints one row per
 environment and the totals, or JSON. `--out DIR` writes each `BehaviourReport` as `DIR/<name>.json`
-and `DIR/summary.json`. `--write` stores each suite in the environment's `scenarios.json` (object
-form, its scenario tests kept), with this run's failures as `known_failures` and their reasons: the
-baseline `envs verify` compares with. Nothing else in the library is written, and no content hash
-changes (`scenarios.json` is not part of a spec). The catalog comes from the default resource sources.
+and `DIR/summary.json`. `--write` stores each suite as the environment's `behaviour.json.gz`
+(`spec.behaviour.dump_suite_file`; a suite an older library kept inside `scenarios.json` is moved out of
+it), with this run's failures as `known_failures` and their reasons: the baseline `envs verify`
+compares with. Nothing else in the library is written, and no content hash changes (neither file is
+part of a spec). The catalog comes from the default resource sources.
 
-For `envs verify` (cli/envs.py): `load_suite` reads a `scenarios.json`; `split_behaviour` keeps a
-shipped report comparable when it predates the suite; `verify_library_suites` runs every shipped
+For `envs verify` (cli/envs.py): `load_suite` reads a directory's scenario tests and suite;
+`split_behaviour` keeps a shipped report comparable when it predates the suite; `verify_library_suites` runs every shipped
 suite (`envs verify --library`).
 """
 
@@ -29,11 +30,14 @@ from envfactory.errors import EnvFactoryError
 from envfactory.runtime import library_env_names, library_root, load_env
 from envfactory.spec import CheckResult, Operation, ScenarioTest, VerificationReport
 from envfactory.spec.behaviour import (
+    SUITE_FILE,
     BehaviourReport,
     BehaviourSuite,
     ScenarioFile,
     dump_scenario_file,
+    dump_suite_file,
     load_scenario_file,
+    stored_suite,
 )
 from envfactory.spec.build import Proposal
 from envfactory.verify.behaviour_probes import probe_arguments
@@ -51,7 +55,7 @@ def behaviour(
     out: Annotated[Path | None, typer.Option(help="Write each report and summary.json here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     write: Annotated[bool, typer.Option(
-        "--write", help="Store each suite, with this run's failures as known failures, in its scenarios.json.")] = False,
+        "--write", help="Store each suite, with this run's failures as known failures, as its behaviour.json.gz.")] = False,
 ) -> None:
     """Behavioural acceptance: lifecycle, scoping, references, state machines, pagination, ignored arguments."""
     chosen = library_env_names() if library else list(names or [])
@@ -77,7 +81,7 @@ def behaviour(
                 env_name=env.name, scenarios=suite.scenarios, verdicts=verdicts, checks=checks,
                 probes=probe_arguments(env, seed=seed) if probe else [], not_generated=suite.not_generated))
             if write:
-                _store_suite(directory / SCENARIOS_FILE, with_known_failures(suite, verdicts, checks))
+                _store_suite(directory, with_known_failures(suite, verdicts, checks))
     summary = library_summary(reports)
     if out is not None:
         for report in reports:
@@ -103,16 +107,23 @@ def behaviour(
         f"{totals.get('args_required', 0)}, optional {totals.get('none_optional', 0)}/{totals.get('args_optional', 0)}")
 
 
-def _store_suite(path: Path, suite: BehaviourSuite) -> None:
-    tests = load_scenario_file(path.read_bytes()).tests if path.is_file() else []
-    write_atomic(path, dump_scenario_file(ScenarioFile(tests=tests, behaviour=suite)))
+def _store_suite(directory: Path, suite: BehaviourSuite) -> None:
+    """Write `suite` to DIR/behaviour.json.gz; a suite kept inside DIR/scenarios.json by an older
+    library is taken out of it (the file goes back to its array of scenario tests)."""
+    write_atomic(directory / SUITE_FILE, dump_suite_file(suite))
+    path = directory / SCENARIOS_FILE
+    if path.is_file():
+        file = load_scenario_file(path.read_bytes())
+        if file.behaviour is not None:
+            write_atomic(path, dump_scenario_file(ScenarioFile(tests=file.tests)))
 
 
-def load_suite(path: Path) -> tuple[list[ScenarioTest], BehaviourSuite | None]:
-    """The scenario tests and the behavioural suite of a `scenarios.json` (either form; `ValueError`
-    when malformed)."""
-    file = load_scenario_file(path.read_bytes())
-    return list(file.tests), file.behaviour
+def load_suite(directory: Path) -> tuple[list[ScenarioTest], BehaviourSuite | None]:
+    """The scenario tests of DIR/scenarios.json (either form; none without the file) and the
+    behavioural suite DIR keeps (`spec.behaviour.stored_suite`); `ValueError` when one is malformed."""
+    path = directory / SCENARIOS_FILE
+    tests = list(load_scenario_file(path.read_bytes()).tests) if path.is_file() else []
+    return tests, stored_suite(directory)
 
 
 def split_behaviour(report: VerificationReport, shipped: VerificationReport | None
@@ -142,8 +153,7 @@ def verify_library_suites(as_json: bool) -> None:
     failure or an environment without a suite."""
     rows: dict[str, CheckResult | None] = {}
     for name in library_env_names():
-        path = library_root() / name / SCENARIOS_FILE
-        suite = load_suite(path)[1] if path.is_file() else None
+        suite = stored_suite(library_root() / name)
         rows[name] = check_behaviour(load_env(library_root() / name), suite) if suite is not None else None
     bad = sorted(n for n, c in rows.items() if c is None or c.status == "failed")
     if as_json:

@@ -30,6 +30,8 @@ All models are versioned (`schema_version`).
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -40,6 +42,7 @@ from envfactory.spec.tool import ErrorKind
 from envfactory.spec.verification import ScenarioTest
 
 __all__ = [
+    "SUITE_FILE",
     "ArgumentProbe",
     "BehaviourCheck",
     "BehaviourKind",
@@ -52,7 +55,10 @@ __all__ = [
     "ScenarioVerdict",
     "StepExpect",
     "dump_scenario_file",
+    "dump_suite_file",
     "load_scenario_file",
+    "load_suite_file",
+    "stored_suite",
 ]
 
 BehaviourKind = Literal["lifecycle", "scoping", "reference", "state_machine", "pagination", "rule", "validation"]
@@ -194,10 +200,49 @@ class ScenarioFile(SpecModel):
 
 
 def dump_scenario_file(file: ScenarioFile) -> bytes:
-    """Canonical bytes of `scenarios.json`: the legacy array when there is no suite, else the object."""
+    """Canonical bytes of `scenarios.json`: the legacy array when there is no suite, else the object.
+
+    The suite leaves out every field at its default (a step's empty `error_kinds`, `outcome: "ok"`...):
+    reading fills them back, so the model read is the model written, and the shipped library's suites
+    take about a third less room (the library's size bound, issue 20)."""
     if file.behaviour is None:
         return canonical_json([t.model_dump(mode="json") for t in file.tests])
-    return file.to_json_bytes()
+    return canonical_json({
+        "schema_version": file.schema_version,
+        "tests": [t.model_dump(mode="json", by_alias=True) for t in file.tests],
+        "behaviour": file.behaviour.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+    })
+
+
+SUITE_FILE = "behaviour.json.gz"  # an environment directory's behavioural suite, beside `scenarios.json`
+
+
+def dump_suite_file(suite: BehaviourSuite) -> bytes:
+    """The bytes of `behaviour.json.gz`: the suite's canonical JSON (defaults left out, as in
+    `dump_scenario_file`), gzip-compressed with no name and a zero time stamp, so the same suite gives
+    the same bytes. Compressed because a library's suites are thousands of generated scenarios (about
+    7 MB of JSON for 118 environments, a tenth of that compressed; the library's size bound, issue 20)."""
+    data = canonical_json(suite.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def load_suite_file(data: bytes) -> BehaviourSuite:
+    """Parse `behaviour.json.gz` (raises `ValueError` when it is not a gzip of a suite)."""
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"not a gzip file: {exc}") from exc
+    return BehaviourSuite.model_validate(parse_json(raw))
+
+
+def stored_suite(directory: Path) -> BehaviourSuite | None:
+    """The behavioural suite an environment directory keeps: `behaviour.json.gz`, else one kept inside
+    `scenarios.json` (the object form libraries before 2026-12-08 used), else None. Raises `ValueError`
+    on a malformed file."""
+    if (directory / SUITE_FILE).is_file():
+        return load_suite_file((directory / SUITE_FILE).read_bytes())
+    scenarios = directory / "scenarios.json"
+    return load_scenario_file(scenarios.read_bytes()).behaviour if scenarios.is_file() else None
 
 
 def load_scenario_file(data: bytes | str) -> ScenarioFile:
