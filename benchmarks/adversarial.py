@@ -54,6 +54,7 @@ class Case:
     spam: Callable[[int], Call]
 
 
+BLOG = "blog-953205e37156"  # post_0002's blog in blogger_posts' seeds (each post is under its own blog)
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
 
 CASES: tuple[Case, ...] = (
@@ -97,20 +98,20 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         env="blogger_posts",
-        gold=(("blogger_posts_patch", {"blogId": "blog-1", "postId": "post_0002", "title": "Team offsite 2026"}),
-              ("blogger_posts_publish", {"blogId": "blog-1", "postId": "post_0002"})),
-        guess=(1, "postId"), read=("blogger_posts_get", {"blogId": "blog-1", "postId": "post_0001"}),
-        fact="Sample Post",
-        create=("blogger_posts_insert", {"blogId": "blog-1", "title": "Scratch", "content": "tmp"}),
-        delete=lambda made: ("blogger_posts_delete", {"blogId": "blog-1", "postId": made["id"]}),
-        failing=("blogger_posts_publish", {"blogId": "blog-1", "postId": "post_9999"}),
-        spam=lambda i: ("blogger_posts_insert", {"blogId": "blog-1", "title": f"Spam {i}", "content": "spam"}),
+        gold=(("blogger_posts_patch", {"blogId": BLOG, "postId": "post_0002", "title": "Team offsite 2026"}),
+              ("blogger_posts_publish", {"blogId": BLOG, "postId": "post_0002"})),
+        guess=(1, "postId"), read=("blogger_posts_get", {"blogId": "blog-b6fa2530f82e", "postId": "post_0001"}),
+        fact="Feeling serious order purpose",
+        create=("blogger_posts_insert", {"blogId": BLOG, "title": "Scratch", "content": "tmp"}),
+        delete=lambda made: ("blogger_posts_delete", {"blogId": BLOG, "postId": made["id"]}),
+        failing=("blogger_posts_publish", {"blogId": BLOG, "postId": "post_9999"}),
+        spam=lambda i: ("blogger_posts_insert", {"blogId": BLOG, "title": f"Spam {i}", "content": "spam"}),
     ),
     Case(
         env="microcks_local_secrets",
         gold=(("delete_secret", {"id": "secret_0001"}),
               ("create_secret", {"name": "VaultToken", "description": "Token for the vault", "token": "t-123"})),
-        guess=(0, "id"), read=("get_secret", {"id": "secret_0002"}), fact="SecureData2",
+        guess=(0, "id"), read=("get_secret", {"id": "secret_0002"}), fact="Synergized bi-directional moderator",
         create=("create_secret", {"name": "Scratch", "description": "tmp"}),
         delete=lambda made: ("delete_secret", {"id": made["id"]}),
         failing=("delete_secret", {"id": "secret_9999"}),
