@@ -72,7 +72,7 @@ __all__ = ["CI_SUBSET", "aws_library_envs", "classify", "idempotency_token", "ke
 
 LIBRARY = Path(__file__).parents[1] / "library"
 BATCH_TIMEOUT_S = 600.0
-CI_SUBSET = frozenset({"ivs_channels", "ses_identities_identity_policies", "ses_receipt_rules_receipt_rule_sets"})
+CI_SUBSET = frozenset({"connectcampaigns", "ses_identities_identity_policies", "ses_receipt_rules_receipt_rule_sets"})
 _MOTO_MODULES = {"lambda": "awslambda"}
 
 
