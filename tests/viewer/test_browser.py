@@ -88,7 +88,7 @@ def watched(browser: Any, base_url: str) -> Iterator[Watched]:
 MAIN_PAGES = {
     "overview": "/",
     "environments": "/envs",
-    "environment": "/env/library/ivs_channels",
+    "environment": "/env/library/braket_jobs",
     "funnels": "/funnels",
     "run": "/run/synth-1",
     "graph": "/graph",

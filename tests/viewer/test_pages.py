@@ -21,13 +21,13 @@ TASKS = "runs/synth-1/synth/tasks.jsonl"
 
 PAGES = {
     "/": "Overview",
-    "/envs": "anchore_io_accounts_users",
+    "/envs": "anchore_io_images_packages",
     "/envs?source=workspace": "hostile_books",
     "/env/library/vault": "Retention and eDiscovery",
     "/env/workspace/hostile_books": "mylibrary.annotations",
     "/env/build-run-library-demo/vault": "verified",
     "/env/rejected-run-library-demo/books": "books",
-    "/env/build-run-synth-1/ivs_channels": "run synth-1 library build: accepted",
+    "/env/build-run-synth-1/braket_jobs": "run synth-1 library build: accepted",
     "/funnels": "synth: funnel",
     "/runs": "synth-1",
     "/run/synth-1": "synth: dropped at gated",

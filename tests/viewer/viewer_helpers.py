@@ -191,7 +191,7 @@ def make_workspace(root: Path, trajectories: int = 30, with_graph: bool = True) 
     shutil.copytree(library_root() / "books", build / "rejected" / "books")
     shutil.copy(library_root() / "funnel.json", build / "funnel.json")
     run_build = root / "runs" / "synth-1" / "library" / "build"
-    shutil.copytree(library_root() / "ivs_channels", run_build / "envs" / "ivs_channels")
+    shutil.copytree(library_root() / "braket_jobs", run_build / "envs" / "braket_jobs")
     shutil.copy(library_root() / "funnel.json", run_build / "funnel.json")
     run = RunDir.create(workspace, "synth-1")
     run.write_manifest(RunManifest(run_id="synth-1", command="envfactory run synth", created_at="2026-01-01T00:00:00Z",
