@@ -19,6 +19,7 @@ from envfactory.spec import (
 )
 from envfactory.spec.benchmark import BenchmarkTask
 from envfactory.verify.gates import GATES, altered, answer_from_log, contamination_gate, gate_task
+from envfactory.verify.rewards import DEFAULT_TERMS
 
 ENV = "zoom_us_roles_members"
 
@@ -83,12 +84,20 @@ def test_a_task_without_an_essential_call_is_refused(env: Environment) -> None:
 
 
 def test_an_argument_that_changes_nothing_is_not_essential(env: Environment) -> None:
-    listing = ("role_members", {"roleId": "role_0001", "page_size": 30}, ["page_size", "roleId"])
+    # role_0005 has one member: its `add_at` is the one fact, with no other member's value beside it
+    listing = ("role_members", {"roleId": "role_0005", "page_size": 30}, ["page_size", "roleId"])
     probe = _task(env, [listing], read_only=True)
     result = probe.gold_calls()[0].result
-    assert isinstance(result, dict) and isinstance(result["items"], list) and isinstance(result["items"][0], dict)
-    member = result["items"][0]
-    task = _task(env, [listing], read_only=True, checks=[OutputContainsCheck(text=str(member["add_at"]))])
+    # the spec's envelope: {"members": [...], "next_page_token": ...}
+    assert isinstance(result, dict) and isinstance(result["members"], list) and isinstance(result["members"][0], dict)
+    member = result["members"][0]
+    # the member's Faker record names 6 other state values; with the default allowance (4) restating them
+    # from a read that matches no gold call would lower the reward by itself, so the answer may name them
+    # all here and only the argument's effect on what the call returns decides
+    roomy = RewardSpec(final_state="not_scored", calls_weight=0.0, checks_weight=1.0, components=[
+        t.model_copy(update={"params": {"allowance": 20}}) if t.name == "answered" else t for t in DEFAULT_TERMS])
+    task = _task(env, [listing], read_only=True, checks=[OutputContainsCheck(text=str(member["add_at"]))],
+                 reward=roomy)
     outcome = gate_task(task, {ENV: env})
     assert outcome.failed == "essential_calls" and "altering page_size" in outcome.detail
 
@@ -106,7 +115,7 @@ def test_a_read_task_scored_on_state_is_refused(env: Environment) -> None:
 
 def test_a_read_only_task_needs_the_facts_in_the_answer(env: Environment) -> None:
     task = _task(env, [("get_role_information", {"roleId": "role_0002"}, ["roleId"])], read_only=True,
-                 checks=[OutputContainsCheck(text="Team offsite notes")])
+                 checks=[OutputContainsCheck(text="Stuff apply shake range")])  # its description
     assert gate_task(task, {ENV: env}).passed
     silent = _task(env, [("get_role_information", {"roleId": "role_0002"}, ["roleId"])], read_only=True,
                    checks=[OutputContainsCheck(text="a fact the environment never returns")])
@@ -131,4 +140,4 @@ def test_alterations_change_the_value_and_answers_restate_results(env: Environme
     group.call("get_role_information", {"roleId": "role_0001"})
     group.call("get_role_information", {"roleId": "missing"})
     [message] = answer_from_log(group.log)
-    assert "Alex Morgan" in message.content and "missing" not in message.content
+    assert "Realigned local product" in message.content  # role_0001's name and "missing" not in message.content
