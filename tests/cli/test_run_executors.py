@@ -16,7 +16,7 @@ from envfactory.store import Workspace
 
 CONFIG = {
     "name": "spread", "seed": 11,
-    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive", "ivs_channels", "vault"]},
+    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive", "braket_jobs", "vault"]},
                "synth_tasks": {"tasks": 8, "batch_size": 8},
                "synth_trajectories": {"enabled": False}, "export": {"enabled": False}},
 }

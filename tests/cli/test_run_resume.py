@@ -21,7 +21,7 @@ from envfactory.spec import RunManifest, StageManifest
 
 CONFIG = {
     "name": "killed", "seed": 5, "executor": {"kind": "serial"},
-    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive", "ivs_channels"]},
+    "stages": {"library": {"source": "shipped", "envs": ["books", "blogger_posts", "drive", "braket_jobs"]},
                "synth_tasks": {"tasks": 14, "batch_size": 4},
                "synth_trajectories": {"enabled": False}, "export": {"enabled": False}},
 }
