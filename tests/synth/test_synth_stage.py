@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from synth_helpers import QUIET_BENCHMARK, SMALL_ENVS, run_small
+from synth_helpers import QUIET_BENCHMARK, RUN_ENVS, run_small
 
 from envfactory.runtime import load_env
 from envfactory.runtime.loader import bundled_envs_root
@@ -50,7 +50,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_kept_tasks_replay_to_their_hashes_and_pass_every_gate(small_run: Path) -> None:
     tasks, trajectories = _tasks(small_run), _trajectories(small_run)
     assert len(tasks) == 14 and len({t.id for t in tasks}) == 14
-    envs = {name: load_env(name) for name in SMALL_ENVS}
+    envs = {name: load_env(name) for name in RUN_ENVS}
     for task, trajectory in zip(tasks, trajectories, strict=True):
         assert trajectory.task_id == task.id and task.compute_id() == task.id
         outcome = gate_task(task, envs, trajectory=trajectory)  # from the files, as a reader would
@@ -129,7 +129,7 @@ def test_read_only_tasks_score_facts_and_write_tasks_score_state(small_run: Path
 def test_multi_environment_tasks_share_a_user_level_value(small_run: Path) -> None:
     multi = [t for t in _tasks(small_run) if len(t.envs) > 1]
     assert multi, "the small run should include a multi-environment task"
-    tools = {name: set(load_env(name).tools) for name in SMALL_ENVS}
+    tools = {name: set(load_env(name).tools) for name in RUN_ENVS}
     for task in multi:
         per_env: dict[str, set[str]] = {}
         for call in task.gold_calls():
@@ -175,7 +175,7 @@ _KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     sys.path.insert(0, {helpers!r})
-    from synth_helpers import QUIET_BENCHMARK, SMALL_ENVS
+    from synth_helpers import QUIET_BENCHMARK, RUN_ENVS
     from envfactory.spec.synth import SynthTasksConfig
     from envfactory.store import Workspace
     from envfactory.synth import SynthDeps, run_synth_tasks
@@ -184,7 +184,7 @@ _KILLED_RUN = textwrap.dedent("""
         if progress.candidates >= 8:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    config = SynthTasksConfig(envs=list(SMALL_ENVS), tasks=10, seed=5, batch_size=4)
+    config = SynthTasksConfig(envs=list(RUN_ENVS), tasks=10, seed=5, batch_size=4)
     run_synth_tasks(config, Workspace(Path({root!r})), SynthDeps(run_id="r", benchmark_tasks=list(QUIET_BENCHMARK),
                                                                progress=die_after_two))
 """)
