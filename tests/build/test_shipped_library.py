@@ -9,6 +9,7 @@ reproduce the shipped spec hash and report digest. No LLM is involved (the libra
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,7 @@ from envfactory.resources import Catalog
 from envfactory.resources.domains import organisation
 from envfactory.runtime import library_env_names, library_root, load_env
 from envfactory.spec import BuildRecord, EnvSpec, Proposal, VerificationReport
+from envfactory.spec.build import SeedRealism
 from envfactory.spec.library import LIBRARY_DOMAINS, LibraryConfig, LibraryFunnel, LibraryIndex
 
 LIBRARY = library_root()
@@ -151,23 +153,29 @@ def test_envs_verify_reproduces_a_shipped_report_without_writing_it(index: Libra
     assert sorted(row["name"] for row in json.loads(listed.output)) == sorted(e.name for e in index.entries)
 
 
-def test_seed_values_came_from_the_embedded_model_and_are_recorded(index: LibraryIndex) -> None:
-    """The library was built with the embedded defaults, the local model included: every environment's
-    build record says what the model proposed for its seeds, and the answers ship for replay."""
+def test_seed_values_are_the_generators_and_no_model_answers_ship(index: LibraryIndex) -> None:
+    """The generation-2 library was built without seed realism (configs/library.json `seed_realism`
+    false): its seeds are the deterministic generator's (Faker-made), no build record claims model
+    values, no LLM answers ship and none are needed to rebuild it. A config that does ask for realism
+    still cannot be rebuilt from this library: its answers would have to ship for replay (a build with
+    realism records and replays them: tests/build/test_realism.py)."""
+    from envfactory.build.errors import BuildError
+
     config = LibraryConfig.model_validate_json((LIBRARY / "config.json").read_bytes())
-    assert config.seed_realism and config.embed_dedup
-    models = {json.loads(line)["model"] for line in (LIBRARY / "llm-cassette.jsonl").read_text().splitlines()}
-    assert len(models) == 1 and next(iter(models)).startswith("local/qwen2.5-coder-0.5b")
-    accepted = 0
+    shipped_config = LibraryConfig.model_validate_json((Path(__file__).parents[2] / "configs" / "library.json").read_bytes())
+    assert config == shipped_config and not config.seed_realism and not config.author_operations and config.embed_dedup
+    assert not (LIBRARY / "llm-cassette.jsonl").exists()
     for entry in index.entries:
         record = BuildRecord.model_validate_json((LIBRARY / entry.name / "build.json").read_bytes())
-        assert record.seed_realism is not None and record.seed_realism.model in models, entry.name
-        accepted += record.seed_realism.accepted
+        assert record.seed_realism is None and record.authoring is None, entry.name
     funnel = LibraryFunnel.model_validate_json((LIBRARY / "funnel.json").read_bytes())
-    assert accepted > len(index.entries) and funnel.llm_tokens > 0
+    assert funnel.llm_tokens == 0
+    assert recorded_llm(LIBRARY, config) is None
+    with pytest.raises(BuildError, match=r"ships no llm-cassette\.jsonl"):
+        recorded_llm(LIBRARY, config.model_copy(update={"seed_realism": True}))
 
 
-def test_envs_show_gives_the_evidence_of_a_shipped_environment(index: LibraryIndex) -> None:
+def test_envs_show_gives_the_evidence_of_a_shipped_environment(index: LibraryIndex, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from envfactory.cli.app import app
@@ -181,7 +189,17 @@ def test_envs_show_gives_the_evidence_of_a_shipped_environment(index: LibraryInd
     assert details["verification"]["evidence_digest"] == next(e.report_digest for e in index.entries if e.name == name)
     assert details["verification"]["differential"] == ["moto==5.2.1:ses: 6/6"]
     assert [d["operation"] for d in details["build"]["dropped"]] == [d.operation_id for d in record.dropped]
-    assert details["build"]["seed_realism"]["accepted"] == record.seed_realism.accepted  # type: ignore[union-attr]
+    assert details["build"]["dropped"] and details["build"]["seed_realism"] is None  # built without realism
     assert details["sources"][0]["licence"] == "Apache-2.0" and details["sources"][0]["package"].startswith("botocore@")
     text = CliRunner().invoke(app, ["envs", "show", name])
     assert "verification: verified" in text.output and "dropped aws:ses" in text.output
+    assert "seed realism" not in text.output
+    # an environment whose build record does carry model values shows them
+    copy = tmp_path / name
+    shutil.copytree(LIBRARY / name, copy)
+    realism = SeedRealism(model="scripted", requests=2, accepted=7, rejected=1)
+    (copy / "build.json").write_text(record.model_copy(update={"seed_realism": realism}).model_dump_json())
+    shown = CliRunner().invoke(app, ["envs", "show", str(copy), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["build"]["seed_realism"] == {"model": "scripted", "accepted": 7, "rejected": 1, "failures": 0}
+    assert "seed realism: 7 values from scripted" in CliRunner().invoke(app, ["envs", "show", str(copy)]).output
