@@ -1,11 +1,17 @@
 """The shipped library's `spec.json` files share their repeated schemas (version 2, `$defs`); what is
-served from them must be what the version-1 files served, byte for byte.
+served from them must be what the full (version-1) form serves, byte for byte.
 
-`tests/fixtures/library_served_schemas.json` was recorded from the version-1 library: per environment,
-its content hash, the hash of its full canonical form and the hash of every tool as MCP `tools/list`,
-the OpenAI function list, an LLM's `FunctionTool` (what the agent's prompt and the local model's
-grammar are made of) and the HTTP API's `ToolSpec` describe it. An environment rebuilt since (another
-content hash) is not compared; the round-trip test below covers every environment whatever its age.
+`tests/fixtures/library_served_schemas.json` holds, per environment, its content hash, the hash of its
+full canonical form and the hash of every tool as MCP `tools/list`, the OpenAI function list, an LLM's
+`FunctionTool` (what the agent's prompt and the local model's grammar are made of) and the HTTP API's
+`ToolSpec` describe it. It was first recorded from the version-1 library files (commit c3b9c91). The
+generation-2 library (2026-12-07) shipped no version-1 files, so it was re-recorded by
+`python tests/serve/test_library_served_schemas.py` (`record_fixture`): each shipped file is expanded
+by `_expand_independently` (a plain `$ref` substitution, not `spec_file.expand_spec`) into the full
+version-1 document, which `EnvSpec` reads without any `$defs` expansion; the hashes come from that. So
+the test still compares the `$defs` reading against a form that never went through it. An environment
+rebuilt since (another content hash) is not compared; the round-trip test below covers every
+environment whatever its age.
 """
 
 from __future__ import annotations
@@ -55,6 +61,42 @@ def shipped() -> dict[str, tuple[bytes, EnvSpec]]:
     return out
 
 
+def _expand_independently(document: dict[str, Any]) -> dict[str, Any]:
+    """The full version-1 document of a version-2 file: every `{"$ref": "#/$defs/NAME"}` replaced by its
+    (expanded) definition, `$defs` dropped. Deliberately not `spec_file.expand_spec`, which it checks."""
+    defs = document.get(DEFS_KEY, {})
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/") and defs:
+                return expand(defs[ref.removeprefix("#/$defs/")])
+            return {k: expand(v) for k, v in node.items()}
+        return [expand(v) for v in node] if isinstance(node, list) else node
+
+    full = {k: expand(v) for k, v in document.items() if k != DEFS_KEY}
+    return {**full, "schema_version": 1}
+
+
+def record_fixture() -> None:
+    """Re-record FIXTURE from the shipped library's files, expanded by `_expand_independently`."""
+    root = library_root()
+    envs = {}
+    for name in library_env_names():
+        full = _expand_independently(json.loads((root / name / "spec.json").read_bytes()))
+        assert DEFS_KEY not in full and b'"#/$defs/' not in canonical_json(full), name
+        spec = EnvSpec.model_validate(full)
+        envs[name] = {"content_hash": spec.content_hash, "served": served_hash(spec),
+                      "full_form": hashlib.sha256(canonical_json({**spec.model_dump(mode="json"), "schema_version": 1})).hexdigest()}
+    about = ("Re-recorded from the generation-2 library (2026-12-07) by `python tests/serve/test_library_served_schemas.py`: "
+             "each spec.json expanded by a plain $ref substitution (not spec_file.expand_spec) into its full version-1 "
+             "form; per environment, its content hash, the sha256 of that full canonical form and the sha256 of its served "
+             "tools (one line per tool, by name: the sha256 of its MCP tools/list entry, OpenAI function, LLM FunctionTool "
+             "and HTTP ToolSpec). First recorded from the version-1 library files at commit c3b9c91. "
+             "tests/serve/test_library_served_schemas.py compares.")
+    FIXTURE.write_text(json.dumps({"about": about, "envs": envs}, indent=1, sort_keys=True) + "\n")
+
+
 def test_served_schemas_are_those_of_the_version_1_library(shipped: dict[str, tuple[bytes, EnvSpec]]) -> None:
     recorded = json.loads(FIXTURE.read_text())["envs"]
     compared, different = 0, []
@@ -88,3 +130,7 @@ def test_the_shipped_files_are_the_shared_form_the_writer_emits(shipped: dict[st
 def test_the_library_is_at_most_ten_mebibytes() -> None:
     size = sum(p.stat().st_size for p in library_root().rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert size <= 10 * 2**20, size
+
+
+if __name__ == "__main__":
+    record_fixture()
