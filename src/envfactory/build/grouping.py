@@ -37,8 +37,9 @@ Granularity = Literal["component", "linked"]
 """How much of one service a proposal holds: "component" (the shipped library's: one connected set of
 resource groups) or "linked" (sets that name each other by id references joined, `merge_linked`)."""
 
-GROUP_MAX_TOOLS = 25
-"""The most operations a set joined by `merge_linked` may have (a larger set is never joined)."""
+GROUP_MAX_TOOLS = 15
+"""The most operations a set joined by `merge_linked` may have (a larger set is never joined). 15 was
+measured against 10 and 25 on simulated whole-catalog builds (docs/library.md, "Proposal granularity")."""
 
 _KEY_SUFFIXES = ("id", "ids", "gid", "gids", "name", "names", "arn", "arns", "key", "keys", "uuid", "code", "number")
 _WALK = ("properties", "items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems")

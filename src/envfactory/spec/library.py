@@ -99,7 +99,7 @@ class LibraryConfig(SpecModel):
         default="component", description="how much of one service a proposal holds: \"component\" one connected "
         "set of resources (nested paths, creates that require another's key; the shipped library); \"linked\" also "
         "joins the sets of a service that name each other by id references (`deviceId`, `CollectionName`), at most "
-        "25 operations each (`build.grouping`, docs/library.md)")
+        "15 operations each (`build.grouping`, docs/library.md)")
 
     def config_hash(self) -> str:
         """A 16-hex-digit hash of the config's canonical JSON; fields added after libraries were shipped
