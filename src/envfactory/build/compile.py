@@ -35,7 +35,7 @@ Contract:
   raises `CompileError`.
 
 Generations (`LibraryConfig.generation`, recorded in the provenance; docs/envgen.md, "Generations"): 1
-compiles exactly as the shipped library was built (seeds from `build.seeds`); 2 adds scope fields for
+compiles exactly as the library shipped until 2026-12-07 was built (seeds from `build.seeds`); 2 adds scope fields for
 parent path parameters (`compile_gen2.plan_scopes`), final states (`plan_transitions(finals=True)`), and
 the pass of `compile_limits.generation2` (envelopes, full updates keeping their state, idempotency
 tokens, capacities, cascades), with seeds from `build.seeds_faker` fitted to it (`fit_seed`).

@@ -63,7 +63,7 @@ def compile_cmd(
     out: Annotated[Path, typer.Option("--out", file_okay=False, help="Environment directory to write.")],
     operation: Annotated[str | None, typer.Option("--operation", help="Pick the proposal holding this operation.")] = None,
     generation: Annotated[int, typer.Option("--generation", min=1, max=LATEST_GENERATION, help=(
-        "Compiler generation: 1 as the shipped library, 2 with the issue-19 fixes (docs/envgen.md)."))] = SHIPPED_GENERATION,
+        "Compiler generation: 1 as the library shipped until 2026-12-07, 2 with the issue-19 fixes (the shipped library; docs/envgen.md)."))] = SHIPPED_GENERATION,
     cache_dir: CacheOption = None,
 ) -> None:
     """Compile one service's proposal to a declarative environment directory."""

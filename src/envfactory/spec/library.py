@@ -4,7 +4,7 @@ funnel of a build, and the index of the library shipped with the package.
 Contract:
 - `LibraryConfig` is committed (`configs/library.json`); with the same catalog (pinned packages) it
   reproduces the same proposals, the same environments and the same spec hashes. Its `generation`
-  picks the compiler's behaviour (1: the shipped library's, byte for byte; 2: the fixes of issue 19); its
+  picks the compiler's behaviour (1: the library shipped until 2026-12-07, byte for byte; 2: the fixes of issue 19, which the shipped config names); its
   `selection` how proposals are chosen ("catalog": the shipped library's; "stateful": issue 20's score
   from the spec, templates rejected, `build.propose`); its `granularity` how much of one service a
   proposal holds ("component": the shipped library's; "linked": sets of resources that name each other
@@ -36,7 +36,9 @@ OutcomeStatus = Literal["accepted", "rejected"]
 _LATER_FIELDS = ("author_operations", "author_batch", "max_author_rounds", "generation", "selection", "granularity")
 
 SHIPPED_GENERATION = 1
-"""The compiler generation the shipped library was built with (`LibraryConfig.generation`)."""
+"""The default compiler generation of a config that names none (`LibraryConfig.generation`): the
+generation the library shipped until 2026-12-07 was built with, kept as the default so older configs
+keep their hashes. The shipped config (`configs/library.json`) names generation 2."""
 LATEST_GENERATION = 2
 """The newest compiler generation (`build.compile_gen2`)."""
 
@@ -87,7 +89,7 @@ class LibraryConfig(SpecModel):
         "the evidence of the last failure")
     generation: int = Field(
         default=SHIPPED_GENERATION, ge=1, le=LATEST_GENERATION, description="the compiler generation: 1 compiles "
-        "as the shipped library was built; 2 adds scope fields for parent path parameters, final states, the "
+        "as the library shipped until 2026-12-07 was built; 2 adds scope fields for parent path parameters, final states, the "
         "responses' envelopes, capacities, idempotency tokens and cascades the spec states, and a full update "
         "that keeps state-machine fields (docs/envgen.md, \"Generations\"). Recorded in each environment's provenance")
     selection: Literal["catalog", "stateful"] = Field(
