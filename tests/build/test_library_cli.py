@@ -1,6 +1,8 @@
 """`envfactory library build | export | reproduce` end to end over the user's catalog, on one small
-domain, with seed realism answered by a replay of the shipped library's recorded model answers (the
-answers the bundled Qwen 0.5B gave when the library was built; no model runs here)."""
+domain, with seed realism answered by a replay of recorded model answers: the answers the bundled Qwen
+0.5B gave when the generation-1 library (shipped until 2026-12-07) was built, kept in
+`tests/fixtures/library-gen1-llm-cassette.jsonl` since the generation-2 library ships without seed
+realism (no model runs here)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ from typer.testing import CliRunner
 from envfactory.build.library import LLM_CASSETTE
 from envfactory.cli.app import app
 from envfactory.resources import Catalog
-from envfactory.runtime import library_root
 from envfactory.spec import BuildRecord, StageManifest
 from envfactory.spec.pipeline import LibrarySelection
 
+GEN1_CASSETTE = Path(__file__).resolve().parents[1] / "fixtures" / "library-gen1-llm-cassette.jsonl"
 CONFIG = {"name": "tiny", "domains": ["lifestyle"], "proposals_per_domain": 6, "accept_per_domain": 2,
           "fuzz_calls": 20, "differential": False, "contamination_check": False, "seed_realism": True,
           "prefer_new_providers": True}
@@ -25,7 +27,7 @@ def test_build_export_and_reproduce_with_recorded_model_answers(full_catalog: Ca
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(CONFIG))
     workspace = tmp_path / "ws"
-    replay = f"replay:{library_root() / LLM_CASSETTE}"
+    replay = f"replay:{GEN1_CASSETTE}"
     runner = CliRunner()
     built = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(workspace), "--llm", replay])
     assert built.exit_code == 0, built.output
