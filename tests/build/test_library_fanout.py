@@ -18,7 +18,6 @@ from envfactory.build.library import LLM_CASSETTE, BuildEvent, LibraryBuilder
 from envfactory.cli.app import app
 from envfactory.exec import PoolExecutor, RayExecutor, SerialExecutor, ray_available
 from envfactory.resources import Catalog
-from envfactory.runtime import library_root
 from envfactory.spec.library import LibraryConfig, ProposalOutcome
 from envfactory.spec.work_items import BuildHooks, WorkerModel
 
@@ -113,6 +112,7 @@ def test_what_cannot_travel_to_workers_is_refused_before_any_work(small_catalog:
     assert any((tmp_path / "c" / "outcomes").glob("*.json"))
 
 
+GEN1_CASSETTE = Path(__file__).resolve().parents[1] / "fixtures" / "library-gen1-llm-cassette.jsonl"
 TINY = {"name": "tiny", "domains": ["lifestyle"], "proposals_per_domain": 6, "accept_per_domain": 2,
         "fuzz_calls": 20, "differential": False, "contamination_check": False, "seed_realism": True,
         "prefer_new_providers": True}
@@ -122,7 +122,7 @@ def test_library_build_on_a_pool_from_the_cli_replays_the_model_and_matches_the_
         full_catalog: Catalog, tmp_path: Path) -> None:
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
-    replay = f"replay:{library_root() / LLM_CASSETTE}"
+    replay = f"replay:{GEN1_CASSETTE}"  # the generation-1 library's recorded 0.5B answers
     runner = CliRunner()
     serial = runner.invoke(app, ["library", "build", "--config", str(config), "-w", str(tmp_path / "s"),
                                  "--llm", replay])
