@@ -311,6 +311,8 @@ def _bootstrap(request_fd: int, reply_fd: int) -> _Loop:
     )
 
 
+# long: the request loop, one branch per protocol op; kept in one function so each request costs only
+# local lookups (the BFCL replay speed of issue 18 is bound by this loop)
 def _serve(loop: _Loop) -> int:
     read, send, parse, sha256, load, call, spaces = loop
     enter, fork, drop = spaces.enter, spaces.fork, spaces.drop
