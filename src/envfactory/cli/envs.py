@@ -8,7 +8,8 @@
   through the runtime loader. It also checks every seed state. It prints the content hash and counts,
   or every problem found, with exit code 1.
 - `verify DIR|NAME`: runs every environment check (`verify.envchecks`, docs/verification.md) with the
-  scenario tests and the behavioural suite of `DIR/scenarios.json` when present, writes `DIR/report.json` and says whether its
+  scenario tests of `DIR/scenarios.json` and the behavioural suite `DIR` keeps (`behaviour.json.gz`)
+  when present, writes `DIR/report.json` and says whether its
   evidence changed; exit code 1 when the verdict is `rejected` (or, with `--check`, when it changed).
   Untrusted python toolkits run in a sandbox worker. `verify --library` runs the behavioural suite of
   every shipped environment (docs/behaviour.md).
@@ -437,7 +438,7 @@ def verify(
         "--library", help="Run the behavioural suite of every shipped environment (no DIR|NAME).")] = False,
 ) -> None:
     """Verify an environment: load, parity, seeds, determinism, isolation, fuzz, scenarios and the
-    behavioural suite (DIR/scenarios.json).
+    behavioural suite (DIR/scenarios.json, DIR/behaviour.json.gz).
 
     Writes DIR/report.json (canonical JSON) unless --no-write, says whether it changed, and exits 1
     when the verdict is `rejected` (or, with --check, when the stored report differs). A name from the

@@ -19,9 +19,10 @@ Contract:
   and for a success whose operation has a response schema, whether the output's envelope matches it
   (`envelope`; kept apart from `passed`, so the scenario verdicts measure behaviour only).
 - `ArgumentProbe` records whether one tool argument showed an observable effect and how.
-- `BehaviourSuite` is what an environment keeps in its `scenarios.json` (`ScenarioFile`, the object
-  form next to the scenario tests): the generated scenarios, the prose rules they test, the kinds the
-  spec did not allow, and `known_failures` (scenario id -> reason): failures recorded before the
+- `BehaviourSuite` is what an environment keeps in its `behaviour.json.gz` (`dump_suite_file`,
+  `stored_suite`; libraries before the generation-2 one of 2026-12-07 kept it inside `scenarios.json`,
+  `ScenarioFile`'s object form next to the scenario tests, which still loads): the generated
+  scenarios, the prose rules they test, the kinds the spec did not allow, and `known_failures` (scenario id -> reason): failures recorded before the
   compiler fixes, listed with their reason so `envs verify` reports them instead of hiding them.
   `dump_scenario_file`/`load_scenario_file` are its encoding (canonical bytes; a legacy array of
   `ScenarioTest`s loads as a file without a suite).
@@ -179,7 +180,7 @@ class BehaviourReport(SpecModel):
 
 
 class BehaviourSuite(SpecModel):
-    """An environment's behavioural suite as kept in its `scenarios.json` (module contract)."""
+    """An environment's behavioural suite as kept in its `behaviour.json.gz` (module contract)."""
 
     schema_version: Literal[1] = 1
     env_name: str
@@ -237,7 +238,7 @@ def load_suite_file(data: bytes) -> BehaviourSuite:
 
 def stored_suite(directory: Path) -> BehaviourSuite | None:
     """The behavioural suite an environment directory keeps: `behaviour.json.gz`, else one kept inside
-    `scenarios.json` (the object form libraries before 2026-12-08 used), else None. Raises `ValueError`
+    `scenarios.json` (the object form libraries before the generation-2 one of 2026-12-07 used), else None. Raises `ValueError`
     on a malformed file."""
     if (directory / SUITE_FILE).is_file():
         return load_suite_file((directory / SUITE_FILE).read_bytes())
