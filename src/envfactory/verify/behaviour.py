@@ -43,7 +43,14 @@ from envfactory.spec.behaviour import BehaviourKind, BehaviourScenario, Behaviou
 from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import json_type
 from envfactory.verify.argsgen import generate_arguments
-from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, list_selection, spec_facts
+from envfactory.verify.behaviour_facts import (
+    CollectionFacts,
+    OpFacts,
+    flat_name,
+    list_selection,
+    spec_facts,
+    write_jobs,
+)
 
 __all__ = ["MISSING", "REFUSED", "Draft", "generate_scenarios", "key_fields", "owner_of", "spec_ref"]
 
@@ -583,12 +590,6 @@ def generate_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations
                 jobs += [("reference", f"reference:{coll.name}:{op.name}:{arg}",
                           partial(_reference, coll=coll, op=op, arg=arg))
                          for op, arg in _reference_targets(facts, coll)]
-        for kind, sid, run in jobs:
-            draft = _Draft(sid, seed, facts, pool or {}, tokens)
-            reason = run(draft)
-            written = draft.scenario(kind, coll, sid.replace(":", " ")) if reason is None else None
-            if written is not None:
-                scenarios.append(written)
-            else:
-                skipped.append(f"{sid}: {reason or 'fewer than three calls'}")
+        write_jobs(jobs, coll, partial(_Draft, seed=seed, facts=facts, pool=pool or {}, tokens=tokens),
+                   scenarios, skipped)
     return scenarios, skipped

@@ -20,15 +20,17 @@ Contract:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from envfactory.spec import Operation, ToolSpec
+from envfactory.spec.behaviour import BehaviourKind, BehaviourScenario
 from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import flatten, json_type, object_properties, unwrap_record
 
-__all__ = ["FINAL_WORDS", "TOKEN_FIELDS", "CollectionFacts", "OpFacts", "flat_name", "list_selection", "spec_facts"]
+__all__ = ["FINAL_WORDS", "TOKEN_FIELDS", "CollectionFacts", "OpFacts", "flat_name", "list_selection", "spec_facts",
+           "write_jobs"]
 
 FINAL_WORDS = frozenset({
     "completed", "complete", "cancelled", "canceled", "terminated", "succeeded", "finished", "voided",
@@ -261,3 +263,24 @@ def list_selection(listing: OpFacts, coll: CollectionFacts, made: Sequence[Mappi
             if field is not None:
                 out[name] = [{"name": field, "operator": operator, "values": list(dict.fromkeys(a[field] for a in made))}]
     return out
+
+
+class _ScenarioDraft(Protocol):
+    def scenario(self, kind: BehaviourKind, coll: CollectionFacts, title: str) -> BehaviourScenario | None: ...
+
+
+_D = TypeVar("_D", bound=_ScenarioDraft)
+
+
+def write_jobs(jobs: Sequence[tuple[BehaviourKind, str, Callable[[_D], str | None]]], coll: CollectionFacts,
+               new_draft: Callable[[str], _D], scenarios: list[BehaviourScenario], skipped: list[str]) -> None:
+    """Run each (kind, scenario id, writer) job on a fresh draft of `new_draft(id)`: the scenario it wrote
+    goes to `scenarios`, else the reason it gave (or that it wrote fewer than three calls) to `skipped`."""
+    for kind, sid, run in jobs:
+        draft = new_draft(sid)
+        reason = run(draft)
+        written = draft.scenario(kind, coll, sid.replace(":", " ")) if reason is None else None
+        if written is not None:
+            scenarios.append(written)
+        else:
+            skipped.append(f"{sid}: {reason or 'fewer than three calls'}")

@@ -34,7 +34,7 @@ from envfactory.spec.behaviour import BehaviourKind, BehaviourScenario, StepExpe
 from envfactory.spec.build import Proposal
 from envfactory.spec.schema_tools import flatten, json_type, object_properties
 from envfactory.verify.behaviour import Draft, key_fields, spec_ref
-from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, spec_facts
+from envfactory.verify.behaviour_facts import CollectionFacts, OpFacts, flat_name, spec_facts, write_jobs
 
 __all__ = ["INVALID", "distinct", "listed_values", "missing_required", "more_scenarios", "outside_enum", "spec_required"]
 
@@ -233,12 +233,6 @@ def more_scenarios(tools: Sequence[ToolSpec], proposal: Proposal, operations: Ma
             if enum is not None:
                 jobs.append(("validation", f"validation:{coll.name}:{create.name}:{enum}:enum",
                              partial(outside_enum, coll=coll, arg=enum)))
-        for kind, sid, run in jobs:
-            draft = Draft(sid, seed, facts, pool or {}, tokens)
-            reason = run(draft)
-            written = draft.scenario(kind, coll, sid.replace(":", " ")) if reason is None else None
-            if written is not None:
-                scenarios.append(written)
-            else:
-                skipped.append(f"{sid}: {reason or 'fewer than three calls'}")
+        write_jobs(jobs, coll, partial(Draft, seed=seed, facts=facts, pool=pool or {}, tokens=tokens),
+                   scenarios, skipped)
     return scenarios, skipped
