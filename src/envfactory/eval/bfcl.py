@@ -56,7 +56,7 @@ import orjson
 from envfactory.errors import EnvFactoryError
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import Environment, SessionGroup, load_env, open_group
-from envfactory.runtime.sandbox import SandboxPool
+from envfactory.runtime.sandbox import SandboxBackend, SandboxPool
 from envfactory.spec import (
     EnvMeta,
     EnvRef,
@@ -392,10 +392,11 @@ class Execution:
     """What replaying per-turn calls produced: results as BFCL shows them and per-turn backend attributes.
 
     `state_hashes` is the group's state hash after each call that ran. On in-process live environments
-    (`eval.bfcl_live`, whose states hash only when read) they are computed lazily unless `execute` was
-    asked for them: the first read replays the same calls once more with hashing on (replays are
-    deterministic), so a replay that only checks verdicts never hashes a state. Elsewhere (sandboxed:
-    the parent knows each state's hash without a round trip) they are recorded as the calls run.
+    (`eval.bfcl_live`, whose states hash only when read) and sandboxed ones (where hashing a session whose
+    deferred load is unanswered costs a round trip; `_hashes_lazily`) they are computed lazily unless
+    `execute` was asked for them: the first read replays the same calls once more with hashing on (replays
+    are deterministic), so a replay that only checks verdicts never hashes a state. That replay needs the
+    environments still usable (a sandbox pool still open). Elsewhere they are recorded as the calls run.
     """
 
     results: list[list[str]] = field(default_factory=list)
@@ -482,6 +483,14 @@ def _allowed(task: Task, index: int, call: Call) -> bool:
     return allowed is None or call.name in allowed
 
 
+def _hashes_lazily(backend: Any) -> bool:
+    """Whether a replay on `backend` leaves per-call state hashes to a second replay on first read (`Execution`):
+    a live in-process backend builds a state only when read (`lazy_hashes`); on a sandboxed one, hashing the group
+    after a call reads the hash of every session, and a session not called yet has its deferred load unanswered,
+    so each would cost a round trip of its own instead of going out with its first call."""
+    return bool(getattr(backend, "lazy_hashes", False)) or isinstance(backend, SandboxBackend)
+
+
 def execute(
     task: Task, envs: dict[str, Environment], turns: Sequence[Sequence[Call]], *, track_changes: bool = False,
     official_compat: bool = False, hash_states: bool = False,
@@ -493,10 +502,10 @@ def execute(
     `name '…' is not defined` text and changes nothing; with `official_compat` it runs, as in BFCL's
     executor (which hides held-out functions from the prompt only), and calls go through `_run`'s
     official-compat path (module docstring). `hash_states` hashes the group's state after each call now,
-    as happens anyway unless every environment is a live in-process one (see `Execution`).
+    as happens anyway unless every environment is a live in-process or a sandboxed one (see `Execution`).
     """
     chosen = [envs[ref.name] for ref in task.envs]
-    hash_states = hash_states or not all(getattr(env.backend, "lazy_hashes", False) for env in chosen)
+    hash_states = hash_states or not all(_hashes_lazily(env.backend) for env in chosen)
     out = Execution(hashes=[] if hash_states else None)
     if not hash_states:
         out.rehash = functools.partial(_state_hashes, task, envs, turns, official_compat)
