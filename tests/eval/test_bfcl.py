@@ -120,6 +120,23 @@ def test_sandboxed_replay_of_every_gold_trajectory_matches_in_process(
             assert bfcl.check(task, inside, here, gold).valid
 
 
+def test_a_batched_replay_gives_each_task_what_its_own_replay_gives(
+    tasks: Any, trusted: Any, sandboxed: Any, tmp_path: Path
+) -> None:
+    """`execute_all` opens and plans a window of tasks before running any (sandboxed: the window's loads and
+    planned calls reach each worker in one write); every result, attribute list and state hash is the per-task
+    replay's, strict and official-compat, sandboxed and in-process, across window boundaries."""
+    runs = [(task, bfcl.gold_turns(task)) for category in bfcl.CATEGORIES for task in tasks[category][::9]]
+    with SandboxPool(max_workers=8) as pool:
+        boxed_compat = bfcl.bfcl_environments(sandbox=pool, workdir=tmp_path, official_compat=True)
+        for envs, compat in ((sandboxed, False), (trusted, False), (boxed_compat, True)):
+            batched = bfcl.execute_all(runs, envs, official_compat=compat, window=7)
+            for (task, gold), got in zip(runs, batched, strict=True):
+                want = bfcl.execute(task, envs, gold, official_compat=compat)
+                assert (got.results, got.attributes) == (want.results, want.attributes), task.id
+                assert got.state_hashes == want.state_hashes, task.id
+
+
 def test_environments_are_sandboxed_unless_trusted_explicitly() -> None:
     with pytest.raises(ValueError, match="sandbox"):
         bfcl.bfcl_environments()

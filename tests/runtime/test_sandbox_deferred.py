@@ -171,3 +171,45 @@ def test_an_unchecked_call_on_a_state_not_just_loaded_ends_the_worker(env: Envir
             worker.request(unchecked, b"{}")
         assert worker._proc.wait(timeout=30) == EXIT_PROTOCOL
         assert session.call("peek").output == 6  # rebuilt from its record in a new worker
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every write to a worker's request pipe."""
+    seen: list[int] = []
+    write = WorkerProcess._write
+
+    def counted(self: WorkerProcess, frame: bytes, timeout: float | None) -> None:
+        seen.append(len(frame))
+        write(self, frame, timeout)
+
+    monkeypatch.setattr(WorkerProcess, "_write", counted)
+    return seen
+
+
+def test_plans_posted_by_several_sessions_reach_the_worker_in_one_write_and_change_nothing(
+    env: Environment, writes: list[int]
+) -> None:
+    """A plan made with the session's context is posted (`SandboxBackend.plan`): the loads and planned calls of
+    several sessions go out in the first write any of them needs, and every result, hash and state is what
+    calls made one by one give."""
+    with open_session(env, STATE, seed=5) as one, open_session(env, {"value": 1}, seed=6) as two:
+        expected = (_run(one), _run(two), one.state_json(), two.state_json())
+    writes.clear()
+    with (open_session(env, STATE, seed=5, defer_load=True) as one,
+          open_session(env, {"value": 1}, seed=6, defer_load=True) as two):
+        one.plan(CALLS)
+        two.plan(CALLS)
+        assert writes == []  # posted, not written
+        got = (_run(one), _run(two), one.state_json(), two.state_json())
+        assert len(writes) == 1  # both loads and both plans; the second session's replies were waiting
+    assert got == expected
+
+
+def test_a_posted_plan_not_followed_is_dropped_and_changes_nothing(env: Environment) -> None:
+    with open_session(env, STATE, seed=7) as alone:
+        expected = [alone.call("bump", {"by": 9}).output, *[r[0] for r in _run(alone)]], alone.hash()
+    with open_session(env, STATE, seed=7, defer_load=True) as session:
+        session.plan(CALLS)
+        first = session.call("bump", {"by": 9})  # not the planned first call: the replies run ahead are dropped
+        assert ([first.output, *[r[0] for r in _run(session)]], session.hash()) == expected

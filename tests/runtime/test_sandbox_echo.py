@@ -80,15 +80,22 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
 
 @pytest.fixture
 def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ops of every request sent to a worker that expects a reply, in order."""
+    """The ops of every request sent to a worker that expects a reply, in order: sent and waited for at once, or
+    posted (calls planned ahead go out with the next write; their replies are read when first needed)."""
     sent: list[str] = []
-    original = WorkerProcess.request
+    original, original_post = WorkerProcess.request, WorkerProcess.post
 
     def request(self: WorkerProcess, message: Any, body: bytes = b"", timeout: float | None = None) -> Any:
         sent.append(message.op)
         return original(self, message, body, timeout)
 
+    def post(self: WorkerProcess, message: Any, body: bytes = b"") -> None:
+        if hasattr(message, "seq"):
+            sent.append(message.op)
+        original_post(self, message, body)
+
     monkeypatch.setattr(WorkerProcess, "request", request)
+    monkeypatch.setattr(WorkerProcess, "post", post)
     return sent
 
 

@@ -224,7 +224,7 @@ class Session:
         state and context that result was computed for."""
         plan = getattr(self._env.backend, "plan", None)
         if plan is not None and self._state is not None:
-            plan(self._state, calls)
+            plan(self._state, calls, self._ctx)
 
     def _unknown_tool_message(self, tool: str) -> str:
         names = sorted(self._env.tools)

@@ -46,7 +46,7 @@ from envfactory.runtime.backend import PreparedCall, StateHandle
 from envfactory.runtime.diff import diff_states
 from envfactory.runtime.sandbox.ahead import Ahead, split_replies
 from envfactory.runtime.sandbox.host import WorkerHost
-from envfactory.runtime.sandbox.loads import DeferredLoads, SandboxFailure
+from envfactory.runtime.sandbox.loads import DeferredLoads, PostedCalls, SandboxFailure, Unread
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
 from envfactory.runtime.sandbox.protocol import (
     AheadItem,
@@ -108,7 +108,7 @@ class SandboxBackend(DeferredLoads):
         self._plans: dict[int, list[tuple[str, bytes]]] = {}  # handle -> calls planned next (tool, arguments)
         self._ahead: dict[int, collections.deque[Ahead]] = {}  # handle -> replies of calls run ahead
         # Loads sent without waiting (`load_state_later`), whose replies come next, in order: (seq, state).
-        self._unread: collections.deque[tuple[int, SandboxState]] = collections.deque()
+        self._unread: collections.deque[Unread] = collections.deque()
         self._spec: EnvSpec | None = None
         self._report: SandboxReport | None = None
         self._replayed = 0
@@ -288,11 +288,13 @@ class SandboxBackend(DeferredLoads):
             # re-raise from a call; a hybrid backend loads inside its calls).
             raise SpecError(str(error)) if isinstance(error, StateLoadError) else error
 
-    def plan(self, state: StateHandle, calls: list[tuple[str, Any]]) -> None:
-        """A hint: `calls` ((tool, arguments) pairs) will probably be made next on `state`, in this order. The
-        next call that is the first of them goes to the worker with the rest (`CallAhead`); each later call
-        takes its result from that reply when it is exactly as planned (tool, arguments, state, step, seed
-        and clock, no RNG drawn), else the results run ahead are dropped and it runs on its own."""
+    def plan(self, state: StateHandle, calls: list[tuple[str, Any]], ctx: CallContext | None = None) -> None:
+        """A hint: `calls` ((tool, arguments) pairs) will probably be made next on `state`, in this order. They go
+        to the worker in one request (`CallAhead`): with `ctx` (the session's context for the first of them, no
+        RNG drawn) posted now, written with the next request to this worker (so the plans of several sessions reach
+        it in one write) and its reply read when first needed; else with the next call that is the first of them.
+        Each call takes its result from that reply only when it is exactly as planned (tool, arguments, state,
+        step, seed and clock, no RNG drawn); otherwise the results run ahead are dropped and it runs on its own."""
         if not isinstance(state, SandboxState) or state._backend is not self:
             return
         try:
@@ -301,10 +303,33 @@ class SandboxBackend(DeferredLoads):
             return
         with self._lock:
             self._ahead.pop(state._handle, None)
+            self._plans.pop(state._handle, None)
+            if planned and ctx is not None and self._post_plan(state, planned, ctx):
+                return
             if len(planned) > 1:
                 self._plans[state._handle] = planned
-            else:
-                self._plans.pop(state._handle, None)
+
+    def _post_plan(self, state: SandboxState, planned: list[tuple[str, bytes]], ctx: CallContext) -> bool:
+        """Post `planned` as one `CallAhead` on `state` (see `plan`); False where it cannot go now: no live worker
+        holding the state, a failed load, an RNG drawn, or calls of the state posted and not answered yet."""
+        worker = self._worker
+        if (worker is None or not worker.alive or state._epoch != self._epoch or state._failure is not None
+                or ctx.rng_state() is not None or not (state._hash or state._loading)
+                or any(entry[1] is state and entry[2] is not None for entry in self._unread)):
+            return False
+        if self._released:
+            self._flush_releases(worker)
+        wire = self._clock_wire(ctx)
+        # An empty `expect` only right behind the state's load (no other request on the handle since: the worker
+        # refuses it anywhere else); the hash comes with the load's reply, read before this one's.
+        call = Call(seq=worker.next_seq(), handle=state._handle, token=next(self._tokens),
+                    expect="" if state._loading else state._hash, tool=planned[0][0], seed=ctx.seed, step=ctx.step,
+                    clock_start=wire[0], clock_tick_us=wire[1])
+        items = tuple(AheadItem(token=next(self._tokens), tool=tool) for tool, _ in planned[1:])
+        request = CallAhead(seq=call.seq, call=call, ahead=items, sizes=tuple(len(body) for _, body in planned))
+        worker.post(request, b"".join(body for _, body in planned))
+        self._unread.append((call.seq, state, PostedCalls(request, tuple(planned))))
+        return True
 
     def execute(self, state: StateHandle, tool: str, arguments: dict[str, Any], ctx: CallContext) -> PreparedCall:
         """Run `tool` in the worker; `ToolError` for the toolkit's anticipated failures, `ToolCrash` for other
@@ -314,6 +339,12 @@ class SandboxBackend(DeferredLoads):
             raise TypeError(f"{self._meta.name} cannot run on a {type(state).__name__}")
         body = orjson.dumps(arguments)
         with self._lock:
+            posted_to = self._worker
+            if self._unread and state._epoch == self._epoch and posted_to is not None:
+                try:  # the replies of calls posted ahead, this state's among them
+                    self._settle(posted_to, until=state)
+                except WorkerLost as lost:
+                    self._lose(posted_to, lost, f"{self._meta.name}.{tool}")  # the call runs on its own, rebuilt
             ahead = self._take_ahead(state, tool, body, ctx)
             if ahead is not None:
                 worker = self._worker

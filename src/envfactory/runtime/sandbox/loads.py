@@ -14,13 +14,15 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from envfactory.errors import SandboxError, SpecError, StateLoadError
+from envfactory.runtime.sandbox.ahead import Ahead, split_replies
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
-from envfactory.runtime.sandbox.protocol import Failed, Loaded, LoadState, Reply
+from envfactory.runtime.sandbox.protocol import CallAhead, CalledAhead, Failed, Loaded, LoadState, Reply
 from envfactory.runtime.sandbox.state import SandboxState, _Root
 from envfactory.spec import EnvMeta, SandboxFailureKind
 
@@ -36,6 +38,19 @@ class SandboxFailure(SandboxError):
         super().__init__(message, kind)
 
 
+@dataclass(frozen=True, slots=True)
+class PostedCalls:
+    """A `CallAhead` posted when its calls were planned (`SandboxBackend.plan` with the session's context): the
+    request, and the planned (tool, argument bytes) pairs, the first being the request's own call."""
+
+    request: CallAhead
+    planned: tuple[tuple[str, bytes], ...]
+
+
+# A request posted without waiting whose reply is read later, in order: a load (None) or calls planned ahead.
+Unread = tuple[int, SandboxState, PostedCalls | None]
+
+
 class DeferredLoads:
     """The deferred-load half of `SandboxBackend` (module docstring); the backend provides the worker."""
 
@@ -45,7 +60,8 @@ class DeferredLoads:
     _ids: itertools.count[int]
     _epoch: int
     _released: collections.deque[tuple[int, int]]
-    _unread: collections.deque[tuple[int, SandboxState]]
+    _unread: collections.deque[Unread]
+    _ahead: dict[int, collections.deque[Ahead]]
 
     def _live_worker(self) -> WorkerProcess:
         raise NotImplementedError
@@ -83,7 +99,7 @@ class DeferredLoads:
             worker.post(LoadState(seq=seq, handle=handle), body)  # written with the next request (or `_settle`)
             loading = SandboxState(self, handle, _Root(body, ""), None, self._epoch)
             loading._loading = True
-            self._unread.append((seq, loading))
+            self._unread.append((seq, loading, None))
             return loading
 
     def _state_body(self, state: Any) -> bytes:
@@ -122,15 +138,27 @@ class DeferredLoads:
         self._settle(worker)
         return worker.receive(message.seq, timeout)
 
-    def _settle(self, worker: WorkerProcess) -> None:
-        """Read the replies of every load sent without waiting, in order, into their states (writing first any
-        still posted)."""
-        if self._unread:
+    def _settle(self, worker: WorkerProcess, until: SandboxState | None = None) -> None:
+        """Read the replies of requests sent without waiting, in order (writing first any still posted): every one,
+        or with `until` those up to the last calls posted on that state. A load's reply goes into its state; the replies
+        of calls posted ahead are kept for the calls they answer (`PostedCalls`). With `until`: up to the last
+        calls posted on that state, if any (its load alone is better read with its first request's reply)."""
+        count = len(self._unread)
+        if until is not None:
+            count = 1 + max((i for i, entry in enumerate(self._unread) if entry[1] is until and entry[2]), default=-1)
+        if not count:
+            return
+        if self._unread[count - 1][0] > worker.written_seq:  # still posted: write it (and what was posted before)
             worker.flush()
-        while self._unread:
-            seq, state = self._unread[0]
-            reply, payload = worker.receive(seq, self._pool.limits.transfer_timeout_s)
+        limits = self._pool.limits
+        for _ in range(count):
+            seq, state, posted = self._unread[0]
+            timeout = limits.transfer_timeout_s if posted is None else limits.call_timeout_s * len(posted.planned)
+            reply, payload = worker.receive(seq, timeout)
             self._unread.popleft()
+            if posted is not None:
+                self._keep_posted(state, posted, reply, payload)
+                continue
             state._loading = False
             if isinstance(reply, Loaded):
                 state._root = _Root(state._root.body, reply.hash)
@@ -138,6 +166,20 @@ class DeferredLoads:
                 state._blob = payload or None
             else:
                 state._failure = self._load_error(worker, reply)
+
+    def _keep_posted(self, state: SandboxState, posted: PostedCalls, reply: Reply, payload: bytes) -> None:
+        """Keep the replies to calls posted ahead for the calls they answer (each still `Ahead.fits`-checked when
+        used); a request refused as a whole (its state did not load or did not match) keeps nothing, and each call
+        then runs on its own."""
+        if not isinstance(reply, CalledAhead) or state._failure is not None or state._epoch != self._epoch:
+            return
+        request = posted.request
+        call = request.call
+        if not call.expect:  # sent right behind the state's load, whose reply (read before this one) has its hash
+            call = call.model_copy(update={"expect": state._hash})
+        first, body, kept = split_replies(self._epoch, call, list(posted.planned[1:]), request.ahead, reply, payload)
+        kept.appendleft(Ahead(self._epoch, call.expect, call.tool, posted.planned[0][1], call, first, body))
+        self._ahead[state._handle] = kept
 
     def _resolve(self, state: SandboxState) -> None:
         """Make a deferred load's outcome known: its hash, or raise its error (`SandboxState.state_hash`)."""

@@ -9,6 +9,7 @@ block the worker nor reach the protocol, which has pipes of its own.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
@@ -67,6 +68,20 @@ def worker_environment(scratch: Path) -> dict[str, str]:
     }
 
 
+# Pipe capacity asked for the request and reply pipes (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by
+# default): a window of posted requests, or the replies to them, then fits without the writer waiting for the
+# reader (each wait is a wake-up of both processes).
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """Ask for a `_PIPE_BYTES` pipe (best effort: elsewhere, or past the system's cap, the pipe keeps its size)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setpipe, _PIPE_BYTES)
+
+
 class WorkerProcess:
     """One running worker and the three pipes to it. Not thread-safe: its owner serialises use."""
 
@@ -88,9 +103,15 @@ class WorkerProcess:
         self._poll = select.poll()
         self._poll.register(replies, select.POLLIN)
         self._poll.register(log, select.POLLIN)
+        # Writing waits for room in the request pipe and takes in replies meanwhile: a worker sent many posted
+        # requests at once answers the first while the rest are still being written, and would otherwise block
+        # on a full reply pipe while this side blocks on a full request pipe.
         self._out = select.poll()
         self._out.register(requests, select.POLLOUT)
+        self._out.register(replies, select.POLLIN)
         self._posted: list[bytes] = []
+        self._posted_seq = 0
+        self.written_seq = 0  # the highest sequence number of a request written to the worker so far
 
     # -- start ----------------------------------------------------------------------------------------
     @classmethod
@@ -113,6 +134,8 @@ class WorkerProcess:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         log_r, log_w = os.pipe()
+        for fd in (request_w, reply_w):
+            _widen(fd)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-s", "-P", "-X", "faulthandler", "-m", WORKER_MODULE, str(request_r), str(reply_w)],
@@ -178,6 +201,7 @@ class WorkerProcess:
         reply (a deferred load) is read with `receive` once sent. Raises `SandboxError` for a frame over the
         message limit."""
         self._posted.append(self._frame(message, body))
+        self._posted_seq = getattr(message, "seq", None) or self._posted_seq
 
     def _frame(self, message: _Message, body: bytes) -> bytes:
         frame = encode(message, body)
@@ -191,6 +215,7 @@ class WorkerProcess:
             frame = b"".join(self._posted)
             self._posted.clear()
             self._write(frame, timeout)
+            self.written_seq = max(self.written_seq, self._posted_seq)
 
     def send(self, message: _Message, body: bytes = b"", timeout: float | None = None) -> None:
         """Write the posted frames and one frame (raises `WorkerLost` when the worker is gone or does not read
@@ -200,6 +225,7 @@ class WorkerProcess:
             frame = b"".join((*self._posted, frame))
             self._posted.clear()
         self._write(frame, timeout)
+        self.written_seq = max(self.written_seq, self._posted_seq, getattr(message, "seq", 0))
 
     def _write(self, frame: bytes, timeout: float | None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else self._limits.transfer_timeout_s)
@@ -215,7 +241,19 @@ class WorkerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._lost("timeout", "did not read a request in time")
-            self._out.poll(remaining * 1000)
+            for fd, _events in self._out.poll(remaining * 1000):
+                if fd == self._replies:
+                    self._take_replies()
+
+    def _take_replies(self) -> None:
+        """Read what the reply pipe holds into the buffer `_receive` takes frames from."""
+        try:
+            chunk = os.read(self._replies, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            raise self._lost("sandbox_failure", "closed its reply pipe", ours=False)
+        self._buffer += chunk
 
     def request(self, message: _Message, body: bytes = b"", timeout: float | None = None) -> tuple[Reply, bytes]:
         """Send a request and wait for its reply until `timeout` seconds have passed."""
@@ -255,13 +293,7 @@ class WorkerProcess:
                 raise self._lost("timeout", f"did not answer within {limit:g} s")
             for fd, _events in self._poll.poll(remaining * 1000):
                 if fd == replies:
-                    try:
-                        chunk = os.read(replies, _READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        raise self._lost("sandbox_failure", "closed its reply pipe", ours=False)
-                    buffer += chunk
+                    self._take_replies()
                 else:
                     self._drain_log()
 
