@@ -221,7 +221,9 @@ class Session:
         """A hint that `calls` ((tool, arguments) pairs) will probably be made next, in this order: a backend
         that can run calls ahead (a sandboxed one: one round trip for all of them) may do so. Results never
         change: a call takes a result run ahead only when it is exactly the call planned next on exactly the
-        state and context that result was computed for."""
+        state and context that result was computed for. The backend's `plan(state, calls, ctx)` gets the
+        session's context, so it may send the calls before the first is made (a sandboxed backend posts
+        them: several sessions' plans then reach its worker in one write)."""
         plan = getattr(self._env.backend, "plan", None)
         if plan is not None and self._state is not None:
             plan(self._state, calls, self._ctx)
