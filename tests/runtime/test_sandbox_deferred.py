@@ -16,7 +16,7 @@ from envfactory.errors import SpecError, StateLoadError
 from envfactory.runtime import Environment, load_env, open_group, open_session
 from envfactory.runtime.sandbox import SandboxBackend, SandboxPool
 from envfactory.runtime.sandbox.process import WorkerLost, WorkerProcess
-from envfactory.runtime.sandbox.protocol import Call
+from envfactory.runtime.sandbox.protocol import Call, split_frame
 from envfactory.runtime.sandbox.worker import EXIT_PROTOCOL
 
 TOOLKIT = '''
@@ -174,13 +174,16 @@ def test_an_unchecked_call_on_a_state_not_just_loaded_ends_the_worker(env: Envir
 
 
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every write to a worker's request pipe."""
-    seen: list[int] = []
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The ops of the messages in every write to a worker's request pipe, one list a write."""
+    seen: list[list[str]] = []
     write = WorkerProcess._write
 
     def counted(self: WorkerProcess, frame: bytes, timeout: float | None) -> None:
-        seen.append(len(frame))
+        buffer, ops = bytearray(frame), []
+        while (part := split_frame(buffer, len(frame))) is not None:
+            ops.append(json.loads(part[0])["op"])
+        seen.append(ops)
         write(self, frame, timeout)
 
     monkeypatch.setattr(WorkerProcess, "_write", counted)
@@ -188,7 +191,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_plans_posted_by_several_sessions_reach_the_worker_in_one_write_and_change_nothing(
-    env: Environment, writes: list[int]
+    env: Environment, writes: list[list[str]]
 ) -> None:
     """A plan made with the session's context is posted (`SandboxBackend.plan`): the loads and planned calls of
     several sessions go out in the first write any of them needs, and every result, hash and state is what
@@ -202,7 +205,11 @@ def test_plans_posted_by_several_sessions_reach_the_worker_in_one_write_and_chan
         two.plan(CALLS)
         assert writes == []  # posted, not written
         got = (_run(one), _run(two), one.state_json(), two.state_json())
-        assert len(writes) == 1  # both loads and both plans; the second session's replies were waiting
+        # Both loads and both plans in the first write; later writes (the parent flushes what is posted whenever
+        # it waits) carry only one-way messages: the second session's replies came from the first write.
+        one_way = ("commit", "release")
+        assert [op for op in writes[0] if op not in one_way] == ["load", "load", "call_ahead", "call_ahead"]
+        assert all(op in one_way for later in writes[1:] for op in later)
     assert got == expected
 
 
