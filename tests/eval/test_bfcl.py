@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("bfcl.eval_checker.multi_turn_eval.multi_turn_checker")
 pytest.importorskip("mpmath")
 
-from envfactory.eval import bfcl, bfcl_agreement
+from envfactory.eval import bfcl, bfcl_agreement, bfcl_data
 from envfactory.runtime import Environment, open_group
 from envfactory.runtime.sandbox import SandboxPool
 from envfactory.spec import Task
@@ -328,13 +328,13 @@ def test_unparsable_composite_gold_is_reported_with_entry_and_reason_and_the_res
 
 
 def test_an_entry_of_another_format_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = bfcl._data_lines
+    real = bfcl_data._data_lines
 
     def without_answer(*parts: str) -> list[dict[str, Any]]:
         rows = real(*parts)
         return [r for r in rows if r["id"] != "multi_turn_base_7"] if parts[0] == "possible_answer" else rows
 
-    monkeypatch.setattr(bfcl, "_data_lines", without_answer)
+    monkeypatch.setattr(bfcl_data, "_data_lines", without_answer)
     with pytest.raises(bfcl.UnexpressibleTaskError, match=r"multi_turn_base_7: .*no ground truth"):
         bfcl.load_entries("base")
     with pytest.raises(ValueError, match="unknown BFCL category"):

@@ -53,7 +53,7 @@ from typing import Any
 import orjson
 
 from envfactory.errors import ToolError
-from envfactory.eval.bfcl import UnexpressibleTaskError
+from envfactory.eval.bfcl_data import UnexpressibleTaskError
 from envfactory.eval.errors import BenchmarkMissingError
 from envfactory.runtime import CallContext, Environment, PreparedCall, open_session
 from envfactory.runtime.diff import diff_states
