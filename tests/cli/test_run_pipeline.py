@@ -278,3 +278,17 @@ def test_an_endpoint_run_takes_its_model_name_from_the_environment(tmp_path: Pat
     assert ctx.llm().model_id == "openai/served-model@http://127.0.0.1:9/v1"  # no request is made to build it
     worker = ctx.worker_model()
     assert (worker.provider, worker.model, worker.base_url) == ("openai", "served-model", "http://127.0.0.1:9/v1")
+
+
+def test_the_task_stage_tuning_reaches_the_sampler(tmp_path: Path) -> None:
+    """`max_chain_length` (the demo config sets 2) bounds every sampled chain; one-call chains only here."""
+    from envfactory.spec import Task
+
+    stages = {**SMALL["stages"], "synth_tasks": {"tasks": 6, "batch_size": 8, "max_chain_length": 1}}  # type: ignore[dict-item]
+    config = RunConfig.model_validate({**SMALL, "stages": stages})
+    summary = execute(config, _ws(tmp_path))
+    assert summary.status == "complete", summary.stages
+    lines = (tmp_path / "ws" / "runs" / summary.run_id / "synth-tasks" / "tasks.jsonl").read_bytes().splitlines()
+    tasks = [Task.model_validate_json(line) for line in lines]
+    assert len(tasks) == 6 and {len(task.gold_calls()) for task in tasks} == {1}
+    assert config.stages.synth_tasks.max_chain_length == 1

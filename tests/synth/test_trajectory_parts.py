@@ -58,16 +58,44 @@ def test_query_problems_refuse_tool_names_env_ids_refusals_and_missing_values(ta
 def test_write_query_retries_with_feedback_then_drops_with_an_id_free_reason(tasks: list[Task]) -> None:
     task = tasks[1]  # top up cus_0002 by 15
     tools: dict[str, ToolSpec] = {}
-    good = '{"persona": "Grace, a regular customer.", "query": "Please add 15 to the wallet of customer cus_0002."}'
+    good = '{"persona": "Grace, a regular customer.", "steps": ["Please add 15 to the wallet of customer cus_0002"]}'
     client = ScriptedClient(["not json", good])
     written = write_query(client, task, task.gold_calls(), tools, seed=3, attempts=2)
-    assert written.query.endswith("cus_0002.") and written.problems
+    assert written.query == "Please add 15 to the wallet of customer cus_0002." and written.problems
+    assert written.completed == ()
     assert "That does not work" in client.requests[1].messages[-1].content
     assert all(r.seed in (3, 4) for r in client.requests)
-    leaky = '{"persona": "p", "query": "Run top_up_wallet for cus_0002 with 15."}'
+    leaky = '{"persona": "p", "steps": ["Run top_up_wallet for cus_0002 with 15."]}'
     with pytest.raises(QueryFailure) as failure:
         write_query(ScriptedClient([leaky, leaky]), task, task.gold_calls(), tools, seed=3, attempts=2)
     assert failure.value.reason == "tool_names"
+
+
+def test_the_writer_answers_one_sentence_per_gold_call_and_the_query_joins_them(tasks: list[Task]) -> None:
+    task = tasks[0]  # create an order for cus_0001 with HM-010, then pay the order the first call made
+    answer = '{"persona": "p", "steps": ["Order 2 HM-010 mugs for customer cus_0001", "Then pay for it!"]}'
+    client = ScriptedClient([answer])
+    written = write_query(client, task, task.gold_calls(), {}, seed=0, attempts=1)
+    assert written.query == "Order 2 HM-010 mugs for customer cus_0001. Then pay for it!" and not written.completed
+    schema = client.requests[0].response_format.json_schema  # type: ignore[union-attr]
+    assert schema["properties"]["steps"]["minItems"] == schema["properties"]["steps"]["maxItems"] == 2
+    one_step = '{"persona": "p", "steps": ["Order 2 HM-010 mugs for customer cus_0001 and pay."]}'
+    with pytest.raises(QueryFailure, match="2 sentences"):
+        write_query(ScriptedClient([one_step]), task, task.gold_calls(), {}, seed=0, attempts=1)
+
+
+def test_values_the_writer_keeps_leaving_out_are_stated_by_a_template_sentence(tasks: list[Task]) -> None:
+    task = tasks[1]  # top up cus_0002 by 15
+    vague = '{"persona": "Grace.", "steps": ["Please top up my wallet by 15"]}'
+    client = ScriptedClient([vague, vague])
+    written = write_query(client, task, task.gold_calls(), {}, seed=0, attempts=2)
+    assert written.query == "Please top up my wallet by 15. The id is cus_0002."
+    assert written.completed == ("cus_0002",) and "sentence 1 should state cus_0002" in written.problems
+    assert len(client.requests) == 2  # every attempt was used before the template stepped in
+    # a problem other than missing values is never papered over
+    named = '{"persona": "Grace.", "steps": ["Call top_up_wallet by 15"]}'
+    with pytest.raises(QueryFailure):
+        write_query(ScriptedClient([named]), task, task.gold_calls(), {}, seed=0, attempts=1)
 
 
 def test_operator_choice_is_seeded_and_strength_is_their_number() -> None:

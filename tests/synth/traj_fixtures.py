@@ -90,7 +90,12 @@ class OracleClient:
         fmt = request.response_format.name if request.response_format else ""
         if fmt == "query":
             goal = request.messages[1].content.split("in order:\n", 1)[1].split("\n\nWrite JSON", 1)[0]
-            return text_response(json.dumps({"persona": "A regular customer.", "query": "Please do this: " + goal}))
+            assert request.response_format is not None
+            count = request.response_format.json_schema["properties"]["steps"]["minItems"]  # one per gold call
+            lines = goal.split("\n")
+            steps = [*lines[: count - 1], " ".join(lines[count - 1:])]
+            steps[0] = "Please do this: " + steps[0]
+            return text_response(json.dumps({"persona": "A regular customer.", "steps": steps}))
         if fmt == "refined_query":
             request_text = request.messages[1].content.split("The request:\n", 1)[1].split("\n\nRewrite", 1)[0]
             return text_response(json.dumps({"query": "Could you help me? " + request_text}))

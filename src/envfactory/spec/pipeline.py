@@ -96,6 +96,7 @@ class SynthTasksStage(SpecModel):
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     multi_env_share: float | None = Field(default=None, ge=0.0, le=1.0)
     read_only_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_chain_length: int | None = Field(default=None, ge=1, le=12, description="longest sampled chain")
 
 
 LLM_SPEC = re.compile(r"(local|(openai|replay):\S+?)(#\S+)?")

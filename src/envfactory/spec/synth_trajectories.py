@@ -55,7 +55,7 @@ class SynthTrajectoriesConfig(SpecModel):
         default="simplest-first",
         description="which tasks come first when max_tasks or solve_tasks cut the list: fewest gold calls and "
                     "environments first (ties by id); fewest gold calls first with, at equal length, state-changing "
-                    "tasks before read-only ones (shortest-first); every state-changing task before read-only ones "
+                    "tasks before read-only ones, then fewest argument values to write (shortest-first); every state-changing task before read-only ones "
                     "(a write is verified from the state it leaves, a read-only task from the facts its answer "
                     "states, which small models rarely write out); or the task stage's order")
     solve_tasks: int | None = Field(default=None, ge=0, description="of those, tasks solved; None: all")
@@ -101,6 +101,8 @@ class QueryRecord(SpecModel):
     explicit_overspec: OverspecScore = Field(default_factory=OverspecScore)
     refined_overspec: OverspecScore | None = None
     problems: list[str] = Field(default_factory=list, description="validation problems met on the way")
+    completed: list[str] = Field(default_factory=list, exclude_if=lambda value: not value,
+                                 description="values the writer kept leaving out, stated by a template sentence")
 
 
 JudgeOutcome = Literal["pass", "fail", "error"]

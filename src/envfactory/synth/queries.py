@@ -4,10 +4,12 @@ validated, then refined with calibrated operators.
 Contract:
 - Structure stays deterministic: what the user wants is described from the task's gold calls (actions in
   words, the values a user knows, the facts a read-only task asks for); the model only writes text.
-- `write_query` asks for JSON `{"persona", "query"}`; `refine_query` for `{"query"}`. Every answer is
-  validated (`query_problems`): JSON of the right shape, no refusal text, no tool names, no value that only
-  the environment holds (produced by an earlier call), and for explicit queries every value the user knows
-  and the calls need stated. A failing answer is asked again with the problems as feedback, up to
+- `write_query` asks for JSON `{"persona", "steps"}` with exactly one sentence per gold call of the segment
+  (the schema fixes the count, so a small model cannot drop a step); the query is those sentences joined in
+  order. `refine_query` asks for `{"query"}`. Every answer is validated (`query_problems`): JSON of the right
+  shape, no refusal text, no tool names, no value that only the environment holds (produced by an earlier
+  call), and for explicit queries every value the user knows and the calls need stated (the feedback names
+  the sentence that should state it). A failing answer is asked again with the problems as feedback, up to
   `attempts` times; then `QueryFailure` carries the reason (id-free, so reasons aggregate in the funnel).
 - Refinement operators are chosen per task from a seeded RNG: strength s in 1..4 operators, the first s of
   a seeded permutation of `REFINE_OPERATORS`. Requests carry the given seed, so a cache or cassette repeats
@@ -28,7 +30,7 @@ from envfactory.synth.overspec import env_produced_values, plain_tool_name
 
 WRITER_SYSTEM = (
     "You write what a real person types to an assistant that can act in online services for them. "
-    "Write in the first person, plainly, in one short paragraph. Never mention functions, tools, APIs, "
+    "Write in the first person, plainly, one short sentence per step. Never mention functions, tools, APIs, "
     "endpoints or parameter names. Use the values you are given exactly as written. "
     "Answer with JSON only."
 )
@@ -46,12 +48,18 @@ OPERATOR_TEXT: Mapping[RefineOperator, str] = {
     "weave_goals": "Weave the goals into one flowing request instead of a list.",
 }
 _REFUSAL = re.compile(r"\b(?:I'm sorry|I am sorry|as an AI|I cannot|I can't help|language model)\b", re.IGNORECASE)
-QUERY_SCHEMA: JSONObject = {
-    "type": "object",
-    "properties": {"persona": {"type": "string"}, "query": {"type": "string"}},
-    "required": ["persona", "query"],
-    "additionalProperties": False,
-}
+
+
+def query_schema(steps: int) -> JSONObject:
+    """The JSON schema of a written query: a persona and exactly `steps` sentences, one per gold call."""
+    return {
+        "type": "object",
+        "properties": {"persona": {"type": "string"},
+                       "steps": {"type": "array", "items": {"type": "string"}, "minItems": steps, "maxItems": steps}},
+        "required": ["persona", "steps"],
+        "additionalProperties": False,
+    }
+
 REFINED_SCHEMA: JSONObject = {
     "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"],
     "additionalProperties": False,
@@ -71,11 +79,13 @@ class QueryFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WrittenQuery:
-    """A validated persona and query, and the problems of the answers refused before it."""
+    """A validated persona and query, the problems of the answers refused before it, and the values a
+    template sentence added because every answer left them out (`completed`, empty for most queries)."""
 
     persona: str
     query: str
     problems: tuple[str, ...]
+    completed: tuple[str, ...] = ()
 
 
 def _words(identifier: str) -> str:
@@ -151,7 +161,9 @@ def _problem_reason(problems: Sequence[str]) -> str:
 
 
 def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: str, seed: int, attempts: int,
-         check: Callable[[Mapping[str, object]], list[str]]) -> tuple[dict[str, str], tuple[str, ...]]:
+         check: Callable[[Mapping[str, object]], list[str]]) -> tuple[Mapping[str, object], tuple[str, ...]]:
+    """Ask until `check` finds no problem in the parsed JSON object; the accepted object and the problems of
+    the answers refused before it. `check` sees only objects (anything else is refused here)."""
     messages = [ChatMessage.system(system), ChatMessage.user(prompt)]
     seen: list[str] = []
     problems: list[str] = []
@@ -166,34 +178,94 @@ def _ask(client: LLMClient, system: str, prompt: str, schema: JSONObject, name: 
             content, value = str(exc)[:200], None
         except ValueError:
             value = None
-        required = [str(k) for k in schema.get("required", []) or []]  # type: ignore[union-attr]
-        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in required):
-            problems = ["the answer is not JSON with the fields " + ", ".join(required)]
-        else:
-            problems = check(value)
-            if not problems:
-                return {k: str(v).strip() for k, v in value.items()}, tuple(seen)
+        problems = check(value) if isinstance(value, dict) else [_shape_problem(schema)]
+        if not problems:
+            assert isinstance(value, dict)
+            return value, tuple(seen)
         seen.extend(problems)
         messages = [*messages, ChatMessage.assistant(content),
                     ChatMessage.user("That does not work: " + "; ".join(problems) + ". Write it again.")]
     raise QueryFailure(_problem_reason(problems), seen)  # every answer's problems, the last one's last
 
 
+def _shape_problem(schema: JSONObject) -> str:
+    required = [str(k) for k in schema.get("required", []) or []]  # type: ignore[union-attr]
+    return "the answer is not JSON with the fields " + ", ".join(required)
+
+
+def join_sentences(sentences: Sequence[str]) -> str:
+    """The sentences as one request, in order: each stripped and ended with punctuation."""
+    parts = [text.strip() for text in sentences if text.strip()]
+    return " ".join(part if part[-1] in ".!?" else part + "." for part in parts)
+
+
+def _step_values(task: Task, calls: Sequence[GoldCall]) -> list[list[tuple[str, str]]]:
+    """Per call, the (path, value) pairs a user knows that the call needs (its essential arguments')."""
+    return [[(path, value) for path, value in knowable_values(task, [call])
+             if path.split(".", 1)[0] in call.essential_arguments] for call in calls]
+
+
+def stating_sentence(pairs: Sequence[tuple[str, str]]) -> str:
+    """A template sentence stating `pairs` ((argument path, value)) in words: 'The name is x and the size
+    is 3.' — the completion of a sentence whose writer kept leaving the values out."""
+    clauses = [f"the {_words(path.rsplit('.', 1)[-1].removesuffix('[]'))} is {value}" for path, value in pairs]
+    text = " and ".join(clauses)
+    return text[:1].upper() + text[1:] + "."
+
+
 def write_query(client: LLMClient, task: Task, calls: Sequence[GoldCall], tools: Mapping[str, ToolSpec], *,
                 seed: int, attempts: int, domain: str = "", persona: str = "") -> WrittenQuery:
-    """A persona and an explicit query for `calls` of `task`, validated (see the module docstring)."""
-    required = [value for path, value in knowable_values(task, calls)
-                if any(path.split(".", 1)[0] in c.essential_arguments for c in calls)]
+    """A persona and an explicit query for `calls` of `task`, one sentence per call, validated (see the
+    module docstring). When the last answer failed only by leaving values out, it is kept and
+    each of its sentences that misses values gets a template sentence stating them (`completed`): the
+    small local models drop identifier-like values however they are asked, and a dropped query loses the
+    task. Any other problem still raises `QueryFailure`."""
+    per_step = _step_values(task, calls)
+    required = list(dict.fromkeys(value for pairs in per_step for _, value in pairs))
     given_persona = f"The person: {persona}\n" if persona else ""
+    count = "exactly 1 sentence" if len(calls) == 1 else f"exactly {len(calls)} sentences, one per numbered step"
     prompt = (f"{given_persona}Domain: {domain or 'general'}.\nWhat the person wants done, in order:\n"
               f"{describe_goal(task, calls, tools)}\n\nWrite JSON with \"persona\" (one sentence about who they "
-              "are) and \"query\" (their request, stating every value listed above).")
+              f"are) and \"steps\": {count}, in order, each the person asking for that step in their own words "
+              "and stating every value listed for it.")
+    last_short: list[tuple[str, list[str]]] = []  # the last answer that failed only by missing values
 
     def check(value: Mapping[str, object]) -> list[str]:
-        return query_problems(str(value["query"]), task, required_values=required)
+        steps = value.get("steps")
+        if not isinstance(value.get("persona"), str) or not isinstance(steps, list) \
+                or not all(isinstance(step, str) for step in steps):
+            return ["the answer is not JSON with the fields persona, steps"]
+        if len(steps) != len(calls) or not all(str(step).strip() for step in steps):
+            return [f"the answer does not have {count}"]
+        text = join_sentences([str(step) for step in steps])
+        problems = query_problems(text, task, required_values=required)
+        for number, pairs in enumerate(per_step, start=1):  # say where the missing values belong
+            missing = [v for _, v in pairs if v.lower() not in text.lower()]
+            if missing:
+                problems.append(f"sentence {number} should state {', '.join(missing[:6])}")
+        only_missing = all("leaves out" in p or p.startswith("sentence ") for p in problems)
+        last_short[:] = [(str(value["persona"]), [str(step) for step in steps])] if problems and only_missing else []
+        return problems
 
-    answer, problems = _ask(client, WRITER_SYSTEM, prompt, QUERY_SCHEMA, "query", seed, attempts, check)
-    return WrittenQuery(persona=persona or answer["persona"], query=answer["query"], problems=problems)
+    try:
+        answer, problems = _ask(client, WRITER_SYSTEM, prompt, query_schema(len(calls)), "query", seed, attempts,
+                                check)
+    except QueryFailure as failure:
+        if not last_short:
+            raise
+        written_persona, sentences = last_short[0]
+        completed: list[str] = []
+        for index, pairs in enumerate(per_step):
+            text = join_sentences(sentences).lower()
+            missing = [(path, value) for path, value in pairs if value.lower() not in text]
+            if missing:
+                sentences[index] = join_sentences([sentences[index], stating_sentence(missing)])
+                completed.extend(value for _, value in missing)
+        return WrittenQuery(persona=persona or written_persona.strip(), query=join_sentences(sentences),
+                            problems=tuple(failure.problems), completed=tuple(completed))
+    steps = answer["steps"]
+    query = join_sentences([str(step) for step in steps] if isinstance(steps, list) else [])
+    return WrittenQuery(persona=persona or str(answer["persona"]).strip(), query=query, problems=problems)
 
 
 def choose_operators(seed: int, task_id: str) -> list[RefineOperator]:
@@ -212,6 +284,8 @@ def refine_query(client: LLMClient, task: Task, explicit: str, operators: Sequen
     prompt = f"The request:\n{explicit}\n\nRewrite it. Apply these rules:\n{rules}\n\nWrite JSON with \"query\"."
 
     def check(value: Mapping[str, object]) -> list[str]:
+        if not isinstance(value.get("query"), str):
+            return ["the answer is not JSON with the fields query"]
         text = str(value["query"])
         problems = query_problems(text, task)
         if text.strip() == explicit.strip():
@@ -219,4 +293,4 @@ def refine_query(client: LLMClient, task: Task, explicit: str, operators: Sequen
         return problems
 
     answer, problems = _ask(client, REFINER_SYSTEM, prompt, REFINED_SCHEMA, "refined_query", seed, attempts, check)
-    return WrittenQuery(persona="", query=answer["query"], problems=problems)
+    return WrittenQuery(persona="", query=str(answer["query"]).strip(), problems=problems)

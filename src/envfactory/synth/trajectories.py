@@ -54,7 +54,16 @@ from envfactory.llm import (
 )
 from envfactory.llm.workers import worker_client
 from envfactory.runtime import Environment, load_env
-from envfactory.spec import GoldCall, StageManifest, Task, TaskQueries, ToolSpec, Trajectory, sha256_hex
+from envfactory.spec import (
+    GoldCall,
+    StageManifest,
+    Task,
+    TaskQueries,
+    ToolSpec,
+    Trajectory,
+    json_leaves,
+    sha256_hex,
+)
 from envfactory.spec.synth_trajectories import (
     QueryRecord,
     SolverAttempt,
@@ -217,7 +226,8 @@ class _ItemRun:
                 written = write_query(self.writer, self.task, segment, tools, seed=self.config.seed,
                                       attempts=self.config.query_attempts, domain=domain, persona=record.persona)
                 record = record.model_copy(update={"persona": written.persona,
-                                                   "problems": [*record.problems, *written.problems]})
+                                                   "problems": [*record.problems, *written.problems],
+                                                   "completed": [*record.completed, *written.completed]})
                 explicit.append(written.query)
         except QueryFailure as failure:
             record = record.model_copy(update={"problems": [*record.problems, *failure.problems]})
@@ -341,6 +351,11 @@ def _selected_trajectory(item: TrajectoryItem) -> Trajectory | None:
     return trajectory.model_copy(update={"task_id": item.task.id}) if trajectory is not None else None
 
 
+def _argument_values(task: Task) -> int:
+    """How many argument values the solver must write for `task` (leaves of its gold calls' arguments)."""
+    return sum(1 for call in task.gold_calls() for _ in json_leaves(call.arguments))
+
+
 def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace,
                            deps: TrajectoryDeps) -> StageManifest:
     """Run the stage (see the module docstring); resumes from the items already written."""
@@ -350,7 +365,7 @@ def run_synth_trajectories(config: SynthTrajectoriesConfig, workspace: Workspace
     if config.order == "simplest-first":
         tasks = sorted(tasks, key=lambda t: (len(t.gold_calls()), len(t.envs), t.id))
     elif config.order == "shortest-first":
-        tasks = sorted(tasks, key=lambda t: (len(t.gold_calls()), t.read_only, len(t.envs), t.id))
+        tasks = sorted(tasks, key=lambda t: (len(t.gold_calls()), t.read_only, _argument_values(t), len(t.envs), t.id))
     elif config.order == "writes-first":
         tasks = sorted(tasks, key=lambda t: (t.read_only, len(t.gold_calls()), len(t.envs), t.id))
     chosen = tasks[: config.max_tasks] if config.max_tasks is not None else tasks
