@@ -136,3 +136,15 @@ def test_wilson_interval() -> None:
     low, high = wilson_interval(5, 10)
     assert low < 0.5 < high and (low, high) == (0.2366, 0.7634)
     assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_a_read_only_query_may_not_state_the_answer_and_the_writer_never_sees_it(tasks: list[Task]) -> None:
+    lookup = tasks[2]  # the price of BK-001 is the fact asked for: 45.5
+    assert "states the answer" in query_problems("What does BK-001 cost? I think 45.5.", lookup)[0]
+    assert query_problems("What does BK-001 cost?", lookup) == []
+    assert query_problems("Is 145.50 the price of BK-001?", lookup) == []  # only the whole value counts
+    client = ScriptedClient(['{"persona": "p", "steps": ["Is BK-001 still 45.5?"]}'] * 2)
+    with pytest.raises(QueryFailure) as failure:
+        write_query(client, lookup, lookup.gold_calls(), {}, seed=0, attempts=2)
+    assert failure.value.reason == "states_answer"
+    assert all("45.5" not in m.content for m in client.requests[0].messages)

@@ -8,7 +8,8 @@ Contract:
   (the schema fixes the count, so a small model cannot drop a step); the query is those sentences joined in
   order. `refine_query` asks for `{"query"}`. Every answer is validated (`query_problems`): JSON of the right
   shape, no refusal text, no tool names, no value that only the environment holds (produced by an earlier
-  call), and for explicit queries every value the user knows and the calls need stated (the feedback names
+  call), for a read-only task none of the facts its answer must state (the writer is told the fields asked
+  for, never their values), and for explicit queries every value the user knows and the calls need stated (the feedback names
   the sentence that should state it). A failing answer is asked again with the problems as feedback, up to
   `attempts` times; then `QueryFailure` carries the reason (id-free, so reasons aggregate in the funnel).
 - Refinement operators are chosen per task from a seeded RNG: strength s in 1..4 operators, the first s of
@@ -27,6 +28,7 @@ from envfactory.llm import ChatMessage, ChatRequest, LLMClient, ResponseFormat, 
 from envfactory.spec import GoldCall, JSONObject, Task, ToolSpec, json_leaves
 from envfactory.spec.synth_trajectories import REFINE_OPERATORS, RefineOperator
 from envfactory.synth.overspec import env_produced_values, plain_tool_name
+from envfactory.synth.tasks import asked_fields
 
 WRITER_SYSTEM = (
     "You write what a real person types to an assistant that can act in online services for them. "
@@ -124,9 +126,12 @@ def describe_goal(task: Task, calls: Sequence[GoldCall], tools: Mapping[str, Too
                   and not isinstance(leaf, bool) and str(leaf).strip() not in produced]
         detail = f" with {', '.join(values)}" if values else ""
         lines.append(f"{number}. {action}{about}{detail}")
-    facts = [check.text for check in task.checks if check.kind == "output_contains"]
-    if task.read_only and facts:
-        lines.append("They want to be told what the service says (for example: " + "; ".join(facts[:4]) + ").")
+    if task.read_only and any(check.kind == "output_contains" for check in task.checks):
+        # the fields asked for, never their values: a query that states the answer lets a solver that never
+        # looked it up pass the read-only gate
+        asked = asked_fields(task.queries.explicit) if task.queries.source == "template" else ""
+        lines.append(f"They want to be told the {asked} the service has." if asked
+                     else "They want to be told what the service has on it.")
     return "\n".join(lines)
 
 
@@ -145,6 +150,11 @@ def query_problems(text: str, task: Task, *, required_values: Sequence[str] = ()
     leaked = sorted(v for v in env_produced_values(task) if v.lower() in lowered)
     if leaked:
         problems.append(f"it states values only the service can know yet: {', '.join(leaked[:5])}")
+    if task.read_only:
+        stated = [c.text for c in task.checks if c.kind == "output_contains"
+                  and re.search(rf"(?<!\w){re.escape(c.text.lower())}(?!\w)", lowered)]
+        if stated:
+            problems.append(f"it states the answer the service should give: {', '.join(stated[:5])}")
     missing = [v for v in required_values if v.lower() not in lowered]
     if missing:
         problems.append(f"it leaves out values the request needs: {', '.join(missing[:6])}")
@@ -154,6 +164,7 @@ def query_problems(text: str, task: Task, *, required_values: Sequence[str] = ()
 def _problem_reason(problems: Sequence[str]) -> str:
     first = problems[0] if problems else "invalid answer"
     for key, reason in (("refusal", "refusal"), ("names tools", "tool_names"), ("only the service", "env_ids"),
+                        ("states the answer", "states_answer"),
                         ("leaves out", "missing_values"), ("empty", "empty"), ("JSON", "not_json")):
         if key in first:
             return reason

@@ -110,6 +110,16 @@ def template_text(realised: Realised, facts: list[tuple[str, Any]]) -> str:
     return text
 
 
+_ASKED = re.compile(r" Then tell me the (.+) you found\.$")
+
+
+def asked_fields(template: str) -> str:
+    """The fields a read-only task's template text asks for, in words ('title, status'); '' when the text
+    is not such a template."""
+    found = _ASKED.search(template)
+    return found.group(1) if found else ""
+
+
 def _leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         return [leaf for key in sorted(value) for leaf in _leaves(value[key], f"{path}.{key}" if path else key)]
