@@ -33,3 +33,4 @@ def test_the_recorded_0_5b_run_replays_to_the_recorded_items(tmp_path: Path) -> 
     assert (stage / "funnel.json").read_bytes() == (TARGET / "funnel.json").read_bytes()
     funnel = TrajectoryFunnel.model_validate_json((TARGET / "funnel.json").read_bytes())
     assert funnel.stages["tasks"] == 3 and funnel.model_calls > 0  # the figures docs/trajectories.md quotes
+    assert funnel.completed == 2  # the 0.5B left the order's and the look-up's values out of every answer

@@ -189,7 +189,7 @@ class JudgeFigures(SpecModel):
 
 class TrajectoryFunnel(SpecModel):
     """`funnel.json` of the trajectory stage (no timings). `judge` only when a judge ran (left out of the
-    JSON otherwise)."""
+    JSON otherwise); `completed` only when a query needed the template sentence."""
 
     schema_version: Literal[1] = 1
     preset: Preset
@@ -205,6 +205,8 @@ class TrajectoryFunnel(SpecModel):
     refined_overspec: float = 0.0
     per_strength: dict[str, StrengthFigures] = Field(default_factory=dict)
     judge: JudgeFigures | None = Field(default=None, exclude_if=_absent)
+    completed: int = Field(default=0, ge=0, exclude_if=lambda value: not value,
+                           description="queries with values a template sentence stated (QueryRecord.completed)")
 
 
 class Interval(SpecModel):

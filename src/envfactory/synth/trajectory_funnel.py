@@ -91,6 +91,7 @@ def build_funnel(config: SynthTrajectoriesConfig, tasks_in: int, items: Sequence
             add(len(item.query.operators), item.query.refined_overspec.score, "refined", item)
     return TrajectoryFunnel(
         preset=config.preset, seed=config.seed, k=config.k,
+        completed=sum(1 for i in with_query if i.query is not None and i.query.completed),
         stages={"tasks": tasks_in, "queries": len(with_query), "refined": len(refined), "solved": len(solved),
                 "verified": len(verified)},
         drops={stage: dict(sorted(counter.items())) for stage, counter in sorted(drops.items())},
