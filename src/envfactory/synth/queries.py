@@ -3,15 +3,16 @@ validated, then refined with calibrated operators.
 
 Contract:
 - Structure stays deterministic: what the user wants is described from the task's gold calls (actions in
-  words, the values a user knows, the facts a read-only task asks for); the model only writes text.
+  words, the values a user knows, the fields a read-only task asks for); the model only writes text.
 - `write_query` asks for JSON `{"persona", "steps"}` with exactly one sentence per gold call of the segment
   (the schema fixes the count, so a small model cannot drop a step); the query is those sentences joined in
   order. `refine_query` asks for `{"query"}`. Every answer is validated (`query_problems`): JSON of the right
   shape, no refusal text, no tool names, no value that only the environment holds (produced by an earlier
   call), for a read-only task none of the facts its answer must state (the writer is told the fields asked
-  for, never their values), and for explicit queries every value the user knows and the calls need stated (the feedback names
-  the sentence that should state it). A failing answer is asked again with the problems as feedback, up to
-  `attempts` times; then `QueryFailure` carries the reason (id-free, so reasons aggregate in the funnel).
+  for, never their values), and for explicit queries every value the user knows and the calls need
+  stated (the feedback names the sentence that should state it). A failing answer is asked again with the
+  problems as feedback, up to `attempts` times; then `QueryFailure` carries the reason (id-free, so
+  reasons aggregate in the funnel), except that an answer missing only values is completed (`write_query`).
 - Refinement operators are chosen per task from a seeded RNG: strength s in 1..4 operators, the first s of
   a seeded permutation of `REFINE_OPERATORS`. Requests carry the given seed, so a cache or cassette repeats
   them.
@@ -82,7 +83,7 @@ class QueryFailure(Exception):
 @dataclass(frozen=True, slots=True)
 class WrittenQuery:
     """A validated persona and query, the problems of the answers refused before it, and the values a
-    template sentence added because every answer left them out (`completed`, empty for most queries)."""
+    template sentence added because the last answer still left them out (`completed`, usually empty)."""
 
     persona: str
     query: str
